@@ -1,0 +1,115 @@
+//! Building and running a hub: open the store, bind the listener, start the
+//! health scheduler, serve until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, DatabaseUrl};
+use crate::events::EventBus;
+use crate::health::scheduler::Scheduler;
+use crate::health::Checker;
+use crate::routes::{router, AppState};
+use crate::store::{SqliteStore, Store};
+
+/// A hub that is bound and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database (running migrations) and binds the listener. Fails
+    /// with a message naming what could not be done.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let store = open_store(&config).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let state = AppState {
+            store,
+            checker: Checker::new().context("cannot build the HTTP client for health checks")?,
+            clock,
+            events: EventBus::new(1024),
+            checks: config.checks,
+            max_body_bytes: config.max_body_bytes,
+        };
+        Ok(Self { listener, state })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops the scheduler, finishes
+    /// in-flight requests and closes the database.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let scheduler = Scheduler {
+            store: self.state.store.clone(),
+            checker: self.state.checker.clone(),
+            clock: self.state.clock.clone(),
+            events: self.state.events.clone(),
+            defaults: self.state.checks,
+        };
+        let scheduler = tokio::spawn(scheduler.run(stop.clone()));
+        let store = self.state.store.clone();
+        let app = router(self.state);
+        let stop_serving = stop.clone();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = stop_serving.cancelled() => {}
+                }
+            })
+            .await;
+        stop.cancel();
+        let _ = scheduler.await;
+        store.close().await;
+        served.context("the HTTP server failed")
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.database {
+        DatabaseUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                create_private_dir(dir).with_context(|| {
+                    format!("cannot create the data directory {}", dir.display())
+                })?;
+            }
+            let store = SqliteStore::open(path)
+                .await
+                .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}

@@ -1,0 +1,436 @@
+//! The hub's settings: defaults, then a TOML file, then `LOOKOUT_*` environment
+//! variables, then command-line flags (the last one wins). Every value is
+//! validated before anything starts, and a bad one is reported in one line that
+//! names where it came from.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where a raw setting value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Flag,
+    Env,
+    File(PathBuf),
+}
+
+/// A setting as given, before validation.
+#[derive(Debug, Clone)]
+pub struct RawValue {
+    pub value: String,
+    pub origin: Origin,
+}
+
+/// One setting lookout understands: its key in the TOML file, flag and variable.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingSpec {
+    pub key: &'static str,
+    pub help: &'static str,
+}
+
+impl SettingSpec {
+    pub fn flag(&self) -> String {
+        format!("--{}", self.key.replace('_', "-"))
+    }
+
+    pub fn env(&self) -> String {
+        format!("LOOKOUT_{}", self.key.to_ascii_uppercase())
+    }
+}
+
+/// Every setting of `lookout serve`, in the order `--help` shows them.
+pub const SETTINGS: &[SettingSpec] = &[
+    SettingSpec {
+        key: "listen",
+        help: "address to serve HTTP on",
+    },
+    SettingSpec {
+        key: "data_dir",
+        help: "directory for the SQLite database",
+    },
+    SettingSpec {
+        key: "database",
+        help: "database URL (sqlite://PATH)",
+    },
+    SettingSpec {
+        key: "check_interval",
+        help: "default health-check interval (e.g. 60s, 5m)",
+    },
+    SettingSpec {
+        key: "check_timeout",
+        help: "default health-check timeout (e.g. 2s, 500ms)",
+    },
+    SettingSpec {
+        key: "check_concurrency",
+        help: "health checks allowed in flight at once",
+    },
+    SettingSpec {
+        key: "max_body",
+        help: "largest accepted request body (e.g. 64KiB)",
+    },
+    SettingSpec {
+        key: "log",
+        help: "log filter (tracing EnvFilter syntax)",
+    },
+];
+
+/// A configuration error, one line, naming the setting and its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The validated configuration of a hub.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub checks: CheckDefaults,
+    pub max_body_bytes: usize,
+    pub log: String,
+}
+
+/// Health-check settings that apply when a service does not set its own.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckDefaults {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub concurrency: usize,
+}
+
+impl Default for CheckDefaults {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(2),
+            concurrency: 256,
+        }
+    }
+}
+
+/// Which database the hub stores its data in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+}
+
+impl Config {
+    /// A configuration with every default, serving on `listen` and storing in `data_dir`.
+    /// Tests and embedders start from this.
+    pub fn with_data_dir(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            database: DatabaseUrl::Sqlite(data_dir.join(DB_FILE)),
+            data_dir,
+            checks: CheckDefaults::default(),
+            max_body_bytes: DEFAULT_MAX_BODY,
+            log: "info".into(),
+        }
+    }
+
+    /// Validates and combines the layers. `overrides` holds the flags and
+    /// environment variables the CLI saw (already ranked: a flag beats a
+    /// variable); `file` is the `--config` path, if any.
+    pub fn load(
+        file: Option<&Path>,
+        overrides: BTreeMap<&'static str, RawValue>,
+    ) -> Result<Self, ConfigError> {
+        let mut layers = match file {
+            Some(path) => read_file(path)?,
+            None => BTreeMap::new(),
+        };
+        layers.extend(overrides);
+        Self::from_layers(&layers)
+    }
+
+    fn from_layers(raw: &BTreeMap<&'static str, RawValue>) -> Result<Self, ConfigError> {
+        let get = |key: &str| raw.get(key);
+
+        let listen = match get("listen") {
+            Some(v) => parse(v, "listen", |s| {
+                s.parse::<SocketAddr>()
+                    .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:8000 or [::]:8000".to_owned())
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+        };
+        let data_dir = match get("data_dir") {
+            Some(v) => parse(v, "data_dir", |s| {
+                if s.is_empty() {
+                    Err("must not be empty".to_owned())
+                } else {
+                    Ok(PathBuf::from(s))
+                }
+            })?,
+            None => default_data_dir()?,
+        };
+        let database = match get("database") {
+            Some(v) => parse(v, "database", parse_database_url)?,
+            None => DatabaseUrl::Sqlite(data_dir.join(DB_FILE)),
+        };
+        let defaults = CheckDefaults::default();
+        let interval = match get("check_interval") {
+            Some(v) => parse(v, "check_interval", |s| {
+                parse_duration(s)
+                    .and_then(|d| within(d, Duration::from_secs(1), Duration::from_secs(86_400)))
+            })?,
+            None => defaults.interval,
+        };
+        let timeout = match get("check_timeout") {
+            Some(v) => parse(v, "check_timeout", |s| {
+                parse_duration(s)
+                    .and_then(|d| within(d, Duration::from_millis(50), Duration::from_secs(120)))
+            })?,
+            None => defaults.timeout,
+        };
+        let concurrency = match get("check_concurrency") {
+            Some(v) => parse(v, "check_concurrency", |s| {
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=65_536).contains(n))
+                    .ok_or_else(|| "expected a whole number from 1 to 65536".to_owned())
+            })?,
+            None => defaults.concurrency,
+        };
+        let max_body_bytes = match get("max_body") {
+            Some(v) => parse(v, "max_body", parse_size)?,
+            None => DEFAULT_MAX_BODY,
+        };
+        let log = get("log").map_or_else(|| "info".to_owned(), |v| v.value.clone());
+
+        Ok(Self {
+            listen,
+            data_dir,
+            database,
+            checks: CheckDefaults {
+                interval,
+                timeout,
+                concurrency,
+            },
+            max_body_bytes,
+            log,
+        })
+    }
+}
+
+/// Name of the SQLite file inside the data directory.
+pub const DB_FILE: &str = "lookout.db";
+const DEFAULT_MAX_BODY: usize = 64 * 1024;
+
+fn default_data_dir() -> Result<PathBuf, ConfigError> {
+    directories::ProjectDirs::from("", "", "lookout")
+        .map(|d| d.data_dir().to_path_buf())
+        .ok_or_else(|| {
+            ConfigError(
+                "cannot find a home directory for the default data_dir; set --data-dir or LOOKOUT_DATA_DIR".into(),
+            )
+        })
+}
+
+fn read_file(path: &Path) -> Result<BTreeMap<&'static str, RawValue>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError(format!(
+            "config file {} is not valid TOML: {}",
+            path.display(),
+            e.message()
+        ))
+    })?;
+    let mut out = BTreeMap::new();
+    for (key, value) in table {
+        let spec = SETTINGS.iter().find(|s| s.key == key).ok_or_else(|| {
+            ConfigError(format!(
+                "unknown setting {key:?} in config file {} (known: {})",
+                path.display(),
+                SETTINGS
+                    .iter()
+                    .map(|s| s.key)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            other => {
+                return Err(ConfigError(format!(
+                    "invalid {key} in config file {}: expected a string or a number, got a {}",
+                    path.display(),
+                    other.type_str()
+                )))
+            }
+        };
+        out.insert(
+            spec.key,
+            RawValue {
+                value,
+                origin: Origin::File(path.to_path_buf()),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn parse<T>(
+    raw: &RawValue,
+    key: &str,
+    f: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    let spec = SETTINGS
+        .iter()
+        .find(|s| s.key == key)
+        .expect("every parsed key is in SETTINGS");
+    f(raw.value.trim()).map_err(|why| {
+        let source = match &raw.origin {
+            Origin::Flag => spec.flag(),
+            Origin::Env => spec.env(),
+            Origin::File(p) => format!("{} in config file {}", spec.key, p.display()),
+        };
+        ConfigError(format!("invalid {source} {:?}: {why}", raw.value))
+    })
+}
+
+fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
+    if let Some(rest) = s
+        .strip_prefix("sqlite://")
+        .or_else(|| s.strip_prefix("sqlite:"))
+    {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err(
+                "names no file; use sqlite:///absolute/path.db or sqlite://relative.db".into(),
+            );
+        }
+        return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+    }
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        return Err("PostgreSQL is not supported by this version yet; use sqlite://PATH".into());
+    }
+    Err("expected a sqlite://PATH URL".into())
+}
+
+/// Parses `500ms`, `2s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "expected a duration such as 500ms, 2s, 5m or 1h".to_owned())?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => return Err(format!("unknown unit {other:?}; use ms, s, m or h")),
+    };
+    Ok(d)
+}
+
+fn within(d: Duration, min: Duration, max: Duration) -> Result<Duration, String> {
+    if d < min || d > max {
+        Err(format!("must be between {min:?} and {max:?}"))
+    } else {
+        Ok(d)
+    }
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| "expected a size such as 65536, 64KiB or 1MiB".to_owned())?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" | "k" => 1024,
+        "MiB" | "M" | "MB" => 1024 * 1024,
+        other => return Err(format!("unknown unit {other:?}; use B, KiB or MiB")),
+    };
+    let bytes = n.saturating_mul(factor);
+    if !(1024..=64 * 1024 * 1024).contains(&bytes) {
+        return Err("must be between 1KiB and 64MiB".into());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(pairs: &[(&'static str, &str, Origin)]) -> BTreeMap<&'static str, RawValue> {
+        pairs
+            .iter()
+            .map(|(k, v, o)| {
+                (
+                    *k,
+                    RawValue {
+                        value: (*v).to_owned(),
+                        origin: o.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_layers(&layers(&[("data_dir", "/tmp/x", Origin::Flag)])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.database, DatabaseUrl::Sqlite("/tmp/x/lookout.db".into()));
+        assert_eq!(c.checks.interval, Duration::from_secs(60));
+        assert_eq!(c.checks.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_its_source() {
+        let e = Config::from_layers(&layers(&[("listen", "nonsense", Origin::Env)])).unwrap_err();
+        assert!(
+            e.0.starts_with("invalid LOOKOUT_LISTEN \"nonsense\""),
+            "{e}"
+        );
+        let e = Config::from_layers(&layers(&[("check_timeout", "2 parsecs", Origin::Flag)]))
+            .unwrap_err();
+        assert!(e.0.starts_with("invalid --check-timeout"), "{e}");
+        let e = Config::from_layers(&layers(&[(
+            "database",
+            "mysql://x",
+            Origin::File("/etc/l.toml".into()),
+        )]))
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("invalid database in config file /etc/l.toml"),
+            "{e}"
+        );
+        assert!(!e.0.contains('\n'));
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert!(parse_size("1").is_err());
+    }
+
+    #[test]
+    fn sqlite_urls() {
+        assert_eq!(
+            parse_database_url("sqlite:///var/lib/l.db").unwrap(),
+            DatabaseUrl::Sqlite("/var/lib/l.db".into())
+        );
+        assert_eq!(
+            parse_database_url("sqlite://rel.db?mode=rwc").unwrap(),
+            DatabaseUrl::Sqlite("rel.db".into())
+        );
+        assert!(parse_database_url("sqlite://").is_err());
+        assert!(parse_database_url("postgres://u@h/db")
+            .unwrap_err()
+            .contains("PostgreSQL"));
+    }
+}

@@ -1,0 +1,37 @@
+//! The hub's internal event stream: every change to the registry and every
+//! check result is published here once. The health scheduler listens to it to
+//! pick up new and changed services; live views (SSE, WebSocket) will too.
+
+use lookout_proto::service::HealthStatus;
+use tokio::sync::broadcast;
+
+/// Something that changed in the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    ServiceCreated { id: i64 },
+    ServiceUpdated { id: i64 },
+    ServiceDeleted { id: i64 },
+    HealthChecked { id: i64, status: HealthStatus },
+}
+
+/// A cheap-to-clone handle for publishing and subscribing.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+}
+
+impl EventBus {
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity);
+        Self { tx }
+    }
+
+    /// Publishes an event; having no subscriber is fine.
+    pub fn publish(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,17 @@
+//! The lookout hub as a library: `lookout serve` is a thin wrapper around
+//! [`app::Application`], and the tests build the very same thing on port 0.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod health;
+pub mod routes;
+pub mod store;
+
+pub use app::Application;
+pub use config::Config;
+
+/// The version shown in the dashboard footer and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,143 @@
+//! The JSON API: `/api/services` and friends (seed 000, seed 001).
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use lookout_proto::service::{
+    parse_new_service, parse_service_patch, HealthCheckView, RegistryStatus, ServiceView,
+};
+use lookout_proto::FieldError;
+
+use super::extract::{JsonObject, ServiceId};
+use super::AppState;
+use crate::error::ApiError;
+use crate::store::{Service, ServiceFilter};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/services", get(list_services).post(create_service))
+        .route(
+            "/services/{id}",
+            get(get_service).put(update_service).delete(delete_service),
+        )
+        .route("/services/{id}/health", get(check_service))
+        .route("/services/{id}/checks", get(check_history))
+        .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+}
+
+type Params = Query<HashMap<String, String>>;
+
+async fn list_services(
+    State(state): State<AppState>,
+    Query(params): Params,
+) -> Result<Json<Vec<ServiceView>>, ApiError> {
+    let filter = match params.get("status").map(String::as_str) {
+        None | Some("") => ServiceFilter::Status(RegistryStatus::Configured),
+        Some("all") => ServiceFilter::All,
+        Some(s) => ServiceFilter::Status(RegistryStatus::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(
+                format!("unknown status filter {s:?}"),
+                vec![FieldError::new(
+                    "status",
+                    "must be one of configured, discovered, raw, all",
+                )],
+            )
+        })?),
+    };
+    let services = state.store.list_services(filter).await?;
+    Ok(Json(
+        services.iter().map(|s| s.to_view(&state.checks)).collect(),
+    ))
+}
+
+async fn create_service(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let new = parse_new_service(&body).map_err(ApiError::Validation)?;
+    let service = state.create_service(&new).await?;
+    let location = format!("/api/services/{}", service.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(service.to_view(&state.checks)),
+    ))
+}
+
+async fn find(state: &AppState, id: i64) -> Result<Service, ApiError> {
+    state
+        .store
+        .get_service(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found_service(id))
+}
+
+async fn get_service(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+) -> Result<Json<ServiceView>, ApiError> {
+    Ok(Json(find(&state, id).await?.to_view(&state.checks)))
+}
+
+async fn update_service(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+    JsonObject(body): JsonObject,
+) -> Result<Json<ServiceView>, ApiError> {
+    let patch = parse_service_patch(&body).map_err(ApiError::Validation)?;
+    let service = state
+        .update_service(id, &patch)
+        .await?
+        .ok_or_else(|| ApiError::not_found_service(id))?;
+    Ok(Json(service.to_view(&state.checks)))
+}
+
+async fn delete_service(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+) -> Result<StatusCode, ApiError> {
+    if state.delete_service(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found_service(id))
+    }
+}
+
+async fn check_service(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+) -> Result<Json<HealthCheckView>, ApiError> {
+    let service = find(&state, id).await?;
+    Ok(Json(state.check_now(&service).await?.to_view()))
+}
+
+async fn check_history(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+    Query(params): Params,
+) -> Result<Json<Vec<HealthCheckView>>, ApiError> {
+    let limit = match params.get("limit") {
+        None => 100,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    format!("invalid limit {raw:?}"),
+                    vec![FieldError::new(
+                        "limit",
+                        "must be an integer from 1 to 10000",
+                    )],
+                )
+            })?,
+    };
+    find(&state, id).await?;
+    let history = state.store.health_history(id, limit).await?;
+    Ok(Json(history.iter().map(|c| c.to_view()).collect()))
+}

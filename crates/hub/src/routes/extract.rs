@@ -1,0 +1,98 @@
+//! Extractors that turn bad input into a proper [`ApiError`] instead of axum's
+//! plain-text rejections.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use lookout_proto::FieldError;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// A request body that must be a JSON object sent as `application/json`.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl FromRequest<AppState> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if !content_type.as_deref().is_some_and(is_json) {
+            return Err(ApiError::UnsupportedMediaType(
+                content_type.unwrap_or_else(|| "no Content-Type".into()),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge {
+                    limit: state.max_body_bytes,
+                }
+            } else {
+                ApiError::BadRequest(format!("cannot read the body: {}", r.body_text()), vec![])
+            }
+        })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(other) => Err(ApiError::Validation(vec![FieldError::new(
+                "body",
+                format!(
+                    "must be a JSON object, got {}",
+                    lookout_proto::service::kind(&other)
+                ),
+            )])),
+            Err(e) => Err(ApiError::MalformedJson(e.to_string())),
+        }
+    }
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A service id from the path: a positive integer.
+pub struct ServiceId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for ServiceId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text(), vec![]))?;
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(ServiceId)
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    format!("{raw:?} is not a service id"),
+                    vec![FieldError::new("id", "must be a positive integer")],
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_content_types() {
+        assert!(super::is_json("application/json"));
+        assert!(super::is_json("Application/JSON; charset=utf-8"));
+        assert!(super::is_json("application/merge-patch+json"));
+        assert!(!super::is_json("text/plain"));
+        assert!(!super::is_json("application/x-www-form-urlencoded"));
+    }
+}

@@ -1,0 +1,109 @@
+//! The HTTP surface: the JSON API under `/api` ([`api`]) and the server-rendered
+//! dashboard ([`ui`]), sharing one [`AppState`].
+
+pub mod api;
+mod extract;
+pub mod ui;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::clock::SharedClock;
+use crate::config::CheckDefaults;
+use crate::events::EventBus;
+use crate::health::Checker;
+use crate::store::Store;
+
+/// Everything a request handler may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub checker: Checker,
+    pub clock: SharedClock,
+    pub events: EventBus,
+    pub checks: CheckDefaults,
+    pub max_body_bytes: usize,
+}
+
+/// The whole router of a hub.
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .nest("/api", api::router())
+        .merge(ui::router())
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .with_state(state)
+}
+
+/// Registry operations shared by the API and the dashboard. Each one writes
+/// through the store and then publishes what changed, so every view and the
+/// scheduler hear about it the same way.
+impl AppState {
+    pub async fn create_service(
+        &self,
+        new: &lookout_proto::service::NewService,
+    ) -> Result<crate::store::Service, crate::store::StoreError> {
+        let service = self.store.create_service(new, self.clock.now()).await?;
+        self.events
+            .publish(crate::events::Event::ServiceCreated { id: service.id });
+        Ok(service)
+    }
+
+    pub async fn update_service(
+        &self,
+        id: i64,
+        patch: &lookout_proto::service::ServicePatch,
+    ) -> Result<Option<crate::store::Service>, crate::store::StoreError> {
+        if patch.is_empty() {
+            return self.store.get_service(id).await;
+        }
+        let updated = self
+            .store
+            .update_service(id, patch, self.clock.now())
+            .await?;
+        if updated.is_some() {
+            self.events
+                .publish(crate::events::Event::ServiceUpdated { id });
+        }
+        Ok(updated)
+    }
+
+    pub async fn delete_service(&self, id: i64) -> Result<bool, crate::store::StoreError> {
+        let deleted = self.store.delete_service(id).await?;
+        if deleted {
+            self.events
+                .publish(crate::events::Event::ServiceDeleted { id });
+        }
+        Ok(deleted)
+    }
+
+    /// Runs a check now, stores it in the history and publishes it.
+    pub async fn check_now(
+        &self,
+        service: &crate::store::Service,
+    ) -> Result<crate::store::HealthCheck, crate::store::StoreError> {
+        let result = self
+            .checker
+            .check_service(service, &self.checks, self.clock.as_ref())
+            .await;
+        if self.store.record_health_check(&result).await? {
+            self.events.publish(crate::events::Event::HealthChecked {
+                id: service.id,
+                status: result.status,
+            });
+        }
+        Ok(result)
+    }
+}

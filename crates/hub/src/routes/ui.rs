@@ -1,0 +1,574 @@
+//! The dashboard: server-rendered HTML pages and their static assets. Every page
+//! works without JavaScript; `static/app.js` only adds live refresh and confirms.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Form, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use lookout_proto::service::{
+    parse_new_service, parse_service_patch, HealthStatus, RegistryStatus,
+};
+use lookout_proto::FieldError;
+use serde_json::{Map, Value};
+
+use super::extract::ServiceId;
+use super::AppState;
+use crate::store::{Service, ServiceFilter, StoreError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/scan", get(scan_page))
+        .route("/services", post(create_from_form))
+        .route("/services/new", get(new_form))
+        .route("/services/{id}/edit", get(edit_form).post(update_from_form))
+        .route("/services/{id}/delete", post(delete_from_form))
+        .route("/services/{id}/check", post(check_from_form))
+        .route(
+            "/static/app.css",
+            get(|| {
+                asset(
+                    "text/css; charset=utf-8",
+                    include_str!("../../static/app.css"),
+                )
+            }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../../static/app.js"),
+                )
+            }),
+        )
+        .route(
+            "/static/favicon.svg",
+            get(|| asset("image/svg+xml", include_str!("../../static/favicon.svg"))),
+        )
+        .fallback(|| async {
+            message(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is no page at this address.",
+            )
+        })
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Renders a template, or a generic 500 page if rendering fails (logged).
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; the hub's log has the details",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+fn message(status: StatusCode, title: &str, message: &str) -> Response {
+    render(status, &MessagePage { title, message })
+}
+
+fn store_failure(e: &StoreError) -> Response {
+    tracing::error!(error = ?e, "dashboard request failed");
+    message(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "lookout could not read or write its database. The hub's log has the details.",
+    )
+}
+
+fn no_such_service() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "No such service",
+        "This service does not exist; it may have been deleted.",
+    )
+}
+
+// ---- Dashboard ------------------------------------------------------------
+
+struct Row {
+    id: i64,
+    name: String,
+    href: Option<String>,
+    description: Option<String>,
+    health: &'static str,
+    label: &'static str,
+    detail: String,
+}
+
+#[derive(Default)]
+struct Counts {
+    healthy: usize,
+    unhealthy: usize,
+    unknown: usize,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct DashboardPage {
+    rows: Vec<Row>,
+    counts: Counts,
+    notice: Option<String>,
+}
+
+fn label(status: HealthStatus) -> &'static str {
+    match status {
+        HealthStatus::Healthy => "Healthy",
+        HealthStatus::Unhealthy => "Unhealthy",
+        HealthStatus::Unknown => "Unknown",
+    }
+}
+
+fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds().max(0);
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", (secs + 30) / 60),
+        _ => format!("{} h ago", (secs + 1800) / 3600),
+    }
+}
+
+fn detail(s: &Service, now: DateTime<Utc>) -> String {
+    if s.health_url().is_none() {
+        return "no health endpoint".into();
+    }
+    let Some(checked) = s.last_health_check else {
+        return "not checked yet".into();
+    };
+    let mut parts = Vec::new();
+    match (&s.last_error, s.last_response_code) {
+        (Some(e), _) => parts.push(e.clone()),
+        (None, Some(code)) => parts.push(format!("HTTP {code}")),
+        (None, None) => {}
+    }
+    if let Some(ms) = s.last_latency_ms {
+        parts.push(format!("{ms} ms"));
+    }
+    parts.push(ago(checked, now));
+    parts.join(" · ")
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let services = match state
+        .store
+        .list_services(ServiceFilter::Status(RegistryStatus::Configured))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return store_failure(&e),
+    };
+    let now = state.clock.now();
+    let mut counts = Counts::default();
+    let rows = services
+        .iter()
+        .map(|s| {
+            match s.health_status {
+                HealthStatus::Healthy => counts.healthy += 1,
+                HealthStatus::Unhealthy => counts.unhealthy += 1,
+                HealthStatus::Unknown => counts.unknown += 1,
+            }
+            Row {
+                id: s.id,
+                name: s.name.clone(),
+                href: s.base_url.clone(),
+                description: s.description.clone(),
+                health: s.health_status.as_str(),
+                label: label(s.health_status),
+                detail: detail(s, now),
+            }
+        })
+        .collect();
+    let notice = q.get("notice").and_then(|n| match n.as_str() {
+        "created" => Some("Service added. Its first health check is running.".to_owned()),
+        "updated" => Some("Service saved.".to_owned()),
+        "deleted" => Some("Service deleted.".to_owned()),
+        "checked" => Some("Health checked.".to_owned()),
+        _ => None,
+    });
+    render(
+        StatusCode::OK,
+        &DashboardPage {
+            rows,
+            counts,
+            notice,
+        },
+    )
+}
+
+async fn scan_page() -> Response {
+    #[derive(Template)]
+    #[template(path = "scan.html")]
+    struct ScanPage;
+    render(StatusCode::OK, &ScanPage)
+}
+
+// ---- Service form ---------------------------------------------------------
+
+struct FormField {
+    key: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    value: String,
+    required: bool,
+    placeholder: Option<&'static str>,
+    hint: Option<&'static str>,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "form.html")]
+struct FormPage {
+    title: String,
+    action: String,
+    submit: &'static str,
+    fields: Vec<FormField>,
+    errors_summary: String,
+}
+
+/// The fields of the form, in order: (key, label, input type, required, placeholder, hint).
+const FIELDS: &[(&str, &str, &str, bool, Option<&str>, Option<&str>)] = &[
+    (
+        "name",
+        "Service name",
+        "text",
+        true,
+        Some("grafana.service"),
+        None,
+    ),
+    (
+        "description",
+        "Description",
+        "text",
+        false,
+        Some("What it is for"),
+        None,
+    ),
+    (
+        "base_url",
+        "Base URL",
+        "url",
+        false,
+        Some("http://192.168.1.10:3000"),
+        Some("Where the service answers; the name on the dashboard links here."),
+    ),
+    (
+        "health_endpoint",
+        "Health endpoint",
+        "text",
+        false,
+        Some("/health"),
+        Some("A path checked in the background; any 2xx is healthy. Leave empty for no check."),
+    ),
+    ("port", "Port", "number", false, Some("3000"), None),
+    (
+        "check_interval_secs",
+        "Check interval (seconds)",
+        "number",
+        false,
+        None,
+        Some("Empty: the hub's default."),
+    ),
+    (
+        "check_timeout_ms",
+        "Check timeout (milliseconds)",
+        "number",
+        false,
+        None,
+        Some("Empty: the hub's default."),
+    ),
+];
+
+fn form_page(
+    title: String,
+    action: String,
+    submit: &'static str,
+    values: &HashMap<String, String>,
+    errors: &[FieldError],
+) -> FormPage {
+    let fields = FIELDS
+        .iter()
+        .map(
+            |&(key, label, kind, required, placeholder, hint)| FormField {
+                key,
+                label,
+                kind,
+                value: values.get(key).cloned().unwrap_or_default(),
+                required,
+                placeholder,
+                hint,
+                error: errors
+                    .iter()
+                    .filter(|e| e.field == key || (key == "base_url" && e.field == "url"))
+                    .map(|e| capitalize(&e.message))
+                    .reduce(|a, b| format!("{a}; {b}")),
+            },
+        )
+        .collect::<Vec<_>>();
+    let unplaced: Vec<String> = errors
+        .iter()
+        .filter(|e| !FIELDS.iter().any(|f| f.0 == e.field) && e.field != "url")
+        .map(|e| format!("{} {}", e.field, e.message))
+        .collect();
+    let errors_summary = if errors.is_empty() {
+        String::new()
+    } else if unplaced.is_empty() {
+        "Please correct the highlighted fields.".to_owned()
+    } else {
+        format!("Please correct: {}", unplaced.join("; "))
+    };
+    FormPage {
+        title,
+        action,
+        submit,
+        fields,
+        errors_summary,
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn values_of(s: &Service) -> HashMap<String, String> {
+    let mut v = HashMap::new();
+    v.insert("name".into(), s.name.clone());
+    let opt = |x: Option<String>| x.unwrap_or_default();
+    v.insert("description".into(), opt(s.description.clone()));
+    v.insert("base_url".into(), opt(s.base_url.clone()));
+    v.insert("health_endpoint".into(), opt(s.health_endpoint.clone()));
+    v.insert("port".into(), opt(s.port.map(|p| p.to_string())));
+    v.insert(
+        "check_interval_secs".into(),
+        opt(s.check_interval_secs.map(|p| p.to_string())),
+    );
+    v.insert(
+        "check_timeout_ms".into(),
+        opt(s.check_timeout_ms.map(|p| p.to_string())),
+    );
+    v
+}
+
+/// Turns form values into the JSON object the API validator takes, so the form
+/// and the API share one set of rules. Empty inputs mean "not set".
+fn form_to_json(form: &HashMap<String, String>, keep_empty_as_null: bool) -> Map<String, Value> {
+    let mut map = Map::new();
+    for &(key, _, kind, ..) in FIELDS {
+        let Some(raw) = form.get(key) else { continue };
+        let raw = raw.trim();
+        let value = if raw.is_empty() {
+            if !keep_empty_as_null || key == "name" {
+                if key == "name" {
+                    map.insert(key.into(), Value::String(String::new()));
+                }
+                continue;
+            }
+            Value::Null
+        } else if kind == "number" {
+            raw.parse::<u64>().map_or_else(
+                |_| Value::String(raw.to_owned()),
+                |n| Value::Number(n.into()),
+            )
+        } else {
+            Value::String(raw.to_owned())
+        };
+        map.insert(key.into(), value);
+    }
+    map
+}
+
+async fn new_form(Query(prefill): Query<HashMap<String, String>>) -> Response {
+    render(
+        StatusCode::OK,
+        &form_page(
+            "Add a service".into(),
+            "/services".into(),
+            "Add service",
+            &prefill,
+            &[],
+        ),
+    )
+}
+
+type FormResult = Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>;
+
+fn bad_form(e: &axum::extract::rejection::FormRejection) -> Response {
+    message(
+        StatusCode::BAD_REQUEST,
+        "Could not read the form",
+        &e.body_text(),
+    )
+}
+
+fn conflict_or_failure(e: StoreError) -> Result<Vec<FieldError>, Response> {
+    match e {
+        StoreError::Conflict { field, value } => Ok(vec![FieldError::new(
+            field,
+            format!("{value:?} is already taken by another service"),
+        )]),
+        other => Err(store_failure(&other)),
+    }
+}
+
+async fn create_from_form(State(state): State<AppState>, form: FormResult) -> Response {
+    let Form(values) = match form {
+        Ok(f) => f,
+        Err(e) => return bad_form(&e),
+    };
+    let errors = match parse_new_service(&form_to_json(&values, false)) {
+        Ok(new) => match state.create_service(&new).await {
+            Ok(_) => return Redirect::to("/?notice=created").into_response(),
+            Err(e) => match conflict_or_failure(e) {
+                Ok(errors) => errors,
+                Err(page) => return page,
+            },
+        },
+        Err(errors) => errors,
+    };
+    render(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &form_page(
+            "Add a service".into(),
+            "/services".into(),
+            "Add service",
+            &values,
+            &errors,
+        ),
+    )
+}
+
+async fn edit_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
+    match state.store.get_service(id).await {
+        Ok(Some(s)) => render(
+            StatusCode::OK,
+            &form_page(
+                format!("Edit {}", s.name),
+                format!("/services/{id}/edit"),
+                "Save changes",
+                &values_of(&s),
+                &[],
+            ),
+        ),
+        Ok(None) => no_such_service(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+async fn update_from_form(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+    form: FormResult,
+) -> Response {
+    let Form(values) = match form {
+        Ok(f) => f,
+        Err(e) => return bad_form(&e),
+    };
+    let errors = match parse_service_patch(&form_to_json(&values, true)) {
+        Ok(patch) => match state.update_service(id, &patch).await {
+            Ok(Some(_)) => return Redirect::to("/?notice=updated").into_response(),
+            Ok(None) => return no_such_service(),
+            Err(e) => match conflict_or_failure(e) {
+                Ok(errors) => errors,
+                Err(page) => return page,
+            },
+        },
+        Err(errors) => errors,
+    };
+    let title = values
+        .get("name")
+        .map_or_else(|| "Edit service".to_owned(), |n| format!("Edit {n}"));
+    render(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &form_page(
+            title,
+            format!("/services/{id}/edit"),
+            "Save changes",
+            &values,
+            &errors,
+        ),
+    )
+}
+
+async fn delete_from_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
+    match state.delete_service(id).await {
+        Ok(true) => Redirect::to("/?notice=deleted").into_response(),
+        Ok(false) => no_such_service(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+async fn check_from_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
+    let service = match state.store.get_service(id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return no_such_service(),
+        Err(e) => return store_failure(&e),
+    };
+    match state.check_now(&service).await {
+        Ok(_) => Redirect::to("/?notice=checked").into_response(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_form_fields_are_unset_on_create_and_cleared_on_edit() {
+        let form: HashMap<String, String> =
+            [("name", "web"), ("port", ""), ("health_endpoint", " ")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        let create = form_to_json(&form, false);
+        assert_eq!(create.len(), 1);
+        let edit = form_to_json(&form, true);
+        assert_eq!(edit.get("port"), Some(&Value::Null));
+        assert_eq!(edit.get("health_endpoint"), Some(&Value::Null));
+    }
+
+    #[test]
+    fn non_numeric_port_reaches_the_validator_as_a_string() {
+        let form: HashMap<String, String> = [("name", "web"), ("port", "eighty")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let errors = parse_new_service(&form_to_json(&form, false)).unwrap_err();
+        assert_eq!(errors[0].field, "port");
+    }
+}

@@ -1,0 +1,188 @@
+//! Storage: the one trait every backend implements, and the records it deals in.
+//!
+//! Invariant: nothing outside this module writes SQL. Each backend keeps its own
+//! embedded migrations (`migrations/<backend>/`) and runtime-checked queries, so a
+//! PostgreSQL backend can sit beside SQLite behind the same trait.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use lookout_proto::service::{
+    health_url, HealthCheckView, HealthStatus, NewService, RegistryStatus, ReportedState,
+    ServicePatch, ServiceView,
+};
+use std::time::Duration;
+
+pub use sqlite::SqliteStore;
+
+use crate::config::CheckDefaults;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique field already holds this value.
+    #[error("{field} {value:?} is already taken")]
+    Conflict { field: &'static str, value: String },
+    /// The database failed; the cause is for the log, not for the client.
+    #[error("database error")]
+    Database(#[source] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e.into())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Database(e.into())
+    }
+}
+
+/// Which services a listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceFilter {
+    Status(RegistryStatus),
+    All,
+}
+
+/// A service as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    pub base_url: Option<String>,
+    pub port: Option<u16>,
+    pub health_endpoint: Option<String>,
+    pub status: RegistryStatus,
+    pub systemd_state: Option<String>,
+    pub reported_state: Option<ReportedState>,
+    /// `None` means "the hub's default".
+    pub check_interval_secs: Option<u64>,
+    pub check_timeout_ms: Option<u64>,
+    pub health_status: HealthStatus,
+    pub last_health_check: Option<DateTime<Utc>>,
+    pub last_response_code: Option<u16>,
+    pub last_latency_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_scanned_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Service {
+    /// The URL the health checker requests, if the service has one.
+    pub fn health_url(&self) -> Option<String> {
+        match (&self.base_url, &self.health_endpoint) {
+            (Some(base), Some(endpoint)) => Some(health_url(base, endpoint)),
+            _ => None,
+        }
+    }
+
+    pub fn interval(&self, defaults: &CheckDefaults) -> Duration {
+        self.check_interval_secs
+            .map_or(defaults.interval, Duration::from_secs)
+    }
+
+    pub fn timeout(&self, defaults: &CheckDefaults) -> Duration {
+        self.check_timeout_ms
+            .map_or(defaults.timeout, Duration::from_millis)
+    }
+
+    pub fn to_view(&self, defaults: &CheckDefaults) -> ServiceView {
+        ServiceView {
+            id: self.id,
+            name: self.name.clone(),
+            description: self.description.clone(),
+            base_url: self.base_url.clone(),
+            url: self.base_url.clone(),
+            port: self.port,
+            health_endpoint: self.health_endpoint.clone(),
+            health_url: self.health_url(),
+            status: self.status,
+            systemd_state: self.systemd_state.clone(),
+            reported_state: self.reported_state,
+            health_status: self.health_status,
+            last_health_check: self.last_health_check,
+            last_response_code: self.last_response_code,
+            last_latency_ms: self.last_latency_ms,
+            last_error: self.last_error.clone(),
+            check_interval_secs: self.interval(defaults).as_secs(),
+            check_timeout_ms: u64::try_from(self.timeout(defaults).as_millis()).unwrap_or(u64::MAX),
+            last_scanned_at: self.last_scanned_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// One health check result, as stored in the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub service_id: i64,
+    pub checked_at: DateTime<Utc>,
+    pub status: HealthStatus,
+    pub url: Option<String>,
+    pub response_code: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl HealthCheck {
+    pub fn to_view(&self) -> HealthCheckView {
+        HealthCheckView {
+            service_id: self.service_id,
+            status: self.status,
+            url: self.url.clone(),
+            response_code: self.response_code,
+            latency_ms: self.latency_ms,
+            checked_at: self.checked_at,
+            error: self.error.clone(),
+        }
+    }
+}
+
+/// The storage of a hub. Every method is one transaction: it happens whole or not at all.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a configured service.
+    async fn create_service(
+        &self,
+        new: &NewService,
+        now: DateTime<Utc>,
+    ) -> Result<Service, StoreError>;
+
+    async fn get_service(&self, id: i64) -> Result<Option<Service>, StoreError>;
+
+    /// Services in name order.
+    async fn list_services(&self, filter: ServiceFilter) -> Result<Vec<Service>, StoreError>;
+
+    /// Applies the fields present in `patch`; `None` when the service does not exist.
+    /// Changing the URL or the endpoint forgets the cached health, which no longer applies.
+    async fn update_service(
+        &self,
+        id: i64,
+        patch: &ServicePatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Service>, StoreError>;
+
+    /// Deletes a service and its history; `false` when it did not exist.
+    async fn delete_service(&self, id: i64) -> Result<bool, StoreError>;
+
+    /// Appends a result to the history and caches it on the service. `false` when the
+    /// service was deleted meanwhile (the result is then dropped).
+    async fn record_health_check(&self, check: &HealthCheck) -> Result<bool, StoreError>;
+
+    /// The most recent results first.
+    async fn health_history(
+        &self,
+        service_id: i64,
+        limit: u32,
+    ) -> Result<Vec<HealthCheck>, StoreError>;
+
+    /// Closes connections; the data is then safely on disk.
+    async fn close(&self);
+}

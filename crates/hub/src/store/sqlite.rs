@@ -1,0 +1,437 @@
+//! The SQLite backend: one file in WAL mode, migrations embedded in the binary.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use lookout_proto::service::{
+    HealthStatus, NewService, RegistryStatus, ReportedState, ServicePatch,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::{HealthCheck, Service, ServiceFilter, Store, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn opt_time(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.map(time)
+}
+
+fn to_u16(v: Option<i64>) -> Option<u16> {
+    v.and_then(|v| u16::try_from(v).ok())
+}
+
+fn to_u64(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+fn to_i64(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn service_from_row(row: &SqliteRow) -> Result<Service, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let health: String = row.try_get("health_status")?;
+    let reported: Option<String> = row.try_get("reported_state")?;
+    Ok(Service {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        base_url: row.try_get("base_url")?,
+        port: to_u16(row.try_get("port")?),
+        health_endpoint: row.try_get("health_endpoint")?,
+        status: RegistryStatus::parse(&status).ok_or_else(|| decode_error("status", &status))?,
+        systemd_state: row.try_get("systemd_state")?,
+        reported_state: reported.as_deref().and_then(ReportedState::parse),
+        check_interval_secs: to_u64(row.try_get("check_interval_secs")?),
+        check_timeout_ms: to_u64(row.try_get("check_timeout_ms")?),
+        health_status: HealthStatus::parse(&health)
+            .ok_or_else(|| decode_error("health_status", &health))?,
+        last_health_check: opt_time(row.try_get("last_health_check")?),
+        last_response_code: to_u16(row.try_get("last_response_code")?),
+        last_latency_ms: to_u64(row.try_get("last_latency_ms")?),
+        last_error: row.try_get("last_error")?,
+        last_scanned_at: opt_time(row.try_get("last_scanned_at")?),
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+    })
+}
+
+fn check_from_row(row: &SqliteRow) -> Result<HealthCheck, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(HealthCheck {
+        service_id: row.try_get("service_id")?,
+        checked_at: time(row.try_get("checked_at")?),
+        status: HealthStatus::parse(&status).ok_or_else(|| decode_error("status", &status))?,
+        url: row.try_get("url")?,
+        response_code: to_u16(row.try_get("response_code")?),
+        latency_ms: to_u64(row.try_get("latency_ms")?),
+        error: row.try_get("error")?,
+    })
+}
+
+fn decode_error(column: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unexpected {column} {value:?} in the database").into())
+}
+
+/// Turns a unique-constraint violation on `name` into a [`StoreError::Conflict`].
+fn name_conflict(e: sqlx::Error, name: &str) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Conflict {
+                field: "name",
+                value: name.to_owned(),
+            };
+        }
+    }
+    e.into()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_service(
+        &self,
+        new: &NewService,
+        now: DateTime<Utc>,
+    ) -> Result<Service, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
+                reported_state, check_interval_secs, check_timeout_ms, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, 'configured', ?, ?, ?, ?, ?)
+             RETURNING *",
+        )
+        .bind(new.name.as_str())
+        .bind(new.description.as_deref())
+        .bind(new.base_url.as_ref().map(|u| u.to_display()))
+        .bind(new.port.map(i64::from))
+        .bind(new.health_endpoint.as_ref().map(|e| e.as_str().to_owned()))
+        .bind(new.reported_state.map(ReportedState::as_str))
+        .bind(to_i64(new.check_interval_secs))
+        .bind(to_i64(new.check_timeout_ms))
+        .bind(ms(now))
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| name_conflict(e, new.name.as_str()))?;
+        Ok(service_from_row(&row)?)
+    }
+
+    async fn get_service(&self, id: i64) -> Result<Option<Service>, StoreError> {
+        let row = sqlx::query("SELECT * FROM services WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(service_from_row).transpose()?)
+    }
+
+    async fn list_services(&self, filter: ServiceFilter) -> Result<Vec<Service>, StoreError> {
+        let rows = match filter {
+            ServiceFilter::All => {
+                sqlx::query("SELECT * FROM services ORDER BY name, id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            ServiceFilter::Status(status) => {
+                sqlx::query("SELECT * FROM services WHERE status = ? ORDER BY name, id")
+                    .bind(status.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows
+            .iter()
+            .map(service_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn update_service(
+        &self,
+        id: i64,
+        patch: &ServicePatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Service>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE services SET updated_at = ");
+        q.push_bind(ms(now));
+        if let Some(name) = &patch.name {
+            q.push(", name = ").push_bind(name.as_str().to_owned());
+        }
+        if let Some(description) = &patch.description {
+            q.push(", description = ").push_bind(description.clone());
+        }
+        if let Some(base_url) = &patch.base_url {
+            q.push(", base_url = ")
+                .push_bind(base_url.as_ref().map(|u| u.to_display()));
+        }
+        if let Some(port) = patch.port {
+            q.push(", port = ").push_bind(port.map(i64::from));
+        }
+        if let Some(endpoint) = &patch.health_endpoint {
+            q.push(", health_endpoint = ")
+                .push_bind(endpoint.as_ref().map(|e| e.as_str().to_owned()));
+        }
+        if let Some(state) = patch.reported_state {
+            q.push(", reported_state = ")
+                .push_bind(state.map(ReportedState::as_str));
+        }
+        if let Some(secs) = patch.check_interval_secs {
+            q.push(", check_interval_secs = ").push_bind(to_i64(secs));
+        }
+        if let Some(timeout) = patch.check_timeout_ms {
+            q.push(", check_timeout_ms = ").push_bind(to_i64(timeout));
+        }
+        if patch.base_url.is_some() || patch.health_endpoint.is_some() {
+            q.push(
+                ", health_status = 'unknown', last_health_check = NULL, last_response_code = NULL,
+                   last_latency_ms = NULL, last_error = NULL",
+            );
+        }
+        q.push(" WHERE id = ").push_bind(id).push(" RETURNING *");
+        let name = patch.name.as_ref().map_or("", |n| n.as_str());
+        let row = q
+            .build()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| name_conflict(e, name))?;
+        Ok(row.as_ref().map(service_from_row).transpose()?)
+    }
+
+    async fn delete_service(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM services WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_health_check(&self, check: &HealthCheck) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE services SET health_status = ?, last_health_check = ?, last_response_code = ?,
+                last_latency_ms = ?, last_error = ?
+             WHERE id = ?",
+        )
+        .bind(check.status.as_str())
+        .bind(ms(check.checked_at))
+        .bind(check.response_code.map(i64::from))
+        .bind(to_i64(check.latency_ms))
+        .bind(check.error.as_deref())
+        .bind(check.service_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO health_checks (service_id, checked_at, is_healthy, status, url,
+                response_code, latency_ms, error)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(check.service_id)
+        .bind(ms(check.checked_at))
+        .bind(check.status == HealthStatus::Healthy)
+        .bind(check.status.as_str())
+        .bind(check.url.as_deref())
+        .bind(check.response_code.map(i64::from))
+        .bind(to_i64(check.latency_ms))
+        .bind(check.error.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn health_history(
+        &self,
+        service_id: i64,
+        limit: u32,
+    ) -> Result<Vec<HealthCheck>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM health_checks WHERE service_id = ? ORDER BY checked_at DESC, id DESC LIMIT ?",
+        )
+        .bind(service_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(check_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lookout_proto::service::{parse_new_service, parse_service_patch};
+    use serde_json::json;
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        (store, dir)
+    }
+
+    fn new(v: serde_json::Value) -> NewService {
+        parse_new_service(v.as_object().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn wal_mode_is_on() {
+        let (store, _dir) = store().await;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn duplicate_names_conflict_and_leave_the_first_intact() {
+        let (store, _dir) = store().await;
+        let now = Utc::now();
+        let a = store
+            .create_service(&new(json!({"name": "a", "port": 1})), now)
+            .await
+            .unwrap();
+        let err = store
+            .create_service(&new(json!({"name": "a", "port": 2})), now)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { field: "name", .. }));
+        let b = store
+            .create_service(&new(json!({"name": "b"})), now)
+            .await
+            .unwrap();
+        let patch = parse_service_patch(json!({"name": "a"}).as_object().unwrap()).unwrap();
+        assert!(matches!(
+            store.update_service(b.id, &patch, now).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(
+            store.get_service(a.id).await.unwrap().unwrap().port,
+            Some(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn changing_the_url_forgets_cached_health() {
+        let (store, _dir) = store().await;
+        let now = Utc::now();
+        let s = store
+            .create_service(
+                &new(json!({"name": "a", "base_url": "http://h", "health_endpoint": "/h"})),
+                now,
+            )
+            .await
+            .unwrap();
+        let check = HealthCheck {
+            service_id: s.id,
+            checked_at: now,
+            status: HealthStatus::Healthy,
+            url: s.health_url(),
+            response_code: Some(200),
+            latency_ms: Some(3),
+            error: None,
+        };
+        assert!(store.record_health_check(&check).await.unwrap());
+        assert_eq!(
+            store
+                .get_service(s.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .health_status,
+            HealthStatus::Healthy
+        );
+        let patch = parse_service_patch(json!({"description": "d"}).as_object().unwrap()).unwrap();
+        let s2 = store
+            .update_service(s.id, &patch, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s2.health_status,
+            HealthStatus::Healthy,
+            "unrelated edits keep the health"
+        );
+        let patch =
+            parse_service_patch(json!({"base_url": "http://other"}).as_object().unwrap()).unwrap();
+        let s3 = store
+            .update_service(s.id, &patch, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s3.health_status, HealthStatus::Unknown);
+        assert_eq!(s3.last_health_check, None);
+        assert_eq!(
+            store.health_history(s.id, 10).await.unwrap().len(),
+            1,
+            "history is kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn results_for_deleted_services_are_dropped() {
+        let (store, _dir) = store().await;
+        let now = Utc::now();
+        let s = store
+            .create_service(&new(json!({"name": "a"})), now)
+            .await
+            .unwrap();
+        assert!(store.delete_service(s.id).await.unwrap());
+        assert!(!store.delete_service(s.id).await.unwrap());
+        let check = HealthCheck {
+            service_id: s.id,
+            checked_at: now,
+            status: HealthStatus::Unhealthy,
+            url: None,
+            response_code: None,
+            latency_ms: None,
+            error: Some("x".into()),
+        };
+        assert!(!store.record_health_check(&check).await.unwrap());
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM health_checks")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

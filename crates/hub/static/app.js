@@ -1,0 +1,64 @@
+// lookout dashboard: small progressive enhancements. Every page works without it.
+"use strict";
+
+// Ask before destructive actions.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+    event.preventDefault();
+  }
+});
+
+const LABELS = { healthy: "Healthy", unhealthy: "Unhealthy", unknown: "Unknown" };
+
+function ago(iso) {
+  if (!iso) return "";
+  const secs = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (secs < 60) return secs + " s ago";
+  if (secs < 3600) return Math.round(secs / 60) + " min ago";
+  return Math.round(secs / 3600) + " h ago";
+}
+
+function detail(s) {
+  if (!s.health_url) return "no health endpoint";
+  if (!s.last_health_check) return "not checked yet";
+  const parts = [];
+  if (s.last_error) parts.push(s.last_error);
+  else if (s.last_response_code) parts.push("HTTP " + s.last_response_code);
+  if (s.last_latency_ms != null) parts.push(s.last_latency_ms + " ms");
+  parts.push(ago(s.last_health_check));
+  return parts.join(" · ");
+}
+
+// Keep the dashboard's dots, labels and counts current without a reload.
+async function refreshServices() {
+  let services;
+  try {
+    const response = await fetch("/api/services", { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    services = await response.json();
+  } catch (_) {
+    return; // The hub is restarting or unreachable: try again on the next tick.
+  }
+  const rows = new Map([...document.querySelectorAll("tr[data-id]")].map((r) => [r.dataset.id, r]));
+  if (rows.size !== services.length || services.some((s) => !rows.has(String(s.id)))) {
+    window.location.reload(); // Services were added or removed elsewhere.
+    return;
+  }
+  const counts = { healthy: 0, unhealthy: 0, unknown: 0 };
+  for (const s of services) {
+    counts[s.health_status] += 1;
+    const row = rows.get(String(s.id));
+    row.querySelector(".dot").className = "dot " + s.health_status;
+    row.querySelector(".label").textContent = LABELS[s.health_status];
+    row.querySelector(".detail").textContent = detail(s);
+  }
+  for (const [key, n] of Object.entries(counts)) {
+    const el = document.getElementById("count-" + key);
+    if (el) el.textContent = String(n);
+  }
+}
+
+if (document.body.dataset.live === "services") {
+  setInterval(refreshServices, 2000);
+}

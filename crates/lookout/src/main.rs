@@ -1,0 +1,122 @@
+//! `lookout`: the one binary. Subcommands stay thin; the work lives in the
+//! library crates.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::parser::ValueSource;
+use clap::{Arg, ArgMatches, Command};
+use lookout_hub::config::{Origin, RawValue, SETTINGS};
+use lookout_hub::{Application, Config};
+
+fn cli() -> Command {
+    let mut serve = Command::new("serve")
+        .about("Run the hub: HTTP API, dashboard, storage and health checker")
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .env("LOOKOUT_CONFIG")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("TOML file with settings (flags and LOOKOUT_* variables override it)"),
+        );
+    for spec in SETTINGS {
+        serve = serve.arg(
+            Arg::new(spec.key)
+                .long(spec.flag().trim_start_matches("--").to_owned())
+                .env(spec.env())
+                .value_name(spec.key.to_ascii_uppercase())
+                .help(spec.help),
+        );
+    }
+    Command::new("lookout")
+        .version(lookout_hub::VERSION)
+        .about("Self-hosted service registry and status monitor")
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(serve)
+}
+
+/// The flags and variables that were set, ranked by clap (a flag beats a variable).
+fn overrides(m: &ArgMatches) -> BTreeMap<&'static str, RawValue> {
+    let mut out = BTreeMap::new();
+    for spec in SETTINGS {
+        let (Some(value), Some(source)) = (m.get_one::<String>(spec.key), m.value_source(spec.key))
+        else {
+            continue;
+        };
+        let origin = match source {
+            ValueSource::EnvVariable => Origin::Env,
+            _ => Origin::Flag,
+        };
+        out.insert(
+            spec.key,
+            RawValue {
+                value: value.clone(),
+                origin,
+            },
+        );
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let matches = cli().get_matches();
+    let result = match matches.subcommand() {
+        Some(("serve", m)) => serve(m),
+        _ => unreachable!("clap requires a known subcommand"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lookout: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(m: &ArgMatches) -> anyhow::Result<()> {
+    let config = Config::load(
+        m.get_one::<PathBuf>("config").map(PathBuf::as_path),
+        overrides(m),
+    )?;
+    init_logging(&config.log)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let app = Application::build(config.clone()).await?;
+        tracing::info!(
+            address = %app.local_addr(),
+            database = ?config.database,
+            "lookout hub listening on http://{}",
+            app.local_addr()
+        );
+        app.run_until(shutdown_signal()).await
+    })
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

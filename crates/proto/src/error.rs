@@ -1,0 +1,75 @@
+//! The one error body every API answer uses when something is wrong.
+
+use serde::{Deserialize, Serialize};
+
+/// Machine-readable error codes. Clients match on these, so they never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not valid JSON (syntax error, truncated document).
+    MalformedJson,
+    /// The JSON is well formed but a field has the wrong type or an invalid value.
+    ValidationFailed,
+    /// The request's `Content-Type` is not one the route accepts.
+    UnsupportedMediaType,
+    /// The request body is larger than the configured limit.
+    PayloadTooLarge,
+    /// The addressed resource does not exist.
+    NotFound,
+    /// The request conflicts with existing state (a duplicate name, say).
+    Conflict,
+    /// The path or query string is invalid (a non-numeric id, say).
+    BadRequest,
+    /// The route exists but not for this HTTP method.
+    MethodNotAllowed,
+    /// A dependency (systemd, the database) cannot be reached right now.
+    ServiceUnavailable,
+    /// Something failed inside the hub; the details are in its log, never in the body.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::ServiceUnavailable => "service_unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// One offending field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The field's name as sent by the client (`base_url`, `port`; a path such as
+    /// `tags[2]` for nested values).
+    pub field: String,
+    /// A sentence a person can act on.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The JSON body of every 4xx and 5xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Empty when the error is not about particular fields.
+    #[serde(default)]
+    pub fields: Vec<FieldError>,
+}

@@ -1,0 +1,10 @@
+//! Wire types shared by every part of lookout: the JSON bodies of the REST API,
+//! the error body, and the validated domain values they carry.
+//!
+//! Invariant: this crate does no I/O and never depends on tokio, so the hub, the
+//! agent and the CLI can all decode the same bytes the same way.
+
+pub mod error;
+pub mod service;
+
+pub use error::{ErrorBody, ErrorCode, FieldError};

@@ -1,0 +1,669 @@
+//! Services: the registry's objects as they travel over the API, and the
+//! validated values a create or update request is turned into.
+//!
+//! Requests are parsed field by field from a JSON object rather than with a
+//! derived `Deserialize`, so that one bad request reports *every* offending field
+//! with a message a person can act on, and so that both payload shapes in use
+//! (seed 000's `base_url` and seed 001's `url`/`status`) are accepted.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::error::FieldError;
+
+/// Longest accepted service name, in characters.
+pub const NAME_MAX_CHARS: usize = 255;
+/// Longest accepted description, in characters.
+pub const DESCRIPTION_MAX_CHARS: usize = 4096;
+/// Longest accepted URL or endpoint, in bytes.
+pub const URL_MAX_LEN: usize = 2048;
+/// Accepted range for a per-service check interval, in seconds.
+pub const INTERVAL_RANGE_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
+/// Accepted range for a per-service check timeout, in milliseconds.
+pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 50..=120_000;
+
+/// Where a service stands in the registry (seed 000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryStatus {
+    /// Found in systemd, not listening on a web port.
+    Raw,
+    /// Found in systemd and looks like a web service, not yet registered.
+    Discovered,
+    /// Registered by the user; shown on the dashboard and health-checked.
+    Configured,
+}
+
+impl RegistryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryStatus::Raw => "raw",
+            RegistryStatus::Discovered => "discovered",
+            RegistryStatus::Configured => "configured",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "raw" => Some(RegistryStatus::Raw),
+            "discovered" => Some(RegistryStatus::Discovered),
+            "configured" => Some(RegistryStatus::Configured),
+            _ => None,
+        }
+    }
+}
+
+/// Result of the HTTP health check (seed 000's green, red and gray dots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// The endpoint answered with a 2xx status.
+    Healthy,
+    /// Timeout, refused connection, TLS failure or a non-2xx status.
+    Unhealthy,
+    /// Not checked: no health endpoint, or no check has run yet.
+    Unknown,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+            HealthStatus::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "healthy" => Some(HealthStatus::Healthy),
+            "unhealthy" => Some(HealthStatus::Unhealthy),
+            "unknown" => Some(HealthStatus::Unknown),
+            _ => None,
+        }
+    }
+}
+
+/// The state a client reports for a service it registers (seed 001's `status`
+/// field). It is what the client says, not what lookout measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportedState {
+    Active,
+    Inactive,
+    Failed,
+}
+
+impl ReportedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportedState::Active => "active",
+            ReportedState::Inactive => "inactive",
+            ReportedState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(ReportedState::Active),
+            "inactive" => Some(ReportedState::Inactive),
+            "failed" => Some(ReportedState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A service name: 1 to 255 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if name.chars().count() > NAME_MAX_CHARS {
+            return Err(format!("must be at most {NAME_MAX_CHARS} characters"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An absolute `http` or `https` URL with a host and without credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BaseUrl(Url);
+
+impl BaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.len() > URL_MAX_LEN {
+            return Err(format!("must be at most {URL_MAX_LEN} bytes"));
+        }
+        let url = Url::parse(raw)
+            .map_err(|e| format!("must be an absolute http:// or https:// URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("must use http or https, not {:?}", url.scheme()));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("must name a host".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain a user name or password".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(
+                "must not contain a query string or fragment; put the path in health_endpoint"
+                    .into(),
+            );
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_url(&self) -> &Url {
+        &self.0
+    }
+
+    /// The URL as stored and shown: without the trailing slash `url` adds to a bare host.
+    pub fn to_display(&self) -> String {
+        let s = self.0.as_str();
+        if self.0.path() == "/" {
+            s.trim_end_matches('/').to_owned()
+        } else {
+            s.to_owned()
+        }
+    }
+
+    /// The port the URL names or implies (80 for http, 443 for https).
+    pub fn port(&self) -> Option<u16> {
+        self.0.port_or_known_default()
+    }
+}
+
+/// A path on the service, starting with `/`, e.g. `/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HealthEndpoint(String);
+
+impl HealthEndpoint {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let path = raw.trim();
+        if !path.starts_with('/') {
+            return Err("must start with \"/\"".into());
+        }
+        if path.len() > URL_MAX_LEN {
+            return Err(format!("must be at most {URL_MAX_LEN} bytes"));
+        }
+        if path.starts_with("//") {
+            return Err("must be a path on the service, not a URL of another host".into());
+        }
+        if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err("must not contain spaces or control characters".into());
+        }
+        Ok(Self(path.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The URL the health checker requests: `base_url` with `health_endpoint` appended.
+pub fn health_url(base_url: &str, endpoint: &str) -> String {
+    format!("{}{}", base_url.trim_end_matches('/'), endpoint)
+}
+
+/// A validated request to create a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewService {
+    pub name: ServiceName,
+    pub description: Option<String>,
+    pub base_url: Option<BaseUrl>,
+    pub port: Option<u16>,
+    pub health_endpoint: Option<HealthEndpoint>,
+    pub reported_state: Option<ReportedState>,
+    pub check_interval_secs: Option<u64>,
+    pub check_timeout_ms: Option<u64>,
+}
+
+/// A validated partial update. The outer `Option` says whether the field was sent;
+/// the inner one whether it is being set or cleared (`null`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServicePatch {
+    pub name: Option<ServiceName>,
+    pub description: Option<Option<String>>,
+    pub base_url: Option<Option<BaseUrl>>,
+    pub port: Option<Option<u16>>,
+    pub health_endpoint: Option<Option<HealthEndpoint>>,
+    pub reported_state: Option<Option<ReportedState>>,
+    pub check_interval_secs: Option<Option<u64>>,
+    pub check_timeout_ms: Option<Option<u64>>,
+}
+
+impl ServicePatch {
+    pub fn is_empty(&self) -> bool {
+        *self == ServicePatch::default()
+    }
+}
+
+/// Fields a client may send that are part of a service object as returned by the
+/// API but cannot be written. They are ignored so that a GET-modify-PUT round
+/// trip works.
+const READ_ONLY_FIELDS: &[&str] = &[
+    "id",
+    "systemd_state",
+    "health_status",
+    "last_health_check",
+    "last_response_code",
+    "last_latency_ms",
+    "last_error",
+    "last_scanned_at",
+    "created_at",
+    "updated_at",
+    "health_url",
+];
+
+const WRITABLE_FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "base_url",
+    "url",
+    "port",
+    "health_endpoint",
+    "status",
+    "check_interval_secs",
+    "check_timeout_ms",
+];
+
+/// Parses a create request. Every problem is reported, not just the first.
+pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let patch = parse_fields(body, &mut errors);
+    if !body.contains_key("name") {
+        errors.push(FieldError::new("name", "is required"));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let Some(name) = patch.name else {
+        // `name` was present but null.
+        return Err(vec![FieldError::new("name", "is required")]);
+    };
+    let reported_state = match patch.reported_state.flatten() {
+        None if body.contains_key("url") && !body.contains_key("base_url") => {
+            // Seed 001: "status" defaults to "active".
+            Some(ReportedState::Active)
+        }
+        other => other,
+    };
+    let base_url = patch.base_url.flatten();
+    let port = patch
+        .port
+        .flatten()
+        .or_else(|| base_url.as_ref().and_then(BaseUrl::port));
+    Ok(NewService {
+        name,
+        description: patch.description.flatten(),
+        base_url,
+        port,
+        health_endpoint: patch.health_endpoint.flatten(),
+        reported_state,
+        check_interval_secs: patch.check_interval_secs.flatten(),
+        check_timeout_ms: patch.check_timeout_ms.flatten(),
+    })
+}
+
+/// Parses a partial update: only the fields present change.
+pub fn parse_service_patch(body: &Map<String, Value>) -> Result<ServicePatch, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let patch = parse_fields(body, &mut errors);
+    if body.get("name").is_some_and(Value::is_null) {
+        errors.push(FieldError::new("name", "cannot be removed"));
+    }
+    if errors.is_empty() {
+        Ok(patch)
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> ServicePatch {
+    let mut unknown: Vec<&String> = body
+        .keys()
+        .filter(|k| {
+            !WRITABLE_FIELDS.contains(&k.as_str()) && !READ_ONLY_FIELDS.contains(&k.as_str())
+        })
+        .collect();
+    unknown.sort();
+    for key in unknown {
+        errors.push(FieldError::new(key.clone(), "is not a field of a service"));
+    }
+
+    let mut patch = ServicePatch {
+        name: field(body, "name", errors, |v| {
+            ServiceName::parse(as_str(v)?)
+        })
+        .flatten(),
+        description: field(body, "description", errors, |v| {
+            let s = as_str(v)?.trim();
+            if s.chars().count() > DESCRIPTION_MAX_CHARS {
+                return Err(format!("must be at most {DESCRIPTION_MAX_CHARS} characters"));
+            }
+            Ok(s.to_owned())
+        })
+        .map(|d| d.filter(|d| !d.is_empty())),
+        base_url: field(body, "base_url", errors, |v| BaseUrl::parse(as_str(v)?)),
+        port: field(body, "port", errors, |v| {
+            let n = v
+                .as_u64()
+                .ok_or_else(|| format!("must be an integer from 1 to 65535, got {}", kind(v)))?;
+            u16::try_from(n)
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or_else(|| format!("must be an integer from 1 to 65535, got {n}"))
+        }),
+        health_endpoint: field(body, "health_endpoint", errors, |v| {
+            let s = as_str(v)?;
+            if s.trim().is_empty() {
+                // An empty endpoint in a form means "no health check".
+                return Ok(None);
+            }
+            HealthEndpoint::parse(s).map(Some)
+        })
+        .map(Option::flatten),
+        reported_state: field(body, "status", errors, |v| {
+            let s = as_str(v)?;
+            if s == RegistryStatus::Configured.as_str() {
+                return Ok(None);
+            }
+            ReportedState::parse(s).map(Some).ok_or_else(|| {
+                format!("must be one of \"active\", \"inactive\", \"failed\" or \"configured\", got {s:?}")
+            })
+        })
+        .map(Option::flatten),
+        check_interval_secs: field(body, "check_interval_secs", errors, |v| {
+            ranged(v, &INTERVAL_RANGE_SECS, "seconds")
+        }),
+        check_timeout_ms: field(body, "check_timeout_ms", errors, |v| {
+            ranged(v, &TIMEOUT_RANGE_MS, "milliseconds")
+        }),
+    };
+
+    // `url` is seed 001's name for `base_url`.
+    if let Some(url) = field(body, "url", errors, |v| BaseUrl::parse(as_str(v)?)) {
+        match &patch.base_url {
+            Some(base) if *base != url => errors.push(FieldError::new(
+                "url",
+                "is an alias of base_url and must not differ from it",
+            )),
+            _ => patch.base_url = Some(url),
+        }
+    }
+    patch
+}
+
+/// Parses `body[key]` when present: `Some(None)` for `null`, `Some(Some(v))` for a
+/// valid value, `None` when absent or invalid (the error is recorded).
+fn field<T>(
+    body: &Map<String, Value>,
+    key: &str,
+    errors: &mut Vec<FieldError>,
+    parse: impl FnOnce(&Value) -> Result<T, String>,
+) -> Option<Option<T>> {
+    match body.get(key)? {
+        Value::Null => Some(None),
+        value => match parse(value) {
+            Ok(v) => Some(Some(v)),
+            Err(message) => {
+                errors.push(FieldError::new(key, message));
+                None
+            }
+        },
+    }
+}
+
+fn as_str(v: &Value) -> Result<&str, String> {
+    v.as_str()
+        .ok_or_else(|| format!("must be a string, got {}", kind(v)))
+}
+
+fn ranged(v: &Value, range: &std::ops::RangeInclusive<u64>, unit: &str) -> Result<u64, String> {
+    v.as_u64().filter(|n| range.contains(n)).ok_or_else(|| {
+        format!(
+            "must be an integer from {} to {} ({unit}), got {}",
+            range.start(),
+            range.end(),
+            match v {
+                Value::Number(n) => n.to_string(),
+                other => kind(other).to_owned(),
+            }
+        )
+    })
+}
+
+/// The JSON type of a value, for error messages.
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A service as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    pub base_url: Option<String>,
+    /// Same value as `base_url`, for clients written against seed 001.
+    pub url: Option<String>,
+    pub port: Option<u16>,
+    pub health_endpoint: Option<String>,
+    /// `base_url` + `health_endpoint`, the URL the checker requests.
+    pub health_url: Option<String>,
+    pub status: RegistryStatus,
+    pub systemd_state: Option<String>,
+    /// What the registering client said about the service (seed 001 `status`).
+    pub reported_state: Option<ReportedState>,
+    pub health_status: HealthStatus,
+    pub last_health_check: Option<DateTime<Utc>>,
+    pub last_response_code: Option<u16>,
+    pub last_latency_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub check_interval_secs: u64,
+    pub check_timeout_ms: u64,
+    pub last_scanned_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The result of one health check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheckView {
+    pub service_id: i64,
+    pub status: HealthStatus,
+    /// The URL requested; absent when the service has no health endpoint.
+    pub url: Option<String>,
+    pub response_code: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub checked_at: DateTime<Utc>,
+    /// Why the check failed (timeout, refused, TLS, HTTP status), if it did.
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn fields(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn seed_000_payload_is_accepted() {
+        let s = parse_new_service(&obj(json!({
+            "name": "grafana.service", "description": "Dashboards",
+            "base_url": "http://192.168.2.24:3000/", "port": 3000, "health_endpoint": "/api/health"
+        })))
+        .unwrap();
+        assert_eq!(s.name.as_str(), "grafana.service");
+        assert_eq!(s.base_url.unwrap().to_display(), "http://192.168.2.24:3000");
+        assert_eq!(s.port, Some(3000));
+        assert_eq!(s.health_endpoint.unwrap().as_str(), "/api/health");
+        assert_eq!(s.reported_state, None);
+    }
+
+    #[test]
+    fn seed_001_payload_is_accepted_and_status_is_a_reported_state() {
+        let s = parse_new_service(&obj(json!({
+            "name": "My API", "url": "http://192.168.1.100:8080", "status": "failed", "port": 8080
+        })))
+        .unwrap();
+        assert_eq!(
+            s.base_url.unwrap().to_display(),
+            "http://192.168.1.100:8080"
+        );
+        assert_eq!(s.reported_state, Some(ReportedState::Failed));
+        let s =
+            parse_new_service(&obj(json!({"name": "x", "url": "https://example.org"}))).unwrap();
+        assert_eq!(
+            s.reported_state,
+            Some(ReportedState::Active),
+            "seed 001 default"
+        );
+        assert_eq!(s.port, Some(443), "port implied by the URL");
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_at_once() {
+        let errors = parse_new_service(&obj(json!({
+            "name": "", "base_url": "ftp://x", "port": 70000, "health_endpoint": "health",
+            "status": "running", "colour": "red", "check_timeout_ms": 1
+        })))
+        .unwrap_err();
+        let mut got = fields(&errors);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "base_url",
+                "check_timeout_ms",
+                "colour",
+                "health_endpoint",
+                "name",
+                "port",
+                "status"
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_type() {
+        let errors = parse_new_service(&obj(json!({"name": 5, "port": "80"}))).unwrap_err();
+        assert_eq!(errors[0].message, "must be a string, got a number");
+        assert_eq!(
+            errors[1].message,
+            "must be an integer from 1 to 65535, got a string"
+        );
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        assert!(ServiceName::parse(&"a".repeat(255)).is_ok());
+        assert!(ServiceName::parse(&"a".repeat(256)).is_err());
+        assert!(ServiceName::parse("   ").is_err());
+        assert!(ServiceName::parse("a\u{7}b").is_err());
+        assert_eq!(ServiceName::parse("  web  ").unwrap().as_str(), "web");
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http_without_credentials() {
+        for bad in [
+            "localhost:80",
+            "/relative",
+            "ftp://host",
+            "http://",
+            "http://u:p@host",
+            "javascript:alert(1)",
+            "http://h/?q=1",
+        ] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad} accepted");
+        }
+        for good in [
+            "http://localhost",
+            "https://[::1]:8443/app",
+            "http://127.0.0.1:8000",
+        ] {
+            assert!(BaseUrl::parse(good).is_ok(), "{good} refused");
+        }
+    }
+
+    #[test]
+    fn port_bounds() {
+        for (port, ok) in [
+            (0, false),
+            (1, true),
+            (65535, true),
+            (65536, false),
+            (-1, false),
+        ] {
+            let r = parse_new_service(&obj(json!({"name": "p", "port": port})));
+            assert_eq!(r.is_ok(), ok, "port {port}");
+        }
+    }
+
+    #[test]
+    fn url_and_base_url_must_agree() {
+        let errors = parse_new_service(&obj(json!({
+            "name": "x", "base_url": "http://a", "url": "http://b"
+        })))
+        .unwrap_err();
+        assert_eq!(fields(&errors), ["url"]);
+        assert!(parse_new_service(&obj(
+            json!({"name": "x", "base_url": "http://a", "url": "http://a/"})
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn patch_only_carries_sent_fields_and_ignores_read_only_ones() {
+        let p = parse_service_patch(&obj(json!({"port": 81, "id": 3, "created_at": "x"}))).unwrap();
+        assert_eq!(
+            p,
+            ServicePatch {
+                port: Some(Some(81)),
+                ..Default::default()
+            }
+        );
+        let p = parse_service_patch(&obj(json!({"health_endpoint": null}))).unwrap();
+        assert_eq!(p.health_endpoint, Some(None));
+        assert!(parse_service_patch(&obj(json!({"name": null}))).is_err());
+    }
+
+    #[test]
+    fn health_url_joins_without_double_slash() {
+        assert_eq!(health_url("http://h:1/", "/health"), "http://h:1/health");
+        assert_eq!(
+            health_url("http://h:1/app", "/health"),
+            "http://h:1/app/health"
+        );
+    }
+}
