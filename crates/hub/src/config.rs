@@ -105,7 +105,7 @@ impl Default for CheckDefaults {
         Self {
             interval: Duration::from_secs(60),
             timeout: Duration::from_secs(2),
-            concurrency: 256,
+            concurrency: 1024,
         }
     }
 }

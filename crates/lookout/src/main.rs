@@ -77,11 +77,12 @@ fn main() -> ExitCode {
 }
 
 fn serve(m: &ArgMatches) -> anyhow::Result<()> {
-    let config = Config::load(
+    let mut config = Config::load(
         m.get_one::<PathBuf>("config").map(PathBuf::as_path),
         overrides(m),
     )?;
     init_logging(&config.log)?;
+    fit_concurrency_to_fd_limit(&mut config);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let app = Application::build(config.clone()).await?;
@@ -93,6 +94,25 @@ fn serve(m: &ArgMatches) -> anyhow::Result<()> {
         );
         app.run_until(shutdown_signal()).await
     })
+}
+
+/// Each health check in flight holds a socket. Raise the soft limit on open
+/// files to the hard limit (as Go's runtime does), and if that is still too low
+/// for the configured concurrency, lower the concurrency rather than fail
+/// checks with "too many open files".
+fn fit_concurrency_to_fd_limit(config: &mut Config) {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    // Leave room for the database, the listener and the clients of the API.
+    let affordable = usize::try_from(limit / 2).unwrap_or(usize::MAX).max(1);
+    if config.checks.concurrency > affordable {
+        tracing::warn!(
+            limit,
+            configured = config.checks.concurrency,
+            using = affordable,
+            "the open-files limit is too low for check_concurrency; lowering it"
+        );
+        config.checks.concurrency = affordable;
+    }
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

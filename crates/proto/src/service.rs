@@ -279,6 +279,7 @@ const WRITABLE_FIELDS: &[&str] = &[
     "port",
     "health_endpoint",
     "status",
+    "reported_state",
     "check_interval_secs",
     "check_timeout_ms",
 ];
@@ -348,14 +349,13 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
     }
 
     let mut patch = ServicePatch {
-        name: field(body, "name", errors, |v| {
-            ServiceName::parse(as_str(v)?)
-        })
-        .flatten(),
+        name: field(body, "name", errors, |v| ServiceName::parse(as_str(v)?)).flatten(),
         description: field(body, "description", errors, |v| {
             let s = as_str(v)?.trim();
             if s.chars().count() > DESCRIPTION_MAX_CHARS {
-                return Err(format!("must be at most {DESCRIPTION_MAX_CHARS} characters"));
+                return Err(format!(
+                    "must be at most {DESCRIPTION_MAX_CHARS} characters"
+                ));
             }
             Ok(s.to_owned())
         })
@@ -379,16 +379,12 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
             HealthEndpoint::parse(s).map(Some)
         })
         .map(Option::flatten),
-        reported_state: field(body, "status", errors, |v| {
+        reported_state: field(body, "reported_state", errors, |v| {
             let s = as_str(v)?;
-            if s == RegistryStatus::Configured.as_str() {
-                return Ok(None);
-            }
-            ReportedState::parse(s).map(Some).ok_or_else(|| {
-                format!("must be one of \"active\", \"inactive\", \"failed\" or \"configured\", got {s:?}")
+            ReportedState::parse(s).ok_or_else(|| {
+                format!("must be one of \"active\", \"inactive\" or \"failed\", got {s:?}")
             })
-        })
-        .map(Option::flatten),
+        }),
         check_interval_secs: field(body, "check_interval_secs", errors, |v| {
             ranged(v, &INTERVAL_RANGE_SECS, "seconds")
         }),
@@ -396,6 +392,21 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
             ranged(v, &TIMEOUT_RANGE_MS, "milliseconds")
         }),
     };
+
+    // Seed 001's `status` is the reported state; "configured" (what the API
+    // returns as `status`) is accepted and leaves it alone.
+    match body.get("status") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == RegistryStatus::Configured.as_str() => {}
+        Some(v) => match as_str(v).and_then(|s| {
+            ReportedState::parse(s).ok_or_else(|| {
+                format!("must be one of \"active\", \"inactive\", \"failed\" or \"configured\", got {s:?}")
+            })
+        }) {
+            Ok(state) => patch.reported_state = Some(Some(state)),
+            Err(message) => errors.push(FieldError::new("status", message)),
+        },
+    }
 
     // `url` is seed 001's name for `base_url`.
     if let Some(url) = field(body, "url", errors, |v| BaseUrl::parse(as_str(v)?)) {

@@ -1,1 +1,198 @@
-pub fn placeholder() {}
+//! Test fixtures for lookout, all real parts: a hub on `127.0.0.1:0` with its own
+//! data directory, HTTP targets on loopback, and headless Chromium.
+//!
+//! Used as a dev-dependency only.
+
+pub mod browser;
+pub mod target;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lookout_hub::clock::SharedClock;
+use lookout_hub::{Application, Config};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use browser::Browser;
+pub use target::Target;
+
+/// A running hub with its own temporary data directory.
+pub struct TestHub {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    data_dir: Arc<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    tweak: Arc<dyn Fn(&mut Config) + Send + Sync>,
+}
+
+/// Starts a hub with default settings on a fresh data directory.
+pub async fn spawn_hub() -> TestHub {
+    spawn_hub_with(|_| {}).await
+}
+
+/// Starts a hub after letting the test adjust its configuration.
+pub async fn spawn_hub_with(tweak: impl Fn(&mut Config) + Send + Sync + 'static) -> TestHub {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    start(dir, Arc::new(tweak), None).await
+}
+
+/// Starts a hub with an injected clock.
+pub async fn spawn_hub_with_clock(
+    tweak: impl Fn(&mut Config) + Send + Sync + 'static,
+    clock: SharedClock,
+) -> TestHub {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    start(dir, Arc::new(tweak), Some(clock)).await
+}
+
+async fn start(
+    data_dir: Arc<tempfile::TempDir>,
+    tweak: Arc<dyn Fn(&mut Config) + Send + Sync>,
+    clock: Option<SharedClock>,
+) -> TestHub {
+    let mut config = Config::with_data_dir(
+        "127.0.0.1:0".parse().expect("socket address"),
+        data_dir.path().to_path_buf(),
+    );
+    tweak(&mut config);
+    let app = match clock {
+        Some(clock) => Application::build_with_clock(config, clock).await,
+        None => Application::build(config).await,
+    }
+    .expect("hub builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestHub {
+        addr,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        data_dir,
+        stop: Some(stop),
+        task: Some(task),
+        tweak,
+    }
+}
+
+impl TestHub {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.path().join(lookout_hub::config::DB_FILE)
+    }
+
+    /// Stops the hub gracefully and waits until its database is closed.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("hub task").expect("hub stopped cleanly");
+        }
+    }
+
+    /// Stops the hub and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> TestHub {
+        self.stop().await;
+        start(self.data_dir.clone(), self.tweak.clone(), None).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("JSON body")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("PUT")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    /// Registers a service and returns its object; panics unless the hub says 201.
+    pub async fn create_service(&self, body: Value) -> Value {
+        let r = self.post_json("/api/services", &body).await;
+        let status = r.status();
+        let body: Value = r.json().await.expect("JSON body");
+        assert_eq!(status, 201, "create failed: {body}");
+        body
+    }
+
+    pub async fn service(&self, id: i64) -> Value {
+        self.get_json(&format!("/api/services/{id}")).await
+    }
+
+    /// Polls a service until `done` holds, or panics after `deadline`.
+    pub async fn wait_for_service(
+        &self,
+        id: i64,
+        deadline: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let s = self.service(id).await;
+            if done(&s) {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "service {id} did not reach the expected state within {deadline:?}: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}

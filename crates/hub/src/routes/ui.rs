@@ -258,54 +258,78 @@ struct FormPage {
     errors_summary: String,
 }
 
-/// The fields of the form, in order: (key, label, input type, required, placeholder, hint).
-const FIELDS: &[(&str, &str, &str, bool, Option<&str>, Option<&str>)] = &[
-    (
-        "name",
-        "Service name",
-        "text",
-        true,
-        Some("grafana.service"),
-        None,
-    ),
-    (
+/// One input of the service form.
+struct FieldSpec {
+    key: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    required: bool,
+    placeholder: Option<&'static str>,
+    hint: Option<&'static str>,
+}
+
+const fn spec(
+    key: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    placeholder: Option<&'static str>,
+    hint: Option<&'static str>,
+) -> FieldSpec {
+    FieldSpec {
+        key,
+        label,
+        kind,
+        required: false,
+        placeholder,
+        hint,
+    }
+}
+
+/// The fields of the form, in order.
+const FIELDS: &[FieldSpec] = &[
+    FieldSpec {
+        required: true,
+        ..spec(
+            "name",
+            "Service name",
+            "text",
+            Some("grafana.service"),
+            None,
+        )
+    },
+    spec(
         "description",
         "Description",
         "text",
-        false,
         Some("What it is for"),
         None,
     ),
-    (
+    spec(
         "base_url",
         "Base URL",
         "url",
-        false,
         Some("http://192.168.1.10:3000"),
         Some("Where the service answers; the name on the dashboard links here."),
     ),
-    (
+    spec(
         "health_endpoint",
         "Health endpoint",
         "text",
-        false,
         Some("/health"),
         Some("A path checked in the background; any 2xx is healthy. Leave empty for no check."),
     ),
-    ("port", "Port", "number", false, Some("3000"), None),
-    (
+    spec("port", "Port", "number", Some("3000"), None),
+    spec(
         "check_interval_secs",
         "Check interval (seconds)",
         "number",
-        false,
         None,
         Some("Empty: the hub's default."),
     ),
-    (
+    spec(
         "check_timeout_ms",
         "Check timeout (milliseconds)",
         "number",
-        false,
         None,
         Some("Empty: the hub's default."),
     ),
@@ -320,26 +344,24 @@ fn form_page(
 ) -> FormPage {
     let fields = FIELDS
         .iter()
-        .map(
-            |&(key, label, kind, required, placeholder, hint)| FormField {
-                key,
-                label,
-                kind,
-                value: values.get(key).cloned().unwrap_or_default(),
-                required,
-                placeholder,
-                hint,
-                error: errors
-                    .iter()
-                    .filter(|e| e.field == key || (key == "base_url" && e.field == "url"))
-                    .map(|e| capitalize(&e.message))
-                    .reduce(|a, b| format!("{a}; {b}")),
-            },
-        )
+        .map(|f| FormField {
+            key: f.key,
+            label: f.label,
+            kind: f.kind,
+            value: values.get(f.key).cloned().unwrap_or_default(),
+            required: f.required,
+            placeholder: f.placeholder,
+            hint: f.hint,
+            error: errors
+                .iter()
+                .filter(|e| e.field == f.key || (f.key == "base_url" && e.field == "url"))
+                .map(|e| capitalize(&e.message))
+                .reduce(|a, b| format!("{a}; {b}")),
+        })
         .collect::<Vec<_>>();
     let unplaced: Vec<String> = errors
         .iter()
-        .filter(|e| !FIELDS.iter().any(|f| f.0 == e.field) && e.field != "url")
+        .filter(|e| !FIELDS.iter().any(|f| f.key == e.field) && e.field != "url")
         .map(|e| format!("{} {}", e.field, e.message))
         .collect();
     let errors_summary = if errors.is_empty() {
@@ -388,7 +410,7 @@ fn values_of(s: &Service) -> HashMap<String, String> {
 /// and the API share one set of rules. Empty inputs mean "not set".
 fn form_to_json(form: &HashMap<String, String>, keep_empty_as_null: bool) -> Map<String, Value> {
     let mut map = Map::new();
-    for &(key, _, kind, ..) in FIELDS {
+    for &FieldSpec { key, kind, .. } in FIELDS {
         let Some(raw) = form.get(key) else { continue };
         let raw = raw.trim();
         let value = if raw.is_empty() {
@@ -435,13 +457,14 @@ fn bad_form(e: &axum::extract::rejection::FormRejection) -> Response {
     )
 }
 
-fn conflict_or_failure(e: StoreError) -> Result<Vec<FieldError>, Response> {
+/// A name clash becomes a message next to the field; anything else is a failure.
+fn conflict_fields(e: StoreError) -> Result<Vec<FieldError>, StoreError> {
     match e {
         StoreError::Conflict { field, value } => Ok(vec![FieldError::new(
             field,
             format!("{value:?} is already taken by another service"),
         )]),
-        other => Err(store_failure(&other)),
+        other => Err(other),
     }
 }
 
@@ -453,9 +476,9 @@ async fn create_from_form(State(state): State<AppState>, form: FormResult) -> Re
     let errors = match parse_new_service(&form_to_json(&values, false)) {
         Ok(new) => match state.create_service(&new).await {
             Ok(_) => return Redirect::to("/?notice=created").into_response(),
-            Err(e) => match conflict_or_failure(e) {
+            Err(e) => match conflict_fields(e) {
                 Ok(errors) => errors,
-                Err(page) => return page,
+                Err(e) => return store_failure(&e),
             },
         },
         Err(errors) => errors,
@@ -502,9 +525,9 @@ async fn update_from_form(
         Ok(patch) => match state.update_service(id, &patch).await {
             Ok(Some(_)) => return Redirect::to("/?notice=updated").into_response(),
             Ok(None) => return no_such_service(),
-            Err(e) => match conflict_or_failure(e) {
+            Err(e) => match conflict_fields(e) {
                 Ok(errors) => errors,
-                Err(page) => return page,
+                Err(e) => return store_failure(&e),
             },
         },
         Err(errors) => errors,

@@ -164,15 +164,17 @@ impl Store for SqliteStore {
     async fn list_services(&self, filter: ServiceFilter) -> Result<Vec<Service>, StoreError> {
         let rows = match filter {
             ServiceFilter::All => {
-                sqlx::query("SELECT * FROM services ORDER BY name, id")
+                sqlx::query("SELECT * FROM services ORDER BY lower(name), name, id")
                     .fetch_all(&self.pool)
                     .await?
             }
             ServiceFilter::Status(status) => {
-                sqlx::query("SELECT * FROM services WHERE status = ? ORDER BY name, id")
-                    .bind(status.as_str())
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(
+                    "SELECT * FROM services WHERE status = ? ORDER BY lower(name), name, id",
+                )
+                .bind(status.as_str())
+                .fetch_all(&self.pool)
+                .await?
             }
         };
         Ok(rows
@@ -326,7 +328,7 @@ mod tests {
     #[tokio::test]
     async fn duplicate_names_conflict_and_leave_the_first_intact() {
         let (store, _dir) = store().await;
-        let now = Utc::now();
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let a = store
             .create_service(&new(json!({"name": "a", "port": 1})), now)
             .await
@@ -354,7 +356,7 @@ mod tests {
     #[tokio::test]
     async fn changing_the_url_forgets_cached_health() {
         let (store, _dir) = store().await;
-        let now = Utc::now();
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let s = store
             .create_service(
                 &new(json!({"name": "a", "base_url": "http://h", "health_endpoint": "/h"})),
@@ -411,7 +413,7 @@ mod tests {
     #[tokio::test]
     async fn results_for_deleted_services_are_dropped() {
         let (store, _dir) = store().await;
-        let now = Utc::now();
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let s = store
             .create_service(&new(json!({"name": "a"})), now)
             .await

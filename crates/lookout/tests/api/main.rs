@@ -1,1 +1,9 @@
+//! Integration tests of the real hub over real HTTP (one binary, zero2prod style).
 
+mod browser;
+mod cli;
+mod dashboard;
+mod health;
+mod persistence;
+mod services;
+mod validation;

@@ -1,0 +1,172 @@
+//! The dashboard in headless Chromium: add a service through the form, watch its
+//! health appear, edit it, watch it go down without a reload, delete it.
+
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+use lookout_testkit::{spawn_hub, Browser, Target};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Polls the text of `css` until `pred` holds.
+async fn wait_text(client: &Client, css: &str, pred: impl Fn(&str) -> bool) -> String {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let text = match client.find(Locator::Css(css)).await {
+            Ok(el) => el.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if pred(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{css}: text stayed {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn fill(client: &Client, id: &str, value: &str) {
+    let input = client.find(Locator::Id(id)).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(value).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_see_edit_and_delete_a_service_in_chromium() {
+    let hub = spawn_hub().await;
+    let target = Target::start(200).await;
+    let browser = Browser::start().await;
+    let c = &browser.client;
+
+    c.goto(&hub.url("/")).await.unwrap();
+    assert!(
+        c.find(Locator::Css(".empty")).await.is_ok(),
+        "empty state first"
+    );
+    c.find(Locator::Id("add-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Id("name")).await.unwrap();
+
+    // A mistake first: the message shows next to the field, the input stays.
+    fill(c, "name", "browser-svc").await;
+    fill(c, "base_url", "not-a-url").await;
+    c.find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = wait_text(c, "#base_url-error", |t| !t.is_empty()).await;
+    assert!(error.contains("absolute http"), "{error}");
+    let kept = c
+        .find(Locator::Id("name"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("browser-svc"));
+
+    fill(c, "base_url", &target.url()).await;
+    fill(c, "description", "Added from Chromium").await;
+    fill(c, "health_endpoint", "/health").await;
+    fill(c, "check_interval_secs", "1").await;
+    c.find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    let row = r#"tr[data-name="browser-svc"]"#;
+    wait_text(c, &format!("{row} .label"), |t| t == "Healthy").await;
+    wait_text(c, &format!("{row} .description"), |t| {
+        t == "Added from Chromium"
+    })
+    .await;
+    assert_eq!(wait_text(c, "#count-healthy", |t| t == "1").await, "1");
+
+    // Edit.
+    c.find(Locator::Css(&format!(r#"{row} a[href$="/edit"]"#)))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Id("description"))
+        .await
+        .unwrap();
+    fill(c, "description", "Edited in Chromium").await;
+    c.find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, &format!("{row} .description"), |t| {
+        t == "Edited in Chromium"
+    })
+    .await;
+
+    // The target goes down: the row changes in place, no reload.
+    c.execute("window.__marker = 'same page'", vec![])
+        .await
+        .unwrap();
+    target.set_status(500);
+    wait_text(c, &format!("{row} .label"), |t| t == "Unhealthy").await;
+    wait_text(c, "#count-unhealthy", |t| t == "1").await;
+    let marker = c.execute("return window.__marker", vec![]).await.unwrap();
+    assert_eq!(marker, "same page", "the page was reloaded");
+
+    // Delete, confirming the dialog.
+    c.find(Locator::Css(&format!("{row} button.danger")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.accept_alert().await.unwrap();
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while c.find(Locator::Css(row)).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "row still there after delete"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hub.get_json("/api/services").await, serde_json::json!([]));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_fits_a_phone_screen() {
+    let hub = spawn_hub().await;
+    hub.create_service(
+        serde_json::json!({"name": "a-service-with-a-long-name", "base_url": "http://127.0.0.1:9",
+                                          "description": "Something that runs on the home server"}),
+    )
+    .await;
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    c.set_window_size(390, 844).await.unwrap();
+    c.goto(&hub.url("/")).await.unwrap();
+    let overflow = c
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "page scrolls sideways on a phone: {overflow}"
+    );
+    browser.close().await;
+}

@@ -1,0 +1,167 @@
+//! The real `lookout` binary: start-up, settings errors, shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lookout");
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("LOOKOUT_DATA_DIR", dir.path())
+        .env("LOOKOUT_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_settings_stop_start_up_with_one_line_naming_them() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            &["serve", "--listen", "nowhere"],
+            &[],
+            "invalid --listen \"nowhere\"",
+        ),
+        (
+            &["serve"],
+            &[("LOOKOUT_CHECK_TIMEOUT", "2 parsecs")],
+            "invalid LOOKOUT_CHECK_TIMEOUT",
+        ),
+        (
+            &["serve"],
+            &[("LOOKOUT_CHECK_INTERVAL", "0")],
+            "invalid LOOKOUT_CHECK_INTERVAL",
+        ),
+        (
+            &["serve", "--database", "mysql://db"],
+            &[],
+            "invalid --database",
+        ),
+        (&["serve", "--database", "postgres://db"], &[], "PostgreSQL"),
+        (
+            &["serve", "--config", "/nonexistent/lookout.toml"],
+            &[],
+            "cannot read config file /nonexistent/lookout.toml",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let (ok, stderr) = run(args, env);
+        assert!(!ok, "{args:?} started");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "not one line: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn config_file_errors_name_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\ncolour = \"blue\"\n").unwrap();
+    let (ok, stderr) = run(&["serve", "--config", path.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown setting \"colour\""), "{stderr}");
+    std::fs::write(&path, "check_timeout = \"forever\"\n").unwrap();
+    let (ok, stderr) = run(&["serve", "--config", path.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
+            "invalid check_timeout in config file {}",
+            path.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn version_is_printed() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("lookout "));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_answers_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nested/data");
+    let config = dir.path().join("lookout.toml");
+    std::fs::write(
+        &config,
+        "check_interval = \"30s\"\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("LOOKOUT_DATA_DIR", &data)
+        .env("LOOKOUT_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let addr: String = line[at + 20..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("hub announced its address");
+    assert!(!addr.ends_with(":1"), "the flag beats the config file");
+    let services: serde_json::Value = reqwest::get(format!("http://{addr}/api/services"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(services, serde_json::json!([]));
+    let created = reqwest::Client::new()
+        .post(format!("http://{addr}/api/services"))
+        .json(&serde_json::json!({"name": "via-binary"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.unwrap();
+    assert_eq!(
+        created["check_interval_secs"], 30,
+        "config file setting applied"
+    );
+    assert!(
+        data.join("lookout.db").exists(),
+        "SQLite file in the data dir"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit}");
+}

@@ -1,0 +1,190 @@
+//! The dashboard's HTML, without a browser: pages render, forms validate with
+//! messages next to the fields, and nothing is loaded from elsewhere.
+
+use lookout_testkit::spawn_hub;
+use serde_json::json;
+
+async fn form_post(
+    hub: &lookout_testkit::TestHub,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    hub.client
+        .post(hub.url(path))
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn landing_page_lists_configured_services_with_their_health() {
+    let hub = spawn_hub().await;
+    let html = hub.get("/").await.text().await.unwrap();
+    assert!(html.contains("No services yet"));
+    assert!(html.contains("Scan for Services"));
+    hub.create_service(
+        json!({"name": "grafana", "description": "Dashboards <b>bold</b>",
+                              "base_url": "http://127.0.0.1:3000"}),
+    )
+    .await;
+    let r = hub.get("/").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains(r#"<a href="http://127.0.0.1:3000">grafana</a>"#),
+        "name links to the service"
+    );
+    assert!(
+        html.contains("Dashboards &#60;b&#62;bold&#60;/b&#62;"),
+        "descriptions are escaped"
+    );
+    assert!(!html.contains("<b>bold</b>"));
+    assert!(html.contains(r#"class="dot unknown""#));
+    assert!(html.contains("no health endpoint"));
+    for action in ["Visit", "Check now", "Edit", "Delete"] {
+        assert!(html.contains(action), "missing {action}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_load_nothing_from_other_origins() {
+    let hub = spawn_hub().await;
+    for page in ["/", "/services/new", "/scan"] {
+        let html = hub.get(page).await.text().await.unwrap();
+        for attr in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+            assert!(!html.contains(attr), "{page} loads {attr}");
+        }
+        assert!(!html.contains("<script>"), "{page} has inline script");
+    }
+    for asset in ["/static/app.css", "/static/app.js", "/static/favicon.svg"] {
+        assert_eq!(hub.get(asset).await.status(), 200, "{asset}");
+    }
+    let css = hub.get("/static/app.css").await.text().await.unwrap();
+    assert!(css.contains("prefers-color-scheme: dark"));
+    assert!(css.contains("@media (max-width"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scan_page_says_plainly_that_scanning_is_not_there_yet() {
+    let hub = spawn_hub().await;
+    let html = hub.get("/scan").await.text().await.unwrap();
+    assert!(html.contains("not available in this version"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_form_creates_edits_and_deletes_without_javascript() {
+    let hub = spawn_hub().await;
+    let r = form_post(
+        &hub,
+        "/services",
+        &[
+            ("name", "web"),
+            ("description", "site"),
+            ("base_url", "http://127.0.0.1:8080"),
+            ("health_endpoint", ""),
+            ("port", "8080"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/?notice=created");
+    let list = hub.get_json("/api/services").await;
+    let s = &list[0];
+    assert_eq!(
+        (
+            s["name"].as_str(),
+            s["port"].as_u64(),
+            s["health_endpoint"].is_null()
+        ),
+        (Some("web"), Some(8080), true)
+    );
+    let id = s["id"].as_i64().unwrap();
+
+    let html = hub
+        .get(&format!("/services/{id}/edit"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"value="http://127.0.0.1:8080""#),
+        "edit form is pre-filled"
+    );
+    let r = form_post(
+        &hub,
+        &format!("/services/{id}/edit"),
+        &[
+            ("name", "web"),
+            ("description", ""),
+            ("base_url", "http://127.0.0.1:8080"),
+            ("port", "8081"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let s = hub.service(id).await;
+    assert_eq!(s["port"], 8081);
+    assert!(s["description"].is_null(), "an emptied field is cleared");
+
+    let r = form_post(&hub, &format!("/services/{id}/delete"), &[]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(hub.get_json("/api/services").await, json!([]));
+    assert_eq!(
+        form_post(&hub, &format!("/services/{id}/delete"), &[])
+            .await
+            .status(),
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn form_errors_appear_next_to_their_fields_and_keep_the_input() {
+    let hub = spawn_hub().await;
+    let r = form_post(
+        &hub,
+        "/services",
+        &[
+            ("name", "web"),
+            ("base_url", "localhost:80"),
+            ("port", "99999"),
+            ("health_endpoint", "health"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    for (field, text) in [
+        ("base_url", "Must use http or https"),
+        ("port", "Must be an integer from 1 to 65535"),
+        ("health_endpoint", "Must start with"),
+    ] {
+        let at = html
+            .find(&format!(r#"id="{field}-error""#))
+            .unwrap_or_else(|| panic!("no error for {field}"));
+        assert!(html[at..].contains(text), "{field}: {text}");
+    }
+    assert!(html.contains(r#"value="localhost:80""#), "input kept");
+    assert_eq!(
+        hub.get_json("/api/services").await,
+        json!([]),
+        "nothing written"
+    );
+
+    hub.create_service(json!({"name": "taken"})).await;
+    let r = form_post(&hub, "/services", &[("name", "taken")]).await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("already taken"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_pages_and_services_are_404_pages() {
+    let hub = spawn_hub().await;
+    assert_eq!(hub.get("/nope").await.status(), 404);
+    assert_eq!(hub.get("/services/42/edit").await.status(), 404);
+    assert_eq!(hub.get("/services/abc/edit").await.status(), 400);
+}

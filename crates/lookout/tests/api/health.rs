@@ -1,0 +1,230 @@
+//! Health checks against real HTTP servers on loopback.
+
+use std::time::{Duration, Instant};
+
+use lookout_testkit::{closed_port, spawn_hub, Target};
+use serde_json::{json, Value};
+
+const SOON: Duration = Duration::from_secs(5);
+
+fn checked(s: &Value) -> bool {
+    !s["last_health_check"].is_null()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn background_checks_classify_real_responses() {
+    let hub = spawn_hub().await;
+    let cases = [
+        (200, "healthy"),
+        (204, "healthy"),
+        (500, "unhealthy"),
+        (404, "unhealthy"),
+    ];
+    let mut targets = Vec::new();
+    for (code, _) in cases {
+        let t = Target::start(code).await;
+        let s = hub
+            .create_service(json!({"name": format!("t{code}"), "base_url": t.url(), "health_endpoint": "/health"}))
+            .await;
+        targets.push((t, s["id"].as_i64().unwrap()));
+    }
+    // No request from the test: the scheduler checks by itself.
+    for ((code, expected), (target, id)) in cases.iter().zip(&targets) {
+        let s = hub.wait_for_service(*id, SOON, checked).await;
+        assert_eq!(s["health_status"], *expected, "HTTP {code}: {s}");
+        assert_eq!(s["last_response_code"], *code);
+        assert!(s["last_latency_ms"].is_u64());
+        if *expected == "unhealthy" {
+            assert!(
+                s["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&code.to_string()),
+                "{s}"
+            );
+        } else {
+            assert_eq!(s["last_error"], Value::Null);
+        }
+        assert!(target.hits() >= 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_port_is_unhealthy_with_the_reason() {
+    let hub = spawn_hub().await;
+    let s = hub
+        .create_service(
+            json!({"name": "closed", "base_url": format!("http://127.0.0.1:{}", closed_port()),
+                               "health_endpoint": "/"}),
+        )
+        .await;
+    let s = hub
+        .wait_for_service(s["id"].as_i64().unwrap(), SOON, checked)
+        .await;
+    assert_eq!(s["health_status"], "unhealthy");
+    assert_eq!(s["last_error"], "connection refused");
+    assert_eq!(s["last_response_code"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_health_endpoint_is_unknown_and_never_requested() {
+    let hub = spawn_hub().await;
+    let target = Target::start(200).await;
+    let s = hub
+        .create_service(json!({"name": "plain", "base_url": target.url()}))
+        .await;
+    let id = s["id"].as_i64().unwrap();
+    // A check on demand says why it is unknown.
+    let r: Value = hub.get_json(&format!("/api/services/{id}/health")).await;
+    assert_eq!(r["status"], "unknown");
+    assert_eq!(r["error"], "no health endpoint configured");
+    assert_eq!(target.hits(), 0);
+    assert_eq!(hub.service(id).await["health_status"], "unknown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_target_times_out_without_holding_back_the_others() {
+    let hub = spawn_hub().await;
+    let timeout = Duration::from_millis(1500);
+    let hanging = [
+        Target::hanging().await,
+        Target::hanging().await,
+        Target::hanging().await,
+    ];
+    let fast = [
+        Target::start(200).await,
+        Target::start(200).await,
+        Target::start(200).await,
+    ];
+    let started = Instant::now();
+    let mut slow_ids = Vec::new();
+    for (i, t) in hanging.iter().enumerate() {
+        let s = hub
+            .create_service(
+                json!({"name": format!("hang{i}"), "base_url": t.url(), "health_endpoint": "/",
+                                   "check_timeout_ms": timeout.as_millis() as u64}),
+            )
+            .await;
+        slow_ids.push(s["id"].as_i64().unwrap());
+    }
+    let mut fast_ids = Vec::new();
+    for (i, t) in fast.iter().enumerate() {
+        let s = hub
+            .create_service(
+                json!({"name": format!("fast{i}"), "base_url": t.url(), "health_endpoint": "/",
+                                   "check_timeout_ms": timeout.as_millis() as u64}),
+            )
+            .await;
+        fast_ids.push(s["id"].as_i64().unwrap());
+    }
+    for id in &fast_ids {
+        let s = hub.wait_for_service(*id, SOON, checked).await;
+        assert_eq!(s["health_status"], "healthy");
+    }
+    let fast_done = started.elapsed();
+    assert!(
+        fast_done < timeout,
+        "fast targets waited behind hanging ones: {fast_done:?}"
+    );
+
+    // The dashboard and the API stay responsive meanwhile.
+    let t0 = Instant::now();
+    assert_eq!(hub.get("/").await.status(), 200);
+    assert!(t0.elapsed() < Duration::from_millis(500));
+
+    for id in &slow_ids {
+        let s = hub.wait_for_service(*id, SOON, checked).await;
+        assert_eq!(s["health_status"], "unhealthy");
+        assert_eq!(s["last_error"], "timed out after 1500ms");
+    }
+    let round = started.elapsed();
+    // The three timeouts ran side by side: one timeout, not the sum.
+    assert!(round >= timeout, "{round:?}");
+    assert!(
+        round < timeout * 2,
+        "round took {round:?}, the timeouts were not concurrent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_now_returns_the_result_and_records_it() {
+    let hub = spawn_hub().await;
+    let target = Target::start(200).await;
+    let s = hub
+        .create_service(
+            json!({"name": "now", "base_url": target.url(), "health_endpoint": "/ping",
+                               "check_interval_secs": 3600}),
+        )
+        .await;
+    let id = s["id"].as_i64().unwrap();
+    hub.wait_for_service(id, SOON, checked).await;
+    target.set_status(503);
+    let r = hub.get_json(&format!("/api/services/{id}/health")).await;
+    assert_eq!(r["status"], "unhealthy");
+    assert_eq!(r["response_code"], 503);
+    assert_eq!(r["url"], format!("{}/ping", target.url()));
+    assert!(r["latency_ms"].is_u64());
+    assert!(r["checked_at"].is_string());
+    assert!(r["error"].as_str().unwrap().contains("503"));
+    let s = hub.service(id).await;
+    assert_eq!(s["health_status"], "unhealthy");
+    let history = hub.get_json(&format!("/api/services/{id}/checks")).await;
+    let statuses: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["unhealthy", "healthy"], "newest first");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checks_repeat_on_their_interval_and_follow_the_target() {
+    let hub = spawn_hub().await;
+    let target = Target::start(200).await;
+    let s = hub
+        .create_service(
+            json!({"name": "iv", "base_url": target.url(), "health_endpoint": "/",
+                               "check_interval_secs": 1}),
+        )
+        .await;
+    let id = s["id"].as_i64().unwrap();
+    hub.wait_for_service(id, SOON, |s| s["health_status"] == "healthy")
+        .await;
+    target.set_status(500);
+    hub.wait_for_service(id, SOON, |s| s["health_status"] == "unhealthy")
+        .await;
+    target.set_status(200);
+    hub.wait_for_service(id, SOON, |s| s["health_status"] == "healthy")
+        .await;
+    assert!(target.hits() >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_the_endpoint_rechecks_at_once() {
+    let hub = spawn_hub().await;
+    let good = Target::start(200).await;
+    let bad = Target::start(500).await;
+    let s = hub
+        .create_service(
+            json!({"name": "moving", "base_url": good.url(), "health_endpoint": "/",
+                               "check_interval_secs": 3600}),
+        )
+        .await;
+    let id = s["id"].as_i64().unwrap();
+    hub.wait_for_service(id, SOON, |s| s["health_status"] == "healthy")
+        .await;
+    let r = hub
+        .put_json(
+            &format!("/api/services/{id}"),
+            &json!({"base_url": bad.url()}),
+        )
+        .await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["health_status"],
+        "unknown",
+        "old result forgotten"
+    );
+    hub.wait_for_service(id, SOON, |s| s["health_status"] == "unhealthy")
+        .await;
+}
