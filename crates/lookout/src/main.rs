@@ -36,6 +36,27 @@ fn cli() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(serve)
+        .subcommand(
+            Command::new("scan")
+                .about("Scan systemd once and print every service, its ports and timers")
+                .arg(systemd_arg())
+                .arg(
+                    Arg::new("json")
+                        .long("json")
+                        .action(clap::ArgAction::SetTrue)
+                        .help("print JSON instead of a table"),
+                ),
+        )
+}
+
+fn systemd_arg() -> Arg {
+    Arg::new("systemd")
+        .long("systemd")
+        .env("LOOKOUT_SYSTEMD")
+        .value_name("SCOPE")
+        .value_parser(["system", "user", "none"])
+        .default_value("system")
+        .help("which systemd manager to use: system, user (the session bus) or none")
 }
 
 /// The flags and variables that were set, ranked by clap (a flag beats a variable).
@@ -65,6 +86,7 @@ fn main() -> ExitCode {
     let matches = cli().get_matches();
     let result = match matches.subcommand() {
         Some(("serve", m)) => serve(m),
+        Some(("scan", m)) => scan(m),
         _ => unreachable!("clap requires a known subcommand"),
     };
     match result {
@@ -113,6 +135,31 @@ fn fit_concurrency_to_fd_limit(config: &mut Config) {
         );
         config.checks.concurrency = affordable;
     }
+}
+
+fn scan(m: &ArgMatches) -> anyhow::Result<()> {
+    let scope = match m.get_one::<String>("systemd").map(String::as_str) {
+        Some("user") => lookout_systemd::Scope::User,
+        Some("none") => anyhow::bail!("--systemd none: there is nothing to scan"),
+        _ => lookout_systemd::Scope::System,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let scan = runtime.block_on(async {
+        let systemd = lookout_systemd::Systemd::connect(scope).await?;
+        anyhow::Ok(systemd.scan().await?)
+    })?;
+    if m.get_flag("json") {
+        println!("{}", serde_json::to_string_pretty(&scan)?);
+    } else {
+        for s in &scan.services {
+            let ports: Vec<String> = s.ports().iter().map(u16::to_string).collect();
+            println!("{:<40} {:<10} {:<10} {}", s.name, s.active_state, s.sub_state, ports.join(","));
+        }
+        for t in &scan.timers {
+            println!("{:<40} {:<10} {} -> {:?}", t.name, t.active_state, t.unit, t.last_result);
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

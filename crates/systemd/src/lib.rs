@@ -1,0 +1,127 @@
+//! systemd for lookout: discovery of services, their ports and timers; start,
+//! stop and restart; logs from the journal; unit files for managed services.
+//!
+//! Invariant: this is the only crate that talks D-Bus. It never parses
+//! `systemctl` output and never runs a shell: the one subprocess it starts
+//! (`journalctl`) gets an argv of validated values.
+
+mod control;
+pub mod dbus;
+mod journal;
+pub mod processes;
+mod scan;
+pub mod sockets;
+pub mod unit;
+pub mod unitfile;
+
+use std::time::Duration;
+
+use dbus::ManagerProxy;
+
+pub use control::{Action, ControlOutcome, UnitStatus};
+pub use journal::LogEntry;
+pub use scan::{Listen, ListenSource, Scan, ServiceUnit, TimerUnit};
+pub use unit::{InvalidUnitName, UnitName};
+
+/// Which systemd manager to talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The system manager (PID 1), on the system bus.
+    System,
+    /// The calling user's manager, on the session bus (`$XDG_RUNTIME_DIR/bus`).
+    User,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::System => "system",
+            Scope::User => "user",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// systemd cannot be reached: no bus, no manager on it, permission denied.
+    #[error("cannot reach the systemd {scope} manager: {cause}")]
+    Unreachable { scope: &'static str, cause: String },
+    #[error("unit {0} does not exist")]
+    NoSuchUnit(String),
+    #[error("systemd refused: {0}")]
+    Refused(String),
+    #[error("{what} did not finish within {after:?}")]
+    Timeout { what: String, after: Duration },
+    #[error("cannot read the journal: {0}")]
+    Journal(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    fn from_bus(scope: Scope, e: zbus::Error) -> Self {
+        if let zbus::Error::MethodError(name, message, _) = &e {
+            let text = message.clone().unwrap_or_default();
+            return match name.as_str() {
+                "org.freedesktop.systemd1.NoSuchUnit" | "org.freedesktop.systemd1.LoadFailed" => {
+                    Error::NoSuchUnit(text)
+                }
+                "org.freedesktop.DBus.Error.ServiceUnknown"
+                | "org.freedesktop.DBus.Error.NoReply"
+                | "org.freedesktop.DBus.Error.Disconnected" => Error::Unreachable {
+                    scope: scope.as_str(),
+                    cause: text,
+                },
+                _ => Error::Refused(format!("{name}: {text}")),
+            };
+        }
+        Error::Unreachable {
+            scope: scope.as_str(),
+            cause: e.to_string(),
+        }
+    }
+}
+
+/// A connection to one systemd manager.
+#[derive(Debug, Clone)]
+pub struct Systemd {
+    conn: zbus::Connection,
+    manager: ManagerProxy<'static>,
+    scope: Scope,
+}
+
+impl Systemd {
+    /// Connects to the manager of `scope` and subscribes to its job signals.
+    pub async fn connect(scope: Scope) -> Result<Self, Error> {
+        let unreachable = |e: zbus::Error| Error::Unreachable {
+            scope: scope.as_str(),
+            cause: e.to_string(),
+        };
+        let conn = match scope {
+            Scope::System => zbus::Connection::system().await,
+            Scope::User => zbus::Connection::session().await,
+        }
+        .map_err(unreachable)?;
+        let manager = ManagerProxy::new(&conn).await.map_err(unreachable)?;
+        manager.subscribe().await.map_err(|e| Error::from_bus(scope, e))?;
+        Ok(Self {
+            conn,
+            manager,
+            scope,
+        })
+    }
+
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// Makes systemd re-read unit files (`daemon-reload`).
+    pub async fn reload(&self) -> Result<(), Error> {
+        self.manager.reload().await.map_err(|e| self.bus_error(e))
+    }
+
+    fn bus_error(&self, e: zbus::Error) -> Error {
+        Error::from_bus(self.scope, e)
+    }
+}

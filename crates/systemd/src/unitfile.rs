@@ -1,0 +1,208 @@
+//! Writing unit files: quoting an argv for `ExecStart=` and validating what
+//! goes into a unit, so a value can never add a line or a directive.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::Scope;
+
+/// Quotes one argument for an `Exec*=` line: double quotes with C-style
+/// escapes, `$` doubled (no variable expansion) and `%` doubled (no
+/// specifier expansion).
+pub fn quote_arg(arg: &str) -> String {
+    let mut out = String::with_capacity(arg.len() + 2);
+    out.push('"');
+    for c in arg.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '$' => out.push_str("$$"),
+            '%' => out.push_str("%%"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `%` must be doubled anywhere systemd expands specifiers.
+fn escape_specifiers(s: &str) -> String {
+    s.replace('%', "%%")
+}
+
+/// A problem with a value meant for a unit file, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {message}")]
+pub struct UnitFileError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> UnitFileError {
+    UnitFileError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A long-running service lookout writes as `lookout-app-<name>.service`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedService {
+    pub description: String,
+    /// argv: an absolute program path, then its arguments.
+    pub command: Vec<String>,
+    pub working_directory: Option<PathBuf>,
+    pub environment: BTreeMap<String, String>,
+}
+
+impl ManagedService {
+    /// Checks every value; the first problem is returned with its field name.
+    pub fn validate(&self) -> Result<(), UnitFileError> {
+        let Some(program) = self.command.first() else {
+            return Err(err("command", "must name a program"));
+        };
+        if !program.starts_with('/') {
+            return Err(err("command", "must start with an absolute program path, e.g. /usr/bin/python3"));
+        }
+        for (i, arg) in self.command.iter().enumerate() {
+            if arg.contains('\0') {
+                return Err(err(format!("command[{i}]"), "must not contain NUL"));
+            }
+        }
+        if self.description.contains(['\n', '\r']) {
+            return Err(err("description", "must be one line"));
+        }
+        if let Some(dir) = &self.working_directory {
+            let text = dir.to_string_lossy();
+            if !dir.is_absolute() || text.contains(['\n', '\r', '"']) {
+                return Err(err("working_directory", "must be an absolute path on one line"));
+            }
+        }
+        for (key, value) in &self.environment {
+            let valid_key = !key.is_empty()
+                && !key.starts_with(|c: char| c.is_ascii_digit())
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_key {
+                return Err(err(format!("environment.{key}"), "is not a valid variable name"));
+            }
+            if value.contains(['\n', '\r', '\0']) {
+                return Err(err(format!("environment.{key}"), "must be one line"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The unit file text. Call [`ManagedService::validate`] first.
+    pub fn render(&self, scope: Scope) -> String {
+        let mut unit = String::new();
+        unit.push_str("# Written by lookout. Edit through lookout, or remove the lookout-app- prefix to own it.\n");
+        unit.push_str("[Unit]\n");
+        unit.push_str(&format!("Description={}\n", escape_specifiers(&self.description)));
+        unit.push_str("After=network.target\n\n[Service]\nType=simple\n");
+        let argv: Vec<String> = self.command.iter().map(|a| quote_arg(a)).collect();
+        unit.push_str(&format!("ExecStart={}\n", argv.join(" ")));
+        if let Some(dir) = &self.working_directory {
+            unit.push_str(&format!(
+                "WorkingDirectory={}\n",
+                quote_arg(&dir.to_string_lossy())
+            ));
+        }
+        for (key, value) in &self.environment {
+            unit.push_str(&format!("Environment={}\n", quote_arg(&format!("{key}={value}"))));
+        }
+        unit.push_str("Restart=on-failure\nRestartSec=5\n\n[Install]\n");
+        unit.push_str(match scope {
+            Scope::System => "WantedBy=multi-user.target\n",
+            Scope::User => "WantedBy=default.target\n",
+        });
+        unit
+    }
+}
+
+/// Where unit files for `scope` go: `/etc/systemd/system`, or
+/// `$XDG_CONFIG_HOME/systemd/user` (default `~/.config/systemd/user`).
+pub fn unit_dir(scope: Scope) -> Option<PathBuf> {
+    match scope {
+        Scope::System => Some(PathBuf::from("/etc/systemd/system")),
+        Scope::User => std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))
+            .map(|base| base.join("systemd/user")),
+    }
+}
+
+/// Writes `contents` to `dir/name` atomically (temp file, then rename), so a
+/// half-written unit is never seen by systemd.
+pub fn write_atomically(dir: &Path, name: &str, contents: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, contents)?;
+    if let Err(e) = std::fs::rename(&tmp, &path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(command: &[&str]) -> ManagedService {
+        ManagedService {
+            description: "App 100%".into(),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            working_directory: Some("/srv/app".into()),
+            environment: [("PORT".to_owned(), "8080".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn quoting_neutralises_expansion_and_injection() {
+        assert_eq!(quote_arg("plain"), "\"plain\"");
+        assert_eq!(quote_arg("a b"), "\"a b\"");
+        assert_eq!(quote_arg("$HOME"), "\"$$HOME\"");
+        assert_eq!(quote_arg("%n"), "\"%%n\"");
+        assert_eq!(quote_arg("x\"; rm -rf /"), "\"x\\\"; rm -rf /\"");
+        assert_eq!(quote_arg("line\nExecStartPre=/bin/evil"), "\"line\\nExecStartPre=/bin/evil\"");
+    }
+
+    #[test]
+    fn renders_a_unit_with_one_line_per_directive() {
+        let unit = app(&["/usr/bin/python3", "-m", "http.server", "8080"]).render(Scope::User);
+        assert!(unit.contains("ExecStart=\"/usr/bin/python3\" \"-m\" \"http.server\" \"8080\"\n"));
+        assert!(unit.contains("Description=App 100%%\n"));
+        assert!(unit.contains("Environment=\"PORT=8080\"\n"));
+        assert!(unit.contains("WantedBy=default.target"));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert_eq!(app(&[]).validate().unwrap_err().field, "command");
+        assert_eq!(app(&["python3"]).validate().unwrap_err().field, "command");
+        let mut a = app(&["/bin/true"]);
+        a.environment.insert("BAD-KEY".into(), "x".into());
+        assert_eq!(a.validate().unwrap_err().field, "environment.BAD-KEY");
+        let mut a = app(&["/bin/true"]);
+        a.description = "two\nlines".into();
+        assert_eq!(a.validate().unwrap_err().field, "description");
+        let mut a = app(&["/bin/true"]);
+        a.working_directory = Some("relative".into());
+        assert_eq!(a.validate().unwrap_err().field, "working_directory");
+        assert!(app(&["/bin/true", "a b", "$x"]).validate().is_ok());
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_atomically(dir.path(), "x.service", "[Unit]\n").unwrap();
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "[Unit]\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["x.service"]);
+    }
+}
