@@ -42,6 +42,10 @@ impl Application {
             events: EventBus::new(1024),
             checks: config.checks,
             max_body_bytes: config.max_body_bytes,
+            discovery: Arc::new(crate::discovery::Discovery::new(
+                config.systemd,
+                config.web_ports.clone(),
+            )),
         };
         Ok(Self { listener, state })
     }

@@ -64,11 +64,19 @@ pub const SETTINGS: &[SettingSpec] = &[
     },
     SettingSpec {
         key: "check_concurrency",
-        help: "health checks allowed in flight at once",
+        help: "health checks allowed in flight at once (default 1024)",
     },
     SettingSpec {
         key: "max_body",
         help: "largest accepted request body (e.g. 64KiB)",
+    },
+    SettingSpec {
+        key: "systemd",
+        help: "systemd manager to discover and control: system (default), user or none",
+    },
+    SettingSpec {
+        key: "web_ports",
+        help: "ports that mark a web service (default 80,443,3000-9999)",
     },
     SettingSpec {
         key: "log",
@@ -90,6 +98,9 @@ pub struct Config {
     pub checks: CheckDefaults,
     pub max_body_bytes: usize,
     pub log: String,
+    /// `None`: no systemd integration.
+    pub systemd: Option<lookout_systemd::Scope>,
+    pub web_ports: crate::discovery::WebPorts,
 }
 
 /// Health-check settings that apply when a service does not set its own.
@@ -128,6 +139,8 @@ impl Config {
             checks: CheckDefaults::default(),
             max_body_bytes: DEFAULT_MAX_BODY,
             log: "info".into(),
+            systemd: None,
+            web_ports: crate::discovery::WebPorts::default(),
         }
     }
 
@@ -199,6 +212,19 @@ impl Config {
             None => DEFAULT_MAX_BODY,
         };
         let log = get("log").map_or_else(|| "info".to_owned(), |v| v.value.clone());
+        let systemd = match get("systemd") {
+            Some(v) => parse(v, "systemd", |s| match s {
+                "system" => Ok(Some(lookout_systemd::Scope::System)),
+                "user" => Ok(Some(lookout_systemd::Scope::User)),
+                "none" => Ok(None),
+                _ => Err("expected system, user or none".to_owned()),
+            })?,
+            None => Some(lookout_systemd::Scope::System),
+        };
+        let web_ports = match get("web_ports") {
+            Some(v) => parse(v, "web_ports", crate::discovery::WebPorts::parse)?,
+            None => crate::discovery::WebPorts::default(),
+        };
 
         Ok(Self {
             listen,
@@ -211,6 +237,8 @@ impl Config {
             },
             max_body_bytes,
             log,
+            systemd,
+            web_ports,
         })
     }
 }

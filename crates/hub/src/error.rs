@@ -13,11 +13,15 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     MalformedJson(String),
     UnsupportedMediaType(String),
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        limit: usize,
+    },
     NotFound(String),
     Conflict(FieldError),
     BadRequest(String, Vec<FieldError>),
     MethodNotAllowed,
+    /// A dependency such as systemd or the journal cannot be used right now.
+    Unavailable(String),
     Internal(anyhow::Error),
 }
 
@@ -35,6 +39,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,6 +88,7 @@ impl ApiError {
                 "this route does not accept that HTTP method".into(),
                 vec![],
             ),
+            ApiError::Unavailable(why) => (ErrorCode::ServiceUnavailable, why.clone(), vec![]),
             ApiError::Internal(_) => (
                 ErrorCode::Internal,
                 "internal error; the hub's log has the details".into(),
@@ -114,6 +120,24 @@ impl From<StoreError> for ApiError {
                 format!("{value:?} is already taken"),
             )),
             StoreError::Database(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<crate::discovery::DiscoveryError> for ApiError {
+    fn from(e: crate::discovery::DiscoveryError) -> Self {
+        use crate::discovery::DiscoveryError;
+        use lookout_systemd::Error as S;
+        match e {
+            DiscoveryError::Disabled => ApiError::Unavailable(e.to_string()),
+            DiscoveryError::Store(e) => e.into(),
+            DiscoveryError::Systemd(e) => match e {
+                S::NoSuchUnit(_) => ApiError::NotFound(e.to_string()),
+                S::Refused(_) => ApiError::Conflict(FieldError::new("unit", e.to_string())),
+                S::Unreachable { .. } | S::Timeout { .. } | S::Journal(_) | S::Io(_) => {
+                    ApiError::Unavailable(e.to_string())
+                }
+            },
         }
     }
 }

@@ -8,10 +8,21 @@ use tokio::sync::broadcast;
 /// Something that changed in the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    ServiceCreated { id: i64 },
-    ServiceUpdated { id: i64 },
-    ServiceDeleted { id: i64 },
-    HealthChecked { id: i64, status: HealthStatus },
+    ServiceCreated {
+        id: i64,
+    },
+    ServiceUpdated {
+        id: i64,
+    },
+    ServiceDeleted {
+        id: i64,
+    },
+    HealthChecked {
+        id: i64,
+        status: HealthStatus,
+    },
+    /// A systemd scan refreshed the registry.
+    ScanCompleted,
 }
 
 /// A cheap-to-clone handle for publishing and subscribing.

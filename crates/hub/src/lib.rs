@@ -4,6 +4,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod health;

@@ -41,6 +41,13 @@ fn cli() -> Command {
                 .about("Scan systemd once and print every service, its ports and timers")
                 .arg(systemd_arg())
                 .arg(
+                    Arg::new("web_ports")
+                        .long("web-ports")
+                        .env("LOOKOUT_WEB_PORTS")
+                        .value_name("PORTS")
+                        .help("ports that mark a web service (default 80,443,3000-9999)"),
+                )
+                .arg(
                     Arg::new("json")
                         .long("json")
                         .action(clap::ArgAction::SetTrue)
@@ -148,16 +155,76 @@ fn scan(m: &ArgMatches) -> anyhow::Result<()> {
         let systemd = lookout_systemd::Systemd::connect(scope).await?;
         anyhow::Ok(systemd.scan().await?)
     })?;
+    let web_ports = match m.get_one::<String>("web_ports") {
+        Some(v) => lookout_hub::discovery::WebPorts::parse(v)
+            .map_err(|e| anyhow::anyhow!("invalid --web-ports {v:?}: {e}"))?,
+        None => lookout_hub::discovery::WebPorts::default(),
+    };
+    let services: Vec<serde_json::Value> = scan
+        .services
+        .iter()
+        .map(|s| {
+            let c = lookout_hub::discovery::classify(s, &web_ports);
+            serde_json::json!({
+                "name": s.name, "description": s.description, "load_state": s.load_state,
+                "active_state": s.active_state, "sub_state": s.sub_state,
+                "unit_file_state": s.unit_file_state, "status": c.status, "port": c.port,
+                "ports": c.ports, "main_pid": s.main_pid, "pids": s.pids,
+            })
+        })
+        .collect();
     if m.get_flag("json") {
-        println!("{}", serde_json::to_string_pretty(&scan)?);
-    } else {
-        for s in &scan.services {
-            let ports: Vec<String> = s.ports().iter().map(u16::to_string).collect();
-            println!("{:<40} {:<10} {:<10} {}", s.name, s.active_state, s.sub_state, ports.join(","));
-        }
+        let out = serde_json::json!({
+            "scope": scan.scope, "services": services, "timers": scan.timers, "warnings": scan.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{:<44} {:<10} {:<10} {:<11} PORTS",
+        "SERVICE", "ACTIVE", "SUB", "CLASS"
+    );
+    for s in &services {
+        let ports: Vec<String> = s["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["port"].as_u64())
+            .map(|p| p.to_string())
+            .collect();
+        println!(
+            "{:<44} {:<10} {:<10} {:<11} {}",
+            s["name"].as_str().unwrap_or_default(),
+            s["active_state"].as_str().unwrap_or_default(),
+            s["sub_state"].as_str().unwrap_or_default(),
+            s["status"].as_str().unwrap_or_default(),
+            if ports.is_empty() {
+                "-".to_owned()
+            } else {
+                ports.join(",")
+            }
+        );
+    }
+    if !scan.timers.is_empty() {
+        println!();
+        println!(
+            "{:<44} {:<10} {:<30} LAST RESULT",
+            "TIMER", "ACTIVE", "TRIGGERS"
+        );
         for t in &scan.timers {
-            println!("{:<40} {:<10} {} -> {:?}", t.name, t.active_state, t.unit, t.last_result);
+            let result = match (&t.last_result, t.last_exit_status) {
+                (None, _) => "not run yet".to_owned(),
+                (Some(r), Some(code)) if code != 0 => format!("{r} (status {code})"),
+                (Some(r), _) => r.clone(),
+            };
+            println!(
+                "{:<44} {:<10} {:<30} {}",
+                t.name, t.active_state, t.unit, result
+            );
         }
+    }
+    for w in &scan.warnings {
+        eprintln!("lookout: warning: {w}");
     }
     Ok(())
 }

@@ -259,6 +259,12 @@ impl ServicePatch {
 /// trip works.
 const READ_ONLY_FIELDS: &[&str] = &[
     "id",
+    "unit",
+    "sub_state",
+    "unit_file_state",
+    "main_pid",
+    "pids",
+    "ports",
     "systemd_state",
     "health_status",
     "last_health_check",
@@ -486,7 +492,17 @@ pub struct ServiceView {
     /// `base_url` + `health_endpoint`, the URL the checker requests.
     pub health_url: Option<String>,
     pub status: RegistryStatus,
+    /// The unit's active state at the last scan, or `removed` when it is gone.
     pub systemd_state: Option<String>,
+    /// The systemd unit behind this service, if any.
+    pub unit: Option<String>,
+    pub sub_state: Option<String>,
+    pub unit_file_state: Option<String>,
+    pub main_pid: Option<u32>,
+    /// Every process of the unit's cgroup at the last scan.
+    pub pids: Vec<u32>,
+    /// Every listening TCP port at the last scan; `port` is the best web one.
+    pub ports: Vec<PortView>,
     /// What the registering client said about the service (seed 001 `status`).
     pub reported_state: Option<ReportedState>,
     pub health_status: HealthStatus,
@@ -677,4 +693,62 @@ mod tests {
             "http://h:1/app/health"
         );
     }
+}
+
+/// A TCP port a systemd service listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortView {
+    pub address: String,
+    pub port: u16,
+    /// `process` (a process of the unit holds the socket) or `socket_unit`
+    /// (socket activation: a `.socket` unit listens for it).
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_unit: Option<String>,
+}
+
+/// A systemd timer and the last run of the unit it triggers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimerView {
+    pub name: String,
+    pub description: String,
+    pub active_state: String,
+    /// `OnCalendar=...` / `OnUnitActiveSec=...` lines.
+    pub schedule: Vec<String>,
+    pub last_trigger: Option<DateTime<Utc>>,
+    pub next_elapse: Option<DateTime<Utc>>,
+    /// The unit the timer starts.
+    pub unit: String,
+    pub unit_active_state: Option<String>,
+    /// The triggered unit's `Result` (`success`, `exit-code`, `timeout`, ...).
+    pub last_result: Option<String>,
+    /// The triggered unit's `ExecMainStatus`.
+    pub last_exit_status: Option<i32>,
+    pub last_exit: Option<DateTime<Utc>>,
+    /// The last run failed.
+    pub failed: bool,
+    /// Gone from systemd at the last scan.
+    pub removed: bool,
+    pub last_scanned_at: DateTime<Utc>,
+}
+
+/// The answer of `POST /api/scan` and `GET /api/scan` (seed 001's shape plus
+/// `removed`, timers and details).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanResult {
+    /// Units seen for the first time.
+    pub discovered: usize,
+    /// Units already in the registry, refreshed.
+    pub updated: usize,
+    /// Units gone from systemd since the previous scan.
+    pub removed: usize,
+    pub scanned_at: DateTime<Utc>,
+    /// `system` or `user`.
+    pub scope: String,
+    pub duration_ms: u64,
+    /// Every systemd service known to the registry, configured ones included.
+    pub services: Vec<ServiceView>,
+    pub timers: Vec<TimerView>,
+    /// Parts of the scan that could not be done, e.g. ports unknown.
+    pub warnings: Vec<String>,
 }

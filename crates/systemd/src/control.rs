@@ -88,7 +88,10 @@ impl Systemd {
             .build()
             .await
             .map_err(|e| self.bus_error(e))?;
-        let load_state = unit_proxy.load_state().await.map_err(|e| self.bus_error(e))?;
+        let load_state = unit_proxy
+            .load_state()
+            .await
+            .map_err(|e| self.bus_error(e))?;
         if load_state == "not-found" {
             return Err(Error::NoSuchUnit(unit.to_string()));
         }
@@ -135,7 +138,12 @@ impl Systemd {
     }
 
     /// Starts, stops or restarts `unit` and waits up to `timeout` for the job.
-    pub async fn control(&self, unit: &UnitName, action: Action, timeout: Duration) -> Result<ControlOutcome, Error> {
+    pub async fn control(
+        &self,
+        unit: &UnitName,
+        action: Action,
+        timeout: Duration,
+    ) -> Result<ControlOutcome, Error> {
         if unit.is_template() {
             return Err(Error::Refused(format!(
                 "{unit} is a template; name an instance such as {}",

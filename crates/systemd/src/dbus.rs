@@ -52,10 +52,19 @@ pub trait Manager {
     fn reload(&self) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
+    fn job_removed(
+        &self,
+        id: u32,
+        job: OwnedObjectPath,
+        unit: String,
+        result: String,
+    ) -> zbus::Result<()>;
 }
 
-#[proxy(interface = "org.freedesktop.systemd1.Unit", default_service = "org.freedesktop.systemd1")]
+#[proxy(
+    interface = "org.freedesktop.systemd1.Unit",
+    default_service = "org.freedesktop.systemd1"
+)]
 pub trait Unit {
     #[zbus(property)]
     fn description(&self) -> zbus::Result<String>;
@@ -73,7 +82,10 @@ pub trait Unit {
     fn active_enter_timestamp(&self) -> zbus::Result<u64>;
 }
 
-#[proxy(interface = "org.freedesktop.systemd1.Service", default_service = "org.freedesktop.systemd1")]
+#[proxy(
+    interface = "org.freedesktop.systemd1.Service",
+    default_service = "org.freedesktop.systemd1"
+)]
 pub trait Service {
     #[zbus(property, name = "MainPID")]
     fn main_pid(&self) -> zbus::Result<u32>;
@@ -87,13 +99,19 @@ pub trait Service {
     fn n_restarts(&self) -> zbus::Result<u32>;
 }
 
-#[proxy(interface = "org.freedesktop.systemd1.Socket", default_service = "org.freedesktop.systemd1")]
+#[proxy(
+    interface = "org.freedesktop.systemd1.Socket",
+    default_service = "org.freedesktop.systemd1"
+)]
 pub trait Socket {
     #[zbus(property)]
     fn listen(&self) -> zbus::Result<Vec<(String, String)>>;
 }
 
-#[proxy(interface = "org.freedesktop.systemd1.Timer", default_service = "org.freedesktop.systemd1")]
+#[proxy(
+    interface = "org.freedesktop.systemd1.Timer",
+    default_service = "org.freedesktop.systemd1"
+)]
 pub trait Timer {
     #[zbus(property)]
     fn timers_calendar(&self) -> zbus::Result<Vec<(String, String, u64)>>;
@@ -126,11 +144,17 @@ pub fn unit_path(name: &str) -> String {
 mod tests {
     #[test]
     fn unit_paths_are_escaped_like_systemd() {
-        assert_eq!(super::unit_path("nginx.service"), "/org/freedesktop/systemd1/unit/nginx_2eservice");
+        assert_eq!(
+            super::unit_path("nginx.service"),
+            "/org/freedesktop/systemd1/unit/nginx_2eservice"
+        );
         assert_eq!(
             super::unit_path("getty@tty1.service"),
             "/org/freedesktop/systemd1/unit/getty_40tty1_2eservice"
         );
-        assert_eq!(super::unit_path("1a.timer"), "/org/freedesktop/systemd1/unit/_31a_2etimer");
+        assert_eq!(
+            super::unit_path("1a.timer"),
+            "/org/freedesktop/systemd1/unit/_31a_2etimer"
+        );
     }
 }

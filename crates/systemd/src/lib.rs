@@ -7,7 +7,7 @@
 
 mod control;
 pub mod dbus;
-mod journal;
+pub mod journal;
 pub mod processes;
 mod scan;
 pub mod sockets;
@@ -104,7 +104,10 @@ impl Systemd {
         }
         .map_err(unreachable)?;
         let manager = ManagerProxy::new(&conn).await.map_err(unreachable)?;
-        manager.subscribe().await.map_err(|e| Error::from_bus(scope, e))?;
+        manager
+            .subscribe()
+            .await
+            .map_err(|e| Error::from_bus(scope, e))?;
         Ok(Self {
             conn,
             manager,

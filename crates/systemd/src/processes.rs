@@ -18,7 +18,8 @@ fn parse_cgroup_file(text: &str) -> Option<String> {
     let mut legacy = None;
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
         if id == "0" && controllers.is_empty() && path != "/" {
@@ -44,7 +45,11 @@ pub fn processes_by_unit<'a>(units: &HashSet<&'a str>) -> HashMap<&'a str, Vec<u
         return out;
     };
     for entry in proc_dir.filter_map(Result::ok) {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Some(unit) = cgroup_path(pid).and_then(|path| unit_of(&path, units)) {
@@ -64,9 +69,15 @@ mod tests {
     #[test]
     fn unified_path_wins_over_legacy() {
         let hybrid = "9:name=systemd:/system.slice/a.service\n4:memory:/x\n0::/system.slice/a.service/worker\n";
-        assert_eq!(parse_cgroup_file(hybrid).as_deref(), Some("/system.slice/a.service/worker"));
+        assert_eq!(
+            parse_cgroup_file(hybrid).as_deref(),
+            Some("/system.slice/a.service/worker")
+        );
         let legacy_only = "1:name=systemd:/app.slice/b.service\n0::/\n";
-        assert_eq!(parse_cgroup_file(legacy_only).as_deref(), Some("/app.slice/b.service"));
+        assert_eq!(
+            parse_cgroup_file(legacy_only).as_deref(),
+            Some("/app.slice/b.service")
+        );
         assert_eq!(parse_cgroup_file("0::/\n"), None);
     }
 
@@ -77,7 +88,10 @@ mod tests {
         let path = "/user.slice/user-1000.slice/user@1000.service/app.slice/web.service";
         assert_eq!(unit_of(path, &system), Some("user@1000.service"));
         assert_eq!(unit_of(path, &user), Some("web.service"));
-        assert_eq!(unit_of("/system.slice/nginx.service/sub", &system), Some("nginx.service"));
+        assert_eq!(
+            unit_of("/system.slice/nginx.service/sub", &system),
+            Some("nginx.service")
+        );
         assert_eq!(unit_of("/init.scope", &system), None);
     }
 }

@@ -87,10 +87,7 @@ impl TimerUnit {
     /// The last run of the triggered unit failed.
     pub fn failed(&self) -> bool {
         self.unit_active_state.as_deref() == Some("failed")
-            || self
-                .last_result
-                .as_deref()
-                .is_some_and(|r| r != "success")
+            || self.last_result.as_deref().is_some_and(|r| r != "success")
     }
 }
 
@@ -142,7 +139,11 @@ fn host_view(services: Vec<String>, running: HashSet<String>) -> HostView {
                 }
             }
         }
-        Err(e) => view.warning = Some(format!("listening ports unknown: cannot list sockets ({e})")),
+        Err(e) => {
+            view.warning = Some(format!(
+                "listening ports unknown: cannot list sockets ({e})"
+            ))
+        }
     }
     view.pids = by_unit
         .into_iter()
@@ -153,7 +154,11 @@ fn host_view(services: Vec<String>, running: HashSet<String>) -> HostView {
 
 /// Parses a socket unit's `Listen` entry into (address, port) for TCP streams.
 pub fn parse_listen(kind: &str, address: &str) -> Option<(String, u16)> {
-    if kind != "Stream" || address.starts_with('/') || address.starts_with('@') || address.contains("vsock") {
+    if kind != "Stream"
+        || address.starts_with('/')
+        || address.starts_with('@')
+        || address.contains("vsock")
+    {
         return None;
     }
     if let Ok(port) = address.parse::<u16>() {
@@ -178,7 +183,8 @@ fn format_usec(usec: u64) -> String {
 
 /// `OnUnitActiveUSec` → `OnUnitActiveSec`.
 fn monotonic_base(base: &str) -> String {
-    base.strip_suffix("USec").map_or_else(|| base.to_owned(), |b| format!("{b}Sec"))
+    base.strip_suffix("USec")
+        .map_or_else(|| base.to_owned(), |b| format!("{b}Sec"))
 }
 
 impl Systemd {
@@ -305,9 +311,12 @@ impl Systemd {
         let timers = join_all(
             timer_units
                 .into_iter()
-                .map(|(name, description, active, path)| self.timer(name, description, active, path)),
+                .map(|(name, description, active, path)| {
+                    self.timer(name, description, active, path)
+                }),
         );
-        let (main_pids, socket_listens, timers, host) = tokio::join!(main_pids, socket_listens, timers, host);
+        let (main_pids, socket_listens, timers, host) =
+            tokio::join!(main_pids, socket_listens, timers, host);
         let host = host.unwrap_or_else(|e| HostView {
             warning: Some(format!("processes and ports unknown: {e}")),
             ..HostView::default()
@@ -334,9 +343,14 @@ impl Systemd {
                 .filter_map(|(kind, address)| parse_listen(kind, address))
                 .collect();
             for target in triggers.iter().filter(|t| t.ends_with(".service")) {
-                let Some(service) = services.get_mut(target) else { continue };
+                let Some(service) = services.get_mut(target) else {
+                    continue;
+                };
                 for (address, port) in &ports {
-                    let already = service.listens.iter().any(|l| l.port == *port && l.address == *address);
+                    let already = service
+                        .listens
+                        .iter()
+                        .any(|l| l.port == *port && l.address == *address);
                     if !already {
                         service.listens.push(Listen {
                             address: address.clone(),
@@ -346,7 +360,9 @@ impl Systemd {
                         });
                     }
                 }
-                service.listens.sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
+                service
+                    .listens
+                    .sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
             }
         }
 
@@ -358,7 +374,13 @@ impl Systemd {
         })
     }
 
-    async fn timer(&self, name: String, description: String, active_state: String, path: OwnedObjectPath) -> TimerUnit {
+    async fn timer(
+        &self,
+        name: String,
+        description: String,
+        active_state: String,
+        path: OwnedObjectPath,
+    ) -> TimerUnit {
         let mut timer = TimerUnit {
             name,
             description,
@@ -405,7 +427,10 @@ impl Systemd {
         let Ok(path) = OwnedObjectPath::try_from(unit_path(&timer.unit)) else {
             return timer;
         };
-        if let (Ok(service), Ok(unit)) = (self.service_proxy(path.clone()).await, self.unit_proxy(path).await) {
+        if let (Ok(service), Ok(unit)) = (
+            self.service_proxy(path.clone()).await,
+            self.unit_proxy(path).await,
+        ) {
             let (result, status, exit, active) = tokio::join!(
                 service.result(),
                 service.exec_main_status(),
@@ -431,9 +456,18 @@ mod tests {
     #[test]
     fn socket_unit_listen_entries() {
         assert_eq!(parse_listen("Stream", "8080"), Some(("::".into(), 8080)));
-        assert_eq!(parse_listen("Stream", "127.0.0.1:9000"), Some(("127.0.0.1".into(), 9000)));
-        assert_eq!(parse_listen("Stream", "[::1]:443"), Some(("::1".into(), 443)));
-        assert_eq!(parse_listen("Stream", "[fe80::1%eth0]:80"), Some(("fe80::1".into(), 80)));
+        assert_eq!(
+            parse_listen("Stream", "127.0.0.1:9000"),
+            Some(("127.0.0.1".into(), 9000))
+        );
+        assert_eq!(
+            parse_listen("Stream", "[::1]:443"),
+            Some(("::1".into(), 443))
+        );
+        assert_eq!(
+            parse_listen("Stream", "[fe80::1%eth0]:80"),
+            Some(("fe80::1".into(), 80))
+        );
         assert_eq!(parse_listen("Stream", "/run/app.sock"), None);
         assert_eq!(parse_listen("Datagram", "127.0.0.1:53"), None);
         assert_eq!(parse_listen("Stream", "@abstract"), None);

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_packet_sock_diag::SockDiagMessage;
@@ -113,10 +115,10 @@ pub fn socket_inodes(pid: u32) -> Vec<u64> {
 }
 
 /// Maps each listening socket to the PIDs (among `pids`) that hold it.
-pub fn owners<'a>(
-    sockets: &'a [ListeningSocket],
+pub fn owners(
+    sockets: &[ListeningSocket],
     pids: impl IntoIterator<Item = u32>,
-) -> HashMap<u32, Vec<&'a ListeningSocket>> {
+) -> HashMap<u32, Vec<&ListeningSocket>> {
     let by_inode: HashMap<u64, &ListeningSocket> = sockets.iter().map(|s| (s.inode, s)).collect();
     let mut out: HashMap<u32, Vec<&ListeningSocket>> = HashMap::new();
     for pid in pids {
@@ -139,11 +141,16 @@ mod tests {
         let v6 = std::net::TcpListener::bind("[::1]:0").ok();
         let sockets = listening_tcp().unwrap();
         let port4 = v4.local_addr().unwrap().port();
-        let mine = sockets.iter().find(|s| s.port == port4).expect("v4 listener listed");
+        let mine = sockets
+            .iter()
+            .find(|s| s.port == port4)
+            .expect("v4 listener listed");
         assert_eq!(mine.address, "127.0.0.1".parse::<IpAddr>().unwrap());
         if let Some(v6) = &v6 {
             let port6 = v6.local_addr().unwrap().port();
-            assert!(sockets.iter().any(|s| s.port == port6 && s.address.is_ipv6()));
+            assert!(sockets
+                .iter()
+                .any(|s| s.port == port6 && s.address.is_ipv6()));
         }
         let owners = owners(&sockets, [std::process::id()]);
         let held: Vec<u16> = owners[&std::process::id()].iter().map(|s| s.port).collect();

@@ -4,8 +4,17 @@ use std::fmt;
 
 /// Unit types systemd knows (the suffix after the last `.`).
 pub const UNIT_TYPES: &[&str] = &[
-    "service", "socket", "timer", "target", "device", "mount", "automount", "swap", "path",
-    "slice", "scope",
+    "service",
+    "socket",
+    "timer",
+    "target",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "path",
+    "slice",
+    "scope",
 ];
 
 /// Longest unit name systemd accepts (UNIT_NAME_MAX - 1).
@@ -153,9 +162,18 @@ mod tests {
 
     #[test]
     fn service_suffix_is_added_when_missing() {
-        assert_eq!(UnitName::parse_service("nginx").unwrap().as_str(), "nginx.service");
-        assert_eq!(UnitName::parse_service("nginx.service").unwrap().as_str(), "nginx.service");
-        assert_eq!(UnitName::parse_service("web.socket").unwrap().as_str(), "web.socket");
+        assert_eq!(
+            UnitName::parse_service("nginx").unwrap().as_str(),
+            "nginx.service"
+        );
+        assert_eq!(
+            UnitName::parse_service("nginx.service").unwrap().as_str(),
+            "nginx.service"
+        );
+        assert_eq!(
+            UnitName::parse_service("web.socket").unwrap().as_str(),
+            "web.socket"
+        );
         assert!(UnitName::parse_service("bad name").is_err());
     }
 }

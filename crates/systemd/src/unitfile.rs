@@ -28,6 +28,12 @@ pub fn quote_arg(arg: &str) -> String {
     out
 }
 
+/// Quotes a value for `Environment=`: like [`quote_arg`] but `$` stays as it
+/// is, since systemd does not expand variables in assignments.
+pub fn quote_assignment(value: &str) -> String {
+    quote_arg(value).replace("$$", "$")
+}
+
 /// `%` must be doubled anywhere systemd expands specifiers.
 fn escape_specifiers(s: &str) -> String {
     s.replace('%', "%%")
@@ -65,7 +71,10 @@ impl ManagedService {
             return Err(err("command", "must name a program"));
         };
         if !program.starts_with('/') {
-            return Err(err("command", "must start with an absolute program path, e.g. /usr/bin/python3"));
+            return Err(err(
+                "command",
+                "must start with an absolute program path, e.g. /usr/bin/python3",
+            ));
         }
         for (i, arg) in self.command.iter().enumerate() {
             if arg.contains('\0') {
@@ -77,8 +86,11 @@ impl ManagedService {
         }
         if let Some(dir) = &self.working_directory {
             let text = dir.to_string_lossy();
-            if !dir.is_absolute() || text.contains(['\n', '\r', '"']) {
-                return Err(err("working_directory", "must be an absolute path on one line"));
+            if !dir.is_absolute() || text.contains(['\n', '\r', '"', '\\']) || text.ends_with(' ') {
+                return Err(err(
+                    "working_directory",
+                    "must be an absolute path without quotes, backslashes or line breaks",
+                ));
             }
         }
         for (key, value) in &self.environment {
@@ -86,7 +98,10 @@ impl ManagedService {
                 && !key.starts_with(|c: char| c.is_ascii_digit())
                 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid_key {
-                return Err(err(format!("environment.{key}"), "is not a valid variable name"));
+                return Err(err(
+                    format!("environment.{key}"),
+                    "is not a valid variable name",
+                ));
             }
             if value.contains(['\n', '\r', '\0']) {
                 return Err(err(format!("environment.{key}"), "must be one line"));
@@ -100,18 +115,24 @@ impl ManagedService {
         let mut unit = String::new();
         unit.push_str("# Written by lookout. Edit through lookout, or remove the lookout-app- prefix to own it.\n");
         unit.push_str("[Unit]\n");
-        unit.push_str(&format!("Description={}\n", escape_specifiers(&self.description)));
+        unit.push_str(&format!(
+            "Description={}\n",
+            escape_specifiers(&self.description)
+        ));
         unit.push_str("After=network.target\n\n[Service]\nType=simple\n");
         let argv: Vec<String> = self.command.iter().map(|a| quote_arg(a)).collect();
         unit.push_str(&format!("ExecStart={}\n", argv.join(" ")));
         if let Some(dir) = &self.working_directory {
             unit.push_str(&format!(
                 "WorkingDirectory={}\n",
-                quote_arg(&dir.to_string_lossy())
+                escape_specifiers(&dir.to_string_lossy())
             ));
         }
         for (key, value) in &self.environment {
-            unit.push_str(&format!("Environment={}\n", quote_arg(&format!("{key}={value}"))));
+            unit.push_str(&format!(
+                "Environment={}\n",
+                quote_assignment(&format!("{key}={value}"))
+            ));
         }
         unit.push_str("Restart=on-failure\nRestartSec=5\n\n[Install]\n");
         unit.push_str(match scope {
@@ -169,7 +190,11 @@ mod tests {
         assert_eq!(quote_arg("$HOME"), "\"$$HOME\"");
         assert_eq!(quote_arg("%n"), "\"%%n\"");
         assert_eq!(quote_arg("x\"; rm -rf /"), "\"x\\\"; rm -rf /\"");
-        assert_eq!(quote_arg("line\nExecStartPre=/bin/evil"), "\"line\\nExecStartPre=/bin/evil\"");
+        assert_eq!(
+            quote_arg("line\nExecStartPre=/bin/evil"),
+            "\"line\\nExecStartPre=/bin/evil\""
+        );
+        assert_eq!(quote_assignment("A=$HOME 100%"), "\"A=$HOME 100%%\"");
     }
 
     #[test]
@@ -202,7 +227,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write_atomically(dir.path(), "x.service", "[Unit]\n").unwrap();
         assert_eq!(std::fs::read_to_string(path).unwrap(), "[Unit]\n");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["x.service"]);
     }
 }

@@ -4,6 +4,7 @@
 //! Used as a dev-dependency only.
 
 pub mod browser;
+pub mod systemd;
 pub mod target;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use browser::Browser;
+pub use systemd::SystemdSandbox;
 pub use target::Target;
 
 /// A running hub with its own temporary data directory.
@@ -28,6 +30,60 @@ pub struct TestHub {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     tweak: Arc<dyn Fn(&mut Config) + Send + Sync>,
+    /// Set when the hub is a `lookout serve` process rather than in this one.
+    process: Option<std::process::Child>,
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Starts `command` (a `lookout serve ... --listen 127.0.0.1:0` command line,
+/// possibly wrapped, e.g. in `nsenter`) and waits for it to announce its
+/// address. The process gets SIGTERM when the hub is stopped or dropped.
+pub fn spawn_hub_process(
+    mut command: std::process::Command,
+    data_dir: tempfile::TempDir,
+) -> TestHub {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lookout serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let addr: String = line[at + 20..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => addr.parse().expect("socket address"),
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("lookout serve did not announce its address ({status:?})");
+        }
+    };
+    TestHub {
+        addr,
+        client: http_client(),
+        data_dir: Arc::new(data_dir),
+        stop: None,
+        task: None,
+        tweak: Arc::new(|_| {}),
+        process: Some(child),
+    }
 }
 
 /// Starts a hub with default settings on a fresh data directory.
@@ -72,14 +128,12 @@ async fn start(
     }));
     TestHub {
         addr,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
+        client: http_client(),
         data_dir,
         stop: Some(stop),
         task: Some(task),
         tweak,
+        process: None,
     }
 }
 
@@ -103,6 +157,9 @@ impl TestHub {
         }
         if let Some(task) = self.task.take() {
             task.await.expect("hub task").expect("hub stopped cleanly");
+        }
+        if let Some(mut child) = self.process.take() {
+            terminate(&mut child);
         }
     }
 
@@ -188,11 +245,48 @@ impl Drop for TestHub {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        if let Some(mut child) = self.process.take() {
+            terminate(&mut child);
+        }
     }
+}
+
+/// SIGTERM, then SIGKILL if the process has not exited within 10 s.
+#[allow(clippy::disallowed_methods)] // Drop is synchronous: polling a child process for its exit.
+fn terminate(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..200 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A loopback port with nothing listening on it.
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
+}
+
+/// A free loopback port within `range` (e.g. the web ports 3000-9999).
+pub fn free_port_in(range: std::ops::Range<u16>) -> u16 {
+    let span = u32::from(range.end - range.start);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for i in 0..span {
+        let port = range.start
+            + u16::try_from((seed.wrapping_add(i.wrapping_mul(7919))) % span).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {range:?}");
 }

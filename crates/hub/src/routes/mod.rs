@@ -3,6 +3,7 @@
 
 pub mod api;
 mod extract;
+pub mod systemd;
 pub mod ui;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub events: EventBus,
     pub checks: CheckDefaults,
     pub max_body_bytes: usize,
+    pub discovery: Arc<crate::discovery::Discovery>,
 }
 
 /// The whole router of a hub.

@@ -29,6 +29,9 @@ pub fn router() -> Router<AppState> {
         .route("/services/{id}/edit", get(edit_form).post(update_from_form))
         .route("/services/{id}/delete", post(delete_from_form))
         .route("/services/{id}/check", post(check_from_form))
+        .route("/scan/cleanup", post(cleanup_from_form))
+        .route("/control/{id}/{action}", post(control_from_form))
+        .route("/logs/{id}", get(logs_page))
         .route(
             "/static/app.css",
             get(|| {
@@ -118,6 +121,8 @@ fn no_such_service() -> Response {
 
 struct Row {
     id: i64,
+    unit: Option<String>,
+    systemd_state: String,
     name: String,
     href: Option<String>,
     description: Option<String>,
@@ -139,6 +144,8 @@ struct DashboardPage {
     rows: Vec<Row>,
     counts: Counts,
     notice: Option<String>,
+    /// (timer, unit, why) for timers whose last run failed.
+    failed_timers: Vec<(String, String, String)>,
 }
 
 fn label(status: HealthStatus) -> &'static str {
@@ -202,6 +209,8 @@ async fn dashboard(
             }
             Row {
                 id: s.id,
+                unit: s.unit.clone(),
+                systemd_state: s.systemd_state.clone().unwrap_or_else(|| "unknown".into()),
                 name: s.name.clone(),
                 href: s.base_url.clone(),
                 description: s.description.clone(),
@@ -218,21 +227,329 @@ async fn dashboard(
         "checked" => Some("Health checked.".to_owned()),
         _ => None,
     });
+    let notice = control_notice(&q).or(notice);
+    let failed_timers = match state.store.list_timers().await {
+        Ok(timers) => timers
+            .into_iter()
+            .filter(|t| t.failed && !t.removed)
+            .map(|t| {
+                let why = match (&t.last_result, t.last_exit_status) {
+                    (Some(r), Some(code)) if code != 0 => format!("{r}, status {code}"),
+                    (Some(r), _) => r.clone(),
+                    (None, _) => t.unit_active_state.clone().unwrap_or_default(),
+                };
+                (t.name, t.unit, why)
+            })
+            .collect(),
+        Err(e) => return store_failure(&e),
+    };
     render(
         StatusCode::OK,
         &DashboardPage {
             rows,
             counts,
             notice,
+            failed_timers,
         },
     )
 }
 
-async fn scan_page() -> Response {
-    #[derive(Template)]
-    #[template(path = "scan.html")]
-    struct ScanPage;
-    render(StatusCode::OK, &ScanPage)
+/// "Restarted web.service: job done, now active (running).", from the
+/// redirect after a control form. Every part is checked, so a crafted link
+/// cannot put arbitrary text on the page.
+fn control_notice(q: &HashMap<String, String>) -> Option<String> {
+    let word = |k: &str| {
+        q.get(k).filter(|v| {
+            !v.is_empty() && v.len() <= 32 && v.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+    };
+    let action = lookout_systemd::Action::parse(q.get("control")?)?;
+    let unit = lookout_systemd::UnitName::parse(q.get("unit")?).ok()?;
+    let (result, state, sub) = (word("result")?, word("state")?, word("sub")?);
+    let verb = match action {
+        lookout_systemd::Action::Start => "Started",
+        lookout_systemd::Action::Stop => "Stopped",
+        lookout_systemd::Action::Restart => "Restarted",
+    };
+    Some(format!("{verb} {unit}: job {result}, now {state} ({sub})."))
+}
+
+// ---- Scan ------------------------------------------------------------------
+
+#[derive(Clone)]
+struct UnitRow {
+    name: String,
+    description: String,
+    state: String,
+    sub: String,
+    ports: String,
+    status: &'static str,
+    configure_href: String,
+}
+
+struct TimerRow {
+    name: String,
+    schedule: String,
+    last: String,
+    next: String,
+    unit: String,
+    result: String,
+    failed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "scan.html")]
+struct ScanPage {
+    error: Option<String>,
+    summary: Option<String>,
+    warnings: Vec<String>,
+    discovered: Vec<UnitRow>,
+    all: Vec<UnitRow>,
+    timers: Vec<TimerRow>,
+    removed: Vec<String>,
+}
+
+/// The host part the browser used to reach the hub, for pre-filled URLs.
+fn request_host(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let host = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    if !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
+    {
+        host.to_owned()
+    } else {
+        "localhost".to_owned()
+    }
+}
+
+fn when(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match t {
+        None => "never".into(),
+        Some(t) if t <= now => ago(t, now),
+        Some(t) => {
+            let secs = (t - now).num_seconds();
+            match secs {
+                0..=59 => format!("in {secs} s"),
+                60..=3599 => format!("in {} min", (secs + 30) / 60),
+                _ => format!("in {} h", (secs + 1800) / 3600),
+            }
+        }
+    }
+}
+
+fn unit_row(s: &lookout_proto::service::ServiceView, host: &str, ports_unknown: bool) -> UnitRow {
+    let unit = s.unit.clone().unwrap_or_else(|| s.name.clone());
+    let state_name = s.systemd_state.clone().unwrap_or_default();
+    let running = !matches!(state_name.as_str(), "inactive" | "failed");
+    let mut ports: Vec<u16> = s.ports.iter().map(|p| p.port).collect();
+    ports.dedup();
+    let ports = if !ports.is_empty() {
+        ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else if ports_unknown {
+        "unknown".into()
+    } else if running {
+        "none".into()
+    } else {
+        "—".into()
+    };
+    let mut prefill = vec![("name", unit.clone())];
+    if let Some(d) = &s.description {
+        prefill.push(("description", d.clone()));
+    }
+    if let Some(port) = s.port {
+        prefill.push(("port", port.to_string()));
+        let scheme = if port == 443 { "https" } else { "http" };
+        prefill.push(("base_url", format!("{scheme}://{host}:{port}")));
+    }
+    UnitRow {
+        name: unit,
+        description: s.description.clone().unwrap_or_default(),
+        state: state_name,
+        sub: s.sub_state.clone().unwrap_or_default(),
+        ports,
+        status: s.status.as_str(),
+        configure_href: format!(
+            "/services/new?{}",
+            serde_urlencoded::to_string(&prefill).unwrap_or_default()
+        ),
+    }
+}
+
+async fn scan_page(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let (result, error, status) = match state.scan().await {
+        Ok(r) => (Some(r), None, StatusCode::OK),
+        Err(e) => {
+            tracing::warn!(error = %e, "scan failed");
+            let last = state.last_scan().await.ok().flatten();
+            let status = match e {
+                crate::discovery::DiscoveryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (last, Some(e.to_string()), status)
+        }
+    };
+    let host = request_host(&headers);
+    let now = state.clock.now();
+    let mut page = ScanPage {
+        error,
+        summary: None,
+        warnings: Vec::new(),
+        discovered: Vec::new(),
+        all: Vec::new(),
+        timers: Vec::new(),
+        removed: Vec::new(),
+    };
+    if let Some(r) = result {
+        page.summary = Some(format!(
+            "{} {} scanned {}: {} new, {} updated, {} gone, in {} ms.",
+            r.services.len(),
+            if r.scope == "user" {
+                "user services"
+            } else {
+                "services"
+            },
+            ago(r.scanned_at, now),
+            r.discovered,
+            r.updated,
+            r.removed,
+            r.duration_ms
+        ));
+        let ports_unknown = !r.warnings.is_empty();
+        page.warnings = r.warnings;
+        for s in &r.services {
+            if s.systemd_state.as_deref() == Some("removed") {
+                let unit = s.unit.clone().unwrap_or_else(|| s.name.clone());
+                page.removed.push(format!("{unit} ({})", s.status.as_str()));
+                continue;
+            }
+            let row = unit_row(s, &host, ports_unknown);
+            if s.status == RegistryStatus::Discovered {
+                let mut shown = row.clone();
+                if let Some(p) = s.port {
+                    shown.ports = p.to_string();
+                }
+                page.discovered.push(shown);
+            }
+            page.all.push(row);
+        }
+        page.timers = r
+            .timers
+            .iter()
+            .filter(|t| !t.removed)
+            .map(|t| TimerRow {
+                name: t.name.clone(),
+                schedule: t.schedule.join("; "),
+                last: when(t.last_trigger, now),
+                next: when(t.next_elapse, now),
+                unit: t.unit.clone(),
+                result: match (&t.last_result, t.last_exit_status) {
+                    (None, _) => "not run yet".into(),
+                    (Some(r), Some(code)) if code != 0 => format!("{r} (status {code})"),
+                    (Some(r), _) => r.clone(),
+                },
+                failed: t.failed,
+            })
+            .collect();
+    }
+    render(status, &page)
+}
+
+async fn cleanup_from_form(State(state): State<AppState>) -> Response {
+    match state.store.delete_removed().await {
+        Ok(_) => Redirect::to("/scan").into_response(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+// ---- Control and logs -------------------------------------------------------
+
+fn api_error_page(e: &crate::error::ApiError) -> Response {
+    let body = e.body();
+    message(e.status(), "That did not work", &body.message)
+}
+
+async fn control_from_form(
+    State(state): State<AppState>,
+    axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let Some(action) = lookout_systemd::Action::parse(&action) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "Unknown action: use start, stop or restart.",
+        );
+    };
+    match super::systemd::control(&state, &id, action).await {
+        Ok(outcome) => {
+            let q = serde_urlencoded::to_string([
+                ("control", action.as_str()),
+                ("unit", outcome.unit.as_str()),
+                ("result", outcome.job_result.as_str()),
+                ("state", outcome.status.active_state.as_str()),
+                ("sub", outcome.status.sub_state.as_str()),
+            ])
+            .unwrap_or_default();
+            Redirect::to(&format!("/?{q}")).into_response()
+        }
+        Err(e) => api_error_page(&e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "logs.html")]
+struct LogsPage {
+    unit: String,
+    target: String,
+    lines: u32,
+    entries: Vec<(String, String)>,
+    error: Option<String>,
+}
+
+async fn logs_page(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let lines = match super::systemd::lines_param(&q) {
+        Ok(n) => n,
+        Err(e) => return api_error_page(&e),
+    };
+    match super::systemd::read_logs(&state, &id, lines).await {
+        Ok(logs) => render(
+            StatusCode::OK,
+            &LogsPage {
+                unit: logs.unit,
+                target: id,
+                lines,
+                entries: logs
+                    .lines
+                    .into_iter()
+                    .map(|e| {
+                        let t = e
+                            .time
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                            .unwrap_or_default();
+                        (t, e.message)
+                    })
+                    .collect(),
+                error: None,
+            },
+        ),
+        Err(e) => api_error_page(&e),
+    }
 }
 
 // ---- Service form ---------------------------------------------------------

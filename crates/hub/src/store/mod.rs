@@ -9,8 +9,8 @@ mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lookout_proto::service::{
-    health_url, HealthCheckView, HealthStatus, NewService, RegistryStatus, ReportedState,
-    ServicePatch, ServiceView,
+    health_url, HealthCheckView, HealthStatus, NewService, PortView, RegistryStatus, ReportedState,
+    ServicePatch, ServiceView, TimerView,
 };
 use std::time::Duration;
 
@@ -59,6 +59,12 @@ pub struct Service {
     pub health_endpoint: Option<String>,
     pub status: RegistryStatus,
     pub systemd_state: Option<String>,
+    pub unit: Option<String>,
+    pub sub_state: Option<String>,
+    pub unit_file_state: Option<String>,
+    pub main_pid: Option<u32>,
+    pub pids: Vec<u32>,
+    pub ports: Vec<PortView>,
     pub reported_state: Option<ReportedState>,
     /// `None` means "the hub's default".
     pub check_interval_secs: Option<u64>,
@@ -104,6 +110,12 @@ impl Service {
             health_url: self.health_url(),
             status: self.status,
             systemd_state: self.systemd_state.clone(),
+            unit: self.unit.clone(),
+            sub_state: self.sub_state.clone(),
+            unit_file_state: self.unit_file_state.clone(),
+            main_pid: self.main_pid,
+            pids: self.pids.clone(),
+            ports: self.ports.clone(),
             reported_state: self.reported_state,
             health_status: self.health_status,
             last_health_check: self.last_health_check,
@@ -145,6 +157,31 @@ impl HealthCheck {
     }
 }
 
+/// What one scan saw of a service unit, already classified.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DiscoveredUnit {
+    pub unit: String,
+    pub description: String,
+    pub active_state: String,
+    pub sub_state: String,
+    pub unit_file_state: Option<String>,
+    pub main_pid: Option<u32>,
+    pub pids: Vec<u32>,
+    pub ports: Vec<PortView>,
+    /// The best web port, else the lowest port, else none.
+    pub port: Option<u16>,
+    /// `raw` or `discovered`; a configured service keeps its status.
+    pub status: RegistryStatus,
+}
+
+/// What applying a scan changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScanCounts {
+    pub discovered: usize,
+    pub updated: usize,
+    pub removed: usize,
+}
+
 /// The storage of a hub. Every method is one transaction: it happens whole or not at all.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -182,6 +219,43 @@ pub trait Store: Send + Sync + 'static {
         service_id: i64,
         limit: u32,
     ) -> Result<Vec<HealthCheck>, StoreError>;
+
+    /// Records a scan in one transaction: units are matched by unit name (or a
+    /// unit-less service with the same name), new ones inserted as raw or
+    /// discovered, configured ones keep their status and user fields, and units
+    /// gone since the last scan get `systemd_state = "removed"`. Timers are
+    /// replaced likewise.
+    async fn apply_scan(
+        &self,
+        units: &[DiscoveredUnit],
+        timers: &[TimerView],
+        now: DateTime<Utc>,
+    ) -> Result<ScanCounts, StoreError>;
+
+    /// The service registered for a unit (by unit, else by name).
+    async fn find_by_unit(&self, unit: &str) -> Result<Option<Service>, StoreError>;
+
+    /// Records a unit's state seen outside a scan (after start/stop/restart).
+    async fn set_unit_state(
+        &self,
+        unit: &str,
+        active_state: &str,
+        sub_state: &str,
+        main_pid: Option<u32>,
+    ) -> Result<(), StoreError>;
+
+    /// Links a service to the unit behind it (managed services).
+    async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError>;
+
+    /// Deletes raw and discovered entries whose unit is gone; returns how many.
+    async fn delete_removed(&self) -> Result<u64, StoreError>;
+
+    /// Timers, by name.
+    async fn list_timers(&self) -> Result<Vec<TimerView>, StoreError>;
+
+    /// A small piece of hub state (e.g. the last scan's summary), as JSON text.
+    async fn get_state(&self, key: &str) -> Result<Option<String>, StoreError>;
+    async fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError>;
 
     /// Closes connections; the data is then safely on disk.
     async fn close(&self);

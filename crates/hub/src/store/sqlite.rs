@@ -7,14 +7,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lookout_proto::service::{
-    HealthStatus, NewService, RegistryStatus, ReportedState, ServicePatch,
+    HealthStatus, NewService, PortView, RegistryStatus, ReportedState, ServicePatch, TimerView,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::{HealthCheck, Service, ServiceFilter, Store, StoreError};
+use super::{DiscoveredUnit, HealthCheck, ScanCounts, Service, ServiceFilter, Store, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -79,6 +79,14 @@ fn service_from_row(row: &SqliteRow) -> Result<Service, sqlx::Error> {
         health_endpoint: row.try_get("health_endpoint")?,
         status: RegistryStatus::parse(&status).ok_or_else(|| decode_error("status", &status))?,
         systemd_state: row.try_get("systemd_state")?,
+        unit: row.try_get("unit")?,
+        sub_state: row.try_get("sub_state")?,
+        unit_file_state: row.try_get("unit_file_state")?,
+        main_pid: row
+            .try_get::<Option<i64>, _>("main_pid")?
+            .and_then(|p| u32::try_from(p).ok()),
+        pids: json_column(row, "pids")?,
+        ports: json_column::<Vec<PortView>>(row, "listens")?,
         reported_state: reported.as_deref().and_then(ReportedState::parse),
         check_interval_secs: to_u64(row.try_get("check_interval_secs")?),
         check_timeout_ms: to_u64(row.try_get("check_timeout_ms")?),
@@ -91,6 +99,47 @@ fn service_from_row(row: &SqliteRow) -> Result<Service, sqlx::Error> {
         last_scanned_at: opt_time(row.try_get("last_scanned_at")?),
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
+    })
+}
+
+/// A JSON-encoded column; NULL reads as the default.
+fn json_column<T: serde::de::DeserializeOwned + Default>(
+    row: &SqliteRow,
+    column: &str,
+) -> Result<T, sqlx::Error> {
+    let text: Option<String> = row.try_get(column)?;
+    match text {
+        None => Ok(T::default()),
+        Some(t) => serde_json::from_str(&t).map_err(|e| sqlx::Error::Decode(Box::new(e))),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn timer_from_row(row: &SqliteRow) -> Result<TimerView, sqlx::Error> {
+    let last_result: Option<String> = row.try_get("last_result")?;
+    let unit_active_state: Option<String> = row.try_get("unit_active_state")?;
+    let failed = unit_active_state.as_deref() == Some("failed")
+        || last_result.as_deref().is_some_and(|r| r != "success");
+    Ok(TimerView {
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        active_state: row.try_get("active_state")?,
+        schedule: json_column(row, "schedule")?,
+        last_trigger: opt_time(row.try_get("last_trigger")?),
+        next_elapse: opt_time(row.try_get("next_elapse")?),
+        unit: row.try_get("unit")?,
+        unit_active_state,
+        last_result,
+        last_exit_status: row
+            .try_get::<Option<i64>, _>("last_exit_status")?
+            .and_then(|v| i32::try_from(v).ok()),
+        last_exit: opt_time(row.try_get("last_exit")?),
+        failed,
+        removed: row.try_get::<i64, _>("removed")? != 0,
+        last_scanned_at: time(row.try_get("last_scanned_at")?),
     })
 }
 
@@ -131,6 +180,41 @@ impl Store for SqliteStore {
         new: &NewService,
         now: DateTime<Utc>,
     ) -> Result<Service, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Registering a unit the scan found turns its entry into a configured
+        // service (seed 000: "save to DB as configured"), keeping what systemd said.
+        let existing: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, status FROM services WHERE name = ?")
+                .bind(new.name.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((id, status)) = existing {
+            if status == RegistryStatus::Configured.as_str() {
+                return Err(StoreError::Conflict {
+                    field: "name",
+                    value: new.name.as_str().to_owned(),
+                });
+            }
+            let row = sqlx::query(
+                "UPDATE services SET status = 'configured', description = COALESCE(?, description),
+                    base_url = ?, port = COALESCE(?, port), health_endpoint = ?, reported_state = ?,
+                    check_interval_secs = ?, check_timeout_ms = ?, updated_at = ?
+                 WHERE id = ? RETURNING *",
+            )
+            .bind(new.description.as_deref())
+            .bind(new.base_url.as_ref().map(|u| u.to_display()))
+            .bind(new.port.map(i64::from))
+            .bind(new.health_endpoint.as_ref().map(|e| e.as_str().to_owned()))
+            .bind(new.reported_state.map(ReportedState::as_str))
+            .bind(to_i64(new.check_interval_secs))
+            .bind(to_i64(new.check_timeout_ms))
+            .bind(ms(now))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(service_from_row(&row)?);
+        }
         let row = sqlx::query(
             "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
                 reported_state, check_interval_secs, check_timeout_ms, created_at, updated_at)
@@ -147,9 +231,10 @@ impl Store for SqliteStore {
         .bind(to_i64(new.check_timeout_ms))
         .bind(ms(now))
         .bind(ms(now))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| name_conflict(e, new.name.as_str()))?;
+        tx.commit().await?;
         Ok(service_from_row(&row)?)
     }
 
@@ -292,6 +377,202 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(check_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn apply_scan(
+        &self,
+        units: &[DiscoveredUnit],
+        timers: &[TimerView],
+        now: DateTime<Utc>,
+    ) -> Result<ScanCounts, StoreError> {
+        let now_ms = ms(now);
+        let mut counts = ScanCounts::default();
+        let mut tx = self.pool.begin().await?;
+        for u in units {
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM services WHERE unit = ? OR (unit IS NULL AND name = ?)
+                 ORDER BY unit IS NULL LIMIT 1",
+            )
+            .bind(&u.unit)
+            .bind(&u.unit)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let pids = to_json(&u.pids);
+            let ports = to_json(&u.ports);
+            let description = (!u.description.is_empty()).then_some(u.description.as_str());
+            match existing {
+                Some(id) => {
+                    sqlx::query(
+                        "UPDATE services SET unit = ?, systemd_state = ?, sub_state = ?, unit_file_state = ?,
+                            main_pid = ?, pids = ?, listens = ?, last_scanned_at = ?,
+                            status = CASE WHEN status = 'configured' THEN status ELSE ? END,
+                            description = CASE WHEN status = 'configured' THEN description ELSE ? END,
+                            port = CASE WHEN status = 'configured' AND port IS NOT NULL THEN port ELSE ? END
+                         WHERE id = ?",
+                    )
+                    .bind(&u.unit)
+                    .bind(&u.active_state)
+                    .bind(&u.sub_state)
+                    .bind(u.unit_file_state.as_deref())
+                    .bind(u.main_pid.map(i64::from))
+                    .bind(&pids)
+                    .bind(&ports)
+                    .bind(now_ms)
+                    .bind(u.status.as_str())
+                    .bind(description)
+                    .bind(u.port.map(i64::from))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.updated += 1;
+                }
+                None => {
+                    let inserted = sqlx::query(
+                        "INSERT INTO services (name, description, port, status, unit, systemd_state, sub_state,
+                            unit_file_state, main_pid, pids, listens, last_scanned_at, created_at, updated_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&u.unit)
+                    .bind(description)
+                    .bind(u.port.map(i64::from))
+                    .bind(u.status.as_str())
+                    .bind(&u.unit)
+                    .bind(&u.active_state)
+                    .bind(&u.sub_state)
+                    .bind(u.unit_file_state.as_deref())
+                    .bind(u.main_pid.map(i64::from))
+                    .bind(&pids)
+                    .bind(&ports)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.discovered += usize::try_from(inserted.rows_affected()).unwrap_or(0);
+                }
+            }
+        }
+        let removed = sqlx::query(
+            "UPDATE services SET systemd_state = 'removed', sub_state = NULL, main_pid = NULL,
+                pids = '[]', listens = '[]'
+             WHERE unit IS NOT NULL AND (last_scanned_at IS NULL OR last_scanned_at < ?)
+               AND systemd_state IS NOT 'removed'",
+        )
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        counts.removed = usize::try_from(removed.rows_affected()).unwrap_or(0);
+
+        for t in timers {
+            sqlx::query(
+                "INSERT INTO timers (name, description, active_state, schedule, last_trigger, next_elapse, unit,
+                    unit_active_state, last_result, last_exit_status, last_exit, removed, last_scanned_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
+                 ON CONFLICT (name) DO UPDATE SET description = excluded.description,
+                    active_state = excluded.active_state, schedule = excluded.schedule,
+                    last_trigger = excluded.last_trigger, next_elapse = excluded.next_elapse,
+                    unit = excluded.unit, unit_active_state = excluded.unit_active_state,
+                    last_result = excluded.last_result, last_exit_status = excluded.last_exit_status,
+                    last_exit = excluded.last_exit, removed = 0, last_scanned_at = excluded.last_scanned_at",
+            )
+            .bind(&t.name)
+            .bind(&t.description)
+            .bind(&t.active_state)
+            .bind(to_json(&t.schedule))
+            .bind(t.last_trigger.map(ms))
+            .bind(t.next_elapse.map(ms))
+            .bind(&t.unit)
+            .bind(t.unit_active_state.as_deref())
+            .bind(t.last_result.as_deref())
+            .bind(t.last_exit_status.map(i64::from))
+            .bind(t.last_exit.map(ms))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE timers SET removed = 1 WHERE last_scanned_at < ?")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    async fn find_by_unit(&self, unit: &str) -> Result<Option<Service>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM services WHERE unit = ? OR (unit IS NULL AND name = ?) ORDER BY unit IS NULL LIMIT 1",
+        )
+        .bind(unit)
+        .bind(unit)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(service_from_row).transpose()?)
+    }
+
+    async fn set_unit_state(
+        &self,
+        unit: &str,
+        active_state: &str,
+        sub_state: &str,
+        main_pid: Option<u32>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE services SET systemd_state = ?, sub_state = ?, main_pid = ? WHERE unit = ?",
+        )
+        .bind(active_state)
+        .bind(sub_state)
+        .bind(main_pid.map(i64::from))
+        .bind(unit)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE services SET unit = ? WHERE id = ?")
+            .bind(unit)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_removed(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM services WHERE systemd_state = 'removed' AND status != 'configured'",
+        )
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM timers WHERE removed = 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_timers(&self) -> Result<Vec<TimerView>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM timers ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(timer_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM hub_state WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO hub_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn close(&self) {

@@ -70,10 +70,19 @@ async fn pages_load_nothing_from_other_origins() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn scan_page_says_plainly_that_scanning_is_not_there_yet() {
-    let hub = spawn_hub().await;
-    let html = hub.get("/scan").await.text().await.unwrap();
-    assert!(html.contains("not available in this version"));
+async fn scan_page_says_plainly_when_systemd_is_off() {
+    let hub = spawn_hub().await; // in-process test hubs run with --systemd none
+    let r = hub.get("/scan").await;
+    assert_eq!(r.status(), 503);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("systemd integration is off (--systemd none)"));
+    assert!(html.contains(r#"id="retry""#));
+    let r = hub.client.post(hub.url("/api/scan")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["code"],
+        "service_unavailable"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

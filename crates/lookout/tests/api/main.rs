@@ -6,4 +6,5 @@ mod dashboard;
 mod health;
 mod persistence;
 mod services;
+mod systemd;
 mod validation;

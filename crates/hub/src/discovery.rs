@@ -1,0 +1,307 @@
+//! systemd discovery on the hub's own host: scanning, classifying, recording,
+//! and the connection to the manager, opened lazily and reopened after a
+//! failure, so the hub starts and keeps working while systemd is unreachable.
+
+use std::time::{Duration, Instant};
+
+use lookout_proto::service::{PortView, RegistryStatus, ScanResult};
+use lookout_systemd::{ListenSource, Scope, ServiceUnit, Systemd};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::events::Event;
+use crate::routes::AppState;
+use crate::store::{DiscoveredUnit, ServiceFilter, StoreError};
+
+/// Ports that mark a web service (seed 000: 80, 443, 3000-9999), as inclusive ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebPorts(pub Vec<(u16, u16)>);
+
+impl Default for WebPorts {
+    fn default() -> Self {
+        Self(vec![(80, 80), (443, 443), (3000, 9999)])
+    }
+}
+
+impl WebPorts {
+    /// Parses `80,443,3000-9999`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut ranges = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let parse = |p: &str| {
+                p.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("{part:?} is not a port or a range such as 3000-9999"))
+            };
+            let (lo, hi) = (parse(lo)?, parse(hi)?);
+            if lo > hi {
+                return Err(format!("{part:?} is an empty range"));
+            }
+            ranges.push((lo, hi));
+        }
+        if ranges.is_empty() {
+            return Err("names no port".into());
+        }
+        Ok(Self(ranges))
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&port))
+    }
+}
+
+/// Classifies a unit: `discovered` when it listens on a web port, else `raw`;
+/// the port shown is the best web port (443, then 80, then the lowest in the
+/// ranges), else the lowest port.
+pub fn classify(unit: &ServiceUnit, web: &WebPorts) -> DiscoveredUnit {
+    let ports = unit.ports();
+    let web_ports: Vec<u16> = ports.iter().copied().filter(|p| web.contains(*p)).collect();
+    let best = [443, 80]
+        .into_iter()
+        .find(|p| web_ports.contains(p))
+        .or_else(|| web_ports.first().copied());
+    DiscoveredUnit {
+        unit: unit.name.clone(),
+        description: unit.description.clone(),
+        active_state: unit.active_state.clone(),
+        sub_state: unit.sub_state.clone(),
+        unit_file_state: unit.unit_file_state.clone(),
+        main_pid: unit.main_pid,
+        pids: unit.pids.clone(),
+        ports: unit
+            .listens
+            .iter()
+            .map(|l| PortView {
+                address: l.address.clone(),
+                port: l.port,
+                source: match l.source {
+                    ListenSource::Process => "process".into(),
+                    ListenSource::SocketUnit => "socket_unit".into(),
+                },
+                socket_unit: l.socket_unit.clone(),
+            })
+            .collect(),
+        port: best.or_else(|| ports.first().copied()),
+        status: if best.is_some() {
+            RegistryStatus::Discovered
+        } else {
+            RegistryStatus::Raw
+        },
+    }
+}
+
+/// Why systemd could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("systemd integration is off (--systemd none)")]
+    Disabled,
+    #[error(transparent)]
+    Systemd(#[from] lookout_systemd::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The hub's handle on its host's systemd.
+#[derive(Debug)]
+pub struct Discovery {
+    scope: Option<Scope>,
+    conn: Mutex<Option<Systemd>>,
+    pub web_ports: WebPorts,
+}
+
+impl Discovery {
+    pub fn new(scope: Option<Scope>, web_ports: WebPorts) -> Self {
+        Self {
+            scope,
+            conn: Mutex::new(None),
+            web_ports,
+        }
+    }
+
+    pub fn scope(&self) -> Option<Scope> {
+        self.scope
+    }
+
+    /// The connection, opened on first use and after a failure.
+    pub async fn systemd(&self) -> Result<Systemd, DiscoveryError> {
+        let scope = self.scope.ok_or(DiscoveryError::Disabled)?;
+        let mut conn = self.conn.lock().await;
+        if let Some(c) = conn.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Systemd::connect(scope).await?;
+        *conn = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forgets the connection after an error that says it is broken.
+    pub async fn forget_if_unreachable(&self, e: &lookout_systemd::Error) {
+        if matches!(e, lookout_systemd::Error::Unreachable { .. }) {
+            *self.conn.lock().await = None;
+        }
+    }
+}
+
+/// What `GET /api/scan` remembers of the last scan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LastScan {
+    discovered: usize,
+    updated: usize,
+    removed: usize,
+    scanned_at: chrono::DateTime<chrono::Utc>,
+    scope: String,
+    duration_ms: u64,
+    warnings: Vec<String>,
+}
+
+const LAST_SCAN_KEY: &str = "last_scan";
+
+impl AppState {
+    /// Scans systemd, records the result and returns it.
+    pub async fn scan(&self) -> Result<ScanResult, DiscoveryError> {
+        let started = Instant::now();
+        let systemd = self.discovery.systemd().await?;
+        let scan = match systemd.scan().await {
+            Ok(scan) => scan,
+            Err(e) => {
+                self.discovery.forget_if_unreachable(&e).await;
+                return Err(e.into());
+            }
+        };
+        let units: Vec<DiscoveredUnit> = scan
+            .services
+            .iter()
+            .map(|s| classify(s, &self.discovery.web_ports))
+            .collect();
+        let timers: Vec<lookout_proto::service::TimerView> = scan
+            .timers
+            .iter()
+            .map(|t| lookout_proto::service::TimerView {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                active_state: t.active_state.clone(),
+                schedule: t.schedule.clone(),
+                last_trigger: t.last_trigger,
+                next_elapse: t.next_elapse,
+                unit: t.unit.clone(),
+                unit_active_state: t.unit_active_state.clone(),
+                last_result: t.last_result.clone(),
+                last_exit_status: t.last_exit_status,
+                last_exit: t.last_exit,
+                failed: t.failed(),
+                removed: false,
+                last_scanned_at: self.clock.now(),
+            })
+            .collect();
+        let now = self.clock.now();
+        let counts = self.store.apply_scan(&units, &timers, now).await?;
+        let last = LastScan {
+            discovered: counts.discovered,
+            updated: counts.updated,
+            removed: counts.removed,
+            scanned_at: now,
+            scope: scan.scope.as_str().into(),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            warnings: scan.warnings,
+        };
+        let text = serde_json::to_string(&last).map_err(|e| StoreError::Database(e.into()))?;
+        self.store.set_state(LAST_SCAN_KEY, &text).await?;
+        self.events.publish(Event::ScanCompleted);
+        Ok(self.scan_result(last).await?)
+    }
+
+    /// The last scan's result, with the registry as it is now; `None` before the first scan.
+    pub async fn last_scan(&self) -> Result<Option<ScanResult>, StoreError> {
+        let Some(text) = self.store.get_state(LAST_SCAN_KEY).await? else {
+            return Ok(None);
+        };
+        let last: LastScan =
+            serde_json::from_str(&text).map_err(|e| StoreError::Database(e.into()))?;
+        Ok(Some(self.scan_result(last).await?))
+    }
+
+    async fn scan_result(&self, last: LastScan) -> Result<ScanResult, StoreError> {
+        let services = self
+            .store
+            .list_services(ServiceFilter::All)
+            .await?
+            .into_iter()
+            .filter(|s| s.unit.is_some())
+            .map(|s| s.to_view(&self.checks))
+            .collect();
+        Ok(ScanResult {
+            discovered: last.discovered,
+            updated: last.updated,
+            removed: last.removed,
+            scanned_at: last.scanned_at,
+            scope: last.scope,
+            duration_ms: last.duration_ms,
+            services,
+            timers: self.store.list_timers().await?,
+            warnings: last.warnings,
+        })
+    }
+}
+
+/// How long a start, stop or restart may take before the API gives up waiting
+/// (systemd's own default start timeout is 90 s).
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lookout_systemd::Listen;
+
+    fn unit(ports: &[u16]) -> ServiceUnit {
+        ServiceUnit {
+            name: "x.service".into(),
+            description: "X".into(),
+            load_state: "loaded".into(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+            unit_file_state: None,
+            main_pid: Some(1),
+            pids: vec![1],
+            listens: ports
+                .iter()
+                .map(|p| Listen {
+                    address: "0.0.0.0".into(),
+                    port: *p,
+                    source: ListenSource::Process,
+                    socket_unit: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn web_ports_decide_the_class_and_the_port_shown() {
+        let web = WebPorts::default();
+        let c = classify(&unit(&[22, 8080, 443]), &web);
+        assert_eq!((c.status, c.port), (RegistryStatus::Discovered, Some(443)));
+        let c = classify(&unit(&[9100, 3000]), &web);
+        assert_eq!((c.status, c.port), (RegistryStatus::Discovered, Some(3000)));
+        let c = classify(&unit(&[22, 25]), &web);
+        assert_eq!((c.status, c.port), (RegistryStatus::Raw, Some(22)));
+        let c = classify(&unit(&[]), &web);
+        assert_eq!((c.status, c.port), (RegistryStatus::Raw, None));
+        assert_eq!(c.ports.len(), 0);
+        let c = classify(&unit(&[10000]), &web);
+        assert_eq!(c.status, RegistryStatus::Raw);
+    }
+
+    #[test]
+    fn port_ranges_parse() {
+        assert_eq!(
+            WebPorts::parse("80, 443,3000-9999").unwrap(),
+            WebPorts::default()
+        );
+        assert!(WebPorts::parse("9999-3000").is_err());
+        assert!(WebPorts::parse("http").is_err());
+        assert!(WebPorts::parse("").is_err());
+        assert!(WebPorts::parse("0").is_err());
+    }
+}

@@ -1,0 +1,541 @@
+//! The systemd part of the JSON API: scans, timers, start/stop/restart,
+//! status, logs, and managed services (`lookout-app-<name>.service`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lookout_proto::service::{kind, parse_new_service, ScanResult, TimerView};
+use lookout_proto::FieldError;
+use lookout_systemd::unitfile::{unit_dir, write_atomically, ManagedService};
+use lookout_systemd::{Action, LogEntry, UnitName, UnitStatus};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::extract::JsonObject;
+use super::AppState;
+use crate::discovery::{DiscoveryError, CONTROL_TIMEOUT};
+use crate::error::ApiError;
+use crate::events::Event;
+use crate::store::Service;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/scan", get(last_scan).post(run_scan))
+        .route("/scan/cleanup", post(cleanup))
+        .route("/timers", get(list_timers))
+        .route("/services/{id}/start", post(start))
+        .route("/services/{id}/stop", post(stop))
+        .route("/services/{id}/restart", post(restart))
+        .route("/services/{id}/status", get(status))
+        .route("/services/{id}/logs", get(logs))
+        .route("/apps", post(create_app))
+        .route("/apps/{id}", axum::routing::delete(delete_app))
+}
+
+async fn run_scan(State(state): State<AppState>) -> Result<Json<ScanResult>, ApiError> {
+    Ok(Json(state.scan().await?))
+}
+
+async fn last_scan(State(state): State<AppState>) -> Result<Json<ScanResult>, ApiError> {
+    state
+        .last_scan()
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("no scan has run yet; POST /api/scan runs one".into()))
+}
+
+#[derive(Serialize)]
+struct CleanupResult {
+    deleted: u64,
+}
+
+async fn cleanup(State(state): State<AppState>) -> Result<Json<CleanupResult>, ApiError> {
+    let deleted = state.store.delete_removed().await?;
+    state.events.publish(Event::ScanCompleted);
+    Ok(Json(CleanupResult { deleted }))
+}
+
+async fn list_timers(State(state): State<AppState>) -> Result<Json<Vec<TimerView>>, ApiError> {
+    Ok(Json(state.store.list_timers().await?))
+}
+
+/// A unit addressed by registry id or by unit name.
+pub struct UnitTarget {
+    pub unit: UnitName,
+    pub service: Option<Service>,
+}
+
+/// Resolves `{id}` of a control route: digits are a registry id, anything else
+/// a unit name (`.service` is implied), checked against systemd's grammar
+/// before any call.
+pub async fn resolve(state: &AppState, raw: &str) -> Result<UnitTarget, ApiError> {
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        let id: i64 = raw.parse().map_err(|_| {
+            ApiError::BadRequest(
+                format!("{raw:?} is not a service id"),
+                vec![FieldError::new("id", "is too large")],
+            )
+        })?;
+        let service = state
+            .store
+            .get_service(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found_service(id))?;
+        let unit = service
+            .unit
+            .as_deref()
+            .and_then(|u| UnitName::parse(u).ok())
+            .or_else(|| {
+                UnitName::parse(&service.name)
+                    .ok()
+                    .filter(|u| u.kind() == "service")
+            })
+            .ok_or_else(|| {
+                ApiError::Validation(vec![FieldError::new(
+                    "id",
+                    format!("service {:?} is not a systemd unit", service.name),
+                )])
+            })?;
+        return Ok(UnitTarget {
+            unit,
+            service: Some(service),
+        });
+    }
+    let unit = UnitName::parse_service(raw).map_err(|e| {
+        ApiError::BadRequest(e.to_string(), vec![FieldError::new("unit", e.reason)])
+    })?;
+    let service = state.store.find_by_unit(unit.as_str()).await?;
+    Ok(UnitTarget { unit, service })
+}
+
+/// Runs a systemd call, forgetting a broken connection so the next call reconnects.
+async fn with_systemd<T>(
+    state: &AppState,
+    call: impl AsyncFnOnce(lookout_systemd::Systemd) -> Result<T, lookout_systemd::Error>,
+) -> Result<T, ApiError> {
+    let systemd = state.discovery.systemd().await?;
+    match call(systemd).await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            state.discovery.forget_if_unreachable(&e).await;
+            Err(DiscoveryError::from(e).into())
+        }
+    }
+}
+
+/// Starts, stops or restarts a unit and records its new state.
+pub async fn control(
+    state: &AppState,
+    raw: &str,
+    action: Action,
+) -> Result<lookout_systemd::ControlOutcome, ApiError> {
+    let target = resolve(state, raw).await?;
+    let unit = target.unit.clone();
+    let outcome = with_systemd(state, async move |s| {
+        s.control(&unit, action, CONTROL_TIMEOUT).await
+    })
+    .await?;
+    tracing::info!(unit = %target.unit, action = action.as_str(), result = %outcome.job_result, "unit control");
+    let st = &outcome.status;
+    state
+        .store
+        .set_unit_state(
+            target.unit.as_str(),
+            &st.active_state,
+            &st.sub_state,
+            st.main_pid,
+        )
+        .await?;
+    if let Some(service) = target.service {
+        state
+            .events
+            .publish(Event::ServiceUpdated { id: service.id });
+    }
+    Ok(outcome)
+}
+
+async fn start(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(control(&state, &id, Action::Start).await?))
+}
+
+async fn stop(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(control(&state, &id, Action::Stop).await?))
+}
+
+async fn restart(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(control(&state, &id, Action::Restart).await?))
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<UnitStatus>, ApiError> {
+    let target = resolve(&state, &id).await?;
+    let unit = target.unit;
+    Ok(Json(
+        with_systemd(&state, async move |s| s.status(&unit).await).await?,
+    ))
+}
+
+#[derive(Serialize)]
+pub struct Logs {
+    pub unit: String,
+    pub lines: Vec<LogEntry>,
+}
+
+/// Parses `lines` (1..=10000, default 100).
+pub fn lines_param(params: &HashMap<String, String>) -> Result<u32, ApiError> {
+    match params.get("lines") {
+        None => Ok(100),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=lookout_systemd::journal::MAX_LINES).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    format!("invalid lines {raw:?}"),
+                    vec![FieldError::new(
+                        "lines",
+                        "must be an integer from 1 to 10000",
+                    )],
+                )
+            }),
+    }
+}
+
+pub async fn read_logs(state: &AppState, raw: &str, lines: u32) -> Result<Logs, ApiError> {
+    let target = resolve(state, raw).await?;
+    let unit = target.unit.clone();
+    let entries = with_systemd(state, async move |s| s.logs(&unit, lines).await).await?;
+    Ok(Logs {
+        unit: target.unit.to_string(),
+        lines: entries,
+    })
+}
+
+async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Logs>, ApiError> {
+    let lines = lines_param(&params)?;
+    Ok(Json(read_logs(&state, &id, lines).await?))
+}
+
+// ---- Managed services -------------------------------------------------------
+
+const APP_FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "command",
+    "working_directory",
+    "environment",
+    "port",
+    "health_endpoint",
+    "check_interval_secs",
+    "check_timeout_ms",
+    "start",
+];
+
+/// `lookout-app-<name>.service` for a valid app name (lowercase letters,
+/// digits, `-` and `_`, starting with a letter or digit, at most 64).
+fn app_unit(name: &str) -> Result<UnitName, String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        return Err(
+            "must be 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+                .into(),
+        );
+    }
+    UnitName::parse(&format!("lookout-app-{name}.service")).map_err(|e| e.to_string())
+}
+
+#[derive(Debug)]
+struct AppRequest {
+    name: String,
+    unit: UnitName,
+    managed: ManagedService,
+    registry: Map<String, Value>,
+    start: bool,
+}
+
+fn parse_app(body: &Map<String, Value>) -> Result<AppRequest, Vec<FieldError>> {
+    let mut errors: Vec<FieldError> = body
+        .keys()
+        .filter(|k| !APP_FIELDS.contains(&k.as_str()))
+        .map(|k| FieldError::new(k.clone(), "is not a field of an app"))
+        .collect();
+    let string = |key: &str, errors: &mut Vec<FieldError>| match body.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            errors.push(FieldError::new(
+                key,
+                format!("must be a string, got {}", kind(other)),
+            ));
+            None
+        }
+    };
+    let name = string("name", &mut errors).unwrap_or_default();
+    let unit = match app_unit(&name) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            errors.push(FieldError::new("name", e));
+            None
+        }
+    };
+    let description = string("description", &mut errors)
+        .unwrap_or_else(|| format!("{name} (managed by lookout)"));
+    let command = match body.get("command") {
+        Some(Value::Array(items)) => {
+            let mut argv = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(s) => argv.push(s.to_owned()),
+                    None => {
+                        errors.push(FieldError::new(format!("command[{i}]"), "must be a string"))
+                    }
+                }
+            }
+            argv
+        }
+        Some(other) => {
+            errors.push(FieldError::new(
+                "command",
+                format!("must be an array of strings (an argv), got {}", kind(other)),
+            ));
+            Vec::new()
+        }
+        None => {
+            errors.push(FieldError::new(
+                "command",
+                "is required: an argv such as [\"/usr/bin/python3\", \"app.py\"]",
+            ));
+            Vec::new()
+        }
+    };
+    let working_directory = string("working_directory", &mut errors).map(Into::into);
+    let mut environment = BTreeMap::new();
+    match body.get("environment") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (k, v) in map {
+                match v.as_str() {
+                    Some(v) => {
+                        environment.insert(k.clone(), v.to_owned());
+                    }
+                    None => errors.push(FieldError::new(
+                        format!("environment.{k}"),
+                        "must be a string",
+                    )),
+                }
+            }
+        }
+        Some(other) => errors.push(FieldError::new(
+            "environment",
+            format!("must be an object, got {}", kind(other)),
+        )),
+    }
+    let start = match body.get("start") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            errors.push(FieldError::new(
+                "start",
+                format!("must be a boolean, got {}", kind(other)),
+            ));
+            true
+        }
+    };
+    let managed = ManagedService {
+        description,
+        command,
+        working_directory,
+        environment,
+    };
+    if errors
+        .iter()
+        .all(|e| !e.field.starts_with("command") && e.field != "description")
+    {
+        if let Err(e) = managed.validate() {
+            errors.push(FieldError::new(e.field, e.message));
+        }
+    }
+    // The registry entry goes through the same rules as any service.
+    let mut registry = Map::new();
+    registry.insert("name".into(), Value::String(name.clone()));
+    registry.insert(
+        "description".into(),
+        Value::String(managed.description.clone()),
+    );
+    if let Some(port) = body.get("port") {
+        registry.insert("port".into(), port.clone());
+        if let Some(p) = port.as_u64() {
+            registry.insert(
+                "base_url".into(),
+                Value::String(format!("http://127.0.0.1:{p}")),
+            );
+        }
+    }
+    for key in ["health_endpoint", "check_interval_secs", "check_timeout_ms"] {
+        if let Some(value) = body.get(key) {
+            registry.insert(key.into(), value.clone());
+        }
+    }
+    if let Err(more) = parse_new_service(&registry) {
+        errors.extend(more.into_iter().filter(|e| e.field != "name"));
+    }
+    match (unit, errors.is_empty()) {
+        (Some(unit), true) => Ok(AppRequest {
+            name,
+            unit,
+            managed,
+            registry,
+            start,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Registers a command as a systemd service that lookout wrote, then (by
+/// default) starts it. Nothing is left behind when a step fails.
+async fn create_app(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let app = parse_app(&body).map_err(ApiError::Validation)?;
+    let systemd = state.discovery.systemd().await?;
+    let dir = unit_dir(systemd.scope()).ok_or_else(|| {
+        ApiError::Unavailable("cannot tell where user unit files go: HOME is not set".into())
+    })?;
+    let file = app.unit.to_string();
+    if dir.join(&file).exists() {
+        return Err(ApiError::Conflict(FieldError::new(
+            "name",
+            format!(
+                "an app named {:?} exists already ({})",
+                app.name,
+                dir.join(&file).display()
+            ),
+        )));
+    }
+    let new = parse_new_service(&app.registry).map_err(ApiError::Validation)?;
+    if state.store.find_by_unit(app.unit.as_str()).await?.is_some() {
+        return Err(ApiError::Conflict(FieldError::new(
+            "name",
+            format!("{} is registered already", app.unit),
+        )));
+    }
+    let path =
+        write_atomically(&dir, &file, &app.managed.render(systemd.scope())).map_err(|e| {
+            ApiError::Unavailable(format!("cannot write {}: {e}", dir.join(&file).display()))
+        })?;
+    let undo = async || {
+        let _ = std::fs::remove_file(&path);
+        let _ = systemd.reload().await;
+    };
+    if let Err(e) = systemd.reload().await {
+        undo().await;
+        return Err(DiscoveryError::from(e).into());
+    }
+    let service = match state.create_service(&new).await {
+        Ok(s) => s,
+        Err(e) => {
+            undo().await;
+            return Err(e.into());
+        }
+    };
+    state
+        .store
+        .set_unit_link(service.id, app.unit.as_str())
+        .await?;
+    if app.start {
+        control(&state, app.unit.as_str(), Action::Start).await?;
+    }
+    let service = state
+        .store
+        .get_service(service.id)
+        .await?
+        .unwrap_or(service);
+    Ok((StatusCode::CREATED, Json(service.to_view(&state.checks))))
+}
+
+/// Stops an app, removes its unit file and its registry entry.
+async fn delete_app(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let unit = app_unit(&name).map_err(|e| {
+        ApiError::BadRequest(
+            format!("invalid app name {name:?}"),
+            vec![FieldError::new("name", e)],
+        )
+    })?;
+    let systemd = state.discovery.systemd().await?;
+    let dir = unit_dir(systemd.scope()).ok_or_else(|| {
+        ApiError::Unavailable("cannot tell where user unit files go: HOME is not set".into())
+    })?;
+    let path = dir.join(unit.as_str());
+    if !path.exists() {
+        return Err(ApiError::NotFound(format!("no app named {name:?}")));
+    }
+    let _ = systemd.control(&unit, Action::Stop, CONTROL_TIMEOUT).await;
+    std::fs::remove_file(&path)
+        .map_err(|e| ApiError::Unavailable(format!("cannot remove {}: {e}", path.display())))?;
+    systemd.reload().await.map_err(DiscoveryError::from)?;
+    if let Some(service) = state.store.find_by_unit(unit.as_str()).await? {
+        state.delete_service(service.id).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn app_names_are_restricted() {
+        assert_eq!(
+            app_unit("web-1").unwrap().as_str(),
+            "lookout-app-web-1.service"
+        );
+        for bad in ["", "Web", "-x", "a b", "a/b", "a.service", &"a".repeat(65)] {
+            assert!(app_unit(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn app_requests_report_every_bad_field() {
+        let body = json!({"name": "Bad Name", "command": "python3 app.py", "environment": {"X": 1}, "port": 0, "colour": 1});
+        let errors = parse_app(body.as_object().unwrap()).unwrap_err();
+        let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            ["colour", "command", "environment.X", "name", "port"]
+        );
+        let ok = json!({"name": "web", "command": ["/usr/bin/python3", "-m", "http.server"], "port": 8080});
+        let app = parse_app(ok.as_object().unwrap()).unwrap();
+        assert_eq!(app.registry["base_url"], "http://127.0.0.1:8080");
+        assert!(app.start);
+    }
+}

@@ -1,0 +1,711 @@
+//! Discovery, control and logs against a real systemd user manager in a
+//! private mount namespace (see `lookout_testkit::systemd`), with the real
+//! `lookout serve` binary running inside it.
+
+use std::time::Duration;
+
+use lookout_testkit::{closed_port, free_port_in, spawn_hub_process, SystemdSandbox, TestHub};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lookout");
+const SOON: Duration = Duration::from_secs(20);
+
+fn http_server(port: u16) -> String {
+    format!("/usr/bin/python3 -m http.server {port} --bind 127.0.0.1")
+}
+
+/// The fixture's ports.
+struct Ports {
+    web_a: u16,
+    web_b: u16,
+    child: u16,
+    activated: u16,
+    nonweb: u16,
+}
+
+/// Writes the fixture's units: two HTTP services, one whose listening socket
+/// belongs to a child process, one socket-activated service, one non-web
+/// service, one failing service, and one timer whose job fails.
+fn write_fixture(sb: &SystemdSandbox) -> Ports {
+    let ports = Ports {
+        web_a: free_port_in(3000..10000),
+        web_b: free_port_in(3000..10000),
+        child: free_port_in(3000..10000),
+        activated: free_port_in(3000..10000),
+        nonweb: closed_port(), // ephemeral range: not a web port
+    };
+    sb.write_unit(
+        "web-a.service",
+        &format!(
+            "[Unit]\nDescription=Web A\n[Service]\nExecStart={}\n",
+            http_server(ports.web_a)
+        ),
+    );
+    sb.write_unit(
+        "web-b.service",
+        &format!(
+            "[Unit]\nDescription=Web B\n[Service]\nExecStart={}\n",
+            http_server(ports.web_b)
+        ),
+    );
+    sb.write_unit(
+        "forking-child.service",
+        &format!(
+            "[Unit]\nDescription=Listener in a child\n[Service]\nExecStart=/bin/sh -c '{} & wait'\n",
+            http_server(ports.child)
+        ),
+    );
+    sb.write_unit(
+        "activated.socket",
+        &format!(
+            "[Unit]\nDescription=Activation socket\n[Socket]\nListenStream=127.0.0.1:{}\n",
+            ports.activated
+        ),
+    );
+    sb.write_unit(
+        "activated.service",
+        "[Unit]\nDescription=Socket-activated app\n[Service]\nExecStart=/usr/bin/python3 -c 'import time; time.sleep(1000)'\n",
+    );
+    sb.write_unit(
+        "nonweb.service",
+        &format!(
+            "[Unit]\nDescription=Not a web service\n[Service]\nExecStart=/usr/bin/python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", {})); s.listen(); time.sleep(1000)'\n",
+            ports.nonweb
+        ),
+    );
+    sb.write_unit(
+        "failing.service",
+        "[Unit]\nDescription=Always fails\n[Service]\nExecStart=/bin/false\n",
+    );
+    sb.write_unit(
+        "backup.service",
+        "[Unit]\nDescription=Nightly backup\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo backup target missing >&2; exit 3'\n",
+    );
+    sb.write_unit(
+        "backup.timer",
+        "[Unit]\nDescription=Run the backup\n[Timer]\nOnActiveSec=1s\nAccuracySec=1ms\nOnCalendar=*-*-* 03:00:00\n",
+    );
+    sb.daemon_reload();
+    for unit in [
+        "web-a.service",
+        "web-b.service",
+        "forking-child.service",
+        "activated.socket",
+        "nonweb.service",
+        "backup.timer",
+    ] {
+        sb.systemctl_ok(&["start", unit]);
+    }
+    let _ = sb.systemctl(&["start", "failing.service"]);
+    sb.wait_for("failing.service", "ActiveState", "failed", SOON);
+    sb.wait_for("backup.service", "Result", "exit-code", SOON);
+    // The listeners are up when their ports answer.
+    for port in [ports.web_a, ports.web_b, ports.child] {
+        wait_for_port(port);
+    }
+    ports
+}
+
+#[allow(clippy::disallowed_methods)] // Waiting for another process to listen, with a deadline.
+fn wait_for_port(port: u16) {
+    let until = std::time::Instant::now() + SOON;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < until,
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hub_in(sb: &SystemdSandbox) -> TestHub {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = sb.command(BIN);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--systemd",
+        "user",
+        "--log",
+        "info",
+    ])
+    .arg("--data-dir")
+    .arg(data.path());
+    spawn_hub_process(cmd, data)
+}
+
+fn find<'a>(services: &'a Value, unit: &str) -> &'a Value {
+    services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["unit"] == unit)
+        .unwrap_or_else(|| panic!("{unit} not found in {services}"))
+}
+
+fn ports_of(s: &Value) -> Vec<u64> {
+    let mut ports: Vec<u64> = s["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect();
+    ports.dedup();
+    ports
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_finds_every_kind_of_service_with_its_ports_and_class() {
+    let sb = SystemdSandbox::start();
+    let ports = write_fixture(&sb);
+    let hub = hub_in(&sb);
+
+    let r = hub.client.post(hub.url("/api/scan")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let scan: Value = r.json().await.unwrap();
+    assert_eq!(scan["scope"], "user");
+    assert!(scan["discovered"].as_u64().unwrap() >= 8, "{scan}");
+    assert_eq!(scan["removed"], 0);
+    let services = &scan["services"];
+
+    let web_a = find(services, "web-a.service");
+    assert_eq!(
+        (web_a["systemd_state"].as_str(), web_a["sub_state"].as_str()),
+        (Some("active"), Some("running"))
+    );
+    assert_eq!(web_a["status"], "discovered");
+    assert_eq!(web_a["port"], ports.web_a);
+    assert_eq!(web_a["description"], "Web A");
+    let main_pid = web_a["main_pid"].as_u64().expect("main PID");
+    assert_eq!(
+        sb.property("web-a.service", "MainPID"),
+        main_pid.to_string()
+    );
+    assert!(web_a["pids"].as_array().unwrap().contains(&json!(main_pid)));
+    assert_eq!(find(services, "web-b.service")["port"], ports.web_b);
+
+    // The socket belongs to a child of the main process: still found.
+    let forked = find(services, "forking-child.service");
+    assert_eq!(forked["status"], "discovered");
+    assert_eq!(ports_of(forked), [u64::from(ports.child)]);
+    assert!(
+        forked["pids"].as_array().unwrap().len() >= 2,
+        "sh and its python child: {forked}"
+    );
+
+    // Socket activation: the port comes from the .socket unit while the service is not running.
+    let activated = find(services, "activated.service");
+    assert_eq!(activated["systemd_state"], "inactive");
+    assert_eq!(activated["status"], "discovered");
+    assert_eq!(activated["port"], ports.activated);
+    assert_eq!(activated["ports"][0]["source"], "socket_unit");
+    assert_eq!(activated["ports"][0]["socket_unit"], "activated.socket");
+
+    let nonweb = find(services, "nonweb.service");
+    assert_eq!(nonweb["status"], "raw");
+    assert_eq!(ports_of(nonweb), [u64::from(ports.nonweb)]);
+
+    let failing = find(services, "failing.service");
+    assert_eq!(failing["systemd_state"], "failed");
+    assert_eq!(failing["status"], "raw");
+    assert_eq!(failing["ports"], json!([]));
+
+    // The failed backup timer is visible without anyone writing anything.
+    let timer = scan["timers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "backup.timer")
+        .expect("timer");
+    assert_eq!(timer["unit"], "backup.service");
+    assert_eq!(timer["last_result"], "exit-code");
+    assert_eq!(timer["last_exit_status"], 3);
+    assert_eq!(timer["failed"], true);
+    assert!(timer["last_trigger"].is_string());
+    assert!(timer["schedule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s.as_str().unwrap().starts_with("OnCalendar=")));
+
+    // GET /api/scan returns the last result; the listing filters by class.
+    let last = hub.get_json("/api/scan").await;
+    assert_eq!(last["discovered"], scan["discovered"]);
+    assert_eq!(
+        last["services"].as_array().unwrap().len(),
+        services.as_array().unwrap().len()
+    );
+    assert_eq!(
+        hub.get_json("/api/services").await,
+        json!([]),
+        "nothing configured yet"
+    );
+    let discovered = hub.get_json("/api/services?status=discovered").await;
+    let mut names: Vec<&str> = discovered
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "activated.service",
+            "forking-child.service",
+            "web-a.service",
+            "web-b.service"
+        ]
+    );
+    let raw = hub.get_json("/api/services?status=raw").await;
+    assert!(raw
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "nonweb.service"));
+
+    // The scan page: discovered services with a pre-filled Configure, all
+    // services, and the failed timer.
+    let html = hub.get("/scan").await.text().await.unwrap();
+    assert!(html.contains("New Discovered Services"));
+    let at = html
+        .find(r#"data-unit="web-a.service""#)
+        .expect("web-a row");
+    let row = &html[at..at + html[at..].find("</tr>").unwrap()];
+    assert!(
+        row.contains(&format!(
+            "base_url=http%3A%2F%2F127.0.0.1%3A{}",
+            ports.web_a
+        )),
+        "{row}"
+    );
+    assert!(row.contains("Configure"));
+    assert!(html.contains(r#"data-timer="backup.timer" class="failed""#));
+    assert!(html.contains("All systemd services"));
+    let dashboard = hub.get("/").await.text().await.unwrap();
+    assert!(
+        dashboard.contains("Timer <strong>backup.timer</strong>"),
+        "failed timer banner on the dashboard"
+    );
+
+    // Configuring a discovered unit turns its entry into a configured service.
+    let id = web_a["id"].as_i64().unwrap();
+    let configured = hub
+        .create_service(json!({"name": "web-a.service", "description": "Mine now",
+                               "base_url": format!("http://127.0.0.1:{}", ports.web_a), "health_endpoint": "/"}))
+        .await;
+    assert_eq!(configured["id"], id);
+    assert_eq!(configured["status"], "configured");
+    assert_eq!(configured["unit"], "web-a.service");
+    hub.wait_for_service(id, SOON, |s| s["health_status"] == "healthy")
+        .await;
+
+    // A unit that vanishes is marked removed, not kept silently or lost.
+    sb.systemctl_ok(&["stop", "web-b.service"]);
+    sb.remove_unit("web-b.service");
+    sb.remove_unit("web-a.service");
+    sb.systemctl_ok(&["stop", "web-a.service"]);
+    sb.daemon_reload();
+    let again: Value = hub
+        .client
+        .post(hub.url("/api/scan"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["removed"], 2, "{again}");
+    assert_eq!(again["discovered"], 0);
+    assert_eq!(
+        find(&again["services"], "web-b.service")["systemd_state"],
+        "removed"
+    );
+    let mine = hub.service(id).await;
+    assert_eq!(
+        (mine["status"].as_str(), mine["systemd_state"].as_str()),
+        (Some("configured"), Some("removed"))
+    );
+    assert_eq!(
+        mine["description"], "Mine now",
+        "the user's fields survive a scan"
+    );
+    let html = hub.get("/scan").await.text().await.unwrap();
+    assert!(html.contains("Gone from systemd") && html.contains("web-b.service (discovered)"));
+    let cleaned: Value = hub
+        .client
+        .post(hub.url("/api/scan/cleanup"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleaned["deleted"], 1, "only the unconfigured entry goes");
+    let all = hub.get_json("/api/services?status=all").await;
+    assert!(!all
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "web-b.service"));
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "web-a.service"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_stop_restart_change_the_real_state_and_logs_come_back() {
+    let sb = SystemdSandbox::start();
+    let port = free_port_in(3000..10000);
+    sb.write_unit(
+        "ctl.service",
+        &format!(
+            "[Unit]\nDescription=Controlled\n[Service]\nEnvironment=PYTHONUNBUFFERED=1\nExecStart={}\n",
+            http_server(port)
+        ),
+    );
+    sb.daemon_reload();
+    let hub = hub_in(&sb);
+
+    // By unit name, not registered.
+    let r: Value = hub
+        .client
+        .post(hub.url("/api/services/ctl.service/start"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["job_result"], "done", "{r}");
+    assert_eq!(r["status"]["active_state"], "active");
+    assert_eq!(sb.property("ctl.service", "ActiveState"), "active");
+    let first_pid = r["status"]["main_pid"].as_u64().unwrap();
+    wait_for_port(port);
+
+    let status = hub.get_json("/api/services/ctl/status").await;
+    assert_eq!(status["unit"], "ctl.service", ".service is implied");
+    assert_eq!(status["sub_state"], "running");
+
+    // By registry id after a scan.
+    let scan: Value = hub
+        .client
+        .post(hub.url("/api/scan"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = find(&scan["services"], "ctl.service")["id"]
+        .as_i64()
+        .unwrap();
+    let r: Value = hub
+        .client
+        .post(hub.url(&format!("/api/services/{id}/restart")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["job_result"], "done");
+    let second_pid = r["status"]["main_pid"].as_u64().unwrap();
+    assert_ne!(first_pid, second_pid, "restart replaced the process");
+    assert_eq!(
+        sb.property("ctl.service", "MainPID"),
+        second_pid.to_string()
+    );
+    assert_eq!(
+        hub.service(id).await["main_pid"],
+        second_pid,
+        "the registry follows"
+    );
+
+    let r: Value = hub
+        .client
+        .post(hub.url(&format!("/api/services/{id}/stop")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"]["active_state"], "inactive");
+    assert_eq!(sb.property("ctl.service", "ActiveState"), "inactive");
+    assert_eq!(hub.service(id).await["systemd_state"], "inactive");
+
+    // Logs from the journal: python's http.server prints where it serves.
+    let logs = hub
+        .get_json(&format!("/api/services/{id}/logs?lines=50"))
+        .await;
+    let lines: Vec<&str> = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("Serving HTTP on 127.0.0.1 port {port}"))),
+        "{lines:?}"
+    );
+    let one = hub.get_json("/api/services/ctl.service/logs?lines=1").await;
+    assert_eq!(one["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        hub.get("/api/services/ctl.service/logs?lines=0")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        hub.get("/api/services/ctl.service/logs?lines=10001")
+            .await
+            .status(),
+        400
+    );
+    let page = hub.get(&format!("/logs/{id}")).await.text().await.unwrap();
+    assert!(page.contains(&format!("port {port}")));
+
+    // The dashboard's buttons.
+    hub.create_service(json!({"name": "ctl.service"})).await;
+    let r = hub
+        .client
+        .post(hub.url(&format!("/control/{id}/start")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let page = hub.get(&location).await.text().await.unwrap();
+    assert!(
+        page.contains("Started ctl.service: job done, now active (running)."),
+        "{location}"
+    );
+    assert_eq!(sb.property("ctl.service", "ActiveState"), "active");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
+    let sb = SystemdSandbox::start();
+    let hub = hub_in(&sb);
+    let long = "a".repeat(250);
+    for bad in [
+        "foo%3Brm%20-rf",
+        "..%2Fetc",
+        "-x.service",
+        "a%20b",
+        "%24(reboot)",
+        "x%0A.service",
+        long.as_str(),
+    ] {
+        let r = hub
+            .client
+            .post(hub.url(&format!("/api/services/{bad}/start")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "bad_request");
+        assert_eq!(body["fields"][0]["field"], "unit");
+        let r = hub.get(&format!("/api/services/{bad}/logs")).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let r = hub
+        .client
+        .post(hub.url("/api/services/no-such-unit/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        hub.get("/api/services/no-such-unit/status").await.status(),
+        404
+    );
+    assert_eq!(
+        hub.client
+            .post(hub.url("/api/services/999/stop"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // A registered service that is not a unit cannot be controlled.
+    let s = hub
+        .create_service(json!({"name": "My API", "url": "http://127.0.0.1:1"}))
+        .await;
+    let r = hub
+        .client
+        .post(hub.url(&format!("/api/services/{}/start", s["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_services_are_ordinary_units_written_by_lookout() {
+    let sb = SystemdSandbox::start();
+    let hub = hub_in(&sb);
+    let port = free_port_in(3000..10000);
+    let unit_file = sb.unit_dir().join("lookout-app-demo.service");
+
+    // Invalid input writes nothing.
+    let r = hub
+        .post_json(
+            "/api/apps",
+            &json!({"name": "demo", "command": "python3 -m http.server"}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(!unit_file.exists());
+
+    let r = hub
+        .post_json(
+            "/api/apps",
+            &json!({"name": "demo", "description": "Demo app",
+                    "command": ["/usr/bin/python3", "-m", "http.server", port.to_string(), "--bind", "127.0.0.1"],
+                    "working_directory": "/tmp", "environment": {"GREETING": "hello $USER"},
+                    "port": port, "health_endpoint": "/", "check_interval_secs": 1}),
+        )
+        .await;
+    let status = r.status();
+    let app: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{app}");
+    assert_eq!(app["unit"], "lookout-app-demo.service");
+    assert_eq!(app["status"], "configured");
+    let text = std::fs::read_to_string(&unit_file).unwrap();
+    assert!(
+        text.contains("Environment=\"GREETING=hello $USER\""),
+        "{text}"
+    );
+    sb.wait_for("lookout-app-demo.service", "ActiveState", "active", SOON);
+    let id = app["id"].as_i64().unwrap();
+    hub.wait_for_service(id, SOON, |s| s["health_status"] == "healthy")
+        .await;
+    let env = sb.systemctl_ok(&[
+        "show",
+        "lookout-app-demo.service",
+        "-p",
+        "Environment",
+        "--value",
+    ]);
+    assert!(
+        env.contains("GREETING=hello") && env.contains("$USER") && !env.contains("$$"),
+        "{env}"
+    );
+
+    // A second app with the same name is a conflict.
+    let r = hub
+        .post_json(
+            "/api/apps",
+            &json!({"name": "demo", "command": ["/bin/true"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+
+    assert_eq!(hub.delete("/api/apps/demo").await.status(), 204);
+    assert!(!unit_file.exists());
+    assert_eq!(
+        sb.property("lookout-app-demo.service", "LoadState"),
+        "not-found"
+    );
+    assert_eq!(hub.get(&format!("/api/services/{id}")).await.status(), 404);
+    assert_eq!(hub.delete("/api/apps/demo").await.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_scan_uses_the_same_code_path() {
+    let sb = SystemdSandbox::start();
+    let port = free_port_in(3000..10000);
+    sb.write_unit(
+        "cli-web.service",
+        &format!("[Service]\nExecStart={}\n", http_server(port)),
+    );
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "cli-web.service"]);
+    wait_for_port(port);
+    let out = sb
+        .command(BIN)
+        .args(["scan", "--systemd", "user", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let web = scan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "cli-web.service")
+        .unwrap();
+    assert_eq!(web["status"], "discovered");
+    assert_eq!(web["port"], port);
+    let table = sb
+        .command(BIN)
+        .args(["scan", "--systemd", "user"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("cli-web.service"))
+        .unwrap();
+    assert!(
+        line.contains("discovered") && line.contains(&port.to_string()),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_unreachable_gives_503_and_a_banner_not_a_crash() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--systemd", "user"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("XDG_RUNTIME_DIR", "/nonexistent")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let hub = spawn_hub_process(cmd, data);
+    let r = hub.client.post(hub.url("/api/scan")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "service_unavailable");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the systemd user manager"),
+        "{body}"
+    );
+    assert_eq!(
+        hub.client
+            .post(hub.url("/api/services/x/start"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    let r = hub.get("/scan").await;
+    assert_eq!(r.status(), 503);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains(r#"id="scan-error""#)
+            && html.contains("cannot reach the systemd user manager")
+    );
+    assert!(html.contains(r#"id="retry""#));
+    // The rest of the hub keeps working.
+    assert_eq!(hub.get("/").await.status(), 200);
+    hub.create_service(json!({"name": "still works"})).await;
+    assert_eq!(hub.get("/api/scan").await.status(), 404, "no scan has run");
+}
