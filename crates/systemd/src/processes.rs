@@ -5,7 +5,7 @@
 //! cgroup path, so a user service inside `user@1000.service` belongs to the
 //! user manager's unit, and to `user@1000.service` when the system manager asks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// The cgroup path of a process: the unified (v2) one when it is set, else the
 /// `name=systemd` (v1) one.
@@ -38,28 +38,37 @@ pub fn unit_of<'a>(path: &str, units: &HashSet<&'a str>) -> Option<&'a str> {
         .find_map(|component| units.get(component).copied())
 }
 
-/// All PIDs on the host grouped by the unit (among `units`) they belong to.
-pub fn processes_by_unit<'a>(units: &HashSet<&'a str>) -> HashMap<&'a str, Vec<u32>> {
-    let mut out: HashMap<&str, Vec<u32>> = HashMap::new();
+/// Every PID on the host.
+pub fn all_pids() -> Vec<u32> {
     let Ok(proc_dir) = std::fs::read_dir("/proc") else {
-        return out;
+        return Vec::new();
     };
-    for entry in proc_dir.filter_map(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Some(unit) = cgroup_path(pid).and_then(|path| unit_of(&path, units)) {
-            out.entry(unit).or_default().push(pid);
-        }
+    proc_dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .collect()
+}
+
+/// Runs `f` over `items` on all cores: small /proc reads are the whole cost
+/// of a scan's host side, so it is worth spreading them.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads <= 1 || items.len() < 64 {
+        return items.iter().map(&f).collect();
     }
-    for pids in out.values_mut() {
-        pids.sort_unstable();
-    }
-    out
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 #[cfg(test)]

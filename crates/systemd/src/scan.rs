@@ -1,11 +1,11 @@
 //! One scan of a systemd manager: every service unit with its state, processes
 //! and listening TCP ports, and every timer with its schedule and last result.
 //!
-//! Cost, by design: one `ListUnits` and one `ListUnitFilesByPatterns` call, one
+//! Cost, by design: one `ListUnits` call, one
 //! netlink dump per address family, one small `/proc` read per process, one
-//! `/proc/PID/fd` listing per process of a running service, and a property
-//! read per running service (main PID), per socket unit and per timer. No
-//! subprocess.
+//! `/proc/PID/fd` listing per process of a running service (both spread over
+//! all cores), and a property read per socket unit, per timer and per running
+//! service with more than one process (main PID). No subprocess.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -101,7 +101,7 @@ pub struct Scan {
     pub warnings: Vec<String>,
 }
 
-/// Ports and processes found from `/proc` and netlink, per service name.
+/// Ports and processes per service name.
 #[derive(Default)]
 struct HostView {
     pids: HashMap<String, Vec<u32>>,
@@ -109,47 +109,80 @@ struct HostView {
     warning: Option<String>,
 }
 
-fn host_view(services: Vec<String>, running: HashSet<String>) -> HostView {
-    let names: HashSet<&str> = services.iter().map(String::as_str).collect();
-    let by_unit = processes::processes_by_unit(&names);
-    let mut view = HostView::default();
+/// What `/proc` and netlink say, gathered while systemd is still answering
+/// `ListUnits`: the processes in a service's cgroup, and the listening
+/// sockets each of them holds.
+struct HostSnapshot {
+    processes: Vec<(u32, String)>,
+    held: HashMap<u32, Vec<sockets::ListeningSocket>>,
+    warning: Option<String>,
+}
+
+fn host_snapshot() -> HostSnapshot {
+    let pids = processes::all_pids();
+    let paths = processes::par_map(&pids, |pid| processes::cgroup_path(*pid));
+    // Only processes under some `.service` cgroup can belong to a service.
+    let processes: Vec<(u32, String)> = pids
+        .into_iter()
+        .zip(paths)
+        .filter_map(|(pid, path)| path.filter(|p| p.contains(".service")).map(|p| (pid, p)))
+        .collect();
+    let mut snapshot = HostSnapshot {
+        processes,
+        held: HashMap::new(),
+        warning: None,
+    };
     match sockets::listening_tcp() {
         Ok(listening) => {
-            let candidate_pids = by_unit
-                .iter()
-                .filter(|(unit, _)| running.contains(**unit))
-                .flat_map(|(_, pids)| pids.iter().copied());
-            let owners = sockets::owners(&listening, candidate_pids);
-            for (unit, pids) in &by_unit {
-                let mut listens: Vec<Listen> = pids
-                    .iter()
-                    .filter_map(|pid| owners.get(pid))
-                    .flatten()
-                    .map(|s| Listen {
-                        address: s.address.to_string(),
-                        port: s.port,
-                        source: ListenSource::Process,
-                        socket_unit: None,
-                    })
-                    .collect();
-                if !listens.is_empty() {
-                    listens.sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
-                    listens.dedup();
-                    view.listens.insert((*unit).to_owned(), listens);
-                }
-            }
+            let owners =
+                sockets::owners(&listening, snapshot.processes.iter().map(|(pid, _)| *pid));
+            snapshot.held = owners
+                .into_iter()
+                .map(|(pid, held)| (pid, held.into_iter().cloned().collect()))
+                .collect();
         }
         Err(e) => {
-            view.warning = Some(format!(
+            snapshot.warning = Some(format!(
                 "listening ports unknown: cannot list sockets ({e})"
             ))
         }
     }
-    view.pids = by_unit
-        .into_iter()
-        .map(|(unit, pids)| (unit.to_owned(), pids))
-        .collect();
-    view
+    snapshot
+}
+
+impl HostSnapshot {
+    /// Attributes processes and sockets to the units of this manager.
+    fn view(self, units: &HashSet<&str>) -> HostView {
+        let mut view = HostView {
+            warning: self.warning,
+            ..HostView::default()
+        };
+        for (pid, path) in &self.processes {
+            let Some(unit) = processes::unit_of(path, units) else {
+                continue;
+            };
+            view.pids.entry(unit.to_owned()).or_default().push(*pid);
+            if let Some(held) = self.held.get(pid) {
+                view.listens
+                    .entry(unit.to_owned())
+                    .or_default()
+                    .extend(held.iter().map(|s| Listen {
+                        address: s.address.to_string(),
+                        port: s.port,
+                        source: ListenSource::Process,
+                        socket_unit: None,
+                    }));
+            }
+        }
+        for pids in view.pids.values_mut() {
+            pids.sort_unstable();
+        }
+        for listens in view.listens.values_mut() {
+            listens.sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
+            listens.dedup();
+        }
+        view
+    }
 }
 
 /// Parses a socket unit's `Listen` entry into (address, port) for TCP streams.
@@ -207,20 +240,15 @@ impl Systemd {
     /// Scans the manager. Fails only when systemd itself cannot be asked;
     /// missing details (ports, PIDs) become [`Scan::warnings`].
     pub async fn scan(&self) -> Result<Scan, Error> {
-        let (units, files) = tokio::join!(
-            self.manager.list_units(),
-            self.manager
-                .list_unit_files_by_patterns(&[], &["*.service", "*.timer"]),
-        );
-        let units = units.map_err(|e| self.bus_error(e))?;
-        let files = files.unwrap_or_default();
-        let file_states: HashMap<String, String> = files
-            .into_iter()
-            .filter_map(|(path, state)| {
-                let name = path.rsplit('/').next()?.to_owned();
-                Some((name, state))
-            })
-            .collect();
+        // ListUnits answers in about a millisecond. ListUnitFiles is left out on
+        // purpose: systemd walks every unit directory for it (~200 ms measured),
+        // and units that are installed but not loaded have no state to show.
+        let snapshot = tokio::task::spawn_blocking(host_snapshot);
+        let units = self
+            .manager
+            .list_units()
+            .await
+            .map_err(|e| self.bus_error(e))?;
 
         let mut services: BTreeMap<String, ServiceUnit> = BTreeMap::new();
         let mut unit_paths: HashMap<String, OwnedObjectPath> = HashMap::new();
@@ -232,7 +260,7 @@ impl Systemd {
                 services.insert(
                     name.clone(),
                     ServiceUnit {
-                        unit_file_state: file_states.get(&name).cloned(),
+                        unit_file_state: None,
                         name,
                         description,
                         load_state: load,
@@ -249,48 +277,15 @@ impl Systemd {
                 timer_units.push((name, description, active, path));
             }
         }
-        // Installed but not loaded (never started, disabled): still services.
-        for (name, state) in &file_states {
-            if name.ends_with(".service") && !name.contains("@.") && !services.contains_key(name) {
-                services.insert(
-                    name.clone(),
-                    ServiceUnit {
-                        name: name.clone(),
-                        description: String::new(),
-                        load_state: "not-loaded".into(),
-                        active_state: "inactive".into(),
-                        sub_state: "dead".into(),
-                        unit_file_state: Some(state.clone()),
-                        main_pid: None,
-                        pids: Vec::new(),
-                        listens: Vec::new(),
-                    },
-                );
-            }
-        }
-
         let running: HashSet<String> = services
             .values()
             .filter(|s| s.active_state != "inactive" && s.active_state != "failed")
             .map(|s| s.name.clone())
             .collect();
-        let names: Vec<String> = services.keys().cloned().collect();
-        let host = {
-            let running = running.clone();
-            tokio::task::spawn_blocking(move || host_view(names, running))
-        };
+        let names: HashSet<&str> = services.keys().map(String::as_str).collect();
+        let host = async { snapshot.await.map(|snapshot| snapshot.view(&names)) };
 
-        // Main PIDs of running services, socket units' ports, timers: concurrently.
-        let main_pids = join_all(running.iter().filter_map(|name| {
-            let path = unit_paths.get(name)?.clone();
-            Some(async move {
-                let pid = match self.service_proxy(path).await {
-                    Ok(p) => p.main_pid().await.ok(),
-                    Err(_) => None,
-                };
-                (name.clone(), pid.filter(|p| *p != 0))
-            })
-        }));
+        // Socket units' ports, timers and the host's processes: concurrently.
         let socket_listens = join_all(socket_units.into_iter().map(|(name, path)| async move {
             let listen = match SocketProxy::builder(&self.conn)
                 .path(path.clone())
@@ -315,12 +310,45 @@ impl Systemd {
                     self.timer(name, description, active, path)
                 }),
         );
-        let (main_pids, socket_listens, timers, host) =
-            tokio::join!(main_pids, socket_listens, timers, host);
+        let (socket_listens, timers, host) = tokio::join!(socket_listens, timers, host);
         let host = host.unwrap_or_else(|e| HostView {
             warning: Some(format!("processes and ports unknown: {e}")),
             ..HostView::default()
         });
+
+        // Main PIDs. A service that is active and running with exactly one
+        // process in its cgroup has that process as its main process (control
+        // processes only exist during transitions), so only the others cost a
+        // D-Bus call.
+        let mut main_pids: Vec<(String, Option<u32>)> = Vec::new();
+        let mut ask = Vec::new();
+        for name in &running {
+            let Some(service) = services.get(name) else {
+                continue;
+            };
+            match host.pids.get(name).map(Vec::as_slice) {
+                Some([only])
+                    if service.active_state == "active" && service.sub_state == "running" =>
+                {
+                    main_pids.push((name.clone(), Some(*only)));
+                }
+                _ => {
+                    if let Some(path) = unit_paths.get(name) {
+                        ask.push((name.clone(), path.clone()));
+                    }
+                }
+            }
+        }
+        main_pids.extend(
+            join_all(ask.into_iter().map(|(name, path)| async move {
+                let pid = match self.service_proxy(path).await {
+                    Ok(p) => p.main_pid().await.ok(),
+                    Err(_) => None,
+                };
+                (name, pid.filter(|p| *p != 0))
+            }))
+            .await,
+        );
 
         for (name, pid) in main_pids {
             if let Some(service) = services.get_mut(&name) {

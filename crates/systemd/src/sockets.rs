@@ -120,9 +120,11 @@ pub fn owners(
     pids: impl IntoIterator<Item = u32>,
 ) -> HashMap<u32, Vec<&ListeningSocket>> {
     let by_inode: HashMap<u64, &ListeningSocket> = sockets.iter().map(|s| (s.inode, s)).collect();
+    let pids: Vec<u32> = pids.into_iter().collect();
+    let inodes = crate::processes::par_map(&pids, |pid| socket_inodes(*pid));
     let mut out: HashMap<u32, Vec<&ListeningSocket>> = HashMap::new();
-    for pid in pids {
-        for inode in socket_inodes(pid) {
+    for (pid, inodes) in pids.into_iter().zip(inodes) {
+        for inode in inodes {
             if let Some(socket) = by_inode.get(&inode) {
                 out.entry(pid).or_default().push(socket);
             }
