@@ -197,7 +197,9 @@ impl AppState {
             })
             .collect();
         let now = self.clock.now();
-        let counts = self.store.apply_scan(&units, &timers, now).await?;
+        let mut counts = self.store.apply_scan(&units, &timers, now).await?;
+        self.events
+            .publish_changes(std::mem::take(&mut counts.changes));
         let last = LastScan {
             discovered: counts.discovered,
             updated: counts.updated,

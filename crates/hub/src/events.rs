@@ -2,11 +2,11 @@
 //! check result is published here once. The health scheduler listens to it to
 //! pick up new and changed services; live views (SSE, WebSocket) will too.
 
-use lookout_proto::service::HealthStatus;
+use lookout_proto::service::{HealthStatus, StatusEventView};
 use tokio::sync::broadcast;
 
 /// Something that changed in the hub.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     ServiceCreated {
         id: i64,
@@ -23,6 +23,8 @@ pub enum Event {
     },
     /// A systemd scan refreshed the registry.
     ScanCompleted,
+    /// A service's status changed (stored in its history).
+    StatusChanged(StatusEventView),
 }
 
 /// A cheap-to-clone handle for publishing and subscribing.
@@ -40,6 +42,13 @@ impl EventBus {
     /// Publishes an event; having no subscriber is fine.
     pub fn publish(&self, event: Event) {
         let _ = self.tx.send(event);
+    }
+
+    /// Publishes status changes in the order they happened.
+    pub fn publish_changes(&self, changes: impl IntoIterator<Item = StatusEventView>) {
+        for change in changes {
+            self.publish(Event::StatusChanged(change));
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -6,5 +6,6 @@
 
 pub mod error;
 pub mod service;
+pub mod status;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};

@@ -259,6 +259,9 @@ impl ServicePatch {
 /// trip works.
 const READ_ONLY_FIELDS: &[&str] = &[
     "id",
+    "state",
+    "state_reason",
+    "state_since",
     "unit",
     "sub_state",
     "unit_file_state",
@@ -506,6 +509,11 @@ pub struct ServiceView {
     /// What the registering client said about the service (seed 001 `status`).
     pub reported_state: Option<ReportedState>,
     pub health_status: HealthStatus,
+    /// The one status of seed 004: OK, UPDATE, WARNING, FAILURE or UNKNOWN.
+    pub state: crate::status::Status,
+    /// Why the service has that status.
+    pub state_reason: Option<String>,
+    pub state_since: Option<DateTime<Utc>>,
     pub last_health_check: Option<DateTime<Utc>>,
     pub last_response_code: Option<u16>,
     pub last_latency_ms: Option<u64>,
@@ -751,4 +759,15 @@ pub struct ScanResult {
     pub timers: Vec<TimerView>,
     /// Parts of the scan that could not be done, e.g. ports unknown.
     pub warnings: Vec<String>,
+}
+
+/// A change of a service's status, as stored and streamed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusEventView {
+    pub id: i64,
+    pub service_id: i64,
+    pub at: DateTime<Utc>,
+    pub old: crate::status::Status,
+    pub new: crate::status::Status,
+    pub reason: String,
 }

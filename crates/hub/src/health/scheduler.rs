@@ -80,13 +80,8 @@ impl Scheduler {
                 running.spawn(async move {
                     let _permit = permits.acquire_owned().await;
                     let result = checker.check_service(&service, &defaults, clock.as_ref()).await;
-                    match store.record_health_check(&result).await {
-                        Ok(true) => events.publish(Event::HealthChecked {
-                            id: service.id,
-                            status: result.status,
-                        }),
-                        Ok(false) => {} // deleted while being checked
-                        Err(e) => tracing::warn!(service = service.id, error = ?e, "could not store a health check"),
+                    if let Err(e) = super::record_check(store.as_ref(), &events, &result).await {
+                        tracing::warn!(service = service.id, error = ?e, "could not store a health check");
                     }
                     service.id
                 });

@@ -60,7 +60,12 @@ impl AppState {
         let service = self.store.create_service(new, self.clock.now()).await?;
         self.events
             .publish(crate::events::Event::ServiceCreated { id: service.id });
-        Ok(service)
+        let change = self
+            .store
+            .reconcile_state(service.id, self.clock.now())
+            .await?;
+        self.events.publish_changes(change);
+        Ok(self.store.get_service(service.id).await?.unwrap_or(service))
     }
 
     pub async fn update_service(
@@ -78,6 +83,11 @@ impl AppState {
         if updated.is_some() {
             self.events
                 .publish(crate::events::Event::ServiceUpdated { id });
+            let change = self.store.reconcile_state(id, self.clock.now()).await?;
+            if change.is_some() {
+                self.events.publish_changes(change);
+                return self.store.get_service(id).await;
+            }
         }
         Ok(updated)
     }
@@ -100,12 +110,7 @@ impl AppState {
             .checker
             .check_service(service, &self.checks, self.clock.as_ref())
             .await;
-        if self.store.record_health_check(&result).await? {
-            self.events.publish(crate::events::Event::HealthChecked {
-                id: service.id,
-                status: result.status,
-            });
-        }
+        crate::health::record_check(self.store.as_ref(), &self.events, &result).await?;
         Ok(result)
     }
 }

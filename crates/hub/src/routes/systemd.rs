@@ -141,15 +141,17 @@ pub async fn control(
     .await?;
     tracing::info!(unit = %target.unit, action = action.as_str(), result = %outcome.job_result, "unit control");
     let st = &outcome.status;
-    state
+    let changes = state
         .store
         .set_unit_state(
             target.unit.as_str(),
             &st.active_state,
             &st.sub_state,
             st.main_pid,
+            state.clock.now(),
         )
         .await?;
+    state.events.publish_changes(changes);
     if let Some(service) = target.service {
         state
             .events

@@ -8,10 +8,12 @@ mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use lookout_proto::service::StatusEventView;
 use lookout_proto::service::{
     health_url, HealthCheckView, HealthStatus, NewService, PortView, RegistryStatus, ReportedState,
     ServicePatch, ServiceView, TimerView,
 };
+use lookout_proto::status::Status;
 use std::time::Duration;
 
 pub use sqlite::SqliteStore;
@@ -70,6 +72,9 @@ pub struct Service {
     pub check_interval_secs: Option<u64>,
     pub check_timeout_ms: Option<u64>,
     pub health_status: HealthStatus,
+    pub state: Status,
+    pub state_reason: Option<String>,
+    pub state_since: Option<DateTime<Utc>>,
     pub last_health_check: Option<DateTime<Utc>>,
     pub last_response_code: Option<u16>,
     pub last_latency_ms: Option<u64>,
@@ -118,6 +123,9 @@ impl Service {
             ports: self.ports.clone(),
             reported_state: self.reported_state,
             health_status: self.health_status,
+            state: self.state,
+            state_reason: self.state_reason.clone(),
+            state_since: self.state_since,
             last_health_check: self.last_health_check,
             last_response_code: self.last_response_code,
             last_latency_ms: self.last_latency_ms,
@@ -175,11 +183,22 @@ pub struct DiscoveredUnit {
 }
 
 /// What applying a scan changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScanCounts {
     pub discovered: usize,
     pub updated: usize,
     pub removed: usize,
+    /// Status changes the scan caused.
+    pub changes: Vec<StatusEventView>,
+}
+
+/// What recording a health check did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// The service was deleted while being checked; nothing was stored.
+    Dropped,
+    /// Stored; with the status change it caused, if any.
+    Stored(Option<StatusEventView>),
 }
 
 /// The storage of a hub. Every method is one transaction: it happens whole or not at all.
@@ -211,7 +230,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends a result to the history and caches it on the service. `false` when the
     /// service was deleted meanwhile (the result is then dropped).
-    async fn record_health_check(&self, check: &HealthCheck) -> Result<bool, StoreError>;
+    async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError>;
+
+    /// Recomputes a service's status from what is stored about it; records and
+    /// returns the change, if there is one. Idempotent.
+    async fn reconcile_state(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StatusEventView>, StoreError>;
+
+    /// Status changes, newest first, optionally of one service.
+    async fn status_events(
+        &self,
+        service_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StatusEventView>, StoreError>;
+
+    /// Appends an event to the replay log and returns its id.
+    async fn append_event(
+        &self,
+        at: DateTime<Utc>,
+        kind: &str,
+        data: &str,
+    ) -> Result<i64, StoreError>;
+
+    /// Logged events after `after_id`, oldest first: (id, kind, data).
+    async fn events_after(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, String)>, StoreError>;
+
+    /// Deletes health results older than `checks_before` and logged events
+    /// older than `events_before`; returns how many rows went.
+    async fn prune(
+        &self,
+        checks_before: DateTime<Utc>,
+        events_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 
     /// The most recent results first.
     async fn health_history(
@@ -242,7 +299,8 @@ pub trait Store: Send + Sync + 'static {
         active_state: &str,
         sub_state: &str,
         main_pid: Option<u32>,
-    ) -> Result<(), StoreError>;
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StatusEventView>, StoreError>;
 
     /// Links a service to the unit behind it (managed services).
     async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError>;

@@ -14,7 +14,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::{DiscoveredUnit, HealthCheck, ScanCounts, Service, ServiceFilter, Store, StoreError};
+use lookout_proto::service::StatusEventView;
+use lookout_proto::status::{derive_status, Status};
+
+use super::{
+    DiscoveredUnit, HealthCheck, Recorded, ScanCounts, Service, ServiceFilter, Store, StoreError,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -39,6 +44,16 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
+    }
+}
+
+impl SqliteStore {
+    /// Every transaction here writes, so it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred one that reads first and writes later
+    /// fails with SQLITE_BUSY when another writer got in between, and the busy
+    /// timeout cannot help it.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 }
 
@@ -90,6 +105,12 @@ fn service_from_row(row: &SqliteRow) -> Result<Service, sqlx::Error> {
         reported_state: reported.as_deref().and_then(ReportedState::parse),
         check_interval_secs: to_u64(row.try_get("check_interval_secs")?),
         check_timeout_ms: to_u64(row.try_get("check_timeout_ms")?),
+        state: {
+            let state: String = row.try_get("state")?;
+            Status::parse(&state).ok_or_else(|| decode_error("state", &state))?
+        },
+        state_reason: row.try_get("state_reason")?,
+        state_since: opt_time(row.try_get("state_since")?),
         health_status: HealthStatus::parse(&health)
             .ok_or_else(|| decode_error("health_status", &health))?,
         last_health_check: opt_time(row.try_get("last_health_check")?),
@@ -173,6 +194,89 @@ fn name_conflict(e: sqlx::Error, name: &str) -> StoreError {
     e.into()
 }
 
+fn status_event_from_row(row: &SqliteRow) -> Result<StatusEventView, sqlx::Error> {
+    let old: String = row.try_get("old_state")?;
+    let new: String = row.try_get("new_state")?;
+    Ok(StatusEventView {
+        id: row.try_get("id")?,
+        service_id: row.try_get("service_id")?,
+        at: time(row.try_get("at")?),
+        old: Status::parse(&old).ok_or_else(|| decode_error("old_state", &old))?,
+        new: Status::parse(&new).ok_or_else(|| decode_error("new_state", &new))?,
+        reason: row.try_get("reason")?,
+    })
+}
+
+/// Recomputes one service's status inside a transaction; records a change.
+async fn reconcile(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<StatusEventView>, sqlx::Error> {
+    let Some(row) = sqlx::query(
+        "SELECT health_status, base_url, health_endpoint, last_error, systemd_state, state, state_reason
+         FROM services WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let health: String = row.try_get("health_status")?;
+    let has_check = row.try_get::<Option<String>, _>("base_url")?.is_some()
+        && row
+            .try_get::<Option<String>, _>("health_endpoint")?
+            .is_some();
+    let last_error: Option<String> = row.try_get("last_error")?;
+    let systemd_state: Option<String> = row.try_get("systemd_state")?;
+    let current: String = row.try_get("state")?;
+    let current_reason: Option<String> = row.try_get("state_reason")?;
+    let (status, reason) = derive_status(
+        HealthStatus::parse(&health).unwrap_or(HealthStatus::Unknown),
+        has_check,
+        last_error.as_deref(),
+        systemd_state.as_deref(),
+    );
+    let old = Status::parse(&current).unwrap_or(Status::Unknown);
+    if old == status {
+        if current_reason.as_deref() != Some(reason.as_str()) {
+            sqlx::query("UPDATE services SET state_reason = ? WHERE id = ?")
+                .bind(&reason)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        return Ok(None);
+    }
+    sqlx::query("UPDATE services SET state = ?, state_reason = ?, state_since = ? WHERE id = ?")
+        .bind(status.as_str())
+        .bind(&reason)
+        .bind(ms(now))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let event_id: i64 = sqlx::query_scalar(
+        "INSERT INTO status_events (service_id, at, old_state, new_state, reason) VALUES (?, ?, ?, ?, ?)
+         RETURNING id",
+    )
+    .bind(id)
+    .bind(ms(now))
+    .bind(old.as_str())
+    .bind(status.as_str())
+    .bind(&reason)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Some(StatusEventView {
+        id: event_id,
+        service_id: id,
+        at: now,
+        old,
+        new: status,
+        reason,
+    }))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_service(
@@ -180,7 +284,7 @@ impl Store for SqliteStore {
         new: &NewService,
         now: DateTime<Utc>,
     ) -> Result<Service, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Registering a unit the scan found turns its entry into a configured
         // service (seed 000: "save to DB as configured"), keeping what systemd said.
         let existing: Option<(i64, String)> =
@@ -327,8 +431,8 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn record_health_check(&self, check: &HealthCheck) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+    async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError> {
+        let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
             "UPDATE services SET health_status = ?, last_health_check = ?, last_response_code = ?,
                 last_latency_ms = ?, last_error = ?
@@ -343,7 +447,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            return Ok(false);
+            return Ok(Recorded::Dropped);
         }
         sqlx::query(
             "INSERT INTO health_checks (service_id, checked_at, is_healthy, status, url,
@@ -360,8 +464,90 @@ impl Store for SqliteStore {
         .bind(check.error.as_deref())
         .execute(&mut *tx)
         .await?;
+        let change = reconcile(&mut tx, check.service_id, check.checked_at).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Recorded::Stored(change))
+    }
+
+    async fn reconcile_state(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StatusEventView>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let change = reconcile(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn status_events(
+        &self,
+        service_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StatusEventView>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM status_events WHERE (? IS NULL OR service_id = ?)
+             ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(service_id)
+        .bind(service_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(status_event_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn append_event(
+        &self,
+        at: DateTime<Utc>,
+        kind: &str,
+        data: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO event_log (at, kind, data) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(ms(at))
+        .bind(kind)
+        .bind(data)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn events_after(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, kind, data FROM event_log WHERE id > ? ORDER BY id LIMIT ?")
+                .bind(after_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn prune(
+        &self,
+        checks_before: DateTime<Utc>,
+        events_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let checks = sqlx::query("DELETE FROM health_checks WHERE checked_at < ?")
+            .bind(ms(checks_before))
+            .execute(&self.pool)
+            .await?;
+        let events = sqlx::query("DELETE FROM event_log WHERE at < ?")
+            .bind(ms(events_before))
+            .execute(&self.pool)
+            .await?;
+        let changes = sqlx::query("DELETE FROM status_events WHERE at < ?")
+            .bind(ms(checks_before))
+            .execute(&self.pool)
+            .await?;
+        Ok(checks.rows_affected() + events.rows_affected() + changes.rows_affected())
     }
 
     async fn health_history(
@@ -387,7 +573,7 @@ impl Store for SqliteStore {
     ) -> Result<ScanCounts, StoreError> {
         let now_ms = ms(now);
         let mut counts = ScanCounts::default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for u in units {
             let existing: Option<i64> = sqlx::query_scalar(
                 "SELECT id FROM services WHERE unit = ? OR (unit IS NULL AND name = ?)
@@ -463,6 +649,13 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         counts.removed = usize::try_from(removed.rows_affected()).unwrap_or(0);
+        let touched: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM services WHERE unit IS NOT NULL")
+                .fetch_all(&mut *tx)
+                .await?;
+        for id in touched {
+            counts.changes.extend(reconcile(&mut tx, id, now).await?);
+        }
 
         for t in timers {
             sqlx::query(
@@ -516,17 +709,24 @@ impl Store for SqliteStore {
         active_state: &str,
         sub_state: &str,
         main_pid: Option<u32>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE services SET systemd_state = ?, sub_state = ?, main_pid = ? WHERE unit = ?",
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StatusEventView>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE services SET systemd_state = ?, sub_state = ?, main_pid = ? WHERE unit = ? RETURNING id",
         )
         .bind(active_state)
         .bind(sub_state)
         .bind(main_pid.map(i64::from))
         .bind(unit)
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(())
+        let mut changes = Vec::new();
+        for id in ids {
+            changes.extend(reconcile(&mut tx, id, now).await?);
+        }
+        tx.commit().await?;
+        Ok(changes)
     }
 
     async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError> {
@@ -654,7 +854,15 @@ mod tests {
             latency_ms: Some(3),
             error: None,
         };
-        assert!(store.record_health_check(&check).await.unwrap());
+        let recorded = store.record_health_check(&check).await.unwrap();
+        let Recorded::Stored(Some(change)) = recorded else {
+            panic!("expected a status change, got {recorded:?}");
+        };
+        assert_eq!((change.old, change.new), (Status::Unknown, Status::Ok));
+        assert_eq!(
+            store.status_events(Some(s.id), 10).await.unwrap(),
+            vec![change]
+        );
         assert_eq!(
             store
                 .get_service(s.id)
@@ -710,7 +918,10 @@ mod tests {
             latency_ms: None,
             error: Some("x".into()),
         };
-        assert!(!store.record_health_check(&check).await.unwrap());
+        assert_eq!(
+            store.record_health_check(&check).await.unwrap(),
+            Recorded::Dropped
+        );
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM health_checks")
             .fetch_one(&store.pool)
             .await
