@@ -21,6 +21,7 @@ use crate::store::{SqliteStore, Store};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    retention: std::time::Duration,
 }
 
 impl Application {
@@ -39,7 +40,8 @@ impl Application {
             store,
             checker: Checker::new().context("cannot build the HTTP client for health checks")?,
             clock,
-            events: EventBus::new(1024),
+            events: EventBus::new(16 * 1024),
+            live: tokio::sync::broadcast::channel(4096).0,
             checks: config.checks,
             max_body_bytes: config.max_body_bytes,
             discovery: Arc::new(crate::discovery::Discovery::new(
@@ -47,7 +49,11 @@ impl Application {
                 config.web_ports.clone(),
             )),
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            retention: config.retention,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -76,6 +82,19 @@ impl Application {
             defaults: self.state.checks,
         };
         let scheduler = tokio::spawn(scheduler.run(stop.clone()));
+        let recorder = tokio::spawn(crate::live::run_recorder(
+            self.state.store.clone(),
+            self.state.events.clone(),
+            self.state.live.clone(),
+            self.state.clock.clone(),
+            stop.clone(),
+        ));
+        let pruner = tokio::spawn(crate::live::run_pruner(
+            self.state.store.clone(),
+            self.state.clock.clone(),
+            self.retention,
+            stop.clone(),
+        ));
         let store = self.state.store.clone();
         let app = router(self.state);
         let stop_serving = stop.clone();
@@ -89,6 +108,8 @@ impl Application {
             .await;
         stop.cancel();
         let _ = scheduler.await;
+        let _ = recorder.await;
+        let _ = pruner.await;
         store.close().await;
         served.context("the HTTP server failed")
     }

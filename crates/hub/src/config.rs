@@ -71,6 +71,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "largest accepted request body (e.g. 64KiB)",
     },
     SettingSpec {
+        key: "retention",
+        help: "how long raw check results are kept (default 7d)",
+    },
+    SettingSpec {
         key: "systemd",
         help: "systemd manager to discover and control: system (default), user or none",
     },
@@ -101,6 +105,8 @@ pub struct Config {
     /// `None`: no systemd integration.
     pub systemd: Option<lookout_systemd::Scope>,
     pub web_ports: crate::discovery::WebPorts,
+    /// How long raw health results are kept.
+    pub retention: Duration,
 }
 
 /// Health-check settings that apply when a service does not set its own.
@@ -141,6 +147,7 @@ impl Config {
             log: "info".into(),
             systemd: None,
             web_ports: crate::discovery::WebPorts::default(),
+            retention: DEFAULT_RETENTION,
         }
     }
 
@@ -221,6 +228,18 @@ impl Config {
             })?,
             None => Some(lookout_systemd::Scope::System),
         };
+        let retention = match get("retention") {
+            Some(v) => parse(v, "retention", |s| {
+                parse_duration(s).and_then(|d| {
+                    within(
+                        d,
+                        Duration::from_secs(3600),
+                        Duration::from_secs(3650 * 86_400),
+                    )
+                })
+            })?,
+            None => DEFAULT_RETENTION,
+        };
         let web_ports = match get("web_ports") {
             Some(v) => parse(v, "web_ports", crate::discovery::WebPorts::parse)?,
             None => crate::discovery::WebPorts::default(),
@@ -239,6 +258,7 @@ impl Config {
             log,
             systemd,
             web_ports,
+            retention,
         })
     }
 }
@@ -246,6 +266,7 @@ impl Config {
 /// Name of the SQLite file inside the data directory.
 pub const DB_FILE: &str = "lookout.db";
 const DEFAULT_MAX_BODY: usize = 64 * 1024;
+const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 fn default_data_dir() -> Result<PathBuf, ConfigError> {
     directories::ProjectDirs::from("", "", "lookout")
@@ -353,6 +374,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(n),
         "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
         other => return Err(format!("unknown unit {other:?}; use ms, s, m or h")),
     };
     Ok(d)

@@ -9,7 +9,13 @@ document.addEventListener("submit", (event) => {
   }
 });
 
-const LABELS = { healthy: "Healthy", unhealthy: "Unhealthy", unknown: "Unknown" };
+const STATES = {
+  OK: ["ok", "OK"],
+  UPDATE: ["update", "Update"],
+  WARNING: ["warning", "Warning"],
+  FAILURE: ["failure", "Failure"],
+  UNKNOWN: ["unknown", "Unknown"],
+};
 
 function ago(iso) {
   if (!iso) return "";
@@ -45,12 +51,13 @@ async function refreshServices() {
     window.location.reload(); // Services were added or removed elsewhere.
     return;
   }
-  const counts = { healthy: 0, unhealthy: 0, unknown: 0 };
+  const counts = { ok: 0, failure: 0, warning: 0, unknown: 0 };
   for (const s of services) {
-    counts[s.health_status] += 1;
+    const [cls, label] = STATES[s.state] || STATES.UNKNOWN;
+    counts[cls === "update" ? "warning" : cls] += 1;
     const row = rows.get(String(s.id));
-    row.querySelector(".dot").className = "dot " + s.health_status;
-    row.querySelector(".label").textContent = LABELS[s.health_status];
+    row.querySelector(".dot").className = "dot " + cls;
+    row.querySelector(".label").textContent = label;
     row.querySelector(".detail").textContent = detail(s);
   }
   for (const [key, n] of Object.entries(counts)) {
@@ -59,6 +66,25 @@ async function refreshServices() {
   }
 }
 
+// Follow the hub's event stream and refresh the table when something changes.
+// EventSource reconnects by itself and resumes with Last-Event-ID; a slow
+// poll covers anything a broken proxy might swallow.
 if (document.body.dataset.live === "services") {
-  setInterval(refreshServices, 2000);
+  let pending = null;
+  const soon = () => {
+    if (pending === null) {
+      pending = setTimeout(() => {
+        pending = null;
+        refreshServices();
+      }, 100);
+    }
+  };
+  if (window.EventSource) {
+    const stream = new EventSource("/api/events");
+    for (const type of ["status", "check", "service.created", "service.updated", "service.deleted", "scan"]) {
+      stream.addEventListener(type, soon);
+    }
+    stream.addEventListener("open", soon);
+  }
+  setInterval(refreshServices, 30000);
 }

@@ -4,6 +4,7 @@
 //! Used as a dev-dependency only.
 
 pub mod browser;
+pub mod sse;
 pub mod systemd;
 pub mod target;
 
@@ -19,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use browser::Browser;
+pub use sse::{SseClient, SseMessage};
 pub use systemd::SystemdSandbox;
 pub use target::Target;
 

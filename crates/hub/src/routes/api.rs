@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/services/{id}/health", get(check_service))
         .route("/services/{id}/checks", get(check_history))
         .merge(super::systemd::router())
+        .merge(super::live::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }

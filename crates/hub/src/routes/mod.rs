@@ -3,6 +3,7 @@
 
 pub mod api;
 mod extract;
+pub mod live;
 pub mod systemd;
 pub mod ui;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub checks: CheckDefaults,
     pub max_body_bytes: usize,
     pub discovery: Arc<crate::discovery::Discovery>,
+    /// Recorded events with their ids, for live clients.
+    pub live: tokio::sync::broadcast::Sender<crate::live::LiveEvent>,
 }
 
 /// The whole router of a hub.

@@ -10,9 +10,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use lookout_proto::service::{
-    parse_new_service, parse_service_patch, HealthStatus, RegistryStatus,
-};
+use lookout_proto::service::{parse_new_service, parse_service_patch, RegistryStatus};
+use lookout_proto::status::Status;
 use lookout_proto::FieldError;
 use serde_json::{Map, Value};
 
@@ -133,8 +132,9 @@ struct Row {
 
 #[derive(Default)]
 struct Counts {
-    healthy: usize,
-    unhealthy: usize,
+    ok: usize,
+    failure: usize,
+    warning: usize,
     unknown: usize,
 }
 
@@ -148,11 +148,14 @@ struct DashboardPage {
     failed_timers: Vec<(String, String, String)>,
 }
 
-fn label(status: HealthStatus) -> &'static str {
+/// The dashboard's words and colour class for a status.
+pub fn label(status: Status) -> (&'static str, &'static str) {
     match status {
-        HealthStatus::Healthy => "Healthy",
-        HealthStatus::Unhealthy => "Unhealthy",
-        HealthStatus::Unknown => "Unknown",
+        Status::Ok => ("ok", "OK"),
+        Status::Update => ("update", "Update"),
+        Status::Warning => ("warning", "Warning"),
+        Status::Failure => ("failure", "Failure"),
+        Status::Unknown => ("unknown", "Unknown"),
     }
 }
 
@@ -202,10 +205,11 @@ async fn dashboard(
     let rows = services
         .iter()
         .map(|s| {
-            match s.health_status {
-                HealthStatus::Healthy => counts.healthy += 1,
-                HealthStatus::Unhealthy => counts.unhealthy += 1,
-                HealthStatus::Unknown => counts.unknown += 1,
+            match s.state {
+                Status::Ok => counts.ok += 1,
+                Status::Failure => counts.failure += 1,
+                Status::Warning | Status::Update => counts.warning += 1,
+                Status::Unknown => counts.unknown += 1,
             }
             Row {
                 id: s.id,
@@ -214,8 +218,8 @@ async fn dashboard(
                 name: s.name.clone(),
                 href: s.base_url.clone(),
                 description: s.description.clone(),
-                health: s.health_status.as_str(),
-                label: label(s.health_status),
+                health: label(s.state).0,
+                label: label(s.state).1,
                 detail: detail(s, now),
             }
         })

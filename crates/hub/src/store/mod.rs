@@ -247,13 +247,12 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StatusEventView>, StoreError>;
 
-    /// Appends an event to the replay log and returns its id.
-    async fn append_event(
+    /// Appends events (time, kind, JSON data) to the replay log in one
+    /// transaction and returns their ids, in order.
+    async fn append_events(
         &self,
-        at: DateTime<Utc>,
-        kind: &str,
-        data: &str,
-    ) -> Result<i64, StoreError>;
+        events: &[(DateTime<Utc>, &'static str, String)],
+    ) -> Result<Vec<i64>, StoreError>;
 
     /// Logged events after `after_id`, oldest first: (id, kind, data).
     async fn events_after(

@@ -500,20 +500,25 @@ impl Store for SqliteStore {
             .collect::<Result<_, _>>()?)
     }
 
-    async fn append_event(
+    async fn append_events(
         &self,
-        at: DateTime<Utc>,
-        kind: &str,
-        data: &str,
-    ) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO event_log (at, kind, data) VALUES (?, ?, ?) RETURNING id",
-        )
-        .bind(ms(at))
-        .bind(kind)
-        .bind(data)
-        .fetch_one(&self.pool)
-        .await?)
+        events: &[(DateTime<Utc>, &'static str, String)],
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut ids = Vec::with_capacity(events.len());
+        for (at, kind, data) in events {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO event_log (at, kind, data) VALUES (?, ?, ?) RETURNING id",
+            )
+            .bind(ms(*at))
+            .bind(*kind)
+            .bind(data)
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     async fn events_after(

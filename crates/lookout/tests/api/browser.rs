@@ -85,12 +85,12 @@ async fn add_see_edit_and_delete_a_service_in_chromium() {
         .unwrap();
 
     let row = r#"tr[data-name="browser-svc"]"#;
-    wait_text(c, &format!("{row} .label"), |t| t == "Healthy").await;
+    wait_text(c, &format!("{row} .label"), |t| t == "OK").await;
     wait_text(c, &format!("{row} .description"), |t| {
         t == "Added from Chromium"
     })
     .await;
-    assert_eq!(wait_text(c, "#count-healthy", |t| t == "1").await, "1");
+    assert_eq!(wait_text(c, "#count-ok", |t| t == "1").await, "1");
 
     // Edit.
     c.find(Locator::Css(&format!(r#"{row} a[href$="/edit"]"#)))
@@ -120,8 +120,8 @@ async fn add_see_edit_and_delete_a_service_in_chromium() {
         .await
         .unwrap();
     target.set_status(500);
-    wait_text(c, &format!("{row} .label"), |t| t == "Unhealthy").await;
-    wait_text(c, "#count-unhealthy", |t| t == "1").await;
+    wait_text(c, &format!("{row} .label"), |t| t == "Failure").await;
+    wait_text(c, "#count-failure", |t| t == "1").await;
     let marker = c.execute("return window.__marker", vec![]).await.unwrap();
     assert_eq!(marker, "same page", "the page was reloaded");
 

@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod dashboard;
 mod health;
+mod live;
 mod persistence;
 mod services;
 mod systemd;

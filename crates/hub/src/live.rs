@@ -1,0 +1,222 @@
+//! Live updates: every [`Event`] gets a durable id in the event log, then goes
+//! to live clients (SSE and WebSocket), which can resume after a disconnect
+//! from the id they saw last without losing anything.
+//!
+//! One recorder task turns bus events into [`LiveEvent`]s (in batches, one
+//! transaction each); a feed per client replays the log after its last id and
+//! then follows the live channel, going back to the log if it ever falls behind.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::events::{Event, EventBus};
+use crate::store::Store;
+use std::sync::Arc;
+
+/// An event as live clients receive it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveEvent {
+    /// Increasing; send it back as `Last-Event-ID` to resume.
+    pub id: i64,
+    /// `status`, `check`, `service.created`, `service.updated`,
+    /// `service.deleted` or `scan`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub data: Value,
+}
+
+impl Event {
+    /// The event's wire type and data.
+    pub fn wire(&self) -> (&'static str, Value) {
+        match self {
+            Event::ServiceCreated { id } => ("service.created", json!({ "id": id })),
+            Event::ServiceUpdated { id } => ("service.updated", json!({ "id": id })),
+            Event::ServiceDeleted { id } => ("service.deleted", json!({ "id": id })),
+            Event::HealthChecked { id, status } => {
+                ("check", json!({ "id": id, "health_status": status }))
+            }
+            Event::ScanCompleted => ("scan", json!({})),
+            Event::StatusChanged(change) => {
+                ("status", serde_json::to_value(change).unwrap_or_default())
+            }
+        }
+    }
+}
+
+/// Most events written in one transaction.
+const BATCH: usize = 512;
+
+/// Records bus events in the event log and forwards them, with their ids, to
+/// `live`. Runs until `shutdown`.
+pub async fn run_recorder(
+    store: Arc<dyn Store>,
+    bus: EventBus,
+    live: broadcast::Sender<LiveEvent>,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) {
+    let mut rx = bus.subscribe();
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => break,
+            event = rx.recv() => event,
+        };
+        let mut batch = Vec::new();
+        let mut push = |event: Result<Event, broadcast::error::RecvError>| match event {
+            Ok(event) => {
+                batch.push(event);
+                true
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::error!(
+                    missed = n,
+                    "the event recorder fell behind; live clients miss {n} events"
+                );
+                true
+            }
+            Err(broadcast::error::RecvError::Closed) => false,
+        };
+        if !push(first) {
+            break;
+        }
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    tracing::error!(missed = n, "the event recorder fell behind");
+                }
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let now = clock.now();
+        let wired: Vec<(&'static str, Value)> = batch.iter().map(Event::wire).collect();
+        let rows: Vec<(DateTime<Utc>, &'static str, String)> = wired
+            .iter()
+            .map(|(kind, data)| (now, *kind, data.to_string()))
+            .collect();
+        match store.append_events(&rows).await {
+            Ok(ids) => {
+                for (id, (kind, data)) in ids.into_iter().zip(wired) {
+                    let _ = live.send(LiveEvent { id, kind, data });
+                }
+            }
+            Err(e) => tracing::error!(error = ?e, "could not record events"),
+        }
+    }
+}
+
+/// A client's feed: logged events after `after` (when resuming), then live
+/// ones, in id order, without gaps or repeats. Ends when the client goes.
+pub fn feed(
+    store: Arc<dyn Store>,
+    live: &broadcast::Sender<LiveEvent>,
+    after: Option<i64>,
+) -> mpsc::Receiver<LiveEvent> {
+    let (tx, rx) = mpsc::channel(256);
+    let mut live_rx = live.subscribe();
+    tokio::spawn(async move {
+        let mut last = after;
+        if let Some(after) = after {
+            match replay(store.as_ref(), after, &tx).await {
+                Some(id) => last = Some(id),
+                None => return,
+            }
+        }
+        loop {
+            match live_rx.recv().await {
+                Ok(event) => {
+                    if last.is_some_and(|l| event.id <= l) {
+                        continue;
+                    }
+                    last = Some(event.id);
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Fell behind the live channel: the log has everything.
+                    let from = last.unwrap_or(0);
+                    match replay(store.as_ref(), from, &tx).await {
+                        Some(id) => last = Some(id),
+                        None => return,
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    rx
+}
+
+/// Sends logged events after `after`; returns the last id sent (or `after`),
+/// `None` when the client is gone or the log cannot be read.
+async fn replay(store: &dyn Store, mut after: i64, tx: &mpsc::Sender<LiveEvent>) -> Option<i64> {
+    loop {
+        let page = match store.events_after(after, 1000).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot replay events");
+                return None;
+            }
+        };
+        if page.is_empty() {
+            return Some(after);
+        }
+        for (id, kind, data) in page {
+            after = id;
+            let event = LiveEvent {
+                id,
+                kind: kind_name(&kind),
+                data: serde_json::from_str(&data).unwrap_or(Value::Null),
+            };
+            tx.send(event).await.ok()?;
+        }
+    }
+}
+
+fn kind_name(kind: &str) -> &'static str {
+    match kind {
+        "status" => "status",
+        "check" => "check",
+        "service.created" => "service.created",
+        "service.updated" => "service.updated",
+        "service.deleted" => "service.deleted",
+        "scan" => "scan",
+        _ => "unknown",
+    }
+}
+
+/// Prunes health results older than `retention` and logged events older than
+/// a day, every ten minutes, so the database does not grow without bound.
+pub async fn run_pruner(
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    retention: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = clock.now();
+        let checks_before =
+            now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+        let events_before = now - chrono::Duration::days(1);
+        match store.prune(checks_before, events_before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned old history"),
+            Err(e) => tracing::warn!(error = ?e, "could not prune old history"),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Live updates over Server-Sent Events (`GET /api/events`) and WebSocket
+//! (`GET /api/services/ws`), both resumable: SSE with the standard
+//! `Last-Event-ID` header (or `?last_event_id=`), WebSocket with
+//! `?last_event_id=`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::Stream;
+use lookout_proto::service::StatusEventView;
+use lookout_proto::FieldError;
+
+use super::extract::ServiceId;
+use super::AppState;
+use crate::error::ApiError;
+use crate::live::{feed, LiveEvent};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/events", get(sse))
+        .route("/services/ws", get(websocket))
+        .route("/services/{id}/events", get(status_history))
+}
+
+/// The id to resume after: the `Last-Event-ID` header, else `?last_event_id=`.
+fn resume_after(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Option<i64>, ApiError> {
+    let raw = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query.get("last_event_id").cloned());
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.trim().is_empty() => Ok(None),
+        Some(raw) => raw
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id >= 0)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    format!("invalid Last-Event-ID {raw:?}"),
+                    vec![FieldError::new(
+                        "last_event_id",
+                        "must be an event id (a non-negative integer)",
+                    )],
+                )
+            }),
+    }
+}
+
+fn sse_event(event: &LiveEvent) -> SseEvent {
+    SseEvent::default()
+        .id(event.id.to_string())
+        .event(event.kind)
+        .data(event.data.to_string())
+}
+
+async fn sse(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let after = resume_after(&headers, &query)?;
+    let rx = feed(state.store.clone(), &state.live, after);
+    // A first comment tells EventSource how soon to reconnect.
+    let hello = futures::stream::once(async {
+        Ok(SseEvent::default()
+            .retry(Duration::from_secs(1))
+            .comment("lookout"))
+    });
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        Some((Ok(sse_event(&event)), rx))
+    });
+    Ok(Sse::new(futures::StreamExt::chain(hello, events)).keep_alive(KeepAlive::default()))
+}
+
+async fn websocket(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Result<impl IntoResponse, ApiError> {
+    let after = resume_after(&headers, &query)?;
+    Ok(upgrade.on_upgrade(move |socket| pump(socket, state, after)))
+}
+
+/// Sends every event as a JSON text message `{id, type, data}` until either side goes.
+async fn pump(mut socket: WebSocket, state: AppState, after: Option<i64>) {
+    let mut rx = feed(state.store.clone(), &state.live, after);
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                let Some(event) = event else { break };
+                let text = serde_json::to_string(&event).unwrap_or_default();
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {} // clients have nothing to say yet
+            },
+        }
+    }
+}
+
+async fn status_history(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<StatusEventView>>, ApiError> {
+    let limit = match query.get("limit") {
+        None => 100,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    format!("invalid limit {raw:?}"),
+                    vec![FieldError::new(
+                        "limit",
+                        "must be an integer from 1 to 10000",
+                    )],
+                )
+            })?,
+    };
+    state
+        .store
+        .get_service(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found_service(id))?;
+    Ok(Json(state.store.status_events(Some(id), limit).await?))
+}
