@@ -42,6 +42,10 @@ impl Application {
             clock,
             events: EventBus::new(16 * 1024),
             live: tokio::sync::broadcast::channel(4096).0,
+            passive: crate::routes::PassiveSettings {
+                ttl: config.heartbeat_ttl,
+                remove_after: config.heartbeat_remove_after,
+            },
             checks: config.checks,
             max_body_bytes: config.max_body_bytes,
             discovery: Arc::new(crate::discovery::Discovery::new(
@@ -95,6 +99,10 @@ impl Application {
             self.retention,
             stop.clone(),
         ));
+        let sweeper = tokio::spawn(crate::routes::heartbeat::run_sweeper(
+            self.state.clone(),
+            stop.clone(),
+        ));
         let store = self.state.store.clone();
         let app = router(self.state);
         let stop_serving = stop.clone();
@@ -110,6 +118,7 @@ impl Application {
         let _ = scheduler.await;
         let _ = recorder.await;
         let _ = pruner.await;
+        let _ = sweeper.await;
         store.close().await;
         served.context("the HTTP server failed")
     }

@@ -71,6 +71,15 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "largest accepted request body (e.g. 64KiB)",
     },
     SettingSpec {
+        key: "heartbeat_ttl",
+        help: "a heartbeat service is DOWN after this long without one (default 60s)",
+    },
+    SettingSpec {
+        key: "heartbeat_remove_after",
+        help:
+            "silent heartbeat services are removed after this long (default 24h; 60s is seed 003)",
+    },
+    SettingSpec {
         key: "retention",
         help: "how long raw check results are kept (default 7d)",
     },
@@ -107,6 +116,8 @@ pub struct Config {
     pub web_ports: crate::discovery::WebPorts,
     /// How long raw health results are kept.
     pub retention: Duration,
+    pub heartbeat_ttl: Duration,
+    pub heartbeat_remove_after: Duration,
 }
 
 /// Health-check settings that apply when a service does not set its own.
@@ -148,6 +159,8 @@ impl Config {
             systemd: None,
             web_ports: crate::discovery::WebPorts::default(),
             retention: DEFAULT_RETENTION,
+            heartbeat_ttl: Duration::from_secs(60),
+            heartbeat_remove_after: Duration::from_secs(86_400),
         }
     }
 
@@ -240,6 +253,26 @@ impl Config {
             })?,
             None => DEFAULT_RETENTION,
         };
+        let heartbeat_ttl = match get("heartbeat_ttl") {
+            Some(v) => parse(v, "heartbeat_ttl", |s| {
+                parse_duration(s).and_then(|d| {
+                    within(d, Duration::from_secs(1), Duration::from_secs(30 * 86_400))
+                })
+            })?,
+            None => Duration::from_secs(60),
+        };
+        let heartbeat_remove_after = match get("heartbeat_remove_after") {
+            Some(v) => parse(v, "heartbeat_remove_after", |s| {
+                parse_duration(s).and_then(|d| {
+                    within(
+                        d,
+                        Duration::from_secs(1),
+                        Duration::from_secs(3650 * 86_400),
+                    )
+                })
+            })?,
+            None => Duration::from_secs(86_400),
+        };
         let web_ports = match get("web_ports") {
             Some(v) => parse(v, "web_ports", crate::discovery::WebPorts::parse)?,
             None => crate::discovery::WebPorts::default(),
@@ -259,6 +292,8 @@ impl Config {
             systemd,
             web_ports,
             retention,
+            heartbeat_ttl,
+            heartbeat_remove_after,
         })
     }
 }

@@ -259,6 +259,10 @@ impl ServicePatch {
 /// trip works.
 const READ_ONLY_FIELDS: &[&str] = &[
     "id",
+    "heartbeat_ip",
+    "heartbeat_ttl_secs",
+    "last_heartbeat",
+    "push",
     "state",
     "state_reason",
     "state_since",
@@ -514,6 +518,12 @@ pub struct ServiceView {
     /// Why the service has that status.
     pub state_reason: Option<String>,
     pub state_since: Option<DateTime<Utc>>,
+    /// Heartbeat services (seed 003): the address they report from.
+    pub heartbeat_ip: Option<String>,
+    pub heartbeat_ttl_secs: Option<u64>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// Push URL settings and the last ping, when the service has a push token.
+    pub push: Option<PushView>,
     pub last_health_check: Option<DateTime<Utc>>,
     pub last_response_code: Option<u16>,
     pub last_latency_ms: Option<u64>,
@@ -770,4 +780,16 @@ pub struct StatusEventView {
     pub old: crate::status::Status,
     pub new: crate::status::Status,
     pub reason: String,
+}
+
+/// A service's push URL settings and its last ping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushView {
+    /// How often pings are expected.
+    pub period_secs: u64,
+    /// How late a ping may be before the service is `FAILURE`.
+    pub grace_secs: u64,
+    pub last_ping: Option<DateTime<Utc>>,
+    pub last_status: Option<String>,
+    pub last_message: Option<String>,
 }

@@ -14,9 +14,17 @@
 //! | systemd unit, no HTTP check | `inactive`, `removed` | `UNKNOWN` |
 //! | neither | — | `UNKNOWN` |
 //!
-//! Heartbeats and check scripts (later) map onto the same five values:
-//! a heartbeat within its TTL is `OK`, a missed one `FAILURE`; a check script
-//! reports `OK`/`UPDATE`/`WARNING`/`FAILURE` itself.
+//! Services that report in, when they have no HTTP check:
+//!
+//! | source | condition | status |
+//! |---|---|---|
+//! | heartbeat (seed 003) | last one within its TTL (default 60 s) | `OK` |
+//! | heartbeat | none for longer than the TTL | `FAILURE` |
+//! | push URL | last ping within period + grace | the status it sent (default `OK`) |
+//! | push URL | no ping for longer than period + grace | `FAILURE` |
+//! | push URL | never pinged | `UNKNOWN` |
+//!
+//! Check scripts (later) report `OK`/`UPDATE`/`WARNING`/`FAILURE` themselves.
 
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +98,33 @@ pub fn derive_status(
     }
 }
 
+/// The status of a service that reports in (a heartbeat or a push) rather
+/// than being polled: what it last reported while it is on time, `FAILURE`
+/// once `deadline_secs` have passed since it last reported, `UNKNOWN` before
+/// the first report.
+pub fn passive_status(
+    what: &str,
+    seconds_since_last: Option<i64>,
+    deadline_secs: i64,
+    reported: Status,
+    message: Option<&str>,
+) -> (Status, String) {
+    match seconds_since_last {
+        None => (Status::Unknown, format!("waiting for the first {what}")),
+        Some(age) if age > deadline_secs => (
+            Status::Failure,
+            format!("no {what} for {age} s (expected within {deadline_secs} s)"),
+        ),
+        Some(_) => (
+            reported,
+            match message {
+                Some(m) if !m.is_empty() => format!("{what}: {m}"),
+                _ => format!("{what} received on time"),
+            },
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +145,25 @@ mod tests {
         assert!(derive_status(Unhealthy, true, Some("HTTP 500"), None)
             .1
             .contains("HTTP 500"));
+    }
+
+    #[test]
+    fn passive_services_fail_when_late() {
+        assert_eq!(
+            passive_status("heartbeat", None, 60, Status::Ok, None).0,
+            Status::Unknown
+        );
+        assert_eq!(
+            passive_status("heartbeat", Some(60), 60, Status::Ok, None).0,
+            Status::Ok
+        );
+        let (s, why) = passive_status("heartbeat", Some(61), 60, Status::Ok, None);
+        assert_eq!(s, Status::Failure);
+        assert!(why.contains("61 s"));
+        assert_eq!(
+            passive_status("ping", Some(1), 60, Status::Warning, Some("disk 91%")).1,
+            "ping: disk 91%"
+        );
     }
 
     #[test]

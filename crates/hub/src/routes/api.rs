@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/services/{id}/checks", get(check_history))
         .merge(super::systemd::router())
         .merge(super::live::router())
+        .merge(super::heartbeat::api_router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }

@@ -3,6 +3,7 @@
 
 pub mod api;
 mod extract;
+pub mod heartbeat;
 pub mod live;
 pub mod systemd;
 pub mod ui;
@@ -30,8 +31,17 @@ pub struct AppState {
     pub checks: CheckDefaults,
     pub max_body_bytes: usize,
     pub discovery: Arc<crate::discovery::Discovery>,
+    /// Heartbeat settings.
+    pub passive: PassiveSettings,
     /// Recorded events with their ids, for live clients.
     pub live: tokio::sync::broadcast::Sender<crate::live::LiveEvent>,
+}
+
+/// Settings of services that report in.
+#[derive(Debug, Clone, Copy)]
+pub struct PassiveSettings {
+    pub ttl: std::time::Duration,
+    pub remove_after: std::time::Duration,
 }
 
 /// The whole router of a hub.
@@ -39,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
         .nest("/api", api::router())
+        .merge(heartbeat::root_router())
         .merge(ui::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -8,11 +8,11 @@ mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use lookout_proto::service::StatusEventView;
 use lookout_proto::service::{
     health_url, HealthCheckView, HealthStatus, NewService, PortView, RegistryStatus, ReportedState,
     ServicePatch, ServiceView, TimerView,
 };
+use lookout_proto::service::{PushView, StatusEventView};
 use lookout_proto::status::Status;
 use std::time::Duration;
 
@@ -75,6 +75,15 @@ pub struct Service {
     pub state: Status,
     pub state_reason: Option<String>,
     pub state_since: Option<DateTime<Utc>>,
+    pub heartbeat_ip: Option<String>,
+    pub heartbeat_ttl_secs: Option<u64>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub has_push_token: bool,
+    pub push_period_secs: Option<u64>,
+    pub push_grace_secs: Option<u64>,
+    pub last_push: Option<DateTime<Utc>>,
+    pub push_status: Option<String>,
+    pub push_message: Option<String>,
     pub last_health_check: Option<DateTime<Utc>>,
     pub last_response_code: Option<u16>,
     pub last_latency_ms: Option<u64>,
@@ -126,6 +135,16 @@ impl Service {
             state: self.state,
             state_reason: self.state_reason.clone(),
             state_since: self.state_since,
+            heartbeat_ip: self.heartbeat_ip.clone(),
+            heartbeat_ttl_secs: self.heartbeat_ttl_secs,
+            last_heartbeat: self.last_heartbeat,
+            push: self.has_push_token.then(|| PushView {
+                period_secs: self.push_period_secs.unwrap_or(86_400),
+                grace_secs: self.push_grace_secs.unwrap_or(3600),
+                last_ping: self.last_push,
+                last_status: self.push_status.clone(),
+                last_message: self.push_message.clone(),
+            }),
             last_health_check: self.last_health_check,
             last_response_code: self.last_response_code,
             last_latency_ms: self.last_latency_ms,
@@ -190,6 +209,15 @@ pub struct ScanCounts {
     pub removed: usize,
     /// Status changes the scan caused.
     pub changes: Vec<StatusEventView>,
+}
+
+/// What a heartbeat did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    pub service: Service,
+    /// The service was registered by this heartbeat.
+    pub created: bool,
+    pub change: Option<StatusEventView>,
 }
 
 /// What recording a health check did.
@@ -313,6 +341,41 @@ pub trait Store: Send + Sync + 'static {
     /// A small piece of hub state (e.g. the last scan's summary), as JSON text.
     async fn get_state(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Registers a heartbeat service or refreshes it (seed 003's `/register`).
+    /// A service of another kind with that name is a conflict.
+    async fn heartbeat(
+        &self,
+        name: &str,
+        ip: &str,
+        ttl_secs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Heartbeat, StoreError>;
+
+    /// Marks heartbeat and push services that missed their deadline; returns the changes.
+    async fn overdue(&self, now: DateTime<Utc>) -> Result<Vec<StatusEventView>, StoreError>;
+
+    /// Deletes heartbeat services silent since `before`; returns their ids.
+    async fn remove_silent_heartbeats(&self, before: DateTime<Utc>)
+        -> Result<Vec<i64>, StoreError>;
+
+    /// Gives a service a push token (stored as its hash); `false` when the service does not exist.
+    async fn set_push_token(
+        &self,
+        id: i64,
+        token_hash: &str,
+        period_secs: u64,
+        grace_secs: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a ping on a push URL; `None` when no service has that token.
+    async fn record_push(
+        &self,
+        token_hash: &str,
+        status: Status,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(i64, Option<StatusEventView>)>, StoreError>;
 
     /// Closes connections; the data is then safely on disk.
     async fn close(&self);

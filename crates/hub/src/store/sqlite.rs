@@ -15,10 +15,11 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use lookout_proto::service::StatusEventView;
-use lookout_proto::status::{derive_status, Status};
+use lookout_proto::status::{derive_status, passive_status, Status};
 
 use super::{
-    DiscoveredUnit, HealthCheck, Recorded, ScanCounts, Service, ServiceFilter, Store, StoreError,
+    DiscoveredUnit, HealthCheck, Heartbeat, Recorded, ScanCounts, Service, ServiceFilter, Store,
+    StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -111,6 +112,17 @@ fn service_from_row(row: &SqliteRow) -> Result<Service, sqlx::Error> {
         },
         state_reason: row.try_get("state_reason")?,
         state_since: opt_time(row.try_get("state_since")?),
+        heartbeat_ip: row.try_get("heartbeat_ip")?,
+        heartbeat_ttl_secs: to_u64(row.try_get("heartbeat_ttl_secs")?),
+        last_heartbeat: opt_time(row.try_get("last_heartbeat")?),
+        has_push_token: row
+            .try_get::<Option<String>, _>("push_token_hash")?
+            .is_some(),
+        push_period_secs: to_u64(row.try_get("push_period_secs")?),
+        push_grace_secs: to_u64(row.try_get("push_grace_secs")?),
+        last_push: opt_time(row.try_get("last_push")?),
+        push_status: row.try_get("push_status")?,
+        push_message: row.try_get("push_message")?,
         health_status: HealthStatus::parse(&health)
             .ok_or_else(|| decode_error("health_status", &health))?,
         last_health_check: opt_time(row.try_get("last_health_check")?),
@@ -214,7 +226,9 @@ async fn reconcile(
     now: DateTime<Utc>,
 ) -> Result<Option<StatusEventView>, sqlx::Error> {
     let Some(row) = sqlx::query(
-        "SELECT health_status, base_url, health_endpoint, last_error, systemd_state, state, state_reason
+        "SELECT health_status, base_url, health_endpoint, last_error, systemd_state, state, state_reason,
+            heartbeat_ttl_secs, last_heartbeat, push_token_hash, push_period_secs, push_grace_secs,
+            last_push, push_status, push_message
          FROM services WHERE id = ?",
     )
     .bind(id)
@@ -232,12 +246,44 @@ async fn reconcile(
     let systemd_state: Option<String> = row.try_get("systemd_state")?;
     let current: String = row.try_get("state")?;
     let current_reason: Option<String> = row.try_get("state_reason")?;
-    let (status, reason) = derive_status(
-        HealthStatus::parse(&health).unwrap_or(HealthStatus::Unknown),
-        has_check,
-        last_error.as_deref(),
-        systemd_state.as_deref(),
-    );
+    let age = |column: &str| -> Result<Option<i64>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i64>, _>(column)?
+            .map(|t| (ms(now) - t).max(0) / 1000))
+    };
+    let heartbeat_ttl: Option<i64> = row.try_get("heartbeat_ttl_secs")?;
+    let has_push = row
+        .try_get::<Option<String>, _>("push_token_hash")?
+        .is_some();
+    let (status, reason) = if let (Some(ttl), false) = (heartbeat_ttl, has_check) {
+        passive_status("heartbeat", age("last_heartbeat")?, ttl, Status::Ok, None)
+    } else if has_push && !has_check {
+        let period: i64 = row
+            .try_get::<Option<i64>, _>("push_period_secs")?
+            .unwrap_or(86_400);
+        let grace: i64 = row
+            .try_get::<Option<i64>, _>("push_grace_secs")?
+            .unwrap_or(3600);
+        let reported: Option<String> = row.try_get("push_status")?;
+        let message: Option<String> = row.try_get("push_message")?;
+        passive_status(
+            "ping",
+            age("last_push")?,
+            period + grace,
+            reported
+                .as_deref()
+                .and_then(Status::parse)
+                .unwrap_or(Status::Ok),
+            message.as_deref(),
+        )
+    } else {
+        derive_status(
+            HealthStatus::parse(&health).unwrap_or(HealthStatus::Unknown),
+            has_check,
+            last_error.as_deref(),
+            systemd_state.as_deref(),
+        )
+    };
     let old = Status::parse(&current).unwrap_or(Status::Unknown);
     if old == status {
         if current_reason.as_deref() != Some(reason.as_str()) {
@@ -778,6 +824,135 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn heartbeat(
+        &self,
+        name: &str,
+        ip: &str,
+        ttl_secs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Heartbeat, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let refreshed: Option<i64> = sqlx::query_scalar(
+            "UPDATE services SET last_heartbeat = ?, heartbeat_ip = ?
+             WHERE name = ? AND heartbeat_ttl_secs IS NOT NULL RETURNING id",
+        )
+        .bind(ms(now))
+        .bind(ip)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (id, created) = match refreshed {
+            Some(id) => (id, false),
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO services (name, description, status, heartbeat_ip, heartbeat_ttl_secs,
+                        last_heartbeat, created_at, updated_at)
+                     VALUES (?, ?, 'configured', ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(name)
+                .bind(format!("Sends heartbeats from {ip}"))
+                .bind(ip)
+                .bind(to_i64(Some(ttl_secs)))
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(ms(now))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| name_conflict(e, name))?;
+                (id, true)
+            }
+        };
+        let change = reconcile(&mut tx, id, now).await?;
+        let row = sqlx::query("SELECT * FROM services WHERE id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Heartbeat {
+            service: service_from_row(&row)?,
+            created,
+            change,
+        })
+    }
+
+    async fn overdue(&self, now: DateTime<Utc>) -> Result<Vec<StatusEventView>, StoreError> {
+        let now_ms = ms(now);
+        let mut tx = self.write_tx().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM services WHERE state != 'FAILURE' AND (
+                (heartbeat_ttl_secs IS NOT NULL AND last_heartbeat + heartbeat_ttl_secs * 1000 < ?)
+                OR (push_token_hash IS NOT NULL AND last_push
+                    + (COALESCE(push_period_secs, 86400) + COALESCE(push_grace_secs, 3600)) * 1000 < ?))",
+        )
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut changes = Vec::new();
+        for id in ids {
+            changes.extend(reconcile(&mut tx, id, now).await?);
+        }
+        tx.commit().await?;
+        Ok(changes)
+    }
+
+    async fn remove_silent_heartbeats(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "DELETE FROM services WHERE heartbeat_ttl_secs IS NOT NULL AND last_heartbeat < ? RETURNING id",
+        )
+        .bind(ms(before))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn set_push_token(
+        &self,
+        id: i64,
+        token_hash: &str,
+        period_secs: u64,
+        grace_secs: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE services SET push_token_hash = ?, push_period_secs = ?, push_grace_secs = ? WHERE id = ?",
+        )
+        .bind(token_hash)
+        .bind(to_i64(Some(period_secs)))
+        .bind(to_i64(Some(grace_secs)))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_push(
+        &self,
+        token_hash: &str,
+        status: Status,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(i64, Option<StatusEventView>)>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "UPDATE services SET last_push = ?, push_status = ?, push_message = ?
+             WHERE push_token_hash = ? RETURNING id",
+        )
+        .bind(ms(now))
+        .bind(status.as_str())
+        .bind(message)
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let change = reconcile(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(Some((id, change)))
     }
 
     async fn close(&self) {

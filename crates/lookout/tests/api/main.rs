@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod dashboard;
 mod health;
+mod heartbeats;
 mod live;
 mod persistence;
 mod services;

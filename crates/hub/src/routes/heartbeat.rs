@@ -1,0 +1,403 @@
+//! Services that report in: seed 003's heartbeat registry (`POST /register`,
+//! `GET /services`, `POST /refresh/{name}`, `POST /refresh_all`) and
+//! Healthchecks-style push URLs (`/api/push/{token}`).
+//!
+//! Unlike seed 003, times are UTC, `GET /services` returns objects, and a
+//! silent service stays visible as `DOWN`/`FAILURE` for `heartbeat_remove_after`
+//! (default a day) before it is removed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use lookout_proto::service::{kind, ServiceName};
+use lookout_proto::status::Status;
+use lookout_proto::FieldError;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::extract::{JsonObject, ServiceId};
+use super::AppState;
+use crate::error::ApiError;
+use crate::events::Event;
+use crate::store::{Service, ServiceFilter};
+
+/// The seed-003 routes, served at the root.
+pub fn root_router() -> Router<AppState> {
+    Router::new()
+        .route("/register", post(register))
+        .route("/services", get(list))
+        .route("/refresh/{name}", post(refresh))
+        .route("/refresh_all", post(refresh_all))
+}
+
+/// Push routes, under `/api`.
+pub fn api_router() -> Router<AppState> {
+    Router::new()
+        .route("/services/{id}/push-token", post(create_push_token))
+        .route("/push/{token}", get(push).post(push))
+}
+
+/// A heartbeat service as `/register` and `/services` show it.
+#[derive(Serialize)]
+struct HeartbeatView {
+    id: i64,
+    name: String,
+    ip: Option<String>,
+    /// Seed 003's word: `UP` within the TTL, `DOWN` after.
+    status: &'static str,
+    /// lookout's status model.
+    state: Status,
+    last_heartbeat: Option<DateTime<Utc>>,
+    ttl_secs: u64,
+}
+
+fn view(s: &Service, now: DateTime<Utc>) -> HeartbeatView {
+    let ttl = s.heartbeat_ttl_secs.unwrap_or(60);
+    let up = s.last_heartbeat.is_some_and(|t| {
+        (now - t).num_milliseconds() <= i64::try_from(ttl * 1000).unwrap_or(i64::MAX)
+    });
+    HeartbeatView {
+        id: s.id,
+        name: s.name.clone(),
+        ip: s.heartbeat_ip.clone(),
+        status: if up { "UP" } else { "DOWN" },
+        state: s.state,
+        last_heartbeat: s.last_heartbeat,
+        ttl_secs: ttl,
+    }
+}
+
+/// An IP address or a host name, as a service reports its own address.
+fn parse_ip(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if raw.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(raw.to_owned());
+    }
+    let host_ok = !raw.is_empty()
+        && raw.len() <= 253
+        && raw.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if host_ok {
+        Ok(raw.to_owned())
+    } else {
+        Err("must be an IP address or a host name".into())
+    }
+}
+
+async fn register(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut errors = Vec::new();
+    for key in body
+        .keys()
+        .filter(|k| !["name", "ip"].contains(&k.as_str()))
+    {
+        errors.push(FieldError::new(
+            key.clone(),
+            "is not a field of a heartbeat",
+        ));
+    }
+    let text = |key: &str, errors: &mut Vec<FieldError>| match body.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            errors.push(FieldError::new(
+                key,
+                format!("must be a string, got {}", kind(other)),
+            ));
+            None
+        }
+        None => {
+            errors.push(FieldError::new(key, "is required"));
+            None
+        }
+    };
+    let name = text("name", &mut errors).and_then(|n| {
+        ServiceName::parse(&n)
+            .map_err(|e| errors.push(FieldError::new("name", e)))
+            .ok()
+    });
+    let ip = text("ip", &mut errors).and_then(|ip| {
+        parse_ip(&ip)
+            .map_err(|e| errors.push(FieldError::new("ip", e)))
+            .ok()
+    });
+    let (Some(name), Some(ip), true) = (name, ip, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let now = state.clock.now();
+    let ttl = state.passive.ttl.as_secs();
+    let beat = state
+        .store
+        .heartbeat(name.as_str(), &ip, ttl, now)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict { .. } => ApiError::Conflict(FieldError::new(
+                "name",
+                format!(
+                    "{:?} is a service of another kind, not a heartbeat",
+                    name.as_str()
+                ),
+            )),
+            other => other.into(),
+        })?;
+    if beat.created {
+        state.events.publish(Event::ServiceCreated {
+            id: beat.service.id,
+        });
+    }
+    state.events.publish_changes(beat.change);
+    let status = if beat.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({
+            "message": if beat.created { "registered" } else { "heartbeat received" },
+            "service": view(&beat.service, now),
+        })),
+    ))
+}
+
+async fn heartbeat_services(state: &AppState) -> Result<Vec<Service>, ApiError> {
+    Ok(state
+        .store
+        .list_services(ServiceFilter::All)
+        .await?
+        .into_iter()
+        .filter(|s| s.heartbeat_ttl_secs.is_some())
+        .collect())
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now();
+    let services: Vec<HeartbeatView> = heartbeat_services(&state)
+        .await?
+        .iter()
+        .map(|s| view(s, now))
+        .collect();
+    Ok(Json(json!({ "services": services })))
+}
+
+/// Re-evaluates one service's status now (seed 003's per-service refresh).
+async fn refresh(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let service = heartbeat_services(&state)
+        .await?
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no heartbeat service named {name:?}")))?;
+    let now = state.clock.now();
+    let change = state.store.reconcile_state(service.id, now).await?;
+    state.events.publish_changes(change);
+    let service = state
+        .store
+        .get_service(service.id)
+        .await?
+        .unwrap_or(service);
+    Ok(Json(json!({ "service": view(&service, now) })))
+}
+
+async fn refresh_all(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now();
+    for service in heartbeat_services(&state).await? {
+        let change = state.store.reconcile_state(service.id, now).await?;
+        state.events.publish_changes(change);
+    }
+    list(State(state)).await
+}
+
+// ---- Push URLs ----------------------------------------------------------------
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn seconds(
+    body: &serde_json::Map<String, Value>,
+    key: &str,
+    default: u64,
+    errors: &mut Vec<FieldError>,
+) -> u64 {
+    match body.get(key) {
+        None | Some(Value::Null) => default,
+        Some(v) => match v.as_u64().filter(|n| (60..=365 * 86_400).contains(n)) {
+            Some(n) => n,
+            None => {
+                errors.push(FieldError::new(
+                    key,
+                    "must be a number of seconds from 60 to 31536000",
+                ));
+                default
+            }
+        },
+    }
+}
+
+/// Creates (or replaces) a service's push token. The token is returned once;
+/// only its SHA-256 is stored.
+async fn create_push_token(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    // The body is optional: empty means the defaults.
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    "body",
+                    format!("must be a JSON object, got {}", kind(&other)),
+                )]))
+            }
+            Err(e) => return Err(ApiError::MalformedJson(e.to_string())),
+        }
+    };
+    let mut errors: Vec<FieldError> = body
+        .keys()
+        .filter(|k| !["period_secs", "grace_secs"].contains(&k.as_str()))
+        .map(|k| FieldError::new(k.clone(), "is not a push setting"))
+        .collect();
+    let period = seconds(&body, "period_secs", 86_400, &mut errors);
+    let grace = seconds(&body, "grace_secs", 3600, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness: {e}")))?;
+    let token = hex::encode(raw);
+    if !state
+        .store
+        .set_push_token(id, &hash_token(&token), period, grace)
+        .await?
+    {
+        return Err(ApiError::not_found_service(id));
+    }
+    let change = state.store.reconcile_state(id, state.clock.now()).await?;
+    state.events.publish(Event::ServiceUpdated { id });
+    state.events.publish_changes(change);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "url": format!("/api/push/{token}"),
+            "period_secs": period,
+            "grace_secs": grace,
+        })),
+    ))
+}
+
+/// `POST` or `GET /api/push/{token}?status=OK&msg=...`: a ping from a cron job
+/// or a script. `status` is OK (default), UPDATE, WARNING or FAILURE.
+async fn push(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match query.get("status").map(|s| s.to_ascii_uppercase()) {
+        None => Status::Ok,
+        Some(s) => match Status::parse(&s) {
+            Some(Status::Unknown) | None => {
+                return Err(ApiError::BadRequest(
+                    format!("unknown status {s:?}"),
+                    vec![FieldError::new(
+                        "status",
+                        "must be OK, UPDATE, WARNING or FAILURE",
+                    )],
+                ))
+            }
+            Some(status) => status,
+        },
+    };
+    let message = query
+        .get("msg")
+        .map(|m| m.chars().take(1000).collect::<String>());
+    if token.len() > 128 {
+        return Err(ApiError::NotFound("no service has this push token".into()));
+    }
+    let recorded = state
+        .store
+        .record_push(
+            &hash_token(&token),
+            status,
+            message.as_deref(),
+            state.clock.now(),
+        )
+        .await?;
+    let (id, change) =
+        recorded.ok_or_else(|| ApiError::NotFound("no service has this push token".into()))?;
+    state.events.publish_changes(change);
+    Ok(Json(
+        json!({ "ok": true, "service_id": id, "status": status }),
+    ))
+}
+
+/// How often overdue heartbeats and pings are looked for.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// Marks services whose heartbeat or ping is overdue, and removes heartbeat
+/// services silent for longer than `remove_after`.
+pub async fn run_sweeper(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = state.clock.now();
+        match state.store.overdue(now).await {
+            Ok(changes) => state.events.publish_changes(changes),
+            Err(e) => tracing::warn!(error = ?e, "could not look for overdue heartbeats"),
+        }
+        let before = now
+            - chrono::Duration::from_std(state.passive.remove_after)
+                .unwrap_or(chrono::Duration::days(1));
+        match state.store.remove_silent_heartbeats(before).await {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::info!(service = id, "removed a silent heartbeat service");
+                    state.events.publish(Event::ServiceDeleted { id });
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "could not remove silent heartbeat services"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses() {
+        assert!(super::parse_ip("192.168.1.100").is_ok());
+        assert!(super::parse_ip("::1").is_ok());
+        assert!(super::parse_ip("nas.local").is_ok());
+        assert!(super::parse_ip("not an ip").is_err());
+        assert!(super::parse_ip("").is_err());
+    }
+
+    #[test]
+    fn tokens_are_stored_as_sha256() {
+        assert_eq!(super::hash_token("abc").len(), 64);
+        assert_ne!(super::hash_token("abc"), super::hash_token("abd"));
+    }
+}

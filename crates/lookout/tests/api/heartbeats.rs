@@ -1,0 +1,281 @@
+//! Services that report in: seed 003's heartbeat contract end to end and
+//! push URLs, with an injected clock (no sleeping through TTLs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+use lookout_hub::clock::ManualClock;
+use lookout_testkit::{spawn_hub_with_clock, TestHub};
+use serde_json::{json, Value};
+
+const SOON: Duration = Duration::from_secs(10);
+
+async fn hub_with_clock(remove_after: Option<Duration>) -> (TestHub, Arc<ManualClock>) {
+    let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = spawn_hub_with_clock(
+        move |c| {
+            if let Some(d) = remove_after {
+                c.heartbeat_remove_after = d;
+            }
+        },
+        clock.clone(),
+    )
+    .await;
+    (hub, clock)
+}
+
+async fn heartbeat_list(hub: &TestHub) -> Vec<Value> {
+    hub.get_json("/services").await["services"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_003_contract_with_utc_times_and_objects() {
+    let (hub, clock) = hub_with_clock(None).await;
+    let r = hub
+        .post_json(
+            "/register",
+            &json!({"name": "auth-service", "ip": "192.168.1.100"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["service"]["status"], "UP");
+    let id = body["service"]["id"].as_i64().unwrap();
+
+    let list = heartbeat_list(&hub).await;
+    assert_eq!(list.len(), 1);
+    let s = &list[0];
+    assert_eq!(
+        (s["name"].as_str(), s["ip"].as_str(), s["status"].as_str()),
+        (Some("auth-service"), Some("192.168.1.100"), Some("UP"))
+    );
+    assert_eq!(
+        s["last_heartbeat"], "2027-01-15T08:00:00Z",
+        "UTC, from the injected clock"
+    );
+    assert_eq!(s["ttl_secs"], 60);
+    // It is an ordinary service too, with the one status model.
+    assert_eq!(hub.service(id).await["state"], "OK");
+
+    // Within the TTL: still up.
+    clock.advance(Duration::from_secs(60));
+    hub.post_json("/refresh_all", &json!({})).await;
+    assert_eq!(heartbeat_list(&hub).await[0]["status"], "UP");
+
+    // Past the TTL: down, and FAILURE in the status model (the sweeper sees it by itself).
+    clock.advance(Duration::from_secs(1));
+    hub.wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
+        .await;
+    assert!(hub.service(id).await["state_reason"]
+        .as_str()
+        .unwrap()
+        .contains("no heartbeat for 61 s"));
+    let r: Value = hub
+        .client
+        .post(hub.url("/refresh/auth-service"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["service"]["status"], "DOWN");
+    assert_eq!(
+        heartbeat_list(&hub).await[0]["status"],
+        "DOWN",
+        "kept visible, not removed (default)"
+    );
+
+    // A new heartbeat brings it back.
+    let r = hub
+        .post_json(
+            "/register",
+            &json!({"name": "auth-service", "ip": "192.168.1.101"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            body["service"]["status"].as_str(),
+            body["service"]["ip"].as_str()
+        ),
+        (Some("UP"), Some("192.168.1.101"))
+    );
+    assert_eq!(hub.service(id).await["state"], "OK");
+    let history = hub.get_json(&format!("/api/services/{id}/events")).await;
+    let news: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["new"].as_str().unwrap())
+        .collect();
+    assert_eq!(news, ["OK", "FAILURE", "OK"]);
+
+    assert_eq!(
+        hub.client
+            .post(hub.url("/refresh/nobody"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_heartbeats_are_refused_and_names_of_other_services_conflict() {
+    let (hub, _clock) = hub_with_clock(None).await;
+    for (body, field) in [
+        (json!({"name": "x"}), "ip"),
+        (json!({"ip": "10.0.0.1"}), "name"),
+        (json!({"name": "x", "ip": "not an address"}), "ip"),
+        (json!({"name": "", "ip": "10.0.0.1"}), "name"),
+        (json!({"name": "x", "ip": 7}), "ip"),
+        (json!({"name": "x", "ip": "10.0.0.1", "port": 1}), "port"),
+    ] {
+        let r = hub.post_json("/register", &body).await;
+        assert_eq!(r.status(), 422, "{body}");
+        let err: Value = r.json().await.unwrap();
+        assert_eq!(err["fields"][0]["field"], field, "{body}");
+    }
+    let r = hub
+        .client
+        .post(hub.url("/register"))
+        .body("{")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    hub.create_service(json!({"name": "web", "url": "http://127.0.0.1:1"}))
+        .await;
+    let r = hub
+        .post_json("/register", &json!({"name": "web", "ip": "10.0.0.1"}))
+        .await;
+    assert_eq!(r.status(), 409);
+    assert!(heartbeat_list(&hub).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_services_are_removed_after_the_configured_period() {
+    // Seed 003 removes them after 60 s; that behaviour is one setting away.
+    let (hub, clock) = hub_with_clock(Some(Duration::from_secs(60))).await;
+    let r = hub
+        .post_json("/register", &json!({"name": "flaky", "ip": "10.0.0.2"}))
+        .await;
+    let id = r.json::<Value>().await.unwrap()["service"]["id"]
+        .as_i64()
+        .unwrap();
+    hub.post_json("/register", &json!({"name": "steady", "ip": "10.0.0.3"}))
+        .await;
+    clock.advance(Duration::from_secs(45));
+    hub.post_json("/register", &json!({"name": "steady", "ip": "10.0.0.3"}))
+        .await;
+    clock.advance(Duration::from_secs(30));
+    let until = tokio::time::Instant::now() + SOON;
+    while hub.get(&format!("/api/services/{id}")).await.status() != 404 {
+        assert!(tokio::time::Instant::now() < until, "flaky was not removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let names: Vec<String> = heartbeat_list(&hub)
+        .await
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["steady"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_urls_report_status_and_fail_when_late() {
+    let (mut hub, clock) = hub_with_clock(None).await;
+    let s = hub.create_service(json!({"name": "nightly-backup"})).await;
+    let id = s["id"].as_i64().unwrap();
+    let r = hub
+        .post_json(
+            &format!("/api/services/{id}/push-token"),
+            &json!({"period_secs": 3600, "grace_secs": 600}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert_eq!(created["url"], format!("/api/push/{token}"));
+    assert_eq!(
+        hub.service(id).await["state"],
+        "UNKNOWN",
+        "waiting for the first ping"
+    );
+
+    let r = hub
+        .client
+        .get(hub.url(&format!(
+            "/api/push/{token}?status=WARNING&msg=disk%2091%25"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let s = hub.service(id).await;
+    assert_eq!(
+        (s["state"].as_str(), s["state_reason"].as_str()),
+        (Some("WARNING"), Some("ping: disk 91%"))
+    );
+    assert_eq!(s["push"]["last_status"], "WARNING");
+
+    assert_eq!(
+        hub.client
+            .post(hub.url(&format!("/api/push/{token}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(hub.service(id).await["state"], "OK");
+
+    // Late: period + grace passed without a ping.
+    clock.advance(Duration::from_secs(3600 + 600 + 1));
+    hub.wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
+        .await;
+
+    assert_eq!(
+        hub.client
+            .post(hub.url("/api/push/not-a-token"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        hub.client
+            .post(hub.url(&format!("/api/push/{token}?status=GREEN")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let r = hub
+        .post_json(
+            &format!("/api/services/{id}/push-token"),
+            &json!({"period_secs": 5}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+
+    // The token is stored hashed: it appears nowhere in the database files.
+    hub.stop().await; // the files stay for inspection
+    for entry in std::fs::read_dir(hub.data_dir()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "token found in plain text"
+        );
+    }
+}
