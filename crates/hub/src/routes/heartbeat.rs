@@ -203,7 +203,11 @@ async fn refresh(
         .find(|s| s.name == name)
         .ok_or_else(|| ApiError::NotFound(format!("no heartbeat service named {name:?}")))?;
     let now = state.clock.now();
-    let change = state.store.reconcile_state(service.id, now).await?;
+    let change = state
+        .store
+        .reconcile_state(service.id, now)
+        .await?
+        .and_then(|r| r.change);
     state.events.publish_changes(change);
     let service = state
         .store
@@ -216,7 +220,11 @@ async fn refresh(
 async fn refresh_all(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
     for service in heartbeat_services(&state).await? {
-        let change = state.store.reconcile_state(service.id, now).await?;
+        let change = state
+            .store
+            .reconcile_state(service.id, now)
+            .await?
+            .and_then(|r| r.change);
         state.events.publish_changes(change);
     }
     list(State(state)).await
@@ -292,7 +300,11 @@ async fn create_push_token(
     {
         return Err(ApiError::not_found_service(id));
     }
-    let change = state.store.reconcile_state(id, state.clock.now()).await?;
+    let change = state
+        .store
+        .reconcile_state(id, state.clock.now())
+        .await?
+        .and_then(|r| r.change);
     state.events.publish(Event::ServiceUpdated { id });
     state.events.publish_changes(change);
     Ok((

@@ -37,6 +37,22 @@ pub struct AppState {
     pub live: tokio::sync::broadcast::Sender<crate::live::LiveEvent>,
 }
 
+/// Brings a service read before a status change up to date with it, so an
+/// answer shows the status the change recorded without a second read (which
+/// could race a background check).
+fn apply_change(
+    service: &mut crate::store::Service,
+    reconciled: Option<crate::store::Reconciled>,
+) -> Option<lookout_proto::service::StatusEventView> {
+    let reconciled = reconciled?;
+    service.state = reconciled.status;
+    service.state_reason = Some(reconciled.reason);
+    if let Some(change) = &reconciled.change {
+        service.state_since = Some(change.at);
+    }
+    reconciled.change
+}
+
 /// Settings of services that report in.
 #[derive(Debug, Clone, Copy)]
 pub struct PassiveSettings {
@@ -71,15 +87,16 @@ impl AppState {
         &self,
         new: &lookout_proto::service::NewService,
     ) -> Result<crate::store::Service, crate::store::StoreError> {
-        let service = self.store.create_service(new, self.clock.now()).await?;
-        self.events
-            .publish(crate::events::Event::ServiceCreated { id: service.id });
-        let change = self
+        let mut service = self.store.create_service(new, self.clock.now()).await?;
+        let reconciled = self
             .store
             .reconcile_state(service.id, self.clock.now())
             .await?;
+        let change = apply_change(&mut service, reconciled);
+        self.events
+            .publish(crate::events::Event::ServiceCreated { id: service.id });
         self.events.publish_changes(change);
-        Ok(self.store.get_service(service.id).await?.unwrap_or(service))
+        Ok(service)
     }
 
     pub async fn update_service(
@@ -90,20 +107,19 @@ impl AppState {
         if patch.is_empty() {
             return self.store.get_service(id).await;
         }
-        let updated = self
+        let Some(mut service) = self
             .store
             .update_service(id, patch, self.clock.now())
-            .await?;
-        if updated.is_some() {
-            self.events
-                .publish(crate::events::Event::ServiceUpdated { id });
-            let change = self.store.reconcile_state(id, self.clock.now()).await?;
-            if change.is_some() {
-                self.events.publish_changes(change);
-                return self.store.get_service(id).await;
-            }
-        }
-        Ok(updated)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let reconciled = self.store.reconcile_state(id, self.clock.now()).await?;
+        let change = apply_change(&mut service, reconciled);
+        self.events
+            .publish(crate::events::Event::ServiceUpdated { id });
+        self.events.publish_changes(change);
+        Ok(Some(service))
     }
 
     pub async fn delete_service(&self, id: i64) -> Result<bool, crate::store::StoreError> {

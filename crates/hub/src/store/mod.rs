@@ -211,6 +211,14 @@ pub struct ScanCounts {
     pub changes: Vec<StatusEventView>,
 }
 
+/// A service's status as recomputed, and the change it recorded, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconciled {
+    pub status: Status,
+    pub reason: String,
+    pub change: Option<StatusEventView>,
+}
+
 /// What a heartbeat did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Heartbeat {
@@ -266,7 +274,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: i64,
         now: DateTime<Utc>,
-    ) -> Result<Option<StatusEventView>, StoreError>;
+    ) -> Result<Option<Reconciled>, StoreError>;
 
     /// Status changes, newest first, optionally of one service.
     async fn status_events(

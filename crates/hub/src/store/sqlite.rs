@@ -18,8 +18,8 @@ use lookout_proto::service::StatusEventView;
 use lookout_proto::status::{derive_status, passive_status, Status};
 
 use super::{
-    DiscoveredUnit, HealthCheck, Heartbeat, Recorded, ScanCounts, Service, ServiceFilter, Store,
-    StoreError,
+    DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts, Service,
+    ServiceFilter, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -225,6 +225,15 @@ async fn reconcile(
     id: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<StatusEventView>, sqlx::Error> {
+    Ok(reconcile_full(conn, id, now).await?.and_then(|r| r.change))
+}
+
+/// Like [`reconcile`], also returning the status and reason now in force.
+async fn reconcile_full(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<Reconciled>, sqlx::Error> {
     let Some(row) = sqlx::query(
         "SELECT health_status, base_url, health_endpoint, last_error, systemd_state, state, state_reason,
             heartbeat_ttl_secs, last_heartbeat, push_token_hash, push_period_secs, push_grace_secs,
@@ -293,7 +302,11 @@ async fn reconcile(
                 .execute(&mut *conn)
                 .await?;
         }
-        return Ok(None);
+        return Ok(Some(Reconciled {
+            status,
+            reason,
+            change: None,
+        }));
     }
     sqlx::query("UPDATE services SET state = ?, state_reason = ?, state_since = ? WHERE id = ?")
         .bind(status.as_str())
@@ -313,13 +326,17 @@ async fn reconcile(
     .bind(&reason)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(Some(StatusEventView {
-        id: event_id,
-        service_id: id,
-        at: now,
-        old,
-        new: status,
-        reason,
+    Ok(Some(Reconciled {
+        status,
+        reason: reason.clone(),
+        change: Some(StatusEventView {
+            id: event_id,
+            service_id: id,
+            at: now,
+            old,
+            new: status,
+            reason,
+        }),
     }))
 }
 
@@ -519,11 +536,11 @@ impl Store for SqliteStore {
         &self,
         id: i64,
         now: DateTime<Utc>,
-    ) -> Result<Option<StatusEventView>, StoreError> {
+    ) -> Result<Option<Reconciled>, StoreError> {
         let mut tx = self.write_tx().await?;
-        let change = reconcile(&mut tx, id, now).await?;
+        let reconciled = reconcile_full(&mut tx, id, now).await?;
         tx.commit().await?;
-        Ok(change)
+        Ok(reconciled)
     }
 
     async fn status_events(
