@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod live;
 pub mod routes;
 pub mod store;

@@ -213,10 +213,84 @@ pub async fn run_pruner(
         let checks_before =
             now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
         let events_before = now - chrono::Duration::days(1);
-        match store.prune(checks_before, events_before).await {
+        // Status changes are small and make the 30-day uptime: keep 400 days.
+        let changes_before = now - chrono::Duration::days(400);
+        match store
+            .prune(checks_before, events_before, changes_before)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned old history"),
             Err(e) => tracing::warn!(error = ?e, "could not prune old history"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::store::{HealthCheck, SqliteStore};
+    use lookout_proto::service::{parse_new_service, HealthStatus};
+
+    #[tokio::test]
+    async fn the_pruner_keeps_the_database_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("p.db")).await.unwrap());
+        let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+        let new = parse_new_service(serde_json::json!({"name": "s"}).as_object().unwrap()).unwrap();
+        let s = store.create_service(&new, clock.now()).await.unwrap();
+        for days_ago in [10, 8, 6, 1] {
+            let check = HealthCheck {
+                service_id: s.id,
+                checked_at: clock.now() - chrono::Duration::days(days_ago),
+                status: HealthStatus::Healthy,
+                url: None,
+                response_code: Some(200),
+                latency_ms: Some(1),
+                error: None,
+            };
+            store.record_health_check(&check).await.unwrap();
+        }
+        store
+            .append_events(&[(
+                clock.now() - chrono::Duration::days(2),
+                "check",
+                "{}".into(),
+            )])
+            .await
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_pruner(
+            store.clone(),
+            clock.clone(),
+            Duration::from_secs(7 * 86_400),
+            shutdown.clone(),
+        ));
+        // The first round runs at once; wait for it, with a deadline.
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while store.health_history(s.id, 10).await.unwrap().len() != 2 {
+            assert!(tokio::time::Instant::now() < until, "not pruned");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+        let kept: Vec<i64> = store
+            .health_history(s.id, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| (clock.now() - c.checked_at).num_days())
+            .collect();
+        assert_eq!(
+            kept,
+            [1, 6],
+            "results older than the 7-day retention are gone"
+        );
+        assert!(
+            store.events_after(0, 10).await.unwrap().is_empty(),
+            "the event log keeps a day"
+        );
     }
 }

@@ -176,3 +176,74 @@ mod tests {
         assert_eq!(Status::parse("ok"), None);
     }
 }
+
+/// The share of `[start, end)` a service spent up, from its status changes.
+///
+/// `initial` is the status in force at `start` (the last change before it);
+/// `changes` are `(time, new status)` in time order. `FAILURE` is down; `OK`,
+/// `UPDATE` and `WARNING` are up (the service works, perhaps with a caveat);
+/// `UNKNOWN` time is left out of the figure. `None` when nothing in the window
+/// is known.
+pub fn uptime(
+    initial: Option<Status>,
+    changes: &[(chrono::DateTime<chrono::Utc>, Status)],
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> Option<f64> {
+    let (mut up, mut known) = (0i64, 0i64);
+    let mut current = initial.unwrap_or(Status::Unknown);
+    let mut from = start;
+    let mut account =
+        |status: Status, a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| {
+            let ms = (b - a).num_milliseconds().max(0);
+            match status {
+                Status::Unknown => {}
+                Status::Failure => known += ms,
+                _ => {
+                    known += ms;
+                    up += ms;
+                }
+            }
+        };
+    for (at, status) in changes.iter().filter(|(at, _)| *at < end) {
+        if *at > from {
+            account(current, from, *at);
+            from = *at;
+        }
+        current = *status;
+    }
+    account(current, from, end);
+    (known > 0).then(|| up as f64 / known as f64)
+}
+
+#[cfg(test)]
+mod uptime_tests {
+    use super::*;
+    use chrono::{DateTime, Duration, Utc};
+
+    fn t(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap() + Duration::hours(h)
+    }
+
+    #[test]
+    fn exact_on_a_constructed_history() {
+        // 24 h window: up 0-6, down 6-9, up 9-24 → 21/24.
+        let changes = [(t(6), Status::Failure), (t(9), Status::Ok)];
+        assert_eq!(
+            uptime(Some(Status::Ok), &changes, t(0), t(24)),
+            Some(21.0 / 24.0)
+        );
+        // Unknown time is left out: unknown 0-12, up 12-18, down 18-24 → 6/12.
+        let changes = [(t(12), Status::Ok), (t(18), Status::Failure)];
+        assert_eq!(uptime(None, &changes, t(0), t(24)), Some(0.5));
+        // Warnings count as up.
+        assert_eq!(uptime(Some(Status::Warning), &[], t(0), t(1)), Some(1.0));
+        // Nothing known.
+        assert_eq!(uptime(None, &[], t(0), t(1)), None);
+        // Changes after the end are ignored.
+        assert_eq!(
+            uptime(Some(Status::Ok), &[(t(30), Status::Failure)], t(0), t(24)),
+            Some(1.0)
+        );
+    }
+}

@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/events", get(sse))
         .route("/services/ws", get(websocket))
         .route("/services/{id}/events", get(status_history))
+        .route("/services/{id}/stats", get(stats))
 }
 
 /// The id to resume after: the `Last-Event-ID` header, else `?last_event_id=`.
@@ -145,4 +146,26 @@ async fn status_history(
         .await?
         .ok_or_else(|| ApiError::not_found_service(id))?;
     Ok(Json(state.store.status_events(Some(id), limit).await?))
+}
+
+/// Uptime over 24 h / 7 d / 30 d and the latency of the last 50 checks.
+async fn stats(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .store
+        .get_service(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found_service(id))?;
+    let uptime = crate::history::uptimes(state.store.as_ref(), id, state.clock.now()).await?;
+    let mut checks = state.store.health_history(id, 50).await?;
+    checks.reverse();
+    let latency: Vec<serde_json::Value> = checks
+        .iter()
+        .map(|c| serde_json::json!({"at": c.checked_at, "ms": c.latency_ms, "status": c.status}))
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "service_id": id, "uptime": uptime, "latency": latency }),
+    ))
 }

@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/scan", get(scan_page))
         .route("/services", post(create_from_form))
         .route("/services/new", get(new_form))
+        .route("/services/{id}", get(detail_page))
         .route("/services/{id}/edit", get(edit_form).post(update_from_form))
         .route("/services/{id}/delete", post(delete_from_form))
         .route("/services/{id}/check", post(check_from_form))
@@ -120,6 +121,8 @@ fn no_such_service() -> Response {
 
 struct Row {
     id: i64,
+    /// Inline SVG of recent latencies (numbers only).
+    spark: String,
     unit: Option<String>,
     systemd_state: String,
     name: String,
@@ -201,6 +204,10 @@ async fn dashboard(
         Err(e) => return store_failure(&e),
     };
     let now = state.clock.now();
+    let recent = match state.store.recent_checks(30).await {
+        Ok(r) => r,
+        Err(e) => return store_failure(&e),
+    };
     let mut counts = Counts::default();
     let rows = services
         .iter()
@@ -213,6 +220,19 @@ async fn dashboard(
             }
             Row {
                 id: s.id,
+                spark: recent
+                    .get(&s.id)
+                    .filter(|c| c.len() > 1)
+                    .map(|c| {
+                        let points: Vec<Option<u64>> = c
+                            .iter()
+                            .map(|(_, ms, h)| {
+                                ms.filter(|_| *h == lookout_proto::service::HealthStatus::Healthy)
+                            })
+                            .collect();
+                        crate::history::sparkline(&points, 120, 18)
+                    })
+                    .unwrap_or_default(),
                 unit: s.unit.clone(),
                 systemd_state: s.systemd_state.clone().unwrap_or_else(|| "unknown".into()),
                 name: s.name.clone(),
@@ -276,6 +296,101 @@ fn control_notice(q: &HashMap<String, String>) -> Option<String> {
         lookout_systemd::Action::Restart => "Restarted",
     };
     Some(format!("{verb} {unit}: job {result}, now {state} ({sub})."))
+}
+
+// ---- Service detail ------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "detail.html")]
+struct DetailPage {
+    id: i64,
+    name: String,
+    href: Option<String>,
+    description: Option<String>,
+    state_class: &'static str,
+    state_label: &'static str,
+    reason: String,
+    since: Option<String>,
+    uptime_day: String,
+    uptime_week: String,
+    uptime_month: String,
+    spark: String,
+    /// (when, from, to, why)
+    events: Vec<(String, &'static str, &'static str, String)>,
+    /// (when, result, latency, detail)
+    checks: Vec<(String, &'static str, String, String)>,
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+async fn detail_page(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
+    let service = match state.store.get_service(id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return no_such_service(),
+        Err(e) => return store_failure(&e),
+    };
+    let now = state.clock.now();
+    let (uptime, events, mut checks) = match tokio::try_join!(
+        crate::history::uptimes(state.store.as_ref(), id, now),
+        state.store.status_events(Some(id), 50),
+        state.store.health_history(id, 50),
+    ) {
+        Ok(v) => v,
+        Err(e) => return store_failure(&e),
+    };
+    checks.reverse();
+    let points: Vec<Option<u64>> = checks
+        .iter()
+        .map(|c| {
+            c.latency_ms
+                .filter(|_| c.status == lookout_proto::service::HealthStatus::Healthy)
+        })
+        .collect();
+    let (state_class, state_label) = label(service.state);
+    let page = DetailPage {
+        id,
+        name: service.name.clone(),
+        href: service.base_url.clone(),
+        description: service.description.clone(),
+        state_class,
+        state_label,
+        reason: service.state_reason.clone().unwrap_or_default(),
+        since: service.state_since.map(stamp),
+        uptime_day: crate::history::percent(uptime.day),
+        uptime_week: crate::history::percent(uptime.week),
+        uptime_month: crate::history::percent(uptime.month),
+        spark: crate::history::sparkline(&points, 600, 80),
+        events: events
+            .iter()
+            .map(|e| {
+                (
+                    stamp(e.at),
+                    label(e.old).1,
+                    label(e.new).1,
+                    e.reason.clone(),
+                )
+            })
+            .collect(),
+        checks: checks
+            .iter()
+            .rev()
+            .map(|c| {
+                (
+                    stamp(c.checked_at),
+                    c.status.as_str(),
+                    c.latency_ms
+                        .map_or_else(|| "—".into(), |ms| format!("{ms} ms")),
+                    c.error
+                        .clone()
+                        .or_else(|| c.response_code.map(|code| format!("HTTP {code}")))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+    };
+    render(StatusCode::OK, &page)
 }
 
 // ---- Scan ------------------------------------------------------------------

@@ -297,12 +297,14 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<(i64, String, String)>, StoreError>;
 
-    /// Deletes health results older than `checks_before` and logged events
-    /// older than `events_before`; returns how many rows went.
+    /// Deletes health results older than `checks_before`, logged events older
+    /// than `events_before` and status changes older than `changes_before`;
+    /// returns how many rows went.
     async fn prune(
         &self,
         checks_before: DateTime<Utc>,
         events_before: DateTime<Utc>,
+        changes_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 
     /// The most recent results first.
@@ -384,6 +386,23 @@ pub trait Store: Send + Sync + 'static {
         message: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<(i64, Option<StatusEventView>)>, StoreError>;
+
+    /// The status in force at `since` and every change after it, oldest first.
+    async fn status_timeline(
+        &self,
+        service_id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<(Option<Status>, Vec<(DateTime<Utc>, Status)>), StoreError>;
+
+    /// The last `per_service` check results of every service, oldest first:
+    /// (time, latency in ms, health).
+    async fn recent_checks(
+        &self,
+        per_service: u32,
+    ) -> Result<
+        std::collections::HashMap<i64, Vec<(DateTime<Utc>, Option<u64>, HealthStatus)>>,
+        StoreError,
+    >;
 
     /// Closes connections; the data is then safely on disk.
     async fn close(&self);

@@ -602,6 +602,7 @@ impl Store for SqliteStore {
         &self,
         checks_before: DateTime<Utc>,
         events_before: DateTime<Utc>,
+        changes_before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let checks = sqlx::query("DELETE FROM health_checks WHERE checked_at < ?")
             .bind(ms(checks_before))
@@ -612,7 +613,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         let changes = sqlx::query("DELETE FROM status_events WHERE at < ?")
-            .bind(ms(checks_before))
+            .bind(ms(changes_before))
             .execute(&self.pool)
             .await?;
         Ok(checks.rows_affected() + events.rows_affected() + changes.rows_affected())
@@ -970,6 +971,62 @@ impl Store for SqliteStore {
         let change = reconcile(&mut tx, id, now).await?;
         tx.commit().await?;
         Ok(Some((id, change)))
+    }
+
+    async fn status_timeline(
+        &self,
+        service_id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<(Option<Status>, Vec<(DateTime<Utc>, Status)>), StoreError> {
+        let before: Option<String> = sqlx::query_scalar(
+            "SELECT new_state FROM status_events WHERE service_id = ? AND at <= ?
+             ORDER BY at DESC, id DESC LIMIT 1",
+        )
+        .bind(service_id)
+        .bind(ms(since))
+        .fetch_optional(&self.pool)
+        .await?;
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT at, new_state FROM status_events WHERE service_id = ? AND at > ? ORDER BY at, id",
+        )
+        .bind(service_id)
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((
+            before.as_deref().and_then(Status::parse),
+            rows.into_iter()
+                .filter_map(|(at, s)| Status::parse(&s).map(|s| (time(at), s)))
+                .collect(),
+        ))
+    }
+
+    async fn recent_checks(
+        &self,
+        per_service: u32,
+    ) -> Result<
+        std::collections::HashMap<i64, Vec<(DateTime<Utc>, Option<u64>, HealthStatus)>>,
+        StoreError,
+    > {
+        let rows: Vec<(i64, i64, Option<i64>, String)> = sqlx::query_as(
+            "SELECT service_id, checked_at, latency_ms, status FROM (
+                SELECT service_id, checked_at, latency_ms, status, id,
+                    ROW_NUMBER() OVER (PARTITION BY service_id ORDER BY checked_at DESC, id DESC) AS n
+                FROM health_checks)
+             WHERE n <= ? ORDER BY service_id, checked_at, id",
+        )
+        .bind(i64::from(per_service))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: std::collections::HashMap<i64, Vec<_>> = std::collections::HashMap::new();
+        for (id, at, latency, status) in rows {
+            out.entry(id).or_default().push((
+                time(at),
+                to_u64(latency),
+                HealthStatus::parse(&status).unwrap_or(HealthStatus::Unknown),
+            ));
+        }
+        Ok(out)
     }
 
     async fn close(&self) {

@@ -5,6 +5,7 @@ mod cli;
 mod dashboard;
 mod health;
 mod heartbeats;
+mod history;
 mod live;
 mod persistence;
 mod services;
