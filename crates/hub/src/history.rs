@@ -88,7 +88,7 @@ pub fn sparkline(latencies: &[Option<u64>], width: u32, height: u32) -> String {
         }
     }
     let mut svg = format!(
-        r#"<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="response time"><title>response time, last {} checks, peak {max:.0} ms</title>"#,
+        r#"<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" preserveAspectRatio="none" role="img" aria-label="response time"><title>response time, last {} checks, peak {max:.0} ms</title>"#,
         latencies.len()
     );
     for segment in segments.iter().filter(|s| !s.is_empty()) {

@@ -26,7 +26,7 @@ function ago(iso) {
 }
 
 function detail(s) {
-  if (!s.health_url) return "no health endpoint";
+  if (!s.health_url) return s.state_reason || "no health endpoint";
   if (!s.last_health_check) return "not checked yet";
   const parts = [];
   if (s.last_error) parts.push(s.last_error);

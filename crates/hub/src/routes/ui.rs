@@ -173,7 +173,10 @@ fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
 
 fn detail(s: &Service, now: DateTime<Utc>) -> String {
     if s.health_url().is_none() {
-        return "no health endpoint".into();
+        return s
+            .state_reason
+            .clone()
+            .unwrap_or_else(|| "no health endpoint".into());
     }
     let Some(checked) = s.last_health_check else {
         return "not checked yet".into();

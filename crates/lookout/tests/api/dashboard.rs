@@ -45,7 +45,10 @@ async fn landing_page_lists_configured_services_with_their_health() {
     );
     assert!(!html.contains("<b>bold</b>"));
     assert!(html.contains(r#"class="dot unknown""#));
-    assert!(html.contains("no health endpoint"));
+    assert!(
+        html.contains("no health check and no systemd unit"),
+        "the reason for the status"
+    );
     for action in ["Visit", "Check now", "Edit", "Delete"] {
         assert!(html.contains(action), "missing {action}");
     }
