@@ -22,6 +22,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     retention: std::time::Duration,
+    notify: crate::notify::NotifySettings,
 }
 
 impl Application {
@@ -57,6 +58,7 @@ impl Application {
             listener,
             state,
             retention: config.retention,
+            notify: config.notify,
         })
     }
 
@@ -99,6 +101,16 @@ impl Application {
             self.retention,
             stop.clone(),
         ));
+        let notifier = tokio::spawn(
+            crate::notify::Notifier {
+                store: self.state.store.clone(),
+                events: self.state.events.clone(),
+                clock: self.state.clock.clone(),
+                settings: self.notify,
+                client: crate::notify::http_client(),
+            }
+            .run(stop.clone()),
+        );
         let sweeper = tokio::spawn(crate::routes::heartbeat::run_sweeper(
             self.state.clone(),
             stop.clone(),
@@ -119,6 +131,7 @@ impl Application {
         let _ = recorder.await;
         let _ = pruner.await;
         let _ = sweeper.await;
+        let _ = notifier.await;
         store.close().await;
         served.context("the HTTP server failed")
     }

@@ -80,6 +80,10 @@ pub const SETTINGS: &[SettingSpec] = &[
             "silent heartbeat services are removed after this long (default 24h; 60s is seed 003)",
     },
     SettingSpec {
+        key: "notify_reminder",
+        help: "remind every so often while a service stays failing (default 1h; off to disable)",
+    },
+    SettingSpec {
         key: "retention",
         help: "how long raw check results are kept (default 7d)",
     },
@@ -118,6 +122,7 @@ pub struct Config {
     pub retention: Duration,
     pub heartbeat_ttl: Duration,
     pub heartbeat_remove_after: Duration,
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// Health-check settings that apply when a service does not set its own.
@@ -161,6 +166,7 @@ impl Config {
             retention: DEFAULT_RETENTION,
             heartbeat_ttl: Duration::from_secs(60),
             heartbeat_remove_after: Duration::from_secs(86_400),
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 
@@ -273,6 +279,20 @@ impl Config {
             })?,
             None => Duration::from_secs(86_400),
         };
+        let mut notify = crate::notify::NotifySettings::default();
+        if let Some(v) = get("notify_reminder") {
+            notify.reminder = parse(v, "notify_reminder", |s| {
+                if s == "off" {
+                    Ok(None)
+                } else {
+                    parse_duration(s)
+                        .and_then(|d| {
+                            within(d, Duration::from_secs(60), Duration::from_secs(30 * 86_400))
+                        })
+                        .map(Some)
+                }
+            })?;
+        }
         let web_ports = match get("web_ports") {
             Some(v) => parse(v, "web_ports", crate::discovery::WebPorts::parse)?,
             None => crate::discovery::WebPorts::default(),
@@ -294,6 +314,7 @@ impl Config {
             retention,
             heartbeat_ttl,
             heartbeat_remove_after,
+            notify,
         })
     }
 }

@@ -232,6 +232,9 @@ pub struct NewService {
     pub reported_state: Option<ReportedState>,
     pub check_interval_secs: Option<u64>,
     pub check_timeout_ms: Option<u64>,
+    pub muted: Option<bool>,
+    pub maintenance_until: Option<DateTime<Utc>>,
+    pub notify_after: Option<u64>,
 }
 
 /// A validated partial update. The outer `Option` says whether the field was sent;
@@ -246,6 +249,9 @@ pub struct ServicePatch {
     pub reported_state: Option<Option<ReportedState>>,
     pub check_interval_secs: Option<Option<u64>>,
     pub check_timeout_ms: Option<Option<u64>>,
+    pub muted: Option<Option<bool>>,
+    pub maintenance_until: Option<Option<DateTime<Utc>>>,
+    pub notify_after: Option<Option<u64>>,
 }
 
 impl ServicePatch {
@@ -295,6 +301,9 @@ const WRITABLE_FIELDS: &[&str] = &[
     "reported_state",
     "check_interval_secs",
     "check_timeout_ms",
+    "muted",
+    "maintenance_until",
+    "notify_after",
 ];
 
 /// Parses a create request. Every problem is reported, not just the first.
@@ -332,6 +341,9 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
         reported_state,
         check_interval_secs: patch.check_interval_secs.flatten(),
         check_timeout_ms: patch.check_timeout_ms.flatten(),
+        muted: patch.muted.flatten(),
+        maintenance_until: patch.maintenance_until.flatten(),
+        notify_after: patch.notify_after.flatten(),
     })
 }
 
@@ -403,6 +415,21 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
         }),
         check_timeout_ms: field(body, "check_timeout_ms", errors, |v| {
             ranged(v, &TIMEOUT_RANGE_MS, "milliseconds")
+        }),
+        muted: field(body, "muted", errors, |v| {
+            v.as_bool()
+                .ok_or_else(|| format!("must be true or false, got {}", kind(v)))
+        }),
+        maintenance_until: field(body, "maintenance_until", errors, |v| {
+            let s = as_str(v)?;
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    format!("must be an RFC 3339 time such as 2026-12-01T06:00:00Z, got {s:?}")
+                })
+        }),
+        notify_after: field(body, "notify_after", errors, |v| {
+            ranged(v, &(1..=100), "consecutive failures")
         }),
     };
 
@@ -530,6 +557,12 @@ pub struct ServiceView {
     pub last_error: Option<String>,
     pub check_interval_secs: u64,
     pub check_timeout_ms: u64,
+    /// No notifications for this service.
+    pub muted: bool,
+    /// Notifications are held back until this time (a maintenance window).
+    pub maintenance_until: Option<DateTime<Utc>>,
+    /// Consecutive failed checks before an alert (flap damping).
+    pub notify_after: u64,
     pub last_scanned_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -4,6 +4,7 @@
 //! Used as a dev-dependency only.
 
 pub mod browser;
+pub mod receiver;
 pub mod sse;
 pub mod systemd;
 pub mod target;
@@ -20,6 +21,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use browser::Browser;
+pub use receiver::{Received, Receiver};
 pub use sse::{SseClient, SseMessage};
 pub use systemd::SystemdSandbox;
 pub use target::Target;

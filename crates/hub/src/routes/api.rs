@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(super::systemd::router())
         .merge(super::live::router())
         .merge(super::heartbeat::api_router())
+        .merge(super::notify::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }

@@ -5,6 +5,7 @@ pub mod api;
 mod extract;
 pub mod heartbeat;
 pub mod live;
+pub mod notify;
 pub mod systemd;
 pub mod ui;
 

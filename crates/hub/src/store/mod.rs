@@ -43,6 +43,37 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
+/// Consecutive failed checks before an alert, unless a service says otherwise.
+pub const DEFAULT_NOTIFY_AFTER: u64 = 3;
+
+/// A notification channel as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Channel {
+    pub id: i64,
+    pub name: String,
+    pub kind: crate::notify::ChannelKind,
+    #[serde(skip)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    pub enabled: bool,
+    pub last_error: Option<String>,
+    pub last_sent_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One attempt to notify through a channel, as the delivery log shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub channel_id: i64,
+    pub service_id: Option<i64>,
+    pub kind: String,
+    /// `sent` or `failed` (after every retry).
+    pub status: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// Which services a listing returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceFilter {
@@ -84,6 +115,9 @@ pub struct Service {
     pub last_push: Option<DateTime<Utc>>,
     pub push_status: Option<String>,
     pub push_message: Option<String>,
+    pub muted: bool,
+    pub maintenance_until: Option<DateTime<Utc>>,
+    pub notify_after: Option<u64>,
     pub last_health_check: Option<DateTime<Utc>>,
     pub last_response_code: Option<u16>,
     pub last_latency_ms: Option<u64>,
@@ -151,6 +185,9 @@ impl Service {
             last_error: self.last_error.clone(),
             check_interval_secs: self.interval(defaults).as_secs(),
             check_timeout_ms: u64::try_from(self.timeout(defaults).as_millis()).unwrap_or(u64::MAX),
+            muted: self.muted,
+            maintenance_until: self.maintenance_until,
+            notify_after: self.notify_after.unwrap_or(DEFAULT_NOTIFY_AFTER),
             last_scanned_at: self.last_scanned_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -403,6 +440,34 @@ pub trait Store: Send + Sync + 'static {
         std::collections::HashMap<i64, Vec<(DateTime<Utc>, Option<u64>, HealthStatus)>>,
         StoreError,
     >;
+
+    async fn create_channel(
+        &self,
+        name: &str,
+        kind: crate::notify::ChannelKind,
+        config: &serde_json::Map<String, serde_json::Value>,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Channel, StoreError>;
+    async fn list_channels(&self) -> Result<Vec<Channel>, StoreError>;
+    async fn get_channel(&self, id: i64) -> Result<Option<Channel>, StoreError>;
+    async fn delete_channel(&self, id: i64) -> Result<bool, StoreError>;
+
+    /// Logs a delivery and keeps the channel's last error and last success.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_delivery(
+        &self,
+        channel_id: i64,
+        service_id: Option<i64>,
+        kind: &str,
+        sent: bool,
+        attempts: u32,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The delivery log, newest first.
+    async fn list_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
 
     /// Closes connections; the data is then safely on disk.
     async fn close(&self);

@@ -18,8 +18,8 @@ use lookout_proto::service::StatusEventView;
 use lookout_proto::status::{derive_status, passive_status, Status};
 
 use super::{
-    DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts, Service,
-    ServiceFilter, Store, StoreError,
+    Channel, Delivery, DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts,
+    Service, ServiceFilter, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -112,6 +112,9 @@ fn service_from_row(row: &SqliteRow) -> Result<Service, sqlx::Error> {
         },
         state_reason: row.try_get("state_reason")?,
         state_since: opt_time(row.try_get("state_since")?),
+        muted: row.try_get::<i64, _>("muted")? != 0,
+        maintenance_until: opt_time(row.try_get("maintenance_until")?),
+        notify_after: to_u64(row.try_get("notify_after")?),
         heartbeat_ip: row.try_get("heartbeat_ip")?,
         heartbeat_ttl_secs: to_u64(row.try_get("heartbeat_ttl_secs")?),
         last_heartbeat: opt_time(row.try_get("last_heartbeat")?),
@@ -204,6 +207,22 @@ fn name_conflict(e: sqlx::Error, name: &str) -> StoreError {
         }
     }
     e.into()
+}
+
+fn channel_from_row(row: &SqliteRow) -> Result<Channel, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    let config: String = row.try_get("config")?;
+    Ok(Channel {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        kind: crate::notify::ChannelKind::parse(&kind)
+            .ok_or_else(|| decode_error("kind", &kind))?,
+        config: serde_json::from_str(&config).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        last_error: row.try_get("last_error")?,
+        last_sent_at: opt_time(row.try_get("last_sent_at")?),
+        created_at: time(row.try_get("created_at")?),
+    })
 }
 
 fn status_event_from_row(row: &SqliteRow) -> Result<StatusEventView, sqlx::Error> {
@@ -384,8 +403,9 @@ impl Store for SqliteStore {
         }
         let row = sqlx::query(
             "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
-                reported_state, check_interval_secs, check_timeout_ms, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 'configured', ?, ?, ?, ?, ?)
+                reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
+                notify_after, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, 'configured', ?, ?, ?, ?, ?, ?, ?, ?)
              RETURNING *",
         )
         .bind(new.name.as_str())
@@ -396,6 +416,9 @@ impl Store for SqliteStore {
         .bind(new.reported_state.map(ReportedState::as_str))
         .bind(to_i64(new.check_interval_secs))
         .bind(to_i64(new.check_timeout_ms))
+        .bind(new.muted.unwrap_or(false))
+        .bind(new.maintenance_until.map(ms))
+        .bind(to_i64(new.notify_after))
         .bind(ms(now))
         .bind(ms(now))
         .fetch_one(&mut *tx)
@@ -469,6 +492,15 @@ impl Store for SqliteStore {
         }
         if let Some(timeout) = patch.check_timeout_ms {
             q.push(", check_timeout_ms = ").push_bind(to_i64(timeout));
+        }
+        if let Some(muted) = patch.muted {
+            q.push(", muted = ").push_bind(muted.unwrap_or(false));
+        }
+        if let Some(until) = patch.maintenance_until {
+            q.push(", maintenance_until = ").push_bind(until.map(ms));
+        }
+        if let Some(after) = patch.notify_after {
+            q.push(", notify_after = ").push_bind(to_i64(after));
         }
         if patch.base_url.is_some() || patch.health_endpoint.is_some() {
             q.push(
@@ -1027,6 +1059,131 @@ impl Store for SqliteStore {
             ));
         }
         Ok(out)
+    }
+
+    async fn create_channel(
+        &self,
+        name: &str,
+        kind: crate::notify::ChannelKind,
+        config: &serde_json::Map<String, serde_json::Value>,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Channel, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO channels (name, kind, config, enabled, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(serde_json::Value::Object(config.clone()).to_string())
+        .bind(enabled)
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| name_conflict(e, name))?;
+        Ok(channel_from_row(&row)?)
+    }
+
+    async fn list_channels(&self) -> Result<Vec<Channel>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM channels ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(channel_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn get_channel(&self, id: i64) -> Result<Option<Channel>, StoreError> {
+        let row = sqlx::query("SELECT * FROM channels WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(channel_from_row).transpose()?)
+    }
+
+    async fn delete_channel(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM channels WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_delivery(
+        &self,
+        channel_id: i64,
+        service_id: Option<i64>,
+        kind: &str,
+        sent: bool,
+        attempts: u32,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO deliveries (channel_id, service_id, kind, status, attempts, error, at)
+             SELECT ?, (SELECT id FROM services WHERE id = ?), ?, ?, ?, ?, ?
+             WHERE EXISTS (SELECT 1 FROM channels WHERE id = ?)",
+        )
+        .bind(channel_id)
+        .bind(service_id)
+        .bind(kind)
+        .bind(if sent { "sent" } else { "failed" })
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(ms(now))
+        .bind(channel_id)
+        .execute(&mut *tx)
+        .await?;
+        if sent {
+            sqlx::query("UPDATE channels SET last_sent_at = ?, last_error = NULL WHERE id = ?")
+                .bind(ms(now))
+                .bind(channel_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("UPDATE channels SET last_error = ? WHERE id = ?")
+                .bind(error)
+                .bind(channel_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+        let rows: Vec<(
+            i64,
+            i64,
+            Option<i64>,
+            String,
+            String,
+            i64,
+            Option<String>,
+            i64,
+        )> = sqlx::query_as(
+            "SELECT id, channel_id, service_id, kind, status, attempts, error, at FROM deliveries
+             ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, channel_id, service_id, kind, status, attempts, error, at)| Delivery {
+                    id,
+                    channel_id,
+                    service_id,
+                    kind,
+                    status,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                    error,
+                    at: time(at),
+                },
+            )
+            .collect())
     }
 
     async fn close(&self) {

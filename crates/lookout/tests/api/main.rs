@@ -7,6 +7,7 @@ mod health;
 mod heartbeats;
 mod history;
 mod live;
+mod notify;
 mod persistence;
 mod services;
 mod systemd;

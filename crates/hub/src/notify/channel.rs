@@ -1,0 +1,275 @@
+//! Notification channels: what each kind needs, how it is validated, and the
+//! request it sends.
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use url::Url;
+
+use lookout_proto::FieldError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Webhook,
+    Ntfy,
+    Gotify,
+    Discord,
+    Slack,
+}
+
+impl ChannelKind {
+    pub const ALL: [ChannelKind; 5] = [
+        ChannelKind::Webhook,
+        ChannelKind::Ntfy,
+        ChannelKind::Gotify,
+        ChannelKind::Discord,
+        ChannelKind::Slack,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Ntfy => "ntfy",
+            ChannelKind::Gotify => "gotify",
+            ChannelKind::Discord => "discord",
+            ChannelKind::Slack => "slack",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The config keys this kind takes, required first.
+    fn keys(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            ChannelKind::Webhook | ChannelKind::Discord | ChannelKind::Slack => (&["url"], &[]),
+            ChannelKind::Ntfy => (&["topic"], &["url", "token"]),
+            ChannelKind::Gotify => (&["url", "token"], &[]),
+        }
+    }
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeKind {
+    Alert,
+    Recovery,
+    Reminder,
+    Test,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Alert => "alert",
+            NoticeKind::Recovery => "recovery",
+            NoticeKind::Reminder => "reminder",
+            NoticeKind::Test => "test",
+        }
+    }
+}
+
+/// One notification, before it is shaped for a channel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    pub service_id: Option<i64>,
+    pub service: String,
+    pub url: Option<String>,
+    pub status: String,
+    pub previous: Option<String>,
+    pub reason: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Notice {
+    pub fn title(&self) -> String {
+        match self.kind {
+            NoticeKind::Alert => format!("{} is failing", self.service),
+            NoticeKind::Recovery => format!("{} recovered", self.service),
+            NoticeKind::Reminder => format!("{} is still failing", self.service),
+            NoticeKind::Test => "lookout test notification".to_owned(),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self.kind {
+            NoticeKind::Test => "This is a test from lookout: this channel works.".to_owned(),
+            _ => format!("{}: {} ({})", self.title(), self.reason, self.status),
+        }
+    }
+}
+
+/// Validates a channel's config for its kind; returns it trimmed to known keys.
+pub fn validate_config(
+    kind: ChannelKind,
+    config: &Map<String, Value>,
+) -> Result<Map<String, Value>, Vec<FieldError>> {
+    let (required, optional) = kind.keys();
+    let mut errors = Vec::new();
+    let mut out = Map::new();
+    for key in config
+        .keys()
+        .filter(|k| !required.contains(&k.as_str()) && !optional.contains(&k.as_str()))
+    {
+        errors.push(FieldError::new(
+            format!("config.{key}"),
+            format!("is not a setting of a {} channel", kind.as_str()),
+        ));
+    }
+    for key in required.iter().chain(optional) {
+        let field = format!("config.{key}");
+        match config.get(*key) {
+            None | Some(Value::Null) if required.contains(key) => {
+                errors.push(FieldError::new(field, "is required"))
+            }
+            None | Some(Value::Null) => {}
+            Some(Value::String(v)) => {
+                let v = v.trim();
+                let problem = match *key {
+                    "url" => check_url(v).err(),
+                    "topic" => (!(1..=64).contains(&v.len())
+                        || !v
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                    .then(|| "must be 1-64 letters, digits, '-' or '_'".to_owned()),
+                    _ => (v.is_empty() || v.len() > 512 || v.contains(['\r', '\n']))
+                        .then(|| "must be one line of at most 512 characters".to_owned()),
+                };
+                match problem {
+                    Some(p) => errors.push(FieldError::new(field, p)),
+                    None => {
+                        out.insert((*key).to_owned(), Value::String(v.to_owned()));
+                    }
+                }
+            }
+            Some(_) => errors.push(FieldError::new(field, "must be a string")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn check_url(raw: &str) -> Result<Url, String> {
+    let url =
+        Url::parse(raw).map_err(|e| format!("must be an absolute http or https URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an absolute http or https URL".into());
+    }
+    Ok(url)
+}
+
+/// The config as the API shows it: URLs cut to scheme and host, tokens hidden.
+pub fn masked(config: &Map<String, Value>) -> Map<String, Value> {
+    config
+        .iter()
+        .map(|(k, v)| {
+            let shown = match (k.as_str(), v.as_str()) {
+                ("url", Some(u)) => Url::parse(u)
+                    .ok()
+                    .map(|u| format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or_default()))
+                    .unwrap_or_default()
+                    .into(),
+                ("token", Some(_)) => "••••••".into(),
+                _ => v.clone(),
+            };
+            (k.clone(), shown)
+        })
+        .collect()
+}
+
+/// Sends `notice` through a channel once. The error text never contains the
+/// channel's URL or token.
+pub async fn send(
+    client: &reqwest::Client,
+    kind: ChannelKind,
+    config: &Map<String, Value>,
+    notice: &Notice,
+) -> Result<(), String> {
+    let get = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or_default();
+    let failing = matches!(notice.kind, NoticeKind::Alert | NoticeKind::Reminder);
+    let request = match kind {
+        ChannelKind::Webhook => client.post(get("url")).json(&json!({
+            "event": notice.kind,
+            "service": {"id": notice.service_id, "name": notice.service, "url": notice.url},
+            "status": notice.status,
+            "previous": notice.previous,
+            "reason": notice.reason,
+            "at": notice.at,
+            "title": notice.title(),
+            "message": notice.text(),
+        })),
+        ChannelKind::Ntfy => {
+            let base = if get("url").is_empty() { "https://ntfy.sh" } else { get("url") };
+            let mut r = client
+                .post(format!("{}/{}", base.trim_end_matches('/'), get("topic")))
+                .header("Title", notice.title())
+                .header("Priority", if failing { "high" } else { "default" })
+                .header("Tags", if failing { "rotating_light" } else { "white_check_mark" })
+                .body(notice.text());
+            if !get("token").is_empty() {
+                r = r.bearer_auth(get("token"));
+            }
+            r
+        }
+        ChannelKind::Gotify => client
+            .post(format!("{}/message", get("url").trim_end_matches('/')))
+            .header("X-Gotify-Key", get("token"))
+            .json(&json!({"title": notice.title(), "message": notice.text(), "priority": if failing { 8 } else { 4 }})),
+        ChannelKind::Discord => client.post(get("url")).json(&json!({"content": format!("**{}**\n{}", notice.title(), notice.text())})),
+        ChannelKind::Slack => client.post(get("url")).json(&json!({"text": format!("*{}*\n{}", notice.title(), notice.text())})),
+    };
+    match request.send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("the receiver answered HTTP {}", r.status())),
+        Err(e) if e.is_timeout() => Err("the receiver did not answer in time".into()),
+        Err(e) if e.is_connect() => Err("cannot connect to the receiver".into()),
+        Err(_) => Err("the request failed".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn configs_are_checked_per_kind() {
+        assert!(validate_config(
+            ChannelKind::Webhook,
+            &obj(json!({"url": "https://hooks.example/x"}))
+        )
+        .is_ok());
+        let e = validate_config(
+            ChannelKind::Webhook,
+            &obj(json!({"url": "ftp://x", "topic": "t"})),
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["config.topic", "config.url"]);
+        assert!(validate_config(ChannelKind::Ntfy, &obj(json!({"topic": "home-lab"}))).is_ok());
+        assert!(validate_config(ChannelKind::Ntfy, &obj(json!({"topic": "a b"}))).is_err());
+        assert!(
+            validate_config(ChannelKind::Gotify, &obj(json!({"url": "http://g"}))).is_err(),
+            "token required"
+        );
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let m = masked(&obj(
+            json!({"url": "https://hooks.slack.com/services/T0/B0/SECRET", "token": "abc", "topic": "t"}),
+        ));
+        assert_eq!(m["url"], "https://hooks.slack.com/…");
+        assert_eq!(m["token"], "••••••");
+        assert_eq!(m["topic"], "t");
+    }
+}

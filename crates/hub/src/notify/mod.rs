@@ -1,0 +1,283 @@
+//! Notifications: deciding when to tell someone, and telling them.
+//!
+//! Rules, per service: an alert once the service is `FAILURE` and its last
+//! `notify_after` checks (default 3) failed — services without an HTTP check
+//! (systemd, heartbeats, pushes) are confirmed by their source and alert at
+//! once; a recovery once it leaves `FAILURE`, only if an alert went out; a
+//! reminder every `reminder` while it stays failing. A muted service, or one
+//! inside its maintenance window, sends nothing (the alert goes out if it is
+//! still failing when the window ends).
+//!
+//! Delivery: one queue and one task per channel, so a slow or broken channel
+//! never holds back checks or other channels; each notice is retried with
+//! exponential backoff, and every outcome is logged (`deliveries`) and kept on
+//! the channel (`last_error`).
+
+mod channel;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lookout_proto::service::HealthStatus;
+use lookout_proto::status::Status;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub use channel::{masked, send, validate_config, ChannelKind, Notice, NoticeKind};
+
+use crate::clock::SharedClock;
+use crate::events::{Event, EventBus};
+use crate::store::{Channel, Service, Store, DEFAULT_NOTIFY_AFTER};
+
+#[derive(Debug, Clone, Copy)]
+pub struct NotifySettings {
+    /// Reminder interval while a service stays failing; `None` for none.
+    pub reminder: Option<Duration>,
+    /// First retry delay; doubled each time.
+    pub retry_base: Duration,
+    /// Tries per notice and channel.
+    pub attempts: u32,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            reminder: Some(Duration::from_secs(3600)),
+            retry_base: Duration::from_secs(2),
+            attempts: 4,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Track {
+    failed_checks: u64,
+    alerted: bool,
+    /// An alert was held back by mute or maintenance; look again each tick.
+    held: bool,
+    last_sent: Option<DateTime<Utc>>,
+}
+
+pub struct Notifier {
+    pub store: Arc<dyn Store>,
+    pub events: EventBus,
+    pub clock: SharedClock,
+    pub settings: NotifySettings,
+    pub client: reqwest::Client,
+}
+
+/// A client for notification requests: bounded in time, no redirects to elsewhere.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("lookout/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+impl Notifier {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut rx = self.events.subscribe();
+        let mut tracks: HashMap<i64, Track> = HashMap::new();
+        let mut queues: HashMap<i64, mpsc::Sender<Notice>> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let touched: Vec<i64> = tokio::select! {
+                () = shutdown.cancelled() => break,
+                event = rx.recv() => match event {
+                    Ok(Event::HealthChecked { id, status }) => {
+                        let track = tracks.entry(id).or_default();
+                        track.failed_checks = if status == HealthStatus::Unhealthy { track.failed_checks + 1 } else { 0 };
+                        vec![id]
+                    }
+                    Ok(Event::StatusChanged(change)) => vec![change.service_id],
+                    Ok(Event::ServiceDeleted { id }) => {
+                        tracks.remove(&id);
+                        vec![]
+                    }
+                    Ok(_) => vec![],
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "the notifier fell behind; re-evaluating every tracked service");
+                        tracks.keys().copied().collect()
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = tick.tick() => tracks.iter().filter(|(_, t)| t.alerted || t.held).map(|(id, _)| *id).collect(),
+            };
+            for id in touched {
+                match self.store.get_service(id).await {
+                    Ok(Some(service)) => {
+                        let track = tracks.entry(id).or_default();
+                        if let Some(notice) = self.decide(&service, track) {
+                            self.dispatch(&mut queues, &shutdown, notice).await;
+                        }
+                    }
+                    Ok(None) => {
+                        tracks.remove(&id);
+                    }
+                    Err(e) => tracing::warn!(error = ?e, "notifier could not read a service"),
+                }
+            }
+        }
+    }
+
+    /// Applies the rules to one service; the notice to send, if any.
+    fn decide(&self, service: &Service, track: &mut Track) -> Option<Notice> {
+        let now = self.clock.now();
+        let quiet = service.muted || service.maintenance_until.is_some_and(|until| now < until);
+        let has_check = service.health_url().is_some();
+        let failing = service.state == Status::Failure;
+        let confirmed = !has_check
+            || track.failed_checks >= service.notify_after.unwrap_or(DEFAULT_NOTIFY_AFTER);
+        let kind = if failing && !track.alerted && confirmed {
+            NoticeKind::Alert
+        } else if !failing && track.alerted {
+            NoticeKind::Recovery
+        } else if failing
+            && track.alerted
+            && self
+                .settings
+                .reminder
+                .zip(track.last_sent)
+                .is_some_and(|(every, last)| (now - last).to_std().unwrap_or_default() >= every)
+        {
+            NoticeKind::Reminder
+        } else {
+            track.held = false;
+            return None;
+        };
+        if quiet {
+            track.held = kind == NoticeKind::Alert;
+            if kind == NoticeKind::Recovery {
+                track.alerted = false; // nothing to recover from as far as anyone was told
+            }
+            return None;
+        }
+        track.held = false;
+        track.alerted = kind != NoticeKind::Recovery;
+        track.last_sent = Some(now);
+        Some(notice_for(service, kind, now))
+    }
+
+    async fn dispatch(
+        &self,
+        queues: &mut HashMap<i64, mpsc::Sender<Notice>>,
+        shutdown: &CancellationToken,
+        notice: Notice,
+    ) {
+        let channels = match self.store.list_channels().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = ?e, "notifier could not read its channels");
+                return;
+            }
+        };
+        for channel in channels.into_iter().filter(|c| c.enabled) {
+            let queue = queues.entry(channel.id).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(1024);
+                tokio::spawn(deliver_loop(
+                    channel.id,
+                    rx,
+                    self.store.clone(),
+                    self.clock.clone(),
+                    self.client.clone(),
+                    self.settings,
+                    shutdown.clone(),
+                ));
+                tx
+            });
+            if queue.try_send(notice.clone()).is_err() {
+                tracing::warn!(
+                    channel = channel.id,
+                    "a notification queue is full; dropping a notice"
+                );
+            }
+        }
+    }
+}
+
+pub fn notice_for(service: &Service, kind: NoticeKind, now: DateTime<Utc>) -> Notice {
+    Notice {
+        kind,
+        service_id: Some(service.id),
+        service: service.name.clone(),
+        url: service.base_url.clone(),
+        status: service.state.as_str().to_owned(),
+        previous: None,
+        reason: service.state_reason.clone().unwrap_or_default(),
+        at: now,
+    }
+}
+
+/// Delivers one channel's notices in order, retrying each with backoff.
+async fn deliver_loop(
+    channel_id: i64,
+    mut rx: mpsc::Receiver<Notice>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    client: reqwest::Client,
+    settings: NotifySettings,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let notice = tokio::select! {
+            () = shutdown.cancelled() => return,
+            n = rx.recv() => match n { Some(n) => n, None => return },
+        };
+        // Read the channel for every notice: it may have been edited or removed.
+        let channel = match store.get_channel(channel_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot read a channel");
+                continue;
+            }
+        };
+        let mut delay = settings.retry_base;
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            match deliver(&client, &channel, &notice).await {
+                Ok(()) => break Ok(()),
+                Err(e) if attempt >= settings.attempts => break Err(e),
+                Err(_) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay *= 2;
+                }
+            }
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!(channel = %channel.name, error = %e, attempts = attempt, "notification failed");
+        }
+        let error = outcome.as_ref().err().map(String::as_str);
+        if let Err(e) = store
+            .record_delivery(
+                channel_id,
+                notice.service_id,
+                notice.kind.as_str(),
+                outcome.is_ok(),
+                attempt,
+                error,
+                clock.now(),
+            )
+            .await
+        {
+            tracing::warn!(error = ?e, "cannot log a delivery");
+        }
+    }
+}
+
+pub async fn deliver(
+    client: &reqwest::Client,
+    channel: &Channel,
+    notice: &Notice,
+) -> Result<(), String> {
+    send(client, channel.kind, &channel.config, notice).await
+}

@@ -1,0 +1,341 @@
+//! Notifications delivered to a real HTTP receiver on loopback: every channel
+//! format, flap damping, recovery, reminders, mute and maintenance windows,
+//! and a broken channel that neither blocks the others nor fails silently.
+
+use std::time::Duration;
+
+use chrono::DateTime;
+use lookout_hub::clock::ManualClock;
+use lookout_hub::Config;
+use lookout_testkit::{spawn_hub_with, spawn_hub_with_clock, Receiver, Target, TestHub};
+use serde_json::{json, Value};
+
+const SOON: Duration = Duration::from_secs(10);
+
+fn fast(c: &mut Config) {
+    c.notify.retry_base = Duration::from_millis(50);
+    c.notify.attempts = 3;
+}
+
+async fn channel(hub: &TestHub, name: &str, kind: &str, config: Value) -> i64 {
+    let r = hub
+        .post_json(
+            "/api/notifications/channels",
+            &json!({"name": name, "kind": kind, "config": config}),
+        )
+        .await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_channel_kind_sends_its_own_format() {
+    let hub = spawn_hub_with(fast).await;
+    let rx = Receiver::start().await;
+    let ids = [
+        channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await,
+        channel(
+            &hub,
+            "phone",
+            "ntfy",
+            json!({"url": rx.url("/ntfy"), "topic": "home-lab", "token": "tk_secret"}),
+        )
+        .await,
+        channel(
+            &hub,
+            "gotify",
+            "gotify",
+            json!({"url": rx.url("/gotify"), "token": "g_secret"}),
+        )
+        .await,
+        channel(
+            &hub,
+            "discord",
+            "discord",
+            json!({"url": rx.url("/discord/webhooks/1/abc")}),
+        )
+        .await,
+        channel(
+            &hub,
+            "slack",
+            "slack",
+            json!({"url": rx.url("/slack/services/T/B/x")}),
+        )
+        .await,
+    ];
+    for id in ids {
+        let r: Value = hub
+            .client
+            .post(hub.url(&format!("/api/notifications/channels/{id}/test")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    let hook = &rx.received("/hook")[0];
+    assert_eq!(hook.json()["event"], "test");
+    assert!(hook.json()["message"].as_str().unwrap().contains("test"));
+    let ntfy = &rx.received("/ntfy/home-lab")[0];
+    assert_eq!(
+        ntfy.header("authorization").as_deref(),
+        Some("Bearer tk_secret")
+    );
+    assert_eq!(
+        ntfy.header("title").as_deref(),
+        Some("lookout test notification")
+    );
+    assert!(ntfy.body.contains("this channel works"));
+    let gotify = &rx.received("/gotify/message")[0];
+    assert_eq!(gotify.header("x-gotify-key").as_deref(), Some("g_secret"));
+    assert!(gotify.json()["priority"].is_u64());
+    assert!(rx.received("/discord")[0].json()["content"]
+        .as_str()
+        .unwrap()
+        .contains("lookout test notification"));
+    assert!(rx.received("/slack")[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .contains("lookout test notification"));
+
+    // Secrets are masked in the API.
+    let list = hub
+        .get_json("/api/notifications/channels")
+        .await
+        .to_string();
+    assert!(
+        !list.contains("tk_secret")
+            && !list.contains("g_secret")
+            && !list.contains("/services/T/B/x"),
+        "{list}"
+    );
+    // Bad channels are refused with the field named.
+    let r = hub
+        .post_json(
+            "/api/notifications/channels",
+            &json!({"name": "x", "kind": "pager", "config": {}}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let r = hub
+        .post_json(
+            "/api/notifications/channels",
+            &json!({"name": "x", "kind": "webhook", "config": {"url": "file:///etc/passwd"}}),
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "config.url");
+    let r = hub
+        .post_json(
+            "/api/notifications/channels",
+            &json!({"name": "hook", "kind": "webhook", "config": {"url": rx.url("/x")}}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_alert_after_three_failures_then_one_recovery() {
+    let hub = spawn_hub_with(fast).await;
+    let rx = Receiver::start().await;
+    channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
+    let target = Target::start(200).await;
+    let s = hub
+        .create_service(json!({"name": "site", "base_url": target.url(), "health_endpoint": "/", "check_interval_secs": 1}))
+        .await;
+    let id = s["id"].as_i64().unwrap();
+    hub.wait_for_service(id, SOON, |s| s["state"] == "OK").await;
+
+    target.set_status(500);
+    let alert = rx.wait_for("/hook", 1, SOON).await;
+    let failed_checks = hub
+        .get_json(&format!("/api/services/{id}/checks"))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .take_while(|c| c["status"] == "unhealthy")
+        .count();
+    assert!(
+        failed_checks >= 3,
+        "alerted after {failed_checks} failed checks, not 3"
+    );
+    let body = alert[0].json();
+    assert_eq!(
+        (body["event"].as_str(), body["status"].as_str()),
+        (Some("alert"), Some("FAILURE"))
+    );
+    assert_eq!(body["service"]["name"], "site");
+    assert!(body["reason"].as_str().unwrap().contains("HTTP 500"));
+
+    // Still failing: no second alert (the reminder is an hour away).
+    tokio::time::sleep(Duration::from_millis(2500)).await; // asserting an absence needs a window
+    assert_eq!(rx.received("/hook").len(), 1, "alerted more than once");
+
+    target.set_status(200);
+    let both = rx.wait_for("/hook", 2, SOON).await;
+    assert_eq!(both[1].json()["event"], "recovery");
+    let log = hub.get_json("/api/notifications/deliveries").await;
+    let kinds: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["recovery", "alert"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_blip_is_not_an_alert() {
+    let hub = spawn_hub_with(fast).await;
+    let rx = Receiver::start().await;
+    channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
+    let target = Target::start(200).await;
+    let s = hub
+        .create_service(json!({"name": "blip", "base_url": target.url(), "health_endpoint": "/", "check_interval_secs": 1}))
+        .await;
+    let id = s["id"].as_i64().unwrap();
+    hub.wait_for_service(id, SOON, |s| s["state"] == "OK").await;
+    target.set_status(500);
+    hub.wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
+        .await;
+    target.set_status(200);
+    hub.wait_for_service(id, SOON, |s| s["state"] == "OK").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // asserting an absence needs a window
+    assert!(rx.received("/hook").is_empty(), "one failed check alerted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reminders_mute_and_maintenance_windows() {
+    let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = spawn_hub_with_clock(fast, clock.clone()).await;
+    let rx = Receiver::start().await;
+    channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
+
+    // A heartbeat service goes silent: alert at once (its source confirms it).
+    hub.post_json("/register", &json!({"name": "job", "ip": "10.0.0.5"}))
+        .await;
+    clock.advance(Duration::from_secs(61));
+    let got = rx.wait_for("/hook", 1, SOON).await;
+    assert_eq!(got[0].json()["event"], "alert");
+    // An hour later, still failing: one reminder.
+    clock.advance(Duration::from_secs(3600));
+    let got = rx.wait_for("/hook", 2, SOON).await;
+    assert_eq!(got[1].json()["event"], "reminder");
+    hub.post_json("/register", &json!({"name": "job", "ip": "10.0.0.5"}))
+        .await;
+    let got = rx.wait_for("/hook", 3, SOON).await;
+    assert_eq!(got[2].json()["event"], "recovery");
+
+    // Muted: nothing.
+    let r: Value = hub
+        .post_json("/register", &json!({"name": "muted", "ip": "10.0.0.6"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let muted = r["service"]["id"].as_i64().unwrap();
+    hub.put_json(&format!("/api/services/{muted}"), &json!({"muted": true}))
+        .await;
+    // In maintenance for two hours: nothing until the window ends.
+    let r: Value = hub
+        .post_json("/register", &json!({"name": "maint", "ip": "10.0.0.7"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let maint = r["service"]["id"].as_i64().unwrap();
+    let until = (clock_now(&hub, maint).await + chrono::Duration::hours(2)).to_rfc3339();
+    let r = hub
+        .put_json(
+            &format!("/api/services/{maint}"),
+            &json!({"maintenance_until": until}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    clock.advance(Duration::from_secs(61));
+    hub.wait_for_service(muted, SOON, |s| s["state"] == "FAILURE")
+        .await;
+    hub.wait_for_service(maint, SOON, |s| s["state"] == "FAILURE")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // asserting an absence needs a window
+    let about = |name: &str| {
+        rx.received("/hook")
+            .iter()
+            .filter(|r| r.json()["service"]["name"] == name)
+            .map(|r| r.json()["event"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        about("muted").is_empty() && about("maint").is_empty(),
+        "muted or maintenance service notified"
+    );
+    clock.advance(Duration::from_secs(2 * 3600));
+    let until = tokio::time::Instant::now() + SOON;
+    while about("maint").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no alert after the maintenance window"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(about("maint"), ["alert"]);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(about("muted").is_empty(), "the muted service stayed quiet");
+}
+
+async fn clock_now(hub: &TestHub, id: i64) -> chrono::DateTime<chrono::Utc> {
+    let s = hub.service(id).await;
+    s["last_heartbeat"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_channel_is_retried_visible_and_blocks_nothing() {
+    let hub = spawn_hub_with(fast).await;
+    let rx = Receiver::start().await;
+    let broken = channel(&hub, "broken", "webhook", json!({"url": rx.url("/fail")})).await;
+    channel(&hub, "good", "webhook", json!({"url": rx.url("/good")})).await;
+    // A failing HTTP target, alerting on its first failed check.
+    let target = Target::start(500).await;
+    let s = hub
+        .create_service(json!({"name": "down", "base_url": target.url(), "health_endpoint": "/", "notify_after": 1}))
+        .await;
+    let got = rx.wait_for("/good", 1, SOON).await;
+    assert_eq!(got[0].json()["service"]["name"], s["name"]);
+    // The broken one was tried three times, then logged as failed, with its error on the channel.
+    rx.wait_for("/fail", 3, SOON).await;
+    let until = tokio::time::Instant::now() + SOON;
+    loop {
+        let log = hub.get_json("/api/notifications/deliveries").await;
+        if let Some(d) = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["channel_id"] == broken)
+        {
+            assert_eq!(
+                (d["status"].as_str(), d["attempts"].as_u64()),
+                (Some("failed"), Some(3))
+            );
+            assert!(d["error"].as_str().unwrap().contains("HTTP 500"));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no failed delivery logged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let channels = hub.get_json("/api/notifications/channels").await;
+    let b = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == broken)
+        .unwrap();
+    assert!(b["last_error"].as_str().unwrap().contains("HTTP 500"));
+}
