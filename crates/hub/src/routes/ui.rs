@@ -33,6 +33,12 @@ pub fn router() -> Router<AppState> {
         .route("/control/{id}/{action}", post(control_from_form))
         .route("/logs/{id}", get(logs_page))
         .route(
+            "/notifications",
+            get(notifications_page).post(add_channel_from_form),
+        )
+        .route("/notifications/{id}/test", post(test_channel_from_form))
+        .route("/notifications/{id}/delete", post(delete_channel_from_form))
+        .route(
             "/static/app.css",
             get(|| {
                 asset(
@@ -1032,5 +1038,146 @@ mod tests {
             .collect();
         let errors = parse_new_service(&form_to_json(&form, false)).unwrap_err();
         assert_eq!(errors[0].field, "port");
+    }
+}
+
+// ---- Notifications -------------------------------------------------------------
+
+struct ChannelRow {
+    id: i64,
+    name: String,
+    kind: &'static str,
+    target: String,
+    last_sent: String,
+    last_error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "notifications.html")]
+struct NotificationsPage {
+    channels: Vec<ChannelRow>,
+    kinds: Vec<&'static str>,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+async fn render_notifications(
+    state: &AppState,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let channels = match state.store.list_channels().await {
+        Ok(c) => c,
+        Err(e) => return store_failure(&e),
+    };
+    let page = NotificationsPage {
+        channels: channels
+            .iter()
+            .map(|c| ChannelRow {
+                id: c.id,
+                name: c.name.clone(),
+                kind: c.kind.as_str(),
+                target: crate::notify::masked(&c.config)
+                    .values()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+                last_sent: c.last_sent_at.map_or_else(|| "never".into(), stamp),
+                last_error: c.last_error.clone(),
+            })
+            .collect(),
+        kinds: crate::notify::ChannelKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect(),
+        notice,
+        error,
+    };
+    render(status, &page)
+}
+
+async fn notifications_page(State(state): State<AppState>) -> Response {
+    render_notifications(&state, StatusCode::OK, None, None).await
+}
+
+async fn add_channel_from_form(State(state): State<AppState>, form: FormResult) -> Response {
+    let Form(values) = match form {
+        Ok(f) => f,
+        Err(e) => return bad_form(&e),
+    };
+    let mut config = Map::new();
+    for key in ["url", "topic", "token"] {
+        if let Some(v) = values.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            config.insert(key.into(), Value::String(v.to_owned()));
+        }
+    }
+    let mut body = Map::new();
+    body.insert(
+        "name".into(),
+        Value::String(values.get("name").cloned().unwrap_or_default()),
+    );
+    body.insert(
+        "kind".into(),
+        Value::String(values.get("kind").cloned().unwrap_or_default()),
+    );
+    body.insert("config".into(), Value::Object(config));
+    let problem = match super::notify::parse_channel(&body) {
+        Ok((name, kind, config, enabled)) => {
+            match state
+                .store
+                .create_channel(&name, kind, &config, enabled, state.clock.now())
+                .await
+            {
+                Ok(_) => return Redirect::to("/notifications").into_response(),
+                Err(StoreError::Conflict { value, .. }) => {
+                    format!("A channel named {value:?} exists already.")
+                }
+                Err(e) => return store_failure(&e),
+            }
+        }
+        Err(errors) => errors
+            .iter()
+            .map(|e| format!("{} {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    render_notifications(
+        &state,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        None,
+        Some(problem),
+    )
+    .await
+}
+
+async fn test_channel_from_form(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Response {
+    match super::notify::send_test(&state, id).await {
+        Ok(Ok(())) => {
+            render_notifications(&state, StatusCode::OK, Some("Test sent.".into()), None).await
+        }
+        Ok(Err(e)) => {
+            render_notifications(
+                &state,
+                StatusCode::OK,
+                None,
+                Some(format!("The test failed: {e}")),
+            )
+            .await
+        }
+        Err(e) => api_error_page(&e),
+    }
+}
+
+async fn delete_channel_from_form(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Response {
+    match state.store.delete_channel(id).await {
+        Ok(_) => Redirect::to("/notifications").into_response(),
+        Err(e) => store_failure(&e),
     }
 }

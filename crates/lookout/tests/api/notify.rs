@@ -339,3 +339,63 @@ async fn a_broken_channel_is_retried_visible_and_blocks_nothing() {
         .unwrap();
     assert!(b["last_error"].as_str().unwrap().contains("HTTP 500"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn channels_are_configured_and_tested_from_the_dashboard() {
+    let hub = spawn_hub_with(fast).await;
+    let rx = Receiver::start().await;
+    let form = |fields: Vec<(&'static str, String)>| {
+        hub.client
+            .post(hub.url("/notifications"))
+            .form(&fields)
+            .send()
+    };
+    let r = form(vec![
+        ("name", "phone".into()),
+        ("kind", "ntfy".into()),
+        ("url", rx.url("")),
+        ("topic", "bad topic".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("config.topic must be 1-64 letters"));
+    let r = form(vec![
+        ("name", "phone".into()),
+        ("kind", "ntfy".into()),
+        ("url", rx.url("")),
+        ("topic", "alerts".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = hub.get("/notifications").await.text().await.unwrap();
+    assert!(page.contains(r#"data-channel="phone""#));
+    let id = hub.get_json("/api/notifications/channels").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let r = hub
+        .client
+        .post(hub.url(&format!("/notifications/{id}/test")))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("Test sent."));
+    assert_eq!(
+        rx.received("/alerts").len(),
+        1,
+        "the test reached ntfy's topic"
+    );
+    let r = hub
+        .client
+        .post(hub.url(&format!("/notifications/{id}/delete")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(hub.get_json("/api/notifications/channels").await, json!([]));
+}
