@@ -43,6 +43,7 @@ impl Application {
             clock,
             events: EventBus::new(16 * 1024),
             live: tokio::sync::broadcast::channel(4096).0,
+            shutdown: CancellationToken::new(),
             passive: crate::routes::PassiveSettings {
                 ttl: config.heartbeat_ttl,
                 remove_after: config.heartbeat_remove_after,
@@ -79,7 +80,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
+        let stop = self.state.shutdown.clone();
         let scheduler = Scheduler {
             store: self.state.store.clone(),
             checker: self.state.checker.clone(),
@@ -124,6 +125,9 @@ impl Application {
                     () = shutdown => {}
                     () = stop_serving.cancelled() => {}
                 }
+                // End live streams now; the server then waits only for
+                // ordinary requests in flight.
+                stop_serving.cancel();
             })
             .await;
         stop.cancel();

@@ -82,10 +82,12 @@ async fn sse(
             .retry(Duration::from_secs(1))
             .comment("lookout"))
     });
+    let stop = state.shutdown.clone();
     let events = futures::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;
         Some((Ok(sse_event(&event)), rx))
     });
+    let events = futures::StreamExt::take_until(events, async move { stop.cancelled().await });
     Ok(Sse::new(futures::StreamExt::chain(hello, events)).keep_alive(KeepAlive::default()))
 }
 
@@ -104,6 +106,10 @@ async fn pump(mut socket: WebSocket, state: AppState, after: Option<i64>) {
     let mut rx = feed(state.store.clone(), &state.live, after);
     loop {
         tokio::select! {
+            () = state.shutdown.cancelled() => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
             event = rx.recv() => {
                 let Some(event) = event else { break };
                 let text = serde_json::to_string(&event).unwrap_or_default();

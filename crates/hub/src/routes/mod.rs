@@ -36,6 +36,9 @@ pub struct AppState {
     pub passive: PassiveSettings,
     /// Recorded events with their ids, for live clients.
     pub live: tokio::sync::broadcast::Sender<crate::live::LiveEvent>,
+    /// Cancelled when the hub stops: background tasks and live streams end,
+    /// so a graceful shutdown does not wait forever on an open dashboard.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Brings a service read before a status change up to date with it, so an

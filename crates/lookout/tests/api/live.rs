@@ -182,3 +182,19 @@ async fn the_websocket_pushes_the_same_events() {
     }
     ws.close(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let mut hub = spawn_hub().await;
+    let mut events = SseClient::connect(&hub.client, &hub.url("/api/events"), None).await;
+    let (_ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/services/ws", hub.addr))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), hub.stop())
+        .await
+        .expect("the hub stopped with clients connected");
+    assert!(
+        events.next(Duration::from_secs(2)).await.is_none(),
+        "the stream ended"
+    );
+}

@@ -1,0 +1,205 @@
+//! Benchmark: live status.
+//!
+//! 1. From a target going down to the SSE event reaching a client: p50/p99
+//!    over RUNS runs, 1 s check interval.
+//! 2. The hub's RSS and CPU while 1,000 services are checked every 30 s with
+//!    200 SSE clients connected.
+//!
+//! The hub is the real `lookout serve` binary (release build); targets and
+//! clients run in this process.
+//!
+//! Run: `cargo bench -p lookout --bench live`
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use lookout_testkit::SseClient;
+use serde_json::json;
+
+const RUNS: usize = 40;
+const SERVICES: usize = 1000;
+const CLIENTS: usize = 200;
+const LOAD_WINDOW: Duration = Duration::from_secs(60);
+
+fn proc_field(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn target(status: Arc<AtomicU16>) -> String {
+    let app = axum::Router::new().fallback(move || {
+        let status = status.clone();
+        async move { StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("live: benchmark");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--systemd",
+            "none",
+            "--log",
+            "info",
+        ])
+        .env("LOOKOUT_DATA_DIR", dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = hub.id();
+    let stdout = hub.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let _ = tx.send(
+                    line[at + 20..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let base = format!(
+        "http://{}",
+        rx.recv_timeout(Duration::from_secs(30)).unwrap()
+    );
+    let client = reqwest::Client::new();
+
+    // 1. Down to SSE.
+    let status = Arc::new(AtomicU16::new(200));
+    let url = target(status.clone()).await;
+    let mut events = SseClient::connect(&client, &format!("{base}/api/events"), None).await;
+    let s: serde_json::Value = client
+        .post(format!("{base}/api/services"))
+        .json(&json!({"name": "bench-target", "base_url": url, "health_endpoint": "/", "check_interval_secs": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = s["id"].as_i64().unwrap();
+    let is = |m: &lookout_testkit::SseMessage, new: &str| {
+        m.event == "status" && m.data["service_id"] == id && m.data["new"] == new
+    };
+    events
+        .wait_for(Duration::from_secs(10), |m| is(m, "OK"))
+        .await;
+    let mut latencies = Vec::new();
+    for _ in 0..RUNS {
+        status.store(500, Ordering::SeqCst);
+        let t = Instant::now();
+        events
+            .wait_for(Duration::from_secs(10), |m| is(m, "FAILURE"))
+            .await;
+        latencies.push(t.elapsed());
+        status.store(200, Ordering::SeqCst);
+        events
+            .wait_for(Duration::from_secs(10), |m| is(m, "OK"))
+            .await;
+    }
+    latencies.sort();
+
+    // 2. 1,000 services every 30 s, 200 SSE clients.
+    let ok = Arc::new(AtomicU16::new(200));
+    let many = target(ok).await;
+    for i in 0..SERVICES {
+        let r = client
+            .post(format!("{base}/api/services"))
+            .json(&json!({"name": format!("svc-{i:04}"), "base_url": many, "health_endpoint": format!("/h/{i}"),
+                           "check_interval_secs": 30}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let client = client.clone();
+        let url = format!("{base}/api/events");
+        clients.push(tokio::spawn(async move {
+            let mut sse = SseClient::connect(&client, &url, None).await;
+            let mut n = 0u64;
+            while sse.next(Duration::from_secs(120)).await.is_some() {
+                n += 1;
+            }
+            n
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await; // let the first round settle
+    let (ticks0, t0) = (cpu_ticks(pid), Instant::now());
+    tokio::time::sleep(LOAD_WINDOW).await;
+    let cpu = (cpu_ticks(pid) - ticks0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
+    let (rss, hwm) = (proc_field(pid, "VmRSS:"), proc_field(pid, "VmHWM:"));
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = hub.wait();
+    let mut delivered = 0;
+    for c in clients {
+        delivered += c.await.unwrap_or(0);
+    }
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("Target down → SSE event at a client, 1 s check interval, {RUNS} runs");
+    println!(
+        "  p50 {:>8.1} ms   p99 {:>8.1} ms   min {:>7.1} ms   max {:>8.1} ms",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies[0]),
+        ms(*latencies.last().unwrap())
+    );
+    println!(
+        "{SERVICES} services checked every 30 s, {CLIENTS} SSE clients, {} s window",
+        LOAD_WINDOW.as_secs()
+    );
+    println!("  hub CPU  {:>6.1} % of one core", cpu * 100.0);
+    println!(
+        "  hub RSS  {:>6.1} MiB (peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    println!(
+        "  events delivered to the clients: {delivered} ({:.0} per client)",
+        delivered as f64 / CLIENTS as f64
+    );
+}
