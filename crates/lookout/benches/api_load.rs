@@ -6,8 +6,7 @@
 //!
 //! Run: `cargo bench -p lookout --bench api_load`
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SERVICES: usize = 1_000;
@@ -36,32 +35,21 @@ async fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
-        .env("LOOKOUT_DATA_DIR", dir.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start lookout serve");
-    let pid = hub.id();
-    let stdout = hub.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let addr: String = line[at + 20..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("hub address");
-    let base = format!("http://{addr}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lookout"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--systemd",
+        "none",
+        "--log",
+        "info",
+    ])
+    .arg("--data-dir")
+    .arg(dir.path());
+    let mut hub = lookout_testkit::spawn_hub_process(cmd, dir);
+    let pid = hub.pid().expect("a hub process");
+    let base = format!("http://{}", hub.addr);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()

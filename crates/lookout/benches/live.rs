@@ -10,8 +10,7 @@
 //!
 //! Run: `cargo bench -p lookout --bench live`
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,42 +65,21 @@ async fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--systemd",
-            "none",
-            "--log",
-            "info",
-        ])
-        .env("LOOKOUT_DATA_DIR", dir.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = hub.id();
-    let stdout = hub.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let _ = tx.send(
-                    line[at + 20..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-        }
-    });
-    let base = format!(
-        "http://{}",
-        rx.recv_timeout(Duration::from_secs(30)).unwrap()
-    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lookout"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--systemd",
+        "none",
+        "--log",
+        "info",
+    ])
+    .arg("--data-dir")
+    .arg(dir.path());
+    let mut hub = lookout_testkit::spawn_hub_process(cmd, dir);
+    let pid = hub.pid().expect("a hub process");
+    let base = format!("http://{}", hub.addr);
     let client = reqwest::Client::new();
 
     // 1. Down to SSE.

@@ -146,6 +146,11 @@ impl TestHub {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The PID of a hub running as its own process.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(std::process::Child::id)
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
     }

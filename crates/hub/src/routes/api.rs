@@ -125,22 +125,7 @@ async fn check_history(
     ServiceId(id): ServiceId,
     Query(params): Params,
 ) -> Result<Json<Vec<HealthCheckView>>, ApiError> {
-    let limit = match params.get("limit") {
-        None => 100,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=10_000).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(
-                    format!("invalid limit {raw:?}"),
-                    vec![FieldError::new(
-                        "limit",
-                        "must be an integer from 1 to 10000",
-                    )],
-                )
-            })?,
-    };
+    let limit = super::extract::count_param(&params, "limit", 100)?;
     find(&state, id).await?;
     let history = state.store.health_history(id, limit).await?;
     Ok(Json(history.iter().map(|c| c.to_view()).collect()))

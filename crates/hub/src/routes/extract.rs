@@ -62,6 +62,28 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// A count from the query string (`limit`, `lines`): 1 to 10000, `default`
+/// when absent.
+pub fn count_param(
+    params: &std::collections::HashMap<String, String>,
+    key: &str,
+    default: u32,
+) -> Result<u32, ApiError> {
+    match params.get(key) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    format!("invalid {key} {raw:?}"),
+                    vec![FieldError::new(key, "must be an integer from 1 to 10000")],
+                )
+            }),
+    }
+}
+
 /// A service id from the path: a positive integer.
 pub struct ServiceId(pub i64);
 

@@ -130,22 +130,7 @@ async fn status_history(
     ServiceId(id): ServiceId,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<StatusEventView>>, ApiError> {
-    let limit = match query.get("limit") {
-        None => 100,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=10_000).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(
-                    format!("invalid limit {raw:?}"),
-                    vec![FieldError::new(
-                        "limit",
-                        "must be an integer from 1 to 10000",
-                    )],
-                )
-            })?,
-    };
+    let limit = super::extract::count_param(&query, "limit", 100)?;
     state
         .store
         .get_service(id)

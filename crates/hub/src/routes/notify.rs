@@ -210,21 +210,6 @@ async fn deliveries(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = match q.get("limit") {
-        None => 100,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=10_000).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(
-                    format!("invalid limit {raw:?}"),
-                    vec![FieldError::new(
-                        "limit",
-                        "must be an integer from 1 to 10000",
-                    )],
-                )
-            })?,
-    };
+    let limit = super::extract::count_param(&q, "limit", 100)?;
     Ok(Json(json!(state.store.list_deliveries(limit).await?)))
 }

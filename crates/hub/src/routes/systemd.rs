@@ -200,22 +200,7 @@ pub struct Logs {
 
 /// Parses `lines` (1..=10000, default 100).
 pub fn lines_param(params: &HashMap<String, String>) -> Result<u32, ApiError> {
-    match params.get("lines") {
-        None => Ok(100),
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=lookout_systemd::journal::MAX_LINES).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(
-                    format!("invalid lines {raw:?}"),
-                    vec![FieldError::new(
-                        "lines",
-                        "must be an integer from 1 to 10000",
-                    )],
-                )
-            }),
-    }
+    super::extract::count_param(params, "lines", 100)
 }
 
 pub async fn read_logs(state: &AppState, raw: &str, lines: u32) -> Result<Logs, ApiError> {
