@@ -148,10 +148,7 @@ async fn main() {
     tokio::time::sleep(LOAD_WINDOW).await;
     let cpu = (cpu_ticks(pid) - ticks0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
     let (rss, hwm) = (proc_field(pid, "VmRSS:"), proc_field(pid, "VmHWM:"));
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = hub.wait();
+    hub.stop().await;
     let mut delivered = 0;
     for c in clients {
         delivered += c.await.unwrap_or(0);
