@@ -150,8 +150,5 @@ async fn main() {
     );
     println!("  hub peak RSS       {:.1} MiB", peak_rss as f64 / 1024.0);
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = hub.wait();
+    hub.stop().await;
 }
