@@ -3,6 +3,7 @@
 //!
 //! Used as a dev-dependency only.
 
+pub mod brokers;
 pub mod browser;
 pub mod receiver;
 pub mod sse;
@@ -20,6 +21,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use brokers::{Mosquitto, SmtpSink};
 pub use browser::Browser;
 pub use receiver::{Received, Receiver};
 pub use sse::{SseClient, SseMessage};

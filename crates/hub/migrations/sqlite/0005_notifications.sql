@@ -3,7 +3,7 @@
 CREATE TABLE channels (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     name         TEXT    NOT NULL UNIQUE,
-    kind         TEXT    NOT NULL CHECK (kind IN ('webhook', 'ntfy', 'gotify', 'discord', 'slack')),
+    kind         TEXT    NOT NULL CHECK (kind IN ('webhook', 'ntfy', 'gotify', 'discord', 'slack', 'email', 'mqtt')),
     -- JSON: url, topic, token... Needed to deliver, so kept as given; never
     -- returned in full by the API and never logged.
     config       TEXT    NOT NULL,

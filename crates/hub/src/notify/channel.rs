@@ -15,15 +15,19 @@ pub enum ChannelKind {
     Gotify,
     Discord,
     Slack,
+    Email,
+    Mqtt,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 5] = [
+    pub const ALL: [ChannelKind; 7] = [
         ChannelKind::Webhook,
         ChannelKind::Ntfy,
         ChannelKind::Gotify,
         ChannelKind::Discord,
         ChannelKind::Slack,
+        ChannelKind::Email,
+        ChannelKind::Mqtt,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +37,8 @@ impl ChannelKind {
             ChannelKind::Gotify => "gotify",
             ChannelKind::Discord => "discord",
             ChannelKind::Slack => "slack",
+            ChannelKind::Email => "email",
+            ChannelKind::Mqtt => "mqtt",
         }
     }
 
@@ -46,6 +52,11 @@ impl ChannelKind {
             ChannelKind::Webhook | ChannelKind::Discord | ChannelKind::Slack => (&["url"], &[]),
             ChannelKind::Ntfy => (&["topic"], &["url", "token"]),
             ChannelKind::Gotify => (&["url", "token"], &[]),
+            ChannelKind::Email => (
+                &["host", "from", "to"],
+                &["port", "security", "username", "password"],
+            ),
+            ChannelKind::Mqtt => (&["host"], &["port", "topic", "username", "password"]),
         }
     }
 }
@@ -121,25 +132,20 @@ pub fn validate_config(
     }
     for key in required.iter().chain(optional) {
         let field = format!("config.{key}");
-        match config.get(*key) {
+        let value = match config.get(*key) {
+            // Ports may come as numbers.
+            Some(Value::Number(n)) if *key == "port" => Some(Value::String(n.to_string())),
+            other => other.cloned(),
+        };
+        match value.as_ref() {
             None | Some(Value::Null) if required.contains(key) => {
                 errors.push(FieldError::new(field, "is required"))
             }
             None | Some(Value::Null) => {}
             Some(Value::String(v)) => {
                 let v = v.trim();
-                let problem = match *key {
-                    "url" => check_url(v).err(),
-                    "topic" => (!(1..=64).contains(&v.len())
-                        || !v
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-                    .then(|| "must be 1-64 letters, digits, '-' or '_'".to_owned()),
-                    _ => (v.is_empty() || v.len() > 512 || v.contains(['\r', '\n']))
-                        .then(|| "must be one line of at most 512 characters".to_owned()),
-                };
-                match problem {
-                    Some(p) => errors.push(FieldError::new(field, p)),
+                match check_value(kind, key, v) {
+                    Some(problem) => errors.push(FieldError::new(field, problem)),
                     None => {
                         out.insert((*key).to_owned(), Value::String(v.to_owned()));
                     }
@@ -152,6 +158,53 @@ pub fn validate_config(
         Ok(out)
     } else {
         Err(errors)
+    }
+}
+
+/// What is wrong with one config value, if anything.
+fn check_value(kind: ChannelKind, key: &str, v: &str) -> Option<String> {
+    let fail = |bad: bool, why: &str| bad.then(|| why.to_owned());
+    match (kind, key) {
+        (_, "url") => check_url(v).err(),
+        (ChannelKind::Mqtt, "topic") => fail(
+            !(1..=200).contains(&v.len())
+                || v.contains(['+', '#'])
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c)),
+            "must be 1-200 letters, digits, '-', '_' or '/', without wildcards",
+        ),
+        (_, "topic") => fail(
+            !(1..=64).contains(&v.len())
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "must be 1-64 letters, digits, '-' or '_'",
+        ),
+        (_, "port") => fail(
+            v.parse::<u16>().ok().filter(|p| *p > 0).is_none(),
+            "must be a port from 1 to 65535",
+        ),
+        (_, "host") => fail(
+            v.is_empty()
+                || v.len() > 253
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)),
+            "must be a host name or an IP address (no scheme, no port)",
+        ),
+        (_, "security") => fail(
+            !["starttls", "tls", "none"].contains(&v),
+            "must be starttls (default), tls or none",
+        ),
+        (_, "from" | "to") => fail(
+            v.parse::<lettre::message::Mailbox>().is_err(),
+            "must be an e-mail address, e.g. lookout@example.org",
+        ),
+        _ => fail(
+            v.is_empty() || v.len() > 512 || v.contains(['\r', '\n']),
+            "must be one line of at most 512 characters",
+        ),
     }
 }
 
@@ -175,7 +228,7 @@ pub fn masked(config: &Map<String, Value>) -> Map<String, Value> {
                     .map(|u| format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or_default()))
                     .unwrap_or_default()
                     .into(),
-                ("token", Some(_)) => "••••••".into(),
+                ("token" | "password", Some(_)) => "••••••".into(),
                 _ => v.clone(),
             };
             (k.clone(), shown)
@@ -194,6 +247,8 @@ pub async fn send(
     let get = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or_default();
     let failing = matches!(notice.kind, NoticeKind::Alert | NoticeKind::Reminder);
     let request = match kind {
+        ChannelKind::Email => return send_email(config, notice).await,
+        ChannelKind::Mqtt => return send_mqtt(config, notice).await,
         ChannelKind::Webhook => client.post(get("url")).json(&json!({
             "event": notice.kind,
             "service": {"id": notice.service_id, "name": notice.service, "url": notice.url},
@@ -231,6 +286,128 @@ pub async fn send(
         Err(e) if e.is_connect() => Err("cannot connect to the receiver".into()),
         Err(_) => Err("the request failed".into()),
     }
+}
+
+async fn send_email(config: &Map<String, Value>, notice: &Notice) -> Result<(), String> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let get = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or_default();
+    let message = Message::builder()
+        .from(
+            get("from")
+                .parse()
+                .map_err(|_| "invalid sender address".to_owned())?,
+        )
+        .to(get("to")
+            .parse()
+            .map_err(|_| "invalid recipient address".to_owned())?)
+        .subject(format!("[lookout] {}", notice.title()))
+        .body(format!(
+            "{}\n\nStatus: {}\nAt: {}\n",
+            notice.text(),
+            notice.status,
+            notice.at.to_rfc3339()
+        ))
+        .map_err(|e| format!("cannot build the message: {e}"))?;
+    let host = get("host");
+    let builder = match get("security") {
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+            .map_err(|_| "cannot set up TLS".to_owned())?,
+        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+            .map_err(|_| "cannot set up STARTTLS".to_owned())?,
+    };
+    let mut builder = builder.timeout(Some(std::time::Duration::from_secs(10)));
+    if let Ok(port) = get("port").parse::<u16>() {
+        builder = builder.port(port);
+    }
+    if !get("username").is_empty() {
+        builder = builder.credentials(Credentials::new(
+            get("username").to_owned(),
+            get("password").to_owned(),
+        ));
+    }
+    builder
+        .build()
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            if e.is_permanent() {
+                "the mail server refused the message".to_owned()
+            } else if e.is_timeout() {
+                "the mail server did not answer in time".to_owned()
+            } else {
+                "cannot deliver to the mail server".to_owned()
+            }
+        })
+}
+
+/// Publishes the notice as JSON to `<topic>/<service>` (QoS 1, retained, so
+/// Home Assistant or a dashboard sees the last state on connect) and waits for
+/// the broker's acknowledgement.
+async fn send_mqtt(config: &Map<String, Value>, notice: &Notice) -> Result<(), String> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let get = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or_default();
+    let port = get("port").parse::<u16>().unwrap_or(1883);
+    let mut id = [0u8; 6];
+    let _ = getrandom::fill(&mut id);
+    let mut options = MqttOptions::new(format!("lookout-{}", hex::encode(id)), get("host"), port);
+    options.set_keep_alive(std::time::Duration::from_secs(10));
+    if !get("username").is_empty() {
+        options.set_credentials(get("username"), get("password"));
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let base = if get("topic").is_empty() {
+        "lookout"
+    } else {
+        get("topic")
+    };
+    let slug: String = notice
+        .service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let payload = json!({
+        "event": notice.kind, "service": notice.service, "service_id": notice.service_id,
+        "status": notice.status, "reason": notice.reason, "at": notice.at,
+    })
+    .to_string();
+    client
+        .publish(
+            format!("{}/{}", base.trim_end_matches('/'), slug),
+            QoS::AtLeastOnce,
+            true,
+            payload,
+        )
+        .await
+        .map_err(|_| "cannot queue the MQTT message".to_owned())?;
+    let acked = async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+                Ok(Event::Incoming(Packet::ConnAck(ack)))
+                    if ack.code != rumqttc::ConnectReturnCode::Success =>
+                {
+                    return Err("the MQTT broker refused the connection".to_owned())
+                }
+                Ok(_) => {}
+                Err(_) => return Err("cannot reach the MQTT broker".to_owned()),
+            }
+        }
+    };
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), acked)
+        .await
+        .unwrap_or_else(|_| Err("the MQTT broker did not answer in time".to_owned()));
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), eventloop.poll()).await;
+    outcome
 }
 
 #[cfg(test)]

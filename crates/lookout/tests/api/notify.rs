@@ -399,3 +399,111 @@ async fn channels_are_configured_and_tested_from_the_dashboard() {
     assert_eq!(r.status(), 303);
     assert_eq!(hub.get_json("/api/notifications/channels").await, json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e_mail_reaches_a_real_smtp_server() {
+    let smtp = lookout_testkit::SmtpSink::start();
+    let hub = spawn_hub_with(fast).await;
+    let id = channel(
+        &hub,
+        "mail",
+        "email",
+        json!({"host": "127.0.0.1", "port": smtp.port, "security": "none",
+               "from": "lookout@home.example", "to": "me@home.example"}),
+    )
+    .await;
+    let r: Value = hub
+        .client
+        .post(hub.url(&format!("/api/notifications/channels/{id}/test")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    // And a real alert, from a failing target.
+    let target = Target::start(503).await;
+    hub.create_service(
+        json!({"name": "nas", "base_url": target.url(), "health_endpoint": "/", "notify_after": 1}),
+    )
+    .await;
+    let until = tokio::time::Instant::now() + SOON;
+    while smtp.messages().len() < 2 {
+        assert!(tokio::time::Instant::now() < until, "{:?}", smtp.messages());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let messages = smtp.messages();
+    assert!(
+        messages[0].contains("Subject: [lookout] lookout test notification"),
+        "{}",
+        messages[0]
+    );
+    assert!(
+        messages[1].contains("Subject: [lookout] nas is failing"),
+        "{}",
+        messages[1]
+    );
+    assert!(messages[1].contains("HTTP 503"));
+    assert!(messages[1].contains("To: me@home.example"));
+    let r = hub
+        .post_json("/api/notifications/channels", &json!({"name": "bad", "kind": "email", "config": {"host": "smtp.example", "from": "not an address", "to": "me@x.org"}}))
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "config.from");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mqtt_messages_reach_a_real_broker() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let broker = lookout_testkit::Mosquitto::start();
+    let mut options = MqttOptions::new("lookout-test-subscriber", "127.0.0.1", broker.port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (subscriber, mut events) = AsyncClient::new(options, 10);
+    subscriber
+        .subscribe("homelab/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(event) = events.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = event {
+                let _ = tx.send((
+                    p.topic.clone(),
+                    String::from_utf8_lossy(&p.payload).into_owned(),
+                ));
+            }
+        }
+    });
+    // Wait for the subscription to be in place before publishing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let hub = spawn_hub_with(fast).await;
+    channel(
+        &hub,
+        "ha",
+        "mqtt",
+        json!({"host": "127.0.0.1", "port": broker.port, "topic": "homelab/lookout"}),
+    )
+    .await;
+    let target = Target::start(500).await;
+    hub.create_service(json!({"name": "printer", "base_url": target.url(), "health_endpoint": "/", "notify_after": 1})).await;
+    let (topic, payload) = tokio::time::timeout(SOON, rx.recv())
+        .await
+        .expect("a message")
+        .unwrap();
+    assert_eq!(topic, "homelab/lookout/printer");
+    let body: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(
+        (body["event"].as_str(), body["status"].as_str()),
+        (Some("alert"), Some("FAILURE"))
+    );
+    let until = tokio::time::Instant::now() + SOON;
+    while hub.get_json("/api/notifications/deliveries").await[0]["status"] != "sent" {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the delivery was not logged as sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
