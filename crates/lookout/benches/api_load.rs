@@ -6,27 +6,12 @@
 //!
 //! Run: `cargo bench -p lookout --bench api_load`
 
-use std::process::Command;
+use lookout_testkit::bench::{percentile, spawn_hub_binary, status_kib};
 use std::time::{Duration, Instant};
 
 const SERVICES: usize = 1_000;
 const CONCURRENCY: usize = 32;
 const DURATION: Duration = Duration::from_secs(10);
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 #[tokio::main]
 async fn main() {
@@ -34,27 +19,14 @@ async fn main() {
         println!("api_load: benchmark");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lookout"));
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--systemd",
-        "none",
-        "--log",
-        "info",
-    ])
-    .arg("--data-dir")
-    .arg(dir.path());
-    let mut hub = lookout_testkit::spawn_hub_process(cmd, dir);
+    let mut hub = spawn_hub_binary(std::path::Path::new(env!("CARGO_BIN_EXE_lookout")));
     let pid = hub.pid().expect("a hub process");
     let base = format!("http://{}", hub.addr);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()
         .unwrap();
-    let idle_rss = rss_kib(pid, "VmRSS:");
+    let idle_rss = status_kib(pid, "VmRSS:");
 
     // Register the services. Their health endpoints point at a closed port with
     // an hour's interval, so the one check each gets is quick and the load below
@@ -121,7 +93,7 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let peak_rss = rss_kib(pid, "VmHWM:");
+    let peak_rss = status_kib(pid, "VmHWM:");
 
     println!(
         "GET /api/services with {SERVICES} services ({} KiB per response)",

@@ -12,7 +12,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use lookout_hub::clock::SystemClock;
@@ -27,15 +27,6 @@ use tokio_util::sync::CancellationToken;
 const TARGETS: usize = 1_000;
 const HANGING_EVERY: usize = 10; // every 10th target never answers
 const SERVERS: usize = 10;
-
-/// CPU time (user + system) of this process.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10) // CLK_TCK is 100 on Linux
-}
 
 /// Child mode: serve SERVERS listeners; the last one accepts and never answers.
 async fn serve_targets() {
@@ -133,7 +124,7 @@ async fn main() {
         events,
         defaults,
     };
-    let cpu_before = cpu_time();
+    let cpu_before = lookout_testkit::bench::cpu_time(std::process::id());
     let started = Instant::now();
     let task = tokio::spawn(scheduler.run(stop.clone()));
     let (mut healthy, mut unhealthy, mut first_done) = (0usize, 0usize, None);
@@ -149,7 +140,7 @@ async fn main() {
         }
     }
     let wall = started.elapsed();
-    let cpu = cpu_time() - cpu_before;
+    let cpu = lookout_testkit::bench::cpu_time(std::process::id()) - cpu_before;
     stop.cancel();
     let _ = task.await;
     let _ = child.kill();

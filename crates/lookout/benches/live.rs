@@ -11,7 +11,7 @@
 //!
 //! Run: `cargo bench -p lookout --bench live`
 
-use std::process::Command;
+use lookout_testkit::bench::{cpu_time, percentile, spawn_hub_binary, status_kib};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,29 +24,6 @@ const RUNS: usize = 40;
 const SERVICES: usize = 1000;
 const CLIENTS: usize = 200;
 const LOAD_WINDOW: Duration = Duration::from_secs(60);
-
-fn proc_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime of a process, in clock ticks (100 per second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 async fn target(status: Arc<AtomicU16>) -> String {
     let app = axum::Router::new().fallback(move || {
@@ -65,20 +42,7 @@ async fn main() {
         println!("live: benchmark");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lookout"));
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--systemd",
-        "none",
-        "--log",
-        "info",
-    ])
-    .arg("--data-dir")
-    .arg(dir.path());
-    let mut hub = lookout_testkit::spawn_hub_process(cmd, dir);
+    let mut hub = spawn_hub_binary(std::path::Path::new(env!("CARGO_BIN_EXE_lookout")));
     let pid = hub.pid().expect("a hub process");
     let base = format!("http://{}", hub.addr);
     let client = reqwest::Client::new();
@@ -149,10 +113,10 @@ async fn main() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(5)).await; // let the first round settle
-    let (ticks0, t0) = (cpu_ticks(pid), Instant::now());
+    let (cpu0, t0) = (cpu_time(pid), Instant::now());
     tokio::time::sleep(LOAD_WINDOW).await;
-    let cpu = (cpu_ticks(pid) - ticks0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
-    let (rss, hwm) = (proc_field(pid, "VmRSS:"), proc_field(pid, "VmHWM:"));
+    let cpu = (cpu_time(pid) - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    let (rss, hwm) = (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"));
     hub.stop().await;
     let mut delivered = 0;
     for c in clients {

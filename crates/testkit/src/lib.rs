@@ -3,6 +3,7 @@
 //!
 //! Used as a dev-dependency only.
 
+pub mod bench;
 pub mod brokers;
 pub mod browser;
 pub mod receiver;
