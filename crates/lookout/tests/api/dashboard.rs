@@ -200,3 +200,31 @@ async fn unknown_pages_and_services_are_404_pages() {
     assert_eq!(hub.get("/services/42/edit").await.status(), 404);
     assert_eq!(hub.get("/services/abc/edit").await.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_answer_carries_the_security_headers() {
+    let hub = spawn_hub().await;
+    for path in [
+        "/",
+        "/services/new",
+        "/scan",
+        "/api/services",
+        "/api/nope",
+        "/static/app.js",
+    ] {
+        let r = hub.get(path).await;
+        let h = r.headers();
+        let csp = h
+            .get("content-security-policy")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
+    }
+}
