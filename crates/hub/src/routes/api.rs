@@ -1,8 +1,6 @@
 //! The JSON API: `/api/services` and friends (seed 000, seed 001).
 
-use std::collections::HashMap;
-
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -12,7 +10,7 @@ use lookout_proto::service::{
 };
 use lookout_proto::FieldError;
 
-use super::extract::{JsonObject, ServiceId};
+use super::extract::{JsonObject, QueryMap, ServiceId};
 use super::AppState;
 use crate::error::ApiError;
 use crate::store::{Service, ServiceFilter};
@@ -34,11 +32,11 @@ pub fn router() -> Router<AppState> {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }
 
-type Params = Query<HashMap<String, String>>;
+type Params = QueryMap;
 
 async fn list_services(
     State(state): State<AppState>,
-    Query(params): Params,
+    QueryMap(params): Params,
 ) -> Result<Json<Vec<ServiceView>>, ApiError> {
     let filter = match params.get("status").map(String::as_str) {
         None | Some("") => ServiceFilter::Status(RegistryStatus::Configured),
@@ -123,7 +121,7 @@ async fn check_service(
 async fn check_history(
     State(state): State<AppState>,
     ServiceId(id): ServiceId,
-    Query(params): Params,
+    QueryMap(params): Params,
 ) -> Result<Json<Vec<HealthCheckView>>, ApiError> {
     let limit = super::extract::count_param(&params, "limit", 100)?;
     find(&state, id).await?;

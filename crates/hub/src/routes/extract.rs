@@ -62,6 +62,36 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// The query string as a map; a malformed one is a JSON 400, not axum's text.
+pub struct QueryMap(pub std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(QueryMap)
+            .map_err(|e| {
+                ApiError::BadRequest(format!("the query string is malformed: {e}"), vec![])
+            })
+    }
+}
+
+/// The one path parameter of a route, as text; invalid percent-encoding is a JSON 400.
+pub struct PathText(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathText {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(p)| PathText(p))
+            .map_err(|e| ApiError::BadRequest(e.body_text(), vec![]))
+    }
+}
+
 /// A count from the query string (`limit`, `lines`): 1 to 10000, `default`
 /// when absent.
 pub fn count_param(

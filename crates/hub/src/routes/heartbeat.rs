@@ -6,10 +6,9 @@
 //! silent service stays visible as `DOWN`/`FAILURE` for `heartbeat_remove_after`
 //! (default a day) before it is removed.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -23,7 +22,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::extract::{JsonObject, ServiceId};
+use super::extract::{JsonObject, PathText, QueryMap, ServiceId};
 use super::AppState;
 use crate::error::ApiError;
 use crate::events::Event;
@@ -195,7 +194,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 /// Re-evaluates one service's status now (seed 003's per-service refresh).
 async fn refresh(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
 ) -> Result<Json<Value>, ApiError> {
     let service = heartbeat_services(&state)
         .await?
@@ -322,8 +321,8 @@ async fn create_push_token(
 /// or a script. `status` is OK (default), UPDATE, WARNING or FAILURE.
 async fn push(
     State(state): State<AppState>,
-    Path(token): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    PathText(token): PathText,
+    QueryMap(query): QueryMap,
 ) -> Result<Json<Value>, ApiError> {
     let status = match query.get("status").map(|s| s.to_ascii_uppercase()) {
         None => Status::Ok,

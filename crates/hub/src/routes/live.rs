@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -18,6 +18,7 @@ use futures::Stream;
 use lookout_proto::service::StatusEventView;
 use lookout_proto::FieldError;
 
+use super::extract::QueryMap;
 use super::extract::ServiceId;
 use super::AppState;
 use crate::error::ApiError;
@@ -72,7 +73,7 @@ fn sse_event(event: &LiveEvent) -> SseEvent {
 async fn sse(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let after = resume_after(&headers, &query)?;
     let rx = feed(state.store.clone(), &state.live, after);
@@ -94,7 +95,7 @@ async fn sse(
 async fn websocket(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<impl IntoResponse, ApiError> {
     let after = resume_after(&headers, &query)?;
@@ -128,7 +129,7 @@ async fn pump(mut socket: WebSocket, state: AppState, after: Option<i64>) {
 async fn status_history(
     State(state): State<AppState>,
     ServiceId(id): ServiceId,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> Result<Json<Vec<StatusEventView>>, ApiError> {
     let limit = super::extract::count_param(&query, "limit", 100)?;
     state

@@ -1,9 +1,7 @@
 //! Notification channels over the API: list, create, delete, send a test, and
 //! the delivery log. Channel URLs and tokens are masked in every answer.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -13,6 +11,7 @@ use lookout_proto::FieldError;
 use serde_json::{json, Value};
 
 use super::extract::JsonObject;
+use super::extract::{PathText, QueryMap};
 use super::AppState;
 use crate::error::ApiError;
 use crate::notify::{deliver, masked, validate_config, ChannelKind, Notice, NoticeKind};
@@ -152,7 +151,7 @@ async fn create(
 
 async fn remove(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<StatusCode, ApiError> {
     let id = channel_id(&id)?;
     if state.store.delete_channel(id).await? {
@@ -197,7 +196,7 @@ pub async fn send_test(state: &AppState, id: i64) -> Result<Result<(), String>, 
 
 async fn test(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<Value>, ApiError> {
     let id = channel_id(&id)?;
     Ok(Json(match send_test(&state, id).await? {
@@ -208,7 +207,7 @@ async fn test(
 
 async fn deliveries(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    QueryMap(q): QueryMap,
 ) -> Result<Json<Value>, ApiError> {
     let limit = super::extract::count_param(&q, "limit", 100)?;
     Ok(Json(json!(state.store.list_deliveries(limit).await?)))

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::extract::JsonObject;
+use super::extract::{PathText, QueryMap};
 use super::AppState;
 use crate::discovery::{DiscoveryError, CONTROL_TIMEOUT};
 use crate::error::ApiError;
@@ -162,28 +163,28 @@ pub async fn control(
 
 async fn start(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(control(&state, &id, Action::Start).await?))
 }
 
 async fn stop(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(control(&state, &id, Action::Stop).await?))
 }
 
 async fn restart(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(control(&state, &id, Action::Restart).await?))
 }
 
 async fn status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<UnitStatus>, ApiError> {
     let target = resolve(&state, &id).await?;
     let unit = target.unit;
@@ -215,8 +216,8 @@ pub async fn read_logs(state: &AppState, raw: &str, lines: u32) -> Result<Logs, 
 
 async fn logs(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    PathText(id): PathText,
+    QueryMap(params): QueryMap,
 ) -> Result<Json<Logs>, ApiError> {
     let lines = lines_param(&params)?;
     Ok(Json(read_logs(&state, &id, lines).await?))
@@ -468,7 +469,7 @@ async fn create_app(
 /// Stops an app, removes its unit file and its registry entry.
 async fn delete_app(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
 ) -> Result<StatusCode, ApiError> {
     let unit = app_unit(&name).map_err(|e| {
         ApiError::BadRequest(
