@@ -99,7 +99,14 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "log",
         help: "log filter (tracing EnvFilter syntax)",
     },
+    SettingSpec {
+        key: INSECURE_FLAG,
+        help: "serve on a non-loopback address WITHOUT authentication: anyone who can reach it controls the hub",
+    },
 ];
+
+/// The loudly named setting that allows an unauthenticated hub on the network.
+pub const INSECURE_FLAG: &str = "insecure_no_auth_on_network";
 
 /// A configuration error, one line, naming the setting and its source.
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +305,21 @@ impl Config {
             None => crate::discovery::WebPorts::default(),
         };
 
+        let insecure = match get(INSECURE_FLAG) {
+            Some(v) => parse(v, INSECURE_FLAG, |s| match s {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" | "" => Ok(false),
+                _ => Err("expected true or false".to_owned()),
+            })?,
+            None => false,
+        };
+        if !listen.ip().is_loopback() && !insecure {
+            return Err(ConfigError(format!(
+                "refusing to listen on {listen} without authentication: anyone on the network could \
+                 control this hub and its systemd units; listen on 127.0.0.1 (the default) behind a \
+                 reverse proxy, or pass --insecure-no-auth-on-network to accept the risk"
+            )));
+        }
         Ok(Self {
             listen,
             data_dir,
@@ -360,6 +382,7 @@ fn read_file(path: &Path) -> Result<BTreeMap<&'static str, RawValue>, ConfigErro
         let value = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
             other => {
                 return Err(ConfigError(format!(
                     "invalid {key} in config file {}: expected a string or a number, got a {}",
@@ -512,6 +535,30 @@ mod tests {
             "{e}"
         );
         assert!(!e.0.contains('\n'));
+    }
+
+    #[test]
+    fn the_network_needs_an_explicit_insecure_flag() {
+        let e = Config::from_layers(&layers(&[
+            ("listen", "0.0.0.0:8000", Origin::Flag),
+            ("data_dir", "/tmp/x", Origin::Flag),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("refusing to listen on 0.0.0.0:8000 without authentication"),
+            "{e}"
+        );
+        assert!(Config::from_layers(&layers(&[
+            ("listen", "[::1]:8000", Origin::Flag),
+            ("data_dir", "/tmp/x", Origin::Flag)
+        ]))
+        .is_ok());
+        let ok = Config::from_layers(&layers(&[
+            ("listen", "0.0.0.0:8000", Origin::Flag),
+            ("data_dir", "/tmp/x", Origin::Flag),
+            (INSECURE_FLAG, "true", Origin::Flag),
+        ]));
+        assert!(ok.is_ok());
     }
 
     #[test]

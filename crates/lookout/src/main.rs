@@ -22,6 +22,16 @@ fn cli() -> Command {
                 .help("TOML file with settings (flags and LOOKOUT_* variables override it)"),
         );
     for spec in SETTINGS {
+        if spec.key == lookout_hub::config::INSECURE_FLAG {
+            serve = serve.arg(
+                Arg::new(spec.key)
+                    .long(spec.flag().trim_start_matches("--").to_owned())
+                    .env(spec.env())
+                    .action(clap::ArgAction::SetTrue)
+                    .help(spec.help),
+            );
+            continue;
+        }
         serve = serve.arg(
             Arg::new(spec.key)
                 .long(spec.flag().trim_start_matches("--").to_owned())
@@ -70,6 +80,18 @@ fn systemd_arg() -> Arg {
 fn overrides(m: &ArgMatches) -> BTreeMap<&'static str, RawValue> {
     let mut out = BTreeMap::new();
     for spec in SETTINGS {
+        if spec.key == lookout_hub::config::INSECURE_FLAG {
+            if m.get_flag(spec.key) {
+                out.insert(
+                    spec.key,
+                    RawValue {
+                        value: "true".into(),
+                        origin: Origin::Flag,
+                    },
+                );
+            }
+            continue;
+        }
         let (Some(value), Some(source)) = (m.get_one::<String>(spec.key), m.value_source(spec.key))
         else {
             continue;
@@ -112,6 +134,13 @@ fn serve(m: &ArgMatches) -> anyhow::Result<()> {
     )?;
     init_logging(&config.log)?;
     fit_concurrency_to_fd_limit(&mut config);
+    if !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            address = %config.listen,
+            "SERVING WITHOUT AUTHENTICATION ON THE NETWORK (--insecure-no-auth-on-network): \
+             anyone who can reach this address controls the hub and its systemd units"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let app = Application::build(config.clone()).await?;

@@ -51,6 +51,11 @@ fn bad_settings_stop_start_up_with_one_line_naming_them() {
             &[],
             "cannot read config file /nonexistent/lookout.toml",
         ),
+        (
+            &["serve", "--listen", "0.0.0.0:0"],
+            &[],
+            "refusing to listen on 0.0.0.0:0 without authentication",
+        ),
     ];
     for (args, env, expected) in cases {
         let (ok, stderr) = run(args, env);
@@ -164,4 +169,27 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exit status {exit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_network_is_served_without_auth_only_when_asked_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--systemd",
+        "none",
+        "--insecure-no-auth-on-network",
+    ])
+    .arg("--data-dir")
+    .arg(dir.path());
+    let hub = lookout_testkit::spawn_hub_process(cmd, dir);
+    assert!(hub.addr.ip().is_unspecified());
+    let port = hub.addr.port();
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/api/services"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
