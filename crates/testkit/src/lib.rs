@@ -191,6 +191,11 @@ impl TestHub {
         r.json().await.expect("JSON body")
     }
 
+    /// A POST without a body (control actions, scans, tests of a channel).
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.client.post(self.url(path)).send().await.expect("POST")
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(path))

@@ -80,7 +80,7 @@ async fn scan_page_says_plainly_when_systemd_is_off() {
     let html = r.text().await.unwrap();
     assert!(html.contains("systemd integration is off (--systemd none)"));
     assert!(html.contains(r#"id="retry""#));
-    let r = hub.client.post(hub.url("/api/scan")).send().await.unwrap();
+    let r = hub.post("/api/scan").await;
     assert_eq!(r.status(), 503);
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap()["code"],

@@ -75,11 +75,8 @@ async fn the_seed_003_contract_with_utc_times_and_objects() {
         .unwrap()
         .contains("no heartbeat for 61 s"));
     let r: Value = hub
-        .client
-        .post(hub.url("/refresh/auth-service"))
-        .send()
+        .post("/refresh/auth-service")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -116,15 +113,7 @@ async fn the_seed_003_contract_with_utc_times_and_objects() {
         .collect();
     assert_eq!(news, ["OK", "FAILURE", "OK"]);
 
-    assert_eq!(
-        hub.client
-            .post(hub.url("/refresh/nobody"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(hub.post("/refresh/nobody").await.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,15 +216,7 @@ async fn push_urls_report_status_and_fail_when_late() {
     );
     assert_eq!(s["push"]["last_status"], "WARNING");
 
-    assert_eq!(
-        hub.client
-            .post(hub.url(&format!("/api/push/{token}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(hub.post(&format!("/api/push/{token}")).await.status(), 200);
     assert_eq!(hub.service(id).await["state"], "OK");
 
     // Late: period + grace passed without a ping.
@@ -243,21 +224,10 @@ async fn push_urls_report_status_and_fail_when_late() {
     hub.wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
         .await;
 
+    assert_eq!(hub.post("/api/push/not-a-token").await.status(), 404);
     assert_eq!(
-        hub.client
-            .post(hub.url("/api/push/not-a-token"))
-            .send()
+        hub.post(&format!("/api/push/{token}?status=GREEN"))
             .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        hub.client
-            .post(hub.url(&format!("/api/push/{token}?status=GREEN")))
-            .send()
-            .await
-            .unwrap()
             .status(),
         400
     );

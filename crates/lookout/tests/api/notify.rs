@@ -67,11 +67,8 @@ async fn every_channel_kind_sends_its_own_format() {
     ];
     for id in ids {
         let r: Value = hub
-            .client
-            .post(hub.url(&format!("/api/notifications/channels/{id}/test")))
-            .send()
+            .post(&format!("/api/notifications/channels/{id}/test"))
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -378,24 +375,14 @@ async fn channels_are_configured_and_tested_from_the_dashboard() {
     let id = hub.get_json("/api/notifications/channels").await[0]["id"]
         .as_i64()
         .unwrap();
-    let r = hub
-        .client
-        .post(hub.url(&format!("/notifications/{id}/test")))
-        .send()
-        .await
-        .unwrap();
+    let r = hub.post(&format!("/notifications/{id}/test")).await;
     assert!(r.text().await.unwrap().contains("Test sent."));
     assert_eq!(
         rx.received("/alerts").len(),
         1,
         "the test reached ntfy's topic"
     );
-    let r = hub
-        .client
-        .post(hub.url(&format!("/notifications/{id}/delete")))
-        .send()
-        .await
-        .unwrap();
+    let r = hub.post(&format!("/notifications/{id}/delete")).await;
     assert_eq!(r.status(), 303);
     assert_eq!(hub.get_json("/api/notifications/channels").await, json!([]));
 }
@@ -413,11 +400,8 @@ async fn e_mail_reaches_a_real_smtp_server() {
     )
     .await;
     let r: Value = hub
-        .client
-        .post(hub.url(&format!("/api/notifications/channels/{id}/test")))
-        .send()
+        .post(&format!("/api/notifications/channels/{id}/test"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

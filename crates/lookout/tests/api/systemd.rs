@@ -161,7 +161,7 @@ async fn a_scan_finds_every_kind_of_service_with_its_ports_and_class() {
     let ports = write_fixture(&sb);
     let hub = hub_in(&sb);
 
-    let r = hub.client.post(hub.url("/api/scan")).send().await.unwrap();
+    let r = hub.post("/api/scan").await;
     assert_eq!(r.status(), 200);
     let scan: Value = r.json().await.unwrap();
     assert_eq!(scan["scope"], "user");
@@ -307,15 +307,7 @@ async fn a_scan_finds_every_kind_of_service_with_its_ports_and_class() {
     sb.remove_unit("web-a.service");
     sb.systemctl_ok(&["stop", "web-a.service"]);
     sb.daemon_reload();
-    let again: Value = hub
-        .client
-        .post(hub.url("/api/scan"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again: Value = hub.post("/api/scan").await.json().await.unwrap();
     assert_eq!(again["removed"], 2, "{again}");
     assert_eq!(again["discovered"], 0);
     assert_eq!(
@@ -333,15 +325,7 @@ async fn a_scan_finds_every_kind_of_service_with_its_ports_and_class() {
     );
     let html = hub.get("/scan").await.text().await.unwrap();
     assert!(html.contains("Gone from systemd") && html.contains("web-b.service (discovered)"));
-    let cleaned: Value = hub
-        .client
-        .post(hub.url("/api/scan/cleanup"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cleaned: Value = hub.post("/api/scan/cleanup").await.json().await.unwrap();
     assert_eq!(cleaned["deleted"], 1, "only the unconfigured entry goes");
     let all = hub.get_json("/api/services?status=all").await;
     assert!(!all
@@ -372,11 +356,8 @@ async fn start_stop_restart_change_the_real_state_and_logs_come_back() {
 
     // By unit name, not registered.
     let r: Value = hub
-        .client
-        .post(hub.url("/api/services/ctl.service/start"))
-        .send()
+        .post("/api/services/ctl.service/start")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -391,24 +372,13 @@ async fn start_stop_restart_change_the_real_state_and_logs_come_back() {
     assert_eq!(status["sub_state"], "running");
 
     // By registry id after a scan.
-    let scan: Value = hub
-        .client
-        .post(hub.url("/api/scan"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let scan: Value = hub.post("/api/scan").await.json().await.unwrap();
     let id = find(&scan["services"], "ctl.service")["id"]
         .as_i64()
         .unwrap();
     let r: Value = hub
-        .client
-        .post(hub.url(&format!("/api/services/{id}/restart")))
-        .send()
+        .post(&format!("/api/services/{id}/restart"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -426,11 +396,8 @@ async fn start_stop_restart_change_the_real_state_and_logs_come_back() {
     );
 
     let r: Value = hub
-        .client
-        .post(hub.url(&format!("/api/services/{id}/stop")))
-        .send()
+        .post(&format!("/api/services/{id}/stop"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -473,12 +440,7 @@ async fn start_stop_restart_change_the_real_state_and_logs_come_back() {
 
     // The dashboard's buttons.
     hub.create_service(json!({"name": "ctl.service"})).await;
-    let r = hub
-        .client
-        .post(hub.url(&format!("/control/{id}/start")))
-        .send()
-        .await
-        .unwrap();
+    let r = hub.post(&format!("/control/{id}/start")).await;
     assert_eq!(r.status(), 303);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let page = hub.get(&location).await.text().await.unwrap();
@@ -503,12 +465,7 @@ async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
         "x%0A.service",
         long.as_str(),
     ] {
-        let r = hub
-            .client
-            .post(hub.url(&format!("/api/services/{bad}/start")))
-            .send()
-            .await
-            .unwrap();
+        let r = hub.post(&format!("/api/services/{bad}/start")).await;
         assert_eq!(r.status(), 400, "{bad}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["code"], "bad_request");
@@ -516,36 +473,18 @@ async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
         let r = hub.get(&format!("/api/services/{bad}/logs")).await;
         assert_eq!(r.status(), 400, "{bad}");
     }
-    let r = hub
-        .client
-        .post(hub.url("/api/services/no-such-unit/start"))
-        .send()
-        .await
-        .unwrap();
+    let r = hub.post("/api/services/no-such-unit/start").await;
     assert_eq!(r.status(), 404);
     assert_eq!(
         hub.get("/api/services/no-such-unit/status").await.status(),
         404
     );
-    assert_eq!(
-        hub.client
-            .post(hub.url("/api/services/999/stop"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(hub.post("/api/services/999/stop").await.status(), 404);
     // A registered service that is not a unit cannot be controlled.
     let s = hub
         .create_service(json!({"name": "My API", "url": "http://127.0.0.1:1"}))
         .await;
-    let r = hub
-        .client
-        .post(hub.url(&format!("/api/services/{}/start", s["id"])))
-        .send()
-        .await
-        .unwrap();
+    let r = hub.post(&format!("/api/services/{}/start", s["id"])).await;
     assert_eq!(r.status(), 422);
 }
 
@@ -676,7 +615,7 @@ async fn systemd_unreachable_gives_503_and_a_banner_not_a_crash() {
         .env("XDG_RUNTIME_DIR", "/nonexistent")
         .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
     let hub = spawn_hub_process(cmd, data);
-    let r = hub.client.post(hub.url("/api/scan")).send().await.unwrap();
+    let r = hub.post("/api/scan").await;
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "service_unavailable");
@@ -687,15 +626,7 @@ async fn systemd_unreachable_gives_503_and_a_banner_not_a_crash() {
             .contains("cannot reach the systemd user manager"),
         "{body}"
     );
-    assert_eq!(
-        hub.client
-            .post(hub.url("/api/services/x/start"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(hub.post("/api/services/x/start").await.status(), 503);
     let r = hub.get("/scan").await;
     assert_eq!(r.status(), 503);
     let html = r.text().await.unwrap();

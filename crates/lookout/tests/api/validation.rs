@@ -304,11 +304,6 @@ async fn unknown_routes_and_methods_answer_json() {
         .await
         .unwrap();
     expect_error(r, 405, "method_not_allowed").await;
-    let r = hub
-        .client
-        .post(hub.url("/api/services/1"))
-        .send()
-        .await
-        .unwrap();
+    let r = hub.post("/api/services/1").await;
     expect_error(r, 405, "method_not_allowed").await;
 }
