@@ -99,8 +99,16 @@ impl Scheduler {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep_until(wake) => {}
                 event = events.recv() => match event {
-                    Ok(Event::HealthChecked { .. }) => {}
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => resync = true,
+                    // Only changes to the registry change the plan; check
+                    // results and status changes (the bulk of events) do not.
+                    Ok(Event::HealthChecked { .. } | Event::StatusChanged(_)) => {}
+                    Ok(
+                        Event::ServiceCreated { .. }
+                        | Event::ServiceUpdated { .. }
+                        | Event::ServiceDeleted { .. }
+                        | Event::ScanCompleted,
+                    )
+                    | Err(broadcast::error::RecvError::Lagged(_)) => resync = true,
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 Some(done) = running.join_next(), if !running.is_empty() => {
