@@ -13,8 +13,18 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// A headless Chromium session. The driver process is killed on drop.
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    _driver: Driver,
     _profile: tempfile::TempDir,
+}
+
+/// The chromedriver process, killed on drop, even when start-up panics halfway.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Browser {
@@ -30,12 +40,14 @@ impl Browser {
             );
         }
         let port = crate::closed_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+        let driver = Driver(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+        );
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = json!({
             "goog:chromeOptions": {
@@ -72,22 +84,13 @@ impl Browser {
         };
         Browser {
             client,
-            driver,
+            _driver: driver,
             _profile: profile,
         }
     }
 
-    /// Ends the session and stops the driver.
-    pub async fn close(mut self) {
+    /// Ends the session; the driver stops when `self` drops.
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
