@@ -175,6 +175,14 @@ impl TestHub {
         }
     }
 
+    /// Sends SIGTERM to a hub running as its own process and returns how it exited
+    /// (`None` if it had to be killed or is not a process).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.process
+            .take()
+            .and_then(|mut child| terminate(&mut child))
+    }
+
     /// Stops the hub and starts a new one on the same data directory.
     pub async fn restart(mut self) -> TestHub {
         self.stop().await;
@@ -270,18 +278,19 @@ impl Drop for TestHub {
 
 /// SIGTERM, then SIGKILL if the process has not exited within 10 s.
 #[allow(clippy::disallowed_methods)] // Drop is synchronous: polling a child process for its exit.
-fn terminate(child: &mut std::process::Child) {
+fn terminate(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     for _ in 0..200 {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
     let _ = child.wait();
+    None
 }
 
 /// A loopback port with nothing listening on it.

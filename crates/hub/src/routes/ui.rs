@@ -213,7 +213,11 @@ async fn dashboard(
         Err(e) => return store_failure(&e),
     };
     let now = state.clock.now();
-    let recent = match state.store.recent_checks(30).await {
+    let recent = match state
+        .store
+        .recent_checks(30, now - chrono::Duration::hours(6))
+        .await
+    {
         Ok(r) => r,
         Err(e) => return store_failure(&e),
     };

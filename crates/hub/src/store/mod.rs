@@ -431,11 +431,13 @@ pub trait Store: Send + Sync + 'static {
         since: DateTime<Utc>,
     ) -> Result<(Option<Status>, Vec<(DateTime<Utc>, Status)>), StoreError>;
 
-    /// The last `per_service` check results of every service, oldest first:
-    /// (time, latency in ms, health).
+    /// The last `per_service` check results of every service since `since`,
+    /// oldest first: (time, latency in ms, health). The time bound keeps the
+    /// query to recent rows however long the retention.
     async fn recent_checks(
         &self,
         per_service: u32,
+        since: DateTime<Utc>,
     ) -> Result<
         std::collections::HashMap<i64, Vec<(DateTime<Utc>, Option<u64>, HealthStatus)>>,
         StoreError,

@@ -247,6 +247,19 @@ async fn reconcile(
     Ok(reconcile_full(conn, id, now).await?.and_then(|r| r.change))
 }
 
+/// [`reconcile`] for several services; the changes in order.
+async fn reconcile_all(
+    conn: &mut sqlx::SqliteConnection,
+    ids: Vec<i64>,
+    now: DateTime<Utc>,
+) -> Result<Vec<StatusEventView>, sqlx::Error> {
+    let mut changes = Vec::new();
+    for id in ids {
+        changes.extend(reconcile(conn, id, now).await?);
+    }
+    Ok(changes)
+}
+
 /// Like [`reconcile`], also returning the status and reason now in force.
 async fn reconcile_full(
     conn: &mut sqlx::SqliteConnection,
@@ -754,9 +767,7 @@ impl Store for SqliteStore {
             sqlx::query_scalar("SELECT id FROM services WHERE unit IS NOT NULL")
                 .fetch_all(&mut *tx)
                 .await?;
-        for id in touched {
-            counts.changes.extend(reconcile(&mut tx, id, now).await?);
-        }
+        counts.changes = reconcile_all(&mut tx, touched, now).await?;
 
         for t in timers {
             sqlx::query(
@@ -822,10 +833,7 @@ impl Store for SqliteStore {
         .bind(unit)
         .fetch_all(&mut *tx)
         .await?;
-        let mut changes = Vec::new();
-        for id in ids {
-            changes.extend(reconcile(&mut tx, id, now).await?);
-        }
+        let changes = reconcile_all(&mut tx, ids, now).await?;
         tx.commit().await?;
         Ok(changes)
     }
@@ -940,10 +948,7 @@ impl Store for SqliteStore {
         .bind(now_ms)
         .fetch_all(&mut *tx)
         .await?;
-        let mut changes = Vec::new();
-        for id in ids {
-            changes.extend(reconcile(&mut tx, id, now).await?);
-        }
+        let changes = reconcile_all(&mut tx, ids, now).await?;
         tx.commit().await?;
         Ok(changes)
     }
@@ -1036,6 +1041,7 @@ impl Store for SqliteStore {
     async fn recent_checks(
         &self,
         per_service: u32,
+        since: DateTime<Utc>,
     ) -> Result<
         std::collections::HashMap<i64, Vec<(DateTime<Utc>, Option<u64>, HealthStatus)>>,
         StoreError,
@@ -1044,9 +1050,10 @@ impl Store for SqliteStore {
             "SELECT service_id, checked_at, latency_ms, status FROM (
                 SELECT service_id, checked_at, latency_ms, status, id,
                     ROW_NUMBER() OVER (PARTITION BY service_id ORDER BY checked_at DESC, id DESC) AS n
-                FROM health_checks)
+                FROM health_checks WHERE checked_at >= ?)
              WHERE n <= ? ORDER BY service_id, checked_at, id",
         )
+        .bind(ms(since))
         .bind(i64::from(per_service))
         .fetch_all(&self.pool)
         .await?;

@@ -1,8 +1,6 @@
 //! The real `lookout` binary: start-up, settings errors, shutdown.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lookout");
 
@@ -106,37 +104,18 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
         "check_interval = \"30s\"\nlisten = \"127.0.0.1:1\"\n",
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("LOOKOUT_DATA_DIR", &data)
-        .env("LOOKOUT_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let addr: String = line[at + 20..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("hub announced its address");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .env("LOOKOUT_DATA_DIR", &data)
+    .env("LOOKOUT_LOG", "info");
+    let mut hub = lookout_testkit::spawn_hub_process(cmd, dir);
+    let addr = hub.addr.to_string();
     assert!(!addr.ends_with(":1"), "the flag beats the config file");
     let services: serde_json::Value = reqwest::get(format!("http://{addr}/api/services"))
         .await
@@ -162,12 +141,7 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
         "SQLite file in the data dir"
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = hub.terminate().expect("the hub exits on SIGTERM");
     assert!(exit.success(), "exit status {exit}");
 }
 
