@@ -20,6 +20,7 @@ use crate::store::{SqliteStore, Store};
 /// A hub that is bound and ready to serve.
 pub struct Application {
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: AppState,
     retention: std::time::Duration,
     notify: crate::notify::NotifySettings,
@@ -33,11 +34,23 @@ impl Application {
     }
 
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         let store = open_store(&config).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let auth = Arc::new(crate::auth::Auth::new(
+            config.auth.clone(),
+            store.clone(),
+            clock.clone(),
+            config.max_body_bytes,
+        ));
         let state = AppState {
+            auth,
             store,
             checker: Checker::new().context("cannot build the HTTP client for health checks")?,
             clock,
@@ -57,6 +70,7 @@ impl Application {
         };
         Ok(Self {
             listener,
+            tls,
             state,
             retention: config.retention,
             notify: config.notify,
@@ -68,6 +82,15 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound TCP listener has an address")
+    }
+
+    /// `https` when the hub terminates TLS itself.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub fn state(&self) -> &AppState {
@@ -98,6 +121,7 @@ impl Application {
         ));
         let pruner = tokio::spawn(crate::live::run_pruner(
             self.state.store.clone(),
+            self.state.auth.clone(),
             self.state.clock.clone(),
             self.retention,
             stop.clone(),
@@ -117,19 +141,31 @@ impl Application {
             stop.clone(),
         ));
         let store = self.state.store.clone();
-        let app = router(self.state);
+        let app = router(self.state).into_make_service_with_connect_info::<crate::tls::Peer>();
         let stop_serving = stop.clone();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    () = shutdown => {}
-                    () = stop_serving.cancelled() => {}
-                }
-                // End live streams now; the server then waits only for
-                // ordinary requests in flight.
-                stop_serving.cancel();
-            })
-            .await;
+        let graceful = async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop_serving.cancelled() => {}
+            }
+            // End live streams now; the server then waits only for
+            // ordinary requests in flight.
+            stop_serving.cancel();
+        };
+        let served = match self.tls {
+            Some(config) => {
+                let listener = crate::tls::TlsListener::new(self.listener, config)
+                    .context("cannot start the TLS listener")?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }
+            None => {
+                axum::serve(self.listener, app)
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }
+        };
         stop.cancel();
         let _ = scheduler.await;
         let _ = recorder.await;
@@ -141,7 +177,9 @@ impl Application {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the database the configuration names (creating the data directory
+/// and running migrations), as `serve` does; the `user` commands use it too.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match &config.database {
         DatabaseUrl::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -100,6 +100,42 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "log filter (tracing EnvFilter syntax)",
     },
     SettingSpec {
+        key: "auth",
+        help: "required (accounts and tokens) or off (no login); default: off on a loopback address without trusted proxies, required otherwise",
+    },
+    SettingSpec {
+        key: "session_ttl",
+        help: "how long a browser session lasts after login (default 7d)",
+    },
+    SettingSpec {
+        key: "access_token_ttl",
+        help: "how long an API access token from a login lasts (default 15m)",
+    },
+    SettingSpec {
+        key: "trusted_proxies",
+        help: "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For/-Proto/-Host are believed",
+    },
+    SettingSpec {
+        key: "tls_cert",
+        help: "PEM certificate chain: serve HTTPS (with --tls-key)",
+    },
+    SettingSpec {
+        key: "tls_key",
+        help: "PEM private key of --tls-cert",
+    },
+    SettingSpec {
+        key: "rate_login",
+        help: "login attempts per client per minute (default 10/min; off)",
+    },
+    SettingSpec {
+        key: "rate_control",
+        help: "start/stop/restart requests per client per minute (default 10/min; off)",
+    },
+    SettingSpec {
+        key: "rate_logs",
+        help: "log reads per client per minute (default 30/min; off)",
+    },
+    SettingSpec {
         key: INSECURE_FLAG,
         help: "serve on a non-loopback address WITHOUT authentication: anyone who can reach it controls the hub",
     },
@@ -130,6 +166,16 @@ pub struct Config {
     pub heartbeat_ttl: Duration,
     pub heartbeat_remove_after: Duration,
     pub notify: crate::notify::NotifySettings,
+    pub auth: crate::auth::AuthSettings,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of `--tls-cert` and `--tls-key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Health-check settings that apply when a service does not set its own.
@@ -174,6 +220,8 @@ impl Config {
             heartbeat_ttl: Duration::from_secs(60),
             heartbeat_remove_after: Duration::from_secs(86_400),
             notify: crate::notify::NotifySettings::default(),
+            auth: crate::auth::AuthSettings::default(),
+            tls: None,
         }
     }
 
@@ -313,13 +361,85 @@ impl Config {
             })?,
             None => false,
         };
-        if !listen.ip().is_loopback() && !insecure {
+        let mut auth = crate::auth::AuthSettings::default();
+        if let Some(v) = get("trusted_proxies") {
+            auth.trusted_proxies = parse(v, "trusted_proxies", crate::auth::client::parse_trusted)?;
+        }
+        auth.mode = match get("auth") {
+            Some(v) => parse(v, "auth", |s| match s {
+                "required" => Ok(crate::auth::AuthMode::Required),
+                "off" => Ok(crate::auth::AuthMode::Off),
+                _ => Err("expected required or off".to_owned()),
+            })?,
+            // Personal use on one machine needs no login (seed 000); the
+            // network does.
+            // A hub behind a reverse proxy is published, even on loopback.
+            None if !auth.trusted_proxies.is_empty() => crate::auth::AuthMode::Required,
+            None if listen.ip().is_loopback() => crate::auth::AuthMode::Off,
+            None if insecure => crate::auth::AuthMode::Off,
+            None => crate::auth::AuthMode::Required,
+        };
+        if auth.mode == crate::auth::AuthMode::Off && !listen.ip().is_loopback() && !insecure {
             return Err(ConfigError(format!(
-                "refusing to listen on {listen} without authentication: anyone on the network could \
-                 control this hub and its systemd units; listen on 127.0.0.1 (the default) behind a \
-                 reverse proxy, or pass --insecure-no-auth-on-network to accept the risk"
+                "refusing to listen on {listen} with --auth off: anyone on the network could \
+                 control this hub and its systemd units; use --auth required (the default off \
+                 loopback), or pass --insecure-no-auth-on-network to accept the risk"
             )));
         }
+        if let Some(v) = get("session_ttl") {
+            auth.session_ttl = parse(v, "session_ttl", |s| {
+                parse_duration(s).and_then(|d| {
+                    within(
+                        d,
+                        Duration::from_secs(60),
+                        Duration::from_secs(365 * 86_400),
+                    )
+                })
+            })?;
+        }
+        if let Some(v) = get("access_token_ttl") {
+            auth.access_ttl = parse(v, "access_token_ttl", |s| {
+                parse_duration(s)
+                    .and_then(|d| within(d, Duration::from_secs(60), Duration::from_secs(86_400)))
+            })?;
+        }
+        for (key, slot) in [
+            ("rate_login", &mut auth.rate_limits.login),
+            ("rate_control", &mut auth.rate_limits.control),
+            ("rate_logs", &mut auth.rate_limits.logs),
+        ] {
+            if let Some(v) = get(key) {
+                *slot = parse(v, key, crate::auth::limit::Rate::parse)?;
+            }
+        }
+        let path = |key: &str| {
+            get(key)
+                .map(|v| {
+                    parse(v, key, |s| {
+                        if s.is_empty() {
+                            Err("must not be empty".to_owned())
+                        } else {
+                            Ok(PathBuf::from(s))
+                        }
+                    })
+                })
+                .transpose()
+        };
+        let tls = match (path("tls_cert")?, path("tls_key")?) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "--tls-cert needs --tls-key (the certificate's private key)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "--tls-key needs --tls-cert (the certificate chain)".into(),
+                ))
+            }
+        };
+        auth.tls = tls.is_some();
         Ok(Self {
             listen,
             data_dir,
@@ -337,6 +457,8 @@ impl Config {
             heartbeat_ttl,
             heartbeat_remove_after,
             notify,
+            auth,
+            tls,
         })
     }
 }
@@ -538,27 +660,73 @@ mod tests {
     }
 
     #[test]
-    fn the_network_needs_an_explicit_insecure_flag() {
-        let e = Config::from_layers(&layers(&[
-            ("listen", "0.0.0.0:8000", Origin::Flag),
-            ("data_dir", "/tmp/x", Origin::Flag),
-        ]))
-        .unwrap_err();
+    fn the_bind_address_decides_the_default_auth_and_off_needs_a_loud_flag() {
+        use crate::auth::AuthMode;
+        let at = |listen: &'static str, extra: &[(&'static str, &str)]| {
+            let mut l = vec![
+                ("listen", listen, Origin::Flag),
+                ("data_dir", "/tmp/x", Origin::Flag),
+            ];
+            l.extend(extra.iter().map(|(k, v)| (*k, *v, Origin::Flag)));
+            Config::from_layers(&layers(&l))
+        };
+        // Loopback: no login by default (seed 000), required on request.
+        assert_eq!(at("127.0.0.1:8000", &[]).unwrap().auth.mode, AuthMode::Off);
+        assert_eq!(at("[::1]:8000", &[]).unwrap().auth.mode, AuthMode::Off);
+        let c = at("127.0.0.1:8000", &[("auth", "required")]).unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Required);
+        // Any other address: required by default; off is refused...
+        assert_eq!(
+            at("0.0.0.0:8000", &[]).unwrap().auth.mode,
+            AuthMode::Required
+        );
+        let e = at("0.0.0.0:8000", &[("auth", "off")]).unwrap_err();
         assert!(
-            e.0.starts_with("refusing to listen on 0.0.0.0:8000 without authentication"),
+            e.0.starts_with("refusing to listen on 0.0.0.0:8000 with --auth off"),
             "{e}"
         );
-        assert!(Config::from_layers(&layers(&[
-            ("listen", "[::1]:8000", Origin::Flag),
-            ("data_dir", "/tmp/x", Origin::Flag)
-        ]))
-        .is_ok());
-        let ok = Config::from_layers(&layers(&[
-            ("listen", "0.0.0.0:8000", Origin::Flag),
+        assert!(e.0.contains("--insecure-no-auth-on-network"), "{e}");
+        // ...unless the user says so, loudly.
+        let c = at("0.0.0.0:8000", &[("auth", "off"), (INSECURE_FLAG, "true")]).unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Off);
+        // Behind a reverse proxy the hub is published: required unless said otherwise.
+        let c = at("127.0.0.1:8000", &[("trusted_proxies", "127.0.0.1")]).unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Required);
+        let c = at(
+            "127.0.0.1:8000",
+            &[("trusted_proxies", "127.0.0.1"), ("auth", "off")],
+        )
+        .unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Off);
+        let e = at("127.0.0.1:8000", &[("auth", "maybe")]).unwrap_err();
+        assert!(e.0.starts_with("invalid --auth \"maybe\""), "{e}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_limits_parse() {
+        let e = Config::from_layers(&layers(&[
             ("data_dir", "/tmp/x", Origin::Flag),
-            (INSECURE_FLAG, "true", Origin::Flag),
-        ]));
-        assert!(ok.is_ok());
+            ("tls_cert", "/etc/c.pem", Origin::Flag),
+        ]))
+        .unwrap_err();
+        assert!(e.0.contains("--tls-cert needs --tls-key"), "{e}");
+        let c = Config::from_layers(&layers(&[
+            ("data_dir", "/tmp/x", Origin::Flag),
+            ("tls_cert", "/etc/c.pem", Origin::Flag),
+            ("tls_key", "/etc/k.pem", Origin::Flag),
+            ("rate_control", "off", Origin::Flag),
+            ("trusted_proxies", "10.0.0.0/8", Origin::Flag),
+        ]))
+        .unwrap();
+        assert!(c.auth.tls && c.tls.is_some());
+        assert_eq!(c.auth.rate_limits.control, None);
+        assert_eq!(c.auth.trusted_proxies.len(), 1);
+        let e = Config::from_layers(&layers(&[
+            ("data_dir", "/tmp/x", Origin::Flag),
+            ("trusted_proxies", "proxy", Origin::Env),
+        ]))
+        .unwrap_err();
+        assert!(e.0.starts_with("invalid LOOKOUT_TRUSTED_PROXIES"), "{e}");
     }
 
     #[test]

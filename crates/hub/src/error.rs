@@ -22,6 +22,10 @@ pub enum ApiError {
     MethodNotAllowed,
     /// A dependency such as systemd or the journal cannot be used right now.
     Unavailable(String),
+    /// Credentials are missing or wrong.
+    Unauthorized(String),
+    /// The caller may not do this.
+    Forbidden(String),
     Internal(anyhow::Error),
 }
 
@@ -40,6 +44,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +95,8 @@ impl ApiError {
                 vec![],
             ),
             ApiError::Unavailable(why) => (ErrorCode::ServiceUnavailable, why.clone(), vec![]),
+            ApiError::Unauthorized(why) => (ErrorCode::Unauthorized, why.clone(), vec![]),
+            ApiError::Forbidden(why) => (ErrorCode::Forbidden, why.clone(), vec![]),
             ApiError::Internal(_) => (
                 ErrorCode::Internal,
                 "internal error; the hub's log has the details".into(),

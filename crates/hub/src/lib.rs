@@ -2,6 +2,7 @@
 //! [`app::Application`], and the tests build the very same thing on port 0.
 
 pub mod app;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod discovery;
@@ -13,6 +14,7 @@ pub mod live;
 pub mod notify;
 pub mod routes;
 pub mod store;
+pub mod tls;
 
 pub use app::Application;
 pub use config::Config;

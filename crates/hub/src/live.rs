@@ -199,6 +199,7 @@ fn kind_name(kind: &str) -> &'static str {
 /// a day, every ten minutes, so the database does not grow without bound.
 pub async fn run_pruner(
     store: Arc<dyn Store>,
+    auth: Arc<crate::auth::Auth>,
     clock: SharedClock,
     retention: Duration,
     shutdown: CancellationToken,
@@ -223,6 +224,15 @@ pub async fn run_pruner(
             Ok(n) => tracing::info!(rows = n, "pruned old history"),
             Err(e) => tracing::warn!(error = ?e, "could not prune old history"),
         }
+        // Spent and expired credentials are kept a day, so a replayed refresh
+        // token is still recognised as one for a while.
+        if let Err(e) = store
+            .prune_credentials(now - chrono::Duration::days(1))
+            .await
+        {
+            tracing::warn!(error = ?e, "could not prune old credentials");
+        }
+        auth.limiters.forget_idle();
     }
 }
 
@@ -262,8 +272,15 @@ mod tests {
             .await
             .unwrap();
         let shutdown = CancellationToken::new();
+        let auth = Arc::new(crate::auth::Auth::new(
+            crate::auth::AuthSettings::default(),
+            store.clone(),
+            clock.clone(),
+            1024,
+        ));
         let task = tokio::spawn(run_pruner(
             store.clone(),
+            auth,
             clock.clone(),
             Duration::from_secs(7 * 86_400),
             shutdown.clone(),

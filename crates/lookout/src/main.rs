@@ -46,6 +46,7 @@ fn cli() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(serve)
+        .subcommand(user_command())
         .subcommand(
             Command::new("scan")
                 .about("Scan systemd once and print every service, its ports and timers")
@@ -64,6 +65,210 @@ fn cli() -> Command {
                         .help("print JSON instead of a table"),
                 ),
         )
+}
+
+fn user_command() -> Command {
+    let name = || {
+        Arg::new("name")
+            .required(true)
+            .value_name("NAME")
+            .help("username")
+    };
+    let mut cmd = Command::new("user")
+        .about("Manage accounts, against the same data directory or database as `serve`")
+        .subcommand_required(true)
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .env("LOOKOUT_CONFIG")
+                .global(true)
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("TOML file with settings, as for serve"),
+        )
+        .subcommand(
+            Command::new("add")
+                .about("Create an account; the password is read from standard input when it is not a terminal, prompted otherwise")
+                .arg(name())
+                .arg(
+                    Arg::new("admin")
+                        .long("admin")
+                        .action(clap::ArgAction::SetTrue)
+                        .help("make it an administrator (default: viewer, read-only)"),
+                )
+                .arg(
+                    Arg::new("email")
+                        .long("email")
+                        .value_name("ADDRESS")
+                        .help("e-mail address (a second login name)"),
+                ),
+        )
+        .subcommand(Command::new("list").about("List accounts"))
+        .subcommand(
+            Command::new("passwd")
+                .about("Set a new password (read like `add`); signs the user out everywhere")
+                .arg(name()),
+        )
+        .subcommand(
+            Command::new("remove")
+                .about("Delete an account and its sessions and tokens")
+                .arg(name()),
+        );
+    for key in ["data_dir", "database"] {
+        let spec = SETTINGS
+            .iter()
+            .find(|s| s.key == key)
+            .expect("a known setting");
+        cmd = cmd.arg(
+            Arg::new(spec.key)
+                .long(spec.flag().trim_start_matches("--").to_owned())
+                .env(spec.env())
+                .global(true)
+                .value_name(spec.key.to_ascii_uppercase())
+                .help(spec.help),
+        );
+    }
+    cmd
+}
+
+/// Reads a new password: prompted twice on a terminal, else one line of stdin.
+fn read_password(username: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {username}: "))?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the passwords do not match");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "no password on standard input (pipe it in, e.g. `printf '%s\\n' \"$PW\" | lookout user add ...`)"
+    );
+    Ok(password)
+}
+
+fn user(m: &ArgMatches) -> anyhow::Result<()> {
+    use lookout_hub::auth::UserRequest;
+    use lookout_hub::store::accounts::{DeleteUser, Role};
+    let (sub, sm) = m.subcommand().expect("clap requires a subcommand");
+    let mut layers = BTreeMap::new();
+    for key in ["data_dir", "database"] {
+        let spec = SETTINGS
+            .iter()
+            .find(|s| s.key == key)
+            .expect("a known setting");
+        if let (Some(value), Some(source)) = (sm.get_one::<String>(key), sm.value_source(key)) {
+            let origin = match source {
+                ValueSource::EnvVariable => Origin::Env,
+                _ => Origin::Flag,
+            };
+            layers.insert(
+                spec.key,
+                RawValue {
+                    value: value.clone(),
+                    origin,
+                },
+            );
+        }
+    }
+    let config = Config::load(
+        sm.get_one::<PathBuf>("config").map(PathBuf::as_path),
+        layers,
+    )?;
+    // `list` has no NAME argument.
+    let name = sm
+        .try_get_one::<String>("name")
+        .ok()
+        .flatten()
+        .cloned()
+        .unwrap_or_default();
+    let password = match sub {
+        "add" | "passwd" => Some(read_password(&name)?),
+        _ => None,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let store = lookout_hub::app::open_store(&config).await?;
+        let now = lookout_hub::clock::Clock::now(&lookout_hub::clock::SystemClock);
+        let result = async {
+            match sub {
+                "add" => {
+                    let request = UserRequest {
+                        username: name.clone(),
+                        email: sm.get_one::<String>("email").cloned(),
+                        password: password.unwrap_or_default(),
+                        role: if sm.get_flag("admin") {
+                            Role::Admin
+                        } else {
+                            Role::Viewer
+                        },
+                    };
+                    if let Some(p) = request.problems().first() {
+                        anyhow::bail!("invalid {}: {}", p.field, p.message);
+                    }
+                    let role = request.role;
+                    let new = request.into_new_user().await?;
+                    let user = store.create_user(&new, now).await.map_err(|e| match e {
+                        lookout_hub::store::StoreError::Conflict { field, value } => {
+                            anyhow::anyhow!("{field} {value:?} is already taken")
+                        }
+                        e => e.into(),
+                    })?;
+                    println!("created {} {}", role.as_str(), user.username);
+                }
+                "list" => {
+                    println!("{:<24} {:<8} {:<32} CREATED", "USERNAME", "ROLE", "E-MAIL");
+                    for u in store.list_users().await? {
+                        println!(
+                            "{:<24} {:<8} {:<32} {}",
+                            u.username,
+                            u.role.as_str(),
+                            u.email.as_deref().unwrap_or("-"),
+                            u.created_at.format("%Y-%m-%d %H:%M UTC")
+                        );
+                    }
+                }
+                "passwd" => {
+                    let password = password.unwrap_or_default();
+                    if let Err(why) = lookout_hub::auth::password::check_policy(&password) {
+                        anyhow::bail!("invalid password: {why}");
+                    }
+                    let user = store
+                        .find_user(&name)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no user {name:?}"))?;
+                    let hash = lookout_hub::auth::password::hash(password).await?;
+                    store.set_password(user.id, &hash, now).await?;
+                    println!(
+                        "new password set for {}; their sessions and tokens are revoked",
+                        user.username
+                    );
+                }
+                "remove" => {
+                    let user = store
+                        .find_user(&name)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no user {name:?}"))?;
+                    match store.delete_user(user.id).await? {
+                        DeleteUser::Deleted => println!("removed {}", user.username),
+                        DeleteUser::NotFound => anyhow::bail!("no user {name:?}"),
+                        DeleteUser::LastAdmin => anyhow::bail!(
+                            "{} is the last admin; make another admin first",
+                            user.username
+                        ),
+                    }
+                }
+                _ => unreachable!("clap knows the subcommands"),
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        store.close().await;
+        result
+    })
 }
 
 fn systemd_arg() -> Arg {
@@ -116,6 +321,7 @@ fn main() -> ExitCode {
     let result = match matches.subcommand() {
         Some(("serve", m)) => serve(m),
         Some(("scan", m)) => scan(m),
+        Some(("user", m)) => user(m),
         _ => unreachable!("clap requires a known subcommand"),
     };
     match result {
@@ -134,11 +340,19 @@ fn serve(m: &ArgMatches) -> anyhow::Result<()> {
     )?;
     init_logging(&config.log)?;
     fit_concurrency_to_fd_limit(&mut config);
-    if !config.listen.ip().is_loopback() {
+    let on_network = !config.listen.ip().is_loopback();
+    if on_network && config.auth.mode == lookout_hub::auth::AuthMode::Off {
         tracing::warn!(
             address = %config.listen,
             "SERVING WITHOUT AUTHENTICATION ON THE NETWORK (--insecure-no-auth-on-network): \
              anyone who can reach this address controls the hub and its systemd units"
+        );
+    }
+    if on_network && config.tls.is_none() && config.auth.trusted_proxies.is_empty() {
+        tracing::warn!(
+            address = %config.listen,
+            "serving plain HTTP on the network: passwords and tokens cross it in clear text; \
+             use --tls-cert/--tls-key or a TLS reverse proxy (see README)"
         );
     }
     let runtime = tokio::runtime::Runtime::new()?;
@@ -147,7 +361,9 @@ fn serve(m: &ArgMatches) -> anyhow::Result<()> {
         tracing::info!(
             address = %app.local_addr(),
             database = ?config.database,
-            "lookout hub listening on http://{}",
+            auth = config.auth.mode.as_str(),
+            "lookout hub listening on {}://{}",
+            app.scheme(),
             app.local_addr()
         );
         app.run_until(shutdown_signal()).await

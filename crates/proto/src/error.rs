@@ -24,6 +24,13 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// A dependency (systemd, the database) cannot be reached right now.
     ServiceUnavailable,
+    /// No valid credentials were sent (and the route needs them).
+    Unauthorized,
+    /// The credentials are valid but do not allow this (a viewer writing), or
+    /// the request came from another site.
+    Forbidden,
+    /// The client sent too many requests of this kind; see `Retry-After`.
+    TooManyRequests,
     /// Something failed inside the hub; the details are in its log, never in the body.
     Internal,
 }
@@ -40,6 +47,9 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ServiceUnavailable => "service_unavailable",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::Internal => "internal",
         }
     }

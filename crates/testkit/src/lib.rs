@@ -29,6 +29,9 @@ pub use sse::{SseClient, SseMessage};
 pub use systemd::SystemdSandbox;
 pub use target::Target;
 
+/// The fields of a form that has none but its CSRF token (buttons).
+pub const NO_FIELDS: &[(&str, &str)] = &[];
+
 /// A running hub with its own temporary data directory.
 pub struct TestHub {
     pub addr: SocketAddr,
@@ -39,6 +42,8 @@ pub struct TestHub {
     tweak: Arc<dyn Fn(&mut Config) + Send + Sync>,
     /// Set when the hub is a `lookout serve` process rather than in this one.
     process: Option<std::process::Child>,
+    /// The CSRF cookie this client was given, once a form was posted.
+    csrf: std::sync::Mutex<Option<String>>,
 }
 
 fn http_client() -> reqwest::Client {
@@ -65,8 +70,12 @@ pub fn spawn_hub_process(
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let addr: String = line[at + 20..]
+            let at = line
+                .find("listening on http://")
+                .map(|at| at + 20)
+                .or_else(|| line.find("listening on https://").map(|at| at + 21));
+            if let Some(at) = at {
+                let addr: String = line[at..]
                     .chars()
                     .take_while(|c| !c.is_whitespace())
                     .collect();
@@ -90,6 +99,7 @@ pub fn spawn_hub_process(
         task: None,
         tweak: Arc::new(|_| {}),
         process: Some(child),
+        csrf: std::sync::Mutex::default(),
     }
 }
 
@@ -141,6 +151,7 @@ async fn start(
         task: Some(task),
         tweak,
         process: None,
+        csrf: std::sync::Mutex::default(),
     }
 }
 
@@ -228,6 +239,47 @@ impl TestHub {
             .send()
             .await
             .expect("DELETE")
+    }
+
+    /// Posts a dashboard form as a browser does: with the CSRF cookie a page
+    /// of the hub set, and its token in the form.
+    pub async fn post_form<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        path: &str,
+        fields: &[(K, V)],
+    ) -> reqwest::Response {
+        let csrf = self.csrf_token().await;
+        let mut form: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        form.push(("_csrf", &csrf));
+        self.client
+            .post(self.url(path))
+            .header(reqwest::header::COOKIE, format!("lookout_csrf={csrf}"))
+            .form(&form)
+            .send()
+            .await
+            .expect("POST form")
+    }
+
+    /// The CSRF token a page of the hub hands this client.
+    pub async fn csrf_token(&self) -> String {
+        if let Some(token) = self.csrf.lock().expect("csrf lock").clone() {
+            return token;
+        }
+        let r = self.get("/login").await;
+        let token = r
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix("lookout_csrf="))
+            .and_then(|c| c.split(';').next())
+            .expect("a page sets the CSRF cookie")
+            .to_owned();
+        *self.csrf.lock().expect("csrf lock") = Some(token.clone());
+        token
     }
 
     /// Registers a service and returns its object; panics unless the hub says 201.

@@ -3,33 +3,34 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use lookout_proto::service::{
     parse_new_service, parse_service_patch, HealthCheckView, RegistryStatus, ServiceView,
 };
 use lookout_proto::FieldError;
 
 use super::extract::{JsonObject, QueryMap, ServiceId};
+use super::table::Routes;
 use super::AppState;
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::store::{Service, ServiceFilter};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/services", get(list_services).post(create_service))
-        .route(
-            "/services/{id}",
-            get(get_service).put(update_service).delete(delete_service),
-        )
-        .route("/services/{id}/health", get(check_service))
-        .route("/services/{id}/checks", get(check_history))
-        .merge(super::systemd::router())
-        .merge(super::live::router())
-        .merge(super::heartbeat::api_router())
-        .merge(super::notify::router())
-        .fallback(|| async { ApiError::NotFound("no such API route".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+/// Every route under `/api`.
+pub fn routes(r: Routes) -> Routes {
+    let r = r
+        .get("/services", Access::Viewer, list_services)
+        .post("/services", Access::Admin, create_service)
+        .get("/services/{id}", Access::Viewer, get_service)
+        .put("/services/{id}", Access::Admin, update_service)
+        .delete("/services/{id}", Access::Admin, delete_service)
+        .get("/services/{id}/health", Access::Viewer, check_service)
+        .get("/services/{id}/checks", Access::Viewer, check_history);
+    let r = super::systemd::routes(r);
+    let r = super::live::routes(r);
+    let r = super::heartbeat::api_routes(r);
+    let r = super::notify::routes(r);
+    super::users::routes(r)
 }
 
 type Params = QueryMap;

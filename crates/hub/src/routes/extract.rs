@@ -114,6 +114,23 @@ pub fn count_param(
     }
 }
 
+/// The path's one parameter as a positive integer; `what` names it in the error.
+async fn positive_id<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    what: &str,
+) -> Result<i64, ApiError> {
+    let Path(raw) = Path::<String>::from_request_parts(parts, state)
+        .await
+        .map_err(|e| ApiError::BadRequest(e.body_text(), vec![]))?;
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::BadRequest(
+            format!("{raw:?} is not {what}"),
+            vec![FieldError::new("id", "must be a positive integer")],
+        )
+    })
+}
+
 /// A service id from the path: a positive integer.
 pub struct ServiceId(pub i64);
 
@@ -121,19 +138,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ServiceId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+        positive_id(parts, state, "a service id")
             .await
-            .map_err(|e| ApiError::BadRequest(e.body_text(), vec![]))?;
-        raw.parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
             .map(ServiceId)
-            .ok_or_else(|| {
-                ApiError::BadRequest(
-                    format!("{raw:?} is not a service id"),
-                    vec![FieldError::new("id", "must be a positive integer")],
-                )
-            })
+    }
+}
+
+/// Any other numeric id from the path (`/users/{id}`, `/tokens/{id}`).
+pub struct PathId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        positive_id(parts, state, "an id").await.map(PathId)
     }
 }
 

@@ -11,8 +11,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use lookout_proto::service::{kind, ServiceName};
 use lookout_proto::status::Status;
@@ -23,25 +22,32 @@ use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::extract::{JsonObject, PathText, QueryMap, ServiceId};
+use super::table::Routes;
 use super::AppState;
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::events::Event;
 use crate::store::{Service, ServiceFilter};
 
 /// The seed-003 routes, served at the root.
-pub fn root_router() -> Router<AppState> {
-    Router::new()
-        .route("/register", post(register))
-        .route("/services", get(list))
-        .route("/refresh/{name}", post(refresh))
-        .route("/refresh_all", post(refresh_all))
+/// With authentication on, a heartbeat sender needs an admin API token
+/// (`Authorization: Bearer ...`): registering creates services.
+pub fn root_routes(r: Routes) -> Routes {
+    r.post("/register", Access::Admin, register)
+        .get("/services", Access::Viewer, list)
+        .post("/refresh/{name}", Access::Admin, refresh)
+        .post("/refresh_all", Access::Admin, refresh_all)
 }
 
-/// Push routes, under `/api`.
-pub fn api_router() -> Router<AppState> {
-    Router::new()
-        .route("/services/{id}/push-token", post(create_push_token))
-        .route("/push/{token}", get(push).post(push))
+/// Push routes, under `/api`. A push URL is public: its token is the credential.
+pub fn api_routes(r: Routes) -> Routes {
+    r.post(
+        "/services/{id}/push-token",
+        Access::Admin,
+        create_push_token,
+    )
+    .get("/push/{token}", Access::Public, push)
+    .post("/push/{token}", Access::Public, push)
 }
 
 /// A heartbeat service as `/register` and `/services` show it.

@@ -12,24 +12,24 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use futures::Stream;
 use lookout_proto::service::StatusEventView;
 use lookout_proto::FieldError;
 
 use super::extract::QueryMap;
 use super::extract::ServiceId;
+use super::table::Routes;
 use super::AppState;
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::live::{feed, LiveEvent};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/events", get(sse))
-        .route("/services/ws", get(websocket))
-        .route("/services/{id}/events", get(status_history))
-        .route("/services/{id}/stats", get(stats))
+pub fn routes(r: Routes) -> Routes {
+    r.get("/events", Access::Viewer, sse)
+        .get("/services/ws", Access::Viewer, websocket)
+        .get("/services/{id}/events", Access::Viewer, status_history)
+        .get("/services/{id}/stats", Access::Viewer, stats)
 }
 
 /// The id to resume after: the `Last-Event-ID` header, else `?last_event_id=`.

@@ -5,15 +5,18 @@ pub mod api;
 mod extract;
 pub mod heartbeat;
 pub mod live;
+pub mod login;
 pub mod notify;
 pub mod systemd;
+pub mod table;
 pub mod ui;
+pub mod users;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
-use axum::Router;
+use axum::{Extension, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::clock::SharedClock;
@@ -39,6 +42,8 @@ pub struct AppState {
     /// Cancelled when the hub stops: background tasks and live streams end,
     /// so a graceful shutdown does not wait forever on an open dashboard.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Authentication: settings, rate limiters, sessions and tokens.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// Brings a service read before a status change up to date with it, so an
@@ -70,13 +75,35 @@ pub const CONTENT_SECURITY_POLICY: &str =
     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
     form-action 'self'; frame-ancestors 'none'";
 
+/// Every route of the hub and the router serving them, before state and the
+/// hub-wide layers. Tests walk the table.
+pub fn table() -> (Router<AppState>, Vec<table::RouteInfo>) {
+    let (api, mut info) = api::routes(table::Routes::api("/api")).finish();
+    let (root, root_info) = heartbeat::root_routes(table::Routes::api("")).finish();
+    let (pages, page_info) = login::routes(ui::routes(table::Routes::pages())).finish();
+    info.extend(root_info);
+    info.extend(page_info);
+    let api = api
+        .fallback(|| async { crate::error::ApiError::NotFound("no such API route".into()) })
+        .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed });
+    let router = Router::new()
+        .nest("/api", api)
+        .merge(root)
+        .merge(pages.fallback(ui::not_found));
+    (router, info)
+}
+
+/// The declared routes: method, path and who may call each.
+pub fn route_table() -> Vec<table::RouteInfo> {
+    table().1
+}
+
 /// The whole router of a hub.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
-    Router::new()
-        .nest("/api", api::router())
-        .merge(heartbeat::root_router())
-        .merge(ui::router())
+    table()
+        .0
+        .layer(Extension(state.auth.clone()))
         .layer(DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

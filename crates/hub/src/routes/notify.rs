@@ -4,28 +4,26 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use lookout_proto::service::kind as json_kind;
 use lookout_proto::FieldError;
 use serde_json::{json, Value};
 
 use super::extract::JsonObject;
 use super::extract::{PathText, QueryMap};
+use super::table::Routes;
 use super::AppState;
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::notify::{deliver, masked, validate_config, ChannelKind, Notice, NoticeKind};
 use crate::store::{Channel, StoreError};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/notifications/channels", get(list).post(create))
-        .route(
-            "/notifications/channels/{id}",
-            axum::routing::delete(remove),
-        )
-        .route("/notifications/channels/{id}/test", post(test))
-        .route("/notifications/deliveries", get(deliveries))
+pub fn routes(r: Routes) -> Routes {
+    r.get("/notifications/channels", Access::Viewer, list)
+        .post("/notifications/channels", Access::Admin, create)
+        .delete("/notifications/channels/{id}", Access::Admin, remove)
+        .post("/notifications/channels/{id}/test", Access::Admin, test)
+        .get("/notifications/deliveries", Access::Viewer, deliveries)
 }
 
 fn view(c: &Channel) -> Value {

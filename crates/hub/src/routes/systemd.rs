@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use lookout_proto::service::{kind, parse_new_service, ScanResult, TimerView};
 use lookout_proto::FieldError;
 use lookout_systemd::unitfile::{unit_dir, write_atomically, ManagedService};
@@ -17,24 +16,52 @@ use serde_json::{Map, Value};
 
 use super::extract::JsonObject;
 use super::extract::{PathText, QueryMap};
+use super::table::Routes;
 use super::AppState;
+use crate::auth::{Access, Bucket, Client, Principal};
 use crate::discovery::{DiscoveryError, CONTROL_TIMEOUT};
 use crate::error::ApiError;
 use crate::events::Event;
+use crate::store::accounts::AuditOutcome;
 use crate::store::Service;
+use axum::http::Method;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/scan", get(last_scan).post(run_scan))
-        .route("/scan/cleanup", post(cleanup))
-        .route("/timers", get(list_timers))
-        .route("/services/{id}/start", post(start))
-        .route("/services/{id}/stop", post(stop))
-        .route("/services/{id}/restart", post(restart))
-        .route("/services/{id}/status", get(status))
-        .route("/services/{id}/logs", get(logs))
-        .route("/apps", post(create_app))
-        .route("/apps/{id}", axum::routing::delete(delete_app))
+pub fn routes(r: Routes) -> Routes {
+    r.get("/scan", Access::Viewer, last_scan)
+        .post("/scan", Access::Admin, run_scan)
+        .post("/scan/cleanup", Access::Admin, cleanup)
+        .get("/timers", Access::Viewer, list_timers)
+        .limited(
+            Method::POST,
+            "/services/{id}/start",
+            Access::Admin,
+            Bucket::Control,
+            start,
+        )
+        .limited(
+            Method::POST,
+            "/services/{id}/stop",
+            Access::Admin,
+            Bucket::Control,
+            stop,
+        )
+        .limited(
+            Method::POST,
+            "/services/{id}/restart",
+            Access::Admin,
+            Bucket::Control,
+            restart,
+        )
+        .get("/services/{id}/status", Access::Viewer, status)
+        .limited(
+            Method::GET,
+            "/services/{id}/logs",
+            Access::Viewer,
+            Bucket::Logs,
+            logs,
+        )
+        .post("/apps", Access::Admin, create_app)
+        .delete("/apps/{id}", Access::Admin, delete_app)
 }
 
 async fn run_scan(State(state): State<AppState>) -> Result<Json<ScanResult>, ApiError> {
@@ -128,8 +155,55 @@ async fn with_systemd<T>(
     }
 }
 
-/// Starts, stops or restarts a unit and records its new state.
+/// Who asked for an action, for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub who: &'a Principal,
+    pub client: &'a Client,
+}
+
+fn audit_name(action: Action) -> &'static str {
+    match action {
+        Action::Start => "unit.start",
+        Action::Stop => "unit.stop",
+        Action::Restart => "unit.restart",
+    }
+}
+
+/// Starts, stops or restarts a unit and records its new state; the attempt
+/// and its result go to the audit log.
 pub async fn control(
+    state: &AppState,
+    raw: &str,
+    action: Action,
+    actor: Actor<'_>,
+) -> Result<lookout_systemd::ControlOutcome, ApiError> {
+    let result = control_unaudited(state, raw, action).await;
+    let (target, outcome) = match &result {
+        Ok(o) if o.job_result == "done" => (o.unit.clone(), AuditOutcome::Ok),
+        Ok(o) => (
+            format!("{} ({})", o.unit, o.job_result),
+            AuditOutcome::Failed,
+        ),
+        Err(e) => (
+            format!("{raw} ({})", e.body().message),
+            AuditOutcome::Failed,
+        ),
+    };
+    state
+        .auth
+        .audit(
+            Some(&actor.who.username),
+            audit_name(action),
+            Some(target),
+            actor.client,
+            outcome,
+        )
+        .await;
+    result
+}
+
+async fn control_unaudited(
     state: &AppState,
     raw: &str,
     action: Action,
@@ -163,23 +237,41 @@ pub async fn control(
 
 async fn start(
     State(state): State<AppState>,
+    who: Principal,
+    client: Client,
     PathText(id): PathText,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(control(&state, &id, Action::Start).await?))
+    let actor = Actor {
+        who: &who,
+        client: &client,
+    };
+    Ok(Json(control(&state, &id, Action::Start, actor).await?))
 }
 
 async fn stop(
     State(state): State<AppState>,
+    who: Principal,
+    client: Client,
     PathText(id): PathText,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(control(&state, &id, Action::Stop).await?))
+    let actor = Actor {
+        who: &who,
+        client: &client,
+    };
+    Ok(Json(control(&state, &id, Action::Stop, actor).await?))
 }
 
 async fn restart(
     State(state): State<AppState>,
+    who: Principal,
+    client: Client,
     PathText(id): PathText,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(control(&state, &id, Action::Restart).await?))
+    let actor = Actor {
+        who: &who,
+        client: &client,
+    };
+    Ok(Json(control(&state, &id, Action::Restart, actor).await?))
 }
 
 async fn status(
@@ -407,6 +499,8 @@ fn parse_app(body: &Map<String, Value>) -> Result<AppRequest, Vec<FieldError>> {
 /// default) starts it. Nothing is left behind when a step fails.
 async fn create_app(
     State(state): State<AppState>,
+    who: Principal,
+    client: Client,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let app = parse_app(&body).map_err(ApiError::Validation)?;
@@ -456,19 +550,29 @@ async fn create_app(
         .set_unit_link(service.id, app.unit.as_str())
         .await?;
     if app.start {
-        control(&state, app.unit.as_str(), Action::Start).await?;
+        let actor = Actor {
+            who: &who,
+            client: &client,
+        };
+        control(&state, app.unit.as_str(), Action::Start, actor).await?;
     }
     let service = state
         .store
         .get_service(service.id)
         .await?
         .unwrap_or(service);
+    state
+        .auth
+        .audit_ok(&who, "app.create", Some(app.unit.to_string()), &client)
+        .await;
     Ok((StatusCode::CREATED, Json(service.to_view(&state.checks))))
 }
 
 /// Stops an app, removes its unit file and its registry entry.
 async fn delete_app(
     State(state): State<AppState>,
+    who: Principal,
+    client: Client,
     PathText(name): PathText,
 ) -> Result<StatusCode, ApiError> {
     let unit = app_unit(&name).map_err(|e| {
@@ -492,6 +596,10 @@ async fn delete_app(
     if let Some(service) = state.store.find_by_unit(unit.as_str()).await? {
         state.delete_service(service.id).await?;
     }
+    state
+        .auth
+        .audit_ok(&who, "app.delete", Some(unit.to_string()), &client)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,10 +5,9 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Form, Query, State};
+use axum::http::Method;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use lookout_proto::service::{parse_new_service, parse_service_patch, RegistryStatus};
 use lookout_proto::status::Status;
@@ -16,57 +15,73 @@ use lookout_proto::FieldError;
 use serde_json::{Map, Value};
 
 use super::extract::ServiceId;
+use super::table::Routes;
 use super::AppState;
+use crate::auth::{Access, Bucket};
 use crate::store::{Service, ServiceFilter, StoreError};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(dashboard))
-        .route("/scan", get(scan_page))
-        .route("/services", post(create_from_form))
-        .route("/services/new", get(new_form))
-        .route("/services/{id}", get(detail_page))
-        .route("/services/{id}/edit", get(edit_form).post(update_from_form))
-        .route("/services/{id}/delete", post(delete_from_form))
-        .route("/services/{id}/check", post(check_from_form))
-        .route("/scan/cleanup", post(cleanup_from_form))
-        .route("/control/{id}/{action}", post(control_from_form))
-        .route("/logs/{id}", get(logs_page))
-        .route(
-            "/notifications",
-            get(notifications_page).post(add_channel_from_form),
+/// Every dashboard page and form.
+pub fn routes(r: Routes) -> Routes {
+    r.get("/", Access::Viewer, dashboard)
+        .get("/scan", Access::Viewer, scan_page)
+        .post("/services", Access::Admin, create_from_form)
+        .get("/services/new", Access::Viewer, new_form)
+        .get("/services/{id}", Access::Viewer, detail_page)
+        .get("/services/{id}/edit", Access::Viewer, edit_form)
+        .post("/services/{id}/edit", Access::Admin, update_from_form)
+        .post("/services/{id}/delete", Access::Admin, delete_from_form)
+        .post("/services/{id}/check", Access::Admin, check_from_form)
+        .post("/scan/cleanup", Access::Admin, cleanup_from_form)
+        .limited(
+            Method::POST,
+            "/control/{id}/{action}",
+            Access::Admin,
+            Bucket::Control,
+            control_from_form,
         )
-        .route("/notifications/{id}/test", post(test_channel_from_form))
-        .route("/notifications/{id}/delete", post(delete_channel_from_form))
-        .route(
-            "/static/app.css",
-            get(|| {
-                asset(
-                    "text/css; charset=utf-8",
-                    include_str!("../../static/app.css"),
-                )
-            }),
+        .limited(
+            Method::GET,
+            "/logs/{id}",
+            Access::Viewer,
+            Bucket::Logs,
+            logs_page,
         )
-        .route(
-            "/static/app.js",
-            get(|| {
-                asset(
-                    "text/javascript; charset=utf-8",
-                    include_str!("../../static/app.js"),
-                )
-            }),
+        .get("/notifications", Access::Viewer, notifications_page)
+        .post("/notifications", Access::Admin, add_channel_from_form)
+        .post(
+            "/notifications/{id}/test",
+            Access::Admin,
+            test_channel_from_form,
         )
-        .route(
-            "/static/favicon.svg",
-            get(|| asset("image/svg+xml", include_str!("../../static/favicon.svg"))),
+        .post(
+            "/notifications/{id}/delete",
+            Access::Admin,
+            delete_channel_from_form,
         )
-        .fallback(|| async {
-            message(
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is no page at this address.",
+        .get("/static/app.css", Access::Public, || {
+            asset(
+                "text/css; charset=utf-8",
+                include_str!("../../static/app.css"),
             )
         })
+        .get("/static/app.js", Access::Public, || {
+            asset(
+                "text/javascript; charset=utf-8",
+                include_str!("../../static/app.js"),
+            )
+        })
+        .get("/static/favicon.svg", Access::Public, || {
+            asset("image/svg+xml", include_str!("../../static/favicon.svg"))
+        })
+}
+
+/// The answer for a path no page has.
+pub async fn not_found() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no page at this address.",
+    )
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -81,7 +96,7 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// Renders a template, or a generic 500 page if rendering fails (logged).
-fn render(status: StatusCode, page: &impl Template) -> Response {
+pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -102,11 +117,12 @@ struct MessagePage<'a> {
     message: &'a str,
 }
 
-fn message(status: StatusCode, title: &str, message: &str) -> Response {
+/// A page with a title and one message (errors, refusals).
+pub fn message(status: StatusCode, title: &str, message: &str) -> Response {
     render(status, &MessagePage { title, message })
 }
 
-fn store_failure(e: &StoreError) -> Response {
+pub(crate) fn store_failure(e: &StoreError) -> Response {
     tracing::error!(error = ?e, "dashboard request failed");
     message(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -334,7 +350,7 @@ struct DetailPage {
     checks: Vec<(String, &'static str, String, String)>,
 }
 
-fn stamp(t: DateTime<Utc>) -> String {
+pub(crate) fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
@@ -615,6 +631,8 @@ fn api_error_page(e: &crate::error::ApiError) -> Response {
 
 async fn control_from_form(
     State(state): State<AppState>,
+    who: crate::auth::Principal,
+    client: crate::auth::Client,
     axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
 ) -> Response {
     let Some(action) = lookout_systemd::Action::parse(&action) else {
@@ -624,7 +642,11 @@ async fn control_from_form(
             "Unknown action: use start, stop or restart.",
         );
     };
-    match super::systemd::control(&state, &id, action).await {
+    let actor = super::systemd::Actor {
+        who: &who,
+        client: &client,
+    };
+    match super::systemd::control(&state, &id, action, actor).await {
         Ok(outcome) => {
             let q = serde_urlencoded::to_string([
                 ("control", action.as_str()),
@@ -896,9 +918,10 @@ async fn new_form(Query(prefill): Query<HashMap<String, String>>) -> Response {
     )
 }
 
-type FormResult = Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>;
+pub(crate) type FormResult =
+    Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>;
 
-fn bad_form(e: &axum::extract::rejection::FormRejection) -> Response {
+pub(crate) fn bad_form(e: &axum::extract::rejection::FormRejection) -> Response {
     message(
         StatusCode::BAD_REQUEST,
         "Could not read the form",

@@ -4,6 +4,7 @@
 //! embedded migrations (`migrations/<backend>/`) and runtime-checked queries, so a
 //! PostgreSQL backend can sit beside SQLite behind the same trait.
 
+pub mod accounts;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use lookout_proto::service::{PushView, StatusEventView};
 use lookout_proto::status::Status;
 use std::time::Duration;
 
+pub use accounts::AccountStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::CheckDefaults;
@@ -276,7 +278,7 @@ pub enum Recorded {
 
 /// The storage of a hub. Every method is one transaction: it happens whole or not at all.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccountStore + Send + Sync + 'static {
     /// Creates a configured service.
     async fn create_service(
         &self,

@@ -170,3 +170,85 @@ async fn the_dashboard_fits_a_phone_screen() {
     );
     browser.close().await;
 }
+
+async fn click(client: &Client, id: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits until the browser is on `path` (and its query, if any).
+async fn wait_path(client: &Client, pred: impl Fn(&str) -> bool) -> String {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let url = client.current_url().await.unwrap();
+        let here = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        if pred(&here) {
+            return here;
+        }
+        assert!(tokio::time::Instant::now() < until, "still on {here}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_run_creates_the_admin_then_logout_and_login_in_chromium() {
+    let hub = lookout_testkit::spawn_hub_with(|c| {
+        c.auth.mode = lookout_hub::auth::AuthMode::Required;
+    })
+    .await;
+    let browser = Browser::start().await;
+    let c = &browser.client;
+
+    // A hub without accounts sends the first visitor to the setup page.
+    c.goto(&hub.url("/")).await.unwrap();
+    wait_path(c, |p| p == "/setup").await;
+    fill(c, "username", "ada").await;
+    fill(c, "password", super::auth::ADMIN_PASSWORD).await;
+    fill(c, "confirm", "something else").await;
+    click(c, "create-admin").await;
+    let error = wait_text(c, "#confirm-error", |t| !t.is_empty()).await;
+    assert!(error.contains("does not match"), "{error}");
+    fill(c, "password", super::auth::ADMIN_PASSWORD).await;
+    fill(c, "confirm", super::auth::ADMIN_PASSWORD).await;
+    click(c, "create-admin").await;
+    wait_path(c, |p| p == "/").await;
+    wait_text(c, "#account-link", |t| t == "ada").await;
+    // The session cookie is out of JavaScript's reach.
+    let visible = c.execute("return document.cookie", vec![]).await.unwrap();
+    assert!(
+        !visible.as_str().unwrap().contains("lookout_session"),
+        "{visible}"
+    );
+
+    // The setup page is gone once an account exists.
+    c.goto(&hub.url("/setup")).await.unwrap();
+    wait_path(c, |p| p != "/setup").await;
+
+    // Log out: back to the login page, and the dashboard is closed again.
+    c.goto(&hub.url("/")).await.unwrap();
+    click(c, "logout").await;
+    wait_path(c, |p| p.starts_with("/login")).await;
+    c.goto(&hub.url("/scan")).await.unwrap();
+    let here = wait_path(c, |p| p.starts_with("/login")).await;
+    assert_eq!(here, "/login?next=%2Fscan");
+
+    // A wrong password is said so; the right one leads back to the page asked for.
+    fill(c, "username", "ada").await;
+    fill(c, "password", "not the password").await;
+    click(c, "login").await;
+    let error = wait_text(c, "#login-error", |t| !t.is_empty()).await;
+    assert_eq!(error, "Wrong username or password.");
+    fill(c, "password", super::auth::ADMIN_PASSWORD).await;
+    click(c, "login").await;
+    wait_path(c, |p| p == "/scan").await;
+    wait_text(c, "#account-link", |t| t == "ada").await;
+    browser.close().await;
+}

@@ -50,9 +50,35 @@ fn bad_settings_stop_start_up_with_one_line_naming_them() {
             "cannot read config file /nonexistent/lookout.toml",
         ),
         (
-            &["serve", "--listen", "0.0.0.0:0"],
+            &["serve", "--listen", "0.0.0.0:0", "--auth", "off"],
             &[],
-            "refusing to listen on 0.0.0.0:0 without authentication",
+            "refusing to listen on 0.0.0.0:0 with --auth off",
+        ),
+        (
+            &["serve", "--listen", "[::]:0"],
+            &[("LOOKOUT_AUTH", "off")],
+            "refusing to listen on [::]:0 with --auth off",
+        ),
+        (
+            &["serve", "--auth", "sometimes"],
+            &[],
+            "invalid --auth \"sometimes\"",
+        ),
+        (
+            &["serve", "--tls-cert", "/nonexistent/cert.pem"],
+            &[],
+            "--tls-cert needs --tls-key",
+        ),
+        (
+            &[
+                "serve",
+                "--tls-cert",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+                "/nonexistent/key.pem",
+            ],
+            &[],
+            "/nonexistent/cert.pem",
         ),
     ];
     for (args, env, expected) in cases {
@@ -143,6 +169,21 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
 
     let exit = hub.terminate().expect("the hub exits on SIGTERM");
     assert!(exit.success(), "exit status {exit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn off_loopback_authentication_is_required_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "0.0.0.0:0", "--systemd", "none"])
+        .arg("--data-dir")
+        .arg(dir.path());
+    let hub = lookout_testkit::spawn_hub_process(cmd, dir);
+    let port = hub.addr.port();
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/api/services"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,12 +9,7 @@ async fn form_post(
     path: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    hub.client
-        .post(hub.url(path))
-        .form(fields)
-        .send()
-        .await
-        .unwrap()
+    hub.post_form(path, fields).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

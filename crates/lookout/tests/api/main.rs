@@ -1,5 +1,6 @@
 //! Integration tests of the real hub over real HTTP (one binary, zero2prod style).
 
+mod auth;
 mod browser;
 mod cli;
 mod dashboard;

@@ -342,10 +342,8 @@ async fn channels_are_configured_and_tested_from_the_dashboard() {
     let hub = spawn_hub_with(fast).await;
     let rx = Receiver::start().await;
     let form = |fields: Vec<(&'static str, String)>| {
-        hub.client
-            .post(hub.url("/notifications"))
-            .form(&fields)
-            .send()
+        let hub = &hub;
+        async move { Ok::<_, std::convert::Infallible>(hub.post_form("/notifications", &fields).await) }
     };
     let r = form(vec![
         ("name", "phone".into()),
@@ -375,14 +373,24 @@ async fn channels_are_configured_and_tested_from_the_dashboard() {
     let id = hub.get_json("/api/notifications/channels").await[0]["id"]
         .as_i64()
         .unwrap();
-    let r = hub.post(&format!("/notifications/{id}/test")).await;
+    let r = hub
+        .post_form(
+            &format!("/notifications/{id}/test"),
+            lookout_testkit::NO_FIELDS,
+        )
+        .await;
     assert!(r.text().await.unwrap().contains("Test sent."));
     assert_eq!(
         rx.received("/alerts").len(),
         1,
         "the test reached ntfy's topic"
     );
-    let r = hub.post(&format!("/notifications/{id}/delete")).await;
+    let r = hub
+        .post_form(
+            &format!("/notifications/{id}/delete"),
+            lookout_testkit::NO_FIELDS,
+        )
+        .await;
     assert_eq!(r.status(), 303);
     assert_eq!(hub.get_json("/api/notifications/channels").await, json!([]));
 }

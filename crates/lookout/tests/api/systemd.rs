@@ -440,7 +440,9 @@ async fn start_stop_restart_change_the_real_state_and_logs_come_back() {
 
     // The dashboard's buttons.
     hub.create_service(json!({"name": "ctl.service"})).await;
-    let r = hub.post(&format!("/control/{id}/start")).await;
+    let r = hub
+        .post_form(&format!("/control/{id}/start"), lookout_testkit::NO_FIELDS)
+        .await;
     assert_eq!(r.status(), 303);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let page = hub.get(&location).await.text().await.unwrap();

@@ -22,6 +22,8 @@ use super::{
     Service, ServiceFilter, Store, StoreError,
 };
 
+mod accounts;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, Clone)]

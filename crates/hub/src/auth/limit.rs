@@ -1,0 +1,180 @@
+//! Rate limits per client (seed 002): login attempts (brute force), control
+//! actions and log reads. GCRA from the `governor` crate, one state per client
+//! address; an exhausted client gets 429 with `Retry-After`.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// What a route's requests count against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// Logins, token refreshes, registrations and first-run setup.
+    Login,
+    /// Starting, stopping and restarting units.
+    Control,
+    /// Reading logs.
+    Logs,
+}
+
+/// A limit as configured: `per_minute` requests a minute, all of which may
+/// come at once after a quiet minute. `None` turns the bucket off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_minute: NonZeroU32,
+}
+
+impl Rate {
+    pub const fn per_minute(n: u32) -> Option<Rate> {
+        match NonZeroU32::new(n) {
+            Some(per_minute) => Some(Rate { per_minute }),
+            None => None,
+        }
+    }
+
+    /// Parses `10/min`, `10/m`, `10` (a minute implied) or `off`.
+    pub fn parse(s: &str) -> Result<Option<Rate>, String> {
+        let s = s.trim();
+        if s == "off" {
+            return Ok(None);
+        }
+        let n = s
+            .strip_suffix("/min")
+            .or_else(|| s.strip_suffix("/m"))
+            .unwrap_or(s);
+        n.trim()
+            .parse::<u32>()
+            .ok()
+            .and_then(Rate::per_minute)
+            .map(Some)
+            .ok_or_else(|| "expected requests per minute such as 10/min, or off".to_owned())
+    }
+}
+
+/// The configured limits; defaults from seed 002 (control 10/min, logs
+/// 30/min) and 10 login attempts a minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub login: Option<Rate>,
+    pub control: Option<Rate>,
+    pub logs: Option<Rate>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            login: Rate::per_minute(10),
+            control: Rate::per_minute(10),
+            logs: Rate::per_minute(30),
+        }
+    }
+}
+
+/// The live limiters of a hub.
+pub struct Limiters {
+    login: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    control: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    logs: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl std::fmt::Debug for Limiters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiters").finish_non_exhaustive()
+    }
+}
+
+fn limiter(rate: Option<Rate>) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
+    rate.map(|r| RateLimiter::keyed(Quota::per_minute(r.per_minute)))
+}
+
+impl Limiters {
+    pub fn new(limits: RateLimits) -> Self {
+        Self {
+            login: limiter(limits.login),
+            control: limiter(limits.control),
+            logs: limiter(limits.logs),
+        }
+    }
+
+    /// Counts one request of `client` against `bucket`; `Err` holds how long
+    /// the client must wait.
+    pub fn check(&self, bucket: Bucket, client: IpAddr) -> Result<(), Duration> {
+        let limiter = match bucket {
+            Bucket::Login => &self.login,
+            Bucket::Control => &self.control,
+            Bucket::Logs => &self.logs,
+        };
+        match limiter {
+            None => Ok(()),
+            Some(l) => l
+                .check_key(&client)
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        }
+    }
+
+    /// Forgets clients whose limits have fully recovered (memory stays
+    /// bounded by the clients of the last minute).
+    pub fn forget_idle(&self) {
+        for l in [&self.login, &self.control, &self.logs]
+            .into_iter()
+            .flatten()
+        {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+/// Whole seconds to wait, rounded up, at least 1 (the `Retry-After` value).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_millis().div_ceil(1000) as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_limited_and_others_are_not() {
+        let l = Limiters::new(RateLimits {
+            login: Rate::per_minute(3),
+            control: None,
+            logs: Rate::per_minute(1),
+        });
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(l.check(Bucket::Login, a).is_ok());
+        }
+        let wait = l.check(Bucket::Login, a).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(10) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(
+            l.check(Bucket::Login, b).is_ok(),
+            "another client is not affected"
+        );
+        assert!(l.check(Bucket::Logs, a).is_ok(), "buckets are separate");
+        for _ in 0..100 {
+            assert!(
+                l.check(Bucket::Control, a).is_ok(),
+                "an off bucket never limits"
+            );
+        }
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(Rate::parse("10/min").unwrap(), Rate::per_minute(10));
+        assert_eq!(Rate::parse("5").unwrap(), Rate::per_minute(5));
+        assert_eq!(Rate::parse("off").unwrap(), None);
+        assert!(Rate::parse("0/min").is_err());
+        assert!(Rate::parse("fast").is_err());
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(6001)), 7);
+    }
+}

@@ -1,0 +1,701 @@
+//! Account pages: first-run setup, login, logout, the user's own account and
+//! API tokens, user administration and the audit log.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use lookout_proto::FieldError;
+
+use super::extract::PathId;
+use super::table::Routes;
+use super::ui::{bad_form, message, render, stamp, store_failure, FormResult};
+use super::AppState;
+use crate::auth::guard::{session_cookie, set_cookie, MaybePrincipal};
+use crate::auth::{Access, Bucket, Client, Principal, UserRequest};
+use crate::store::accounts::{AuditOutcome, CredentialKind, DeleteUser, Role, User};
+use crate::store::StoreError;
+
+pub fn routes(r: Routes) -> Routes {
+    r.get("/login", Access::Public, login_page)
+        .limited(
+            Method::POST,
+            "/login",
+            Access::Public,
+            Bucket::Login,
+            login_submit,
+        )
+        .post("/logout", Access::Public, logout)
+        .get("/setup", Access::Public, setup_page)
+        .limited(
+            Method::POST,
+            "/setup",
+            Access::Public,
+            Bucket::Login,
+            setup_submit,
+        )
+        .get("/account", Access::Viewer, account_page)
+        .post("/account/tokens", Access::Viewer, create_token)
+        .post("/account/tokens/{id}/revoke", Access::Viewer, revoke_token)
+        .get("/users", Access::Admin, users_page)
+        .post("/users", Access::Admin, add_user)
+        .post("/users/{id}/delete", Access::Admin, delete_user)
+        .post("/users/registration", Access::Admin, toggle_registration)
+        .get("/audit", Access::Admin, audit_page)
+}
+
+/// Only a path on this hub may follow a login (no open redirect).
+fn safe_next(next: Option<&String>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.clone(),
+        _ => "/".into(),
+    }
+}
+
+// ---- Login and logout ----------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    error: Option<String>,
+    username: String,
+    next: String,
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    MaybePrincipal(who): MaybePrincipal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let next = safe_next(q.get("next"));
+    if !state.auth.required() || who.is_some() {
+        return Redirect::to(&next).into_response();
+    }
+    match state.store.count_users().await {
+        Ok(0) => return Redirect::to("/setup").into_response(),
+        Ok(_) => {}
+        Err(e) => return store_failure(&e),
+    }
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            error: None,
+            username: String::new(),
+            next,
+        },
+    )
+}
+
+/// A signed-in browser: a session, its cookie and a redirect.
+async fn sign_in(state: &AppState, user: &User, client: &Client, next: &str) -> Response {
+    let secret = match state.auth.start_session(user).await {
+        Ok(s) => s,
+        Err(e) => return store_failure(&e),
+    };
+    state
+        .auth
+        .audit(
+            Some(&user.username),
+            "login",
+            Some("session".into()),
+            client,
+            AuditOutcome::Ok,
+        )
+        .await;
+    let cookie = set_cookie(
+        session_cookie(client.https),
+        &secret,
+        client.https,
+        Some(state.auth.settings.session_ttl),
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to(next)).into_response()
+}
+
+async fn login_submit(State(state): State<AppState>, client: Client, form: FormResult) -> Response {
+    let form = match form {
+        Ok(f) => f.0,
+        Err(e) => return bad_form(&e),
+    };
+    let username = form.get("username").cloned().unwrap_or_default();
+    let password = form.get("password").cloned().unwrap_or_default();
+    let next = safe_next(form.get("next"));
+    match state.auth.check_password(&username, &password).await {
+        Ok(Some(user)) => sign_in(&state, &user, &client, &next).await,
+        Ok(None) => {
+            state
+                .auth
+                .audit(
+                    Some(username.trim()),
+                    "login",
+                    Some("session".into()),
+                    &client,
+                    AuditOutcome::Denied,
+                )
+                .await;
+            render(
+                StatusCode::UNAUTHORIZED,
+                &LoginPage {
+                    error: Some("Wrong username or password.".into()),
+                    username,
+                    next,
+                },
+            )
+        }
+        Err(e) => store_failure(&e),
+    }
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    MaybePrincipal(who): MaybePrincipal,
+    client: Client,
+) -> Response {
+    if let Some(who) = &who {
+        if let Some(c) = who
+            .credential
+            .as_ref()
+            .filter(|c| c.kind == CredentialKind::Session)
+        {
+            if let Err(e) = state
+                .store
+                .revoke_credential(c.id, None, state.clock.now())
+                .await
+            {
+                return store_failure(&e);
+            }
+            state
+                .auth
+                .audit_ok(who, "logout", Some("session".into()), &client)
+                .await;
+        }
+    }
+    let clear = set_cookie(session_cookie(client.https), "", client.https, None);
+    let to = if state.auth.required() { "/login" } else { "/" };
+    ([(header::SET_COOKIE, clear)], Redirect::to(to)).into_response()
+}
+
+// ---- First run -----------------------------------------------------------------
+
+/// A text input of the account forms.
+struct Field {
+    key: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    autocomplete: &'static str,
+    value: String,
+    error: Option<String>,
+}
+
+fn account_fields(
+    values: &HashMap<String, String>,
+    errors: &[FieldError],
+    confirm: bool,
+) -> Vec<Field> {
+    let mut specs = vec![
+        ("username", "Username", "text", "username"),
+        ("email", "E-mail (optional)", "email", "email"),
+        (
+            "password",
+            "Password (at least 8 characters)",
+            "password",
+            "new-password",
+        ),
+    ];
+    if confirm {
+        specs.push(("confirm", "Password again", "password", "new-password"));
+    }
+    specs
+        .into_iter()
+        .map(|(key, label, kind, autocomplete)| Field {
+            key,
+            label,
+            kind,
+            autocomplete,
+            // Passwords are never sent back to the browser.
+            value: if kind == "password" {
+                String::new()
+            } else {
+                values.get(key).cloned().unwrap_or_default()
+            },
+            error: errors
+                .iter()
+                .find(|e| e.field == key)
+                .map(|e| e.message.clone()),
+        })
+        .collect()
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    match errors.len() {
+        0 => String::new(),
+        1 => "Please correct the field marked below.".into(),
+        n => format!("Please correct the {n} fields marked below."),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage {
+    fields: Vec<Field>,
+    errors_summary: String,
+}
+
+fn setup_form(
+    status: StatusCode,
+    values: &HashMap<String, String>,
+    errors: &[FieldError],
+) -> Response {
+    render(
+        status,
+        &SetupPage {
+            fields: account_fields(values, errors, true),
+            errors_summary: summary(errors),
+        },
+    )
+}
+
+async fn setup_page(State(state): State<AppState>) -> Response {
+    match state.store.count_users().await {
+        Ok(0) => setup_form(StatusCode::OK, &HashMap::new(), &[]),
+        Ok(_) => Redirect::to("/login").into_response(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+/// What a person typed, as an account request, and everything wrong with it.
+fn user_request(
+    form: &HashMap<String, String>,
+    role: Role,
+    confirm: bool,
+) -> (UserRequest, Vec<FieldError>) {
+    let request = UserRequest {
+        username: form
+            .get("username")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+        email: form
+            .get("email")
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
+        password: form.get("password").cloned().unwrap_or_default(),
+        role,
+    };
+    let mut problems = request.problems();
+    if confirm && form.get("confirm") != form.get("password") {
+        problems.push(FieldError::new("confirm", "does not match the password"));
+    }
+    (request, problems)
+}
+
+async fn setup_submit(State(state): State<AppState>, client: Client, form: FormResult) -> Response {
+    let form = match form {
+        Ok(f) => f.0,
+        Err(e) => return bad_form(&e),
+    };
+    let (request, problems) = user_request(&form, Role::Admin, true);
+    if !problems.is_empty() {
+        return setup_form(StatusCode::UNPROCESSABLE_ENTITY, &form, &problems);
+    }
+    let new = match request.into_new_user().await {
+        Ok(n) => n,
+        Err(e) => return store_failure(&StoreError::Database(e)),
+    };
+    match state.store.create_first_user(&new, state.clock.now()).await {
+        Ok(Some(user)) => {
+            state
+                .auth
+                .audit(
+                    Some(&user.username),
+                    "user.setup",
+                    Some(user.username.clone()),
+                    &client,
+                    AuditOutcome::Ok,
+                )
+                .await;
+            sign_in(&state, &user, &client, "/").await
+        }
+        // Someone else finished the setup first.
+        Ok(None) => Redirect::to("/login").into_response(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+// ---- The user's own account ------------------------------------------------------
+
+struct TokenRow {
+    id: i64,
+    name: String,
+    role: &'static str,
+    created: String,
+    expires: String,
+    last_used: String,
+}
+
+struct NewToken {
+    name: String,
+    token: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    username: String,
+    role: &'static str,
+    admin: bool,
+    tokens: Vec<TokenRow>,
+    new_token: Option<NewToken>,
+    error: Option<String>,
+}
+
+fn auth_off_page() -> Response {
+    message(
+        StatusCode::OK,
+        "Authentication is off",
+        "This hub runs without accounts (--auth off): there is nobody to sign in as and no token \
+         is needed. Start it with --auth required to use accounts and API tokens.",
+    )
+}
+
+async fn render_account(
+    state: &AppState,
+    who: &Principal,
+    status: StatusCode,
+    new_token: Option<NewToken>,
+    error: Option<String>,
+) -> Response {
+    let Some(user_id) = who.user_id else {
+        return auth_off_page();
+    };
+    let tokens = match state
+        .store
+        .list_credentials(Some(user_id), CredentialKind::Api, state.clock.now())
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return store_failure(&e),
+    };
+    let tokens = tokens
+        .into_iter()
+        .map(|t| TokenRow {
+            id: t.id,
+            name: t.name.unwrap_or_default(),
+            role: t.role.as_str(),
+            created: stamp(t.created_at),
+            expires: t.expires_at.map_or_else(|| "never".into(), stamp),
+            last_used: t.last_used_at.map_or_else(|| "never".into(), stamp),
+        })
+        .collect();
+    render(
+        status,
+        &AccountPage {
+            username: who.username.clone(),
+            role: who.role.as_str(),
+            admin: who.is_admin(),
+            tokens,
+            new_token,
+            error,
+        },
+    )
+}
+
+async fn account_page(State(state): State<AppState>, who: Principal) -> Response {
+    render_account(&state, &who, StatusCode::OK, None, None).await
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    form: FormResult,
+) -> Response {
+    let form = match form {
+        Ok(f) => f.0,
+        Err(e) => return bad_form(&e),
+    };
+    if who.user_id.is_none() {
+        return auth_off_page();
+    }
+    let name = form
+        .get("name")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let role = form
+        .get("role")
+        .and_then(|r| Role::parse(r))
+        .unwrap_or(Role::Viewer);
+    let days = form
+        .get("expires_in_days")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty());
+    let error = if name.is_empty() || name.chars().count() > 100 {
+        Some("Give the token a name of 1 to 100 characters.".to_owned())
+    } else if role > who.role {
+        Some("A token cannot have more rights than its owner.".to_owned())
+    } else if days.is_some_and(|d| {
+        d.parse::<u64>()
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .is_none()
+    }) {
+        Some("Expiry must be a whole number of days from 1 to 3650, or empty.".to_owned())
+    } else {
+        None
+    };
+    if error.is_some() {
+        return render_account(&state, &who, StatusCode::UNPROCESSABLE_ENTITY, None, error).await;
+    }
+    let ttl = days
+        .and_then(|d| d.parse::<u64>().ok())
+        .map(|d| std::time::Duration::from_secs(d * 86_400));
+    match state.auth.create_api_token(&who, &name, role, ttl).await {
+        Ok((_, token)) => {
+            state
+                .auth
+                .audit_ok(&who, "token.create", Some(name.clone()), &client)
+                .await;
+            render_account(
+                &state,
+                &who,
+                StatusCode::CREATED,
+                Some(NewToken { name, token }),
+                None,
+            )
+            .await
+        }
+        Err(e) => store_failure(&e),
+    }
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    PathId(id): PathId,
+) -> Response {
+    let Some(user_id) = who.user_id else {
+        return auth_off_page();
+    };
+    match state
+        .store
+        .revoke_credential(id, Some(user_id), state.clock.now())
+        .await
+    {
+        Ok(true) => {
+            state
+                .auth
+                .audit_ok(&who, "token.revoke", Some(id.to_string()), &client)
+                .await;
+            Redirect::to("/account").into_response()
+        }
+        Ok(false) => message(
+            StatusCode::NOT_FOUND,
+            "No such token",
+            "This token does not exist or is not yours.",
+        ),
+        Err(e) => store_failure(&e),
+    }
+}
+
+// ---- User administration -----------------------------------------------------------
+
+struct UserRow {
+    id: i64,
+    username: String,
+    email: String,
+    role: &'static str,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    users: Vec<UserRow>,
+    fields: Vec<Field>,
+    errors_summary: String,
+    open_registration: bool,
+}
+
+async fn render_users(
+    state: &AppState,
+    status: StatusCode,
+    values: &HashMap<String, String>,
+    errors: &[FieldError],
+) -> Response {
+    let (users, open) = match tokio::try_join!(
+        state.store.list_users(),
+        crate::auth::registration_open(state.store.as_ref())
+    ) {
+        Ok(r) => r,
+        Err(e) => return store_failure(&e),
+    };
+    let users = users
+        .into_iter()
+        .map(|u| UserRow {
+            id: u.id,
+            username: u.username,
+            email: u.email.unwrap_or_default(),
+            role: u.role.as_str(),
+            created: stamp(u.created_at),
+        })
+        .collect();
+    render(
+        status,
+        &UsersPage {
+            users,
+            fields: account_fields(values, errors, false),
+            errors_summary: summary(errors),
+            open_registration: open,
+        },
+    )
+}
+
+async fn users_page(State(state): State<AppState>) -> Response {
+    render_users(&state, StatusCode::OK, &HashMap::new(), &[]).await
+}
+
+async fn add_user(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    form: FormResult,
+) -> Response {
+    let form = match form {
+        Ok(f) => f.0,
+        Err(e) => return bad_form(&e),
+    };
+    let role = form
+        .get("role")
+        .and_then(|r| Role::parse(r))
+        .unwrap_or(Role::Viewer);
+    let (request, problems) = user_request(&form, role, false);
+    if !problems.is_empty() {
+        return render_users(&state, StatusCode::UNPROCESSABLE_ENTITY, &form, &problems).await;
+    }
+    let new = match request.into_new_user().await {
+        Ok(n) => n,
+        Err(e) => return store_failure(&StoreError::Database(e)),
+    };
+    match state.store.create_user(&new, state.clock.now()).await {
+        Ok(user) => {
+            state
+                .auth
+                .audit_ok(&who, "user.create", Some(user.username), &client)
+                .await;
+            Redirect::to("/users").into_response()
+        }
+        Err(StoreError::Conflict { field, value }) => {
+            let problems = [FieldError::new(
+                field,
+                format!("{value:?} is already taken"),
+            )];
+            render_users(&state, StatusCode::CONFLICT, &form, &problems).await
+        }
+        Err(e) => store_failure(&e),
+    }
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    PathId(id): PathId,
+) -> Response {
+    let target = match state.store.get_user(id).await {
+        Ok(u) => u.map(|u| u.username),
+        Err(e) => return store_failure(&e),
+    };
+    match state.store.delete_user(id).await {
+        Ok(DeleteUser::Deleted) => {
+            state
+                .auth
+                .audit_ok(&who, "user.delete", target, &client)
+                .await;
+            Redirect::to("/users").into_response()
+        }
+        Ok(DeleteUser::NotFound) => message(
+            StatusCode::NOT_FOUND,
+            "No such user",
+            "This user does not exist.",
+        ),
+        Ok(DeleteUser::LastAdmin) => message(
+            StatusCode::CONFLICT,
+            "Last admin",
+            "This is the only admin: make another user admin before deleting it.",
+        ),
+        Err(e) => store_failure(&e),
+    }
+}
+
+async fn toggle_registration(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    form: FormResult,
+) -> Response {
+    let form = match form {
+        Ok(f) => f.0,
+        Err(e) => return bad_form(&e),
+    };
+    let open = form.get("open").is_some_and(|v| v == "true");
+    if let Err(e) = state
+        .store
+        .set_state(
+            crate::auth::OPEN_REGISTRATION,
+            if open { "true" } else { "false" },
+        )
+        .await
+    {
+        return store_failure(&e);
+    }
+    state
+        .auth
+        .audit_ok(
+            &who,
+            "settings.registration",
+            Some(if open { "open" } else { "closed" }.into()),
+            &client,
+        )
+        .await;
+    Redirect::to("/users").into_response()
+}
+
+// ---- Audit log -------------------------------------------------------------------
+
+struct AuditRow {
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    client: String,
+    outcome: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    entries: Vec<AuditRow>,
+}
+
+async fn audit_page(State(state): State<AppState>) -> Response {
+    match state.store.list_audit(200).await {
+        Ok(entries) => render(
+            StatusCode::OK,
+            &AuditPage {
+                entries: entries
+                    .into_iter()
+                    .map(|e| AuditRow {
+                        at: stamp(e.at),
+                        actor: e.actor.unwrap_or_else(|| "-".into()),
+                        action: e.action,
+                        target: e.target.unwrap_or_default(),
+                        client: e.client.unwrap_or_default(),
+                        outcome: e.outcome.as_str(),
+                    })
+                    .collect(),
+            },
+        ),
+        Err(e) => store_failure(&e),
+    }
+}

@@ -1,0 +1,138 @@
+//! The route table: the only way a route is added to the hub. Each route names
+//! who may call it ([`Access`]) and what it counts against ([`Bucket`]) where it
+//! is declared; the builder wraps it in the [`guard`] and records it, so the
+//! table of every route (method, path, rule) comes from the same code that
+//! builds the router, and a test can walk it whole.
+
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{on, MethodFilter};
+use axum::Router;
+
+use super::AppState;
+use crate::auth::guard::{guard, Rule};
+use crate::auth::{Access, Bucket};
+
+/// One route as declared.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    pub method: Method,
+    /// The full path, with `{param}` placeholders.
+    pub path: String,
+    pub rule: Rule,
+}
+
+/// A group of routes under one prefix, all pages or all API.
+pub struct Routes {
+    prefix: &'static str,
+    page: bool,
+    router: Router<AppState>,
+    info: Vec<RouteInfo>,
+}
+
+impl Routes {
+    /// JSON routes nested under `prefix` (`/api`, or `""` for seed 003's root routes).
+    pub fn api(prefix: &'static str) -> Self {
+        Self {
+            prefix,
+            page: false,
+            router: Router::new(),
+            info: Vec::new(),
+        }
+    }
+
+    /// Dashboard pages: refusals are pages and redirects to the login page,
+    /// and form posts need the CSRF token.
+    pub fn pages() -> Self {
+        Self {
+            prefix: "",
+            page: true,
+            router: Router::new(),
+            info: Vec::new(),
+        }
+    }
+
+    fn add<H, T>(
+        mut self,
+        method: Method,
+        path: &str,
+        access: Access,
+        bucket: Option<Bucket>,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let rule = Rule {
+            access,
+            page: self.page,
+            bucket,
+        };
+        let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
+        let endpoint =
+            on(filter, handler).route_layer(axum::middleware::from_fn(move |req, next| {
+                guard(rule, req, next)
+            }));
+        self.router = self.router.route(path, endpoint);
+        self.info.push(RouteInfo {
+            method,
+            path: format!("{}{path}", self.prefix),
+            rule,
+        });
+        self
+    }
+
+    pub fn get<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &str,
+        access: Access,
+        h: H,
+    ) -> Self {
+        self.add(Method::GET, path, access, None, h)
+    }
+
+    pub fn post<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &str,
+        access: Access,
+        h: H,
+    ) -> Self {
+        self.add(Method::POST, path, access, None, h)
+    }
+
+    pub fn put<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &str,
+        access: Access,
+        h: H,
+    ) -> Self {
+        self.add(Method::PUT, path, access, None, h)
+    }
+
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &str,
+        access: Access,
+        h: H,
+    ) -> Self {
+        self.add(Method::DELETE, path, access, None, h)
+    }
+
+    /// A route whose requests count against a rate limit.
+    pub fn limited<H: Handler<T, AppState>, T: 'static>(
+        self,
+        method: Method,
+        path: &str,
+        access: Access,
+        bucket: Bucket,
+        h: H,
+    ) -> Self {
+        self.add(method, path, access, Some(bucket), h)
+    }
+
+    /// The axum router and the declared routes.
+    pub fn finish(self) -> (Router<AppState>, Vec<RouteInfo>) {
+        (self.router, self.info)
+    }
+}

@@ -1,0 +1,460 @@
+//! Accounts over the API (seed 004 section 6): login, refresh, registration,
+//! users, personal API tokens, the audit log and the registration switch.
+
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use lookout_proto::FieldError;
+use serde_json::{json, Map, Value};
+
+use super::extract::{count_param, JsonObject, PathId, QueryMap};
+use super::table::Routes;
+use super::AppState;
+use crate::auth::{Access, Bucket, Client, Principal, UserRequest};
+use crate::error::ApiError;
+use crate::store::accounts::{
+    AuditOutcome, CredentialInfo, CredentialKind, DeleteUser, Role, User,
+};
+
+pub fn routes(r: Routes) -> Routes {
+    r.limited(
+        Method::POST,
+        "/v1/users/login",
+        Access::Public,
+        Bucket::Login,
+        login,
+    )
+    .limited(
+        Method::POST,
+        "/v1/users/refresh",
+        Access::Public,
+        Bucket::Login,
+        refresh,
+    )
+    .limited(
+        Method::POST,
+        "/v1/users/register",
+        Access::Public,
+        Bucket::Login,
+        register,
+    )
+    .post("/v1/users/logout", Access::Viewer, logout)
+    .get("/v1/users/me", Access::Viewer, me)
+    .get("/v1/users", Access::Admin, list_users)
+    .post("/v1/users", Access::Admin, create_user)
+    .delete("/v1/users/{id}", Access::Admin, delete_user)
+    .get("/v1/tokens", Access::Viewer, list_tokens)
+    .post("/v1/tokens", Access::Viewer, create_token)
+    .delete("/v1/tokens/{id}", Access::Viewer, revoke_token)
+    .get("/v1/audit", Access::Admin, audit_log)
+    .get("/v1/settings", Access::Admin, get_settings)
+    .put("/v1/settings", Access::Admin, put_settings)
+}
+
+/// Reads the fields of a JSON object: strings, all known, with every problem
+/// reported at once.
+struct Fields<'a> {
+    body: &'a Map<String, Value>,
+    problems: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(body: &'a Map<String, Value>, known: &[&str]) -> Self {
+        let problems = body
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .map(|k| FieldError::new(k.clone(), "is not a known field"))
+            .collect();
+        Self { body, problems }
+    }
+
+    fn text(&mut self, key: &str) -> Option<String> {
+        match self.body.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.problems.push(FieldError::new(key, "must be a string"));
+                None
+            }
+        }
+    }
+
+    fn required(&mut self, key: &str) -> String {
+        let v = self.text(key);
+        if v.as_deref().is_none_or(str::is_empty) && !self.problems.iter().any(|p| p.field == key) {
+            self.problems.push(FieldError::new(key, "is required"));
+        }
+        v.unwrap_or_default()
+    }
+
+    fn role(&mut self, key: &str, default: Role) -> Role {
+        match self.text(key) {
+            None => default,
+            Some(s) => Role::parse(&s).unwrap_or_else(|| {
+                self.problems
+                    .push(FieldError::new(key, "must be admin or viewer"));
+                default
+            }),
+        }
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.problems))
+        }
+    }
+}
+
+fn user_view(u: &User) -> Value {
+    json!({ "id": u.id, "username": u.username, "email": u.email, "role": u.role, "created_at": u.created_at })
+}
+
+fn token_view(t: &CredentialInfo) -> Value {
+    json!({
+        "id": t.id, "user_id": t.user_id, "name": t.name, "role": t.role,
+        "created_at": t.created_at, "expires_at": t.expires_at, "last_used_at": t.last_used_at,
+    })
+}
+
+async fn login(
+    State(state): State<AppState>,
+    client: Client,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut f = Fields::new(&body, &["username", "email", "password"]);
+    let name = f.text("username").or_else(|| f.text("email"));
+    let password = f.required("password");
+    if name.as_deref().is_none_or(str::is_empty) {
+        f.problems
+            .push(FieldError::new("username", "username or email is required"));
+    }
+    f.finish()?;
+    let name = name.unwrap_or_default();
+    let auth = &state.auth;
+    let Some(user) = auth.check_password(&name, &password).await? else {
+        auth.audit(Some(&name), "login", None, &client, AuditOutcome::Denied)
+            .await;
+        return Err(ApiError::Unauthorized("wrong username or password".into()));
+    };
+    let pair = auth.issue_pair(&user).await?;
+    auth.audit(
+        Some(&user.username),
+        "login",
+        Some("api".into()),
+        &client,
+        AuditOutcome::Ok,
+    )
+    .await;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(pair)))
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    client: Client,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut f = Fields::new(&body, &["refresh_token"]);
+    let token = f.required("refresh_token");
+    f.finish()?;
+    match state.auth.refresh(&token, &client).await? {
+        Some(pair) => Ok(([(header::CACHE_CONTROL, "no-store")], Json(pair))),
+        None => Err(ApiError::Unauthorized(
+            "the refresh token is not valid: it is unknown, expired, revoked or already used"
+                .into(),
+        )),
+    }
+}
+
+async fn register(
+    State(state): State<AppState>,
+    client: Client,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    if !crate::auth::registration_open(state.store.as_ref()).await? {
+        return Err(ApiError::Forbidden(
+            "registration is closed: an admin adds accounts, or opens registration in the settings"
+                .into(),
+        ));
+    }
+    let mut f = Fields::new(&body, &["username", "email", "password"]);
+    let email = f.required("email");
+    let username = f.text("username").unwrap_or_else(|| email.clone());
+    let password = f.required("password");
+    f.finish()?;
+    let request = UserRequest {
+        username,
+        email: Some(email),
+        password,
+        role: Role::Viewer,
+    };
+    let user = add_user(&state, request).await?;
+    state
+        .auth
+        .audit(
+            Some(&user.username),
+            "user.register",
+            None,
+            &client,
+            AuditOutcome::Ok,
+        )
+        .await;
+    Ok((StatusCode::CREATED, Json(user_view(&user))))
+}
+
+/// Validates, hashes and stores a new account.
+async fn add_user(state: &AppState, request: UserRequest) -> Result<User, ApiError> {
+    let problems = request.problems();
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    let new = request.into_new_user().await?;
+    Ok(state.store.create_user(&new, state.clock.now()).await?)
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+) -> Result<StatusCode, ApiError> {
+    if let Some(c) = &who.credential {
+        state
+            .store
+            .revoke_family(&c.family, state.clock.now())
+            .await?;
+        state
+            .auth
+            .audit_ok(&who, "logout", Some(c.kind.as_str().into()), &client)
+            .await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(state): State<AppState>, who: Principal) -> Json<Value> {
+    Json(json!({
+        "id": who.user_id, "username": who.username, "role": who.role,
+        "auth": state.auth.settings.mode.as_str(),
+        "credential": who.credential.as_ref().map(|c| c.kind),
+    }))
+}
+
+async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+    let users = state.store.list_users().await?;
+    Ok(Json(users.iter().map(user_view).collect()))
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut f = Fields::new(&body, &["username", "email", "password", "role"]);
+    let username = f.required("username");
+    let email = f.text("email").filter(|e| !e.is_empty());
+    let password = f.required("password");
+    let role = f.role("role", Role::Viewer);
+    f.finish()?;
+    let user = add_user(
+        &state,
+        UserRequest {
+            username,
+            email,
+            password,
+            role,
+        },
+    )
+    .await?;
+    state
+        .auth
+        .audit_ok(&who, "user.create", Some(user.username.clone()), &client)
+        .await;
+    let location = format!("/api/v1/users/{}", user.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(user_view(&user)),
+    ))
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    PathId(id): PathId,
+) -> Result<StatusCode, ApiError> {
+    let target = state.store.get_user(id).await?.map(|u| u.username);
+    match state.store.delete_user(id).await? {
+        DeleteUser::Deleted => {
+            state
+                .auth
+                .audit_ok(&who, "user.delete", target, &client)
+                .await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        DeleteUser::NotFound => Err(ApiError::NotFound(format!("no user with id {id}"))),
+        DeleteUser::LastAdmin => Err(ApiError::Conflict(FieldError::new(
+            "id",
+            "is the last admin; make another admin first",
+        ))),
+    }
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    who: Principal,
+    QueryMap(params): QueryMap,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let all = params.get("all").is_some_and(|v| v == "true");
+    if all && !who.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only an admin sees everyone's tokens".into(),
+        ));
+    }
+    let owner = if all { None } else { who.user_id };
+    if owner.is_none() && !all {
+        return Ok(Json(vec![]));
+    }
+    let tokens = state
+        .store
+        .list_credentials(owner, CredentialKind::Api, state.clock.now())
+        .await?;
+    Ok(Json(tokens.iter().map(token_view).collect()))
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    if who.user_id.is_none() {
+        return Err(ApiError::BadRequest(
+            "authentication is off: API tokens belong to accounts, and none is needed".into(),
+            vec![],
+        ));
+    }
+    let mut f = Fields::new(&body, &["name", "role", "expires_in_days"]);
+    let name = f.required("name");
+    if name.chars().count() > 100 {
+        f.problems
+            .push(FieldError::new("name", "must be at most 100 characters"));
+    }
+    let role = f.role("role", who.role);
+    if role > who.role {
+        f.problems
+            .push(FieldError::new("role", "cannot exceed your own role"));
+    }
+    let days = match body.get("expires_in_days") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64().filter(|d| (1..=3650).contains(d)) {
+            Some(d) => Some(std::time::Duration::from_secs(d * 86_400)),
+            None => {
+                f.problems.push(FieldError::new(
+                    "expires_in_days",
+                    "must be a whole number of days from 1 to 3650",
+                ));
+                None
+            }
+        },
+    };
+    f.finish()?;
+    let (id, token) = state.auth.create_api_token(&who, &name, role, days).await?;
+    state
+        .auth
+        .audit_ok(&who, "token.create", Some(name.clone()), &client)
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "id": id, "name": name, "role": role.min(who.role), "token": token })),
+    ))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    PathId(id): PathId,
+) -> Result<StatusCode, ApiError> {
+    let owner = if who.is_admin() {
+        None
+    } else {
+        who.user_id.or(Some(0))
+    };
+    if state
+        .store
+        .revoke_credential(id, owner, state.clock.now())
+        .await?
+    {
+        state
+            .auth
+            .audit_ok(&who, "token.revoke", Some(id.to_string()), &client)
+            .await;
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no token with id {id} of yours"
+        )))
+    }
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    QueryMap(params): QueryMap,
+) -> Result<Json<Value>, ApiError> {
+    let limit = count_param(&params, "limit", 100)?;
+    Ok(Json(json!(state.store.list_audit(limit).await?)))
+}
+
+async fn get_settings(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({
+        "auth": state.auth.settings.mode.as_str(),
+        "open_registration": crate::auth::registration_open(state.store.as_ref()).await?,
+    })))
+}
+
+async fn put_settings(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let f = Fields::new(&body, &["open_registration"]);
+    let mut problems = f.problems;
+    let open = match body.get("open_registration") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            problems.push(FieldError::new(
+                "open_registration",
+                "must be true or false",
+            ));
+            None
+        }
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    if let Some(open) = open {
+        state
+            .store
+            .set_state(
+                crate::auth::OPEN_REGISTRATION,
+                if open { "true" } else { "false" },
+            )
+            .await?;
+        state
+            .auth
+            .audit_ok(
+                &who,
+                "settings.registration",
+                Some(if open { "open" } else { "closed" }.into()),
+                &client,
+            )
+            .await;
+    }
+    get_settings(State(state)).await
+}

@@ -1,0 +1,1026 @@
+//! Authentication against a real hub: every route of the router is walked
+//! without credentials and as a viewer; login, refresh rotation, expiry with an
+//! injected clock, revocation, CSRF, cross-origin writes, brute-force limits,
+//! the audit log, TLS, and the `lookout user` commands.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::DateTime;
+use lookout_hub::auth::guard::Rule;
+use lookout_hub::auth::{Access, AuthMode};
+use lookout_hub::clock::ManualClock;
+use lookout_hub::routes::table::RouteInfo;
+use lookout_hub::Config;
+use lookout_testkit::{spawn_hub_with, spawn_hub_with_clock, TestHub};
+use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lookout");
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+const VIEWER_PASSWORD: &str = "viewer's own secret";
+
+fn required(c: &mut Config) {
+    c.auth.mode = AuthMode::Required;
+}
+
+/// `lookout user add NAME [--admin]` against the hub's data directory, the
+/// password piped on standard input, as a person would script it.
+pub fn add_user(data_dir: &std::path::Path, name: &str, password: &str, admin: bool) {
+    let mut args = vec!["user", "add", name];
+    if admin {
+        args.push("--admin");
+    }
+    let (ok, stdout, stderr) = run_cli(data_dir, &args, Some(password));
+    assert!(ok, "user add {name}: {stderr}");
+    assert!(stdout.starts_with("created "), "{stdout}");
+}
+
+/// Runs `lookout ARGS` and waits for it. Tests that call it while a hub runs
+/// in-process use the multi-threaded runtime, so the hub keeps serving (and
+/// finishes its transactions) while this thread waits.
+fn run_cli(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("LOOKOUT_DATA_DIR", data_dir)
+        .env_remove("LOOKOUT_DATABASE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        writeln!(input, "{text}").unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A hub with authentication on, an admin `ada` and a viewer `vic`. Rate
+/// limits are off: these tests make more calls a minute than a person
+/// would; the limits have tests of their own.
+async fn hub_with_accounts() -> TestHub {
+    let hub = spawn_hub_with(|c| {
+        c.auth.mode = AuthMode::Required;
+        c.auth.rate_limits = lookout_hub::auth::RateLimits {
+            login: None,
+            control: None,
+            logs: None,
+        };
+    })
+    .await;
+    add_user(hub.data_dir(), "ada", ADMIN_PASSWORD, true);
+    add_user(hub.data_dir(), "vic", VIEWER_PASSWORD, false);
+    hub
+}
+
+async fn login(hub: &TestHub, username: &str, password: &str) -> reqwest::Response {
+    hub.post_json(
+        "/api/v1/users/login",
+        &json!({"username": username, "password": password}),
+    )
+    .await
+}
+
+/// Logs in over the API and returns the token pair.
+async fn tokens(hub: &TestHub, username: &str, password: &str) -> (String, String) {
+    let r = login(hub, username, password).await;
+    assert_eq!(r.status(), 200, "login {username}");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn get_as(hub: &TestHub, path: &str, token: &str) -> reqwest::Response {
+    hub.client
+        .get(hub.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn refresh(hub: &TestHub, refresh_token: &str) -> reqwest::Response {
+    hub.post_json(
+        "/api/v1/users/refresh",
+        &json!({"refresh_token": refresh_token}),
+    )
+    .await
+}
+
+async fn error_code(r: reqwest::Response) -> String {
+    let body: Value = r.json().await.expect("a JSON error body");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A concrete path for a route's pattern.
+fn concrete(path: &str) -> String {
+    path.replace("{action}", "restart")
+        .replace("{token}", "0000")
+        .replace("{name}", "nothing-here")
+        .replace("{id}", "999")
+}
+
+fn is_write(route: &RouteInfo) -> bool {
+    route.method != Method::GET
+}
+
+/// The routes anyone may call: the way in, static assets and push URLs
+/// (whose token is the credential). A new public route must be added here on
+/// purpose.
+const PUBLIC: &[&str] = &[
+    "GET /login",
+    "POST /login",
+    "POST /logout",
+    "GET /setup",
+    "POST /setup",
+    "GET /static/app.css",
+    "GET /static/app.js",
+    "GET /static/favicon.svg",
+    "GET /api/push/{token}",
+    "POST /api/push/{token}",
+    "POST /api/v1/users/login",
+    "POST /api/v1/users/refresh",
+    "POST /api/v1/users/register",
+];
+
+/// The writes a viewer may make: to their own account only.
+const VIEWER_WRITES: &[&str] = &[
+    "POST /account/tokens",
+    "POST /account/tokens/{id}/revoke",
+    "POST /api/v1/users/logout",
+    "POST /api/v1/tokens",
+    "DELETE /api/v1/tokens/{id}",
+];
+
+fn key(route: &RouteInfo) -> String {
+    format!("{} {}", route.method, route.path)
+}
+
+async fn call(hub: &TestHub, route: &RouteInfo, token: Option<&str>) -> reqwest::Response {
+    let mut request = hub
+        .client
+        .request(route.method.clone(), hub.url(&concrete(&route.path)));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if is_write(route) && !route.rule.page {
+        request = request.json(&json!({}));
+    }
+    request.send().await.unwrap()
+}
+
+#[test]
+fn the_route_table_declares_every_public_route_and_viewer_write_on_purpose() {
+    let table = lookout_hub::routes::route_table();
+    assert!(
+        table.len() > 60,
+        "the table lists every route: {}",
+        table.len()
+    );
+    let public: BTreeSet<String> = table
+        .iter()
+        .filter(|r| r.rule.access == Access::Public)
+        .map(key)
+        .collect();
+    let expected: BTreeSet<String> = PUBLIC.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(public, expected, "public routes changed");
+    let viewer_writes: BTreeSet<String> = table
+        .iter()
+        .filter(|r| r.rule.access == Access::Viewer && is_write(r))
+        .map(key)
+        .collect();
+    let expected: BTreeSet<String> = VIEWER_WRITES.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(viewer_writes, expected, "writes open to viewers changed");
+    // Every unit control action counts against the control limit; every log
+    // read against the log limit; every way in against the login limit.
+    for r in &table {
+        let Rule { bucket, .. } = r.rule;
+        use lookout_hub::auth::Bucket;
+        if r.path.ends_with("/start") || r.path.ends_with("/stop") || r.path.ends_with("/restart") {
+            assert_eq!(bucket, Some(Bucket::Control), "{}", key(r));
+        }
+        if r.path.starts_with("/api/") && r.path.ends_with("/logs") {
+            assert_eq!(bucket, Some(Bucket::Logs), "{}", key(r));
+        }
+        if r.method == Method::POST
+            && [
+                "/login",
+                "/setup",
+                "/api/v1/users/login",
+                "/api/v1/users/refresh",
+            ]
+            .contains(&r.path.as_str())
+        {
+            assert_eq!(bucket, Some(Bucket::Login), "{}", key(r));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_refuses_strangers_and_viewers_cannot_write() {
+    let hub = hub_with_accounts().await;
+    let (viewer, _) = tokens(&hub, "vic", VIEWER_PASSWORD).await;
+    let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let table = lookout_hub::routes::route_table();
+    let mut checked = 0;
+    for route in table.iter().filter(|r| r.rule.access != Access::Public) {
+        let what = key(route);
+        // Without credentials: 401 with a JSON body on the API, a redirect to
+        // the login page on the dashboard.
+        let r = call(&hub, route, None).await;
+        if route.rule.page {
+            assert_eq!(r.status(), StatusCode::SEE_OTHER, "{what}");
+            let to = r.headers()[LOCATION].to_str().unwrap();
+            assert!(to.starts_with("/login?next="), "{what} -> {to}");
+        } else {
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+            assert!(r.headers().contains_key(WWW_AUTHENTICATE), "{what}");
+            assert_eq!(error_code(r).await, "unauthorized", "{what}");
+        }
+        // A token that is not one: refused the same way on the API.
+        if !route.rule.page {
+            let r = call(&hub, route, Some("lk_not_a_token")).await;
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{what} with a bad token"
+            );
+        }
+        // A viewer: 403 on every write that is not their own account.
+        if route.rule.access == Access::Admin {
+            let r = call(&hub, route, Some(&viewer)).await;
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what} as a viewer");
+            if !route.rule.page {
+                assert_eq!(error_code(r).await, "forbidden", "{what}");
+            }
+        }
+        // Reads are the viewer's, admin reads the admin's.
+        if !is_write(route) && route.path != "/api/events" {
+            let token = if route.rule.access == Access::Admin {
+                &admin
+            } else {
+                &viewer
+            };
+            let r = call(&hub, route, Some(token)).await;
+            assert!(
+                ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&r.status()),
+                "{what}: {}",
+                r.status()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 50, "walked {checked} routes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_without_accounts_sends_pages_to_setup_and_api_clients_to_the_cli() {
+    let hub = spawn_hub_with(required).await;
+    let r = hub.get("/").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/setup");
+    let r = hub.get("/api/services").await;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("lookout user add"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_refresh_rotation_and_replay() {
+    let hub = hub_with_accounts().await;
+    // Wrong password, unknown user: the same 401, nothing else said.
+    for (user, password) in [("ada", "wrong password"), ("nobody", "whatever1")] {
+        let r = login(&hub, user, password).await;
+        assert_eq!(r.status(), 401);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "unauthorized");
+        assert_eq!(body["message"], "wrong username or password");
+    }
+    // Missing fields are named.
+    let r = hub
+        .post_json("/api/v1/users/login", &json!({"username": "ada"}))
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "password");
+
+    let (access, refresh_1) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let r = get_as(&hub, "/api/v1/users/me", &access).await;
+    assert_eq!(r.status(), 200);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(
+        (me["username"].as_str(), me["role"].as_str()),
+        (Some("ada"), Some("admin"))
+    );
+    // Seed 001's examples work with the token.
+    let r = hub
+        .client
+        .post(hub.url("/api/services"))
+        .bearer_auth(&access)
+        .json(&json!({"name": "user-service", "base_url": "http://127.0.0.1:9", "health_endpoint": "/health"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Rotation: the new pair works, the spent refresh token is refused.
+    let r = refresh(&hub, &refresh_1).await;
+    assert_eq!(r.status(), 200);
+    let pair: Value = r.json().await.unwrap();
+    let access_2 = pair["access_token"].as_str().unwrap().to_owned();
+    let refresh_2 = pair["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(access_2, access);
+    assert_eq!(get_as(&hub, "/api/services", &access_2).await.status(), 200);
+    let r = refresh(&hub, &refresh_1).await;
+    assert_eq!(r.status(), 401, "a spent refresh token is refused");
+    // A replay means the token leaked: the whole login is revoked.
+    assert_eq!(get_as(&hub, "/api/services", &access_2).await.status(), 401);
+    assert_eq!(refresh(&hub, &refresh_2).await.status(), 401);
+
+    // Login by e-mail works too; a fresh login is a fresh family.
+    let r = hub
+        .post_json(
+            "/api/v1/users",
+            &json!({"username": "eve", "email": "eve@example.org", "password": "eve's password", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status(), 401, "creating users needs a token");
+    let (access_3, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let r = hub
+        .client
+        .post(hub.url("/api/v1/users"))
+        .bearer_auth(&access_3)
+        .json(&json!({"username": "eve", "email": "eve@example.org", "password": "eve's password", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = hub
+        .post_json(
+            "/api/v1/users/login",
+            &json!({"email": "eve@example.org", "password": "eve's password"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
+    // Logout ends the login: its access and refresh tokens.
+    let (access_4, refresh_4) = tokens(&hub, "vic", VIEWER_PASSWORD).await;
+    let r = hub
+        .client
+        .post(hub.url("/api/v1/users/logout"))
+        .bearer_auth(&access_4)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(get_as(&hub, "/api/services", &access_4).await.status(), 401);
+    assert_eq!(refresh(&hub, &refresh_4).await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_and_sessions_expire_on_the_hubs_clock() {
+    let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = spawn_hub_with_clock(required, clock.clone()).await;
+    add_user(hub.data_dir(), "ada", ADMIN_PASSWORD, true);
+    let (access, refresh_token) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let session = browser_login(&hub, "ada", ADMIN_PASSWORD).await;
+
+    clock.advance(Duration::from_secs(14 * 60));
+    assert_eq!(get_as(&hub, "/api/services", &access).await.status(), 200);
+    assert_eq!(session.get(&hub, "/").await.status(), 200);
+    clock.advance(Duration::from_secs(2 * 60));
+    assert_eq!(
+        get_as(&hub, "/api/services", &access).await.status(),
+        401,
+        "access tokens last 15 minutes"
+    );
+    // The refresh token outlives it and gives a new pair.
+    let r = refresh(&hub, &refresh_token).await;
+    assert_eq!(r.status(), 200);
+    let pair: Value = r.json().await.unwrap();
+    let access = pair["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = pair["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(get_as(&hub, "/api/services", &access).await.status(), 200);
+
+    // Sessions last 7 days, refresh tokens 30.
+    clock.advance(Duration::from_secs(7 * 86_400));
+    let r = session.get(&hub, "/").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the session expired");
+    assert!(r.headers()[LOCATION]
+        .to_str()
+        .unwrap()
+        .starts_with("/login"));
+    clock.advance(Duration::from_secs(23 * 86_400));
+    assert_eq!(refresh(&hub, &refresh_token).await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn personal_api_tokens_work_until_revoked_and_never_exceed_their_owner() {
+    let hub = hub_with_accounts().await;
+    let (viewer, _) = tokens(&hub, "vic", VIEWER_PASSWORD).await;
+    // A viewer cannot mint an admin token.
+    let r = hub
+        .client
+        .post(hub.url("/api/v1/tokens"))
+        .bearer_auth(&viewer)
+        .json(&json!({"name": "ci", "role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "role");
+
+    let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let r = hub
+        .client
+        .post(hub.url("/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "backup script", "role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let script_token = created["token"].as_str().unwrap().to_owned();
+    let id = created["id"].as_i64().unwrap();
+
+    // The script uses it like seed 001's curl examples.
+    let r = hub
+        .client
+        .post(hub.url("/api/services"))
+        .header("Authorization", format!("Bearer {script_token}"))
+        .json(&json!({"name": "payment-service", "base_url": "http://127.0.0.1:9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Listed without the secret, stored hashed.
+    let list: Value = get_as(&hub, "/api/v1/tokens", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["name"], "backup script");
+    assert!(!list.to_string().contains(&script_token));
+    let db = std::fs::read(hub.db_path()).unwrap_or_default();
+    let wal = std::fs::read(hub.db_path().with_extension("db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes
+                .windows(script_token.len())
+                .any(|w| w == script_token.as_bytes()),
+            "the token is stored in clear"
+        );
+    }
+
+    // A viewer cannot revoke someone else's token.
+    let r = hub
+        .client
+        .delete(hub.url(&format!("/api/v1/tokens/{id}")))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        get_as(&hub, "/api/services", &script_token).await.status(),
+        200
+    );
+    // Revoked by its owner: refused from then on.
+    let r = hub
+        .client
+        .delete(hub.url(&format!("/api/v1/tokens/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = get_as(&hub, "/api/services", &script_token).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()[WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+
+    // Everything above is in the audit log, with no secret in it.
+    let audit: Value = get_as(&hub, "/api/v1/audit", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = audit.to_string();
+    for action in ["login", "token.create", "token.revoke"] {
+        assert!(
+            text.contains(&format!("\"{action}\"")),
+            "{action} not audited: {text}"
+        );
+    }
+    assert!(!text.contains(ADMIN_PASSWORD) && !text.contains(&script_token));
+}
+
+/// A browser: a cookie jar by hand, so the test sees exactly what is sent.
+struct Session {
+    cookies: Vec<(String, String)>,
+}
+
+impl Session {
+    fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn absorb(&mut self, r: &reqwest::Response) {
+        for value in r.headers().get_all(SET_COOKIE) {
+            let text = value.to_str().unwrap();
+            let (pair, _) = text.split_once(';').unwrap_or((text, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(name, _)| name != k);
+            if !v.is_empty() && !text.contains("Max-Age=0") {
+                self.cookies.push((k.to_owned(), v.to_owned()));
+            }
+        }
+    }
+
+    fn csrf(&self) -> String {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == "lookout_csrf")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    async fn get(&self, hub: &TestHub, path: &str) -> reqwest::Response {
+        hub.client
+            .get(hub.url(path))
+            .header(COOKIE, self.header())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post_form(
+        &mut self,
+        hub: &TestHub,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let r = hub
+            .client
+            .post(hub.url(path))
+            .header(COOKIE, self.header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.absorb(&r);
+        r
+    }
+}
+
+/// Loads the login page (which sets the CSRF cookie) and signs in.
+async fn browser_login(hub: &TestHub, username: &str, password: &str) -> Session {
+    let mut s = Session { cookies: vec![] };
+    let r = s.get(hub, "/login").await;
+    assert_eq!(r.status(), 200);
+    s.absorb(&r);
+    let csrf = s.csrf();
+    assert!(!csrf.is_empty(), "the login page sets a CSRF cookie");
+    let r = s
+        .post_form(
+            hub,
+            "/login",
+            &[
+                ("username", username),
+                ("password", password),
+                ("_csrf", &csrf),
+                ("next", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {username}");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_cookies_are_httponly_samesite_and_forms_need_their_csrf_token() {
+    let hub = hub_with_accounts().await;
+    let mut s = Session { cookies: vec![] };
+    let r = s.get(&hub, "/login").await;
+    s.absorb(&r);
+    let csrf = s.csrf();
+    // A login form without the token is refused, and signs nobody in.
+    let r = s
+        .post_form(
+            &hub,
+            "/login",
+            &[("username", "ada"), ("password", ADMIN_PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    assert!(!s.header().contains("lookout_session"));
+    let r = hub
+        .client
+        .post(hub.url("/login"))
+        .header(COOKIE, s.header())
+        .form(&[
+            ("username", "ada"),
+            ("password", ADMIN_PASSWORD),
+            ("_csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("lookout_session="))
+        .expect("a session cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"),
+        "{set}"
+    );
+    s.absorb(&r);
+    assert_eq!(s.get(&hub, "/").await.status(), 200);
+
+    // A form post with the session but a forged token changes nothing.
+    let service = [("name", "csrf-victim"), ("base_url", "http://127.0.0.1:9")];
+    let mut forged = service.to_vec();
+    forged.push(("_csrf", "forged"));
+    let r = s.post_form(&hub, "/services", &forged).await;
+    assert_eq!(r.status(), 403);
+    let r = s.post_form(&hub, "/services", &service).await;
+    assert_eq!(r.status(), 403, "no token at all");
+    // Another site's page posting with the user's cookies is refused too.
+    let r = hub
+        .client
+        .post(hub.url("/services"))
+        .header(COOKIE, s.header())
+        .header("Origin", "http://evil.example")
+        .form(&[
+            ("name", "csrf-victim"),
+            ("base_url", "http://127.0.0.1:9"),
+            ("_csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let list: Value = get_as(&hub, "/api/services", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+    // With its token the same form works.
+    let mut good = service.to_vec();
+    good.push(("_csrf", &csrf));
+    let r = s.post_form(&hub, "/services", &good).await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let list: Value = get_as(&hub, "/api/services", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["name"], "csrf-victim");
+
+    // Logout ends the session on the hub, not only in the browser.
+    let stolen = s.header();
+    let r = s.post_form(&hub, "/logout", &[("_csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/login");
+    let r = hub
+        .client
+        .get(hub.url("/"))
+        .header(COOKIE, stolen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the old cookie is dead");
+}
+
+async fn login_from(hub: &TestHub, client_ip: &str, password: &str) -> reqwest::Response {
+    hub.client
+        .post(hub.url("/api/v1/users/login"))
+        .header("X-Forwarded-For", client_ip)
+        .json(&json!({"username": "ada", "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_logins_are_limited_per_client_with_retry_after() {
+    // The hub sits behind a reverse proxy on 127.0.0.1 that names the client.
+    let hub = spawn_hub_with(|c| {
+        c.auth.mode = AuthMode::Required;
+        c.auth.trusted_proxies = lookout_hub::auth::client::parse_trusted("127.0.0.1").unwrap();
+    })
+    .await;
+    add_user(hub.data_dir(), "ada", ADMIN_PASSWORD, true);
+    let attacker = "203.0.113.5";
+    for _ in 0..10 {
+        assert_eq!(login_from(&hub, attacker, "guess").await.status(), 401);
+    }
+    let r = login_from(&hub, attacker, ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), 429, "even the right password waits");
+    let wait: u64 = r.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    assert_eq!(error_code(r).await, "too_many_requests");
+    // The login form counts against the same limit.
+    let r = hub
+        .client
+        .post(hub.url("/login"))
+        .header("X-Forwarded-For", attacker)
+        .form(&[("username", "ada"), ("password", "guess")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // Someone else is not locked out by it.
+    assert_eq!(
+        login_from(&hub, "203.0.113.6", ADMIN_PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_headers_are_ignored_from_untrusted_peers() {
+    let hub = spawn_hub_with(required).await;
+    add_user(hub.data_dir(), "ada", ADMIN_PASSWORD, true);
+    // A client that invents a new address for every attempt is still one client.
+    for i in 0..10 {
+        let r = login_from(&hub, &format!("198.51.100.{i}"), "guess").await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = login_from(&hub, "198.51.100.99", ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn control_actions_and_log_reads_are_limited_too() {
+    let hub = spawn_hub_with(|c| {
+        c.auth.rate_limits.control = lookout_hub::auth::limit::Rate::per_minute(3);
+        c.auth.rate_limits.logs = lookout_hub::auth::limit::Rate::per_minute(2);
+    })
+    .await;
+    for _ in 0..2 {
+        let r = hub.get("/api/services/nothing-here/logs").await;
+        assert_ne!(r.status(), 429);
+    }
+    let r = hub.get("/api/services/nothing-here/logs").await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(error_code(r).await, "too_many_requests");
+    // Without systemd the action fails, but it still counts.
+    for _ in 0..3 {
+        let r = hub.post("/api/services/nothing-here/restart").await;
+        assert_ne!(r.status(), 429);
+    }
+    let r = hub.post("/api/services/nothing-here/restart").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key(RETRY_AFTER));
+    // Each attempt is in the audit log, with its outcome.
+    let audit: Value = hub.get_json("/api/v1/audit").await;
+    let restarts = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "unit.restart")
+        .count();
+    assert_eq!(restarts, 3, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_commands_manage_accounts_with_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = run_cli(
+        dir.path(),
+        &["user", "add", "ada", "--admin"],
+        Some("short"),
+    );
+    assert!(!ok);
+    assert!(stderr.starts_with("lookout: invalid password"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let (ok, _, stderr) = run_cli(dir.path(), &["user", "add", "ada", "--admin"], None);
+    assert!(!ok);
+    assert!(stderr.contains("no password on standard input"), "{stderr}");
+    let (ok, _, stderr) = run_cli(
+        dir.path(),
+        &["user", "add", "bad name!"],
+        Some(ADMIN_PASSWORD),
+    );
+    assert!(!ok);
+    assert!(stderr.contains("invalid username"), "{stderr}");
+
+    add_user(dir.path(), "ada", ADMIN_PASSWORD, true);
+    let (ok, _, stderr) = run_cli(dir.path(), &["user", "add", "ada"], Some(ADMIN_PASSWORD));
+    assert!(!ok);
+    assert!(stderr.contains("already taken"), "{stderr}");
+    add_user(dir.path(), "vic", VIEWER_PASSWORD, false);
+    let (ok, out, _) = run_cli(dir.path(), &["user", "list"], None);
+    assert!(ok);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows.iter().map(|r| (r[0], r[1])).collect::<Vec<_>>(),
+        [("ada", "admin"), ("vic", "viewer")]
+    );
+    // The last admin cannot be removed; a viewer can.
+    let (ok, _, stderr) = run_cli(dir.path(), &["user", "remove", "ada"], None);
+    assert!(!ok);
+    assert!(stderr.contains("last admin"), "{stderr}");
+    let (ok, _, _) = run_cli(dir.path(), &["user", "remove", "vic"], None);
+    assert!(ok);
+
+    // The account works against a hub on the same data directory, and a new
+    // password takes effect there.
+    let data_dir = dir.path().to_path_buf();
+    let hub = spawn_hub_with(move |c| {
+        c.auth.mode = AuthMode::Required;
+        c.data_dir = data_dir.clone();
+        c.database =
+            lookout_hub::config::DatabaseUrl::Sqlite(data_dir.join(lookout_hub::config::DB_FILE));
+    })
+    .await;
+    assert_eq!(login(&hub, "ada", ADMIN_PASSWORD).await.status(), 200);
+    assert_eq!(login(&hub, "vic", VIEWER_PASSWORD).await.status(), 401);
+    let (access, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let (ok, _, stderr) = run_cli(
+        dir.path(),
+        &["user", "passwd", "ada"],
+        Some("a brand new one"),
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        get_as(&hub, "/api/services", &access).await.status(),
+        401,
+        "signed out everywhere"
+    );
+    assert_eq!(login(&hub, "ada", ADMIN_PASSWORD).await.status(), 401);
+    assert_eq!(login(&hub, "ada", "a brand new one").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_is_closed_until_an_admin_opens_it() {
+    let hub = hub_with_accounts().await;
+    let new = json!({"email": "sam@example.org", "password": "sam's password"});
+    let r = hub.post_json("/api/v1/users/register", &new).await;
+    assert_eq!(r.status(), 403);
+    let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let r = hub
+        .client
+        .put(hub.url("/api/v1/settings"))
+        .bearer_auth(&admin)
+        .json(&json!({"open_registration": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let r = hub.post_json("/api/v1/users/register", &new).await;
+    assert_eq!(r.status(), 201);
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(user["role"], "viewer", "self-registered accounts only look");
+    assert!(user.get("password_hash").is_none());
+    let r = hub
+        .post_json(
+            "/api/v1/users/login",
+            &json!({"email": "sam@example.org", "password": "sam's password"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+/// A self-signed certificate for 127.0.0.1 / localhost.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let pem = cert.cert.pem();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, &pem).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (cert_path, key_path, pem.into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_serves_https_with_secure_host_only_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, pem) = self_signed(dir.path());
+    let hub = spawn_hub_with(move |c| {
+        c.auth.mode = AuthMode::Required;
+        c.tls = Some(lookout_hub::config::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+        c.auth.tls = true;
+    })
+    .await;
+    add_user(hub.data_dir(), "ada", ADMIN_PASSWORD, true);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("https://localhost:{}{p}", hub.addr.port());
+    let r = client.get(url("/login")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csrf_cookie = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        csrf_cookie.starts_with("__Host-lookout_csrf=") && csrf_cookie.contains("Secure"),
+        "{csrf_cookie}"
+    );
+    let r = client
+        .post(url("/api/v1/users/login"))
+        .json(&json!({"username": "ada", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Plain HTTP on the TLS port gets nothing useful.
+    let plain = hub.client.get(hub.url("/api/services")).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_viewer_sees_the_dashboard_without_the_buttons_that_change_things() {
+    let hub = hub_with_accounts().await;
+    let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let r = hub
+        .client
+        .post(hub.url("/api/services"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "shown-to-all", "base_url": "http://127.0.0.1:9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let viewer = browser_login(&hub, "vic", VIEWER_PASSWORD).await;
+    let page = viewer.get(&hub, "/").await.text().await.unwrap();
+    assert!(page.contains("shown-to-all"));
+    for control in ["/delete\"", "/edit\"", "/check\"", "id=\"add-button\""] {
+        assert!(!page.contains(control), "a viewer is offered {control}");
+    }
+    assert!(
+        page.contains("id=\"account-link\">vic<"),
+        "signed in as vic"
+    );
+    assert!(
+        !page.contains("href=\"/users\""),
+        "user admin is for admins"
+    );
+    let admin_page = browser_login(&hub, "ada", ADMIN_PASSWORD)
+        .await
+        .get(&hub, "/")
+        .await
+        .text()
+        .await
+        .unwrap();
+    for control in [
+        "/delete\"",
+        "/edit\"",
+        "/check\"",
+        "id=\"add-button\"",
+        "href=\"/users\"",
+    ] {
+        assert!(admin_page.contains(control), "the admin misses {control}");
+    }
+}
