@@ -10,6 +10,8 @@ use clap::{Arg, ArgMatches, Command};
 use lookout_hub::config::{Origin, RawValue, SETTINGS};
 use lookout_hub::{Application, Config};
 
+mod check;
+
 fn cli() -> Command {
     let mut serve = Command::new("serve")
         .about("Run the hub: HTTP API, dashboard, storage and health checker")
@@ -47,6 +49,7 @@ fn cli() -> Command {
         .arg_required_else_help(true)
         .subcommand(serve)
         .subcommand(user_command())
+        .subcommand(check::command())
         .subcommand(
             Command::new("scan")
                 .about("Scan systemd once and print every service, its ports and timers")
@@ -319,13 +322,14 @@ fn overrides(m: &ArgMatches) -> BTreeMap<&'static str, RawValue> {
 fn main() -> ExitCode {
     let matches = cli().get_matches();
     let result = match matches.subcommand() {
-        Some(("serve", m)) => serve(m),
-        Some(("scan", m)) => scan(m),
-        Some(("user", m)) => user(m),
+        Some(("serve", m)) => serve(m).map(|()| ExitCode::SUCCESS),
+        Some(("scan", m)) => scan(m).map(|()| ExitCode::SUCCESS),
+        Some(("user", m)) => user(m).map(|()| ExitCode::SUCCESS),
+        Some(("check", m)) => check::run(m),
         _ => unreachable!("clap requires a known subcommand"),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("lookout: {e:#}");
             ExitCode::FAILURE

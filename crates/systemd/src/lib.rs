@@ -124,6 +124,26 @@ impl Systemd {
         self.manager.reload().await.map_err(|e| self.bus_error(e))
     }
 
+    /// Enables unit files (their `[Install]` links), like `systemctl enable`.
+    pub async fn enable(&self, units: &[&UnitName]) -> Result<(), Error> {
+        let names: Vec<&str> = units.iter().map(|u| u.as_str()).collect();
+        self.manager
+            .enable_unit_files(&names, false, true)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.bus_error(e))
+    }
+
+    /// Removes the `[Install]` links of unit files, like `systemctl disable`.
+    pub async fn disable(&self, units: &[&UnitName]) -> Result<(), Error> {
+        let names: Vec<&str> = units.iter().map(|u| u.as_str()).collect();
+        self.manager
+            .disable_unit_files(&names, false)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.bus_error(e))
+    }
+
     fn bus_error(&self, e: zbus::Error) -> Error {
         Error::from_bus(self.scope, e)
     }

@@ -17,7 +17,7 @@ use zbus::zvariant::OwnedObjectPath;
 
 use crate::control::usec_time;
 use crate::dbus::{unit_path, ServiceProxy, SocketProxy, TimerProxy, UnitProxy};
-use crate::{processes, sockets, Error, Scope, Systemd};
+use crate::{processes, sockets, Error, Scope, Systemd, UnitName};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -400,6 +400,29 @@ impl Systemd {
             timers,
             warnings: host.warning.into_iter().collect(),
         })
+    }
+
+    /// One timer, as a scan would report it: schedule, last trigger, next run
+    /// and the last result of the unit it starts.
+    pub async fn timer_status(&self, timer: &UnitName) -> Result<TimerUnit, Error> {
+        let path = self
+            .manager
+            .load_unit(timer.as_str())
+            .await
+            .map_err(|e| self.bus_error(e))?;
+        let unit = self
+            .unit_proxy(path.clone())
+            .await
+            .map_err(|e| self.bus_error(e))?;
+        let (description, active) = tokio::join!(unit.description(), unit.active_state());
+        Ok(self
+            .timer(
+                timer.as_str().to_owned(),
+                description.unwrap_or_default(),
+                active.unwrap_or_default(),
+                path,
+            )
+            .await)
     }
 
     async fn timer(

@@ -156,6 +156,95 @@ pub fn unit_dir(scope: Scope) -> Option<PathBuf> {
     }
 }
 
+/// A check script's pair of units: a oneshot service that runs it with its
+/// output appended to a log file, and the timer that starts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckUnits {
+    pub description: String,
+    /// argv of `ExecStart=`: an absolute program path, then its arguments.
+    pub command: Vec<String>,
+    /// systemd's own limit; the wrapper enforces the script's timeout first.
+    pub timeout: std::time::Duration,
+    pub log_file: PathBuf,
+    /// An `OnCalendar=` expression that systemd accepted.
+    pub schedule: String,
+    /// The service the timer starts.
+    pub service: String,
+}
+
+impl CheckUnits {
+    pub fn validate(&self) -> Result<(), UnitFileError> {
+        match self.command.first() {
+            Some(p) if p.starts_with('/') => {}
+            _ => return Err(err("command", "must start with an absolute program path")),
+        }
+        if self.command.iter().any(|a| a.contains('\0')) {
+            return Err(err("command", "must not contain NUL"));
+        }
+        if self.description.chars().any(char::is_control) {
+            return Err(err("description", "must be one line"));
+        }
+        // `StandardOutput=append:` takes the path as it is: no quoting.
+        let log = self.log_file.to_string_lossy();
+        if !self.log_file.is_absolute() || log.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(err(
+                "log_file",
+                "must be an absolute path without spaces or control characters",
+            ));
+        }
+        if self.schedule.is_empty() || self.schedule.chars().any(|c| c.is_control() || c == '%') {
+            return Err(err("schedule", "must be one calendar expression without %"));
+        }
+        if !self.service.ends_with(".service") || self.service.contains(char::is_whitespace) {
+            return Err(err("service", "must be a service unit name"));
+        }
+        Ok(())
+    }
+
+    /// The service unit's text. Call [`CheckUnits::validate`] first.
+    pub fn render_service(&self) -> String {
+        let exec: Vec<String> = self.command.iter().map(|a| quote_arg(a)).collect();
+        format!(
+            "# Written by `lookout check add`; remove with `lookout check remove`.\n\
+             [Unit]\n\
+             Description={description}\n\
+             \n\
+             [Service]\n\
+             Type=oneshot\n\
+             ExecStart={exec}\n\
+             TimeoutStartSec={timeout}\n\
+             StandardOutput=append:{log}\n\
+             StandardError=journal\n",
+            description = escape_specifiers(&self.description),
+            exec = exec.join(" "),
+            timeout = self.timeout.as_secs().max(1),
+            log = escape_specifiers(&self.log_file.to_string_lossy()),
+        )
+    }
+
+    /// The timer unit's text. Call [`CheckUnits::validate`] first.
+    pub fn render_timer(&self) -> String {
+        format!(
+            "# Written by `lookout check add`; remove with `lookout check remove`.\n\
+             [Unit]\n\
+             Description={description} (schedule)\n\
+             \n\
+             [Timer]\n\
+             OnCalendar={schedule}\n\
+             AccuracySec=1s\n\
+             Persistent=true\n\
+             Unit={service}\n\
+             \n\
+             [Install]\n\
+             WantedBy=timers.target\n",
+            description = escape_specifiers(&self.description),
+            schedule = self.schedule,
+            service = self.service,
+        )
+    }
+}
+
 /// Writes `contents` to `dir/name` atomically (temp file, then rename), so a
 /// half-written unit is never seen by systemd.
 pub fn write_atomically(dir: &Path, name: &str, contents: &str) -> std::io::Result<PathBuf> {
@@ -180,6 +269,51 @@ mod tests {
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             working_directory: Some("/srv/app".into()),
             environment: [("PORT".to_owned(), "8080".to_owned())].into(),
+        }
+    }
+
+    fn check() -> CheckUnits {
+        CheckUnits {
+            description: "lookout check: Disk 100%".into(),
+            command: vec![
+                "/usr/bin/lookout".into(),
+                "check".into(),
+                "exec".into(),
+                "/x/disk".into(),
+            ],
+            timeout: std::time::Duration::from_secs(50),
+            log_file: "/var/log/lookout/disk.log".into(),
+            schedule: "*:0/5".into(),
+            service: "lookout-disk.service".into(),
+        }
+    }
+
+    #[test]
+    fn check_units_render_and_refuse_what_could_break_them() {
+        let c = check();
+        c.validate().unwrap();
+        let service = c.render_service();
+        assert!(service.contains("Type=oneshot\n"), "{service}");
+        assert!(service.contains("ExecStart=\"/usr/bin/lookout\" \"check\" \"exec\" \"/x/disk\"\n"));
+        assert!(service.contains("StandardOutput=append:/var/log/lookout/disk.log\n"));
+        assert!(service.contains("Description=lookout check: Disk 100%%\n"));
+        assert!(service.contains("TimeoutStartSec=50\n"));
+        let timer = c.render_timer();
+        assert!(
+            timer.contains("OnCalendar=*:0/5\n") && timer.contains("Unit=lookout-disk.service\n")
+        );
+        assert!(timer.contains("WantedBy=timers.target"));
+        let broken: [fn(&mut CheckUnits); 5] = [
+            |c| c.command[0] = "lookout".into(),
+            |c| c.description = "a\nExecStartPre=/bin/evil".into(),
+            |c| c.log_file = "/var/log/my checks.log".into(),
+            |c| c.schedule = "hourly\nOnBootSec=1".into(),
+            |c| c.service = "evil.target".into(),
+        ];
+        for b in broken {
+            let mut c = check();
+            b(&mut c);
+            assert!(c.validate().is_err(), "{c:?}");
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod auth;
 mod browser;
+mod checks;
 mod cli;
 mod dashboard;
 mod health;
