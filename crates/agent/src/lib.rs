@@ -13,7 +13,9 @@
 #![forbid(unsafe_code)]
 
 pub mod checks;
+pub mod daemon;
 pub mod exec;
 pub mod layout;
+pub mod tail;
 
 pub use layout::Layout;

@@ -61,6 +61,7 @@ impl Application {
                 ttl: config.heartbeat_ttl,
                 remove_after: config.heartbeat_remove_after,
             },
+            fleet: Arc::new(crate::agents::Fleet::new(config.agents)),
             checks: config.checks,
             max_body_bytes: config.max_body_bytes,
             discovery: Arc::new(crate::discovery::Discovery::new(

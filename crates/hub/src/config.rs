@@ -100,6 +100,14 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "log filter (tracing EnvFilter syntax)",
     },
     SettingSpec {
+        key: "agent_heartbeat",
+        help: "how often agents send a heartbeat; an agent is offline after three missed (default 10s)",
+    },
+    SettingSpec {
+        key: "claim_ttl",
+        help: "how long an agent's one-time claim token is valid (default 1h)",
+    },
+    SettingSpec {
         key: "auth",
         help: "required (accounts and tokens) or off (no login); default: off on a loopback address without trusted proxies, required otherwise",
     },
@@ -164,11 +172,31 @@ pub struct Config {
     /// How long raw health results are kept.
     pub retention: Duration,
     pub heartbeat_ttl: Duration,
+    /// Agents: heartbeat interval and claim token lifetime.
+    pub agents: AgentSettings,
     pub heartbeat_remove_after: Duration,
     pub notify: crate::notify::NotifySettings,
     pub auth: crate::auth::AuthSettings,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<TlsFiles>,
+}
+
+/// Settings of the agents' connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// Agents send a heartbeat this often; three missed make them offline.
+    pub heartbeat: Duration,
+    /// A claim token is valid this long.
+    pub claim_ttl: Duration,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(10),
+            claim_ttl: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// The PEM files of `--tls-cert` and `--tls-key`.
@@ -218,6 +246,7 @@ impl Config {
             web_ports: crate::discovery::WebPorts::default(),
             retention: DEFAULT_RETENTION,
             heartbeat_ttl: Duration::from_secs(60),
+            agents: AgentSettings::default(),
             heartbeat_remove_after: Duration::from_secs(86_400),
             notify: crate::notify::NotifySettings::default(),
             auth: crate::auth::AuthSettings::default(),
@@ -322,6 +351,20 @@ impl Config {
             })?,
             None => Duration::from_secs(60),
         };
+        let mut agents = AgentSettings::default();
+        if let Some(v) = get("agent_heartbeat") {
+            agents.heartbeat = parse(v, "agent_heartbeat", |s| {
+                parse_duration(s)
+                    .and_then(|d| within(d, Duration::from_secs(1), Duration::from_secs(3600)))
+            })?;
+        }
+        if let Some(v) = get("claim_ttl") {
+            agents.claim_ttl = parse(v, "claim_ttl", |s| {
+                parse_duration(s).and_then(|d| {
+                    within(d, Duration::from_secs(60), Duration::from_secs(30 * 86_400))
+                })
+            })?;
+        }
         let heartbeat_remove_after = match get("heartbeat_remove_after") {
             Some(v) => parse(v, "heartbeat_remove_after", |s| {
                 parse_duration(s).and_then(|d| {
@@ -455,6 +498,7 @@ impl Config {
             web_ports,
             retention,
             heartbeat_ttl,
+            agents,
             heartbeat_remove_after,
             notify,
             auth,

@@ -25,6 +25,20 @@ pub enum Event {
     ScanCompleted,
     /// A service's status changed (stored in its history).
     StatusChanged(StatusEventView),
+    /// An agent's check reported a result (stored once).
+    CheckResult {
+        server_id: i64,
+        check: String,
+        result: lookout_proto::service::CheckResultView,
+    },
+    /// A server was added, claimed, revoked, came online or sent a scan.
+    ServerUpdated {
+        id: i64,
+    },
+    /// A server was deleted.
+    ServerDeleted {
+        id: i64,
+    },
 }
 
 /// A cheap-to-clone handle for publishing and subscribing.

@@ -1,6 +1,7 @@
 //! The lookout hub as a library: `lookout serve` is a thin wrapper around
 //! [`app::Application`], and the tests build the very same thing on port 0.
 
+pub mod agents;
 pub mod app;
 pub mod auth;
 pub mod clock;

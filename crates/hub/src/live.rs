@@ -24,8 +24,8 @@ use std::sync::Arc;
 pub struct LiveEvent {
     /// Increasing; send it back as `Last-Event-ID` to resume.
     pub id: i64,
-    /// `status`, `check`, `service.created`, `service.updated`,
-    /// `service.deleted` or `scan`.
+    /// `status`, `check`, `result`, `service.created`, `service.updated`,
+    /// `service.deleted`, `server.updated`, `server.deleted` or `scan`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub data: Value,
@@ -45,6 +45,18 @@ impl Event {
             Event::StatusChanged(change) => {
                 ("status", serde_json::to_value(change).unwrap_or_default())
             }
+            Event::CheckResult {
+                server_id,
+                check,
+                result,
+            } => {
+                let mut data = serde_json::to_value(result).unwrap_or_default();
+                data["server_id"] = json!(server_id);
+                data["check"] = json!(check);
+                ("result", data)
+            }
+            Event::ServerUpdated { id } => ("server.updated", json!({ "id": id })),
+            Event::ServerDeleted { id } => ("server.deleted", json!({ "id": id })),
         }
     }
 }

@@ -10,6 +10,7 @@ use clap::{Arg, ArgMatches, Command};
 use lookout_hub::config::{Origin, RawValue, SETTINGS};
 use lookout_hub::{Application, Config};
 
+mod agent;
 mod check;
 
 fn cli() -> Command {
@@ -50,6 +51,7 @@ fn cli() -> Command {
         .subcommand(serve)
         .subcommand(user_command())
         .subcommand(check::command())
+        .subcommand(agent::command())
         .subcommand(
             Command::new("scan")
                 .about("Scan systemd once and print every service, its ports and timers")
@@ -326,6 +328,7 @@ fn main() -> ExitCode {
         Some(("scan", m)) => scan(m).map(|()| ExitCode::SUCCESS),
         Some(("user", m)) => user(m).map(|()| ExitCode::SUCCESS),
         Some(("check", m)) => check::run(m),
+        Some(("agent", m)) => agent::run(m).map(|()| ExitCode::SUCCESS),
         _ => unreachable!("clap requires a known subcommand"),
     };
     match result {

@@ -4,6 +4,7 @@
 //! Invariant: this crate does no I/O and never depends on tokio, so the hub, the
 //! agent and the CLI can all decode the same bytes the same way.
 
+pub mod agent;
 pub mod check;
 pub mod error;
 pub mod service;

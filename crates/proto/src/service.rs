@@ -288,6 +288,8 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "created_at",
     "updated_at",
     "health_url",
+    "server_id",
+    "check",
 ];
 
 const WRITABLE_FIELDS: &[&str] = &[
@@ -564,8 +566,55 @@ pub struct ServiceView {
     /// Consecutive failed checks before an alert (flap damping).
     pub notify_after: u64,
     pub last_scanned_at: Option<DateTime<Utc>>,
+    /// The server whose agent runs this check (checks only).
+    pub server_id: Option<i64>,
+    /// A check script run by an agent: its name, schedule and last result.
+    pub check: Option<AgentCheckView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A check script on a server, as the hub knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentCheckView {
+    pub name: String,
+    pub schedule: Option<String>,
+    /// The last result: OK, UPDATE, WARNING, FAILURE, UNKNOWN, or ERROR when
+    /// the check itself failed to run.
+    pub last_status: Option<crate::check::LineStatus>,
+    pub last_message: Option<String>,
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+/// One result of a check script, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResultView {
+    pub service_id: i64,
+    pub at: DateTime<Utc>,
+    pub ordinal: u32,
+    pub status: crate::check::LineStatus,
+    pub message: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A monitored host with an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerView {
+    pub id: i64,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub agent_id: String,
+    /// The agent claimed its key (ran `lookout agent register`).
+    pub claimed: bool,
+    pub revoked: bool,
+    pub online: bool,
+    pub hostname: Option<String>,
+    pub agent_version: Option<String>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub checks: u32,
+    /// The worst status among its checks.
+    pub status: crate::status::Status,
+    pub created_at: DateTime<Utc>,
 }
 
 /// The result of one health check.

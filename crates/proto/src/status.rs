@@ -125,6 +125,41 @@ pub fn passive_status(
     }
 }
 
+/// The status of a check run by an agent: what its last result said, while
+/// its agent is in touch. An `ERROR` (the check itself broke) and a silent
+/// agent are `UNKNOWN`, never `FAILURE`: neither says the service is down.
+pub fn agent_check_status(
+    agent_online: bool,
+    last: Option<(crate::check::LineStatus, &str)>,
+) -> (Status, String) {
+    use crate::check::LineStatus;
+    if !agent_online {
+        return (Status::Unknown, "the agent is offline".into());
+    }
+    let Some((status, message)) = last else {
+        return (Status::Unknown, "waiting for the first result".into());
+    };
+    let status = match status {
+        LineStatus::Ok => Status::Ok,
+        LineStatus::Update => Status::Update,
+        LineStatus::Warning => Status::Warning,
+        LineStatus::Failure => Status::Failure,
+        LineStatus::Unknown => Status::Unknown,
+        LineStatus::Error => {
+            return (
+                Status::Unknown,
+                format!("the check failed to run: {message}"),
+            )
+        }
+    };
+    let reason = if message.is_empty() {
+        format!("check says {}", status.as_str())
+    } else {
+        message.to_owned()
+    };
+    (status, reason)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +199,28 @@ mod tests {
             passive_status("ping", Some(1), 60, Status::Warning, Some("disk 91%")).1,
             "ping: disk 91%"
         );
+    }
+
+    #[test]
+    fn agent_checks_are_unknown_when_broken_or_out_of_touch() {
+        use crate::check::LineStatus;
+        let s = |online, last| agent_check_status(online, last);
+        assert_eq!(
+            s(true, Some((LineStatus::Failure, "down"))),
+            (Status::Failure, "down".into())
+        );
+        assert_eq!(
+            s(true, Some((LineStatus::Update, "3 updates"))).0,
+            Status::Update
+        );
+        let (status, why) = s(true, Some((LineStatus::Error, "exited with status 3")));
+        assert_eq!(status, Status::Unknown);
+        assert!(why.contains("failed to run: exited with status 3"), "{why}");
+        assert_eq!(
+            s(false, Some((LineStatus::Failure, "down"))).0,
+            Status::Unknown
+        );
+        assert_eq!(s(true, None).0, Status::Unknown);
     }
 
     #[test]

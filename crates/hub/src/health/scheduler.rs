@@ -101,7 +101,13 @@ impl Scheduler {
                 event = events.recv() => match event {
                     // Only changes to the registry change the plan; check
                     // results and status changes (the bulk of events) do not.
-                    Ok(Event::HealthChecked { .. } | Event::StatusChanged(_)) => {}
+                    Ok(
+                        Event::HealthChecked { .. }
+                        | Event::StatusChanged(_)
+                        | Event::CheckResult { .. }
+                        | Event::ServerUpdated { .. }
+                        | Event::ServerDeleted { .. },
+                    ) => {}
                     Ok(
                         Event::ServiceCreated { .. }
                         | Event::ServiceUpdated { .. }

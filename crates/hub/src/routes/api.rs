@@ -30,6 +30,7 @@ pub fn routes(r: Routes) -> Routes {
     let r = super::live::routes(r);
     let r = super::heartbeat::api_routes(r);
     let r = super::notify::routes(r);
+    let r = super::agents::routes(r);
     super::users::routes(r)
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP surface: the JSON API under `/api` ([`api`]) and the server-rendered
 //! dashboard ([`ui`]), sharing one [`AppState`].
 
+pub mod agents;
 pub mod api;
 mod extract;
 pub mod heartbeat;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Authentication: settings, rate limiters, sessions and tokens.
     pub auth: Arc<crate::auth::Auth>,
+    /// The agents connected to this hub.
+    pub fleet: Arc<crate::agents::Fleet>,
 }
 
 /// Brings a service read before a status change up to date with it, so an

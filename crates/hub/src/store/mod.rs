@@ -5,6 +5,7 @@
 //! PostgreSQL backend can sit beside SQLite behind the same trait.
 
 pub mod accounts;
+pub mod agents;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -13,11 +14,12 @@ use lookout_proto::service::{
     health_url, HealthCheckView, HealthStatus, NewService, PortView, RegistryStatus, ReportedState,
     ServicePatch, ServiceView, TimerView,
 };
-use lookout_proto::service::{PushView, StatusEventView};
+use lookout_proto::service::{AgentCheckView, PushView, StatusEventView};
 use lookout_proto::status::Status;
 use std::time::Duration;
 
 pub use accounts::AccountStore;
+pub use agents::AgentStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::CheckDefaults;
@@ -117,6 +119,12 @@ pub struct Service {
     pub last_push: Option<DateTime<Utc>>,
     pub push_status: Option<String>,
     pub push_message: Option<String>,
+    pub server_id: Option<i64>,
+    pub check_name: Option<String>,
+    pub check_schedule: Option<String>,
+    pub check_status: Option<String>,
+    pub check_message: Option<String>,
+    pub check_at: Option<DateTime<Utc>>,
     pub muted: bool,
     pub maintenance_until: Option<DateTime<Utc>>,
     pub notify_after: Option<u64>,
@@ -191,6 +199,17 @@ impl Service {
             maintenance_until: self.maintenance_until,
             notify_after: self.notify_after.unwrap_or(DEFAULT_NOTIFY_AFTER),
             last_scanned_at: self.last_scanned_at,
+            server_id: self.server_id,
+            check: self.check_name.as_ref().map(|name| AgentCheckView {
+                name: name.clone(),
+                schedule: self.check_schedule.clone(),
+                last_status: self
+                    .check_status
+                    .as_deref()
+                    .and_then(lookout_proto::check::LineStatus::parse),
+                last_message: self.check_message.clone(),
+                last_at: self.check_at,
+            }),
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -278,7 +297,7 @@ pub enum Recorded {
 
 /// The storage of a hub. Every method is one transaction: it happens whole or not at all.
 #[async_trait]
-pub trait Store: AccountStore + Send + Sync + 'static {
+pub trait Store: AccountStore + AgentStore + Send + Sync + 'static {
     /// Creates a configured service.
     async fn create_service(
         &self,

@@ -145,8 +145,9 @@ fn is_write(route: &RouteInfo) -> bool {
     route.method != Method::GET
 }
 
-/// The routes anyone may call: the way in, static assets and push URLs
-/// (whose token is the credential). A new public route must be added here on
+/// The routes anyone may call: the way in, static assets, push URLs (whose
+/// token is the credential) and the agents' claim and connection (their
+/// claim token and key are the credential). A new public route must be added here on
 /// purpose.
 const PUBLIC: &[&str] = &[
     "GET /login",
@@ -162,6 +163,8 @@ const PUBLIC: &[&str] = &[
     "POST /api/v1/users/login",
     "POST /api/v1/users/refresh",
     "POST /api/v1/users/register",
+    "POST /api/v1/agents/claim",
+    "GET /api/v1/agent/connect",
 ];
 
 /// The writes a viewer may make: to their own account only.

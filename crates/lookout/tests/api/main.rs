@@ -1,5 +1,6 @@
 //! Integration tests of the real hub over real HTTP (one binary, zero2prod style).
 
+mod agents;
 mod auth;
 mod browser;
 mod checks;
@@ -8,6 +9,7 @@ mod dashboard;
 mod health;
 mod heartbeats;
 mod history;
+mod library;
 mod live;
 mod notify;
 mod persistence;

@@ -14,8 +14,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
+use lookout_proto::check::LineStatus;
 use lookout_proto::service::StatusEventView;
-use lookout_proto::status::{derive_status, passive_status, Status};
+use lookout_proto::status::{agent_check_status, derive_status, passive_status, Status};
 
 use super::{
     Channel, Delivery, DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts,
@@ -23,6 +24,7 @@ use super::{
 };
 
 mod accounts;
+mod agents;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -58,6 +60,11 @@ impl SqliteStore {
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
+}
+
+/// An agent is offline after three missed heartbeats.
+pub(crate) fn offline_after_ms(heartbeat_secs: i64) -> i64 {
+    heartbeat_secs.max(1) * 3000
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -128,6 +135,12 @@ fn service_from_row(row: &SqliteRow) -> Result<Service, sqlx::Error> {
         last_push: opt_time(row.try_get("last_push")?),
         push_status: row.try_get("push_status")?,
         push_message: row.try_get("push_message")?,
+        server_id: row.try_get("server_id")?,
+        check_name: row.try_get("check_name")?,
+        check_schedule: row.try_get("check_schedule")?,
+        check_status: row.try_get("check_status")?,
+        check_message: row.try_get("check_message")?,
+        check_at: opt_time(row.try_get("check_at")?),
         health_status: HealthStatus::parse(&health)
             .ok_or_else(|| decode_error("health_status", &health))?,
         last_health_check: opt_time(row.try_get("last_health_check")?),
@@ -271,8 +284,11 @@ async fn reconcile_full(
     let Some(row) = sqlx::query(
         "SELECT health_status, base_url, health_endpoint, last_error, systemd_state, state, state_reason,
             heartbeat_ttl_secs, last_heartbeat, push_token_hash, push_period_secs, push_grace_secs,
-            last_push, push_status, push_message
-         FROM services WHERE id = ?",
+            last_push, push_status, push_message, server_id, check_status, check_message,
+            v.last_seen_at AS server_seen, v.heartbeat_secs AS server_heartbeat,
+            v.revoked_at AS server_revoked
+         FROM services LEFT JOIN servers v ON v.id = services.server_id
+         WHERE services.id = ?",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -298,7 +314,22 @@ async fn reconcile_full(
     let has_push = row
         .try_get::<Option<String>, _>("push_token_hash")?
         .is_some();
-    let (status, reason) = if let (Some(ttl), false) = (heartbeat_ttl, has_check) {
+    let server_id: Option<i64> = row.try_get("server_id")?;
+    let (status, reason) = if server_id.is_some() {
+        let seen: Option<i64> = row.try_get("server_seen")?;
+        let heartbeat: i64 = row
+            .try_get::<Option<i64>, _>("server_heartbeat")?
+            .unwrap_or(10);
+        let revoked = row.try_get::<Option<i64>, _>("server_revoked")?.is_some();
+        let online = !revoked && seen.is_some_and(|t| ms(now) - t <= offline_after_ms(heartbeat));
+        let check_status: Option<String> = row.try_get("check_status")?;
+        let message: Option<String> = row.try_get("check_message")?;
+        let last = check_status
+            .as_deref()
+            .and_then(LineStatus::parse)
+            .map(|s| (s, message.as_deref().unwrap_or("")));
+        agent_check_status(online, last)
+    } else if let (Some(ttl), false) = (heartbeat_ttl, has_check) {
         passive_status("heartbeat", age("last_heartbeat")?, ttl, Status::Ok, None)
     } else if has_push && !has_check {
         let period: i64 = row
@@ -944,8 +975,13 @@ impl Store for SqliteStore {
             "SELECT id FROM services WHERE state != 'FAILURE' AND (
                 (heartbeat_ttl_secs IS NOT NULL AND last_heartbeat + heartbeat_ttl_secs * 1000 < ?)
                 OR (push_token_hash IS NOT NULL AND last_push
-                    + (COALESCE(push_period_secs, 86400) + COALESCE(push_grace_secs, 3600)) * 1000 < ?))",
+                    + (COALESCE(push_period_secs, 86400) + COALESCE(push_grace_secs, 3600)) * 1000 < ?))
+             UNION
+             SELECT s.id FROM services s JOIN servers v ON v.id = s.server_id
+             WHERE s.state != 'UNKNOWN'
+               AND (v.last_seen_at IS NULL OR v.last_seen_at + v.heartbeat_secs * 3000 < ?)",
         )
+        .bind(now_ms)
         .bind(now_ms)
         .bind(now_ms)
         .fetch_all(&mut *tx)

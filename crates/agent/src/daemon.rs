@@ -1,0 +1,649 @@
+//! The agent daemon (`lookout agent run`): follows the logs of the installed
+//! checks and sends every result to the hub over one WebSocket, with the
+//! host's systemd scan and a heartbeat.
+//!
+//! The logs are the buffer: nothing is kept elsewhere. On every connection
+//! the hub says the newest result it holds per check, and the agent sends
+//! every line after it, so an hour without the hub loses nothing; the hub
+//! stores a result once however often it is sent. Reconnects back off
+//! exponentially with jitter.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt as _, StreamExt as _};
+use lookout_proto::agent::{AgentAuth, AgentMessage, CheckDecl, Cursor, HubMessage, StatusUpdate};
+use lookout_proto::check::parse_metadata;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::checks::installed;
+use crate::tail::Tailer;
+use crate::Layout;
+
+/// What `lookout agent register` stores and `lookout agent run` reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// The hub's base URL, `http(s)://host:port`.
+    pub hub: String,
+    pub agent_id: String,
+    pub api_key: String,
+    pub server_name: String,
+    /// A PEM certificate to trust for the hub (a self-signed hub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+}
+
+/// Why the agent stopped or could not start; each reads as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Credentials(String),
+    #[error("{0}")]
+    Claim(String),
+    /// The hub refused the agent's key: unknown, revoked or never claimed.
+    #[error("the hub refused this agent: {0}")]
+    Refused(String),
+}
+
+impl Credentials {
+    pub fn load(path: &Path) -> Result<Self, AgentError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            AgentError::Credentials(format!(
+                "cannot read the credentials {}: {e} (run `lookout agent register` first)",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            AgentError::Credentials(format!("invalid credentials file {}: {e}", path.display()))
+        })
+    }
+
+    /// Writes the file with mode 0600 (its directory 0700), atomically.
+    pub fn save(&self, path: &Path) -> Result<(), AgentError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        let fail = |e: std::io::Error| {
+            AgentError::Credentials(format!("cannot write {}: {e}", path.display()))
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(fail)?;
+        let tmp = dir.join(format!(".credentials.tmp-{}", std::process::id()));
+        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(e)
+        })
+    }
+}
+
+/// Where the credentials live by default: `/var/lib/lookout-agent/credentials.json`
+/// for the system, `$XDG_STATE_HOME/lookout/agent.json` for a user.
+pub fn default_credentials(user: bool) -> Result<PathBuf, String> {
+    if !user {
+        return Ok(PathBuf::from("/var/lib/lookout-agent/credentials.json"));
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|d| d.join("lookout/agent.json"))
+        .ok_or_else(|| "neither XDG_STATE_HOME nor HOME is set".to_owned())
+}
+
+/// Checks a hub URL: `http` or `https`, a host, nothing else.
+pub fn hub_url(hub: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(hub).map_err(|e| format!("invalid hub URL {hub:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "invalid hub URL {hub:?}: expected http(s)://HOST[:PORT]"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "invalid hub URL {hub:?}: no credentials in the URL"
+        ));
+    }
+    Ok(url)
+}
+
+fn read_ca(ca: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(ca).map_err(|e| format!("cannot read the CA certificate {}: {e}", ca.display()))
+}
+
+/// Trades a one-time claim token for the agent's key and saves the
+/// credentials at `path`.
+pub async fn register(
+    hub: &str,
+    claim_token: &str,
+    ca: Option<&Path>,
+    path: &Path,
+) -> Result<Credentials, AgentError> {
+    let base = hub_url(hub).map_err(AgentError::Claim)?;
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    if let Some(ca) = ca {
+        let pem = read_ca(ca).map_err(AgentError::Claim)?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            AgentError::Claim(format!("invalid CA certificate {}: {e}", ca.display()))
+        })?;
+        client = client.add_root_certificate(cert);
+    }
+    let client = client
+        .build()
+        .map_err(|e| AgentError::Claim(format!("cannot make an HTTP client: {e}")))?;
+    let url = base
+        .join("/api/v1/agents/claim")
+        .map_err(|e| AgentError::Claim(e.to_string()))?;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned());
+    let response = client
+        .post(url)
+        .json(&lookout_proto::agent::ClaimRequest {
+            claim_token: claim_token.to_owned(),
+            hostname,
+        })
+        .send()
+        .await
+        .map_err(|e| AgentError::Claim(format!("cannot reach the hub at {base}: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let message = body["message"].as_str().unwrap_or("no reason given");
+        return Err(AgentError::Claim(format!(
+            "the hub refused the claim token ({status}): {message}"
+        )));
+    }
+    let claimed: lookout_proto::agent::ClaimResponse = response
+        .json()
+        .await
+        .map_err(|e| AgentError::Claim(format!("unexpected answer from the hub: {e}")))?;
+    let credentials = Credentials {
+        hub: base.as_str().trim_end_matches('/').to_owned(),
+        agent_id: claimed.agent_id,
+        api_key: claimed.api_key,
+        server_name: claimed.server_name,
+        ca: ca.map(Path::to_path_buf),
+    };
+    credentials.save(path)?;
+    Ok(credentials)
+}
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub credentials: Credentials,
+    pub layout: Layout,
+    /// Send the host's systemd scan (every minute).
+    pub scan: bool,
+    /// How often logs are looked at besides file events.
+    pub poll: Duration,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Socket = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+
+/// Opens the WebSocket: TCP, TLS for https hubs (system roots, or the
+/// configured CA), then the upgrade.
+async fn connect(credentials: &Credentials) -> Result<Socket, String> {
+    let base = hub_url(&credentials.hub)?;
+    let host = base.host_str().unwrap_or_default().to_owned();
+    let tls = base.scheme() == "https";
+    let port = base
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
+    let mut ws_url = base.clone();
+    ws_url
+        .set_scheme(if tls { "wss" } else { "ws" })
+        .map_err(|()| "cannot build the WebSocket URL".to_owned())?;
+    ws_url.set_path("/api/v1/agent/connect");
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port)),
+    )
+    .await
+    .map_err(|_| format!("cannot reach {host}:{port}: timed out"))?
+    .map_err(|e| format!("cannot reach {host}:{port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Io> = if tls {
+        let mut roots = rustls::RootCertStore::empty();
+        match &credentials.ca {
+            Some(ca) => {
+                use rustls_pki_types::pem::PemObject as _;
+                let pem = read_ca(ca)?;
+                for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                    let cert = cert.map_err(|e| format!("invalid CA certificate: {e}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("invalid CA certificate: {e}"))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+            .map_err(|e| format!("invalid hub host name: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS with {host}: {e}"))?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let request = ws_url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
+    let (socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .map_err(|e| format!("WebSocket handshake with {host}: {e}"))?;
+    Ok(socket)
+}
+
+/// How a session ended.
+enum End {
+    /// Asked to stop.
+    Shutdown,
+    /// The hub refused the credentials: retrying will not help.
+    Refused(String),
+    /// Anything else: reconnect.
+    Lost(String),
+}
+
+/// The checks installed now, with their headers.
+async fn declared(layout: &Layout) -> Vec<CheckDecl> {
+    let names = installed(layout).await.unwrap_or_default();
+    names
+        .into_iter()
+        .map(|name| {
+            let meta = std::fs::read_to_string(layout.script(&name))
+                .ok()
+                .and_then(|t| parse_metadata(&t).ok());
+            CheckDecl {
+                name: name.to_string(),
+                display_name: meta.as_ref().map(|m| m.display_name.clone()),
+                description: meta.as_ref().and_then(|m| m.description.clone()),
+                schedule: meta.map(|m| m.schedule),
+            }
+        })
+        .collect()
+}
+
+fn text(message: &AgentMessage) -> Message {
+    Message::Text(serde_json::to_string(message).unwrap_or_default().into())
+}
+
+/// The follower state that outlives a connection: one tailer per check and
+/// the results read but not yet handed to a hub.
+#[derive(Debug, Default)]
+struct Followers {
+    tailers: BTreeMap<String, Tailer>,
+    pending: Vec<StatusUpdate>,
+}
+
+impl Followers {
+    /// Follows exactly the checks in `names`.
+    fn track(&mut self, layout: &Layout, names: &BTreeSet<String>) {
+        self.tailers.retain(|name, _| names.contains(name));
+        for name in names {
+            if let Ok(check) = lookout_proto::check::CheckName::parse(name) {
+                self.tailers
+                    .entry(name.clone())
+                    .or_insert_with(|| Tailer::new(name.clone(), layout.log(&check)));
+            }
+        }
+    }
+
+    /// Everything new in every log.
+    fn poll(&mut self) -> Vec<StatusUpdate> {
+        let mut out = std::mem::take(&mut self.pending);
+        for tailer in self.tailers.values_mut() {
+            out.extend(tailer.poll());
+        }
+        out
+    }
+
+    /// Whole logs again from their start (after what a rotated file still
+    /// held), for a new connection to pick from with its cursors.
+    fn replay(&mut self) -> Vec<StatusUpdate> {
+        let mut out = self.poll();
+        for tailer in self.tailers.values_mut() {
+            *tailer = Tailer::new(tailer.check.clone(), tailer.path.clone());
+            out.extend(tailer.poll());
+        }
+        out
+    }
+}
+
+/// Results that come after the hub's cursors, oldest first per check.
+fn after_cursors(
+    updates: Vec<StatusUpdate>,
+    cursors: &BTreeMap<String, Cursor>,
+) -> Vec<StatusUpdate> {
+    let mut out: Vec<StatusUpdate> = updates
+        .into_iter()
+        .filter(|u| {
+            cursors
+                .get(&u.service_name)
+                .is_none_or(|c| c.before(u.timestamp, u.ordinal))
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (a.timestamp, a.ordinal, &a.service_name).cmp(&(b.timestamp, b.ordinal, &b.service_name))
+    });
+    out.dedup();
+    out
+}
+
+const BATCH: usize = 500;
+
+async fn session(opts: &Options, followers: &mut Followers, shutdown: &CancellationToken) -> End {
+    let socket = tokio::select! {
+        () = shutdown.cancelled() => return End::Shutdown,
+        s = connect(&opts.credentials) => s,
+    };
+    let (mut tx, mut rx) = match socket {
+        Ok(s) => s.split(),
+        Err(e) => return End::Lost(e),
+    };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned());
+    let auth = AgentMessage::Auth(AgentAuth {
+        agent_id: opts.credentials.agent_id.clone(),
+        api_key: opts.credentials.api_key.clone(),
+        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        hostname,
+    });
+    if let Err(e) = tx.send(text(&auth)).await {
+        return End::Lost(format!("cannot send: {e}"));
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(15), rx.next()).await;
+    let (heartbeat, cursors) = match answer {
+        Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<HubMessage>(&t) {
+            Ok(HubMessage::AuthOk {
+                heartbeat_secs,
+                cursors,
+                server_name,
+                ..
+            }) => {
+                tracing::info!(server = %server_name, hub = %opts.credentials.hub, "connected to the hub");
+                (Duration::from_secs(heartbeat_secs.clamp(1, 3600)), cursors)
+            }
+            Ok(HubMessage::AuthFailed { reason }) => return End::Refused(reason),
+            _ => return End::Lost(format!("unexpected answer to auth: {t}")),
+        },
+        Ok(Some(Ok(Message::Close(frame)))) => {
+            let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+            return End::Refused(reason);
+        }
+        Ok(other) => return End::Lost(format!("no answer to auth: {other:?}")),
+        Err(_) => return End::Lost("no answer to auth within 15 s".into()),
+    };
+
+    // What is installed, then every result the hub does not have yet.
+    let mut checks = declared(&opts.layout).await;
+    let names: BTreeSet<String> = checks.iter().map(|c| c.name.clone()).collect();
+    followers.track(&opts.layout, &names);
+    if let Err(e) = tx
+        .send(text(&AgentMessage::Checks {
+            checks: checks.clone(),
+        }))
+        .await
+    {
+        return End::Lost(format!("cannot send: {e}"));
+    }
+    let backlog = after_cursors(followers.replay(), &cursors);
+    if !backlog.is_empty() {
+        tracing::info!(
+            results = backlog.len(),
+            "sending results the hub does not have"
+        );
+    }
+    for chunk in backlog.chunks(BATCH) {
+        let message = AgentMessage::StatusUpdates {
+            updates: chunk.to_vec(),
+        };
+        if let Err(e) = tx.send(text(&message)).await {
+            return End::Lost(format!("cannot send: {e}"));
+        }
+    }
+
+    // Follow: file events wake the loop at once; a tick catches the rest.
+    let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
+    let _ = std::fs::create_dir_all(&opts.layout.logs);
+    let watcher = {
+        use notify::Watcher as _;
+        let wake_tx = wake_tx.clone();
+        notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+            let _ = wake_tx.try_send(());
+        })
+        .and_then(|mut w| {
+            w.watch(&opts.layout.logs, notify::RecursiveMode::NonRecursive)
+                .map(|()| w)
+        })
+    };
+    if let Err(e) = &watcher {
+        tracing::warn!(error = %e, "cannot watch the log directory; polling it");
+    }
+    let mut tick = tokio::time::interval(opts.poll);
+    let mut beat = tokio::time::interval(heartbeat);
+    let mut scan_every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                let _ = tx.send(Message::Close(None)).await;
+                return End::Shutdown;
+            }
+            incoming = rx.next() => match incoming {
+                Some(Ok(Message::Text(t))) => {
+                    if let Ok(HubMessage::Error { message }) = serde_json::from_str::<HubMessage>(&t) {
+                        tracing::warn!(%message, "the hub could not use a message");
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f| (f.code, f.reason.to_string()))
+                        .unwrap_or((CloseCode::Normal, String::new()));
+                    return End::Lost(format!("the hub closed the connection ({code}): {reason}"));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return End::Lost(e.to_string()),
+                None => return End::Lost("the connection closed".into()),
+            },
+            _ = beat.tick() => {
+                if let Err(e) = tx.send(text(&AgentMessage::Heartbeat {})).await {
+                    return End::Lost(format!("cannot send: {e}"));
+                }
+            }
+            _ = scan_every.tick(), if opts.scan => {
+                match lookout_systemd::Systemd::connect(opts.layout.scope).await {
+                    Ok(systemd) => match systemd.scan().await {
+                        Ok(scan) => {
+                            let scan = serde_json::to_value(&scan).unwrap_or_default();
+                            if let Err(e) = tx.send(text(&AgentMessage::Scan { scan })).await {
+                                return End::Lost(format!("cannot send: {e}"));
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot scan systemd"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "cannot reach systemd to scan it"),
+                }
+            }
+            _ = tick.tick() => {}
+            _ = wake.recv() => {}
+        }
+        // Checks added or removed since: tell the hub, follow their logs.
+        let now_declared = declared(&opts.layout).await;
+        if now_declared != checks {
+            checks = now_declared;
+            let names: BTreeSet<String> = checks.iter().map(|c| c.name.clone()).collect();
+            followers.track(&opts.layout, &names);
+            if let Err(e) = tx
+                .send(text(&AgentMessage::Checks {
+                    checks: checks.clone(),
+                }))
+                .await
+            {
+                return End::Lost(format!("cannot send: {e}"));
+            }
+        }
+        let fresh = followers.poll();
+        for chunk in fresh.chunks(BATCH) {
+            let message = if chunk.len() == 1 {
+                AgentMessage::StatusUpdate(chunk[0].clone())
+            } else {
+                AgentMessage::StatusUpdates {
+                    updates: chunk.to_vec(),
+                }
+            };
+            if let Err(e) = tx.send(text(&message)).await {
+                // Keep them for the next connection (they may be in a
+                // rotated file by then).
+                followers.pending.extend(fresh);
+                return End::Lost(format!("cannot send: {e}"));
+            }
+        }
+    }
+}
+
+/// A random factor in [0.8, 1.2) for the reconnect delay.
+fn jitter() -> f64 {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    0.8 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) * 0.4
+}
+
+/// Runs until `shutdown`, reconnecting with exponential backoff and jitter
+/// (0.5 s doubling to 30 s). Returns an error only when the hub refuses the
+/// agent's credentials.
+pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let mut followers = Followers::default();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let started = tokio::time::Instant::now();
+        match session(&opts, &mut followers, &shutdown).await {
+            End::Shutdown => return Ok(()),
+            End::Refused(reason) => return Err(AgentError::Refused(reason)),
+            End::Lost(why) => {
+                if started.elapsed() > Duration::from_secs(30) {
+                    delay = Duration::from_millis(500);
+                }
+                let wait = delay.mul_f64(jitter());
+                tracing::warn!(%why, retry_in_ms = wait.as_millis() as u64, "hub connection lost");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(wait) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lookout_proto::check::LineStatus;
+
+    fn u(check: &str, at: &str, ordinal: u32) -> StatusUpdate {
+        StatusUpdate {
+            service_name: check.into(),
+            timestamp: at.parse().unwrap(),
+            ordinal,
+            status: LineStatus::Ok,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_what_follows_the_cursors_is_sent_once_in_order() {
+        let cursors = BTreeMap::from([(
+            "a".to_owned(),
+            Cursor {
+                timestamp: "2026-11-25T10:00:00Z".parse().unwrap(),
+                ordinal: 0,
+            },
+        )]);
+        let got = after_cursors(
+            vec![
+                u("a", "2026-11-25T10:00:01Z", 0),
+                u("a", "2026-11-25T09:00:00Z", 0),
+                u("a", "2026-11-25T10:00:00Z", 0),
+                u("a", "2026-11-25T10:00:00Z", 1),
+                u("b", "2026-11-25T08:00:00Z", 0),
+                u("a", "2026-11-25T10:00:01Z", 0),
+            ],
+            &cursors,
+        );
+        let keys: Vec<(&str, u32)> = got
+            .iter()
+            .map(|u| (u.service_name.as_str(), u.ordinal))
+            .collect();
+        assert_eq!(keys, [("b", 0), ("a", 1), ("a", 0)]);
+    }
+
+    #[test]
+    fn hub_urls() {
+        assert!(hub_url("https://hub.example:8443").is_ok());
+        assert!(hub_url("http://127.0.0.1:8000/").is_ok());
+        for bad in ["ftp://hub", "hub:8000", "http://user:pw@hub", "https://"] {
+            assert!(hub_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_private_to_their_owner() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/agent.json");
+        let c = Credentials {
+            hub: "https://hub.example".into(),
+            agent_id: "agt-1".into(),
+            api_key: "lkk_secret".into(),
+            server_name: "web-01".into(),
+            ca: None,
+        };
+        c.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
+        assert_eq!(Credentials::load(&path).unwrap(), c);
+        assert!(Credentials::load(&dir.path().join("nope")).is_err());
+    }
+}

@@ -1,0 +1,367 @@
+//! Agents connected to this hub: the WebSocket session of each (seed 004's
+//! `auth` then `status_update` messages), ingestion into the store, and the
+//! registry of live sessions that lets a revocation cut one off at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use lookout_proto::agent::{AgentMessage, HubMessage, StatusUpdate};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentSettings;
+use crate::events::Event;
+use crate::routes::AppState;
+use crate::store::agents::{Ingested, Server};
+
+/// How long an agent has to authenticate after connecting.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest batch of results taken in one message.
+pub const MAX_BATCH: usize = 1000;
+/// WebSocket close code for refused credentials (application range).
+pub const CLOSE_AUTH_FAILED: u16 = 4001;
+/// WebSocket close code when the server's key was revoked mid-session.
+pub const CLOSE_REVOKED: u16 = 4003;
+
+/// A live session: its number (to tell sessions of one server apart) and
+/// the token that ends it.
+type Session = (u64, CancellationToken);
+
+/// The agents connected to this hub.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    pub settings: AgentSettings,
+    sessions: Mutex<HashMap<i64, Session>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Fleet {
+    pub fn new(settings: AgentSettings) -> Self {
+        Self {
+            settings,
+            ..Self::default()
+        }
+    }
+
+    /// Registers a session of `server_id`, ending an older one of the same
+    /// server (an agent that reconnected before its old socket timed out).
+    fn join(&self, server_id: i64) -> Session {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = CancellationToken::new();
+        let old = self
+            .sessions
+            .lock()
+            .expect("fleet lock")
+            .insert(server_id, (id, token.clone()));
+        if let Some((_, old)) = old {
+            old.cancel();
+        }
+        (id, token)
+    }
+
+    fn leave(&self, server_id: i64, session: u64) {
+        let mut sessions = self.sessions.lock().expect("fleet lock");
+        if sessions
+            .get(&server_id)
+            .is_some_and(|(id, _)| *id == session)
+        {
+            sessions.remove(&server_id);
+        }
+    }
+
+    /// Ends the session of `server_id`, if there is one here.
+    pub fn kick(&self, server_id: i64) {
+        if let Some((_, token)) = self.sessions.lock().expect("fleet lock").remove(&server_id) {
+            token.cancel();
+        }
+    }
+
+    /// How many agents are connected to this hub now.
+    pub fn connected(&self) -> usize {
+        self.sessions.lock().expect("fleet lock").len()
+    }
+}
+
+async fn send(socket: &mut WebSocket, message: &HubMessage) -> bool {
+    let text = serde_json::to_string(message).unwrap_or_default();
+    socket.send(Message::Text(text.into())).await.is_ok()
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        })))
+        .await;
+}
+
+/// Publishes what an ingestion changed.
+fn publish(state: &AppState, server_id: i64, ingested: Ingested) {
+    for id in ingested.created {
+        state.events.publish(Event::ServiceCreated { id });
+    }
+    for id in ingested.updated {
+        state.events.publish(Event::ServiceUpdated { id });
+    }
+    for id in ingested.deleted {
+        state.events.publish(Event::ServiceDeleted { id });
+    }
+    for (check, result) in ingested.results {
+        state.events.publish(Event::CheckResult {
+            server_id,
+            check,
+            result,
+        });
+    }
+    state.events.publish_changes(ingested.changes);
+}
+
+/// Reads the first message: the agent's credentials.
+async fn authenticate(
+    state: &AppState,
+    socket: &mut WebSocket,
+) -> Result<(Server, Option<String>), String> {
+    let first = tokio::time::timeout(AUTH_TIMEOUT, socket.recv())
+        .await
+        .map_err(|_| "no auth message within 10 s".to_owned())?;
+    let text = match first {
+        Some(Ok(Message::Text(t))) => t,
+        _ => return Err("the first message must be {\"type\": \"auth\", ...}".into()),
+    };
+    let auth = match serde_json::from_str::<AgentMessage>(&text) {
+        Ok(AgentMessage::Auth(a)) => a,
+        _ => return Err("the first message must be {\"type\": \"auth\", ...}".into()),
+    };
+    let key_hash = crate::auth::token::hash(&auth.api_key);
+    match state
+        .store
+        .authenticate_agent(&auth.agent_id, &key_hash)
+        .await
+    {
+        Ok(Some(server)) => Ok((server, auth.version)),
+        Ok(None) => Err("unknown agent or key (revoked, or never claimed)".into()),
+        Err(e) => {
+            tracing::error!(error = ?e, "cannot check an agent's key");
+            Err("the hub cannot check credentials now".into())
+        }
+    }
+}
+
+/// One agent's session, from the upgrade to the close.
+pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth::Client) {
+    let (server, version) = match authenticate(&state, &mut socket).await {
+        Ok(s) => s,
+        Err(reason) => {
+            tracing::warn!(client = %client.ip, %reason, "agent refused");
+            state
+                .auth
+                .audit(
+                    None,
+                    "agent.refused",
+                    Some(reason.clone()),
+                    &client,
+                    crate::store::accounts::AuditOutcome::Denied,
+                )
+                .await;
+            let _ = send(
+                &mut socket,
+                &HubMessage::AuthFailed {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
+            close(&mut socket, CLOSE_AUTH_FAILED, "authentication failed").await;
+            return;
+        }
+    };
+    let fleet = state.fleet.clone();
+    let heartbeat = fleet.settings.heartbeat;
+    let heartbeat_secs = i64::try_from(heartbeat.as_secs().max(1)).unwrap_or(10);
+    let (session_id, token) = fleet.join(server.id);
+    let ready = async {
+        let changes = state
+            .store
+            .agent_seen(
+                server.id,
+                heartbeat_secs,
+                version.as_deref(),
+                state.clock.now(),
+            )
+            .await?;
+        state.events.publish_changes(changes);
+        state.store.result_cursors(server.id).await
+    }
+    .await;
+    let cursors = match ready {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = ?e, server = %server.name, "cannot start an agent session");
+            close(&mut socket, 1011, "hub storage unavailable").await;
+            fleet.leave(server.id, session_id);
+            return;
+        }
+    };
+    state.events.publish(Event::ServerUpdated { id: server.id });
+    tracing::info!(server = %server.name, client = %client.ip, "agent connected");
+    let ok = send(
+        &mut socket,
+        &HubMessage::AuthOk {
+            server_id: server.id,
+            server_name: server.name.clone(),
+            heartbeat_secs: heartbeat.as_secs().max(1),
+            cursors,
+        },
+    )
+    .await;
+    if ok {
+        pump(&mut socket, &state, &server, heartbeat_secs, &token).await;
+    }
+    fleet.leave(server.id, session_id);
+    state.events.publish(Event::ServerUpdated { id: server.id });
+    tracing::info!(server = %server.name, "agent disconnected");
+}
+
+async fn pump(
+    socket: &mut WebSocket,
+    state: &AppState,
+    server: &Server,
+    heartbeat_secs: i64,
+    token: &CancellationToken,
+) {
+    // Silence for longer than three heartbeats ends the session.
+    let silence = Duration::from_secs(u64::try_from(heartbeat_secs).unwrap_or(10) * 3 + 1);
+    loop {
+        let incoming = tokio::select! {
+            () = state.shutdown.cancelled() => {
+                close(socket, 1001, "hub shutting down").await;
+                return;
+            }
+            () = token.cancelled() => {
+                close(socket, CLOSE_REVOKED, "session ended by the hub").await;
+                return;
+            }
+            m = tokio::time::timeout(silence, socket.recv()) => m,
+        };
+        let text = match incoming {
+            Err(_) => {
+                tracing::warn!(server = %server.name, "agent silent: closing its session");
+                close(socket, 1008, "no heartbeat").await;
+                return;
+            }
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return,
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(_))) => continue, // pings are answered by axum
+        };
+        let now = state.clock.now();
+        let message = match serde_json::from_str::<AgentMessage>(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                let reply = HubMessage::Error {
+                    message: format!("cannot read the message: {e}"),
+                };
+                if !send(socket, &reply).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let seen = state
+            .store
+            .agent_seen(server.id, heartbeat_secs, None, now)
+            .await;
+        match seen {
+            Ok(changes) => state.events.publish_changes(changes),
+            Err(e) => tracing::warn!(error = ?e, "cannot note an agent as seen"),
+        }
+        let result = match message {
+            AgentMessage::Heartbeat {} | AgentMessage::Auth(_) => Ok(()),
+            AgentMessage::Checks { checks } => state
+                .store
+                .set_server_checks(server.id, &checks, now)
+                .await
+                .map(|i| publish(state, server.id, i)),
+            AgentMessage::StatusUpdate(update) => ingest(state, server.id, &[update]).await,
+            AgentMessage::StatusUpdates { updates } => ingest(state, server.id, &updates).await,
+            AgentMessage::Scan { scan } => state
+                .store
+                .set_server_scan(server.id, &scan, now)
+                .await
+                .map(|()| state.events.publish(Event::ServerUpdated { id: server.id })),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = ?e, server = %server.name, "cannot store what an agent sent");
+            // The agent replays from its logs when it reconnects.
+            close(socket, 1011, "hub storage unavailable").await;
+            return;
+        }
+    }
+}
+
+async fn ingest(
+    state: &AppState,
+    server_id: i64,
+    updates: &[StatusUpdate],
+) -> Result<(), crate::store::StoreError> {
+    for chunk in updates.chunks(MAX_BATCH) {
+        let valid: Vec<StatusUpdate> = chunk
+            .iter()
+            .filter(|u| lookout_proto::check::CheckName::parse(&u.service_name).is_ok())
+            .cloned()
+            .collect();
+        let ingested = state
+            .store
+            .record_results(server_id, &valid, state.clock.now())
+            .await?;
+        publish(state, server_id, ingested);
+    }
+    Ok(())
+}
+
+/// The hub's view of a server: its record and whether it is online.
+pub fn server_view(
+    server: &Server,
+    checks: &[crate::store::Service],
+    now: chrono::DateTime<chrono::Utc>,
+) -> lookout_proto::service::ServerView {
+    use lookout_proto::status::Status;
+    let mine: Vec<&crate::store::Service> = checks
+        .iter()
+        .filter(|s| s.server_id == Some(server.id))
+        .collect();
+    let rank = |s: Status| match s {
+        Status::Failure => 4,
+        Status::Warning => 3,
+        Status::Update => 2,
+        Status::Unknown => 1,
+        Status::Ok => 0,
+    };
+    let online = server.online(now);
+    let status = if !online {
+        Status::Unknown
+    } else {
+        mine.iter()
+            .map(|s| s.state)
+            .max_by_key(|s| rank(*s))
+            .unwrap_or(Status::Ok)
+    };
+    lookout_proto::service::ServerView {
+        id: server.id,
+        name: server.name.clone(),
+        labels: server.labels.clone(),
+        agent_id: server.agent_id.clone(),
+        claimed: server.claimed,
+        revoked: server.revoked,
+        online,
+        hostname: server.hostname.clone(),
+        agent_version: server.agent_version.clone(),
+        last_seen: server.last_seen,
+        checks: u32::try_from(mine.len()).unwrap_or(u32::MAX),
+        status,
+        created_at: server.created_at,
+    }
+}
+
+/// Shared handle.
+pub type SharedFleet = Arc<Fleet>;

@@ -1,0 +1,355 @@
+//! Agents and servers over the API (seed 004 sections 6 and 7): an admin
+//! provisions a server and gets a one-time claim token, the agent trades it
+//! for its key, then connects its WebSocket at `/api/v1/agent/connect`.
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{header, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use lookout_proto::agent::{ClaimResponse, RegisterResponse};
+use lookout_proto::service::ServiceName;
+use lookout_proto::FieldError;
+use serde_json::{json, Value};
+
+use super::extract::{count_param, JsonObject, PathId, QueryMap, ServiceId};
+use super::table::Routes;
+use super::AppState;
+use crate::agents::server_view;
+use crate::auth::{token, Access, Bucket, Client, Principal};
+use crate::error::ApiError;
+use crate::events::Event;
+use crate::store::accounts::AuditOutcome;
+use crate::store::agents::NewServer;
+use crate::store::ServiceFilter;
+
+pub fn routes(r: Routes) -> Routes {
+    r.post("/v1/agents/register", Access::Admin, register)
+        .limited(
+            Method::POST,
+            "/v1/agents/claim",
+            Access::Public,
+            Bucket::Login,
+            claim,
+        )
+        // The agent authenticates with its first message (seed 004).
+        .get("/v1/agent/connect", Access::Public, connect)
+        .get("/v1/servers", Access::Viewer, list_servers)
+        .get("/v1/servers/{id}", Access::Viewer, get_server)
+        .get("/v1/servers/{id}/services", Access::Viewer, server_services)
+        .post("/v1/servers/{id}/revoke", Access::Admin, revoke)
+        .delete("/v1/servers/{id}", Access::Admin, delete_server)
+        .get("/services/{id}/results", Access::Viewer, results)
+}
+
+/// Reads `{server_name, labels}`; every problem at once.
+fn parse_register(
+    body: &serde_json::Map<String, Value>,
+) -> Result<(String, Vec<String>), ApiError> {
+    let mut problems = Vec::new();
+    for key in body.keys() {
+        if key != "server_name" && key != "labels" {
+            problems.push(FieldError::new(key.clone(), "is not a known field"));
+        }
+    }
+    let name = match body.get("server_name") {
+        Some(Value::String(s)) => match ServiceName::parse(s) {
+            Ok(_) if s.contains(['@', '#']) => {
+                problems.push(FieldError::new("server_name", "must not contain @ or #"));
+                String::new()
+            }
+            Ok(n) => n.as_str().to_owned(),
+            Err(e) => {
+                problems.push(FieldError::new("server_name", e.to_string()));
+                String::new()
+            }
+        },
+        Some(_) => {
+            problems.push(FieldError::new("server_name", "must be a string"));
+            String::new()
+        }
+        None => {
+            problems.push(FieldError::new("server_name", "is required"));
+            String::new()
+        }
+    };
+    let labels = match body.get("labels") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            let labels: Vec<String> = items
+                .iter()
+                .filter_map(|v| v.as_str())
+                .map(|s| s.trim().to_owned())
+                .collect();
+            let ok = labels.len() == items.len()
+                && labels.len() <= 20
+                && labels
+                    .iter()
+                    .all(|l| !l.is_empty() && l.len() <= 50 && !l.chars().any(char::is_control));
+            if !ok {
+                problems.push(FieldError::new(
+                    "labels",
+                    "must be at most 20 strings of 1 to 50 characters",
+                ));
+            }
+            labels
+        }
+        Some(_) => {
+            problems.push(FieldError::new("labels", "must be an array of strings"));
+            Vec::new()
+        }
+    };
+    if problems.is_empty() {
+        Ok((name, labels))
+    } else {
+        Err(ApiError::Validation(problems))
+    }
+}
+
+async fn register(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let (name, labels) = parse_register(&body)?;
+    let claim_token = format!("lkc_{}", token::random_hex());
+    let now = state.clock.now();
+    let expires_at = now
+        + chrono::Duration::from_std(state.fleet.settings.claim_ttl)
+            .unwrap_or(chrono::Duration::hours(1));
+    let server = state
+        .store
+        .create_server(
+            &NewServer {
+                name,
+                labels,
+                agent_id: format!("agt-{}", &token::random_hex()[..20]),
+                claim_hash: token::hash(&claim_token),
+                claim_expires_at: expires_at,
+            },
+            now,
+        )
+        .await?;
+    state
+        .auth
+        .audit_ok(&who, "agent.register", Some(server.name.clone()), &client)
+        .await;
+    state.events.publish(Event::ServerUpdated { id: server.id });
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, format!("/api/v1/servers/{}", server.id)),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Json(RegisterResponse {
+            server_id: server.id,
+            agent_id: server.agent_id,
+            claim_token,
+            expires_at,
+        }),
+    ))
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    client: Client,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut problems: Vec<FieldError> = body
+        .keys()
+        .filter(|k| !["claim_token", "hostname"].contains(&k.as_str()))
+        .map(|k| FieldError::new(k.clone(), "is not a known field"))
+        .collect();
+    let claim_token = match body.get("claim_token") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => {
+            problems.push(FieldError::new("claim_token", "is required"));
+            String::new()
+        }
+    };
+    let hostname = match body.get("hostname") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() <= 253 && !s.chars().any(char::is_control) => {
+            Some(s.clone())
+        }
+        Some(_) => {
+            problems.push(FieldError::new("hostname", "must be a host name"));
+            None
+        }
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    let api_key = format!("lkk_{}", token::random_hex());
+    let claimed = state
+        .store
+        .claim_server(
+            &token::hash(&claim_token),
+            &token::hash(&api_key),
+            hostname.as_deref(),
+            state.clock.now(),
+        )
+        .await?;
+    let Some(server) = claimed else {
+        state
+            .auth
+            .audit(None, "agent.claim", None, &client, AuditOutcome::Denied)
+            .await;
+        return Err(ApiError::Unauthorized(
+            "the claim token is not valid: unknown, already used or expired".into(),
+        ));
+    };
+    state
+        .auth
+        .audit(
+            Some(&server.name),
+            "agent.claim",
+            Some(server.agent_id.clone()),
+            &client,
+            AuditOutcome::Ok,
+        )
+        .await;
+    state.events.publish(Event::ServerUpdated { id: server.id });
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(ClaimResponse {
+            server_id: server.id,
+            server_name: server.name,
+            agent_id: server.agent_id,
+            api_key,
+        }),
+    ))
+}
+
+async fn connect(
+    State(state): State<AppState>,
+    client: Client,
+    upgrade: WebSocketUpgrade,
+) -> impl IntoResponse {
+    upgrade
+        .max_message_size(4 << 20)
+        .on_upgrade(move |socket| crate::agents::session(socket, state, client))
+}
+
+async fn checks_of_servers(state: &AppState) -> Result<Vec<crate::store::Service>, ApiError> {
+    Ok(state
+        .store
+        .list_services(ServiceFilter::All)
+        .await?
+        .into_iter()
+        .filter(|s| s.server_id.is_some())
+        .collect())
+}
+
+async fn list_servers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let servers = state.store.list_servers().await?;
+    let checks = checks_of_servers(&state).await?;
+    let now = state.clock.now();
+    let views: Vec<_> = servers
+        .iter()
+        .map(|s| server_view(s, &checks, now))
+        .collect();
+    Ok(Json(json!(views)))
+}
+
+async fn server_or_404(
+    state: &AppState,
+    id: i64,
+) -> Result<crate::store::agents::Server, ApiError> {
+    state
+        .store
+        .get_server(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no server with id {id}")))
+}
+
+async fn get_server(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let server = server_or_404(&state, id).await?;
+    let checks = checks_of_servers(&state).await?;
+    let mut view =
+        serde_json::to_value(server_view(&server, &checks, state.clock.now())).unwrap_or_default();
+    view["scan"] = server.scan.clone().unwrap_or(Value::Null);
+    view["scanned_at"] = json!(server.scanned_at);
+    Ok(Json(view))
+}
+
+async fn server_services(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    server_or_404(&state, id).await?;
+    let checks: Vec<_> = checks_of_servers(&state)
+        .await?
+        .iter()
+        .filter(|s| s.server_id == Some(id))
+        .map(|s| s.to_view(&state.checks))
+        .collect();
+    Ok(Json(json!(checks)))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let changes = state
+        .store
+        .revoke_server(id, state.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no server with id {id}")))?;
+    state.fleet.kick(id);
+    state.events.publish_changes(changes);
+    state.events.publish(Event::ServerUpdated { id });
+    let server = server_or_404(&state, id).await?;
+    state
+        .auth
+        .audit_ok(&who, "agent.revoke", Some(server.name.clone()), &client)
+        .await;
+    let checks = checks_of_servers(&state).await?;
+    Ok(Json(json!(server_view(
+        &server,
+        &checks,
+        state.clock.now()
+    ))))
+}
+
+async fn delete_server(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    PathId(id): PathId,
+) -> Result<StatusCode, ApiError> {
+    let name = server_or_404(&state, id).await?.name;
+    let deleted = state
+        .store
+        .delete_server(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no server with id {id}")))?;
+    state.fleet.kick(id);
+    for sid in deleted {
+        state.events.publish(Event::ServiceDeleted { id: sid });
+    }
+    state.events.publish(Event::ServerDeleted { id });
+    state
+        .auth
+        .audit_ok(&who, "server.delete", Some(name), &client)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn results(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+    QueryMap(query): QueryMap,
+) -> Result<Json<Value>, ApiError> {
+    let limit = count_param(&query, "limit", 100)?;
+    if state.store.get_service(id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no service with id {id}")));
+    }
+    let results = state.store.check_results(id, limit).await?;
+    Ok(Json(json!(results)))
+}

@@ -1,0 +1,124 @@
+//! `lookout agent ...`: the agent of one host (register once, then run).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use lookout_agent::daemon::{self, Credentials, Options};
+use lookout_agent::Layout;
+
+fn credentials_arg() -> Arg {
+    Arg::new("credentials")
+        .long("credentials")
+        .value_name("FILE")
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("credentials file (default /var/lib/lookout-agent/credentials.json, or $XDG_STATE_HOME/lookout/agent.json with --user)")
+}
+
+pub fn command() -> Command {
+    Command::new("agent")
+        .about("Run this host's agent: send check results and the systemd scan to a hub")
+        .subcommand_required(true)
+        .arg(
+            Arg::new("user")
+                .long("user")
+                .global(true)
+                .action(ArgAction::SetTrue)
+                .help("your user manager's checks and units instead of the system's"),
+        )
+        .subcommand(
+            Command::new("register")
+                .about("Trade a one-time claim token (from the hub's Servers page or POST /api/v1/agents/register) for this agent's key")
+                .arg(Arg::new("hub").long("hub").required(true).value_name("URL").help("the hub, e.g. https://status.example.org"))
+                .arg(Arg::new("claim_token").long("claim-token").required(true).value_name("TOKEN"))
+                .arg(
+                    Arg::new("ca")
+                        .long("ca")
+                        .value_name("FILE")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("PEM certificate to trust for the hub (self-signed hubs)"),
+                )
+                .arg(credentials_arg()),
+        )
+        .subcommand(
+            Command::new("run")
+                .about("Follow the checks' logs and keep the hub up to date (runs until stopped)")
+                .arg(credentials_arg())
+                .arg(
+                    Arg::new("no_scan")
+                        .long("no-scan")
+                        .action(ArgAction::SetTrue)
+                        .help("do not send the host's systemd services and timers"),
+                )
+                .arg(
+                    Arg::new("log")
+                        .long("log")
+                        .env("LOOKOUT_LOG")
+                        .default_value("info")
+                        .value_name("FILTER"),
+                ),
+        )
+}
+
+fn credentials_path(m: &ArgMatches, user: bool) -> anyhow::Result<PathBuf> {
+    match m.get_one::<PathBuf>("credentials") {
+        Some(p) => Ok(p.clone()),
+        None => daemon::default_credentials(user).map_err(|e| anyhow::anyhow!("--user: {e}")),
+    }
+}
+
+pub fn run(m: &ArgMatches) -> anyhow::Result<()> {
+    let user = m.get_flag("user");
+    let (sub, sm) = m.subcommand().expect("clap requires a subcommand");
+    let runtime = tokio::runtime::Runtime::new()?;
+    match sub {
+        "register" => {
+            let path = credentials_path(sm, user)?;
+            let hub = sm.get_one::<String>("hub").expect("required");
+            let token = sm.get_one::<String>("claim_token").expect("required");
+            let ca = sm.get_one::<PathBuf>("ca");
+            let c = runtime.block_on(daemon::register(
+                hub,
+                token,
+                ca.map(PathBuf::as_path),
+                &path,
+            ))?;
+            println!(
+                "registered as {} ({}) with {}; credentials in {}",
+                c.server_name,
+                c.agent_id,
+                c.hub,
+                path.display()
+            );
+            Ok(())
+        }
+        "run" => {
+            let path = credentials_path(sm, user)?;
+            let credentials = Credentials::load(&path)?;
+            let layout = if user {
+                Layout::user().map_err(|e| anyhow::anyhow!("--user: {e}"))?
+            } else {
+                Layout::system()
+            };
+            crate::init_logging(sm.get_one::<String>("log").map_or("info", String::as_str))?;
+            let opts = Options {
+                credentials,
+                layout,
+                scan: !sm.get_flag("no_scan"),
+                poll: Duration::from_secs(1),
+            };
+            runtime.block_on(async move {
+                let stop = tokio_util::sync::CancellationToken::new();
+                let on_signal = stop.clone();
+                tokio::spawn(async move {
+                    crate::shutdown_signal().await;
+                    on_signal.cancel();
+                });
+                tracing::info!(server = %opts.credentials.server_name, hub = %opts.credentials.hub, "lookout agent starting");
+                daemon::run(opts, stop).await
+            })?;
+            Ok(())
+        }
+        _ => unreachable!("clap knows the subcommands"),
+    }
+}

@@ -1,0 +1,515 @@
+//! A real hub and real agent processes: a check installed with `lookout
+//! check add` in a systemd user manager reports through `lookout agent run`
+//! to the hub's API and event stream; results survive a hub outage and a
+//! log rotation exactly once; bad, revoked and reused credentials are
+//! refused; an agent that goes silent makes its checks UNKNOWN.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lookout_agent::tail::to_utc;
+use lookout_proto::check::parse_line;
+use lookout_testkit::{free_port_in, spawn_hub_with, SseClient, SystemdSandbox, TestHub};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lookout");
+const SOON: Duration = Duration::from_secs(20);
+
+/// A hub on a fixed port (so a restart keeps its address), agents told to
+/// send a heartbeat every second.
+async fn hub(port: u16) -> TestHub {
+    spawn_hub_with(move |c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.agents.heartbeat = Duration::from_secs(1);
+    })
+    .await
+}
+
+/// `POST /api/v1/agents/register`: the claim token of a new server.
+async fn provision(hub: &TestHub, name: &str) -> String {
+    let r = hub
+        .post_json(
+            "/api/v1/agents/register",
+            &json!({"server_name": name, "labels": ["test"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    body["claim_token"].as_str().unwrap().to_owned()
+}
+
+/// An agent process; killed when dropped.
+struct Agent(Child, PathBuf);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Agent {
+    fn spawn(mut cmd: Command, dir: &Path) -> Agent {
+        let log = dir.join(format!("agent-{}.log", std::process::id()));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap();
+        Agent(child, log)
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit; its status.
+    async fn exited(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "agent still running: {}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The (time, ordinal) of every result line in `files`, as the agent counts them.
+fn keys_in(files: &[PathBuf]) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for file in files {
+        let mut last: Option<(chrono::DateTime<chrono::Utc>, u32)> = None;
+        for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+            let Ok(parsed) = parse_line(line) else {
+                continue;
+            };
+            let at = to_utc(parsed.time).unwrap();
+            let ordinal = match last {
+                Some((t, o)) if t == at => o + 1,
+                _ => 0,
+            };
+            last = Some((at, ordinal));
+            out.push((at.to_rfc3339(), ordinal));
+        }
+    }
+    out
+}
+
+async fn results_of(hub: &TestHub, service: i64) -> Vec<(String, u32)> {
+    let list = hub
+        .get_json(&format!("/api/services/{service}/results?limit=10000"))
+        .await;
+    let mut keys: Vec<(String, u32)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let at: chrono::DateTime<chrono::Utc> = r["at"].as_str().unwrap().parse().unwrap();
+            (
+                at.to_rfc3339(),
+                u32::try_from(r["ordinal"].as_u64().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    keys.reverse();
+    keys
+}
+
+/// Waits until the hub holds exactly the results in `files`.
+async fn wait_in_sync(hub: &TestHub, service: i64, files: &[PathBuf]) -> usize {
+    let until = tokio::time::Instant::now() + SOON;
+    loop {
+        let want = keys_in(files);
+        let got = results_of(hub, service).await;
+        if got == want && !want.is_empty() {
+            return want.len();
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "hub has {} results, the logs {}:\nhub  {got:?}\nlogs {want:?}",
+            got.len(),
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn server_named(hub: &TestHub, name: &str) -> Value {
+    let servers = hub.get_json("/api/v1/servers").await;
+    servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no server {name}: {servers}"))
+}
+
+async fn wait_server(hub: &TestHub, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let until = tokio::time::Instant::now() + SOON;
+    loop {
+        let s = server_named(hub, name).await;
+        if pred(&s) {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < until, "server stayed {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const TICK: &str = r#"#!/bin/bash
+# name: Tick
+# schedule: *:*:0/2
+# timeout: 5
+echo "$(date '+%Y-%m-%d %H:%M:%S'), OK, tick, pid $$"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
+    let sb = SystemdSandbox::start();
+    let port = free_port_in(20000..30000);
+    let hub = hub(port).await;
+    let mut events = SseClient::connect(&hub.client, &hub.url("/api/events"), None).await;
+
+    // Provision, then register the agent with the one-time claim token.
+    let claim = provision(&hub, "sandbox-host").await;
+    let hub_url = format!("http://127.0.0.1:{port}");
+    let out = sb
+        .command(BIN)
+        .args([
+            "agent",
+            "register",
+            "--user",
+            "--hub",
+            &hub_url,
+            "--claim-token",
+            &claim,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let credentials = sb.dir().join("state/lookout/agent.json");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&credentials)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "credentials readable by others");
+    // The claim token works once.
+    let again = sb
+        .command(BIN)
+        .args([
+            "agent",
+            "register",
+            "--user",
+            "--hub",
+            &hub_url,
+            "--claim-token",
+            &claim,
+        ])
+        .arg("--credentials")
+        .arg(sb.dir().join("other.json"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(stderr.contains("refused the claim token (401"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+
+    // A check on a two-second timer, and the agent.
+    let script = sb.dir().join("tick.bash");
+    std::fs::write(&script, TICK).unwrap();
+    let added = sb
+        .command(BIN)
+        .args(["check", "add", "--user"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let mut cmd = sb.command(BIN);
+    cmd.args(["agent", "run", "--user"]);
+    let agent = Agent::spawn(cmd, sb.dir());
+
+    // The result arrives on the live stream and in the API.
+    let event = events
+        .wait_for(SOON, |m| m.event == "result" && m.data["check"] == "tick")
+        .await;
+    assert_eq!(event.data["status"], "OK");
+    assert!(event.data["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("tick, pid "));
+    let server = wait_server(&hub, "sandbox-host", |s| s["online"] == true).await;
+    assert_eq!(server["labels"], json!(["test"]));
+    let id = server["id"].as_i64().unwrap();
+    let services = hub
+        .get_json(&format!("/api/v1/servers/{id}/services"))
+        .await;
+    let tick = &services[0];
+    assert_eq!(tick["name"], "tick@sandbox-host");
+    assert_eq!(tick["check"]["name"], "tick");
+    assert_eq!(tick["check"]["schedule"], "*:*:0/2");
+    let service = tick["id"].as_i64().unwrap();
+    hub.wait_for_service(service, SOON, |s| s["state"] == "OK")
+        .await;
+    // The host's systemd scan came along.
+    let until = tokio::time::Instant::now() + SOON;
+    loop {
+        let detail = hub.get_json(&format!("/api/v1/servers/{id}")).await;
+        let timers = detail["scan"]["timers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if timers.iter().any(|t| t["name"] == "lookout-tick.timer") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "no scan: {detail}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The hub goes away while the timer keeps firing; nothing is lost.
+    let log = sb.dir().join("state/lookout/checks/tick.log");
+    let before = keys_in(std::slice::from_ref(&log)).len();
+    let mut hub = hub;
+    hub.stop().await;
+    let until = tokio::time::Instant::now() + SOON;
+    while keys_in(std::slice::from_ref(&log)).len() < before + 3 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the timer stopped firing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let hub = hub.restart().await;
+
+    // Rotate the log while the agent follows it.
+    let rotated = sb.dir().join("state/lookout/checks/tick.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let until = tokio::time::Instant::now() + SOON;
+    while keys_in(std::slice::from_ref(&log)).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no new log after rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Stop the timer, then everything written is at the hub exactly once.
+    sb.systemctl_ok(&["stop", "lookout-tick.timer"]);
+    let files = [rotated.clone(), log.clone()];
+    let n = wait_in_sync(&hub, service, &files).await;
+    assert!(n >= before + 5, "{n} results");
+    let unique: BTreeSet<_> = results_of(&hub, service).await.into_iter().collect();
+    assert_eq!(unique.len(), n, "a result was stored twice");
+
+    // The agent stops: its server goes offline and its check UNKNOWN, not FAILURE.
+    drop(agent);
+    let server = wait_server(&hub, "sandbox-host", |s| s["online"] == false).await;
+    assert_eq!(server["status"], "UNKNOWN");
+    let s = hub
+        .wait_for_service(service, SOON, |s| s["state"] == "UNKNOWN")
+        .await;
+    assert_eq!(s["state_reason"], "the agent is offline");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_and_revoked_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port_in(20000..30000);
+    let hub = hub(port).await;
+    let claim = provision(&hub, "host-a").await;
+    let credentials = dir.path().join("agent.json");
+    let hub_url = format!("http://127.0.0.1:{port}");
+    let agent_cmd = |creds: &Path| {
+        let mut c = Command::new(BIN);
+        c.args(["agent", "run", "--user", "--no-scan"])
+            .arg("--credentials")
+            .arg(creds)
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_STATE_HOME", dir.path().join("state"));
+        c
+    };
+    // An unknown claim token.
+    let out = Command::new(BIN)
+        .args([
+            "agent",
+            "register",
+            "--hub",
+            &hub_url,
+            "--claim-token",
+            "lkc_forged",
+        ])
+        .arg("--credentials")
+        .arg(&credentials)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!credentials.exists(), "nothing written on failure");
+    let out = Command::new(BIN)
+        .args([
+            "agent",
+            "register",
+            "--hub",
+            &hub_url,
+            "--claim-token",
+            &claim,
+        ])
+        .arg("--credentials")
+        .arg(&credentials)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A wrong key: the agent says so in one line and exits.
+    let mut wrong: Value =
+        serde_json::from_str(&std::fs::read_to_string(&credentials).unwrap()).unwrap();
+    wrong["api_key"] = json!("lkk_wrong");
+    let wrong_file = dir.path().join("wrong.json");
+    std::fs::write(&wrong_file, wrong.to_string()).unwrap();
+    let mut agent = Agent::spawn(agent_cmd(&wrong_file), dir.path());
+    let status = agent.exited(SOON).await;
+    assert!(!status.success());
+    assert!(
+        agent
+            .output()
+            .contains("lookout: the hub refused this agent: unknown agent or key"),
+        "{}",
+        agent.output()
+    );
+
+    // The right key works until an admin revokes it: the session is cut and
+    // the agent cannot come back.
+    let mut agent = Agent::spawn(agent_cmd(&credentials), dir.path());
+    let server = wait_server(&hub, "host-a", |s| s["online"] == true).await;
+    let id = server["id"].as_i64().unwrap();
+    let r = hub.post(&format!("/api/v1/servers/{id}/revoke")).await;
+    assert_eq!(r.status(), 200);
+    let status = agent.exited(SOON).await;
+    assert!(!status.success());
+    assert!(
+        agent.output().contains("the hub refused this agent"),
+        "{}",
+        agent.output()
+    );
+    let server = server_named(&hub, "host-a").await;
+    assert_eq!(
+        (server["revoked"].as_bool(), server["online"].as_bool()),
+        (Some(true), Some(false))
+    );
+    // Both refusals and the revocation are in the audit log.
+    let audit = hub.get_json("/api/v1/audit").await.to_string();
+    assert!(
+        audit.contains("agent.refused") && audit.contains("agent.revoke"),
+        "{audit}"
+    );
+    assert!(!audit.contains("lkk_"), "a key leaked into the audit log");
+}
+
+/// A second host's check, as `lookout check add` writes it (script copy and
+/// units) and as its timer's runs fill the log (`lookout check exec`), under
+/// its own configuration and state directories.
+fn second_host(root: &Path) -> PathBuf {
+    let scripts = root.join("config/lookout/checks");
+    let units = root.join("config/systemd/user");
+    let logs = root.join("state/lookout/checks");
+    for d in [&scripts, &units, &logs] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let script = scripts.join("disk");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n# name: Disk\n# schedule: hourly\necho \"$(date '+%Y-%m-%d %H:%M:%S'), WARNING, disk 91%, inodes fine\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        units.join("lookout-disk.service"),
+        "[Service]\nType=oneshot\n",
+    )
+    .unwrap();
+    std::fs::write(
+        units.join("lookout-disk.timer"),
+        "[Timer]\nOnCalendar=hourly\n",
+    )
+    .unwrap();
+    let run = Command::new(BIN)
+        .args(["check", "exec"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    std::fs::write(logs.join("disk.log"), &run.stdout).unwrap();
+    root.to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_agents_are_two_servers() {
+    let port = free_port_in(20000..30000);
+    let hub = hub(port).await;
+    let hub_url = format!("http://127.0.0.1:{port}");
+    let mut agents = Vec::new();
+    let mut dirs = Vec::new();
+    for name in ["host-a", "host-b"] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = second_host(dir.path());
+        let claim = provision(&hub, name).await;
+        let creds = root.join("agent.json");
+        let out = Command::new(BIN)
+            .args([
+                "agent",
+                "register",
+                "--hub",
+                &hub_url,
+                "--claim-token",
+                &claim,
+            ])
+            .arg("--credentials")
+            .arg(&creds)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut cmd = Command::new(BIN);
+        cmd.args(["agent", "run", "--user", "--no-scan"])
+            .arg("--credentials")
+            .arg(&creds)
+            .env("XDG_CONFIG_HOME", root.join("config"))
+            .env("XDG_STATE_HOME", root.join("state"));
+        agents.push(Agent::spawn(cmd, dir.path()));
+        dirs.push(dir);
+    }
+    for name in ["host-a", "host-b"] {
+        let s = wait_server(&hub, name, |s| {
+            s["online"] == true && s["status"] == "WARNING"
+        })
+        .await;
+        let checks = hub
+            .get_json(&format!("/api/v1/servers/{}/services", s["id"]))
+            .await;
+        assert_eq!(checks.as_array().unwrap().len(), 1);
+        assert_eq!(checks[0]["name"], format!("disk@{name}"));
+        assert_eq!(checks[0]["check"]["last_message"], "disk 91%, inodes fine");
+    }
+    let all = hub.get_json("/api/v1/servers").await;
+    assert_eq!(all.as_array().unwrap().len(), 2);
+}
