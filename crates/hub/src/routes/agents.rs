@@ -42,7 +42,7 @@ pub fn routes(r: Routes) -> Routes {
 }
 
 /// Reads `{server_name, labels}`; every problem at once.
-fn parse_register(
+pub fn parse_register(
     body: &serde_json::Map<String, Value>,
 ) -> Result<(String, Vec<String>), ApiError> {
     let mut problems = Vec::new();
@@ -105,13 +105,12 @@ fn parse_register(
     }
 }
 
-async fn register(
-    State(state): State<AppState>,
-    who: Principal,
-    client: Client,
-    JsonObject(body): JsonObject,
-) -> Result<impl IntoResponse, ApiError> {
-    let (name, labels) = parse_register(&body)?;
+/// A new server with a fresh one-time claim token (shown once).
+pub async fn provision(
+    state: &AppState,
+    name: String,
+    labels: Vec<String>,
+) -> Result<RegisterResponse, ApiError> {
     let claim_token = format!("lkc_{}", token::random_hex());
     let now = state.clock.now();
     let expires_at = now
@@ -130,23 +129,37 @@ async fn register(
             now,
         )
         .await?;
+    state.events.publish(Event::ServerUpdated { id: server.id });
+    Ok(RegisterResponse {
+        server_id: server.id,
+        agent_id: server.agent_id,
+        claim_token,
+        expires_at,
+    })
+}
+
+async fn register(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let (name, labels) = parse_register(&body)?;
+    let created = provision(&state, name.clone(), labels).await?;
     state
         .auth
-        .audit_ok(&who, "agent.register", Some(server.name.clone()), &client)
+        .audit_ok(&who, "agent.register", Some(name), &client)
         .await;
-    state.events.publish(Event::ServerUpdated { id: server.id });
     Ok((
         StatusCode::CREATED,
         [
-            (header::LOCATION, format!("/api/v1/servers/{}", server.id)),
+            (
+                header::LOCATION,
+                format!("/api/v1/servers/{}", created.server_id),
+            ),
             (header::CACHE_CONTROL, "no-store".to_owned()),
         ],
-        Json(RegisterResponse {
-            server_id: server.id,
-            agent_id: server.agent_id,
-            claim_token,
-            expires_at,
-        }),
+        Json(created),
     ))
 }
 
@@ -231,7 +244,7 @@ async fn connect(
         .on_upgrade(move |socket| crate::agents::session(socket, state, client))
 }
 
-async fn checks_of_servers(state: &AppState) -> Result<Vec<crate::store::Service>, ApiError> {
+pub async fn checks_of_servers(state: &AppState) -> Result<Vec<crate::store::Service>, ApiError> {
     Ok(state
         .store
         .list_services(ServiceFilter::All)
@@ -252,7 +265,7 @@ async fn list_servers(State(state): State<AppState>) -> Result<Json<Value>, ApiE
     Ok(Json(json!(views)))
 }
 
-async fn server_or_404(
+pub async fn server_or_404(
     state: &AppState,
     id: i64,
 ) -> Result<crate::store::agents::Server, ApiError> {
@@ -290,12 +303,8 @@ async fn server_services(
     Ok(Json(json!(checks)))
 }
 
-async fn revoke(
-    State(state): State<AppState>,
-    who: Principal,
-    client: Client,
-    PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+/// Revokes a server's key and cuts its live session.
+pub async fn revoke_server(state: &AppState, id: i64) -> Result<(), ApiError> {
     let changes = state
         .store
         .revoke_server(id, state.clock.now())
@@ -304,6 +313,32 @@ async fn revoke(
     state.fleet.kick(id);
     state.events.publish_changes(changes);
     state.events.publish(Event::ServerUpdated { id });
+    Ok(())
+}
+
+/// Deletes a server, its checks and their history; cuts its session.
+pub async fn remove_server(state: &AppState, id: i64) -> Result<String, ApiError> {
+    let name = server_or_404(state, id).await?.name;
+    let deleted = state
+        .store
+        .delete_server(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no server with id {id}")))?;
+    state.fleet.kick(id);
+    for sid in deleted {
+        state.events.publish(Event::ServiceDeleted { id: sid });
+    }
+    state.events.publish(Event::ServerDeleted { id });
+    Ok(name)
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    revoke_server(&state, id).await?;
     let server = server_or_404(&state, id).await?;
     state
         .auth
@@ -323,17 +358,7 @@ async fn delete_server(
     client: Client,
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
-    let name = server_or_404(&state, id).await?.name;
-    let deleted = state
-        .store
-        .delete_server(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no server with id {id}")))?;
-    state.fleet.kick(id);
-    for sid in deleted {
-        state.events.publish(Event::ServiceDeleted { id: sid });
-    }
-    state.events.publish(Event::ServerDeleted { id });
+    let name = remove_server(&state, id).await?;
     state
         .auth
         .audit_ok(&who, "server.delete", Some(name), &client)

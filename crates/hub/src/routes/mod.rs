@@ -8,6 +8,7 @@ pub mod heartbeat;
 pub mod live;
 pub mod login;
 pub mod notify;
+pub mod servers_ui;
 pub mod systemd;
 pub mod table;
 pub mod ui;
@@ -83,7 +84,8 @@ pub const CONTENT_SECURITY_POLICY: &str =
 pub fn table() -> (Router<AppState>, Vec<table::RouteInfo>) {
     let (api, mut info) = api::routes(table::Routes::api("/api")).finish();
     let (root, root_info) = heartbeat::root_routes(table::Routes::api("")).finish();
-    let (pages, page_info) = login::routes(ui::routes(table::Routes::pages())).finish();
+    let (pages, page_info) =
+        servers_ui::routes(login::routes(ui::routes(table::Routes::pages()))).finish();
     info.extend(root_info);
     info.extend(page_info);
     let api = api

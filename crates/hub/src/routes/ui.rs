@@ -348,6 +348,10 @@ struct DetailPage {
     events: Vec<(String, &'static str, &'static str, String)>,
     /// (when, result, latency, detail)
     checks: Vec<(String, &'static str, String, String)>,
+    /// A check script's server: (id, name).
+    server: Option<(i64, String)>,
+    /// A check script's results: (when, status, message).
+    results: Vec<(String, &'static str, String)>,
 }
 
 pub(crate) fn stamp(t: DateTime<Utc>) -> String {
@@ -377,8 +381,29 @@ async fn detail_page(State(state): State<AppState>, ServiceId(id): ServiceId) ->
                 .filter(|_| c.status == lookout_proto::service::HealthStatus::Healthy)
         })
         .collect();
+    let (server, results) = match service.server_id {
+        None => (None, Vec::new()),
+        Some(server_id) => {
+            let loaded = tokio::try_join!(
+                state.store.get_server(server_id),
+                state.store.check_results(id, 50),
+            );
+            match loaded {
+                Ok((server, results)) => (
+                    server.map(|s| (s.id, s.name)),
+                    results
+                        .into_iter()
+                        .map(|r| (stamp(r.at), r.status.as_str(), r.message))
+                        .collect(),
+                ),
+                Err(e) => return store_failure(&e),
+            }
+        }
+    };
     let (state_class, state_label) = label(service.state);
     let page = DetailPage {
+        server,
+        results,
         id,
         name: service.name.clone(),
         href: service.base_url.clone(),

@@ -513,3 +513,129 @@ async fn two_agents_are_two_servers() {
     let all = hub.get_json("/api/v1/servers").await;
     assert_eq!(all.as_array().unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_are_added_and_watched_from_the_dashboard() {
+    let port = free_port_in(20000..30000);
+    let hub = hub(port).await;
+    // A bad name is said next to the form; nothing is created.
+    let r = hub
+        .post_form("/servers", &[("server_name", "bad@name")])
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("must not contain @ or #"));
+    // Adding a server shows the one command its host needs, once.
+    let r = hub
+        .post_form(
+            "/servers",
+            &[("server_name", "web-01"), ("labels", "prod, debian")],
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let page = r.text().await.unwrap();
+    let prefix = format!("lookout agent register --hub http://127.0.0.1:{port} --claim-token ");
+    let at = page.find(&prefix).unwrap_or_else(|| panic!("{page}"));
+    let token: String = page[at + prefix.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    assert!(token.starts_with("lkc_"), "{token}");
+    let again = hub.get("/servers").await.text().await.unwrap();
+    assert!(
+        !again.contains(&token),
+        "the claim token is shown only once"
+    );
+    assert!(again.contains("waiting for its agent to register"));
+
+    // The host registers with that command and reports a check.
+    let dir = tempfile::tempdir().unwrap();
+    let root = second_host(dir.path());
+    let creds = root.join("agent.json");
+    let out = Command::new(BIN)
+        .args([
+            "agent",
+            "register",
+            "--hub",
+            &format!("http://127.0.0.1:{port}"),
+            "--claim-token",
+            &token,
+        ])
+        .arg("--credentials")
+        .arg(&creds)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.args(["agent", "run", "--user", "--no-scan"])
+        .arg("--credentials")
+        .arg(&creds)
+        .env("XDG_CONFIG_HOME", root.join("config"))
+        .env("XDG_STATE_HOME", root.join("state"));
+    let _agent = Agent::spawn(cmd, dir.path());
+    let server = wait_server(&hub, "web-01", |s| s["online"] == true && s["checks"] == 1).await;
+    let id = server["id"].as_i64().unwrap();
+    let check = hub
+        .get_json(&format!("/api/v1/servers/{id}/services"))
+        .await[0]
+        .clone();
+    let service = check["id"].as_i64().unwrap();
+    hub.wait_for_service(service, SOON, |s| s["state"] == "WARNING")
+        .await;
+
+    let list = hub.get("/servers").await.text().await.unwrap();
+    assert!(
+        list.contains("data-server=\"web-01\"") && list.contains("online"),
+        "{list}"
+    );
+    assert!(list.contains("prod, debian"));
+    let detail = hub
+        .get(&format!("/servers/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(detail.contains("data-check=\"disk\""), "{detail}");
+    assert!(
+        detail.contains("<strong>WARNING</strong> disk 91%, inodes fine"),
+        "{detail}"
+    );
+    let check_page = hub
+        .get(&format!("/services/{service}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(check_page.contains("id=\"check-results\""), "{check_page}");
+    assert!(check_page.contains(&format!("href=\"/servers/{id}\"")));
+
+    // Revoking from the page cuts the agent off.
+    let r = hub
+        .post_form(&format!("/servers/{id}/revoke"), lookout_testkit::NO_FIELDS)
+        .await;
+    assert_eq!(r.status(), 303);
+    let server = wait_server(&hub, "web-01", |s| s["online"] == false).await;
+    assert_eq!(server["revoked"], true);
+    let detail = hub
+        .get(&format!("/servers/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(detail.contains("key revoked"));
+    let r = hub
+        .post_form(&format!("/servers/{id}/delete"), lookout_testkit::NO_FIELDS)
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        hub.get(&format!("/api/v1/servers/{id}")).await.status(),
+        404
+    );
+    assert_eq!(
+        hub.get(&format!("/api/services/{service}")).await.status(),
+        404
+    );
+}
