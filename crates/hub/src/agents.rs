@@ -232,6 +232,8 @@ async fn pump(
 ) {
     // Silence for longer than three heartbeats ends the session.
     let silence = Duration::from_secs(u64::try_from(heartbeat_secs).unwrap_or(10) * 3 + 1);
+    let mut last_noted = tokio::time::Instant::now();
+    let note_every = Duration::from_millis(u64::try_from(heartbeat_secs).unwrap_or(10) * 500);
     loop {
         let incoming = tokio::select! {
             () = state.shutdown.cancelled() => {
@@ -267,13 +269,19 @@ async fn pump(
                 continue;
             }
         };
-        let seen = state
-            .store
-            .agent_seen(server.id, heartbeat_secs, None, now)
-            .await;
-        match seen {
-            Ok(changes) => state.events.publish_changes(changes),
-            Err(e) => tracing::warn!(error = ?e, "cannot note an agent as seen"),
+        // Being heard from is noted at most every half heartbeat (three
+        // missed make it offline): a busy agent does not double the writes
+        // of its results.
+        if last_noted.elapsed() >= note_every {
+            last_noted = tokio::time::Instant::now();
+            let seen = state
+                .store
+                .agent_seen(server.id, heartbeat_secs, None, now)
+                .await;
+            match seen {
+                Ok(changes) => state.events.publish_changes(changes),
+                Err(e) => tracing::warn!(error = ?e, "cannot note an agent as seen"),
+            }
         }
         let result = match message {
             AgentMessage::Heartbeat {} | AgentMessage::Auth(_) => Ok(()),
@@ -310,10 +318,13 @@ async fn ingest(
             .filter(|u| lookout_proto::check::CheckName::parse(&u.service_name).is_ok())
             .cloned()
             .collect();
-        let ingested = state
+        let mut ingested = state
             .store
             .record_results(server_id, &valid, state.clock.now())
             .await?;
+        // A result is its own event (`result`); announcing the service as
+        // updated too would make every listener re-read the registry.
+        ingested.updated.clear();
         publish(state, server_id, ingested);
     }
     Ok(())

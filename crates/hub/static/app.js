@@ -81,7 +81,7 @@ if (document.body.dataset.live === "services") {
   };
   if (window.EventSource) {
     const stream = new EventSource("/api/events");
-    for (const type of ["status", "check", "service.created", "service.updated", "service.deleted", "scan"]) {
+    for (const type of ["status", "check", "result", "service.created", "service.updated", "service.deleted", "scan"]) {
       stream.addEventListener(type, soon);
     }
     stream.addEventListener("open", soon);

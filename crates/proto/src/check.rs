@@ -367,11 +367,21 @@ pub fn parse_line(line: &str) -> Result<CheckLine, LineError> {
 
 /// Formats a result line as the wrapper writes it (the time with its offset).
 pub fn format_line(time: DateTime<FixedOffset>, status: LineStatus, message: &str) -> String {
-    // One line, whatever the message holds.
-    let message: String = message
+    // One line, whatever the message holds; tabs stay, as `parse_line` keeps
+    // them. Cut to fit `MAX_LINE` with the time and status in front.
+    let mut message: String = message
+        .trim()
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
         .collect();
+    let room = MAX_LINE - 64;
+    if message.len() > room {
+        let mut cut = room;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
     format!(
         "{}, {}, {}",
         time.format("%Y-%m-%dT%H:%M:%S%:z"),
@@ -632,6 +642,12 @@ STATUS_OK="OK"
         let back = parse_line(&line).unwrap();
         assert_eq!(back.time, LineTime::Zoned(t));
         assert_eq!(back.message, "timed out after 20 s, killed");
+        // Found by the fuzzer: a long message is cut to fit a line.
+        let long = "é".repeat(MAX_LINE);
+        assert!(parse_line(&format_line(t, LineStatus::Ok, &long)).is_ok());
+        // Found by the fuzzer: a tab survives the round trip.
+        let line = format_line(t, LineStatus::Ok, "a\tb");
+        assert_eq!(parse_line(&line).unwrap().message, "a\tb");
     }
 
     #[test]

@@ -10,6 +10,11 @@ use crate::{spawn_hub_process, TestHub};
 /// `lookout serve` (the binary at `bin`) on a free loopback port with its own
 /// data directory and systemd off.
 pub fn spawn_hub_binary(bin: &Path) -> TestHub {
+    spawn_hub_binary_with(bin, &[])
+}
+
+/// [`spawn_hub_binary`] with more `serve` flags.
+pub fn spawn_hub_binary_with(bin: &Path, extra: &[&str]) -> TestHub {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cmd = Command::new(bin);
     cmd.args([
@@ -21,6 +26,7 @@ pub fn spawn_hub_binary(bin: &Path) -> TestHub {
         "--log",
         "info",
     ])
+    .args(extra)
     .arg("--data-dir")
     .arg(dir.path());
     spawn_hub_process(cmd, dir)

@@ -345,6 +345,36 @@ fn terminate(child: &mut std::process::Child) -> Option<std::process::ExitStatus
     None
 }
 
+/// The files `lookout check add --user` leaves for check `name` under `root`
+/// (`config/lookout/checks/NAME`, `config/systemd/user/lookout-NAME.{service,timer}`),
+/// without loading them into a systemd manager: an agent with
+/// `XDG_CONFIG_HOME=root/config` and `XDG_STATE_HOME=root/state` follows
+/// `root/state/lookout/checks/NAME.log`. For a second host beside the one
+/// systemd sandbox, and for benchmarks. Returns the log's path.
+pub fn write_check_files(root: &Path, name: &str, script: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scripts = root.join("config/lookout/checks");
+    let units = root.join("config/systemd/user");
+    let logs = root.join("state/lookout/checks");
+    for d in [&scripts, &units, &logs] {
+        std::fs::create_dir_all(d).expect("check directories");
+    }
+    let copy = scripts.join(name);
+    std::fs::write(&copy, script).expect("script copy");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    std::fs::write(
+        units.join(format!("lookout-{name}.service")),
+        "[Service]\nType=oneshot\n",
+    )
+    .expect("service unit");
+    std::fs::write(
+        units.join(format!("lookout-{name}.timer")),
+        "[Timer]\nOnCalendar=hourly\n",
+    )
+    .expect("timer unit");
+    logs.join(format!("{name}.log"))
+}
+
 /// A loopback port with nothing listening on it.
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

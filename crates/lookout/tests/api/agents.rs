@@ -430,36 +430,19 @@ async fn wrong_and_revoked_keys_are_refused() {
 /// units) and as its timer's runs fill the log (`lookout check exec`), under
 /// its own configuration and state directories.
 fn second_host(root: &Path) -> PathBuf {
-    let scripts = root.join("config/lookout/checks");
-    let units = root.join("config/systemd/user");
-    let logs = root.join("state/lookout/checks");
-    for d in [&scripts, &units, &logs] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let script = scripts.join("disk");
-    std::fs::write(
-        &script,
+    let log = lookout_testkit::write_check_files(
+        root,
+        "disk",
         "#!/bin/sh\n# name: Disk\n# schedule: hourly\necho \"$(date '+%Y-%m-%d %H:%M:%S'), WARNING, disk 91%, inodes fine\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::write(
-        units.join("lookout-disk.service"),
-        "[Service]\nType=oneshot\n",
-    )
-    .unwrap();
-    std::fs::write(
-        units.join("lookout-disk.timer"),
-        "[Timer]\nOnCalendar=hourly\n",
-    )
-    .unwrap();
+    );
+    let script = root.join("config/lookout/checks/disk");
     let run = Command::new(BIN)
         .args(["check", "exec"])
         .arg(&script)
         .output()
         .unwrap();
     assert!(run.status.success());
-    std::fs::write(logs.join("disk.log"), &run.stdout).unwrap();
+    std::fs::write(log, &run.stdout).unwrap();
     root.to_path_buf()
 }
 
@@ -638,4 +621,45 @@ async fn servers_are_added_and_watched_from_the_dashboard() {
         hub.get(&format!("/api/services/{service}")).await.status(),
         404
     );
+}
+
+#[test]
+fn the_shipped_agent_unit_is_valid_for_systemd() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../packaging/lookout-agent.service"
+    ))
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(argv[0], "/usr/bin/lookout");
+    // The command line it runs is one the binary takes.
+    let help = Command::new(BIN)
+        .args(&argv[1..])
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        help.status.success(),
+        "{}",
+        String::from_utf8_lossy(&help.stderr)
+    );
+    // systemd's own checker accepts it (pointed at this build of the binary).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout-agent.service");
+    std::fs::write(&path, unit.replace("/usr/bin/lookout", BIN)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }

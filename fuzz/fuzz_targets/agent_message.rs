@@ -1,0 +1,14 @@
+//! What an agent sends the hub: decoding never panics, and what decodes
+//! encodes and decodes to the same message.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use lookout_proto::agent::AgentMessage;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(message) = serde_json::from_slice::<AgentMessage>(data) {
+        let text = serde_json::to_string(&message).expect("encodes");
+        let again: AgentMessage = serde_json::from_str(&text).expect("decodes again");
+        assert_eq!(again, message);
+    }
+});
