@@ -27,6 +27,18 @@ async fn hub(port: u16) -> TestHub {
     .await
 }
 
+/// The real `lookout serve` binary on a fixed port and data directory, so it
+/// can be killed and started again where agents expect it.
+fn hub_process(port: u16, data_dir: &Path) -> TestHub {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--systemd", "none", "--agent-heartbeat", "1s"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir);
+    lookout_testkit::spawn_hub_process(cmd, tempfile::tempdir().unwrap())
+}
+
 /// `POST /api/v1/agents/register`: the claim token of a new server.
 async fn provision(hub: &TestHub, name: &str) -> String {
     let r = hub
@@ -177,7 +189,8 @@ echo "$(date '+%Y-%m-%d %H:%M:%S'), OK, tick, pid $$"
 async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
     let sb = SystemdSandbox::start();
     let port = free_port_in(20000..30000);
-    let hub = hub(port).await;
+    let hub_data = tempfile::tempdir().unwrap();
+    let hub = hub_process(port, hub_data.path());
     let mut events = SseClient::connect(&hub.client, &hub.url("/api/events"), None).await;
 
     // Provision, then register the agent with the one-time claim token.
@@ -288,8 +301,13 @@ async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
     // The hub goes away while the timer keeps firing; nothing is lost.
     let log = sb.dir().join("state/lookout/checks/tick.log");
     let before = keys_in(std::slice::from_ref(&log)).len();
-    let mut hub = hub;
-    hub.stop().await;
+    // SIGKILL: no goodbye to the agent, no clean close of the database.
+    let killed = Command::new("kill")
+        .args(["-KILL", &hub.pid().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    drop(hub);
     let until = tokio::time::Instant::now() + SOON;
     while keys_in(std::slice::from_ref(&log)).len() < before + 3 {
         assert!(
@@ -298,7 +316,7 @@ async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let hub = hub.restart().await;
+    let hub = hub_process(port, hub_data.path());
 
     // Rotate the log while the agent follows it.
     let rotated = sb.dir().join("state/lookout/checks/tick.log.1");
