@@ -95,6 +95,27 @@ impl Agent {
     }
 }
 
+/// `lookout agent run --user --no-scan` for a host whose checks live under
+/// `root` (as `write_check_files` lays them out).
+fn agent_cmd(root: &Path, credentials: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["agent", "run", "--user", "--no-scan"])
+        .arg("--credentials")
+        .arg(credentials)
+        .env("XDG_CONFIG_HOME", root.join("config"))
+        .env("XDG_STATE_HOME", root.join("state"));
+    c
+}
+
+/// `lookout agent register` with a claim token, credentials to `credentials`.
+fn register_cmd(hub: &str, claim: &str, credentials: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["agent", "register", "--hub", hub, "--claim-token", claim])
+        .arg("--credentials")
+        .arg(credentials);
+    c
+}
+
 /// The (time, ordinal) of every result line in `files`, as the agent counts them.
 fn keys_in(files: &[PathBuf]) -> Vec<(String, u32)> {
     let mut out = Vec::new();
@@ -355,42 +376,13 @@ async fn wrong_and_revoked_keys_are_refused() {
     let claim = provision(&hub, "host-a").await;
     let credentials = dir.path().join("agent.json");
     let hub_url = format!("http://127.0.0.1:{port}");
-    let agent_cmd = |creds: &Path| {
-        let mut c = Command::new(BIN);
-        c.args(["agent", "run", "--user", "--no-scan"])
-            .arg("--credentials")
-            .arg(creds)
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("XDG_STATE_HOME", dir.path().join("state"));
-        c
-    };
     // An unknown claim token.
-    let out = Command::new(BIN)
-        .args([
-            "agent",
-            "register",
-            "--hub",
-            &hub_url,
-            "--claim-token",
-            "lkc_forged",
-        ])
-        .arg("--credentials")
-        .arg(&credentials)
+    let out = register_cmd(&hub_url, "lkc_forged", &credentials)
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(!credentials.exists(), "nothing written on failure");
-    let out = Command::new(BIN)
-        .args([
-            "agent",
-            "register",
-            "--hub",
-            &hub_url,
-            "--claim-token",
-            &claim,
-        ])
-        .arg("--credentials")
-        .arg(&credentials)
+    let out = register_cmd(&hub_url, &claim, &credentials)
         .output()
         .unwrap();
     assert!(
@@ -405,7 +397,7 @@ async fn wrong_and_revoked_keys_are_refused() {
     wrong["api_key"] = json!("lkk_wrong");
     let wrong_file = dir.path().join("wrong.json");
     std::fs::write(&wrong_file, wrong.to_string()).unwrap();
-    let mut agent = Agent::spawn(agent_cmd(&wrong_file), dir.path());
+    let mut agent = Agent::spawn(agent_cmd(dir.path(), &wrong_file), dir.path());
     let status = agent.exited(SOON).await;
     assert!(!status.success());
     assert!(
@@ -418,7 +410,7 @@ async fn wrong_and_revoked_keys_are_refused() {
 
     // The right key works until an admin revokes it: the session is cut and
     // the agent cannot come back.
-    let mut agent = Agent::spawn(agent_cmd(&credentials), dir.path());
+    let mut agent = Agent::spawn(agent_cmd(dir.path(), &credentials), dir.path());
     let server = wait_server(&hub, "host-a", |s| s["online"] == true).await;
     let id = server["id"].as_i64().unwrap();
     let r = hub.post(&format!("/api/v1/servers/{id}/revoke")).await;
@@ -476,26 +468,9 @@ async fn two_agents_are_two_servers() {
         let root = second_host(dir.path());
         let claim = provision(&hub, name).await;
         let creds = root.join("agent.json");
-        let out = Command::new(BIN)
-            .args([
-                "agent",
-                "register",
-                "--hub",
-                &hub_url,
-                "--claim-token",
-                &claim,
-            ])
-            .arg("--credentials")
-            .arg(&creds)
-            .output()
-            .unwrap();
+        let out = register_cmd(&hub_url, &claim, &creds).output().unwrap();
         assert!(out.status.success());
-        let mut cmd = Command::new(BIN);
-        cmd.args(["agent", "run", "--user", "--no-scan"])
-            .arg("--credentials")
-            .arg(&creds)
-            .env("XDG_CONFIG_HOME", root.join("config"))
-            .env("XDG_STATE_HOME", root.join("state"));
+        let cmd = agent_cmd(&root, &creds);
         agents.push(Agent::spawn(cmd, dir.path()));
         dirs.push(dir);
     }
@@ -552,17 +527,7 @@ async fn servers_are_added_and_watched_from_the_dashboard() {
     let dir = tempfile::tempdir().unwrap();
     let root = second_host(dir.path());
     let creds = root.join("agent.json");
-    let out = Command::new(BIN)
-        .args([
-            "agent",
-            "register",
-            "--hub",
-            &format!("http://127.0.0.1:{port}"),
-            "--claim-token",
-            &token,
-        ])
-        .arg("--credentials")
-        .arg(&creds)
+    let out = register_cmd(&format!("http://127.0.0.1:{port}"), &token, &creds)
         .output()
         .unwrap();
     assert!(
@@ -570,12 +535,7 @@ async fn servers_are_added_and_watched_from_the_dashboard() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut cmd = Command::new(BIN);
-    cmd.args(["agent", "run", "--user", "--no-scan"])
-        .arg("--credentials")
-        .arg(&creds)
-        .env("XDG_CONFIG_HOME", root.join("config"))
-        .env("XDG_STATE_HOME", root.join("state"));
+    let cmd = agent_cmd(&root, &creds);
     let _agent = Agent::spawn(cmd, dir.path());
     let server = wait_server(&hub, "web-01", |s| s["online"] == true && s["checks"] == 1).await;
     let id = server["id"].as_i64().unwrap();
@@ -680,4 +640,84 @@ fn the_shipped_agent_unit_is_valid_for_systemd() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_reaches_an_https_hub_over_wss_trusting_only_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let port = free_port_in(20000..30000);
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--systemd", "none", "--agent-heartbeat", "1s"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--tls-cert")
+        .arg(&cert_pem)
+        .arg("--tls-key")
+        .arg(&key_pem)
+        .arg("--data-dir")
+        .arg(data.path());
+    let hub = lookout_testkit::spawn_hub_process(cmd, tempfile::tempdir().unwrap());
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let r: Value = https
+        .post(format!("{base}/api/v1/agents/register"))
+        .json(&json!({"server_name": "tls-host"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claim = r["claim_token"].as_str().unwrap();
+    let root = second_host(dir.path());
+    let creds = root.join("agent.json");
+    let register = |ca: Option<&Path>| {
+        let mut c = register_cmd(&base, claim, &creds);
+        if let Some(ca) = ca {
+            c.arg("--ca").arg(ca);
+        }
+        c.output().unwrap()
+    };
+    // Without the hub's CA the certificate is not trusted, and the token is not spent.
+    let out = register(None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach the hub"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = register(Some(&cert_pem));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cmd = agent_cmd(&root, &creds);
+    let _agent = Agent::spawn(cmd, dir.path());
+    let until = tokio::time::Instant::now() + SOON;
+    loop {
+        let servers: Value = https
+            .get(format!("{base}/api/v1/servers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if servers[0]["online"] == true && servers[0]["status"] == "WARNING" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "{servers}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(hub);
 }
