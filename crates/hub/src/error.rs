@@ -128,6 +128,7 @@ impl From<StoreError> for ApiError {
                 format!("{value:?} is already taken"),
             )),
             StoreError::Database(e) => ApiError::Internal(e),
+            e @ StoreError::SchemaTooNew { .. } => ApiError::Internal(e.into()),
         }
     }
 }

@@ -52,6 +52,9 @@ fn cli() -> Command {
         .subcommand(user_command())
         .subcommand(check::command())
         .subcommand(agent::command())
+        .subcommand(with_database_args(Command::new("migrate").about(
+            "Bring the database's schema up to date (serve does it too) and print its version",
+        )))
         .subcommand(
             Command::new("scan")
                 .about("Scan systemd once and print every service, its ports and timers")
@@ -79,18 +82,9 @@ fn user_command() -> Command {
             .value_name("NAME")
             .help("username")
     };
-    let mut cmd = Command::new("user")
+    let cmd = Command::new("user")
         .about("Manage accounts, against the same data directory or database as `serve`")
         .subcommand_required(true)
-        .arg(
-            Arg::new("config")
-                .long("config")
-                .env("LOOKOUT_CONFIG")
-                .global(true)
-                .value_name("FILE")
-                .value_parser(clap::value_parser!(PathBuf))
-                .help("TOML file with settings, as for serve"),
-        )
         .subcommand(
             Command::new("add")
                 .about("Create an account; the password is read from standard input when it is not a terminal, prompted otherwise")
@@ -119,6 +113,21 @@ fn user_command() -> Command {
                 .about("Delete an account and its sessions and tokens")
                 .arg(name()),
         );
+    with_database_args(cmd)
+}
+
+/// `--config`, `--data-dir` and `--database`, as `serve` reads them: for the
+/// commands that open the hub's database from the shell.
+fn with_database_args(mut cmd: Command) -> Command {
+    cmd = cmd.arg(
+        Arg::new("config")
+            .long("config")
+            .env("LOOKOUT_CONFIG")
+            .global(true)
+            .value_name("FILE")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("TOML file with settings, as for serve"),
+    );
     for key in ["data_dir", "database"] {
         let spec = SETTINGS
             .iter()
@@ -134,6 +143,53 @@ fn user_command() -> Command {
         );
     }
     cmd
+}
+
+/// The database's configuration, from the flags, variables and file `serve` reads.
+fn database_config(m: &ArgMatches) -> anyhow::Result<Config> {
+    let mut layers = BTreeMap::new();
+    for key in ["data_dir", "database"] {
+        let spec = SETTINGS
+            .iter()
+            .find(|s| s.key == key)
+            .expect("a known setting");
+        if let (Some(value), Some(source)) = (m.get_one::<String>(key), m.value_source(key)) {
+            let origin = match source {
+                ValueSource::EnvVariable => Origin::Env,
+                _ => Origin::Flag,
+            };
+            layers.insert(
+                spec.key,
+                RawValue {
+                    value: value.clone(),
+                    origin,
+                },
+            );
+        }
+    }
+    Ok(Config::load(
+        m.get_one::<PathBuf>("config").map(PathBuf::as_path),
+        layers,
+    )?)
+}
+
+/// `lookout migrate`: brings the database's schema up to date and says where it stands.
+fn migrate(m: &ArgMatches) -> anyhow::Result<()> {
+    let config = database_config(m)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        match &config.database {
+            lookout_hub::config::DatabaseUrl::Sqlite(path) => {
+                let store = lookout_hub::store::SqliteStore::open(path)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let version = store.schema_version().await?;
+                lookout_hub::store::Store::close(&store).await;
+                println!("{}: schema version {version}, up to date", path.display());
+            }
+        }
+        anyhow::Ok(())
+    })
 }
 
 /// Reads a new password: prompted twice on a terminal, else one line of stdin.
@@ -159,30 +215,7 @@ fn user(m: &ArgMatches) -> anyhow::Result<()> {
     use lookout_hub::auth::UserRequest;
     use lookout_hub::store::accounts::{DeleteUser, Role};
     let (sub, sm) = m.subcommand().expect("clap requires a subcommand");
-    let mut layers = BTreeMap::new();
-    for key in ["data_dir", "database"] {
-        let spec = SETTINGS
-            .iter()
-            .find(|s| s.key == key)
-            .expect("a known setting");
-        if let (Some(value), Some(source)) = (sm.get_one::<String>(key), sm.value_source(key)) {
-            let origin = match source {
-                ValueSource::EnvVariable => Origin::Env,
-                _ => Origin::Flag,
-            };
-            layers.insert(
-                spec.key,
-                RawValue {
-                    value: value.clone(),
-                    origin,
-                },
-            );
-        }
-    }
-    let config = Config::load(
-        sm.get_one::<PathBuf>("config").map(PathBuf::as_path),
-        layers,
-    )?;
+    let config = database_config(sm)?;
     // `list` has no NAME argument.
     let name = sm
         .try_get_one::<String>("name")
@@ -327,6 +360,7 @@ fn main() -> ExitCode {
         Some(("serve", m)) => serve(m).map(|()| ExitCode::SUCCESS),
         Some(("scan", m)) => scan(m).map(|()| ExitCode::SUCCESS),
         Some(("user", m)) => user(m).map(|()| ExitCode::SUCCESS),
+        Some(("migrate", m)) => migrate(m).map(|()| ExitCode::SUCCESS),
         Some(("check", m)) => check::run(m),
         Some(("agent", m)) => agent::run(m).map(|()| ExitCode::SUCCESS),
         _ => unreachable!("clap requires a known subcommand"),

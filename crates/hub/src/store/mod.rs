@@ -30,6 +30,11 @@ pub enum StoreError {
     /// A unique field already holds this value.
     #[error("{field} {value:?} is already taken")]
     Conflict { field: &'static str, value: String },
+    /// The database was written by a newer lookout.
+    #[error(
+        "the database's schema (version {found}) is newer than this lookout knows (version {known}): run the newer lookout, or restore a backup"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
     /// The database failed; the cause is for the log, not for the client.
     #[error("database error")]
     Database(#[source] anyhow::Error),

@@ -47,8 +47,31 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await?;
+        // A database written by a newer lookout is left alone: its schema
+        // may mean things this one does not know.
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten();
+        if let Some(found) = newest.filter(|v| *v > known) {
+            pool.close().await;
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// The schema version of the database (the newest migration applied).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM _sqlx_migrations")
+                .fetch_one(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
     }
 }
 
