@@ -281,9 +281,17 @@ enum End {
 }
 
 /// The checks installed now, with their headers.
-async fn declared(layout: &Layout) -> Vec<CheckDecl> {
-    let names = installed(layout).await.unwrap_or_default();
-    names
+/// `None` when the unit directory cannot be read: an empty list would make
+/// the hub drop every check of this host.
+async fn declared(layout: &Layout) -> Option<Vec<CheckDecl>> {
+    let names = match installed(layout).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the installed checks");
+            return None;
+        }
+    };
+    let decls = names
         .into_iter()
         .map(|name| {
             let meta = std::fs::read_to_string(layout.script(&name))
@@ -296,7 +304,8 @@ async fn declared(layout: &Layout) -> Vec<CheckDecl> {
                 schedule: meta.map(|m| m.schedule),
             }
         })
-        .collect()
+        .collect();
+    Some(decls)
 }
 
 fn text(message: &AgentMessage) -> Message {
@@ -403,16 +412,20 @@ async fn session(opts: &Options, followers: &mut Followers, shutdown: &Cancellat
             Ok(HubMessage::AuthFailed { reason }) => return End::Refused(reason),
             _ => return End::Lost(format!("unexpected answer to auth: {t}")),
         },
+        // Only an `auth_failed` is a refusal; a close without one (the hub
+        // could not check the key now) is worth another try.
         Ok(Some(Ok(Message::Close(frame)))) => {
             let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-            return End::Refused(reason);
+            return End::Lost(format!("the hub closed the connection: {reason}"));
         }
         Ok(other) => return End::Lost(format!("no answer to auth: {other:?}")),
         Err(_) => return End::Lost("no answer to auth within 15 s".into()),
     };
 
     // What is installed, then every result the hub does not have yet.
-    let mut checks = declared(&opts.layout).await;
+    let Some(mut checks) = declared(&opts.layout).await else {
+        return End::Lost("cannot list the installed checks".into());
+    };
     let names: BTreeSet<String> = checks.iter().map(|c| c.name.clone()).collect();
     followers.track(&opts.layout, &names);
     if let Err(e) = tx
@@ -504,7 +517,9 @@ async fn session(opts: &Options, followers: &mut Followers, shutdown: &Cancellat
             _ = wake.recv() => {}
         }
         // Checks added or removed since: tell the hub, follow their logs.
-        let now_declared = declared(&opts.layout).await;
+        let now_declared = declared(&opts.layout)
+            .await
+            .unwrap_or_else(|| checks.clone());
         if now_declared != checks {
             checks = now_declared;
             let names: BTreeSet<String> = checks.iter().map(|c| c.name.clone()).collect();

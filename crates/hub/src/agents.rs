@@ -118,21 +118,38 @@ fn publish(state: &AppState, server_id: i64, ingested: Ingested) {
     state.events.publish_changes(ingested.changes);
 }
 
+/// Why an agent's session did not start.
+enum NotAdmitted {
+    /// Its credentials or first message were wrong: it is told so.
+    Refused(String),
+    /// The hub could not check them now: the agent should retry.
+    Unavailable,
+}
+
 /// Reads the first message: the agent's credentials.
 async fn authenticate(
     state: &AppState,
     socket: &mut WebSocket,
-) -> Result<(Server, Option<String>), String> {
+) -> Result<(Server, Option<String>), NotAdmitted> {
+    let refused = |why: &str| NotAdmitted::Refused(why.to_owned());
     let first = tokio::time::timeout(AUTH_TIMEOUT, socket.recv())
         .await
-        .map_err(|_| "no auth message within 10 s".to_owned())?;
+        .map_err(|_| refused("no auth message within 10 s"))?;
     let text = match first {
         Some(Ok(Message::Text(t))) => t,
-        _ => return Err("the first message must be {\"type\": \"auth\", ...}".into()),
+        _ => {
+            return Err(refused(
+                "the first message must be {\"type\": \"auth\", ...}",
+            ))
+        }
     };
     let auth = match serde_json::from_str::<AgentMessage>(&text) {
         Ok(AgentMessage::Auth(a)) => a,
-        _ => return Err("the first message must be {\"type\": \"auth\", ...}".into()),
+        _ => {
+            return Err(refused(
+                "the first message must be {\"type\": \"auth\", ...}",
+            ))
+        }
     };
     let key_hash = crate::auth::token::hash(&auth.api_key);
     match state
@@ -141,19 +158,25 @@ async fn authenticate(
         .await
     {
         Ok(Some(server)) => Ok((server, auth.version)),
-        Ok(None) => Err("unknown agent or key (revoked, or never claimed)".into()),
+        Ok(None) => Err(refused("unknown agent or key (revoked, or never claimed)")),
         Err(e) => {
             tracing::error!(error = ?e, "cannot check an agent's key");
-            Err("the hub cannot check credentials now".into())
+            Err(NotAdmitted::Unavailable)
         }
     }
+}
+
+/// Tells an agent its credentials were refused, and closes.
+async fn refuse(socket: &mut WebSocket, reason: String) {
+    let _ = send(socket, &HubMessage::AuthFailed { reason }).await;
+    close(socket, CLOSE_AUTH_FAILED, "authentication failed").await;
 }
 
 /// One agent's session, from the upgrade to the close.
 pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth::Client) {
     let (server, version) = match authenticate(&state, &mut socket).await {
         Ok(s) => s,
-        Err(reason) => {
+        Err(NotAdmitted::Refused(reason)) => {
             tracing::warn!(client = %client.ip, %reason, "agent refused");
             state
                 .auth
@@ -165,14 +188,11 @@ pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth
                     crate::store::accounts::AuditOutcome::Denied,
                 )
                 .await;
-            let _ = send(
-                &mut socket,
-                &HubMessage::AuthFailed {
-                    reason: reason.clone(),
-                },
-            )
-            .await;
-            close(&mut socket, CLOSE_AUTH_FAILED, "authentication failed").await;
+            refuse(&mut socket, reason).await;
+            return;
+        }
+        Err(NotAdmitted::Unavailable) => {
+            close(&mut socket, 1011, "hub storage unavailable; retry later").await;
             return;
         }
     };
@@ -180,6 +200,17 @@ pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth
     let heartbeat = fleet.settings.heartbeat;
     let heartbeat_secs = i64::try_from(heartbeat.as_secs().max(1)).unwrap_or(10);
     let (session_id, token) = fleet.join(server.id);
+    // A revocation between the key check and joining the fleet found no
+    // session to cut: look again now that this one can be cut.
+    if !matches!(state.store.get_server(server.id).await, Ok(Some(s)) if !s.revoked) {
+        fleet.leave(server.id, session_id);
+        refuse(
+            &mut socket,
+            "unknown agent or key (revoked, or never claimed)".into(),
+        )
+        .await;
+        return;
+    }
     let ready = async {
         let changes = state
             .store

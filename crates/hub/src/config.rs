@@ -483,6 +483,7 @@ impl Config {
             }
         };
         auth.tls = tls.is_some();
+        auth.loopback = listen.ip().is_loopback();
         Ok(Self {
             listen,
             data_dir,

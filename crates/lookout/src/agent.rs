@@ -67,7 +67,11 @@ fn credentials_path(m: &ArgMatches, user: bool) -> anyhow::Result<PathBuf> {
     }
 }
 
-pub fn run(m: &ArgMatches) -> anyhow::Result<()> {
+/// The exit status of an agent whose key the hub refused: the shipped unit
+/// does not restart it (`RestartPreventExitStatus=`), since retrying cannot help.
+pub const EXIT_REFUSED: u8 = 3;
+
+pub fn run(m: &ArgMatches) -> anyhow::Result<std::process::ExitCode> {
     let user = m.get_flag("user");
     let (sub, sm) = m.subcommand().expect("clap requires a subcommand");
     let runtime = tokio::runtime::Runtime::new()?;
@@ -90,7 +94,7 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<()> {
                 c.hub,
                 path.display()
             );
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
         "run" => {
             let path = credentials_path(sm, user)?;
@@ -107,7 +111,7 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<()> {
                 scan: !sm.get_flag("no_scan"),
                 poll: Duration::from_secs(1),
             };
-            runtime.block_on(async move {
+            let ran = runtime.block_on(async move {
                 let stop = tokio_util::sync::CancellationToken::new();
                 let on_signal = stop.clone();
                 tokio::spawn(async move {
@@ -116,8 +120,15 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<()> {
                 });
                 tracing::info!(server = %opts.credentials.server_name, hub = %opts.credentials.hub, "lookout agent starting");
                 daemon::run(opts, stop).await
-            })?;
-            Ok(())
+            });
+            match ran {
+                Ok(()) => Ok(std::process::ExitCode::SUCCESS),
+                Err(e @ daemon::AgentError::Refused(_)) => {
+                    eprintln!("lookout: {e}");
+                    Ok(std::process::ExitCode::from(EXIT_REFUSED))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         _ => unreachable!("clap knows the subcommands"),
     }

@@ -362,7 +362,7 @@ fn main() -> ExitCode {
         Some(("user", m)) => user(m).map(|()| ExitCode::SUCCESS),
         Some(("migrate", m)) => migrate(m).map(|()| ExitCode::SUCCESS),
         Some(("check", m)) => check::run(m),
-        Some(("agent", m)) => agent::run(m).map(|()| ExitCode::SUCCESS),
+        Some(("agent", m)) => agent::run(m),
         _ => unreachable!("clap requires a known subcommand"),
     };
     match result {

@@ -135,6 +135,36 @@ fn cross_origin(parts: &Parts, client: &Client) -> bool {
     }
 }
 
+/// Whether the `Host` a request names is this machine: `localhost` (and its
+/// subdomains) or a loopback address, with any port. Without authentication
+/// on a loopback hub, anything else is a browser fooled by DNS rebinding
+/// into sending a page's requests to 127.0.0.1.
+fn names_loopback(parts: &Parts) -> bool {
+    let Some(host) = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true; // HTTP/1.0 clients; browsers always send Host
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn api_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let body = ErrorBody {
         code,
@@ -282,6 +312,17 @@ pub async fn guard(rule: Rule, req: Request, next: Next) -> Response {
     };
     let client = super::client::resolve(&parts, &auth.settings.trusted_proxies, auth.settings.tls);
     let writes = !is_safe(&parts.method);
+
+    if !auth.required() && auth.settings.loopback && !names_loopback(&parts) {
+        return refuse(
+            rule,
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "Refused",
+            "this hub runs without authentication for this machine only: address it as \
+             127.0.0.1, [::1] or localhost",
+        );
+    }
 
     if writes && cross_origin(&parts, &client) {
         return refuse(

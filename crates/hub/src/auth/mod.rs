@@ -75,6 +75,9 @@ pub struct AuthSettings {
     pub rate_limits: RateLimits,
     /// The hub terminates TLS itself (cookies are then `Secure`).
     pub tls: bool,
+    /// The hub listens on a loopback address only: with authentication off,
+    /// requests must then name it by a loopback host (no DNS rebinding).
+    pub loopback: bool,
 }
 
 impl Default for AuthSettings {
@@ -87,6 +90,7 @@ impl Default for AuthSettings {
             trusted_proxies: Vec::new(),
             rate_limits: RateLimits::default(),
             tls: false,
+            loopback: true,
         }
     }
 }

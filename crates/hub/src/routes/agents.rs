@@ -237,11 +237,17 @@ async fn claim(
 async fn connect(
     State(state): State<AppState>,
     client: Client,
-    upgrade: WebSocketUpgrade,
-) -> impl IntoResponse {
-    upgrade
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::BadRequest(
+            format!("this is the agents' WebSocket: connect with a WebSocket upgrade ({e})"),
+            vec![],
+        )
+    })?;
+    Ok(upgrade
         .max_message_size(4 << 20)
-        .on_upgrade(move |socket| crate::agents::session(socket, state, client))
+        .on_upgrade(move |socket| crate::agents::session(socket, state, client)))
 }
 
 pub async fn checks_of_servers(state: &AppState) -> Result<Vec<crate::store::Service>, ApiError> {

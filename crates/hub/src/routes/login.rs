@@ -49,7 +49,15 @@ pub fn routes(r: Routes) -> Routes {
 /// Only a path on this hub may follow a login (no open redirect).
 fn safe_next(next: Option<&String>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.clone(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n
+                    .chars()
+                    .any(|c| c == '\\' || c.is_control() || c.is_whitespace()) =>
+        {
+            n.clone()
+        }
         _ => "/".into(),
     }
 }

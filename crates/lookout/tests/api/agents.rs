@@ -376,6 +376,12 @@ async fn wrong_and_revoked_keys_are_refused() {
     let claim = provision(&hub, "host-a").await;
     let credentials = dir.path().join("agent.json");
     let hub_url = format!("http://127.0.0.1:{port}");
+    // A plain request to the agents' WebSocket is told what it is, in JSON.
+    let r = hub.get("/api/v1/agent/connect").await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "bad_request");
+    assert!(body["message"].as_str().unwrap().contains("agents' WebSocket"));
     // An unknown claim token.
     let out = register_cmd(&hub_url, "lkc_forged", &credentials)
         .output()
@@ -399,7 +405,7 @@ async fn wrong_and_revoked_keys_are_refused() {
     std::fs::write(&wrong_file, wrong.to_string()).unwrap();
     let mut agent = Agent::spawn(agent_cmd(dir.path(), &wrong_file), dir.path());
     let status = agent.exited(SOON).await;
-    assert!(!status.success());
+    assert_eq!(status.code(), Some(3), "the exit the unit does not restart");
     assert!(
         agent
             .output()
@@ -416,7 +422,7 @@ async fn wrong_and_revoked_keys_are_refused() {
     let r = hub.post(&format!("/api/v1/servers/{id}/revoke")).await;
     assert_eq!(r.status(), 200);
     let status = agent.exited(SOON).await;
-    assert!(!status.success());
+    assert_eq!(status.code(), Some(3), "the exit the unit does not restart");
     assert!(
         agent.output().contains("the hub refused this agent"),
         "{}",

@@ -1027,3 +1027,59 @@ async fn a_viewer_sees_the_dashboard_without_the_buttons_that_change_things() {
         assert!(admin_page.contains(control), "the admin misses {control}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_authentication_the_hub_answers_only_to_its_loopback_names() {
+    let hub = lookout_testkit::spawn_hub().await;
+    let port = hub.addr.port();
+    let with_host = |host: String, method: Method| {
+        hub.client
+            .request(method, hub.url("/api/services"))
+            .header("Host", host)
+            .json(&json!({"name": "rebound", "base_url": "http://127.0.0.1:9"}))
+            .send()
+    };
+    // A page whose name was re-pointed at 127.0.0.1 (DNS rebinding) is
+    // same-origin to the browser: the Host header gives it away.
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".into(),
+        format!("192.168.1.5:{port}"),
+    ] {
+        for method in [Method::GET, Method::POST] {
+            let r = with_host(host.clone(), method.clone()).await.unwrap();
+            assert_eq!(r.status(), 403, "{method} with Host {host}");
+            assert_eq!(error_code(r).await, "forbidden");
+        }
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        "app.localhost".into(),
+    ] {
+        let r = with_host(host.clone(), Method::GET).await.unwrap();
+        assert_eq!(r.status(), 200, "Host {host}");
+    }
+    let list: Value = hub.get_json("/api/services").await;
+    assert_eq!(list, json!([]), "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_redirects_stay_on_the_hub() {
+    let hub = hub_with_accounts().await;
+    let s = browser_login(&hub, "ada", ADMIN_PASSWORD).await;
+    for next in [
+        "/%09/evil.example",
+        "//evil.example",
+        "/%0Aevil",
+        "https://evil.example",
+        "/\\evil.example",
+    ] {
+        let r = s.get(&hub, &format!("/login?next={next}")).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(r.headers()[LOCATION], "/", "{next}");
+    }
+    let r = s.get(&hub, "/login?next=/scan%3Fx%3D1").await;
+    assert_eq!(r.headers()[LOCATION], "/scan?x=1");
+}
