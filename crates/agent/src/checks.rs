@@ -356,17 +356,21 @@ pub async fn run_now(layout: &Layout, name: &str) -> Result<Option<CheckLine>, C
         .map(|m| unit_timeout(&m))
         .unwrap_or(Duration::from_secs(120));
     let (service, _) = units(&name);
+    let log = layout.log(&name);
+    let size = || std::fs::metadata(&log).map_or(0, |m| m.len());
+    let before = size();
     let systemd = Systemd::connect(layout.scope).await?;
     // A oneshot's start job ends when the script has run.
     let outcome = systemd.control(&service, Action::Start, limit).await?;
-    let last = last_line(&layout.log(&name)).and_then(|l| parse_line(&l).ok());
-    if outcome.job_result != "done" && last.is_none() {
+    // Only a line this run wrote says how it went (an ERROR run fails the
+    // job but still writes its line).
+    if size() == before {
         return Err(CheckError::Io(format!(
-            "{service} did not run: job {}",
+            "{service} did not run (job {}); see `journalctl -u {service}`",
             outcome.job_result
         )));
     }
-    Ok(last)
+    Ok(last_line(&log).and_then(|l| parse_line(&l).ok()))
 }
 
 /// The last non-empty line of a file, reading only its end.

@@ -342,15 +342,31 @@ impl Followers {
         out
     }
 
-    /// Whole logs again from their start (after what a rotated file still
-    /// held), for a new connection to pick from with its cursors.
+    /// Whole logs again from their start, the last rotated file
+    /// (`NAME.log.1`) first, after what a rotated file still held: for a new
+    /// connection to pick from with its cursors.
     fn replay(&mut self) -> Vec<StatusUpdate> {
         let mut out = self.poll();
         for tailer in self.tailers.values_mut() {
-            *tailer = Tailer::new(tailer.check.clone(), tailer.path.clone());
+            let mut rotated = tailer.path.clone().into_os_string();
+            rotated.push(".1");
+            let mut previous = Tailer::new(tailer.check.clone(), PathBuf::from(rotated));
+            out.extend(previous.poll());
+            *tailer = previous.continued(tailer.path.clone());
             out.extend(tailer.poll());
         }
         out
+    }
+
+    /// Reads what is new while no hub listens, so a log truncated in place
+    /// (copytruncate) during an outage loses nothing; kept for the next
+    /// connection, at most `MAX_PENDING` (the rest is still in the logs).
+    fn hold(&mut self) {
+        let mut fresh = self.poll();
+        if fresh.len() > MAX_PENDING {
+            fresh.drain(..fresh.len() - MAX_PENDING);
+        }
+        self.pending = fresh;
     }
 }
 
@@ -375,6 +391,8 @@ fn after_cursors(
 }
 
 const BATCH: usize = 500;
+/// Results held in memory while the hub is away.
+const MAX_PENDING: usize = 100_000;
 
 async fn session(opts: &Options, followers: &mut Followers, shutdown: &CancellationToken) -> End {
     let socket = tokio::select! {
@@ -576,9 +594,14 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Agent
                 }
                 let wait = delay.mul_f64(jitter());
                 tracing::warn!(%why, retry_in_ms = wait.as_millis() as u64, "hub connection lost");
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(wait) => {}
+                let until = tokio::time::Instant::now() + wait;
+                while tokio::time::Instant::now() < until {
+                    followers.hold();
+                    let step = opts.poll.min(until - tokio::time::Instant::now());
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(step) => {}
+                    }
                 }
                 delay = (delay * 2).min(Duration::from_secs(30));
             }

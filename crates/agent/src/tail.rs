@@ -34,9 +34,15 @@ pub struct Tailer {
     offset: u64,
     /// Bytes after the last newline, waiting for the rest of their line.
     partial: Vec<u8>,
-    /// The time and ordinal of the last line read.
-    last: Option<(DateTime<Utc>, u32)>,
+    /// How many lines carried each recent time: a line's ordinal is the
+    /// count before it (times repeat in a DST fold, or when a script prints
+    /// several lines at once).
+    counts: std::collections::BTreeMap<DateTime<Utc>, u32>,
 }
+
+/// Times kept for ordinals: a day and an hour before the newest (a DST fold
+/// repeats an hour; a day covers any clock change worth following).
+const ORDINAL_HORIZON: chrono::TimeDelta = chrono::TimeDelta::hours(25);
 
 impl Tailer {
     pub fn new(check: String, path: PathBuf) -> Self {
@@ -47,7 +53,16 @@ impl Tailer {
             inode: None,
             offset: 0,
             partial: Vec::new(),
-            last: None,
+            counts: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// A tailer for `path` that counts ordinals on from `self` (the file it
+    /// follows was rotated from `self`'s).
+    pub fn continued(self, path: PathBuf) -> Self {
+        Self {
+            counts: self.counts,
+            ..Self::new(self.check, path)
         }
     }
 
@@ -60,11 +75,14 @@ impl Tailer {
             }
         };
         let at = to_utc(parsed.time)?;
-        let ordinal = match self.last {
-            Some((t, o)) if t == at => o + 1,
-            _ => 0,
-        };
-        self.last = Some((at, ordinal));
+        let seen = self.counts.entry(at).or_insert(0);
+        let ordinal = *seen;
+        *seen += 1;
+        if self.counts.len() > 4096 {
+            if let Some(newest) = self.counts.keys().next_back().copied() {
+                self.counts = self.counts.split_off(&(newest - ORDINAL_HORIZON));
+            }
+        }
         Some(StatusUpdate {
             service_name: self.check.clone(),
             timestamp: at,
@@ -201,6 +219,39 @@ mod tests {
         // Garbage is skipped, not fatal.
         append(&path, "not a result\n2026-11-25T10:00:05Z, OK, g\n");
         assert_eq!(messages(&t.poll()), [("g".into(), 0)]);
+    }
+
+    #[test]
+    fn ordinals_count_every_earlier_line_with_the_same_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        append(
+            &path,
+            "2026-10-25T01:00:00Z, OK, a\n2026-10-25T01:45:00Z, OK, b\n2026-10-25T01:00:00Z, OK, c\n",
+        );
+        let mut t = Tailer::new("c".into(), path.clone());
+        assert_eq!(
+            messages(&t.poll()),
+            [("a".into(), 0), ("b".into(), 0), ("c".into(), 1)]
+        );
+        // Across a rotation the count goes on.
+        let rotated = dir.path().join("c.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        append(&path, "2026-10-25T01:00:00Z, OK, d\n");
+        assert_eq!(messages(&t.poll()), [("d".into(), 2)]);
+        let mut replay = Tailer::new("c".into(), rotated);
+        let mut all = replay.poll();
+        let mut current = replay.continued(path);
+        all.extend(current.poll());
+        assert_eq!(
+            messages(&all),
+            [
+                ("a".into(), 0),
+                ("b".into(), 0),
+                ("c".into(), 1),
+                ("d".into(), 2)
+            ]
+        );
     }
 
     #[test]

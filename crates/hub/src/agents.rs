@@ -321,8 +321,8 @@ async fn pump(
                 .set_server_checks(server.id, &checks, now)
                 .await
                 .map(|i| publish(state, server.id, i)),
-            AgentMessage::StatusUpdate(update) => ingest(state, server.id, &[update]).await,
-            AgentMessage::StatusUpdates { updates } => ingest(state, server.id, &updates).await,
+            AgentMessage::StatusUpdate(update) => admit(socket, state, server, vec![update]).await,
+            AgentMessage::StatusUpdates { updates } => admit(socket, state, server, updates).await,
             AgentMessage::Scan { scan } => state
                 .store
                 .set_server_scan(server.id, &scan, now)
@@ -336,6 +336,37 @@ async fn pump(
             return;
         }
     }
+}
+
+/// How far ahead of the hub's clock a result may be dated. A result from
+/// further ahead would stand as the check's newest for good (and as the
+/// agent's cursor), hiding every real one after it.
+const MAX_AHEAD: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Stores results, refusing (and telling the agent about) those dated too far
+/// in the future.
+async fn admit(
+    socket: &mut WebSocket,
+    state: &AppState,
+    server: &Server,
+    updates: Vec<StatusUpdate>,
+) -> Result<(), crate::store::StoreError> {
+    let limit = state.clock.now() + MAX_AHEAD;
+    let (ok, ahead): (Vec<StatusUpdate>, Vec<StatusUpdate>) =
+        updates.into_iter().partition(|u| u.timestamp <= limit);
+    if let Some(first) = ahead.first() {
+        tracing::warn!(server = %server.name, check = %first.service_name, at = %first.timestamp,
+            refused = ahead.len(), "results dated in the future refused");
+        let message = format!(
+            "{} result(s) refused: dated more than an hour after the hub's clock (check {} at {}); \
+             is the host's clock right?",
+            ahead.len(),
+            first.service_name,
+            first.timestamp.to_rfc3339()
+        );
+        let _ = send(socket, &HubMessage::Error { message }).await;
+    }
+    ingest(state, server.id, &ok).await
 }
 
 async fn ingest(

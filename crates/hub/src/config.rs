@@ -144,6 +144,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "log reads per client per minute (default 30/min; off)",
     },
     SettingSpec {
+        key: "rate_agents",
+        help: "agent connections per client address per minute (default 60/min; off)",
+    },
+    SettingSpec {
         key: INSECURE_FLAG,
         help: "serve on a non-loopback address WITHOUT authentication: anyone who can reach it controls the hub",
     },
@@ -450,6 +454,7 @@ impl Config {
             ("rate_login", &mut auth.rate_limits.login),
             ("rate_control", &mut auth.rate_limits.control),
             ("rate_logs", &mut auth.rate_limits.logs),
+            ("rate_agents", &mut auth.rate_limits.agents),
         ] {
             if let Some(v) = get(key) {
                 *slot = parse(v, key, crate::auth::limit::Rate::parse)?;

@@ -236,8 +236,8 @@ pub async fn run_pruner(
             Ok(n) => tracing::info!(rows = n, "pruned old history"),
             Err(e) => tracing::warn!(error = ?e, "could not prune old history"),
         }
-        // Spent and expired credentials are kept a day, so a replayed refresh
-        // token is still recognised as one for a while.
+        // Revoked and expired credentials go after a day; spent refresh
+        // tokens stay until they expire, so a replay is always recognised.
         if let Err(e) = store
             .prune_credentials(now - chrono::Duration::days(1))
             .await
@@ -320,6 +320,118 @@ mod tests {
         assert!(
             store.events_after(0, 10).await.unwrap().is_empty(),
             "the event log keeps a day"
+        );
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_each_checks_newest_result_and_spent_refresh_tokens() {
+        use crate::store::accounts::Refreshed;
+        use crate::store::agents::NewServer;
+        use crate::store::{AccountStore as _, AgentStore as _};
+        use lookout_proto::agent::StatusUpdate;
+        use lookout_proto::check::LineStatus;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("p.db")).await.unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let server = store
+            .create_server(
+                &NewServer {
+                    name: "h".into(),
+                    labels: vec![],
+                    agent_id: "agt-1".into(),
+                    claim_hash: "c".into(),
+                    claim_expires_at: now,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let update = |check: &str, days_ago: i64| StatusUpdate {
+            service_name: check.into(),
+            timestamp: now - chrono::Duration::days(days_ago),
+            ordinal: 0,
+            status: LineStatus::Ok,
+            message: String::new(),
+        };
+        // `busy` has old and new results; `quiet` only old ones.
+        let updates = [
+            update("busy", 10),
+            update("busy", 1),
+            update("quiet", 20),
+            update("quiet", 9),
+        ];
+        store
+            .record_results(server.id, &updates, now)
+            .await
+            .unwrap();
+        store
+            .prune(
+                now - chrono::Duration::days(7),
+                now,
+                now - chrono::Duration::days(400),
+            )
+            .await
+            .unwrap();
+        let cursors = store.result_cursors(server.id).await.unwrap();
+        assert_eq!(cursors["busy"].timestamp, now - chrono::Duration::days(1));
+        assert_eq!(
+            cursors["quiet"].timestamp,
+            now - chrono::Duration::days(9),
+            "the newest result stays, old as it is: the agent resumes after it"
+        );
+        let services = store
+            .list_services(crate::store::ServiceFilter::All)
+            .await
+            .unwrap();
+        for s in services {
+            let kept = store.check_results(s.id, 10).await.unwrap();
+            assert_eq!(kept.len(), 1, "{}: {kept:?}", s.name);
+        }
+
+        // A refresh token spent two days ago is still recognised when replayed.
+        use crate::store::accounts::{CredentialKind, NewCredential, NewUser, Role};
+        let user = store
+            .create_user(
+                &NewUser {
+                    username: "ada".into(),
+                    email: None,
+                    password_hash: "x".into(),
+                    role: Role::Admin,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let refresh = |hash: &str| NewCredential {
+            user_id: user.id,
+            kind: CredentialKind::Refresh,
+            token_hash: hash.into(),
+            name: None,
+            role: Role::Admin,
+            family: "f".into(),
+            expires_at: Some(now + chrono::Duration::days(30)),
+        };
+        store
+            .insert_credentials(&[refresh("r1")], now)
+            .await
+            .unwrap();
+        let rotated = store
+            .rotate_refresh("r1", &[refresh("r2")], now)
+            .await
+            .unwrap();
+        assert!(matches!(rotated, Refreshed::Rotated(_)), "{rotated:?}");
+        let later = now + chrono::Duration::days(2);
+        store
+            .prune_credentials(later - chrono::Duration::days(1))
+            .await
+            .unwrap();
+        let replayed = store
+            .rotate_refresh("r1", &[refresh("r3")], later)
+            .await
+            .unwrap();
+        assert!(
+            matches!(replayed, Refreshed::Replayed { .. }),
+            "{replayed:?}"
         );
     }
 }

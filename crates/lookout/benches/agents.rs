@@ -109,7 +109,14 @@ async fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mut hub = spawn_hub_binary_with(
         std::path::Path::new(BIN),
-        &["--rate-login", "off", "--agent-heartbeat", "5s"],
+        &[
+            "--rate-login",
+            "off",
+            "--rate-agents",
+            "off",
+            "--agent-heartbeat",
+            "5s",
+        ],
     );
     let pid = hub.pid().expect("a hub process");
     let base = format!("http://{}", hub.addr);

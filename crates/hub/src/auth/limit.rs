@@ -18,6 +18,8 @@ pub enum Bucket {
     Control,
     /// Reading logs.
     Logs,
+    /// Agents connecting (each refused attempt is audited).
+    Agents,
 }
 
 /// A limit as configured: `per_minute` requests a minute, all of which may
@@ -55,12 +57,13 @@ impl Rate {
 }
 
 /// The configured limits; defaults from seed 002 (control 10/min, logs
-/// 30/min) and 10 login attempts a minute.
+/// 30/min), 10 login attempts and 60 agent connections a minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
     pub login: Option<Rate>,
     pub control: Option<Rate>,
     pub logs: Option<Rate>,
+    pub agents: Option<Rate>,
 }
 
 impl Default for RateLimits {
@@ -69,6 +72,7 @@ impl Default for RateLimits {
             login: Rate::per_minute(10),
             control: Rate::per_minute(10),
             logs: Rate::per_minute(30),
+            agents: Rate::per_minute(60),
         }
     }
 }
@@ -78,6 +82,7 @@ pub struct Limiters {
     login: Option<DefaultKeyedRateLimiter<IpAddr>>,
     control: Option<DefaultKeyedRateLimiter<IpAddr>>,
     logs: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    agents: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl std::fmt::Debug for Limiters {
@@ -96,6 +101,7 @@ impl Limiters {
             login: limiter(limits.login),
             control: limiter(limits.control),
             logs: limiter(limits.logs),
+            agents: limiter(limits.agents),
         }
     }
 
@@ -106,6 +112,7 @@ impl Limiters {
             Bucket::Login => &self.login,
             Bucket::Control => &self.control,
             Bucket::Logs => &self.logs,
+            Bucket::Agents => &self.agents,
         };
         match limiter {
             None => Ok(()),
@@ -118,7 +125,7 @@ impl Limiters {
     /// Forgets clients whose limits have fully recovered (memory stays
     /// bounded by the clients of the last minute).
     pub fn forget_idle(&self) {
-        for l in [&self.login, &self.control, &self.logs]
+        for l in [&self.login, &self.control, &self.logs, &self.agents]
             .into_iter()
             .flatten()
         {
@@ -143,6 +150,7 @@ mod tests {
             login: Rate::per_minute(3),
             control: None,
             logs: Rate::per_minute(1),
+            agents: None,
         });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();

@@ -32,7 +32,13 @@ pub fn routes(r: Routes) -> Routes {
             claim,
         )
         // The agent authenticates with its first message (seed 004).
-        .get("/v1/agent/connect", Access::Public, connect)
+        .limited(
+            Method::GET,
+            "/v1/agent/connect",
+            Access::Public,
+            Bucket::Agents,
+            connect,
+        )
         .get("/v1/servers", Access::Viewer, list_servers)
         .get("/v1/servers/{id}", Access::Viewer, get_server)
         .get("/v1/servers/{id}/services", Access::Viewer, server_services)

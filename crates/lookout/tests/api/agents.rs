@@ -119,19 +119,16 @@ fn register_cmd(hub: &str, claim: &str, credentials: &Path) -> Command {
 /// The (time, ordinal) of every result line in `files`, as the agent counts them.
 fn keys_in(files: &[PathBuf]) -> Vec<(String, u32)> {
     let mut out = Vec::new();
+    let mut counts = std::collections::HashMap::new();
     for file in files {
-        let mut last: Option<(chrono::DateTime<chrono::Utc>, u32)> = None;
         for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
             let Ok(parsed) = parse_line(line) else {
                 continue;
             };
             let at = to_utc(parsed.time).unwrap();
-            let ordinal = match last {
-                Some((t, o)) if t == at => o + 1,
-                _ => 0,
-            };
-            last = Some((at, ordinal));
-            out.push((at.to_rfc3339(), ordinal));
+            let seen = counts.entry(at).or_insert(0u32);
+            out.push((at.to_rfc3339(), *seen));
+            *seen += 1;
         }
     }
     out
@@ -381,7 +378,10 @@ async fn wrong_and_revoked_keys_are_refused() {
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "bad_request");
-    assert!(body["message"].as_str().unwrap().contains("agents' WebSocket"));
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("agents' WebSocket"));
     // An unknown claim token.
     let out = register_cmd(&hub_url, "lkc_forged", &credentials)
         .output()
@@ -726,4 +726,62 @@ async fn an_agent_reaches_an_https_hub_over_wss_trusting_only_its_ca() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(hub);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn results_dated_far_ahead_are_refused_and_do_not_freeze_a_check() {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let port = free_port_in(20000..30000);
+    let hub = hub(port).await;
+    let claim = provision(&hub, "skewed").await;
+    let r = hub
+        .post_json("/api/v1/agents/claim", &json!({"claim_token": claim}))
+        .await;
+    let key: Value = r.json().await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/v1/agent/connect"))
+            .await
+            .unwrap();
+    let send = |v: Value| Message::Text(v.to_string().into());
+    ws.send(send(json!({"type": "auth", "payload": {
+        "agent_id": key["agent_id"], "api_key": key["api_key"]}})))
+        .await
+        .unwrap();
+    let ok = ws.next().await.unwrap().unwrap();
+    assert!(ok.to_text().unwrap().contains("auth_ok"), "{ok:?}");
+    let update = |at: &str, message: &str| {
+        send(json!({"type": "status_update", "payload": {
+            "service_name": "clock", "timestamp": at, "status": "FAILURE", "message": message}}))
+    };
+    // A host whose clock (or script) says 2099.
+    ws.send(update("2099-01-01T00:00:00Z", "from the future"))
+        .await
+        .unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    let reply: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(reply["type"], "error");
+    assert!(
+        reply["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("dated more than an hour after the hub's clock"),
+        "{reply}"
+    );
+    // A result dated now still counts.
+    let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
+    ws.send(update(&now.to_rfc3339(), "disk full"))
+        .await
+        .unwrap();
+    let server = wait_server(&hub, "skewed", |s| s["checks"] == 1).await;
+    let checks = hub
+        .get_json(&format!("/api/v1/servers/{}/services", server["id"]))
+        .await;
+    let id = checks[0]["id"].as_i64().unwrap();
+    let s = hub
+        .wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
+        .await;
+    assert_eq!(s["check"]["last_message"], "disk full");
+    let results = hub.get_json(&format!("/api/services/{id}/results")).await;
+    assert_eq!(results.as_array().unwrap().len(), 1, "{results}");
 }

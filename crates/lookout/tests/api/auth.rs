@@ -79,6 +79,7 @@ async fn hub_with_accounts() -> TestHub {
             login: None,
             control: None,
             logs: None,
+            agents: None,
         };
     })
     .await;
@@ -225,6 +226,9 @@ fn the_route_table_declares_every_public_route_and_viewer_write_on_purpose() {
         }
         if r.path.starts_with("/api/") && r.path.ends_with("/logs") {
             assert_eq!(bucket, Some(Bucket::Logs), "{}", key(r));
+        }
+        if r.path == "/api/v1/agent/connect" {
+            assert_eq!(bucket, Some(Bucket::Agents), "{}", key(r));
         }
         if r.method == Method::POST
             && [

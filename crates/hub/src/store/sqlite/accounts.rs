@@ -400,11 +400,16 @@ impl AccountStore for SqliteStore {
 
     async fn prune_credentials(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         Ok(
-            sqlx::query("DELETE FROM credentials WHERE revoked_at < ?1 OR expires_at < ?1")
-                .bind(ms(before))
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
+            // A spent refresh token is kept until it expires: presented
+            // again, it reveals a stolen login (the family is revoked).
+            sqlx::query(
+                "DELETE FROM credentials
+                 WHERE expires_at < ?1 OR (revoked_at < ?1 AND kind != 'refresh')",
+            )
+            .bind(ms(before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
         )
     }
 

@@ -717,7 +717,25 @@ impl Store for SqliteStore {
             .bind(ms(changes_before))
             .execute(&self.pool)
             .await?;
-        Ok(checks.rows_affected() + events.rows_affected() + changes.rows_affected())
+        // Check script results go like raw checks, but each check keeps its
+        // newest: it is the cursor its agent resumes from.
+        let results = sqlx::query(
+            "DELETE FROM check_results WHERE at < ?1
+               AND at < (SELECT MAX(at) FROM check_results r WHERE r.service_id = check_results.service_id)",
+        )
+        .bind(ms(checks_before))
+        .execute(&self.pool)
+        .await?;
+        // The audit log is kept as long as status changes.
+        let audit = sqlx::query("DELETE FROM audit_log WHERE at < ?")
+            .bind(ms(changes_before))
+            .execute(&self.pool)
+            .await?;
+        Ok(checks.rows_affected()
+            + events.rows_affected()
+            + changes.rows_affected()
+            + results.rows_affected()
+            + audit.rows_affected())
     }
 
     async fn health_history(
