@@ -462,11 +462,94 @@ fn second_host(root: &Path) -> PathBuf {
     root.to_path_buf()
 }
 
+/// A second network host: a network namespace joined to this one by a veth
+/// pair, `10.231.N.1` on this side and `10.231.N.2` inside. Removed on drop.
+struct NetHost {
+    ns: String,
+    veth: String,
+    hub_ip: String,
+    own_ip: String,
+}
+
+impl NetHost {
+    fn create() -> NetHost {
+        let n = std::process::id() % 250 + 1;
+        let ns = format!("lookout-t{}", std::process::id());
+        let veth = format!("lkv{}", std::process::id() % 100_000);
+        let peer = format!("{veth}p");
+        let (hub_ip, own_ip) = (format!("10.231.{n}.1"), format!("10.231.{n}.2"));
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        let _ = Command::new("ip").args(["link", "del", &veth]).output();
+        ip(&["netns", "add", &ns]);
+        ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer]);
+        ip(&["link", "set", &peer, "netns", &ns]);
+        ip(&["addr", "add", &format!("{hub_ip}/30"), "dev", &veth]);
+        ip(&["link", "set", &veth, "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{own_ip}/30"),
+            "dev",
+            &peer,
+        ]);
+        ip(&["-n", &ns, "link", "set", &peer, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        NetHost {
+            ns,
+            veth,
+            hub_ip,
+            own_ip,
+        }
+    }
+
+    /// `command` run inside the namespace.
+    fn command(&self, command: Command) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns])
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (k, v) in command.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c
+    }
+}
+
+impl Drop for NetHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn two_agents_are_two_servers() {
+async fn two_agents_on_two_network_hosts_are_two_servers() {
+    // Host B is a network namespace; the hub listens on the link between
+    // them, without authentication, as --insecure-no-auth-on-network allows.
+    let net = NetHost::create();
     let port = free_port_in(20000..30000);
-    let hub = hub(port).await;
-    let hub_url = format!("http://127.0.0.1:{port}");
+    let listen: std::net::SocketAddr = format!("{}:{port}", net.hub_ip).parse().unwrap();
+    let hub = spawn_hub_with(move |c| {
+        c.listen = listen;
+        c.auth.loopback = false;
+        c.agents.heartbeat = Duration::from_secs(1);
+    })
+    .await;
+    let hub_url = format!("http://{listen}");
     let mut agents = Vec::new();
     let mut dirs = Vec::new();
     for name in ["host-a", "host-b"] {
@@ -474,10 +557,22 @@ async fn two_agents_are_two_servers() {
         let root = second_host(dir.path());
         let claim = provision(&hub, name).await;
         let creds = root.join("agent.json");
-        let out = register_cmd(&hub_url, &claim, &creds).output().unwrap();
-        assert!(out.status.success());
-        let cmd = agent_cmd(&root, &creds);
-        agents.push(Agent::spawn(cmd, dir.path()));
+        let (register, run) = (
+            register_cmd(&hub_url, &claim, &creds),
+            agent_cmd(&root, &creds),
+        );
+        let (mut register, run) = if name == "host-b" {
+            (net.command(register), net.command(run))
+        } else {
+            (register, run)
+        };
+        let out = register.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        agents.push(Agent::spawn(run, dir.path()));
         dirs.push(dir);
     }
     for name in ["host-a", "host-b"] {
@@ -494,6 +589,16 @@ async fn two_agents_are_two_servers() {
     }
     let all = hub.get_json("/api/v1/servers").await;
     assert_eq!(all.as_array().unwrap().len(), 2);
+    // Host B's claim came from its own address.
+    let audit = hub.get_json("/api/v1/audit").await;
+    let claim_b = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "agent.claim" && e["actor"] == "host-b")
+        .cloned()
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert_eq!(claim_b["client"], net.own_ip.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread")]
