@@ -52,6 +52,28 @@ fn cli() -> Command {
         .subcommand(user_command())
         .subcommand(check::command())
         .subcommand(agent::command())
+        .subcommand(with_database_args(
+            Command::new("export")
+                .about("Write the whole database as one JSON document (docs/export.md): a backup, or a move to another database")
+                .arg(
+                    Arg::new("output")
+                        .long("output")
+                        .short('o')
+                        .value_name("FILE")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("where to write it (default: standard output)"),
+                ),
+        ))
+        .subcommand(with_database_args(
+            Command::new("import")
+                .about("Load an export into a new, empty database (all or nothing)")
+                .arg(
+                    Arg::new("file")
+                        .required(true)
+                        .value_name("FILE")
+                        .value_parser(clap::value_parser!(PathBuf)),
+                ),
+        ))
         .subcommand(with_database_args(Command::new("migrate").about(
             "Bring the database's schema up to date (serve does it too) and print its version",
         )))
@@ -173,21 +195,86 @@ fn database_config(m: &ArgMatches) -> anyhow::Result<Config> {
     )?)
 }
 
+/// Opens the SQLite database the settings name (creating and migrating it).
+async fn open_sqlite(config: &Config) -> anyhow::Result<lookout_hub::store::SqliteStore> {
+    match &config.database {
+        lookout_hub::config::DatabaseUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                use std::os::unix::fs::DirBuilderExt as _;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            }
+            lookout_hub::store::SqliteStore::open(path)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        }
+    }
+}
+
+/// `lookout export`: the whole database as one JSON document.
+fn export(m: &ArgMatches) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let config = database_config(m)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let dump = runtime.block_on(async {
+        let store = open_sqlite(&config).await?;
+        let now = lookout_hub::clock::Clock::now(&lookout_hub::clock::SystemClock);
+        let dump = store.export(now).await;
+        lookout_hub::store::Store::close(&store).await;
+        anyhow::Ok(dump?)
+    })?;
+    let text = serde_json::to_string_pretty(&dump)?;
+    match m.get_one::<PathBuf>("output") {
+        Some(path) => {
+            // Exports hold password hashes and tokens' hashes: owner only.
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            file.write_all(text.as_bytes())?;
+            file.write_all(b"\n")?;
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// `lookout import FILE`: loads an export into an empty database.
+fn import(m: &ArgMatches) -> anyhow::Result<()> {
+    let config = database_config(m)?;
+    let file = m.get_one::<PathBuf>("file").expect("required");
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let dump: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", file.display()))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let loaded = runtime.block_on(async {
+        let store = open_sqlite(&config).await?;
+        let loaded = store.import(&dump).await;
+        lookout_hub::store::Store::close(&store).await;
+        anyhow::Ok(loaded?)
+    })?;
+    println!("imported {loaded} rows from {}", file.display());
+    Ok(())
+}
+
 /// `lookout migrate`: brings the database's schema up to date and says where it stands.
 fn migrate(m: &ArgMatches) -> anyhow::Result<()> {
     let config = database_config(m)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        match &config.database {
-            lookout_hub::config::DatabaseUrl::Sqlite(path) => {
-                let store = lookout_hub::store::SqliteStore::open(path)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                let version = store.schema_version().await?;
-                lookout_hub::store::Store::close(&store).await;
-                println!("{}: schema version {version}, up to date", path.display());
-            }
-        }
+        let store = open_sqlite(&config).await?;
+        let version = store.schema_version().await?;
+        lookout_hub::store::Store::close(&store).await;
+        let lookout_hub::config::DatabaseUrl::Sqlite(path) = &config.database;
+        println!("{}: schema version {version}, up to date", path.display());
         anyhow::Ok(())
     })
 }
@@ -361,6 +448,8 @@ fn main() -> ExitCode {
         Some(("scan", m)) => scan(m).map(|()| ExitCode::SUCCESS),
         Some(("user", m)) => user(m).map(|()| ExitCode::SUCCESS),
         Some(("migrate", m)) => migrate(m).map(|()| ExitCode::SUCCESS),
+        Some(("export", m)) => export(m).map(|()| ExitCode::SUCCESS),
+        Some(("import", m)) => import(m).map(|()| ExitCode::SUCCESS),
         Some(("check", m)) => check::run(m),
         Some(("agent", m)) => agent::run(m),
         _ => unreachable!("clap requires a known subcommand"),

@@ -6,7 +6,7 @@
 
 pub mod accounts;
 pub mod agents;
-mod sqlite;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -35,6 +35,10 @@ pub enum StoreError {
         "the database's schema (version {found}) is newer than this lookout knows (version {known}): run the newer lookout, or restore a backup"
     )]
     SchemaTooNew { found: i64, known: i64 },
+    /// The request cannot be carried out as asked (e.g. an import into a
+    /// database that is not empty); the message says why.
+    #[error("{0}")]
+    Refused(String),
     /// The database failed; the cause is for the log, not for the client.
     #[error("database error")]
     Database(#[source] anyhow::Error),

@@ -6,6 +6,7 @@ mod browser;
 mod checks;
 mod cli;
 mod dashboard;
+mod export;
 mod health;
 mod heartbeats;
 mod history;

@@ -25,6 +25,7 @@ use super::{
 
 mod accounts;
 mod agents;
+pub mod export;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
