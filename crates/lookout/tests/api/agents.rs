@@ -214,19 +214,13 @@ async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
     // Provision, then register the agent with the one-time claim token.
     let claim = provision(&hub, "sandbox-host").await;
     let hub_url = format!("http://127.0.0.1:{port}");
-    let out = sb
-        .command(BIN)
-        .args([
-            "agent",
-            "register",
-            "--user",
-            "--hub",
-            &hub_url,
-            "--claim-token",
-            &claim,
-        ])
-        .output()
-        .unwrap();
+    let register = || {
+        let mut c = sb.command(BIN);
+        c.args(["agent", "register", "--user", "--hub", &hub_url])
+            .args(["--claim-token", &claim]);
+        c
+    };
+    let out = register().output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -241,17 +235,7 @@ async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
         & 0o777;
     assert_eq!(mode, 0o600, "credentials readable by others");
     // The claim token works once.
-    let again = sb
-        .command(BIN)
-        .args([
-            "agent",
-            "register",
-            "--user",
-            "--hub",
-            &hub_url,
-            "--claim-token",
-            &claim,
-        ])
+    let again = register()
         .arg("--credentials")
         .arg(sb.dir().join("other.json"))
         .output()
