@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
-use lookout_proto::agent::{AgentAuth, AgentMessage, CheckDecl, Cursor, HubMessage, StatusUpdate};
+use lookout_proto::agent::{
+    AgentAuth, AgentMessage, CheckDecl, ControlAction, ControlResult, Cursor, HubMessage,
+    StatusUpdate,
+};
 use lookout_proto::check::parse_metadata;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -199,6 +202,58 @@ pub struct Options {
     pub scan: bool,
     /// How often logs are looked at besides file events.
     pub poll: Duration,
+    /// What the hub may ask this agent to do: unit names, and `check:NAME`.
+    /// Empty: nothing.
+    pub allow: Vec<String>,
+}
+
+/// Checks an allow-list entry: a unit name, or `check:` and a check's name.
+pub fn parse_allowed(entry: &str) -> Result<String, String> {
+    let entry = entry.trim();
+    match entry.strip_prefix("check:") {
+        Some(name) => lookout_proto::check::CheckName::parse(name)
+            .map(|_| entry.to_owned())
+            .map_err(|e| format!("{entry:?}: check name {e}")),
+        None => lookout_systemd::UnitName::parse(entry)
+            .map(|u| u.to_string())
+            .map_err(|e| format!("{entry:?}: {e}")),
+    }
+}
+
+/// Carries out a control request the allow-list permits.
+async fn perform(layout: &Layout, action: ControlAction, target: &str) -> (bool, String) {
+    if action == ControlAction::Run {
+        let name = target.strip_prefix("check:").unwrap_or(target);
+        return match crate::checks::run_now(layout, name).await {
+            Ok(Some(line)) => (true, format!("{} {}", line.status.as_str(), line.message)),
+            Ok(None) => (true, "ran; no result in its log yet".into()),
+            Err(e) => (false, e.to_string()),
+        };
+    }
+    let unit = match lookout_systemd::UnitName::parse(target) {
+        Ok(u) => u,
+        Err(e) => return (false, e.to_string()),
+    };
+    let what = match action {
+        ControlAction::Start => lookout_systemd::Action::Start,
+        ControlAction::Stop => lookout_systemd::Action::Stop,
+        _ => lookout_systemd::Action::Restart,
+    };
+    let done = async {
+        let systemd = lookout_systemd::Systemd::connect(layout.scope).await?;
+        systemd.control(&unit, what, Duration::from_secs(60)).await
+    }
+    .await;
+    match done {
+        Ok(o) => (
+            o.job_result == "done",
+            format!(
+                "job {}, now {} ({})",
+                o.job_result, o.status.active_state, o.status.sub_state
+            ),
+        ),
+        Err(e) => (false, e.to_string()),
+    }
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -411,6 +466,7 @@ async fn session(opts: &Options, followers: &mut Followers, shutdown: &Cancellat
         api_key: opts.credentials.api_key.clone(),
         version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         hostname,
+        allow: opts.allow.clone(),
     });
     if let Err(e) = tx.send(text(&auth)).await {
         return End::Lost(format!("cannot send: {e}"));
@@ -487,6 +543,7 @@ async fn session(opts: &Options, followers: &mut Followers, shutdown: &Cancellat
     if let Err(e) = &watcher {
         tracing::warn!(error = %e, "cannot watch the log directory; polling it");
     }
+    let (done_tx, mut done) = tokio::sync::mpsc::channel::<ControlResult>(16);
     let mut tick = tokio::time::interval(opts.poll);
     let mut beat = tokio::time::interval(heartbeat);
     let mut scan_every = tokio::time::interval(Duration::from_secs(60));
@@ -497,11 +554,40 @@ async fn session(opts: &Options, followers: &mut Followers, shutdown: &Cancellat
                 return End::Shutdown;
             }
             incoming = rx.next() => match incoming {
-                Some(Ok(Message::Text(t))) => {
-                    if let Ok(HubMessage::Error { message }) = serde_json::from_str::<HubMessage>(&t) {
+                Some(Ok(Message::Text(t))) => match serde_json::from_str::<HubMessage>(&t) {
+                    Ok(HubMessage::Error { message }) => {
                         tracing::warn!(%message, "the hub could not use a message");
                     }
-                }
+                    Ok(HubMessage::Control { id, action, target, requested_by }) => {
+                        let key = if action == ControlAction::Run && !target.starts_with("check:") {
+                            format!("check:{target}")
+                        } else {
+                            target.clone()
+                        };
+                        if !opts.allow.contains(&key) {
+                            tracing::warn!(%requested_by, action = action.as_str(), %target, "control refused: not in the allow-list");
+                            let refused = ControlResult {
+                                id,
+                                ok: false,
+                                refused: true,
+                                message: format!("{key} is not in this agent's allow-list (--allow-control)"),
+                            };
+                            if let Err(e) = tx.send(text(&AgentMessage::ControlResult(refused))).await {
+                                return End::Lost(format!("cannot send: {e}"));
+                            }
+                        } else {
+                            tracing::info!(%requested_by, action = action.as_str(), %target, "control requested by the hub");
+                            let (layout, done_tx) = (opts.layout.clone(), done_tx.clone());
+                            tokio::spawn(async move {
+                                let (ok, message) = perform(&layout, action, &target).await;
+                                let _ = done_tx
+                                    .send(ControlResult { id, ok, refused: false, message })
+                                    .await;
+                            });
+                        }
+                    }
+                    _ => {}
+                },
                 Some(Ok(Message::Close(frame))) => {
                     let (code, reason) = frame
                         .map(|f| (f.code, f.reason.to_string()))
@@ -529,6 +615,11 @@ async fn session(opts: &Options, followers: &mut Followers, shutdown: &Cancellat
                         Err(e) => tracing::warn!(error = %e, "cannot scan systemd"),
                     },
                     Err(e) => tracing::warn!(error = %e, "cannot reach systemd to scan it"),
+                }
+            }
+            Some(result) = done.recv() => {
+                if let Err(e) = tx.send(text(&AgentMessage::ControlResult(result))).await {
+                    return End::Lost(format!("cannot send: {e}"));
                 }
             }
             _ = tick.tick() => {}

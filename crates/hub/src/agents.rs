@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use lookout_proto::agent::{AgentMessage, HubMessage, StatusUpdate};
+use lookout_proto::agent::{AgentMessage, ControlAction, ControlResult, HubMessage, StatusUpdate};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentSettings;
@@ -24,9 +24,23 @@ pub const CLOSE_AUTH_FAILED: u16 = 4001;
 /// WebSocket close code when the server's key was revoked mid-session.
 pub const CLOSE_REVOKED: u16 = 4003;
 
-/// A live session: its number (to tell sessions of one server apart) and
-/// the token that ends it.
-type Session = (u64, CancellationToken);
+/// A live session: its number (to tell sessions of one server apart), the
+/// token that ends it, the way to send it requests, and what its host allows.
+struct Session {
+    id: u64,
+    token: CancellationToken,
+    outbox: tokio::sync::mpsc::Sender<HubMessage>,
+    allow: Vec<String>,
+}
+
+/// Why a control request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the server's agent is not connected to this hub")]
+    Offline,
+    #[error("the agent did not answer within {0:?}")]
+    Timeout(Duration),
+}
 
 /// The agents connected to this hub.
 #[derive(Debug, Default)]
@@ -34,7 +48,19 @@ pub struct Fleet {
     pub settings: AgentSettings,
     sessions: Mutex<HashMap<i64, Session>>,
     next: std::sync::atomic::AtomicU64,
+    pending: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<ControlResult>>>,
 }
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a control request may take on the host.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Fleet {
     pub fn new(settings: AgentSettings) -> Self {
@@ -44,42 +70,109 @@ impl Fleet {
         }
     }
 
+    fn number(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Registers a session of `server_id`, ending an older one of the same
     /// server (an agent that reconnected before its old socket timed out).
-    fn join(&self, server_id: i64) -> Session {
-        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn join(
+        &self,
+        server_id: i64,
+        allow: Vec<String>,
+    ) -> (
+        u64,
+        CancellationToken,
+        tokio::sync::mpsc::Receiver<HubMessage>,
+    ) {
+        let id = self.number();
         let token = CancellationToken::new();
-        let old = self
-            .sessions
-            .lock()
-            .expect("fleet lock")
-            .insert(server_id, (id, token.clone()));
-        if let Some((_, old)) = old {
-            old.cancel();
+        let (outbox, inbox) = tokio::sync::mpsc::channel(16);
+        let old = self.sessions.lock().expect("fleet lock").insert(
+            server_id,
+            Session {
+                id,
+                token: token.clone(),
+                outbox,
+                allow,
+            },
+        );
+        if let Some(old) = old {
+            old.token.cancel();
         }
-        (id, token)
+        (id, token, inbox)
     }
 
     fn leave(&self, server_id: i64, session: u64) {
         let mut sessions = self.sessions.lock().expect("fleet lock");
-        if sessions
-            .get(&server_id)
-            .is_some_and(|(id, _)| *id == session)
-        {
+        if sessions.get(&server_id).is_some_and(|s| s.id == session) {
             sessions.remove(&server_id);
         }
     }
 
     /// Ends the session of `server_id`, if there is one here.
     pub fn kick(&self, server_id: i64) {
-        if let Some((_, token)) = self.sessions.lock().expect("fleet lock").remove(&server_id) {
-            token.cancel();
+        if let Some(s) = self.sessions.lock().expect("fleet lock").remove(&server_id) {
+            s.token.cancel();
         }
     }
 
     /// How many agents are connected to this hub now.
     pub fn connected(&self) -> usize {
         self.sessions.lock().expect("fleet lock").len()
+    }
+
+    /// What a connected agent's host allows the hub to ask.
+    pub fn allowed(&self, server_id: i64) -> Option<Vec<String>> {
+        self.sessions
+            .lock()
+            .expect("fleet lock")
+            .get(&server_id)
+            .map(|s| s.allow.clone())
+    }
+
+    /// Asks a connected agent to act on its host and waits for its answer.
+    pub async fn request(
+        &self,
+        server_id: i64,
+        action: ControlAction,
+        target: String,
+        requested_by: String,
+    ) -> Result<ControlResult, ControlError> {
+        let outbox = self
+            .sessions
+            .lock()
+            .expect("fleet lock")
+            .get(&server_id)
+            .map(|s| s.outbox.clone())
+            .ok_or(ControlError::Offline)?;
+        let id = self.number();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.pending.lock().expect("fleet lock").insert(id, answer);
+        let message = HubMessage::Control {
+            id,
+            action,
+            target,
+            requested_by,
+        };
+        if outbox.send(message).await.is_err() {
+            self.pending.lock().expect("fleet lock").remove(&id);
+            return Err(ControlError::Offline);
+        }
+        let result = tokio::time::timeout(CONTROL_TIMEOUT, answered).await;
+        self.pending.lock().expect("fleet lock").remove(&id);
+        match result {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err(ControlError::Offline),
+            Err(_) => Err(ControlError::Timeout(CONTROL_TIMEOUT)),
+        }
+    }
+
+    /// Hands an agent's answer to whoever asked.
+    fn answer(&self, result: ControlResult) {
+        if let Some(waiting) = self.pending.lock().expect("fleet lock").remove(&result.id) {
+            let _ = waiting.send(result);
+        }
     }
 }
 
@@ -130,7 +223,7 @@ enum NotAdmitted {
 async fn authenticate(
     state: &AppState,
     socket: &mut WebSocket,
-) -> Result<(Server, Option<String>), NotAdmitted> {
+) -> Result<(Server, Option<String>, Vec<String>), NotAdmitted> {
     let refused = |why: &str| NotAdmitted::Refused(why.to_owned());
     let first = tokio::time::timeout(AUTH_TIMEOUT, socket.recv())
         .await
@@ -157,7 +250,7 @@ async fn authenticate(
         .authenticate_agent(&auth.agent_id, &key_hash)
         .await
     {
-        Ok(Some(server)) => Ok((server, auth.version)),
+        Ok(Some(server)) => Ok((server, auth.version, auth.allow)),
         Ok(None) => Err(refused("unknown agent or key (revoked, or never claimed)")),
         Err(e) => {
             tracing::error!(error = ?e, "cannot check an agent's key");
@@ -174,7 +267,7 @@ async fn refuse(socket: &mut WebSocket, reason: String) {
 
 /// One agent's session, from the upgrade to the close.
 pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth::Client) {
-    let (server, version) = match authenticate(&state, &mut socket).await {
+    let (server, version, allow) = match authenticate(&state, &mut socket).await {
         Ok(s) => s,
         Err(NotAdmitted::Refused(reason)) => {
             tracing::warn!(client = %client.ip, %reason, "agent refused");
@@ -199,7 +292,7 @@ pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth
     let fleet = state.fleet.clone();
     let heartbeat = fleet.settings.heartbeat;
     let heartbeat_secs = i64::try_from(heartbeat.as_secs().max(1)).unwrap_or(10);
-    let (session_id, token) = fleet.join(server.id);
+    let (session_id, token, mut inbox) = fleet.join(server.id, allow);
     // A revocation between the key check and joining the fleet found no
     // session to cut: look again now that this one can be cut.
     if !matches!(state.store.get_server(server.id).await, Ok(Some(s)) if !s.revoked) {
@@ -247,7 +340,15 @@ pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth
     )
     .await;
     if ok {
-        pump(&mut socket, &state, &server, heartbeat_secs, &token).await;
+        pump(
+            &mut socket,
+            &state,
+            &server,
+            heartbeat_secs,
+            &token,
+            &mut inbox,
+        )
+        .await;
     }
     fleet.leave(server.id, session_id);
     state.events.publish(Event::ServerUpdated { id: server.id });
@@ -260,6 +361,7 @@ async fn pump(
     server: &Server,
     heartbeat_secs: i64,
     token: &CancellationToken,
+    inbox: &mut tokio::sync::mpsc::Receiver<HubMessage>,
 ) {
     // Silence for longer than three heartbeats ends the session.
     let silence = Duration::from_secs(u64::try_from(heartbeat_secs).unwrap_or(10) * 3 + 1);
@@ -274,6 +376,12 @@ async fn pump(
             () = token.cancelled() => {
                 close(socket, CLOSE_REVOKED, "session ended by the hub").await;
                 return;
+            }
+            Some(request) = inbox.recv() => {
+                if !send(socket, &request).await {
+                    return;
+                }
+                continue;
             }
             m = tokio::time::timeout(silence, socket.recv()) => m,
         };
@@ -316,6 +424,10 @@ async fn pump(
         }
         let result = match message {
             AgentMessage::Heartbeat {} | AgentMessage::Auth(_) => Ok(()),
+            AgentMessage::ControlResult(result) => {
+                state.fleet.answer(result);
+                Ok(())
+            }
             AgentMessage::Checks { checks } => state
                 .store
                 .set_server_checks(server.id, &checks, now)

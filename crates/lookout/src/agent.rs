@@ -45,6 +45,13 @@ pub fn command() -> Command {
                 .about("Follow the checks' logs and keep the hub up to date (runs until stopped)")
                 .arg(credentials_arg())
                 .arg(
+                    Arg::new("allow_control")
+                        .long("allow-control")
+                        .env("LOOKOUT_AGENT_ALLOW_CONTROL")
+                        .value_name("LIST")
+                        .help("what the hub may ask of this host, comma-separated: unit names (start/stop/restart) and check:NAME (run now); default nothing"),
+                )
+                .arg(
                     Arg::new("no_scan")
                         .long("no-scan")
                         .action(ArgAction::SetTrue)
@@ -105,11 +112,23 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<std::process::ExitCode> {
                 Layout::system()
             };
             crate::init_logging(sm.get_one::<String>("log").map_or("info", String::as_str))?;
+            let allow = sm
+                .get_one::<String>("allow_control")
+                .map(|list| {
+                    list.split(',')
+                        .filter(|e| !e.trim().is_empty())
+                        .map(daemon::parse_allowed)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("invalid --allow-control entry {e}"))?
+                .unwrap_or_default();
             let opts = Options {
                 credentials,
                 layout,
                 scan: !sm.get_flag("no_scan"),
                 poll: Duration::from_secs(1),
+                allow,
             };
             let ran = runtime.block_on(async move {
                 let stop = tokio_util::sync::CancellationToken::new();

@@ -30,6 +30,41 @@ pub enum AgentMessage {
     Scan { scan: serde_json::Value },
     /// Still here.
     Heartbeat {},
+    /// The outcome of a [`HubMessage::Control`] request.
+    ControlResult(ControlResult),
+}
+
+/// What the hub may ask an agent to do, if the host allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlAction {
+    Start,
+    Stop,
+    Restart,
+    /// Run a check now (its target is the check's name).
+    Run,
+}
+
+impl ControlAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlAction::Start => "start",
+            ControlAction::Stop => "stop",
+            ControlAction::Restart => "restart",
+            ControlAction::Run => "run",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlResult {
+    pub id: u64,
+    /// The action was allowed and done.
+    pub ok: bool,
+    /// The host's allow-list does not permit it (nothing was done).
+    #[serde(default)]
+    pub refused: bool,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +75,10 @@ pub struct AgentAuth {
     pub version: Option<String>,
     #[serde(default)]
     pub hostname: Option<String>,
+    /// What the hub may ask this agent to do (its host's allow-list):
+    /// unit names, and `check:NAME` for running a check.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// An installed check, from its headers.
@@ -99,6 +138,14 @@ pub enum HubMessage {
     AuthFailed { reason: String },
     /// A message could not be used; the connection stays open.
     Error { message: String },
+    /// An admin asks the agent to act on its host; answered by a
+    /// `control_result` with the same id.
+    Control {
+        id: u64,
+        action: ControlAction,
+        target: String,
+        requested_by: String,
+    },
 }
 
 /// `POST /api/v1/agents/register` (an admin provisions a server).

@@ -43,6 +43,13 @@ pub fn routes(r: Routes) -> Routes {
         .get("/v1/servers/{id}", Access::Viewer, get_server)
         .get("/v1/servers/{id}/services", Access::Viewer, server_services)
         .post("/v1/servers/{id}/revoke", Access::Admin, revoke)
+        .limited(
+            Method::POST,
+            "/v1/servers/{id}/control",
+            Access::Admin,
+            Bucket::Control,
+            control,
+        )
         .delete("/v1/servers/{id}", Access::Admin, delete_server)
         .get("/services/{id}/results", Access::Viewer, results)
 }
@@ -297,6 +304,8 @@ async fn get_server(
     let mut view =
         serde_json::to_value(server_view(&server, &checks, state.clock.now())).unwrap_or_default();
     view["scan"] = server.scan.clone().unwrap_or(Value::Null);
+    // What its host lets the hub ask, while its agent is connected here.
+    view["allow_control"] = json!(state.fleet.allowed(id));
     view["scanned_at"] = json!(server.scanned_at);
     Ok(Json(view))
 }
@@ -376,6 +385,82 @@ async fn delete_server(
         .audit_ok(&who, "server.delete", Some(name), &client)
         .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/servers/{id}/control {"action": "restart", "target": "nginx.service"}`
+/// (or `{"action": "run", "target": "disk"}` for a check): asks the server's
+/// agent, which does it only if its host's allow-list says so.
+async fn control(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    PathId(id): PathId,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    use lookout_proto::agent::ControlAction;
+    let mut problems: Vec<FieldError> = body
+        .keys()
+        .filter(|k| !["action", "target"].contains(&k.as_str()))
+        .map(|k| FieldError::new(k.clone(), "is not a known field"))
+        .collect();
+    let action = match body.get("action").and_then(Value::as_str) {
+        Some("start") => Some(ControlAction::Start),
+        Some("stop") => Some(ControlAction::Stop),
+        Some("restart") => Some(ControlAction::Restart),
+        Some("run") => Some(ControlAction::Run),
+        _ => {
+            problems.push(FieldError::new(
+                "action",
+                "must be start, stop, restart or run",
+            ));
+            None
+        }
+    };
+    let target = body
+        .get("target")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let valid = match action {
+        Some(ControlAction::Run) => lookout_proto::check::CheckName::parse(target).map(|_| ()),
+        Some(_) => lookout_systemd::UnitName::parse(target)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
+    if let Err(e) = valid {
+        problems.push(FieldError::new("target", e));
+    }
+    let Some(action) = action.filter(|_| problems.is_empty()) else {
+        return Err(ApiError::Validation(problems));
+    };
+    let server = server_or_404(&state, id).await?;
+    let asked = state
+        .fleet
+        .request(id, action, target.to_owned(), who.username.clone())
+        .await;
+    let outcome = match &asked {
+        Ok(r) if r.ok => AuditOutcome::Ok,
+        Ok(r) if r.refused => AuditOutcome::Denied,
+        _ => AuditOutcome::Failed,
+    };
+    state
+        .auth
+        .audit(
+            Some(&who.username),
+            "agent.control",
+            Some(format!("{} {target} on {}", action.as_str(), server.name)),
+            &client,
+            outcome,
+        )
+        .await;
+    let result = asked.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    if result.refused {
+        return Err(ApiError::Forbidden(format!(
+            "the agent of {} refuses: {}",
+            server.name, result.message
+        )));
+    }
+    Ok(Json(json!({"ok": result.ok, "message": result.message})))
 }
 
 async fn results(

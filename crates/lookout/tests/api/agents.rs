@@ -874,3 +874,154 @@ async fn results_dated_far_ahead_are_refused_and_do_not_freeze_a_check() {
     let results = hub.get_json(&format!("/api/services/{id}/results")).await;
     assert_eq!(results.as_array().unwrap().len(), 1, "{results}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_may_ask_only_what_the_hosts_allow_list_permits() {
+    let sb = SystemdSandbox::start();
+    for unit in ["allowed.service", "denied.service"] {
+        sb.write_unit(unit, "[Service]\nExecStart=/bin/sleep infinity\n");
+    }
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "allowed.service", "denied.service"]);
+    let script = sb.dir().join("tick.bash");
+    std::fs::write(&script, TICK.replace("*:*:0/2", "hourly")).unwrap();
+    let added = sb
+        .command(BIN)
+        .args(["check", "add", "--user"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    let port = free_port_in(20000..30000);
+    let hub = hub(port).await;
+    let claim = provision(&hub, "controlled").await;
+    let hub_url = format!("http://127.0.0.1:{port}");
+    let out = sb
+        .command(BIN)
+        .args([
+            "agent",
+            "register",
+            "--user",
+            "--hub",
+            &hub_url,
+            "--claim-token",
+            &claim,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A bad allow-list entry stops the agent at once, in one line.
+    let bad = sb
+        .command(BIN)
+        .args([
+            "agent",
+            "run",
+            "--user",
+            "--allow-control",
+            "allowed.service,../etc",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        said.contains("invalid --allow-control entry \"../etc\""),
+        "{said}"
+    );
+    let mut cmd = sb.command(BIN);
+    cmd.args([
+        "agent",
+        "run",
+        "--user",
+        "--allow-control",
+        "allowed.service,check:tick",
+    ]);
+    let _agent = Agent::spawn(cmd, sb.dir());
+    let server = wait_server(&hub, "controlled", |s| s["online"] == true).await;
+    let id = server["id"].as_i64().unwrap();
+    let detail = hub.get_json(&format!("/api/v1/servers/{id}")).await;
+    assert_eq!(
+        detail["allow_control"],
+        json!(["allowed.service", "check:tick"])
+    );
+    let path = format!("/api/v1/servers/{id}/control");
+    let control = |action: &str, target: &str| {
+        hub.client
+            .post(hub.url(&path))
+            .json(&json!({"action": action, "target": target}))
+            .send()
+    };
+
+    // Allowed: done on the host.
+    let before = sb.property("allowed.service", "MainPID");
+    let r = control("restart", "allowed.service").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ok"], true, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("now active"),
+        "{body}"
+    );
+    assert_ne!(
+        sb.property("allowed.service", "MainPID"),
+        before,
+        "restarted"
+    );
+    let r = control("run", "tick").await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ok"], true, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().starts_with("OK tick"),
+        "{body}"
+    );
+
+    // Not on the list: refused by the agent, nothing done.
+    let r = control("stop", "denied.service").await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("allow-list"),
+        "{body}"
+    );
+    assert_eq!(sb.property("denied.service", "ActiveState"), "active");
+
+    // Bad requests never reach the agent.
+    let r = control("explode", "allowed.service").await.unwrap();
+    assert_eq!(r.status(), 422);
+    let r = control("stop", "../etc/passwd").await.unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "target");
+
+    // Who asked what, and how it went.
+    let audit = hub.get_json("/api/v1/audit").await;
+    let controls: Vec<(String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "agent.control")
+        .map(|e| {
+            (
+                e["target"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        controls.contains(&("restart allowed.service on controlled".into(), "ok".into())),
+        "{controls:?}"
+    );
+    assert!(
+        controls.contains(&("stop denied.service on controlled".into(), "denied".into())),
+        "{controls:?}"
+    );
+}
