@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use lookout_proto::check::{format_line, parse_line, LineTime};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(line) = parse_line(text) {
         if let LineTime::Zoned(t) = line.time {
             let again = parse_line(&format_line(t, line.status, &line.message))

@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use lookout_proto::check::{parse_metadata, CheckName};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     match parse_metadata(text) {
         Ok(meta) => {
             assert!(CheckName::parse(meta.name.as_str()).is_ok());
@@ -15,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(errors) => {
             assert!(!errors.is_empty());
-            assert!(errors.iter().all(|e| !e.header.is_empty() && !e.message.is_empty()));
+            assert!(errors
+                .iter()
+                .all(|e| !e.header.is_empty() && !e.message.is_empty()));
         }
     }
 });
