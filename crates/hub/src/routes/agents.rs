@@ -397,6 +397,17 @@ async fn control(
     PathId(id): PathId,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
+    Ok(Json(ask_agent(&state, &who, &client, id, &body).await?))
+}
+
+/// Validates a control request, asks the server's agent, audits the outcome.
+pub async fn ask_agent(
+    state: &AppState,
+    who: &Principal,
+    client: &Client,
+    id: i64,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Value, ApiError> {
     use lookout_proto::agent::ControlAction;
     let mut problems: Vec<FieldError> = body
         .keys()
@@ -433,7 +444,7 @@ async fn control(
     let Some(action) = action.filter(|_| problems.is_empty()) else {
         return Err(ApiError::Validation(problems));
     };
-    let server = server_or_404(&state, id).await?;
+    let server = server_or_404(state, id).await?;
     let asked = state
         .fleet
         .request(id, action, target.to_owned(), who.username.clone())
@@ -449,7 +460,7 @@ async fn control(
             Some(&who.username),
             "agent.control",
             Some(format!("{} {target} on {}", action.as_str(), server.name)),
-            &client,
+            client,
             outcome,
         )
         .await;
@@ -460,7 +471,7 @@ async fn control(
             server.name, result.message
         )));
     }
-    Ok(Json(json!({"ok": result.ok, "message": result.message})))
+    Ok(json!({"ok": result.ok, "message": result.message}))
 }
 
 async fn results(

@@ -26,6 +26,13 @@ pub fn routes(r: Routes) -> Routes {
         .get("/servers/{id}", Access::Viewer, server_page)
         .post("/servers/{id}/revoke", Access::Admin, revoke_from_form)
         .post("/servers/{id}/delete", Access::Admin, delete_from_form)
+        .limited(
+            axum::http::Method::POST,
+            "/servers/{id}/control",
+            Access::Admin,
+            crate::auth::Bucket::Control,
+            control_from_form,
+        )
 }
 
 fn failure(e: &ApiError) -> Response {
@@ -211,13 +218,22 @@ struct ServerPage {
     /// (timer, schedule, last result, failed)
     timers: Vec<(String, String, String, bool)>,
     scanned_at: Option<String>,
+    /// What its host lets the hub ask (while its agent is connected here):
+    /// (target, actions).
+    controls: Vec<(String, Vec<&'static str>)>,
+    /// The outcome of the last control request, shown once.
+    outcome: Option<String>,
 }
 
 fn text(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_owned()
 }
 
-async fn server_page(State(state): State<AppState>, PathId(id): PathId) -> Response {
+async fn server_page(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
     let loaded = async {
         let server = super::agents::server_or_404(&state, id).await?;
         let checks = checks_of_servers(&state).await?;
@@ -316,8 +332,45 @@ async fn server_page(State(state): State<AppState>, PathId(id): PathId) -> Respo
             units,
             timers,
             scanned_at: server.scanned_at.map(stamp),
+            controls: state
+                .fleet
+                .allowed(id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|entry| match entry.strip_prefix("check:") {
+                    Some(check) => (check.to_owned(), vec!["run"]),
+                    None => (entry, vec!["start", "stop", "restart"]),
+                })
+                .collect(),
+            outcome: query.get("outcome").cloned(),
         },
     )
+}
+
+/// A control button: asks the agent, then shows the outcome on the page.
+async fn control_from_form(
+    State(state): State<AppState>,
+    who: Principal,
+    client: Client,
+    PathId(id): PathId,
+    form: FormResult,
+) -> Response {
+    let form: HashMap<String, String> = match form {
+        Ok(f) => f.0,
+        Err(e) => return bad_form(&e),
+    };
+    let body = serde_json::Map::from_iter(["action", "target"].into_iter().map(|k| {
+        (
+            k.to_owned(),
+            Value::String(form.get(k).cloned().unwrap_or_default()),
+        )
+    }));
+    let outcome = match super::agents::ask_agent(&state, &who, &client, id, &body).await {
+        Ok(result) => result["message"].as_str().unwrap_or_default().to_owned(),
+        Err(e) => e.body().message,
+    };
+    let q = serde_urlencoded::to_string([("outcome", outcome)]).unwrap_or_default();
+    Redirect::to(&format!("/servers/{id}?{q}")).into_response()
 }
 
 async fn revoke_from_form(

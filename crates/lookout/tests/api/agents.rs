@@ -1002,6 +1002,31 @@ async fn the_hub_may_ask_only_what_the_hosts_allow_list_permits() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["fields"][0]["field"], "target");
 
+    // The server's page offers exactly the allowed actions, and a button
+    // does what the API does.
+    let page = hub
+        .get(&format!("/servers/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-target=\"allowed.service\""), "{page}");
+    assert!(page.contains("data-target=\"tick\""));
+    assert!(!page.contains("data-target=\"denied.service\""));
+    let before = sb.property("allowed.service", "MainPID");
+    let r = hub
+        .post_form(
+            &format!("/servers/{id}/control"),
+            &[("action", "restart"), ("target", "allowed.service")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let page = hub.get(&location).await.text().await.unwrap();
+    assert!(page.contains("id=\"control-outcome\""), "{page}");
+    assert!(page.contains("job done, now active"), "{page}");
+    assert_ne!(sb.property("allowed.service", "MainPID"), before);
+
     // Who asked what, and how it went.
     let audit = hub.get_json("/api/v1/audit").await;
     let controls: Vec<(String, String)> = audit
