@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use lookout_proto::check::{
     parse_line, parse_metadata, CheckLine, CheckMeta, CheckName, MetaError,
 };
-use lookout_systemd::unitfile::{write_atomically, CheckUnits};
+use lookout_systemd::unitfile::{write_atomically, write_file_atomically, CheckUnits};
 use lookout_systemd::{Action, Systemd, UnitName};
 
 use crate::Layout;
@@ -167,7 +167,9 @@ pub async fn add(layout: &Layout, file: &Path, exe: &Path) -> Result<Installed, 
         })?;
         std::fs::create_dir_all(&layout.scripts).map_err(|e| io("create", &layout.scripts, &e))?;
         written.push(script.clone());
-        install_script(&script, &copy)?;
+        // Executable by its owner and group only.
+        write_file_atomically(&layout.scripts, name.as_str(), &copy, 0o750)
+            .map_err(|e| io("write", &script, &e))?;
         for (path, text) in [
             (&service_file, unit_files.render_service()),
             (&timer_file, unit_files.render_timer()),
@@ -202,26 +204,6 @@ pub async fn add(layout: &Layout, file: &Path, exe: &Path) -> Result<Installed, 
         script,
         service,
         timer,
-    })
-}
-
-/// Writes the script's copy atomically, executable by its owner and group.
-fn install_script(path: &Path, bytes: &[u8]) -> Result<(), CheckError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        std::fs::write(&tmp, bytes)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o750))?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io("write", path, &e)
     })
 }
 

@@ -115,6 +115,13 @@ pub fn default_credentials(user: bool) -> Result<PathBuf, String> {
         .ok_or_else(|| "neither XDG_STATE_HOME nor HOME is set".to_owned())
 }
 
+/// This host's name, as the kernel has it.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+}
+
 /// Checks a hub URL: `http` or `https`, a host, nothing else.
 pub fn hub_url(hub: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(hub).map_err(|e| format!("invalid hub URL {hub:?}: {e}"))?;
@@ -158,9 +165,7 @@ pub async fn register(
     let url = base
         .join("/api/v1/agents/claim")
         .map_err(|e| AgentError::Claim(e.to_string()))?;
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned());
+    let hostname = hostname();
     let response = client
         .post(url)
         .json(&lookout_proto::agent::ClaimRequest {
@@ -458,9 +463,7 @@ async fn session(opts: &Options, followers: &mut Followers, shutdown: &Cancellat
         Ok(s) => s.split(),
         Err(e) => return End::Lost(e),
     };
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned());
+    let hostname = hostname();
     let auth = AgentMessage::Auth(AgentAuth {
         agent_id: opts.credentials.agent_id.clone(),
         api_key: opts.credentials.api_key.clone(),
@@ -544,6 +547,7 @@ async fn session(opts: &Options, followers: &mut Followers, shutdown: &Cancellat
         tracing::warn!(error = %e, "cannot watch the log directory; polling it");
     }
     let (done_tx, mut done) = tokio::sync::mpsc::channel::<ControlResult>(16);
+    let mut last_declared = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(opts.poll);
     let mut beat = tokio::time::interval(heartbeat);
     let mut scan_every = tokio::time::interval(Duration::from_secs(60));
@@ -626,9 +630,23 @@ async fn session(opts: &Options, followers: &mut Followers, shutdown: &Cancellat
             _ = wake.recv() => {}
         }
         // Checks added or removed since: tell the hub, follow their logs.
-        let now_declared = declared(&opts.layout)
+        // Listing the unit directory is cheap; the scripts' headers are read
+        // again only when the list changed, or once a minute.
+        let names_now: Option<BTreeSet<String>> = installed(&opts.layout)
             .await
-            .unwrap_or_else(|| checks.clone());
+            .ok()
+            .map(|n| n.iter().map(ToString::to_string).collect());
+        let listed: BTreeSet<String> = checks.iter().map(|c| c.name.clone()).collect();
+        let stale = names_now.is_some_and(|n| n != listed)
+            || last_declared.elapsed() >= Duration::from_secs(60);
+        let now_declared = if stale {
+            last_declared = tokio::time::Instant::now();
+            declared(&opts.layout)
+                .await
+                .unwrap_or_else(|| checks.clone())
+        } else {
+            checks.clone()
+        };
         if now_declared != checks {
             checks = now_declared;
             let names: BTreeSet<String> = checks.iter().map(|c| c.name.clone()).collect();

@@ -182,18 +182,20 @@ impl Application {
 /// and running migrations), as `serve` does; the `user` commands use it too.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match &config.database {
-        DatabaseUrl::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                create_private_dir(dir).with_context(|| {
-                    format!("cannot create the data directory {}", dir.display())
-                })?;
-            }
-            let store = SqliteStore::open(path)
-                .await
-                .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-            Ok(Arc::new(store))
-        }
+        DatabaseUrl::Sqlite(path) => Ok(Arc::new(open_sqlite(path).await?)),
     }
+}
+
+/// Opens an SQLite database file, creating its directory (mode 0700) and
+/// migrating it; `migrate`, `export` and `import` use it as `serve` does.
+pub async fn open_sqlite(path: &std::path::Path) -> anyhow::Result<SqliteStore> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    SqliteStore::open(path)
+        .await
+        .with_context(|| format!("cannot open the SQLite database {}", path.display()))
 }
 
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {

@@ -197,21 +197,8 @@ fn database_config(m: &ArgMatches) -> anyhow::Result<Config> {
 
 /// Opens the SQLite database the settings name (creating and migrating it).
 async fn open_sqlite(config: &Config) -> anyhow::Result<lookout_hub::store::SqliteStore> {
-    match &config.database {
-        lookout_hub::config::DatabaseUrl::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                use std::os::unix::fs::DirBuilderExt as _;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-            }
-            lookout_hub::store::SqliteStore::open(path)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-        }
-    }
+    let lookout_hub::config::DatabaseUrl::Sqlite(path) = &config.database;
+    lookout_hub::app::open_sqlite(path).await
 }
 
 /// `lookout export`: the whole database as one JSON document.

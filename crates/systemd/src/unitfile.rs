@@ -248,11 +248,25 @@ impl CheckUnits {
 /// Writes `contents` to `dir/name` atomically (temp file, then rename), so a
 /// half-written unit is never seen by systemd.
 pub fn write_atomically(dir: &Path, name: &str, contents: &str) -> std::io::Result<PathBuf> {
+    write_file_atomically(dir, name, contents.as_bytes(), 0o644)
+}
+
+/// Writes `bytes` to `dir/name` with `mode`, atomically: a temporary file in
+/// the same directory, renamed into place, removed if anything fails.
+pub fn write_file_atomically(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(dir)?;
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, contents)?;
-    if let Err(e) = std::fs::rename(&tmp, &path) {
+    let written = std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }

@@ -11,7 +11,7 @@ use lookout_proto::service::ServiceName;
 use lookout_proto::FieldError;
 use serde_json::{json, Value};
 
-use super::extract::{count_param, JsonObject, PathId, QueryMap, ServiceId};
+use super::extract::{count_param, Fields, JsonObject, PathId, QueryMap, ServiceId};
 use super::table::Routes;
 use super::AppState;
 use crate::agents::server_view;
@@ -58,30 +58,19 @@ pub fn routes(r: Routes) -> Routes {
 pub fn parse_register(
     body: &serde_json::Map<String, Value>,
 ) -> Result<(String, Vec<String>), ApiError> {
-    let mut problems = Vec::new();
-    for key in body.keys() {
-        if key != "server_name" && key != "labels" {
-            problems.push(FieldError::new(key.clone(), "is not a known field"));
-        }
-    }
-    let name = match body.get("server_name") {
-        Some(Value::String(s)) => match ServiceName::parse(s) {
-            Ok(_) if s.contains(['@', '#']) => {
-                problems.push(FieldError::new("server_name", "must not contain @ or #"));
-                String::new()
-            }
-            Ok(n) => n.as_str().to_owned(),
-            Err(e) => {
-                problems.push(FieldError::new("server_name", e.to_string()));
-                String::new()
-            }
-        },
-        Some(_) => {
-            problems.push(FieldError::new("server_name", "must be a string"));
+    let mut f = Fields::new(body, &["server_name", "labels"]);
+    let raw = f.required("server_name");
+    let name = match ServiceName::parse(&raw) {
+        _ if raw.is_empty() => String::new(),
+        Ok(_) if raw.contains(['@', '#']) => {
+            f.problems
+                .push(FieldError::new("server_name", "must not contain @ or #"));
             String::new()
         }
-        None => {
-            problems.push(FieldError::new("server_name", "is required"));
+        Ok(n) => n.as_str().to_owned(),
+        Err(e) => {
+            f.problems
+                .push(FieldError::new("server_name", e.to_string()));
             String::new()
         }
     };
@@ -99,7 +88,7 @@ pub fn parse_register(
                     .iter()
                     .all(|l| !l.is_empty() && l.len() <= 50 && !l.chars().any(char::is_control));
             if !ok {
-                problems.push(FieldError::new(
+                f.problems.push(FieldError::new(
                     "labels",
                     "must be at most 20 strings of 1 to 50 characters",
                 ));
@@ -107,15 +96,13 @@ pub fn parse_register(
             labels
         }
         Some(_) => {
-            problems.push(FieldError::new("labels", "must be an array of strings"));
+            f.problems
+                .push(FieldError::new("labels", "must be an array of strings"));
             Vec::new()
         }
     };
-    if problems.is_empty() {
-        Ok((name, labels))
-    } else {
-        Err(ApiError::Validation(problems))
-    }
+    f.finish()?;
+    Ok((name, labels))
 }
 
 /// A new server with a fresh one-time claim token (shown once).
@@ -181,31 +168,17 @@ async fn claim(
     client: Client,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut problems: Vec<FieldError> = body
-        .keys()
-        .filter(|k| !["claim_token", "hostname"].contains(&k.as_str()))
-        .map(|k| FieldError::new(k.clone(), "is not a known field"))
-        .collect();
-    let claim_token = match body.get("claim_token") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => {
-            problems.push(FieldError::new("claim_token", "is required"));
-            String::new()
-        }
-    };
-    let hostname = match body.get("hostname") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= 253 && !s.chars().any(char::is_control) => {
-            Some(s.clone())
-        }
-        Some(_) => {
-            problems.push(FieldError::new("hostname", "must be a host name"));
-            None
-        }
-    };
-    if !problems.is_empty() {
-        return Err(ApiError::Validation(problems));
+    let mut f = Fields::new(&body, &["claim_token", "hostname"]);
+    let claim_token = f.required("claim_token");
+    let hostname = f.text("hostname");
+    if hostname
+        .as_deref()
+        .is_some_and(|h| h.len() > 253 || h.chars().any(char::is_control))
+    {
+        f.problems
+            .push(FieldError::new("hostname", "must be a host name"));
     }
+    f.finish()?;
     let api_key = format!("lkk_{}", token::random_hex());
     let claimed = state
         .store
@@ -409,45 +382,35 @@ pub async fn ask_agent(
     body: &serde_json::Map<String, Value>,
 ) -> Result<Value, ApiError> {
     use lookout_proto::agent::ControlAction;
-    let mut problems: Vec<FieldError> = body
-        .keys()
-        .filter(|k| !["action", "target"].contains(&k.as_str()))
-        .map(|k| FieldError::new(k.clone(), "is not a known field"))
-        .collect();
-    let action = match body.get("action").and_then(Value::as_str) {
-        Some("start") => Some(ControlAction::Start),
-        Some("stop") => Some(ControlAction::Stop),
-        Some("restart") => Some(ControlAction::Restart),
-        Some("run") => Some(ControlAction::Run),
-        _ => {
-            problems.push(FieldError::new(
-                "action",
-                "must be start, stop, restart or run",
-            ));
-            None
-        }
-    };
-    let target = body
-        .get("target")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let mut f = Fields::new(body, &["action", "target"]);
+    // The wire names of `ControlAction` are the API's.
+    let action: Option<ControlAction> = body
+        .get("action")
+        .and_then(|a| serde_json::from_value(a.clone()).ok());
+    if action.is_none() {
+        f.problems.push(FieldError::new(
+            "action",
+            "must be start, stop, restart or run",
+        ));
+    }
+    let target = f.text("target").unwrap_or_default();
     let valid = match action {
-        Some(ControlAction::Run) => lookout_proto::check::CheckName::parse(target).map(|_| ()),
-        Some(_) => lookout_systemd::UnitName::parse(target)
+        Some(ControlAction::Run) => lookout_proto::check::CheckName::parse(&target).map(|_| ()),
+        Some(_) => lookout_systemd::UnitName::parse(&target)
             .map(|_| ())
             .map_err(|e| e.to_string()),
         None => Ok(()),
     };
     if let Err(e) = valid {
-        problems.push(FieldError::new("target", e));
+        f.problems.push(FieldError::new("target", e));
     }
-    let Some(action) = action.filter(|_| problems.is_empty()) else {
-        return Err(ApiError::Validation(problems));
+    let Some(action) = action.filter(|_| f.problems.is_empty()) else {
+        return Err(ApiError::Validation(f.problems));
     };
     let server = server_or_404(state, id).await?;
     let asked = state
         .fleet
-        .request(id, action, target.to_owned(), who.username.clone())
+        .request(id, action, target.clone(), who.username.clone())
         .await;
     let outcome = match &asked {
         Ok(r) if r.ok => AuditOutcome::Ok,

@@ -155,6 +155,51 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
+/// Reads the fields of a JSON object: all known, strings where text is
+/// expected, with every problem reported at once (`finish`).
+pub struct Fields<'a> {
+    body: &'a serde_json::Map<String, serde_json::Value>,
+    pub problems: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(body: &'a serde_json::Map<String, serde_json::Value>, known: &[&str]) -> Self {
+        let problems = body
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .map(|k| FieldError::new(k.clone(), "is not a known field"))
+            .collect();
+        Self { body, problems }
+    }
+
+    pub fn text(&mut self, key: &str) -> Option<String> {
+        match self.body.get(key) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.problems.push(FieldError::new(key, "must be a string"));
+                None
+            }
+        }
+    }
+
+    pub fn required(&mut self, key: &str) -> String {
+        let v = self.text(key);
+        if v.as_deref().is_none_or(str::is_empty) && !self.problems.iter().any(|p| p.field == key) {
+            self.problems.push(FieldError::new(key, "is required"));
+        }
+        v.unwrap_or_default()
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.problems))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -18,7 +18,6 @@ use lookout_proto::status::Status;
 use lookout_proto::FieldError;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::extract::{JsonObject, PathText, QueryMap, ServiceId};
@@ -237,10 +236,6 @@ async fn refresh_all(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
 
 // ---- Push URLs ----------------------------------------------------------------
 
-fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 fn seconds(
     body: &serde_json::Map<String, Value>,
     key: &str,
@@ -300,7 +295,7 @@ async fn create_push_token(
     let token = hex::encode(raw);
     if !state
         .store
-        .set_push_token(id, &hash_token(&token), period, grace)
+        .set_push_token(id, &crate::auth::token::hash(&token), period, grace)
         .await?
     {
         return Err(ApiError::not_found_service(id));
@@ -354,7 +349,7 @@ async fn push(
     let recorded = state
         .store
         .record_push(
-            &hash_token(&token),
+            &crate::auth::token::hash(&token),
             status,
             message.as_deref(),
             state.clock.now(),
@@ -414,7 +409,8 @@ mod tests {
 
     #[test]
     fn tokens_are_stored_as_sha256() {
-        assert_eq!(super::hash_token("abc").len(), 64);
-        assert_ne!(super::hash_token("abc"), super::hash_token("abd"));
+        use crate::auth::token::hash;
+        assert_eq!(hash("abc").len(), 64);
+        assert_ne!(hash("abc"), hash("abd"));
     }
 }

@@ -6,9 +6,9 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use lookout_proto::FieldError;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::extract::{count_param, JsonObject, PathId, QueryMap};
+use super::extract::{count_param, Fields, JsonObject, PathId, QueryMap};
 use super::table::Routes;
 use super::AppState;
 use crate::auth::{Access, Bucket, Client, Principal, UserRequest};
@@ -52,59 +52,15 @@ pub fn routes(r: Routes) -> Routes {
     .put("/v1/settings", Access::Admin, put_settings)
 }
 
-/// Reads the fields of a JSON object: strings, all known, with every problem
-/// reported at once.
-struct Fields<'a> {
-    body: &'a Map<String, Value>,
-    problems: Vec<FieldError>,
-}
-
-impl<'a> Fields<'a> {
-    fn new(body: &'a Map<String, Value>, known: &[&str]) -> Self {
-        let problems = body
-            .keys()
-            .filter(|k| !known.contains(&k.as_str()))
-            .map(|k| FieldError::new(k.clone(), "is not a known field"))
-            .collect();
-        Self { body, problems }
-    }
-
-    fn text(&mut self, key: &str) -> Option<String> {
-        match self.body.get(key) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                self.problems.push(FieldError::new(key, "must be a string"));
-                None
-            }
-        }
-    }
-
-    fn required(&mut self, key: &str) -> String {
-        let v = self.text(key);
-        if v.as_deref().is_none_or(str::is_empty) && !self.problems.iter().any(|p| p.field == key) {
-            self.problems.push(FieldError::new(key, "is required"));
-        }
-        v.unwrap_or_default()
-    }
-
-    fn role(&mut self, key: &str, default: Role) -> Role {
-        match self.text(key) {
-            None => default,
-            Some(s) => Role::parse(&s).unwrap_or_else(|| {
-                self.problems
-                    .push(FieldError::new(key, "must be admin or viewer"));
-                default
-            }),
-        }
-    }
-
-    fn finish(self) -> Result<(), ApiError> {
-        if self.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.problems))
-        }
+/// A role field: `admin` or `viewer`.
+fn role(f: &mut Fields<'_>, key: &str, default: Role) -> Role {
+    match f.text(key) {
+        None => default,
+        Some(s) => Role::parse(&s).unwrap_or_else(|| {
+            f.problems
+                .push(FieldError::new(key, "must be admin or viewer"));
+            default
+        }),
     }
 }
 
@@ -255,7 +211,7 @@ async fn create_user(
     let username = f.required("username");
     let email = f.text("email").filter(|e| !e.is_empty());
     let password = f.required("password");
-    let role = f.role("role", Role::Viewer);
+    let role = role(&mut f, "role", Role::Viewer);
     f.finish()?;
     let user = add_user(
         &state,
@@ -342,7 +298,7 @@ async fn create_token(
         f.problems
             .push(FieldError::new("name", "must be at most 100 characters"));
     }
-    let role = f.role("role", who.role);
+    let role = role(&mut f, "role", who.role);
     if role > who.role {
         f.problems
             .push(FieldError::new("role", "cannot exceed your own role"));

@@ -29,13 +29,16 @@ pub struct Server {
     pub created_at: DateTime<Utc>,
 }
 
+/// An agent heard from at `last_seen` is in touch until it misses three
+/// heartbeats. Every backend and every view decides it here.
+pub fn in_touch(last_seen: Option<DateTime<Utc>>, heartbeat_secs: i64, now: DateTime<Utc>) -> bool {
+    last_seen.is_some_and(|t| (now - t).num_milliseconds() <= heartbeat_secs.max(1) * 3000)
+}
+
 impl Server {
-    /// In touch: heard from within three heartbeats, and not revoked.
+    /// In touch, and not revoked.
     pub fn online(&self, now: DateTime<Utc>) -> bool {
-        !self.revoked
-            && self.last_seen.is_some_and(|t| {
-                (now - t).num_milliseconds() <= super::sqlite::offline_after_ms(self.heartbeat_secs)
-            })
+        !self.revoked && in_touch(self.last_seen, self.heartbeat_secs, now)
     }
 }
 

@@ -95,6 +95,35 @@ impl Agent {
     }
 }
 
+/// `lookout check add --user` of a script written to the sandbox as `file`.
+fn add_check(sb: &SystemdSandbox, file: &str, script: &str) {
+    let path = sb.dir().join(file);
+    std::fs::write(&path, script).unwrap();
+    let added = sb
+        .command(BIN)
+        .args(["check", "add", "--user"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&added.stderr);
+    assert!(added.status.success(), "{said}");
+}
+
+/// `lookout agent register --user` inside the sandbox.
+fn register_in(sb: &SystemdSandbox, hub: &str, claim: &str) -> Command {
+    let mut c = sb.command(BIN);
+    c.args([
+        "agent",
+        "register",
+        "--user",
+        "--hub",
+        hub,
+        "--claim-token",
+        claim,
+    ]);
+    c
+}
+
 /// `lookout agent run --user --no-scan` for a host whose checks live under
 /// `root` (as `write_check_files` lays them out).
 fn agent_cmd(root: &Path, credentials: &Path) -> Command {
@@ -214,12 +243,7 @@ async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
     // Provision, then register the agent with the one-time claim token.
     let claim = provision(&hub, "sandbox-host").await;
     let hub_url = format!("http://127.0.0.1:{port}");
-    let register = || {
-        let mut c = sb.command(BIN);
-        c.args(["agent", "register", "--user", "--hub", &hub_url])
-            .args(["--claim-token", &claim]);
-        c
-    };
+    let register = || register_in(&sb, &hub_url, &claim);
     let out = register().output().unwrap();
     assert!(
         out.status.success(),
@@ -246,19 +270,7 @@ async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 
     // A check on a two-second timer, and the agent.
-    let script = sb.dir().join("tick.bash");
-    std::fs::write(&script, TICK).unwrap();
-    let added = sb
-        .command(BIN)
-        .args(["check", "add", "--user"])
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    add_check(&sb, "tick.bash", TICK);
     let mut cmd = sb.command(BIN);
     cmd.args(["agent", "run", "--user"]);
     let agent = Agent::spawn(cmd, sb.dir());
@@ -883,37 +895,13 @@ async fn the_hub_may_ask_only_what_the_hosts_allow_list_permits() {
     }
     sb.daemon_reload();
     sb.systemctl_ok(&["start", "allowed.service", "denied.service"]);
-    let script = sb.dir().join("tick.bash");
-    std::fs::write(&script, TICK.replace("*:*:0/2", "hourly")).unwrap();
-    let added = sb
-        .command(BIN)
-        .args(["check", "add", "--user"])
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    add_check(&sb, "tick.bash", &TICK.replace("*:*:0/2", "hourly"));
 
     let port = free_port_in(20000..30000);
     let hub = hub(port).await;
     let claim = provision(&hub, "controlled").await;
     let hub_url = format!("http://127.0.0.1:{port}");
-    let out = sb
-        .command(BIN)
-        .args([
-            "agent",
-            "register",
-            "--user",
-            "--hub",
-            &hub_url,
-            "--claim-token",
-            &claim,
-        ])
-        .output()
-        .unwrap();
+    let out = register_in(&sb, &hub_url, &claim).output().unwrap();
     assert!(
         out.status.success(),
         "{}",

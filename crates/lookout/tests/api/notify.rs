@@ -176,7 +176,15 @@ async fn one_alert_after_three_failures_then_one_recovery() {
     target.set_status(200);
     let both = rx.wait_for("/hook", 2, SOON).await;
     assert_eq!(both[1].json()["event"], "recovery");
-    let log = hub.get_json("/api/notifications/deliveries").await;
+    // The hub notes a delivery once the receiver has answered: wait for it.
+    let until = tokio::time::Instant::now() + SOON;
+    let log = loop {
+        let log = hub.get_json("/api/notifications/deliveries").await;
+        if log.as_array().map_or(0, Vec::len) >= 2 || tokio::time::Instant::now() > until {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let kinds: Vec<&str> = log
         .as_array()
         .unwrap()

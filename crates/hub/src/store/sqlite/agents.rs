@@ -11,7 +11,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{decode_error, ms, opt_time, reconcile, reconcile_all, time, SqliteStore};
-use crate::store::agents::{AgentStore, Ingested, NewServer, Server};
+use crate::store::agents::{in_touch, AgentStore, Ingested, NewServer, Server};
 use crate::store::StoreError;
 
 fn server_from_row(row: &SqliteRow) -> Result<Server, sqlx::Error> {
@@ -207,9 +207,7 @@ impl AgentStore for SqliteStore {
         .await?;
         // Coming back online changes the status of every check; a heartbeat
         // of an agent in touch changes nothing.
-        let was_online = before
-            .flatten()
-            .is_some_and(|t| ms(now) - t <= super::offline_after_ms(heartbeat_secs));
+        let was_online = in_touch(before.flatten().map(time), heartbeat_secs, now);
         let changes = if was_online {
             Vec::new()
         } else {

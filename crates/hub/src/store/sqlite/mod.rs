@@ -18,6 +18,8 @@ use lookout_proto::check::LineStatus;
 use lookout_proto::service::StatusEventView;
 use lookout_proto::status::{agent_check_status, derive_status, passive_status, Status};
 
+use crate::store::agents::in_touch;
+
 use super::{
     Channel, Delivery, DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts,
     Service, ServiceFilter, Store, StoreError,
@@ -84,11 +86,6 @@ impl SqliteStore {
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
-}
-
-/// An agent is offline after three missed heartbeats.
-pub(crate) fn offline_after_ms(heartbeat_secs: i64) -> i64 {
-    heartbeat_secs.max(1) * 3000
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -345,7 +342,7 @@ async fn reconcile_full(
             .try_get::<Option<i64>, _>("server_heartbeat")?
             .unwrap_or(10);
         let revoked = row.try_get::<Option<i64>, _>("server_revoked")?.is_some();
-        let online = !revoked && seen.is_some_and(|t| ms(now) - t <= offline_after_ms(heartbeat));
+        let online = !revoked && in_touch(seen.map(time), heartbeat, now);
         let check_status: Option<String> = row.try_get("check_status")?;
         let message: Option<String> = row.try_get("check_message")?;
         let last = check_status
