@@ -15,7 +15,7 @@ use crate::events::EventBus;
 use crate::health::scheduler::Scheduler;
 use crate::health::Checker;
 use crate::routes::{router, AppState};
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqlStore, Store};
 
 /// A hub that is bound and ready to serve.
 pub struct Application {
@@ -181,19 +181,27 @@ impl Application {
 /// Opens the database the configuration names (creating the data directory
 /// and running migrations), as `serve` does; the `user` commands use it too.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    match &config.database {
-        DatabaseUrl::Sqlite(path) => Ok(Arc::new(open_sqlite(path).await?)),
+    Ok(Arc::new(open_database(&config.database).await?))
+}
+
+/// Opens (and migrates) the database `url` names, SQLite or PostgreSQL.
+pub async fn open_database(url: &DatabaseUrl) -> anyhow::Result<SqlStore> {
+    match url {
+        DatabaseUrl::Sqlite(path) => open_sqlite(path).await,
+        DatabaseUrl::Postgres(pg) => SqlStore::connect_postgres(pg)
+            .await
+            .with_context(|| format!("cannot open the PostgreSQL database {}", url.display())),
     }
 }
 
 /// Opens an SQLite database file, creating its directory (mode 0700) and
 /// migrating it; `migrate`, `export` and `import` use it as `serve` does.
-pub async fn open_sqlite(path: &std::path::Path) -> anyhow::Result<SqliteStore> {
+pub async fn open_sqlite(path: &std::path::Path) -> anyhow::Result<SqlStore> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     }
-    SqliteStore::open(path)
+    SqlStore::open(path)
         .await
         .with_context(|| format!("cannot open the SQLite database {}", path.display()))
 }

@@ -52,7 +52,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     },
     SettingSpec {
         key: "database",
-        help: "database URL (sqlite://PATH)",
+        help: "database URL (sqlite://PATH or postgres://USER:PASSWORD@HOST/DB)",
     },
     SettingSpec {
         key: "check_interval",
@@ -233,6 +233,27 @@ impl Default for CheckDefaults {
 pub enum DatabaseUrl {
     /// An SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://...`), which several hubs may share.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// How the database is named in messages: the file, or the URL without
+    /// its password.
+    pub fn display(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => path.display().to_string(),
+            DatabaseUrl::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    u.to_string()
+                }
+                Err(_) => "postgres://…".into(),
+            },
+        }
+    }
 }
 
 impl Config {
@@ -607,9 +628,14 @@ fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
         return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
     }
     if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-        return Err("PostgreSQL is not supported by this version yet; use sqlite://PATH".into());
+        let url = url::Url::parse(s).map_err(|e| format!("is not a valid PostgreSQL URL: {e}"))?;
+        if url.host_str().is_none_or(str::is_empty) && !url.query().unwrap_or("").contains("host=")
+        {
+            return Err("names no host; use postgres://USER:PASSWORD@HOST:PORT/DATABASE".into());
+        }
+        return Ok(DatabaseUrl::Postgres(s.to_owned()));
     }
-    Err("expected a sqlite://PATH URL".into())
+    Err("expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE".into())
 }
 
 /// Parses `500ms`, `2s`, `5m`, `1h`, or a bare number of seconds.
@@ -800,8 +826,15 @@ mod tests {
             DatabaseUrl::Sqlite("rel.db".into())
         );
         assert!(parse_database_url("sqlite://").is_err());
-        assert!(parse_database_url("postgres://u@h/db")
-            .unwrap_err()
-            .contains("PostgreSQL"));
+        assert_eq!(
+            parse_database_url("postgres://u:pw@h:5432/db").unwrap(),
+            DatabaseUrl::Postgres("postgres://u:pw@h:5432/db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::Postgres("postgres://u:pw@h:5432/db".into()).display(),
+            "postgres://u:***@h:5432/db"
+        );
+        assert!(parse_database_url("postgres://").is_err());
+        assert!(parse_database_url("mysql://h/db").is_err());
     }
 }

@@ -252,14 +252,14 @@ pub async fn run_pruner(
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
-    use crate::store::{HealthCheck, SqliteStore};
+    use crate::store::{HealthCheck, SqlStore};
     use lookout_proto::service::{parse_new_service, HealthStatus};
 
     #[tokio::test]
     async fn the_pruner_keeps_the_database_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("p.db")).await.unwrap());
+            Arc::new(SqlStore::open(&dir.path().join("p.db")).await.unwrap());
         let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
         let new = parse_new_service(serde_json::json!({"name": "s"}).as_object().unwrap()).unwrap();
         let s = store.create_service(&new, clock.now()).await.unwrap();
@@ -331,7 +331,7 @@ mod tests {
         use lookout_proto::agent::StatusUpdate;
         use lookout_proto::check::LineStatus;
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("p.db")).await.unwrap();
+        let store = SqlStore::open(&dir.path().join("p.db")).await.unwrap();
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let server = store
             .create_server(

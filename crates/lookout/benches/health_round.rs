@@ -20,7 +20,7 @@ use lookout_hub::config::CheckDefaults;
 use lookout_hub::events::{Event, EventBus};
 use lookout_hub::health::scheduler::Scheduler;
 use lookout_hub::health::Checker;
-use lookout_hub::store::{SqliteStore, Store};
+use lookout_hub::store::{SqlStore, Store};
 use lookout_proto::service::{parse_new_service, HealthStatus};
 use tokio_util::sync::CancellationToken;
 
@@ -80,11 +80,8 @@ async fn main() {
     let (answering, hanging) = ports.split_at(SERVERS - 1);
 
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("bench.db"))
-            .await
-            .unwrap(),
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(SqlStore::open(&dir.path().join("bench.db")).await.unwrap());
     let clock = Arc::new(SystemClock);
     let now = lookout_hub::clock::Clock::now(clock.as_ref());
     for i in 0..TARGETS {

@@ -195,10 +195,9 @@ fn database_config(m: &ArgMatches) -> anyhow::Result<Config> {
     )?)
 }
 
-/// Opens the SQLite database the settings name (creating and migrating it).
-async fn open_sqlite(config: &Config) -> anyhow::Result<lookout_hub::store::SqliteStore> {
-    let lookout_hub::config::DatabaseUrl::Sqlite(path) = &config.database;
-    lookout_hub::app::open_sqlite(path).await
+/// Opens the database the settings name (creating and migrating it).
+async fn open_database(config: &Config) -> anyhow::Result<lookout_hub::store::SqlStore> {
+    lookout_hub::app::open_database(&config.database).await
 }
 
 /// `lookout export`: the whole database as one JSON document.
@@ -207,7 +206,7 @@ fn export(m: &ArgMatches) -> anyhow::Result<()> {
     let config = database_config(m)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let dump = runtime.block_on(async {
-        let store = open_sqlite(&config).await?;
+        let store = open_database(&config).await?;
         let now = lookout_hub::clock::Clock::now(&lookout_hub::clock::SystemClock);
         let dump = store.export(now).await;
         lookout_hub::store::Store::close(&store).await;
@@ -243,7 +242,7 @@ fn import(m: &ArgMatches) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", file.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
     let loaded = runtime.block_on(async {
-        let store = open_sqlite(&config).await?;
+        let store = open_database(&config).await?;
         let loaded = store.import(&dump).await;
         lookout_hub::store::Store::close(&store).await;
         anyhow::Ok(loaded?)
@@ -257,11 +256,13 @@ fn migrate(m: &ArgMatches) -> anyhow::Result<()> {
     let config = database_config(m)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let store = open_sqlite(&config).await?;
+        let store = open_database(&config).await?;
         let version = store.schema_version().await?;
         lookout_hub::store::Store::close(&store).await;
-        let lookout_hub::config::DatabaseUrl::Sqlite(path) = &config.database;
-        println!("{}: schema version {version}, up to date", path.display());
+        println!(
+            "{}: schema version {version}, up to date",
+            config.database.display()
+        );
         anyhow::Ok(())
     })
 }

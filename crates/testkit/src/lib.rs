@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod brokers;
 pub mod browser;
+pub mod postgres;
 pub mod receiver;
 pub mod sse;
 pub mod systemd;
@@ -44,6 +45,9 @@ pub struct TestHub {
     process: Option<std::process::Child>,
     /// The CSRF cookie this client was given, once a form was posted.
     csrf: std::sync::Mutex<Option<String>>,
+    /// The PostgreSQL database the hub uses, when the suite runs on
+    /// PostgreSQL (`LOOKOUT_TEST_DATABASE=postgres`); kept across restarts.
+    database: Option<String>,
 }
 
 fn http_client() -> reqwest::Client {
@@ -100,6 +104,7 @@ pub fn spawn_hub_process(
         tweak: Arc::new(|_| {}),
         process: Some(child),
         csrf: std::sync::Mutex::default(),
+        database: None,
     }
 }
 
@@ -111,7 +116,17 @@ pub async fn spawn_hub() -> TestHub {
 /// Starts a hub after letting the test adjust its configuration.
 pub async fn spawn_hub_with(tweak: impl Fn(&mut Config) + Send + Sync + 'static) -> TestHub {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    start(dir, Arc::new(tweak), None).await
+    start(dir, Arc::new(tweak), None, suite_database().await).await
+}
+
+/// A fresh PostgreSQL database when the suite runs on PostgreSQL, else none
+/// (the hub's SQLite file in its data directory).
+async fn suite_database() -> Option<String> {
+    if postgres::hubs_on_postgres() {
+        Some(postgres::fresh_database().await)
+    } else {
+        None
+    }
 }
 
 /// Starts a hub with an injected clock.
@@ -120,18 +135,29 @@ pub async fn spawn_hub_with_clock(
     clock: SharedClock,
 ) -> TestHub {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    start(dir, Arc::new(tweak), Some(clock)).await
+    start(dir, Arc::new(tweak), Some(clock), suite_database().await).await
 }
 
 async fn start(
     data_dir: Arc<tempfile::TempDir>,
     tweak: Arc<dyn Fn(&mut Config) + Send + Sync>,
     clock: Option<SharedClock>,
+    database: Option<String>,
 ) -> TestHub {
+    // `RUST_LOG=warn cargo test ... -- --nocapture` shows what in-process hubs log.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let mut config = Config::with_data_dir(
         "127.0.0.1:0".parse().expect("socket address"),
         data_dir.path().to_path_buf(),
     );
+    if let Some(url) = &database {
+        config.database = lookout_hub::config::DatabaseUrl::Postgres(url.clone());
+    }
     tweak(&mut config);
     let app = match clock {
         Some(clock) => Application::build_with_clock(config, clock).await,
@@ -152,6 +178,7 @@ async fn start(
         tweak,
         process: None,
         csrf: std::sync::Mutex::default(),
+        database,
     }
 }
 
@@ -167,6 +194,11 @@ impl TestHub {
 
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    /// The PostgreSQL URL the hub stores in, when the suite runs on PostgreSQL.
+    pub fn database(&self) -> Option<&str> {
+        self.database.as_deref()
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -197,7 +229,13 @@ impl TestHub {
     /// Stops the hub and starts a new one on the same data directory.
     pub async fn restart(mut self) -> TestHub {
         self.stop().await;
-        start(self.data_dir.clone(), self.tweak.clone(), None).await
+        start(
+            self.data_dir.clone(),
+            self.tweak.clone(),
+            None,
+            self.database.clone(),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -6,7 +6,7 @@
 
 pub mod accounts;
 pub mod agents;
-pub mod sqlite;
+pub mod sql;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use accounts::AccountStore;
 pub use agents::AgentStore;
-pub use sqlite::SqliteStore;
+pub use sql::{Backend, SqlStore};
 
 use crate::config::CheckDefaults;
 

@@ -29,11 +29,28 @@ fn required(c: &mut Config) {
 
 /// `lookout user add NAME [--admin]` against the hub's data directory, the
 /// password piped on standard input, as a person would script it.
-pub fn add_user(data_dir: &std::path::Path, name: &str, password: &str, admin: bool) {
+pub fn add_user(hub: &TestHub, name: &str, password: &str, admin: bool) {
+    add_user_in(hub.data_dir(), hub.database(), name, password, admin);
+}
+
+/// `lookout user add` against a data directory, or the PostgreSQL database
+/// the suite runs on.
+pub fn add_user_in(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+    name: &str,
+    password: &str,
+    admin: bool,
+) {
     let mut args = vec!["user", "add", name];
     if admin {
         args.push("--admin");
     }
+    let mut database_args = vec![];
+    if let Some(url) = database {
+        database_args = vec!["--database", url];
+    }
+    args.extend(database_args);
     let (ok, stdout, stderr) = run_cli(data_dir, &args, Some(password));
     assert!(ok, "user add {name}: {stderr}");
     assert!(stdout.starts_with("created "), "{stdout}");
@@ -83,8 +100,8 @@ async fn hub_with_accounts() -> TestHub {
         };
     })
     .await;
-    add_user(hub.data_dir(), "ada", ADMIN_PASSWORD, true);
-    add_user(hub.data_dir(), "vic", VIEWER_PASSWORD, false);
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
+    add_user(&hub, "vic", VIEWER_PASSWORD, false);
     hub
 }
 
@@ -415,7 +432,7 @@ async fn login_refresh_rotation_and_replay() {
 async fn tokens_and_sessions_expire_on_the_hubs_clock() {
     let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
     let hub = spawn_hub_with_clock(required, clock.clone()).await;
-    add_user(hub.data_dir(), "ada", ADMIN_PASSWORD, true);
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
     let (access, refresh_token) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
     let session = browser_login(&hub, "ada", ADMIN_PASSWORD).await;
 
@@ -758,7 +775,7 @@ async fn repeated_logins_are_limited_per_client_with_retry_after() {
         c.auth.trusted_proxies = lookout_hub::auth::client::parse_trusted("127.0.0.1").unwrap();
     })
     .await;
-    add_user(hub.data_dir(), "ada", ADMIN_PASSWORD, true);
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
     let attacker = "203.0.113.5";
     for _ in 0..10 {
         assert_eq!(login_from(&hub, attacker, "guess").await.status(), 401);
@@ -790,7 +807,7 @@ async fn repeated_logins_are_limited_per_client_with_retry_after() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forwarded_headers_are_ignored_from_untrusted_peers() {
     let hub = spawn_hub_with(required).await;
-    add_user(hub.data_dir(), "ada", ADMIN_PASSWORD, true);
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
     // A client that invents a new address for every attempt is still one client.
     for i in 0..10 {
         let r = login_from(&hub, &format!("198.51.100.{i}"), "guess").await;
@@ -855,11 +872,11 @@ async fn user_commands_manage_accounts_with_one_line_errors() {
     assert!(!ok);
     assert!(stderr.contains("invalid username"), "{stderr}");
 
-    add_user(dir.path(), "ada", ADMIN_PASSWORD, true);
+    add_user_in(dir.path(), None, "ada", ADMIN_PASSWORD, true);
     let (ok, _, stderr) = run_cli(dir.path(), &["user", "add", "ada"], Some(ADMIN_PASSWORD));
     assert!(!ok);
     assert!(stderr.contains("already taken"), "{stderr}");
-    add_user(dir.path(), "vic", VIEWER_PASSWORD, false);
+    add_user_in(dir.path(), None, "vic", VIEWER_PASSWORD, false);
     let (ok, out, _) = run_cli(dir.path(), &["user", "list"], None);
     assert!(ok);
     let rows: Vec<Vec<&str>> = out
@@ -961,7 +978,7 @@ async fn tls_serves_https_with_secure_host_only_cookies() {
         c.auth.tls = true;
     })
     .await;
-    add_user(hub.data_dir(), "ada", ADMIN_PASSWORD, true);
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
         .redirect(reqwest::redirect::Policy::none())

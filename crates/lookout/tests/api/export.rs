@@ -1,19 +1,63 @@
 //! `lookout export` and `lookout import`: a hub's whole database as one
 //! versioned JSON document, loaded into a new database exactly, all or nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use lookout_hub::config::DatabaseUrl;
+use lookout_testkit::postgres::{fresh_database, hubs_on_postgres};
 use lookout_testkit::{spawn_hub_with, TestHub};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lookout");
 
-fn lookout(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
+/// A database as the CLI is told about it.
+#[derive(Clone, Debug)]
+enum Db {
+    /// A data directory holding `lookout.db`.
+    Dir(PathBuf),
+    /// A PostgreSQL URL.
+    Pg(String),
+}
+
+impl Db {
+    fn of(hub: &TestHub) -> Db {
+        match hub.database() {
+            Some(url) => Db::Pg(url.to_owned()),
+            None => Db::Dir(hub.data_dir().to_path_buf()),
+        }
+    }
+
+    /// A new empty database of the kind the suite runs its hubs on; the
+    /// directory is kept alive by the caller.
+    async fn fresh(dir: &Path) -> Db {
+        if hubs_on_postgres() {
+            Db::Pg(fresh_database().await)
+        } else {
+            Db::Dir(dir.to_path_buf())
+        }
+    }
+
+    fn url(&self) -> DatabaseUrl {
+        match self {
+            Db::Dir(d) => DatabaseUrl::Sqlite(d.join(lookout_hub::config::DB_FILE)),
+            Db::Pg(url) => DatabaseUrl::Postgres(url.clone()),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        match self {
+            Db::Dir(d) => vec!["--data-dir".into(), d.display().to_string()],
+            Db::Pg(url) => vec!["--database".into(), url.clone()],
+        }
+    }
+}
+
+fn lookout(db: &Db, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
+        .args(db.args())
+        .env_remove("LOOKOUT_DATABASE")
         .output()
         .unwrap();
     (
@@ -23,15 +67,21 @@ fn lookout(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn export(data_dir: &Path, file: &Path) -> Value {
-    let (ok, _, err) = lookout(data_dir, &["export", "--output", file.to_str().unwrap()]);
+fn export(db: &Db, file: &Path) -> Value {
+    let (ok, _, err) = lookout(db, &["export", "--output", file.to_str().unwrap()]);
     assert!(ok, "{err}");
     serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
 }
 
 /// A hub with something in every part of the database.
 async fn busy_hub() -> TestHub {
-    let hub = spawn_hub_with(|_| {}).await;
+    busy_hub_with(|_| {}).await
+}
+
+async fn busy_hub_with(
+    tweak: impl Fn(&mut lookout_hub::Config) + Send + Sync + 'static,
+) -> TestHub {
+    let hub = spawn_hub_with(tweak).await;
     let svc = hub
         .create_service(json!({"name": "web", "base_url": "http://127.0.0.1:9", "health_endpoint": "/h",
                                "description": "Ünïcode, \"quotes\", 100%", "check_interval_secs": 1}))
@@ -72,8 +122,8 @@ async fn an_export_imports_into_a_new_database_exactly() {
     let (ok, _, err) = {
         let mut c = Command::new(BIN);
         let mut child = c
-            .args(["user", "add", "ada", "--admin", "--data-dir"])
-            .arg(hub.data_dir())
+            .args(["user", "add", "ada", "--admin"])
+            .args(Db::of(&hub).args())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -93,7 +143,7 @@ async fn an_export_imports_into_a_new_database_exactly() {
     hub.stop().await;
 
     let out = tempfile::tempdir().unwrap();
-    let first = export(hub.data_dir(), &out.path().join("a.json"));
+    let first = export(&Db::of(&hub), &out.path().join("a.json"));
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(out.path().join("a.json"))
         .unwrap()
@@ -116,15 +166,16 @@ async fn an_export_imports_into_a_new_database_exactly() {
         assert!(!rows.is_empty(), "{table} is empty in the export");
     }
 
-    // Into a new data directory, then out again: the same document.
-    let fresh = tempfile::tempdir().unwrap();
+    // Into a new database, then out again: the same document.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = Db::fresh(dir.path()).await;
     let (ok, said, err) = lookout(
-        fresh.path(),
+        &fresh,
         &["import", out.path().join("a.json").to_str().unwrap()],
     );
     assert!(ok, "{err}");
     assert!(said.starts_with("imported "), "{said}");
-    let second = export(fresh.path(), &out.path().join("b.json"));
+    let second = export(&fresh, &out.path().join("b.json"));
     let strip = |mut v: Value| {
         v["exported_at"] = Value::Null;
         v
@@ -133,13 +184,7 @@ async fn an_export_imports_into_a_new_database_exactly() {
 
     // A hub on the imported database serves the same registry, and the
     // account works.
-    let copy = fresh.path().to_path_buf();
-    let hub = spawn_hub_with(move |c| {
-        c.data_dir = copy.clone();
-        c.database =
-            lookout_hub::config::DatabaseUrl::Sqlite(copy.join(lookout_hub::config::DB_FILE));
-    })
-    .await;
+    let hub = hub_on(&fresh, dir.path()).await;
     let services_after = hub.get_json("/api/services").await;
     let names = |v: &Value| -> Vec<(Value, Value, Value)> {
         v.as_array()
@@ -158,21 +203,112 @@ async fn an_export_imports_into_a_new_database_exactly() {
     assert_eq!(r.status(), 200);
 }
 
+/// A hub on `db`, whatever the suite runs on.
+async fn hub_on(db: &Db, dir: &Path) -> TestHub {
+    let (url, dir) = (db.url(), dir.to_path_buf());
+    spawn_hub_with(move |c| {
+        c.data_dir = dir.clone();
+        c.database = url.clone();
+    })
+    .await
+}
+
+fn strip(mut v: Value) -> Value {
+    v["exported_at"] = Value::Null;
+    v
+}
+
+/// Moving from SQLite to PostgreSQL (and back): the same document on both
+/// sides, and a hub on PostgreSQL serving what the SQLite hub served.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_moves_to_postgresql_and_back_exactly() {
+    let sqlite_dir = tempfile::tempdir().unwrap();
+    let on_sqlite = Db::Dir(sqlite_dir.path().to_path_buf());
+    let (url, dir) = (on_sqlite.url(), sqlite_dir.path().to_path_buf());
+    let mut hub = busy_hub_with(move |c| {
+        c.data_dir = dir.clone();
+        c.database = url.clone();
+    })
+    .await;
+    let services_before = hub.get_json("/api/services").await;
+    hub.stop().await;
+    let out = tempfile::tempdir().unwrap();
+    let from_sqlite = export(&on_sqlite, &out.path().join("sqlite.json"));
+
+    let on_pg = Db::Pg(fresh_database().await);
+    let (ok, _, err) = lookout(
+        &on_pg,
+        &["import", out.path().join("sqlite.json").to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    let from_pg = export(&on_pg, &out.path().join("pg.json"));
+    assert_eq!(strip(from_sqlite.clone()), strip(from_pg));
+
+    let pg_dir = tempfile::tempdir().unwrap();
+    let mut hub = hub_on(&on_pg, pg_dir.path()).await;
+    // (Checks go on, so only what they do not touch is compared.)
+    let registry = |v: &Value| -> Vec<Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                json!([
+                    s["id"],
+                    s["name"],
+                    s["description"],
+                    s["health_url"],
+                    s["push"]["period_secs"]
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(
+        registry(&hub.get_json("/api/services").await),
+        registry(&services_before)
+    );
+    // New rows number after the imported ones.
+    let added = hub.create_service(json!({"name": "after-the-move"})).await;
+    let max_id = services_before
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_i64())
+        .max()
+        .unwrap();
+    assert!(added["id"].as_i64().unwrap() > max_id, "{added}");
+    hub.stop().await;
+
+    // And back to SQLite.
+    let back_dir = tempfile::tempdir().unwrap();
+    let back = Db::Dir(back_dir.path().to_path_buf());
+    let again = export(&on_pg, &out.path().join("pg2.json"));
+    let (ok, _, err) = lookout(
+        &back,
+        &["import", out.path().join("pg2.json").to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        strip(again),
+        strip(export(&back, &out.path().join("back.json")))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn imports_that_do_not_fit_change_nothing_and_say_why() {
     let mut hub = busy_hub().await;
     hub.stop().await;
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("a.json");
-    let dump = export(hub.data_dir(), &file);
+    let db = Db::of(&hub);
+    let dump = export(&db, &file);
 
     // Into a database that has data: refused, nothing added.
-    let before = export(hub.data_dir(), &out.path().join("before.json"));
-    let (ok, _, err) = lookout(hub.data_dir(), &["import", file.to_str().unwrap()]);
+    let before = export(&db, &out.path().join("before.json"));
+    let (ok, _, err) = lookout(&db, &["import", file.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("the database is not empty"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    let after = export(hub.data_dir(), &out.path().join("after.json"));
+    let after = export(&db, &out.path().join("after.json"));
     assert_eq!(before["tables"], after["tables"]);
 
     let cases: Vec<(Value, &str)> = vec![
@@ -220,15 +356,16 @@ async fn imports_that_do_not_fit_change_nothing_and_say_why() {
         ),
     ];
     for (bad, expected) in cases {
-        let fresh = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = Db::fresh(dir.path()).await;
         let path = out.path().join("bad.json");
         std::fs::write(&path, bad.to_string()).unwrap();
-        let (ok, _, err) = lookout(fresh.path(), &["import", path.to_str().unwrap()]);
+        let (ok, _, err) = lookout(&fresh, &["import", path.to_str().unwrap()]);
         assert!(!ok, "{expected}");
         assert!(err.contains(expected), "{expected}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
         // All or nothing: the database is still empty.
-        let left = export(fresh.path(), &out.path().join("left.json"));
+        let left = export(&fresh, &out.path().join("left.json"));
         for (table, rows) in left["tables"].as_object().unwrap() {
             assert_eq!(rows, &json!([]), "{table} kept rows of a failed import");
         }
@@ -238,18 +375,25 @@ async fn imports_that_do_not_fit_change_nothing_and_say_why() {
 #[tokio::test]
 async fn the_export_names_every_table() {
     let dir = tempfile::tempdir().unwrap();
-    let store = lookout_hub::store::SqliteStore::open(&dir.path().join("x.db"))
+    let sqlite = lookout_hub::store::SqlStore::open(&dir.path().join("x.db"))
         .await
         .unwrap();
-    let mut all = store.table_names().await.unwrap();
-    all.sort();
-    let mut exported: Vec<String> = lookout_hub::store::sqlite::export::EXPORT_TABLES
+    let pg = lookout_hub::store::SqlStore::connect_postgres(&fresh_database().await)
+        .await
+        .unwrap();
+    let mut exported: Vec<String> = lookout_hub::store::sql::export::EXPORT_TABLES
         .iter()
         .map(|t| (*t).to_owned())
         .collect();
     exported.sort();
-    assert_eq!(
-        all, exported,
-        "a table is missing from the export (or gone from the schema)"
-    );
+    for store in [sqlite, pg] {
+        let mut all = store.table_names().await.unwrap();
+        all.sort();
+        assert_eq!(
+            all,
+            exported,
+            "{:?}: a table is missing from the export (or gone from the schema)",
+            store.backend()
+        );
+    }
 }

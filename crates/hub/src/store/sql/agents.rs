@@ -7,14 +7,14 @@ use chrono::{DateTime, Utc};
 use lookout_proto::agent::{CheckDecl, Cursor, StatusUpdate};
 use lookout_proto::check::LineStatus;
 use lookout_proto::service::{CheckResultView, StatusEventView};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{decode_error, ms, opt_time, reconcile, reconcile_all, time, SqliteStore};
+use super::{decode_error, ms, opt_time, reconcile, reconcile_all, time, SqlStore};
 use crate::store::agents::{in_touch, AgentStore, Ingested, NewServer, Server};
 use crate::store::StoreError;
 
-fn server_from_row(row: &SqliteRow) -> Result<Server, sqlx::Error> {
+fn server_from_row(row: &AnyRow) -> Result<Server, sqlx::Error> {
     let labels: String = row.try_get("labels")?;
     let scan: Option<String> = row.try_get("scan")?;
     Ok(Server {
@@ -34,7 +34,7 @@ fn server_from_row(row: &SqliteRow) -> Result<Server, sqlx::Error> {
     })
 }
 
-fn result_from_row(row: &SqliteRow) -> Result<CheckResultView, sqlx::Error> {
+fn result_from_row(row: &AnyRow) -> Result<CheckResultView, sqlx::Error> {
     let status: String = row.try_get("status")?;
     Ok(CheckResultView {
         service_id: row.try_get("service_id")?,
@@ -48,7 +48,7 @@ fn result_from_row(row: &SqliteRow) -> Result<CheckResultView, sqlx::Error> {
 
 /// The service of check `name` on `server`, created if it is new.
 async fn check_service(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     server_id: i64,
     server_name: &str,
     check: &str,
@@ -56,7 +56,7 @@ async fn check_service(
     created: &mut Vec<i64>,
 ) -> Result<i64, sqlx::Error> {
     if let Some(id) = sqlx::query_scalar::<_, i64>(
-        "SELECT id FROM services WHERE server_id = ? AND check_name = ?",
+        "SELECT id FROM services WHERE server_id = $1 AND check_name = $2",
     )
     .bind(server_id)
     .bind(check)
@@ -68,16 +68,16 @@ async fn check_service(
     // `disk-usage@web-01`; should a service have that name already, the
     // server's id makes it unique.
     let mut name = format!("{check}@{server_name}");
-    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM services WHERE name = ?)")
+    let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM services WHERE name = $1")
         .bind(&name)
         .fetch_one(&mut *conn)
         .await?;
-    if taken {
+    if taken > 0 {
         name = format!("{check}@{server_name}#{server_id}");
     }
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO services (name, status, server_id, check_name, state, state_reason, created_at, updated_at)
-         VALUES (?, 'configured', ?, ?, 'UNKNOWN', 'waiting for the first result', ?, ?) RETURNING id",
+         VALUES ($1, 'configured', $2, $3, 'UNKNOWN', 'waiting for the first result', $4, $5) RETURNING id",
     )
     .bind(&name)
     .bind(server_id)
@@ -91,27 +91,27 @@ async fn check_service(
 }
 
 async fn server_name(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     id: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT name FROM servers WHERE id = ?")
+    sqlx::query_scalar("SELECT name FROM servers WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await
 }
 
 async fn check_ids(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     server_id: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM services WHERE server_id = ?")
+    sqlx::query_scalar("SELECT id FROM services WHERE server_id = $1")
         .bind(server_id)
         .fetch_all(conn)
         .await
 }
 
 #[async_trait]
-impl AgentStore for SqliteStore {
+impl AgentStore for SqlStore {
     async fn create_server(
         &self,
         new: &NewServer,
@@ -120,7 +120,7 @@ impl AgentStore for SqliteStore {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "INSERT INTO servers (name, labels, agent_id, claim_hash, claim_expires_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
         )
         .bind(&new.name)
         .bind(serde_json::to_string(&new.labels).unwrap_or_else(|_| "[]".into()))
@@ -151,9 +151,9 @@ impl AgentStore for SqliteStore {
     ) -> Result<Option<Server>, StoreError> {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
-            "UPDATE servers SET claim_hash = NULL, claim_expires_at = NULL, key_hash = ?,
-                claimed_at = ?, hostname = COALESCE(?, hostname), revoked_at = NULL
-             WHERE claim_hash = ? AND claim_expires_at >= ? RETURNING *",
+            "UPDATE servers SET claim_hash = NULL, claim_expires_at = NULL, key_hash = $1,
+                claimed_at = $2, hostname = COALESCE($3, hostname), revoked_at = NULL
+             WHERE claim_hash = $4 AND claim_expires_at >= $5 RETURNING *",
         )
         .bind(key_hash)
         .bind(ms(now))
@@ -173,7 +173,7 @@ impl AgentStore for SqliteStore {
         key_hash: &str,
     ) -> Result<Option<Server>, StoreError> {
         let row = sqlx::query(
-            "SELECT * FROM servers WHERE agent_id = ? AND key_hash = ? AND revoked_at IS NULL",
+            "SELECT * FROM servers WHERE agent_id = $1 AND key_hash = $2 AND revoked_at IS NULL",
         )
         .bind(agent_id)
         .bind(key_hash)
@@ -191,13 +191,13 @@ impl AgentStore for SqliteStore {
     ) -> Result<Vec<StatusEventView>, StoreError> {
         let mut tx = self.write_tx().await?;
         let before: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT last_seen_at FROM servers WHERE id = ?")
+            sqlx::query_scalar("SELECT last_seen_at FROM servers WHERE id = $1")
                 .bind(server_id)
                 .fetch_optional(&mut *tx)
                 .await?;
         sqlx::query(
-            "UPDATE servers SET last_seen_at = ?, heartbeat_secs = ?,
-                agent_version = COALESCE(?, agent_version) WHERE id = ?",
+            "UPDATE servers SET last_seen_at = $1, heartbeat_secs = $2,
+                agent_version = COALESCE($3, agent_version) WHERE id = $4",
         )
         .bind(ms(now))
         .bind(heartbeat_secs)
@@ -240,8 +240,8 @@ impl AgentStore for SqliteStore {
             )
             .await?;
             let changed = sqlx::query(
-                "UPDATE services SET check_schedule = ?, description = COALESCE(?, description), updated_at = ?
-                 WHERE id = ? AND (check_schedule IS NOT ? OR (? IS NOT NULL AND description IS NOT ?))",
+                "UPDATE services SET check_schedule = $1, description = COALESCE($2, description), updated_at = $3
+                 WHERE id = $4 AND (check_schedule IS DISTINCT FROM $5 OR ($6 IS NOT NULL AND description IS DISTINCT FROM $7))",
             )
             .bind(&check.schedule)
             .bind(&check.description)
@@ -259,13 +259,13 @@ impl AgentStore for SqliteStore {
         }
         let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         let existing: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, check_name FROM services WHERE server_id = ?")
+            sqlx::query_as("SELECT id, check_name FROM services WHERE server_id = $1")
                 .bind(server_id)
                 .fetch_all(&mut *tx)
                 .await?;
         for (id, name) in existing {
             if !names.contains(&name.as_str()) {
-                sqlx::query("DELETE FROM services WHERE id = ?")
+                sqlx::query("DELETE FROM services WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -301,7 +301,7 @@ impl AgentStore for SqliteStore {
             .await?;
             let inserted = sqlx::query(
                 "INSERT INTO check_results (service_id, at, ordinal, status, message, received_at)
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service_id, at, ordinal) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service_id, at, ordinal) DO NOTHING",
             )
             .bind(id)
             .bind(ms(u.timestamp))
@@ -329,8 +329,8 @@ impl AgentStore for SqliteStore {
             // The newest result is the check's state; an older one replayed
             // late only joins the history.
             sqlx::query(
-                "UPDATE services SET check_status = ?, check_message = ?, check_at = ?, updated_at = ?
-                 WHERE id = ? AND (check_at IS NULL OR check_at <= ?)",
+                "UPDATE services SET check_status = $1, check_message = $2, check_at = $3, updated_at = $4
+                 WHERE id = $5 AND (check_at IS NULL OR check_at <= $6)",
             )
             .bind(u.status.as_str())
             .bind(&u.message)
@@ -368,9 +368,9 @@ impl AgentStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT s.check_name, r.at, MAX(r.ordinal) AS ordinal
              FROM services s JOIN check_results r ON r.service_id = s.id
-             WHERE s.server_id = ?
+             WHERE s.server_id = $1
                AND r.at = (SELECT MAX(at) FROM check_results WHERE service_id = s.id)
-             GROUP BY s.id",
+             GROUP BY s.id, s.check_name, r.at",
         )
         .bind(server_id)
         .fetch_all(&self.pool)
@@ -395,7 +395,7 @@ impl AgentStore for SqliteStore {
         scan: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE servers SET scan = ?, scanned_at = ? WHERE id = ?")
+        sqlx::query("UPDATE servers SET scan = $1, scanned_at = $2 WHERE id = $3")
             .bind(scan.to_string())
             .bind(ms(now))
             .bind(server_id)
@@ -412,7 +412,7 @@ impl AgentStore for SqliteStore {
     }
 
     async fn get_server(&self, id: i64) -> Result<Option<Server>, StoreError> {
-        let row = sqlx::query("SELECT * FROM servers WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM servers WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -426,7 +426,7 @@ impl AgentStore for SqliteStore {
     ) -> Result<Option<Vec<StatusEventView>>, StoreError> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(
-            "UPDATE servers SET key_hash = NULL, claim_hash = NULL, revoked_at = ? WHERE id = ?",
+            "UPDATE servers SET key_hash = NULL, claim_hash = NULL, revoked_at = $1 WHERE id = $2",
         )
         .bind(ms(now))
         .bind(id)
@@ -445,7 +445,7 @@ impl AgentStore for SqliteStore {
     async fn delete_server(&self, id: i64) -> Result<Option<Vec<i64>>, StoreError> {
         let mut tx = self.write_tx().await?;
         let ids = check_ids(&mut tx, id).await?;
-        let done = sqlx::query("DELETE FROM servers WHERE id = ?")
+        let done = sqlx::query("DELETE FROM servers WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?
@@ -460,7 +460,7 @@ impl AgentStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<CheckResultView>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM check_results WHERE service_id = ? ORDER BY at DESC, ordinal DESC LIMIT ?",
+            "SELECT * FROM check_results WHERE service_id = $1 ORDER BY at DESC, ordinal DESC LIMIT $2",
         )
         .bind(service_id)
         .bind(i64::from(limit))

@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{decode_error, ms, opt_time, time, SqliteStore};
+use super::{decode_error, ms, opt_time, time, SqlStore};
 use crate::store::accounts::{
     AccountStore, AuditEntry, AuditOutcome, Authenticated, CredentialInfo, CredentialKind,
     DeleteUser, NewAuditEntry, NewCredential, NewUser, Refreshed, Role, User,
@@ -16,17 +16,17 @@ use crate::store::StoreError;
 /// the API does not turn every request into a write.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
-fn role(row: &SqliteRow, column: &str) -> Result<Role, sqlx::Error> {
+fn role(row: &AnyRow, column: &str) -> Result<Role, sqlx::Error> {
     let s: String = row.try_get(column)?;
     Role::parse(&s).ok_or_else(|| decode_error(column, &s))
 }
 
-fn kind(row: &SqliteRow) -> Result<CredentialKind, sqlx::Error> {
+fn kind(row: &AnyRow) -> Result<CredentialKind, sqlx::Error> {
     let s: String = row.try_get("kind")?;
     CredentialKind::parse(&s).ok_or_else(|| decode_error("kind", &s))
 }
 
-fn user_from_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
+fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
@@ -54,13 +54,13 @@ fn user_conflict(e: sqlx::Error, new: &NewUser) -> StoreError {
 const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at";
 
 async fn insert_user(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     new: &NewUser,
     now: DateTime<Utc>,
 ) -> Result<User, StoreError> {
     let row = sqlx::query(&format!(
         "INSERT INTO users (username, email, password_hash, role, created_at)
-         VALUES (?, ?, ?, ?, ?) RETURNING {USER_COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
     ))
     .bind(&new.username)
     .bind(&new.email)
@@ -74,7 +74,7 @@ async fn insert_user(
 }
 
 async fn insert_credentials(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     credentials: &[NewCredential],
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, StoreError> {
@@ -82,7 +82,7 @@ async fn insert_credentials(
     for c in credentials {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO credentials (user_id, kind, token_hash, name, role, family, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(c.user_id)
         .bind(c.kind.as_str())
@@ -100,24 +100,22 @@ async fn insert_credentials(
 }
 
 async fn revoke_family(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     family: &str,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    Ok(
-        sqlx::query(
-            "UPDATE credentials SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
-        )
-        .bind(ms(now))
-        .bind(family)
-        .execute(conn)
-        .await?
-        .rows_affected(),
+    Ok(sqlx::query(
+        "UPDATE credentials SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL",
     )
+    .bind(ms(now))
+    .bind(family)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 #[async_trait]
-impl AccountStore for SqliteStore {
+impl AccountStore for SqlStore {
     async fn count_users(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)
@@ -149,8 +147,8 @@ impl AccountStore for SqliteStore {
 
     async fn find_user(&self, login: &str) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE username = ?1 OR email = ?1 \
-             ORDER BY username = ?1 DESC LIMIT 1"
+            "SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1) \
+             OR lower(email) = lower($1) ORDER BY lower(username) = lower($1) DESC LIMIT 1"
         ))
         .bind(login)
         .fetch_optional(&self.pool)
@@ -159,7 +157,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn get_user(&self, id: i64) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -168,7 +166,7 @@ impl AccountStore for SqliteStore {
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+            "SELECT {USER_COLUMNS} FROM users ORDER BY lower(username), id"
         ))
         .fetch_all(&self.pool)
         .await?;
@@ -177,7 +175,7 @@ impl AccountStore for SqliteStore {
 
     async fn delete_user(&self, id: i64) -> Result<DeleteUser, StoreError> {
         let mut tx = self.write_tx().await?;
-        let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = ?")
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -192,7 +190,7 @@ impl AccountStore for SqliteStore {
                 return Ok(DeleteUser::LastAdmin);
             }
         }
-        sqlx::query("DELETE FROM users WHERE id = ?")
+        sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -207,14 +205,14 @@ impl AccountStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
-        let updated = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
         sqlx::query(
-            "UPDATE credentials SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            "UPDATE credentials SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
         )
         .bind(ms(now))
         .bind(id)
@@ -245,8 +243,8 @@ impl AccountStore for SqliteStore {
             "SELECT c.id, c.kind, c.role AS credential_role, c.family, c.last_used_at,
                     u.id AS user_id, u.username, u.role AS user_role
              FROM credentials c JOIN users u ON u.id = c.user_id
-             WHERE c.token_hash = ? AND c.revoked_at IS NULL
-               AND (c.expires_at IS NULL OR c.expires_at > ?)",
+             WHERE c.token_hash = $1 AND c.revoked_at IS NULL
+               AND (c.expires_at IS NULL OR c.expires_at > $2)",
         )
         .bind(token_hash)
         .bind(ms(now))
@@ -260,7 +258,7 @@ impl AccountStore for SqliteStore {
         let id: i64 = row.try_get("id")?;
         let last_used: Option<i64> = row.try_get("last_used_at")?;
         if last_used.is_none_or(|t| ms(now) - t >= LAST_USED_GRANULARITY_MS) {
-            sqlx::query("UPDATE credentials SET last_used_at = ? WHERE id = ?")
+            sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE id = $2")
                 .bind(ms(now))
                 .bind(id)
                 .execute(&self.pool)
@@ -287,7 +285,7 @@ impl AccountStore for SqliteStore {
             "SELECT c.id, c.family, c.revoked_at, c.expires_at, c.role AS credential_role,
                     u.id AS user_id, u.username, u.role AS user_role
              FROM credentials c JOIN users u ON u.id = c.user_id
-             WHERE c.token_hash = ? AND c.kind = 'refresh'",
+             WHERE c.token_hash = $1 AND c.kind = 'refresh'",
         )
         .bind(token_hash)
         .fetch_optional(&mut *tx)
@@ -310,7 +308,7 @@ impl AccountStore for SqliteStore {
             return Ok(Refreshed::Invalid);
         }
         let id: i64 = row.try_get("id")?;
-        sqlx::query("UPDATE credentials SET revoked_at = ?, last_used_at = ? WHERE id = ?")
+        sqlx::query("UPDATE credentials SET revoked_at = $1, last_used_at = $2 WHERE id = $3")
             .bind(ms(now))
             .bind(ms(now))
             .bind(id)
@@ -347,8 +345,8 @@ impl AccountStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE credentials SET revoked_at = ?
-             WHERE id = ? AND revoked_at IS NULL AND (?3 IS NULL OR user_id = ?3)",
+            "UPDATE credentials SET revoked_at = $1
+             WHERE id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR user_id = $3)",
         )
         .bind(ms(now))
         .bind(id)
@@ -372,8 +370,8 @@ impl AccountStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT id, user_id, kind, name, role, created_at, expires_at, last_used_at
              FROM credentials
-             WHERE kind = ?1 AND (?2 IS NULL OR user_id = ?2) AND revoked_at IS NULL
-               AND (expires_at IS NULL OR expires_at > ?3)
+             WHERE kind = $1 AND ($2 IS NULL OR user_id = $2) AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > $3)
              ORDER BY created_at DESC, id DESC",
         )
         .bind(kind.as_str())
@@ -404,7 +402,7 @@ impl AccountStore for SqliteStore {
             // again, it reveals a stolen login (the family is revoked).
             sqlx::query(
                 "DELETE FROM credentials
-                 WHERE expires_at < ?1 OR (revoked_at < ?1 AND kind != 'refresh')",
+                 WHERE expires_at < $1 OR (revoked_at < $1 AND kind != 'refresh')",
             )
             .bind(ms(before))
             .execute(&self.pool)
@@ -420,7 +418,7 @@ impl AccountStore for SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit_log (at, actor, action, target, client, outcome)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(ms(now))
         .bind(&entry.actor)
@@ -436,7 +434,7 @@ impl AccountStore for SqliteStore {
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, actor, action, target, client, outcome FROM audit_log
-             ORDER BY id DESC LIMIT ?",
+             ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)

@@ -9,10 +9,8 @@ use chrono::{DateTime, Utc};
 use lookout_proto::service::{
     HealthStatus, NewService, PortView, RegistryStatus, ReportedState, ServicePatch, TimerView,
 };
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Arguments, ConnectOptions, Encode, Executor, Row, Type};
 
 use lookout_proto::check::LineStatus;
 use lookout_proto::service::StatusEventView;
@@ -29,30 +27,81 @@ mod accounts;
 mod agents;
 pub mod export;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+/// Which database engine a [`SqlStore`] talks to. The SQL is written once, in
+/// the dialect both accept (`$N` parameters, `RETURNING`, `ON CONFLICT`,
+/// `IS DISTINCT FROM`, BIGINT times); the few engine-specific statements
+/// branch on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+/// The store on SQLite (one file, WAL) or PostgreSQL (shared by several
+/// hubs). Each engine has its own migrations; the queries are shared.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) an SQLite database file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")?
+        sqlx::any::install_default_drivers();
+        // Options the Any driver cannot carry in its URL are set on every
+        // new connection; WAL is a property of the file.
+        let url = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+            .to_url_lossy();
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                        "PRAGMA busy_timeout = 5000",
+                        "PRAGMA foreign_keys = ON",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url.as_str())
             .await?;
+        Self::migrate(pool, Backend::Sqlite).await
+    }
+
+    /// Connects to a PostgreSQL database (`postgres://...`) and brings its
+    /// schema up to date. Several hubs may share it.
+    pub async fn connect_postgres(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Self::migrate(pool, Backend::Postgres).await
+    }
+
+    fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
+        match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    async fn migrate(pool: AnyPool, backend: Backend) -> Result<Self, StoreError> {
+        let migrator = Self::migrator(backend);
         // A database written by a newer lookout is left alone: its schema
         // may mean things this one does not know.
-        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
         let newest: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
                 .fetch_optional(&pool)
@@ -63,8 +112,25 @@ impl SqliteStore {
             pool.close().await;
             return Err(StoreError::SchemaTooNew { found, known });
         }
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        if backend == Backend::Postgres {
+            // Hubs starting together must not race through the migrations.
+            let mut conn = pool.acquire().await?;
+            sqlx::query("SELECT pg_advisory_lock(7071001)")
+                .execute(&mut *conn)
+                .await?;
+            let result = migrator.run(&mut *conn).await;
+            sqlx::query("SELECT pg_advisory_unlock(7071001)")
+                .execute(&mut *conn)
+                .await?;
+            result?;
+        } else {
+            migrator.run(&pool).await?;
+        }
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The schema version of the database (the newest migration applied).
@@ -76,15 +142,48 @@ impl SqliteStore {
                 .unwrap_or(0),
         )
     }
+
+    /// Every transaction here writes. On SQLite it takes the write lock up
+    /// front (`BEGIN IMMEDIATE`): a deferred one that reads first and writes
+    /// later fails with SQLITE_BUSY when another writer got in between, and
+    /// the busy timeout cannot help it. PostgreSQL's row locks need no hint.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
 }
 
-impl SqliteStore {
-    /// Every transaction here writes, so it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`): a deferred one that reads first and writes later
-    /// fails with SQLITE_BUSY when another writer got in between, and the busy
-    /// timeout cannot help it.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+/// The `SET` list of an UPDATE whose columns depend on the request, with its
+/// parameters numbered as both engines read them.
+#[derive(Default)]
+struct Assignments {
+    sql: String,
+    args: AnyArguments<'static>,
+    n: usize,
+}
+
+impl Assignments {
+    fn push<T>(&mut self, column: &str, value: T)
+    where
+        T: 'static + Send + Encode<'static, Any> + Type<Any>,
+    {
+        self.n += 1;
+        let sep = if self.n == 1 { "" } else { ", " };
+        self.sql.push_str(&format!("{sep}{column} = ${}", self.n));
+        // Adding a value to AnyArguments only fails for types Any cannot carry.
+        let _ = self.args.add(value);
+    }
+
+    fn finish(mut self, table: &str, id: i64) -> (String, AnyArguments<'static>) {
+        let sql = format!(
+            "UPDATE {table} SET {} WHERE id = ${} RETURNING *",
+            self.sql,
+            self.n + 1
+        );
+        let _ = self.args.add(id);
+        (sql, self.args)
     }
 }
 
@@ -112,7 +211,7 @@ fn to_i64(v: Option<u64>) -> Option<i64> {
     v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-fn service_from_row(row: &SqliteRow) -> Result<Service, sqlx::Error> {
+fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
     let status: String = row.try_get("status")?;
     let health: String = row.try_get("health_status")?;
     let reported: Option<String> = row.try_get("reported_state")?;
@@ -176,7 +275,7 @@ fn service_from_row(row: &SqliteRow) -> Result<Service, sqlx::Error> {
 
 /// A JSON-encoded column; NULL reads as the default.
 fn json_column<T: serde::de::DeserializeOwned + Default>(
-    row: &SqliteRow,
+    row: &AnyRow,
     column: &str,
 ) -> Result<T, sqlx::Error> {
     let text: Option<String> = row.try_get(column)?;
@@ -190,7 +289,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-fn timer_from_row(row: &SqliteRow) -> Result<TimerView, sqlx::Error> {
+fn timer_from_row(row: &AnyRow) -> Result<TimerView, sqlx::Error> {
     let last_result: Option<String> = row.try_get("last_result")?;
     let unit_active_state: Option<String> = row.try_get("unit_active_state")?;
     let failed = unit_active_state.as_deref() == Some("failed")
@@ -215,7 +314,7 @@ fn timer_from_row(row: &SqliteRow) -> Result<TimerView, sqlx::Error> {
     })
 }
 
-fn check_from_row(row: &SqliteRow) -> Result<HealthCheck, sqlx::Error> {
+fn check_from_row(row: &AnyRow) -> Result<HealthCheck, sqlx::Error> {
     let status: String = row.try_get("status")?;
     Ok(HealthCheck {
         service_id: row.try_get("service_id")?,
@@ -245,7 +344,7 @@ fn name_conflict(e: sqlx::Error, name: &str) -> StoreError {
     e.into()
 }
 
-fn channel_from_row(row: &SqliteRow) -> Result<Channel, sqlx::Error> {
+fn channel_from_row(row: &AnyRow) -> Result<Channel, sqlx::Error> {
     let kind: String = row.try_get("kind")?;
     let config: String = row.try_get("config")?;
     Ok(Channel {
@@ -261,7 +360,7 @@ fn channel_from_row(row: &SqliteRow) -> Result<Channel, sqlx::Error> {
     })
 }
 
-fn status_event_from_row(row: &SqliteRow) -> Result<StatusEventView, sqlx::Error> {
+fn status_event_from_row(row: &AnyRow) -> Result<StatusEventView, sqlx::Error> {
     let old: String = row.try_get("old_state")?;
     let new: String = row.try_get("new_state")?;
     Ok(StatusEventView {
@@ -276,7 +375,7 @@ fn status_event_from_row(row: &SqliteRow) -> Result<StatusEventView, sqlx::Error
 
 /// Recomputes one service's status inside a transaction; records a change.
 async fn reconcile(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     id: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<StatusEventView>, sqlx::Error> {
@@ -285,7 +384,7 @@ async fn reconcile(
 
 /// [`reconcile`] for several services; the changes in order.
 async fn reconcile_all(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     ids: Vec<i64>,
     now: DateTime<Utc>,
 ) -> Result<Vec<StatusEventView>, sqlx::Error> {
@@ -298,7 +397,7 @@ async fn reconcile_all(
 
 /// Like [`reconcile`], also returning the status and reason now in force.
 async fn reconcile_full(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     id: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<Reconciled>, sqlx::Error> {
@@ -309,7 +408,7 @@ async fn reconcile_full(
             v.last_seen_at AS server_seen, v.heartbeat_secs AS server_heartbeat,
             v.revoked_at AS server_revoked
          FROM services LEFT JOIN servers v ON v.id = services.server_id
-         WHERE services.id = ?",
+         WHERE services.id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -382,7 +481,7 @@ async fn reconcile_full(
     let old = Status::parse(&current).unwrap_or(Status::Unknown);
     if old == status {
         if current_reason.as_deref() != Some(reason.as_str()) {
-            sqlx::query("UPDATE services SET state_reason = ? WHERE id = ?")
+            sqlx::query("UPDATE services SET state_reason = $1 WHERE id = $2")
                 .bind(&reason)
                 .bind(id)
                 .execute(&mut *conn)
@@ -394,15 +493,17 @@ async fn reconcile_full(
             change: None,
         }));
     }
-    sqlx::query("UPDATE services SET state = ?, state_reason = ?, state_since = ? WHERE id = ?")
-        .bind(status.as_str())
-        .bind(&reason)
-        .bind(ms(now))
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE services SET state = $1, state_reason = $2, state_since = $3 WHERE id = $4",
+    )
+    .bind(status.as_str())
+    .bind(&reason)
+    .bind(ms(now))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
     let event_id: i64 = sqlx::query_scalar(
-        "INSERT INTO status_events (service_id, at, old_state, new_state, reason) VALUES (?, ?, ?, ?, ?)
+        "INSERT INTO status_events (service_id, at, old_state, new_state, reason) VALUES ($1, $2, $3, $4, $5)
          RETURNING id",
     )
     .bind(id)
@@ -427,7 +528,7 @@ async fn reconcile_full(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn create_service(
         &self,
         new: &NewService,
@@ -437,7 +538,7 @@ impl Store for SqliteStore {
         // Registering a unit the scan found turns its entry into a configured
         // service (seed 000: "save to DB as configured"), keeping what systemd said.
         let existing: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, status FROM services WHERE name = ?")
+            sqlx::query_as("SELECT id, status FROM services WHERE name = $1")
                 .bind(new.name.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -449,10 +550,10 @@ impl Store for SqliteStore {
                 });
             }
             let row = sqlx::query(
-                "UPDATE services SET status = 'configured', description = COALESCE(?, description),
-                    base_url = ?, port = COALESCE(?, port), health_endpoint = ?, reported_state = ?,
-                    check_interval_secs = ?, check_timeout_ms = ?, updated_at = ?
-                 WHERE id = ? RETURNING *",
+                "UPDATE services SET status = 'configured', description = COALESCE($1, description),
+                    base_url = $2, port = COALESCE($3, port), health_endpoint = $4, reported_state = $5,
+                    check_interval_secs = $6, check_timeout_ms = $7, updated_at = $8
+                 WHERE id = $9 RETURNING *",
             )
             .bind(new.description.as_deref())
             .bind(new.base_url.as_ref().map(|u| u.to_display()))
@@ -472,7 +573,7 @@ impl Store for SqliteStore {
             "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
                 reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
                 notify_after, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 'configured', ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13)
              RETURNING *",
         )
         .bind(new.name.as_str())
@@ -483,7 +584,7 @@ impl Store for SqliteStore {
         .bind(new.reported_state.map(ReportedState::as_str))
         .bind(to_i64(new.check_interval_secs))
         .bind(to_i64(new.check_timeout_ms))
-        .bind(new.muted.unwrap_or(false))
+        .bind(i64::from(new.muted.unwrap_or(false)))
         .bind(new.maintenance_until.map(ms))
         .bind(to_i64(new.notify_after))
         .bind(ms(now))
@@ -496,7 +597,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_service(&self, id: i64) -> Result<Option<Service>, StoreError> {
-        let row = sqlx::query("SELECT * FROM services WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM services WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -512,7 +613,7 @@ impl Store for SqliteStore {
             }
             ServiceFilter::Status(status) => {
                 sqlx::query(
-                    "SELECT * FROM services WHERE status = ? ORDER BY lower(name), name, id",
+                    "SELECT * FROM services WHERE status = $1 ORDER BY lower(name), name, id",
                 )
                 .bind(status.as_str())
                 .fetch_all(&self.pool)
@@ -531,54 +632,53 @@ impl Store for SqliteStore {
         patch: &ServicePatch,
         now: DateTime<Utc>,
     ) -> Result<Option<Service>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE services SET updated_at = ");
-        q.push_bind(ms(now));
+        let mut set = Assignments::default();
+        set.push("updated_at", ms(now));
         if let Some(name) = &patch.name {
-            q.push(", name = ").push_bind(name.as_str().to_owned());
+            set.push("name", name.as_str().to_owned());
         }
         if let Some(description) = &patch.description {
-            q.push(", description = ").push_bind(description.clone());
+            set.push("description", description.clone());
         }
         if let Some(base_url) = &patch.base_url {
-            q.push(", base_url = ")
-                .push_bind(base_url.as_ref().map(|u| u.to_display()));
+            set.push("base_url", base_url.as_ref().map(|u| u.to_display()));
         }
         if let Some(port) = patch.port {
-            q.push(", port = ").push_bind(port.map(i64::from));
+            set.push("port", port.map(i64::from));
         }
         if let Some(endpoint) = &patch.health_endpoint {
-            q.push(", health_endpoint = ")
-                .push_bind(endpoint.as_ref().map(|e| e.as_str().to_owned()));
+            set.push(
+                "health_endpoint",
+                endpoint.as_ref().map(|e| e.as_str().to_owned()),
+            );
         }
         if let Some(state) = patch.reported_state {
-            q.push(", reported_state = ")
-                .push_bind(state.map(ReportedState::as_str));
+            set.push("reported_state", state.map(|s| s.as_str().to_owned()));
         }
         if let Some(secs) = patch.check_interval_secs {
-            q.push(", check_interval_secs = ").push_bind(to_i64(secs));
+            set.push("check_interval_secs", to_i64(secs));
         }
         if let Some(timeout) = patch.check_timeout_ms {
-            q.push(", check_timeout_ms = ").push_bind(to_i64(timeout));
+            set.push("check_timeout_ms", to_i64(timeout));
         }
         if let Some(muted) = patch.muted {
-            q.push(", muted = ").push_bind(muted.unwrap_or(false));
+            set.push("muted", i64::from(muted.unwrap_or(false)));
         }
         if let Some(until) = patch.maintenance_until {
-            q.push(", maintenance_until = ").push_bind(until.map(ms));
+            set.push("maintenance_until", until.map(ms));
         }
         if let Some(after) = patch.notify_after {
-            q.push(", notify_after = ").push_bind(to_i64(after));
+            set.push("notify_after", to_i64(after));
         }
         if patch.base_url.is_some() || patch.health_endpoint.is_some() {
-            q.push(
+            set.sql.push_str(
                 ", health_status = 'unknown', last_health_check = NULL, last_response_code = NULL,
                    last_latency_ms = NULL, last_error = NULL",
             );
         }
-        q.push(" WHERE id = ").push_bind(id).push(" RETURNING *");
+        let (sql, args) = set.finish("services", id);
         let name = patch.name.as_ref().map_or("", |n| n.as_str());
-        let row = q
-            .build()
+        let row = sqlx::query_with(&sql, args)
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| name_conflict(e, name))?;
@@ -586,7 +686,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_service(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM services WHERE id = ?")
+        let done = sqlx::query("DELETE FROM services WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -596,9 +696,9 @@ impl Store for SqliteStore {
     async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError> {
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
-            "UPDATE services SET health_status = ?, last_health_check = ?, last_response_code = ?,
-                last_latency_ms = ?, last_error = ?
-             WHERE id = ?",
+            "UPDATE services SET health_status = $1, last_health_check = $2, last_response_code = $3,
+                last_latency_ms = $4, last_error = $5
+             WHERE id = $6",
         )
         .bind(check.status.as_str())
         .bind(ms(check.checked_at))
@@ -614,11 +714,11 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO health_checks (service_id, checked_at, is_healthy, status, url,
                 response_code, latency_ms, error)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(check.service_id)
         .bind(ms(check.checked_at))
-        .bind(check.status == HealthStatus::Healthy)
+        .bind(i64::from(check.status == HealthStatus::Healthy))
         .bind(check.status.as_str())
         .bind(check.url.as_deref())
         .bind(check.response_code.map(i64::from))
@@ -648,8 +748,8 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<StatusEventView>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM status_events WHERE (? IS NULL OR service_id = ?)
-             ORDER BY at DESC, id DESC LIMIT ?",
+            "SELECT * FROM status_events WHERE ($1 IS NULL OR service_id = $2)
+             ORDER BY at DESC, id DESC LIMIT $3",
         )
         .bind(service_id)
         .bind(service_id)
@@ -670,7 +770,7 @@ impl Store for SqliteStore {
         let mut ids = Vec::with_capacity(events.len());
         for (at, kind, data) in events {
             let id: i64 = sqlx::query_scalar(
-                "INSERT INTO event_log (at, kind, data) VALUES (?, ?, ?) RETURNING id",
+                "INSERT INTO event_log (at, kind, data) VALUES ($1, $2, $3) RETURNING id",
             )
             .bind(ms(*at))
             .bind(*kind)
@@ -688,13 +788,13 @@ impl Store for SqliteStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<(i64, String, String)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT id, kind, data FROM event_log WHERE id > ? ORDER BY id LIMIT ?")
-                .bind(after_id)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?,
+        Ok(sqlx::query_as(
+            "SELECT id, kind, data FROM event_log WHERE id > $1 ORDER BY id LIMIT $2",
         )
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn prune(
@@ -703,29 +803,29 @@ impl Store for SqliteStore {
         events_before: DateTime<Utc>,
         changes_before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let checks = sqlx::query("DELETE FROM health_checks WHERE checked_at < ?")
+        let checks = sqlx::query("DELETE FROM health_checks WHERE checked_at < $1")
             .bind(ms(checks_before))
             .execute(&self.pool)
             .await?;
-        let events = sqlx::query("DELETE FROM event_log WHERE at < ?")
+        let events = sqlx::query("DELETE FROM event_log WHERE at < $1")
             .bind(ms(events_before))
             .execute(&self.pool)
             .await?;
-        let changes = sqlx::query("DELETE FROM status_events WHERE at < ?")
+        let changes = sqlx::query("DELETE FROM status_events WHERE at < $1")
             .bind(ms(changes_before))
             .execute(&self.pool)
             .await?;
         // Check script results go like raw checks, but each check keeps its
         // newest: it is the cursor its agent resumes from.
         let results = sqlx::query(
-            "DELETE FROM check_results WHERE at < ?1
+            "DELETE FROM check_results WHERE at < $1
                AND at < (SELECT MAX(at) FROM check_results r WHERE r.service_id = check_results.service_id)",
         )
         .bind(ms(checks_before))
         .execute(&self.pool)
         .await?;
         // The audit log is kept as long as status changes.
-        let audit = sqlx::query("DELETE FROM audit_log WHERE at < ?")
+        let audit = sqlx::query("DELETE FROM audit_log WHERE at < $1")
             .bind(ms(changes_before))
             .execute(&self.pool)
             .await?;
@@ -742,7 +842,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<HealthCheck>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM health_checks WHERE service_id = ? ORDER BY checked_at DESC, id DESC LIMIT ?",
+            "SELECT * FROM health_checks WHERE service_id = $1 ORDER BY checked_at DESC, id DESC LIMIT $2",
         )
         .bind(service_id)
         .bind(i64::from(limit))
@@ -762,7 +862,7 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         for u in units {
             let existing: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM services WHERE unit = ? OR (unit IS NULL AND name = ?)
+                "SELECT id FROM services WHERE unit = $1 OR (unit IS NULL AND name = $2)
                  ORDER BY unit IS NULL LIMIT 1",
             )
             .bind(&u.unit)
@@ -775,12 +875,12 @@ impl Store for SqliteStore {
             match existing {
                 Some(id) => {
                     sqlx::query(
-                        "UPDATE services SET unit = ?, systemd_state = ?, sub_state = ?, unit_file_state = ?,
-                            main_pid = ?, pids = ?, listens = ?, last_scanned_at = ?,
-                            status = CASE WHEN status = 'configured' THEN status ELSE ? END,
-                            description = CASE WHEN status = 'configured' THEN description ELSE ? END,
-                            port = CASE WHEN status = 'configured' AND port IS NOT NULL THEN port ELSE ? END
-                         WHERE id = ?",
+                        "UPDATE services SET unit = $1, systemd_state = $2, sub_state = $3, unit_file_state = $4,
+                            main_pid = $5, pids = $6, listens = $7, last_scanned_at = $8,
+                            status = CASE WHEN status = 'configured' THEN status ELSE $9 END,
+                            description = CASE WHEN status = 'configured' THEN description ELSE $10 END,
+                            port = CASE WHEN status = 'configured' AND port IS NOT NULL THEN port ELSE $11 END
+                         WHERE id = $12",
                     )
                     .bind(&u.unit)
                     .bind(&u.active_state)
@@ -802,7 +902,7 @@ impl Store for SqliteStore {
                     let inserted = sqlx::query(
                         "INSERT INTO services (name, description, port, status, unit, systemd_state, sub_state,
                             unit_file_state, main_pid, pids, listens, last_scanned_at, created_at, updated_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                          ON CONFLICT DO NOTHING",
                     )
                     .bind(&u.unit)
@@ -828,8 +928,8 @@ impl Store for SqliteStore {
         let removed = sqlx::query(
             "UPDATE services SET systemd_state = 'removed', sub_state = NULL, main_pid = NULL,
                 pids = '[]', listens = '[]'
-             WHERE unit IS NOT NULL AND (last_scanned_at IS NULL OR last_scanned_at < ?)
-               AND systemd_state IS NOT 'removed'",
+             WHERE unit IS NOT NULL AND (last_scanned_at IS NULL OR last_scanned_at < $1)
+               AND systemd_state IS DISTINCT FROM 'removed'",
         )
         .bind(now_ms)
         .execute(&mut *tx)
@@ -845,7 +945,7 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO timers (name, description, active_state, schedule, last_trigger, next_elapse, unit,
                     unit_active_state, last_result, last_exit_status, last_exit, removed, last_scanned_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12)
                  ON CONFLICT (name) DO UPDATE SET description = excluded.description,
                     active_state = excluded.active_state, schedule = excluded.schedule,
                     last_trigger = excluded.last_trigger, next_elapse = excluded.next_elapse,
@@ -868,7 +968,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE timers SET removed = 1 WHERE last_scanned_at < ?")
+        sqlx::query("UPDATE timers SET removed = 1 WHERE last_scanned_at < $1")
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
@@ -878,7 +978,7 @@ impl Store for SqliteStore {
 
     async fn find_by_unit(&self, unit: &str) -> Result<Option<Service>, StoreError> {
         let row = sqlx::query(
-            "SELECT * FROM services WHERE unit = ? OR (unit IS NULL AND name = ?) ORDER BY unit IS NULL LIMIT 1",
+            "SELECT * FROM services WHERE unit = $1 OR (unit IS NULL AND name = $2) ORDER BY unit IS NULL LIMIT 1",
         )
         .bind(unit)
         .bind(unit)
@@ -897,7 +997,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StatusEventView>, StoreError> {
         let mut tx = self.write_tx().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE services SET systemd_state = ?, sub_state = ?, main_pid = ? WHERE unit = ? RETURNING id",
+            "UPDATE services SET systemd_state = $1, sub_state = $2, main_pid = $3 WHERE unit = $4 RETURNING id",
         )
         .bind(active_state)
         .bind(sub_state)
@@ -911,7 +1011,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE services SET unit = ? WHERE id = ?")
+        sqlx::query("UPDATE services SET unit = $1 WHERE id = $2")
             .bind(unit)
             .bind(id)
             .execute(&self.pool)
@@ -940,7 +1040,7 @@ impl Store for SqliteStore {
 
     async fn get_state(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT value FROM hub_state WHERE key = ?")
+            sqlx::query_scalar("SELECT value FROM hub_state WHERE key = $1")
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -948,7 +1048,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO hub_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        sqlx::query("INSERT INTO hub_state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(key)
             .bind(value)
             .execute(&self.pool)
@@ -965,8 +1065,8 @@ impl Store for SqliteStore {
     ) -> Result<Heartbeat, StoreError> {
         let mut tx = self.write_tx().await?;
         let refreshed: Option<i64> = sqlx::query_scalar(
-            "UPDATE services SET last_heartbeat = ?, heartbeat_ip = ?
-             WHERE name = ? AND heartbeat_ttl_secs IS NOT NULL RETURNING id",
+            "UPDATE services SET last_heartbeat = $1, heartbeat_ip = $2
+             WHERE name = $3 AND heartbeat_ttl_secs IS NOT NULL RETURNING id",
         )
         .bind(ms(now))
         .bind(ip)
@@ -979,7 +1079,7 @@ impl Store for SqliteStore {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO services (name, description, status, heartbeat_ip, heartbeat_ttl_secs,
                         last_heartbeat, created_at, updated_at)
-                     VALUES (?, ?, 'configured', ?, ?, ?, ?, ?) RETURNING id",
+                     VALUES ($1, $2, 'configured', $3, $4, $5, $6, $7) RETURNING id",
                 )
                 .bind(name)
                 .bind(format!("Sends heartbeats from {ip}"))
@@ -995,7 +1095,7 @@ impl Store for SqliteStore {
             }
         };
         let change = reconcile(&mut tx, id, now).await?;
-        let row = sqlx::query("SELECT * FROM services WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM services WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
@@ -1012,13 +1112,13 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM services WHERE state != 'FAILURE' AND (
-                (heartbeat_ttl_secs IS NOT NULL AND last_heartbeat + heartbeat_ttl_secs * 1000 < ?)
+                (heartbeat_ttl_secs IS NOT NULL AND last_heartbeat + heartbeat_ttl_secs * 1000 < $1)
                 OR (push_token_hash IS NOT NULL AND last_push
-                    + (COALESCE(push_period_secs, 86400) + COALESCE(push_grace_secs, 3600)) * 1000 < ?))
+                    + (COALESCE(push_period_secs, 86400) + COALESCE(push_grace_secs, 3600)) * 1000 < $2))
              UNION
              SELECT s.id FROM services s JOIN servers v ON v.id = s.server_id
              WHERE s.state != 'UNKNOWN'
-               AND (v.last_seen_at IS NULL OR v.last_seen_at + v.heartbeat_secs * 3000 < ?)",
+               AND (v.last_seen_at IS NULL OR v.last_seen_at + v.heartbeat_secs * 3000 < $3)",
         )
         .bind(now_ms)
         .bind(now_ms)
@@ -1035,7 +1135,7 @@ impl Store for SqliteStore {
         before: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
         Ok(sqlx::query_scalar(
-            "DELETE FROM services WHERE heartbeat_ttl_secs IS NOT NULL AND last_heartbeat < ? RETURNING id",
+            "DELETE FROM services WHERE heartbeat_ttl_secs IS NOT NULL AND last_heartbeat < $1 RETURNING id",
         )
         .bind(ms(before))
         .fetch_all(&self.pool)
@@ -1050,7 +1150,7 @@ impl Store for SqliteStore {
         grace_secs: u64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE services SET push_token_hash = ?, push_period_secs = ?, push_grace_secs = ? WHERE id = ?",
+            "UPDATE services SET push_token_hash = $1, push_period_secs = $2, push_grace_secs = $3 WHERE id = $4",
         )
         .bind(token_hash)
         .bind(to_i64(Some(period_secs)))
@@ -1070,8 +1170,8 @@ impl Store for SqliteStore {
     ) -> Result<Option<(i64, Option<StatusEventView>)>, StoreError> {
         let mut tx = self.write_tx().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "UPDATE services SET last_push = ?, push_status = ?, push_message = ?
-             WHERE push_token_hash = ? RETURNING id",
+            "UPDATE services SET last_push = $1, push_status = $2, push_message = $3
+             WHERE push_token_hash = $4 RETURNING id",
         )
         .bind(ms(now))
         .bind(status.as_str())
@@ -1093,7 +1193,7 @@ impl Store for SqliteStore {
         since: DateTime<Utc>,
     ) -> Result<(Option<Status>, Vec<(DateTime<Utc>, Status)>), StoreError> {
         let before: Option<String> = sqlx::query_scalar(
-            "SELECT new_state FROM status_events WHERE service_id = ? AND at <= ?
+            "SELECT new_state FROM status_events WHERE service_id = $1 AND at <= $2
              ORDER BY at DESC, id DESC LIMIT 1",
         )
         .bind(service_id)
@@ -1101,7 +1201,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT at, new_state FROM status_events WHERE service_id = ? AND at > ? ORDER BY at, id",
+            "SELECT at, new_state FROM status_events WHERE service_id = $1 AND at > $2 ORDER BY at, id",
         )
         .bind(service_id)
         .bind(ms(since))
@@ -1127,8 +1227,8 @@ impl Store for SqliteStore {
             "SELECT service_id, checked_at, latency_ms, status FROM (
                 SELECT service_id, checked_at, latency_ms, status, id,
                     ROW_NUMBER() OVER (PARTITION BY service_id ORDER BY checked_at DESC, id DESC) AS n
-                FROM health_checks WHERE checked_at >= ?)
-             WHERE n <= ? ORDER BY service_id, checked_at, id",
+                FROM health_checks WHERE checked_at >= $1) AS recent
+             WHERE n <= $2 ORDER BY service_id, checked_at, id",
         )
         .bind(ms(since))
         .bind(i64::from(per_service))
@@ -1154,12 +1254,12 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Channel, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO channels (name, kind, config, enabled, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *",
+            "INSERT INTO channels (name, kind, config, enabled, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING *",
         )
         .bind(name)
         .bind(kind.as_str())
         .bind(serde_json::Value::Object(config.clone()).to_string())
-        .bind(enabled)
+        .bind(i64::from(enabled))
         .bind(ms(now))
         .fetch_one(&self.pool)
         .await
@@ -1178,7 +1278,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_channel(&self, id: i64) -> Result<Option<Channel>, StoreError> {
-        let row = sqlx::query("SELECT * FROM channels WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM channels WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -1186,7 +1286,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_channel(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM channels WHERE id = ?")
+        let done = sqlx::query("DELETE FROM channels WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -1206,8 +1306,8 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO deliveries (channel_id, service_id, kind, status, attempts, error, at)
-             SELECT ?, (SELECT id FROM services WHERE id = ?), ?, ?, ?, ?, ?
-             WHERE EXISTS (SELECT 1 FROM channels WHERE id = ?)",
+             SELECT $1, (SELECT id FROM services WHERE id = $2), $3, $4, $5, $6, $7
+             WHERE EXISTS (SELECT 1 FROM channels WHERE id = $8)",
         )
         .bind(channel_id)
         .bind(service_id)
@@ -1220,13 +1320,13 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if sent {
-            sqlx::query("UPDATE channels SET last_sent_at = ?, last_error = NULL WHERE id = ?")
+            sqlx::query("UPDATE channels SET last_sent_at = $1, last_error = NULL WHERE id = $2")
                 .bind(ms(now))
                 .bind(channel_id)
                 .execute(&mut *tx)
                 .await?;
         } else {
-            sqlx::query("UPDATE channels SET last_error = ? WHERE id = ?")
+            sqlx::query("UPDATE channels SET last_error = $1 WHERE id = $2")
                 .bind(error)
                 .bind(channel_id)
                 .execute(&mut *tx)
@@ -1248,7 +1348,7 @@ impl Store for SqliteStore {
             i64,
         )> = sqlx::query_as(
             "SELECT id, channel_id, service_id, kind, status, attempts, error, at FROM deliveries
-             ORDER BY at DESC, id DESC LIMIT ?",
+             ORDER BY at DESC, id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -1281,9 +1381,9 @@ mod tests {
     use lookout_proto::service::{parse_new_service, parse_service_patch};
     use serde_json::json;
 
-    async fn store() -> (SqliteStore, tempfile::TempDir) {
+    async fn store() -> (SqlStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let store = SqlStore::open(&dir.path().join("t.db")).await.unwrap();
         (store, dir)
     }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::SqliteStore;
+use super::{Backend, SqlStore};
 use crate::store::StoreError;
 
 /// What the `format` field of an export says.
@@ -34,17 +34,32 @@ fn refused(message: impl Into<String>) -> StoreError {
     StoreError::Refused(message.into())
 }
 
-async fn columns(
-    conn: &mut sqlx::SqliteConnection,
-    table: &str,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
-        .bind(table)
-        .fetch_all(conn)
-        .await
+/// The key rows are exported in, the same on every engine.
+fn order_key(table: &str) -> &'static str {
+    match table {
+        "timers" => "name",
+        "hub_state" => "key",
+        _ => "id",
+    }
 }
 
-async fn schema_version(conn: &mut sqlx::SqliteConnection) -> Result<i64, sqlx::Error> {
+/// A table's columns with their SQL types, in the schema's order.
+async fn columns(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    table: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT name, type FROM pragma_table_info($1) ORDER BY cid",
+        Backend::Postgres => {
+            "SELECT CAST(column_name AS TEXT), CAST(data_type AS TEXT) FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+        }
+    };
+    sqlx::query_as(sql).bind(table).fetch_all(conn).await
+}
+
+async fn schema_version(conn: &mut sqlx::AnyConnection) -> Result<i64, sqlx::Error> {
     Ok(
         sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM _sqlx_migrations")
             .fetch_one(conn)
@@ -53,15 +68,21 @@ async fn schema_version(conn: &mut sqlx::SqliteConnection) -> Result<i64, sqlx::
     )
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// The tables of the schema that hold data (not sqlx's or SQLite's own).
     pub async fn table_names(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table'
-               AND name NOT LIKE 'sqlite_%' AND name != '_sqlx_migrations' ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table'
+                   AND name NOT LIKE 'sqlite_%' AND name != '_sqlx_migrations' ORDER BY name"
+            }
+            Backend::Postgres => {
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'
+                   AND table_name != '_sqlx_migrations' ORDER BY table_name"
+            }
+        };
+        Ok(sqlx::query_scalar(sql).fetch_all(&self.pool).await?)
     }
 
     /// Every row of every table, read in one transaction (a consistent copy).
@@ -70,12 +91,27 @@ impl SqliteStore {
         let schema = schema_version(&mut tx).await?;
         let mut tables = Map::new();
         for table in EXPORT_TABLES {
-            let cols = columns(&mut tx, table).await?;
-            let pairs: Vec<String> = cols.iter().map(|c| format!("'{c}', \"{c}\"")).collect();
-            let sql = format!(
-                "SELECT json_object({}) FROM \"{table}\" ORDER BY rowid",
-                pairs.join(", ")
-            );
+            let key = order_key(table);
+            let sql = match self.backend {
+                Backend::Sqlite => {
+                    let cols = columns(&mut tx, self.backend, table).await?;
+                    let pairs: Vec<String> = cols
+                        .iter()
+                        .map(|(c, _)| format!("'{c}', \"{c}\""))
+                        .collect();
+                    format!(
+                        "SELECT json_object({}) FROM \"{table}\" ORDER BY \"{key}\"",
+                        pairs.join(", ")
+                    )
+                }
+                // Byte order for text keys, as SQLite sorts them.
+                Backend::Postgres => {
+                    let collate = if key == "id" { "" } else { " COLLATE \"C\"" };
+                    format!(
+                        "SELECT CAST(row_to_json(t) AS TEXT) FROM \"{table}\" t ORDER BY t.\"{key}\"{collate}"
+                    )
+                }
+            };
             let rows: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut *tx).await?;
             let rows: Vec<Value> = rows
                 .iter()
@@ -133,13 +169,16 @@ impl SqliteStore {
                 )));
             }
         }
-        // Rows reference each other; checked at commit.
-        sqlx::query("PRAGMA defer_foreign_keys = ON")
-            .execute(&mut *tx)
-            .await?;
+        if self.backend == Backend::Sqlite {
+            // Rows reference each other; checked at commit. (PostgreSQL
+            // checks each row as it comes, and parents come first.)
+            sqlx::query("PRAGMA defer_foreign_keys = ON")
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut loaded = 0;
         for table in EXPORT_TABLES {
-            let known = columns(&mut tx, table).await?;
+            let known = columns(&mut tx, self.backend, table).await?;
             let rows = match tables.get(*table) {
                 None => continue,
                 Some(Value::Array(rows)) => rows,
@@ -149,7 +188,7 @@ impl SqliteStore {
                 let Some(row) = row.as_object() else {
                     return Err(refused(format!("{table}[{i}] is not an object")));
                 };
-                if let Some(bad) = row.keys().find(|k| !known.contains(k)) {
+                if let Some(bad) = row.keys().find(|k| !known.iter().any(|(c, _)| c == *k)) {
                     return Err(refused(format!(
                         "{table}[{i}] has an unknown column {bad:?}"
                     )));
@@ -161,12 +200,16 @@ impl SqliteStore {
                         .map(|c| format!("\"{c}\""))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    vec!["?"; cols.len()].join(", ")
+                    cols.iter()
+                        .enumerate()
+                        .map(|(n, c)| self.placeholder(n + 1, &known, c))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 let mut query = sqlx::query(&sql);
                 for col in &cols {
                     query = match &row[col.as_str()] {
-                        Value::Null => query.bind(None::<i64>),
+                        Value::Null => query.bind(None::<String>),
                         Value::Bool(b) => query.bind(i64::from(*b)),
                         Value::Number(n) => match n.as_i64() {
                             Some(v) => query.bind(v),
@@ -183,13 +226,52 @@ impl SqliteStore {
                 query
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| refused(format!("{table}[{i}] cannot be loaded: {e}")))?;
+                    .map_err(|e| {
+                        let dangling = e.as_database_error().is_some_and(|d| {
+                            d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation
+                        });
+                        if dangling {
+                            refused(format!(
+                                "the rows do not fit together: {table}[{i}] refers to a row the export does not have"
+                            ))
+                        } else {
+                            refused(format!("{table}[{i}] cannot be loaded: {e}"))
+                        }
+                    })?;
                 loaded += 1;
+            }
+        }
+        if self.backend == Backend::Postgres {
+            // Rows came with their ids: new rows must number after them.
+            for table in EXPORT_TABLES {
+                if order_key(table) == "id" {
+                    sqlx::query(&format!(
+                        "SELECT CAST(setval(pg_get_serial_sequence('\"{table}\"', 'id'),
+                                COALESCE(MAX(id), 0) + 1, false) AS BIGINT) FROM \"{table}\""
+                    ))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                }
             }
         }
         tx.commit()
             .await
             .map_err(|e| refused(format!("the rows do not fit together: {e}")))?;
         Ok(loaded)
+    }
+
+    /// Parameter `n` for `column`: PostgreSQL is told the column's type, so
+    /// that a JSON number can fill a text column and a null any column.
+    fn placeholder(&self, n: usize, known: &[(String, String)], column: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("${n}"),
+            Backend::Postgres => {
+                let ty = known
+                    .iter()
+                    .find(|(c, _)| c == column)
+                    .map_or("text", |(_, t)| t.as_str());
+                format!("CAST(${n} AS {ty})")
+            }
+        }
     }
 }
