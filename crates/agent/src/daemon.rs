@@ -210,6 +210,18 @@ pub struct Options {
     /// What the hub may ask this agent to do: unit names, and `check:NAME`.
     /// Empty: nothing.
     pub allow: Vec<String>,
+    /// More hubs sharing one database, tried in turn after the registered
+    /// one when a connection is lost (`--hub`); each checked by [`hub_url`].
+    pub other_hubs: Vec<String>,
+}
+
+impl Options {
+    /// The hub URLs to connect to, the registered one first.
+    fn hubs(&self) -> Vec<&str> {
+        std::iter::once(self.credentials.hub.as_str())
+            .chain(self.other_hubs.iter().map(String::as_str))
+            .collect()
+    }
 }
 
 /// Checks an allow-list entry: a unit name, or `check:` and a check's name.
@@ -268,8 +280,8 @@ type Socket = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
 
 /// Opens the WebSocket: TCP, TLS for https hubs (system roots, or the
 /// configured CA), then the upgrade.
-async fn connect(credentials: &Credentials) -> Result<Socket, String> {
-    let base = hub_url(&credentials.hub)?;
+async fn connect(credentials: &Credentials, hub: &str) -> Result<Socket, String> {
+    let base = hub_url(hub)?;
     let host = base.host_str().unwrap_or_default().to_owned();
     let tls = base.scheme() == "https";
     let port = base
@@ -454,10 +466,15 @@ const BATCH: usize = 500;
 /// Results held in memory while the hub is away.
 const MAX_PENDING: usize = 100_000;
 
-async fn session(opts: &Options, followers: &mut Followers, shutdown: &CancellationToken) -> End {
+async fn session(
+    opts: &Options,
+    hub: &str,
+    followers: &mut Followers,
+    shutdown: &CancellationToken,
+) -> End {
     let socket = tokio::select! {
         () = shutdown.cancelled() => return End::Shutdown,
-        s = connect(&opts.credentials) => s,
+        s = connect(&opts.credentials, hub) => s,
     };
     let (mut tx, mut rx) = match socket {
         Ok(s) => s.split(),
@@ -483,7 +500,7 @@ async fn session(opts: &Options, followers: &mut Followers, shutdown: &Cancellat
                 server_name,
                 ..
             }) => {
-                tracing::info!(server = %server_name, hub = %opts.credentials.hub, "connected to the hub");
+                tracing::info!(server = %server_name, %hub, "connected to the hub");
                 (Duration::from_secs(heartbeat_secs.clamp(1, 3600)), cursors)
             }
             Ok(HubMessage::AuthFailed { reason }) => return End::Refused(reason),
@@ -692,17 +709,29 @@ fn jitter() -> f64 {
 pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), AgentError> {
     let mut followers = Followers::default();
     let mut delay = Duration::from_millis(500);
+    let hubs = opts.hubs();
+    let mut turn = 0;
     loop {
         let started = tokio::time::Instant::now();
-        match session(&opts, &mut followers, &shutdown).await {
+        let hub = hubs[turn % hubs.len()];
+        match session(&opts, hub, &mut followers, &shutdown).await {
             End::Shutdown => return Ok(()),
             End::Refused(reason) => return Err(AgentError::Refused(reason)),
             End::Lost(why) => {
                 if started.elapsed() > Duration::from_secs(30) {
                     delay = Duration::from_millis(500);
                 }
-                let wait = delay.mul_f64(jitter());
-                tracing::warn!(%why, retry_in_ms = wait.as_millis() as u64, "hub connection lost");
+                // With several hubs the next one is tried; the backoff
+                // grows once every hub was tried.
+                turn += 1;
+                let wait = if turn % hubs.len() != 0 {
+                    Duration::from_millis(100)
+                } else {
+                    let wait = delay.mul_f64(jitter());
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    wait
+                };
+                tracing::warn!(%why, %hub, retry_in_ms = wait.as_millis() as u64, "hub connection lost");
                 let until = tokio::time::Instant::now() + wait;
                 while tokio::time::Instant::now() < until {
                     followers.hold();
@@ -712,7 +741,6 @@ pub async fn run(opts: Options, shutdown: CancellationToken) -> Result<(), Agent
                         () = tokio::time::sleep(step) => {}
                     }
                 }
-                delay = (delay * 2).min(Duration::from_secs(30));
             }
         }
     }

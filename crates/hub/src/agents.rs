@@ -12,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentSettings;
 use crate::events::Event;
+use crate::live::LiveEvent;
 use crate::routes::AppState;
 use crate::store::agents::{Ingested, Server};
+use crate::store::Store;
 
 /// How long an agent has to authenticate after connecting.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,6 +119,14 @@ impl Fleet {
         }
     }
 
+    /// Whether `server_id`'s agent is connected to this hub.
+    pub fn has(&self, server_id: i64) -> bool {
+        self.sessions
+            .lock()
+            .expect("fleet lock")
+            .contains_key(&server_id)
+    }
+
     /// How many agents are connected to this hub now.
     pub fn connected(&self) -> usize {
         self.sessions.lock().expect("fleet lock").len()
@@ -174,6 +184,34 @@ impl Fleet {
             let _ = waiting.send(result);
         }
     }
+}
+
+/// With several hubs: a server revoked or deleted through another hub loses
+/// its session here too (the event log tells every hub).
+pub fn follow_other_hubs(store: &Arc<dyn Store>, fleet: &Arc<Fleet>, event: &LiveEvent) {
+    if !matches!(event.kind, "server.updated" | "server.deleted") {
+        return;
+    }
+    let Some(id) = event.data["id"].as_i64() else {
+        return;
+    };
+    if !fleet.has(id) {
+        return;
+    }
+    let (store, fleet) = (store.clone(), fleet.clone());
+    tokio::spawn(async move {
+        match store.get_server(id).await {
+            Ok(Some(server)) if !server.revoked => {}
+            Ok(_) => {
+                tracing::info!(
+                    server = id,
+                    "revoked or deleted through another hub; ending its session"
+                );
+                fleet.kick(id);
+            }
+            Err(e) => tracing::warn!(server = id, error = ?e, "cannot look the server up"),
+        }
+    });
 }
 
 async fn send(socket: &mut WebSocket, message: &HubMessage) -> bool {

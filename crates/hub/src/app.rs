@@ -24,6 +24,12 @@ pub struct Application {
     state: AppState,
     retention: std::time::Duration,
     notify: crate::notify::NotifySettings,
+    cluster: crate::config::ClusterSettings,
+    /// This hub's name among the hubs sharing its database.
+    hub_id: String,
+    /// The PostgreSQL URL when the database is shared: live events then
+    /// come from the event log, whichever hub wrote them.
+    shared: Option<String>,
 }
 
 impl Application {
@@ -69,12 +75,31 @@ impl Application {
                 config.web_ports.clone(),
             )),
         };
+        let (hub_id, shared) = match &config.database {
+            // One hub per SQLite file: the same name every start, so a
+            // restarted hub has its leases back at once.
+            DatabaseUrl::Sqlite(_) => (
+                config
+                    .cluster
+                    .hub_id
+                    .clone()
+                    .unwrap_or_else(|| "local".into()),
+                None,
+            ),
+            DatabaseUrl::Postgres(url) => (
+                config.cluster.hub_id.clone().unwrap_or_else(default_hub_id),
+                Some(url.clone()),
+            ),
+        };
         Ok(Self {
             listener,
             tls,
             state,
             retention: config.retention,
             notify: config.notify,
+            cluster: config.cluster,
+            hub_id,
+            shared,
         })
     }
 
@@ -111,15 +136,27 @@ impl Application {
             clock: self.state.clock.clone(),
             events: self.state.events.clone(),
             defaults: self.state.checks,
+            hub_id: self.hub_id.clone(),
+            lease: self.cluster.check_lease,
         };
         let scheduler = tokio::spawn(scheduler.run(stop.clone()));
         let recorder = tokio::spawn(crate::live::run_recorder(
             self.state.store.clone(),
             self.state.events.clone(),
-            self.state.live.clone(),
+            self.shared.is_none().then(|| self.state.live.clone()),
             self.state.clock.clone(),
             stop.clone(),
         ));
+        let tailer = self.shared.clone().map(|url| {
+            let (store, fleet) = (self.state.store.clone(), self.state.fleet.clone());
+            tokio::spawn(crate::live::run_tailer(
+                url,
+                self.state.store.clone(),
+                self.state.live.clone(),
+                move |event| crate::agents::follow_other_hubs(&store, &fleet, event),
+                stop.clone(),
+            ))
+        });
         let pruner = tokio::spawn(crate::live::run_pruner(
             self.state.store.clone(),
             self.state.auth.clone(),
@@ -139,6 +176,8 @@ impl Application {
         );
         let sweeper = tokio::spawn(crate::routes::heartbeat::run_sweeper(
             self.state.clone(),
+            self.hub_id.clone(),
+            self.cluster.check_lease,
             stop.clone(),
         ));
         let store = self.state.store.clone();
@@ -170,12 +209,27 @@ impl Application {
         stop.cancel();
         let _ = scheduler.await;
         let _ = recorder.await;
+        if let Some(tailer) = tailer {
+            let _ = tailer.await;
+        }
         let _ = pruner.await;
         let _ = sweeper.await;
         let _ = notifier.await;
         store.close().await;
         served.context("the HTTP server failed")
     }
+}
+
+/// A name for this hub among others: the host name and a random suffix.
+fn default_hub_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "hub".into());
+    let mut suffix = [0u8; 4];
+    let _ = getrandom::fill(&mut suffix);
+    format!("{host}-{}", hex::encode(suffix))
 }
 
 /// Opens the database the configuration names (creating the data directory

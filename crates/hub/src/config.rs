@@ -88,6 +88,14 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "how long raw check results are kept (default 7d)",
     },
     SettingSpec {
+        key: "hub_id",
+        help: "this hub's name among hubs sharing one PostgreSQL database (default: host name and a random suffix; \"local\" on SQLite)",
+    },
+    SettingSpec {
+        key: "check_lease",
+        help: "how long a hub's hold on its share of the health checks lasts unrenewed; another hub takes over a dead hub's checks within it (default 15s)",
+    },
+    SettingSpec {
         key: "systemd",
         help: "systemd manager to discover and control: system (default), user or none",
     },
@@ -183,6 +191,26 @@ pub struct Config {
     pub auth: crate::auth::AuthSettings,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<TlsFiles>,
+    /// Sharing the work with other hubs on the same database.
+    pub cluster: ClusterSettings,
+}
+
+/// How hubs on one database share the work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// This hub's name in the `hubs` table; `None`: chosen at start.
+    pub hub_id: Option<String>,
+    /// A check lease's length; renewed every third of it.
+    pub check_lease: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            hub_id: None,
+            check_lease: Duration::from_secs(15),
+        }
+    }
 }
 
 /// Settings of the agents' connections.
@@ -276,6 +304,7 @@ impl Config {
             notify: crate::notify::NotifySettings::default(),
             auth: crate::auth::AuthSettings::default(),
             tls: None,
+            cluster: ClusterSettings::default(),
         }
     }
 
@@ -376,6 +405,26 @@ impl Config {
             })?,
             None => Duration::from_secs(60),
         };
+        let mut cluster = ClusterSettings::default();
+        if let Some(v) = get("hub_id") {
+            cluster.hub_id = Some(parse(v, "hub_id", |s| {
+                let ok = !s.is_empty()
+                    && s.len() <= 64
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+                if ok {
+                    Ok(s.to_owned())
+                } else {
+                    Err("expected 1 to 64 letters, digits, '-', '_', '.' or ':'".to_owned())
+                }
+            })?);
+        }
+        if let Some(v) = get("check_lease") {
+            cluster.check_lease = parse(v, "check_lease", |s| {
+                parse_duration(s)
+                    .and_then(|d| within(d, Duration::from_secs(1), Duration::from_secs(3600)))
+            })?;
+        }
         let mut agents = AgentSettings::default();
         if let Some(v) = get("agent_heartbeat") {
             agents.heartbeat = parse(v, "agent_heartbeat", |s| {
@@ -530,6 +579,7 @@ impl Config {
             notify,
             auth,
             tls,
+            cluster,
         })
     }
 }

@@ -65,11 +65,13 @@ impl Event {
 const BATCH: usize = 512;
 
 /// Records bus events in the event log and forwards them, with their ids, to
-/// `live`. Runs until `shutdown`.
+/// `live` (`None` when the database is shared: the [tailer](run_tailer) then
+/// feeds `live` from the log, this hub's events and the others' alike).
+/// Runs until `shutdown`.
 pub async fn run_recorder(
     store: Arc<dyn Store>,
     bus: EventBus,
-    live: broadcast::Sender<LiveEvent>,
+    live: Option<broadcast::Sender<LiveEvent>>,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) {
@@ -117,11 +119,101 @@ pub async fn run_recorder(
             .collect();
         match store.append_events(&rows).await {
             Ok(ids) => {
-                for (id, (kind, data)) in ids.into_iter().zip(wired) {
-                    let _ = live.send(LiveEvent { id, kind, data });
+                if let Some(live) = &live {
+                    for (id, (kind, data)) in ids.into_iter().zip(wired) {
+                        let _ = live.send(LiveEvent { id, kind, data });
+                    }
                 }
             }
             Err(e) => tracing::error!(error = ?e, "could not record events"),
+        }
+    }
+}
+
+/// The PostgreSQL channel on which every append to the event log is announced.
+pub const EVENTS_CHANNEL: &str = "lookout_events";
+
+/// With several hubs on one PostgreSQL database: follows the event log and
+/// passes every event, whichever hub wrote it, to `live` in id order, and to
+/// `seen` (the hub's reaction to other hubs' changes, e.g. a revocation).
+/// Woken by `NOTIFY` on [`EVENTS_CHANNEL`], and once a second regardless,
+/// so a lost notification only delays. Runs until `shutdown`.
+pub async fn run_tailer(
+    url: String,
+    store: Arc<dyn Store>,
+    live: broadcast::Sender<LiveEvent>,
+    seen: impl Fn(&LiveEvent) + Send + 'static,
+    shutdown: CancellationToken,
+) {
+    let mut last = loop {
+        match store.last_event_id().await {
+            Ok(id) => break id,
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot read the event log");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    tracing::debug!(after = last, "following the shared event log");
+    let mut listener: Option<sqlx::postgres::PgListener> = None;
+    loop {
+        if listener.is_none() {
+            match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(mut l) => match l.listen(EVENTS_CHANNEL).await {
+                    Ok(()) => listener = Some(l),
+                    Err(e) => tracing::warn!(error = %e, "cannot listen for other hubs' events"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot listen for other hubs' events"),
+            }
+        }
+        // Catch up with the log.
+        loop {
+            let page = match store.events_after(last, 1000).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "cannot read the event log");
+                    break;
+                }
+            };
+            let full = page.len() == 1000;
+            if !page.is_empty() {
+                tracing::trace!(events = page.len(), "events from the shared log");
+            }
+            for (id, kind, data) in page {
+                last = id;
+                let event = LiveEvent {
+                    id,
+                    kind: kind_name(&kind),
+                    data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                };
+                seen(&event);
+                let _ = live.send(event);
+            }
+            if !full {
+                break;
+            }
+        }
+        let wait = async {
+            match listener.as_mut() {
+                Some(l) => match tokio::time::timeout(Duration::from_secs(1), l.try_recv()).await {
+                    // Several appends may be announced at once: one read does.
+                    Ok(Ok(Some(_))) => while l.next_buffered().is_some() {},
+                    Ok(Ok(None)) | Err(_) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "lost the other hubs' events; reconnecting");
+                        return false;
+                    }
+                },
+                None => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+            true
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            ok = wait => if !ok { listener = None },
         }
     }
 }
@@ -195,16 +287,25 @@ async fn replay(store: &dyn Store, mut after: i64, tx: &mpsc::Sender<LiveEvent>)
     }
 }
 
+/// Every wire type [`Event::wire`] gives, so a logged kind reads back as itself.
+const KINDS: &[&str] = &[
+    "status",
+    "check",
+    "result",
+    "service.created",
+    "service.updated",
+    "service.deleted",
+    "server.updated",
+    "server.deleted",
+    "scan",
+];
+
 fn kind_name(kind: &str) -> &'static str {
-    match kind {
-        "status" => "status",
-        "check" => "check",
-        "service.created" => "service.created",
-        "service.updated" => "service.updated",
-        "service.deleted" => "service.deleted",
-        "scan" => "scan",
-        _ => "unknown",
-    }
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 /// Prunes health results older than `retention` and logged events older than
@@ -254,6 +355,49 @@ mod tests {
     use crate::clock::{Clock, ManualClock};
     use crate::store::{HealthCheck, SqlStore};
     use lookout_proto::service::{parse_new_service, HealthStatus};
+
+    /// A client replaying the log sees every kind as it was sent live (the
+    /// other hubs on a shared database see only replayed events).
+    #[test]
+    fn every_event_kind_reads_back_from_the_log() {
+        let result = lookout_proto::service::CheckResultView {
+            service_id: 1,
+            at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            ordinal: 0,
+            status: lookout_proto::check::LineStatus::Ok,
+            message: String::new(),
+            received_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        };
+        let events = [
+            Event::ServiceCreated { id: 1 },
+            Event::ServiceUpdated { id: 1 },
+            Event::ServiceDeleted { id: 1 },
+            Event::HealthChecked {
+                id: 1,
+                status: HealthStatus::Healthy,
+            },
+            Event::ScanCompleted,
+            Event::StatusChanged(lookout_proto::service::StatusEventView {
+                id: 1,
+                service_id: 1,
+                at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+                old: lookout_proto::status::Status::Ok,
+                new: lookout_proto::status::Status::Failure,
+                reason: String::new(),
+            }),
+            Event::CheckResult {
+                server_id: 1,
+                check: "c".into(),
+                result,
+            },
+            Event::ServerUpdated { id: 1 },
+            Event::ServerDeleted { id: 1 },
+        ];
+        for event in events {
+            let (kind, _) = event.wire();
+            assert_eq!(kind_name(kind), kind);
+        }
+    }
 
     #[tokio::test]
     async fn the_pruner_keeps_the_database_bounded() {

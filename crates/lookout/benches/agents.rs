@@ -14,91 +14,19 @@
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use futures::{SinkExt as _, StreamExt as _};
-use lookout_testkit::bench::{cpu_time, percentile, spawn_hub_binary_with, status_kib};
+use lookout_testkit::bench::{
+    cpu_time, now, percentile, provision_agent as provision, simulated_agent as simulated,
+    spawn_hub_binary_with, status_kib,
+};
 use lookout_testkit::SseClient;
-use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lookout");
 const RUNS: usize = 100;
 const AGENTS: usize = 500;
 const WINDOW: Duration = Duration::from_secs(60);
-
-fn now() -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from(SystemTime::now())
-}
-
-async fn provision(client: &reqwest::Client, base: &str, name: &str) -> (String, String) {
-    let r: Value = client
-        .post(format!("{base}/api/v1/agents/register"))
-        .json(&json!({"server_name": name}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let claim = r["claim_token"].as_str().unwrap();
-    let c: Value = client
-        .post(format!("{base}/api/v1/agents/claim"))
-        .json(&json!({"claim_token": claim}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        c["agent_id"].as_str().unwrap().to_owned(),
-        c["api_key"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// One simulated agent: authenticates, then sends a result every second
-/// until `stop`.
-async fn simulated(
-    base: String,
-    agent_id: String,
-    api_key: String,
-    offset: Duration,
-    stop: tokio_util::sync::CancellationToken,
-) -> u64 {
-    let url = base.replace("http://", "ws://") + "/api/v1/agent/connect";
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect");
-    let auth = json!({"type": "auth", "payload": {"agent_id": agent_id, "api_key": api_key}});
-    ws.send(Message::Text(auth.to_string().into()))
-        .await
-        .unwrap();
-    let ok = ws.next().await.unwrap().unwrap();
-    assert!(ok.to_text().unwrap().contains("auth_ok"), "{ok:?}");
-    tokio::time::sleep(offset).await;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut sent = 0;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = tick.tick() => {}
-            m = ws.next() => if m.is_none() { break },
-        }
-        let update = json!({"type": "status_update", "payload": {
-            "service_name": "load", "timestamp": now(), "ordinal": 0,
-            "status": "OK", "message": format!("result {sent}")}});
-        if ws
-            .send(Message::Text(update.to_string().into()))
-            .await
-            .is_err()
-        {
-            break;
-        }
-        sent += 1;
-    }
-    sent
-}
 
 #[tokio::main]
 async fn main() {

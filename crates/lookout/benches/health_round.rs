@@ -12,7 +12,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use lookout_hub::clock::SystemClock;
@@ -120,6 +120,8 @@ async fn main() {
         clock,
         events,
         defaults,
+        hub_id: "bench".into(),
+        lease: Duration::from_secs(15),
     };
     let cpu_before = lookout_testkit::bench::cpu_time(std::process::id());
     let started = Instant::now();

@@ -52,6 +52,15 @@ pub fn command() -> Command {
                         .help("what the hub may ask of this host, comma-separated: unit names (start/stop/restart) and check:NAME (run now); default nothing"),
                 )
                 .arg(
+                    Arg::new("hub")
+                        .long("hub")
+                        .env("LOOKOUT_AGENT_HUBS")
+                        .value_name("URL")
+                        .value_delimiter(',')
+                        .action(ArgAction::Append)
+                        .help("another hub sharing the same database, tried in turn after the registered one when the connection is lost (repeat, or comma-separated)"),
+                )
+                .arg(
                     Arg::new("no_scan")
                         .long("no-scan")
                         .action(ArgAction::SetTrue)
@@ -123,12 +132,24 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<std::process::ExitCode> {
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("invalid --allow-control entry {e}"))?
                 .unwrap_or_default();
+            let other_hubs: Vec<String> = sm
+                .get_many::<String>("hub")
+                .into_iter()
+                .flatten()
+                .filter(|h| !h.trim().is_empty())
+                .map(|h| {
+                    daemon::hub_url(h.trim())
+                        .map(|u| u.as_str().trim_end_matches('/').to_owned())
+                        .map_err(|e| anyhow::anyhow!("--hub: {e}"))
+                })
+                .collect::<Result<_, _>>()?;
             let opts = Options {
                 credentials,
                 layout,
                 scan: !sm.get_flag("no_scan"),
                 poll: Duration::from_secs(1),
                 allow,
+                other_hubs,
             };
             let ran = runtime.block_on(async move {
                 let stop = tokio_util::sync::CancellationToken::new();

@@ -478,7 +478,7 @@ fn serve(m: &ArgMatches) -> anyhow::Result<()> {
         let app = Application::build(config.clone()).await?;
         tracing::info!(
             address = %app.local_addr(),
-            database = ?config.database,
+            database = %config.database.display(),
             auth = config.auth.mode.as_str(),
             "lookout hub listening on {}://{}",
             app.scheme(),

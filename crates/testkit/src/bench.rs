@@ -5,6 +5,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
 use crate::{spawn_hub_process, TestHub};
 
 /// `lookout serve` (the binary at `bin`) on a free loopback port with its own
@@ -61,4 +65,79 @@ pub fn cpu_time(pid: u32) -> Duration {
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let last = sorted.len().saturating_sub(1);
     sorted[((last as f64) * p).round() as usize]
+}
+
+/// The wall clock, for timestamps of simulated results.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from(std::time::SystemTime::now())
+}
+
+/// Provisions and claims a server through the API: its agent id and key.
+pub async fn provision_agent(client: &reqwest::Client, base: &str, name: &str) -> (String, String) {
+    let r: Value = client
+        .post(format!("{base}/api/v1/agents/register"))
+        .json(&json!({"server_name": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claim = r["claim_token"].as_str().unwrap();
+    let c: Value = client
+        .post(format!("{base}/api/v1/agents/claim"))
+        .json(&json!({"claim_token": claim}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        c["agent_id"].as_str().unwrap().to_owned(),
+        c["api_key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// One simulated agent (a WebSocket client speaking the agent protocol): authenticates, then sends a result every second
+/// until `stop`.
+pub async fn simulated_agent(
+    base: String,
+    agent_id: String,
+    api_key: String,
+    offset: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> u64 {
+    let url = base.replace("http://", "ws://") + "/api/v1/agent/connect";
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let auth = json!({"type": "auth", "payload": {"agent_id": agent_id, "api_key": api_key}});
+    ws.send(Message::Text(auth.to_string().into()))
+        .await
+        .unwrap();
+    let ok = ws.next().await.unwrap().unwrap();
+    assert!(ok.to_text().unwrap().contains("auth_ok"), "{ok:?}");
+    tokio::time::sleep(offset).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut sent = 0;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+            m = ws.next() => if m.is_none() { break },
+        }
+        let update = json!({"type": "status_update", "payload": {
+            "service_name": "load", "timestamp": now(), "ordinal": 0,
+            "status": "OK", "message": format!("result {sent}")}});
+        if ws
+            .send(Message::Text(update.to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += 1;
+    }
+    sent
 }

@@ -73,7 +73,12 @@ pub fn spawn_hub_process(
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // `RUST_LOG=... cargo test` shows what hub processes log.
+        let echo = std::env::var_os("RUST_LOG").is_some();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if echo {
+                eprintln!("hub: {line}");
+            }
             let at = line
                 .find("listening on http://")
                 .map(|at| at + 20)
@@ -224,6 +229,15 @@ impl TestHub {
         self.process
             .take()
             .and_then(|mut child| terminate(&mut child))
+    }
+
+    /// SIGKILLs a hub running as its own process: it stops mid-whatever,
+    /// without giving anything back.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Stops the hub and starts a new one on the same data directory.

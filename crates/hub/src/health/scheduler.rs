@@ -5,8 +5,15 @@
 //!
 //! It learns about new, changed and deleted services from the [`EventBus`], and
 //! re-reads the registry every [`RESYNC_EVERY`] as a safety net.
+//!
+//! It checks only the services this hub holds a lease on (see
+//! [`crate::store::leases`]): alone on a database that is all of them; with
+//! other hubs, its share. Leases are renewed every third of their period and
+//! looked at again the moment another hub's lease would expire, so a dead
+//! hub's checks move within one lease period. A stopping hub gives its leases
+//! back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +38,18 @@ pub struct Scheduler {
     pub clock: SharedClock,
     pub events: EventBus,
     pub defaults: CheckDefaults,
+    /// This hub's name among the hubs on the database.
+    pub hub_id: String,
+    /// How long a check lease lasts unrenewed.
+    pub lease: Duration,
+}
+
+/// The leases this hub holds, and when to renew them.
+struct Held {
+    owned: Option<HashSet<i64>>,
+    renew_at: Instant,
+    /// When the last renewal succeeded; leases older than a period are gone.
+    renewed: Option<Instant>,
 }
 
 /// What makes two versions of a service the same check.
@@ -57,11 +76,19 @@ impl Scheduler {
         let mut running: JoinSet<i64> = JoinSet::new();
         let mut resync = true;
         let mut next_full_resync = Instant::now();
+        let mut held = Held {
+            owned: None,
+            renew_at: Instant::now(),
+            renewed: None,
+        };
 
         loop {
             let now = Instant::now();
+            if now >= held.renew_at && self.renew(&mut held).await {
+                resync = true;
+            }
             if resync || now >= next_full_resync {
-                self.resync(&mut slots).await;
+                self.resync(&mut slots, held.owned.as_ref()).await;
                 resync = false;
                 next_full_resync = now + RESYNC_EVERY;
             }
@@ -93,7 +120,8 @@ impl Scheduler {
                 .map(|s| s.due)
                 .min()
                 .unwrap_or(next_full_resync)
-                .min(next_full_resync);
+                .min(next_full_resync)
+                .min(held.renew_at);
 
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -108,12 +136,13 @@ impl Scheduler {
                         | Event::ServerUpdated { .. }
                         | Event::ServerDeleted { .. },
                     ) => {}
-                    Ok(
-                        Event::ServiceCreated { .. }
-                        | Event::ServiceUpdated { .. }
-                        | Event::ServiceDeleted { .. }
-                        | Event::ScanCompleted,
-                    )
+                    // A new service is leased at once, so its first check
+                    // does not wait for the next renewal.
+                    Ok(Event::ServiceCreated { .. } | Event::ScanCompleted) => {
+                        held.renew_at = Instant::now();
+                        resync = true;
+                    }
+                    Ok(Event::ServiceUpdated { .. } | Event::ServiceDeleted { .. })
                     | Err(broadcast::error::RecvError::Lagged(_)) => resync = true,
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
@@ -131,12 +160,64 @@ impl Scheduler {
             }
         }
         running.abort_all();
+        if let Err(e) = self.store.release_leases(&self.hub_id).await {
+            tracing::warn!(error = ?e, "could not give back the check leases");
+        }
+    }
+
+    /// Renews the leases; true when the services held changed.
+    async fn renew(&self, held: &mut Held) -> bool {
+        let now = Instant::now();
+        let wall = self.clock.now();
+        match self
+            .store
+            .check_leases(&self.hub_id, wall, self.lease)
+            .await
+        {
+            Ok(leases) => {
+                held.renewed = Some(now);
+                let mut next = now + self.lease / 3;
+                if let Some(expiry) = leases.next_foreign_expiry {
+                    // Just after another hub's lease would lapse.
+                    let until = (expiry - wall).to_std().unwrap_or_default();
+                    next = next.min(now + until + Duration::from_millis(20));
+                }
+                held.renew_at = next.max(now + Duration::from_millis(100));
+                let changed = held.owned.as_ref() != Some(&leases.owned);
+                if changed {
+                    tracing::debug!(
+                        hub = %self.hub_id,
+                        services = leases.owned.len(),
+                        hubs = leases.hubs,
+                        "check leases changed"
+                    );
+                }
+                held.owned = Some(leases.owned);
+                changed
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "could not renew the check leases");
+                held.renew_at = now + Duration::from_secs(1);
+                // Unrenewed for a period: other hubs may hold them now.
+                let lapsed = held.renewed.is_none_or(|t| now - t >= self.lease);
+                if lapsed && held.owned.as_ref().is_some_and(|o| !o.is_empty()) {
+                    held.owned = Some(HashSet::new());
+                    return true;
+                }
+                false
+            }
+        }
     }
 
     /// Brings the slots in line with the registry: new services are due now (or
     /// one interval after their last stored check), changed ones are due now,
     /// deleted ones go.
-    async fn resync(&self, slots: &mut HashMap<i64, Slot>) {
+    async fn resync(&self, slots: &mut HashMap<i64, Slot>, owned: Option<&HashSet<i64>>) {
+        // Before the first lease renewal nothing is this hub's.
+        let Some(owned) = owned else {
+            slots.clear();
+            return;
+        };
         let services = match self
             .store
             .list_services(ServiceFilter::Status(RegistryStatus::Configured))
@@ -152,6 +233,9 @@ impl Scheduler {
         let wall_now = self.clock.now();
         let mut seen = std::collections::HashSet::with_capacity(services.len());
         for service in services {
+            if !owned.contains(&service.id) {
+                continue;
+            }
             let Some(url) = service.health_url() else {
                 continue;
             };

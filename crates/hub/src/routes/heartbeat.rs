@@ -368,15 +368,39 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// Marks services whose heartbeat or ping is overdue, and removes heartbeat
 /// services silent for longer than `remove_after`.
-pub async fn run_sweeper(state: AppState, shutdown: CancellationToken) {
+///
+/// With several hubs on one database only the holder of the `sweeper` job
+/// lease sweeps, so a missed heartbeat is one status change, not one per hub.
+pub async fn run_sweeper(
+    state: AppState,
+    hub_id: String,
+    lease: std::time::Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The lease is asked for every third of its period, not every sweep.
+    let mut holder = false;
+    let mut ask_at = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
         let now = state.clock.now();
+        if tokio::time::Instant::now() >= ask_at {
+            ask_at = tokio::time::Instant::now() + lease / 3;
+            holder = match state.store.job_lease("sweeper", &hub_id, now, lease).await {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "could not renew the sweeper's lease");
+                    false
+                }
+            };
+        }
+        if !holder {
+            continue;
+        }
         match state.store.overdue(now).await {
             Ok(changes) => state.events.publish_changes(changes),
             Err(e) => tracing::warn!(error = ?e, "could not look for overdue heartbeats"),

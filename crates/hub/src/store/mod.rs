@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod leases;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 pub use accounts::AccountStore;
 pub use agents::AgentStore;
+pub use leases::{CheckLeases, LeaseStore};
 pub use sql::{Backend, SqlStore};
 
 use crate::config::CheckDefaults;
@@ -306,7 +308,7 @@ pub enum Recorded {
 
 /// The storage of a hub. Every method is one transaction: it happens whole or not at all.
 #[async_trait]
-pub trait Store: AccountStore + AgentStore + Send + Sync + 'static {
+pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static {
     /// Creates a configured service.
     async fn create_service(
         &self,
@@ -358,6 +360,9 @@ pub trait Store: AccountStore + AgentStore + Send + Sync + 'static {
     ) -> Result<Vec<i64>, StoreError>;
 
     /// Logged events after `after_id`, oldest first: (id, kind, data).
+    /// The newest id in the event log (0 when empty).
+    async fn last_event_id(&self) -> Result<i64, StoreError>;
+
     async fn events_after(
         &self,
         after_id: i64,

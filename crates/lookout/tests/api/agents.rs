@@ -40,7 +40,7 @@ fn hub_process(port: u16, data_dir: &Path) -> TestHub {
 }
 
 /// `POST /api/v1/agents/register`: the claim token of a new server.
-async fn provision(hub: &TestHub, name: &str) -> String {
+pub(crate) async fn provision(hub: &TestHub, name: &str) -> String {
     let r = hub
         .post_json(
             "/api/v1/agents/register",
@@ -53,7 +53,7 @@ async fn provision(hub: &TestHub, name: &str) -> String {
 }
 
 /// An agent process; killed when dropped.
-struct Agent(Child, PathBuf);
+pub(crate) struct Agent(Child, PathBuf);
 
 impl Drop for Agent {
     fn drop(&mut self) {
@@ -63,7 +63,7 @@ impl Drop for Agent {
 }
 
 impl Agent {
-    fn spawn(mut cmd: Command, dir: &Path) -> Agent {
+    pub(crate) fn spawn(mut cmd: Command, dir: &Path) -> Agent {
         let log = dir.join(format!("agent-{}.log", std::process::id()));
         let out = std::fs::File::create(&log).unwrap();
         let child = cmd
@@ -74,12 +74,12 @@ impl Agent {
         Agent(child, log)
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         std::fs::read_to_string(&self.1).unwrap_or_default()
     }
 
     /// Waits for the process to exit; its status.
-    async fn exited(&mut self, deadline: Duration) -> std::process::ExitStatus {
+    pub(crate) async fn exited(&mut self, deadline: Duration) -> std::process::ExitStatus {
         let until = tokio::time::Instant::now() + deadline;
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {
@@ -126,7 +126,7 @@ fn register_in(sb: &SystemdSandbox, hub: &str, claim: &str) -> Command {
 
 /// `lookout agent run --user --no-scan` for a host whose checks live under
 /// `root` (as `write_check_files` lays them out).
-fn agent_cmd(root: &Path, credentials: &Path) -> Command {
+pub(crate) fn agent_cmd(root: &Path, credentials: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.args(["agent", "run", "--user", "--no-scan"])
         .arg("--credentials")
@@ -137,7 +137,7 @@ fn agent_cmd(root: &Path, credentials: &Path) -> Command {
 }
 
 /// `lookout agent register` with a claim token, credentials to `credentials`.
-fn register_cmd(hub: &str, claim: &str, credentials: &Path) -> Command {
+pub(crate) fn register_cmd(hub: &str, claim: &str, credentials: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.args(["agent", "register", "--hub", hub, "--claim-token", claim])
         .arg("--credentials")
@@ -146,7 +146,7 @@ fn register_cmd(hub: &str, claim: &str, credentials: &Path) -> Command {
 }
 
 /// The (time, ordinal) of every result line in `files`, as the agent counts them.
-fn keys_in(files: &[PathBuf]) -> Vec<(String, u32)> {
+pub(crate) fn keys_in(files: &[PathBuf]) -> Vec<(String, u32)> {
     let mut out = Vec::new();
     let mut counts = std::collections::HashMap::new();
     for file in files {
@@ -163,7 +163,7 @@ fn keys_in(files: &[PathBuf]) -> Vec<(String, u32)> {
     out
 }
 
-async fn results_of(hub: &TestHub, service: i64) -> Vec<(String, u32)> {
+pub(crate) async fn results_of(hub: &TestHub, service: i64) -> Vec<(String, u32)> {
     let list = hub
         .get_json(&format!("/api/services/{service}/results?limit=10000"))
         .await;
@@ -202,7 +202,7 @@ async fn wait_in_sync(hub: &TestHub, service: i64, files: &[PathBuf]) -> usize {
     }
 }
 
-async fn server_named(hub: &TestHub, name: &str) -> Value {
+pub(crate) async fn server_named(hub: &TestHub, name: &str) -> Value {
     let servers = hub.get_json("/api/v1/servers").await;
     servers
         .as_array()
@@ -213,7 +213,7 @@ async fn server_named(hub: &TestHub, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no server {name}: {servers}"))
 }
 
-async fn wait_server(hub: &TestHub, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_server(hub: &TestHub, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let until = tokio::time::Instant::now() + SOON;
     loop {
         let s = server_named(hub, name).await;

@@ -381,8 +381,10 @@ async fn the_export_names_every_table() {
     let pg = lookout_hub::store::SqlStore::connect_postgres(&fresh_database().await)
         .await
         .unwrap();
-    let mut exported: Vec<String> = lookout_hub::store::sql::export::EXPORT_TABLES
+    use lookout_hub::store::sql::export::{COORDINATION_TABLES, EXPORT_TABLES};
+    let mut exported: Vec<String> = EXPORT_TABLES
         .iter()
+        .chain(COORDINATION_TABLES)
         .map(|t| (*t).to_owned())
         .collect();
     exported.sort();

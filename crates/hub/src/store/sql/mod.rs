@@ -26,6 +26,7 @@ use super::{
 mod accounts;
 mod agents;
 pub mod export;
+mod leases;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -767,6 +768,17 @@ impl Store for SqlStore {
         events: &[(DateTime<Utc>, &'static str, String)],
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.write_tx().await?;
+        if self.backend == Backend::Postgres {
+            // Hubs append one at a time, so ids become visible in order: a
+            // hub following the log after id N never misses a smaller id
+            // committed later. Each append is announced to the others.
+            sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7071002)) AS l")
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("SELECT COUNT(*) FROM (SELECT pg_notify('lookout_events', '')) AS n")
+                .fetch_one(&mut *tx)
+                .await?;
+        }
         let mut ids = Vec::with_capacity(events.len());
         for (at, kind, data) in events {
             let id: i64 = sqlx::query_scalar(
@@ -781,6 +793,15 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         Ok(ids)
+    }
+
+    async fn last_event_id(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM event_log")
+                .fetch_one(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
     }
 
     async fn events_after(

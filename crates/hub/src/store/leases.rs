@@ -1,0 +1,53 @@
+//! Sharing work between hubs on one database: each hub says it is alive,
+//! runs the health checks of the services it holds a lease on, and runs a
+//! once-per-database job only while it holds that job's lease. A lease is
+//! renewed well before it expires; a hub that dies loses its leases one
+//! lease period after its last renewal, and the others take them.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+
+/// The health checks a hub runs, as of one renewal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckLeases {
+    /// The services whose checks are this hub's until the next renewal.
+    pub owned: HashSet<i64>,
+    /// Hubs alive (this one included).
+    pub hubs: usize,
+    /// When the first lease held by another hub expires: the moment to look
+    /// again, to take over from a hub that stopped renewing.
+    pub next_foreign_expiry: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Marks `hub` alive, renews its check leases, takes its share (the
+    /// configured services divided by the hubs alive) from services nobody
+    /// holds or whose lease expired, gives back what is over its share, and
+    /// says what it holds. Two hubs never hold the same service.
+    async fn check_leases(
+        &self,
+        hub: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<CheckLeases, StoreError>;
+
+    /// Gives back every lease of `hub` (a hub that stops cleanly), so the
+    /// others take its checks at once.
+    async fn release_leases(&self, hub: &str) -> Result<(), StoreError>;
+
+    /// Takes or renews the lease of a once-per-database job; true while
+    /// `hub` holds it.
+    async fn job_lease(
+        &self,
+        job: &str,
+        hub: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+}

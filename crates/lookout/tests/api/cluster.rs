@@ -1,0 +1,288 @@
+//! Several hubs on one PostgreSQL database (a real server, see
+//! `testkit::postgres`): the health checks are shared out and run once, an
+//! SSE client on one hub sees what an agent sent to the other, and when a hub
+//! is SIGKILLed the other takes over its checks within one lease period and
+//! its agent, losing no result.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lookout_testkit::postgres::fresh_database;
+use lookout_testkit::{free_port_in, SseClient, Target, TestHub};
+use serde_json::{json, Value};
+use sqlx::Connection as _;
+
+use crate::agents::{agent_cmd, keys_in, provision, register_cmd, results_of, wait_server, Agent};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lookout");
+const LEASE: Duration = Duration::from_secs(3);
+const SOON: Duration = Duration::from_secs(20);
+
+/// `lookout serve` on `database` as hub `id`, with a short check lease.
+fn cluster_hub(database: &str, id: &str) -> TestHub {
+    let port = free_port_in(20000..30000);
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--systemd", "none", "--agent-heartbeat", "1s"])
+        .args(["--check-lease", &format!("{}s", LEASE.as_secs())])
+        .args(["--hub-id", id, "--database", database])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("LOOKOUT_DATABASE");
+    lookout_testkit::spawn_hub_process(cmd, data)
+}
+
+async fn sql(database: &str) -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(database).await.unwrap()
+}
+
+/// Which hub holds how many check leases.
+async fn leases(database: &str) -> BTreeMap<String, i64> {
+    let mut db = sql(database).await;
+    sqlx::query_as("SELECT hub, COUNT(*) FROM check_leases GROUP BY hub")
+        .fetch_all(&mut db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+async fn wait_leases(database: &str, want: &[(&str, i64)]) -> Duration {
+    let started = Instant::now();
+    let want: BTreeMap<String, i64> = want.iter().map(|(h, n)| ((*h).to_owned(), *n)).collect();
+    loop {
+        let got = leases(database).await;
+        if got == want {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < SOON, "leases {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The times (ms) of every stored health check, per service.
+async fn check_times(database: &str) -> BTreeMap<i64, Vec<i64>> {
+    let mut db = sql(database).await;
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT service_id, checked_at FROM health_checks ORDER BY checked_at")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    let mut out: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (id, at) in rows {
+        out.entry(id).or_default().push(at);
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
+    now.timestamp_millis()
+}
+
+fn append(log: &Path, message: &str) {
+    use std::io::Write as _;
+    let line = format!(
+        "{}, OK, {message}\n",
+        chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    f.write_all(line.as_bytes()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hubs_share_the_checks_the_events_and_the_agents_and_survive_losing_one() {
+    let database = fresh_database().await;
+    let mut a = cluster_hub(&database, "hub-a");
+    let b = cluster_hub(&database, "hub-b");
+
+    // Eight services, every one checked each second.
+    let mut targets = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let target = Target::start(200).await;
+        let s = a
+            .create_service(json!({"name": format!("svc-{i}"), "base_url": target.url(),
+                                   "health_endpoint": "/health", "check_interval_secs": 1}))
+            .await;
+        ids.push(s["id"].as_i64().unwrap());
+        targets.push(target);
+    }
+    // Both hubs serve the same registry.
+    assert_eq!(
+        b.get_json("/api/services").await.as_array().unwrap().len(),
+        8
+    );
+    // Shared out, half each.
+    wait_leases(&database, &[("hub-a", 4), ("hub-b", 4)]).await;
+
+    // Run once: over six seconds, no service is checked twice within
+    // half its interval, and each is checked about once a second.
+    let from = now_ms();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let to = now_ms();
+    let times = check_times(&database).await;
+    for id in &ids {
+        let window: Vec<i64> = times[id]
+            .iter()
+            .copied()
+            .filter(|t| (from..to).contains(t))
+            .collect();
+        assert!(
+            (4..=7).contains(&window.len()),
+            "service {id}: {} checks in 6 s: {window:?}",
+            window.len()
+        );
+        for pair in window.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= 500,
+                "service {id} checked twice within 500 ms: {window:?}"
+            );
+        }
+    }
+    let hits: usize = targets.iter().map(Target::hits).sum();
+    let stored: usize = times.values().map(Vec::len).sum();
+    assert!(
+        hits <= stored + targets.len(),
+        "targets saw {hits} requests for {stored} stored checks"
+    );
+
+    // An agent claims on hub A and may fall back to hub B; a live client
+    // on hub B sees its results.
+    let host = tempfile::tempdir().unwrap();
+    let log = lookout_testkit::write_check_files(
+        host.path(),
+        "beat",
+        "#!/bin/sh\n# name: Beat\n# schedule: hourly\necho \"$(date '+%Y-%m-%d %H:%M:%S'), OK, beat\"\n",
+    );
+    let credentials = host.path().join("agent.json");
+    let claim = provision(&a, "edge").await;
+    let registered = register_cmd(&a.url(""), &claim, &credentials)
+        .output()
+        .unwrap();
+    assert!(
+        registered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&registered.stderr)
+    );
+    let mut cmd = agent_cmd(host.path(), &credentials);
+    cmd.arg("--hub").arg(b.url(""));
+    let agent = Agent::spawn(cmd, host.path());
+    wait_server(&a, "edge", |s| s["online"] == true).await;
+
+    let mut events_on_b = SseClient::connect(&b.client, &b.url("/api/events"), None).await;
+    append(&log, "first through hub A");
+    let seen = events_on_b
+        .wait_for(SOON, |m| {
+            m.event == "result" && m.data["message"] == "first through hub A"
+        })
+        .await;
+    assert_eq!(seen.data["check"], "beat");
+
+    // Hub A dies. Its checks move to hub B within one lease period.
+    let ids_by_a: Vec<i64> = {
+        let mut db = sql(&database).await;
+        sqlx::query_scalar("SELECT service_id FROM check_leases WHERE hub = 'hub-a'")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+    };
+    // (The agent's check is a service too.)
+    let services =
+        i64::try_from(b.get_json("/api/services").await.as_array().unwrap().len()).unwrap();
+    a.kill();
+    let killed = now_ms();
+    append(&log, "written while hub A is down");
+    let took = wait_leases(&database, &[("hub-b", services)]).await;
+    eprintln!("hub B took hub A's checks {took:?} after SIGKILL (lease {LEASE:?})");
+    assert!(
+        took <= LEASE + Duration::from_millis(500),
+        "hub B took {took:?} to take over (lease {LEASE:?}): {}",
+        agent.output()
+    );
+    // And checks them.
+    let until = Instant::now() + SOON;
+    loop {
+        let times = check_times(&database).await;
+        if ids_by_a
+            .iter()
+            .filter(|id| ids.contains(id))
+            .all(|id| times[id].iter().any(|t| *t > killed))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "hub B did not check hub A's services"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The agent moves to hub B and nothing it wrote is lost or doubled.
+    wait_server(&b, "edge", |s| s["online"] == true).await;
+    append(&log, "after the move");
+    let server = wait_server(&b, "edge", |s| s["checks"] == 1).await;
+    let checks = b
+        .get_json(&format!("/api/v1/servers/{}/services", server["id"]))
+        .await;
+    let service = checks[0]["id"].as_i64().unwrap();
+    let until = Instant::now() + SOON;
+    loop {
+        let want = keys_in(std::slice::from_ref(&log));
+        let got = results_of(&b, service).await;
+        if got == want {
+            assert_eq!(want.len(), 3);
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "hub B has {got:?}, the log {want:?}: {}",
+            agent.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut events_later = SseClient::connect(&b.client, &b.url("/api/events"), None).await;
+    append(&log, "live on hub B");
+    events_later
+        .wait_for(SOON, |m| {
+            m.event == "result" && m.data["message"] == "live on hub B"
+        })
+        .await;
+}
+
+/// A server revoked through one hub loses its agent's session on the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_on_one_hub_ends_the_session_on_another() {
+    let database = fresh_database().await;
+    let a = cluster_hub(&database, "hub-a");
+    let b = cluster_hub(&database, "hub-b");
+    let host = tempfile::tempdir().unwrap();
+    lookout_testkit::write_check_files(
+        host.path(),
+        "beat",
+        "#!/bin/sh\n# name: Beat\n# schedule: hourly\necho \"$(date '+%Y-%m-%d %H:%M:%S'), OK, beat\"\n",
+    );
+    let credentials = host.path().join("agent.json");
+    let claim = provision(&b, "edge").await;
+    let registered = register_cmd(&b.url(""), &claim, &credentials)
+        .output()
+        .unwrap();
+    assert!(registered.status.success());
+    let mut agent = Agent::spawn(agent_cmd(host.path(), &credentials), host.path());
+    let server: Value = wait_server(&a, "edge", |s| s["online"] == true).await;
+    let r = a
+        .post(&format!("/api/v1/servers/{}/revoke", server["id"]))
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    // The agent, connected to hub B, is cut off and told its key is refused.
+    let status = agent.exited(SOON).await;
+    assert_eq!(status.code(), Some(3), "{}", agent.output());
+}
