@@ -77,8 +77,6 @@ async fn run(setup: &'static str, database: &str, hubs: usize, target: &str) -> 
                     "off",
                     "--agent-heartbeat",
                     "5s",
-                    "--log",
-                    "warn",
                 ],
             )
         })

@@ -779,17 +779,30 @@ impl Store for SqlStore {
                 .fetch_one(&mut *tx)
                 .await?;
         }
+        // Many rows per statement. Appends are serialised (the write lock
+        // on SQLite, the advisory lock on PostgreSQL), so a statement's ids
+        // follow the order of its rows whatever order RETURNING gives them in.
         let mut ids = Vec::with_capacity(events.len());
-        for (at, kind, data) in events {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO event_log (at, kind, data) VALUES ($1, $2, $3) RETURNING id",
-            )
-            .bind(ms(*at))
-            .bind(*kind)
-            .bind(data)
-            .fetch_one(&mut *tx)
-            .await?;
-            ids.push(id);
+        for chunk in events.chunks(256) {
+            let mut sql = String::from("INSERT INTO event_log (at, kind, data) VALUES ");
+            let mut args = AnyArguments::default();
+            for (i, (at, kind, data)) in chunk.iter().enumerate() {
+                let n = i * 3;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+                // Adding a value only fails for types Any cannot carry.
+                let _ = args.add(ms(*at));
+                let _ = args.add((*kind).to_owned());
+                let _ = args.add(data.clone());
+            }
+            sql.push_str(" RETURNING id");
+            let mut got: Vec<i64> = sqlx::query_scalar_with(&sql, args)
+                .fetch_all(&mut *tx)
+                .await?;
+            got.sort_unstable();
+            ids.extend(got);
         }
         tx.commit().await?;
         Ok(ids)
