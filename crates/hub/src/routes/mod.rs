@@ -8,6 +8,7 @@ pub mod heartbeat;
 pub mod live;
 pub mod login;
 pub mod notify;
+pub mod probes;
 pub mod servers_ui;
 pub mod systemd;
 pub mod table;
@@ -83,7 +84,8 @@ pub const CONTENT_SECURITY_POLICY: &str =
 /// hub-wide layers. Tests walk the table.
 pub fn table() -> (Router<AppState>, Vec<table::RouteInfo>) {
     let (api, mut info) = api::routes(table::Routes::api("/api")).finish();
-    let (root, root_info) = heartbeat::root_routes(table::Routes::api("")).finish();
+    let (root, root_info) =
+        probes::root_routes(heartbeat::root_routes(table::Routes::api(""))).finish();
     let (pages, page_info) =
         servers_ui::routes(login::routes(ui::routes(table::Routes::pages()))).finish();
     info.extend(root_info);

@@ -506,6 +506,9 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     /// The delivery log, newest first.
     async fn list_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
 
+    /// Whether the database answers (one trivial query).
+    async fn ping(&self) -> Result<(), StoreError>;
+
     /// Closes connections; the data is then safely on disk.
     async fn close(&self);
 }

@@ -164,8 +164,9 @@ fn is_write(route: &RouteInfo) -> bool {
 }
 
 /// The routes anyone may call: the way in, static assets, push URLs (whose
-/// token is the credential) and the agents' claim and connection (their
-/// claim token and key are the credential). A new public route must be added here on
+/// token is the credential), the agents' claim and connection (their
+/// claim token and key are the credential), and the liveness and readiness
+/// probes (which say only that). A new public route must be added here on
 /// purpose.
 const PUBLIC: &[&str] = &[
     "GET /login",
@@ -183,6 +184,8 @@ const PUBLIC: &[&str] = &[
     "POST /api/v1/users/register",
     "POST /api/v1/agents/claim",
     "GET /api/v1/agent/connect",
+    "GET /healthz",
+    "GET /readyz",
 ];
 
 /// The writes a viewer may make: to their own account only.

@@ -15,6 +15,7 @@ mod library;
 mod live;
 mod notify;
 mod persistence;
+mod probes;
 mod services;
 mod systemd;
 mod validation;
