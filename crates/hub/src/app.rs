@@ -167,10 +167,15 @@ impl Application {
         let notifier = tokio::spawn(
             crate::notify::Notifier {
                 store: self.state.store.clone(),
-                events: self.state.events.clone(),
+                events: match &self.shared {
+                    None => self.state.events.clone(),
+                    Some(_) => crate::live::bus_from_log(&self.state.live, stop.clone()),
+                },
                 clock: self.state.clock.clone(),
                 settings: self.notify,
                 client: crate::notify::http_client(),
+                hub_id: self.hub_id.clone(),
+                lease: self.cluster.check_lease,
             }
             .run(stop.clone()),
         );

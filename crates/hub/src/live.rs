@@ -218,6 +218,46 @@ pub async fn run_tailer(
     }
 }
 
+/// With several hubs: a bus carrying every hub's checks, status changes and
+/// deletions, read back from the live channel the tailer fills from the
+/// shared log (for the notifier, which must see them all).
+pub fn bus_from_log(live: &broadcast::Sender<LiveEvent>, shutdown: CancellationToken) -> EventBus {
+    let bus = EventBus::new(16 * 1024);
+    let out = bus.clone();
+    let mut rx = live.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                () = shutdown.cancelled() => return,
+                event = rx.recv() => event,
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the notifier's feed fell behind");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let id = event.data["id"].as_i64();
+            let parsed = match (event.kind, id) {
+                ("check", Some(id)) => serde_json::from_value(event.data["health_status"].clone())
+                    .ok()
+                    .map(|status| Event::HealthChecked { id, status }),
+                ("status", _) => serde_json::from_value(event.data.clone())
+                    .ok()
+                    .map(Event::StatusChanged),
+                ("service.deleted", Some(id)) => Some(Event::ServiceDeleted { id }),
+                _ => None,
+            };
+            if let Some(e) = parsed {
+                out.publish(e);
+            }
+        }
+    });
+    bus
+}
+
 /// A client's feed: logged events after `after` (when resuming), then live
 /// ones, in id order, without gaps or repeats. Ends when the client goes.
 pub fn feed(

@@ -62,10 +62,17 @@ struct Track {
 
 pub struct Notifier {
     pub store: Arc<dyn Store>,
+    /// Checks and status changes: this hub's bus, or, with several hubs on
+    /// one database, every hub's (from the shared event log).
     pub events: EventBus,
     pub clock: SharedClock,
     pub settings: NotifySettings,
     pub client: reqwest::Client,
+    /// This hub's name; only the holder of the `notifier` job lease sends.
+    /// The others follow the same events and keep the same state, so the
+    /// one that takes over knows what was alerted.
+    pub hub_id: String,
+    pub lease: Duration,
 }
 
 /// A client for notification requests: bounded in time, no redirects to elsewhere.
@@ -85,7 +92,28 @@ impl Notifier {
         let mut queues: HashMap<i64, mpsc::Sender<Notice>> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sender = false;
+        let mut ask_at = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= ask_at {
+                ask_at = tokio::time::Instant::now() + self.lease / 3;
+                let now = self.clock.now();
+                let was = sender;
+                sender = match self
+                    .store
+                    .job_lease("notifier", &self.hub_id, now, self.lease)
+                    .await
+                {
+                    Ok(held) => held,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "could not renew the notifier's lease");
+                        false
+                    }
+                };
+                if sender && !was {
+                    self.recall(&mut tracks).await;
+                }
+            }
             let touched: Vec<i64> = tokio::select! {
                 () = shutdown.cancelled() => break,
                 event = rx.recv() => match event {
@@ -108,6 +136,11 @@ impl Notifier {
                 },
                 _ = tick.tick() => tracks.iter().filter(|(_, t)| t.alerted || t.held).map(|(id, _)| *id).collect(),
             };
+            // Only the sender decides; the others count failed checks, and
+            // learn what was told from the delivery log when they take over.
+            if !sender {
+                continue;
+            }
             for id in touched {
                 match self.store.get_service(id).await {
                     Ok(Some(service)) => {
@@ -121,6 +154,32 @@ impl Notifier {
                     }
                     Err(e) => tracing::warn!(error = ?e, "notifier could not read a service"),
                 }
+            }
+        }
+    }
+
+    /// On becoming the sender (at start, or taking over from a hub that
+    /// stopped): what each service's last notice said, from the delivery
+    /// log, so a recovery follows an alert another hub (or this one before
+    /// a restart) sent, and an alert is not sent again.
+    async fn recall(&self, tracks: &mut HashMap<i64, Track>) {
+        let deliveries = match self.store.list_deliveries(10_000).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = ?e, "notifier could not read the delivery log");
+                return;
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        for d in deliveries {
+            let Some(id) = d.service_id.filter(|_| d.kind != "test") else {
+                continue;
+            };
+            // Newest first: the first one of a service is its last notice.
+            if seen.insert(id) {
+                let track = tracks.entry(id).or_default();
+                track.alerted = d.kind != "recovery";
+                track.last_sent = Some(d.at);
             }
         }
     }

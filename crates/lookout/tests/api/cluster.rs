@@ -286,3 +286,76 @@ async fn a_revocation_on_one_hub_ends_the_session_on_another() {
     let status = agent.exited(SOON).await;
     assert_eq!(status.code(), Some(3), "{}", agent.output());
 }
+
+/// Hubs follow each other's checks, so the notifier lease's holder alerts
+/// once whichever hub checked, and when it dies the hub that takes over
+/// knows what was alerted and sends the recovery.
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_go_out_once_and_the_recovery_follows_a_dead_hub() {
+    let database = fresh_database().await;
+    let mut a = cluster_hub(&database, "hub-a");
+    let rx = lookout_testkit::Receiver::start().await;
+    let r = a
+        .post_json(
+            "/api/notifications/channels",
+            &json!({"name": "hook", "kind": "webhook", "config": {"url": rx.url("/hook")}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    // Hub A holds the notifier's lease before B starts.
+    let mut db = sql(&database).await;
+    let until = Instant::now() + SOON;
+    while sqlx::query_scalar::<_, String>("SELECT hub FROM job_leases WHERE name = 'notifier'")
+        .fetch_optional(&mut db)
+        .await
+        .unwrap()
+        .as_deref()
+        != Some("hub-a")
+    {
+        assert!(
+            Instant::now() < until,
+            "hub A never held the notifier lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = cluster_hub(&database, "hub-b");
+    // Two services, so each hub checks one.
+    let target = Target::start(500).await;
+    for name in ["one", "two"] {
+        a.create_service(
+            json!({"name": name, "base_url": target.url(), "health_endpoint": "/",
+                                "check_interval_secs": 1, "notify_after": 1}),
+        )
+        .await;
+    }
+    wait_leases(&database, &[("hub-a", 1), ("hub-b", 1)]).await;
+    let alerts = rx.wait_for("/hook", 2, SOON).await;
+    let mut alerted: Vec<String> = alerts
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            assert_eq!(body["event"], "alert", "{body}");
+            body["service"]["name"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    alerted.sort();
+    assert_eq!(alerted, ["one", "two"]);
+    tokio::time::sleep(Duration::from_millis(2500)).await; // asserting an absence needs a window
+    assert_eq!(rx.received("/hook").len(), 2, "an alert went out twice");
+
+    // Hub A (the sender) dies; the services recover; hub B says so.
+    a.kill();
+    target.set_status(200);
+    let all = rx.wait_for("/hook", 4, SOON).await;
+    let mut recovered: Vec<String> = all[2..]
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            assert_eq!(body["event"], "recovery", "{body}");
+            body["service"]["name"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    recovered.sort();
+    assert_eq!(recovered, ["one", "two"]);
+    drop(b);
+}
