@@ -212,55 +212,73 @@ async fn the_network_is_served_without_auth_only_when_asked_loudly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn migrate_reports_the_schema_and_a_newer_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("LOOKOUT_LISTEN", "127.0.0.1:0")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (ok, out, err) = run(&["migrate"]);
-    assert!(ok, "{err}");
-    assert!(out.trim_end().ends_with(", up to date"), "{out}");
-    let version: i64 = out
-        .split("schema version ")
-        .nth(1)
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{out}"));
-    assert!(version >= 8, "{out}");
+    let pg = lookout_testkit::postgres::fresh_database().await;
+    let sqlite = ["--data-dir".to_owned(), dir.path().display().to_string()];
+    let postgres = ["--database".to_owned(), pg.clone()];
+    for db_args in [&sqlite, &postgres] {
+        let run = |args: &[&str]| {
+            let out = Command::new(BIN)
+                .args(args)
+                .args(db_args)
+                .env("LOOKOUT_LISTEN", "127.0.0.1:0")
+                .env_remove("LOOKOUT_DATABASE")
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (ok, out, err) = run(&["migrate"]);
+        assert!(ok, "{err}");
+        assert!(out.trim_end().ends_with(", up to date"), "{out}");
+        let version: i64 = out
+            .split("schema version ")
+            .nth(1)
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(version >= 9, "{out}");
 
-    // A newer lookout migrated this database further: this one leaves it alone.
-    let db = dir.path().join("lookout.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-         VALUES (?, 'from the future', TRUE, x'00', 0)",
-    )
-    .bind(version + 1)
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-    for command in [&["migrate"][..], &["serve", "--systemd", "none"][..]] {
-        let (ok, _, err) = run(command);
-        assert!(!ok, "{command:?} accepted a newer schema");
-        assert!(
-            err.contains(&format!(
-                "schema (version {}) is newer than this lookout knows (version {version})",
-                version + 1
-            )),
-            "{command:?}: {err}"
-        );
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        // A newer lookout migrated this database further: this one leaves it alone.
+        if db_args == &sqlite {
+            let db = dir.path().join("lookout.db");
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                 VALUES (?, 'from the future', TRUE, x'00', 0)",
+            )
+            .bind(version + 1)
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        } else {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&pg).await.unwrap();
+            sqlx::query(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                 VALUES ($1, 'from the future', TRUE, '\\x00'::bytea, 0)",
+            )
+            .bind(version + 1)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        for command in [&["migrate"][..], &["serve", "--systemd", "none"][..]] {
+            let (ok, _, err) = run(command);
+            assert!(!ok, "{command:?} accepted a newer schema");
+            assert!(
+                err.contains(&format!(
+                    "schema (version {}) is newer than this lookout knows (version {version})",
+                    version + 1
+                )),
+                "{command:?}: {err}"
+            );
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        }
     }
 }
