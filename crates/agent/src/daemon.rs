@@ -115,13 +115,6 @@ pub fn default_credentials(user: bool) -> Result<PathBuf, String> {
         .ok_or_else(|| "neither XDG_STATE_HOME nor HOME is set".to_owned())
 }
 
-/// This host's name, as the kernel has it.
-fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-}
-
 /// Checks a hub URL: `http` or `https`, a host, nothing else.
 pub fn hub_url(hub: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(hub).map_err(|e| format!("invalid hub URL {hub:?}: {e}"))?;
@@ -165,7 +158,7 @@ pub async fn register(
     let url = base
         .join("/api/v1/agents/claim")
         .map_err(|e| AgentError::Claim(e.to_string()))?;
-    let hostname = hostname();
+    let hostname = lookout_systemd::hostname();
     let response = client
         .post(url)
         .json(&lookout_proto::agent::ClaimRequest {
@@ -480,7 +473,7 @@ async fn session(
         Ok(s) => s.split(),
         Err(e) => return End::Lost(e),
     };
-    let hostname = hostname();
+    let hostname = lookout_systemd::hostname();
     let auth = AgentMessage::Auth(AgentAuth {
         agent_id: opts.credentials.agent_id.clone(),
         api_key: opts.credentials.api_key.clone(),

@@ -227,11 +227,7 @@ impl Application {
 
 /// A name for this hub among others: the host name and a random suffix.
 fn default_hub_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "hub".into());
+    let host = lookout_systemd::hostname().unwrap_or_else(|| "hub".into());
     let mut suffix = [0u8; 4];
     let _ = getrandom::fill(&mut suffix);
     format!("{host}-{}", hex::encode(suffix))

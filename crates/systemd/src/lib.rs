@@ -23,6 +23,14 @@ pub use journal::LogEntry;
 pub use scan::{Listen, ListenSource, Scan, ServiceUnit, TimerUnit};
 pub use unit::{InvalidUnitName, UnitName};
 
+/// This host's name, as the kernel has it (`None` if it cannot be read or is empty).
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
 /// Which systemd manager to talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -238,8 +238,7 @@ impl PgServer {
             .await;
             match created {
                 Ok(()) => return self.url(&name),
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("create database {name}: {e}"),

@@ -92,27 +92,12 @@ impl Notifier {
         let mut queues: HashMap<i64, mpsc::Sender<Notice>> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut sender = false;
-        let mut ask_at = tokio::time::Instant::now();
+        let mut job =
+            crate::store::leases::JobLease::new("notifier", self.hub_id.clone(), self.lease);
         loop {
-            if tokio::time::Instant::now() >= ask_at {
-                ask_at = tokio::time::Instant::now() + self.lease / 3;
-                let now = self.clock.now();
-                let was = sender;
-                sender = match self
-                    .store
-                    .job_lease("notifier", &self.hub_id, now, self.lease)
-                    .await
-                {
-                    Ok(held) => held,
-                    Err(e) => {
-                        tracing::warn!(error = ?e, "could not renew the notifier's lease");
-                        false
-                    }
-                };
-                if sender && !was {
-                    self.recall(&mut tracks).await;
-                }
+            let (sender, taken) = job.check(self.store.as_ref(), self.clock.now()).await;
+            if taken {
+                self.recall(&mut tracks).await;
             }
             let touched: Vec<i64> = tokio::select! {
                 () = shutdown.cancelled() => break,

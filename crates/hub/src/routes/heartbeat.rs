@@ -379,26 +379,14 @@ pub async fn run_sweeper(
 ) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The lease is asked for every third of its period, not every sweep.
-    let mut holder = false;
-    let mut ask_at = tokio::time::Instant::now();
+    let mut job = crate::store::leases::JobLease::new("sweeper", hub_id, lease);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
         let now = state.clock.now();
-        if tokio::time::Instant::now() >= ask_at {
-            ask_at = tokio::time::Instant::now() + lease / 3;
-            holder = match state.store.job_lease("sweeper", &hub_id, now, lease).await {
-                Ok(held) => held,
-                Err(e) => {
-                    tracing::warn!(error = ?e, "could not renew the sweeper's lease");
-                    false
-                }
-            };
-        }
-        if !holder {
+        if !job.check(state.store.as_ref(), now).await.0 {
             continue;
         }
         match state.store.overdue(now).await {

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
+use crate::store::Store;
 
 /// The health checks a hub runs, as of one renewal.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,4 +51,45 @@ pub trait LeaseStore: Send + Sync {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<bool, StoreError>;
+}
+
+/// A once-per-database job's hold on its lease, asked for every third of
+/// the lease period rather than every time the job runs.
+#[derive(Debug)]
+pub struct JobLease {
+    job: &'static str,
+    hub: String,
+    lease: Duration,
+    held: bool,
+    ask_at: tokio::time::Instant,
+}
+
+impl JobLease {
+    pub fn new(job: &'static str, hub: String, lease: Duration) -> Self {
+        Self {
+            job,
+            hub,
+            lease,
+            held: false,
+            ask_at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Whether this hub runs the job now, renewing the lease when due; a
+    /// store error counts as not holding it. The second value is true when
+    /// the lease was just taken (at start or from a hub that stopped).
+    pub async fn check(&mut self, store: &dyn Store, now: DateTime<Utc>) -> (bool, bool) {
+        let was = self.held;
+        if tokio::time::Instant::now() >= self.ask_at {
+            self.ask_at = tokio::time::Instant::now() + self.lease / 3;
+            self.held = match store.job_lease(self.job, &self.hub, now, self.lease).await {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::warn!(job = self.job, error = ?e, "could not renew a job lease");
+                    false
+                }
+            };
+        }
+        (self.held, self.held && !was)
+    }
 }

@@ -54,7 +54,8 @@ impl SqlStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         // Options the Any driver cannot carry in its URL are set on every
-        // new connection; WAL is a property of the file.
+        // new connection (the busy timeout first); WAL is a property of the
+        // file, set once below.
         let url = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -64,9 +65,8 @@ impl SqlStore {
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     for pragma in [
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = NORMAL",
                         "PRAGMA busy_timeout = 5000",
+                        "PRAGMA synchronous = NORMAL",
                         "PRAGMA foreign_keys = ON",
                     ] {
                         conn.execute(pragma).await?;
@@ -75,6 +75,9 @@ impl SqlStore {
                 })
             })
             .connect(url.as_str())
+            .await?;
+        sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
+            .fetch_one(&pool)
             .await?;
         Self::migrate(pool, Backend::Sqlite).await
     }
