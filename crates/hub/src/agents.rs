@@ -537,6 +537,12 @@ async fn ingest(
         // A result is its own event (`result`); announcing the service as
         // updated too would make every listener re-read the registry.
         ingested.updated.clear();
+        for (_, result) in &ingested.results {
+            let lag = (result.received_at - result.at)
+                .to_std()
+                .unwrap_or_default();
+            state.metrics.agent_result(result.status, lag);
+        }
         publish(state, server_id, ingested);
     }
     Ok(())

@@ -30,6 +30,7 @@ pub struct Application {
     /// The PostgreSQL URL when the database is shared: live events then
     /// come from the event log, whichever hub wrote them.
     shared: Option<String>,
+    self_check: bool,
 }
 
 impl Application {
@@ -55,10 +56,13 @@ impl Application {
             clock.clone(),
             config.max_body_bytes,
         ));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let state = AppState {
             auth,
             store,
-            checker: Checker::new().context("cannot build the HTTP client for health checks")?,
+            checker: Checker::new(metrics.clone())
+                .context("cannot build the HTTP client for health checks")?,
+            metrics,
             clock,
             events: EventBus::new(16 * 1024),
             live: tokio::sync::broadcast::channel(4096).0,
@@ -100,6 +104,7 @@ impl Application {
             cluster: config.cluster,
             hub_id,
             shared,
+            self_check: config.self_check,
         })
     }
 
@@ -130,6 +135,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stop = self.state.shutdown.clone();
+        if self.self_check {
+            // Before the scheduler starts, so the first round checks it.
+            let url = self_url(self.scheme(), self.local_addr());
+            if let Err(e) = register_self(&self.state, &self.hub_id, &url).await {
+                tracing::warn!(error = %e, "cannot register this hub as a service");
+            }
+        }
         let scheduler = Scheduler {
             store: self.state.store.clone(),
             checker: self.state.checker.clone(),
@@ -176,6 +188,7 @@ impl Application {
                 client: crate::notify::http_client(),
                 hub_id: self.hub_id.clone(),
                 lease: self.cluster.check_lease,
+                metrics: self.state.metrics.clone(),
             }
             .run(stop.clone()),
         );
@@ -223,6 +236,57 @@ impl Application {
         store.close().await;
         served.context("the HTTP server failed")
     }
+}
+
+/// Where this hub reaches itself: its listening address, loopback when it
+/// listens on every address.
+fn self_url(scheme: &str, addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// The service that is this hub, checked at its own `/readyz` (the database
+/// answers): created on the first start, its URL brought up to date on later
+/// ones. A hub among several is `lookout (HUB_ID)`.
+async fn register_self(state: &AppState, hub_id: &str, url: &str) -> anyhow::Result<()> {
+    use lookout_proto::service::{parse_new_service, parse_service_patch, RegistryStatus};
+    let name = if hub_id == "local" {
+        "lookout".to_owned()
+    } else {
+        format!("lookout ({hub_id})")
+    };
+    let fields = serde_json::json!({
+        "name": name,
+        "description": "This lookout hub: /readyz answers while its database does",
+        "base_url": url,
+        "health_endpoint": "/readyz",
+    });
+    let fields = fields.as_object().expect("a JSON object");
+    let existing = state
+        .store
+        .list_services(crate::store::ServiceFilter::Status(
+            RegistryStatus::Configured,
+        ))
+        .await?
+        .into_iter()
+        .find(|s| s.name == name && s.server_id.is_none());
+    let invalid = |e: Vec<lookout_proto::FieldError>| anyhow::anyhow!("invalid fields: {e:?}");
+    match existing {
+        None => {
+            let new = parse_new_service(fields).map_err(invalid)?;
+            state.create_service(&new).await?;
+        }
+        Some(s) if s.base_url.as_deref() != Some(url) => {
+            let patch = parse_service_patch(fields).map_err(invalid)?;
+            state.update_service(s.id, &patch).await?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
 }
 
 /// A name for this hub among others: the host name and a random suffix.

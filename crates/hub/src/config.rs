@@ -96,6 +96,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "how long a hub's hold on its share of the health checks lasts unrenewed; another hub takes over a dead hub's checks within it (default 15s)",
     },
     SettingSpec {
+        key: "self_check",
+        help: "register this hub as a service and check its own /readyz: on (default) or off",
+    },
+    SettingSpec {
         key: "systemd",
         help: "systemd manager to discover and control: system (default), user or none",
     },
@@ -193,6 +197,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Sharing the work with other hubs on the same database.
     pub cluster: ClusterSettings,
+    /// The hub registers itself as a service, checked at its `/readyz`.
+    pub self_check: bool,
 }
 
 /// How hubs on one database share the work.
@@ -305,6 +311,9 @@ impl Config {
             auth: crate::auth::AuthSettings::default(),
             tls: None,
             cluster: ClusterSettings::default(),
+            // An embedded hub's registry holds only what its embedder puts
+            // there; `lookout serve` turns this on unless told not to.
+            self_check: false,
         }
     }
 
@@ -316,14 +325,22 @@ impl Config {
         overrides: BTreeMap<&'static str, RawValue>,
     ) -> Result<Self, ConfigError> {
         let mut layers = match file {
-            Some(path) => read_file(path)?,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                parse_file(&text, path)?
+            }
             None => BTreeMap::new(),
         };
         layers.extend(overrides);
         Self::from_layers(&layers)
     }
 
-    fn from_layers(raw: &BTreeMap<&'static str, RawValue>) -> Result<Self, ConfigError> {
+    /// Validates and combines layers already ranked (see [`Config::load`]);
+    /// with [`parse_file`] this is the whole path from a file's text to a
+    /// configuration, without the filesystem (fuzzed).
+    pub fn from_layers(raw: &BTreeMap<&'static str, RawValue>) -> Result<Self, ConfigError> {
         let get = |key: &str| raw.get(key);
 
         let listen = match get("listen") {
@@ -425,6 +442,14 @@ impl Config {
                     .and_then(|d| within(d, Duration::from_secs(1), Duration::from_secs(3600)))
             })?;
         }
+        let self_check = match get("self_check") {
+            Some(v) => parse(v, "self_check", |s| match s {
+                "on" | "true" | "yes" | "1" => Ok(true),
+                "off" | "false" | "no" | "0" => Ok(false),
+                _ => Err("expected on or off".to_owned()),
+            })?,
+            None => true,
+        };
         let mut agents = AgentSettings::default();
         if let Some(v) = get("agent_heartbeat") {
             agents.heartbeat = parse(v, "agent_heartbeat", |s| {
@@ -580,6 +605,7 @@ impl Config {
             auth,
             tls,
             cluster,
+            self_check,
         })
     }
 }
@@ -599,9 +625,12 @@ fn default_data_dir() -> Result<PathBuf, ConfigError> {
         })
 }
 
-fn read_file(path: &Path) -> Result<BTreeMap<&'static str, RawValue>, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+/// The settings in a config file's `text`, not yet validated; `path` only
+/// names the file in messages.
+pub fn parse_file(
+    text: &str,
+    path: &Path,
+) -> Result<BTreeMap<&'static str, RawValue>, ConfigError> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         ConfigError(format!(
             "config file {} is not valid TOML: {}",

@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod history;
 pub mod live;
+pub mod metrics;
 pub mod notify;
 pub mod routes;
 pub mod store;

@@ -116,7 +116,7 @@ async fn main() {
     let stop = CancellationToken::new();
     let scheduler = Scheduler {
         store: store.clone(),
-        checker: Checker::new().unwrap(),
+        checker: Checker::new(Default::default()).unwrap(),
         clock,
         events,
         defaults,

@@ -65,6 +65,11 @@ pub fn spawn_hub_process(
     data_dir: tempfile::TempDir,
 ) -> TestHub {
     use std::io::{BufRead, BufReader};
+    // A test's registry holds what the test puts there: the hub's own
+    // service only when the test asks for it (`--self-check on`).
+    if !command.get_envs().any(|(k, _)| k == "LOOKOUT_SELF_CHECK") {
+        command.env("LOOKOUT_SELF_CHECK", "off");
+    }
     let mut child = command
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())

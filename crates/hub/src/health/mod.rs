@@ -43,10 +43,12 @@ pub struct Probe {
 #[derive(Debug, Clone)]
 pub struct Checker {
     client: reqwest::Client,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Checker {
-    pub fn new() -> anyhow::Result<Self> {
+    /// A checker counting its probes in `metrics`.
+    pub fn new(metrics: std::sync::Arc<crate::metrics::Metrics>) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .user_agent(concat!(
                 "lookout/",
@@ -58,7 +60,7 @@ impl Checker {
             .pool_max_idle_per_host(0)
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()?;
-        Ok(Self { client })
+        Ok(Self { client, metrics })
     }
 
     /// Requests `url` once. Any 2xx is healthy; everything else is unhealthy
@@ -69,7 +71,7 @@ impl Checker {
         // The outer timeout is a backstop in case a phase escapes reqwest's own.
         let outcome = tokio::time::timeout(timeout + Duration::from_millis(100), request).await;
         let latency_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
-        match outcome {
+        let probe = match outcome {
             Ok(Ok(response)) => {
                 let code = response.status();
                 let healthy = code.is_success();
@@ -96,7 +98,12 @@ impl Checker {
                 latency_ms,
                 error: Some(format!("timed out after {}", human(timeout))),
             },
-        }
+        };
+        self.metrics.http_check(
+            probe.status == HealthStatus::Healthy,
+            probe.response_code.is_none(),
+        );
+        probe
     }
 
     /// Checks a service now and returns the result to store. A service without

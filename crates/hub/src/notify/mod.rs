@@ -73,6 +73,8 @@ pub struct Notifier {
     /// one that takes over knows what was alerted.
     pub hub_id: String,
     pub lease: Duration,
+    /// Deliveries are counted here.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A client for notification requests: bounded in time, no redirects to elsewhere.
@@ -226,10 +228,13 @@ impl Notifier {
                 tokio::spawn(deliver_loop(
                     channel.id,
                     rx,
-                    self.store.clone(),
-                    self.clock.clone(),
-                    self.client.clone(),
-                    self.settings,
+                    Sender {
+                        store: self.store.clone(),
+                        clock: self.clock.clone(),
+                        client: self.client.clone(),
+                        settings: self.settings,
+                        metrics: self.metrics.clone(),
+                    },
                     shutdown.clone(),
                 ));
                 tx
@@ -257,16 +262,29 @@ pub fn notice_for(service: &Service, kind: NoticeKind, now: DateTime<Utc>) -> No
     }
 }
 
-/// Delivers one channel's notices in order, retrying each with backoff.
-async fn deliver_loop(
-    channel_id: i64,
-    mut rx: mpsc::Receiver<Notice>,
+/// What a channel's delivery task works with.
+struct Sender {
     store: Arc<dyn Store>,
     clock: SharedClock,
     client: reqwest::Client,
     settings: NotifySettings,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Delivers one channel's notices in order, retrying each with backoff.
+async fn deliver_loop(
+    channel_id: i64,
+    mut rx: mpsc::Receiver<Notice>,
+    sender: Sender,
     shutdown: CancellationToken,
 ) {
+    let Sender {
+        store,
+        clock,
+        client,
+        settings,
+        metrics,
+    } = sender;
     loop {
         let notice = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -300,6 +318,7 @@ async fn deliver_loop(
         if let Err(e) = &outcome {
             tracing::warn!(channel = %channel.name, error = %e, attempts = attempt, "notification failed");
         }
+        metrics.notification(channel.kind.as_str(), outcome.is_ok());
         let error = outcome.as_ref().err().map(String::as_str);
         if let Err(e) = store
             .record_delivery(

@@ -31,6 +31,7 @@ pub fn routes(r: Routes) -> Routes {
     let r = super::heartbeat::api_routes(r);
     let r = super::notify::routes(r);
     let r = super::agents::routes(r);
+    let r = super::metrics::api_routes(r);
     super::users::routes(r)
 }
 

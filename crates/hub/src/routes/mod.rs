@@ -7,6 +7,7 @@ mod extract;
 pub mod heartbeat;
 pub mod live;
 pub mod login;
+pub mod metrics;
 pub mod notify;
 pub mod probes;
 pub mod servers_ui;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// The agents connected to this hub.
     pub fleet: Arc<crate::agents::Fleet>,
+    /// This hub's counters, for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Brings a service read before a status change up to date with it, so an
@@ -84,8 +87,10 @@ pub const CONTENT_SECURITY_POLICY: &str =
 /// hub-wide layers. Tests walk the table.
 pub fn table() -> (Router<AppState>, Vec<table::RouteInfo>) {
     let (api, mut info) = api::routes(table::Routes::api("/api")).finish();
-    let (root, root_info) =
-        probes::root_routes(heartbeat::root_routes(table::Routes::api(""))).finish();
+    let (root, root_info) = metrics::root_routes(probes::root_routes(heartbeat::root_routes(
+        table::Routes::api(""),
+    )))
+    .finish();
     let (pages, page_info) =
         servers_ui::routes(login::routes(ui::routes(table::Routes::pages()))).finish();
     info.extend(root_info);
@@ -111,6 +116,7 @@ pub fn router(state: AppState) -> Router {
     table()
         .0
         .layer(Extension(state.auth.clone()))
+        .layer(Extension(state.metrics.clone()))
         .layer(DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

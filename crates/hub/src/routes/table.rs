@@ -13,6 +13,26 @@ use super::AppState;
 use crate::auth::guard::{guard, Rule};
 use crate::auth::{Access, Bucket};
 
+/// Counts a request of one route, refused or answered, for `/metrics`.
+async fn count(
+    mut labels: crate::metrics::HttpLabels,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(metrics) = req
+        .extensions()
+        .get::<std::sync::Arc<crate::metrics::Metrics>>()
+        .cloned()
+    else {
+        return next.run(req).await;
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    labels.status = response.status().as_u16();
+    metrics.http_request(&labels, started.elapsed());
+    response
+}
+
 /// One route as declared.
 #[derive(Debug, Clone)]
 pub struct RouteInfo {
@@ -70,9 +90,17 @@ impl Routes {
             bucket,
         };
         let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
-        let endpoint =
-            on(filter, handler).route_layer(axum::middleware::from_fn(move |req, next| {
+        let labels = crate::metrics::HttpLabels {
+            method: method.to_string(),
+            route: format!("{}{path}", self.prefix),
+            status: 0,
+        };
+        let endpoint = on(filter, handler)
+            .route_layer(axum::middleware::from_fn(move |req, next| {
                 guard(rule, req, next)
+            }))
+            .route_layer(axum::middleware::from_fn(move |req, next| {
+                count(labels.clone(), req, next)
             }));
         self.router = self.router.route(path, endpoint);
         self.info.push(RouteInfo {

@@ -297,6 +297,21 @@ async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
     let service = tick["id"].as_i64().unwrap();
     hub.wait_for_service(service, SOON, |s| s["state"] == "OK")
         .await;
+    // Prometheus sees the agent, its results and their lag, and the check
+    // as a service of its server.
+    use super::prometheus::wait_for_metric;
+    assert_eq!(
+        wait_for_metric(&hub, "lookout_agents_connected", &[]).await,
+        1.0
+    );
+    let ok = [("source", "agent"), ("status", "OK")];
+    assert!(wait_for_metric(&hub, "lookout_checks_total", &ok).await >= 1.0);
+    assert!(wait_for_metric(&hub, "lookout_ingestion_lag_seconds_count", &[]).await >= 1.0);
+    let labels = [("service", "tick@sandbox-host"), ("server", "sandbox-host")];
+    assert_eq!(
+        wait_for_metric(&hub, "lookout_service_up", &labels).await,
+        1.0
+    );
     // The host's systemd scan came along.
     let until = tokio::time::Instant::now() + SOON;
     loop {

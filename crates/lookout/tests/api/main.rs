@@ -16,6 +16,7 @@ mod live;
 mod notify;
 mod persistence;
 mod probes;
+mod prometheus;
 mod services;
 mod systemd;
 mod validation;

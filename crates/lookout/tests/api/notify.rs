@@ -343,6 +343,13 @@ async fn a_broken_channel_is_retried_visible_and_blocks_nothing() {
         .find(|c| c["id"] == broken)
         .unwrap();
     assert!(b["last_error"].as_str().unwrap().contains("HTTP 500"));
+    // Counted for Prometheus: one sent, one given up (not one per attempt).
+    for outcome in ["sent", "failed"] {
+        let labels = [("channel", "webhook"), ("outcome", outcome)];
+        let counted =
+            super::prometheus::wait_for_metric(&hub, "lookout_notifications_total", &labels).await;
+        assert_eq!(counted, 1.0, "{outcome}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
