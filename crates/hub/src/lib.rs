@@ -14,6 +14,7 @@ pub mod history;
 pub mod live;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod routes;
 pub mod store;
 pub mod tls;

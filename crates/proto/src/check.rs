@@ -266,6 +266,7 @@ pub fn parse_metadata(script: &str) -> Result<CheckMeta, Vec<MetaError>> {
 /// says the check itself could not run (non-zero exit, timeout, bad output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LineStatus {
     Ok,
     Update,

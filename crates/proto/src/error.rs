@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Machine-readable error codes. Clients match on these, so they never change meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ErrorCode {
     /// The body is not valid JSON (syntax error, truncated document).
     MalformedJson,
@@ -57,6 +58,7 @@ impl ErrorCode {
 
 /// One offending field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// The field's name as sent by the client (`base_url`, `port`; a path such as
     /// `tags[2]` for nested values).
@@ -76,6 +78,7 @@ impl FieldError {
 
 /// The JSON body of every 4xx and 5xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,

@@ -27,6 +27,7 @@ pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 50..=120_000;
 /// Where a service stands in the registry (seed 000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RegistryStatus {
     /// Found in systemd, not listening on a web port.
     Raw,
@@ -58,6 +59,7 @@ impl RegistryStatus {
 /// Result of the HTTP health check (seed 000's green, red and gray dots).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum HealthStatus {
     /// The endpoint answered with a 2xx status.
     Healthy,
@@ -90,6 +92,7 @@ impl HealthStatus {
 /// field). It is what the client says, not what lookout measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ReportedState {
     Active,
     Inactive,
@@ -516,6 +519,7 @@ pub fn kind(v: &Value) -> &'static str {
 
 /// A service as the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceView {
     pub id: i64,
     pub name: String,
@@ -576,6 +580,7 @@ pub struct ServiceView {
 
 /// A check script on a server, as the hub knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentCheckView {
     pub name: String,
     pub schedule: Option<String>,
@@ -588,6 +593,7 @@ pub struct AgentCheckView {
 
 /// One result of a check script, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckResultView {
     pub service_id: i64,
     pub at: DateTime<Utc>,
@@ -599,6 +605,7 @@ pub struct CheckResultView {
 
 /// A monitored host with an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerView {
     pub id: i64,
     pub name: String,
@@ -619,6 +626,7 @@ pub struct ServerView {
 
 /// The result of one health check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthCheckView {
     pub service_id: i64,
     pub status: HealthStatus,
@@ -797,6 +805,7 @@ mod tests {
 
 /// A TCP port a systemd service listens on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortView {
     pub address: String,
     pub port: u16,
@@ -809,6 +818,7 @@ pub struct PortView {
 
 /// A systemd timer and the last run of the unit it triggers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimerView {
     pub name: String,
     pub description: String,
@@ -835,6 +845,7 @@ pub struct TimerView {
 /// The answer of `POST /api/scan` and `GET /api/scan` (seed 001's shape plus
 /// `removed`, timers and details).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScanResult {
     /// Units seen for the first time.
     pub discovered: usize,
@@ -855,6 +866,7 @@ pub struct ScanResult {
 
 /// A change of a service's status, as stored and streamed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusEventView {
     pub id: i64,
     pub service_id: i64,
@@ -866,6 +878,7 @@ pub struct StatusEventView {
 
 /// A service's push URL settings and its last ping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushView {
     /// How often pings are expected.
     pub period_secs: u64,

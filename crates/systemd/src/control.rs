@@ -40,6 +40,7 @@ impl Action {
 
 /// A unit's state as systemd reports it now.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnitStatus {
     pub unit: String,
     pub description: String,

@@ -16,6 +16,7 @@ use crate::{Error, Systemd, UnitName};
 pub const MAX_LINES: u32 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogEntry {
     pub time: Option<DateTime<Utc>>,
     /// syslog priority, 0 (emerg) to 7 (debug).

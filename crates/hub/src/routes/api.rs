@@ -32,6 +32,7 @@ pub fn routes(r: Routes) -> Routes {
     let r = super::notify::routes(r);
     let r = super::agents::routes(r);
     let r = super::metrics::api_routes(r);
+    let r = super::docs::routes(r);
     super::users::routes(r)
 }
 

@@ -48,7 +48,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
 }
 
 /// One target group of Prometheus HTTP SD.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TargetGroup {
     pub targets: Vec<String>,
     pub labels: BTreeMap<&'static str, String>,

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod docs;
 mod extract;
 pub mod heartbeat;
 pub mod live;

@@ -76,8 +76,9 @@ async fn last_scan(State(state): State<AppState>) -> Result<Json<ScanResult>, Ap
         .ok_or_else(|| ApiError::NotFound("no scan has run yet; POST /api/scan runs one".into()))
 }
 
-#[derive(Serialize)]
-struct CleanupResult {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CleanupResult {
+    /// Discovered services removed because their unit is gone.
     deleted: u64,
 }
 
@@ -285,7 +286,7 @@ async fn status(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Logs {
     pub unit: String,
     pub lines: Vec<LogEntry>,

@@ -14,6 +14,7 @@ mod history;
 mod library;
 mod live;
 mod notify;
+mod openapi;
 mod persistence;
 mod probes;
 mod prometheus;

@@ -1,0 +1,542 @@
+//! The OpenAPI description of the JSON API (`GET /api/openapi.json`).
+//!
+//! Built from the code: the operations are the route table's (method, path,
+//! who may call it), so a route cannot exist undocumented (a test walks the
+//! table); the bodies are the API's own types through utoipa's `ToSchema`
+//! derives. What the table does not know, each operation's summary, query
+//! parameters and the shape of its answer, is declared here next to it.
+
+use axum::http::Method;
+use lookout_proto::error::ErrorBody;
+use lookout_proto::service::{
+    HealthCheckView, ScanResult, ServerView, ServiceView, StatusEventView, TimerView,
+};
+use utoipa::openapi::path::{
+    Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, HttpMethod, OpenApi, PathItem, Paths, Ref, RefOr, Required, ResponseBuilder,
+    ResponsesBuilder, Schema,
+};
+use utoipa::OpenApi as _;
+
+use crate::auth::Access;
+use crate::routes::table::RouteInfo;
+
+/// The schemas every operation refers to, collected with what they contain.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(
+    ErrorBody,
+    ServiceView,
+    HealthCheckView,
+    StatusEventView,
+    ServerView,
+    TimerView,
+    ScanResult,
+    lookout_proto::service::CheckResultView,
+    lookout_systemd::UnitStatus,
+    crate::routes::systemd::Logs,
+    crate::routes::systemd::CleanupResult,
+    crate::routes::metrics::TargetGroup,
+)))]
+struct Schemas;
+
+/// What an operation answers when it succeeds.
+enum Answer {
+    /// `200` with this component schema.
+    One(&'static str),
+    /// `200` with an array of this component schema.
+    Many(&'static str),
+    /// `201` with this component schema.
+    Created(&'static str),
+    /// `200` with a JSON object whose shape the summary describes.
+    Object,
+    /// `201` with a JSON object whose shape the summary describes.
+    CreatedObject,
+    /// `200` with an array of JSON objects.
+    Objects,
+    /// `204`, no body.
+    Empty,
+    /// `200` with a body of this media type that is not JSON.
+    Text(&'static str),
+    /// `101`, a WebSocket.
+    Upgrade,
+}
+
+/// What the code says about one operation beyond the route table.
+struct Doc {
+    summary: &'static str,
+    tag: &'static str,
+    /// Query parameters: name, integer or string, what it means.
+    query: &'static [(&'static str, bool, &'static str)],
+    /// Takes a JSON object body, described in words.
+    body: Option<&'static str>,
+    answer: Answer,
+}
+
+const fn doc(summary: &'static str, tag: &'static str, answer: Answer) -> Doc {
+    Doc {
+        summary,
+        tag,
+        query: &[],
+        body: None,
+        answer,
+    }
+}
+
+const LIMIT: (&str, bool, &str) = (
+    "limit",
+    true,
+    "how many, newest first (1-1000, default 100)",
+);
+
+/// Every JSON operation's description. `None` means the route is not part
+/// of the documented API, which the route-table test refuses.
+fn describe(method: &Method, path: &str) -> Option<Doc> {
+    use Answer::*;
+    let m = method.as_str();
+    Some(match (m, path) {
+        ("GET", "/api/services") => Doc {
+            query: &[(
+                "status",
+                false,
+                "configured (default), discovered, raw or all",
+            )],
+            ..doc("List services", "services", Many("ServiceView"))
+        },
+        ("POST", "/api/services") => Doc {
+            body: Some("name (required), description, base_url (or url), port, health_endpoint, status, check_interval_secs, check_timeout_ms, unit, notify_after"),
+            ..doc("Register a service", "services", Created("ServiceView"))
+        },
+        ("GET", "/api/services/{id}") => doc("One service", "services", One("ServiceView")),
+        ("PUT", "/api/services/{id}") => Doc {
+            body: Some("any of the fields of a new service; null removes an optional one"),
+            ..doc("Change a service", "services", One("ServiceView"))
+        },
+        ("DELETE", "/api/services/{id}") => doc("Remove a service", "services", Empty),
+        ("GET", "/api/services/{id}/health") => doc(
+            "Check a service now and store the result",
+            "health",
+            One("HealthCheckView"),
+        ),
+        ("GET", "/api/services/{id}/checks") => Doc {
+            query: &[LIMIT],
+            ..doc("A service's check history", "health", Many("HealthCheckView"))
+        },
+        ("GET", "/api/services/{id}/events") => Doc {
+            query: &[LIMIT],
+            ..doc("A service's status changes", "health", Many("StatusEventView"))
+        },
+        ("GET", "/api/services/{id}/stats") => doc(
+            "Uptime over 24 h, 7 d and 30 d, and latency figures",
+            "health",
+            Object,
+        ),
+        ("GET", "/api/services/{id}/results") => Doc {
+            query: &[LIMIT],
+            ..doc("An agent check's results", "agents", Many("CheckResultView"))
+        },
+        ("GET", "/api/events") => Doc {
+            query: &[("last_event_id", true, "resume after this event id")],
+            ..doc(
+                "Live events (Server-Sent Events): status changes, results, registry changes",
+                "live",
+                Text("text/event-stream"),
+            )
+        },
+        ("GET", "/api/services/ws") => doc(
+            "Live events over a WebSocket (the same stream as /api/events)",
+            "live",
+            Upgrade,
+        ),
+        ("GET", "/api/scan") => doc("The last systemd scan", "systemd", One("ScanResult")),
+        ("POST", "/api/scan") => doc(
+            "Scan systemd now: units, their ports and processes",
+            "systemd",
+            One("ScanResult"),
+        ),
+        ("POST", "/api/scan/cleanup") => doc(
+            "Remove discovered services whose unit is gone",
+            "systemd",
+            One("CleanupResult"),
+        ),
+        ("GET", "/api/timers") => doc("systemd timers", "systemd", Many("TimerView")),
+        ("POST", "/api/services/{id}/start") => {
+            doc("Start the service's unit", "systemd", Object)
+        }
+        ("POST", "/api/services/{id}/stop") => doc("Stop the service's unit", "systemd", Object),
+        ("POST", "/api/services/{id}/restart") => {
+            doc("Restart the service's unit", "systemd", Object)
+        }
+        ("GET", "/api/services/{id}/status") => {
+            doc("The unit's state now", "systemd", One("UnitStatus"))
+        }
+        ("GET", "/api/services/{id}/logs") => Doc {
+            query: &[("lines", true, "how many of the last lines (1-1000, default 100)")],
+            ..doc("The unit's journal", "systemd", One("Logs"))
+        },
+        ("POST", "/api/apps") => Doc {
+            body: Some("name, command (argv), description, port, health_endpoint, environment, working_directory"),
+            ..doc(
+                "Create a managed service: a unit file lookout writes and starts",
+                "systemd",
+                Created("ServiceView"),
+            )
+        },
+        ("DELETE", "/api/apps/{id}") => doc(
+            "Stop and remove a managed service and its unit file",
+            "systemd",
+            Empty,
+        ),
+        ("POST", "/register") => Doc {
+            body: Some("name (required), ip, port, health_endpoint (seed 003)"),
+            ..doc("Register or refresh a heartbeat service", "heartbeats", Object)
+        },
+        ("GET", "/services") => doc("Heartbeat services (seed 003)", "heartbeats", Object),
+        ("POST", "/refresh/{name}") => doc("Refresh a heartbeat", "heartbeats", Object),
+        ("POST", "/refresh_all") => doc("Refresh every heartbeat", "heartbeats", Object),
+        ("POST", "/api/services/{id}/push-token") => Doc {
+            body: Some("period_secs, grace_secs"),
+            ..doc(
+                "Create the service's push URL (the token is shown once)",
+                "heartbeats",
+                CreatedObject,
+            )
+        },
+        ("GET" | "POST", "/api/push/{token}") => Doc {
+            query: &[
+                ("status", false, "OK (default), UPDATE, WARNING or FAILURE"),
+                ("msg", false, "a message to show"),
+            ],
+            ..doc("Ping a push URL", "heartbeats", Object)
+        },
+        ("GET", "/api/notifications/channels") => {
+            doc("Notification channels", "notifications", Objects)
+        }
+        ("POST", "/api/notifications/channels") => Doc {
+            body: Some("name, kind (webhook, ntfy, gotify, discord, slack, email, mqtt), config, enabled"),
+            ..doc("Add a channel", "notifications", CreatedObject)
+        },
+        ("DELETE", "/api/notifications/channels/{id}") => {
+            doc("Remove a channel", "notifications", Empty)
+        }
+        ("POST", "/api/notifications/channels/{id}/test") => {
+            doc("Send a test notification", "notifications", Object)
+        }
+        ("GET", "/api/notifications/deliveries") => Doc {
+            query: &[LIMIT],
+            ..doc("Delivery log", "notifications", Objects)
+        },
+        ("POST", "/api/v1/agents/register") => Doc {
+            body: Some("name, labels, allow (control actions the host permits)"),
+            ..doc(
+                "Add a server: returns a one-time claim token for its agent",
+                "agents",
+                CreatedObject,
+            )
+        },
+        ("POST", "/api/v1/agents/claim") => Doc {
+            body: Some("claim_token, hostname, public key material"),
+            ..doc("An agent claims its server", "agents", Object)
+        },
+        ("GET", "/api/v1/agent/connect") => {
+            doc("An agent's WebSocket session", "agents", Upgrade)
+        }
+        ("GET", "/api/v1/servers") => doc("Servers", "agents", Many("ServerView")),
+        ("GET", "/api/v1/servers/{id}") => doc("One server", "agents", One("ServerView")),
+        ("GET", "/api/v1/servers/{id}/services") => {
+            doc("A server's checks", "agents", Many("ServiceView"))
+        }
+        ("POST", "/api/v1/servers/{id}/revoke") => {
+            doc("Revoke a server's agent key", "agents", Object)
+        }
+        ("POST", "/api/v1/servers/{id}/control") => Doc {
+            body: Some("action (start, stop, restart, run_check), unit or check"),
+            ..doc("Ask a server's agent to act", "agents", Object)
+        },
+        ("DELETE", "/api/v1/servers/{id}") => {
+            doc("Remove a server and its checks", "agents", Empty)
+        }
+        ("POST", "/api/v1/users/login") => Doc {
+            body: Some("username, password"),
+            ..doc("Log in: an access and a refresh token", "users", Object)
+        },
+        ("POST", "/api/v1/users/refresh") => Doc {
+            body: Some("refresh_token"),
+            ..doc("A new token pair", "users", Object)
+        },
+        ("POST", "/api/v1/users/register") => Doc {
+            body: Some("username, password (when self-registration is open)"),
+            ..doc("Create an account", "users", CreatedObject)
+        },
+        ("POST", "/api/v1/users/logout") => doc("End this login", "users", Empty),
+        ("GET", "/api/v1/users/me") => doc("Who is calling", "users", Object),
+        ("GET", "/api/v1/users") => doc("Accounts", "users", Objects),
+        ("POST", "/api/v1/users") => Doc {
+            body: Some("username, password, role (admin or viewer)"),
+            ..doc("Add an account", "users", CreatedObject)
+        },
+        ("DELETE", "/api/v1/users/{id}") => doc("Remove an account", "users", Empty),
+        ("GET", "/api/v1/tokens") => Doc {
+            query: &[("all", false, "true: every user's tokens (admins)")],
+            ..doc("Personal API tokens", "users", Objects)
+        },
+        ("POST", "/api/v1/tokens") => Doc {
+            body: Some("name, role, expires_in_days"),
+            ..doc(
+                "Create a personal API token (shown once)",
+                "users",
+                CreatedObject,
+            )
+        },
+        ("DELETE", "/api/v1/tokens/{id}") => doc("Revoke a token", "users", Empty),
+        ("GET", "/api/v1/audit") => Doc {
+            query: &[LIMIT],
+            ..doc("Audit log", "users", Objects)
+        },
+        ("GET", "/api/v1/settings") => doc("Hub settings", "users", Object),
+        ("PUT", "/api/v1/settings") => Doc {
+            body: Some("registration (open or closed)"),
+            ..doc("Change hub settings", "users", Object)
+        },
+        ("GET", "/api/v1/prometheus/sd") => doc(
+            "Prometheus HTTP service discovery: every service with a URL",
+            "prometheus",
+            Many("TargetGroup"),
+        ),
+        ("GET", "/metrics") => doc(
+            "The hub's metrics (OpenMetrics text)",
+            "prometheus",
+            Text("application/openmetrics-text"),
+        ),
+        ("GET", "/healthz") => doc("Liveness: the hub answers", "probes", Object),
+        ("GET", "/readyz") => doc(
+            "Readiness: the database answers within 2 s (else 503)",
+            "probes",
+            Object,
+        ),
+        ("GET", "/api/openapi.json") => doc("This document", "meta", Object),
+        ("GET", "/api/docs") => doc(
+            "This document, browsable, with requests to try",
+            "meta",
+            Text("text/html"),
+        ),
+        ("GET", "/api/docs/explorer.js") => {
+            doc("The script of /api/docs", "meta", Text("text/javascript"))
+        }
+        _ => return None,
+    })
+}
+
+fn component(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+fn json(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
+fn any_object() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Object))
+        .build()
+        .into()
+}
+
+fn path_parameter(name: &str) -> Parameter {
+    let integer = name == "id";
+    let schema = ObjectBuilder::new()
+        .schema_type(SchemaType::Type(if integer {
+            Type::Integer
+        } else {
+            Type::String
+        }))
+        .format(
+            integer.then_some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            )),
+        );
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .schema(Some(schema))
+        .build()
+}
+
+fn operation(route: &RouteInfo, doc: &Doc) -> Operation {
+    let mut op = OperationBuilder::new()
+        .summary(Some(doc.summary))
+        .tag(doc.tag)
+        .operation_id(Some(operation_id(route)));
+    for name in route
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+    {
+        op = op.parameter(path_parameter(name));
+    }
+    for (name, integer, what) in doc.query {
+        let schema = ObjectBuilder::new().schema_type(SchemaType::Type(if *integer {
+            Type::Integer
+        } else {
+            Type::String
+        }));
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(*what))
+                .schema(Some(schema)),
+        );
+    }
+    if let Some(fields) = doc.body {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .description(Some(format!(
+                    "A JSON object: {fields}. Unknown fields are refused."
+                )))
+                .content("application/json", json(any_object()))
+                .required(Some(Required::True))
+                .build(),
+        ));
+    }
+    let (status, response) = match &doc.answer {
+        Answer::One(name) => ("200", json_response(component(name))),
+        Answer::Many(name) => (
+            "200",
+            json_response(ArrayBuilder::new().items(component(name)).build()),
+        ),
+        Answer::Created(name) => ("201", json_response(component(name))),
+        Answer::Object => ("200", json_response(any_object())),
+        Answer::CreatedObject => ("201", json_response(any_object())),
+        Answer::Objects => (
+            "200",
+            json_response(ArrayBuilder::new().items(RefOr::T(any_object())).build()),
+        ),
+        Answer::Empty => ("204", ResponseBuilder::new().description("Done").build()),
+        Answer::Text(media) => (
+            "200",
+            ResponseBuilder::new()
+                .description("OK")
+                .content(*media, ContentBuilder::new().build())
+                .build(),
+        ),
+        Answer::Upgrade => (
+            "101",
+            ResponseBuilder::new()
+                .description("Switching to the WebSocket protocol")
+                .build(),
+        ),
+    };
+    let refusal = ResponseBuilder::new()
+        .description(
+            "Refused: the JSON error body names the problem and the offending fields \
+             (400 bad input, 401/403 credentials, 404 not found, 409 conflict, 413 too large, \
+             415 not JSON, 429 rate limit, 503 a dependency such as systemd or an agent is \
+             unavailable)",
+        )
+        .content("application/json", json(component("ErrorBody")))
+        .build();
+    op = op.responses(
+        ResponsesBuilder::new()
+            .response(status, response)
+            .response("default", refusal)
+            .build(),
+    );
+    if route.rule.access != Access::Public {
+        op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+    }
+    op.build()
+}
+
+fn json_response(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description("OK")
+        .content("application/json", json(schema))
+        .build()
+}
+
+/// `get_api_services_id`, from the method and path.
+fn operation_id(route: &RouteInfo) -> String {
+    let path: String = route
+        .path
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let mut id = format!("{}{}", route.method.as_str().to_ascii_lowercase(), path);
+    while id.contains("__") {
+        id = id.replace("__", "_");
+    }
+    id.trim_end_matches('_').to_owned()
+}
+
+fn http_method(method: &Method) -> Option<HttpMethod> {
+    Some(match *method {
+        Method::GET => HttpMethod::Get,
+        Method::POST => HttpMethod::Post,
+        Method::PUT => HttpMethod::Put,
+        Method::DELETE => HttpMethod::Delete,
+        Method::PATCH => HttpMethod::Patch,
+        _ => return None,
+    })
+}
+
+/// The API routes of the table that are not documented (a test wants none).
+pub fn undocumented(routes: &[RouteInfo]) -> Vec<String> {
+    routes
+        .iter()
+        .filter(|r| !r.rule.page)
+        .filter(|r| describe(&r.method, &r.path).is_none())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// The whole document, for every API route of `routes` (pages are left out).
+pub fn document(routes: &[RouteInfo]) -> OpenApi {
+    let mut api = Schemas::openapi();
+    api.info.title = "lookout".into();
+    api.info.version = env!("CARGO_PKG_VERSION").into();
+    api.info.description = Some(
+        "The JSON API of a lookout hub: the service registry, health checks and \
+         their history, systemd discovery and control, heartbeats and push URLs, \
+         agents and servers, notifications, accounts and tokens. Every refusal is \
+         a JSON ErrorBody with a 4xx status."
+            .into(),
+    );
+    let mut paths = Paths::new();
+    for route in routes.iter().filter(|r| !r.rule.page) {
+        let (Some(doc), Some(method)) = (
+            describe(&route.method, &route.path),
+            http_method(&route.method),
+        ) else {
+            continue;
+        };
+        let item = PathItem::new(method, operation(route, &doc));
+        match paths.paths.get_mut(&route.path) {
+            Some(existing) => existing.merge_operations(item),
+            None => {
+                paths.paths.insert(route.path.clone(), item);
+            }
+        }
+    }
+    api.paths = paths;
+    let components = api.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "An access token from /api/v1/users/login or a personal API token; \
+                     not needed when the hub runs with auth off",
+                ))
+                .build(),
+        ),
+    );
+    api
+}

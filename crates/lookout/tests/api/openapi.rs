@@ -1,0 +1,239 @@
+//! The API's description: complete (every API route of the table is in it),
+//! served at `/api/openapi.json`, browsable at `/api/docs`, and true: a real
+//! schemathesis run (from PyPI; `scripts/test` installs it) against a real
+//! hub on a real systemd user manager finds no server error and no answer
+//! that breaks the documented schemas.
+
+use std::process::Command;
+use std::time::Duration;
+
+use fantoccini::Locator;
+use lookout_testkit::systemd::SystemdSandbox;
+use lookout_testkit::{spawn_hub, spawn_hub_process, TestHub};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lookout");
+
+#[test]
+fn every_api_route_is_documented() {
+    let table = lookout_hub::routes::route_table();
+    let missing = lookout_hub::openapi::undocumented(&table);
+    assert!(
+        missing.is_empty(),
+        "routes without a description: {missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_lists_every_operation_with_its_schemas() {
+    let hub = spawn_hub().await;
+    let r = hub.get("/api/openapi.json").await;
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let table = lookout_hub::routes::route_table();
+    let api: Vec<_> = table.iter().filter(|r| !r.rule.page).collect();
+    for route in &api {
+        let op = &doc["paths"][&route.path][route.method.as_str().to_ascii_lowercase()];
+        assert!(op.is_object(), "{} {} missing", route.method, route.path);
+        assert!(
+            op["responses"]["default"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .unwrap()
+                .ends_with("/ErrorBody")
+        );
+        // Path parameters are declared, one per placeholder.
+        let placeholders = route.path.matches('{').count();
+        let declared = op["parameters"]
+            .as_array()
+            .map_or(0, |p| p.iter().filter(|p| p["in"] == "path").count());
+        assert_eq!(placeholders, declared, "{} {}", route.method, route.path);
+    }
+    // The API's own types, derived from the code.
+    let service = &doc["components"]["schemas"]["ServiceView"];
+    for field in ["id", "name", "base_url", "state", "health_status"] {
+        assert!(
+            service["properties"][field].is_object(),
+            "ServiceView.{field}: {service}"
+        );
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["Status"]["enum"],
+        json!(["OK", "UPDATE", "WARNING", "FAILURE", "UNKNOWN"])
+    );
+    assert_eq!(
+        doc["paths"]["/api/services"]["post"]["responses"]["201"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/ServiceView"
+    );
+    // Writes need credentials when sign-in is on; push URLs never do.
+    assert_eq!(
+        doc["paths"]["/api/services"]["post"]["security"],
+        json!([{"bearer": []}])
+    );
+    assert!(doc["paths"]["/api/push/{token}"]["post"]["security"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_docs_page_browses_the_document_and_sends_requests() {
+    let hub = spawn_hub().await;
+    hub.create_service(json!({"name": "web", "base_url": "http://127.0.0.1:9"}))
+        .await;
+    let r = hub.get("/api/docs").await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing from elsewhere"
+    );
+    let browser = lookout_testkit::browser::Browser::start().await;
+    let c = &browser.client;
+    c.goto(&hub.url("/api/docs")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body[data-ready=true]"))
+        .await
+        .unwrap();
+    let text = c
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "/api/services",
+        "Register a service",
+        "Prometheus HTTP service discovery",
+    ] {
+        assert!(text.contains(expected), "{expected} on the page:\n{text}");
+    }
+    // Try it: list the services from the page.
+    let op = "details.api-op[data-search^='get /api/services list services']";
+    let list = c.find(Locator::Css(op)).await.unwrap();
+    list.find(Locator::Css("summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    list.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let result = loop {
+        let t = list
+            .find(Locator::Css(".api-result"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if t.starts_with("200") || tokio::time::Instant::now() > until {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(result.starts_with("200 OK"), "{result}");
+    assert!(result.contains("\"name\": \"web\""), "{result}");
+    browser.close().await;
+}
+
+/// The schemathesis command: `LOOKOUT_SCHEMATHESIS`, else the one
+/// `scripts/test` installs under `target/schemathesis`.
+fn schemathesis() -> String {
+    if let Ok(st) = std::env::var("LOOKOUT_SCHEMATHESIS") {
+        return st;
+    }
+    let st = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/schemathesis/bin/st"
+    );
+    assert!(
+        std::path::Path::new(st).exists(),
+        "schemathesis is not installed: scripts/test installs it (python3 -m venv target/schemathesis && target/schemathesis/bin/pip install schemathesis)"
+    );
+    st.to_owned()
+}
+
+fn hub_in(sb: &SystemdSandbox) -> TestHub {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = sb.command(BIN);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--systemd",
+        "user",
+        "--self-check",
+        "on",
+    ])
+    .arg("--data-dir")
+    .arg(data.path());
+    spawn_hub_process(cmd, data)
+}
+
+/// Checks: no 5xx, every status documented, every body of the documented
+/// media type and schema, documented headers present. (The checks that judge
+/// request validation against the request schemas are not run: request
+/// bodies are documented as objects with their fields in words.)
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_schema_conformance,response_headers_conformance";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
+    let st = schemathesis();
+    let sb = SystemdSandbox::start();
+    let hub = hub_in(&sb);
+    // Something to find: a service, a scan of the sandbox's units.
+    hub.create_service(
+        json!({"name": "web", "base_url": "http://127.0.0.1:9", "health_endpoint": "/"}),
+    )
+    .await;
+    assert_eq!(hub.post("/api/scan").await.status(), 200);
+    let seed = std::env::var("LOOKOUT_SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".into());
+    let examples = std::env::var("LOOKOUT_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "30".into());
+    let out = tokio::task::spawn_blocking({
+        let (schema, base) = (hub.url("/api/openapi.json"), hub.url(""));
+        let seed = seed.clone();
+        move || {
+            Command::new(st)
+                .args(["run", &schema, "--url", base.trim_end_matches('/')])
+                .args(["--checks", CHECKS])
+                // Streams that never end: the SSE feed and the WebSockets.
+                .args(["--exclude-path", "/api/events"])
+                .args(["--exclude-path", "/api/services/ws"])
+                .args(["--exclude-path", "/api/v1/agent/connect"])
+                .args(["--max-examples", &examples, "--seed", &seed])
+                .args(["--generation-database", "none", "--no-color"])
+                .args(["--request-timeout", "20"])
+                .env("SCHEMATHESIS_HOOKS", "")
+                .output()
+                .expect("run schemathesis")
+        }
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found failures (seed {seed}):\n{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every operation was exercised, but the three streams and the document
+    // itself (schemathesis leaves the schema it reads alone).
+    let operations = lookout_hub::routes::route_table()
+        .iter()
+        .filter(|r| !r.rule.page)
+        .count();
+    let tested = said
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Tested: "))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    assert_eq!(tested, Some(operations - 4), "{said}");
+    // The hub is still there and still sound after it all.
+    assert_eq!(hub.get("/readyz").await.status(), 200);
+}
