@@ -204,12 +204,28 @@ pub async fn control(
     result
 }
 
+/// The message bus between lookout and systemd: stopping or restarting it
+/// from lookout would cut the request's own answer off (and, on the system
+/// bus, is not supported by systemd at all).
+const BUS_UNITS: &[&str] = &["dbus.service", "dbus.socket", "dbus-broker.service"];
+
 async fn control_unaudited(
     state: &AppState,
     raw: &str,
     action: Action,
 ) -> Result<lookout_systemd::ControlOutcome, ApiError> {
     let target = resolve(state, raw).await?;
+    if action != Action::Start && BUS_UNITS.contains(&target.unit.as_str()) {
+        return Err(ApiError::Conflict(FieldError::new(
+            "unit",
+            format!(
+                "lookout does not {} {}: it carries lookout's own connection to systemd \
+                 (do it on the host with systemctl)",
+                action.as_str(),
+                target.unit.as_str()
+            ),
+        )));
+    }
     let unit = target.unit.clone();
     let outcome = with_systemd(state, async move |s| {
         s.control(&unit, action, CONTROL_TIMEOUT).await

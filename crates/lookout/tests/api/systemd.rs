@@ -488,6 +488,26 @@ async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
         .await;
     let r = hub.post(&format!("/api/services/{}/start", s["id"])).await;
     assert_eq!(r.status(), 422);
+    // The bus that carries lookout's own requests is not stopped or
+    // restarted from lookout: refused before systemd, and the bus lives on.
+    // (A second hub: the first has spent its control requests for the minute.)
+    let hub = hub_in(&sb);
+    for action in ["stop", "restart"] {
+        let r = hub.post(&format!("/api/services/dbus.service/{action}")).await;
+        assert_eq!(r.status(), 409, "{action}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["fields"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("lookout's own connection to systemd"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        hub.get("/api/services/dbus.service/status").await.status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
