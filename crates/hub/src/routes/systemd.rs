@@ -209,18 +209,38 @@ pub async fn control(
 /// bus, is not supported by systemd at all).
 const BUS_UNITS: &[&str] = &["dbus.service", "dbus.socket", "dbus-broker.service"];
 
+/// The services that end the service manager or the machine when started.
+const SHUTDOWN_UNITS: &[&str] = &[
+    "systemd-exit.service",
+    "systemd-halt.service",
+    "systemd-kexec.service",
+    "systemd-poweroff.service",
+    "systemd-reboot.service",
+    "systemd-soft-reboot.service",
+];
+
+/// Why lookout will not do `action` to `unit`, if it will not.
+fn refusal(unit: &str, action: Action) -> Option<&'static str> {
+    if action != Action::Start && BUS_UNITS.contains(&unit) {
+        Some("it carries lookout's own connection to systemd")
+    } else if SHUTDOWN_UNITS.contains(&unit) {
+        Some("it shuts down the service manager or the machine")
+    } else {
+        None
+    }
+}
+
 async fn control_unaudited(
     state: &AppState,
     raw: &str,
     action: Action,
 ) -> Result<lookout_systemd::ControlOutcome, ApiError> {
     let target = resolve(state, raw).await?;
-    if action != Action::Start && BUS_UNITS.contains(&target.unit.as_str()) {
+    if let Some(why) = refusal(target.unit.as_str(), action) {
         return Err(ApiError::Conflict(FieldError::new(
             "unit",
             format!(
-                "lookout does not {} {}: it carries lookout's own connection to systemd \
-                 (do it on the host with systemctl)",
+                "lookout does not {} {}: {why} (do it on the host with systemctl)",
                 action.as_str(),
                 target.unit.as_str()
             ),

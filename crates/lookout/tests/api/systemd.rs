@@ -493,7 +493,9 @@ async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
     // (A second hub: the first has spent its control requests for the minute.)
     let hub = hub_in(&sb);
     for action in ["stop", "restart"] {
-        let r = hub.post(&format!("/api/services/dbus.service/{action}")).await;
+        let r = hub
+            .post(&format!("/api/services/dbus.service/{action}"))
+            .await;
         assert_eq!(r.status(), 409, "{action}");
         let body: Value = r.json().await.unwrap();
         assert!(
@@ -504,6 +506,10 @@ async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
             "{body}"
         );
     }
+    // Nor are the services that end the manager (or, on the system manager,
+    // the machine) started.
+    let r = hub.post("/api/services/systemd-exit.service/start").await;
+    assert_eq!(r.status(), 409);
     assert_eq!(
         hub.get("/api/services/dbus.service/status").await.status(),
         200
