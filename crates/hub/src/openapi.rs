@@ -74,6 +74,8 @@ struct Doc {
     query: &'static [(&'static str, bool, &'static str)],
     /// Takes a JSON object body, described in words.
     body: Option<&'static str>,
+    /// The body is a service's writable fields (`name` required when true).
+    service_body: Option<bool>,
     answer: Answer,
 }
 
@@ -83,6 +85,7 @@ const fn doc(summary: &'static str, tag: &'static str, answer: Answer) -> Doc {
         tag,
         query: &[],
         body: None,
+        service_body: None,
         answer,
     }
 }
@@ -108,12 +111,14 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             ..doc("List services", "services", Many("ServiceView"))
         },
         ("POST", "/api/services") => Doc {
-            body: Some("name (required), description, base_url (or url), port, health_endpoint, status, check_interval_secs, check_timeout_ms, unit, notify_after"),
+            body: Some("a service's fields; name is required"),
+            service_body: Some(true),
             ..doc("Register a service", "services", Created("ServiceView"))
         },
         ("GET", "/api/services/{id}") => doc("One service", "services", One("ServiceView")),
         ("PUT", "/api/services/{id}") => Doc {
-            body: Some("any of the fields of a new service; null removes an optional one"),
+            body: Some("any of a service's fields; null removes an optional one"),
+            service_body: Some(false),
             ..doc("Change a service", "services", One("ServiceView"))
         },
         ("DELETE", "/api/services/{id}") => doc("Remove a service", "services", Empty),
@@ -367,7 +372,30 @@ fn path_parameter(name: &str) -> Parameter {
         .build()
 }
 
-fn operation(route: &RouteInfo, doc: &Doc) -> Operation {
+/// The body of a service write: the fields `parse_fields` accepts
+/// (`WRITABLE_FIELDS`), each with the schema `ServiceView` shows it with
+/// (`url` is `base_url`; `status` is seed 001's reported state).
+fn service_fields(view: &Schema, create: bool) -> Schema {
+    let shown = match view {
+        Schema::Object(o) => Some(&o.properties),
+        _ => None,
+    };
+    let mut body = ObjectBuilder::new().schema_type(SchemaType::Type(Type::Object));
+    for field in lookout_proto::service::WRITABLE_FIELDS {
+        let schema = match *field {
+            "status" | "reported_state" => Some(component("ReportedState")),
+            "url" => shown.and_then(|p| p.get("base_url").cloned()),
+            f => shown.and_then(|p| p.get(f).cloned()),
+        };
+        body = body.property(*field, schema.unwrap_or_else(|| RefOr::T(any_object())));
+    }
+    if create {
+        body = body.required("name");
+    }
+    body.build().into()
+}
+
+fn operation(route: &RouteInfo, doc: &Doc, view: &Schema) -> Operation {
     let mut op = OperationBuilder::new()
         .summary(Some(doc.summary))
         .tag(doc.tag)
@@ -395,12 +423,16 @@ fn operation(route: &RouteInfo, doc: &Doc) -> Operation {
         );
     }
     if let Some(fields) = doc.body {
+        let schema = match doc.service_body {
+            Some(create) => service_fields(view, create),
+            None => any_object(),
+        };
         op = op.request_body(Some(
             RequestBodyBuilder::new()
                 .description(Some(format!(
                     "A JSON object: {fields}. Unknown fields are refused."
                 )))
-                .content("application/json", json(any_object()))
+                .content("application/json", json(schema))
                 .required(Some(Required::True))
                 .build(),
         ));
@@ -508,6 +540,14 @@ pub fn document(routes: &[RouteInfo]) -> OpenApi {
          a JSON ErrorBody with a 4xx status."
             .into(),
     );
+    let view = match api
+        .components
+        .as_ref()
+        .and_then(|c| c.schemas.get("ServiceView"))
+    {
+        Some(RefOr::T(schema)) => schema.clone(),
+        _ => any_object(),
+    };
     let mut paths = Paths::new();
     for route in routes.iter().filter(|r| !r.rule.page) {
         let (Some(doc), Some(method)) = (
@@ -516,7 +556,7 @@ pub fn document(routes: &[RouteInfo]) -> OpenApi {
         ) else {
             continue;
         };
-        let item = PathItem::new(method, operation(route, &doc));
+        let item = PathItem::new(method, operation(route, &doc, &view));
         match paths.paths.get_mut(&route.path) {
             Some(existing) => existing.merge_operations(item),
             None => {

@@ -295,7 +295,9 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "check",
 ];
 
-const WRITABLE_FIELDS: &[&str] = &[
+/// The fields a client may write (create and update); the API description
+/// documents exactly these.
+pub const WRITABLE_FIELDS: &[&str] = &[
     "name",
     "description",
     "base_url",

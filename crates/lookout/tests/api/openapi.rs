@@ -66,6 +66,21 @@ async fn the_document_lists_every_operation_with_its_schemas() {
             ["schema"]["$ref"],
         "#/components/schemas/ServiceView"
     );
+    // A service's body: exactly the fields the hub accepts, typed as shown.
+    let body = &doc["paths"]["/api/services"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(body["required"], json!(["name"]));
+    let documented: Vec<&String> = body["properties"].as_object().unwrap().keys().collect();
+    let mut writable: Vec<&str> = lookout_proto::service::WRITABLE_FIELDS.to_vec();
+    writable.sort_unstable();
+    let mut documented: Vec<&str> = documented.iter().map(|k| k.as_str()).collect();
+    documented.sort_unstable();
+    assert_eq!(documented, writable);
+    assert_eq!(body["properties"]["port"], service["properties"]["port"]);
+    assert_eq!(
+        body["properties"]["status"]["$ref"],
+        "#/components/schemas/ReportedState"
+    );
     // Writes need credentials when sign-in is on; push URLs never do.
     assert_eq!(
         doc["paths"]["/api/services"]["post"]["security"],
