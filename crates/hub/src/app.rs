@@ -280,6 +280,13 @@ async fn register_self(state: &AppState, hub_id: &str, url: &str) -> anyhow::Res
             let new = parse_new_service(fields).map_err(invalid)?;
             state.create_service(&new).await?;
         }
+        // Someone else's service by that name: theirs, left alone.
+        Some(s) if s.health_endpoint.as_deref() != Some("/readyz") => {
+            tracing::warn!(
+                service = %name,
+                "a service of that name exists and is not this hub's: not registering the hub"
+            );
+        }
         Some(s) if s.base_url.as_deref() != Some(url) => {
             let patch = parse_service_patch(fields).map_err(invalid)?;
             state.update_service(s.id, &patch).await?;

@@ -506,3 +506,56 @@ impl Drop for KillOnDrop<'_> {
         let _ = self.0.wait();
     }
 }
+
+/// `lookout serve` on `data`, with `--self-check` as given.
+fn serve_on(data: &std::path::Path, self_check: &str) -> TestHub {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--systemd", "none", "--listen", "127.0.0.1:0"])
+        .args(["--self-check", self_check])
+        .arg("--data-dir")
+        .arg(data);
+    lookout_testkit::spawn_hub_process(cmd, tempfile::tempdir().unwrap())
+}
+
+async fn named(hub: &TestHub, name: &str) -> Vec<Value> {
+    let all = hub.get_json("/api/services").await;
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == name)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_registers_itself_once_and_follows_its_address() {
+    let data = tempfile::tempdir().unwrap();
+    let mut hub = serve_on(data.path(), "on");
+    let mine = named(&hub, "lookout").await;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["health_url"], format!("http://{}/readyz", hub.addr));
+    let id = mine[0]["id"].clone();
+    hub.terminate();
+    // Started again on another port: the same service, its URL brought along.
+    let mut hub = serve_on(data.path(), "on");
+    let mine = named(&hub, "lookout").await;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["id"], id);
+    assert_eq!(mine[0]["health_url"], format!("http://{}/readyz", hub.addr));
+    hub.terminate();
+
+    // Off: nothing registered.
+    let empty = tempfile::tempdir().unwrap();
+    let hub = serve_on(empty.path(), "off");
+    assert_eq!(hub.get_json("/api/services").await, json!([]));
+    // A service of the user's called `lookout` is theirs: left as it is.
+    let theirs = hub
+        .create_service(json!({"name": "lookout", "base_url": "https://lookout.example.org"}))
+        .await;
+    drop(hub);
+    let hub = serve_on(empty.path(), "on");
+    let mine = named(&hub, "lookout").await;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["base_url"], theirs["base_url"]);
+    assert_eq!(mine[0]["id"], theirs["id"]);
+}
