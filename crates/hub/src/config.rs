@@ -632,10 +632,17 @@ pub fn parse_file(
     path: &Path,
 ) -> Result<BTreeMap<&'static str, RawValue>, ConfigError> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        // toml's message can span lines ("invalid string\nexpected ..."):
+        // joined, so the error stays one line.
+        let why: Vec<&str> = e
+            .message()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         ConfigError(format!(
             "config file {} is not valid TOML: {}",
             path.display(),
-            e.message()
+            why.join("; ")
         ))
     })?;
     let mut out = BTreeMap::new();
@@ -892,6 +899,18 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
         assert_eq!(parse_size("64KiB").unwrap(), 65536);
         assert!(parse_size("1").is_err());
+    }
+
+    #[test]
+    fn a_file_that_is_not_toml_is_reported_in_one_line() {
+        // Found by fuzzing (config_file): toml's message had a line break.
+        let e =
+            parse_file("check_timeout =of \"[rever\"]\n", Path::new("/etc/l.toml")).unwrap_err();
+        assert!(
+            e.0.starts_with("config file /etc/l.toml is not valid TOML: invalid string; expected"),
+            "{e}"
+        );
+        assert!(!e.0.contains('\n'), "{e}");
     }
 
     #[test]
