@@ -169,6 +169,10 @@ fn is_write(route: &RouteInfo) -> bool {
 /// probes (which say only that). A new public route must be added here on
 /// purpose.
 const PUBLIC: &[&str] = &[
+    // The API's description and its explorer: the shape of the API, no data.
+    "GET /api/openapi.json",
+    "GET /api/docs",
+    "GET /api/docs/explorer.js",
     "GET /login",
     "POST /login",
     "POST /logout",
