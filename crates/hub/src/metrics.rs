@@ -177,18 +177,10 @@ impl Metrics {
     /// One of an agent's check lines was stored, `lag` after it happened.
     pub fn agent_result(&self, status: lookout_proto::check::LineStatus, lag: Duration) {
         use lookout_proto::check::LineStatus;
-        let status_str = match status {
-            LineStatus::Ok => "OK",
-            LineStatus::Update => "UPDATE",
-            LineStatus::Warning => "WARNING",
-            LineStatus::Failure => "FAILURE",
-            LineStatus::Unknown => "UNKNOWN",
-            LineStatus::Error => "ERROR",
-        };
         self.checks
             .get_or_create(&CheckLabels {
                 source: "agent",
-                status: status_str,
+                status: status.as_str(),
             })
             .inc();
         if status == LineStatus::Error {

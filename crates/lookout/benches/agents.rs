@@ -13,15 +13,14 @@
 //! Run: `cargo bench -p lookout --bench agents`
 
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lookout_testkit::bench::{
     cpu_time, now, percentile, provision_agent as provision, simulated_agent as simulated,
-    spawn_hub_binary_with, status_kib,
+    spawn_agent, spawn_hub_binary_with, status_kib, BenchAgent,
 };
 use lookout_testkit::SseClient;
-use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lookout");
 const RUNS: usize = 100;
@@ -51,30 +50,11 @@ async fn main() {
     let client = reqwest::Client::new();
 
     // 1. Log line → SSE event, through a real agent.
-    let host = tempfile::tempdir().unwrap();
-    let log = lookout_testkit::write_check_files(
-        host.path(),
-        "bench",
-        "#!/bin/sh\n# name: Bench\n# schedule: hourly\n",
-    );
-    std::fs::write(&log, "").unwrap();
-    let (agent_id, api_key) = provision(&client, &base, "bench-host").await;
-    let creds = host.path().join("agent.json");
-    std::fs::write(
-        &creds,
-        json!({"hub": base, "agent_id": agent_id, "api_key": api_key, "server_name": "bench-host"})
-            .to_string(),
-    )
-    .unwrap();
-    let mut agent = Command::new(BIN)
-        .args(["agent", "run", "--user", "--no-scan", "--log", "warn"])
-        .arg("--credentials")
-        .arg(&creds)
-        .env("XDG_CONFIG_HOME", host.path().join("config"))
-        .env("XDG_STATE_HOME", host.path().join("state"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let BenchAgent {
+        host: _host,
+        log,
+        process: mut agent,
+    } = spawn_agent(Path::new(BIN), &client, &base, "bench-host").await;
     let mut events = SseClient::connect(&client, &format!("{base}/api/events"), None).await;
     let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     // Wait for the agent to be connected: the first line's event.

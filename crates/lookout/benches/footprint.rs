@@ -34,7 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{header::USER_AGENT, HeaderMap};
-use lookout_testkit::bench::{cpu_time, percentile, provision_agent, spawn_hub_binary, status_kib};
+use lookout_testkit::bench::{
+    cpu_time, percentile, spawn_agent, spawn_hub_binary, status_kib, BenchAgent,
+};
 use lookout_testkit::{closed_port, SseClient};
 use serde_json::json;
 
@@ -597,31 +599,12 @@ async fn main() {
     let hub_many = memory(pid);
 
     // 4. Agent memory: a real agent, connected, following one check.
-    let host = tempfile::tempdir().unwrap();
-    let log = lookout_testkit::write_check_files(
-        host.path(),
-        "bench",
-        "#!/bin/sh\n# name: Bench\n# schedule: hourly\n",
-    );
-    std::fs::write(&log, "").unwrap();
-    let (agent_id, api_key) = provision_agent(&client, &base, "bench-host").await;
-    let creds = host.path().join("agent.json");
-    std::fs::write(
-        &creds,
-        json!({"hub": base, "agent_id": agent_id, "api_key": api_key, "server_name": "bench-host"})
-            .to_string(),
-    )
-    .unwrap();
     let mut events = SseClient::connect(&client, &format!("{base}/api/events"), None).await;
-    let mut agent = Command::new(BIN)
-        .args(["agent", "run", "--user", "--no-scan", "--log", "warn"])
-        .arg("--credentials")
-        .arg(&creds)
-        .env("XDG_CONFIG_HOME", host.path().join("config"))
-        .env("XDG_STATE_HOME", host.path().join("state"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let BenchAgent {
+        host: _host,
+        log,
+        process: mut agent,
+    } = spawn_agent(Path::new(BIN), &client, &base, "bench-host").await;
     {
         use std::io::Write as _;
         let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();

@@ -141,3 +141,48 @@ pub async fn simulated_agent(
     }
     sent
 }
+
+/// A real agent process on a host of its own (a temp dir), provisioned
+/// through the API of the hub at `base`, following one hourly check whose log
+/// the bench appends to.
+pub struct BenchAgent {
+    pub host: tempfile::TempDir,
+    /// The check's log: a line appended here reaches the hub as a result.
+    pub log: std::path::PathBuf,
+    pub process: std::process::Child,
+}
+
+/// Starts [`BenchAgent`]: `bin agent run --user --no-scan` with credentials
+/// for server `name`.
+pub async fn spawn_agent(
+    bin: &Path,
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+) -> BenchAgent {
+    let host = tempfile::tempdir().expect("temp dir");
+    let log = crate::write_check_files(
+        host.path(),
+        "bench",
+        "#!/bin/sh\n# name: Bench\n# schedule: hourly\n",
+    );
+    std::fs::write(&log, "").expect("empty log");
+    let (agent_id, api_key) = provision_agent(client, base, name).await;
+    let creds = host.path().join("agent.json");
+    std::fs::write(
+        &creds,
+        json!({"hub": base, "agent_id": agent_id, "api_key": api_key, "server_name": name})
+            .to_string(),
+    )
+    .expect("credentials");
+    let process = Command::new(bin)
+        .args(["agent", "run", "--user", "--no-scan", "--log", "warn"])
+        .arg("--credentials")
+        .arg(&creds)
+        .env("XDG_CONFIG_HOME", host.path().join("config"))
+        .env("XDG_STATE_HOME", host.path().join("state"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the agent");
+    BenchAgent { host, log, process }
+}

@@ -8,11 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use fantoccini::Locator;
+use lookout_testkit::spawn_hub;
 use lookout_testkit::systemd::SystemdSandbox;
-use lookout_testkit::{spawn_hub, spawn_hub_process, TestHub};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_lookout");
 
 #[test]
 fn every_api_route_is_documented() {
@@ -174,23 +172,6 @@ fn schemathesis() -> String {
     st.to_owned()
 }
 
-fn hub_in(sb: &SystemdSandbox) -> TestHub {
-    let data = tempfile::tempdir().unwrap();
-    let mut cmd = sb.command(BIN);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--systemd",
-        "user",
-        "--self-check",
-        "on",
-    ])
-    .arg("--data-dir")
-    .arg(data.path());
-    spawn_hub_process(cmd, data)
-}
-
 /// Checks: no 5xx, every status documented, every body of the documented
 /// media type and schema, documented headers present. (The checks that judge
 /// request validation against the request schemas are not run: request
@@ -202,7 +183,7 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
 async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let st = schemathesis();
     let sb = SystemdSandbox::start();
-    let hub = hub_in(&sb);
+    let hub = super::systemd::hub_in_with(&sb, &["--self-check", "on"]);
     // Something to find: a service, a scan of the sandbox's units.
     hub.create_service(
         json!({"name": "web", "base_url": "http://127.0.0.1:9", "health_endpoint": "/"}),

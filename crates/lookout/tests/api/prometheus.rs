@@ -32,6 +32,18 @@ fn hub_process() -> TestHub {
     lookout_testkit::spawn_hub_process(cmd, dir)
 }
 
+/// A hub process checking `web`, a real HTTP server answering 200.
+async fn hub_checking_web() -> (Target, TestHub, i64) {
+    let web = Target::start(200).await;
+    let hub = hub_process();
+    let web_id = hub
+        .create_service(json!({"name": "web", "base_url": web.url(), "health_endpoint": "/"}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    (web, hub, web_id)
+}
+
 /// One sample of an exposition: its name, labels and value.
 #[derive(Debug, Clone)]
 struct Sample {
@@ -146,13 +158,7 @@ async fn scrape(hub: &TestHub) -> (String, Vec<Sample>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_show_each_service_checks_and_requests_and_forget_deleted_services() {
-    let web = Target::start(200).await;
-    let hub = hub_process();
-    let web_id = hub
-        .create_service(json!({"name": "web", "base_url": web.url(), "health_endpoint": "/"}))
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let (_web, hub, web_id) = hub_checking_web().await;
     let dead = format!("http://127.0.0.1:{}", closed_port());
     let dead_id = hub
         .create_service(json!({"name": "dead", "base_url": dead, "health_endpoint": "/health"}))
@@ -381,13 +387,7 @@ async fn service_discovery_lists_every_service_with_a_url() {
 /// Prometheus itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_prometheus_discovers_the_services_and_scrapes_the_hub() {
-    let web = Target::start(200).await;
-    let hub = hub_process();
-    let web_id = hub
-        .create_service(json!({"name": "web", "base_url": web.url(), "health_endpoint": "/"}))
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let (web, hub, web_id) = hub_checking_web().await;
     hub.wait_for_service(web_id, SOON, |s| s["state"] == "OK")
         .await;
 

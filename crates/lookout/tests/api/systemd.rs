@@ -119,6 +119,11 @@ fn wait_for_port(port: u16) {
 }
 
 fn hub_in(sb: &SystemdSandbox) -> TestHub {
+    hub_in_with(sb, &[])
+}
+
+/// The real hub inside the sandbox, on the user manager, with more flags.
+pub(crate) fn hub_in_with(sb: &SystemdSandbox, flags: &[&str]) -> TestHub {
     let data = tempfile::tempdir().unwrap();
     let mut cmd = sb.command(BIN);
     cmd.args([
@@ -130,6 +135,7 @@ fn hub_in(sb: &SystemdSandbox) -> TestHub {
         "--log",
         "info",
     ])
+    .args(flags)
     .arg("--data-dir")
     .arg(data.path());
     spawn_hub_process(cmd, data)
