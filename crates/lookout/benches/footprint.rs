@@ -26,7 +26,6 @@
 //! Run: `cargo bench -p lookout --bench footprint`
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{header::USER_AGENT, HeaderMap};
 use lookout_testkit::bench::{
-    cpu_time, percentile, spawn_agent, spawn_hub_binary, status_kib, BenchAgent,
+    cpu_time, percentile, spawn_agent, spawn_child_mode, spawn_hub_binary, status_kib, BenchAgent,
 };
 use lookout_testkit::{closed_port, SseClient};
 use serde_json::json;
@@ -112,21 +111,12 @@ struct Targets {
 
 impl Targets {
     fn start() -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env("LOOKOUT_BENCH_FOOTPRINT_TARGETS", "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let mut ports = line.split_whitespace().map(|p| p.parse::<u16>().unwrap());
-        let control = format!("http://127.0.0.1:{}/", ports.next().unwrap());
+        let (child, mut ports) = spawn_child_mode("LOOKOUT_BENCH_FOOTPRINT_TARGETS");
+        let control = format!("http://127.0.0.1:{}/", ports.remove(0));
         Self {
             child,
             control,
-            ports: ports.collect(),
+            ports,
             client: reqwest::Client::new(),
         }
     }

@@ -9,8 +9,6 @@
 //!
 //! Run: `cargo bench -p lookout --bench health_round`
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,19 +62,7 @@ async fn main() {
         serve_targets().await;
         return;
     }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env("LOOKOUT_BENCH_TARGETS", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ports: Vec<u16> = line
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let (mut child, ports) = lookout_testkit::bench::spawn_child_mode("LOOKOUT_BENCH_TARGETS");
     let (answering, hanging) = ports.split_at(SERVERS - 1);
 
     let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,9 @@
 //! Helpers shared by the benchmarks: the hub as its own process, and what
 //! `/proc` says about a process.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
@@ -34,6 +35,26 @@ pub fn spawn_hub_binary_with(bin: &Path, extra: &[&str]) -> TestHub {
     .arg("--data-dir")
     .arg(dir.path());
     spawn_hub_process(cmd, dir)
+}
+
+/// Runs this bench binary again as a child with `mode_var=1` set (the
+/// child's mode: serving the targets, say, so their work is not counted as
+/// the bench's) and returns it with the ports it prints on its first line.
+pub fn spawn_child_mode(mode_var: &str) -> (Child, Vec<u16>) {
+    let mut child = Command::new(std::env::current_exe().expect("this bench's path"))
+        .env(mode_var, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("re-run this bench as a child");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("the child's first line");
+    let ports = line
+        .split_whitespace()
+        .map(|p| p.parse().unwrap_or_else(|_| panic!("a port, not {p:?}")))
+        .collect();
+    (child, ports)
 }
 
 /// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in KiB.

@@ -363,8 +363,11 @@ async fn push(
     ))
 }
 
-/// How often overdue heartbeats and pings are looked for.
-const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// How often overdue heartbeats and pings are looked for: a missed
+/// heartbeat shows within a second of its deadline. Each sweep is two reads
+/// when nothing is overdue, the bulk of an idle hub's CPU (see the footprint
+/// figures in docs/benchmarks.md).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Marks services whose heartbeat or ping is overdue, and removes heartbeat
 /// services silent for longer than `remove_after`.

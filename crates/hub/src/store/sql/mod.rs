@@ -1146,7 +1146,10 @@ impl Store for SqlStore {
 
     async fn overdue(&self, now: DateTime<Utc>) -> Result<Vec<StatusEventView>, StoreError> {
         let now_ms = ms(now);
-        let mut tx = self.write_tx().await?;
+        // Looked for outside the write lock: the sweeper asks several times a
+        // second and nearly always finds nothing. `reconcile` judges each
+        // found service again on its current row, so a heartbeat landing in
+        // between makes no change.
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM services WHERE state != 'FAILURE' AND (
                 (heartbeat_ttl_secs IS NOT NULL AND last_heartbeat + heartbeat_ttl_secs * 1000 < $1)
@@ -1160,8 +1163,12 @@ impl Store for SqlStore {
         .bind(now_ms)
         .bind(now_ms)
         .bind(now_ms)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write_tx().await?;
         let changes = reconcile_all(&mut tx, ids, now).await?;
         tx.commit().await?;
         Ok(changes)
@@ -1171,6 +1178,17 @@ impl Store for SqlStore {
         &self,
         before: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
+        // A read first, as in `overdue`: a DELETE takes the write lock even
+        // when it matches nothing.
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM services WHERE heartbeat_ttl_secs IS NOT NULL AND last_heartbeat < $1 LIMIT 1",
+        )
+        .bind(ms(before))
+        .fetch_optional(&self.pool)
+        .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         Ok(sqlx::query_scalar(
             "DELETE FROM services WHERE heartbeat_ttl_secs IS NOT NULL AND last_heartbeat < $1 RETURNING id",
         )
