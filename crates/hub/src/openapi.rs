@@ -93,7 +93,7 @@ const fn doc(summary: &'static str, tag: &'static str, answer: Answer) -> Doc {
 const LIMIT: (&str, bool, &str) = (
     "limit",
     true,
-    "how many, newest first (1-1000, default 100)",
+    "how many, newest first (1-10000, default 100)",
 );
 
 /// Every JSON operation's description. `None` means the route is not part
@@ -180,7 +180,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             doc("The unit's state now", "systemd", One("UnitStatus"))
         }
         ("GET", "/api/services/{id}/logs") => Doc {
-            query: &[("lines", true, "how many of the last lines (1-1000, default 100)")],
+            query: &[("lines", true, "how many of the last lines (1-10000, default 100)")],
             ..doc("The unit's journal", "systemd", One("Logs"))
         },
         ("POST", "/api/apps") => Doc {
@@ -351,25 +351,69 @@ fn any_object() -> Schema {
         .into()
 }
 
-fn path_parameter(name: &str) -> Parameter {
-    let integer = name == "id";
-    let schema = ObjectBuilder::new()
-        .schema_type(SchemaType::Type(if integer {
-            Type::Integer
-        } else {
-            Type::String
-        }))
-        .format(
-            integer.then_some(utoipa::openapi::SchemaFormat::KnownFormat(
-                utoipa::openapi::KnownFormat::Int64,
-            )),
-        );
+/// A path parameter as the route reads it: `{id}` is a row's positive id,
+/// except where the route takes a name (an app's, or a service id or unit
+/// name for the systemd routes); other placeholders are strings.
+fn path_parameter(path: &str, name: &str) -> Parameter {
+    let string = |what: &str| {
+        (
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .min_length(Some(1)),
+            Some(what.to_owned()),
+        )
+    };
+    let (schema, description) = match (name, path) {
+        ("id", "/api/apps/{id}") => {
+            let (schema, what) = string("the app's name (its unit is lookout-app-NAME.service)");
+            (schema.pattern(Some("^[a-z0-9][a-z0-9_-]{0,63}$")), what)
+        }
+        ("id", p)
+            if p.starts_with("/api/services/{id}/")
+                && SYSTEMD_ACTIONS.iter().any(|a| p.ends_with(a)) =>
+        {
+            string("a service's id, or a systemd unit name such as nginx.service")
+        }
+        ("id", _) => (
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Integer))
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Int64,
+                )))
+                .minimum(Some(1)),
+            None,
+        ),
+        _ => string(name),
+    };
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Path)
         .required(Required::True)
+        .description(description)
         .schema(Some(schema))
         .build()
+}
+
+/// The systemd routes under `/api/services/{id}/`, which also take a unit name.
+const SYSTEMD_ACTIONS: [&str; 5] = ["/start", "/stop", "/restart", "/status", "/logs"];
+
+/// A query parameter's schema: counts are bounded as `count_param` reads
+/// them, event ids are never negative.
+fn query_schema(name: &str, integer: bool) -> ObjectBuilder {
+    if !integer {
+        return ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
+    }
+    let schema = ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Integer))
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::Int64,
+        )));
+    match name {
+        "limit" | "lines" => schema
+            .minimum(Some(1))
+            .maximum(Some(crate::routes::extract::MAX_COUNT)),
+        _ => schema.minimum(Some(0)),
+    }
 }
 
 /// The body of a service write: the fields `parse_fields` accepts
@@ -395,7 +439,7 @@ fn service_fields(view: &Schema, create: bool) -> Schema {
     body.build().into()
 }
 
-fn operation(route: &RouteInfo, doc: &Doc, view: &Schema) -> Operation {
+fn operation(route: &RouteInfo, doc: &Doc, view: &Schema, auth_required: bool) -> Operation {
     let mut op = OperationBuilder::new()
         .summary(Some(doc.summary))
         .tag(doc.tag)
@@ -405,14 +449,10 @@ fn operation(route: &RouteInfo, doc: &Doc, view: &Schema) -> Operation {
         .split('/')
         .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
     {
-        op = op.parameter(path_parameter(name));
+        op = op.parameter(path_parameter(&route.path, name));
     }
     for (name, integer, what) in doc.query {
-        let schema = ObjectBuilder::new().schema_type(SchemaType::Type(if *integer {
-            Type::Integer
-        } else {
-            Type::String
-        }));
+        let schema = query_schema(name, *integer);
         op = op.parameter(
             ParameterBuilder::new()
                 .name(*name)
@@ -482,6 +522,11 @@ fn operation(route: &RouteInfo, doc: &Doc, view: &Schema) -> Operation {
     );
     if route.rule.access != Access::Public {
         op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        if !auth_required {
+            // The empty requirement: on a hub without sign-in a token is
+            // taken but none is needed.
+            op = op.security(SecurityRequirement::default());
+        }
     }
     op.build()
 }
@@ -529,7 +574,8 @@ pub fn undocumented(routes: &[RouteInfo]) -> Vec<String> {
 }
 
 /// The whole document, for every API route of `routes` (pages are left out).
-pub fn document(routes: &[RouteInfo]) -> OpenApi {
+/// The document of a hub whose sign-in is `auth_required` or off.
+pub fn document(routes: &[RouteInfo], auth_required: bool) -> OpenApi {
     let mut api = Schemas::openapi();
     api.info.title = "lookout".into();
     api.info.version = env!("CARGO_PKG_VERSION").into();
@@ -556,7 +602,7 @@ pub fn document(routes: &[RouteInfo]) -> OpenApi {
         ) else {
             continue;
         };
-        let item = PathItem::new(method, operation(route, &doc, &view));
+        let item = PathItem::new(method, operation(route, &doc, &view, auth_required));
         match paths.paths.get_mut(&route.path) {
             Some(existing) => existing.merge_operations(item),
             None => {

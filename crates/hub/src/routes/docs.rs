@@ -1,13 +1,16 @@
 //! The API described: `/api/openapi.json` (OpenAPI 3.1, built from the route
-//! table and the API's types, see [`crate::openapi`]) and `/api/docs`, a page
+//! table and the API's types, see [`crate::openapi`]; credentials declared
+//! required or optional as this hub's sign-in is) and `/api/docs`, a page
 //! that browses it and tries requests, served from the binary (no CDN).
 
 use std::sync::LazyLock;
 
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 
 use super::table::Routes;
+use super::AppState;
 use crate::auth::Access;
 
 pub fn routes(r: Routes) -> Routes {
@@ -16,16 +19,25 @@ pub fn routes(r: Routes) -> Routes {
         .get("/docs/explorer.js", Access::Public, explorer_js)
 }
 
-/// Built once: the document depends only on the code.
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    let document = crate::openapi::document(&super::route_table());
+fn build(auth_required: bool) -> String {
+    let document = crate::openapi::document(&super::route_table(), auth_required);
     serde_json::to_string_pretty(&document).expect("an OpenAPI document serialises")
-});
+}
 
-async fn openapi_json() -> impl IntoResponse {
+/// Built once each: the document depends only on the code and on whether
+/// this hub requires sign-in.
+static WITH_AUTH: LazyLock<String> = LazyLock::new(|| build(true));
+static WITHOUT_AUTH: LazyLock<String> = LazyLock::new(|| build(false));
+
+async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
+    let document = if state.auth.required() {
+        &WITH_AUTH
+    } else {
+        &WITHOUT_AUTH
+    };
     (
         [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.as_str(),
+        document.as_str(),
     )
 }
 

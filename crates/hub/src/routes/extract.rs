@@ -92,8 +92,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PathText {
     }
 }
 
-/// A count from the query string (`limit`, `lines`): 1 to 10000, `default`
-/// when absent.
+/// The largest count a query may ask for (`limit`, `lines`).
+pub const MAX_COUNT: u32 = 10_000;
+
+/// A count from the query string (`limit`, `lines`): 1 to [`MAX_COUNT`],
+/// `default` when absent.
 pub fn count_param(
     params: &std::collections::HashMap<String, String>,
     key: &str,
@@ -104,11 +107,14 @@ pub fn count_param(
         Some(raw) => raw
             .parse::<u32>()
             .ok()
-            .filter(|n| (1..=10_000).contains(n))
+            .filter(|n| (1..=MAX_COUNT).contains(n))
             .ok_or_else(|| {
                 ApiError::BadRequest(
                     format!("invalid {key} {raw:?}"),
-                    vec![FieldError::new(key, "must be an integer from 1 to 10000")],
+                    vec![FieldError::new(
+                        key,
+                        format!("must be an integer from 1 to {MAX_COUNT}"),
+                    )],
                 )
             }),
     }

@@ -4,7 +4,7 @@
 pub mod agents;
 pub mod api;
 pub mod docs;
-mod extract;
+pub(crate) mod extract;
 pub mod heartbeat;
 pub mod live;
 pub mod login;

@@ -47,6 +47,59 @@ async fn the_document_lists_every_operation_with_its_schemas() {
             .map_or(0, |p| p.iter().filter(|p| p["in"] == "path").count());
         assert_eq!(placeholders, declared, "{} {}", route.method, route.path);
     }
+    // Parameters say what the routes read: ids are positive integers, but
+    // the systemd routes also take a unit name and an app is named.
+    let param = |path: &str, method: &str, name: &str| {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path} has no {name}"))["schema"]
+            .clone()
+    };
+    let id = param("/api/services/{id}", "get", "id");
+    assert_eq!(
+        (&id["type"], &id["minimum"]),
+        (&json!("integer"), &json!(1))
+    );
+    assert_eq!(
+        param("/api/services/{id}/logs", "get", "id")["type"],
+        "string"
+    );
+    assert_eq!(
+        param("/api/services/{id}/start", "post", "id")["type"],
+        "string"
+    );
+    let app = param("/api/apps/{id}", "delete", "id");
+    assert_eq!(app["type"], "string");
+    assert!(app["pattern"].is_string(), "{app}");
+    // Counts are bounded as the hub bounds them: the largest is served, one
+    // more is refused with the field named.
+    let limit = param("/api/services/{id}/checks", "get", "limit");
+    assert_eq!(
+        (&limit["minimum"], &limit["maximum"]),
+        (&json!(1), &json!(10000))
+    );
+    assert_eq!(
+        param("/api/services/{id}/logs", "get", "lines")["maximum"],
+        10000
+    );
+    let web = hub
+        .create_service(json!({"name": "web", "base_url": "http://127.0.0.1:9"}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let r = hub
+        .get(&format!("/api/services/{web}/checks?limit=10000"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = hub
+        .get(&format!("/api/services/{web}/checks?limit=10001"))
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "limit", "{body}");
     // The API's own types, derived from the code.
     let service = &doc["components"]["schemas"]["ServiceView"];
     for field in ["id", "name", "base_url", "state", "health_status"] {
@@ -79,12 +132,35 @@ async fn the_document_lists_every_operation_with_its_schemas() {
         body["properties"]["status"]["$ref"],
         "#/components/schemas/ReportedState"
     );
-    // Writes need credentials when sign-in is on; push URLs never do.
+    // Without sign-in a token is taken but none is needed; push URLs never
+    // need one.
     assert_eq!(
         doc["paths"]["/api/services"]["post"]["security"],
-        json!([{"bearer": []}])
+        json!([{"bearer": []}, {}])
     );
     assert!(doc["paths"]["/api/push/{token}"]["post"]["security"].is_null());
+    // With sign-in required, every non-public operation needs a token, and
+    // the public ones (probes, push URLs, login) still need none.
+    let guarded = lookout_testkit::spawn_hub_with(|c| {
+        c.auth.mode = lookout_hub::auth::AuthMode::Required;
+    })
+    .await;
+    let doc: Value = guarded.get("/api/openapi.json").await.json().await.unwrap();
+    for route in &api {
+        let security =
+            &doc["paths"][&route.path][route.method.as_str().to_ascii_lowercase()]["security"];
+        if route.rule.access == lookout_hub::auth::Access::Public {
+            assert!(security.is_null(), "{} {}", route.method, route.path);
+        } else {
+            assert_eq!(
+                security,
+                &json!([{"bearer": []}]),
+                "{} {}",
+                route.method,
+                route.path
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
