@@ -213,7 +213,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         },
         ("GET" | "POST", "/api/push/{token}") => Doc {
             query: &[
-                ("status", false, "OK (default), UPDATE, WARNING or FAILURE"),
+                ("status", false, "OK (default), UPDATE, WARNING or FAILURE, in any case"),
                 ("msg", false, "a message to show"),
             ],
             ..doc("Ping a push URL", "heartbeats", Object)
@@ -398,10 +398,20 @@ fn path_parameter(path: &str, name: &str) -> Parameter {
 const SYSTEMD_ACTIONS: [&str; 5] = ["/start", "/stop", "/restart", "/status", "/logs"];
 
 /// A query parameter's schema: counts are bounded as `count_param` reads
-/// them, event ids are never negative.
-fn query_schema(name: &str, integer: bool) -> ObjectBuilder {
+/// them, event ids are never negative, the `status` words are listed.
+fn query_schema(path: &str, name: &str, integer: bool) -> ObjectBuilder {
     if !integer {
-        return ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
+        let words: &[&str] = match (path, name) {
+            ("/api/services", "status") => &["configured", "discovered", "raw", "all"],
+            ("/api/push/{token}", "status") => &["OK", "UPDATE", "WARNING", "FAILURE"],
+            _ => &[],
+        };
+        let schema = ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
+        return if words.is_empty() {
+            schema
+        } else {
+            schema.enum_values(Some(words.iter().copied()))
+        };
     }
     let schema = ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::Integer))
@@ -452,7 +462,7 @@ fn operation(route: &RouteInfo, doc: &Doc, view: &Schema, auth_required: bool) -
         op = op.parameter(path_parameter(&route.path, name));
     }
     for (name, integer, what) in doc.query {
-        let schema = query_schema(name, *integer);
+        let schema = query_schema(&route.path, name, *integer);
         op = op.parameter(
             ParameterBuilder::new()
                 .name(*name)

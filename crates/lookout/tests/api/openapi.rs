@@ -85,6 +85,15 @@ async fn the_document_lists_every_operation_with_its_schemas() {
         param("/api/services/{id}/logs", "get", "lines")["maximum"],
         10000
     );
+    // The words a query takes are listed.
+    assert_eq!(
+        param("/api/services", "get", "status")["enum"],
+        json!(["configured", "discovered", "raw", "all"])
+    );
+    assert_eq!(
+        param("/api/push/{token}", "post", "status")["enum"],
+        json!(["OK", "UPDATE", "WARNING", "FAILURE"])
+    );
     let web = hub
         .create_service(json!({"name": "web", "base_url": "http://127.0.0.1:9"}))
         .await["id"]
