@@ -76,6 +76,8 @@ struct Doc {
     body: Option<&'static str>,
     /// The body is a service's writable fields (`name` required when true).
     service_body: Option<bool>,
+    /// The body may be left out (its fields have defaults).
+    body_optional: bool,
     answer: Answer,
 }
 
@@ -86,6 +88,7 @@ const fn doc(summary: &'static str, tag: &'static str, answer: Answer) -> Doc {
         query: &[],
         body: None,
         service_body: None,
+        body_optional: false,
         answer,
     }
 }
@@ -204,7 +207,8 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         ("POST", "/refresh/{name}") => doc("Refresh a heartbeat", "heartbeats", Object),
         ("POST", "/refresh_all") => doc("Refresh every heartbeat", "heartbeats", Object),
         ("POST", "/api/services/{id}/push-token") => Doc {
-            body: Some("period_secs, grace_secs"),
+            body: Some("period_secs (default 86400), grace_secs (default 3600)"),
+            body_optional: true,
             ..doc(
                 "Create the service's push URL (the token is shown once)",
                 "heartbeats",
@@ -483,7 +487,11 @@ fn operation(route: &RouteInfo, doc: &Doc, view: &Schema, auth_required: bool) -
                     "A JSON object: {fields}. Unknown fields are refused."
                 )))
                 .content("application/json", json(schema))
-                .required(Some(Required::True))
+                .required(Some(if doc.body_optional {
+                    Required::False
+                } else {
+                    Required::True
+                }))
                 .build(),
         ));
     }

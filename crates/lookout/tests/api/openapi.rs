@@ -85,6 +85,14 @@ async fn the_document_lists_every_operation_with_its_schemas() {
         param("/api/services/{id}/logs", "get", "lines")["maximum"],
         10000
     );
+    // A body is required where the hub needs one; a push URL's settings
+    // have defaults, so it may be left out, and the hub takes that.
+    assert_eq!(
+        doc["paths"]["/api/services"]["post"]["requestBody"]["required"],
+        true
+    );
+    let push = &doc["paths"]["/api/services/{id}/push-token"]["post"]["requestBody"];
+    assert_ne!(push["required"], true, "{push}");
     // The words a query takes are listed.
     assert_eq!(
         param("/api/services", "get", "status")["enum"],
@@ -99,6 +107,8 @@ async fn the_document_lists_every_operation_with_its_schemas() {
         .await["id"]
         .as_i64()
         .unwrap();
+    let r = hub.post(&format!("/api/services/{web}/push-token")).await;
+    assert_eq!(r.status(), 201, "no body: the defaults");
     let r = hub
         .get(&format!("/api/services/{web}/checks?limit=10000"))
         .await;
