@@ -186,6 +186,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Found by fuzzing: a number with more digits than an f64 holds must
+    /// decode to the nearest f64, so that what the hub stores and relays
+    /// reads back as the same value (serde_json's `float_roundtrip`).
+    #[test]
+    fn long_numbers_in_a_scan_survive_a_round_trip() {
+        let digits = "5".repeat(61);
+        let text = format!(r#"{{"type":"scan","payload":{{"scan":{{"n":[{digits}0e2, 0.1]}}}}}}"#);
+        let message: AgentMessage = serde_json::from_str(&text).unwrap();
+        let again: AgentMessage =
+            serde_json::from_str(&serde_json::to_string(&message).unwrap()).unwrap();
+        assert_eq!(again, message);
+    }
+
     #[test]
     fn seed_004_messages_decode() {
         let auth: AgentMessage = serde_json::from_value(json!({
