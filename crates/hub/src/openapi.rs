@@ -66,12 +66,37 @@ enum Answer {
     Upgrade,
 }
 
+/// What a query parameter takes.
+#[derive(Clone, Copy)]
+enum Takes {
+    Text,
+    /// One of these words.
+    Words(&'static [&'static str]),
+    /// A count, bounded as `count_param` reads it.
+    Count,
+    /// An event id (never negative).
+    EventId,
+}
+
+/// What a route's `{id}` is.
+#[derive(Clone, Copy)]
+enum PathId {
+    /// A row's positive id.
+    Row,
+    /// A service's id or a systemd unit name (the systemd routes).
+    RowOrUnit,
+    /// A managed app's name.
+    AppName,
+}
+
 /// What the code says about one operation beyond the route table.
 struct Doc {
     summary: &'static str,
     tag: &'static str,
-    /// Query parameters: name, integer or string, what it means.
-    query: &'static [(&'static str, bool, &'static str)],
+    /// Query parameters: name, what it takes, what it means.
+    query: &'static [(&'static str, Takes, &'static str)],
+    /// What `{id}` is, where the path has one.
+    id: PathId,
     /// Takes a JSON object body, described in words.
     body: Option<&'static str>,
     /// The body is a service's writable fields (`name` required when true).
@@ -86,6 +111,7 @@ const fn doc(summary: &'static str, tag: &'static str, answer: Answer) -> Doc {
         summary,
         tag,
         query: &[],
+        id: PathId::Row,
         body: None,
         service_body: None,
         body_optional: false,
@@ -93,9 +119,9 @@ const fn doc(summary: &'static str, tag: &'static str, answer: Answer) -> Doc {
     }
 }
 
-const LIMIT: (&str, bool, &str) = (
+const LIMIT: (&str, Takes, &str) = (
     "limit",
-    true,
+    Takes::Count,
     "how many, newest first (1-10000, default 100)",
 );
 
@@ -108,7 +134,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         ("GET", "/api/services") => Doc {
             query: &[(
                 "status",
-                false,
+                Takes::Words(&["configured", "discovered", "raw", "all"]),
                 "configured (default), discovered, raw or all",
             )],
             ..doc("List services", "services", Many("ServiceView"))
@@ -148,7 +174,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             ..doc("An agent check's results", "agents", Many("CheckResultView"))
         },
         ("GET", "/api/events") => Doc {
-            query: &[("last_event_id", true, "resume after this event id")],
+            query: &[("last_event_id", Takes::EventId, "resume after this event id")],
             ..doc(
                 "Live events (Server-Sent Events): status changes, results, registry changes",
                 "live",
@@ -172,18 +198,29 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             One("CleanupResult"),
         ),
         ("GET", "/api/timers") => doc("systemd timers", "systemd", Many("TimerView")),
-        ("POST", "/api/services/{id}/start") => {
-            doc("Start the service's unit", "systemd", Object)
-        }
-        ("POST", "/api/services/{id}/stop") => doc("Stop the service's unit", "systemd", Object),
-        ("POST", "/api/services/{id}/restart") => {
-            doc("Restart the service's unit", "systemd", Object)
-        }
-        ("GET", "/api/services/{id}/status") => {
-            doc("The unit's state now", "systemd", One("UnitStatus"))
-        }
+        ("POST", "/api/services/{id}/start") => Doc {
+            id: PathId::RowOrUnit,
+            ..doc("Start the service's unit", "systemd", Object)
+        },
+        ("POST", "/api/services/{id}/stop") => Doc {
+            id: PathId::RowOrUnit,
+            ..doc("Stop the service's unit", "systemd", Object)
+        },
+        ("POST", "/api/services/{id}/restart") => Doc {
+            id: PathId::RowOrUnit,
+            ..doc("Restart the service's unit", "systemd", Object)
+        },
+        ("GET", "/api/services/{id}/status") => Doc {
+            id: PathId::RowOrUnit,
+            ..doc("The unit's state now", "systemd", One("UnitStatus"))
+        },
         ("GET", "/api/services/{id}/logs") => Doc {
-            query: &[("lines", true, "how many of the last lines (1-10000, default 100)")],
+            query: &[(
+                "lines",
+                Takes::Count,
+                "how many of the last lines (1-10000, default 100)",
+            )],
+            id: PathId::RowOrUnit,
             ..doc("The unit's journal", "systemd", One("Logs"))
         },
         ("POST", "/api/apps") => Doc {
@@ -194,11 +231,14 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
                 Created("ServiceView"),
             )
         },
-        ("DELETE", "/api/apps/{id}") => doc(
-            "Stop and remove a managed service and its unit file",
-            "systemd",
-            Empty,
-        ),
+        ("DELETE", "/api/apps/{id}") => Doc {
+            id: PathId::AppName,
+            ..doc(
+                "Stop and remove a managed service and its unit file",
+                "systemd",
+                Empty,
+            )
+        },
         ("POST", "/register") => Doc {
             body: Some("name (required), ip, port, health_endpoint (seed 003)"),
             ..doc("Register or refresh a heartbeat service", "heartbeats", Object)
@@ -217,8 +257,12 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         },
         ("GET" | "POST", "/api/push/{token}") => Doc {
             query: &[
-                ("status", false, "OK (default), UPDATE, WARNING or FAILURE, in any case"),
-                ("msg", false, "a message to show"),
+                (
+                    "status",
+                    Takes::Words(&["OK", "UPDATE", "WARNING", "FAILURE"]),
+                    "OK (default), UPDATE, WARNING or FAILURE, in any case",
+                ),
+                ("msg", Takes::Text, "a message to show"),
             ],
             ..doc("Ping a push URL", "heartbeats", Object)
         },
@@ -290,7 +334,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         },
         ("DELETE", "/api/v1/users/{id}") => doc("Remove an account", "users", Empty),
         ("GET", "/api/v1/tokens") => Doc {
-            query: &[("all", false, "true: every user's tokens (admins)")],
+            query: &[("all", Takes::Text, "true: every user's tokens (admins)")],
             ..doc("Personal API tokens", "users", Objects)
         },
         ("POST", "/api/v1/tokens") => Doc {
@@ -355,39 +399,34 @@ fn any_object() -> Schema {
         .into()
 }
 
-/// A path parameter as the route reads it: `{id}` is a row's positive id,
-/// except where the route takes a name (an app's, or a service id or unit
-/// name for the systemd routes); other placeholders are strings.
-fn path_parameter(path: &str, name: &str) -> Parameter {
-    let string = |what: &str| {
-        (
-            ObjectBuilder::new()
-                .schema_type(SchemaType::Type(Type::String))
-                .min_length(Some(1)),
-            Some(what.to_owned()),
-        )
-    };
-    let (schema, description) = match (name, path) {
-        ("id", "/api/apps/{id}") => {
-            let (schema, what) = string("the app's name (its unit is lookout-app-NAME.service)");
-            (schema.pattern(Some("^[a-z0-9][a-z0-9_-]{0,63}$")), what)
-        }
-        ("id", p)
-            if p.starts_with("/api/services/{id}/")
-                && SYSTEMD_ACTIONS.iter().any(|a| p.ends_with(a)) =>
-        {
-            string("a service's id, or a systemd unit name such as nginx.service")
-        }
-        ("id", _) => (
-            ObjectBuilder::new()
-                .schema_type(SchemaType::Type(Type::Integer))
-                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                    utoipa::openapi::KnownFormat::Int64,
-                )))
-                .minimum(Some(1)),
-            None,
+fn integer() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Integer))
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::Int64,
+        )))
+}
+
+fn text() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::Type(Type::String))
+}
+
+/// A path parameter as the route reads it: `{id}` as `id` says, other
+/// placeholders (names, tokens) as strings.
+fn path_parameter(name: &str, id: PathId) -> Parameter {
+    let (schema, description) = match (name, id) {
+        ("id", PathId::Row) => (integer().minimum(Some(1)), None),
+        ("id", PathId::RowOrUnit) => (
+            text().min_length(Some(1)),
+            Some("a service's id, or a systemd unit name such as nginx.service"),
         ),
-        _ => string(name),
+        ("id", PathId::AppName) => (
+            text()
+                .min_length(Some(1))
+                .pattern(Some("^[a-z0-9][a-z0-9_-]{0,63}$")),
+            Some("the app's name (its unit is lookout-app-NAME.service)"),
+        ),
+        _ => (text().min_length(Some(1)), Some(name)),
     };
     ParameterBuilder::new()
         .name(name)
@@ -398,35 +437,14 @@ fn path_parameter(path: &str, name: &str) -> Parameter {
         .build()
 }
 
-/// The systemd routes under `/api/services/{id}/`, which also take a unit name.
-const SYSTEMD_ACTIONS: [&str; 5] = ["/start", "/stop", "/restart", "/status", "/logs"];
-
-/// A query parameter's schema: counts are bounded as `count_param` reads
-/// them, event ids are never negative, the `status` words are listed.
-fn query_schema(path: &str, name: &str, integer: bool) -> ObjectBuilder {
-    if !integer {
-        let words: &[&str] = match (path, name) {
-            ("/api/services", "status") => &["configured", "discovered", "raw", "all"],
-            ("/api/push/{token}", "status") => &["OK", "UPDATE", "WARNING", "FAILURE"],
-            _ => &[],
-        };
-        let schema = ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
-        return if words.is_empty() {
-            schema
-        } else {
-            schema.enum_values(Some(words.iter().copied()))
-        };
-    }
-    let schema = ObjectBuilder::new()
-        .schema_type(SchemaType::Type(Type::Integer))
-        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-            utoipa::openapi::KnownFormat::Int64,
-        )));
-    match name {
-        "limit" | "lines" => schema
+fn query_schema(takes: Takes) -> ObjectBuilder {
+    match takes {
+        Takes::Text => text(),
+        Takes::Words(words) => text().enum_values(Some(words.iter().copied())),
+        Takes::Count => integer()
             .minimum(Some(1))
             .maximum(Some(crate::routes::extract::MAX_COUNT)),
-        _ => schema.minimum(Some(0)),
+        Takes::EventId => integer().minimum(Some(0)),
     }
 }
 
@@ -463,10 +481,10 @@ fn operation(route: &RouteInfo, doc: &Doc, view: &Schema, auth_required: bool) -
         .split('/')
         .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
     {
-        op = op.parameter(path_parameter(&route.path, name));
+        op = op.parameter(path_parameter(name, doc.id));
     }
-    for (name, integer, what) in doc.query {
-        let schema = query_schema(&route.path, name, *integer);
+    for (name, takes, what) in doc.query {
+        let schema = query_schema(*takes);
         op = op.parameter(
             ParameterBuilder::new()
                 .name(*name)

@@ -1178,23 +1178,23 @@ impl Store for SqlStore {
         &self,
         before: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
+        const SILENT: &str = "heartbeat_ttl_secs IS NOT NULL AND last_heartbeat < $1";
         // A read first, as in `overdue`: a DELETE takes the write lock even
         // when it matches nothing.
-        let any: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM services WHERE heartbeat_ttl_secs IS NOT NULL AND last_heartbeat < $1 LIMIT 1",
-        )
-        .bind(ms(before))
-        .fetch_optional(&self.pool)
-        .await?;
+        let any: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT id FROM services WHERE {SILENT} LIMIT 1"))
+                .bind(ms(before))
+                .fetch_optional(&self.pool)
+                .await?;
         if any.is_none() {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_scalar(
-            "DELETE FROM services WHERE heartbeat_ttl_secs IS NOT NULL AND last_heartbeat < $1 RETURNING id",
+        Ok(
+            sqlx::query_scalar(&format!("DELETE FROM services WHERE {SILENT} RETURNING id"))
+                .bind(ms(before))
+                .fetch_all(&self.pool)
+                .await?,
         )
-        .bind(ms(before))
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     async fn set_push_token(
