@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use lookout_hub::auth::AuthMode;
-use lookout_hub::config::{parse_file, Config, DatabaseUrl, Origin, RawValue, INSECURE_FLAG};
+use lookout_config::{parse_file, AuthMode, Config, DatabaseUrl, Origin, RawValue, INSECURE_FLAG};
 
 const PATH: &str = "/etc/lookout/lookout.toml";
 

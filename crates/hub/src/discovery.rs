@@ -13,45 +13,7 @@ use crate::events::Event;
 use crate::routes::AppState;
 use crate::store::{DiscoveredUnit, ServiceFilter, StoreError};
 
-/// Ports that mark a web service (seed 000: 80, 443, 3000-9999), as inclusive ranges.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebPorts(pub Vec<(u16, u16)>);
-
-impl Default for WebPorts {
-    fn default() -> Self {
-        Self(vec![(80, 80), (443, 443), (3000, 9999)])
-    }
-}
-
-impl WebPorts {
-    /// Parses `80,443,3000-9999`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let mut ranges = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
-            let parse = |p: &str| {
-                p.trim()
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("{part:?} is not a port or a range such as 3000-9999"))
-            };
-            let (lo, hi) = (parse(lo)?, parse(hi)?);
-            if lo > hi {
-                return Err(format!("{part:?} is an empty range"));
-            }
-            ranges.push((lo, hi));
-        }
-        if ranges.is_empty() {
-            return Err("names no port".into());
-        }
-        Ok(Self(ranges))
-    }
-
-    pub fn contains(&self, port: u16) -> bool {
-        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&port))
-    }
-}
+pub use lookout_config::WebPorts;
 
 /// Classifies a unit: `discovered` when it listens on a web port, else `raw`;
 /// the port shown is the best web port (443, then 80, then the lowest in the

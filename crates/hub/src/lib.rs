@@ -5,7 +5,7 @@ pub mod agents;
 pub mod app;
 pub mod auth;
 pub mod clock;
-pub mod config;
+pub use lookout_config as config;
 pub mod discovery;
 pub mod error;
 pub mod events;

@@ -9,5 +9,6 @@ pub mod check;
 pub mod error;
 pub mod service;
 pub mod status;
+pub mod systemd;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};

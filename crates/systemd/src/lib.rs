@@ -31,24 +31,9 @@ pub fn hostname() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// Which systemd manager to talk to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// The system manager (PID 1), on the system bus.
-    System,
-    /// The calling user's manager, on the session bus (`$XDG_RUNTIME_DIR/bus`).
-    User,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::System => "system",
-            Scope::User => "user",
-        }
-    }
-}
+/// Which systemd manager to talk to (a plain value: the config and the
+/// agent name it without this crate).
+pub use lookout_proto::systemd::Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

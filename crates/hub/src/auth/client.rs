@@ -20,18 +20,7 @@ pub struct Client {
     pub host: Option<String>,
 }
 
-/// Parses `10.0.0.1, 192.168.0.0/16, ::1`.
-pub fn parse_trusted(s: &str) -> Result<Vec<IpNet>, String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.parse::<IpNet>()
-                .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{p:?} is not an IP address or a CIDR range"))
-        })
-        .collect()
-}
+pub use lookout_config::parse_trusted;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())

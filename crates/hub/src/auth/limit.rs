@@ -3,7 +3,6 @@
 //! address; an exhausted client gets 429 with `Retry-After`.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
@@ -22,60 +21,7 @@ pub enum Bucket {
     Agents,
 }
 
-/// A limit as configured: `per_minute` requests a minute, all of which may
-/// come at once after a quiet minute. `None` turns the bucket off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub per_minute: NonZeroU32,
-}
-
-impl Rate {
-    pub const fn per_minute(n: u32) -> Option<Rate> {
-        match NonZeroU32::new(n) {
-            Some(per_minute) => Some(Rate { per_minute }),
-            None => None,
-        }
-    }
-
-    /// Parses `10/min`, `10/m`, `10` (a minute implied) or `off`.
-    pub fn parse(s: &str) -> Result<Option<Rate>, String> {
-        let s = s.trim();
-        if s == "off" {
-            return Ok(None);
-        }
-        let n = s
-            .strip_suffix("/min")
-            .or_else(|| s.strip_suffix("/m"))
-            .unwrap_or(s);
-        n.trim()
-            .parse::<u32>()
-            .ok()
-            .and_then(Rate::per_minute)
-            .map(Some)
-            .ok_or_else(|| "expected requests per minute such as 10/min, or off".to_owned())
-    }
-}
-
-/// The configured limits; defaults from seed 002 (control 10/min, logs
-/// 30/min), 10 login attempts and 60 agent connections a minute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimits {
-    pub login: Option<Rate>,
-    pub control: Option<Rate>,
-    pub logs: Option<Rate>,
-    pub agents: Option<Rate>,
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self {
-            login: Rate::per_minute(10),
-            control: Rate::per_minute(10),
-            logs: Rate::per_minute(30),
-            agents: Rate::per_minute(60),
-        }
-    }
-}
+pub use lookout_config::{Rate, RateLimits};
 
 /// The live limiters of a hub.
 pub struct Limiters {

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ipnet::IpNet;
 
 use crate::clock::SharedClock;
 use crate::store::accounts::{
@@ -29,23 +28,7 @@ use crate::store::{Store, StoreError};
 pub use client::Client;
 pub use limit::{Bucket, RateLimits};
 
-/// Whether the hub asks for credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Nobody logs in; every request is the local administrator (seed 000).
-    Off,
-    /// Every protected route needs a session or a token.
-    Required,
-}
-
-impl AuthMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMode::Off => "off",
-            AuthMode::Required => "required",
-        }
-    }
-}
+pub use lookout_config::{AuthMode, AuthSettings};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,41 +41,6 @@ pub enum Access {
     Viewer,
     /// Administrators: every write.
     Admin,
-}
-
-/// Settings of authentication.
-#[derive(Debug, Clone)]
-pub struct AuthSettings {
-    pub mode: AuthMode,
-    /// A browser session ends this long after login.
-    pub session_ttl: Duration,
-    /// An API access token expires this long after it was issued.
-    pub access_ttl: Duration,
-    /// A refresh token expires this long after it was issued.
-    pub refresh_ttl: Duration,
-    /// Reverse proxies whose `X-Forwarded-*` headers are believed.
-    pub trusted_proxies: Vec<IpNet>,
-    pub rate_limits: RateLimits,
-    /// The hub terminates TLS itself (cookies are then `Secure`).
-    pub tls: bool,
-    /// The hub listens on a loopback address only: with authentication off,
-    /// requests must then name it by a loopback host (no DNS rebinding).
-    pub loopback: bool,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self {
-            mode: AuthMode::Off,
-            session_ttl: Duration::from_secs(7 * 86_400),
-            access_ttl: Duration::from_secs(15 * 60),
-            refresh_ttl: Duration::from_secs(30 * 86_400),
-            trusted_proxies: Vec::new(),
-            rate_limits: RateLimits::default(),
-            tls: false,
-            loopback: true,
-        }
-    }
 }
 
 /// The caller of a request, once the guard has let it through.

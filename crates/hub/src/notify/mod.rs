@@ -31,25 +31,7 @@ use crate::clock::SharedClock;
 use crate::events::{Event, EventBus};
 use crate::store::{Channel, Service, Store, DEFAULT_NOTIFY_AFTER};
 
-#[derive(Debug, Clone, Copy)]
-pub struct NotifySettings {
-    /// Reminder interval while a service stays failing; `None` for none.
-    pub reminder: Option<Duration>,
-    /// First retry delay; doubled each time.
-    pub retry_base: Duration,
-    /// Tries per notice and channel.
-    pub attempts: u32,
-}
-
-impl Default for NotifySettings {
-    fn default() -> Self {
-        Self {
-            reminder: Some(Duration::from_secs(3600)),
-            retry_base: Duration::from_secs(2),
-            attempts: 4,
-        }
-    }
-}
+pub use lookout_config::NotifySettings;
 
 #[derive(Debug, Default)]
 struct Track {

@@ -19,5 +19,6 @@ mod persistence;
 mod probes;
 mod prometheus;
 mod services;
+mod store;
 mod systemd;
 mod validation;

@@ -222,7 +222,11 @@ impl SqlStore {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                let mut query = sqlx::query(&sql);
+                // Not prepared once for the table: the same INSERT binds a
+                // null in one row and a number in the next, and a statement
+                // prepared for the first row would read the second's number
+                // as that row's parameter type (PostgreSQL).
+                let mut query = sqlx::query(&sql).persistent(false);
                 for col in &cols {
                     query = match &row[col.as_str()] {
                         Value::Null => query.bind(None::<String>),

@@ -3,6 +3,13 @@
 //! validated before anything starts, and a bad one is reported in one line that
 //! names where it came from.
 
+mod settings;
+
+pub use lookout_proto::systemd::Scope;
+pub use settings::{
+    parse_trusted, AuthMode, AuthSettings, NotifySettings, Rate, RateLimits, WebPorts,
+};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -183,16 +190,16 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub log: String,
     /// `None`: no systemd integration.
-    pub systemd: Option<lookout_systemd::Scope>,
-    pub web_ports: crate::discovery::WebPorts,
+    pub systemd: Option<Scope>,
+    pub web_ports: WebPorts,
     /// How long raw health results are kept.
     pub retention: Duration,
     pub heartbeat_ttl: Duration,
     /// Agents: heartbeat interval and claim token lifetime.
     pub agents: AgentSettings,
     pub heartbeat_remove_after: Duration,
-    pub notify: crate::notify::NotifySettings,
-    pub auth: crate::auth::AuthSettings,
+    pub notify: NotifySettings,
+    pub auth: AuthSettings,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<TlsFiles>,
     /// Sharing the work with other hubs on the same database.
@@ -302,13 +309,13 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY,
             log: "info".into(),
             systemd: None,
-            web_ports: crate::discovery::WebPorts::default(),
+            web_ports: WebPorts::default(),
             retention: DEFAULT_RETENTION,
             heartbeat_ttl: Duration::from_secs(60),
             agents: AgentSettings::default(),
             heartbeat_remove_after: Duration::from_secs(86_400),
-            notify: crate::notify::NotifySettings::default(),
-            auth: crate::auth::AuthSettings::default(),
+            notify: NotifySettings::default(),
+            auth: AuthSettings::default(),
             tls: None,
             cluster: ClusterSettings::default(),
             // An embedded hub's registry holds only what its embedder puts
@@ -395,12 +402,12 @@ impl Config {
         let log = get("log").map_or_else(|| "info".to_owned(), |v| v.value.clone());
         let systemd = match get("systemd") {
             Some(v) => parse(v, "systemd", |s| match s {
-                "system" => Ok(Some(lookout_systemd::Scope::System)),
-                "user" => Ok(Some(lookout_systemd::Scope::User)),
+                "system" => Ok(Some(Scope::System)),
+                "user" => Ok(Some(Scope::User)),
                 "none" => Ok(None),
                 _ => Err("expected system, user or none".to_owned()),
             })?,
-            None => Some(lookout_systemd::Scope::System),
+            None => Some(Scope::System),
         };
         let retention = match get("retention") {
             Some(v) => parse(v, "retention", |s| {
@@ -476,7 +483,7 @@ impl Config {
             })?,
             None => Duration::from_secs(86_400),
         };
-        let mut notify = crate::notify::NotifySettings::default();
+        let mut notify = NotifySettings::default();
         if let Some(v) = get("notify_reminder") {
             notify.reminder = parse(v, "notify_reminder", |s| {
                 if s == "off" {
@@ -491,8 +498,8 @@ impl Config {
             })?;
         }
         let web_ports = match get("web_ports") {
-            Some(v) => parse(v, "web_ports", crate::discovery::WebPorts::parse)?,
-            None => crate::discovery::WebPorts::default(),
+            Some(v) => parse(v, "web_ports", WebPorts::parse)?,
+            None => WebPorts::default(),
         };
 
         let insecure = match get(INSECURE_FLAG) {
@@ -503,25 +510,25 @@ impl Config {
             })?,
             None => false,
         };
-        let mut auth = crate::auth::AuthSettings::default();
+        let mut auth = AuthSettings::default();
         if let Some(v) = get("trusted_proxies") {
-            auth.trusted_proxies = parse(v, "trusted_proxies", crate::auth::client::parse_trusted)?;
+            auth.trusted_proxies = parse(v, "trusted_proxies", parse_trusted)?;
         }
         auth.mode = match get("auth") {
             Some(v) => parse(v, "auth", |s| match s {
-                "required" => Ok(crate::auth::AuthMode::Required),
-                "off" => Ok(crate::auth::AuthMode::Off),
+                "required" => Ok(AuthMode::Required),
+                "off" => Ok(AuthMode::Off),
                 _ => Err("expected required or off".to_owned()),
             })?,
             // Personal use on one machine needs no login (seed 000); the
             // network does.
             // A hub behind a reverse proxy is published, even on loopback.
-            None if !auth.trusted_proxies.is_empty() => crate::auth::AuthMode::Required,
-            None if listen.ip().is_loopback() => crate::auth::AuthMode::Off,
-            None if insecure => crate::auth::AuthMode::Off,
-            None => crate::auth::AuthMode::Required,
+            None if !auth.trusted_proxies.is_empty() => AuthMode::Required,
+            None if listen.ip().is_loopback() => AuthMode::Off,
+            None if insecure => AuthMode::Off,
+            None => AuthMode::Required,
         };
-        if auth.mode == crate::auth::AuthMode::Off && !listen.ip().is_loopback() && !insecure {
+        if auth.mode == AuthMode::Off && !listen.ip().is_loopback() && !insecure {
             return Err(ConfigError(format!(
                 "refusing to listen on {listen} with --auth off: anyone on the network could \
                  control this hub and its systemd units; use --auth required (the default off \
@@ -552,7 +559,7 @@ impl Config {
             ("rate_agents", &mut auth.rate_limits.agents),
         ] {
             if let Some(v) = get(key) {
-                *slot = parse(v, key, crate::auth::limit::Rate::parse)?;
+                *slot = parse(v, key, Rate::parse)?;
             }
         }
         let path = |key: &str| {
@@ -823,7 +830,6 @@ mod tests {
 
     #[test]
     fn the_bind_address_decides_the_default_auth_and_off_needs_a_loud_flag() {
-        use crate::auth::AuthMode;
         let at = |listen: &'static str, extra: &[(&'static str, &str)]| {
             let mut l = vec![
                 ("listen", listen, Origin::Flag),
