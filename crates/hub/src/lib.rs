@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod clock;
 pub use lookout_config as config;
+pub use lookout_store as store;
 pub mod discovery;
 pub mod error;
 pub mod events;
@@ -16,7 +17,6 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod routes;
-pub mod store;
 pub mod tls;
 
 pub use app::Application;

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod check;
 pub mod error;
+pub mod notify;
 pub mod service;
 pub mod status;
 pub mod systemd;

@@ -2414,7 +2414,7 @@ async fn export_import_story() {
         Backend::Postgres => "postgres",
     };
     let newest_migration = std::fs::read_dir(format!(
-        "{}/../hub/migrations/{engine}",
+        "{}/../store/migrations/{engine}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
@@ -2728,32 +2728,29 @@ async fn open_close_story() {
 // inherent methods of `SqlStore`, is called by a story above.
 
 const TRAIT_SOURCES: &[(&str, &str)] = &[
-    (
-        "store/mod.rs",
-        include_str!("../../../hub/src/store/mod.rs"),
-    ),
+    ("store/mod.rs", include_str!("../../../store/src/lib.rs")),
     (
         "store/accounts.rs",
-        include_str!("../../../hub/src/store/accounts.rs"),
+        include_str!("../../../store/src/accounts.rs"),
     ),
     (
         "store/agents.rs",
-        include_str!("../../../hub/src/store/agents.rs"),
+        include_str!("../../../store/src/agents.rs"),
     ),
     (
         "store/leases.rs",
-        include_str!("../../../hub/src/store/leases.rs"),
+        include_str!("../../../store/src/leases.rs"),
     ),
 ];
 
 const INHERENT_SOURCES: &[(&str, &str)] = &[
     (
         "store/sql/mod.rs",
-        include_str!("../../../hub/src/store/sql/mod.rs"),
+        include_str!("../../../store/src/sql/mod.rs"),
     ),
     (
         "store/sql/export.rs",
-        include_str!("../../../hub/src/store/sql/export.rs"),
+        include_str!("../../../store/src/sql/export.rs"),
     ),
 ];
 

@@ -16,7 +16,7 @@ use lookout_proto::check::LineStatus;
 use lookout_proto::service::StatusEventView;
 use lookout_proto::status::{agent_check_status, derive_status, passive_status, Status};
 
-use crate::store::agents::in_touch;
+use crate::agents::in_touch;
 
 use super::{
     Channel, Delivery, DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts,
@@ -354,7 +354,7 @@ fn channel_from_row(row: &AnyRow) -> Result<Channel, sqlx::Error> {
     Ok(Channel {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        kind: crate::notify::ChannelKind::parse(&kind)
+        kind: lookout_proto::notify::ChannelKind::parse(&kind)
             .ok_or_else(|| decode_error("kind", &kind))?,
         config: serde_json::from_str(&config).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
@@ -1303,7 +1303,7 @@ impl Store for SqlStore {
     async fn create_channel(
         &self,
         name: &str,
-        kind: crate::notify::ChannelKind,
+        kind: lookout_proto::notify::ChannelKind,
         config: &serde_json::Map<String, serde_json::Value>,
         enabled: bool,
         now: DateTime<Utc>,

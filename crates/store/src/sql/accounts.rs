@@ -6,11 +6,11 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{decode_error, ms, opt_time, time, SqlStore};
-use crate::store::accounts::{
+use crate::accounts::{
     AccountStore, AuditEntry, AuditOutcome, Authenticated, CredentialInfo, CredentialKind,
     DeleteUser, NewAuditEntry, NewCredential, NewUser, Refreshed, Role, User,
 };
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// A credential is noted as used at most this often (in ms), so that reading
 /// the API does not turn every request into a write.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::store::Store;
+use crate::Store;
 
 /// The health checks a hub runs, as of one renewal.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::{Backend, SqlStore};
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// What the `format` field of an export says.
 pub const EXPORT_FORMAT: &str = "lookout-export";

@@ -11,8 +11,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{decode_error, ms, opt_time, reconcile, reconcile_all, time, SqlStore};
-use crate::store::agents::{in_touch, AgentStore, Ingested, NewServer, Server};
-use crate::store::StoreError;
+use crate::agents::{in_touch, AgentStore, Ingested, NewServer, Server};
+use crate::StoreError;
 
 fn server_from_row(row: &AnyRow) -> Result<Server, sqlx::Error> {
     let labels: String = row.try_get("labels")?;

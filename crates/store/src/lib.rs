@@ -1,6 +1,8 @@
-//! Storage: the one trait every backend implements, and the records it deals in.
+//! The hub's persistence: the one trait every backend implements, and the
+//! records it deals in.
 //!
-//! Invariant: nothing outside this module writes SQL. Each backend keeps its own
+//! Invariant: nothing outside this crate writes SQL, and this crate knows
+//! nothing of the hub above it (HTTP, the scheduler, notifications). Each backend keeps its own
 //! embedded migrations (`migrations/<backend>/`) and runtime-checked queries, so a
 //! PostgreSQL backend can sit beside SQLite behind the same trait.
 
@@ -24,7 +26,7 @@ pub use agents::AgentStore;
 pub use leases::{CheckLeases, LeaseStore};
 pub use sql::{Backend, SqlStore};
 
-use crate::config::CheckDefaults;
+use lookout_config::CheckDefaults;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +68,7 @@ pub const DEFAULT_NOTIFY_AFTER: u64 = 3;
 pub struct Channel {
     pub id: i64,
     pub name: String,
-    pub kind: crate::notify::ChannelKind,
+    pub kind: lookout_proto::notify::ChannelKind,
     #[serde(skip)]
     pub config: serde_json::Map<String, serde_json::Value>,
     pub enabled: bool,
@@ -481,7 +483,7 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     async fn create_channel(
         &self,
         name: &str,
-        kind: crate::notify::ChannelKind,
+        kind: lookout_proto::notify::ChannelKind,
         config: &serde_json::Map<String, serde_json::Value>,
         enabled: bool,
         now: DateTime<Utc>,

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{ms, opt_time, SqlStore};
-use crate::store::leases::{CheckLeases, LeaseStore};
-use crate::store::StoreError;
+use crate::leases::{CheckLeases, LeaseStore};
+use crate::StoreError;
 
 /// Hubs not seen for a day are forgotten.
 const FORGET_AFTER_MS: i64 = 24 * 3600 * 1000;
