@@ -54,6 +54,38 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> UnitFileError {
     }
 }
 
+/// How a value appears in a unit file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Inside double quotes with C-style escapes ([`quote_arg`]): `\`, `\n`
+    /// and `\r` are escaped, so only NUL could still end the line.
+    Quoted,
+    /// As it is, after `Key=`.
+    Bare,
+}
+
+/// The one rule for every value lookout writes into a unit file: it can never
+/// add a line or a directive. systemd ends a line at `\n`, `\r` and NUL, and
+/// joins a line that ends in `\` with the next one; a bare value is also
+/// kept free of any other control character.
+fn unit_value(field: &str, value: &str, written: Written) -> Result<(), UnitFileError> {
+    if value.contains('\0') {
+        return Err(err(field, "must not contain NUL"));
+    }
+    if written == Written::Bare {
+        if value.contains(['\n', '\r']) {
+            return Err(err(field, "must be one line"));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(err(field, "must not contain control characters"));
+        }
+        if value.ends_with('\\') {
+            return Err(err(field, "must not end with a backslash"));
+        }
+    }
+    Ok(())
+}
+
 /// A long-running service lookout writes as `lookout-app-<name>.service`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagedService {
@@ -77,16 +109,13 @@ impl ManagedService {
             ));
         }
         for (i, arg) in self.command.iter().enumerate() {
-            if arg.contains('\0') {
-                return Err(err(format!("command[{i}]"), "must not contain NUL"));
-            }
+            unit_value(&format!("command[{i}]"), arg, Written::Quoted)?;
         }
-        if self.description.contains(['\n', '\r']) {
-            return Err(err("description", "must be one line"));
-        }
+        unit_value("description", &self.description, Written::Bare)?;
         if let Some(dir) = &self.working_directory {
             let text = dir.to_string_lossy();
-            if !dir.is_absolute() || text.contains(['\n', '\r', '"', '\\']) || text.ends_with(' ') {
+            unit_value("working_directory", &text, Written::Bare)?;
+            if !dir.is_absolute() || text.contains(['"', '\\']) || text.ends_with(' ') {
                 return Err(err(
                     "working_directory",
                     "must be an absolute path without quotes, backslashes or line breaks",
@@ -103,7 +132,8 @@ impl ManagedService {
                     "is not a valid variable name",
                 ));
             }
-            if value.contains(['\n', '\r', '\0']) {
+            unit_value(&format!("environment.{key}"), value, Written::Quoted)?;
+            if value.contains(['\n', '\r']) {
                 return Err(err(format!("environment.{key}"), "must be one line"));
             }
         }
@@ -178,24 +208,24 @@ impl CheckUnits {
             Some(p) if p.starts_with('/') => {}
             _ => return Err(err("command", "must start with an absolute program path")),
         }
-        if self.command.iter().any(|a| a.contains('\0')) {
-            return Err(err("command", "must not contain NUL"));
+        for arg in &self.command {
+            unit_value("command", arg, Written::Quoted)?;
         }
-        if self.description.chars().any(char::is_control) {
-            return Err(err("description", "must be one line"));
-        }
+        unit_value("description", &self.description, Written::Bare)?;
         // `StandardOutput=append:` takes the path as it is: no quoting.
         let log = self.log_file.to_string_lossy();
-        if !self.log_file.is_absolute() || log.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        unit_value("log_file", &log, Written::Bare)?;
+        if !self.log_file.is_absolute() || log.chars().any(char::is_whitespace) {
             return Err(err(
                 "log_file",
                 "must be an absolute path without spaces or control characters",
             ));
         }
-        if self.schedule.is_empty() || self.schedule.chars().any(|c| c.is_control() || c == '%') {
+        unit_value("schedule", &self.schedule, Written::Bare)?;
+        if self.schedule.is_empty() || self.schedule.contains('%') {
             return Err(err("schedule", "must be one calendar expression without %"));
         }
+        unit_value("service", &self.service, Written::Bare)?;
         if !self.service.ends_with(".service") || self.service.contains(char::is_whitespace) {
             return Err(err("service", "must be a service unit name"));
         }
@@ -368,6 +398,152 @@ mod tests {
         a.working_directory = Some("relative".into());
         assert_eq!(a.validate().unwrap_err().field, "working_directory");
         assert!(app(&["/bin/true", "a b", "$x"]).validate().is_ok());
+    }
+
+    /// Every character, in every field lookout writes into a unit, either is
+    /// refused or leaves the unit with the same lines and directives.
+    #[test]
+    fn no_value_adds_a_line_or_a_directive() {
+        let chars = (0u32..0x250)
+            .chain([0x2028, 0x2029, 0xfeff])
+            .filter_map(char::from_u32);
+        let lines = |unit: &str| -> Vec<String> {
+            assert!(!unit.contains(['\0', '\r']), "{unit:?}");
+            unit.split('\n')
+                .map(|l| l.split('=').next().unwrap_or_default().to_owned())
+                .collect()
+        };
+        let plain_app = app(&["/bin/app", "x"]);
+        let app_lines = lines(&plain_app.render(Scope::User));
+        let plain_check = check();
+        let check_lines = (
+            lines(&plain_check.render_service()),
+            lines(&plain_check.render_timer()),
+        );
+        let mut refused = 0;
+        for c in chars {
+            for value in [format!("a{c}b"), format!("a{c}"), format!("a{c}\nX=y")] {
+                let variants: Vec<(&str, ManagedService)> = vec![
+                    (
+                        "description",
+                        ManagedService {
+                            description: value.clone(),
+                            ..plain_app.clone()
+                        },
+                    ),
+                    (
+                        "working_directory",
+                        ManagedService {
+                            working_directory: Some(format!("/srv/{value}").into()),
+                            ..plain_app.clone()
+                        },
+                    ),
+                    (
+                        "command",
+                        ManagedService {
+                            command: vec!["/bin/app".into(), value.clone()],
+                            ..plain_app.clone()
+                        },
+                    ),
+                    (
+                        "environment",
+                        ManagedService {
+                            environment: [("K".to_owned(), value.clone())].into(),
+                            ..plain_app.clone()
+                        },
+                    ),
+                ];
+                for (field, service) in variants {
+                    match service.validate() {
+                        Ok(()) => {
+                            let unit = service.render(Scope::User);
+                            assert_eq!(
+                                lines(&unit),
+                                app_lines,
+                                "{field} {value:?} changed the unit:\n{unit}"
+                            );
+                            assert!(
+                                !unit.lines().any(|l| l.ends_with('\\')),
+                                "{field} {value:?}: {unit}"
+                            );
+                        }
+                        Err(e) => {
+                            assert!(e.field.starts_with(field), "{e}");
+                            refused += 1;
+                        }
+                    }
+                }
+                let checks = [
+                    (
+                        "description",
+                        CheckUnits {
+                            description: value.clone(),
+                            ..plain_check.clone()
+                        },
+                    ),
+                    (
+                        "log_file",
+                        CheckUnits {
+                            log_file: format!("/var/log/{value}").into(),
+                            ..plain_check.clone()
+                        },
+                    ),
+                    (
+                        "schedule",
+                        CheckUnits {
+                            schedule: format!("*:0/{value}"),
+                            ..plain_check.clone()
+                        },
+                    ),
+                    (
+                        "command",
+                        CheckUnits {
+                            command: vec!["/x".into(), value.clone()],
+                            ..plain_check.clone()
+                        },
+                    ),
+                ];
+                for (field, units) in checks {
+                    match units.validate() {
+                        Ok(()) => {
+                            let (service, timer) = (units.render_service(), units.render_timer());
+                            assert_eq!(
+                                (lines(&service), lines(&timer)),
+                                check_lines,
+                                "{field} {value:?}"
+                            );
+                            assert!(
+                                !service
+                                    .lines()
+                                    .chain(timer.lines())
+                                    .any(|l| l.ends_with('\\')),
+                                "{field} {value:?}"
+                            );
+                        }
+                        Err(e) => {
+                            assert!(e.field.starts_with(field), "{e}");
+                            refused += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(refused > 0);
+        // What a red team tried: NUL and a trailing backslash in a description.
+        let mut a = app(&["/bin/true"]);
+        a.description = "web\0ExecStartPre=/bin/sh -c evil".into();
+        assert_eq!(
+            a.validate().unwrap_err().to_string(),
+            "description must not contain NUL"
+        );
+        a.description = "web \\".into();
+        assert_eq!(
+            a.validate().unwrap_err().to_string(),
+            "description must not end with a backslash"
+        );
+        let mut a = app(&["/bin/true"]);
+        a.working_directory = Some("/srv/a\0b".into());
+        assert_eq!(a.validate().unwrap_err().field, "working_directory");
     }
 
     #[test]
