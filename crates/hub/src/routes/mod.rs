@@ -10,6 +10,7 @@ pub mod live;
 pub mod login;
 pub mod metrics;
 pub mod notify;
+pub mod nul;
 pub mod probes;
 pub mod servers_ui;
 pub mod systemd;
@@ -116,6 +117,10 @@ pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     table()
         .0
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            nul::refuse_nul,
+        ))
         .layer(Extension(state.auth.clone()))
         .layer(Extension(state.metrics.clone()))
         .layer(DefaultBodyLimit::max(limit))

@@ -307,3 +307,54 @@ async fn unknown_routes_and_methods_answer_json() {
     let r = hub.post("/api/services/1").await;
     expect_error(r, 405, "method_not_allowed").await;
 }
+
+/// A NUL character is refused at the door on every engine (PostgreSQL cannot
+/// store one, and a 500 must never be the answer), naming the field, before
+/// any credential is looked at, and nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_in_any_text_is_refused_and_names_the_field() {
+    let hub = lookout_testkit::spawn_hub_with(|c| {
+        c.auth.mode = lookout_hub::auth::AuthMode::Required;
+    })
+    .await;
+    // Unauthenticated, on the public sign-in route: a 422 naming the field,
+    // not a 500 from the database.
+    let r = hub
+        .post_json(
+            "/api/v1/users/login",
+            &json!({"username": "ada\u{0}", "password": "x"}),
+        )
+        .await;
+    let body = expect_error(r, 422, "validation_failed").await;
+    assert_eq!(fields(&body), ["username"]);
+
+    let hub = spawn_hub().await;
+    let r = hub
+        .post_json(
+            "/api/services",
+            &json!({"name": "web", "description": "a\u{0}b", "tags": ["ok", "x\u{0}"]}),
+        )
+        .await;
+    let body = expect_error(r, 422, "validation_failed").await;
+    assert_eq!(fields(&body), ["description", "tags[1]"]);
+    assert_eq!(count(&hub).await, 0, "nothing is written");
+    // In a query and in a path.
+    let r = hub.get("/api/services?q=we%00b").await;
+    expect_error(r, 422, "validation_failed").await;
+    let r = hub.get("/api/services/we%00b").await;
+    expect_error(r, 422, "validation_failed").await;
+    // A backslash before the letters u0000 is text, and is kept.
+    let r = hub
+        .post_json(
+            "/api/services",
+            &json!({"name": "api", "description": "C:\\u0000"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["description"], "C:\\u0000");
+    // A form: a 400 page, and nothing written.
+    let r = hub.post_form("/services", &[("name", "a\u{0}b")]).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(count(&hub).await, 1);
+}
