@@ -50,7 +50,16 @@ pub struct Fleet {
     pub settings: AgentSettings,
     sessions: Mutex<HashMap<i64, Session>>,
     next: std::sync::atomic::AtomicU64,
-    pending: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<ControlResult>>>,
+    pending: Mutex<HashMap<u64, Pending>>,
+}
+
+/// A control request waiting for its answer: only the session it was sent
+/// to may answer it (another enrolled host could otherwise forge one).
+#[derive(Debug)]
+struct Pending {
+    server_id: i64,
+    session: u64,
+    answer: tokio::sync::oneshot::Sender<ControlResult>,
 }
 
 impl std::fmt::Debug for Session {
@@ -149,16 +158,23 @@ impl Fleet {
         target: String,
         requested_by: String,
     ) -> Result<ControlResult, ControlError> {
-        let outbox = self
+        let (outbox, session) = self
             .sessions
             .lock()
             .expect("fleet lock")
             .get(&server_id)
-            .map(|s| s.outbox.clone())
+            .map(|s| (s.outbox.clone(), s.id))
             .ok_or(ControlError::Offline)?;
         let id = self.number();
         let (answer, answered) = tokio::sync::oneshot::channel();
-        self.pending.lock().expect("fleet lock").insert(id, answer);
+        self.pending.lock().expect("fleet lock").insert(
+            id,
+            Pending {
+                server_id,
+                session,
+                answer,
+            },
+        );
         let message = HubMessage::Control {
             id,
             action,
@@ -178,11 +194,20 @@ impl Fleet {
         }
     }
 
-    /// Hands an agent's answer to whoever asked.
-    fn answer(&self, result: ControlResult) {
-        if let Some(waiting) = self.pending.lock().expect("fleet lock").remove(&result.id) {
-            let _ = waiting.send(result);
+    /// Hands an agent's answer to whoever asked, if the request was sent to
+    /// this server's session; `false` (and nothing handed on) otherwise.
+    fn answer(&self, server_id: i64, session: u64, result: ControlResult) -> bool {
+        let mut pending = self.pending.lock().expect("fleet lock");
+        let ours = pending
+            .get(&result.id)
+            .is_some_and(|p| p.server_id == server_id && p.session == session);
+        if !ours {
+            return false;
         }
+        if let Some(waiting) = pending.remove(&result.id) {
+            let _ = waiting.answer.send(result);
+        }
+        true
     }
 }
 
@@ -382,6 +407,7 @@ pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth
             &mut socket,
             &state,
             &server,
+            session_id,
             heartbeat_secs,
             &token,
             &mut inbox,
@@ -397,6 +423,7 @@ async fn pump(
     socket: &mut WebSocket,
     state: &AppState,
     server: &Server,
+    session: u64,
     heartbeat_secs: i64,
     token: &CancellationToken,
     inbox: &mut tokio::sync::mpsc::Receiver<HubMessage>,
@@ -463,7 +490,20 @@ async fn pump(
         let result = match message {
             AgentMessage::Heartbeat {} | AgentMessage::Auth(_) => Ok(()),
             AgentMessage::ControlResult(result) => {
-                state.fleet.answer(result);
+                let id = result.id;
+                if !state.fleet.answer(server.id, session, result) {
+                    tracing::warn!(
+                        server = %server.name,
+                        request = id,
+                        "an agent answered a control request this hub did not send it"
+                    );
+                    let reply = HubMessage::Error {
+                        message: format!("no control request {id} is waiting for this server"),
+                    };
+                    if !send(socket, &reply).await {
+                        return;
+                    }
+                }
                 Ok(())
             }
             AgentMessage::Checks { checks } => state

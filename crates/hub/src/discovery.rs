@@ -72,6 +72,8 @@ pub struct Discovery {
     scope: Option<Scope>,
     conn: Mutex<Option<Systemd>>,
     pub web_ports: WebPorts,
+    /// Held while a page load decides whether to scan.
+    page_scan: Mutex<()>,
 }
 
 impl Discovery {
@@ -80,6 +82,7 @@ impl Discovery {
             scope,
             conn: Mutex::new(None),
             web_ports,
+            page_scan: Mutex::new(()),
         }
     }
 
@@ -121,7 +124,24 @@ struct LastScan {
 
 const LAST_SCAN_KEY: &str = "last_scan";
 
+/// A page load scans only when the last scan is older than this.
+pub const PAGE_SCAN_EVERY: Duration = Duration::from_secs(10);
+
 impl AppState {
+    /// The scan a page load shows: the last one when it is recent (or
+    /// another load is scanning), else a new one. Viewers load pages; a
+    /// reload storm costs one scan every [`PAGE_SCAN_EVERY`].
+    pub async fn recent_scan(&self) -> Result<ScanResult, DiscoveryError> {
+        let _one_at_a_time = self.discovery.page_scan.lock().await;
+        if let Some(last) = self.last_scan().await? {
+            let age = self.clock.now() - last.scanned_at;
+            if age.to_std().is_ok_and(|age| age < PAGE_SCAN_EVERY) {
+                return Ok(last);
+            }
+        }
+        self.scan().await
+    }
+
     /// Scans systemd, records the result and returns it.
     pub async fn scan(&self) -> Result<ScanResult, DiscoveryError> {
         let started = Instant::now();

@@ -26,6 +26,9 @@ pub enum ApiError {
     Unauthorized(String),
     /// The caller may not do this.
     Forbidden(String),
+    /// Too much of a costly kind of work at once (password hashing); try
+    /// again in a second.
+    Busy(String),
     Internal(anyhow::Error),
 }
 
@@ -43,7 +46,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::Unavailable(why) => (ErrorCode::ServiceUnavailable, why.clone(), vec![]),
             ApiError::Unauthorized(why) => (ErrorCode::Unauthorized, why.clone(), vec![]),
             ApiError::Forbidden(why) => (ErrorCode::Forbidden, why.clone(), vec![]),
+            ApiError::Busy(why) => (ErrorCode::ServiceUnavailable, why.clone(), vec![]),
             ApiError::Internal(_) => (
                 ErrorCode::Internal,
                 "internal error; the hub's log has the details".into(),
@@ -115,6 +119,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = ?e, "request failed");
+        }
+        if let ApiError::Busy(_) = &self {
+            let mut response = (self.status(), Json(self.body())).into_response();
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            return response;
         }
         (self.status(), Json(self.body())).into_response()
     }
@@ -154,6 +166,72 @@ impl From<crate::discovery::DiscoveryError> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        ApiError::Internal(e)
+        match e.downcast_ref::<crate::auth::password::Busy>() {
+            Some(busy) => ApiError::Busy(busy.to_string()),
+            None => ApiError::Internal(e),
+        }
+    }
+}
+
+/// The longest message taken over from an error response that was not JSON.
+const FOREIGN_MESSAGE_MAX: usize = 300;
+
+/// Middleware for the API's routes: an error answered by something other
+/// than an [`ApiError`] (an extractor's rejection, a layer's refusal) still
+/// reaches the client as an [`ErrorBody`] with the same status, so every API
+/// error has one shape. Its text, if any, becomes the message.
+pub async fn errors_as_json(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let limit = req
+        .extensions()
+        .get::<std::sync::Arc<crate::auth::Auth>>()
+        .map_or(0, |auth| auth.max_body_bytes);
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text: String = String::from_utf8_lossy(&text)
+        .trim()
+        .chars()
+        .take(FOREIGN_MESSAGE_MAX)
+        .collect();
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
+        StatusCode::NOT_FOUND => ApiError::NotFound(or(text, "not found")),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::UnsupportedMediaType(or(text, "another type"))
+        }
+        StatusCode::UNAUTHORIZED => ApiError::Unauthorized(or(text, "credentials are needed")),
+        StatusCode::FORBIDDEN => ApiError::Forbidden(or(text, "not allowed")),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(or(text, "try again later")),
+        s if s.is_server_error() => {
+            ApiError::Internal(anyhow::anyhow!("{s} without an error body: {text}"))
+        }
+        _ => ApiError::BadRequest(or(text, "the request cannot be read"), vec![]),
+    };
+    let mut json = error.into_response();
+    *json.status_mut() = status;
+    // Keep what the client needs to act on (Retry-After, WWW-Authenticate, Allow).
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
+}
+
+fn or(text: String, default: &str) -> String {
+    if text.is_empty() {
+        default.to_owned()
+    } else {
+        text
     }
 }

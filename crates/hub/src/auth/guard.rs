@@ -135,6 +135,22 @@ fn cross_origin(parts: &Parts, client: &Client) -> bool {
     }
 }
 
+/// A live stream's handshake: a WebSocket upgrade, or an `EventSource`
+/// asking for `text/event-stream`. It reads, but what it reads is the whole
+/// live feed, and no CORS rule keeps a WebSocket from another site: it is
+/// held to the same origin rule as a write.
+fn opens_a_stream(parts: &Parts) -> bool {
+    let h = |name: header::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+    };
+    h(header::UPGRADE).is_some_and(|u| u.contains("websocket"))
+        || h(header::ACCEPT).is_some_and(|a| a.contains("text/event-stream"))
+}
+
 /// Whether the `Host` a request names is this machine: `localhost` (and its
 /// subdomains) or a loopback address, with any port. Without authentication
 /// on a loopback hub, anything else is a browser fooled by DNS rebinding
@@ -324,13 +340,14 @@ pub async fn guard(rule: Rule, req: Request, next: Next) -> Response {
         );
     }
 
-    if writes && cross_origin(&parts, &client) {
+    if (writes || opens_a_stream(&parts)) && cross_origin(&parts, &client) {
         return refuse(
             rule,
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             "Refused",
-            "cross-origin request refused: writes are accepted only from this hub's own pages",
+            "cross-origin request refused: writes and live streams are accepted only from \
+             this hub's own pages",
         );
     }
 

@@ -52,8 +52,11 @@ impl Limiters {
     }
 
     /// Counts one request of `client` against `bucket`; `Err` holds how long
-    /// the client must wait.
+    /// the client must wait. IPv6 clients are counted by their /64: one host
+    /// is usually given a whole /64, and could otherwise change address at
+    /// every request.
     pub fn check(&self, bucket: Bucket, client: IpAddr) -> Result<(), Duration> {
+        let client = limit_key(client);
         let limiter = match bucket {
             Bucket::Login => &self.login,
             Bucket::Control => &self.control,
@@ -81,6 +84,22 @@ impl Limiters {
     }
 }
 
+/// What a client is counted as: its IPv4 address (an IPv4-mapped IPv6
+/// address too), or the /64 network of its IPv6 address.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(segments))
+            }
+        },
+    }
+}
+
 /// Whole seconds to wait, rounded up, at least 1 (the `Retry-After` value).
 pub fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_millis().div_ceil(1000) as u64).max(1)
@@ -89,6 +108,31 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let l = Limiters::new(RateLimits {
+            login: Rate::per_minute(2),
+            control: None,
+            logs: None,
+            agents: None,
+        });
+        let one_host = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"];
+        assert!(l.check(Bucket::Login, one_host[0].parse().unwrap()).is_ok());
+        assert!(l.check(Bucket::Login, one_host[1].parse().unwrap()).is_ok());
+        assert!(
+            l.check(Bucket::Login, one_host[2].parse().unwrap())
+                .is_err(),
+            "a new address in the same /64 is the same client"
+        );
+        assert!(l
+            .check(Bucket::Login, "2001:db8:1:3::1".parse().unwrap())
+            .is_ok());
+        assert_eq!(
+            limit_key("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+    }
 
     #[test]
     fn a_client_is_limited_and_others_are_not() {

@@ -130,18 +130,20 @@ impl Auth {
     }
 
     /// The account `login` names, if `password` is its password. Takes the
-    /// same time whether or not the account exists.
+    /// same time whether or not the account exists. Fails with
+    /// [`password::Busy`] (inside the error) when too many passwords are
+    /// being checked at once.
     pub async fn check_password(
         &self,
         login: &str,
         password: &str,
-    ) -> Result<Option<User>, StoreError> {
+    ) -> anyhow::Result<Option<User>> {
         let user = self.store.find_user(login.trim()).await?;
         let ok = password::verify(
             password.to_owned(),
             user.as_ref().map(|u| u.password_hash.clone()),
         )
-        .await;
+        .await?;
         Ok(user.filter(|_| ok))
     }
 
@@ -303,7 +305,20 @@ impl Auth {
         .await;
     }
 
-    /// Appends to the audit log. A failure to write it is logged, not fatal.
+    /// Audits a refused sign-in without echoing what was typed (people type
+    /// passwords into the name field): the account's own name when the typed
+    /// name is one, else "unknown user".
+    pub async fn audit_failed_login(&self, typed: &str, via: Option<String>, client: &Client) {
+        let account = match self.store.find_user(typed.trim()).await {
+            Ok(Some(user)) => user.username,
+            Ok(None) | Err(_) => UNKNOWN_USER.to_owned(),
+        };
+        self.audit(Some(&account), "login", via, client, AuditOutcome::Denied)
+            .await;
+    }
+
+    /// Appends to the audit log, each text cut to [`AUDIT_TEXT_MAX`]
+    /// characters. A failure to write it is logged, not fatal.
     pub async fn audit(
         &self,
         actor: Option<&str>,
@@ -312,10 +327,11 @@ impl Auth {
         client: &Client,
         outcome: AuditOutcome,
     ) {
+        let cut = |s: &str| s.chars().take(AUDIT_TEXT_MAX).collect::<String>();
         let entry = NewAuditEntry {
-            actor: actor.map(str::to_owned),
+            actor: actor.map(cut),
             action,
-            target,
+            target: target.as_deref().map(cut),
             client: Some(client.ip.to_string()),
             outcome,
         };
@@ -324,6 +340,13 @@ impl Auth {
         }
     }
 }
+
+/// The actor of a refused sign-in whose name is no account's. Not a valid
+/// username (it has a space), so no account can be mistaken for it.
+pub const UNKNOWN_USER: &str = "unknown user";
+
+/// The longest actor or target the audit log keeps, in characters.
+pub const AUDIT_TEXT_MAX: usize = 200;
 
 /// Checks a username: 1 to 64 characters, letters, digits and `._@-`.
 pub fn check_username(name: &str) -> Result<(), String> {

@@ -1,7 +1,12 @@
 //! Passwords: argon2id (the `argon2` crate's defaults: 19 MiB, 2 passes, one
-//! lane, the OWASP minimum), hashed off the async threads.
+//! lane, the OWASP minimum), hashed off the async threads, a bounded number
+//! at a time: each hash holds 19 MiB and a core, so a flood of sign-ins (each
+//! within its per-address limit) must queue or be refused, not take the
+//! machine's memory.
 
 use std::sync::OnceLock;
+
+use tokio::sync::Semaphore;
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
 use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
@@ -29,9 +34,71 @@ fn hash_blocking(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot hash a password: {e}"))
 }
 
-/// The PHC string of `password`.
+/// Too many passwords are being hashed at once: the request is refused
+/// (503 with `Retry-After`) rather than queued without bound.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("too many sign-ins at once; try again in a second")]
+pub struct Busy;
+
+/// What one hash costs, with room: the 19 MiB argon2 block and the thread.
+const HASH_COST_BYTES: u64 = 32 * 1024 * 1024;
+/// Requests that may wait for a hash, per hash that may run.
+const WAITING_PER_SLOT: usize = 4;
+
+/// Hashing slots, and room for a few requests waiting for one.
+struct Pool {
+    running: Semaphore,
+    admitted: Semaphore,
+}
+
+impl Pool {
+    fn new(slots: usize) -> Self {
+        Self {
+            running: Semaphore::new(slots),
+            admitted: Semaphore::new(slots * (1 + WAITING_PER_SLOT)),
+        }
+    }
+
+    /// Runs `work` on a blocking thread once a slot is free; [`Busy`] at
+    /// once when the slots and the queue behind them are full.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let _admitted = self.admitted.try_acquire().map_err(|_| Busy)?;
+        let _running = self.running.acquire().await.map_err(|_| Busy)?;
+        tokio::task::spawn_blocking(work).await.map_err(|_| Busy)
+    }
+}
+
+/// How many hashes run at once: one core fewer than the machine has (the
+/// rest of the hub keeps one), at least one, and no more than a quarter of
+/// the available memory holds.
+pub fn concurrency() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let by_memory = available_memory().map_or(usize::MAX, |bytes| {
+        usize::try_from(bytes / 4 / HASH_COST_BYTES).unwrap_or(usize::MAX)
+    });
+    cores.saturating_sub(1).min(by_memory).max(1)
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool::new(concurrency()))
+}
+
+/// The PHC string of `password`; [`Busy`] (inside the error) when too many
+/// hashes are under way.
 pub async fn hash(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || hash_blocking(&password)).await?
+    pool().run(move || hash_blocking(&password)).await?
 }
 
 /// A hash nobody's password matches, checked when the account does not exist
@@ -44,9 +111,13 @@ fn decoy() -> &'static str {
 }
 
 /// Whether `password` matches `stored` (a PHC string); `None` checks a decoy
-/// and answers false.
-pub async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
+/// and answers false. [`Busy`] when too many hashes are under way.
+pub async fn verify(password: String, stored: Option<String>) -> Result<bool, Busy> {
+    pool().run(move || verify_blocking(&password, stored)).await
+}
+
+fn verify_blocking(password: &str, stored: Option<String>) -> bool {
+    {
         let real = stored.is_some();
         let stored = stored.unwrap_or_else(|| decoy().to_owned());
         let Ok(parsed) = PasswordHash::new(&stored) else {
@@ -56,9 +127,7 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
             && real
-    })
-    .await
-    .unwrap_or(false)
+    }
 }
 
 #[cfg(test)]
@@ -72,9 +141,31 @@ mod tests {
         assert!(a.starts_with("$argon2id$"), "{a}");
         assert_ne!(a, b, "each hash has its own salt");
         assert!(!a.contains("correct horse"));
-        assert!(verify("correct horse".into(), Some(a.clone())).await);
-        assert!(!verify("correct horsf".into(), Some(a)).await);
-        assert!(!verify("anything".into(), None).await);
+        assert!(verify("correct horse".into(), Some(a.clone()))
+            .await
+            .unwrap());
+        assert!(!verify("correct horsf".into(), Some(a)).await.unwrap());
+        assert!(!verify("anything".into(), None).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_is_bounded_not_queued_forever() {
+        assert!(concurrency() >= 1);
+        // Far more at once than the slots and their queue: the rest are
+        // refused at once instead of each holding a hash's memory.
+        let pool = Pool::new(1);
+        let stored = hash_blocking("correct horse").unwrap();
+        let tries = (0..(1 + WAITING_PER_SLOT) + 20).map(|_| {
+            let stored = stored.clone();
+            pool.run(move || verify_blocking("wrong horse", Some(stored)))
+        });
+        let outcomes = futures::future::join_all(tries).await;
+        let busy = outcomes.iter().filter(|o| o.is_err()).count();
+        assert_eq!(busy, 20, "refused of {}", outcomes.len());
+        assert!(outcomes.iter().all(|o| matches!(o, Ok(false) | Err(Busy))));
+        // Once the flood is over, a sign-in goes through again.
+        let ok = pool.run(move || verify_blocking("correct horse", Some(stored)));
+        assert!(ok.await.unwrap());
     }
 
     #[test]

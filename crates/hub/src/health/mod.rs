@@ -44,7 +44,15 @@ pub struct Probe {
 pub struct Checker {
     client: reqwest::Client,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// When each service was last checked on request (`GET
+    /// /api/services/{id}/health`), so a burst of reads sends one probe.
+    on_request:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>>,
 }
+
+/// A service is probed on request at most this often; a request within it
+/// gets the newest stored result.
+pub const ON_REQUEST_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Checker {
     /// A checker counting its probes in `metrics`.
@@ -60,7 +68,24 @@ impl Checker {
             .pool_max_idle_per_host(0)
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()?;
-        Ok(Self { client, metrics })
+        Ok(Self {
+            client,
+            metrics,
+            on_request: std::sync::Arc::default(),
+        })
+    }
+
+    /// Whether a check of `id` asked for by a request may go out now (and
+    /// then notes it); `false` within [`ON_REQUEST_EVERY`] of the last one.
+    pub fn may_check_on_request(&self, id: i64) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self.on_request.lock().expect("checker lock");
+        last.retain(|_, at| now.duration_since(*at) < ON_REQUEST_EVERY);
+        if last.contains_key(&id) {
+            return false;
+        }
+        last.insert(id, now);
+        true
     }
 
     /// Requests `url` once. Any 2xx is healthy; everything else is unhealthy

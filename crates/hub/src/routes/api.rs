@@ -119,6 +119,13 @@ async fn check_service(
     ServiceId(id): ServiceId,
 ) -> Result<Json<HealthCheckView>, ApiError> {
     let service = find(&state, id).await?;
+    // A read that sends a probe: at most one every few seconds per service;
+    // in between, the newest result.
+    if !state.checker.may_check_on_request(id) {
+        if let Some(newest) = state.store.health_history(id, 1).await?.first() {
+            return Ok(Json(newest.to_view()));
+        }
+    }
     Ok(Json(state.check_now(&service).await?.to_view()))
 }
 

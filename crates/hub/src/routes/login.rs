@@ -134,13 +134,7 @@ async fn login_submit(State(state): State<AppState>, client: Client, form: FormR
         Ok(None) => {
             state
                 .auth
-                .audit(
-                    Some(username.trim()),
-                    "login",
-                    Some("session".into()),
-                    &client,
-                    AuditOutcome::Denied,
-                )
+                .audit_failed_login(&username, Some("session".into()), &client)
                 .await;
             render(
                 StatusCode::UNAUTHORIZED,
@@ -151,7 +145,28 @@ async fn login_submit(State(state): State<AppState>, client: Client, form: FormR
                 },
             )
         }
-        Err(e) => store_failure(&e),
+        Err(e) => hashing_failure(e),
+    }
+}
+
+/// A password could not be hashed or checked: too many at once (503, try
+/// again in a second), or the database failed.
+fn hashing_failure(e: anyhow::Error) -> Response {
+    if e.is::<crate::auth::password::Busy>() {
+        let mut response = super::ui::message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "Too many people are signing in at once. Try again in a second.",
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        return response;
+    }
+    match e.downcast::<StoreError>() {
+        Ok(e) => store_failure(&e),
+        Err(e) => store_failure(&StoreError::Database(e)),
     }
 }
 
@@ -302,13 +317,19 @@ async fn setup_submit(State(state): State<AppState>, client: Client, form: FormR
         Ok(f) => f.0,
         Err(e) => return bad_form(&e),
     };
+    // Set up already: nothing to hash (hashing is what a flood would cost).
+    match state.store.count_users().await {
+        Ok(0) => {}
+        Ok(_) => return Redirect::to("/login").into_response(),
+        Err(e) => return store_failure(&e),
+    }
     let (request, problems) = user_request(&form, Role::Admin, true);
     if !problems.is_empty() {
         return setup_form(StatusCode::UNPROCESSABLE_ENTITY, &form, &problems);
     }
     let new = match request.into_new_user().await {
         Ok(n) => n,
-        Err(e) => return store_failure(&StoreError::Database(e)),
+        Err(e) => return hashing_failure(e),
     };
     match state.store.create_first_user(&new, state.clock.now()).await {
         Ok(Some(user)) => {
@@ -583,7 +604,7 @@ async fn add_user(
     }
     let new = match request.into_new_user().await {
         Ok(n) => n,
-        Err(e) => return store_failure(&StoreError::Database(e)),
+        Err(e) => return hashing_failure(e),
     };
     match state.store.create_user(&new, state.clock.now()).await {
         Ok(user) => {

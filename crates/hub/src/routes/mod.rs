@@ -5,12 +5,12 @@ pub mod agents;
 pub mod api;
 pub mod docs;
 pub(crate) mod extract;
+pub mod gate;
 pub mod heartbeat;
 pub mod live;
 pub mod login;
 pub mod metrics;
 pub mod notify;
-pub mod nul;
 pub mod probes;
 pub mod servers_ui;
 pub mod systemd;
@@ -99,7 +99,9 @@ pub fn table() -> (Router<AppState>, Vec<table::RouteInfo>) {
     info.extend(page_info);
     let api = api
         .fallback(|| async { crate::error::ApiError::NotFound("no such API route".into()) })
-        .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed });
+        .method_not_allowed_fallback(|| async { crate::error::ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(crate::error::errors_as_json));
+    let root = root.layer(axum::middleware::from_fn(crate::error::errors_as_json));
     let router = Router::new()
         .nest("/api", api)
         .merge(root)
@@ -119,7 +121,7 @@ pub fn router(state: AppState) -> Router {
         .0
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            nul::refuse_nul,
+            gate::gate,
         ))
         .layer(Extension(state.auth.clone()))
         .layer(Extension(state.metrics.clone()))

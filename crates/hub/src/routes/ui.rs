@@ -562,7 +562,7 @@ fn unit_row(s: &lookout_proto::service::ServiceView, host: &str, ports_unknown: 
 }
 
 async fn scan_page(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    let (result, error, status) = match state.scan().await {
+    let (result, error, status) = match state.recent_scan().await {
         Ok(r) => (Some(r), None, StatusCode::OK),
         Err(e) => {
             tracing::warn!(error = %e, "scan failed");

@@ -91,8 +91,7 @@ async fn login(
     let name = name.unwrap_or_default();
     let auth = &state.auth;
     let Some(user) = auth.check_password(&name, &password).await? else {
-        auth.audit(Some(&name), "login", None, &client, AuditOutcome::Denied)
-            .await;
+        auth.audit_failed_login(&name, None, &client).await;
         return Err(ApiError::Unauthorized("wrong username or password".into()));
     };
     let pair = auth.issue_pair(&user).await?;

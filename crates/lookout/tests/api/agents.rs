@@ -1053,3 +1053,90 @@ async fn the_hub_may_ask_only_what_the_hosts_allow_list_permits() {
         "{controls:?}"
     );
 }
+
+/// A control request is answered only by the session it was sent to: another
+/// enrolled host that answers it (guessing the id, which it can) is told no
+/// such request waits for it, and the admin gets the real host's answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_asked_agent_can_answer_a_control_request() {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let hub = lookout_testkit::spawn_hub().await;
+    let base = hub.url("");
+    let connect = |name: &'static str| {
+        let (client, base) = (hub.client.clone(), base.clone());
+        async move {
+            let (agent_id, api_key) =
+                lookout_testkit::bench::provision_agent(&client, &base, name).await;
+            let url = base.replace("http://", "ws://") + "/api/v1/agent/connect";
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            let auth = json!({"type": "auth", "payload": {
+                "agent_id": agent_id, "api_key": api_key, "allow": ["web.service"]}});
+            ws.send(Message::Text(auth.to_string().into()))
+                .await
+                .unwrap();
+            let ok = ws.next().await.unwrap().unwrap();
+            assert!(ok.to_text().unwrap().contains("auth_ok"), "{ok:?}");
+            ws
+        }
+    };
+    let mut asked = connect("asked").await;
+    let mut forger = connect("forger").await;
+    let server = wait_server(&hub, "asked", |s| s["online"] == true).await;
+    wait_server(&hub, "forger", |s| s["online"] == true).await;
+
+    let path = format!("/api/v1/servers/{}/control", server["id"]);
+    let (client, url) = (hub.client.clone(), hub.url(&path));
+    let answered = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&json!({"action": "restart", "target": "web.service"}))
+            .send()
+            .await
+            .unwrap()
+    });
+    // The request reaches the asked agent; the other host answers it first.
+    let id = loop {
+        let m = tokio::time::timeout(SOON, asked.next())
+            .await
+            .expect("the control request")
+            .unwrap()
+            .unwrap();
+        let m: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        if m["type"] == "control" {
+            break m["payload"]["id"].clone();
+        }
+    };
+    let forged = json!({"type": "control_result", "payload": {
+        "id": id, "ok": true, "message": "restarted (forged)"}});
+    forger
+        .send(Message::Text(forged.to_string().into()))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(SOON, forger.next())
+        .await
+        .expect("a reply to the forgery")
+        .unwrap()
+        .unwrap();
+    let reply: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert!(
+        reply["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no control request"),
+        "{reply}"
+    );
+    let real = json!({"type": "control_result", "payload": {
+        "id": id, "ok": false, "message": "web.service failed to restart"}});
+    asked
+        .send(Message::Text(real.to_string().into()))
+        .await
+        .unwrap();
+    let r = answered.await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ok"], false, "{body}");
+    assert_eq!(body["message"], "web.service failed to restart", "{body}");
+    let audit = hub.get_json("/api/v1/audit").await.to_string();
+    assert!(!audit.contains("forged"), "{audit}");
+}

@@ -1111,3 +1111,124 @@ async fn login_redirects_stay_on_the_hub() {
     let r = s.get(&hub, "/login?next=/scan%3Fx%3D1").await;
     assert_eq!(r.headers()[LOCATION], "/scan?x=1");
 }
+
+/// A refused sign-in is audited without what was typed: people type their
+/// password into the name field. The row names the account when the name is
+/// one, else "unknown user", and no audit text is longer than the log keeps.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_sign_in_is_audited_without_echoing_what_was_typed() {
+    let hub = spawn_hub_with(required).await;
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
+    let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let typed_secret = format!("hunter2-{}", "x".repeat(10_000));
+    assert_eq!(login(&hub, &typed_secret, "whatever").await.status(), 401);
+    assert_eq!(login(&hub, "ADA", "wrong password").await.status(), 401);
+    let r = hub
+        .post_form(
+            "/login",
+            &[("username", "my-secret-passphrase"), ("password", "x")],
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+
+    let audit: Value = get_as(&hub, "/api/v1/audit", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = audit.to_string();
+    assert!(
+        !text.contains("hunter2") && !text.contains("my-secret-passphrase"),
+        "{text}"
+    );
+    let denied: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "login" && e["outcome"] == "denied")
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap(),
+                e["target"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        denied.len(),
+        3,
+        "each refused sign-in is audited: {denied:?}"
+    );
+    assert!(denied.contains(&("unknown user", "")), "{denied:?}");
+    assert!(denied.contains(&("unknown user", "session")), "{denied:?}");
+    // A wrong password for a real account names it, as it is spelled.
+    assert!(denied.contains(&("ada", "")), "{denied:?}");
+    assert!(audit.as_array().unwrap().iter().all(|e| e["actor"]
+        .as_str()
+        .unwrap_or("")
+        .chars()
+        .count()
+        <= 200));
+}
+
+/// A flood of wrong passwords, each from its own address (so each within
+/// its per-address limit): the hub hashes a bounded number at a time and
+/// refuses the rest with 503 and `Retry-After`, so its memory stays small and
+/// its other routes answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_sign_ins_is_bounded_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    add_user_in(dir.path(), None, "ada", ADMIN_PASSWORD, true);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--systemd", "none", "--auth", "required"])
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path());
+    let hub = lookout_testkit::spawn_hub_process(cmd, dir);
+    let pid = hub.pid().unwrap();
+    let url = hub.url("/api/v1/users/login");
+    let logins = (0..100u8).map(|i| {
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 1, i + 1]))
+            .build()
+            .unwrap();
+        let url = url.clone();
+        async move {
+            let r = client
+                .post(url)
+                .json(&json!({"username": "ada", "password": format!("wrong {i}")}))
+                .send()
+                .await
+                .unwrap();
+            let retry = r.headers().get(RETRY_AFTER).is_some();
+            (r.status(), retry)
+        }
+    });
+    let probes = async {
+        let mut slowest = Duration::ZERO;
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            assert_eq!(hub.get("/healthz").await.status(), 200);
+            slowest = slowest.max(started.elapsed());
+        }
+        slowest
+    };
+    let (outcomes, slowest) = tokio::join!(futures::future::join_all(logins), probes);
+    let refused = outcomes
+        .iter()
+        .filter(|(s, retry)| *s == StatusCode::SERVICE_UNAVAILABLE && *retry)
+        .count();
+    let wrong = outcomes
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(refused + wrong, 100, "{outcomes:?}");
+    assert!(refused > 0, "nothing was refused: {outcomes:?}");
+    let peak_kib = lookout_testkit::bench::status_kib(pid, "VmHWM");
+    assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/healthz took {slowest:?}"
+    );
+    // The flood over, the right password signs in.
+    assert_eq!(login(&hub, "ada", ADMIN_PASSWORD).await.status(), 200);
+}

@@ -228,3 +228,27 @@ async fn editing_the_endpoint_rechecks_at_once() {
     hub.wait_for_service(id, SOON, |s| s["health_status"] == "unhealthy")
         .await;
 }
+
+/// `GET /api/services/{id}/health` sends a probe, so a viewer could make the
+/// hub hammer a target: a burst of reads sends one probe, and the others get
+/// the newest result.
+#[tokio::test(flavor = "multi_thread")]
+async fn checks_on_request_are_throttled_per_service() {
+    let hub = spawn_hub().await;
+    let target = Target::start(200).await;
+    let s = hub
+        .create_service(json!({"name": "burst", "base_url": target.url(),
+            "health_endpoint": "/health", "check_interval_secs": 3600}))
+        .await;
+    let id = s["id"].as_i64().unwrap();
+    hub.wait_for_service(id, SOON, checked).await;
+    let before = target.hits();
+    let path = format!("/api/services/{id}/health");
+    let reads = (0..10).map(|_| hub.get_json(&path));
+    let results = futures::future::join_all(reads).await;
+    assert!(
+        results.iter().all(|r| r["status"] == "healthy"),
+        "{results:?}"
+    );
+    assert_eq!(target.hits() - before, 1, "one probe for ten reads");
+}

@@ -198,3 +198,43 @@ async fn an_open_event_stream_does_not_hold_up_shutdown() {
         "the stream ended"
     );
 }
+
+/// A page on another site cannot read the live feed of a hub on localhost:
+/// a WebSocket handshake or an event stream from a foreign `Origin` (or a
+/// browser's `Sec-Fetch-Site: cross-site`) is refused; the hub's own pages
+/// and tools without an `Origin` (agents, scripts) are not.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_streams_from_another_site_are_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let hub = spawn_hub().await;
+    let ws = |origin: Option<&str>| {
+        let mut request = format!("ws://{}/api/services/ws", hub.addr)
+            .into_client_request()
+            .unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    match ws(Some("http://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("a foreign origin's WebSocket was not refused: {other:?}"),
+    }
+    let own = format!("http://{}", hub.addr);
+    assert!(ws(Some(&own)).await.is_ok(), "the hub's own page");
+    assert!(ws(None).await.is_ok(), "a tool without an Origin");
+
+    let sse = |site: &'static str| {
+        hub.client
+            .get(hub.url("/api/events"))
+            .header("accept", "text/event-stream")
+            .header("sec-fetch-site", site)
+            .send()
+    };
+    assert_eq!(sse("cross-site").await.unwrap().status(), 403);
+    assert_eq!(sse("same-origin").await.unwrap().status(), 200);
+}

@@ -1283,6 +1283,17 @@ async fn accounts_story() {
         .await
         .unwrap_err();
     assert_eq!(conflict_on(&err), ("email", "Bob@Example.com".into()));
+    // Sign-in takes a name or an address: one namespace for both.
+    let err = store
+        .create_user(&user("BOB@example.com", None, Role::Admin), at(3))
+        .await
+        .unwrap_err();
+    assert_eq!(conflict_on(&err), ("username", "BOB@example.com".into()));
+    let err = store
+        .create_user(&user("mallory", Some("bob"), Role::Viewer), at(3))
+        .await
+        .unwrap_err();
+    assert_eq!(conflict_on(&err), ("email", "bob".into()));
     let carol = store
         .create_user(&user("carol", None, Role::Viewer), at(4))
         .await

@@ -358,3 +358,31 @@ async fn nul_in_any_text_is_refused_and_names_the_field() {
     assert_eq!(r.status(), 400);
     assert_eq!(count(&hub).await, 1);
 }
+
+/// Every API error has one shape, whatever refused the request: a body too
+/// large for a route that reads raw bytes, a URI too long to read.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_api_error_is_an_error_body() {
+    let hub = spawn_hub_with_small_limit().await;
+    let s = hub.create_service(json!({"name": "cron"})).await;
+    let r = hub
+        .client
+        .post(hub.url(&format!("/api/services/{}/push-token", s["id"])))
+        .header("content-type", "text/plain")
+        .body("x".repeat(64 * 1024))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(r, 413, "payload_too_large").await;
+    assert!(body["message"].as_str().unwrap().contains("4096"), "{body}");
+
+    let r = hub
+        .get(&format!("/api/services?q={}", "a".repeat(16 * 1024)))
+        .await;
+    let body = expect_error(r, 414, "bad_request").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("limit"),
+        "{body}"
+    );
+    assert_eq!(count(&hub).await, 1);
+}

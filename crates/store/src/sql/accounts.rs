@@ -53,11 +53,52 @@ fn user_conflict(e: sqlx::Error, new: &NewUser) -> StoreError {
 
 const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at";
 
+impl SqlStore {
+    /// Serialises account creation, so two accounts cannot claim one sign-in
+    /// name at once: SQLite's write transaction already does; on PostgreSQL
+    /// a transaction-scoped advisory lock.
+    async fn lock_users(&self, tx: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+        if self.backend() == crate::Backend::Postgres {
+            sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7071003)) AS l")
+                .fetch_one(tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Inserts an account. Usernames and e-mail addresses are one namespace
+/// (sign-in takes either): a username may not be another account's address,
+/// nor an address another account's username. Call it in a write
+/// transaction that holds [`SqlStore::lock_users`].
 async fn insert_user(
     conn: &mut sqlx::AnyConnection,
     new: &NewUser,
     now: DateTime<Utc>,
 ) -> Result<User, StoreError> {
+    let clash: Option<String> = sqlx::query_scalar(
+        "SELECT CASE WHEN lower(email) = lower($1) THEN 'username' ELSE 'email' END \
+         FROM users WHERE lower(email) = lower($1) OR lower(username) = lower($2) LIMIT 1",
+    )
+    .bind(&new.username)
+    .bind(new.email.as_deref().unwrap_or_default())
+    .fetch_optional(&mut *conn)
+    .await?;
+    match clash.as_deref() {
+        Some("username") => {
+            return Err(StoreError::Conflict {
+                field: "username",
+                value: new.username.clone(),
+            })
+        }
+        Some(_) => {
+            return Err(StoreError::Conflict {
+                field: "email",
+                value: new.email.clone().unwrap_or_default(),
+            })
+        }
+        None => {}
+    }
     let row = sqlx::query(&format!(
         "INSERT INTO users (username, email, password_hash, role, created_at)
          VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
@@ -124,8 +165,11 @@ impl AccountStore for SqlStore {
     }
 
     async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> Result<User, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_user(&mut conn, new, now).await
+        let mut tx = self.write_tx().await?;
+        self.lock_users(&mut tx).await?;
+        let user = insert_user(&mut tx, new, now).await?;
+        tx.commit().await?;
+        Ok(user)
     }
 
     async fn create_first_user(
@@ -134,6 +178,7 @@ impl AccountStore for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError> {
         let mut tx = self.write_tx().await?;
+        self.lock_users(&mut tx).await?;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&mut *tx)
             .await?;

@@ -1,8 +1,10 @@
-//! NUL refused at the door: no request can carry a NUL character into the
-//! hub, whatever route reads it and whichever engine would store it
-//! (PostgreSQL refuses NUL in text, SQLite keeps it, and a NUL in a unit file
-//! ends a line). One middleware looks at the path, the query and JSON or form
-//! bodies, before any handler or the guard reads them.
+//! What every request passes before the guard and any handler reads it:
+//!
+//! - no NUL character, whatever route reads it and whichever engine would
+//!   store it (PostgreSQL refuses NUL in text, SQLite keeps it, and a NUL in
+//!   a unit file ends a line): the path, the query and JSON or form bodies;
+//! - a URI of at most [`URI_MAX`] bytes, refused with the API's error body
+//!   (longer than 64 KiB, the HTTP server refuses it itself, without a body).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -17,6 +19,9 @@ use super::AppState;
 use crate::error::ApiError;
 
 const WHY: &str = "must not contain NUL";
+
+/// The longest URI (path and query) the hub reads.
+pub const URI_MAX: usize = 8 * 1024;
 
 /// Whether a JSON text holds a NUL in a string: a raw NUL byte or the escape
 /// `\u0000`. Outside strings, valid JSON has no backslash, so following the
@@ -91,8 +96,9 @@ fn refuse(api: bool, fields: Vec<FieldError>) -> Response {
 }
 
 /// The middleware: a request whose path, query or body holds a NUL gets a
-/// 422 naming the field, or a 400 page for a form or a browser's page load.
-pub async fn refuse_nul(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// 422 naming the field, or a 400 page for a form or a browser's page load;
+/// one with a URI longer than [`URI_MAX`] a 414.
+pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let essence = req
         .headers()
         .get(CONTENT_TYPE)
@@ -109,6 +115,17 @@ pub async fn refuse_nul(State(state): State<AppState>, req: Request, next: Next)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
     let api = !form && (json || !wants_page || req.uri().path().starts_with("/api"));
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > URI_MAX {
+        let message = format!("the URI is {uri_len} bytes long; the limit is {URI_MAX}");
+        return if api {
+            let mut response = ApiError::BadRequest(message, vec![]).into_response();
+            *response.status_mut() = StatusCode::URI_TOO_LONG;
+            response
+        } else {
+            super::ui::message(StatusCode::URI_TOO_LONG, "Address too long", &message)
+        };
+    }
     if encoded_has_nul(req.uri().path().as_bytes()) {
         return refuse(api, vec![FieldError::new("path", WHY)]);
     }
