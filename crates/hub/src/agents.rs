@@ -506,11 +506,18 @@ async fn pump(
                 }
                 Ok(())
             }
-            AgentMessage::Checks { checks } => state
-                .store
-                .set_server_checks(server.id, &checks, now)
-                .await
-                .map(|i| publish(state, server.id, i)),
+            AgentMessage::Checks { checks } => {
+                match state.store.set_server_checks(server.id, &checks, now).await {
+                    Ok(ingested) => {
+                        if !tell_refused(socket, &ingested.refused).await {
+                            return;
+                        }
+                        publish(state, server.id, ingested);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             AgentMessage::StatusUpdate(update) => admit(socket, state, server, vec![update]).await,
             AgentMessage::StatusUpdates { updates } => admit(socket, state, server, updates).await,
             AgentMessage::Scan { scan } => state
@@ -556,14 +563,44 @@ async fn admit(
         );
         let _ = send(socket, &HubMessage::Error { message }).await;
     }
-    ingest(state, server.id, &ok).await
+    let refused = ingest(state, server.id, ok).await?;
+    tell_refused(socket, &refused).await;
+    Ok(())
 }
 
+/// Tells an agent which new checks the hub did not take (the server has as
+/// many as a server may); `false` when the socket is gone.
+async fn tell_refused(socket: &mut WebSocket, refused: &[String]) -> bool {
+    let Some(first) = refused.first() else {
+        return true;
+    };
+    let message = format!(
+        "{} new check(s) refused ({first}{}): this server already has {} checks, the most a \
+         server may have; their results are dropped",
+        refused.len(),
+        if refused.len() > 1 { ", ..." } else { "" },
+        crate::store::agents::MAX_CHECKS_PER_SERVER
+    );
+    send(socket, &HubMessage::Error { message }).await
+}
+
+/// Stores results (a message longer than a check's line is cut to fit);
+/// returns the new checks refused for this server.
 async fn ingest(
     state: &AppState,
     server_id: i64,
-    updates: &[StatusUpdate],
-) -> Result<(), crate::store::StoreError> {
+    mut updates: Vec<StatusUpdate>,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let mut refused = Vec::new();
+    for u in &mut updates {
+        if u.message.len() > lookout_proto::check::MAX_LINE {
+            let mut end = lookout_proto::check::MAX_LINE;
+            while !u.message.is_char_boundary(end) {
+                end -= 1;
+            }
+            u.message.truncate(end);
+        }
+    }
     for chunk in updates.chunks(MAX_BATCH) {
         let valid: Vec<StatusUpdate> = chunk
             .iter()
@@ -574,6 +611,11 @@ async fn ingest(
             .store
             .record_results(server_id, &valid, state.clock.now())
             .await?;
+        for name in std::mem::take(&mut ingested.refused) {
+            if !refused.contains(&name) {
+                refused.push(name);
+            }
+        }
         // A result is its own event (`result`); announcing the service as
         // updated too would make every listener re-read the registry.
         ingested.updated.clear();
@@ -585,7 +627,7 @@ async fn ingest(
         }
         publish(state, server_id, ingested);
     }
-    Ok(())
+    Ok(refused)
 }
 
 /// The hub's view of a server: its record and whether it is online.

@@ -64,7 +64,14 @@ pub struct Ingested {
     /// Results stored now (not seen before).
     pub results: Vec<(String, CheckResultView)>,
     pub changes: Vec<StatusEventView>,
+    /// New checks not created: the server already has
+    /// [`MAX_CHECKS_PER_SERVER`]; their declarations and results were dropped.
+    pub refused: Vec<String>,
 }
+
+/// The most checks one server may have: an agent (or whoever holds its key)
+/// cannot fill the registry with made-up checks.
+pub const MAX_CHECKS_PER_SERVER: i64 = 500;
 
 #[async_trait]
 pub trait AgentStore: Send + Sync {

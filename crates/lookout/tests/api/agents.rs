@@ -1054,34 +1054,55 @@ async fn the_hub_may_ask_only_what_the_hosts_allow_list_permits() {
     );
 }
 
+type RawAgent =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A server provisioned through the API and an agent of it speaking the
+/// protocol by hand (allowing control of `web.service`), authenticated.
+async fn raw_agent(hub: &TestHub, name: &str) -> RawAgent {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let base = hub.url("");
+    let (agent_id, api_key) =
+        lookout_testkit::bench::provision_agent(&hub.client, &base, name).await;
+    let url = base.replace("http://", "ws://") + "/api/v1/agent/connect";
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let auth = json!({"type": "auth", "payload": {
+        "agent_id": agent_id, "api_key": api_key, "allow": ["web.service"]}});
+    ws.send(Message::Text(auth.to_string().into()))
+        .await
+        .unwrap();
+    let ok = ws.next().await.unwrap().unwrap();
+    assert!(ok.to_text().unwrap().contains("auth_ok"), "{ok:?}");
+    ws
+}
+
+/// The next message of the hub of a given type, skipping others.
+async fn next_of_type(ws: &mut RawAgent, kind: &str) -> Value {
+    use futures::StreamExt as _;
+    loop {
+        let m = tokio::time::timeout(SOON, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} message"))
+            .unwrap()
+            .unwrap();
+        let m: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        if m["type"] == kind {
+            return m;
+        }
+    }
+}
+
 /// A control request is answered only by the session it was sent to: another
 /// enrolled host that answers it (guessing the id, which it can) is told no
 /// such request waits for it, and the admin gets the real host's answer.
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_asked_agent_can_answer_a_control_request() {
-    use futures::{SinkExt as _, StreamExt as _};
+    use futures::SinkExt as _;
     use tokio_tungstenite::tungstenite::Message;
     let hub = lookout_testkit::spawn_hub().await;
-    let base = hub.url("");
-    let connect = |name: &'static str| {
-        let (client, base) = (hub.client.clone(), base.clone());
-        async move {
-            let (agent_id, api_key) =
-                lookout_testkit::bench::provision_agent(&client, &base, name).await;
-            let url = base.replace("http://", "ws://") + "/api/v1/agent/connect";
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-            let auth = json!({"type": "auth", "payload": {
-                "agent_id": agent_id, "api_key": api_key, "allow": ["web.service"]}});
-            ws.send(Message::Text(auth.to_string().into()))
-                .await
-                .unwrap();
-            let ok = ws.next().await.unwrap().unwrap();
-            assert!(ok.to_text().unwrap().contains("auth_ok"), "{ok:?}");
-            ws
-        }
-    };
-    let mut asked = connect("asked").await;
-    let mut forger = connect("forger").await;
+    let mut asked = raw_agent(&hub, "asked").await;
+    let mut forger = raw_agent(&hub, "forger").await;
     let server = wait_server(&hub, "asked", |s| s["online"] == true).await;
     wait_server(&hub, "forger", |s| s["online"] == true).await;
 
@@ -1096,30 +1117,14 @@ async fn only_the_asked_agent_can_answer_a_control_request() {
             .unwrap()
     });
     // The request reaches the asked agent; the other host answers it first.
-    let id = loop {
-        let m = tokio::time::timeout(SOON, asked.next())
-            .await
-            .expect("the control request")
-            .unwrap()
-            .unwrap();
-        let m: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
-        if m["type"] == "control" {
-            break m["payload"]["id"].clone();
-        }
-    };
+    let id = next_of_type(&mut asked, "control").await["payload"]["id"].clone();
     let forged = json!({"type": "control_result", "payload": {
         "id": id, "ok": true, "message": "restarted (forged)"}});
     forger
         .send(Message::Text(forged.to_string().into()))
         .await
         .unwrap();
-    let reply = tokio::time::timeout(SOON, forger.next())
-        .await
-        .expect("a reply to the forgery")
-        .unwrap()
-        .unwrap();
-    let reply: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
-    assert_eq!(reply["type"], "error", "{reply}");
+    let reply = next_of_type(&mut forger, "error").await;
     assert!(
         reply["payload"]["message"]
             .as_str()
@@ -1139,4 +1144,52 @@ async fn only_the_asked_agent_can_answer_a_control_request() {
     assert_eq!(body["message"], "web.service failed to restart", "{body}");
     let audit = hub.get_json("/api/v1/audit").await.to_string();
     assert!(!audit.contains("forged"), "{audit}");
+}
+
+/// An agent cannot flood the registry: a server has at most 500 checks (the
+/// agent is told which new ones were refused), and a result's message is
+/// cut to a check line's length.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_cannot_flood_the_registry() {
+    use futures::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let hub = lookout_testkit::spawn_hub().await;
+    let mut agent = raw_agent(&hub, "flooder").await;
+    let now = lookout_testkit::bench::now();
+    let updates: Vec<Value> = (0..520)
+        .map(|i| {
+            json!({"service_name": format!("made-up-{i}"), "timestamp": now,
+            "status": "OK", "message": if i == 0 { "x".repeat(100_000) } else { "fine".into() }})
+        })
+        .collect();
+    let flood = json!({"type": "status_updates", "payload": {"updates": updates}});
+    agent
+        .send(Message::Text(flood.to_string().into()))
+        .await
+        .unwrap();
+    let error = next_of_type(&mut agent, "error").await;
+    let said = error["payload"]["message"].as_str().unwrap();
+    assert!(said.starts_with("20 new check(s) refused"), "{said}");
+    assert!(said.contains("500 checks"), "{said}");
+    let services = hub.get_json("/api/services?status=all").await;
+    let checks: Vec<&Value> = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().ends_with("@flooder"))
+        .collect();
+    assert_eq!(checks.len(), 500);
+    let first = checks
+        .iter()
+        .find(|s| s["name"] == "made-up-0@flooder")
+        .unwrap();
+    let results = hub
+        .get_json(&format!("/api/services/{}/results", first["id"]))
+        .await;
+    let message = results[0]["message"].as_str().unwrap();
+    assert_eq!(
+        message.len(),
+        4096,
+        "the message was cut to a line's length"
+    );
 }

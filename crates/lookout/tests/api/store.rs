@@ -2265,7 +2265,39 @@ async fn agents_story() {
     assert_eq!(store.get_service(disk).await.unwrap(), None);
     assert!(store.check_results(disk, 10).await.unwrap().is_empty());
     assert_eq!(store.delete_server(web01.id).await.unwrap(), None);
-    assert_eq!(store.list_servers().await.unwrap(), [web02]);
+    assert_eq!(
+        store.list_servers().await.unwrap(),
+        std::slice::from_ref(&web02)
+    );
+
+    // A server has at most MAX_CHECKS_PER_SERVER checks: more are refused,
+    // declared or reported, and nothing of them is stored.
+    let max = usize::try_from(lookout_hub::store::agents::MAX_CHECKS_PER_SERVER).unwrap();
+    let many: Vec<CheckDecl> = (0..max + 2)
+        .map(|i| check_decl(&format!("c{i}"), "hourly"))
+        .collect();
+    let ingested = store
+        .set_server_checks(web02.id, &many, at(t1 + 70))
+        .await
+        .unwrap();
+    assert_eq!(ingested.created.len(), max);
+    assert_eq!(
+        ingested.refused,
+        [format!("c{max}"), format!("c{}", max + 1)]
+    );
+    let late = StatusUpdate {
+        service_name: "one-more".into(),
+        timestamp: at(t1 + 71),
+        ordinal: 0,
+        status: LineStatus::Ok,
+        message: "made up".into(),
+    };
+    let ingested = store
+        .record_results(web02.id, &[late], at(t1 + 72))
+        .await
+        .unwrap();
+    assert_eq!(ingested.refused, ["one-more"]);
+    assert!(ingested.results.is_empty() && ingested.created.is_empty());
 }
 
 /// Hubs sharing one database: the health checks split between them, and a

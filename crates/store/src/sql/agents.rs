@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{decode_error, ms, opt_time, reconcile, reconcile_all, time, SqlStore};
-use crate::agents::{in_touch, AgentStore, Ingested, NewServer, Server};
+use crate::agents::{in_touch, AgentStore, Ingested, NewServer, Server, MAX_CHECKS_PER_SERVER};
 use crate::StoreError;
 
 fn server_from_row(row: &AnyRow) -> Result<Server, sqlx::Error> {
@@ -47,6 +47,8 @@ fn result_from_row(row: &AnyRow) -> Result<CheckResultView, sqlx::Error> {
 }
 
 /// The service of check `name` on `server`, created if it is new.
+/// The service of a server's check, created on first sight; `None` when it
+/// is new and the server already has [`MAX_CHECKS_PER_SERVER`] checks.
 async fn check_service(
     conn: &mut sqlx::AnyConnection,
     server_id: i64,
@@ -54,7 +56,7 @@ async fn check_service(
     check: &str,
     now: DateTime<Utc>,
     created: &mut Vec<i64>,
-) -> Result<i64, sqlx::Error> {
+) -> Result<Option<i64>, sqlx::Error> {
     if let Some(id) = sqlx::query_scalar::<_, i64>(
         "SELECT id FROM services WHERE server_id = $1 AND check_name = $2",
     )
@@ -63,7 +65,14 @@ async fn check_service(
     .fetch_optional(&mut *conn)
     .await?
     {
-        return Ok(id);
+        return Ok(Some(id));
+    }
+    let checks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM services WHERE server_id = $1")
+        .bind(server_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if checks >= MAX_CHECKS_PER_SERVER {
+        return Ok(None);
     }
     // `disk-usage@web-01`; should a service have that name already, the
     // server's id makes it unique.
@@ -87,7 +96,7 @@ async fn check_service(
     .fetch_one(&mut *conn)
     .await?;
     created.push(id);
-    Ok(id)
+    Ok(Some(id))
 }
 
 async fn server_name(
@@ -230,7 +239,7 @@ impl AgentStore for SqlStore {
             return Ok(out);
         };
         for check in checks {
-            let id = check_service(
+            let Some(id) = check_service(
                 &mut tx,
                 server_id,
                 &server,
@@ -238,7 +247,11 @@ impl AgentStore for SqlStore {
                 now,
                 &mut out.created,
             )
-            .await?;
+            .await?
+            else {
+                out.refused.push(check.name.clone());
+                continue;
+            };
             let changed = sqlx::query(
                 "UPDATE services SET check_schedule = $1, description = COALESCE($2, description), updated_at = $3
                  WHERE id = $4 AND (check_schedule IS DISTINCT FROM $5 OR ($6 IS NOT NULL AND description IS DISTINCT FROM $7))",
@@ -290,7 +303,7 @@ impl AgentStore for SqlStore {
         };
         let mut touched: Vec<i64> = Vec::new();
         for u in updates {
-            let id = check_service(
+            let Some(id) = check_service(
                 &mut tx,
                 server_id,
                 &server,
@@ -298,7 +311,13 @@ impl AgentStore for SqlStore {
                 now,
                 &mut out.created,
             )
-            .await?;
+            .await?
+            else {
+                if !out.refused.contains(&u.service_name) {
+                    out.refused.push(u.service_name.clone());
+                }
+                continue;
+            };
             let inserted = sqlx::query(
                 "INSERT INTO check_results (service_id, at, ordinal, status, message, received_at)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service_id, at, ordinal) DO NOTHING",
