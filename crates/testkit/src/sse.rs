@@ -64,6 +64,19 @@ impl SseClient {
         }
     }
 
+    /// Whether the server ends the stream within `deadline` (whatever it
+    /// sends before); `false` if it is still open then.
+    pub async fn ended(&mut self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            match tokio::time::timeout_at(until, self.response.chunk()).await {
+                Err(_) => return false,
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None) | Err(_)) => return true,
+            }
+        }
+    }
+
     /// Reads messages until one satisfies `pred`; panics after `deadline`.
     pub async fn wait_for(
         &mut self,

@@ -59,6 +59,9 @@ pub struct CredentialRef {
     pub id: i64,
     pub kind: CredentialKind,
     pub family: String,
+    /// The credential's stored hash (never the secret), so a long-lived
+    /// request (a live stream) can ask whether it still holds.
+    pub token_hash: String,
 }
 
 impl Principal {
@@ -271,9 +274,10 @@ impl Auth {
         secret: &str,
         kinds: &[CredentialKind],
     ) -> Result<Option<Principal>, StoreError> {
+        let token_hash = token::hash(secret);
         let found = self
             .store
-            .authenticate(&token::hash(secret), kinds, self.clock.now())
+            .authenticate(&token_hash, kinds, self.clock.now())
             .await?;
         Ok(found.map(|a| Principal {
             user_id: Some(a.user_id),
@@ -283,8 +287,31 @@ impl Auth {
                 id: a.credential_id,
                 kind: a.kind,
                 family: a.family,
+                token_hash,
             }),
         }))
+    }
+
+    /// Whether the credential `who` came with still holds: not revoked (by
+    /// a logout, its owner, a new password, the deletion of its user, on
+    /// any hub of the database) nor expired. The local operator of a hub
+    /// without sign-in always holds; so does a credential the database
+    /// cannot be asked about right now.
+    pub async fn still_holds(&self, who: &Principal) -> bool {
+        let Some(c) = &who.credential else {
+            return true;
+        };
+        match self
+            .store
+            .authenticate(&c.token_hash, &[c.kind], self.clock.now())
+            .await
+        {
+            Ok(found) => found.is_some_and(|a| a.credential_id == c.id),
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot check a live stream's credential");
+                true
+            }
+        }
     }
 
     /// Records that `who` did `action` successfully.

@@ -21,7 +21,7 @@ use super::extract::QueryMap;
 use super::extract::ServiceId;
 use super::table::Routes;
 use super::AppState;
-use crate::auth::Access;
+use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::live::{feed, LiveEvent};
 
@@ -70,8 +70,23 @@ fn sse_event(event: &LiveEvent) -> SseEvent {
         .data(event.data.to_string())
 }
 
+/// How often a live stream asks whether its credential still holds.
+pub const STREAM_RECHECK: Duration = Duration::from_secs(2);
+
+/// Resolves once `who`'s credential no longer holds: a live stream ends
+/// then, on whichever hub it is open.
+async fn revoked(state: AppState, who: Principal) {
+    loop {
+        tokio::time::sleep(STREAM_RECHECK).await;
+        if !state.auth.still_holds(&who).await {
+            return;
+        }
+    }
+}
+
 async fn sse(
     State(state): State<AppState>,
+    who: Principal,
     headers: HeaderMap,
     QueryMap(query): QueryMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -84,31 +99,50 @@ async fn sse(
             .comment("lookout"))
     });
     let stop = state.shutdown.clone();
+    let cut = revoked(state.clone(), who);
     let events = futures::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;
         Some((Ok(sse_event(&event)), rx))
     });
-    let events = futures::StreamExt::take_until(events, async move { stop.cancelled().await });
+    let events = futures::StreamExt::take_until(events, async move {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = cut => {}
+        }
+    });
     Ok(Sse::new(futures::StreamExt::chain(hello, events)).keep_alive(KeepAlive::default()))
 }
 
 async fn websocket(
     State(state): State<AppState>,
+    who: Principal,
     headers: HeaderMap,
     QueryMap(query): QueryMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<impl IntoResponse, ApiError> {
     let after = resume_after(&headers, &query)?;
-    Ok(upgrade.on_upgrade(move |socket| pump(socket, state, after)))
+    Ok(upgrade.on_upgrade(move |socket| pump(socket, state, who, after)))
 }
 
-/// Sends every event as a JSON text message `{id, type, data}` until either side goes.
-async fn pump(mut socket: WebSocket, state: AppState, after: Option<i64>) {
+/// Sends every event as a JSON text message `{id, type, data}` until either
+/// side goes, or the credential that opened it no longer holds (closed with
+/// 1008, policy violation).
+async fn pump(mut socket: WebSocket, state: AppState, who: Principal, after: Option<i64>) {
     let mut rx = feed(state.store.clone(), &state.live, after);
+    let cut = revoked(state.clone(), who);
+    tokio::pin!(cut);
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => {
                 let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
+            () = &mut cut => {
+                let close = axum::extract::ws::CloseFrame {
+                    code: 1008,
+                    reason: "the credential of this stream was revoked or expired".into(),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
                 break;
             }
             event = rx.recv() => {

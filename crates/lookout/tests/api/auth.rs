@@ -1232,3 +1232,91 @@ async fn a_flood_of_sign_ins_is_bounded_in_memory() {
     // The flood over, the right password signs in.
     assert_eq!(login(&hub, "ada", ADMIN_PASSWORD).await.status(), 200);
 }
+
+/// A live stream lasts as long as the credential that opened it: revoking a
+/// token ends its event stream, and deleting a user closes their WebSocket.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_streams_end_with_their_credential() {
+    use futures::StreamExt as _;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let hub = spawn_hub_with(required).await;
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
+    let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+
+    // An event stream opened with a personal token, then the token revoked.
+    let r = hub
+        .client
+        .post(hub.url("/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "dashboard on the wall", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    let created: Value = r.json().await.unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let mut events =
+        lookout_testkit::SseClient::connect(&client, &hub.url("/api/events"), None).await;
+    let r = hub
+        .client
+        .delete(hub.url(&format!("/api/v1/tokens/{}", created["id"])))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(
+        events.ended(Duration::from_secs(10)).await,
+        "the event stream ended after its token was revoked"
+    );
+
+    // A viewer's WebSocket, then the viewer deleted.
+    let r = hub
+        .client
+        .post(hub.url("/api/v1/users"))
+        .bearer_auth(&admin)
+        .json(&json!({"username": "kiosk", "password": VIEWER_PASSWORD, "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    let kiosk: Value = r.json().await.unwrap();
+    let (viewer, _) = tokens(&hub, "kiosk", VIEWER_PASSWORD).await;
+    let mut request = format!("ws://{}/api/services/ws", hub.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {viewer}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let r = hub
+        .client
+        .delete(hub.url(&format!("/api/v1/users/{}", kiosk["id"])))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let closed = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                    return frame.map(|f| u16::from(f.code));
+                }
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => return None,
+            }
+        }
+    };
+    let code = tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("the WebSocket closed after its user was deleted");
+    assert_eq!(code, Some(1008));
+}

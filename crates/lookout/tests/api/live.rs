@@ -194,7 +194,7 @@ async fn an_open_event_stream_does_not_hold_up_shutdown() {
         .await
         .expect("the hub stopped with clients connected");
     assert!(
-        events.next(Duration::from_secs(2)).await.is_none(),
+        events.ended(Duration::from_secs(2)).await,
         "the stream ended"
     );
 }
