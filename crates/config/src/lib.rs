@@ -74,6 +74,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "health checks allowed in flight at once (default 1024)",
     },
     SettingSpec {
+        key: "header_timeout",
+        help: "how long a client has to send a request's headers; also how long a keep-alive connection may stay idle (default 15s)",
+    },
+    SettingSpec {
         key: "max_body",
         help: "largest accepted request body (e.g. 64KiB)",
     },
@@ -188,6 +192,9 @@ pub struct Config {
     pub database: DatabaseUrl,
     pub checks: CheckDefaults,
     pub max_body_bytes: usize,
+    /// A client must send a request's headers within this; a keep-alive
+    /// connection idle this long is closed.
+    pub header_timeout: Duration,
     pub log: String,
     /// `None`: no systemd integration.
     pub systemd: Option<Scope>,
@@ -307,6 +314,7 @@ impl Config {
             data_dir,
             checks: CheckDefaults::default(),
             max_body_bytes: DEFAULT_MAX_BODY,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
             log: "info".into(),
             systemd: None,
             web_ports: WebPorts::default(),
@@ -398,6 +406,13 @@ impl Config {
         let max_body_bytes = match get("max_body") {
             Some(v) => parse(v, "max_body", parse_size)?,
             None => DEFAULT_MAX_BODY,
+        };
+        let header_timeout = match get("header_timeout") {
+            Some(v) => parse(v, "header_timeout", |s| {
+                parse_duration(s)
+                    .and_then(|d| within(d, Duration::from_secs(1), Duration::from_secs(600)))
+            })?,
+            None => DEFAULT_HEADER_TIMEOUT,
         };
         let log = get("log").map_or_else(|| "info".to_owned(), |v| v.value.clone());
         let systemd = match get("systemd") {
@@ -601,6 +616,7 @@ impl Config {
                 concurrency,
             },
             max_body_bytes,
+            header_timeout,
             log,
             systemd,
             web_ports,
@@ -620,6 +636,7 @@ impl Config {
 /// Name of the SQLite file inside the data directory.
 pub const DB_FILE: &str = "lookout.db";
 const DEFAULT_MAX_BODY: usize = 64 * 1024;
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 fn default_data_dir() -> Result<PathBuf, ConfigError> {

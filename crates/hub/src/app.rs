@@ -31,6 +31,7 @@ pub struct Application {
     /// come from the event log, whichever hub wrote them.
     shared: Option<String>,
     self_check: bool,
+    header_timeout: std::time::Duration,
 }
 
 impl Application {
@@ -105,6 +106,7 @@ impl Application {
             hub_id,
             shared,
             self_check: config.self_check,
+            header_timeout: config.header_timeout,
         })
     }
 
@@ -199,7 +201,9 @@ impl Application {
             stop.clone(),
         ));
         let store = self.state.store.clone();
-        let app = router(self.state).into_make_service_with_connect_info::<crate::tls::Peer>();
+        let trusted = self.state.auth.settings.trusted_proxies.clone();
+        let header_timeout = self.header_timeout;
+        let app = router(self.state);
         let stop_serving = stop.clone();
         let graceful = async move {
             tokio::select! {
@@ -210,18 +214,17 @@ impl Application {
             // ordinary requests in flight.
             stop_serving.cancel();
         };
-        let served = match self.tls {
-            Some(config) => {
-                let listener = crate::tls::TlsListener::new(self.listener, config)
-                    .context("cannot start the TLS listener")?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(graceful)
-                    .await
-            }
+        let served: anyhow::Result<()> = match self.tls {
+            Some(config) => match crate::tls::TlsListener::new(self.listener, config) {
+                Ok(listener) => {
+                    crate::serve::serve(listener, app, trusted, header_timeout, graceful).await;
+                    Ok(())
+                }
+                Err(e) => Err(e).context("cannot start the TLS listener"),
+            },
             None => {
-                axum::serve(self.listener, app)
-                    .with_graceful_shutdown(graceful)
-                    .await
+                crate::serve::serve(self.listener, app, trusted, header_timeout, graceful).await;
+                Ok(())
             }
         };
         stop.cancel();
@@ -234,7 +237,7 @@ impl Application {
         let _ = sweeper.await;
         let _ = notifier.await;
         store.close().await;
-        served.context("the HTTP server failed")
+        served
     }
 }
 

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod routes;
+pub mod serve;
 pub mod tls;
 
 pub use app::Application;

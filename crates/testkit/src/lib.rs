@@ -53,6 +53,10 @@ pub struct TestHub {
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // The hub closes keep-alive connections idle for its header timeout
+        // (15 s by default): the client lets them go sooner, as browsers do,
+        // rather than race the close.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()
         .expect("client")
 }

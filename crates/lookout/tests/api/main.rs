@@ -6,6 +6,7 @@ mod browser;
 mod checks;
 mod cli;
 mod cluster;
+mod connections;
 mod dashboard;
 mod export;
 mod health;
