@@ -335,8 +335,9 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     /// Deletes a service and its history; `false` when it did not exist.
     async fn delete_service(&self, id: i64) -> Result<bool, StoreError>;
 
-    /// Appends a result to the history and caches it on the service. `false` when the
-    /// service was deleted meanwhile (the result is then dropped).
+    /// Appends a result to the history and caches it on the service;
+    /// [`Recorded::Dropped`] when the service was deleted meanwhile (the
+    /// result is then not stored).
     async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError>;
 
     /// Recomputes a service's status from what is stored about it; records and
@@ -361,19 +362,20 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
         events: &[(DateTime<Utc>, &'static str, String)],
     ) -> Result<Vec<i64>, StoreError>;
 
-    /// Logged events after `after_id`, oldest first: (id, kind, data).
     /// The newest id in the event log (0 when empty).
     async fn last_event_id(&self) -> Result<i64, StoreError>;
 
+    /// Logged events after `after_id`, oldest first: (id, kind, data).
     async fn events_after(
         &self,
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<(i64, String, String)>, StoreError>;
 
-    /// Deletes health results older than `checks_before`, logged events older
-    /// than `events_before` and status changes older than `changes_before`;
-    /// returns how many rows went.
+    /// Deletes health results and check-script results older than
+    /// `checks_before` (each check keeps its newest result: its agent resumes
+    /// from it), logged events older than `events_before`, and status changes
+    /// and audit rows older than `changes_before`; returns how many rows went.
     async fn prune(
         &self,
         checks_before: DateTime<Utc>,

@@ -275,6 +275,13 @@ async fn a_scan_finds_every_kind_of_service_with_its_ports_and_class() {
     // services, and the failed timer.
     let html = hub.get("/scan").await.text().await.unwrap();
     assert!(html.contains("New Discovered Services"));
+    // Page loads within seconds of a scan show it rather than scan again
+    // (a viewer reloading cannot make the hub scan systemd in a loop).
+    let last = hub.get_json("/api/scan").await["scanned_at"].clone();
+    for _ in 0..5 {
+        assert_eq!(hub.get("/scan").await.status(), 200);
+    }
+    assert_eq!(hub.get_json("/api/scan").await["scanned_at"], last);
     let at = html
         .find(r#"data-unit="web-a.service""#)
         .expect("web-a row");
