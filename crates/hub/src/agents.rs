@@ -593,13 +593,7 @@ async fn ingest(
 ) -> Result<Vec<String>, crate::store::StoreError> {
     let mut refused = Vec::new();
     for u in &mut updates {
-        if u.message.len() > lookout_proto::check::MAX_LINE {
-            let mut end = lookout_proto::check::MAX_LINE;
-            while !u.message.is_char_boundary(end) {
-                end -= 1;
-            }
-            u.message.truncate(end);
-        }
+        lookout_proto::check::cut_to(&mut u.message, lookout_proto::check::MAX_LINE);
     }
     for chunk in updates.chunks(MAX_BATCH) {
         let valid: Vec<StatusUpdate> = chunk

@@ -120,15 +120,14 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = ?e, "request failed");
         }
+        let mut response = (self.status(), Json(self.body())).into_response();
         if let ApiError::Busy(_) = &self {
-            let mut response = (self.status(), Json(self.body())).into_response();
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
             );
-            return response;
         }
-        (self.status(), Json(self.body())).into_response()
+        response
     }
 }
 

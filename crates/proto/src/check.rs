@@ -366,6 +366,17 @@ pub fn parse_line(line: &str) -> Result<CheckLine, LineError> {
     })
 }
 
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+pub fn cut_to(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+}
+
 /// Formats a result line as the wrapper writes it (the time with its offset).
 pub fn format_line(time: DateTime<FixedOffset>, status: LineStatus, message: &str) -> String {
     // One line, whatever the message holds; tabs stay, as `parse_line` keeps
@@ -375,14 +386,7 @@ pub fn format_line(time: DateTime<FixedOffset>, status: LineStatus, message: &st
         .chars()
         .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
         .collect();
-    let room = MAX_LINE - 64;
-    if message.len() > room {
-        let mut cut = room;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-    }
+    cut_to(&mut message, MAX_LINE - 64);
     format!(
         "{}, {}, {}",
         time.format("%Y-%m-%dT%H:%M:%S%:z"),

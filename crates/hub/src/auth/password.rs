@@ -117,17 +117,15 @@ pub async fn verify(password: String, stored: Option<String>) -> Result<bool, Bu
 }
 
 fn verify_blocking(password: &str, stored: Option<String>) -> bool {
-    {
-        let real = stored.is_some();
-        let stored = stored.unwrap_or_else(|| decoy().to_owned());
-        let Ok(parsed) = PasswordHash::new(&stored) else {
-            return false;
-        };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-            && real
-    }
+    let real = stored.is_some();
+    let stored = stored.unwrap_or_else(|| decoy().to_owned());
+    let Ok(parsed) = PasswordHash::new(&stored) else {
+        return false;
+    };
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+        && real
 }
 
 #[cfg(test)]

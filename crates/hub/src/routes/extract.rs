@@ -51,7 +51,8 @@ impl FromRequest<AppState> for JsonObject {
     }
 }
 
-fn is_json(content_type: &str) -> bool {
+/// Whether a `Content-Type` names JSON (`application/json` or a `+json` type).
+pub(crate) fn is_json(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
         .next()

@@ -99,16 +99,16 @@ fn refuse(api: bool, fields: Vec<FieldError>) -> Response {
 /// 422 naming the field, or a 400 page for a form or a browser's page load;
 /// one with a URI longer than [`URI_MAX`] a 414.
 pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let essence = req
+    let content_type = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    let json = essence
-        .as_deref()
-        .is_some_and(|e| e == "application/json" || e.ends_with("+json"));
-    let form = essence.as_deref() == Some("application/x-www-form-urlencoded");
+        .unwrap_or_default();
+    let json = super::extract::is_json(content_type);
+    let form = content_type.split(';').next().is_some_and(|e| {
+        e.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    });
     let wants_page = req
         .headers()
         .get(ACCEPT)
@@ -123,7 +123,14 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
             *response.status_mut() = StatusCode::URI_TOO_LONG;
             response
         } else {
-            super::ui::message(StatusCode::URI_TOO_LONG, "Address too long", &message)
+            super::ui::message(
+                StatusCode::URI_TOO_LONG,
+                "Address too long",
+                &format!(
+                    "This address is {uri_len} bytes long; lookout reads addresses of up to \
+                     {URI_MAX} bytes. Go back and shorten what you searched for or typed."
+                ),
+            )
         };
     }
     if encoded_has_nul(req.uri().path().as_bytes()) {
