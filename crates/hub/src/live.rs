@@ -573,7 +573,7 @@ mod tests {
         }
 
         // A refresh token spent two days ago is still recognised when replayed.
-        use crate::store::accounts::{CredentialKind, NewCredential, NewUser, Role};
+        use crate::store::accounts::{CredentialKind, NewCredential, NewUser, Role, TokenScope};
         let user = store
             .create_user(
                 &NewUser {
@@ -592,6 +592,7 @@ mod tests {
             token_hash: hash.into(),
             name: None,
             role: Role::Admin,
+            scope: TokenScope::All,
             family: "f".into(),
             expires_at: Some(now + chrono::Duration::days(30)),
         };

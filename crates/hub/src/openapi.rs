@@ -240,10 +240,13 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             )
         },
         ("POST", "/register") => Doc {
-            body: Some("name (required), ip, port, health_endpoint (seed 003)"),
+            body: Some(
+                "name (required), ip, port, health_endpoint; an admin's token or a \
+                 heartbeat-scoped one",
+            ),
             ..doc("Register or refresh a heartbeat service", "heartbeats", Object)
         },
-        ("GET", "/services") => doc("Heartbeat services (seed 003)", "heartbeats", Object),
+        ("GET", "/services") => doc("Heartbeat services", "heartbeats", Object),
         ("POST", "/refresh/{name}") => doc("Refresh a heartbeat", "heartbeats", Object),
         ("POST", "/refresh_all") => doc("Refresh every heartbeat", "heartbeats", Object),
         ("POST", "/api/services/{id}/push-token") => Doc {
@@ -338,7 +341,10 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             ..doc("Personal API tokens", "users", Objects)
         },
         ("POST", "/api/v1/tokens") => Doc {
-            body: Some("name, role, expires_in_days"),
+            body: Some(
+                "name, role (admin or viewer), scope (all, or heartbeat: a token that may only \
+                 POST /register, /refresh/{name} and /refresh_all), expires_in_days",
+            ),
             ..doc(
                 "Create a personal API token (shown once)",
                 "users",

@@ -70,6 +70,35 @@ impl CredentialKind {
     }
 }
 
+/// What a credential may be used for, within its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Whatever the credential's role allows.
+    #[default]
+    All,
+    /// Only sending heartbeats (`POST /register`, `/refresh/{name}`,
+    /// `/refresh_all`): the token a host keeps in its heartbeat script.
+    Heartbeat,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::All => "all",
+            TokenScope::Heartbeat => "heartbeat",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "all" => Some(Self::All),
+            "heartbeat" => Some(Self::Heartbeat),
+            _ => None,
+        }
+    }
+}
+
 /// An account as stored.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct User {
@@ -99,6 +128,7 @@ pub struct NewCredential {
     pub token_hash: String,
     pub name: Option<String>,
     pub role: Role,
+    pub scope: TokenScope,
     pub family: String,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -111,6 +141,7 @@ pub struct CredentialInfo {
     pub kind: CredentialKind,
     pub name: Option<String>,
     pub role: Role,
+    pub scope: TokenScope,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
@@ -125,6 +156,7 @@ pub struct Authenticated {
     pub role: Role,
     pub credential_id: i64,
     pub kind: CredentialKind,
+    pub scope: TokenScope,
     pub family: String,
 }
 

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use lookout_proto::{ErrorBody, ErrorCode};
 
 use super::{limit, token, Access, Auth, Bucket, Client, Principal};
-use crate::store::accounts::CredentialKind;
+use crate::store::accounts::{CredentialKind, TokenScope};
 
 /// How a route is guarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,7 +389,17 @@ pub async fn guard(rule: Rule, req: Request, next: Next) -> Response {
     match (rule.access, &principal) {
         (Access::Public, _) => {}
         (_, None) => return unauthenticated(&auth, rule, &parts).await,
-        (Access::Admin, Some(p)) if !p.is_admin() => {
+        (access, Some(p)) if p.scope == TokenScope::Heartbeat && access != Access::Heartbeat => {
+            return refuse(
+                rule,
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "Not allowed",
+                "this token may only send heartbeats (POST /register, /refresh/{name}, \
+                 /refresh_all)",
+            );
+        }
+        (Access::Admin | Access::Heartbeat, Some(p)) if !p.is_admin() => {
             return refuse(
                 rule,
                 StatusCode::FORBIDDEN,

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::SharedClock;
 use crate::store::accounts::{
-    AuditOutcome, CredentialKind, NewAuditEntry, NewCredential, Role, User,
+    AuditOutcome, CredentialKind, NewAuditEntry, NewCredential, Role, TokenScope, User,
 };
 use crate::store::{Store, StoreError};
 pub use client::Client;
@@ -41,6 +41,9 @@ pub enum Access {
     Viewer,
     /// Administrators: every write.
     Admin,
+    /// Sending heartbeats (`/register`, `/refresh*`): an administrator, or a
+    /// token scoped to heartbeats and nothing else.
+    Heartbeat,
 }
 
 /// The caller of a request, once the guard has let it through.
@@ -50,6 +53,8 @@ pub struct Principal {
     pub user_id: Option<i64>,
     pub username: String,
     pub role: Role,
+    /// What the credential may be used for within `role`.
+    pub scope: TokenScope,
     pub credential: Option<CredentialRef>,
 }
 
@@ -71,6 +76,7 @@ impl Principal {
             user_id: None,
             username: "local".into(),
             role: Role::Admin,
+            scope: TokenScope::All,
             credential: None,
         }
     }
@@ -170,6 +176,7 @@ impl Auth {
             token_hash: token::hash(secret),
             name: None,
             role,
+            scope: TokenScope::All,
             family: family.to_owned(),
             expires_at: Some(expiry(now, ttl)),
         };
@@ -231,6 +238,7 @@ impl Auth {
                     token_hash: token::hash(&secret),
                     name: None,
                     role: user.role,
+                    scope: TokenScope::All,
                     family: token::random_hex(),
                     expires_at: Some(expiry(now, self.settings.session_ttl)),
                 }],
@@ -246,6 +254,7 @@ impl Auth {
         owner: &Principal,
         name: &str,
         role: Role,
+        scope: TokenScope,
         ttl: Option<Duration>,
     ) -> Result<(i64, String), StoreError> {
         let now = self.clock.now();
@@ -259,6 +268,7 @@ impl Auth {
                     token_hash: token::hash(&secret),
                     name: Some(name.to_owned()),
                     role: role.min(owner.role),
+                    scope,
                     family: token::random_hex(),
                     expires_at: ttl.map(|ttl| expiry(now, ttl)),
                 }],
@@ -283,6 +293,7 @@ impl Auth {
             user_id: Some(a.user_id),
             username: a.username,
             role: a.role,
+            scope: a.scope,
             credential: Some(CredentialRef {
                 id: a.credential_id,
                 kind: a.kind,

@@ -28,14 +28,15 @@ use crate::error::ApiError;
 use crate::events::Event;
 use crate::store::{Service, ServiceFilter};
 
-/// The seed-003 routes, served at the root.
-/// With authentication on, a heartbeat sender needs an admin API token
-/// (`Authorization: Bearer ...`): registering creates services.
+/// The heartbeat routes, served at the root.
+/// With authentication on, a heartbeat sender needs an admin's credential
+/// (`Authorization: Bearer ...`): registering creates services. A token made
+/// with `"scope": "heartbeat"` is enough, and can do nothing else.
 pub fn root_routes(r: Routes) -> Routes {
-    r.post("/register", Access::Admin, register)
+    r.post("/register", Access::Heartbeat, register)
         .get("/services", Access::Viewer, list)
-        .post("/refresh/{name}", Access::Admin, refresh)
-        .post("/refresh_all", Access::Admin, refresh_all)
+        .post("/refresh/{name}", Access::Heartbeat, refresh)
+        .post("/refresh_all", Access::Heartbeat, refresh_all)
 }
 
 /// Push routes, under `/api`. A push URL is public: its token is the credential.

@@ -15,7 +15,7 @@ use super::ui::{bad_form, message, render, stamp, store_failure, FormResult};
 use super::AppState;
 use crate::auth::guard::{session_cookie, set_cookie, MaybePrincipal};
 use crate::auth::{Access, Bucket, Client, Principal, UserRequest};
-use crate::store::accounts::{AuditOutcome, CredentialKind, DeleteUser, Role, User};
+use crate::store::accounts::{AuditOutcome, CredentialKind, DeleteUser, Role, TokenScope, User};
 use crate::store::StoreError;
 
 pub fn routes(r: Routes) -> Routes {
@@ -410,7 +410,10 @@ async fn render_account(
         .map(|t| TokenRow {
             id: t.id,
             name: t.name.unwrap_or_default(),
-            role: t.role.as_str(),
+            role: match t.scope {
+                TokenScope::Heartbeat => "heartbeats only",
+                TokenScope::All => t.role.as_str(),
+            },
             created: stamp(t.created_at),
             expires: t.expires_at.map_or_else(|| "never".into(), stamp),
             last_used: t.last_used_at.map_or_else(|| "never".into(), stamp),
@@ -450,10 +453,14 @@ async fn create_token(
         .get("name")
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
-    let role = form
-        .get("role")
-        .and_then(|r| Role::parse(r))
-        .unwrap_or(Role::Viewer);
+    // One choice on the page: what the token may do.
+    let (role, scope) = match form.get("role").map(String::as_str) {
+        Some("heartbeat") => (Role::Admin, TokenScope::Heartbeat),
+        r => (
+            r.and_then(Role::parse).unwrap_or(Role::Viewer),
+            TokenScope::All,
+        ),
+    };
     let days = form
         .get("expires_in_days")
         .map(|s| s.trim())
@@ -478,7 +485,11 @@ async fn create_token(
     let ttl = days
         .and_then(|d| d.parse::<u64>().ok())
         .map(|d| std::time::Duration::from_secs(d * 86_400));
-    match state.auth.create_api_token(&who, &name, role, ttl).await {
+    match state
+        .auth
+        .create_api_token(&who, &name, role, scope, ttl)
+        .await
+    {
         Ok((_, token)) => {
             state
                 .auth

@@ -14,7 +14,7 @@ use super::AppState;
 use crate::auth::{Access, Bucket, Client, Principal, UserRequest};
 use crate::error::ApiError;
 use crate::store::accounts::{
-    AuditOutcome, CredentialInfo, CredentialKind, DeleteUser, Role, User,
+    AuditOutcome, CredentialInfo, CredentialKind, DeleteUser, Role, TokenScope, User,
 };
 
 pub fn routes(r: Routes) -> Routes {
@@ -70,7 +70,7 @@ fn user_view(u: &User) -> Value {
 
 fn token_view(t: &CredentialInfo) -> Value {
     json!({
-        "id": t.id, "user_id": t.user_id, "name": t.name, "role": t.role,
+        "id": t.id, "user_id": t.user_id, "name": t.name, "role": t.role, "scope": t.scope,
         "created_at": t.created_at, "expires_at": t.expires_at, "last_used_at": t.last_used_at,
     })
 }
@@ -291,7 +291,7 @@ async fn create_token(
             vec![],
         ));
     }
-    let mut f = Fields::new(&body, &["name", "role", "expires_in_days"]);
+    let mut f = Fields::new(&body, &["name", "role", "scope", "expires_in_days"]);
     let name = f.required("name");
     if name.chars().count() > 100 {
         f.problems
@@ -301,6 +301,23 @@ async fn create_token(
     if role > who.role {
         f.problems
             .push(FieldError::new("role", "cannot exceed your own role"));
+    }
+    let scope = match f.text("scope") {
+        None => TokenScope::All,
+        Some(s) => match TokenScope::parse(&s) {
+            Some(scope) => scope,
+            None => {
+                f.problems
+                    .push(FieldError::new("scope", "must be all or heartbeat"));
+                TokenScope::All
+            }
+        },
+    };
+    if scope == TokenScope::Heartbeat && role < Role::Admin {
+        f.problems.push(FieldError::new(
+            "scope",
+            "a heartbeat token registers services, so it needs the admin role",
+        ));
     }
     let days = match body.get("expires_in_days") {
         None | Some(Value::Null) => None,
@@ -316,7 +333,10 @@ async fn create_token(
         },
     };
     f.finish()?;
-    let (id, token) = state.auth.create_api_token(&who, &name, role, days).await?;
+    let (id, token) = state
+        .auth
+        .create_api_token(&who, &name, role, scope, days)
+        .await?;
     state
         .auth
         .audit_ok(&who, "token.create", Some(name.clone()), &client)
@@ -324,7 +344,9 @@ async fn create_token(
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({ "id": id, "name": name, "role": role.min(who.role), "token": token })),
+        Json(json!({
+            "id": id, "name": name, "role": role.min(who.role), "scope": scope, "token": token,
+        })),
     ))
 }
 

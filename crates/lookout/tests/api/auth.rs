@@ -273,6 +273,7 @@ async fn every_route_refuses_strangers_and_viewers_cannot_write() {
     let hub = hub_with_accounts().await;
     let (viewer, _) = tokens(&hub, "vic", VIEWER_PASSWORD).await;
     let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let heartbeat = heartbeat_token(&hub, &admin).await;
     let table = lookout_hub::routes::route_table();
     let mut checked = 0;
     for route in table.iter().filter(|r| r.rule.access != Access::Public) {
@@ -298,16 +299,35 @@ async fn every_route_refuses_strangers_and_viewers_cannot_write() {
                 "{what} with a bad token"
             );
         }
+        // A heartbeat token: 403 everywhere but the heartbeat routes.
+        let r = call(&hub, route, Some(&heartbeat)).await;
+        if route.rule.access == Access::Heartbeat {
+            assert!(
+                ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&r.status()),
+                "{what} with a heartbeat token: {}",
+                r.status()
+            );
+        } else {
+            assert_eq!(
+                r.status(),
+                StatusCode::FORBIDDEN,
+                "{what} with a heartbeat token"
+            );
+            if !route.rule.page {
+                assert_eq!(error_code(r).await, "forbidden", "{what}");
+            }
+        }
         // A viewer: 403 on every write that is not their own account.
-        if route.rule.access == Access::Admin {
+        if matches!(route.rule.access, Access::Admin | Access::Heartbeat) {
             let r = call(&hub, route, Some(&viewer)).await;
             assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what} as a viewer");
             if !route.rule.page {
                 assert_eq!(error_code(r).await, "forbidden", "{what}");
             }
         }
-        // Reads are the viewer's, admin reads the admin's.
-        if !is_write(route) && route.path != "/api/events" {
+        // Reads are the viewer's, admin reads the admin's (a live stream
+        // answers with its headers, then this side hangs up).
+        if !is_write(route) {
             let token = if route.rule.access == Access::Admin {
                 &admin
             } else {
@@ -323,6 +343,162 @@ async fn every_route_refuses_strangers_and_viewers_cannot_write() {
         checked += 1;
     }
     assert!(checked > 50, "walked {checked} routes");
+}
+
+/// A token that may only send heartbeats, made by the admin `token`.
+async fn heartbeat_token(hub: &TestHub, admin: &str) -> String {
+    let r = hub
+        .client
+        .post(hub.url("/api/v1/tokens"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "nas heartbeat", "scope": "heartbeat"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["scope"], "heartbeat");
+    created["token"].as_str().unwrap().to_owned()
+}
+
+/// Opens a live stream with `token` (and `origin`); the status it got.
+async fn open_stream(
+    hub: &TestHub,
+    path: &str,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> StatusCode {
+    let mut request = hub.client.get(hub.url(path));
+    if path.ends_with("/ws") {
+        request = request
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    } else {
+        // As a browser's EventSource asks.
+        request = request.header("accept", "text/event-stream");
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let r = request.send().await.unwrap();
+    if r.status() == StatusCode::OK {
+        assert_eq!(r.headers()["content-type"], "text/event-stream", "{path}");
+    }
+    r.status()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_streams_and_token_scopes_follow_the_route_rules() {
+    let hub = hub_with_accounts().await;
+    let (viewer, _) = tokens(&hub, "vic", VIEWER_PASSWORD).await;
+    let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let heartbeat = heartbeat_token(&hub, &admin).await;
+    let own = format!("http://{}", hub.addr);
+    for (path, opened) in [
+        ("/api/events", StatusCode::OK),
+        ("/api/services/ws", StatusCode::SWITCHING_PROTOCOLS),
+    ] {
+        let status = |token, origin| open_stream(&hub, path, token, origin);
+        assert_eq!(status(None, None).await, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(
+            status(Some("lk_not_a_token"), None).await,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+        assert_eq!(
+            status(Some(&heartbeat), None).await,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+        assert_eq!(status(Some(&viewer), None).await, opened, "{path}");
+        assert_eq!(status(Some(&viewer), Some(&own)).await, opened, "{path}");
+        assert_eq!(
+            status(Some(&viewer), Some("https://evil.example")).await,
+            StatusCode::FORBIDDEN,
+            "{path} from another origin"
+        );
+    }
+
+    // The heartbeat token does what a heartbeat script needs.
+    let send = |path: &'static str, body: Value| {
+        hub.client
+            .post(hub.url(path))
+            .bearer_auth(&heartbeat)
+            .json(&body)
+            .send()
+    };
+    let r = send(
+        "/register",
+        json!({"name": "nas-backup", "ip": "127.0.0.1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = send("/refresh/nas-backup", json!({})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = send("/refresh_all", json!({})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // ... and nothing else: not even reading the list it just wrote to.
+    let r = get_as(&hub, "/services", &heartbeat).await;
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("only send heartbeats"),
+        "{body}"
+    );
+    let r = get_as(&hub, "/services", &viewer).await;
+    let listed: Value = r.json().await.unwrap();
+    assert_eq!(listed["services"][0]["name"], "nas-backup", "{listed}");
+
+    // Listed with its scope; a viewer cannot make one; a scope is one of two.
+    let list: Vec<Value> = get_as(&hub, "/api/v1/tokens", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["scope"], "heartbeat", "{list:?}");
+    for (token, body, field) in [
+        (&viewer, json!({"name": "x", "scope": "heartbeat"}), "scope"),
+        (&admin, json!({"name": "x", "scope": "everything"}), "scope"),
+        (
+            &admin,
+            json!({"name": "x", "role": "viewer", "scope": "heartbeat"}),
+            "scope",
+        ),
+    ] {
+        let r = hub
+            .client
+            .post(hub.url("/api/v1/tokens"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{body}");
+        let refused: Value = r.json().await.unwrap();
+        assert_eq!(refused["fields"][0]["field"], field, "{refused}");
+    }
+
+    // Revoked, it sends nothing more.
+    let id = list[0]["id"].as_i64().unwrap();
+    let r = hub
+        .client
+        .delete(hub.url(&format!("/api/v1/tokens/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = send("/refresh_all", json!({})).await.unwrap();
+    assert_eq!(r.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread")]

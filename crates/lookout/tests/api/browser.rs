@@ -250,5 +250,28 @@ async fn first_run_creates_the_admin_then_logout_and_login_in_chromium() {
     click(c, "login").await;
     wait_path(c, |p| p == "/scan").await;
     wait_text(c, "#account-link", |t| t == "ada").await;
+
+    // The account page makes a token for a host's heartbeat script.
+    c.goto(&hub.url("/account")).await.unwrap();
+    fill(c, "token-name", "nas heartbeat").await;
+    c.find(Locator::Css("#token-role option[value=heartbeat]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click(c, "create-token").await;
+    let token = wait_text(c, "#new-token", |t| t.starts_with("lk")).await;
+    let row = wait_text(c, "tr[data-token]", |t| t.contains("nas heartbeat")).await;
+    assert!(row.contains("heartbeats only"), "{row}");
+    let beat = |path: &str| hub.client.post(hub.url(path)).bearer_auth(&token);
+    let r = beat("/register")
+        .json(&serde_json::json!({"name": "nas", "ip": "127.0.0.1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = beat("/api/services").send().await.unwrap();
+    assert_eq!(r.status(), 403, "the heartbeat token can do nothing else");
     browser.close().await;
 }

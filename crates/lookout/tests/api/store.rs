@@ -20,7 +20,7 @@ use lookout_hub::auth::token::hash;
 use lookout_hub::notify::ChannelKind;
 use lookout_hub::store::accounts::{
     AuditOutcome, CredentialKind, DeleteUser, NewAuditEntry, NewCredential, NewUser, Refreshed,
-    Role,
+    Role, TokenScope,
 };
 use lookout_hub::store::agents::NewServer;
 use lookout_hub::store::sql::export::{COORDINATION_TABLES, EXPORT_TABLES};
@@ -215,6 +215,7 @@ fn credential(
         token_hash: hash(token),
         name: None,
         role,
+        scope: TokenScope::All,
         family: family.into(),
         expires_at,
     }
@@ -1478,6 +1479,33 @@ async fn credentials_story() {
         name: Some("ci".into()),
         ..credential(alice.id, Api, "lkp_ci", Role::Viewer, "api-1", None)
     };
+    // A token for a host's heartbeat script: its scope comes back with it.
+    let beat = NewCredential {
+        name: Some("nas".into()),
+        scope: TokenScope::Heartbeat,
+        ..credential(bob.id, Api, "lkp_beat", Role::Admin, "api-2", None)
+    };
+    let beat_id = store.insert_credentials(&[beat], at(0)).await.unwrap()[0];
+    let by_beat = store
+        .authenticate(&hash("lkp_beat"), &[Api], at(MIN))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_beat.scope, TokenScope::Heartbeat);
+    let bobs = store
+        .list_credentials(Some(bob.id), Api, at(MIN))
+        .await
+        .unwrap();
+    assert_eq!(
+        bobs.iter()
+            .map(|c| (c.name.as_deref(), c.scope))
+            .collect::<Vec<_>>(),
+        [(Some("nas"), TokenScope::Heartbeat)]
+    );
+    assert!(store
+        .revoke_credential(beat_id, Some(bob.id), at(MIN))
+        .await
+        .unwrap());
     let alice_creds = store
         .insert_credentials(
             &[
@@ -1513,6 +1541,7 @@ async fn credentials_story() {
         ),
         (bob.id, "Bob", Role::Viewer, login[0], Access, "login-1")
     );
+    assert_eq!(who.scope, TokenScope::All);
     for (token, kinds, secs) in [
         ("lka_1", &[Session][..], MIN),
         ("lka_1", &[Access][..], 16 * MIN),
@@ -1818,8 +1847,8 @@ async fn credentials_story() {
 
     // Pruning forgets expired and revoked credentials, except spent refresh
     // tokens before they expire: replayed, they still reveal a stolen login.
-    assert_eq!(store.count_rows("credentials").await.unwrap(), 9);
-    assert_eq!(store.prune_credentials(at(HOUR)).await.unwrap(), 7);
+    assert_eq!(store.count_rows("credentials").await.unwrap(), 10);
+    assert_eq!(store.prune_credentials(at(HOUR)).await.unwrap(), 8);
     assert_eq!(store.count_rows("credentials").await.unwrap(), 2);
     assert!(matches!(
         store

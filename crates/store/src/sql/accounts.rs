@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::{decode_error, ms, opt_time, time, SqlStore};
 use crate::accounts::{
     AccountStore, AuditEntry, AuditOutcome, Authenticated, CredentialInfo, CredentialKind,
-    DeleteUser, NewAuditEntry, NewCredential, NewUser, Refreshed, Role, User,
+    DeleteUser, NewAuditEntry, NewCredential, NewUser, Refreshed, Role, TokenScope, User,
 };
 use crate::StoreError;
 
@@ -24,6 +24,11 @@ fn role(row: &AnyRow, column: &str) -> Result<Role, sqlx::Error> {
 fn kind(row: &AnyRow) -> Result<CredentialKind, sqlx::Error> {
     let s: String = row.try_get("kind")?;
     CredentialKind::parse(&s).ok_or_else(|| decode_error("kind", &s))
+}
+
+fn scope(row: &AnyRow) -> Result<TokenScope, sqlx::Error> {
+    let s: String = row.try_get("scope")?;
+    TokenScope::parse(&s).ok_or_else(|| decode_error("scope", &s))
 }
 
 fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
@@ -122,14 +127,15 @@ async fn insert_credentials(
     let mut ids = Vec::with_capacity(credentials.len());
     for c in credentials {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO credentials (user_id, kind, token_hash, name, role, family, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO credentials (user_id, kind, token_hash, name, role, scope, family, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(c.user_id)
         .bind(c.kind.as_str())
         .bind(&c.token_hash)
         .bind(&c.name)
         .bind(c.role.as_str())
+        .bind(c.scope.as_str())
         .bind(&c.family)
         .bind(ms(now))
         .bind(c.expires_at.map(ms))
@@ -285,7 +291,7 @@ impl AccountStore for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Authenticated>, StoreError> {
         let row = sqlx::query(
-            "SELECT c.id, c.kind, c.role AS credential_role, c.family, c.last_used_at,
+            "SELECT c.id, c.kind, c.role AS credential_role, c.scope, c.family, c.last_used_at,
                     u.id AS user_id, u.username, u.role AS user_role
              FROM credentials c JOIN users u ON u.id = c.user_id
              WHERE c.token_hash = $1 AND c.revoked_at IS NULL
@@ -315,6 +321,7 @@ impl AccountStore for SqlStore {
             role: role(&row, "credential_role")?.min(role(&row, "user_role")?),
             credential_id: id,
             kind,
+            scope: scope(&row)?,
             family: row.try_get("family")?,
         }))
     }
@@ -379,6 +386,7 @@ impl AccountStore for SqlStore {
             role: credential_role.min(role(&row, "user_role")?),
             credential_id: ids.first().copied().unwrap_or(id),
             kind: CredentialKind::Access,
+            scope: TokenScope::All,
             family,
         }))
     }
@@ -413,7 +421,7 @@ impl AccountStore for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<CredentialInfo>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, user_id, kind, name, role, created_at, expires_at, last_used_at
+            "SELECT id, user_id, kind, name, role, scope, created_at, expires_at, last_used_at
              FROM credentials
              WHERE kind = $1 AND ($2 IS NULL OR user_id = $2) AND revoked_at IS NULL
                AND (expires_at IS NULL OR expires_at > $3)
@@ -432,6 +440,7 @@ impl AccountStore for SqlStore {
                     kind: self::kind(row)?,
                     name: row.try_get("name")?,
                     role: role(row, "role")?,
+                    scope: scope(row)?,
                     created_at: time(row.try_get("created_at")?),
                     expires_at: opt_time(row.try_get("expires_at")?),
                     last_used_at: opt_time(row.try_get("last_used_at")?),
