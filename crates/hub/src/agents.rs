@@ -369,7 +369,7 @@ pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth
     }
     let ready = async {
         let changes = state
-            .store
+            .registry
             .agent_seen(
                 server.id,
                 heartbeat_secs,
@@ -479,7 +479,7 @@ async fn pump(
         if last_noted.elapsed() >= note_every {
             last_noted = tokio::time::Instant::now();
             let seen = state
-                .store
+                .registry
                 .agent_seen(server.id, heartbeat_secs, None, now)
                 .await;
             match seen {
@@ -507,7 +507,11 @@ async fn pump(
                 Ok(())
             }
             AgentMessage::Checks { checks } => {
-                match state.store.set_server_checks(server.id, &checks, now).await {
+                match state
+                    .registry
+                    .set_server_checks(server.id, &checks, now)
+                    .await
+                {
                     Ok(ingested) => {
                         if !tell_refused(socket, &ingested.refused).await {
                             return;
@@ -602,7 +606,7 @@ async fn ingest(
             .cloned()
             .collect();
         let mut ingested = state
-            .store
+            .registry
             .record_results(server_id, &valid, state.clock.now())
             .await?;
         for name in std::mem::take(&mut ingested.refused) {

@@ -58,9 +58,15 @@ impl Application {
             config.max_body_bytes,
         ));
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let registry = Arc::new(
+            crate::registry::Registry::load(store.clone(), config.checks)
+                .await
+                .context("cannot read the services from the database")?,
+        );
         let state = AppState {
             auth,
             store,
+            registry,
             checker: Checker::new(metrics.clone())
                 .context("cannot build the HTTP client for health checks")?,
             metrics,
@@ -146,6 +152,7 @@ impl Application {
         }
         let scheduler = Scheduler {
             store: self.state.store.clone(),
+            registry: self.state.registry.clone(),
             checker: self.state.checker.clone(),
             clock: self.state.clock.clone(),
             events: self.state.events.clone(),
@@ -170,6 +177,14 @@ impl Application {
                 move |event| crate::agents::follow_other_hubs(&store, &fleet, event),
                 stop.clone(),
             ))
+        });
+        let follower = self.shared.is_some().then(|| {
+            tokio::spawn(
+                self.state
+                    .registry
+                    .clone()
+                    .follow(self.state.live.subscribe(), stop.clone()),
+            )
         });
         let pruner = tokio::spawn(crate::live::run_pruner(
             self.state.store.clone(),
@@ -232,6 +247,9 @@ impl Application {
         let _ = recorder.await;
         if let Some(tailer) = tailer {
             let _ = tailer.await;
+        }
+        if let Some(follower) = follower {
+            let _ = follower.await;
         }
         let _ = pruner.await;
         let _ = sweeper.await;

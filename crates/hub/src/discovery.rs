@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use crate::events::Event;
 use crate::routes::AppState;
-use crate::store::{DiscoveredUnit, ServiceFilter, StoreError};
+use crate::store::{DiscoveredUnit, StoreError};
 
 pub use lookout_config::WebPorts;
 
@@ -179,7 +179,7 @@ impl AppState {
             })
             .collect();
         let now = self.clock.now();
-        let mut counts = self.store.apply_scan(&units, &timers, now).await?;
+        let mut counts = self.registry.apply_scan(&units, &timers, now).await?;
         self.events
             .publish_changes(std::mem::take(&mut counts.changes));
         let last = LastScan {
@@ -209,9 +209,8 @@ impl AppState {
 
     async fn scan_result(&self, last: LastScan) -> Result<ScanResult, StoreError> {
         let services = self
-            .store
-            .list_services(ServiceFilter::All)
-            .await?
+            .registry
+            .services(&crate::registry::ListFilter::default())
             .into_iter()
             .filter(|s| s.unit.is_some())
             .map(|s| s.to_view(&self.checks))

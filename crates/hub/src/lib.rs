@@ -16,6 +16,7 @@ pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
+pub mod registry;
 pub mod routes;
 pub mod serve;
 pub mod tls;

@@ -100,8 +100,14 @@ async fn main() {
     let events = EventBus::new(4 * TARGETS);
     let mut rx = events.subscribe();
     let stop = CancellationToken::new();
+    let registry = std::sync::Arc::new(
+        lookout_hub::registry::Registry::load(store.clone(), defaults)
+            .await
+            .unwrap(),
+    );
     let scheduler = Scheduler {
         store: store.clone(),
+        registry,
         checker: Checker::new(Default::default()).unwrap(),
         clock,
         events,

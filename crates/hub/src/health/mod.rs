@@ -11,15 +11,15 @@ use lookout_proto::service::HealthStatus;
 use crate::clock::Clock;
 use crate::config::CheckDefaults;
 use crate::events::{Event, EventBus};
-use crate::store::{HealthCheck, Recorded, Service, Store, StoreError};
+use crate::store::{HealthCheck, Recorded, Service, StoreError};
 
 /// Stores a check result and publishes it, with the status change it caused.
 pub async fn record_check(
-    store: &dyn Store,
+    registry: &crate::registry::Registry,
     events: &EventBus,
     result: &HealthCheck,
 ) -> Result<Recorded, StoreError> {
-    let recorded = store.record_health_check(result).await?;
+    let recorded = registry.record_health_check(result).await?;
     if let Recorded::Stored(change) = &recorded {
         events.publish(Event::HealthChecked {
             id: result.service_id,

@@ -4,7 +4,8 @@
 //! answers costs one timeout on its own task and nothing elsewhere.
 //!
 //! It learns about new, changed and deleted services from the [`EventBus`], and
-//! re-reads the registry every [`RESYNC_EVERY`] as a safety net.
+//! looks at the registry (in memory) again every [`RESYNC_EVERY`] as a safety
+//! net.
 //!
 //! It checks only the services this hub holds a lease on (see
 //! [`crate::store::leases`]): alone on a database that is all of them; with
@@ -17,7 +18,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lookout_proto::service::RegistryStatus;
 use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -27,13 +27,14 @@ use super::Checker;
 use crate::clock::SharedClock;
 use crate::config::CheckDefaults;
 use crate::events::{Event, EventBus};
-use crate::store::{Service, ServiceFilter, Store};
+use crate::store::{Service, Store};
 
 /// How often the scheduler re-reads the registry even without events.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Scheduler {
     pub store: Arc<dyn Store>,
+    pub registry: Arc<crate::registry::Registry>,
     pub checker: Checker,
     pub clock: SharedClock,
     pub events: EventBus,
@@ -71,6 +72,7 @@ impl Scheduler {
     /// Runs until `shutdown` is cancelled; in-flight checks are then abandoned.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut events = self.events.subscribe();
+        let mut shape = self.registry.watch_shape();
         let permits = Arc::new(Semaphore::new(self.defaults.concurrency));
         let mut slots: HashMap<i64, Slot> = HashMap::new();
         let mut running: JoinSet<i64> = JoinSet::new();
@@ -96,9 +98,9 @@ impl Scheduler {
             for slot in slots.values_mut().filter(|s| !s.in_flight && s.due <= now) {
                 slot.in_flight = true;
                 let service = slot.service.clone();
-                let (checker, store, clock, events, defaults, permits) = (
+                let (checker, registry, clock, events, defaults, permits) = (
                     self.checker.clone(),
-                    self.store.clone(),
+                    self.registry.clone(),
                     self.clock.clone(),
                     self.events.clone(),
                     self.defaults,
@@ -107,7 +109,7 @@ impl Scheduler {
                 running.spawn(async move {
                     let _permit = permits.acquire_owned().await;
                     let result = checker.check_service(&service, &defaults, clock.as_ref()).await;
-                    if let Err(e) = super::record_check(store.as_ref(), &events, &result).await {
+                    if let Err(e) = super::record_check(&registry, &events, &result).await {
                         tracing::warn!(service = service.id, error = ?e, "could not store a health check");
                     }
                     service.id
@@ -126,6 +128,12 @@ impl Scheduler {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep_until(wake) => {}
+                // The registry changed in a way that changes the plan (here
+                // or, followed, on another hub): lease new services at once.
+                Ok(()) = shape.changed() => {
+                    held.renew_at = Instant::now();
+                    resync = true;
+                }
                 event = events.recv() => match event {
                     // Only changes to the registry change the plan; check
                     // results and status changes (the bulk of events) do not.
@@ -218,17 +226,9 @@ impl Scheduler {
             slots.clear();
             return;
         };
-        let services = match self
-            .store
-            .list_services(ServiceFilter::Status(RegistryStatus::Configured))
-            .await
-        {
-            Ok(services) => services,
-            Err(e) => {
-                tracing::warn!(error = ?e, "health scheduler could not read the registry");
-                return;
-            }
-        };
+        let services = self
+            .registry
+            .services(&crate::registry::ListFilter::configured());
         let now = Instant::now();
         let wall_now = self.clock.now();
         let mut seen = std::collections::HashSet::with_capacity(services.len());

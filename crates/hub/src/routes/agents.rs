@@ -20,7 +20,6 @@ use crate::error::ApiError;
 use crate::events::Event;
 use crate::store::accounts::AuditOutcome;
 use crate::store::agents::NewServer;
-use crate::store::ServiceFilter;
 
 pub fn routes(r: Routes) -> Routes {
     r.post("/v1/agents/register", Access::Admin, register)
@@ -238,9 +237,8 @@ async fn connect(
 
 pub async fn checks_of_servers(state: &AppState) -> Result<Vec<crate::store::Service>, ApiError> {
     Ok(state
-        .store
-        .list_services(ServiceFilter::All)
-        .await?
+        .registry
+        .services(&crate::registry::ListFilter::default())
         .into_iter()
         .filter(|s| s.server_id.is_some())
         .collect())
@@ -300,7 +298,7 @@ async fn server_services(
 /// Revokes a server's key and cuts its live session.
 pub async fn revoke_server(state: &AppState, id: i64) -> Result<(), ApiError> {
     let changes = state
-        .store
+        .registry
         .revoke_server(id, state.clock.now())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no server with id {id}")))?;
@@ -314,7 +312,7 @@ pub async fn revoke_server(state: &AppState, id: i64) -> Result<(), ApiError> {
 pub async fn remove_server(state: &AppState, id: i64) -> Result<String, ApiError> {
     let name = server_or_404(state, id).await?.name;
     let deleted = state
-        .store
+        .registry
         .delete_server(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no server with id {id}")))?;
@@ -443,7 +441,7 @@ async fn results(
     QueryMap(query): QueryMap,
 ) -> Result<Json<Value>, ApiError> {
     let limit = count_param(&query, "limit", 100)?;
-    if state.store.get_service(id).await?.is_none() {
+    if state.registry.get(id).map(|e| e.service.clone()).is_none() {
         return Err(ApiError::NotFound(format!("no service with id {id}")));
     }
     let results = state.store.check_results(id, limit).await?;

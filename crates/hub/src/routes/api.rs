@@ -1,8 +1,8 @@
 //! The JSON API: `/api/services` and friends (seed 000, seed 001).
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lookout_proto::service::{
     parse_new_service, parse_service_patch, HealthCheckView, RegistryStatus, ServiceView,
@@ -14,7 +14,9 @@ use super::table::Routes;
 use super::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
-use crate::store::{Service, ServiceFilter};
+use crate::registry::ListFilter;
+use crate::store::Service;
+use lookout_proto::status::Status;
 
 /// Every route under `/api`.
 pub fn routes(r: Routes) -> Routes {
@@ -38,27 +40,82 @@ pub fn routes(r: Routes) -> Routes {
 
 type Params = QueryMap;
 
+/// The list's filters from the query: `status` (registry status, default
+/// `configured`), `state`, `q` (name contains) and `server`.
+fn list_filter(params: &std::collections::HashMap<String, String>) -> Result<ListFilter, ApiError> {
+    let mut problems = Vec::new();
+    let status = match params.get("status").map(String::as_str) {
+        None | Some("") => Some(RegistryStatus::Configured),
+        Some("all") => None,
+        Some(s) => RegistryStatus::parse(s).or_else(|| {
+            problems.push(FieldError::new(
+                "status",
+                "must be one of configured, discovered, raw, all",
+            ));
+            None
+        }),
+    };
+    let state = match params.get("state").map(String::as_str) {
+        None | Some("") => None,
+        Some(s) => Status::parse(&s.to_ascii_uppercase()).or_else(|| {
+            problems.push(FieldError::new(
+                "state",
+                "must be one of OK, UPDATE, WARNING, FAILURE, UNKNOWN",
+            ));
+            None
+        }),
+    };
+    let server = match params.get("server").map(String::as_str) {
+        None | Some("") => None,
+        Some(s) => s.parse::<i64>().ok().or_else(|| {
+            problems.push(FieldError::new("server", "must be a server id"));
+            None
+        }),
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::BadRequest("unknown list filter".into(), problems));
+    }
+    Ok(ListFilter {
+        status,
+        state,
+        name_contains: params.get("q").filter(|q| !q.is_empty()).cloned(),
+        server,
+    })
+}
+
+/// The services, from memory: the body is assembled from each service's
+/// JSON, kept since it last changed. Its `ETag` is the registry's version;
+/// a request whose `If-None-Match` carries it gets `304 Not Modified`.
 async fn list_services(
     State(state): State<AppState>,
     QueryMap(params): Params,
-) -> Result<Json<Vec<ServiceView>>, ApiError> {
-    let filter = match params.get("status").map(String::as_str) {
-        None | Some("") => ServiceFilter::Status(RegistryStatus::Configured),
-        Some("all") => ServiceFilter::All,
-        Some(s) => ServiceFilter::Status(RegistryStatus::parse(s).ok_or_else(|| {
-            ApiError::BadRequest(
-                format!("unknown status filter {s:?}"),
-                vec![FieldError::new(
-                    "status",
-                    "must be one of configured, discovered, raw, all",
-                )],
-            )
-        })?),
-    };
-    let services = state.store.list_services(filter).await?;
-    Ok(Json(
-        services.iter().map(|s| s.to_view(&state.checks)).collect(),
-    ))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let filter = list_filter(&params)?;
+    let tag = state.registry.etag(state.registry.version());
+    if if_none_match(&headers, &tag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    let (version, body) = state.registry.list_json(&filter);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::ETAG, state.registry.etag(version)),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Whether `If-None-Match` names `tag` (or is `*`).
+fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == tag || t == "*")
 }
 
 async fn create_service(
@@ -77,9 +134,9 @@ async fn create_service(
 
 async fn find(state: &AppState, id: i64) -> Result<Service, ApiError> {
     state
-        .store
-        .get_service(id)
-        .await?
+        .registry
+        .get(id)
+        .map(|e| e.service.clone())
         .ok_or_else(|| ApiError::not_found_service(id))
 }
 

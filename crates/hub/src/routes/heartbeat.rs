@@ -26,7 +26,8 @@ use super::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::events::Event;
-use crate::store::{Service, ServiceFilter};
+use crate::registry::ListFilter;
+use crate::store::Service;
 
 /// The heartbeat routes, served at the root.
 /// With authentication on, a heartbeat sender needs an admin's credential
@@ -144,7 +145,7 @@ async fn register(
     let now = state.clock.now();
     let ttl = state.passive.ttl.as_secs();
     let beat = state
-        .store
+        .registry
         .heartbeat(name.as_str(), &ip, ttl, now)
         .await
         .map_err(|e| match e {
@@ -179,9 +180,8 @@ async fn register(
 
 async fn heartbeat_services(state: &AppState) -> Result<Vec<Service>, ApiError> {
     Ok(state
-        .store
-        .list_services(ServiceFilter::All)
-        .await?
+        .registry
+        .services(&ListFilter::default())
         .into_iter()
         .filter(|s| s.heartbeat_ttl_secs.is_some())
         .collect())
@@ -209,15 +209,15 @@ async fn refresh(
         .ok_or_else(|| ApiError::NotFound(format!("no heartbeat service named {name:?}")))?;
     let now = state.clock.now();
     let change = state
-        .store
-        .reconcile_state(service.id, now)
+        .registry
+        .reconcile(service.id, now)
         .await?
         .and_then(|r| r.change);
     state.events.publish_changes(change);
     let service = state
-        .store
-        .get_service(service.id)
-        .await?
+        .registry
+        .get(service.id)
+        .map(|e| e.service.clone())
         .unwrap_or(service);
     Ok(Json(json!({ "service": view(&service, now) })))
 }
@@ -226,8 +226,8 @@ async fn refresh_all(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
     let now = state.clock.now();
     for service in heartbeat_services(&state).await? {
         let change = state
-            .store
-            .reconcile_state(service.id, now)
+            .registry
+            .reconcile(service.id, now)
             .await?
             .and_then(|r| r.change);
         state.events.publish_changes(change);
@@ -295,15 +295,15 @@ async fn create_push_token(
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness: {e}")))?;
     let token = hex::encode(raw);
     if !state
-        .store
+        .registry
         .set_push_token(id, &crate::auth::token::hash(&token), period, grace)
         .await?
     {
         return Err(ApiError::not_found_service(id));
     }
     let change = state
-        .store
-        .reconcile_state(id, state.clock.now())
+        .registry
+        .reconcile(id, state.clock.now())
         .await?
         .and_then(|r| r.change);
     state.events.publish(Event::ServiceUpdated { id });
@@ -348,7 +348,7 @@ async fn push(
         return Err(ApiError::NotFound("no service has this push token".into()));
     }
     let recorded = state
-        .store
+        .registry
         .record_push(
             &crate::auth::token::hash(&token),
             status,
@@ -393,14 +393,14 @@ pub async fn run_sweeper(
         if !job.check(state.store.as_ref(), now).await.0 {
             continue;
         }
-        match state.store.overdue(now).await {
+        match state.registry.overdue(now).await {
             Ok(changes) => state.events.publish_changes(changes),
             Err(e) => tracing::warn!(error = ?e, "could not look for overdue heartbeats"),
         }
         let before = now
             - chrono::Duration::from_std(state.passive.remove_after)
                 .unwrap_or(chrono::Duration::days(1));
-        match state.store.remove_silent_heartbeats(before).await {
+        match state.registry.remove_silent_heartbeats(before).await {
             Ok(ids) => {
                 for id in ids {
                     tracing::info!(service = id, "removed a silent heartbeat service");

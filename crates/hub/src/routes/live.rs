@@ -167,9 +167,9 @@ async fn status_history(
 ) -> Result<Json<Vec<StatusEventView>>, ApiError> {
     let limit = super::extract::count_param(&query, "limit", 100)?;
     state
-        .store
-        .get_service(id)
-        .await?
+        .registry
+        .get(id)
+        .map(|e| e.service.clone())
         .ok_or_else(|| ApiError::not_found_service(id))?;
     Ok(Json(state.store.status_events(Some(id), limit).await?))
 }
@@ -180,9 +180,9 @@ async fn stats(
     ServiceId(id): ServiceId,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state
-        .store
-        .get_service(id)
-        .await?
+        .registry
+        .get(id)
+        .map(|e| e.service.clone())
         .ok_or_else(|| ApiError::not_found_service(id))?;
     let uptime = crate::history::uptimes(state.store.as_ref(), id, state.clock.now()).await?;
     let mut checks = state.store.health_history(id, 50).await?;

@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
-use lookout_proto::service::RegistryStatus;
 use serde::Serialize;
 
 use super::table::Routes;
@@ -19,7 +18,7 @@ use super::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::metrics::{render, Snapshot, CONTENT_TYPE};
-use crate::store::{Service, ServiceFilter};
+use crate::store::Service;
 
 pub fn root_routes(r: Routes) -> Routes {
     r.get("/metrics", Access::Viewer, metrics)
@@ -31,9 +30,8 @@ pub fn api_routes(r: Routes) -> Routes {
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let services = state
-        .store
-        .list_services(ServiceFilter::Status(RegistryStatus::Configured))
-        .await?;
+        .registry
+        .services(&crate::registry::ListFilter::configured());
     let servers = state.store.list_servers().await?;
     let text = render(
         &state.metrics,
@@ -62,9 +60,8 @@ async fn service_discovery(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<TargetGroup>>, ApiError> {
     let services = state
-        .store
-        .list_services(ServiceFilter::Status(RegistryStatus::Configured))
-        .await?;
+        .registry
+        .services(&crate::registry::ListFilter::configured());
     let servers = state.store.list_servers().await?;
     let groups = services
         .iter()

@@ -35,6 +35,8 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Every service, in memory: reads come from here, changes go through it.
+    pub registry: Arc<crate::registry::Registry>,
     pub checker: Checker,
     pub clock: SharedClock,
     pub events: EventBus,
@@ -54,22 +56,6 @@ pub struct AppState {
     pub fleet: Arc<crate::agents::Fleet>,
     /// This hub's counters, for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-/// Brings a service read before a status change up to date with it, so an
-/// answer shows the status the change recorded without a second read (which
-/// could race a background check).
-fn apply_change(
-    service: &mut crate::store::Service,
-    reconciled: Option<crate::store::Reconciled>,
-) -> Option<lookout_proto::service::StatusEventView> {
-    let reconciled = reconciled?;
-    service.state = reconciled.status;
-    service.state_reason = Some(reconciled.reason);
-    if let Some(change) = &reconciled.change {
-        service.state_since = Some(change.at);
-    }
-    reconciled.change
 }
 
 /// Settings of services that report in.
@@ -155,12 +141,7 @@ impl AppState {
         &self,
         new: &lookout_proto::service::NewService,
     ) -> Result<crate::store::Service, crate::store::StoreError> {
-        let mut service = self.store.create_service(new, self.clock.now()).await?;
-        let reconciled = self
-            .store
-            .reconcile_state(service.id, self.clock.now())
-            .await?;
-        let change = apply_change(&mut service, reconciled);
+        let (service, change) = self.registry.create(new, self.clock.now()).await?;
         self.events
             .publish(crate::events::Event::ServiceCreated { id: service.id });
         self.events.publish_changes(change);
@@ -172,18 +153,13 @@ impl AppState {
         id: i64,
         patch: &lookout_proto::service::ServicePatch,
     ) -> Result<Option<crate::store::Service>, crate::store::StoreError> {
-        if patch.is_empty() {
-            return self.store.get_service(id).await;
-        }
-        let Some(mut service) = self
-            .store
-            .update_service(id, patch, self.clock.now())
-            .await?
+        let Some((service, change)) = self.registry.update(id, patch, self.clock.now()).await?
         else {
             return Ok(None);
         };
-        let reconciled = self.store.reconcile_state(id, self.clock.now()).await?;
-        let change = apply_change(&mut service, reconciled);
+        if patch.is_empty() {
+            return Ok(Some(service));
+        }
         self.events
             .publish(crate::events::Event::ServiceUpdated { id });
         self.events.publish_changes(change);
@@ -191,7 +167,7 @@ impl AppState {
     }
 
     pub async fn delete_service(&self, id: i64) -> Result<bool, crate::store::StoreError> {
-        let deleted = self.store.delete_service(id).await?;
+        let deleted = self.registry.delete(id).await?;
         if deleted {
             self.events
                 .publish(crate::events::Event::ServiceDeleted { id });
@@ -208,7 +184,7 @@ impl AppState {
             .checker
             .check_service(service, &self.checks, self.clock.as_ref())
             .await;
-        crate::health::record_check(self.store.as_ref(), &self.events, &result).await?;
+        crate::health::record_check(&self.registry, &self.events, &result).await?;
         Ok(result)
     }
 }

@@ -83,7 +83,7 @@ pub struct CleanupResult {
 }
 
 async fn cleanup(State(state): State<AppState>) -> Result<Json<CleanupResult>, ApiError> {
-    let deleted = state.store.delete_removed().await?;
+    let deleted = state.registry.delete_removed().await?;
     state.events.publish(Event::ScanCompleted);
     Ok(Json(CleanupResult { deleted }))
 }
@@ -110,9 +110,9 @@ pub async fn resolve(state: &AppState, raw: &str) -> Result<UnitTarget, ApiError
             )
         })?;
         let service = state
-            .store
-            .get_service(id)
-            .await?
+            .registry
+            .get(id)
+            .map(|e| e.service.clone())
             .ok_or_else(|| ApiError::not_found_service(id))?;
         let unit = service
             .unit
@@ -254,7 +254,7 @@ async fn control_unaudited(
     tracing::info!(unit = %target.unit, action = action.as_str(), result = %outcome.job_result, "unit control");
     let st = &outcome.status;
     let changes = state
-        .store
+        .registry
         .set_unit_state(
             target.unit.as_str(),
             &st.active_state,
@@ -583,7 +583,7 @@ async fn create_app(
         }
     };
     state
-        .store
+        .registry
         .set_unit_link(service.id, app.unit.as_str())
         .await?;
     if app.start {
@@ -594,9 +594,9 @@ async fn create_app(
         control(&state, app.unit.as_str(), Action::Start, actor).await?;
     }
     let service = state
-        .store
-        .get_service(service.id)
-        .await?
+        .registry
+        .get(service.id)
+        .map(|e| e.service.clone())
         .unwrap_or(service);
     state
         .auth

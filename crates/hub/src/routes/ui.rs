@@ -18,7 +18,7 @@ use super::extract::ServiceId;
 use super::table::Routes;
 use super::AppState;
 use crate::auth::{Access, Bucket};
-use crate::store::{Service, ServiceFilter, StoreError};
+use crate::store::{Service, StoreError};
 
 /// Every dashboard page and form.
 pub fn routes(r: Routes) -> Routes {
@@ -220,14 +220,9 @@ async fn dashboard(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let services = match state
-        .store
-        .list_services(ServiceFilter::Status(RegistryStatus::Configured))
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return store_failure(&e),
-    };
+    let services = state
+        .registry
+        .services(&crate::registry::ListFilter::configured());
     let now = state.clock.now();
     let recent = match state
         .store
@@ -359,10 +354,8 @@ pub(crate) fn stamp(t: DateTime<Utc>) -> String {
 }
 
 async fn detail_page(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
-    let service = match state.store.get_service(id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return no_such_service(),
-        Err(e) => return store_failure(&e),
+    let Some(service) = state.registry.get(id).map(|e| e.service.clone()) else {
+        return no_such_service();
     };
     let now = state.clock.now();
     let (uptime, events, mut checks) = match tokio::try_join!(
@@ -641,7 +634,7 @@ async fn scan_page(State(state): State<AppState>, headers: axum::http::HeaderMap
 }
 
 async fn cleanup_from_form(State(state): State<AppState>) -> Response {
-    match state.store.delete_removed().await {
+    match state.registry.delete_removed().await {
         Ok(_) => Redirect::to("/scan").into_response(),
         Err(e) => store_failure(&e),
     }
@@ -993,8 +986,8 @@ async fn create_from_form(State(state): State<AppState>, form: FormResult) -> Re
 }
 
 async fn edit_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
-    match state.store.get_service(id).await {
-        Ok(Some(s)) => render(
+    match state.registry.get(id).map(|e| e.service.clone()) {
+        Some(s) => render(
             StatusCode::OK,
             &form_page(
                 format!("Edit {}", s.name),
@@ -1004,8 +997,7 @@ async fn edit_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> R
                 &[],
             ),
         ),
-        Ok(None) => no_such_service(),
-        Err(e) => store_failure(&e),
+        None => no_such_service(),
     }
 }
 
@@ -1053,10 +1045,8 @@ async fn delete_from_form(State(state): State<AppState>, ServiceId(id): ServiceI
 }
 
 async fn check_from_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
-    let service = match state.store.get_service(id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return no_such_service(),
-        Err(e) => return store_failure(&e),
+    let Some(service) = state.registry.get(id).map(|e| e.service.clone()) else {
+        return no_such_service();
     };
     match state.check_now(&service).await {
         Ok(_) => Redirect::to("/?notice=checked").into_response(),

@@ -116,11 +116,16 @@ async fn two_hubs_share_the_checks_the_events_and_the_agents_and_survive_losing_
         ids.push(s["id"].as_i64().unwrap());
         targets.push(target);
     }
-    // Both hubs serve the same registry.
-    assert_eq!(
-        b.get_json("/api/services").await.as_array().unwrap().len(),
-        8
-    );
+    // Both hubs serve the same registry: the other hub within the
+    // LISTEN/NOTIFY delay.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while b.get_json("/api/services").await.as_array().unwrap().len() < 8 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hub b never saw the 8 services"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Shared out, half each.
     wait_leases(&database, &[("hub-a", 4), ("hub-b", 4)]).await;
 

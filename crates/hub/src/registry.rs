@@ -1,0 +1,626 @@
+//! The registry: every service's current state, in memory.
+//!
+//! Every change to a service goes through here: the registry writes it
+//! through the store (one transaction each), then brings its memory up to
+//! date from what was written before it returns, so the hub that made a write
+//! shows it at once. Reads (the API's list and get, the dashboard, metrics,
+//! Prometheus service discovery, the scheduler) read memory and never wait on
+//! SQL. Each service's JSON view is serialised once per change and kept, and
+//! each list answer is assembled from those bytes once per registry version,
+//! so serving the list costs about what serving a file does.
+//!
+//! With several hubs on one PostgreSQL database, a hub follows the others'
+//! changes through the shared event log ([`Registry::follow`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use lookout_proto::agent::{CheckDecl, StatusUpdate};
+use lookout_proto::service::{
+    NewService, RegistryStatus, ServicePatch, StatusEventView, TimerView,
+};
+use lookout_proto::status::Status;
+
+use crate::config::CheckDefaults;
+use crate::store::agents::Ingested;
+use crate::store::{
+    DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts, Service,
+    ServiceFilter, Store, StoreError,
+};
+
+/// One service as the registry holds it: the row and its JSON view.
+#[derive(Debug)]
+pub struct Entry {
+    pub service: Service,
+    /// `ServiceView` as JSON, serialised when the service last changed.
+    pub json: Bytes,
+}
+
+/// Which services a list shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// `None`: every registry status.
+    pub status: Option<RegistryStatus>,
+    /// Only services in this state.
+    pub state: Option<Status>,
+    /// Only services whose name contains this, ignoring case.
+    pub name_contains: Option<String>,
+    /// Only the checks of this server.
+    pub server: Option<i64>,
+}
+
+impl ListFilter {
+    /// The registered services, as the dashboard and the API show by default.
+    pub fn configured() -> Self {
+        Self {
+            status: Some(RegistryStatus::Configured),
+            ..Self::default()
+        }
+    }
+
+    fn admits(&self, s: &Service) -> bool {
+        self.status.is_none_or(|status| s.status == status)
+            && self.state.is_none_or(|state| s.state == state)
+            && self.server.is_none_or(|server| s.server_id == Some(server))
+            && self
+                .name_contains
+                .as_deref()
+                .is_none_or(|q| s.name.to_lowercase().contains(&q.to_lowercase()))
+    }
+
+    /// Only a registry status: the lists kept ready, one per status.
+    fn is_plain(&self) -> bool {
+        self.state.is_none() && self.name_contains.is_none() && self.server.is_none()
+    }
+}
+
+/// The order of every list: by name ignoring case, then by name, then by id.
+type SortKey = (String, String, i64);
+
+fn sort_key(s: &Service) -> SortKey {
+    (s.name.to_lowercase(), s.name.clone(), s.id)
+}
+
+#[derive(Default)]
+struct Memory {
+    by_id: HashMap<i64, Arc<Entry>>,
+    order: BTreeMap<SortKey, i64>,
+    /// Increases with every change the registry applies.
+    version: u64,
+    /// List bodies assembled at `version`, by registry status filter.
+    lists: HashMap<Option<RegistryStatus>, Bytes>,
+}
+
+/// What the health scheduler plans by: a change here is a new plan.
+fn shape(s: &Service) -> impl PartialEq + '_ {
+    (
+        s.status,
+        s.health_url(),
+        s.check_interval_secs,
+        s.check_timeout_ms,
+    )
+}
+
+impl Memory {
+    /// Puts a service in; true when it is new or its [`shape`] changed.
+    fn put(&mut self, entry: Entry) -> bool {
+        let id = entry.service.id;
+        let mut reshaped = true;
+        if let Some(old) = self.by_id.get(&id) {
+            reshaped = shape(&old.service) != shape(&entry.service);
+            self.order.remove(&sort_key(&old.service));
+        }
+        self.order.insert(sort_key(&entry.service), id);
+        self.by_id.insert(id, Arc::new(entry));
+        reshaped
+    }
+
+    /// Takes a service out; true when it was there.
+    fn remove(&mut self, id: i64) -> bool {
+        let Some(old) = self.by_id.remove(&id) else {
+            return false;
+        };
+        self.order.remove(&sort_key(&old.service));
+        true
+    }
+
+    fn changed(&mut self) {
+        self.version += 1;
+        self.lists.clear();
+    }
+
+    fn entries<'a>(&'a self, filter: &'a ListFilter) -> impl Iterator<Item = &'a Arc<Entry>> {
+        self.order
+            .values()
+            .filter_map(|id| self.by_id.get(id))
+            .filter(|e| filter.admits(&e.service))
+    }
+}
+
+/// The services of the hub, in memory, and every way to change them.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    /// Random per process, so an `ETag` from before a restart never matches.
+    epoch: u32,
+    defaults: CheckDefaults,
+    memory: RwLock<Memory>,
+    /// Counts the changes that matter to the health scheduler: services
+    /// added or removed, or whose URL, interval or timeout changed.
+    shape: tokio::sync::watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A JSON array of `items`, assembled from bytes already serialised.
+fn json_array<'a>(items: impl Iterator<Item = &'a Bytes>) -> Bytes {
+    let mut body = Vec::with_capacity(4096);
+    body.push(b'[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.push(b']');
+    Bytes::from(body)
+}
+
+impl Registry {
+    /// Reads every service from the store.
+    pub async fn load(store: Arc<dyn Store>, defaults: CheckDefaults) -> Result<Self, StoreError> {
+        let mut epoch = [0u8; 4];
+        let _ = getrandom::fill(&mut epoch);
+        let registry = Self {
+            store,
+            epoch: u32::from_le_bytes(epoch),
+            defaults,
+            memory: RwLock::new(Memory::default()),
+            shape: tokio::sync::watch::Sender::new(0),
+        };
+        registry.reload().await?;
+        Ok(registry)
+    }
+
+    fn entry(&self, service: Service) -> Entry {
+        let json = serde_json::to_vec(&service.to_view(&self.defaults)).unwrap_or_default();
+        Entry {
+            service,
+            json: Bytes::from(json),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Memory> {
+        self.memory.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Memory> {
+        self.memory.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads every service again (at start, after a scan, and whenever a
+    /// change touched more services than it names).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let services = self.store.list_services(ServiceFilter::All).await?;
+        let entries: Vec<Entry> = services.into_iter().map(|s| self.entry(s)).collect();
+        {
+            let mut memory = self.write();
+            let version = memory.version;
+            *memory = Memory::default();
+            memory.version = version;
+            for entry in entries {
+                memory.put(entry);
+            }
+            memory.changed();
+        }
+        self.shape.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Reads these services again: the ones a write changed.
+    pub async fn sync(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let mut read = Vec::new();
+        for &id in ids {
+            read.push((id, self.store.get_service(id).await?));
+        }
+        if read.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(i64, Option<Entry>)> = read
+            .into_iter()
+            .map(|(id, s)| (id, s.map(|s| self.entry(s))))
+            .collect();
+        let mut reshaped = false;
+        {
+            let mut memory = self.write();
+            for (id, entry) in entries {
+                reshaped |= match entry {
+                    Some(entry) => memory.put(entry),
+                    None => memory.remove(id),
+                };
+            }
+            memory.changed();
+        }
+        if reshaped {
+            self.shape.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+
+    /// Changes when a service is added or removed, or its URL, interval or
+    /// timeout changes, on this hub or (followed) on another.
+    pub fn watch_shape(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shape.subscribe()
+    }
+
+    /// Increases with every change; a list read at one version is the same
+    /// until the next.
+    pub fn version(&self) -> u64 {
+        self.read().version
+    }
+
+    /// The `ETag` of what the registry shows at `version`.
+    pub fn etag(&self, version: u64) -> String {
+        format!("\"{:08x}-{version}\"", self.epoch)
+    }
+
+    /// One service.
+    pub fn get(&self, id: i64) -> Option<Arc<Entry>> {
+        self.read().by_id.get(&id).cloned()
+    }
+
+    /// The service of that name (the first by id if several share it).
+    pub fn find_by_name(&self, name: &str) -> Option<Arc<Entry>> {
+        self.read()
+            .by_id
+            .values()
+            .filter(|e| e.service.name == name)
+            .min_by_key(|e| e.service.id)
+            .cloned()
+    }
+
+    /// The services `filter` admits, in list order.
+    pub fn list(&self, filter: &ListFilter) -> Vec<Arc<Entry>> {
+        self.read().entries(filter).cloned().collect()
+    }
+
+    /// The services `filter` admits, as rows.
+    pub fn services(&self, filter: &ListFilter) -> Vec<Service> {
+        self.read()
+            .entries(filter)
+            .map(|e| e.service.clone())
+            .collect()
+    }
+
+    /// The list as a JSON array of service views, and the version it shows.
+    /// Lists filtered by registry status only are assembled once per version.
+    pub fn list_json(&self, filter: &ListFilter) -> (u64, Bytes) {
+        {
+            let memory = self.read();
+            if !filter.is_plain() {
+                let body = json_array(memory.entries(filter).map(|e| &e.json));
+                return (memory.version, body);
+            }
+            if let Some(body) = memory.lists.get(&filter.status) {
+                return (memory.version, body.clone());
+            }
+        }
+        let mut memory = self.write();
+        let body = json_array(memory.entries(filter).map(|e| &e.json));
+        memory.lists.insert(filter.status, body.clone());
+        (memory.version, body)
+    }
+
+    // ---- Writes: through the store, then into memory -------------------------
+
+    /// Registers a service and computes its first status.
+    pub async fn create(
+        &self,
+        new: &NewService,
+        now: DateTime<Utc>,
+    ) -> Result<(Service, Option<StatusEventView>), StoreError> {
+        let service = self.store.create_service(new, now).await?;
+        let change = self.reconcile(service.id, now).await?;
+        let service = self.get(service.id).map_or(service, |e| e.service.clone());
+        Ok((service, change.and_then(|r| r.change)))
+    }
+
+    /// Changes a service's settings; `None` when there is no such service.
+    pub async fn update(
+        &self,
+        id: i64,
+        patch: &ServicePatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Service, Option<StatusEventView>)>, StoreError> {
+        if patch.is_empty() {
+            return Ok(self.get(id).map(|e| (e.service.clone(), None)));
+        }
+        if self.store.update_service(id, patch, now).await?.is_none() {
+            self.sync(&[id]).await?;
+            return Ok(None);
+        }
+        let change = self.reconcile(id, now).await?;
+        Ok(self
+            .get(id)
+            .map(|e| (e.service.clone(), change.and_then(|r| r.change))))
+    }
+
+    pub async fn delete(&self, id: i64) -> Result<bool, StoreError> {
+        let deleted = self.store.delete_service(id).await?;
+        self.sync(&[id]).await?;
+        Ok(deleted)
+    }
+
+    /// Recomputes a service's status from what is known of it.
+    pub async fn reconcile(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Reconciled>, StoreError> {
+        let reconciled = self.store.reconcile_state(id, now).await?;
+        self.sync(&[id]).await?;
+        Ok(reconciled)
+    }
+
+    pub async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError> {
+        let recorded = self.store.record_health_check(check).await?;
+        self.sync(&[check.service_id]).await?;
+        Ok(recorded)
+    }
+
+    pub async fn apply_scan(
+        &self,
+        units: &[DiscoveredUnit],
+        timers: &[TimerView],
+        now: DateTime<Utc>,
+    ) -> Result<ScanCounts, StoreError> {
+        let counts = self.store.apply_scan(units, timers, now).await?;
+        self.reload().await?;
+        Ok(counts)
+    }
+
+    pub async fn set_unit_state(
+        &self,
+        unit: &str,
+        active_state: &str,
+        sub_state: &str,
+        main_pid: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StatusEventView>, StoreError> {
+        let changes = self
+            .store
+            .set_unit_state(unit, active_state, sub_state, main_pid, now)
+            .await?;
+        let ids: Vec<i64> = self
+            .read()
+            .by_id
+            .values()
+            .filter(|e| e.service.unit.as_deref() == Some(unit) || e.service.name == unit)
+            .map(|e| e.service.id)
+            .collect();
+        self.sync(&ids).await?;
+        Ok(changes)
+    }
+
+    pub async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError> {
+        self.store.set_unit_link(id, unit).await?;
+        self.sync(&[id]).await
+    }
+
+    pub async fn delete_removed(&self) -> Result<u64, StoreError> {
+        let deleted = self.store.delete_removed().await?;
+        self.reload().await?;
+        Ok(deleted)
+    }
+
+    pub async fn heartbeat(
+        &self,
+        name: &str,
+        ip: &str,
+        ttl_secs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Heartbeat, StoreError> {
+        let beat = self.store.heartbeat(name, ip, ttl_secs, now).await?;
+        self.sync(&[beat.service.id]).await?;
+        Ok(beat)
+    }
+
+    pub async fn overdue(&self, now: DateTime<Utc>) -> Result<Vec<StatusEventView>, StoreError> {
+        let changes = self.store.overdue(now).await?;
+        self.sync(&changes.iter().map(|c| c.service_id).collect::<Vec<_>>())
+            .await?;
+        Ok(changes)
+    }
+
+    pub async fn remove_silent_heartbeats(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let removed = self.store.remove_silent_heartbeats(before).await?;
+        self.sync(&removed).await?;
+        Ok(removed)
+    }
+
+    pub async fn set_push_token(
+        &self,
+        id: i64,
+        token_hash: &str,
+        period_secs: u64,
+        grace_secs: u64,
+    ) -> Result<bool, StoreError> {
+        let set = self
+            .store
+            .set_push_token(id, token_hash, period_secs, grace_secs)
+            .await?;
+        self.sync(&[id]).await?;
+        Ok(set)
+    }
+
+    pub async fn record_push(
+        &self,
+        token_hash: &str,
+        status: Status,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(i64, Option<StatusEventView>)>, StoreError> {
+        let pushed = self
+            .store
+            .record_push(token_hash, status, message, now)
+            .await?;
+        if let Some((id, _)) = &pushed {
+            self.sync(&[*id]).await?;
+        }
+        Ok(pushed)
+    }
+
+    // ---- Agents' checks ---------------------------------------------------------
+
+    async fn sync_ingested(&self, ingested: &Ingested) -> Result<(), StoreError> {
+        let ids: Vec<i64> = ingested
+            .created
+            .iter()
+            .chain(&ingested.updated)
+            .chain(&ingested.deleted)
+            .copied()
+            .chain(ingested.changes.iter().map(|c| c.service_id))
+            .collect();
+        self.sync(&ids).await
+    }
+
+    pub async fn set_server_checks(
+        &self,
+        server_id: i64,
+        checks: &[CheckDecl],
+        now: DateTime<Utc>,
+    ) -> Result<Ingested, StoreError> {
+        let ingested = self.store.set_server_checks(server_id, checks, now).await?;
+        self.sync_ingested(&ingested).await?;
+        Ok(ingested)
+    }
+
+    pub async fn record_results(
+        &self,
+        server_id: i64,
+        results: &[StatusUpdate],
+        now: DateTime<Utc>,
+    ) -> Result<Ingested, StoreError> {
+        let ingested = self.store.record_results(server_id, results, now).await?;
+        self.sync_ingested(&ingested).await?;
+        Ok(ingested)
+    }
+
+    /// The ids of a server's checks in memory.
+    fn checks_of(&self, server_id: i64) -> Vec<i64> {
+        self.read()
+            .by_id
+            .values()
+            .filter(|e| e.service.server_id == Some(server_id))
+            .map(|e| e.service.id)
+            .collect()
+    }
+
+    pub async fn agent_seen(
+        &self,
+        server_id: i64,
+        heartbeat_secs: i64,
+        version: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StatusEventView>, StoreError> {
+        let changes = self
+            .store
+            .agent_seen(server_id, heartbeat_secs, version, now)
+            .await?;
+        self.sync(&changes.iter().map(|c| c.service_id).collect::<Vec<_>>())
+            .await?;
+        Ok(changes)
+    }
+
+    pub async fn revoke_server(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<StatusEventView>>, StoreError> {
+        let revoked = self.store.revoke_server(id, now).await?;
+        self.sync(&self.checks_of(id)).await?;
+        Ok(revoked)
+    }
+
+    pub async fn delete_server(&self, id: i64) -> Result<Option<Vec<i64>>, StoreError> {
+        let checks = self.checks_of(id);
+        let deleted = self.store.delete_server(id).await?;
+        self.sync(&checks).await?;
+        Ok(deleted)
+    }
+}
+
+/// How often a hub sharing its database reads every service again, for the
+/// changes that leave no event (a heartbeat or a push ping that changes no
+/// status, written by another hub).
+pub const SHARED_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Registry {
+    /// With several hubs on one database: applies every change in the shared
+    /// event log (the other hubs' and this one's) to memory, and reads every
+    /// service again every [`SHARED_RELOAD_EVERY`]. Runs until `shutdown`.
+    pub async fn follow(
+        self: Arc<Self>,
+        mut log: tokio::sync::broadcast::Receiver<crate::live::LiveEvent>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut reload = tokio::time::interval(SHARED_RELOAD_EVERY);
+        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let done = tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = reload.tick() => self.reload().await,
+                event = log.recv() => match event {
+                    Ok(event) => self.apply_logged(&event).await,
+                    Err(RecvError::Lagged(_)) => self.reload().await,
+                    Err(RecvError::Closed) => break,
+                },
+            };
+            if let Err(e) = done {
+                tracing::warn!(error = ?e, "the registry could not follow the database");
+            }
+        }
+    }
+
+    /// Brings memory up to date with one logged change.
+    async fn apply_logged(&self, event: &crate::live::LiveEvent) -> Result<(), StoreError> {
+        let number = |key: &str| event.data.get(key).and_then(serde_json::Value::as_i64);
+        match event.kind {
+            "service.created" | "service.updated" | "service.deleted" | "check" => {
+                match number("id") {
+                    Some(id) => self.sync(&[id]).await,
+                    None => Ok(()),
+                }
+            }
+            "status" => match number("service_id") {
+                Some(id) => self.sync(&[id]).await,
+                None => Ok(()),
+            },
+            "result" => {
+                let check = event.data.get("check").and_then(serde_json::Value::as_str);
+                let known = self.read().by_id.values().find_map(|e| {
+                    (e.service.server_id == number("server_id")
+                        && e.service.check_name.as_deref() == check)
+                        .then_some(e.service.id)
+                });
+                match known {
+                    Some(id) => self.sync(&[id]).await,
+                    None => self.reload().await,
+                }
+            }
+            "scan" | "server.updated" | "server.deleted" => self.reload().await,
+            _ => Ok(()),
+        }
+    }
+}
