@@ -19,6 +19,7 @@ mod openapi;
 mod persistence;
 mod probes;
 mod prometheus;
+mod registry;
 mod services;
 mod store;
 mod systemd;

@@ -46,7 +46,7 @@ const DAY: i64 = 86_400;
 const MISSING: i64 = 999_999;
 
 /// `secs` after a fixed moment (whole seconds: the store keeps milliseconds).
-fn at(secs: i64) -> DateTime<Utc> {
+pub(crate) fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
 }
 
@@ -58,7 +58,7 @@ enum Location {
 
 /// A story's database, which can be opened again (its temporary directory
 /// lives as long as this).
-struct Db {
+pub(crate) struct Db {
     location: Location,
     _dir: Option<tempfile::TempDir>,
 }
@@ -83,7 +83,7 @@ impl Db {
 
 /// A new, empty store on the engine this run tests: SQLite, or PostgreSQL
 /// when `LOOKOUT_TEST_DATABASE=postgres`.
-async fn open() -> (SqlStore, Db) {
+pub(crate) async fn open() -> (SqlStore, Db) {
     let db = if hubs_on_postgres() {
         Db {
             location: Location::Postgres(fresh_database().await),
@@ -99,11 +99,11 @@ async fn open() -> (SqlStore, Db) {
     (db.connect().await, db)
 }
 
-fn new_service(body: Value) -> NewService {
+pub(crate) fn new_service(body: Value) -> NewService {
     parse_new_service(body.as_object().unwrap()).expect("a valid service")
 }
 
-fn patch(body: Value) -> ServicePatch {
+pub(crate) fn patch(body: Value) -> ServicePatch {
     parse_service_patch(body.as_object().unwrap()).expect("a valid patch")
 }
 
@@ -121,7 +121,7 @@ fn moves(changes: &[StatusEventView]) -> Vec<(i64, Status, Status)> {
     moves
 }
 
-fn passed(service: &Service, secs: i64, latency_ms: u64) -> HealthCheck {
+pub(crate) fn passed(service: &Service, secs: i64, latency_ms: u64) -> HealthCheck {
     HealthCheck {
         service_id: service.id,
         checked_at: at(secs),

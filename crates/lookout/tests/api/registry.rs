@@ -1,0 +1,226 @@
+//! The registry: services in memory, read without SQL, changed only through
+//! it; the list served from kept bytes with an `ETag`, and its filters.
+
+use std::sync::Arc;
+
+use lookout_hub::config::CheckDefaults;
+use lookout_hub::registry::{ListFilter, Registry};
+use lookout_hub::store::Store;
+use lookout_proto::status::Status;
+use reqwest::header::{ETAG, IF_NONE_MATCH};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::store::{at, new_service, open, passed, patch};
+
+/// Once loaded, reads answer from memory: they still answer with the
+/// database closed, and every write before shows in them.
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_answer_from_memory_and_show_every_write() {
+    let (store, _db) = open().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let registry = Registry::load(store.clone(), CheckDefaults::default())
+        .await
+        .unwrap();
+    let (web, _) = registry
+        .create(
+            &new_service(
+                json!({"name": "Web", "base_url": "http://127.0.0.1:9", "health_endpoint": "/h"}),
+            ),
+            at(0),
+        )
+        .await
+        .unwrap();
+    let (api, _) = registry
+        .create(&new_service(json!({"name": "api"})), at(1))
+        .await
+        .unwrap();
+    let before = registry.version();
+    registry
+        .record_health_check(&passed(&web, 2, 12))
+        .await
+        .unwrap();
+    assert!(registry.version() > before, "a check result is a change");
+    registry
+        .update(api.id, &patch(json!({"description": "the API"})), at(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(registry.delete(api.id).await.unwrap());
+    let (db, _) = registry
+        .create(&new_service(json!({"name": "db"})), at(4))
+        .await
+        .unwrap();
+
+    store.close().await;
+    let names: Vec<String> = registry
+        .services(&ListFilter::configured())
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["db", "Web"], "by name, ignoring case");
+    let web_now = registry.get(web.id).unwrap();
+    assert_eq!(web_now.service.state, Status::Ok);
+    assert_eq!(web_now.service.last_latency_ms, Some(12));
+    assert!(registry.get(api.id).is_none(), "deleted");
+    let (_, body) = registry.list_json(&ListFilter::configured());
+    let listed: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1]["id"], web.id);
+    assert_eq!(listed[1]["state"], "OK");
+    assert_eq!(listed[1]["last_latency_ms"], 12);
+    // A write with the database gone fails and leaves memory as it was.
+    assert!(registry.delete(db.id).await.is_err());
+    assert!(registry.get(db.id).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_list_answers_304_until_it_changes_and_filters_by_state_name_and_server() {
+    let hub = lookout_testkit::spawn_hub().await;
+    let closed = lookout_testkit::closed_port();
+    let up = lookout_testkit::Target::start(200).await;
+    hub.create_service(
+        json!({"name": "Jellyfin", "base_url": up.url(), "health_endpoint": "/health"}),
+    )
+    .await;
+    let down = hub
+        .create_service(json!({"name": "jellyseerr", "base_url": format!("http://127.0.0.1:{closed}"), "health_endpoint": "/"}))
+        .await;
+    let down_id = down["id"].as_i64().unwrap();
+    hub.wait_for_service(down_id, std::time::Duration::from_secs(10), |s| {
+        s["state"] == "FAILURE"
+    })
+    .await;
+
+    let r = hub.get("/api/services").await;
+    assert_eq!(r.status(), 200);
+    let tag = r.headers()[ETAG].to_str().unwrap().to_owned();
+    let first: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(first.len(), 2);
+    // The same list again: 304, no body.
+    let again = hub
+        .client
+        .get(hub.url("/api/services"))
+        .header(IF_NONE_MATCH, &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()[ETAG].to_str().unwrap(), tag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    // A change makes a new list.
+    hub.create_service(json!({"name": "paperless"})).await;
+    let changed = hub
+        .client
+        .get(hub.url("/api/services"))
+        .header(IF_NONE_MATCH, &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()[ETAG].to_str().unwrap(), tag);
+
+    let names = |list: Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(hub.get_json("/api/services?state=FAILURE").await),
+        ["jellyseerr"]
+    );
+    assert_eq!(
+        names(hub.get_json("/api/services?q=JELLY").await),
+        ["Jellyfin", "jellyseerr"]
+    );
+    assert_eq!(
+        names(hub.get_json("/api/services?q=paper&state=UNKNOWN").await),
+        ["paperless"]
+    );
+    assert!(names(hub.get_json("/api/services?server=1").await).is_empty());
+    // A filter that is not one is named.
+    let r = hub.get("/api/services?state=DOWN&server=x").await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    let fields: Vec<&str> = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["state", "server"], "{body}");
+}
+
+/// The store methods that change services, called by the registry alone.
+const SERVICE_WRITES: &[&str] = &[
+    "create_service",
+    "update_service",
+    "delete_service",
+    "record_health_check",
+    "reconcile_state",
+    "apply_scan",
+    "set_unit_state",
+    "set_unit_link",
+    "delete_removed",
+    "heartbeat",
+    "overdue",
+    "remove_silent_heartbeats",
+    "set_push_token",
+    "record_push",
+    "set_server_checks",
+    "record_results",
+    "agent_seen",
+    "revoke_server",
+    "delete_server",
+];
+
+/// Every Rust file under `dir`, with its text.
+fn sources(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut found = vec![];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            found.push((path, text));
+        }
+    }
+    found
+}
+
+/// The text before the file's unit tests, which may set up a store directly.
+fn shipped(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or(text)
+}
+
+#[test]
+fn no_module_but_the_registry_changes_services_in_the_store() {
+    let hub = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hub/src");
+    let files = sources(&hub);
+    assert!(files.len() > 30, "read the hub's sources: {}", files.len());
+    let mut offenders = vec![];
+    for (path, text) in &files {
+        if path.ends_with("registry.rs") {
+            continue;
+        }
+        // `store.method(` possibly split over lines, as rustfmt writes it.
+        let flat: String = shipped(text).split_whitespace().collect();
+        for method in SERVICE_WRITES {
+            if flat.contains(&format!("store.{method}(")) {
+                offenders.push(format!("{} calls store.{method}", path.display()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+    let registry = std::fs::read_to_string(hub.join("registry.rs")).unwrap();
+    let flat: String = registry.split_whitespace().collect();
+    for method in SERVICE_WRITES {
+        assert!(
+            flat.contains(&format!("store.{method}(")),
+            "the registry has a way to call {method}"
+        );
+    }
+}
