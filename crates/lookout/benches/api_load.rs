@@ -1,86 +1,107 @@
-//! Benchmark: `GET /api/services` with 1,000 services under concurrent load.
+//! Benchmark: `GET /api/services` under concurrent load, against a ceiling
+//! measured in the same run.
 //!
-//! Starts the real `lookout serve` binary (release build) on loopback, registers
-//! 1,000 services, then runs a closed-loop load of CONCURRENCY keep-alive clients
-//! for DURATION and prints requests/s, p50/p99 latency and the hub's peak RSS.
+//! Starts the real `lookout serve` binary (release build) on loopback and
+//! registers 1,000 services from one keep-alive client (registrations/s).
+//! Then runs a closed-loop load of CONCURRENCY keep-alive clients for
+//! DURATION against:
+//! - the hub's list;
+//! - the ceiling: this bench re-run as a child process serving the same bytes
+//!   as a static body from a bare HTTP server (axum, no middleware);
+//! - the hub's list with `If-None-Match` (every answer a 304).
+//!
+//! Then grows the registry to 10,000 services and loads the list again.
+//! Prints requests/s, p50/p99 latency, the ratios the core is held to, and the
+//! hub's peak RSS.
 //!
 //! Run: `cargo bench -p lookout --bench api_load`
 
-use lookout_testkit::bench::{percentile, spawn_hub_binary, status_kib};
 use std::time::{Duration, Instant};
 
+use lookout_testkit::bench::{percentile, spawn_child_mode, spawn_hub_binary, status_kib};
+
 const SERVICES: usize = 1_000;
+const MORE_SERVICES: usize = 10_000;
 const CONCURRENCY: usize = 32;
 const DURATION: Duration = Duration::from_secs(10);
+const STATIC_MODE: &str = "LOOKOUT_BENCH_STATIC_BODY";
 
-#[tokio::main]
-async fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        println!("api_load: benchmark");
-        return;
+/// Where the parent leaves the body the child serves.
+fn body_path(parent: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("lookout-bench-list-{parent}.json"))
+}
+
+/// The child: serves the body the parent left, as a static file would be.
+async fn serve_static() {
+    let body = axum::body::Bytes::from(
+        std::fs::read(body_path(std::os::unix::process::parent_id())).unwrap(),
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("{}", listener.local_addr().unwrap().port());
+    axum::serve(listener, app).await.unwrap();
+}
+
+struct Load {
+    requests: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
     }
-    let mut hub = spawn_hub_binary(std::path::Path::new(env!("CARGO_BIN_EXE_lookout")));
-    let pid = hub.pid().expect("a hub process");
-    let base = format!("http://{}", hub.addr);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONCURRENCY)
-        .build()
-        .unwrap();
-    let idle_rss = status_kib(pid, "VmRSS:");
 
-    // Register the services. Their health endpoints point at a closed port with
-    // an hour's interval, so the one check each gets is quick and the load below
-    // measures the API, not the checker.
-    let closed = lookout_testkit::closed_port();
-    for i in 0..SERVICES {
-        let r = client
-            .post(format!("{base}/api/services"))
-            .json(&serde_json::json!({
-                "name": format!("service-{i:04}"),
-                "description": format!("Benchmark service number {i}"),
-                "base_url": format!("http://127.0.0.1:{closed}"),
-                "health_endpoint": "/health",
-                "port": closed,
-                "check_interval_secs": 3600,
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+    fn print(&self, what: &str) {
+        println!(
+            "  {what:<34} {:>7.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+            self.rate(),
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3
+        );
     }
-    let body = client
-        .get(format!("{base}/api/services"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), SERVICES);
+}
 
-    // Warm-up, then the measured run.
+/// CONCURRENCY clients, each sending the next request when the last is read.
+async fn load(client: &reqwest::Client, url: &str, etag: Option<&str>, expect: u16) -> Load {
+    let send = |client: &reqwest::Client| {
+        let mut request = client.get(url);
+        if let Some(tag) = etag {
+            request = request.header("if-none-match", tag);
+        }
+        request.send()
+    };
     for _ in 0..20 {
-        client
-            .get(format!("{base}/api/services"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        send(client).await.unwrap().bytes().await.unwrap();
     }
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..CONCURRENCY {
         let client = client.clone();
-        let url = format!("{base}/api/services");
+        let (url, etag) = (url.to_owned(), etag.map(str::to_owned));
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while started.elapsed() < DURATION {
                 let t = Instant::now();
-                let r = client.get(&url).send().await.unwrap();
-                assert!(r.status().is_success());
+                let mut request = client.get(&url);
+                if let Some(tag) = &etag {
+                    request = request.header("if-none-match", tag);
+                }
+                let r = request.send().await.unwrap();
+                assert_eq!(r.status().as_u16(), expect);
                 r.bytes().await.unwrap();
                 latencies.push(t.elapsed());
             }
@@ -93,34 +114,120 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let peak_rss = status_kib(pid, "VmHWM:");
+    Load {
+        requests: latencies.len(),
+        elapsed,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+    }
+}
+
+/// Registers services `from..to` one after another; their rate per second.
+async fn register(client: &reqwest::Client, base: &str, from: usize, to: usize) -> f64 {
+    // Health endpoints on a closed port with an hour's interval: the one
+    // check each gets is quick, and the load measures the API.
+    let closed = lookout_testkit::closed_port();
+    let started = Instant::now();
+    for i in from..to {
+        let r = client
+            .post(format!("{base}/api/services"))
+            .json(&serde_json::json!({
+                "name": format!("service-{i:05}"),
+                "description": format!("Benchmark service number {i}"),
+                "base_url": format!("http://127.0.0.1:{closed}"),
+                "health_endpoint": "/health",
+                "port": closed,
+                "check_interval_secs": 3600,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    (to - from) as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("api_load: benchmark");
+        return;
+    }
+    if std::env::var_os(STATIC_MODE).is_some() {
+        serve_static().await;
+        return;
+    }
+    let mut hub = spawn_hub_binary(std::path::Path::new(env!("CARGO_BIN_EXE_lookout")));
+    let pid = hub.pid().expect("a hub process");
+    let base = format!("http://{}", hub.addr);
+    let list = format!("{base}/api/services");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
+    let idle_rss = status_kib(pid, "VmRSS:");
+
+    let registrations = register(&client, &base, 0, SERVICES).await;
+    let r = client.get(&list).send().await.unwrap();
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let body = r.bytes().await.unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), SERVICES);
+
+    std::fs::write(body_path(std::process::id()), &body).unwrap();
+    let (mut child, ports) = spawn_child_mode(STATIC_MODE);
+    let ceiling_url = format!("http://127.0.0.1:{}/", ports[0]);
+    let served = client
+        .get(&ceiling_url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(served.len(), body.len());
 
     println!(
-        "GET /api/services with {SERVICES} services ({} KiB per response)",
+        "GET /api/services, {CONCURRENCY} keep-alive clients, {} s each ({} KiB per list of {SERVICES})",
+        DURATION.as_secs(),
         body.len() / 1024
     );
+    let hub_1k = load(&client, &list, None, 200).await;
+    hub_1k.print("hub, 1,000 services");
+    let ceiling = load(&client, &ceiling_url, None, 200).await;
+    ceiling.print("ceiling: static body, same bytes");
+    let not_modified = load(&client, &list, Some(&etag), 304).await;
+    not_modified.print("hub, If-None-Match (304)");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(body_path(std::process::id()));
+    let peak_1k = status_kib(pid, "VmHWM:");
+
+    let more = register(&client, &base, SERVICES, MORE_SERVICES).await;
+    let hub_10k = load(&client, &list, None, 200).await;
+    hub_10k.print("hub, 10,000 services");
+
     println!(
-        "  concurrency        {CONCURRENCY} keep-alive clients, {:.1} s",
-        elapsed.as_secs_f64()
-    );
-    println!("  requests           {}", latencies.len());
-    println!(
-        "  throughput         {:.0} requests/s",
-        latencies.len() as f64 / elapsed.as_secs_f64()
+        "  throughput / ceiling               {:.2} (held to >= 0.60)",
+        hub_1k.rate() / ceiling.rate()
     );
     println!(
-        "  latency p50        {:.2} ms",
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3
+        "  p99 / ceiling p99                  {:.2} (held to <= 2)",
+        hub_1k.p99.as_secs_f64() / ceiling.p99.as_secs_f64()
     );
     println!(
-        "  latency p99        {:.2} ms",
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+        "  10,000 / 1,000 services            {:.2} (held to >= 0.10)",
+        hub_10k.rate() / hub_1k.rate()
     );
+    println!("  registrations      {registrations:.0}/s (first 1,000), {more:.0}/s (to 10,000)");
     println!(
         "  hub RSS idle       {:.1} MiB (before registering)",
         idle_rss as f64 / 1024.0
     );
-    println!("  hub peak RSS       {:.1} MiB", peak_rss as f64 / 1024.0);
-
+    println!(
+        "  hub peak RSS       {:.1} MiB with 1,000, {:.1} MiB with 10,000",
+        peak_1k as f64 / 1024.0,
+        status_kib(pid, "VmHWM:") as f64 / 1024.0
+    );
     hub.stop().await;
 }
