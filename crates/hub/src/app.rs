@@ -32,6 +32,8 @@ pub struct Application {
     shared: Option<String>,
     self_check: bool,
     header_timeout: std::time::Duration,
+    /// Background tasks added with [`Application::supervise`].
+    extra_tasks: Vec<(&'static str, futures::future::BoxFuture<'static, ()>)>,
 }
 
 impl Application {
@@ -67,6 +69,7 @@ impl Application {
             auth,
             store,
             registry,
+            health: Arc::new(TaskHealth::default()),
             checker: Checker::new(metrics.clone())
                 .context("cannot build the HTTP client for health checks")?,
             metrics,
@@ -113,6 +116,7 @@ impl Application {
             shared,
             self_check: config.self_check,
             header_timeout: config.header_timeout,
+            extra_tasks: Vec::new(),
         })
     }
 
@@ -160,40 +164,50 @@ impl Application {
             hub_id: self.hub_id.clone(),
             lease: self.cluster.check_lease,
         };
-        let scheduler = tokio::spawn(scheduler.run(stop.clone()));
-        let recorder = tokio::spawn(crate::live::run_recorder(
-            self.state.store.clone(),
-            self.state.events.clone(),
-            self.shared.is_none().then(|| self.state.live.clone()),
-            self.state.clock.clone(),
-            stop.clone(),
-        ));
-        let tailer = self.shared.clone().map(|url| {
-            let (store, fleet) = (self.state.store.clone(), self.state.fleet.clone());
-            tokio::spawn(crate::live::run_tailer(
-                url,
+        let mut tasks = Supervisor::default();
+        tasks.spawn("health scheduler", scheduler.run(stop.clone()));
+        tasks.spawn(
+            "event recorder",
+            crate::live::run_recorder(
                 self.state.store.clone(),
-                self.state.live.clone(),
-                move |event| crate::agents::follow_other_hubs(&store, &fleet, event),
+                self.state.events.clone(),
+                self.shared.is_none().then(|| self.state.live.clone()),
+                self.state.clock.clone(),
                 stop.clone(),
-            ))
-        });
-        let follower = self.shared.is_some().then(|| {
-            tokio::spawn(
+            ),
+        );
+        if let Some(url) = self.shared.clone() {
+            let (store, fleet) = (self.state.store.clone(), self.state.fleet.clone());
+            tasks.spawn(
+                "event log follower",
+                crate::live::run_tailer(
+                    url,
+                    self.state.store.clone(),
+                    self.state.live.clone(),
+                    move |event| crate::agents::follow_other_hubs(&store, &fleet, event),
+                    stop.clone(),
+                ),
+            );
+            tasks.spawn(
+                "registry follower",
                 self.state
                     .registry
                     .clone()
                     .follow(self.state.live.subscribe(), stop.clone()),
-            )
-        });
-        let pruner = tokio::spawn(crate::live::run_pruner(
-            self.state.store.clone(),
-            self.state.auth.clone(),
-            self.state.clock.clone(),
-            self.retention,
-            stop.clone(),
-        ));
-        let notifier = tokio::spawn(
+            );
+        }
+        tasks.spawn(
+            "pruner",
+            crate::live::run_pruner(
+                self.state.store.clone(),
+                self.state.auth.clone(),
+                self.state.clock.clone(),
+                self.retention,
+                stop.clone(),
+            ),
+        );
+        tasks.spawn(
+            "notifier",
             crate::notify::Notifier {
                 store: self.state.store.clone(),
                 events: match &self.shared {
@@ -209,12 +223,19 @@ impl Application {
             }
             .run(stop.clone()),
         );
-        let sweeper = tokio::spawn(crate::routes::heartbeat::run_sweeper(
-            self.state.clone(),
-            self.hub_id.clone(),
-            self.cluster.check_lease,
-            stop.clone(),
-        ));
+        tasks.spawn(
+            "overdue sweeper",
+            crate::routes::heartbeat::run_sweeper(
+                self.state.clone(),
+                self.hub_id.clone(),
+                self.cluster.check_lease,
+                stop.clone(),
+            ),
+        );
+        for (name, task) in self.extra_tasks {
+            tasks.spawn(name, task);
+        }
+        let health = self.state.health.clone();
         let store = self.state.store.clone();
         let trusted = self.state.auth.settings.trusted_proxies.clone();
         let header_timeout = self.header_timeout;
@@ -229,33 +250,111 @@ impl Application {
             // ordinary requests in flight.
             stop_serving.cancel();
         };
-        let served: anyhow::Result<()> = match self.tls {
-            Some(config) => match crate::tls::TlsListener::new(self.listener, config) {
-                Ok(listener) => {
+        let (listener, tls) = (self.listener, self.tls);
+        let serving = async move {
+            match tls {
+                Some(config) => match crate::tls::TlsListener::new(listener, config) {
+                    Ok(listener) => {
+                        crate::serve::serve(listener, app, trusted, header_timeout, graceful).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e).context("cannot start the TLS listener"),
+                },
+                None => {
                     crate::serve::serve(listener, app, trusted, header_timeout, graceful).await;
                     Ok(())
                 }
-                Err(e) => Err(e).context("cannot start the TLS listener"),
-            },
-            None => {
-                crate::serve::serve(self.listener, app, trusted, header_timeout, graceful).await;
-                Ok(())
+            }
+        };
+        tokio::pin!(serving);
+        // A background task that ends before the hub is told to stop leaves
+        // it half alive: it is no longer ready, and it stops.
+        let served: anyhow::Result<()> = tokio::select! {
+            served = &mut serving => served,
+            (name, why) = tasks.unexpected_exit(&stop) => {
+                tracing::error!(task = name, "the {name} {why}; the hub stops");
+                health.task_failed(name);
+                // Long enough for a load balancer's probe to see it.
+                tokio::time::sleep(UNREADY_BEFORE_STOPPING).await;
+                stop.cancel();
+                let _ = serving.await;
+                Err(anyhow::anyhow!("the {name} {why}; the hub stopped"))
             }
         };
         stop.cancel();
-        let _ = scheduler.await;
-        let _ = recorder.await;
-        if let Some(tailer) = tailer {
-            let _ = tailer.await;
-        }
-        if let Some(follower) = follower {
-            let _ = follower.await;
-        }
-        let _ = pruner.await;
-        let _ = sweeper.await;
-        let _ = notifier.await;
+        tasks.stop().await;
         store.close().await;
         served
+    }
+
+    /// Runs `task` beside the hub's own background tasks, under the same
+    /// supervision: if it ends before the hub is told to stop, the hub is no
+    /// longer ready and stops with an error.
+    pub fn supervise(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) {
+        self.extra_tasks.push((name, Box::pin(task)));
+    }
+}
+
+/// How long a hub whose background task died answers `/readyz` with 503
+/// before it stops.
+pub const UNREADY_BEFORE_STOPPING: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The hub's background tasks, each with its name.
+#[derive(Default)]
+struct Supervisor {
+    set: tokio::task::JoinSet<()>,
+    names: std::collections::HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Supervisor {
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = self.set.spawn(task);
+        self.names.insert(handle.id(), name);
+    }
+
+    /// The first task to end while `stop` is not cancelled, and how it
+    /// ended; never, if none does.
+    async fn unexpected_exit(&mut self, stop: &CancellationToken) -> (&'static str, &'static str) {
+        loop {
+            let (id, why) = match self.set.join_next_with_id().await {
+                None => return std::future::pending().await,
+                Some(Ok((id, ()))) => (id, "ended"),
+                Some(Err(e)) if e.is_panic() => (e.id(), "panicked"),
+                Some(Err(e)) => (e.id(), "was cancelled"),
+            };
+            if !stop.is_cancelled() {
+                return (
+                    self.names.get(&id).copied().unwrap_or("background task"),
+                    why,
+                );
+            }
+        }
+    }
+
+    /// Waits for every task to end (they end when the hub's stop is cancelled).
+    async fn stop(&mut self) {
+        while self.set.join_next().await.is_some() {}
+    }
+}
+
+/// Whether the hub's background tasks all run; `/readyz` reports it.
+#[derive(Debug, Default)]
+pub struct TaskHealth {
+    failed: std::sync::Mutex<Option<&'static str>>,
+}
+
+impl TaskHealth {
+    fn task_failed(&self, name: &'static str) {
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
+    }
+
+    /// The task that ended before its time, if one did.
+    pub fn failed(&self) -> Option<&'static str> {
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -132,12 +132,31 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
     let m = method.as_str();
     Some(match (m, path) {
         ("GET", "/api/services") => Doc {
-            query: &[(
-                "status",
-                Takes::Words(&["configured", "discovered", "raw", "all"]),
-                "configured (default), discovered, raw or all",
-            )],
-            ..doc("List services", "services", Many("ServiceView"))
+            query: &[
+                (
+                    "status",
+                    Takes::Words(&["configured", "discovered", "raw", "all"]),
+                    "configured (default), discovered, raw or all",
+                ),
+                (
+                    "state",
+                    Takes::Words(&["OK", "UPDATE", "WARNING", "FAILURE", "UNKNOWN"]),
+                    "only services in this state",
+                ),
+                ("q", Takes::Text, "only services whose name contains this (any case)"),
+                ("server", Takes::Text, "only the checks of this server (its id)"),
+                (
+                    "limit",
+                    Takes::Text,
+                    "at most this many (1 to 1000); more pages are named by a Link: rel=\"next\" header",
+                ),
+                ("after", Takes::Text, "the cursor of a Link: rel=\"next\" header"),
+            ],
+            ..doc(
+                "List services (ETag: If-None-Match answers 304 while nothing changed)",
+                "services",
+                Many("ServiceView"),
+            )
         },
         ("POST", "/api/services") => Doc {
             body: Some("a service's fields; name is required"),

@@ -83,6 +83,44 @@ fn sort_key(s: &Service) -> SortKey {
     (s.name.to_lowercase(), s.name.clone(), s.id)
 }
 
+/// A place in the list order, for `?after=`: where the last page ended. It
+/// names the service's place, not the service, so a page boundary survives
+/// the service being renamed or deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(SortKey);
+
+impl Cursor {
+    /// Just after `service`.
+    pub fn after(service: &Service) -> Self {
+        Self(sort_key(service))
+    }
+
+    /// Reads a cursor as [`Cursor::to_string`] writes it: the name in hex, a
+    /// dot, the id.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (name, id) = text.rsplit_once('.')?;
+        let name = String::from_utf8(hex::decode(name).ok()?).ok()?;
+        Some(Self((name.to_lowercase(), name, id.parse().ok()?)))
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", hex::encode(&self.0 .1), self.0 .2)
+    }
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct Page {
+    /// The registry version the page shows.
+    pub version: u64,
+    /// A JSON array of service views.
+    pub body: Bytes,
+    /// Where the next page starts, if there is one.
+    pub next: Option<Cursor>,
+}
+
 #[derive(Default)]
 struct Memory {
     by_id: HashMap<i64, Arc<Entry>>,
@@ -316,6 +354,29 @@ impl Registry {
         let body = json_array(memory.entries(filter).map(|e| &e.json));
         memory.lists.insert(filter.status, body.clone());
         (memory.version, body)
+    }
+
+    /// At most `limit` services `filter` admits, after `after` in list order.
+    pub fn page(&self, filter: &ListFilter, after: Option<&Cursor>, limit: usize) -> Page {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let memory = self.read();
+        let start = after.map_or(Unbounded, |c| Excluded(c.0.clone()));
+        let mut shown: Vec<&Arc<Entry>> = memory
+            .order
+            .range((start, Unbounded))
+            .filter_map(|(_, id)| memory.by_id.get(id))
+            .filter(|e| filter.admits(&e.service))
+            .take(limit.saturating_add(1))
+            .collect();
+        let more = shown.len() > limit;
+        shown.truncate(limit);
+        Page {
+            version: memory.version,
+            body: json_array(shown.iter().map(|e| &e.json)),
+            next: more
+                .then(|| shown.last().map(|e| Cursor::after(&e.service)))
+                .flatten(),
+        }
     }
 
     // ---- Writes: through the store, then into memory -------------------------

@@ -100,9 +100,11 @@ async fn load(client: &reqwest::Client, url: &str, etag: Option<&str>, expect: u
                 if let Some(tag) = &etag {
                     request = request.header("if-none-match", tag);
                 }
-                let r = request.send().await.unwrap();
+                let mut r = request.send().await.unwrap();
                 assert_eq!(r.status().as_u16(), expect);
-                r.bytes().await.unwrap();
+                // Read and drop, as wrk does: the client's copies are not
+                // the server's cost.
+                while r.chunk().await.unwrap().is_some() {}
                 latencies.push(t.elapsed());
             }
             latencies
@@ -147,6 +149,19 @@ async fn register(client: &reqwest::Client, base: &str, from: usize, to: usize) 
     (to - from) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Waits until every service has had its first check (they then stay as they
+/// are for the hour of their interval), so the list stops changing.
+async fn settle(client: &reqwest::Client, list: &str) {
+    loop {
+        let services: Vec<serde_json::Value> =
+            client.get(list).send().await.unwrap().json().await.unwrap();
+        if services.iter().all(|s| !s["last_health_check"].is_null()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -168,6 +183,7 @@ async fn main() {
     let idle_rss = status_kib(pid, "VmRSS:");
 
     let registrations = register(&client, &base, 0, SERVICES).await;
+    settle(&client, &list).await;
     let r = client.get(&list).send().await.unwrap();
     let etag = r.headers()["etag"].to_str().unwrap().to_owned();
     let body = r.bytes().await.unwrap();
@@ -204,6 +220,7 @@ async fn main() {
     let peak_1k = status_kib(pid, "VmHWM:");
 
     let more = register(&client, &base, SERVICES, MORE_SERVICES).await;
+    settle(&client, &list).await;
     let hub_10k = load(&client, &list, None, 200).await;
     hub_10k.print("hub, 10,000 services");
 

@@ -69,7 +69,7 @@ async fn main() {
     assert!(add.wait().unwrap().success());
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--systemd", "none", "--auth", "required"])
-        .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        .args(["--listen", "127.0.0.1:0", "--log", "info"])
         .arg("--data-dir")
         .arg(dir.path());
     let mut hub = lookout_testkit::spawn_hub_process(cmd, dir);

@@ -32,6 +32,12 @@ use crate::store::{Service, Store};
 /// How often the scheduler re-reads the registry even without events.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
 
+/// How soon after a new service the leases are renewed to take it in: soon
+/// enough that its first check is not noticeably late, late enough that a
+/// burst of registrations costs one renewal (each reads every lease), not one
+/// each.
+pub const LEASE_SOON: Duration = Duration::from_millis(50);
+
 pub struct Scheduler {
     pub store: Arc<dyn Store>,
     pub registry: Arc<crate::registry::Registry>,
@@ -131,7 +137,7 @@ impl Scheduler {
                 // The registry changed in a way that changes the plan (here
                 // or, followed, on another hub): lease new services at once.
                 Ok(()) = shape.changed() => {
-                    held.renew_at = Instant::now();
+                    held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
                     resync = true;
                 }
                 event = events.recv() => match event {
@@ -144,10 +150,10 @@ impl Scheduler {
                         | Event::ServerUpdated { .. }
                         | Event::ServerDeleted { .. },
                     ) => {}
-                    // A new service is leased at once, so its first check
+                    // A new service is leased within LEASE_SOON, so its first check
                     // does not wait for the next renewal.
                     Ok(Event::ServiceCreated { .. } | Event::ScanCompleted) => {
-                        held.renew_at = Instant::now();
+                        held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
                         resync = true;
                     }
                     Ok(Event::ServiceUpdated { .. } | Event::ServiceDeleted { .. })

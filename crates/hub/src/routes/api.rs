@@ -14,7 +14,7 @@ use super::table::Routes;
 use super::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
-use crate::registry::ListFilter;
+use crate::registry::{Cursor, ListFilter};
 use crate::store::Service;
 use lookout_proto::status::Status;
 
@@ -92,19 +92,85 @@ async fn list_services(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let filter = list_filter(&params)?;
+    let page = page_params(&params)?;
     let tag = state.registry.etag(state.registry.version());
     if if_none_match(&headers, &tag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
     }
-    let (version, body) = state.registry.list_json(&filter);
-    Ok((
+    let (version, body, next) = match page {
+        None => {
+            let (version, body) = state.registry.list_json(&filter);
+            (version, body, None)
+        }
+        Some((limit, after)) => {
+            let page = state.registry.page(&filter, after.as_ref(), limit);
+            (page.version, page.body, page.next)
+        }
+    };
+    let mut response = (
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
             (header::ETAG, state.registry.etag(version)),
         ],
         body,
     )
-        .into_response())
+        .into_response();
+    if let Some(next) = next {
+        // The same query, continued: `Link: <...>; rel="next"`.
+        let mut query: Vec<(&str, String)> = params
+            .iter()
+            .filter(|(k, _)| k.as_str() != "after")
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        query.sort();
+        query.push(("after", next.to_string()));
+        let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+        if let Ok(link) = format!("</api/services?{query}>; rel=\"next\"").parse() {
+            response.headers_mut().insert(header::LINK, link);
+        }
+    }
+    Ok(response)
+}
+
+/// Most services on one page.
+const MAX_PAGE: usize = 1000;
+
+/// `?limit=N` (1 to 1000) and `?after=CURSOR`; `None` without a limit: the
+/// whole list.
+fn page_params(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<Option<(usize, Option<Cursor>)>, ApiError> {
+    let mut problems = Vec::new();
+    let limit = match params.get("limit") {
+        None => None,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Some(n),
+            _ => {
+                problems.push(FieldError::new(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE}"),
+                ));
+                None
+            }
+        },
+    };
+    let after = match params.get("after") {
+        None => None,
+        Some(c) => Cursor::parse(c).or_else(|| {
+            problems.push(FieldError::new(
+                "after",
+                "must be a cursor from a Link: rel=\"next\" header",
+            ));
+            None
+        }),
+    };
+    if after.is_some() && limit.is_none() && problems.is_empty() {
+        problems.push(FieldError::new("limit", "is required with after"));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::BadRequest("invalid page".into(), problems));
+    }
+    Ok(limit.map(|limit| (limit, after)))
 }
 
 /// Whether `If-None-Match` names `tag` (or is `*`).

@@ -56,6 +56,8 @@ pub struct AppState {
     pub fleet: Arc<crate::agents::Fleet>,
     /// This hub's counters, for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether every background task still runs.
+    pub health: Arc<crate::app::TaskHealth>,
 }
 
 /// Settings of services that report in.

@@ -1,5 +1,6 @@
 //! Probes for load balancers and service managers: `/healthz` says the hub
-//! answers (liveness), `/readyz` that it can reach its database (readiness).
+//! answers (liveness), `/readyz` that it can reach its database and that
+//! every background task runs (readiness).
 //! Public, as probes are, and they reveal nothing but that.
 
 use std::time::Duration;
@@ -26,6 +27,12 @@ async fn healthz() -> Json<Value> {
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if let Some(task) = state.health.failed() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "failed": task})),
+        );
+    }
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => (
             StatusCode::OK,

@@ -224,3 +224,59 @@ fn no_module_but_the_registry_changes_services_in_the_store() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_follow_link_headers_and_survive_a_deletion() {
+    let hub = lookout_testkit::spawn_hub().await;
+    let mut ids = vec![];
+    for name in ["alpha", "Bravo", "charlie", "delta", "Echo"] {
+        ids.push(
+            hub.create_service(json!({"name": name})).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let mut seen = vec![];
+    let mut next = Some("/api/services?limit=2".to_owned());
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let r = hub.get(&path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        next = r.headers().get("link").map(|link| {
+            let link = link.to_str().unwrap();
+            assert!(link.ends_with(">; rel=\"next\""), "{link}");
+            link[1..link.find('>').unwrap()].to_owned()
+        });
+        let page: Vec<Value> = r.json().await.unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.iter().map(|s| s["name"].as_str().unwrap().to_owned()));
+        pages += 1;
+        if pages == 1 {
+            // The service a page ended on goes; the next page goes on after it.
+            let r = hub
+                .client
+                .delete(hub.url(&format!("/api/services/{}", ids[1])))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ["alpha", "Bravo", "charlie", "delta", "Echo"]);
+    // Filters hold across pages; bad paging is named.
+    let r = hub.get("/api/services?limit=1&q=e").await;
+    let link = r.headers()["link"].to_str().unwrap().to_owned();
+    assert!(link.contains("q=e"), "{link}");
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=2&after=zz", "after"),
+        ("after=61.1", "limit"),
+    ] {
+        let r = hub.get(&format!("/api/services?{query}")).await;
+        assert_eq!(r.status(), 400, "{query}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["fields"][0]["field"], field, "{query}: {body}");
+    }
+}
