@@ -27,10 +27,15 @@ use super::Checker;
 use crate::clock::SharedClock;
 use crate::config::CheckDefaults;
 use crate::events::{Event, EventBus};
-use crate::store::{Service, Store};
+use crate::registry::Entry;
+use crate::store::Store;
 
 /// How often the scheduler re-reads the registry even without events.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
+
+/// How soon after a change the scheduler looks at the registry: a burst of
+/// registrations costs one look, not one each.
+pub const PLAN_SOON: Duration = Duration::from_millis(20);
 
 /// How soon after a new service the leases are renewed to take it in: soon
 /// enough that its first check is not noticeably late, late enough that a
@@ -68,7 +73,7 @@ struct CheckKey {
 }
 
 struct Slot {
-    service: Service,
+    entry: Arc<Entry>,
     key: CheckKey,
     due: Instant,
     in_flight: bool,
@@ -82,7 +87,9 @@ impl Scheduler {
         let permits = Arc::new(Semaphore::new(self.defaults.concurrency));
         let mut slots: HashMap<i64, Slot> = HashMap::new();
         let mut running: JoinSet<i64> = JoinSet::new();
-        let mut resync = true;
+        // When to look at the registry again: soon after a change, so a
+        // burst of changes costs one look.
+        let mut resync_at = Some(Instant::now());
         let mut next_full_resync = Instant::now();
         let mut held = Held {
             owned: None,
@@ -93,17 +100,17 @@ impl Scheduler {
         loop {
             let now = Instant::now();
             if now >= held.renew_at && self.renew(&mut held).await {
-                resync = true;
+                resync_at = Some(now);
             }
-            if resync || now >= next_full_resync {
-                self.resync(&mut slots, held.owned.as_ref()).await;
-                resync = false;
+            if resync_at.is_some_and(|t| now >= t) || now >= next_full_resync {
+                self.resync(&mut slots, held.owned.as_ref());
+                resync_at = None;
                 next_full_resync = now + RESYNC_EVERY;
             }
 
             for slot in slots.values_mut().filter(|s| !s.in_flight && s.due <= now) {
                 slot.in_flight = true;
-                let service = slot.service.clone();
+                let entry = slot.entry.clone();
                 let (checker, registry, clock, events, defaults, permits) = (
                     self.checker.clone(),
                     self.registry.clone(),
@@ -114,7 +121,8 @@ impl Scheduler {
                 );
                 running.spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    let result = checker.check_service(&service, &defaults, clock.as_ref()).await;
+                    let service = &entry.service;
+                    let result = checker.check_service(service, &defaults, clock.as_ref()).await;
                     if let Err(e) = super::record_check(&registry, &events, &result).await {
                         tracing::warn!(service = service.id, error = ?e, "could not store a health check");
                     }
@@ -129,6 +137,7 @@ impl Scheduler {
                 .min()
                 .unwrap_or(next_full_resync)
                 .min(next_full_resync)
+                .min(resync_at.unwrap_or(next_full_resync))
                 .min(held.renew_at);
 
             tokio::select! {
@@ -138,7 +147,7 @@ impl Scheduler {
                 // or, followed, on another hub): lease new services at once.
                 Ok(()) = shape.changed() => {
                     held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
-                    resync = true;
+                    resync_at = soon(resync_at);
                 }
                 event = events.recv() => match event {
                     // Only changes to the registry change the plan; check
@@ -154,10 +163,10 @@ impl Scheduler {
                     // does not wait for the next renewal.
                     Ok(Event::ServiceCreated { .. } | Event::ScanCompleted) => {
                         held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
-                        resync = true;
+                        resync_at = soon(resync_at);
                     }
                     Ok(Event::ServiceUpdated { .. } | Event::ServiceDeleted { .. })
-                    | Err(broadcast::error::RecvError::Lagged(_)) => resync = true,
+                    | Err(broadcast::error::RecvError::Lagged(_)) => resync_at = soon(resync_at),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 Some(done) = running.join_next(), if !running.is_empty() => {
@@ -225,39 +234,48 @@ impl Scheduler {
 
     /// Brings the slots in line with the registry: new services are due now (or
     /// one interval after their last stored check), changed ones are due now,
-    /// deleted ones go.
-    async fn resync(&self, slots: &mut HashMap<i64, Slot>, owned: Option<&HashSet<i64>>) {
+    /// deleted ones go. A service the registry has not changed since the last
+    /// look is passed over by pointer.
+    fn resync(&self, slots: &mut HashMap<i64, Slot>, owned: Option<&HashSet<i64>>) {
         // Before the first lease renewal nothing is this hub's.
         let Some(owned) = owned else {
             slots.clear();
             return;
         };
-        let services = self
+        let entries = self
             .registry
-            .services(&crate::registry::ListFilter::configured());
+            .list(&crate::registry::ListFilter::configured());
         let now = Instant::now();
         let wall_now = self.clock.now();
-        let mut seen = std::collections::HashSet::with_capacity(services.len());
-        for service in services {
-            if !owned.contains(&service.id) {
+        let mut seen = HashSet::with_capacity(entries.len());
+        for entry in entries {
+            let id = entry.service.id;
+            if !owned.contains(&id) {
                 continue;
             }
+            if let Some(slot) = slots.get(&id) {
+                if Arc::ptr_eq(&slot.entry, &entry) {
+                    seen.insert(id);
+                    continue;
+                }
+            }
+            let service = &entry.service;
             let Some(url) = service.health_url() else {
                 continue;
             };
-            seen.insert(service.id);
+            seen.insert(id);
             let key = CheckKey {
                 url,
                 interval: service.interval(&self.defaults),
                 timeout: service.timeout(&self.defaults),
             };
-            match slots.get_mut(&service.id) {
+            match slots.get_mut(&id) {
                 Some(slot) => {
                     if slot.key != key {
                         slot.due = now;
                         slot.key = key;
                     }
-                    slot.service = service;
+                    slot.entry = entry;
                 }
                 None => {
                     let since_last = service
@@ -268,9 +286,9 @@ impl Scheduler {
                         _ => now,
                     };
                     slots.insert(
-                        service.id,
+                        id,
                         Slot {
-                            service,
+                            entry,
                             key,
                             due,
                             in_flight: false,
@@ -281,4 +299,10 @@ impl Scheduler {
         }
         slots.retain(|id, _| seen.contains(id));
     }
+}
+
+/// A look at the registry [`PLAN_SOON`] from now, or sooner if one is due.
+fn soon(at: Option<Instant>) -> Option<Instant> {
+    let soon = Instant::now() + PLAN_SOON;
+    Some(at.map_or(soon, |at| at.min(soon)))
 }
