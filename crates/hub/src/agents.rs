@@ -214,11 +214,14 @@ impl Fleet {
 /// With several hubs: a server revoked or deleted through another hub loses
 /// its session here too (the event log tells every hub).
 pub fn follow_other_hubs(store: &Arc<dyn Store>, fleet: &Arc<Fleet>, event: &LiveEvent) {
-    if !matches!(event.kind, "server.updated" | "server.deleted") {
+    use crate::events::Event;
+    // Most events are results: pass them by without reading their data.
+    if !event.kind.starts_with("server.") {
         return;
     }
-    let Some(id) = event.data["id"].as_i64() else {
-        return;
+    let id = match Event::from_wire(event.kind, &event.data) {
+        Some(Event::ServerUpdated { id } | Event::ServerDeleted { id }) => id,
+        _ => return,
     };
     if !fleet.has(id) {
         return;

@@ -193,7 +193,7 @@ impl AppState {
         };
         let text = serde_json::to_string(&last).map_err(|e| StoreError::Database(e.into()))?;
         self.store.set_state(LAST_SCAN_KEY, &text).await?;
-        self.events.publish(Event::ScanCompleted);
+        self.events.publish(Event::ScanCompleted {});
         Ok(self.scan_result(last).await?)
     }
 

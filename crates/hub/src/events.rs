@@ -1,44 +1,92 @@
-//! The hub's internal event stream: every change to the registry and every
-//! check result is published here once. The health scheduler listens to it to
-//! pick up new and changed services; live views (SSE, WebSocket) will too.
+//! The hub's event stream: every change to the registry and every check
+//! result is published here once. The health scheduler listens to pick up new
+//! and changed services, the notifier to decide about alerts, and the recorder
+//! writes each event to the event log, from which live clients (SSE,
+//! WebSocket) and the other hubs of a shared database read it.
+//!
+//! One type, one wire form: an event is `{"type": ..., "data": ...}` in the
+//! log and in every frame, and reads back into the same [`Event`], so the
+//! notifier has one feed whichever engine the hub runs on.
 
-use lookout_proto::service::{HealthStatus, StatusEventView};
+use lookout_proto::service::{CheckResultView, HealthStatus, StatusEventView};
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-/// Something that changed in the hub.
-#[derive(Debug, Clone, PartialEq)]
+/// Something that changed in the hub, as the event log and live clients see
+/// it: `type` names the variant, `data` holds its fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
 pub enum Event {
-    ServiceCreated {
-        id: i64,
-    },
-    ServiceUpdated {
-        id: i64,
-    },
-    ServiceDeleted {
-        id: i64,
-    },
+    /// A service was registered: `{"id"}`.
+    #[serde(rename = "service.created")]
+    ServiceCreated { id: i64 },
+    /// A service's settings changed: `{"id"}`.
+    #[serde(rename = "service.updated")]
+    ServiceUpdated { id: i64 },
+    /// A service was deleted: `{"id"}`.
+    #[serde(rename = "service.deleted")]
+    ServiceDeleted { id: i64 },
+    /// A health check ran: `{"id", "health_status"}`.
+    #[serde(rename = "check")]
     HealthChecked {
         id: i64,
+        #[serde(rename = "health_status")]
         status: HealthStatus,
     },
-    /// A systemd scan refreshed the registry.
-    ScanCompleted,
-    /// A service's status changed (stored in its history).
+    /// A systemd scan refreshed the registry: `{}`.
+    #[serde(rename = "scan")]
+    ScanCompleted {},
+    /// A service's status changed (stored in its history): the change.
+    #[serde(rename = "status")]
     StatusChanged(StatusEventView),
-    /// An agent's check reported a result (stored once).
+    /// An agent's check reported a result (stored once): the result, with
+    /// `server_id` and `check`.
+    #[serde(rename = "result")]
     CheckResult {
         server_id: i64,
         check: String,
-        result: lookout_proto::service::CheckResultView,
+        #[serde(flatten)]
+        result: CheckResultView,
     },
-    /// A server was added, claimed, revoked, came online or sent a scan.
-    ServerUpdated {
-        id: i64,
-    },
-    /// A server was deleted.
-    ServerDeleted {
-        id: i64,
-    },
+    /// A server was added, claimed, revoked, came online or sent a scan:
+    /// `{"id"}`.
+    #[serde(rename = "server.updated")]
+    ServerUpdated { id: i64 },
+    /// A server was deleted: `{"id"}`.
+    #[serde(rename = "server.deleted")]
+    ServerDeleted { id: i64 },
+}
+
+impl Event {
+    /// The event's wire type (`service.created`, `check`, `status`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::ServiceCreated { .. } => "service.created",
+            Event::ServiceUpdated { .. } => "service.updated",
+            Event::ServiceDeleted { .. } => "service.deleted",
+            Event::HealthChecked { .. } => "check",
+            Event::ScanCompleted {} => "scan",
+            Event::StatusChanged(_) => "status",
+            Event::CheckResult { .. } => "result",
+            Event::ServerUpdated { .. } => "server.updated",
+            Event::ServerDeleted { .. } => "server.deleted",
+        }
+    }
+
+    /// The event's wire type and data.
+    pub fn wire(&self) -> (&'static str, serde_json::Value) {
+        let data = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut whole)) => whole.remove("data"),
+            _ => None,
+        };
+        (self.kind(), data.unwrap_or_else(|| serde_json::json!({})))
+    }
+
+    /// The event a logged `kind` and `data` stand for; `None` for a kind or
+    /// data this hub does not know (written by a newer hub, say).
+    pub fn from_wire(kind: &str, data: &serde_json::Value) -> Option<Event> {
+        serde_json::from_value(serde_json::json!({"type": kind, "data": data})).ok()
+    }
 }
 
 /// A cheap-to-clone handle for publishing and subscribing.

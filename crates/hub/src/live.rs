@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -29,36 +29,6 @@ pub struct LiveEvent {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub data: Value,
-}
-
-impl Event {
-    /// The event's wire type and data.
-    pub fn wire(&self) -> (&'static str, Value) {
-        match self {
-            Event::ServiceCreated { id } => ("service.created", json!({ "id": id })),
-            Event::ServiceUpdated { id } => ("service.updated", json!({ "id": id })),
-            Event::ServiceDeleted { id } => ("service.deleted", json!({ "id": id })),
-            Event::HealthChecked { id, status } => {
-                ("check", json!({ "id": id, "health_status": status }))
-            }
-            Event::ScanCompleted => ("scan", json!({})),
-            Event::StatusChanged(change) => {
-                ("status", serde_json::to_value(change).unwrap_or_default())
-            }
-            Event::CheckResult {
-                server_id,
-                check,
-                result,
-            } => {
-                let mut data = serde_json::to_value(result).unwrap_or_default();
-                data["server_id"] = json!(server_id);
-                data["check"] = json!(check);
-                ("result", data)
-            }
-            Event::ServerUpdated { id } => ("server.updated", json!({ "id": id })),
-            Event::ServerDeleted { id } => ("server.deleted", json!({ "id": id })),
-        }
-    }
 }
 
 /// Most events written in one transaction.
@@ -218,9 +188,9 @@ pub async fn run_tailer(
     }
 }
 
-/// With several hubs: a bus carrying every hub's checks, status changes and
-/// deletions, read back from the live channel the tailer fills from the
-/// shared log (for the notifier, which must see them all).
+/// With several hubs: a bus carrying every hub's events, read back from the
+/// live channel the tailer fills from the shared log (for the notifier, which
+/// must see them all, the same events a lone hub's bus carries).
 pub fn bus_from_log(live: &broadcast::Sender<LiveEvent>, shutdown: CancellationToken) -> EventBus {
     let bus = EventBus::new(16 * 1024);
     let out = bus.clone();
@@ -239,17 +209,7 @@ pub fn bus_from_log(live: &broadcast::Sender<LiveEvent>, shutdown: CancellationT
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            let id = event.data["id"].as_i64();
-            let parsed = match (event.kind, id) {
-                ("check", Some(id)) => serde_json::from_value(event.data["health_status"].clone())
-                    .ok()
-                    .map(|status| Event::HealthChecked { id, status }),
-                ("status", _) => serde_json::from_value(event.data.clone())
-                    .ok()
-                    .map(Event::StatusChanged),
-                ("service.deleted", Some(id)) => Some(Event::ServiceDeleted { id }),
-                _ => None,
-            };
+            let parsed = Event::from_wire(event.kind, &event.data);
             if let Some(e) = parsed {
                 out.publish(e);
             }
@@ -327,7 +287,7 @@ async fn replay(store: &dyn Store, mut after: i64, tx: &mpsc::Sender<LiveEvent>)
     }
 }
 
-/// Every wire type [`Event::wire`] gives, so a logged kind reads back as itself.
+/// Every wire type [`Event::kind`] gives, so a logged kind reads back as itself.
 const KINDS: &[&str] = &[
     "status",
     "check",
@@ -416,7 +376,7 @@ mod tests {
                 id: 1,
                 status: HealthStatus::Healthy,
             },
-            Event::ScanCompleted,
+            Event::ScanCompleted {},
             Event::StatusChanged(lookout_proto::service::StatusEventView {
                 id: 1,
                 service_id: 1,
@@ -434,8 +394,32 @@ mod tests {
             Event::ServerDeleted { id: 1 },
         ];
         for event in events {
-            let (kind, _) = event.wire();
+            let (kind, data) = event.wire();
             assert_eq!(kind_name(kind), kind);
+            // Read back from the log, it is the same event: one type for the
+            // bus, the log, the frames and the other hubs.
+            assert_eq!(
+                Event::from_wire(kind, &data).as_ref(),
+                Some(&event),
+                "{kind} {data}"
+            );
+        }
+        // The frames keep their documented shape.
+        let (_, data) = Event::HealthChecked {
+            id: 7,
+            status: HealthStatus::Healthy,
+        }
+        .wire();
+        assert_eq!(
+            data,
+            serde_json::json!({"id": 7, "health_status": "healthy"})
+        );
+        assert_eq!(Event::ScanCompleted {}.wire().1, serde_json::json!({}));
+        assert!(Event::from_wire("service.renamed", &serde_json::json!({"id": 1})).is_none());
+        // Every type is documented for client authors.
+        let documented = include_str!("../../../docs/events.md");
+        for kind in KINDS {
+            assert!(documented.contains(&format!("| `{kind}` |")), "{kind}");
         }
     }
 

@@ -656,32 +656,20 @@ impl Registry {
 
     /// Brings memory up to date with one logged change.
     async fn apply_logged(&self, event: &crate::live::LiveEvent) -> Result<(), StoreError> {
-        let number = |key: &str| event.data.get(key).and_then(serde_json::Value::as_i64);
-        match event.kind {
-            "service.created" | "service.updated" | "service.deleted" | "check" => {
-                match number("id") {
-                    Some(id) => self.sync(&[id]).await,
-                    None => Ok(()),
-                }
-            }
-            "status" => match number("service_id") {
-                Some(id) => self.sync(&[id]).await,
-                None => Ok(()),
-            },
-            "result" => {
-                let check = event.data.get("check").and_then(serde_json::Value::as_str);
-                let known = self.read().by_id.values().find_map(|e| {
-                    (e.service.server_id == number("server_id")
-                        && e.service.check_name.as_deref() == check)
-                        .then_some(e.service.id)
-                });
-                match known {
-                    Some(id) => self.sync(&[id]).await,
-                    None => self.reload().await,
-                }
-            }
-            "scan" | "server.updated" | "server.deleted" => self.reload().await,
-            _ => Ok(()),
+        use crate::events::Event;
+        match Event::from_wire(event.kind, &event.data) {
+            Some(
+                Event::ServiceCreated { id }
+                | Event::ServiceUpdated { id }
+                | Event::ServiceDeleted { id }
+                | Event::HealthChecked { id, .. },
+            ) => self.sync(&[id]).await,
+            Some(Event::StatusChanged(change)) => self.sync(&[change.service_id]).await,
+            Some(Event::CheckResult { result, .. }) => self.sync(&[result.service_id]).await,
+            Some(
+                Event::ScanCompleted {} | Event::ServerUpdated { .. } | Event::ServerDeleted { .. },
+            ) => self.reload().await,
+            None => Ok(()),
         }
     }
 }

@@ -161,7 +161,7 @@ impl Scheduler {
                     ) => {}
                     // A new service is leased within LEASE_SOON, so its first check
                     // does not wait for the next renewal.
-                    Ok(Event::ServiceCreated { .. } | Event::ScanCompleted) => {
+                    Ok(Event::ServiceCreated { .. } | Event::ScanCompleted {}) => {
                         held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
                         resync_at = soon(resync_at);
                     }

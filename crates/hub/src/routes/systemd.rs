@@ -84,7 +84,7 @@ pub struct CleanupResult {
 
 async fn cleanup(State(state): State<AppState>) -> Result<Json<CleanupResult>, ApiError> {
     let deleted = state.registry.delete_removed().await?;
-    state.events.publish(Event::ScanCompleted);
+    state.events.publish(Event::ScanCompleted {});
     Ok(Json(CleanupResult { deleted }))
 }
 
