@@ -61,7 +61,7 @@ impl Application {
         ));
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let registry = Arc::new(
-            crate::registry::Registry::load(store.clone(), config.checks)
+            crate::registry::Registry::load(store.clone(), config.checks, clock.now())
                 .await
                 .context("cannot read the services from the database")?,
         );

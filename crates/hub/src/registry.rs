@@ -121,9 +121,21 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// One health check result as the pages draw it: when, how fast, how it went.
+pub type Point = (
+    DateTime<Utc>,
+    Option<u64>,
+    lookout_proto::service::HealthStatus,
+);
+
+/// How many results of each service the registry keeps.
+pub const RECENT: usize = 50;
+
 #[derive(Default)]
 struct Memory {
     by_id: HashMap<i64, Arc<Entry>>,
+    /// Each service's last [`RECENT`] check results, oldest first.
+    recent: HashMap<i64, std::collections::VecDeque<Point>>,
     order: BTreeMap<SortKey, i64>,
     /// Increases with every change the registry applies.
     version: u64,
@@ -141,22 +153,52 @@ fn shape(s: &Service) -> impl PartialEq + '_ {
     )
 }
 
+/// What putting a service in memory changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Put {
+    /// Nothing: the row is as held.
+    Same,
+    /// The row, not its [`shape`].
+    Changed,
+    /// A new service, or its [`shape`] changed.
+    Reshaped,
+}
+
 impl Memory {
-    /// Puts a service in; true when it is new or its [`shape`] changed.
-    fn put(&mut self, entry: Entry) -> bool {
+    /// Puts a service in. A newer last check than the one held joins the
+    /// service's recent results.
+    fn put(&mut self, entry: Entry) -> Put {
         let id = entry.service.id;
-        let mut reshaped = true;
+        let mut put = Put::Reshaped;
         if let Some(old) = self.by_id.get(&id) {
-            reshaped = shape(&old.service) != shape(&entry.service);
+            if old.service == entry.service {
+                return Put::Same;
+            }
+            if shape(&old.service) == shape(&entry.service) {
+                put = Put::Changed;
+            }
+        }
+        let new = &entry.service;
+        if let Some(at) = new.last_health_check {
+            let recent = self.recent.entry(id).or_default();
+            if recent.back().is_none_or(|(last, _, _)| *last < at) {
+                recent.push_back((at, new.last_latency_ms, new.health_status));
+                if recent.len() > RECENT {
+                    recent.pop_front();
+                }
+            }
+        }
+        if let Some(old) = self.by_id.get(&id) {
             self.order.remove(&sort_key(&old.service));
         }
         self.order.insert(sort_key(&entry.service), id);
         self.by_id.insert(id, Arc::new(entry));
-        reshaped
+        put
     }
 
     /// Takes a service out; true when it was there.
     fn remove(&mut self, id: i64) -> bool {
+        self.recent.remove(&id);
         let Some(old) = self.by_id.remove(&id) else {
             return false;
         };
@@ -212,8 +254,13 @@ fn json_array<'a>(items: impl Iterator<Item = &'a Bytes>) -> Bytes {
 }
 
 impl Registry {
-    /// Reads every service from the store.
-    pub async fn load(store: Arc<dyn Store>, defaults: CheckDefaults) -> Result<Self, StoreError> {
+    /// Reads every service from the store, and each one's recent results
+    /// (from a month before `now` on).
+    pub async fn load(
+        store: Arc<dyn Store>,
+        defaults: CheckDefaults,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
         let mut epoch = [0u8; 4];
         let _ = getrandom::fill(&mut epoch);
         let registry = Self {
@@ -224,6 +271,17 @@ impl Registry {
             shape: tokio::sync::watch::Sender::new(0),
         };
         registry.reload().await?;
+        // Each service's recent results, from the history (a month back at
+        // most, so the query stays on recent rows).
+        let since = now - chrono::Duration::days(30);
+        let recent = registry
+            .store
+            .recent_checks(u32::try_from(RECENT).unwrap_or(u32::MAX), since)
+            .await?;
+        registry.write().recent = recent
+            .into_iter()
+            .map(|(id, points)| (id, points.into_iter().collect()))
+            .collect();
         Ok(registry)
     }
 
@@ -248,18 +306,52 @@ impl Registry {
     pub async fn reload(&self) -> Result<(), StoreError> {
         let services = self.store.list_services(ServiceFilter::All).await?;
         let entries: Vec<Entry> = services.into_iter().map(|s| self.entry(s)).collect();
+        let present: std::collections::HashSet<i64> =
+            entries.iter().map(|e| e.service.id).collect();
+        self.apply(
+            entries.into_iter().map(|e| (e.service.id, Some(e))),
+            |memory| {
+                memory
+                    .by_id
+                    .keys()
+                    .filter(|id| !present.contains(id))
+                    .copied()
+                    .collect()
+            },
+        );
+        Ok(())
+    }
+
+    /// Puts `entries` in memory (`None`: the service is gone) and takes out
+    /// the services `gone` names; a new version only if something changed.
+    fn apply(
+        &self,
+        entries: impl IntoIterator<Item = (i64, Option<Entry>)>,
+        gone: impl FnOnce(&Memory) -> Vec<i64>,
+    ) {
+        let (mut changed, mut reshaped) = (false, false);
         {
             let mut memory = self.write();
-            let version = memory.version;
-            *memory = Memory::default();
-            memory.version = version;
-            for entry in entries {
-                memory.put(entry);
+            for (id, entry) in entries {
+                let put = match entry {
+                    Some(entry) => memory.put(entry),
+                    None if memory.remove(id) => Put::Reshaped,
+                    None => Put::Same,
+                };
+                changed |= put != Put::Same;
+                reshaped |= put == Put::Reshaped;
             }
-            memory.changed();
+            for id in gone(&memory) {
+                memory.remove(id);
+                (changed, reshaped) = (true, true);
+            }
+            if changed {
+                memory.changed();
+            }
         }
-        self.shape.send_modify(|n| *n += 1);
-        Ok(())
+        if reshaped {
+            self.shape.send_modify(|n| *n += 1);
+        }
     }
 
     /// Reads these services again: the ones a write changed.
@@ -275,20 +367,7 @@ impl Registry {
             .into_iter()
             .map(|(id, s)| (id, s.map(|s| self.entry(s))))
             .collect();
-        let mut reshaped = false;
-        {
-            let mut memory = self.write();
-            for (id, entry) in entries {
-                reshaped |= match entry {
-                    Some(entry) => memory.put(entry),
-                    None => memory.remove(id),
-                };
-            }
-            memory.changed();
-        }
-        if reshaped {
-            self.shape.send_modify(|n| *n += 1);
-        }
+        self.apply(entries, |_| Vec::new());
         Ok(())
     }
 
@@ -322,6 +401,15 @@ impl Registry {
             .filter(|e| e.service.name == name)
             .min_by_key(|e| e.service.id)
             .cloned()
+    }
+
+    /// A service's last [`RECENT`] check results since `since`, oldest first.
+    pub fn recent(&self, id: i64, since: DateTime<Utc>) -> Vec<Point> {
+        self.read()
+            .recent
+            .get(&id)
+            .map(|points| points.iter().filter(|p| p.0 >= since).copied().collect())
+            .unwrap_or_default()
     }
 
     /// The services `filter` admits, in list order.

@@ -224,14 +224,7 @@ async fn dashboard(
         .registry
         .services(&crate::registry::ListFilter::configured());
     let now = state.clock.now();
-    let recent = match state
-        .store
-        .recent_checks(30, now - chrono::Duration::hours(6))
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return store_failure(&e),
-    };
+    let since = now - chrono::Duration::hours(6);
     let mut counts = Counts::default();
     let rows = services
         .iter()
@@ -244,10 +237,11 @@ async fn dashboard(
             }
             Row {
                 id: s.id,
-                spark: recent
-                    .get(&s.id)
+                spark: Some(state.registry.recent(s.id, since))
                     .filter(|c| c.len() > 1)
                     .map(|c| {
+                        // The last 30 of them.
+                        let c = &c[c.len().saturating_sub(30)..];
                         let points: Vec<Option<u64>> = c
                             .iter()
                             .map(|(_, ms, h)| {

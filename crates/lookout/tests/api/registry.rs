@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use lookout_hub::config::CheckDefaults;
-use lookout_hub::registry::{ListFilter, Registry};
+use lookout_hub::registry::{ListFilter, Point, Registry, RECENT};
 use lookout_hub::store::Store;
 use lookout_proto::status::Status;
 use reqwest::header::{ETAG, IF_NONE_MATCH};
@@ -19,7 +19,7 @@ use super::store::{at, new_service, open, passed, patch};
 async fn reads_answer_from_memory_and_show_every_write() {
     let (store, _db) = open().await;
     let store: Arc<dyn Store> = Arc::new(store);
-    let registry = Registry::load(store.clone(), CheckDefaults::default())
+    let registry = Registry::load(store.clone(), CheckDefaults::default(), at(0))
         .await
         .unwrap();
     let (web, _) = registry
@@ -52,7 +52,32 @@ async fn reads_answer_from_memory_and_show_every_write() {
         .await
         .unwrap();
 
+    // Each service's recent results are kept, the newest RECENT of them, and
+    // a registry loaded later reads the same ones back from the history.
+    for i in 0..(RECENT as i64 + 5) {
+        registry
+            .record_health_check(&passed(&web, 10 + i, 100 + i as u64))
+            .await
+            .unwrap();
+    }
+    let latencies = |points: Vec<Point>| -> Vec<u64> {
+        points.into_iter().filter_map(|(_, ms, _)| ms).collect()
+    };
+    let kept = latencies(registry.recent(web.id, at(0)));
+    let expected: Vec<u64> = (0..RECENT as u64 + 5).map(|i| 100 + i).skip(5).collect();
+    assert_eq!(kept, expected, "the newest {RECENT}, oldest first");
+    assert_eq!(
+        latencies(registry.recent(web.id, at(10 + 50))),
+        expected[45..],
+        "since a time"
+    );
+    let reloaded = Registry::load(store.clone(), CheckDefaults::default(), at(100))
+        .await
+        .unwrap();
+    assert_eq!(latencies(reloaded.recent(web.id, at(0))), expected);
+
     store.close().await;
+    assert_eq!(latencies(registry.recent(web.id, at(0))).len(), RECENT);
     let names: Vec<String> = registry
         .services(&ListFilter::configured())
         .into_iter()
@@ -61,14 +86,14 @@ async fn reads_answer_from_memory_and_show_every_write() {
     assert_eq!(names, ["db", "Web"], "by name, ignoring case");
     let web_now = registry.get(web.id).unwrap();
     assert_eq!(web_now.service.state, Status::Ok);
-    assert_eq!(web_now.service.last_latency_ms, Some(12));
+    assert_eq!(web_now.service.last_latency_ms, Some(154));
     assert!(registry.get(api.id).is_none(), "deleted");
     let (_, body) = registry.list_json(&ListFilter::configured());
     let listed: Vec<Value> = serde_json::from_slice(&body).unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[1]["id"], web.id);
     assert_eq!(listed[1]["state"], "OK");
-    assert_eq!(listed[1]["last_latency_ms"], 12);
+    assert_eq!(listed[1]["last_latency_ms"], 154);
     // A write with the database gone fails and leaves memory as it was.
     assert!(registry.delete(db.id).await.is_err());
     assert!(registry.get(db.id).is_some());
@@ -79,16 +104,23 @@ async fn the_list_answers_304_until_it_changes_and_filters_by_state_name_and_ser
     let hub = lookout_testkit::spawn_hub().await;
     let closed = lookout_testkit::closed_port();
     let up = lookout_testkit::Target::start(200).await;
-    hub.create_service(
-        json!({"name": "Jellyfin", "base_url": up.url(), "health_endpoint": "/health"}),
-    )
-    .await;
+    let jellyfin = hub
+        .create_service(
+            json!({"name": "Jellyfin", "base_url": up.url(), "health_endpoint": "/health"}),
+        )
+        .await;
     let down = hub
         .create_service(json!({"name": "jellyseerr", "base_url": format!("http://127.0.0.1:{closed}"), "health_endpoint": "/"}))
         .await;
     let down_id = down["id"].as_i64().unwrap();
     hub.wait_for_service(down_id, std::time::Duration::from_secs(10), |s| {
         s["state"] == "FAILURE"
+    })
+    .await;
+    // Both checked (their next checks are 30 s away): the list holds still.
+    let jellyfin = jellyfin["id"].as_i64().unwrap();
+    hub.wait_for_service(jellyfin, std::time::Duration::from_secs(10), |s| {
+        s["state"] == "OK"
     })
     .await;
 
