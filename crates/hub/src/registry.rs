@@ -393,16 +393,6 @@ impl Registry {
         self.read().by_id.get(&id).cloned()
     }
 
-    /// The service of that name (the first by id if several share it).
-    pub fn find_by_name(&self, name: &str) -> Option<Arc<Entry>> {
-        self.read()
-            .by_id
-            .values()
-            .filter(|e| e.service.name == name)
-            .min_by_key(|e| e.service.id)
-            .cloned()
-    }
-
     /// A service's last [`RECENT`] check results since `since`, oldest first.
     pub fn recent(&self, id: i64, since: DateTime<Utc>) -> Vec<Point> {
         self.read()
