@@ -17,6 +17,36 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
+/// A test that fails before [`Browser::close`] would leave its Chromium
+/// running (chromedriver starts it in a process group of its own): on drop,
+/// every process that uses this browser's profile is killed.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let flag = format!("--user-data-dir={}", self._profile.path().display());
+        let pids: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg == flag.as_bytes())
+                    .then(|| pid.to_string())
+            })
+            .collect();
+        if !pids.is_empty() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .args(&pids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// The chromedriver process, killed on drop, even when start-up panics halfway.
 struct Driver(Child);
 
