@@ -60,14 +60,12 @@ impl ListFilter {
         }
     }
 
-    fn admits(&self, s: &Service) -> bool {
+    /// Whether `s` passes; `q` is `name_contains` in lower case.
+    fn admits(&self, s: &Service, q: Option<&str>) -> bool {
         self.status.is_none_or(|status| s.status == status)
             && self.state.is_none_or(|state| s.state == state)
             && self.server.is_none_or(|server| s.server_id == Some(server))
-            && self
-                .name_contains
-                .as_deref()
-                .is_none_or(|q| s.name.to_lowercase().contains(&q.to_lowercase()))
+            && q.is_none_or(|q| s.name.to_lowercase().contains(q))
     }
 
     /// Only a registry status: the lists kept ready, one per status.
@@ -212,10 +210,20 @@ impl Memory {
     }
 
     fn entries<'a>(&'a self, filter: &'a ListFilter) -> impl Iterator<Item = &'a Arc<Entry>> {
+        self.entries_from(filter, std::ops::Bound::Unbounded)
+    }
+
+    /// The entries `filter` admits, in list order, from `start` on.
+    fn entries_from<'a>(
+        &'a self,
+        filter: &'a ListFilter,
+        start: std::ops::Bound<SortKey>,
+    ) -> impl Iterator<Item = &'a Arc<Entry>> {
+        let q = filter.name_contains.as_deref().map(str::to_lowercase);
         self.order
-            .values()
-            .filter_map(|id| self.by_id.get(id))
-            .filter(|e| filter.admits(&e.service))
+            .range((start, std::ops::Bound::Unbounded))
+            .filter_map(|(_, id)| self.by_id.get(id))
+            .filter(move |e| filter.admits(&e.service, q.as_deref()))
     }
 }
 
@@ -440,10 +448,7 @@ impl Registry {
         let memory = self.read();
         let start = after.map_or(Unbounded, |c| Excluded(c.0.clone()));
         let mut shown: Vec<&Arc<Entry>> = memory
-            .order
-            .range((start, Unbounded))
-            .filter_map(|(_, id)| memory.by_id.get(id))
-            .filter(|e| filter.admits(&e.service))
+            .entries_from(filter, start)
             .take(limit.saturating_add(1))
             .collect();
         let more = shown.len() > limit;
@@ -744,9 +749,11 @@ impl Registry {
             ) => self.sync(&[id]).await,
             Some(Event::StatusChanged(change)) => self.sync(&[change.service_id]).await,
             Some(Event::CheckResult { result, .. }) => self.sync(&[result.service_id]).await,
-            Some(
-                Event::ScanCompleted {} | Event::ServerUpdated { .. } | Event::ServerDeleted { .. },
-            ) => self.reload().await,
+            // A server's presence and revocation change its checks only.
+            Some(Event::ServerUpdated { id } | Event::ServerDeleted { id }) => {
+                self.sync(&self.checks_of(id)).await
+            }
+            Some(Event::ScanCompleted {}) => self.reload().await,
             None => Ok(()),
         }
     }

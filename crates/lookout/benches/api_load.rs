@@ -125,6 +125,27 @@ async fn load(client: &reqwest::Client, url: &str, etag: Option<&str>, expect: u
     }
 }
 
+/// The load on a static server of `body` (this bench re-run as a child).
+async fn ceiling_for(client: &reqwest::Client, body: &[u8]) -> Load {
+    std::fs::write(body_path(std::process::id()), body).unwrap();
+    let (mut child, ports) = spawn_child_mode(STATIC_MODE);
+    let url = format!("http://127.0.0.1:{}/", ports[0]);
+    let served = client
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(served.len(), body.len());
+    let measured = load(client, &url, None, 200).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(body_path(std::process::id()));
+    measured
+}
+
 /// Registers services `from..to` one after another; their rate per second.
 async fn register(client: &reqwest::Client, base: &str, from: usize, to: usize) -> f64 {
     // Health endpoints on a closed port with an hour's interval: the one
@@ -191,19 +212,6 @@ async fn main() {
     let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), SERVICES);
 
-    std::fs::write(body_path(std::process::id()), &body).unwrap();
-    let (mut child, ports) = spawn_child_mode(STATIC_MODE);
-    let ceiling_url = format!("http://127.0.0.1:{}/", ports[0]);
-    let served = client
-        .get(&ceiling_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(served.len(), body.len());
-
     println!(
         "GET /api/services, {CONCURRENCY} keep-alive clients, {} s each ({} KiB per list of {SERVICES})",
         DURATION.as_secs(),
@@ -211,13 +219,10 @@ async fn main() {
     );
     let hub_1k = load(&client, &list, None, 200).await;
     hub_1k.print("hub, 1,000 services");
-    let ceiling = load(&client, &ceiling_url, None, 200).await;
+    let ceiling = ceiling_for(&client, &body).await;
     ceiling.print("ceiling: static body, same bytes");
     let not_modified = load(&client, &list, Some(&etag), 304).await;
     not_modified.print("hub, If-None-Match (304)");
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_file(body_path(std::process::id()));
     let peak_1k = status_kib(pid, "VmHWM:");
 
     let more = register(&client, &base, SERVICES, MORE_SERVICES).await;
@@ -232,19 +237,8 @@ async fn main() {
         .bytes()
         .await
         .unwrap();
-    std::fs::write(body_path(std::process::id()), &body_10k).unwrap();
-    let (mut child, ports) = spawn_child_mode(STATIC_MODE);
-    let ceiling_10k = load(
-        &client,
-        &format!("http://127.0.0.1:{}/", ports[0]),
-        None,
-        200,
-    )
-    .await;
+    let ceiling_10k = ceiling_for(&client, &body_10k).await;
     ceiling_10k.print("ceiling, 10,000 services' bytes");
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_file(body_path(std::process::id()));
 
     println!(
         "  throughput / ceiling               {:.2} (held to >= 0.60)",

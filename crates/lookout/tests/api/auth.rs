@@ -125,6 +125,17 @@ async fn tokens(hub: &TestHub, username: &str, password: &str) -> (String, Strin
     )
 }
 
+/// POSTs `body` as JSON to `path` with a bearer `token`.
+async fn post_as(hub: &TestHub, path: &str, token: &str, body: &Value) -> reqwest::Response {
+    hub.client
+        .post(hub.url(path))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn get_as(hub: &TestHub, path: &str, token: &str) -> reqwest::Response {
     hub.client
         .get(hub.url(path))
@@ -347,14 +358,13 @@ async fn every_route_refuses_strangers_and_viewers_cannot_write() {
 
 /// A token that may only send heartbeats, made by the admin `token`.
 async fn heartbeat_token(hub: &TestHub, admin: &str) -> String {
-    let r = hub
-        .client
-        .post(hub.url("/api/v1/tokens"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "nas heartbeat", "scope": "heartbeat"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_as(
+        hub,
+        "/api/v1/tokens",
+        admin,
+        &json!({"name": "nas heartbeat", "scope": "heartbeat"}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
     assert_eq!(created["scope"], "heartbeat");
@@ -474,14 +484,7 @@ async fn live_streams_and_token_scopes_follow_the_route_rules() {
             "scope",
         ),
     ] {
-        let r = hub
-            .client
-            .post(hub.url("/api/v1/tokens"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = post_as(&hub, "/api/v1/tokens", token, &body).await;
         assert_eq!(r.status(), 422, "{body}");
         let refused: Value = r.json().await.unwrap();
         assert_eq!(refused["fields"][0]["field"], field, "{refused}");
@@ -547,14 +550,8 @@ async fn login_refresh_rotation_and_replay() {
         (Some("ada"), Some("admin"))
     );
     // Seed 001's examples work with the token.
-    let r = hub
-        .client
-        .post(hub.url("/api/services"))
-        .bearer_auth(&access)
-        .json(&json!({"name": "user-service", "base_url": "http://127.0.0.1:9", "health_endpoint": "/health"}))
-        .send()
-        .await
-        .unwrap();
+    let service = json!({"name": "user-service", "base_url": "http://127.0.0.1:9", "health_endpoint": "/health"});
+    let r = post_as(&hub, "/api/services", &access, &service).await;
     assert_eq!(r.status(), 201);
 
     // Rotation: the new pair works, the spent refresh token is refused.
@@ -580,14 +577,8 @@ async fn login_refresh_rotation_and_replay() {
         .await;
     assert_eq!(r.status(), 401, "creating users needs a token");
     let (access_3, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
-    let r = hub
-        .client
-        .post(hub.url("/api/v1/users"))
-        .bearer_auth(&access_3)
-        .json(&json!({"username": "eve", "email": "eve@example.org", "password": "eve's password", "role": "viewer"}))
-        .send()
-        .await
-        .unwrap();
+    let eve = json!({"username": "eve", "email": "eve@example.org", "password": "eve's password", "role": "viewer"});
+    let r = post_as(&hub, "/api/v1/users", &access_3, &eve).await;
     assert_eq!(r.status(), 201);
     let r = hub
         .post_json(
@@ -653,27 +644,25 @@ async fn personal_api_tokens_work_until_revoked_and_never_exceed_their_owner() {
     let hub = hub_with_accounts().await;
     let (viewer, _) = tokens(&hub, "vic", VIEWER_PASSWORD).await;
     // A viewer cannot mint an admin token.
-    let r = hub
-        .client
-        .post(hub.url("/api/v1/tokens"))
-        .bearer_auth(&viewer)
-        .json(&json!({"name": "ci", "role": "admin"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_as(
+        &hub,
+        "/api/v1/tokens",
+        &viewer,
+        &json!({"name": "ci", "role": "admin"}),
+    )
+    .await;
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["fields"][0]["field"], "role");
 
     let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
-    let r = hub
-        .client
-        .post(hub.url("/api/v1/tokens"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "backup script", "role": "admin"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_as(
+        &hub,
+        "/api/v1/tokens",
+        &admin,
+        &json!({"name": "backup script", "role": "admin"}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
     let script_token = created["token"].as_str().unwrap().to_owned();
@@ -1191,14 +1180,13 @@ async fn tls_serves_https_with_secure_host_only_cookies() {
 async fn a_viewer_sees_the_dashboard_without_the_buttons_that_change_things() {
     let hub = hub_with_accounts().await;
     let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
-    let r = hub
-        .client
-        .post(hub.url("/api/services"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "shown-to-all", "base_url": "http://127.0.0.1:9"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_as(
+        &hub,
+        "/api/services",
+        &admin,
+        &json!({"name": "shown-to-all", "base_url": "http://127.0.0.1:9"}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let viewer = browser_login(&hub, "vic", VIEWER_PASSWORD).await;
     let page = viewer.get(&hub, "/").await.text().await.unwrap();
@@ -1424,14 +1412,13 @@ async fn live_streams_end_with_their_credential() {
     let (admin, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
 
     // An event stream opened with a personal token, then the token revoked.
-    let r = hub
-        .client
-        .post(hub.url("/api/v1/tokens"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "dashboard on the wall", "role": "viewer"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_as(
+        &hub,
+        "/api/v1/tokens",
+        &admin,
+        &json!({"name": "dashboard on the wall", "role": "viewer"}),
+    )
+    .await;
     let created: Value = r.json().await.unwrap();
     let token = created["token"].as_str().unwrap().to_owned();
     let mut headers = reqwest::header::HeaderMap::new();
@@ -1459,14 +1446,13 @@ async fn live_streams_end_with_their_credential() {
     );
 
     // A viewer's WebSocket, then the viewer deleted.
-    let r = hub
-        .client
-        .post(hub.url("/api/v1/users"))
-        .bearer_auth(&admin)
-        .json(&json!({"username": "kiosk", "password": VIEWER_PASSWORD, "role": "viewer"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_as(
+        &hub,
+        "/api/v1/users",
+        &admin,
+        &json!({"username": "kiosk", "password": VIEWER_PASSWORD, "role": "viewer"}),
+    )
+    .await;
     let kiosk: Value = r.json().await.unwrap();
     let (viewer, _) = tokens(&hub, "kiosk", VIEWER_PASSWORD).await;
     let mut request = format!("ws://{}/api/services/ws", hub.addr)
