@@ -161,8 +161,13 @@ impl Application {
             clock: self.state.clock.clone(),
             events: self.state.events.clone(),
             defaults: self.state.checks,
-            hub_id: self.hub_id.clone(),
-            lease: self.cluster.check_lease,
+            leases: self
+                .shared
+                .is_some()
+                .then(|| crate::health::scheduler::LeaseSettings {
+                    hub_id: self.hub_id.clone(),
+                    lease: self.cluster.check_lease,
+                }),
         };
         let mut tasks = Supervisor::default();
         tasks.spawn("health scheduler", scheduler.run(stop.clone()));

@@ -227,9 +227,108 @@ impl Memory {
     }
 }
 
+/// Health results waiting to be written, and whether a writer task is on
+/// them. The first result to arrive starts a task that writes everything
+/// waiting in one transaction and again until nothing waits, so results that
+/// arrive together share a commit instead of queueing for the write lock one
+/// by one.
+#[derive(Default)]
+struct CheckQueue {
+    inner: Arc<std::sync::Mutex<Waiting>>,
+}
+
+type Written = Result<(Recorded, Option<Service>), StoreError>;
+
+#[derive(Default)]
+struct Waiting {
+    checks: Vec<(HealthCheck, tokio::sync::oneshot::Sender<Written>)>,
+    writing: bool,
+}
+
+/// Most results written in one transaction.
+const CHECK_BATCH: usize = 256;
+
+impl CheckQueue {
+    async fn record(&self, store: &Arc<dyn Store>, check: HealthCheck) -> Written {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut waiting = lock(&self.inner);
+            waiting.checks.push((check, tx));
+            !std::mem::replace(&mut waiting.writing, true)
+        };
+        if start {
+            // A task of its own: a request that gives up waiting does not
+            // take the others' writes with it.
+            tokio::spawn(write_checks(store.clone(), self.inner.clone()));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Database(anyhow::anyhow!(
+                "the health result writer stopped"
+            )))
+        })
+    }
+}
+
+fn lock(waiting: &std::sync::Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
+    waiting.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lets the next result start a writer if this one ends early (a panic).
+struct Writing {
+    waiting: Arc<std::sync::Mutex<Waiting>>,
+    done: bool,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.waiting).writing = false;
+        }
+    }
+}
+
+async fn write_checks(store: Arc<dyn Store>, waiting: Arc<std::sync::Mutex<Waiting>>) {
+    let mut writing = Writing {
+        waiting: waiting.clone(),
+        done: false,
+    };
+    loop {
+        let batch: Vec<_> = {
+            let mut waiting = lock(&waiting);
+            let n = waiting.checks.len().min(CHECK_BATCH);
+            if n == 0 {
+                // Done, under the lock: the next result starts a writer.
+                waiting.writing = false;
+                writing.done = true;
+                return;
+            }
+            waiting.checks.drain(..n).collect()
+        };
+        let (checks, replies): (Vec<HealthCheck>, Vec<_>) = batch.into_iter().unzip();
+        match store.record_health_checks(&checks).await {
+            Ok(done) => {
+                for (reply, done) in replies.into_iter().zip(done) {
+                    let _ = reply.send(Ok(done));
+                }
+            }
+            // One bad result must not fail the others: each on its own.
+            Err(_) => {
+                for (check, reply) in checks.iter().zip(replies) {
+                    let one = store
+                        .record_health_checks(std::slice::from_ref(check))
+                        .await
+                        .map(|mut d| d.pop().unwrap_or((Recorded::Dropped, None)));
+                    let _ = reply.send(one);
+                }
+            }
+        }
+    }
+}
+
 /// The services of the hub, in memory, and every way to change them.
 pub struct Registry {
     store: Arc<dyn Store>,
+    checks: CheckQueue,
     /// Random per process, so an `ETag` from before a restart never matches.
     epoch: u32,
     defaults: CheckDefaults,
@@ -273,6 +372,7 @@ impl Registry {
         let _ = getrandom::fill(&mut epoch);
         let registry = Self {
             store,
+            checks: CheckQueue::default(),
             epoch: u32::from_le_bytes(epoch),
             defaults,
             memory: RwLock::new(Memory::default()),
@@ -470,10 +570,12 @@ impl Registry {
         new: &NewService,
         now: DateTime<Utc>,
     ) -> Result<(Service, Option<StatusEventView>), StoreError> {
-        let service = self.store.create_service(new, now).await?;
-        let change = self.reconcile(service.id, now).await?;
-        let service = self.get(service.id).map_or(service, |e| e.service.clone());
-        Ok((service, change.and_then(|r| r.change)))
+        let (service, change) = self.store.register_service(new, now).await?;
+        // What was written is what memory holds: no read back.
+        self.apply([(service.id, Some(self.entry(service.clone())))], |_| {
+            Vec::new()
+        });
+        Ok((service, change))
     }
 
     /// Changes a service's settings; `None` when there is no such service.
@@ -486,19 +588,17 @@ impl Registry {
         if patch.is_empty() {
             return Ok(self.get(id).map(|e| (e.service.clone(), None)));
         }
-        if self.store.update_service(id, patch, now).await?.is_none() {
-            self.sync(&[id]).await?;
+        let Some((service, change)) = self.store.change_service(id, patch, now).await? else {
+            self.apply([(id, None)], |_| Vec::new());
             return Ok(None);
-        }
-        let change = self.reconcile(id, now).await?;
-        Ok(self
-            .get(id)
-            .map(|e| (e.service.clone(), change.and_then(|r| r.change))))
+        };
+        self.apply([(id, Some(self.entry(service.clone())))], |_| Vec::new());
+        Ok(Some((service, change)))
     }
 
     pub async fn delete(&self, id: i64) -> Result<bool, StoreError> {
         let deleted = self.store.delete_service(id).await?;
-        self.sync(&[id]).await?;
+        self.apply([(id, None)], |_| Vec::new());
         Ok(deleted)
     }
 
@@ -513,9 +613,31 @@ impl Registry {
         Ok(reconciled)
     }
 
+    /// Stores a health result. Results arriving together are written
+    /// together, in one transaction ([`CheckQueue`]); each then updates its
+    /// service in memory from what was written.
     pub async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError> {
-        let recorded = self.store.record_health_check(check).await?;
-        self.sync(&[check.service_id]).await?;
+        let (recorded, service) = self.checks.record(&self.store, check.clone()).await?;
+        if let Some(written) = service {
+            let id = written.id;
+            let merged = self.get(id).map(|held| {
+                // The result's fields over the service as held now, so a
+                // change that committed meanwhile (a rename, say) stays.
+                let mut service = held.service.clone();
+                service.health_status = written.health_status;
+                service.last_health_check = written.last_health_check;
+                service.last_response_code = written.last_response_code;
+                service.last_latency_ms = written.last_latency_ms;
+                service.last_error = written.last_error;
+                service.state = written.state;
+                service.state_reason = written.state_reason;
+                service.state_since = written.state_since;
+                service
+            });
+            if let Some(service) = merged {
+                self.apply([(id, Some(self.entry(service)))], |_| Vec::new());
+            }
+        }
         Ok(recorded)
     }
 

@@ -10,7 +10,7 @@
 //! Run: `cargo bench -p lookout --bench health_round`
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use lookout_hub::clock::SystemClock;
@@ -112,8 +112,7 @@ async fn main() {
         clock,
         events,
         defaults,
-        hub_id: "bench".into(),
-        lease: Duration::from_secs(15),
+        leases: None,
     };
     let cpu_before = lookout_testkit::bench::cpu_time(std::process::id());
     let started = Instant::now();

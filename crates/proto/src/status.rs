@@ -64,6 +64,64 @@ impl Status {
     }
 }
 
+/// How a service is watched, with what was last heard of it: everything its
+/// status is derived from. Pure data; [`ServiceKind::status`] applies the
+/// rules of the tables above, so every engine and every hub decides alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceKind<'a> {
+    /// A check script an agent runs on its server.
+    AgentCheck {
+        agent_online: bool,
+        last: Option<(crate::check::LineStatus, &'a str)>,
+    },
+    /// Reports in by heartbeat, each within `ttl_secs` of the last.
+    Heartbeat {
+        seconds_since_last: Option<i64>,
+        ttl_secs: i64,
+    },
+    /// Pings a push URL, each within `deadline_secs` (period + grace).
+    Push {
+        seconds_since_last: Option<i64>,
+        deadline_secs: i64,
+        reported: Status,
+        message: Option<&'a str>,
+    },
+    /// Polled by the hub: an HTTP check, a systemd unit, both or neither.
+    Polled {
+        health: HealthStatus,
+        has_http_check: bool,
+        last_error: Option<&'a str>,
+        systemd_state: Option<&'a str>,
+    },
+}
+
+impl ServiceKind<'_> {
+    /// The status now in force, with the reason a person reads.
+    pub fn status(&self) -> (Status, String) {
+        match *self {
+            ServiceKind::AgentCheck { agent_online, last } => {
+                agent_check_status(agent_online, last)
+            }
+            ServiceKind::Heartbeat {
+                seconds_since_last,
+                ttl_secs,
+            } => passive_status("heartbeat", seconds_since_last, ttl_secs, Status::Ok, None),
+            ServiceKind::Push {
+                seconds_since_last,
+                deadline_secs,
+                reported,
+                message,
+            } => passive_status("ping", seconds_since_last, deadline_secs, reported, message),
+            ServiceKind::Polled {
+                health,
+                has_http_check,
+                last_error,
+                systemd_state,
+            } => derive_status(health, has_http_check, last_error, systemd_state),
+        }
+    }
+}
+
 /// The status of a service from its HTTP check and its systemd state, with
 /// the reason a person reads.
 pub fn derive_status(

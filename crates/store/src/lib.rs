@@ -18,7 +18,7 @@ use lookout_proto::service::{
     ServicePatch, ServiceView, TimerView,
 };
 use lookout_proto::service::{AgentCheckView, PushView, StatusEventView};
-use lookout_proto::status::Status;
+use lookout_proto::status::{ServiceKind, Status};
 use std::time::Duration;
 
 pub use accounts::AccountStore;
@@ -151,6 +151,55 @@ pub struct Service {
 }
 
 impl Service {
+    /// How the service is watched, with what was last heard of it, at `now`
+    /// (`agent_online` matters only to an agent's check: whether its server's
+    /// agent is in touch).
+    pub fn kind(&self, agent_online: bool, now: DateTime<Utc>) -> ServiceKind<'_> {
+        let age = |t: Option<DateTime<Utc>>| t.map(|t| (now - t).num_milliseconds().max(0) / 1000);
+        let has_http_check = self.health_url_parts().is_some();
+        let secs = |v: Option<u64>, default: i64| {
+            v.map_or(default, |v| i64::try_from(v).unwrap_or(i64::MAX / 2))
+        };
+        if self.server_id.is_some() {
+            ServiceKind::AgentCheck {
+                agent_online,
+                last: self
+                    .check_status
+                    .as_deref()
+                    .and_then(lookout_proto::check::LineStatus::parse)
+                    .map(|s| (s, self.check_message.as_deref().unwrap_or(""))),
+            }
+        } else if let (Some(ttl), false) = (self.heartbeat_ttl_secs, has_http_check) {
+            ServiceKind::Heartbeat {
+                seconds_since_last: age(self.last_heartbeat),
+                ttl_secs: secs(Some(ttl), 0),
+            }
+        } else if self.has_push_token && !has_http_check {
+            ServiceKind::Push {
+                seconds_since_last: age(self.last_push),
+                deadline_secs: secs(self.push_period_secs, 86_400)
+                    .saturating_add(secs(self.push_grace_secs, 3600)),
+                reported: self
+                    .push_status
+                    .as_deref()
+                    .and_then(Status::parse)
+                    .unwrap_or(Status::Ok),
+                message: self.push_message.as_deref(),
+            }
+        } else {
+            ServiceKind::Polled {
+                health: self.health_status,
+                has_http_check,
+                last_error: self.last_error.as_deref(),
+                systemd_state: self.systemd_state.as_deref(),
+            }
+        }
+    }
+
+    fn health_url_parts(&self) -> Option<(&str, &str)> {
+        Some((self.base_url.as_deref()?, self.health_endpoint.as_deref()?))
+    }
+
     /// The URL the health checker requests, if the service has one.
     pub fn health_url(&self) -> Option<String> {
         match (&self.base_url, &self.health_endpoint) {
@@ -311,26 +360,48 @@ pub enum Recorded {
 /// The storage of a hub. Every method is one transaction: it happens whole or not at all.
 #[async_trait]
 pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static {
-    /// Creates a configured service.
+    /// Creates a configured service (or makes the unregistered one of that
+    /// name configured) with its first status: the service as stored, and
+    /// the status change it made, if any.
+    async fn register_service(
+        &self,
+        new: &NewService,
+        now: DateTime<Utc>,
+    ) -> Result<(Service, Option<StatusEventView>), StoreError>;
+
+    /// [`Store::register_service`], the service only.
     async fn create_service(
         &self,
         new: &NewService,
         now: DateTime<Utc>,
-    ) -> Result<Service, StoreError>;
+    ) -> Result<Service, StoreError> {
+        Ok(self.register_service(new, now).await?.0)
+    }
 
     async fn get_service(&self, id: i64) -> Result<Option<Service>, StoreError>;
 
     /// Services in name order.
     async fn list_services(&self, filter: ServiceFilter) -> Result<Vec<Service>, StoreError>;
 
-    /// Applies the fields present in `patch`; `None` when the service does not exist.
-    /// Changing the URL or the endpoint forgets the cached health, which no longer applies.
+    /// Applies the fields present in `patch` and brings the status up to
+    /// date; `None` when the service does not exist. Changing the URL or the
+    /// endpoint forgets the cached health, which no longer applies.
+    async fn change_service(
+        &self,
+        id: i64,
+        patch: &ServicePatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Service, Option<StatusEventView>)>, StoreError>;
+
+    /// [`Store::change_service`], the service only.
     async fn update_service(
         &self,
         id: i64,
         patch: &ServicePatch,
         now: DateTime<Utc>,
-    ) -> Result<Option<Service>, StoreError>;
+    ) -> Result<Option<Service>, StoreError> {
+        Ok(self.change_service(id, patch, now).await?.map(|(s, _)| s))
+    }
 
     /// Deletes a service and its history; `false` when it did not exist.
     async fn delete_service(&self, id: i64) -> Result<bool, StoreError>;
@@ -338,7 +409,22 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     /// Appends a result to the history and caches it on the service;
     /// [`Recorded::Dropped`] when the service was deleted meanwhile (the
     /// result is then not stored).
-    async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError>;
+    async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError> {
+        let mut done = self
+            .record_health_checks(std::slice::from_ref(check))
+            .await?;
+        Ok(done
+            .pop()
+            .map_or(Recorded::Dropped, |(recorded, _)| recorded))
+    }
+
+    /// [`Store::record_health_check`] for several results in one
+    /// transaction: for each, what it did and the service as it now stands
+    /// (`None` when it was dropped).
+    async fn record_health_checks(
+        &self,
+        checks: &[HealthCheck],
+    ) -> Result<Vec<(Recorded, Option<Service>)>, StoreError>;
 
     /// Recomputes a service's status from what is stored about it; records and
     /// returns the change, if there is one. Idempotent.

@@ -7,14 +7,14 @@
 //! looks at the registry (in memory) again every [`RESYNC_EVERY`] as a safety
 //! net.
 //!
-//! It checks only the services this hub holds a lease on (see
-//! [`crate::store::leases`]): alone on a database that is all of them; with
-//! other hubs, its share. Leases are renewed every third of their period and
+//! On a database of its own (SQLite) the hub checks every service. On a
+//! shared one it checks only the services it holds a lease on (see
+//! [`crate::store::leases`]): its share. Leases are renewed every third of their period and
 //! looked at again the moment another hub's lease would expire, so a dead
 //! hub's checks move within one lease period. A stopping hub gives its leases
 //! back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,15 +50,44 @@ pub struct Scheduler {
     pub clock: SharedClock,
     pub events: EventBus,
     pub defaults: CheckDefaults,
+    /// How this hub shares the checks with others; `None`: it is alone on
+    /// its database and checks every service.
+    pub leases: Option<LeaseSettings>,
+}
+
+/// A hub's part in sharing the checks on a shared database.
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
     /// This hub's name among the hubs on the database.
     pub hub_id: String,
     /// How long a check lease lasts unrenewed.
     pub lease: Duration,
 }
 
+/// The services this hub checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owned {
+    /// None yet: the leases were not read.
+    Unknown,
+    /// Every service: the hub is alone on its database.
+    All,
+    /// These, leased.
+    These(HashSet<i64>),
+}
+
+impl Owned {
+    fn contains(&self, id: i64) -> bool {
+        match self {
+            Owned::Unknown => false,
+            Owned::All => true,
+            Owned::These(ids) => ids.contains(&id),
+        }
+    }
+}
+
 /// The leases this hub holds, and when to renew them.
 struct Held {
-    owned: Option<HashSet<i64>>,
+    owned: Owned,
     renew_at: Instant,
     /// When the last renewal succeeded; leases older than a period are gone.
     renewed: Option<Instant>,
@@ -79,21 +108,100 @@ struct Slot {
     in_flight: bool,
 }
 
+/// The slots, and the ones waiting in the order they fall due, so a wake-up
+/// costs the checks it starts, not a walk over every service.
+#[derive(Default)]
+struct Slots {
+    by_id: HashMap<i64, Slot>,
+    /// `(due, id)` of every slot not in flight.
+    waiting: BTreeSet<(Instant, i64)>,
+}
+
+impl Slots {
+    fn insert(&mut self, id: i64, slot: Slot) {
+        if !slot.in_flight {
+            self.waiting.insert((slot.due, id));
+        }
+        if let Some(old) = self.by_id.insert(id, slot) {
+            if !old.in_flight {
+                self.waiting.remove(&(old.due, id));
+            }
+        }
+    }
+
+    /// Moves a slot's due time (it keeps waiting, or starts to).
+    fn set_due(&mut self, id: i64, due: Instant) {
+        if let Some(slot) = self.by_id.get_mut(&id) {
+            if !slot.in_flight {
+                self.waiting.remove(&(slot.due, id));
+            }
+            slot.in_flight = false;
+            slot.due = due;
+            self.waiting.insert((due, id));
+        }
+    }
+
+    /// The slots due at `now`, taken out of the queue as in flight.
+    fn start_due(&mut self, now: Instant) -> Vec<Arc<Entry>> {
+        let mut due = Vec::new();
+        while let Some(&(at, id)) = self.waiting.first() {
+            if at > now {
+                break;
+            }
+            self.waiting.pop_first();
+            if let Some(slot) = self.by_id.get_mut(&id) {
+                slot.in_flight = true;
+                due.push(slot.entry.clone());
+            }
+        }
+        due
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.waiting.first().map(|(at, _)| *at)
+    }
+
+    fn clear(&mut self) {
+        self.by_id.clear();
+        self.waiting.clear();
+    }
+
+    fn retain(&mut self, keep: impl Fn(i64) -> bool) {
+        let waiting = &mut self.waiting;
+        self.by_id.retain(|id, slot| {
+            let kept = keep(*id);
+            if !kept && !slot.in_flight {
+                waiting.remove(&(slot.due, *id));
+            }
+            kept
+        });
+    }
+}
+
 impl Scheduler {
     /// Runs until `shutdown` is cancelled; in-flight checks are then abandoned.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut events = self.events.subscribe();
         let mut shape = self.registry.watch_shape();
         let permits = Arc::new(Semaphore::new(self.defaults.concurrency));
-        let mut slots: HashMap<i64, Slot> = HashMap::new();
+        let mut slots = Slots::default();
         let mut running: JoinSet<i64> = JoinSet::new();
         // When to look at the registry again: soon after a change, so a
         // burst of changes costs one look.
         let mut resync_at = Some(Instant::now());
         let mut next_full_resync = Instant::now();
         let mut held = Held {
-            owned: None,
-            renew_at: Instant::now(),
+            owned: if self.leases.is_some() {
+                Owned::Unknown
+            } else {
+                Owned::All
+            },
+            // Alone on the database there is nothing to renew.
+            renew_at: if self.leases.is_some() {
+                Instant::now()
+            } else {
+                far_future()
+            },
             renewed: None,
         };
 
@@ -103,14 +211,12 @@ impl Scheduler {
                 resync_at = Some(now);
             }
             if resync_at.is_some_and(|t| now >= t) || now >= next_full_resync {
-                self.resync(&mut slots, held.owned.as_ref());
+                self.resync(&mut slots, &held.owned);
                 resync_at = None;
                 next_full_resync = now + RESYNC_EVERY;
             }
 
-            for slot in slots.values_mut().filter(|s| !s.in_flight && s.due <= now) {
-                slot.in_flight = true;
-                let entry = slot.entry.clone();
+            for entry in slots.start_due(now) {
                 let (checker, registry, clock, events, defaults, permits) = (
                     self.checker.clone(),
                     self.registry.clone(),
@@ -131,10 +237,7 @@ impl Scheduler {
             }
 
             let wake = slots
-                .values()
-                .filter(|s| !s.in_flight)
-                .map(|s| s.due)
-                .min()
+                .next_due()
                 .unwrap_or(next_full_resync)
                 .min(next_full_resync)
                 .min(resync_at.unwrap_or(next_full_resync))
@@ -146,7 +249,9 @@ impl Scheduler {
                 // The registry changed in a way that changes the plan (here
                 // or, followed, on another hub): lease new services at once.
                 Ok(()) = shape.changed() => {
-                    held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
+                    if self.leases.is_some() {
+                        held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
+                    }
                     resync_at = soon(resync_at);
                 }
                 event = events.recv() => match event {
@@ -162,7 +267,9 @@ impl Scheduler {
                     // A new service is leased within LEASE_SOON, so its first check
                     // does not wait for the next renewal.
                     Ok(Event::ServiceCreated { .. } | Event::ScanCompleted {}) => {
-                        held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
+                        if self.leases.is_some() {
+                            held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
+                        }
                         resync_at = soon(resync_at);
                     }
                     Ok(Event::ServiceUpdated { .. } | Event::ServiceDeleted { .. })
@@ -172,9 +279,8 @@ impl Scheduler {
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     match done {
                         Ok(id) => {
-                            if let Some(slot) = slots.get_mut(&id) {
-                                slot.in_flight = false;
-                                slot.due = Instant::now() + slot.key.interval;
+                            if let Some(interval) = slots.by_id.get(&id).map(|s| s.key.interval) {
+                                slots.set_due(id, Instant::now() + interval);
                             }
                         }
                         Err(e) => tracing::error!(error = %e, "a health check task failed"),
@@ -183,48 +289,56 @@ impl Scheduler {
             }
         }
         running.abort_all();
-        if let Err(e) = self.store.release_leases(&self.hub_id).await {
-            tracing::warn!(error = ?e, "could not give back the check leases");
+        if let Some(leases) = &self.leases {
+            if let Err(e) = self.store.release_leases(&leases.hub_id).await {
+                tracing::warn!(error = ?e, "could not give back the check leases");
+            }
         }
     }
 
     /// Renews the leases; true when the services held changed.
     async fn renew(&self, held: &mut Held) -> bool {
+        let Some(settings) = &self.leases else {
+            held.renew_at = far_future();
+            return false;
+        };
         let now = Instant::now();
         let wall = self.clock.now();
         match self
             .store
-            .check_leases(&self.hub_id, wall, self.lease)
+            .check_leases(&settings.hub_id, wall, settings.lease)
             .await
         {
             Ok(leases) => {
                 held.renewed = Some(now);
-                let mut next = now + self.lease / 3;
+                let mut next = now + settings.lease / 3;
                 if let Some(expiry) = leases.next_foreign_expiry {
                     // Just after another hub's lease would lapse.
                     let until = (expiry - wall).to_std().unwrap_or_default();
                     next = next.min(now + until + Duration::from_millis(20));
                 }
                 held.renew_at = next.max(now + Duration::from_millis(100));
-                let changed = held.owned.as_ref() != Some(&leases.owned);
+                let count = leases.owned.len();
+                let owned = Owned::These(leases.owned);
+                let changed = held.owned != owned;
                 if changed {
                     tracing::debug!(
-                        hub = %self.hub_id,
-                        services = leases.owned.len(),
+                        hub = %settings.hub_id,
+                        services = count,
                         hubs = leases.hubs,
                         "check leases changed"
                     );
                 }
-                held.owned = Some(leases.owned);
+                held.owned = owned;
                 changed
             }
             Err(e) => {
                 tracing::warn!(error = ?e, "could not renew the check leases");
                 held.renew_at = now + Duration::from_secs(1);
                 // Unrenewed for a period: other hubs may hold them now.
-                let lapsed = held.renewed.is_none_or(|t| now - t >= self.lease);
-                if lapsed && held.owned.as_ref().is_some_and(|o| !o.is_empty()) {
-                    held.owned = Some(HashSet::new());
+                let lapsed = held.renewed.is_none_or(|t| now - t >= settings.lease);
+                if lapsed && matches!(&held.owned, Owned::These(o) if !o.is_empty()) {
+                    held.owned = Owned::These(HashSet::new());
                     return true;
                 }
                 false
@@ -236,12 +350,12 @@ impl Scheduler {
     /// one interval after their last stored check), changed ones are due now,
     /// deleted ones go. A service the registry has not changed since the last
     /// look is passed over by pointer.
-    fn resync(&self, slots: &mut HashMap<i64, Slot>, owned: Option<&HashSet<i64>>) {
+    fn resync(&self, slots: &mut Slots, owned: &Owned) {
         // Before the first lease renewal nothing is this hub's.
-        let Some(owned) = owned else {
+        if *owned == Owned::Unknown {
             slots.clear();
             return;
-        };
+        }
         let entries = self
             .registry
             .list(&crate::registry::ListFilter::configured());
@@ -250,10 +364,10 @@ impl Scheduler {
         let mut seen = HashSet::with_capacity(entries.len());
         for entry in entries {
             let id = entry.service.id;
-            if !owned.contains(&id) {
+            if !owned.contains(id) {
                 continue;
             }
-            if let Some(slot) = slots.get(&id) {
+            if let Some(slot) = slots.by_id.get(&id) {
                 if Arc::ptr_eq(&slot.entry, &entry) {
                     seen.insert(id);
                     continue;
@@ -269,13 +383,15 @@ impl Scheduler {
                 interval: service.interval(&self.defaults),
                 timeout: service.timeout(&self.defaults),
             };
-            match slots.get_mut(&id) {
+            match slots.by_id.get_mut(&id) {
                 Some(slot) => {
-                    if slot.key != key {
-                        slot.due = now;
-                        slot.key = key;
-                    }
                     slot.entry = entry;
+                    if slot.key != key {
+                        slot.key = key;
+                        if !slot.in_flight {
+                            slots.set_due(id, now);
+                        }
+                    }
                 }
                 None => {
                     let since_last = service
@@ -297,8 +413,14 @@ impl Scheduler {
                 }
             }
         }
-        slots.retain(|id, _| seen.contains(id));
+        slots.retain(|id| seen.contains(&id));
     }
+}
+
+/// A time that never comes (a day is as good as never for a wake-up that
+/// something else always comes before).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400)
 }
 
 /// A look at the registry [`PLAN_SOON`] from now, or sooner if one is due.

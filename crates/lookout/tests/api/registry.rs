@@ -185,12 +185,16 @@ async fn the_list_answers_304_until_it_changes_and_filters_by_state_name_and_ser
     assert_eq!(fields, ["state", "server"], "{body}");
 }
 
+/// The store's shorthands for some of [`SERVICE_WRITES`] (one result, the
+/// service without its change): nobody but the registry calls them either.
+const SHORTHANDS: &[&str] = &["create_service", "update_service", "record_health_check"];
+
 /// The store methods that change services, called by the registry alone.
 const SERVICE_WRITES: &[&str] = &[
-    "create_service",
-    "update_service",
+    "register_service",
+    "change_service",
     "delete_service",
-    "record_health_check",
+    "record_health_checks",
     "reconcile_state",
     "apply_scan",
     "set_unit_state",
@@ -240,7 +244,7 @@ fn no_module_but_the_registry_changes_services_in_the_store() {
         }
         // `store.method(` possibly split over lines, as rustfmt writes it.
         let flat: String = shipped(text).split_whitespace().collect();
-        for method in SERVICE_WRITES {
+        for method in SERVICE_WRITES.iter().chain(SHORTHANDS) {
             if flat.contains(&format!("store.{method}(")) {
                 offenders.push(format!("{} calls store.{method}", path.display()));
             }

@@ -561,9 +561,10 @@ async fn health_story() {
     assert_eq!(since_30.keys().copied().collect::<Vec<_>>(), [api.id]);
     assert_eq!(since_30[&api.id].len(), 2);
 
-    // A new URL forgets the cached health (it no longer applies), not the history.
-    let moved = store
-        .update_service(
+    // A new URL forgets the cached health (it no longer applies), not the
+    // history, and the status follows in the same write.
+    let (moved, change) = store
+        .change_service(
             api.id,
             &patch(json!({"base_url": "http://10.0.0.9:8080"})),
             at(90),
@@ -574,6 +575,19 @@ async fn health_story() {
     assert_eq!(moved.health_status, HealthStatus::Unknown);
     assert_eq!(
         (
+            moved.state,
+            moved.state_reason.as_deref(),
+            moved.state_since
+        ),
+        (Status::Unknown, Some("not checked yet"), Some(at(90)))
+    );
+    let change = change.expect("the status changed");
+    assert_eq!(
+        (change.old, change.new, change.at),
+        (Status::Failure, Status::Unknown, at(90))
+    );
+    assert_eq!(
+        (
             moved.last_health_check,
             moved.last_response_code,
             moved.last_error
@@ -581,17 +595,19 @@ async fn health_story() {
         (None, None, None)
     );
     assert_eq!(store.health_history(api.id, 10).await.unwrap().len(), 3);
+    // Reconciling again changes nothing: the write brought it up to date.
     let reconciled = store
         .reconcile_state(api.id, at(91))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(reconciled.status, Status::Unknown);
-    assert_eq!(reconciled.reason, "not checked yet");
-    let change = reconciled.change.expect("the status changed");
     assert_eq!(
-        (change.old, change.new, change.at),
-        (Status::Failure, Status::Unknown, at(91))
+        (
+            reconciled.status,
+            reconciled.reason.as_str(),
+            reconciled.change
+        ),
+        (Status::Unknown, "not checked yet", None)
     );
 
     // Deleting a service deletes its history; a result that comes in after
@@ -615,6 +631,41 @@ async fn health_story() {
         Recorded::Dropped
     );
     assert!(store.health_history(api.id, 10).await.unwrap().is_empty());
+
+    // Results written together, in one transaction: each stands on its own,
+    // and each comes back with its service as it now is.
+    let written = store
+        .record_health_checks(&[failed(&worker, 110, 500), passed(&api, 111, 9)])
+        .await
+        .unwrap();
+    let [(Recorded::Stored(Some(down)), Some(worker_now)), (Recorded::Dropped, None)] =
+        &written[..]
+    else {
+        panic!("one stored with its change, one dropped: {written:?}");
+    };
+    assert_eq!(
+        (down.service_id, down.old, down.new, down.at),
+        (worker.id, Status::Ok, Status::Failure, at(110))
+    );
+    assert_eq!(
+        (
+            worker_now.state,
+            worker_now.state_reason.as_deref(),
+            worker_now.last_response_code,
+            worker_now.last_health_check
+        ),
+        (
+            Status::Failure,
+            Some("health check failed: HTTP 500"),
+            Some(500),
+            Some(at(110))
+        )
+    );
+    assert_eq!(
+        store.get_service(worker.id).await.unwrap().as_ref(),
+        Some(worker_now),
+        "what came back is what is stored"
+    );
     assert_eq!(
         store
             .recent_checks(10, at(0))
@@ -714,9 +765,9 @@ async fn scan_story() {
     );
 
     // Registering the discovered unit makes its entry configured, keeping
-    // what systemd said.
-    let registered = store
-        .create_service(
+    // what systemd said; with a health check, it now waits for the first.
+    let (registered, change) = store
+        .register_service(
             &new_service(
                 json!({"name": "nginx.service", "base_url": "http://127.0.0.1",
                                 "health_endpoint": "/"}),
@@ -726,6 +777,15 @@ async fn scan_story() {
         .await
         .unwrap();
     assert_eq!(registered.id, found.id);
+    assert_eq!(
+        (registered.state, registered.state_reason.as_deref()),
+        (Status::Unknown, Some("not checked yet"))
+    );
+    let change = change.expect("the status changed");
+    assert_eq!(
+        (change.service_id, change.old, change.new, change.at),
+        (found.id, Status::Ok, Status::Unknown, at(20))
+    );
     assert_eq!(registered.status, RegistryStatus::Configured);
     assert_eq!(registered.systemd_state.as_deref(), Some("active"));
     assert_eq!(registered.unit.as_deref(), Some("nginx.service"));
@@ -793,14 +853,13 @@ async fn scan_story() {
         moves(&counts.changes),
         {
             let mut expected = vec![
-                (found.id, Status::Ok, Status::Unknown),
                 (cron_id, Status::Failure, Status::Unknown),
                 (redis.id, Status::Unknown, Status::Ok),
             ];
             expected.sort_by_key(|m| m.0);
             expected
         },
-        "nginx now waits for its first health check"
+        "nginx still waits for its first health check"
     );
     let nginx_now = store.get_service(found.id).await.unwrap().unwrap();
     assert_eq!(nginx_now.status, RegistryStatus::Configured);

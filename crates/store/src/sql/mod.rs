@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,9 +13,8 @@ use lookout_proto::service::{
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Arguments, ConnectOptions, Encode, Executor, Row, Type};
 
-use lookout_proto::check::LineStatus;
 use lookout_proto::service::StatusEventView;
-use lookout_proto::status::{agent_check_status, derive_status, passive_status, Status};
+use lookout_proto::status::{ServiceKind, Status};
 
 use crate::agents::in_touch;
 
@@ -47,6 +47,37 @@ pub enum Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite takes one writer at a time; a second `BEGIN IMMEDIATE` would
+    /// sleep in SQLite's busy handler (a millisecond and more). Writers of
+    /// this hub queue here instead and go in the moment the last one commits.
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction; on SQLite it also holds this hub's writer turn.
+pub(crate) struct WriteTx {
+    // Dropped first: a transaction dropped without commit rolls back before
+    // the next writer goes in.
+    tx: sqlx::Transaction<'static, Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl SqlStore {
@@ -130,7 +161,11 @@ impl SqlStore {
         } else {
             migrator.run(&pool).await?;
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            writer: Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -151,10 +186,19 @@ impl SqlStore {
     /// front (`BEGIN IMMEDIATE`): a deferred one that reads first and writes
     /// later fails with SQLITE_BUSY when another writer got in between, and
     /// the busy timeout cannot help it. PostgreSQL's row locks need no hint.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+    async fn write_tx(&self) -> Result<WriteTx, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => {
+                let turn = self.writer.clone().lock_owned().await;
+                Ok(WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                })
+            }
+            Backend::Postgres => Ok(WriteTx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            }),
         }
     }
 }
@@ -400,16 +444,15 @@ async fn reconcile_all(
 }
 
 /// Like [`reconcile`], also returning the status and reason now in force.
+/// The rules are [`Service::kind`]'s; this reads what they need and writes
+/// what they decide.
 async fn reconcile_full(
     conn: &mut sqlx::AnyConnection,
     id: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<Reconciled>, sqlx::Error> {
     let Some(row) = sqlx::query(
-        "SELECT health_status, base_url, health_endpoint, last_error, systemd_state, state, state_reason,
-            heartbeat_ttl_secs, last_heartbeat, push_token_hash, push_period_secs, push_grace_secs,
-            last_push, push_status, push_message, server_id, check_status, check_message,
-            v.last_seen_at AS server_seen, v.heartbeat_secs AS server_heartbeat,
+        "SELECT services.*, v.last_seen_at AS server_seen, v.heartbeat_secs AS server_heartbeat,
             v.revoked_at AS server_revoked
          FROM services LEFT JOIN servers v ON v.id = services.server_id
          WHERE services.id = $1",
@@ -420,71 +463,31 @@ async fn reconcile_full(
     else {
         return Ok(None);
     };
-    let health: String = row.try_get("health_status")?;
-    let has_check = row.try_get::<Option<String>, _>("base_url")?.is_some()
-        && row
-            .try_get::<Option<String>, _>("health_endpoint")?
-            .is_some();
-    let last_error: Option<String> = row.try_get("last_error")?;
-    let systemd_state: Option<String> = row.try_get("systemd_state")?;
-    let current: String = row.try_get("state")?;
-    let current_reason: Option<String> = row.try_get("state_reason")?;
-    let age = |column: &str| -> Result<Option<i64>, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<i64>, _>(column)?
-            .map(|t| (ms(now) - t).max(0) / 1000))
-    };
-    let heartbeat_ttl: Option<i64> = row.try_get("heartbeat_ttl_secs")?;
-    let has_push = row
-        .try_get::<Option<String>, _>("push_token_hash")?
-        .is_some();
-    let server_id: Option<i64> = row.try_get("server_id")?;
-    let (status, reason) = if server_id.is_some() {
-        let seen: Option<i64> = row.try_get("server_seen")?;
-        let heartbeat: i64 = row
-            .try_get::<Option<i64>, _>("server_heartbeat")?
-            .unwrap_or(10);
-        let revoked = row.try_get::<Option<i64>, _>("server_revoked")?.is_some();
-        let online = !revoked && in_touch(seen.map(time), heartbeat, now);
-        let check_status: Option<String> = row.try_get("check_status")?;
-        let message: Option<String> = row.try_get("check_message")?;
-        let last = check_status
-            .as_deref()
-            .and_then(LineStatus::parse)
-            .map(|s| (s, message.as_deref().unwrap_or("")));
-        agent_check_status(online, last)
-    } else if let (Some(ttl), false) = (heartbeat_ttl, has_check) {
-        passive_status("heartbeat", age("last_heartbeat")?, ttl, Status::Ok, None)
-    } else if has_push && !has_check {
-        let period: i64 = row
-            .try_get::<Option<i64>, _>("push_period_secs")?
-            .unwrap_or(86_400);
-        let grace: i64 = row
-            .try_get::<Option<i64>, _>("push_grace_secs")?
-            .unwrap_or(3600);
-        let reported: Option<String> = row.try_get("push_status")?;
-        let message: Option<String> = row.try_get("push_message")?;
-        passive_status(
-            "ping",
-            age("last_push")?,
-            period + grace,
-            reported
-                .as_deref()
-                .and_then(Status::parse)
-                .unwrap_or(Status::Ok),
-            message.as_deref(),
-        )
-    } else {
-        derive_status(
-            HealthStatus::parse(&health).unwrap_or(HealthStatus::Unknown),
-            has_check,
-            last_error.as_deref(),
-            systemd_state.as_deref(),
-        )
-    };
-    let old = Status::parse(&current).unwrap_or(Status::Unknown);
+    let service = service_from_row(&row)?;
+    let agent_online = row.try_get::<Option<i64>, _>("server_revoked")?.is_none()
+        && in_touch(
+            row.try_get::<Option<i64>, _>("server_seen")?.map(time),
+            row.try_get::<Option<i64>, _>("server_heartbeat")?
+                .unwrap_or(10),
+            now,
+        );
+    let (status, reason) = service.kind(agent_online, now).status();
+    write_status(conn, &service, status, reason, now).await
+}
+
+/// Records `status` and `reason` as `service`'s (as read in this
+/// transaction): a new reason in place, a new status with its change in the
+/// history.
+async fn write_status(
+    conn: &mut sqlx::AnyConnection,
+    service: &Service,
+    status: Status,
+    reason: String,
+    now: DateTime<Utc>,
+) -> Result<Option<Reconciled>, sqlx::Error> {
+    let (id, old) = (service.id, service.state);
     if old == status {
-        if current_reason.as_deref() != Some(reason.as_str()) {
+        if service.state_reason.as_deref() != Some(reason.as_str()) {
             sqlx::query("UPDATE services SET state_reason = $1 WHERE id = $2")
                 .bind(&reason)
                 .bind(id)
@@ -531,13 +534,89 @@ async fn reconcile_full(
     }))
 }
 
+/// `service` (as read before `reconciled` was written) with the status it
+/// now has.
+fn with_status(
+    mut service: Service,
+    reconciled: Option<Reconciled>,
+    now: DateTime<Utc>,
+) -> (Service, Option<StatusEventView>) {
+    let Some(reconciled) = reconciled else {
+        return (service, None);
+    };
+    if reconciled.change.is_some() {
+        service.state_since = Some(now);
+    }
+    service.state = reconciled.status;
+    service.state_reason = Some(reconciled.reason);
+    (service, reconciled.change)
+}
+
+/// Stores one health result: cached on its service, appended to the
+/// history, and the status it leads to.
+async fn record_check(
+    conn: &mut sqlx::AnyConnection,
+    check: &HealthCheck,
+) -> Result<(Recorded, Option<Service>), sqlx::Error> {
+    let Some(row) = sqlx::query(
+        "UPDATE services SET health_status = $1, last_health_check = $2, last_response_code = $3,
+            last_latency_ms = $4, last_error = $5
+         WHERE id = $6 RETURNING *",
+    )
+    .bind(check.status.as_str())
+    .bind(ms(check.checked_at))
+    .bind(check.response_code.map(i64::from))
+    .bind(to_i64(check.latency_ms))
+    .bind(check.error.as_deref())
+    .bind(check.service_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok((Recorded::Dropped, None));
+    };
+    sqlx::query(
+        "INSERT INTO health_checks (service_id, checked_at, is_healthy, status, url,
+            response_code, latency_ms, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(check.service_id)
+    .bind(ms(check.checked_at))
+    .bind(i64::from(check.status == HealthStatus::Healthy))
+    .bind(check.status.as_str())
+    .bind(check.url.as_deref())
+    .bind(check.response_code.map(i64::from))
+    .bind(to_i64(check.latency_ms))
+    .bind(check.error.as_deref())
+    .execute(&mut *conn)
+    .await?;
+    let (service, change) = reconcile_row(conn, service_from_row(&row)?, check.checked_at).await?;
+    Ok((Recorded::Stored(change), Some(service)))
+}
+
+/// Brings the status of `service`, just written in this transaction, up to
+/// date; the service as it now stands, and the change if there was one.
+async fn reconcile_row(
+    conn: &mut sqlx::AnyConnection,
+    service: Service,
+    now: DateTime<Utc>,
+) -> Result<(Service, Option<StatusEventView>), sqlx::Error> {
+    let reconciled = if service.server_id.is_some() {
+        // An agent's check: its status needs its server's presence.
+        reconcile_full(conn, service.id, now).await?
+    } else {
+        let (status, reason) = service.kind(false, now).status();
+        write_status(conn, &service, status, reason, now).await?
+    };
+    Ok(with_status(service, reconciled, now))
+}
+
 #[async_trait]
 impl Store for SqlStore {
-    async fn create_service(
+    async fn register_service(
         &self,
         new: &NewService,
         now: DateTime<Utc>,
-    ) -> Result<Service, StoreError> {
+    ) -> Result<(Service, Option<StatusEventView>), StoreError> {
         let mut tx = self.write_tx().await?;
         // Registering a unit the scan found turns its entry into a configured
         // service (seed 000: "save to DB as configured"), keeping what systemd said.
@@ -570,14 +649,25 @@ impl Store for SqlStore {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
+            let service = service_from_row(&row)?;
+            let reconciled = reconcile_full(&mut tx, id, now).await?;
             tx.commit().await?;
-            return Ok(service_from_row(&row)?);
+            return Ok(with_status(service, reconciled, now));
         }
+        // A new service is polled, and not yet checked: its first status is
+        // known without asking, and goes in with the row.
+        let (status, reason) = ServiceKind::Polled {
+            health: HealthStatus::Unknown,
+            has_http_check: new.base_url.is_some() && new.health_endpoint.is_some(),
+            last_error: None,
+            systemd_state: None,
+        }
+        .status();
         let row = sqlx::query(
             "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
                 reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
-                notify_after, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13)
+                notify_after, created_at, updated_at, state, state_reason)
+             VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
              RETURNING *",
         )
         .bind(new.name.as_str())
@@ -593,11 +683,17 @@ impl Store for SqlStore {
         .bind(to_i64(new.notify_after))
         .bind(ms(now))
         .bind(ms(now))
+        .bind(status.as_str())
+        .bind(&reason)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| name_conflict(e, new.name.as_str()))?;
+        let service = service_from_row(&row)?;
+        // The row's status is the one just computed, unless the table's
+        // default state differs from it (then this records the change).
+        let reconciled = write_status(&mut tx, &service, status, reason, now).await?;
         tx.commit().await?;
-        Ok(service_from_row(&row)?)
+        Ok(with_status(service, reconciled, now))
     }
 
     async fn get_service(&self, id: i64) -> Result<Option<Service>, StoreError> {
@@ -630,12 +726,12 @@ impl Store for SqlStore {
             .collect::<Result<_, _>>()?)
     }
 
-    async fn update_service(
+    async fn change_service(
         &self,
         id: i64,
         patch: &ServicePatch,
         now: DateTime<Utc>,
-    ) -> Result<Option<Service>, StoreError> {
+    ) -> Result<Option<(Service, Option<StatusEventView>)>, StoreError> {
         let mut set = Assignments::default();
         set.push("updated_at", ms(now));
         if let Some(name) = &patch.name {
@@ -682,57 +778,40 @@ impl Store for SqlStore {
         }
         let (sql, args) = set.finish("services", id);
         let name = patch.name.as_ref().map_or("", |n| n.as_str());
-        let row = sqlx::query_with(&sql, args)
-            .fetch_optional(&self.pool)
+        let mut tx = self.write_tx().await?;
+        let Some(row) = sqlx::query_with(&sql, args)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| name_conflict(e, name))?;
-        Ok(row.as_ref().map(service_from_row).transpose()?)
+            .map_err(|e| name_conflict(e, name))?
+        else {
+            return Ok(None);
+        };
+        let changed = reconcile_row(&mut tx, service_from_row(&row)?, now).await?;
+        tx.commit().await?;
+        Ok(Some(changed))
     }
 
     async fn delete_service(&self, id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM services WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
-    async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError> {
+    async fn record_health_checks(
+        &self,
+        checks: &[HealthCheck],
+    ) -> Result<Vec<(Recorded, Option<Service>)>, StoreError> {
         let mut tx = self.write_tx().await?;
-        let updated = sqlx::query(
-            "UPDATE services SET health_status = $1, last_health_check = $2, last_response_code = $3,
-                last_latency_ms = $4, last_error = $5
-             WHERE id = $6",
-        )
-        .bind(check.status.as_str())
-        .bind(ms(check.checked_at))
-        .bind(check.response_code.map(i64::from))
-        .bind(to_i64(check.latency_ms))
-        .bind(check.error.as_deref())
-        .bind(check.service_id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(Recorded::Dropped);
+        let mut done = Vec::with_capacity(checks.len());
+        for check in checks {
+            done.push(record_check(&mut tx, check).await?);
         }
-        sqlx::query(
-            "INSERT INTO health_checks (service_id, checked_at, is_healthy, status, url,
-                response_code, latency_ms, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(check.service_id)
-        .bind(ms(check.checked_at))
-        .bind(i64::from(check.status == HealthStatus::Healthy))
-        .bind(check.status.as_str())
-        .bind(check.url.as_deref())
-        .bind(check.response_code.map(i64::from))
-        .bind(to_i64(check.latency_ms))
-        .bind(check.error.as_deref())
-        .execute(&mut *tx)
-        .await?;
-        let change = reconcile(&mut tx, check.service_id, check.checked_at).await?;
         tx.commit().await?;
-        Ok(Recorded::Stored(change))
+        Ok(done)
     }
 
     async fn reconcile_state(
