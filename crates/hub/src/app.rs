@@ -215,6 +215,7 @@ impl Application {
             "notifier",
             crate::notify::Notifier {
                 store: self.state.store.clone(),
+                registry: self.state.registry.clone(),
                 events: match &self.shared {
                     None => self.state.events.clone(),
                     Some(_) => crate::live::bus_from_log(&self.state.live, stop.clone()),

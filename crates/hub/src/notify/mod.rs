@@ -44,6 +44,8 @@ struct Track {
 
 pub struct Notifier {
     pub store: Arc<dyn Store>,
+    /// Where the notifier reads services: memory, not SQL.
+    pub registry: Arc<crate::registry::Registry>,
     /// Checks and status changes: this hub's bus, or, with several hubs on
     /// one database, every hub's (from the shared event log).
     pub events: EventBus,
@@ -83,6 +85,9 @@ impl Notifier {
             if taken {
                 self.recall(&mut tracks).await;
             }
+            // A status change names the status the service must show; a
+            // registry that follows another hub may not have it yet.
+            let mut expect: Option<(i64, lookout_proto::status::Status)> = None;
             let touched: Vec<i64> = tokio::select! {
                 () = shutdown.cancelled() => break,
                 event = rx.recv() => match event {
@@ -91,7 +96,10 @@ impl Notifier {
                         track.failed_checks = if status == HealthStatus::Unhealthy { track.failed_checks + 1 } else { 0 };
                         vec![id]
                     }
-                    Ok(Event::StatusChanged(change)) => vec![change.service_id],
+                    Ok(Event::StatusChanged(change)) => {
+                        expect = Some((change.service_id, change.new));
+                        vec![change.service_id]
+                    }
                     Ok(Event::ServiceDeleted { id }) => {
                         tracks.remove(&id);
                         vec![]
@@ -111,7 +119,18 @@ impl Notifier {
                 continue;
             }
             for id in touched {
-                match self.store.get_service(id).await {
+                let held = self.registry.get(id).map(|e| e.service.clone());
+                let behind = match (&held, expect) {
+                    (Some(service), Some((of, status))) => of == id && service.state != status,
+                    (None, _) => true,
+                    _ => false,
+                };
+                let service = if behind {
+                    self.store.get_service(id).await
+                } else {
+                    Ok(held)
+                };
+                match service {
                     Ok(Some(service)) => {
                         let track = tracks.entry(id).or_default();
                         if let Some(notice) = self.decide(&service, track) {

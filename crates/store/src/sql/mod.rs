@@ -61,6 +61,26 @@ pub(crate) struct WriteTx {
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
+/// A connection for single write statements; on SQLite it also holds this
+/// hub's writer turn.
+pub(crate) struct WriteConn {
+    conn: sqlx::pool::PoolConnection<Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
 impl WriteTx {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
@@ -186,6 +206,19 @@ impl SqlStore {
     /// front (`BEGIN IMMEDIATE`): a deferred one that reads first and writes
     /// later fails with SQLITE_BUSY when another writer got in between, and
     /// the busy timeout cannot help it. PostgreSQL's row locks need no hint.
+    /// A connection for one write statement (atomic on its own), in this
+    /// hub's writer turn on SQLite.
+    async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        Ok(WriteConn {
+            conn: self.pool.acquire().await?,
+            _turn: turn,
+        })
+    }
+
     async fn write_tx(&self) -> Result<WriteTx, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => {
@@ -534,6 +567,75 @@ async fn write_status(
     }))
 }
 
+/// Inserts a new configured service with its first status; `None` when the
+/// name is taken.
+async fn insert_service(
+    conn: &mut sqlx::AnyConnection,
+    new: &NewService,
+    now: DateTime<Utc>,
+    status: Status,
+    reason: &str,
+) -> Result<Option<AnyRow>, StoreError> {
+    sqlx::query(
+        "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
+            reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
+            notify_after, created_at, updated_at, state, state_reason)
+         VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         ON CONFLICT (name) DO NOTHING
+         RETURNING *",
+    )
+    .bind(new.name.as_str())
+    .bind(new.description.as_deref())
+    .bind(new.base_url.as_ref().map(|u| u.to_display()))
+    .bind(new.port.map(i64::from))
+    .bind(new.health_endpoint.as_ref().map(|e| e.as_str().to_owned()))
+    .bind(new.reported_state.map(ReportedState::as_str))
+    .bind(to_i64(new.check_interval_secs))
+    .bind(to_i64(new.check_timeout_ms))
+    .bind(i64::from(new.muted.unwrap_or(false)))
+    .bind(new.maintenance_until.map(ms))
+    .bind(to_i64(new.notify_after))
+    .bind(ms(now))
+    .bind(ms(now))
+    .bind(status.as_str())
+    .bind(reason)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| name_conflict(e, new.name.as_str()))
+}
+
+/// Most events appended by one statement.
+const EVENTS_PER_STATEMENT: usize = 256;
+
+/// Appends events with one statement; their ids, in order. Appends are
+/// serialised (the write lock on SQLite, the advisory lock on PostgreSQL),
+/// so a statement's ids follow the order of its rows whatever order
+/// RETURNING gives them in.
+async fn insert_events(
+    conn: &mut sqlx::AnyConnection,
+    events: &[(DateTime<Utc>, &'static str, String)],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut sql = String::from("INSERT INTO event_log (at, kind, data) VALUES ");
+    let mut args = AnyArguments::default();
+    for (i, (at, kind, data)) in events.iter().enumerate() {
+        let n = i * 3;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+        // Adding a value only fails for types Any cannot carry.
+        let _ = args.add(ms(*at));
+        let _ = args.add((*kind).to_owned());
+        let _ = args.add(data.clone());
+    }
+    sql.push_str(" RETURNING id");
+    let mut ids: Vec<i64> = sqlx::query_scalar_with(&sql, args)
+        .fetch_all(&mut *conn)
+        .await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// `service` (as read before `reconciled` was written) with the status it
 /// now has.
 fn with_status(
@@ -617,9 +719,26 @@ impl Store for SqlStore {
         new: &NewService,
         now: DateTime<Utc>,
     ) -> Result<(Service, Option<StatusEventView>), StoreError> {
+        // A new service is polled, and not yet checked: its first status is
+        // known without asking, and goes in with the row.
+        let (status, reason) = ServiceKind::Polled {
+            health: HealthStatus::Unknown,
+            has_http_check: new.base_url.is_some() && new.health_endpoint.is_some(),
+            last_error: None,
+            systemd_state: None,
+        }
+        .status();
+        // The common case, a new name: one statement, status and all.
+        {
+            let mut conn = self.write_conn().await?;
+            if let Some(row) = insert_service(&mut conn, new, now, status, &reason).await? {
+                return Ok((service_from_row(&row)?, None));
+            }
+        }
+        // The name is taken: by a service (a conflict), or by a unit the
+        // scan found, which registering turns into a configured service
+        // (saved as configured), keeping what systemd said.
         let mut tx = self.write_tx().await?;
-        // Registering a unit the scan found turns its entry into a configured
-        // service (seed 000: "save to DB as configured"), keeping what systemd said.
         let existing: Option<(i64, String)> =
             sqlx::query_as("SELECT id, status FROM services WHERE name = $1")
                 .bind(new.name.as_str())
@@ -654,46 +773,15 @@ impl Store for SqlStore {
             tx.commit().await?;
             return Ok(with_status(service, reconciled, now));
         }
-        // A new service is polled, and not yet checked: its first status is
-        // known without asking, and goes in with the row.
-        let (status, reason) = ServiceKind::Polled {
-            health: HealthStatus::Unknown,
-            has_http_check: new.base_url.is_some() && new.health_endpoint.is_some(),
-            last_error: None,
-            systemd_state: None,
-        }
-        .status();
-        let row = sqlx::query(
-            "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
-                reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
-                notify_after, created_at, updated_at, state, state_reason)
-             VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-             RETURNING *",
-        )
-        .bind(new.name.as_str())
-        .bind(new.description.as_deref())
-        .bind(new.base_url.as_ref().map(|u| u.to_display()))
-        .bind(new.port.map(i64::from))
-        .bind(new.health_endpoint.as_ref().map(|e| e.as_str().to_owned()))
-        .bind(new.reported_state.map(ReportedState::as_str))
-        .bind(to_i64(new.check_interval_secs))
-        .bind(to_i64(new.check_timeout_ms))
-        .bind(i64::from(new.muted.unwrap_or(false)))
-        .bind(new.maintenance_until.map(ms))
-        .bind(to_i64(new.notify_after))
-        .bind(ms(now))
-        .bind(ms(now))
-        .bind(status.as_str())
-        .bind(&reason)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| name_conflict(e, new.name.as_str()))?;
-        let service = service_from_row(&row)?;
-        // The row's status is the one just computed, unless the table's
-        // default state differs from it (then this records the change).
-        let reconciled = write_status(&mut tx, &service, status, reason, now).await?;
+        // Deleted in between: a new service after all.
+        let row = insert_service(&mut tx, new, now, status, &reason)
+            .await?
+            .ok_or_else(|| StoreError::Conflict {
+                field: "name",
+                value: new.name.as_str().to_owned(),
+            })?;
         tx.commit().await?;
-        Ok(with_status(service, reconciled, now))
+        Ok((service_from_row(&row)?, None))
     }
 
     async fn get_service(&self, id: i64) -> Result<Option<Service>, StoreError> {
@@ -849,6 +937,14 @@ impl Store for SqlStore {
         &self,
         events: &[(DateTime<Utc>, &'static str, String)],
     ) -> Result<Vec<i64>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.backend == Backend::Sqlite && events.len() <= EVENTS_PER_STATEMENT {
+            // One statement is a transaction of its own.
+            let mut conn = self.write_conn().await?;
+            return Ok(insert_events(&mut conn, events).await?);
+        }
         let mut tx = self.write_tx().await?;
         if self.backend == Backend::Postgres {
             // Hubs append one at a time, so ids become visible in order: a
@@ -861,30 +957,9 @@ impl Store for SqlStore {
                 .fetch_one(&mut *tx)
                 .await?;
         }
-        // Many rows per statement. Appends are serialised (the write lock
-        // on SQLite, the advisory lock on PostgreSQL), so a statement's ids
-        // follow the order of its rows whatever order RETURNING gives them in.
         let mut ids = Vec::with_capacity(events.len());
-        for chunk in events.chunks(256) {
-            let mut sql = String::from("INSERT INTO event_log (at, kind, data) VALUES ");
-            let mut args = AnyArguments::default();
-            for (i, (at, kind, data)) in chunk.iter().enumerate() {
-                let n = i * 3;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
-                // Adding a value only fails for types Any cannot carry.
-                let _ = args.add(ms(*at));
-                let _ = args.add((*kind).to_owned());
-                let _ = args.add(data.clone());
-            }
-            sql.push_str(" RETURNING id");
-            let mut got: Vec<i64> = sqlx::query_scalar_with(&sql, args)
-                .fetch_all(&mut *tx)
-                .await?;
-            got.sort_unstable();
-            ids.extend(got);
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            ids.extend(insert_events(&mut tx, chunk).await?);
         }
         tx.commit().await?;
         Ok(ids)
