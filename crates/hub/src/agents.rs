@@ -11,10 +11,9 @@ use lookout_proto::agent::{AgentMessage, ControlAction, ControlResult, HubMessag
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentSettings;
-use crate::events::Event;
 use crate::live::LiveEvent;
 use crate::routes::AppState;
-use crate::store::agents::{Ingested, Server};
+use crate::store::agents::Server;
 use crate::store::Store;
 
 /// How long an agent has to authenticate after connecting.
@@ -256,27 +255,6 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         .await;
 }
 
-/// Publishes what an ingestion changed.
-fn publish(state: &AppState, server_id: i64, ingested: Ingested) {
-    for id in ingested.created {
-        state.events.publish(Event::ServiceCreated { id });
-    }
-    for id in ingested.updated {
-        state.events.publish(Event::ServiceUpdated { id });
-    }
-    for id in ingested.deleted {
-        state.events.publish(Event::ServiceDeleted { id });
-    }
-    for (check, result) in ingested.results {
-        state.events.publish(Event::CheckResult {
-            server_id,
-            check,
-            result,
-        });
-    }
-    state.events.publish_changes(ingested.changes);
-}
-
 /// Why an agent's session did not start.
 enum NotAdmitted {
     /// Its credentials or first message were wrong: it is told so.
@@ -371,7 +349,7 @@ pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth
         return;
     }
     let ready = async {
-        let changes = state
+        state
             .registry
             .agent_seen(
                 server.id,
@@ -380,7 +358,6 @@ pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth
                 state.clock.now(),
             )
             .await?;
-        state.events.publish_changes(changes);
         state.store.result_cursors(server.id).await
     }
     .await;
@@ -393,7 +370,7 @@ pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth
             return;
         }
     };
-    state.events.publish(Event::ServerUpdated { id: server.id });
+    state.registry.server_changed(server.id);
     tracing::info!(server = %server.name, client = %client.ip, "agent connected");
     let ok = send(
         &mut socket,
@@ -418,7 +395,7 @@ pub async fn session(mut socket: WebSocket, state: AppState, client: crate::auth
         .await;
     }
     fleet.leave(server.id, session_id);
-    state.events.publish(Event::ServerUpdated { id: server.id });
+    state.registry.server_changed(server.id);
     tracing::info!(server = %server.name, "agent disconnected");
 }
 
@@ -485,9 +462,8 @@ async fn pump(
                 .registry
                 .agent_seen(server.id, heartbeat_secs, None, now)
                 .await;
-            match seen {
-                Ok(changes) => state.events.publish_changes(changes),
-                Err(e) => tracing::warn!(error = ?e, "cannot note an agent as seen"),
+            if let Err(e) = seen {
+                tracing::warn!(error = ?e, "cannot note an agent as seen");
             }
         }
         let result = match message {
@@ -519,7 +495,6 @@ async fn pump(
                         if !tell_refused(socket, &ingested.refused).await {
                             return;
                         }
-                        publish(state, server.id, ingested);
                         Ok(())
                     }
                     Err(e) => Err(e),
@@ -527,11 +502,9 @@ async fn pump(
             }
             AgentMessage::StatusUpdate(update) => admit(socket, state, server, vec![update]).await,
             AgentMessage::StatusUpdates { updates } => admit(socket, state, server, updates).await,
-            AgentMessage::Scan { scan } => state
-                .store
-                .set_server_scan(server.id, &scan, now)
-                .await
-                .map(|()| state.events.publish(Event::ServerUpdated { id: server.id })),
+            AgentMessage::Scan { scan } => {
+                state.registry.set_server_scan(server.id, &scan, now).await
+            }
         };
         if let Err(e) = result {
             tracing::error!(error = ?e, server = %server.name, "cannot store what an agent sent");
@@ -617,16 +590,12 @@ async fn ingest(
                 refused.push(name);
             }
         }
-        // A result is its own event (`result`); announcing the service as
-        // updated too would make every listener re-read the registry.
-        ingested.updated.clear();
         for (_, result) in &ingested.results {
             let lag = (result.received_at - result.at)
                 .to_std()
                 .unwrap_or_default();
             state.metrics.agent_result(result.status, lag);
         }
-        publish(state, server_id, ingested);
     }
     Ok(refused)
 }

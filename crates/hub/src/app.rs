@@ -60,10 +60,16 @@ impl Application {
             config.max_body_bytes,
         ));
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let events = EventBus::new(16 * 1024);
         let registry = Arc::new(
-            crate::registry::Registry::load(store.clone(), config.checks, clock.now())
-                .await
-                .context("cannot read the services from the database")?,
+            crate::registry::Registry::load(
+                store.clone(),
+                events.clone(),
+                config.checks,
+                clock.now(),
+            )
+            .await
+            .context("cannot read the services from the database")?,
         );
         let state = AppState {
             auth,
@@ -74,7 +80,7 @@ impl Application {
                 .context("cannot build the HTTP client for health checks")?,
             metrics,
             clock,
-            events: EventBus::new(16 * 1024),
+            events,
             live: tokio::sync::broadcast::channel(4096).0,
             shutdown: CancellationToken::new(),
             passive: crate::routes::PassiveSettings {

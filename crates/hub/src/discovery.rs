@@ -9,7 +9,6 @@ use lookout_systemd::{ListenSource, Scope, ServiceUnit, Systemd};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::events::Event;
 use crate::routes::AppState;
 use crate::store::{DiscoveredUnit, StoreError};
 
@@ -179,9 +178,7 @@ impl AppState {
             })
             .collect();
         let now = self.clock.now();
-        let mut counts = self.registry.apply_scan(&units, &timers, now).await?;
-        self.events
-            .publish_changes(std::mem::take(&mut counts.changes));
+        let counts = self.registry.apply_scan(&units, &timers, now).await?;
         let last = LastScan {
             discovered: counts.discovered,
             updated: counts.updated,
@@ -193,7 +190,7 @@ impl AppState {
         };
         let text = serde_json::to_string(&last).map_err(|e| StoreError::Database(e.into()))?;
         self.store.set_state(LAST_SCAN_KEY, &text).await?;
-        self.events.publish(Event::ScanCompleted {});
+        self.registry.scan_completed();
         Ok(self.scan_result(last).await?)
     }
 

@@ -73,6 +73,14 @@ impl Event {
         }
     }
 
+    /// The status change this event carries, if it is one.
+    pub fn status_change(&self) -> Option<&StatusEventView> {
+        match self {
+            Event::StatusChanged(change) => Some(change),
+            _ => None,
+        }
+    }
+
     /// The event's wire type and data.
     pub fn wire(&self) -> (&'static str, serde_json::Value) {
         let data = match serde_json::to_value(self) {

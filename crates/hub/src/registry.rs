@@ -24,6 +24,7 @@ use lookout_proto::service::{
 use lookout_proto::status::Status;
 
 use crate::config::CheckDefaults;
+use crate::events::{Event, EventBus};
 use crate::store::agents::Ingested;
 use crate::store::{
     DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts, Service,
@@ -328,6 +329,8 @@ async fn write_checks(store: Arc<dyn Store>, waiting: Arc<std::sync::Mutex<Waiti
 /// The services of the hub, in memory, and every way to change them.
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// Where every change is published, once, after memory has it.
+    events: EventBus,
     checks: CheckQueue,
     /// Random per process, so an `ETag` from before a restart never matches.
     epoch: u32,
@@ -365,6 +368,7 @@ impl Registry {
     /// (from a month before `now` on).
     pub async fn load(
         store: Arc<dyn Store>,
+        events: EventBus,
         defaults: CheckDefaults,
         now: DateTime<Utc>,
     ) -> Result<Self, StoreError> {
@@ -372,6 +376,7 @@ impl Registry {
         let _ = getrandom::fill(&mut epoch);
         let registry = Self {
             store,
+            events,
             checks: CheckQueue::default(),
             epoch: u32::from_le_bytes(epoch),
             defaults,
@@ -575,6 +580,9 @@ impl Registry {
         self.apply([(service.id, Some(self.entry(service.clone())))], |_| {
             Vec::new()
         });
+        self.events
+            .publish(Event::ServiceCreated { id: service.id });
+        self.events.publish_changes(change.clone());
         Ok((service, change))
     }
 
@@ -593,12 +601,17 @@ impl Registry {
             return Ok(None);
         };
         self.apply([(id, Some(self.entry(service.clone())))], |_| Vec::new());
+        self.events.publish(Event::ServiceUpdated { id });
+        self.events.publish_changes(change.clone());
         Ok(Some((service, change)))
     }
 
     pub async fn delete(&self, id: i64) -> Result<bool, StoreError> {
         let deleted = self.store.delete_service(id).await?;
         self.apply([(id, None)], |_| Vec::new());
+        if deleted {
+            self.events.publish(Event::ServiceDeleted { id });
+        }
         Ok(deleted)
     }
 
@@ -610,6 +623,9 @@ impl Registry {
     ) -> Result<Option<Reconciled>, StoreError> {
         let reconciled = self.store.reconcile_state(id, now).await?;
         self.sync(&[id]).await?;
+        if let Some(change) = reconciled.as_ref().and_then(|r| r.change.clone()) {
+            self.events.publish(Event::StatusChanged(change));
+        }
         Ok(reconciled)
     }
 
@@ -638,6 +654,13 @@ impl Registry {
                 self.apply([(id, Some(self.entry(service)))], |_| Vec::new());
             }
         }
+        if let Recorded::Stored(change) = &recorded {
+            self.events.publish(Event::HealthChecked {
+                id: check.service_id,
+                status: check.status,
+            });
+            self.events.publish_changes(change.clone());
+        }
         Ok(recorded)
     }
 
@@ -649,7 +672,13 @@ impl Registry {
     ) -> Result<ScanCounts, StoreError> {
         let counts = self.store.apply_scan(units, timers, now).await?;
         self.reload().await?;
+        self.events.publish_changes(counts.changes.clone());
         Ok(counts)
+    }
+
+    /// Announces that a scan's result is recorded in full.
+    pub fn scan_completed(&self) {
+        self.events.publish(Event::ScanCompleted {});
     }
 
     pub async fn set_unit_state(
@@ -672,17 +701,24 @@ impl Registry {
             .map(|e| e.service.id)
             .collect();
         self.sync(&ids).await?;
+        self.events.publish_changes(changes.clone());
+        for id in ids {
+            self.events.publish(Event::ServiceUpdated { id });
+        }
         Ok(changes)
     }
 
     pub async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError> {
         self.store.set_unit_link(id, unit).await?;
-        self.sync(&[id]).await
+        self.sync(&[id]).await?;
+        self.events.publish(Event::ServiceUpdated { id });
+        Ok(())
     }
 
     pub async fn delete_removed(&self) -> Result<u64, StoreError> {
         let deleted = self.store.delete_removed().await?;
         self.reload().await?;
+        self.scan_completed();
         Ok(deleted)
     }
 
@@ -695,6 +731,12 @@ impl Registry {
     ) -> Result<Heartbeat, StoreError> {
         let beat = self.store.heartbeat(name, ip, ttl_secs, now).await?;
         self.sync(&[beat.service.id]).await?;
+        if beat.created {
+            self.events.publish(Event::ServiceCreated {
+                id: beat.service.id,
+            });
+        }
+        self.events.publish_changes(beat.change.clone());
         Ok(beat)
     }
 
@@ -702,6 +744,7 @@ impl Registry {
         let changes = self.store.overdue(now).await?;
         self.sync(&changes.iter().map(|c| c.service_id).collect::<Vec<_>>())
             .await?;
+        self.events.publish_changes(changes.clone());
         Ok(changes)
     }
 
@@ -711,6 +754,9 @@ impl Registry {
     ) -> Result<Vec<i64>, StoreError> {
         let removed = self.store.remove_silent_heartbeats(before).await?;
         self.sync(&removed).await?;
+        for &id in &removed {
+            self.events.publish(Event::ServiceDeleted { id });
+        }
         Ok(removed)
     }
 
@@ -726,6 +772,9 @@ impl Registry {
             .set_push_token(id, token_hash, period_secs, grace_secs)
             .await?;
         self.sync(&[id]).await?;
+        if set {
+            self.events.publish(Event::ServiceUpdated { id });
+        }
         Ok(set)
     }
 
@@ -740,8 +789,9 @@ impl Registry {
             .store
             .record_push(token_hash, status, message, now)
             .await?;
-        if let Some((id, _)) = &pushed {
+        if let Some((id, change)) = &pushed {
             self.sync(&[*id]).await?;
+            self.events.publish_changes(change.clone());
         }
         Ok(pushed)
     }
@@ -768,6 +818,7 @@ impl Registry {
     ) -> Result<Ingested, StoreError> {
         let ingested = self.store.set_server_checks(server_id, checks, now).await?;
         self.sync_ingested(&ingested).await?;
+        self.publish_ingested(server_id, &ingested);
         Ok(ingested)
     }
 
@@ -777,9 +828,52 @@ impl Registry {
         results: &[StatusUpdate],
         now: DateTime<Utc>,
     ) -> Result<Ingested, StoreError> {
-        let ingested = self.store.record_results(server_id, results, now).await?;
+        let mut ingested = self.store.record_results(server_id, results, now).await?;
         self.sync_ingested(&ingested).await?;
+        // A result is its own event (`result`); announcing the service as
+        // updated too would make every listener re-read the registry.
+        ingested.updated.clear();
+        self.publish_ingested(server_id, &ingested);
         Ok(ingested)
+    }
+
+    /// Publishes what an agent's checks or results changed.
+    fn publish_ingested(&self, server_id: i64, ingested: &Ingested) {
+        for &id in &ingested.created {
+            self.events.publish(Event::ServiceCreated { id });
+        }
+        for &id in &ingested.updated {
+            self.events.publish(Event::ServiceUpdated { id });
+        }
+        for &id in &ingested.deleted {
+            self.events.publish(Event::ServiceDeleted { id });
+        }
+        for (check, result) in &ingested.results {
+            self.events.publish(Event::CheckResult {
+                server_id,
+                check: check.clone(),
+                result: result.clone(),
+            });
+        }
+        self.events.publish_changes(ingested.changes.clone());
+    }
+
+    /// Announces that a server changed (added, claimed, connected or
+    /// disconnected) where its record or presence is kept.
+    pub fn server_changed(&self, id: i64) {
+        self.events.publish(Event::ServerUpdated { id });
+    }
+
+    /// Stores what a server's agent found on its host, and announces it.
+    pub async fn set_server_scan(
+        &self,
+        server_id: i64,
+        scan: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.store.set_server_scan(server_id, scan, now).await?;
+        self.server_changed(server_id);
+        Ok(())
     }
 
     /// The ids of a server's checks in memory.
@@ -805,6 +899,7 @@ impl Registry {
             .await?;
         self.sync(&changes.iter().map(|c| c.service_id).collect::<Vec<_>>())
             .await?;
+        self.events.publish_changes(changes.clone());
         Ok(changes)
     }
 
@@ -815,6 +910,10 @@ impl Registry {
     ) -> Result<Option<Vec<StatusEventView>>, StoreError> {
         let revoked = self.store.revoke_server(id, now).await?;
         self.sync(&self.checks_of(id)).await?;
+        if let Some(changes) = &revoked {
+            self.events.publish_changes(changes.clone());
+            self.server_changed(id);
+        }
         Ok(revoked)
     }
 
@@ -822,6 +921,12 @@ impl Registry {
         let checks = self.checks_of(id);
         let deleted = self.store.delete_server(id).await?;
         self.sync(&checks).await?;
+        if let Some(checks) = &deleted {
+            for &sid in checks {
+                self.events.publish(Event::ServiceDeleted { id: sid });
+            }
+            self.events.publish(Event::ServerDeleted { id });
+        }
         Ok(deleted)
     }
 }
@@ -861,7 +966,6 @@ impl Registry {
 
     /// Brings memory up to date with one logged change.
     async fn apply_logged(&self, event: &crate::live::LiveEvent) -> Result<(), StoreError> {
-        use crate::events::Event;
         match Event::from_wire(event.kind, &event.data) {
             Some(
                 Event::ServiceCreated { id }

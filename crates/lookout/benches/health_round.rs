@@ -101,7 +101,7 @@ async fn main() {
     let mut rx = events.subscribe();
     let stop = CancellationToken::new();
     let registry = std::sync::Arc::new(
-        lookout_hub::registry::Registry::load(store.clone(), defaults, now)
+        lookout_hub::registry::Registry::load(store.clone(), events.clone(), defaults, now)
             .await
             .unwrap(),
     );

@@ -10,25 +10,7 @@ use lookout_proto::service::HealthStatus;
 
 use crate::clock::Clock;
 use crate::config::CheckDefaults;
-use crate::events::{Event, EventBus};
-use crate::store::{HealthCheck, Recorded, Service, StoreError};
-
-/// Stores a check result and publishes it, with the status change it caused.
-pub async fn record_check(
-    registry: &crate::registry::Registry,
-    events: &EventBus,
-    result: &HealthCheck,
-) -> Result<Recorded, StoreError> {
-    let recorded = registry.record_health_check(result).await?;
-    if let Recorded::Stored(change) = &recorded {
-        events.publish(Event::HealthChecked {
-            id: result.service_id,
-            status: result.status,
-        });
-        events.publish_changes(change.clone());
-    }
-    Ok(recorded)
-}
+use crate::store::{HealthCheck, Service};
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]

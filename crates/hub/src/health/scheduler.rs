@@ -217,11 +217,10 @@ impl Scheduler {
             }
 
             for entry in slots.start_due(now) {
-                let (checker, registry, clock, events, defaults, permits) = (
+                let (checker, registry, clock, defaults, permits) = (
                     self.checker.clone(),
                     self.registry.clone(),
                     self.clock.clone(),
-                    self.events.clone(),
                     self.defaults,
                     permits.clone(),
                 );
@@ -229,7 +228,7 @@ impl Scheduler {
                     let _permit = permits.acquire_owned().await;
                     let service = &entry.service;
                     let result = checker.check_service(service, &defaults, clock.as_ref()).await;
-                    if let Err(e) = super::record_check(&registry, &events, &result).await {
+                    if let Err(e) = registry.record_health_check(&result).await {
                         tracing::warn!(service = service.id, error = ?e, "could not store a health check");
                     }
                     service.id

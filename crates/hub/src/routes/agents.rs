@@ -17,7 +17,6 @@ use super::AppState;
 use crate::agents::server_view;
 use crate::auth::{token, Access, Bucket, Client, Principal};
 use crate::error::ApiError;
-use crate::events::Event;
 use crate::store::accounts::AuditOutcome;
 use crate::store::agents::NewServer;
 
@@ -128,7 +127,7 @@ pub async fn provision(
             now,
         )
         .await?;
-    state.events.publish(Event::ServerUpdated { id: server.id });
+    state.registry.server_changed(server.id);
     Ok(RegisterResponse {
         server_id: server.id,
         agent_id: server.agent_id,
@@ -207,7 +206,7 @@ async fn claim(
             AuditOutcome::Ok,
         )
         .await;
-    state.events.publish(Event::ServerUpdated { id: server.id });
+    state.registry.server_changed(server.id);
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
         Json(ClaimResponse {
@@ -297,30 +296,24 @@ async fn server_services(
 
 /// Revokes a server's key and cuts its live session.
 pub async fn revoke_server(state: &AppState, id: i64) -> Result<(), ApiError> {
-    let changes = state
+    state
         .registry
         .revoke_server(id, state.clock.now())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no server with id {id}")))?;
     state.fleet.kick(id);
-    state.events.publish_changes(changes);
-    state.events.publish(Event::ServerUpdated { id });
     Ok(())
 }
 
 /// Deletes a server, its checks and their history; cuts its session.
 pub async fn remove_server(state: &AppState, id: i64) -> Result<String, ApiError> {
     let name = server_or_404(state, id).await?.name;
-    let deleted = state
+    state
         .registry
         .delete_server(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no server with id {id}")))?;
     state.fleet.kick(id);
-    for sid in deleted {
-        state.events.publish(Event::ServiceDeleted { id: sid });
-    }
-    state.events.publish(Event::ServerDeleted { id });
     Ok(name)
 }
 

@@ -25,7 +25,6 @@ use super::table::Routes;
 use super::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
-use crate::events::Event;
 use crate::registry::ListFilter;
 use crate::store::Service;
 
@@ -158,12 +157,6 @@ async fn register(
             )),
             other => other.into(),
         })?;
-    if beat.created {
-        state.events.publish(Event::ServiceCreated {
-            id: beat.service.id,
-        });
-    }
-    state.events.publish_changes(beat.change);
     let status = if beat.created {
         StatusCode::CREATED
     } else {
@@ -208,12 +201,7 @@ async fn refresh(
         .find(|s| s.name == name)
         .ok_or_else(|| ApiError::NotFound(format!("no heartbeat service named {name:?}")))?;
     let now = state.clock.now();
-    let change = state
-        .registry
-        .reconcile(service.id, now)
-        .await?
-        .and_then(|r| r.change);
-    state.events.publish_changes(change);
+    state.registry.reconcile(service.id, now).await?;
     let service = state
         .registry
         .get(service.id)
@@ -225,12 +213,7 @@ async fn refresh(
 async fn refresh_all(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
     for service in heartbeat_services(&state).await? {
-        let change = state
-            .registry
-            .reconcile(service.id, now)
-            .await?
-            .and_then(|r| r.change);
-        state.events.publish_changes(change);
+        state.registry.reconcile(service.id, now).await?;
     }
     list(State(state)).await
 }
@@ -301,13 +284,7 @@ async fn create_push_token(
     {
         return Err(ApiError::not_found_service(id));
     }
-    let change = state
-        .registry
-        .reconcile(id, state.clock.now())
-        .await?
-        .and_then(|r| r.change);
-    state.events.publish(Event::ServiceUpdated { id });
-    state.events.publish_changes(change);
+    state.registry.reconcile(id, state.clock.now()).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -356,9 +333,8 @@ async fn push(
             state.clock.now(),
         )
         .await?;
-    let (id, change) =
+    let (id, _) =
         recorded.ok_or_else(|| ApiError::NotFound("no service has this push token".into()))?;
-    state.events.publish_changes(change);
     Ok(Json(
         json!({ "ok": true, "service_id": id, "status": status }),
     ))
@@ -393,9 +369,8 @@ pub async fn run_sweeper(
         if !job.check(state.store.as_ref(), now).await.0 {
             continue;
         }
-        match state.registry.overdue(now).await {
-            Ok(changes) => state.events.publish_changes(changes),
-            Err(e) => tracing::warn!(error = ?e, "could not look for overdue heartbeats"),
+        if let Err(e) = state.registry.overdue(now).await {
+            tracing::warn!(error = ?e, "could not look for overdue heartbeats");
         }
         let before = now
             - chrono::Duration::from_std(state.passive.remove_after)
@@ -404,7 +379,6 @@ pub async fn run_sweeper(
             Ok(ids) => {
                 for id in ids {
                     tracing::info!(service = id, "removed a silent heartbeat service");
-                    state.events.publish(Event::ServiceDeleted { id });
                 }
             }
             Err(e) => tracing::warn!(error = ?e, "could not remove silent heartbeat services"),

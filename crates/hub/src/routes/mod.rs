@@ -143,10 +143,7 @@ impl AppState {
         &self,
         new: &lookout_proto::service::NewService,
     ) -> Result<crate::store::Service, crate::store::StoreError> {
-        let (service, change) = self.registry.create(new, self.clock.now()).await?;
-        self.events
-            .publish(crate::events::Event::ServiceCreated { id: service.id });
-        self.events.publish_changes(change);
+        let (service, _) = self.registry.create(new, self.clock.now()).await?;
         Ok(service)
     }
 
@@ -155,26 +152,15 @@ impl AppState {
         id: i64,
         patch: &lookout_proto::service::ServicePatch,
     ) -> Result<Option<crate::store::Service>, crate::store::StoreError> {
-        let Some((service, change)) = self.registry.update(id, patch, self.clock.now()).await?
-        else {
-            return Ok(None);
-        };
-        if patch.is_empty() {
-            return Ok(Some(service));
-        }
-        self.events
-            .publish(crate::events::Event::ServiceUpdated { id });
-        self.events.publish_changes(change);
-        Ok(Some(service))
+        Ok(self
+            .registry
+            .update(id, patch, self.clock.now())
+            .await?
+            .map(|(service, _)| service))
     }
 
     pub async fn delete_service(&self, id: i64) -> Result<bool, crate::store::StoreError> {
-        let deleted = self.registry.delete(id).await?;
-        if deleted {
-            self.events
-                .publish(crate::events::Event::ServiceDeleted { id });
-        }
-        Ok(deleted)
+        self.registry.delete(id).await
     }
 
     /// Runs a check now, stores it in the history and publishes it.
@@ -186,7 +172,7 @@ impl AppState {
             .checker
             .check_service(service, &self.checks, self.clock.as_ref())
             .await;
-        crate::health::record_check(&self.registry, &self.events, &result).await?;
+        self.registry.record_health_check(&result).await?;
         Ok(result)
     }
 }

@@ -21,7 +21,6 @@ use super::AppState;
 use crate::auth::{Access, Bucket, Client, Principal};
 use crate::discovery::{DiscoveryError, CONTROL_TIMEOUT};
 use crate::error::ApiError;
-use crate::events::Event;
 use crate::store::accounts::AuditOutcome;
 use crate::store::Service;
 use axum::http::Method;
@@ -84,7 +83,6 @@ pub struct CleanupResult {
 
 async fn cleanup(State(state): State<AppState>) -> Result<Json<CleanupResult>, ApiError> {
     let deleted = state.registry.delete_removed().await?;
-    state.events.publish(Event::ScanCompleted {});
     Ok(Json(CleanupResult { deleted }))
 }
 
@@ -253,7 +251,7 @@ async fn control_unaudited(
     .await?;
     tracing::info!(unit = %target.unit, action = action.as_str(), result = %outcome.job_result, "unit control");
     let st = &outcome.status;
-    let changes = state
+    state
         .registry
         .set_unit_state(
             target.unit.as_str(),
@@ -263,12 +261,6 @@ async fn control_unaudited(
             state.clock.now(),
         )
         .await?;
-    state.events.publish_changes(changes);
-    if let Some(service) = target.service {
-        state
-            .events
-            .publish(Event::ServiceUpdated { id: service.id });
-    }
     Ok(outcome)
 }
 

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use lookout_hub::config::CheckDefaults;
+use lookout_hub::events::{Event, EventBus};
 use lookout_hub::registry::{ListFilter, Point, Registry, RECENT};
 use lookout_hub::store::Store;
+use lookout_proto::service::HealthStatus;
 use lookout_proto::status::Status;
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use reqwest::StatusCode;
@@ -19,7 +21,9 @@ use super::store::{at, new_service, open, passed, patch};
 async fn reads_answer_from_memory_and_show_every_write() {
     let (store, _db) = open().await;
     let store: Arc<dyn Store> = Arc::new(store);
-    let registry = Registry::load(store.clone(), CheckDefaults::default(), at(0))
+    let bus = EventBus::new(1024);
+    let mut heard = bus.subscribe();
+    let registry = Registry::load(store.clone(), bus, CheckDefaults::default(), at(0))
         .await
         .unwrap();
     let (web, _) = registry
@@ -52,6 +56,32 @@ async fn reads_answer_from_memory_and_show_every_write() {
         .await
         .unwrap();
 
+    // Each change was published once, in order, typed, by the registry.
+    let mut events = vec![];
+    while let Ok(event) = heard.try_recv() {
+        events.push(event);
+    }
+    assert_eq!(
+        events,
+        [
+            Event::ServiceCreated { id: web.id },
+            Event::ServiceCreated { id: api.id },
+            Event::HealthChecked {
+                id: web.id,
+                status: HealthStatus::Healthy
+            },
+            Event::StatusChanged(events[3].status_change().unwrap().clone()),
+            Event::ServiceUpdated { id: api.id },
+            Event::ServiceDeleted { id: api.id },
+            Event::ServiceCreated { id: db.id },
+        ]
+    );
+    let up = events[3].status_change().unwrap();
+    assert_eq!(
+        (up.service_id, up.old, up.new),
+        (web.id, Status::Unknown, Status::Ok)
+    );
+
     // Each service's recent results are kept, the newest RECENT of them, and
     // a registry loaded later reads the same ones back from the history.
     for i in 0..(RECENT as i64 + 5) {
@@ -71,9 +101,14 @@ async fn reads_answer_from_memory_and_show_every_write() {
         expected[45..],
         "since a time"
     );
-    let reloaded = Registry::load(store.clone(), CheckDefaults::default(), at(100))
-        .await
-        .unwrap();
+    let reloaded = Registry::load(
+        store.clone(),
+        EventBus::new(16),
+        CheckDefaults::default(),
+        at(100),
+    )
+    .await
+    .unwrap();
     assert_eq!(latencies(reloaded.recent(web.id, at(0))), expected);
 
     store.close().await;
@@ -315,4 +350,29 @@ async fn pages_follow_link_headers_and_survive_a_deletion() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["fields"][0]["field"], field, "{query}: {body}");
     }
+}
+
+/// Every change is announced by the registry, after memory has it: no
+/// handler, task or session publishes events of its own (the log follower
+/// only passes on what other hubs logged).
+#[test]
+fn no_module_but_the_registry_publishes_changes() {
+    let hub = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hub/src");
+    let mut offenders = vec![];
+    for (path, text) in &sources(&hub) {
+        if path.ends_with("registry.rs") || path.ends_with("events.rs") {
+            continue;
+        }
+        let flat: String = shipped(text).split_whitespace().collect();
+        for call in [
+            ".publish(Event::",
+            ".publish(crate::events::Event::",
+            ".publish_changes(",
+        ] {
+            if flat.contains(call) {
+                offenders.push(format!("{} calls {call}", path.display()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
 }
