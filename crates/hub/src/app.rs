@@ -183,6 +183,9 @@ impl Application {
                 self.state.store.clone(),
                 self.state.events.clone(),
                 self.shared.is_none().then(|| self.state.live.clone()),
+                // On a shared database the registry follows the log: it
+                // skips the events it wrote itself.
+                self.shared.is_some().then(|| self.state.registry.clone()),
                 self.state.clock.clone(),
                 stop.clone(),
             ),
@@ -211,9 +214,12 @@ impl Application {
             "pruner",
             crate::live::run_pruner(
                 self.state.store.clone(),
-                self.state.auth.clone(),
                 self.state.clock.clone(),
                 self.retention,
+                {
+                    let auth = self.state.auth.clone();
+                    move || auth.limiters.forget_idle()
+                },
                 stop.clone(),
             ),
         );

@@ -9,8 +9,10 @@ use lookout_systemd::{ListenSource, Scope, ServiceUnit, Systemd};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::routes::AppState;
-use crate::store::{DiscoveredUnit, StoreError};
+use crate::clock::Clock;
+use crate::config::CheckDefaults;
+use crate::registry::Registry;
+use crate::store::{DiscoveredUnit, Store, StoreError};
 
 pub use lookout_config::WebPorts;
 
@@ -126,7 +128,18 @@ const LAST_SCAN_KEY: &str = "last_scan";
 /// A page load scans only when the last scan is older than this.
 pub const PAGE_SCAN_EVERY: Duration = Duration::from_secs(10);
 
-impl AppState {
+/// A scan of the hub's host and everything it touches: the systemd
+/// connection, the registry it updates, the store that keeps the last
+/// result.
+pub struct Scans<'a> {
+    pub discovery: &'a Discovery,
+    pub registry: &'a Registry,
+    pub store: &'a dyn Store,
+    pub clock: &'a dyn Clock,
+    pub checks: CheckDefaults,
+}
+
+impl Scans<'_> {
     /// The scan a page load shows: the last one when it is recent (or
     /// another load is scanning), else a new one. Viewers load pages; a
     /// reload storm costs one scan every [`PAGE_SCAN_EVERY`].

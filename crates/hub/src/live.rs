@@ -42,6 +42,7 @@ pub async fn run_recorder(
     store: Arc<dyn Store>,
     bus: EventBus,
     live: Option<broadcast::Sender<LiveEvent>>,
+    own: Option<Arc<crate::registry::Registry>>,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) {
@@ -89,6 +90,9 @@ pub async fn run_recorder(
             .collect();
         match store.append_events(&rows).await {
             Ok(ids) => {
+                if let Some(registry) = &own {
+                    registry.mark_own(&ids);
+                }
                 if let Some(live) = &live {
                     for (id, (kind, data)) in ids.into_iter().zip(wired) {
                         let _ = live.send(LiveEvent { id, kind, data });
@@ -310,11 +314,12 @@ fn kind_name(kind: &str) -> &'static str {
 
 /// Prunes health results older than `retention` and logged events older than
 /// a day, every ten minutes, so the database does not grow without bound.
+/// Each round also runs `also` (the web layer forgets idle rate-limit keys).
 pub async fn run_pruner(
     store: Arc<dyn Store>,
-    auth: Arc<crate::auth::Auth>,
     clock: SharedClock,
     retention: Duration,
+    also: impl Fn() + Send + 'static,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
@@ -345,7 +350,7 @@ pub async fn run_pruner(
         {
             tracing::warn!(error = ?e, "could not prune old credentials");
         }
-        auth.limiters.forget_idle();
+        also();
     }
 }
 
@@ -452,22 +457,24 @@ mod tests {
             .await
             .unwrap();
         let shutdown = CancellationToken::new();
-        let auth = Arc::new(crate::auth::Auth::new(
-            crate::auth::AuthSettings::default(),
-            store.clone(),
-            clock.clone(),
-            1024,
-        ));
+        let rounds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let task = tokio::spawn(run_pruner(
             store.clone(),
-            auth,
             clock.clone(),
             Duration::from_secs(7 * 86_400),
+            {
+                let rounds = rounds.clone();
+                move || {
+                    rounds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            },
             shutdown.clone(),
         ));
         // The first round runs at once; wait for it, with a deadline.
         let until = tokio::time::Instant::now() + Duration::from_secs(5);
-        while store.health_history(s.id, 10).await.unwrap().len() != 2 {
+        while store.health_history(s.id, 10).await.unwrap().len() != 2
+            || rounds.load(std::sync::atomic::Ordering::SeqCst) == 0
+        {
             assert!(tokio::time::Instant::now() < until, "not pruned");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

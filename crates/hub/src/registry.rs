@@ -329,6 +329,9 @@ async fn write_checks(store: Arc<dyn Store>, waiting: Arc<std::sync::Mutex<Waiti
 /// The services of the hub, in memory, and every way to change them.
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// Ids of logged events this hub wrote (on a shared database), so the
+    /// follower does not read back what memory already has.
+    own: std::sync::Mutex<std::collections::BTreeSet<i64>>,
     /// Where every change is published, once, after memory has it.
     events: EventBus,
     checks: CheckQueue,
@@ -376,6 +379,7 @@ impl Registry {
         let _ = getrandom::fill(&mut epoch);
         let registry = Self {
             store,
+            own: Default::default(),
             events,
             checks: CheckQueue::default(),
             epoch: u32::from_le_bytes(epoch),
@@ -964,9 +968,70 @@ impl Registry {
         }
     }
 
+    /// Notes the ids the event log gave this hub's own events.
+    pub fn mark_own(&self, ids: &[i64]) {
+        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        own.extend(ids);
+    }
+
+    /// Whether `id` is one of this hub's own events; forgets every own id up
+    /// to it (the log is followed in id order).
+    fn is_own(&self, id: i64) -> bool {
+        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        let later = own.split_off(&(id + 1));
+        let mine = own.contains(&id);
+        *own = later;
+        mine
+    }
+
+    /// Puts a change that carries its own data into memory without a read;
+    /// false when the service is not held (then it must be read).
+    fn apply_carried(&self, event: &Event) -> bool {
+        let (id, at) = match event {
+            Event::StatusChanged(change) => (change.service_id, change.at),
+            Event::CheckResult { result, .. } => (result.service_id, result.received_at),
+            _ => return false,
+        };
+        let Some(held) = self.get(id) else {
+            return false;
+        };
+        let mut service = held.service.clone();
+        match event {
+            Event::StatusChanged(change) => {
+                service.state = change.new;
+                service.state_reason = Some(change.reason.clone());
+                service.state_since = Some(change.at);
+            }
+            Event::CheckResult { result, .. } => {
+                if service.check_at.is_some_and(|t| t > result.at) {
+                    return true;
+                }
+                service.check_status = Some(result.status.as_str().to_owned());
+                service.check_message = Some(result.message.clone());
+                service.check_at = Some(result.at);
+                // A result comes from an agent in touch; a new status comes
+                // with its own event, the reason may change with the message.
+                let (status, reason) = service.kind(true, at).status();
+                if status == service.state {
+                    service.state_reason = Some(reason);
+                }
+            }
+            _ => {}
+        }
+        self.apply([(id, Some(self.entry(service)))], |_| Vec::new());
+        true
+    }
+
     /// Brings memory up to date with one logged change.
     async fn apply_logged(&self, event: &crate::live::LiveEvent) -> Result<(), StoreError> {
-        match Event::from_wire(event.kind, &event.data) {
+        if self.is_own(event.id) {
+            return Ok(());
+        }
+        let typed = Event::from_wire(event.kind, &event.data);
+        if typed.as_ref().is_some_and(|e| self.apply_carried(e)) {
+            return Ok(());
+        }
+        match typed {
             Some(
                 Event::ServiceCreated { id }
                 | Event::ServiceUpdated { id }

@@ -139,6 +139,17 @@ pub fn router(state: AppState) -> Router {
 /// through the store and then publishes what changed, so every view and the
 /// scheduler hear about it the same way.
 impl AppState {
+    /// Scans of the hub's host, with what they touch.
+    pub fn scans(&self) -> crate::discovery::Scans<'_> {
+        crate::discovery::Scans {
+            discovery: &self.discovery,
+            registry: &self.registry,
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            checks: self.checks,
+        }
+    }
+
     pub async fn create_service(
         &self,
         new: &lookout_proto::service::NewService,

@@ -64,11 +64,12 @@ pub fn routes(r: Routes) -> Routes {
 }
 
 async fn run_scan(State(state): State<AppState>) -> Result<Json<ScanResult>, ApiError> {
-    Ok(Json(state.scan().await?))
+    Ok(Json(state.scans().scan().await?))
 }
 
 async fn last_scan(State(state): State<AppState>) -> Result<Json<ScanResult>, ApiError> {
     state
+        .scans()
         .last_scan()
         .await?
         .map(Json)

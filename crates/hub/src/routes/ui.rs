@@ -549,11 +549,11 @@ fn unit_row(s: &lookout_proto::service::ServiceView, host: &str, ports_unknown: 
 }
 
 async fn scan_page(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    let (result, error, status) = match state.recent_scan().await {
+    let (result, error, status) = match state.scans().recent_scan().await {
         Ok(r) => (Some(r), None, StatusCode::OK),
         Err(e) => {
             tracing::warn!(error = %e, "scan failed");
-            let last = state.last_scan().await.ok().flatten();
+            let last = state.scans().last_scan().await.ok().flatten();
             let status = match e {
                 crate::discovery::DiscoveryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::SERVICE_UNAVAILABLE,

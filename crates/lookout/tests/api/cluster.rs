@@ -191,6 +191,33 @@ async fn two_hubs_share_the_checks_the_events_and_the_agents_and_survive_losing_
         })
         .await;
     assert_eq!(seen.data["check"], "beat");
+    // Both registries hold the result: hub B wrote it, hub A took it from
+    // the log's event without reading the service back.
+    for hub in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + SOON;
+        loop {
+            let services = hub.get_json("/api/services").await;
+            let beat = services
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["check"]["name"] == "beat")
+                .cloned()
+                .unwrap_or_default();
+            if beat["check"]["last_message"] == "first through hub A"
+                && beat["state"] == "OK"
+                && beat["state_reason"] == "first through hub A"
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hub {} shows {beat}",
+                hub.url("")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     // Hub A dies. Its checks move to hub B within one lease period.
     let ids_by_a: Vec<i64> = {

@@ -376,3 +376,43 @@ fn no_module_but_the_registry_publishes_changes() {
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
 }
+
+/// The hub's core (the registry, events, health checks, notifications,
+/// discovery, the event log's tasks, history, metrics, the clock) depends on
+/// the store and nothing above it: no route, guard, error page or the
+/// application that wires them.
+#[test]
+fn the_core_does_not_reach_into_the_web_layer() {
+    let hub = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hub/src");
+    const CORE: &[&str] = &[
+        "registry.rs",
+        "events.rs",
+        "health/mod.rs",
+        "health/scheduler.rs",
+        "notify/mod.rs",
+        "notify/channel.rs",
+        "discovery.rs",
+        "live.rs",
+        "history.rs",
+        "metrics.rs",
+        "clock.rs",
+    ];
+    let mut offenders = vec![];
+    for file in CORE {
+        let text = std::fs::read_to_string(hub.join(file)).unwrap();
+        for web in [
+            "crate::routes",
+            "crate::auth",
+            "crate::error",
+            "crate::app",
+            "crate::openapi",
+            "crate::serve",
+            "crate::agents",
+        ] {
+            if shipped(&text).contains(web) {
+                offenders.push(format!("{file} uses {web}"));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+}
