@@ -113,6 +113,9 @@ impl SqlStore {
             .to_url_lossy();
         let pool = AnyPoolOptions::new()
             .max_connections(8)
+            // A local file does not drop connections: no ping (a round trip
+            // to the connection's thread) before every statement.
+            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     for pragma in [
