@@ -194,8 +194,21 @@ async fn create_service(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(service.to_view(&state.checks)),
+        view_of(&state, &service),
     ))
+}
+
+/// A service's JSON view: the bytes the registry keeps for it when they are
+/// of this very version, else serialised now.
+fn view_of(state: &AppState, service: &Service) -> Response {
+    match state.registry.get(service.id) {
+        Some(entry) if entry.service == *service => (
+            [(header::CONTENT_TYPE, "application/json")],
+            entry.json.clone(),
+        )
+            .into_response(),
+        _ => Json(service.to_view(&state.checks)).into_response(),
+    }
 }
 
 async fn find(state: &AppState, id: i64) -> Result<Service, ApiError> {
@@ -209,8 +222,16 @@ async fn find(state: &AppState, id: i64) -> Result<Service, ApiError> {
 async fn get_service(
     State(state): State<AppState>,
     ServiceId(id): ServiceId,
-) -> Result<Json<ServiceView>, ApiError> {
-    Ok(Json(find(&state, id).await?.to_view(&state.checks)))
+) -> Result<Response, ApiError> {
+    let entry = state
+        .registry
+        .get(id)
+        .ok_or_else(|| ApiError::not_found_service(id))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        entry.json.clone(),
+    )
+        .into_response())
 }
 
 async fn update_service(
