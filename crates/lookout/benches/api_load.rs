@@ -19,7 +19,9 @@
 
 use std::time::{Duration, Instant};
 
-use lookout_testkit::bench::{percentile, spawn_child_mode, spawn_hub_binary, status_kib};
+use lookout_testkit::bench::{
+    percentile, rollup_kib, spawn_child_mode, spawn_hub_binary, status_kib,
+};
 
 const SERVICES: usize = 1_000;
 const MORE_SERVICES: usize = 10_000;
@@ -224,6 +226,9 @@ async fn main() {
     let not_modified = load(&client, &list, Some(&etag), 304).await;
     not_modified.print("hub, If-None-Match (304)");
     let peak_1k = status_kib(pid, "VmHWM:");
+    // What the hub holds for 1,000 services once the list was served under
+    // load: its own allocations, not the binary's pages.
+    let anon_1k = rollup_kib(pid, "Anonymous:");
 
     let more = register(&client, &base, SERVICES, MORE_SERVICES).await;
     settle(&client, &list).await;
@@ -266,6 +271,10 @@ async fn main() {
         "  hub peak RSS       {:.1} MiB with 1,000, {:.1} MiB with 10,000",
         peak_1k as f64 / 1024.0,
         status_kib(pid, "VmHWM:") as f64 / 1024.0
+    );
+    println!(
+        "  hub anonymous      {:.1} MiB with 1,000 after the loads (the aim: under 14)",
+        anon_1k as f64 / 1024.0
     );
     hub.stop().await;
 }
