@@ -94,8 +94,29 @@ async fn list_services(
     let filter = list_filter(&params)?;
     let page = page_params(&params)?;
     let tag = state.registry.etag(state.registry.version());
-    if if_none_match(&headers, &tag) {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    let gzip = page.is_none() && accepts_gzip(&headers);
+    if if_none_match(&headers, &tag) || if_none_match(&headers, &gzipped_tag(&tag)) {
+        let tag = if gzip { gzipped_tag(&tag) } else { tag };
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, tag),
+                (header::VARY, "accept-encoding".into()),
+            ],
+        )
+            .into_response());
+    }
+    if let Some((version, body)) = gzip.then(|| state.registry.list_gzip(&filter)).flatten() {
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/json".to_owned()),
+                (header::CONTENT_ENCODING, "gzip".to_owned()),
+                (header::ETAG, gzipped_tag(&state.registry.etag(version))),
+                (header::VARY, "accept-encoding".to_owned()),
+            ],
+            body,
+        )
+            .into_response());
     }
     let (version, body, next) = match page {
         None => {
@@ -111,6 +132,7 @@ async fn list_services(
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
             (header::ETAG, state.registry.etag(version)),
+            (header::VARY, "accept-encoding".to_owned()),
         ],
         body,
     )
@@ -130,6 +152,31 @@ async fn list_services(
         }
     }
     Ok(response)
+}
+
+/// The `ETag` of the gzipped list: another representation of the same
+/// version, so another tag.
+fn gzipped_tag(tag: &str) -> String {
+    format!("{}-gzip\"", tag.trim_end_matches('"'))
+}
+
+/// Whether `Accept-Encoding` admits gzip (named, or `*`, with a non-zero q).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
 }
 
 /// Most services on one page.

@@ -135,7 +135,7 @@ async fn reads_answer_from_memory_and_show_every_write() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_list_answers_304_until_it_changes_and_filters_by_state_name_and_server() {
+async fn the_list_answers_304_until_it_changes_is_gzipped_on_request_and_filters() {
     let hub = lookout_testkit::spawn_hub().await;
     let closed = lookout_testkit::closed_port();
     let up = lookout_testkit::Target::start(200).await;
@@ -175,6 +175,52 @@ async fn the_list_answers_304_until_it_changes_and_filters_by_state_name_and_ser
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(again.headers()[ETAG].to_str().unwrap(), tag);
     assert!(again.bytes().await.unwrap().is_empty());
+    // A client that accepts gzip gets the same list gzipped, under a tag of
+    // its own; either tag of this version is a 304.
+    let gzipped = hub
+        .client
+        .get(hub.url("/api/services"))
+        .header("accept-encoding", "br;q=1.0, gzip;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.status(), 200);
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gzipped.headers()["vary"], "accept-encoding");
+    let gz_tag = gzipped.headers()[ETAG].to_str().unwrap().to_owned();
+    assert_ne!(gz_tag, tag);
+    let packed = gzipped.bytes().await.unwrap();
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Vec<Value>>(&unpacked).unwrap(),
+        first
+    );
+    for (accept, tag_sent) in [("gzip", &gz_tag), ("identity", &tag), ("gzip", &tag)] {
+        let r = hub
+            .client
+            .get(hub.url("/api/services"))
+            .header("accept-encoding", accept)
+            .header(IF_NONE_MATCH, tag_sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED, "{accept} {tag_sent}");
+    }
+    // gzip refused (q=0) is plain.
+    let plain = hub
+        .client
+        .get(hub.url("/api/services"))
+        .header("accept-encoding", "gzip;q=0, identity")
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.json::<Vec<Value>>().await.unwrap(), first);
     // A change makes a new list.
     hub.create_service(json!({"name": "paperless"})).await;
     let changed = hub
