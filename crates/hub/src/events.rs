@@ -8,7 +8,7 @@
 //! log and in every frame, and reads back into the same [`Event`], so the
 //! notifier has one feed whichever engine the hub runs on.
 
-use lookout_proto::service::{CheckResultView, HealthStatus, StatusEventView};
+use lookout_proto::service::{CheckResultView, HealthStatus, ServiceView, StatusEventView};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -17,12 +17,21 @@ use tokio::sync::broadcast;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum Event {
-    /// A service was registered: `{"id"}`.
+    /// A service was registered: `{"id", "service"}`, the service as the
+    /// API shows it, so a client need not fetch it.
     #[serde(rename = "service.created")]
-    ServiceCreated { id: i64 },
-    /// A service's settings changed: `{"id"}`.
+    ServiceCreated {
+        id: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<Box<ServiceView>>,
+    },
+    /// A service's settings changed: `{"id", "service"}`, as it now is.
     #[serde(rename = "service.updated")]
-    ServiceUpdated { id: i64 },
+    ServiceUpdated {
+        id: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<Box<ServiceView>>,
+    },
     /// A service was deleted: `{"id"}`.
     #[serde(rename = "service.deleted")]
     ServiceDeleted { id: i64 },

@@ -374,8 +374,14 @@ mod tests {
             received_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
         };
         let events = [
-            Event::ServiceCreated { id: 1 },
-            Event::ServiceUpdated { id: 1 },
+            Event::ServiceCreated {
+                id: 1,
+                service: None,
+            },
+            Event::ServiceUpdated {
+                id: 1,
+                service: None,
+            },
             Event::ServiceDeleted { id: 1 },
             Event::HealthChecked {
                 id: 1,

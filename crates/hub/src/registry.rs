@@ -623,8 +623,7 @@ impl Registry {
         self.apply([(service.id, Some(self.entry(service.clone())))], |_| {
             Vec::new()
         });
-        self.events
-            .publish(Event::ServiceCreated { id: service.id });
+        self.events.publish(self.created(service.id));
         self.events.publish_changes(change.clone());
         Ok((service, change))
     }
@@ -644,7 +643,7 @@ impl Registry {
             return Ok(None);
         };
         self.apply([(id, Some(self.entry(service.clone())))], |_| Vec::new());
-        self.events.publish(Event::ServiceUpdated { id });
+        self.events.publish(self.updated(id));
         self.events.publish_changes(change.clone());
         Ok(Some((service, change)))
     }
@@ -746,7 +745,7 @@ impl Registry {
         self.sync(&ids).await?;
         self.events.publish_changes(changes.clone());
         for id in ids {
-            self.events.publish(Event::ServiceUpdated { id });
+            self.events.publish(self.updated(id));
         }
         Ok(changes)
     }
@@ -754,7 +753,7 @@ impl Registry {
     pub async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError> {
         self.store.set_unit_link(id, unit).await?;
         self.sync(&[id]).await?;
-        self.events.publish(Event::ServiceUpdated { id });
+        self.events.publish(self.updated(id));
         Ok(())
     }
 
@@ -775,9 +774,7 @@ impl Registry {
         let beat = self.store.heartbeat(name, ip, ttl_secs, now).await?;
         self.sync(&[beat.service.id]).await?;
         if beat.created {
-            self.events.publish(Event::ServiceCreated {
-                id: beat.service.id,
-            });
+            self.events.publish(self.created(beat.service.id));
         }
         self.events.publish_changes(beat.change.clone());
         Ok(beat)
@@ -816,7 +813,7 @@ impl Registry {
             .await?;
         self.sync(&[id]).await?;
         if set {
-            self.events.publish(Event::ServiceUpdated { id });
+            self.events.publish(self.updated(id));
         }
         Ok(set)
     }
@@ -883,10 +880,10 @@ impl Registry {
     /// Publishes what an agent's checks or results changed.
     fn publish_ingested(&self, server_id: i64, ingested: &Ingested) {
         for &id in &ingested.created {
-            self.events.publish(Event::ServiceCreated { id });
+            self.events.publish(self.created(id));
         }
         for &id in &ingested.updated {
-            self.events.publish(Event::ServiceUpdated { id });
+            self.events.publish(self.updated(id));
         }
         for &id in &ingested.deleted {
             self.events.publish(Event::ServiceDeleted { id });
@@ -899,6 +896,26 @@ impl Registry {
             });
         }
         self.events.publish_changes(ingested.changes.clone());
+    }
+
+    /// The view of a service as memory holds it, for its event.
+    fn view(&self, id: i64) -> Option<Box<lookout_proto::service::ServiceView>> {
+        self.get(id)
+            .map(|e| Box::new(e.service.to_view(&self.defaults)))
+    }
+
+    fn created(&self, id: i64) -> Event {
+        Event::ServiceCreated {
+            id,
+            service: self.view(id),
+        }
+    }
+
+    fn updated(&self, id: i64) -> Event {
+        Event::ServiceUpdated {
+            id,
+            service: self.view(id),
+        }
     }
 
     /// Announces that a server changed (added, claimed, connected or
@@ -1072,8 +1089,8 @@ impl Registry {
         }
         match typed {
             Some(
-                Event::ServiceCreated { id }
-                | Event::ServiceUpdated { id }
+                Event::ServiceCreated { id, .. }
+                | Event::ServiceUpdated { id, .. }
                 | Event::ServiceDeleted { id }
                 | Event::HealthChecked { id, .. },
             ) => self.sync(&[id]).await,

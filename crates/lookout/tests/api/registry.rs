@@ -61,19 +61,41 @@ async fn reads_answer_from_memory_and_show_every_write() {
     while let Ok(event) = heard.try_recv() {
         events.push(event);
     }
+    // A service's own events carry it as the API shows it, as it was then.
+    let carried = |e: &Event| match e {
+        Event::ServiceCreated { service, .. } | Event::ServiceUpdated { service, .. } => service
+            .as_ref()
+            .map(|s| (s.id, s.name.clone(), s.description.clone())),
+        _ => None,
+    };
+    assert_eq!(
+        events.iter().map(carried).collect::<Vec<_>>(),
+        [
+            Some((web.id, "Web".into(), None)),
+            Some((api.id, "api".into(), None)),
+            None,
+            None,
+            Some((api.id, "api".into(), Some("the API".into()))),
+            None,
+            Some((db.id, "db".into(), None)),
+        ]
+    );
     assert_eq!(
         events,
         [
-            Event::ServiceCreated { id: web.id },
-            Event::ServiceCreated { id: api.id },
+            Event::ServiceCreated {
+                id: web.id,
+                service: Some(Box::new(web.to_view(&CheckDefaults::default())))
+            },
+            events[1].clone(),
             Event::HealthChecked {
                 id: web.id,
                 status: HealthStatus::Healthy
             },
             Event::StatusChanged(events[3].status_change().unwrap().clone()),
-            Event::ServiceUpdated { id: api.id },
+            events[4].clone(),
             Event::ServiceDeleted { id: api.id },
-            Event::ServiceCreated { id: db.id },
+            events[6].clone(),
         ]
     );
     let up = events[3].status_change().unwrap();
