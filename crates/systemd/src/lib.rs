@@ -7,6 +7,7 @@
 
 mod control;
 pub mod dbus;
+pub mod effects;
 pub mod journal;
 pub mod processes;
 mod scan;

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use lookout_proto::service::{kind, parse_new_service, ScanResult, TimerView};
 use lookout_proto::FieldError;
+use lookout_systemd::effects::Job;
 use lookout_systemd::unitfile::{unit_dir, write_atomically, ManagedService};
 use lookout_systemd::{Action, LogEntry, UnitName, UnitStatus};
 use serde::Serialize;
@@ -208,6 +209,16 @@ pub async fn control(
 /// bus, is not supported by systemd at all).
 const BUS_UNITS: &[&str] = &["dbus.service", "dbus.socket", "dbus-broker.service"];
 
+/// What no control request may stop, even as a side effect: the bus that
+/// carries lookout's requests, and lookout's own hub and agent.
+const KEEP_RUNNING: &[&str] = &[
+    "dbus.service",
+    "dbus.socket",
+    "dbus-broker.service",
+    "lookout.service",
+    "lookout-agent.service",
+];
+
 /// The services that end the service manager or the machine when started.
 const SHUTDOWN_UNITS: &[&str] = &[
     "systemd-exit.service",
@@ -240,6 +251,28 @@ async fn control_unaudited(
             "unit",
             format!(
                 "lookout does not {} {}: {why} (do it on the host with systemctl)",
+                action.as_str(),
+                target.unit.as_str()
+            ),
+        )));
+    }
+    // What the job would reach, followed before it is asked for: a unit
+    // that pulls in exit.target is as final as exit.target.
+    let jobs: &[Job] = match action {
+        Action::Start => &[Job::Start],
+        Action::Stop => &[Job::Stop],
+        Action::Restart => &[Job::Stop, Job::Start],
+    };
+    let unit = target.unit.clone();
+    let hazard = with_systemd(state, async move |s| {
+        lookout_systemd::effects::hazard(&s, unit.as_str(), jobs, KEEP_RUNNING).await
+    })
+    .await?;
+    if let Some(hazard) = hazard {
+        return Err(ApiError::Conflict(FieldError::new(
+            "unit",
+            format!(
+                "lookout does not {} {}: {hazard} (do it on the host with systemctl)",
                 action.as_str(),
                 target.unit.as_str()
             ),

@@ -527,6 +527,49 @@ async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
         hub.get("/api/services/dbus.service/status").await.status(),
         200
     );
+
+    // Refused by effect, not by name: what a job would pull in, stop or
+    // trigger is followed first. (A third hub, for its control budget.)
+    let hub = hub_in(&sb);
+    std::fs::write(
+        sb.unit_dir().join("wants-exit.service"),
+        "[Unit]\nWants=exit.target\n[Service]\nExecStart=/bin/sleep 600\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sb.unit_dir().join("exits-after.service"),
+        "[Unit]\nSuccessAction=exit\n[Service]\nType=oneshot\nExecStart=/bin/true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sb.unit_dir().join("fails-to-exit.service"),
+        "[Unit]\nOnFailure=shutdown.target\n[Service]\nExecStart=/bin/false\n",
+    )
+    .unwrap();
+    sb.systemctl_ok(&["daemon-reload"]);
+    for (unit, names) in [
+        ("exit.target", "exit.target"),
+        ("wants-exit.service", "wants-exit.service → exit.target"),
+        ("exits-after.service", "SuccessAction=exit"),
+        (
+            "fails-to-exit.service",
+            "fails-to-exit.service → shutdown.target",
+        ),
+    ] {
+        let r = hub.post(&format!("/api/services/{unit}/start")).await;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 409, "{unit}: {body}");
+        let message = body["fields"][0]["message"].as_str().unwrap();
+        assert!(message.contains(names), "{unit}: {message}");
+    }
+    // The manager is still there, and nothing was started.
+    assert_eq!(sb.property("exit.target", "ActiveState"), "inactive");
+    assert_eq!(sb.property("wants-exit.service", "ActiveState"), "inactive");
+    assert_eq!(
+        hub.get("/api/services/dbus.service/status").await.status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
