@@ -109,6 +109,38 @@ impl Discovery {
             *self.conn.lock().await = None;
         }
     }
+
+    /// Runs `call` on the one connection every route and task shares. When
+    /// it finds the bus broken (the bus daemon restarted, say), the
+    /// connection is dropped and, for a call that is safe to repeat, made
+    /// again and the call run once more: the request that meets a broken
+    /// bus succeeds instead of the one after it.
+    pub async fn with<T, Call, Fut>(
+        &self,
+        repeatable: bool,
+        call: Call,
+    ) -> Result<T, DiscoveryError>
+    where
+        Call: Fn(Systemd) -> Fut,
+        Fut: std::future::Future<Output = Result<T, lookout_systemd::Error>>,
+    {
+        let first = call(self.systemd().await?).await;
+        match first {
+            Err(e @ lookout_systemd::Error::Unreachable { .. }) => {
+                self.forget_if_unreachable(&e).await;
+                if !repeatable {
+                    return Err(e.into());
+                }
+                tracing::info!(error = %e, "the systemd bus connection broke; connecting again");
+                let again = call(self.systemd().await?).await;
+                if let Err(e) = &again {
+                    self.forget_if_unreachable(e).await;
+                }
+                Ok(again?)
+            }
+            other => Ok(other?),
+        }
+    }
 }
 
 /// What `GET /api/scan` remembers of the last scan.

@@ -142,18 +142,16 @@ pub async fn resolve(state: &AppState, raw: &str) -> Result<UnitTarget, ApiError
 }
 
 /// Runs a systemd call, forgetting a broken connection so the next call reconnects.
-async fn with_systemd<T>(
+/// A call that is safe to repeat on the shared systemd connection, made
+/// again on a new connection when the bus broke under it.
+async fn with_systemd<T, Fut>(
     state: &AppState,
-    call: impl AsyncFnOnce(lookout_systemd::Systemd) -> Result<T, lookout_systemd::Error>,
-) -> Result<T, ApiError> {
-    let systemd = state.discovery.systemd().await?;
-    match call(systemd).await {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            state.discovery.forget_if_unreachable(&e).await;
-            Err(DiscoveryError::from(e).into())
-        }
-    }
+    call: impl Fn(lookout_systemd::Systemd) -> Fut,
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<T, lookout_systemd::Error>>,
+{
+    Ok(state.discovery.with(true, call).await?)
 }
 
 /// Who asked for an action, for the audit log.
@@ -264,8 +262,9 @@ async fn control_unaudited(
         Action::Restart => &[Job::Stop, Job::Start],
     };
     let unit = target.unit.clone();
-    let hazard = with_systemd(state, async move |s| {
-        lookout_systemd::effects::hazard(&s, unit.as_str(), jobs, KEEP_RUNNING).await
+    let hazard = with_systemd(state, |s| {
+        let unit = unit.clone();
+        async move { lookout_systemd::effects::hazard(&s, unit.as_str(), jobs, KEEP_RUNNING).await }
     })
     .await?;
     if let Some(hazard) = hazard {
@@ -279,10 +278,14 @@ async fn control_unaudited(
         )));
     }
     let unit = target.unit.clone();
-    let outcome = with_systemd(state, async move |s| {
-        s.control(&unit, action, CONTROL_TIMEOUT).await
-    })
-    .await?;
+    // A start or a stop asked twice is done once; a restart is not repeated.
+    let outcome = state
+        .discovery
+        .with(action != Action::Restart, |s| {
+            let unit = unit.clone();
+            async move { s.control(&unit, action, CONTROL_TIMEOUT).await }
+        })
+        .await?;
     tracing::info!(unit = %target.unit, action = action.as_str(), result = %outcome.job_result, "unit control");
     let st = &outcome.status;
     state
@@ -344,7 +347,11 @@ async fn status(
     let target = resolve(&state, &id).await?;
     let unit = target.unit;
     Ok(Json(
-        with_systemd(&state, async move |s| s.status(&unit).await).await?,
+        with_systemd(&state, |s| {
+            let unit = unit.clone();
+            async move { s.status(&unit).await }
+        })
+        .await?,
     ))
 }
 
@@ -362,7 +369,11 @@ pub fn lines_param(params: &HashMap<String, String>) -> Result<u32, ApiError> {
 pub async fn read_logs(state: &AppState, raw: &str, lines: u32) -> Result<Logs, ApiError> {
     let target = resolve(state, raw).await?;
     let unit = target.unit.clone();
-    let entries = with_systemd(state, async move |s| s.logs(&unit, lines).await).await?;
+    let entries = with_systemd(state, |s| {
+        let unit = unit.clone();
+        async move { s.logs(&unit, lines).await }
+    })
+    .await?;
     Ok(Logs {
         unit: target.unit.to_string(),
         lines: entries,
@@ -567,8 +578,61 @@ async fn create_app(
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let app = parse_app(&body).map_err(ApiError::Validation)?;
-    let systemd = state.discovery.systemd().await?;
-    let dir = unit_dir(systemd.scope()).ok_or_else(|| {
+    let actor = Actor {
+        who: &who,
+        client: &client,
+    };
+    let result = create_app_unaudited(&state, &app, actor).await;
+    audit_app(&state, actor, "app.create", app.unit.as_str(), &result).await;
+    let service = result?;
+    Ok((StatusCode::CREATED, Json(service.to_view(&state.checks))))
+}
+
+/// Every outcome of an app operation goes to the audit log, failures with
+/// their reason.
+async fn audit_app<T>(
+    state: &AppState,
+    actor: Actor<'_>,
+    action: &'static str,
+    unit: &str,
+    result: &Result<T, ApiError>,
+) {
+    let (target, outcome) = match result {
+        Ok(_) => (unit.to_owned(), AuditOutcome::Ok),
+        Err(e) => (
+            format!("{unit} ({})", e.body().message),
+            AuditOutcome::Failed,
+        ),
+    };
+    state
+        .auth
+        .audit(
+            Some(&actor.who.username),
+            action,
+            Some(target),
+            actor.client,
+            outcome,
+        )
+        .await;
+}
+
+/// Makes systemd read its unit files again, on the shared connection.
+async fn reload(state: &AppState) -> Result<(), ApiError> {
+    Ok(state
+        .discovery
+        .with(true, |s| async move { s.reload().await })
+        .await?)
+}
+
+/// Writes, loads, registers and (if asked) starts an app; a failure before
+/// the registration leaves nothing behind.
+async fn create_app_unaudited(
+    state: &AppState,
+    app: &AppRequest,
+    actor: Actor<'_>,
+) -> Result<crate::store::Service, ApiError> {
+    let scope = state.discovery.scope().ok_or(DiscoveryError::Disabled)?;
+    let dir = unit_dir(scope).ok_or_else(|| {
         ApiError::Unavailable("cannot tell where user unit files go: HOME is not set".into())
     })?;
     let file = app.unit.to_string();
@@ -589,17 +653,16 @@ async fn create_app(
             format!("{} is registered already", app.unit),
         )));
     }
-    let path =
-        write_atomically(&dir, &file, &app.managed.render(systemd.scope())).map_err(|e| {
-            ApiError::Unavailable(format!("cannot write {}: {e}", dir.join(&file).display()))
-        })?;
+    let path = write_atomically(&dir, &file, &app.managed.render(scope)).map_err(|e| {
+        ApiError::Unavailable(format!("cannot write {}: {e}", dir.join(&file).display()))
+    })?;
     let undo = async || {
         let _ = std::fs::remove_file(&path);
-        let _ = systemd.reload().await;
+        let _ = reload(state).await;
     };
-    if let Err(e) = systemd.reload().await {
+    if let Err(e) = reload(state).await {
         undo().await;
-        return Err(DiscoveryError::from(e).into());
+        return Err(e);
     }
     let service = match state.create_service(&new).await {
         Ok(s) => s,
@@ -613,25 +676,15 @@ async fn create_app(
         .set_unit_link(service.id, app.unit.as_str())
         .await?;
     if app.start {
-        let actor = Actor {
-            who: &who,
-            client: &client,
-        };
-        control(&state, app.unit.as_str(), Action::Start, actor).await?;
+        control(state, app.unit.as_str(), Action::Start, actor).await?;
     }
-    let service = state
+    Ok(state
         .registry
         .get(service.id)
         .map(|e| e.service.clone())
-        .unwrap_or(service);
-    state
-        .auth
-        .audit_ok(&who, "app.create", Some(app.unit.to_string()), &client)
-        .await;
-    Ok((StatusCode::CREATED, Json(service.to_view(&state.checks))))
+        .unwrap_or(service))
 }
 
-/// Stops an app, removes its unit file and its registry entry.
 async fn delete_app(
     State(state): State<AppState>,
     who: Principal,
@@ -644,26 +697,66 @@ async fn delete_app(
             vec![FieldError::new("name", e)],
         )
     })?;
-    let systemd = state.discovery.systemd().await?;
-    let dir = unit_dir(systemd.scope()).ok_or_else(|| {
+    let actor = Actor {
+        who: &who,
+        client: &client,
+    };
+    let result = delete_app_unaudited(&state, &name, &unit).await;
+    audit_app(&state, actor, "app.delete", unit.as_str(), &result).await;
+    result.map(|()| StatusCode::NO_CONTENT)
+}
+
+/// Stops an app, then removes its unit file and its registry entry. An app
+/// that cannot be stopped keeps both, so nothing runs without a unit file or
+/// an entry on the dashboard.
+async fn delete_app_unaudited(
+    state: &AppState,
+    name: &str,
+    unit: &UnitName,
+) -> Result<(), ApiError> {
+    let scope = state.discovery.scope().ok_or(DiscoveryError::Disabled)?;
+    let dir = unit_dir(scope).ok_or_else(|| {
         ApiError::Unavailable("cannot tell where user unit files go: HOME is not set".into())
     })?;
     let path = dir.join(unit.as_str());
     if !path.exists() {
         return Err(ApiError::NotFound(format!("no app named {name:?}")));
     }
-    let _ = systemd.control(&unit, Action::Stop, CONTROL_TIMEOUT).await;
+    let stopped = state
+        .discovery
+        .with(true, |s| {
+            let unit = unit.clone();
+            async move { s.control(&unit, Action::Stop, CONTROL_TIMEOUT).await }
+        })
+        .await;
+    match stopped {
+        Ok(outcome) if outcome.status.active_state != "active" => {}
+        // A unit systemd does not know any more runs nothing.
+        Err(DiscoveryError::Systemd(lookout_systemd::Error::NoSuchUnit(_))) => {}
+        Ok(outcome) => {
+            return Err(ApiError::Conflict(FieldError::new(
+                "name",
+                format!(
+                    "{unit} did not stop ({}); its unit file and its entry are kept",
+                    outcome.job_result
+                ),
+            )))
+        }
+        Err(e) => {
+            let e: ApiError = e.into();
+            return Err(ApiError::Unavailable(format!(
+                "cannot stop {unit} ({}); its unit file and its entry are kept",
+                e.body().message
+            )));
+        }
+    }
     std::fs::remove_file(&path)
         .map_err(|e| ApiError::Unavailable(format!("cannot remove {}: {e}", path.display())))?;
-    systemd.reload().await.map_err(DiscoveryError::from)?;
+    reload(state).await?;
     if let Some(service) = state.store.find_by_unit(unit.as_str()).await? {
         state.delete_service(service.id).await?;
     }
-    state
-        .auth
-        .audit_ok(&who, "app.delete", Some(unit.to_string()), &client)
-        .await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -572,6 +572,98 @@ async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
     );
 }
 
+/// The bus daemon restarted under the hub: the next request reconnects and
+/// succeeds; an app that cannot be stopped is not deleted half-way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_bus_heals_and_app_deletion_is_all_or_nothing() {
+    let sb = SystemdSandbox::start();
+    let hub = hub_in(&sb);
+    assert_eq!(
+        hub.get("/api/services/dbus.service/status").await.status(),
+        200
+    );
+    sb.systemctl_ok(&["stop", "dbus.service"]);
+    let port = free_port_in(3000..10000);
+    let r = hub
+        .post_json(
+            "/api/apps",
+            &json!({"name": "after-bus", "command": ["/usr/bin/python3", "-m", "http.server", port.to_string(), "--bind", "127.0.0.1"],
+                    "port": port}),
+        )
+        .await;
+    let status = r.status();
+    assert_eq!(status, 201, "{}", r.text().await.unwrap());
+    sb.wait_for(
+        "lookout-app-after-bus.service",
+        "ActiveState",
+        "active",
+        SOON,
+    );
+    sb.systemctl_ok(&["stop", "dbus.service"]);
+    assert_eq!(hub.delete("/api/apps/after-bus").await.status(), 204);
+    assert_eq!(
+        sb.property("lookout-app-after-bus.service", "LoadState"),
+        "not-found"
+    );
+
+    // An app systemd will not stop keeps its unit file and says why.
+    let stubborn = sb.unit_dir().join("lookout-app-stubborn.service");
+    std::fs::write(
+        &stubborn,
+        "[Unit]\nRefuseManualStop=yes\n[Service]\nExecStart=/bin/sleep 600\n",
+    )
+    .unwrap();
+    sb.systemctl_ok(&["daemon-reload"]);
+    sb.systemctl_ok(&["start", "lookout-app-stubborn.service"]);
+    let r = hub.delete("/api/apps/stubborn").await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert!(status.is_client_error() || status == 503, "{status} {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("kept")
+            || body["fields"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("kept"),
+        "{body}"
+    );
+    assert!(stubborn.exists(), "the unit file is kept");
+    assert_eq!(
+        sb.property("lookout-app-stubborn.service", "ActiveState"),
+        "active"
+    );
+    // Both outcomes are in the audit log, the failure with its reason.
+    let audit = hub.get_json("/api/v1/audit").await;
+    let entries: Vec<(String, String)> = audit
+        .as_array()
+        .or_else(|| audit["entries"].as_array())
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "app.delete")
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap_or_default().to_owned(),
+                e["target"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        entries
+            .iter()
+            .any(|(o, t)| o == "ok" && t == "lookout-app-after-bus.service"),
+        "{entries:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|(o, t)| o == "failed" && t.starts_with("lookout-app-stubborn.service (")),
+        "{entries:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn managed_services_are_ordinary_units_written_by_lookout() {
     let sb = SystemdSandbox::start();
