@@ -75,7 +75,7 @@ impl Application {
             auth,
             store,
             registry,
-            health: Arc::new(TaskHealth::default()),
+            health: Arc::new(crate::tasks::TaskHealth::default()),
             checker: Checker::new(metrics.clone())
                 .context("cannot build the HTTP client for health checks")?,
             metrics,
@@ -175,7 +175,7 @@ impl Application {
                     lease: self.cluster.check_lease,
                 }),
         };
-        let mut tasks = Supervisor::default();
+        let mut tasks = crate::tasks::Supervisor::default();
         tasks.spawn("health scheduler", scheduler.run(stop.clone()));
         tasks.spawn(
             "event recorder",
@@ -320,61 +320,6 @@ impl Application {
 /// How long a hub whose background task died answers `/readyz` with 503
 /// before it stops.
 pub const UNREADY_BEFORE_STOPPING: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The hub's background tasks, each with its name.
-#[derive(Default)]
-struct Supervisor {
-    set: tokio::task::JoinSet<()>,
-    names: std::collections::HashMap<tokio::task::Id, &'static str>,
-}
-
-impl Supervisor {
-    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
-        let handle = self.set.spawn(task);
-        self.names.insert(handle.id(), name);
-    }
-
-    /// The first task to end while `stop` is not cancelled, and how it
-    /// ended; never, if none does.
-    async fn unexpected_exit(&mut self, stop: &CancellationToken) -> (&'static str, &'static str) {
-        loop {
-            let (id, why) = match self.set.join_next_with_id().await {
-                None => return std::future::pending().await,
-                Some(Ok((id, ()))) => (id, "ended"),
-                Some(Err(e)) if e.is_panic() => (e.id(), "panicked"),
-                Some(Err(e)) => (e.id(), "was cancelled"),
-            };
-            if !stop.is_cancelled() {
-                return (
-                    self.names.get(&id).copied().unwrap_or("background task"),
-                    why,
-                );
-            }
-        }
-    }
-
-    /// Waits for every task to end (they end when the hub's stop is cancelled).
-    async fn stop(&mut self) {
-        while self.set.join_next().await.is_some() {}
-    }
-}
-
-/// Whether the hub's background tasks all run; `/readyz` reports it.
-#[derive(Debug, Default)]
-pub struct TaskHealth {
-    failed: std::sync::Mutex<Option<&'static str>>,
-}
-
-impl TaskHealth {
-    fn task_failed(&self, name: &'static str) {
-        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
-    }
-
-    /// The task that ended before its time, if one did.
-    pub fn failed(&self) -> Option<&'static str> {
-        *self.failed.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// Where this hub reaches itself: its listening address, loopback when it
 /// listens on every address.

@@ -106,6 +106,18 @@ impl Event {
     }
 }
 
+/// An event as live clients receive it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveEvent {
+    /// Increasing; send it back as `Last-Event-ID` to resume.
+    pub id: i64,
+    /// `status`, `check`, `result`, `service.created`, `service.updated`,
+    /// `service.deleted`, `server.updated`, `server.deleted` or `scan`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub data: serde_json::Value,
+}
+
 /// A cheap-to-clone handle for publishing and subscribing.
 #[derive(Debug, Clone)]
 pub struct EventBus {

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod registry;
 pub mod routes;
 pub mod serve;
+pub mod tasks;
 pub mod tls;
 
 pub use app::Application;

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -19,17 +18,7 @@ use crate::events::{Event, EventBus};
 use crate::store::Store;
 use std::sync::Arc;
 
-/// An event as live clients receive it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LiveEvent {
-    /// Increasing; send it back as `Last-Event-ID` to resume.
-    pub id: i64,
-    /// `status`, `check`, `result`, `service.created`, `service.updated`,
-    /// `service.deleted`, `server.updated`, `server.deleted` or `scan`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub data: Value,
-}
+pub use crate::events::LiveEvent;
 
 /// Most events written in one transaction.
 const BATCH: usize = 512;

@@ -1002,7 +1002,7 @@ impl Registry {
     /// service again every [`SHARED_RELOAD_EVERY`]. Runs until `shutdown`.
     pub async fn follow(
         self: Arc<Self>,
-        mut log: tokio::sync::broadcast::Receiver<crate::live::LiveEvent>,
+        mut log: tokio::sync::broadcast::Receiver<crate::events::LiveEvent>,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         use tokio::sync::broadcast::error::RecvError;
@@ -1079,7 +1079,7 @@ impl Registry {
     }
 
     /// Brings memory up to date with one logged change.
-    async fn apply_logged(&self, event: &crate::live::LiveEvent) -> Result<(), StoreError> {
+    async fn apply_logged(&self, event: &crate::events::LiveEvent) -> Result<(), StoreError> {
         if self.is_own(event.id) {
             return Ok(());
         }

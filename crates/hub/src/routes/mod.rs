@@ -57,7 +57,7 @@ pub struct AppState {
     /// This hub's counters, for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Whether every background task still runs.
-    pub health: Arc<crate::app::TaskHealth>,
+    pub health: Arc<crate::tasks::TaskHealth>,
 }
 
 /// Settings of services that report in.
