@@ -115,6 +115,14 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "systemd manager to discover and control: system (default), user or none",
     },
     SettingSpec {
+        key: "scan_every",
+        help: "full systemd scan this often, beside following the manager's signals live (default 5m; off to scan only on start, reconnect and request)",
+    },
+    SettingSpec {
+        key: "crash_loop_restarts",
+        help: "automatic restarts of a unit, without staying up a minute, that make it FAILURE (default 5)",
+    },
+    SettingSpec {
         key: "web_ports",
         help: "ports that mark a web service (default 80,443,3000-9999)",
     },
@@ -198,6 +206,10 @@ pub struct Config {
     pub log: String,
     /// `None`: no systemd integration.
     pub systemd: Option<Scope>,
+    /// How units are followed: full scans beside the live signals.
+    pub follow: FollowSettings,
+    /// Settings of the status rules (crash loops).
+    pub rules: lookout_proto::status::StatusRules,
     pub web_ports: WebPorts,
     /// How long raw health results are kept.
     pub retention: Duration,
@@ -213,6 +225,22 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// The hub registers itself as a service, checked at its `/readyz`.
     pub self_check: bool,
+}
+
+/// How the hub follows its host's systemd manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowSettings {
+    /// A full scan this often, as a safety net beside the live signals;
+    /// `None`: only at start, after a reconnect and on request.
+    pub scan_every: Option<Duration>,
+}
+
+impl Default for FollowSettings {
+    fn default() -> Self {
+        Self {
+            scan_every: Some(Duration::from_secs(300)),
+        }
+    }
 }
 
 /// How hubs on one database share the work.
@@ -317,6 +345,8 @@ impl Config {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             log: "info".into(),
             systemd: None,
+            follow: FollowSettings::default(),
+            rules: lookout_proto::status::StatusRules::default(),
             web_ports: WebPorts::default(),
             retention: DEFAULT_RETENTION,
             heartbeat_ttl: Duration::from_secs(60),
@@ -516,6 +546,29 @@ impl Config {
             Some(v) => parse(v, "web_ports", WebPorts::parse)?,
             None => WebPorts::default(),
         };
+        let mut follow = FollowSettings::default();
+        if let Some(v) = get("scan_every") {
+            follow.scan_every = parse(v, "scan_every", |s| {
+                if s == "off" {
+                    Ok(None)
+                } else {
+                    parse_duration(s)
+                        .and_then(|d| {
+                            within(d, Duration::from_secs(10), Duration::from_secs(86_400))
+                        })
+                        .map(Some)
+                }
+            })?;
+        }
+        let mut rules = lookout_proto::status::StatusRules::default();
+        if let Some(v) = get("crash_loop_restarts") {
+            rules.crash_loop_restarts = parse(v, "crash_loop_restarts", |s| {
+                s.parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| "expected a whole number from 1 to 1000".to_owned())
+            })?;
+        }
 
         let insecure = match get(INSECURE_FLAG) {
             Some(v) => parse(v, INSECURE_FLAG, |s| match s {
@@ -619,6 +672,8 @@ impl Config {
             header_timeout,
             log,
             systemd,
+            follow,
+            rules,
             web_ports,
             retention,
             heartbeat_ttl,

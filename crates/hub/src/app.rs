@@ -24,6 +24,7 @@ pub struct Application {
     state: AppState,
     retention: std::time::Duration,
     notify: crate::notify::NotifySettings,
+    follow: crate::config::FollowSettings,
     cluster: crate::config::ClusterSettings,
     /// This hub's name among the hubs sharing its database.
     hub_id: String,
@@ -117,6 +118,7 @@ impl Application {
             state,
             retention: config.retention,
             notify: config.notify,
+            follow: config.follow,
             cluster: config.cluster,
             hub_id,
             shared,
@@ -238,6 +240,18 @@ impl Application {
                 hub_id: self.hub_id.clone(),
                 lease: self.cluster.check_lease,
                 metrics: self.state.metrics.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(
+            "systemd follower",
+            crate::follow::Follower {
+                discovery: self.state.discovery.clone(),
+                registry: self.state.registry.clone(),
+                store: self.state.store.clone(),
+                clock: self.state.clock.clone(),
+                checks: self.state.checks,
+                settings: self.follow,
             }
             .run(stop.clone()),
         );
@@ -390,7 +404,11 @@ fn default_hub_id() -> String {
 /// Opens the database the configuration names (creating the data directory
 /// and running migrations), as `serve` does; the `user` commands use it too.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(Arc::new(open_database(&config.database).await?))
+    Ok(Arc::new(
+        open_database(&config.database)
+            .await?
+            .with_rules(config.rules),
+    ))
 }
 
 /// Opens (and migrates) the database `url` names, SQLite or PostgreSQL.

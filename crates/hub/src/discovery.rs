@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use crate::clock::Clock;
 use crate::config::CheckDefaults;
 use crate::registry::Registry;
-use crate::store::{DiscoveredUnit, Store, StoreError};
+use crate::store::{DiscoveredUnit, Store, StoreError, UnitState};
 
 pub use lookout_config::WebPorts;
 
@@ -56,6 +56,19 @@ pub fn classify(unit: &ServiceUnit, web: &WebPorts) -> DiscoveredUnit {
     }
 }
 
+/// What the registry keeps of a unit's status.
+pub fn unit_state(status: &lookout_systemd::UnitStatus) -> UnitState {
+    UnitState {
+        active_state: status.active_state.clone(),
+        sub_state: status.sub_state.clone(),
+        main_pid: status.main_pid,
+        restarts: status.restarts,
+        result: status.result.clone(),
+        exit_status: status.exec_main_status,
+        active_since: status.active_since,
+    }
+}
+
 /// Why systemd could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -75,6 +88,8 @@ pub struct Discovery {
     pub web_ports: WebPorts,
     /// Held while a page load decides whether to scan.
     page_scan: Mutex<()>,
+    /// Held by a scan: the follower's and a request's never interleave.
+    scanning: Mutex<()>,
 }
 
 impl Discovery {
@@ -84,6 +99,7 @@ impl Discovery {
             conn: Mutex::new(None),
             web_ports,
             page_scan: Mutex::new(()),
+            scanning: Mutex::new(()),
         }
     }
 
@@ -108,6 +124,11 @@ impl Discovery {
         if matches!(e, lookout_systemd::Error::Unreachable { .. }) {
             *self.conn.lock().await = None;
         }
+    }
+
+    /// Forgets the connection: the next use connects again.
+    pub async fn forget_connection(&self) {
+        *self.conn.lock().await = None;
     }
 
     /// Runs `call` on the one connection every route and task shares. When
@@ -157,9 +178,6 @@ struct LastScan {
 
 const LAST_SCAN_KEY: &str = "last_scan";
 
-/// A page load scans only when the last scan is older than this.
-pub const PAGE_SCAN_EVERY: Duration = Duration::from_secs(10);
-
 /// A scan of the hub's host and everything it touches: the systemd
 /// connection, the registry it updates, the store that keeps the last
 /// result.
@@ -172,22 +190,20 @@ pub struct Scans<'a> {
 }
 
 impl Scans<'_> {
-    /// The scan a page load shows: the last one when it is recent (or
-    /// another load is scanning), else a new one. Viewers load pages; a
-    /// reload storm costs one scan every [`PAGE_SCAN_EVERY`].
+    /// The scan a page load shows: the registry as it is now (the hub
+    /// follows the manager live) with the last scan's figures; a new scan
+    /// only when none has run yet (another load may be running it).
     pub async fn recent_scan(&self) -> Result<ScanResult, DiscoveryError> {
         let _one_at_a_time = self.discovery.page_scan.lock().await;
         if let Some(last) = self.last_scan().await? {
-            let age = self.clock.now() - last.scanned_at;
-            if age.to_std().is_ok_and(|age| age < PAGE_SCAN_EVERY) {
-                return Ok(last);
-            }
+            return Ok(last);
         }
         self.scan().await
     }
 
     /// Scans systemd, records the result and returns it.
     pub async fn scan(&self) -> Result<ScanResult, DiscoveryError> {
+        let _one_at_a_time = self.discovery.scanning.lock().await;
         let started = Instant::now();
         let systemd = self.discovery.systemd().await?;
         let scan = match systemd.scan().await {

@@ -10,6 +10,7 @@ pub use lookout_store as store;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod follow;
 pub mod health;
 pub mod history;
 pub mod live;

@@ -28,7 +28,7 @@ use crate::events::{Event, EventBus};
 use crate::store::agents::Ingested;
 use crate::store::{
     DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts, Service,
-    ServiceFilter, Store, StoreError,
+    ServiceFilter, Store, StoreError, UnitState,
 };
 
 /// One service as the registry holds it: the row and its JSON view.
@@ -527,6 +527,16 @@ impl Registry {
         self.read().by_id.get(&id).cloned()
     }
 
+    /// The services behind a systemd unit of the hub's host.
+    pub fn by_unit(&self, unit: &str) -> Vec<Arc<Entry>> {
+        self.read()
+            .by_id
+            .values()
+            .filter(|e| e.service.unit.as_deref() == Some(unit) && e.service.server_id.is_none())
+            .cloned()
+            .collect()
+    }
+
     /// A service's last [`RECENT`] check results since `since`, oldest first.
     pub fn recent(&self, id: i64, since: DateTime<Utc>) -> Vec<Point> {
         self.read()
@@ -723,25 +733,15 @@ impl Registry {
         self.events.publish(Event::ScanCompleted {});
     }
 
+    /// Records a unit's state seen outside a scan: followed live, or after
+    /// a start, stop or restart.
     pub async fn set_unit_state(
         &self,
         unit: &str,
-        active_state: &str,
-        sub_state: &str,
-        main_pid: Option<u32>,
+        state: &UnitState,
         now: DateTime<Utc>,
     ) -> Result<Vec<StatusEventView>, StoreError> {
-        let changes = self
-            .store
-            .set_unit_state(unit, active_state, sub_state, main_pid, now)
-            .await?;
-        let ids: Vec<i64> = self
-            .read()
-            .by_id
-            .values()
-            .filter(|e| e.service.unit.as_deref() == Some(unit) || e.service.name == unit)
-            .map(|e| e.service.id)
-            .collect();
+        let (ids, changes) = self.store.set_unit_state(unit, state, now).await?;
         self.sync(&ids).await?;
         self.events.publish_changes(changes.clone());
         for id in ids {
@@ -1067,7 +1067,10 @@ impl Registry {
                 service.check_at = Some(result.at);
                 // A result comes from an agent in touch; a new status comes
                 // with its own event, the reason may change with the message.
-                let (status, reason) = service.kind(true, at).status();
+                // (An agent's check has no unit: the crash-loop rule's
+                // setting plays no part.)
+                let rules = lookout_proto::status::StatusRules::default();
+                let (status, reason) = service.kind(true, at, rules).status();
                 if status == service.state {
                     service.state_reason = Some(reason);
                 }

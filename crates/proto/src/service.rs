@@ -224,6 +224,9 @@ pub fn health_url(base_url: &str, endpoint: &str) -> String {
     format!("{}{}", base_url.trim_end_matches('/'), endpoint)
 }
 
+/// How long a start period may be: up to an hour.
+pub const START_PERIOD_RANGE_SECS: std::ops::RangeInclusive<u64> = 0..=3600;
+
 /// A validated request to create a service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewService {
@@ -238,6 +241,7 @@ pub struct NewService {
     pub muted: Option<bool>,
     pub maintenance_until: Option<DateTime<Utc>>,
     pub notify_after: Option<u64>,
+    pub start_period_secs: Option<u64>,
 }
 
 /// A validated partial update. The outer `Option` says whether the field was sent;
@@ -255,6 +259,7 @@ pub struct ServicePatch {
     pub muted: Option<Option<bool>>,
     pub maintenance_until: Option<Option<DateTime<Utc>>>,
     pub notify_after: Option<Option<u64>>,
+    pub start_period_secs: Option<Option<u64>>,
 }
 
 impl ServicePatch {
@@ -281,6 +286,10 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "main_pid",
     "pids",
     "ports",
+    "restarts",
+    "unit_result",
+    "exit_status",
+    "active_since",
     "systemd_state",
     "health_status",
     "last_health_check",
@@ -311,6 +320,7 @@ pub const WRITABLE_FIELDS: &[&str] = &[
     "muted",
     "maintenance_until",
     "notify_after",
+    "start_period_secs",
 ];
 
 /// Parses a create request. Every problem is reported, not just the first.
@@ -351,6 +361,7 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
         muted: patch.muted.flatten(),
         maintenance_until: patch.maintenance_until.flatten(),
         notify_after: patch.notify_after.flatten(),
+        start_period_secs: patch.start_period_secs.flatten(),
     })
 }
 
@@ -437,6 +448,9 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
         }),
         notify_after: field(body, "notify_after", errors, |v| {
             ranged(v, &(1..=100), "consecutive failures")
+        }),
+        start_period_secs: field(body, "start_period_secs", errors, |v| {
+            ranged(v, &START_PERIOD_RANGE_SECS, "seconds")
         }),
     };
 
@@ -545,6 +559,18 @@ pub struct ServiceView {
     pub pids: Vec<u32>,
     /// Every listening TCP port at the last scan; `port` is the best web one.
     pub ports: Vec<PortView>,
+    /// systemd's automatic restarts of the unit since it was last started by hand.
+    pub restarts: Option<u32>,
+    /// How the unit's last run ended: systemd's `Result` (`success`,
+    /// `exit-code`, `signal`, ...).
+    pub unit_result: Option<String>,
+    /// The unit's main process's exit code, or its signal.
+    pub exit_status: Option<i32>,
+    /// When the unit last became active.
+    pub active_since: Option<DateTime<Utc>>,
+    /// Failed checks this long after the service (or its unit) starts do
+    /// not count: it shows UNKNOWN "starting" instead of FAILURE.
+    pub start_period_secs: Option<u64>,
     /// What the registering client said about the service (seed 001 `status`).
     pub reported_state: Option<ReportedState>,
     pub health_status: HealthStatus,

@@ -9,6 +9,9 @@
 //! | HTTP health check | timeout, refused, TLS error, other status | `FAILURE` |
 //! | HTTP health check | configured but not run yet | `UNKNOWN` |
 //! | systemd unit | `failed` | `FAILURE` (wins over a passing HTTP check) |
+//! | systemd unit | restarted automatically `crash_loop_restarts` times (default 5) and not yet up for 60 s | `FAILURE` (a crash loop) |
+//! | systemd unit | `inactive` or restarting, HTTP check passing | `WARNING` (another process answers) |
+//! | HTTP check failing | within the service's start period | `UNKNOWN` (starting) |
 //! | systemd unit, no HTTP check | `active` | `OK` |
 //! | systemd unit, no HTTP check | `activating`, `deactivating`, `reloading` | `WARNING` |
 //! | systemd unit, no HTTP check | `inactive`, `removed` | `UNKNOWN` |
@@ -24,7 +27,7 @@
 //! | push URL | no ping for longer than period + grace | `FAILURE` |
 //! | push URL | never pinged | `UNKNOWN` |
 //!
-//! Check scripts (later) report `OK`/`UPDATE`/`WARNING`/`FAILURE` themselves.
+//! Check scripts report `OK`/`UPDATE`/`WARNING`/`FAILURE` themselves.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,8 +94,107 @@ pub enum ServiceKind<'a> {
         health: HealthStatus,
         has_http_check: bool,
         last_error: Option<&'a str>,
-        systemd_state: Option<&'a str>,
+        unit: Option<UnitFacts<'a>>,
+        /// `Some(period)` while the service is within its start period,
+        /// when failed checks do not count.
+        starting: Option<u64>,
+        rules: StatusRules,
     },
+}
+
+/// What systemd last said of a service's unit, as far as its status goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnitFacts<'a> {
+    /// `active`, `failed`, `activating`, ... (`removed` once the unit is gone).
+    pub active_state: &'a str,
+    pub sub_state: Option<&'a str>,
+    /// systemd's `NRestarts`: automatic restarts since the unit was last
+    /// started by hand.
+    pub restarts: u32,
+    /// systemd's `Result` of the last run: `success`, `exit-code`, `signal`, ...
+    pub result: Option<&'a str>,
+    /// The main process's exit code, or its signal when `result` says so.
+    pub exit_status: Option<i32>,
+    /// Seconds since the unit last became active, while it is.
+    pub up_secs: Option<i64>,
+}
+
+impl UnitFacts<'_> {
+    /// Not running now: stopped, or waiting to be restarted.
+    fn down(&self) -> bool {
+        self.active_state == "inactive" || self.sub_state == Some("auto-restart")
+    }
+
+    /// Restarted `limit` times and not yet up for [`STABLE_AFTER_SECS`].
+    /// Only while systemd keeps restarting it: a unit stopped or gone
+    /// after a loop is not looping.
+    fn crash_looping(&self, limit: u32) -> bool {
+        let restarting = matches!(self.active_state, "activating" | "active" | "deactivating");
+        restarting
+            && self.restarts >= limit
+            && !(self.active_state == "active"
+                && self.up_secs.is_some_and(|up| up >= STABLE_AFTER_SECS))
+    }
+
+    /// How the last run ended, as a person reads it ("exit code 1").
+    pub fn ending(&self) -> Option<String> {
+        let code = self.exit_status;
+        Some(match (self.result?, code) {
+            ("success", _) => return None,
+            ("exit-code", Some(203)) => "the program could not be run (exit code 203/EXEC)".into(),
+            ("exit-code", Some(200)) => {
+                "the working directory could not be used (exit code 200/CHDIR)".into()
+            }
+            ("exit-code", Some(217)) => "the user could not be set (exit code 217/USER)".into(),
+            ("exit-code", Some(c)) => format!("exit code {c}"),
+            ("signal", Some(n)) => format!("killed by {}", signal_name(n)),
+            ("core-dump", Some(n)) => format!("dumped core ({})", signal_name(n)),
+            ("timeout", _) => "timed out".into(),
+            ("oom-kill", _) => "killed for lack of memory".into(),
+            ("watchdog", _) => "the watchdog timed out".into(),
+            ("start-limit-hit", _) => "restarted too often: systemd's start limit was hit".into(),
+            ("resources", _) => "systemd could not set it up (resources)".into(),
+            (other, _) => other.to_owned(),
+        })
+    }
+}
+
+fn signal_name(n: i32) -> String {
+    let name = match n {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {n}"),
+    };
+    name.to_owned()
+}
+
+/// A unit that restarted this often is stable again once it has been up
+/// this long.
+pub const STABLE_AFTER_SECS: i64 = 60;
+
+/// The hub-wide settings of the status rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRules {
+    /// Automatic restarts without [`STABLE_AFTER_SECS`] up that make a crash loop.
+    pub crash_loop_restarts: u32,
+}
+
+impl Default for StatusRules {
+    fn default() -> Self {
+        Self {
+            crash_loop_restarts: 5,
+        }
+    }
 }
 
 impl ServiceKind<'_> {
@@ -116,44 +218,93 @@ impl ServiceKind<'_> {
                 health,
                 has_http_check,
                 last_error,
-                systemd_state,
-            } => derive_status(health, has_http_check, last_error, systemd_state),
+                unit,
+                starting,
+                rules,
+            } => polled_status(health, has_http_check, last_error, unit, starting, rules),
         }
     }
 }
 
-/// The status of a service from its HTTP check and its systemd state, with
-/// the reason a person reads.
-pub fn derive_status(
+/// The status of a polled service from its HTTP check and its systemd
+/// unit, with the reason a person reads.
+pub fn polled_status(
     health: HealthStatus,
     has_http_check: bool,
     last_error: Option<&str>,
-    systemd_state: Option<&str>,
+    unit: Option<UnitFacts<'_>>,
+    starting: Option<u64>,
+    rules: StatusRules,
 ) -> (Status, String) {
-    if systemd_state == Some("failed") {
-        return (Status::Failure, "the systemd unit failed".into());
+    if let Some(u) = unit {
+        if u.active_state == "failed" {
+            return (
+                Status::Failure,
+                match u.ending() {
+                    Some(how) => format!("the systemd unit failed: {how}"),
+                    None => "the systemd unit failed".into(),
+                },
+            );
+        }
+        if u.crash_looping(rules.crash_loop_restarts) {
+            let mut why = format!(
+                "crash loop: restarted {} times without staying up {STABLE_AFTER_SECS} s",
+                u.restarts
+            );
+            if let Some(how) = u.ending() {
+                why.push_str(": ");
+                why.push_str(&how);
+            }
+            return (Status::Failure, why);
+        }
     }
     if has_http_check {
         return match health {
-            HealthStatus::Healthy => (Status::Ok, "health check passed".into()),
-            HealthStatus::Unhealthy => (
-                Status::Failure,
-                format!("health check failed: {}", last_error.unwrap_or("no answer")),
-            ),
+            HealthStatus::Healthy => match unit.filter(UnitFacts::down) {
+                Some(u) => (
+                    Status::Warning,
+                    format!(
+                        "health check passed, but the systemd unit is {}: another process answers",
+                        u.sub_state
+                            .filter(|s| *s == "auto-restart")
+                            .map_or(u.active_state, |_| "waiting to restart")
+                    ),
+                ),
+                None => (Status::Ok, "health check passed".into()),
+            },
+            HealthStatus::Unhealthy => {
+                let error = last_error.unwrap_or("no answer");
+                match starting {
+                    Some(period) => (
+                        Status::Unknown,
+                        format!("starting ({period} s start period): health check failed: {error}"),
+                    ),
+                    None => (Status::Failure, format!("health check failed: {error}")),
+                }
+            }
             HealthStatus::Unknown => (Status::Unknown, "not checked yet".into()),
         };
     }
-    match systemd_state {
-        Some("active") => (Status::Ok, "the systemd unit is active".into()),
-        Some(s @ ("activating" | "deactivating" | "reloading")) => {
-            (Status::Warning, format!("the systemd unit is {s}"))
-        }
-        Some("removed") => (Status::Unknown, "the systemd unit is gone".into()),
-        Some(s) => (Status::Unknown, format!("the systemd unit is {s}")),
-        None => (
+    let Some(u) = unit else {
+        return (
             Status::Unknown,
             "no health check and no systemd unit".into(),
+        );
+    };
+    match u.active_state {
+        "active" => (Status::Ok, "the systemd unit is active".into()),
+        "activating" if u.sub_state == Some("auto-restart") => (
+            Status::Warning,
+            format!(
+                "the systemd unit is waiting to restart (restart {})",
+                u.restarts + 1
+            ),
         ),
+        s @ ("activating" | "deactivating" | "reloading") => {
+            (Status::Warning, format!("the systemd unit is {s}"))
+        }
+        "removed" => (Status::Unknown, "the systemd unit is gone".into()),
+        s => (Status::Unknown, format!("the systemd unit is {s}")),
     }
 }
 
@@ -223,6 +374,29 @@ pub fn agent_check_status(
 mod tests {
     use super::*;
 
+    fn unit(active_state: &str) -> Option<UnitFacts<'_>> {
+        Some(UnitFacts {
+            active_state,
+            ..UnitFacts::default()
+        })
+    }
+
+    fn derive_status(
+        health: HealthStatus,
+        has_http_check: bool,
+        last_error: Option<&str>,
+        state: Option<&str>,
+    ) -> (Status, String) {
+        polled_status(
+            health,
+            has_http_check,
+            last_error,
+            state.and_then(unit),
+            None,
+            StatusRules::default(),
+        )
+    }
+
     #[test]
     fn the_documented_mapping() {
         use HealthStatus::*;
@@ -239,6 +413,200 @@ mod tests {
         assert!(derive_status(Unhealthy, true, Some("HTTP 500"), None)
             .1
             .contains("HTTP 500"));
+    }
+
+    #[test]
+    fn a_crash_loop_is_a_failure_until_the_unit_stays_up() {
+        let rules = StatusRules::default();
+        let looping = UnitFacts {
+            active_state: "activating",
+            sub_state: Some("auto-restart"),
+            restarts: 5,
+            result: Some("exit-code"),
+            exit_status: Some(1),
+            up_secs: None,
+        };
+        let (status, why) = polled_status(
+            HealthStatus::Healthy,
+            true,
+            None,
+            Some(looping),
+            None,
+            rules,
+        );
+        assert_eq!(status, Status::Failure, "a passing check does not hide it");
+        assert_eq!(
+            why,
+            "crash loop: restarted 5 times without staying up 60 s: exit code 1"
+        );
+        // Below the count it is restarting, not failed.
+        let fewer = UnitFacts {
+            restarts: 4,
+            ..looping
+        };
+        assert_eq!(
+            polled_status(HealthStatus::Unknown, false, None, Some(fewer), None, rules),
+            (
+                Status::Warning,
+                "the systemd unit is waiting to restart (restart 5)".into()
+            )
+        );
+        // Briefly up between crashes: still the loop.
+        let up = UnitFacts {
+            active_state: "active",
+            sub_state: Some("running"),
+            up_secs: Some(3),
+            ..looping
+        };
+        assert_eq!(
+            polled_status(HealthStatus::Unknown, false, None, Some(up), None, rules).0,
+            Status::Failure
+        );
+        // Up for a minute: stable again.
+        let stable = UnitFacts {
+            up_secs: Some(60),
+            ..up
+        };
+        assert_eq!(
+            polled_status(
+                HealthStatus::Unknown,
+                false,
+                None,
+                Some(stable),
+                None,
+                rules
+            )
+            .0,
+            Status::Ok
+        );
+        // A missing program says so.
+        let missing = UnitFacts {
+            exit_status: Some(203),
+            ..looping
+        };
+        assert!(polled_status(
+            HealthStatus::Unknown,
+            false,
+            None,
+            Some(missing),
+            None,
+            rules
+        )
+        .1
+        .contains("could not be run"));
+        // Stopped after the loop: not looping.
+        let stopped = UnitFacts {
+            active_state: "inactive",
+            sub_state: Some("dead"),
+            ..looping
+        };
+        assert_eq!(
+            polled_status(
+                HealthStatus::Unknown,
+                false,
+                None,
+                Some(stopped),
+                None,
+                rules
+            )
+            .0,
+            Status::Unknown
+        );
+        // The count is a setting.
+        let strict = StatusRules {
+            crash_loop_restarts: 2,
+        };
+        assert_eq!(
+            polled_status(
+                HealthStatus::Unknown,
+                false,
+                None,
+                Some(UnitFacts {
+                    restarts: 2,
+                    ..looping
+                }),
+                None,
+                strict
+            )
+            .0,
+            Status::Failure
+        );
+    }
+
+    #[test]
+    fn a_failed_unit_says_how_it_ended() {
+        let killed = UnitFacts {
+            active_state: "failed",
+            sub_state: Some("failed"),
+            result: Some("signal"),
+            exit_status: Some(9),
+            ..UnitFacts::default()
+        };
+        assert_eq!(
+            polled_status(
+                HealthStatus::Healthy,
+                true,
+                None,
+                Some(killed),
+                None,
+                StatusRules::default()
+            ),
+            (
+                Status::Failure,
+                "the systemd unit failed: killed by SIGKILL".into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_passing_check_does_not_vouch_for_a_stopped_unit() {
+        let (status, why) = derive_status(HealthStatus::Healthy, true, None, Some("inactive"));
+        assert_eq!(status, Status::Warning);
+        assert!(why.contains("another process answers"), "{why}");
+        assert_eq!(
+            derive_status(HealthStatus::Healthy, true, None, Some("active")).0,
+            Status::Ok
+        );
+    }
+
+    #[test]
+    fn failed_checks_in_the_start_period_are_not_red() {
+        let rules = StatusRules::default();
+        let active = unit("active");
+        let (status, why) = polled_status(
+            HealthStatus::Unhealthy,
+            true,
+            Some("connection refused"),
+            active,
+            Some(30),
+            rules,
+        );
+        assert_eq!(status, Status::Unknown);
+        assert_eq!(
+            why,
+            "starting (30 s start period): health check failed: connection refused"
+        );
+        assert_eq!(
+            polled_status(HealthStatus::Healthy, true, None, active, Some(30), rules).0,
+            Status::Ok
+        );
+        assert_eq!(
+            polled_status(HealthStatus::Unhealthy, true, None, active, None, rules).0,
+            Status::Failure
+        );
+        // A unit that failed is red at once, start period or not.
+        assert_eq!(
+            polled_status(
+                HealthStatus::Unhealthy,
+                true,
+                None,
+                unit("failed"),
+                Some(30),
+                rules
+            )
+            .0,
+            Status::Failure
+        );
     }
 
     #[test]

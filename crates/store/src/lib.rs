@@ -18,7 +18,7 @@ use lookout_proto::service::{
     ServicePatch, ServiceView, TimerView,
 };
 use lookout_proto::service::{AgentCheckView, PushView, StatusEventView};
-use lookout_proto::status::{ServiceKind, Status};
+use lookout_proto::status::{ServiceKind, Status, StatusRules, UnitFacts};
 use std::time::Duration;
 
 pub use accounts::AccountStore;
@@ -115,6 +115,14 @@ pub struct Service {
     pub main_pid: Option<u32>,
     pub pids: Vec<u32>,
     pub ports: Vec<PortView>,
+    /// systemd's `NRestarts` of the unit.
+    pub restarts: Option<u32>,
+    /// systemd's `Result` of the unit's last run.
+    pub unit_result: Option<String>,
+    pub exit_status: Option<i32>,
+    /// When the unit last became active.
+    pub active_since: Option<DateTime<Utc>>,
+    pub start_period_secs: Option<u64>,
     pub reported_state: Option<ReportedState>,
     /// `None` means "the hub's default".
     pub check_interval_secs: Option<u64>,
@@ -153,8 +161,13 @@ pub struct Service {
 impl Service {
     /// How the service is watched, with what was last heard of it, at `now`
     /// (`agent_online` matters only to an agent's check: whether its server's
-    /// agent is in touch).
-    pub fn kind(&self, agent_online: bool, now: DateTime<Utc>) -> ServiceKind<'_> {
+    /// agent is in touch; `rules` are the hub's settings of the status rules).
+    pub fn kind(
+        &self,
+        agent_online: bool,
+        now: DateTime<Utc>,
+        rules: StatusRules,
+    ) -> ServiceKind<'_> {
         let age = |t: Option<DateTime<Utc>>| t.map(|t| (now - t).num_milliseconds().max(0) / 1000);
         let has_http_check = self.health_url_parts().is_some();
         let secs = |v: Option<u64>, default: i64| {
@@ -191,9 +204,43 @@ impl Service {
                 health: self.health_status,
                 has_http_check,
                 last_error: self.last_error.as_deref(),
-                systemd_state: self.systemd_state.as_deref(),
+                unit: self.unit_facts(now),
+                starting: self.starting(now),
+                rules,
             }
         }
+    }
+
+    /// What systemd last said of the unit, for the status rules.
+    pub fn unit_facts(&self, now: DateTime<Utc>) -> Option<UnitFacts<'_>> {
+        let active_state = self.systemd_state.as_deref()?;
+        Some(UnitFacts {
+            active_state,
+            sub_state: self.sub_state.as_deref(),
+            restarts: self.restarts.unwrap_or(0),
+            result: self.unit_result.as_deref(),
+            exit_status: self.exit_status,
+            up_secs: (active_state == "active")
+                .then_some(self.active_since)
+                .flatten()
+                .map(|t| (now - t).num_seconds().max(0)),
+        })
+    }
+
+    /// `Some(period)` while the service is within its start period: the
+    /// period after it was created or its unit last became active,
+    /// whichever is later, and while its unit is starting.
+    pub fn starting(&self, now: DateTime<Utc>) -> Option<u64> {
+        let period = self.start_period_secs.filter(|p| *p > 0)?;
+        let since = match self.systemd_state.as_deref() {
+            Some("activating") => return Some(period),
+            Some("active") => self
+                .active_since
+                .map_or(self.created_at, |t| t.max(self.created_at)),
+            _ => self.created_at,
+        };
+        let elapsed = (now - since).num_seconds();
+        (elapsed < i64::try_from(period).unwrap_or(i64::MAX)).then_some(period)
     }
 
     fn health_url_parts(&self) -> Option<(&str, &str)> {
@@ -236,6 +283,11 @@ impl Service {
             main_pid: self.main_pid,
             pids: self.pids.clone(),
             ports: self.ports.clone(),
+            restarts: self.restarts,
+            unit_result: self.unit_result.clone(),
+            exit_status: self.exit_status,
+            active_since: self.active_since,
+            start_period_secs: self.start_period_secs,
             reported_state: self.reported_state,
             health_status: self.health_status,
             state: self.state,
@@ -276,6 +328,20 @@ impl Service {
             updated_at: self.updated_at,
         }
     }
+}
+
+/// A unit's state as systemd reports it at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitState {
+    pub active_state: String,
+    pub sub_state: String,
+    pub main_pid: Option<u32>,
+    /// `NRestarts`; `None` when not known (not a service).
+    pub restarts: Option<u32>,
+    /// `Result` of the last run.
+    pub result: Option<String>,
+    pub exit_status: Option<i32>,
+    pub active_since: Option<DateTime<Utc>>,
 }
 
 /// One health check result, as stored in the history.
@@ -491,15 +557,15 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     /// The service registered for a unit (by unit, else by name).
     async fn find_by_unit(&self, unit: &str) -> Result<Option<Service>, StoreError>;
 
-    /// Records a unit's state seen outside a scan (after start/stop/restart).
+    /// Records a unit's state seen outside a scan (followed live, or after
+    /// a start, stop or restart); the ids of the services it changed, and
+    /// their status changes.
     async fn set_unit_state(
         &self,
         unit: &str,
-        active_state: &str,
-        sub_state: &str,
-        main_pid: Option<u32>,
+        state: &UnitState,
         now: DateTime<Utc>,
-    ) -> Result<Vec<StatusEventView>, StoreError>;
+    ) -> Result<(Vec<i64>, Vec<StatusEventView>), StoreError>;
 
     /// Links a service to the unit behind it (managed services).
     async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError>;

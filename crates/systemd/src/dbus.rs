@@ -140,8 +140,51 @@ pub fn unit_path(name: &str) -> String {
     out
 }
 
+/// The unit name behind an object path made by [`unit_path`]; `None` for
+/// any other path.
+pub fn unit_name_from_path(path: &str) -> Option<String> {
+    let label = path.strip_prefix("/org/freedesktop/systemd1/unit/")?;
+    let bytes = label.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|n| !n.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unit_paths_read_back_to_their_names() {
+        for name in [
+            "nginx.service",
+            "getty@tty1.service",
+            "1a.timer",
+            "a-b_c.socket",
+        ] {
+            assert_eq!(
+                super::unit_name_from_path(&super::unit_path(name)).as_deref(),
+                Some(name)
+            );
+        }
+        assert_eq!(
+            super::unit_name_from_path("/org/freedesktop/systemd1/job/12"),
+            None
+        );
+        assert_eq!(
+            super::unit_name_from_path("/org/freedesktop/systemd1/unit/x_2"),
+            None
+        );
+    }
+
     #[test]
     fn unit_paths_are_escaped_like_systemd() {
         assert_eq!(

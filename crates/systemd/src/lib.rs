@@ -8,6 +8,7 @@
 mod control;
 pub mod dbus;
 pub mod effects;
+pub mod follow;
 pub mod journal;
 pub mod processes;
 mod scan;

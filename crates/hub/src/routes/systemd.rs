@@ -287,14 +287,11 @@ async fn control_unaudited(
         })
         .await?;
     tracing::info!(unit = %target.unit, action = action.as_str(), result = %outcome.job_result, "unit control");
-    let st = &outcome.status;
     state
         .registry
         .set_unit_state(
             target.unit.as_str(),
-            &st.active_state,
-            &st.sub_state,
-            st.main_pid,
+            &crate::discovery::unit_state(&outcome.status),
             state.clock.now(),
         )
         .await?;
@@ -401,8 +398,13 @@ const APP_FIELDS: &[&str] = &[
     "health_endpoint",
     "check_interval_secs",
     "check_timeout_ms",
+    "start_period_secs",
     "start",
 ];
+
+/// An app's start period unless it asks for another: its first checks
+/// while the program comes up do not count.
+pub const APP_START_PERIOD_SECS: u64 = 30;
 
 /// `lookout-app-<name>.service` for a valid app name (lowercase letters,
 /// digits, `-` and `_`, starting with a letter or digit, at most 64).
@@ -549,11 +551,19 @@ fn parse_app(body: &Map<String, Value>) -> Result<AppRequest, Vec<FieldError>> {
             );
         }
     }
-    for key in ["health_endpoint", "check_interval_secs", "check_timeout_ms"] {
+    for key in [
+        "health_endpoint",
+        "check_interval_secs",
+        "check_timeout_ms",
+        "start_period_secs",
+    ] {
         if let Some(value) = body.get(key) {
             registry.insert(key.into(), value.clone());
         }
     }
+    registry
+        .entry("start_period_secs")
+        .or_insert(Value::from(APP_START_PERIOD_SECS));
     if let Err(more) = parse_new_service(&registry) {
         errors.extend(more.into_iter().filter(|e| e.field != "name"));
     }

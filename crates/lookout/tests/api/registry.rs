@@ -461,6 +461,7 @@ fn the_core_does_not_reach_into_the_web_layer() {
         "notify/mod.rs",
         "notify/channel.rs",
         "discovery.rs",
+        "follow.rs",
         "live.rs",
         "history.rs",
         "metrics.rs",

@@ -26,7 +26,7 @@ use lookout_hub::store::agents::NewServer;
 use lookout_hub::store::sql::export::{COORDINATION_TABLES, EXPORT_TABLES};
 use lookout_hub::store::{
     AccountStore, AgentStore, Backend, CheckLeases, DiscoveredUnit, HealthCheck, LeaseStore,
-    Reconciled, Recorded, Service, ServiceFilter, SqlStore, Store, StoreError,
+    Reconciled, Recorded, Service, ServiceFilter, SqlStore, Store, StoreError, UnitState,
 };
 use lookout_proto::agent::{CheckDecl, Cursor, StatusUpdate};
 use lookout_proto::check::LineStatus;
@@ -804,12 +804,25 @@ async fn scan_story() {
         .unwrap()
         .unwrap()
         .id;
-    let changes = store
-        .set_unit_state("cron.service", "failed", "failed", None, at(30))
+    let killed = UnitState {
+        active_state: "failed".into(),
+        sub_state: "failed".into(),
+        main_pid: None,
+        restarts: Some(0),
+        result: Some("signal".into()),
+        exit_status: Some(9),
+        active_since: Some(at(1)),
+    };
+    let (ids, changes) = store
+        .set_unit_state("cron.service", &killed, at(30))
         .await
         .unwrap();
+    assert_eq!(ids, [cron_id]);
     assert_eq!(moves(&changes), [(cron_id, Status::Ok, Status::Failure)]);
-    assert_eq!(changes[0].reason, "the systemd unit failed");
+    assert_eq!(
+        changes[0].reason,
+        "the systemd unit failed: killed by SIGKILL"
+    );
     let failed_cron = store.find_by_unit("cron.service").await.unwrap().unwrap();
     assert_eq!(
         (
@@ -819,10 +832,52 @@ async fn scan_story() {
         ),
         (Some("failed"), Some("failed"), None)
     );
-    assert!(store
-        .set_unit_state("ghost.service", "active", "running", Some(1), at(30))
+    // Restarting over and over is a crash loop, until it stays up a minute.
+    let looping = UnitState {
+        active_state: "activating".into(),
+        sub_state: "auto-restart".into(),
+        restarts: Some(5),
+        result: Some("exit-code".into()),
+        exit_status: Some(1),
+        ..killed.clone()
+    };
+    let (_, changes) = store
+        .set_unit_state("cron.service", &looping, at(31))
+        .await
+        .unwrap();
+    assert!(changes.is_empty(), "still FAILURE");
+    let cron = store.find_by_unit("cron.service").await.unwrap().unwrap();
+    assert_eq!(
+        cron.state_reason.as_deref(),
+        Some("crash loop: restarted 5 times without staying up 60 s: exit code 1")
+    );
+    assert_eq!((cron.restarts, cron.exit_status), (Some(5), Some(1)));
+    let up = UnitState {
+        active_state: "active".into(),
+        sub_state: "running".into(),
+        main_pid: Some(42),
+        active_since: Some(at(32)),
+        ..looping.clone()
+    };
+    let (_, changes) = store
+        .set_unit_state("cron.service", &up, at(32))
+        .await
+        .unwrap();
+    assert!(changes.is_empty(), "up for a moment is still the loop");
+    let stable = store
+        .reconcile_state(cron_id, at(32) + chrono::Duration::seconds(60))
         .await
         .unwrap()
+        .unwrap();
+    assert_eq!(
+        stable.change.map(|c| (c.old, c.new)),
+        Some((Status::Failure, Status::Ok))
+    );
+    assert!(store
+        .set_unit_state("ghost.service", &up, at(30))
+        .await
+        .unwrap()
+        .0
         .is_empty());
 
     // A managed service is linked to the unit behind it.
@@ -853,7 +908,7 @@ async fn scan_story() {
         moves(&counts.changes),
         {
             let mut expected = vec![
-                (cron_id, Status::Failure, Status::Unknown),
+                (cron_id, Status::Ok, Status::Unknown),
                 (redis.id, Status::Unknown, Status::Ok),
             ];
             expected.sort_by_key(|m| m.0);

@@ -221,7 +221,7 @@ impl AgentStore for SqlStore {
             Vec::new()
         } else {
             let ids = check_ids(&mut tx, server_id).await?;
-            reconcile_all(&mut tx, ids, now).await?
+            reconcile_all(&mut tx, ids, now, self.rules).await?
         };
         tx.commit().await?;
         Ok(changes)
@@ -285,7 +285,7 @@ impl AgentStore for SqlStore {
                 out.deleted.push(id);
             }
         }
-        out.changes = reconcile_all(&mut tx, out.created.clone(), now).await?;
+        out.changes = reconcile_all(&mut tx, out.created.clone(), now, self.rules).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -364,7 +364,7 @@ impl AgentStore for SqlStore {
             }
         }
         for id in &touched {
-            if let Some(change) = reconcile(&mut tx, *id, now).await? {
+            if let Some(change) = reconcile(&mut tx, *id, now, self.rules).await? {
                 out.changes.push(change);
             }
             if !out.created.contains(id) {
@@ -378,7 +378,7 @@ impl AgentStore for SqlStore {
             .filter(|id| !touched.contains(id))
             .collect();
         out.changes
-            .extend(reconcile_all(&mut tx, fresh, now).await?);
+            .extend(reconcile_all(&mut tx, fresh, now, self.rules).await?);
         tx.commit().await?;
         Ok(out)
     }
@@ -456,7 +456,7 @@ impl AgentStore for SqlStore {
             return Ok(None);
         }
         let ids = check_ids(&mut tx, id).await?;
-        let changes = reconcile_all(&mut tx, ids, now).await?;
+        let changes = reconcile_all(&mut tx, ids, now, self.rules).await?;
         tx.commit().await?;
         Ok(Some(changes))
     }

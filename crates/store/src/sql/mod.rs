@@ -14,13 +14,13 @@ use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Arguments, ConnectOptions, Encode, Executor, Row, Type};
 
 use lookout_proto::service::StatusEventView;
-use lookout_proto::status::{ServiceKind, Status};
+use lookout_proto::status::{ServiceKind, Status, StatusRules};
 
 use crate::agents::in_touch;
 
 use super::{
     Channel, Delivery, DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts,
-    Service, ServiceFilter, Store, StoreError,
+    Service, ServiceFilter, Store, StoreError, UnitState,
 };
 
 mod accounts;
@@ -51,6 +51,8 @@ pub struct SqlStore {
     /// sleep in SQLite's busy handler (a millisecond and more). Writers of
     /// this hub queue here instead and go in the moment the last one commits.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// The hub's settings of the status rules every write applies.
+    rules: StatusRules,
 }
 
 /// A write transaction; on SQLite it also holds this hub's writer turn.
@@ -188,7 +190,14 @@ impl SqlStore {
             pool,
             backend,
             writer: Arc::default(),
+            rules: StatusRules::default(),
         })
+    }
+
+    /// The store with these settings of the status rules.
+    pub fn with_rules(mut self, rules: StatusRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     pub fn backend(&self) -> Backend {
@@ -316,6 +325,15 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
             .and_then(|p| u32::try_from(p).ok()),
         pids: json_column(row, "pids")?,
         ports: json_column::<Vec<PortView>>(row, "listens")?,
+        restarts: row
+            .try_get::<Option<i64>, _>("restarts")?
+            .and_then(|n| u32::try_from(n).ok()),
+        unit_result: row.try_get("unit_result")?,
+        exit_status: row
+            .try_get::<Option<i64>, _>("exit_status")?
+            .and_then(|n| i32::try_from(n).ok()),
+        active_since: opt_time(row.try_get("active_since")?),
+        start_period_secs: to_u64(row.try_get("start_period_secs")?),
         reported_state: reported.as_deref().and_then(ReportedState::parse),
         check_interval_secs: to_u64(row.try_get("check_interval_secs")?),
         check_timeout_ms: to_u64(row.try_get("check_timeout_ms")?),
@@ -462,8 +480,11 @@ async fn reconcile(
     conn: &mut sqlx::AnyConnection,
     id: i64,
     now: DateTime<Utc>,
+    rules: StatusRules,
 ) -> Result<Option<StatusEventView>, sqlx::Error> {
-    Ok(reconcile_full(conn, id, now).await?.and_then(|r| r.change))
+    Ok(reconcile_full(conn, id, now, rules)
+        .await?
+        .and_then(|r| r.change))
 }
 
 /// [`reconcile`] for several services; the changes in order.
@@ -471,10 +492,11 @@ async fn reconcile_all(
     conn: &mut sqlx::AnyConnection,
     ids: Vec<i64>,
     now: DateTime<Utc>,
+    rules: StatusRules,
 ) -> Result<Vec<StatusEventView>, sqlx::Error> {
     let mut changes = Vec::new();
     for id in ids {
-        changes.extend(reconcile(conn, id, now).await?);
+        changes.extend(reconcile(conn, id, now, rules).await?);
     }
     Ok(changes)
 }
@@ -486,6 +508,7 @@ async fn reconcile_full(
     conn: &mut sqlx::AnyConnection,
     id: i64,
     now: DateTime<Utc>,
+    rules: StatusRules,
 ) -> Result<Option<Reconciled>, sqlx::Error> {
     let Some(row) = sqlx::query(
         "SELECT services.*, v.last_seen_at AS server_seen, v.heartbeat_secs AS server_heartbeat,
@@ -507,7 +530,7 @@ async fn reconcile_full(
                 .unwrap_or(10),
             now,
         );
-    let (status, reason) = service.kind(agent_online, now).status();
+    let (status, reason) = service.kind(agent_online, now, rules).status();
     write_status(conn, &service, status, reason, now).await
 }
 
@@ -582,8 +605,8 @@ async fn insert_service(
     sqlx::query(
         "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
             reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
-            notify_after, created_at, updated_at, state, state_reason)
-         VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+            notify_after, created_at, updated_at, state, state_reason, start_period_secs)
+         VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          ON CONFLICT (name) DO NOTHING
          RETURNING *",
     )
@@ -602,6 +625,7 @@ async fn insert_service(
     .bind(ms(now))
     .bind(status.as_str())
     .bind(reason)
+    .bind(to_i64(new.start_period_secs))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| name_conflict(e, new.name.as_str()))
@@ -662,6 +686,7 @@ fn with_status(
 async fn record_check(
     conn: &mut sqlx::AnyConnection,
     check: &HealthCheck,
+    rules: StatusRules,
 ) -> Result<(Recorded, Option<Service>), sqlx::Error> {
     let Some(row) = sqlx::query(
         "UPDATE services SET health_status = $1, last_health_check = $2, last_response_code = $3,
@@ -694,7 +719,8 @@ async fn record_check(
     .bind(check.error.as_deref())
     .execute(&mut *conn)
     .await?;
-    let (service, change) = reconcile_row(conn, service_from_row(&row)?, check.checked_at).await?;
+    let (service, change) =
+        reconcile_row(conn, service_from_row(&row)?, check.checked_at, rules).await?;
     Ok((Recorded::Stored(change), Some(service)))
 }
 
@@ -704,12 +730,13 @@ async fn reconcile_row(
     conn: &mut sqlx::AnyConnection,
     service: Service,
     now: DateTime<Utc>,
+    rules: StatusRules,
 ) -> Result<(Service, Option<StatusEventView>), sqlx::Error> {
     let reconciled = if service.server_id.is_some() {
         // An agent's check: its status needs its server's presence.
-        reconcile_full(conn, service.id, now).await?
+        reconcile_full(conn, service.id, now, rules).await?
     } else {
-        let (status, reason) = service.kind(false, now).status();
+        let (status, reason) = service.kind(false, now, rules).status();
         write_status(conn, &service, status, reason, now).await?
     };
     Ok(with_status(service, reconciled, now))
@@ -728,7 +755,9 @@ impl Store for SqlStore {
             health: HealthStatus::Unknown,
             has_http_check: new.base_url.is_some() && new.health_endpoint.is_some(),
             last_error: None,
-            systemd_state: None,
+            unit: None,
+            starting: None,
+            rules: self.rules,
         }
         .status();
         // The common case, a new name: one statement, status and all.
@@ -772,7 +801,7 @@ impl Store for SqlStore {
             .fetch_one(&mut *tx)
             .await?;
             let service = service_from_row(&row)?;
-            let reconciled = reconcile_full(&mut tx, id, now).await?;
+            let reconciled = reconcile_full(&mut tx, id, now, self.rules).await?;
             tx.commit().await?;
             return Ok(with_status(service, reconciled, now));
         }
@@ -861,6 +890,9 @@ impl Store for SqlStore {
         if let Some(after) = patch.notify_after {
             set.push("notify_after", to_i64(after));
         }
+        if let Some(period) = patch.start_period_secs {
+            set.push("start_period_secs", to_i64(period));
+        }
         if patch.base_url.is_some() || patch.health_endpoint.is_some() {
             set.sql.push_str(
                 ", health_status = 'unknown', last_health_check = NULL, last_response_code = NULL,
@@ -877,7 +909,7 @@ impl Store for SqlStore {
         else {
             return Ok(None);
         };
-        let changed = reconcile_row(&mut tx, service_from_row(&row)?, now).await?;
+        let changed = reconcile_row(&mut tx, service_from_row(&row)?, now, self.rules).await?;
         tx.commit().await?;
         Ok(Some(changed))
     }
@@ -899,7 +931,7 @@ impl Store for SqlStore {
         let mut tx = self.write_tx().await?;
         let mut done = Vec::with_capacity(checks.len());
         for check in checks {
-            done.push(record_check(&mut tx, check).await?);
+            done.push(record_check(&mut tx, check, self.rules).await?);
         }
         tx.commit().await?;
         Ok(done)
@@ -911,7 +943,7 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Reconciled>, StoreError> {
         let mut tx = self.write_tx().await?;
-        let reconciled = reconcile_full(&mut tx, id, now).await?;
+        let reconciled = reconcile_full(&mut tx, id, now, self.rules).await?;
         tx.commit().await?;
         Ok(reconciled)
     }
@@ -1133,7 +1165,7 @@ impl Store for SqlStore {
             sqlx::query_scalar("SELECT id FROM services WHERE unit IS NOT NULL")
                 .fetch_all(&mut *tx)
                 .await?;
-        counts.changes = reconcile_all(&mut tx, touched, now).await?;
+        counts.changes = reconcile_all(&mut tx, touched, now, self.rules).await?;
 
         for t in timers {
             sqlx::query(
@@ -1184,24 +1216,28 @@ impl Store for SqlStore {
     async fn set_unit_state(
         &self,
         unit: &str,
-        active_state: &str,
-        sub_state: &str,
-        main_pid: Option<u32>,
+        state: &UnitState,
         now: DateTime<Utc>,
-    ) -> Result<Vec<StatusEventView>, StoreError> {
+    ) -> Result<(Vec<i64>, Vec<StatusEventView>), StoreError> {
         let mut tx = self.write_tx().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE services SET systemd_state = $1, sub_state = $2, main_pid = $3 WHERE unit = $4 RETURNING id",
+            "UPDATE services SET systemd_state = $1, sub_state = $2, main_pid = $3,
+                restarts = $4, unit_result = $5, exit_status = $6, active_since = $7
+             WHERE unit = $8 RETURNING id",
         )
-        .bind(active_state)
-        .bind(sub_state)
-        .bind(main_pid.map(i64::from))
+        .bind(&state.active_state)
+        .bind(&state.sub_state)
+        .bind(state.main_pid.map(i64::from))
+        .bind(state.restarts.map(i64::from))
+        .bind(state.result.as_deref())
+        .bind(state.exit_status.map(i64::from))
+        .bind(state.active_since.map(ms))
         .bind(unit)
         .fetch_all(&mut *tx)
         .await?;
-        let changes = reconcile_all(&mut tx, ids, now).await?;
+        let changes = reconcile_all(&mut tx, ids.clone(), now, self.rules).await?;
         tx.commit().await?;
-        Ok(changes)
+        Ok((ids, changes))
     }
 
     async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError> {
@@ -1288,7 +1324,7 @@ impl Store for SqlStore {
                 (id, true)
             }
         };
-        let change = reconcile(&mut tx, id, now).await?;
+        let change = reconcile(&mut tx, id, now, self.rules).await?;
         let row = sqlx::query("SELECT * FROM services WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *tx)
@@ -1326,7 +1362,7 @@ impl Store for SqlStore {
             return Ok(Vec::new());
         }
         let mut tx = self.write_tx().await?;
-        let changes = reconcile_all(&mut tx, ids, now).await?;
+        let changes = reconcile_all(&mut tx, ids, now, self.rules).await?;
         tx.commit().await?;
         Ok(changes)
     }
@@ -1394,7 +1430,7 @@ impl Store for SqlStore {
         let Some(id) = id else {
             return Ok(None);
         };
-        let change = reconcile(&mut tx, id, now).await?;
+        let change = reconcile(&mut tx, id, now, self.rules).await?;
         tx.commit().await?;
         Ok(Some((id, change)))
     }

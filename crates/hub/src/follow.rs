@@ -1,0 +1,303 @@
+//! Following the host's systemd live: the manager's signals bring a unit's
+//! state, main PID and restarts into the registry within moments of the
+//! change, with no polling. A full scan runs after every (re)connect, when
+//! units appear, go or are reloaded, and every `--scan-every` as a safety
+//! net (ports and timers come from scans).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use lookout_config::FollowSettings;
+use lookout_proto::status::STABLE_AFTER_SECS;
+use lookout_systemd::follow::Signal;
+use lookout_systemd::{Systemd, UnitName};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::CheckDefaults;
+use crate::discovery::{unit_state, Discovery, DiscoveryError, Scans};
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// Signals arriving this close together are handled together: a unit's
+/// one change comes as several (its Unit and Service properties, its job).
+const COALESCE: Duration = Duration::from_millis(40);
+
+/// Scans asked for by signals (units loaded, removed, reloaded) run at most
+/// this often.
+const SIGNALLED_SCAN_EVERY: Duration = Duration::from_secs(5);
+
+/// The longest wait before connecting again after the connection broke.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The task that follows the hub's host's systemd manager.
+pub struct Follower {
+    pub discovery: Arc<Discovery>,
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub checks: CheckDefaults,
+    pub settings: FollowSettings,
+}
+
+/// What the signals since the last look asked for.
+#[derive(Default)]
+struct Pending {
+    /// Units whose state to read again.
+    changed: std::collections::BTreeSet<String>,
+    /// A unit appeared or went, or the unit files were reloaded.
+    scan: bool,
+    /// The signal stream ended: the connection is gone.
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Inbox {
+    pending: Mutex<Pending>,
+    wake: Notify,
+}
+
+impl Inbox {
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Pending)) {
+        f(&mut self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        self.wake.notify_one();
+    }
+}
+
+impl Follower {
+    /// Follows until `stop`; connects again, with a growing pause, whenever
+    /// the connection breaks. Without systemd (`--systemd none`) it waits.
+    pub async fn run(self, stop: CancellationToken) {
+        if self.discovery.scope().is_none() {
+            stop.cancelled().await;
+            return;
+        }
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = Instant::now();
+            match self.session(&stop).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "following systemd stopped; connecting again"),
+            }
+            if started.elapsed() > MAX_BACKOFF {
+                backoff = Duration::from_secs(1);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn scans(&self) -> Scans<'_> {
+        Scans {
+            discovery: &self.discovery,
+            registry: &self.registry,
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            checks: self.checks,
+        }
+    }
+
+    /// One connection's worth of following: `Ok` when stopped, an error
+    /// when the connection broke.
+    async fn session(&self, stop: &CancellationToken) -> Result<(), DiscoveryError> {
+        let systemd = self.discovery.systemd().await?;
+        let mut signals = match systemd.signals().await {
+            Ok(signals) => signals,
+            Err(e) => {
+                self.discovery.forget_if_unreachable(&e).await;
+                return Err(e.into());
+            }
+        };
+        // Drained beside the work below: zbus holds every other message on
+        // the connection (our replies too) while the queue is full.
+        let inbox = Arc::new(Inbox::default());
+        let drain = tokio::spawn({
+            let inbox = inbox.clone();
+            async move {
+                while let Some(signal) = signals.next().await {
+                    inbox.with(|p| match signal {
+                        Signal::Changed(unit) => {
+                            p.changed.insert(unit);
+                        }
+                        Signal::New(unit) | Signal::Removed(unit) => {
+                            if unit.ends_with(".service") || unit.ends_with(".timer") {
+                                tracing::debug!(unit, "unit loaded or unloaded: a scan follows");
+                                p.scan = true;
+                            }
+                        }
+                        Signal::Reloaded => {
+                            tracing::debug!("unit files reloaded: a scan follows");
+                            p.scan = true
+                        }
+                    });
+                }
+                inbox.with(|p| p.closed = true);
+            }
+        });
+        let _stop_draining = AbortOnDrop(drain);
+
+        // Catch up with what happened while nobody followed.
+        self.scan().await?;
+        self.refresh_unsettled(&systemd).await?;
+
+        let mut next_scan = self.settings.scan_every.map(|every| Instant::now() + every);
+        let mut last_scan = Instant::now();
+        // Crash-looping units that are up again: looked at once they have
+        // been up long enough to count as stable.
+        let mut rechecks: BTreeMap<Instant, Vec<i64>> = BTreeMap::new();
+        loop {
+            let recheck_at = rechecks.keys().next().copied();
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = inbox.wake.notified() => {
+                    tokio::time::sleep(COALESCE).await;
+                }
+                () = sleep_until(next_scan) => {
+                    self.scan().await?;
+                    last_scan = Instant::now();
+                    next_scan = self.settings.scan_every.map(|every| Instant::now() + every);
+                    continue;
+                }
+                () = sleep_until(recheck_at) => {
+                    let due: Vec<Instant> = rechecks.range(..=Instant::now()).map(|(t, _)| *t).collect();
+                    for t in due {
+                        for id in rechecks.remove(&t).unwrap_or_default() {
+                            self.registry.reconcile(id, self.clock.now()).await?;
+                        }
+                    }
+                    continue;
+                }
+            }
+            let pending = inbox.take();
+            for unit in &pending.changed {
+                self.refresh(&systemd, unit, &mut rechecks).await?;
+            }
+            if pending.scan {
+                if last_scan.elapsed() < SIGNALLED_SCAN_EVERY {
+                    // Soon, not now: a burst of new units costs one scan.
+                    let soon = last_scan + SIGNALLED_SCAN_EVERY;
+                    next_scan = Some(next_scan.map_or(soon, |t| t.min(soon)));
+                } else {
+                    self.scan().await?;
+                    last_scan = Instant::now();
+                }
+            }
+            if pending.closed {
+                self.discovery.forget_connection().await;
+                return Err(DiscoveryError::Systemd(
+                    lookout_systemd::Error::Unreachable {
+                        scope: systemd.scope().as_str(),
+                        cause: "the bus connection closed".into(),
+                    },
+                ));
+            }
+        }
+    }
+
+    async fn scan(&self) -> Result<(), DiscoveryError> {
+        match self.scans().scan().await {
+            Ok(_) => Ok(()),
+            Err(DiscoveryError::Store(e)) => {
+                // The database will be back; following goes on.
+                tracing::warn!(error = %e, "cannot record a systemd scan");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads again the units a scan cannot tell everything about (failed,
+    /// starting, restarting: how the last run ended, how often it restarted).
+    async fn refresh_unsettled(&self, systemd: &Systemd) -> Result<(), DiscoveryError> {
+        let mut units: Vec<String> = self
+            .registry
+            .services(&crate::registry::ListFilter::default())
+            .into_iter()
+            .filter(|s| s.server_id.is_none())
+            .filter(|s| {
+                !matches!(
+                    s.systemd_state.as_deref(),
+                    None | Some("active" | "inactive" | "removed")
+                )
+            })
+            .filter_map(|s| s.unit)
+            .collect();
+        units.sort();
+        units.dedup();
+        let mut ignored = BTreeMap::new();
+        for unit in units {
+            self.refresh(systemd, &unit, &mut ignored).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads one unit's state and records it, if the registry has it.
+    async fn refresh(
+        &self,
+        systemd: &Systemd,
+        unit: &str,
+        rechecks: &mut BTreeMap<Instant, Vec<i64>>,
+    ) -> Result<(), DiscoveryError> {
+        let known = self.registry.by_unit(unit);
+        if known.is_empty() {
+            return Ok(());
+        }
+        let Ok(name) = UnitName::parse(unit) else {
+            return Ok(());
+        };
+        let status = match systemd.status(&name).await {
+            Ok(status) => status,
+            // Gone between the signal and the read: the next scan says so.
+            Err(lookout_systemd::Error::NoSuchUnit(_)) => return Ok(()),
+            Err(e) => {
+                self.discovery.forget_if_unreachable(&e).await;
+                return Err(e.into());
+            }
+        };
+        let state = unit_state(&status);
+        let now = self.clock.now();
+        if let Err(e) = self.registry.set_unit_state(unit, &state, now).await {
+            tracing::warn!(error = %e, unit, "cannot record a unit's state");
+            return Ok(());
+        }
+        // Up again after a crash loop: the loop is over once it stays up.
+        if state.active_state == "active" && state.restarts.unwrap_or(0) > 0 {
+            if let Some(since) = state.active_since {
+                let stable_at = since + chrono::Duration::seconds(STABLE_AFTER_SECS);
+                if let Ok(wait) = (stable_at - now).to_std() {
+                    rechecks
+                        .entry(Instant::now() + wait + Duration::from_millis(100))
+                        .or_default()
+                        .extend(known.iter().map(|e| e.service.id));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
