@@ -213,11 +213,12 @@ impl Scans<'_> {
                 return Err(e.into());
             }
         };
-        let units: Vec<DiscoveredUnit> = scan
+        let mut units: Vec<DiscoveredUnit> = scan
             .services
             .iter()
             .map(|s| classify(s, &self.discovery.web_ports))
             .collect();
+        units.extend(self.unloaded(&systemd, &scan).await?);
         let timers: Vec<lookout_proto::service::TimerView> = scan
             .timers
             .iter()
@@ -253,6 +254,55 @@ impl Scans<'_> {
         self.store.set_state(LAST_SCAN_KEY, &text).await?;
         self.registry.scan_completed();
         Ok(self.scan_result(last).await?)
+    }
+
+    /// The registry's units that the scan did not list but whose unit file
+    /// is there: stopped, and unloaded by systemd since nothing refers to
+    /// them. They are inactive, not gone.
+    async fn unloaded(
+        &self,
+        systemd: &Systemd,
+        scan: &lookout_systemd::Scan,
+    ) -> Result<Vec<DiscoveredUnit>, DiscoveryError> {
+        let listed: std::collections::HashSet<&str> =
+            scan.services.iter().map(|s| s.name.as_str()).collect();
+        let missing: std::collections::HashMap<String, crate::store::Service> = self
+            .registry
+            .services(&crate::registry::ListFilter::default())
+            .into_iter()
+            .filter(|s| s.server_id.is_none() && s.systemd_state.as_deref() != Some("removed"))
+            .filter_map(|s| Some((s.unit.clone()?, s)))
+            .filter(|(unit, _)| unit.ends_with(".service") && !listed.contains(unit.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = missing.keys().cloned().collect();
+        let files = match systemd.unit_files(&names).await {
+            Ok(files) => files,
+            Err(e) => {
+                self.discovery.forget_if_unreachable(&e).await;
+                return Err(e.into());
+            }
+        };
+        Ok(files
+            .into_iter()
+            .filter_map(|(unit, file_state)| {
+                let held = missing.get(&unit)?;
+                Some(DiscoveredUnit {
+                    unit,
+                    description: held.description.clone().unwrap_or_default(),
+                    active_state: "inactive".into(),
+                    sub_state: "dead".into(),
+                    unit_file_state: Some(file_state),
+                    main_pid: None,
+                    pids: Vec::new(),
+                    ports: Vec::new(),
+                    port: held.port,
+                    status: held.status,
+                })
+            })
+            .collect())
     }
 
     /// The last scan's result, with the registry as it is now; `None` before the first scan.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use lookout_config::FollowSettings;
 use lookout_proto::status::STABLE_AFTER_SECS;
-use lookout_systemd::follow::Signal;
+use lookout_systemd::follow::{Signal, UnitDelta};
 use lookout_systemd::{Systemd, UnitName};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -21,7 +21,7 @@ use crate::clock::SharedClock;
 use crate::config::CheckDefaults;
 use crate::discovery::{unit_state, Discovery, DiscoveryError, Scans};
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::{Store, UnitState};
 
 /// Signals arriving this close together are handled together: a unit's
 /// one change comes as several (its Unit and Service properties, its job).
@@ -47,9 +47,13 @@ pub struct Follower {
 /// What the signals since the last look asked for.
 #[derive(Default)]
 struct Pending {
-    /// Units whose state to read again.
-    changed: std::collections::BTreeSet<String>,
-    /// A unit appeared or went, or the unit files were reloaded.
+    /// Units whose state changed, with what the signals said of it.
+    changed: BTreeMap<String, UnitDelta>,
+    /// Units loaded: a scan if they are new.
+    loaded: std::collections::BTreeSet<String>,
+    /// Units unloaded: a scan if their unit file went too.
+    unloaded: std::collections::BTreeSet<String>,
+    /// The unit files were reloaded.
     scan: bool,
     /// The signal stream ended: the connection is gone.
     closed: bool,
@@ -127,13 +131,17 @@ impl Follower {
             async move {
                 while let Some(signal) = signals.next().await {
                     inbox.with(|p| match signal {
-                        Signal::Changed(unit) => {
-                            p.changed.insert(unit);
+                        Signal::Changed(unit, delta) => {
+                            p.changed.entry(unit).or_default().merge(delta);
                         }
-                        Signal::New(unit) | Signal::Removed(unit) => {
+                        Signal::New(unit) => {
                             if unit.ends_with(".service") || unit.ends_with(".timer") {
-                                tracing::debug!(unit, "unit loaded or unloaded: a scan follows");
-                                p.scan = true;
+                                p.loaded.insert(unit);
+                            }
+                        }
+                        Signal::Removed(unit) => {
+                            if unit.ends_with(".service") {
+                                p.unloaded.insert(unit);
                             }
                         }
                         Signal::Reloaded => {
@@ -180,10 +188,12 @@ impl Follower {
                 }
             }
             let pending = inbox.take();
-            for unit in &pending.changed {
-                self.refresh(&systemd, unit, &mut rechecks).await?;
+            for (unit, delta) in &pending.changed {
+                self.refresh(&systemd, unit, Some(delta), &mut rechecks)
+                    .await?;
             }
-            if pending.scan {
+            let scan = pending.scan || self.needs_scan(&systemd, &pending).await?;
+            if scan {
                 if last_scan.elapsed() < SIGNALLED_SCAN_EVERY {
                     // Soon, not now: a burst of new units costs one scan.
                     let soon = last_scan + SIGNALLED_SCAN_EVERY;
@@ -203,6 +213,42 @@ impl Follower {
                 ));
             }
         }
+    }
+
+    /// Whether loaded and unloaded units change what the registry holds: a
+    /// unit it does not know (or a timer) appeared, or a unit it knows lost
+    /// its unit file. (systemd unloads a stopped unit nothing refers to and
+    /// loads it again when asked about it: neither is news.)
+    async fn needs_scan(
+        &self,
+        systemd: &Systemd,
+        pending: &Pending,
+    ) -> Result<bool, DiscoveryError> {
+        if pending
+            .loaded
+            .iter()
+            .any(|unit| unit.ends_with(".timer") || self.registry.by_unit(unit).is_empty())
+        {
+            tracing::debug!("a unit was loaded: a scan follows");
+            return Ok(true);
+        }
+        let known: Vec<String> = pending
+            .unloaded
+            .iter()
+            .filter(|unit| !self.registry.by_unit(unit).is_empty())
+            .cloned()
+            .collect();
+        if known.is_empty() {
+            return Ok(false);
+        }
+        let files = match systemd.unit_files(&known).await {
+            Ok(files) => files,
+            Err(e) => {
+                self.discovery.forget_if_unreachable(&e).await;
+                return Err(e.into());
+            }
+        };
+        Ok(files.len() < known.len())
     }
 
     async fn scan(&self) -> Result<(), DiscoveryError> {
@@ -237,35 +283,47 @@ impl Follower {
         units.dedup();
         let mut ignored = BTreeMap::new();
         for unit in units {
-            self.refresh(systemd, &unit, &mut ignored).await?;
+            self.refresh(systemd, &unit, None, &mut ignored).await?;
         }
         Ok(())
     }
 
-    /// Reads one unit's state and records it, if the registry has it.
+    /// Records a unit's new state, if the registry has the unit: what the
+    /// signals said over what the registry holds, or, when they left a value
+    /// out (or the registry never had the unit's full state), read afresh.
     async fn refresh(
         &self,
         systemd: &Systemd,
         unit: &str,
+        delta: Option<&UnitDelta>,
         rechecks: &mut BTreeMap<Instant, Vec<i64>>,
     ) -> Result<(), DiscoveryError> {
         let known = self.registry.by_unit(unit);
-        if known.is_empty() {
-            return Ok(());
-        }
-        let Ok(name) = UnitName::parse(unit) else {
+        let Some(first) = known.first() else {
             return Ok(());
         };
-        let status = match systemd.status(&name).await {
-            Ok(status) => status,
-            // Gone between the signal and the read: the next scan says so.
-            Err(lookout_systemd::Error::NoSuchUnit(_)) => return Ok(()),
-            Err(e) => {
-                self.discovery.forget_if_unreachable(&e).await;
-                return Err(e.into());
+        let held = held_state(&first.service);
+        let complete = first.service.restarts.is_some() || !unit.ends_with(".service");
+        let state = match delta {
+            Some(delta) if complete && !delta.incomplete => with_delta(&held, delta),
+            _ => {
+                let Ok(name) = UnitName::parse(unit) else {
+                    return Ok(());
+                };
+                match systemd.status(&name).await {
+                    Ok(status) => unit_state(&status),
+                    // Gone between the signal and the read: the next scan says so.
+                    Err(lookout_systemd::Error::NoSuchUnit(_)) => return Ok(()),
+                    Err(e) => {
+                        self.discovery.forget_if_unreachable(&e).await;
+                        return Err(e.into());
+                    }
+                }
             }
         };
-        let state = unit_state(&status);
+        if state == held {
+            return Ok(());
+        }
         let now = self.clock.now();
         if let Err(e) = self.registry.set_unit_state(unit, &state, now).await {
             tracing::warn!(error = %e, unit, "cannot record a unit's state");
@@ -284,6 +342,42 @@ impl Follower {
             }
         }
         Ok(())
+    }
+}
+
+/// What the registry holds of a unit's state.
+fn held_state(service: &crate::store::Service) -> UnitState {
+    UnitState {
+        active_state: service.systemd_state.clone().unwrap_or_default(),
+        sub_state: service.sub_state.clone().unwrap_or_default(),
+        main_pid: service.main_pid,
+        restarts: service.restarts,
+        result: service.unit_result.clone(),
+        exit_status: service.exit_status,
+        active_since: service.active_since,
+    }
+}
+
+/// `held` with what a signal changed.
+fn with_delta(held: &UnitState, delta: &UnitDelta) -> UnitState {
+    UnitState {
+        active_state: delta
+            .active_state
+            .clone()
+            .unwrap_or_else(|| held.active_state.clone()),
+        sub_state: delta
+            .sub_state
+            .clone()
+            .unwrap_or_else(|| held.sub_state.clone()),
+        main_pid: delta
+            .main_pid
+            .map_or(held.main_pid, |pid| (pid != 0).then_some(pid)),
+        restarts: delta.restarts.or(held.restarts),
+        result: delta.result.clone().or_else(|| held.result.clone()),
+        exit_status: delta.exit_status.or(held.exit_status),
+        active_since: delta
+            .active_enter_usec
+            .map_or(held.active_since, lookout_systemd::usec_time),
     }
 }
 

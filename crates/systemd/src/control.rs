@@ -67,7 +67,7 @@ pub struct ControlOutcome {
 }
 
 /// systemd timestamps are microseconds since the epoch; 0 means never.
-pub(crate) fn usec_time(usec: u64) -> Option<DateTime<Utc>> {
+pub fn usec_time(usec: u64) -> Option<DateTime<Utc>> {
     (usec != 0)
         .then(|| i64::try_from(usec).ok())
         .flatten()

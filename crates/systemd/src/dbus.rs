@@ -33,6 +33,7 @@ pub trait Manager {
         patterns: &[&str],
     ) -> zbus::Result<Vec<(String, String)>>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn get_unit_file_state(&self, file: &str) -> zbus::Result<String>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;

@@ -4,9 +4,11 @@
 //! After `Subscribe` (done on connecting) systemd announces every change of
 //! a unit's properties (`PropertiesChanged` on the unit's object), units
 //! loaded and unloaded (`UnitNew`, `UnitRemoved`) and the end of a
-//! `daemon-reload` (`Reloading` false). The values in a `PropertiesChanged`
-//! are not all there (some are only "invalidated"), so a follower reads the
-//! unit's state again ([`Systemd::status`]) rather than trusting them.
+//! `daemon-reload` (`Reloading` false). A `PropertiesChanged` carries the new
+//! values of the properties that changed ([`UnitDelta`]); one that names a
+//! property without its value (systemd "invalidates" some) is
+//! [`UnitDelta::incomplete`], and a follower reads the unit's state again
+//! ([`Systemd::status`]).
 //!
 //! The stream must be read promptly: zbus holds the connection's other
 //! messages (replies included) while a subscriber's queue is full. A
@@ -23,7 +25,7 @@ use crate::{Error, Systemd};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
     /// A unit's properties changed: its state, its main PID, its restarts ...
-    Changed(String),
+    Changed(String, UnitDelta),
     /// A unit was loaded (a new unit file, a unit started the first time,
     /// or one that something asked about).
     New(String),
@@ -33,6 +35,89 @@ pub enum Signal {
     Reloaded,
 }
 
+/// The new values a `PropertiesChanged` of a unit carried, of the
+/// properties lookout keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitDelta {
+    pub active_state: Option<String>,
+    pub sub_state: Option<String>,
+    /// `ActiveEnterTimestamp`, microseconds since the epoch (0: never).
+    pub active_enter_usec: Option<u64>,
+    /// `MainPID` (0: none).
+    pub main_pid: Option<u32>,
+    pub restarts: Option<u32>,
+    pub result: Option<String>,
+    pub exit_status: Option<i32>,
+    /// A property lookout keeps changed but its value was not sent.
+    pub incomplete: bool,
+}
+
+impl UnitDelta {
+    /// `later`'s values over these.
+    pub fn merge(&mut self, later: UnitDelta) {
+        fn over<T>(a: &mut Option<T>, b: Option<T>) {
+            if b.is_some() {
+                *a = b;
+            }
+        }
+        over(&mut self.active_state, later.active_state);
+        over(&mut self.sub_state, later.sub_state);
+        over(&mut self.active_enter_usec, later.active_enter_usec);
+        over(&mut self.main_pid, later.main_pid);
+        over(&mut self.restarts, later.restarts);
+        over(&mut self.result, later.result);
+        over(&mut self.exit_status, later.exit_status);
+        self.incomplete |= later.incomplete;
+    }
+}
+
+const UNIT_PROPERTIES: &[&str] = &["ActiveState", "SubState", "ActiveEnterTimestamp"];
+const SERVICE_PROPERTIES: &[&str] = &["MainPID", "NRestarts", "Result", "ExecMainStatus"];
+
+/// Reads a `PropertiesChanged` body; `None` when it is about an interface
+/// whose properties lookout does not keep.
+fn delta(message: &zbus::Message) -> Option<UnitDelta> {
+    // Borrowed from the message: only the values lookout keeps are copied.
+    type Body<'m> = (
+        &'m str,
+        std::collections::HashMap<&'m str, zbus::zvariant::Value<'m>>,
+        Vec<&'m str>,
+    );
+    let body = message.body();
+    let (interface, changed, invalidated): Body<'_> = body.deserialize().ok()?;
+    let kept = match interface {
+        "org.freedesktop.systemd1.Unit" => UNIT_PROPERTIES,
+        "org.freedesktop.systemd1.Service" => SERVICE_PROPERTIES,
+        _ => return None,
+    };
+    if !changed
+        .keys()
+        .chain(invalidated.iter())
+        .any(|k| kept.contains(k))
+    {
+        return None;
+    }
+    let text = |key: &str| match changed.get(key) {
+        Some(zbus::zvariant::Value::Str(s)) => Some(s.as_str().to_owned()),
+        _ => None,
+    };
+    let number = |key: &str| changed.get(key).and_then(|v| u32::try_from(v).ok());
+    Some(UnitDelta {
+        active_state: text("ActiveState"),
+        sub_state: text("SubState"),
+        active_enter_usec: changed
+            .get("ActiveEnterTimestamp")
+            .and_then(|v| u64::try_from(v).ok()),
+        main_pid: number("MainPID"),
+        restarts: number("NRestarts"),
+        result: text("Result"),
+        exit_status: changed
+            .get("ExecMainStatus")
+            .and_then(|v| i32::try_from(v).ok()),
+        incomplete: invalidated.iter().any(|k| kept.contains(k)),
+    })
+}
+
 /// Signals queued before the subscriber reads them; more hold the connection.
 const QUEUE: usize = 4096;
 
@@ -40,23 +125,51 @@ impl Systemd {
     /// The manager's announcements about its units, until the connection
     /// closes (the stream then ends).
     pub async fn signals(&self) -> Result<impl Stream<Item = Signal> + Send + Unpin, Error> {
-        let rule = MatchRule::builder()
+        // Three subscriptions, so the bus passes on only what lookout reads:
+        // the manager's own signals, and property changes of the Unit and
+        // Service interfaces (not of jobs, slices, devices, mounts ...).
+        let manager = MatchRule::builder()
             .msg_type(Type::Signal)
             .sender("org.freedesktop.systemd1")
-            .and_then(|b| b.path_namespace("/org/freedesktop/systemd1"))
+            .and_then(|b| b.path("/org/freedesktop/systemd1"))
+            .and_then(|b| b.interface("org.freedesktop.systemd1.Manager"))
             .map_err(|e| self.bus_error(e))?
             .build();
-        let stream = MessageStream::for_match_rule(rule, &self.conn, Some(QUEUE))
-            .await
-            .map_err(|e| self.bus_error(e))?;
-        Ok(stream.filter_map(|message| std::future::ready(message.ok().and_then(|m| read(&m)))))
+        let properties = |interface: &'static str| {
+            MatchRule::builder()
+                .msg_type(Type::Signal)
+                .sender("org.freedesktop.systemd1")
+                .and_then(|b| b.path_namespace("/org/freedesktop/systemd1/unit"))
+                .and_then(|b| b.interface("org.freedesktop.DBus.Properties"))
+                .and_then(|b| b.member("PropertiesChanged"))
+                .and_then(|b| b.arg(0, interface))
+                .map(|b| b.build())
+                .map_err(|e| self.bus_error(e))
+        };
+        let mut streams = Vec::new();
+        for rule in [
+            manager,
+            properties("org.freedesktop.systemd1.Unit")?,
+            properties("org.freedesktop.systemd1.Service")?,
+        ] {
+            streams.push(
+                MessageStream::for_match_rule(rule, &self.conn, Some(QUEUE))
+                    .await
+                    .map_err(|e| self.bus_error(e))?,
+            );
+        }
+        Ok(futures::stream::select_all(streams)
+            .filter_map(|message| std::future::ready(message.ok().and_then(|m| read(&m)))))
     }
 }
 
 fn read(message: &zbus::Message) -> Option<Signal> {
     let header = message.header();
     match header.member()?.as_str() {
-        "PropertiesChanged" => unit_name_from_path(header.path()?.as_str()).map(Signal::Changed),
+        "PropertiesChanged" => {
+            let unit = unit_name_from_path(header.path()?.as_str())?;
+            Some(Signal::Changed(unit, delta(message)?))
+        }
         "UnitNew" => {
             let (name, _path): (String, zbus::zvariant::OwnedObjectPath) =
                 message.body().deserialize().ok()?;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use dbus::ManagerProxy;
 
-pub use control::{Action, ControlOutcome, UnitStatus};
+pub use control::{usec_time, Action, ControlOutcome, UnitStatus};
 pub use journal::LogEntry;
 pub use scan::{Listen, ListenSource, Scan, ServiceUnit, TimerUnit};
 pub use unit::{InvalidUnitName, UnitName};

@@ -237,6 +237,28 @@ impl Systemd {
             .await
     }
 
+    /// Which of `units` have a unit file, though systemd has not loaded them
+    /// (a stopped unit nothing refers to is unloaded): their
+    /// `UnitFileState` (`enabled`, `disabled`, `static` ...). Asking does
+    /// not load a unit.
+    pub async fn unit_files(&self, units: &[String]) -> Result<Vec<(String, String)>, Error> {
+        let answers = join_all(
+            units
+                .iter()
+                .map(|unit| async move { (unit, self.manager.get_unit_file_state(unit).await) }),
+        )
+        .await;
+        let mut found = Vec::new();
+        for (unit, answer) in answers {
+            match answer {
+                Ok(state) => found.push((unit.clone(), state)),
+                Err(zbus::Error::MethodError(..)) => {} // no such file
+                Err(e) => return Err(self.bus_error(e)),
+            }
+        }
+        Ok(found)
+    }
+
     /// Scans the manager. Fails only when systemd itself cannot be asked;
     /// missing details (ports, PIDs) become [`Scan::warnings`].
     pub async fn scan(&self) -> Result<Scan, Error> {
