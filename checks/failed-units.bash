@@ -19,8 +19,13 @@
 # Each value can be overridden from the environment (e.g. in a drop-in of the
 # check's service unit: Environment=SYSTEMCTL_USER=1).
 #   SYSTEMCTL_USER  1 to ask the calling user's manager (systemctl --user),
-#                   0 for the system manager (default 0).
-SYSTEMCTL_USER="${SYSTEMCTL_USER:-0}"
+#                   0 for the system manager. Default: the manager the check
+#                   was installed for (`lookout check add --user` sets
+#                   LOOKOUT_SYSTEMD_SCOPE=user in its unit), else 0.
+case "${LOOKOUT_SYSTEMD_SCOPE:-system}" in
+  user) SYSTEMCTL_USER="${SYSTEMCTL_USER:-1}" ;;
+  *) SYSTEMCTL_USER="${SYSTEMCTL_USER:-0}" ;;
+esac
 
 set -u
 

@@ -153,6 +153,7 @@ pub async fn add(layout: &Layout, file: &Path, exe: &Path) -> Result<Installed, 
         log_file: layout.log(&name),
         schedule: meta.schedule.clone(),
         service: service.to_string(),
+        scope: layout.scope,
     };
     unit_files
         .validate()

@@ -595,7 +595,14 @@ fn scan(m: &ArgMatches) -> anyhow::Result<()> {
 fn init_logging(filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Colour only on a terminal, and never with NO_COLOR set (no-color.org):
+    // the journal, and the Logs page reading it, would show escape codes.
+    use std::io::IsTerminal as _;
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour)
+        .init();
     Ok(())
 }
 

@@ -125,16 +125,21 @@ impl Systemd {
     /// The manager's announcements about its units, until the connection
     /// closes (the stream then ends).
     pub async fn signals(&self) -> Result<impl Stream<Item = Signal> + Send + Unpin, Error> {
-        // Three subscriptions, so the bus passes on only what lookout reads:
-        // the manager's own signals, and property changes of the Unit and
-        // Service interfaces (not of jobs, slices, devices, mounts ...).
-        let manager = MatchRule::builder()
-            .msg_type(Type::Signal)
-            .sender("org.freedesktop.systemd1")
-            .and_then(|b| b.path("/org/freedesktop/systemd1"))
-            .and_then(|b| b.interface("org.freedesktop.systemd1.Manager"))
-            .map_err(|e| self.bus_error(e))?
-            .build();
+        // One subscription per kind of signal, so the bus passes on only what
+        // lookout reads: units loaded and unloaded, reloads, and property
+        // changes of the Unit and Service interfaces (not jobs' signals, nor
+        // the properties of sockets, devices, mounts ...). Receiving a
+        // message is most of what following costs.
+        let manager = |member: &'static str| {
+            MatchRule::builder()
+                .msg_type(Type::Signal)
+                .sender("org.freedesktop.systemd1")
+                .and_then(|b| b.path("/org/freedesktop/systemd1"))
+                .and_then(|b| b.interface("org.freedesktop.systemd1.Manager"))
+                .and_then(|b| b.member(member))
+                .map(|b| b.build())
+                .map_err(|e| self.bus_error(e))
+        };
         let properties = |interface: &'static str| {
             MatchRule::builder()
                 .msg_type(Type::Signal)
@@ -148,7 +153,9 @@ impl Systemd {
         };
         let mut streams = Vec::new();
         for rule in [
-            manager,
+            manager("UnitNew")?,
+            manager("UnitRemoved")?,
+            manager("Reloading")?,
             properties("org.freedesktop.systemd1.Unit")?,
             properties("org.freedesktop.systemd1.Service")?,
         ] {

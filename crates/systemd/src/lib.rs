@@ -42,6 +42,7 @@ pub enum Error {
     /// systemd cannot be reached: no bus, no manager on it, permission denied.
     #[error("cannot reach the systemd {scope} manager: {cause}")]
     Unreachable { scope: &'static str, cause: String },
+    /// The unit's name.
     #[error("unit {0} does not exist")]
     NoSuchUnit(String),
     #[error("systemd refused: {0}")]
@@ -60,7 +61,7 @@ impl Error {
             let text = message.clone().unwrap_or_default();
             return match name.as_str() {
                 "org.freedesktop.systemd1.NoSuchUnit" | "org.freedesktop.systemd1.LoadFailed" => {
-                    Error::NoSuchUnit(text)
+                    Error::NoSuchUnit(unit_named_in(&text))
                 }
                 "org.freedesktop.DBus.Error.ServiceUnknown"
                 | "org.freedesktop.DBus.Error.NoReply"
@@ -76,6 +77,15 @@ impl Error {
             cause: e.to_string(),
         }
     }
+}
+
+/// The unit systemd's "Unit foo.service not found." names, else the whole
+/// message.
+fn unit_named_in(message: &str) -> String {
+    message
+        .strip_prefix("Unit ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .map_or_else(|| message.to_owned(), str::to_owned)
 }
 
 /// A connection to one systemd manager.
@@ -141,5 +151,15 @@ impl Systemd {
 
     fn bus_error(&self, e: zbus::Error) -> Error {
         Error::from_bus(self.scope, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_unit_is_named_once() {
+        let e = super::Error::NoSuchUnit(super::unit_named_in("Unit nosuch.service not found."));
+        assert_eq!(e.to_string(), "unit nosuch.service does not exist");
+        assert_eq!(super::unit_named_in("odd"), "odd");
     }
 }

@@ -200,6 +200,9 @@ pub struct CheckUnits {
     pub schedule: String,
     /// The service the timer starts.
     pub service: String,
+    /// The manager the units are installed for; the script is told which
+    /// (`LOOKOUT_SYSTEMD_SCOPE`), so its `systemctl` calls ask the same one.
+    pub scope: Scope,
 }
 
 impl CheckUnits {
@@ -242,6 +245,7 @@ impl CheckUnits {
              \n\
              [Service]\n\
              Type=oneshot\n\
+             Environment=LOOKOUT_SYSTEMD_SCOPE={scope}\n\
              ExecStart={exec}\n\
              TimeoutStartSec={timeout}\n\
              StandardOutput=append:{log}\n\
@@ -250,6 +254,7 @@ impl CheckUnits {
             exec = exec.join(" "),
             timeout = self.timeout.as_secs().max(1),
             log = escape_specifiers(&self.log_file.to_string_lossy()),
+            scope = self.scope.as_str(),
         )
     }
 
@@ -328,6 +333,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(50),
             log_file: "/var/log/lookout/disk.log".into(),
             schedule: "*:0/5".into(),
+            scope: Scope::System,
             service: "lookout-disk.service".into(),
         }
     }

@@ -227,6 +227,15 @@ const SHUTDOWN_UNITS: &[&str] = &[
     "systemd-soft-reboot.service",
 ];
 
+/// "started", "stopped", "restarted".
+fn done(action: Action) -> &'static str {
+    match action {
+        Action::Start => "started",
+        Action::Stop => "stopped",
+        Action::Restart => "restarted",
+    }
+}
+
 /// Why lookout will not do `action` to `unit`, if it will not.
 fn refusal(unit: &str, action: Action) -> Option<&'static str> {
     if action != Action::Start && BUS_UNITS.contains(&unit) {
@@ -248,9 +257,9 @@ async fn control_unaudited(
         return Err(ApiError::Conflict(FieldError::new(
             "unit",
             format!(
-                "lookout does not {} {}: {why} (do it on the host with systemctl)",
-                action.as_str(),
-                target.unit.as_str()
+                "{} is not {} from lookout: {why} (do it on the host with systemctl)",
+                target.unit.as_str(),
+                done(action)
             ),
         )));
     }
@@ -271,9 +280,9 @@ async fn control_unaudited(
         return Err(ApiError::Conflict(FieldError::new(
             "unit",
             format!(
-                "lookout does not {} {}: {hazard} (do it on the host with systemctl)",
-                action.as_str(),
-                target.unit.as_str()
+                "{} is not {} from lookout: {hazard} (do it on the host with systemctl)",
+                target.unit.as_str(),
+                done(action)
             ),
         )));
     }
@@ -366,9 +375,14 @@ pub fn lines_param(params: &HashMap<String, String>) -> Result<u32, ApiError> {
 pub async fn read_logs(state: &AppState, raw: &str, lines: u32) -> Result<Logs, ApiError> {
     let target = resolve(state, raw).await?;
     let unit = target.unit.clone();
+    // A unit systemd does not know is 404, as for its status, not an
+    // empty log.
     let entries = with_systemd(state, |s| {
         let unit = unit.clone();
-        async move { s.logs(&unit, lines).await }
+        async move {
+            s.status(&unit).await?;
+            s.logs(&unit, lines).await
+        }
     })
     .await?;
     Ok(Logs {

@@ -170,6 +170,14 @@ async fn a_check_script_becomes_a_timer_whose_results_land_in_its_log() {
     check_refused(&sb, &["run", "tick"], "no check named \"tick\"");
     let out = check_ok(&sb, &["list"]);
     assert!(out.starts_with("no checks installed"), "{out}");
+
+    // A check that asks systemctl asks the manager it was installed for:
+    // this sandbox has no system manager, so asking that one would fail.
+    let failed_units = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../checks/failed-units.bash");
+    check_ok(&sb, &["add", failed_units.to_str().unwrap()]);
+    let out = check_ok(&sb, &["run", "failed-units"]);
+    assert!(out.starts_with("failed-units: OK no failed units"), "{out}");
+    check_ok(&sb, &["remove", "failed-units"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

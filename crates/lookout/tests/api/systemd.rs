@@ -668,8 +668,16 @@ async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
     }
     let r = hub.post("/api/services/no-such-unit/start").await;
     assert_eq!(r.status(), 404);
+    let r = hub.get("/api/services/no-such-unit/status").await;
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
     assert_eq!(
-        hub.get("/api/services/no-such-unit/status").await.status(),
+        body["message"], "unit no-such-unit.service does not exist",
+        "named once, in one sentence"
+    );
+    // Its logs are as missing as its status, not an empty list.
+    assert_eq!(
+        hub.get("/api/services/no-such-unit/logs").await.status(),
         404
     );
     assert_eq!(hub.post("/api/services/999/stop").await.status(), 404);
@@ -694,6 +702,18 @@ async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
                 .as_str()
                 .unwrap()
                 .contains("lookout's own connection to systemd"),
+            "{body}"
+        );
+        let done = if action == "stop" {
+            "stopped"
+        } else {
+            "restarted"
+        };
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("unit dbus.service is not {done} from lookout: ")),
             "{body}"
         );
     }
