@@ -237,7 +237,7 @@ fn done(action: Action) -> &'static str {
 }
 
 /// Why lookout will not do `action` to `unit`, if it will not.
-fn refusal(unit: &str, action: Action) -> Option<&'static str> {
+pub(crate) fn refusal(unit: &str, action: Action) -> Option<&'static str> {
     if action != Action::Start && BUS_UNITS.contains(&unit) {
         Some("it carries lookout's own connection to systemd")
     } else if SHUTDOWN_UNITS.contains(&unit) {

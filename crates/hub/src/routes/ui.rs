@@ -341,16 +341,147 @@ struct DetailPage {
     server: Option<(i64, String)>,
     /// A check script's results: (when, status, message).
     results: Vec<(String, &'static str, String)>,
+    /// The systemd unit of the hub's host behind the service.
+    unit: Option<UnitSection>,
+    admin: bool,
+}
+
+/// The systemd section of a service's page.
+struct UnitSection {
+    name: String,
+    /// "active (running)"
+    state: String,
+    state_class: String,
+    since: Option<String>,
+    main_pid: Option<u32>,
+    pids: usize,
+    /// "127.0.0.1:8080", with "(socket unit x.socket)" for socket activation.
+    ports: Vec<String>,
+    restarts: Option<u32>,
+    /// How the last run ended, when not well.
+    ending: Option<String>,
+    file_state: Option<String>,
+    /// The actions that apply to the unit's state and that lookout allows.
+    actions: Vec<&'static str>,
+    /// The last lines of its journal: (time, message), or why they are missing.
+    log: Result<Vec<(String, String)>, String>,
+}
+
+impl UnitSection {
+    async fn of(state: &AppState, service: &crate::store::Service) -> Option<Self> {
+        if service.server_id.is_some() {
+            return None;
+        }
+        let name = service.unit.clone()?;
+        // What systemd says now, when it answers; else what the registry holds.
+        let live = match lookout_systemd::UnitName::parse(&name) {
+            Ok(unit) => state
+                .discovery
+                .with(true, |s| {
+                    let unit = unit.clone();
+                    async move { s.status(&unit).await }
+                })
+                .await
+                .ok(),
+            Err(_) => None,
+        };
+        let mut service = service.clone();
+        if let Some(live) = &live {
+            let now = crate::discovery::unit_state(live);
+            service.systemd_state = Some(now.active_state);
+            service.sub_state = Some(now.sub_state);
+            service.main_pid = now.main_pid;
+            service.restarts = now.restarts;
+            service.unit_result = now.result;
+            service.exit_status = now.exit_status;
+            service.active_since = now.active_since;
+            service.unit_file_state = live.unit_file_state.clone();
+        }
+        let service = &service;
+        let active = service
+            .systemd_state
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
+        let facts = service.unit_facts(state.clock.now());
+        let actions = [
+            (
+                lookout_systemd::Action::Start,
+                !matches!(active.as_str(), "active" | "activating" | "reloading"),
+            ),
+            (
+                lookout_systemd::Action::Stop,
+                matches!(active.as_str(), "active" | "activating" | "reloading"),
+            ),
+            (lookout_systemd::Action::Restart, active != "removed"),
+        ]
+        .into_iter()
+        .filter(|(action, applies)| *applies && super::systemd::refusal(&name, *action).is_none())
+        .map(|(action, _)| action.as_str())
+        .collect();
+        let log = if active == "removed" {
+            Err("the unit is gone".to_owned())
+        } else {
+            super::systemd::read_logs(state, &name, 10)
+                .await
+                .map(|logs| {
+                    logs.lines
+                        .iter()
+                        .map(|l| {
+                            let time = l.time.map(|t| t.format("%H:%M:%S").to_string());
+                            (time.unwrap_or_default(), l.message.clone())
+                        })
+                        .collect()
+                })
+                .map_err(|e| e.body().message)
+        };
+        Some(UnitSection {
+            state: match service.sub_state.as_deref() {
+                Some(sub) if !sub.is_empty() => format!("{active} ({sub})"),
+                _ => active.clone(),
+            },
+            state_class: active,
+            since: service
+                .active_since
+                .filter(|_| {
+                    matches!(
+                        service.systemd_state.as_deref(),
+                        Some("active" | "reloading")
+                    )
+                })
+                .map(stamp),
+            main_pid: service.main_pid,
+            pids: service.pids.len(),
+            ports: service
+                .ports
+                .iter()
+                .map(|p| match &p.socket_unit {
+                    Some(socket) => format!("{}:{} (socket unit {socket})", p.address, p.port),
+                    None => format!("{}:{}", p.address, p.port),
+                })
+                .collect(),
+            restarts: service.restarts,
+            ending: facts.and_then(|f| f.ending()),
+            file_state: service.unit_file_state.clone(),
+            actions,
+            log,
+            name,
+        })
+    }
 }
 
 pub(crate) fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-async fn detail_page(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
+async fn detail_page(
+    State(state): State<AppState>,
+    who: crate::auth::Principal,
+    ServiceId(id): ServiceId,
+) -> Response {
     let Some(service) = state.registry.get(id).map(|e| e.service.clone()) else {
         return no_such_service();
     };
+    let unit = UnitSection::of(&state, &service).await;
     let now = state.clock.now();
     let (uptime, events, mut checks) = match tokio::try_join!(
         crate::history::uptimes(state.store.as_ref(), id, now),
@@ -391,6 +522,8 @@ async fn detail_page(State(state): State<AppState>, ServiceId(id): ServiceId) ->
     let page = DetailPage {
         server,
         results,
+        unit,
+        admin: who.is_admin(),
         id,
         name: service.name.clone(),
         href: service.base_url.clone(),
@@ -646,6 +779,7 @@ async fn control_from_form(
     who: crate::auth::Principal,
     client: crate::auth::Client,
     axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(action) = lookout_systemd::Action::parse(&action) else {
         return message(
@@ -659,6 +793,10 @@ async fn control_from_form(
         client: &client,
     };
     match super::systemd::control(&state, &id, action, actor).await {
+        Ok(_) if q.get("back").is_some_and(|b| b == "service") && id.parse::<i64>().is_ok() => {
+            // From the service's page: back to it, with the new state.
+            Redirect::to(&format!("/services/{id}")).into_response()
+        }
         Ok(outcome) => {
             let q = serde_urlencoded::to_string([
                 ("control", action.as_str()),

@@ -275,3 +275,117 @@ async fn first_run_creates_the_admin_then_logout_and_login_in_chromium() {
     assert_eq!(r.status(), 403, "the heartbeat token can do nothing else");
     browser.close().await;
 }
+
+/// Saves what the browser shows as `target/screenshots/NAME.png`, for a
+/// person to look at.
+async fn screenshot(client: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// The page at `url` in dark mode, saved like [`screenshot`]'s (a second,
+/// one-shot Chromium: the driven one cannot switch its colour scheme).
+fn dark_screenshot(url: &str, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let profile = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("/usr/bin/chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--force-dark-mode",
+            "--hide-scrollbars",
+            "--window-size=1280,1100",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!(
+            "--screenshot={}",
+            dir.join(format!("{name}.png")).display()
+        ))
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
+    use lookout_testkit::{free_port_in, SystemdSandbox};
+    let sb = SystemdSandbox::start();
+    let port = free_port_in(3000..10000);
+    sb.write_unit(
+        "shop.service",
+        &format!(
+            "[Unit]\nDescription=The shop\n[Service]\nExecStart=/usr/bin/python3 -m http.server {port} --bind 127.0.0.1\n"
+        ),
+    );
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "shop.service"]);
+    crate::systemd::wait_for_port(port);
+    let hub = crate::systemd::hub_in_with(&sb, &[]);
+    let found = crate::systemd::wait_for_unit(&hub, "shop.service").await;
+    let pid = found["main_pid"].as_u64().unwrap();
+    let shop = hub
+        .create_service(serde_json::json!({"name": "shop.service",
+            "base_url": format!("http://127.0.0.1:{port}"), "health_endpoint": "/"}))
+        .await;
+    let id = shop["id"].as_i64().unwrap();
+    hub.wait_for_service(id, DEADLINE, |s| s["health_status"] == "healthy")
+        .await;
+
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    c.goto(&hub.url(&format!("/services/{id}"))).await.unwrap();
+    wait_text(c, "#unit-state", |t| {
+        t.starts_with("active (running) since ")
+    })
+    .await;
+    wait_text(c, "#unit-pid", |t| t == pid.to_string()).await;
+    wait_text(c, "#unit-ports", |t| {
+        t.contains(&format!("127.0.0.1:{port}"))
+    })
+    .await;
+    wait_text(c, "#unit-restarts", |t| !t.is_empty()).await;
+    // The health check's request, as the program logged it.
+    wait_text(c, "#unit-log", |t| t.contains("\"GET / HTTP/1.1\" 200")).await;
+    assert!(
+        c.find(Locator::Id("unit-start")).await.is_err(),
+        "running: no Start"
+    );
+    assert!(c.find(Locator::Id("unit-logs")).await.is_ok());
+    screenshot(c, "unit-page-desktop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    let overflow = c
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "sideways on a phone: {overflow}"
+    );
+    screenshot(c, "unit-page-phone").await;
+    c.set_window_size(1280, 900).await.unwrap();
+    dark_screenshot(&hub.url(&format!("/services/{id}")), "unit-page-dark");
+
+    // Stop from the page: back on it, stopped, with Start offered.
+    click(c, "unit-stop").await;
+    wait_path(c, |p| p == format!("/services/{id}")).await;
+    wait_text(c, "#unit-state", |t| t.starts_with("inactive (dead)")).await;
+    wait_text(c, "#unit-pid", |t| t == "none").await;
+    assert!(
+        c.find(Locator::Id("unit-stop")).await.is_err(),
+        "stopped: no Stop"
+    );
+    click(c, "unit-start").await;
+    wait_path(c, |p| p == format!("/services/{id}")).await;
+    wait_text(c, "#unit-state", |t| t.starts_with("active (running)")).await;
+    assert_eq!(sb.property("shop.service", "ActiveState"), "active");
+    browser.close().await;
+}

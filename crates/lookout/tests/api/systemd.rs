@@ -109,7 +109,7 @@ fn write_fixture(sb: &SystemdSandbox) -> Ports {
 }
 
 #[allow(clippy::disallowed_methods)] // Waiting for another process to listen, with a deadline.
-fn wait_for_port(port: u16) {
+pub(crate) fn wait_for_port(port: u16) {
     let until = std::time::Instant::now() + SOON;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -365,7 +365,7 @@ async fn a_scan_finds_every_kind_of_service_with_its_ports_and_class() {
 
 /// A discovered unit's entry, once the hub's own scan (at start, or on a
 /// signal) has found it.
-async fn wait_for_unit(hub: &TestHub, unit: &str) -> Value {
+pub(crate) async fn wait_for_unit(hub: &TestHub, unit: &str) -> Value {
     let until = std::time::Instant::now() + SOON;
     loop {
         let all = hub.get_json("/api/services?status=all").await;
