@@ -954,6 +954,13 @@ const FIELDS: &[FieldSpec] = &[
         None,
         Some("Empty: the hub's default."),
     ),
+    spec(
+        "start_period_secs",
+        "Start period (seconds)",
+        "number",
+        Some("30"),
+        Some("Failed checks this long after it starts show as starting, not as a failure. Empty: none."),
+    ),
 ];
 
 fn form_page(
@@ -1023,6 +1030,10 @@ fn values_of(s: &Service) -> HashMap<String, String> {
     v.insert(
         "check_timeout_ms".into(),
         opt(s.check_timeout_ms.map(|p| p.to_string())),
+    );
+    v.insert(
+        "start_period_secs".into(),
+        opt(s.start_period_secs.map(|p| p.to_string())),
     );
     v
 }

@@ -130,12 +130,24 @@ async fn the_form_creates_edits_and_deletes_without_javascript() {
             ("description", ""),
             ("base_url", "http://127.0.0.1:8080"),
             ("port", "8081"),
+            ("start_period_secs", "45"),
         ],
     )
     .await;
     assert_eq!(r.status(), 303);
     let s = hub.service(id).await;
     assert_eq!(s["port"], 8081);
+    assert_eq!(
+        s["start_period_secs"], 45,
+        "the start period is set from the form"
+    );
+    let html = hub
+        .get(&format!("/services/{id}/edit"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"value="45""#), "and shown in it");
     assert!(s["description"].is_null(), "an emptied field is cleared");
 
     let r = form_post(&hub, &format!("/services/{id}/delete"), &[]).await;
