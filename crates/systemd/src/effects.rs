@@ -8,8 +8,12 @@
 //! the unit `Requires=`, `Wants=`, `BindsTo=` and `Upholds=`, stops what it
 //! `Conflicts=` with, and (later) starts its `OnFailure=`/`OnSuccess=`
 //! units; a stop stops what is `RequiredBy=`, `BoundBy=` or `PartOf=` it
-//! (`ConsistsOf=`). It passes through units already active (their jobs are
-//! no-ops, as in systemd), so it errs on the side of refusing.
+//! (`ConsistsOf=`). Beyond the unit asked for, it does not follow a start
+//! of a unit that is already active, nor a stop of one that is not: those
+//! jobs are no-ops in systemd's transaction. (Every service requires
+//! `sysinit.target`, which wants `local-fs.target`, whose `OnFailure=` is
+//! `emergency.target`: followed through the active targets of a running
+//! system, every start would look like a way to the emergency shell.)
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -56,6 +60,9 @@ pub struct UnitDeps {
     pub on_failure: Vec<String>,
     pub on_success: Vec<String>,
     pub allow_isolate: bool,
+    /// The unit is active (or activating, reloading) now: a start job on it
+    /// is a no-op, as is a stop job on one that is not.
+    pub active: bool,
     /// `SuccessAction=`, `FailureAction=`, `JobTimeoutAction=`,
     /// `StartLimitAction=` that are set (not `none`): (setting, value).
     pub actions: Vec<(String, String)>,
@@ -134,6 +141,13 @@ pub async fn hazard<G: UnitGraph>(
         let Some(deps) = graph.deps(&name).await? else {
             continue;
         };
+        let no_op = match job {
+            Job::Start => deps.active,
+            Job::Stop => !deps.active,
+        };
+        if no_op && name != unit {
+            continue;
+        }
         if job == Job::Start {
             if let Some((setting, value)) = deps.actions.first() {
                 return Ok(Some(Hazard {
@@ -244,6 +258,10 @@ impl UnitGraph for crate::Systemd {
             consists_of: list("ConsistsOf"),
             on_failure: list("OnFailure"),
             on_success: list("OnSuccess"),
+            active: matches!(
+                text("ActiveState").as_deref(),
+                Some("active" | "activating" | "reloading")
+            ),
             allow_isolate: all
                 .get("AllowIsolate")
                 .and_then(|v| bool::try_from(v).ok())
@@ -443,5 +461,198 @@ mod tests {
         assert_eq!(why.path, ["bus-helper.service", "dbus.service"]);
         // Starting it is fine.
         assert_eq!(judge("dbus.socket", &[Job::Start]).await, None);
+    }
+}
+
+/// The graph of a real system manager's unit files (Debian 12's systemd 252,
+/// written by `scripts/system-graph`): the targets a user manager does not
+/// have, as the distribution defines them.
+#[cfg(test)]
+mod system_graph {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// The recorded unit files, with the units a test says are active.
+    struct Files(HashMap<String, serde_json::Value>, Vec<&'static str>);
+
+    impl Files {
+        fn load() -> Self {
+            let text = include_str!("../testdata/system-graph.json");
+            Files(
+                serde_json::from_str(text).expect("the recorded graph"),
+                Vec::new(),
+            )
+        }
+
+        /// Adds `unit` `key` `other` (what systemd adds by itself, such as a
+        /// service's `Requires=sysinit.target`).
+        fn add(&mut self, unit: &str, key: &str, other: &str) {
+            let entry = self
+                .0
+                .entry(unit.to_owned())
+                .or_insert_with(|| serde_json::json!({}));
+            match entry[key].as_array_mut() {
+                Some(list) => list.push(other.into()),
+                None => entry[key] = serde_json::json!([other]),
+            }
+        }
+    }
+
+    impl UnitGraph for Files {
+        async fn deps(&self, unit: &str) -> Result<Option<UnitDeps>, Error> {
+            let Some(entry) = self.0.get(unit) else {
+                return Ok(None);
+            };
+            let list = |key: &str| -> Vec<String> {
+                entry[key]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            Ok(Some(UnitDeps {
+                requires: list("requires"),
+                wants: list("wants"),
+                binds_to: list("binds_to"),
+                upholds: list("upholds"),
+                conflicts: list("conflicts"),
+                conflicted_by: list("conflicted_by"),
+                required_by: list("required_by"),
+                bound_by: list("bound_by"),
+                consists_of: list("consists_of"),
+                on_failure: list("on_failure"),
+                on_success: list("on_success"),
+                allow_isolate: entry["allow_isolate"].as_bool().unwrap_or(false),
+                active: self.1.contains(&unit),
+                actions: entry["actions"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|pair| {
+                                Some((pair[0].as_str()?.to_owned(), pair[1].as_str()?.to_owned()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn every_target_that_ends_the_system_is_refused_as_debian_defines_it() {
+        let files = Files::load();
+        for unit in [
+            "reboot.target",
+            "poweroff.target",
+            "halt.target",
+            "kexec.target",
+            "rescue.target",
+            "emergency.target",
+            "shutdown.target",
+            "exit.target",
+            // Aliases and the services behind them.
+            "ctrl-alt-del.target",
+            "runlevel0.target",
+            "runlevel1.target",
+            "runlevel6.target",
+            "systemd-reboot.service",
+            "systemd-poweroff.service",
+            "systemd-halt.service",
+            "systemd-kexec.service",
+            "rescue.service",
+            "emergency.service",
+        ] {
+            assert!(
+                files.0.contains_key(unit),
+                "{unit} is in the recorded graph"
+            );
+            let found = hazard(&files, unit, &[Job::Start], &[]).await.unwrap();
+            assert!(found.is_some(), "starting {unit} must be refused");
+        }
+        // A restart is a stop then a start: as final.
+        assert!(
+            hazard(&files, "reboot.target", &[Job::Stop, Job::Start], &[])
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn ordinary_services_are_started_stopped_and_restarted() {
+        let files = Files::load();
+        let keep = ["dbus.service", "dbus.socket"];
+        for unit in [
+            "systemd-timesyncd.service",
+            "systemd-networkd.service",
+            "mosquitto.service",
+            "postgresql.service",
+            "prometheus.service",
+            "fstrim.service",
+        ] {
+            for jobs in [&[Job::Start][..], &[Job::Stop], &[Job::Stop, Job::Start]] {
+                let found = hazard(&files, unit, jobs, &keep).await.unwrap();
+                assert_eq!(found, None, "{unit} {jobs:?}");
+            }
+        }
+        // Stopping the bus is refused, starting it is not.
+        assert!(hazard(&files, "dbus.service", &[Job::Stop], &keep)
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            hazard(&files, "dbus.service", &[Job::Start], &keep)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_running_system_s_active_targets_are_not_followed() {
+        // systemd gives every service Requires=sysinit.target; sysinit.target
+        // wants local-fs.target, whose OnFailure= is emergency.target.
+        let mut files = Files::load();
+        files.add("mosquitto.service", "requires", "sysinit.target");
+        assert_eq!(
+            files.0["sysinit.target"]["wants"]
+                .as_array()
+                .map(|w| w.iter().any(|u| u == "local-fs.target")),
+            Some(true),
+            "as Debian ships it"
+        );
+        // Nothing running (the files alone): the walk reaches the emergency shell.
+        let found = hazard(&files, "mosquitto.service", &[Job::Start], &[])
+            .await
+            .unwrap()
+            .expect("refused");
+        assert!(found.to_string().contains("emergency.target"), "{found}");
+        // A running system: those targets are up, starting them is a no-op.
+        files.1 = vec!["sysinit.target", "local-fs.target", "basic.target"];
+        assert_eq!(
+            hazard(&files, "mosquitto.service", &[Job::Start], &[])
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_target_that_can_be_isolated_is_refused_and_says_why() {
+        let files = Files::load();
+        for unit in ["multi-user.target", "graphical.target"] {
+            let why = hazard(&files, unit, &[Job::Start], &[])
+                .await
+                .unwrap()
+                .expect("refused")
+                .to_string();
+            assert!(
+                why.contains("can be isolated") || why.contains("would start"),
+                "{unit}: {why}"
+            );
+        }
     }
 }

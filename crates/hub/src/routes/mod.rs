@@ -132,7 +132,23 @@ pub fn router(state: AppState) -> Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
+        .layer(axum::middleware::map_response(close_after_refusal))
         .with_state(state)
+}
+
+/// A request refused for its size was not read to its end: its connection
+/// cannot carry another request, and the client is told so (`Connection:
+/// close`) instead of finding out by writing into a closed socket.
+async fn close_after_refusal(mut response: axum::response::Response) -> axum::response::Response {
+    if matches!(
+        response.status(),
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE | axum::http::StatusCode::URI_TOO_LONG
+    ) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Registry operations shared by the API and the dashboard. Each one writes

@@ -373,6 +373,9 @@ async fn every_api_error_is_an_error_body() {
         .send()
         .await
         .unwrap();
+    // The body was not read to its end: the client must not reuse the
+    // connection (it would write into a closed socket).
+    assert_eq!(r.headers()["connection"], "close");
     let body = expect_error(r, 413, "payload_too_large").await;
     assert!(body["message"].as_str().unwrap().contains("4096"), "{body}");
 
