@@ -296,8 +296,20 @@ async fn update_service(
 
 async fn delete_service(
     State(state): State<AppState>,
+    who: crate::auth::Principal,
+    client: crate::auth::Client,
     ServiceId(id): ServiceId,
 ) -> Result<StatusCode, ApiError> {
+    if let Some(service) = state.registry.get(id).map(|e| e.service.clone()) {
+        let actor = super::systemd::Actor {
+            who: &who,
+            client: &client,
+        };
+        // A managed app goes whole: stopped, its unit file removed.
+        if let Some(result) = super::systemd::delete_app_of(&state, actor, &service).await {
+            return result.map(|()| StatusCode::NO_CONTENT);
+        }
+    }
     if state.delete_service(id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -730,6 +730,29 @@ async fn delete_app(
     result.map(|()| StatusCode::NO_CONTENT)
 }
 
+/// Deletes the app behind a service, when the service is a managed app's
+/// (a `lookout-app-NAME.service` whose unit file lookout wrote): deleting
+/// its entry alone would leave the program running with no entry. `None`
+/// for any other service.
+pub(crate) async fn delete_app_of(
+    state: &AppState,
+    actor: Actor<'_>,
+    service: &crate::store::Service,
+) -> Option<Result<(), ApiError>> {
+    let unit = service.unit.as_deref()?;
+    let name = unit
+        .strip_prefix("lookout-app-")?
+        .strip_suffix(".service")?;
+    let unit = app_unit(name).ok()?;
+    let dir = unit_dir(state.discovery.scope()?)?;
+    if service.server_id.is_some() || !dir.join(unit.as_str()).exists() {
+        return None;
+    }
+    let result = delete_app_unaudited(state, name, &unit).await;
+    audit_app(state, actor, "app.delete", unit.as_str(), &result).await;
+    Some(result)
+}
+
 /// Stops an app, then removes its unit file and its registry entry. An app
 /// that cannot be stopped keeps both, so nothing runs without a unit file or
 /// an entry on the dashboard.

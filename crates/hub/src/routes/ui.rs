@@ -1179,7 +1179,24 @@ async fn update_from_form(
     )
 }
 
-async fn delete_from_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
+async fn delete_from_form(
+    State(state): State<AppState>,
+    who: crate::auth::Principal,
+    client: crate::auth::Client,
+    ServiceId(id): ServiceId,
+) -> Response {
+    if let Some(service) = state.registry.get(id).map(|e| e.service.clone()) {
+        let actor = super::systemd::Actor {
+            who: &who,
+            client: &client,
+        };
+        // A managed app goes whole: stopped, its unit file removed.
+        match super::systemd::delete_app_of(&state, actor, &service).await {
+            Some(Ok(())) => return Redirect::to("/?notice=deleted").into_response(),
+            Some(Err(e)) => return api_error_page(&e),
+            None => {}
+        }
+    }
     match state.delete_service(id).await {
         Ok(true) => Redirect::to("/?notice=deleted").into_response(),
         Ok(false) => no_such_service(),

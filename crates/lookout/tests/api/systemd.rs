@@ -931,6 +931,39 @@ async fn managed_services_are_ordinary_units_written_by_lookout() {
     );
     assert_eq!(hub.get(&format!("/api/services/{id}")).await.status(), 404);
     assert_eq!(hub.delete("/api/apps/demo").await.status(), 404);
+
+    // Deleting an app's service, from the dashboard or the API, deletes the
+    // app: stopped, its unit file gone, nothing left running.
+    for (name, from_dashboard) in [("viaform", true), ("viaapi", false)] {
+        let r = hub
+            .post_json(
+                "/api/apps",
+                &json!({"name": name, "command": ["/bin/sleep", "1000"]}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        let unit = format!("lookout-app-{name}.service");
+        sb.wait_for(&unit, "ActiveState", "active", SOON);
+        let status = if from_dashboard {
+            hub.post_form::<&str, &str>(&format!("/services/{id}/delete"), &[])
+                .await
+                .status()
+                .as_u16()
+        } else {
+            hub.delete(&format!("/api/services/{id}"))
+                .await
+                .status()
+                .as_u16()
+        };
+        assert!([204, 303].contains(&status), "{name}: {status}");
+        assert!(
+            !sb.unit_dir().join(&unit).exists(),
+            "{name}: unit file left"
+        );
+        assert_eq!(sb.property(&unit, "LoadState"), "not-found", "{name}");
+        assert_eq!(hub.get(&format!("/api/services/{id}")).await.status(), 404);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
