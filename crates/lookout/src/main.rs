@@ -543,53 +543,104 @@ fn scan(m: &ArgMatches) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
-        "{:<44} {:<10} {:<10} {:<11} PORTS",
-        "SERVICE", "ACTIVE", "SUB", "CLASS"
-    );
-    for s in &services {
-        let ports: Vec<String> = s["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["port"].as_u64())
-            .map(|p| p.to_string())
-            .collect();
-        println!(
-            "{:<44} {:<10} {:<10} {:<11} {}",
-            s["name"].as_str().unwrap_or_default(),
-            s["active_state"].as_str().unwrap_or_default(),
-            s["sub_state"].as_str().unwrap_or_default(),
-            s["status"].as_str().unwrap_or_default(),
-            if ports.is_empty() {
-                "-".to_owned()
-            } else {
-                ports.join(",")
-            }
-        );
-    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|s| {
+            let ports: Vec<String> = s["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["port"].as_u64())
+                .map(|p| p.to_string())
+                .collect();
+            vec![
+                text(&s["name"]),
+                text(&s["active_state"]),
+                text(&s["sub_state"]),
+                text(&s["status"]),
+                if ports.is_empty() {
+                    "-".to_owned()
+                } else {
+                    ports.join(",")
+                },
+            ]
+        })
+        .collect();
+    print_table(&["SERVICE", "ACTIVE", "SUB", "CLASS", "PORTS"], &rows);
     if !scan.timers.is_empty() {
         println!();
-        println!(
-            "{:<44} {:<10} {:<30} LAST RESULT",
-            "TIMER", "ACTIVE", "TRIGGERS"
+        let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map_or_else(
+                || "-".to_owned(),
+                |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+            )
+        };
+        let rows: Vec<Vec<String>> = scan
+            .timers
+            .iter()
+            .map(|t| {
+                let result = match (&t.last_result, t.last_exit_status) {
+                    (None, _) => "not run yet".to_owned(),
+                    (Some(r), Some(code)) if code != 0 => format!("{r} (status {code})"),
+                    (Some(r), _) => r.clone(),
+                };
+                vec![
+                    t.name.clone(),
+                    t.active_state.clone(),
+                    t.unit.clone(),
+                    when(t.last_trigger),
+                    when(t.next_elapse),
+                    result,
+                ]
+            })
+            .collect();
+        print_table(
+            &[
+                "TIMER",
+                "ACTIVE",
+                "STARTS",
+                "LAST RUN",
+                "NEXT RUN",
+                "LAST RESULT",
+            ],
+            &rows,
         );
-        for t in &scan.timers {
-            let result = match (&t.last_result, t.last_exit_status) {
-                (None, _) => "not run yet".to_owned(),
-                (Some(r), Some(code)) if code != 0 => format!("{r} (status {code})"),
-                (Some(r), _) => r.clone(),
-            };
-            println!(
-                "{:<44} {:<10} {:<30} {}",
-                t.name, t.active_state, t.unit, result
-            );
-        }
     }
     for w in &scan.warnings {
         eprintln!("lookout: warning: {w}");
     }
     Ok(())
+}
+
+/// Prints `rows` under `headers`, each column as wide as its widest cell, so
+/// no long unit name pushes the others out of line.
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    (*c).to_owned()
+                } else {
+                    format!("{c:<width$}", width = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", text.join("  "));
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

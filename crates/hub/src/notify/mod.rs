@@ -174,6 +174,12 @@ impl Notifier {
 
     /// Applies the rules to one service; the notice to send, if any.
     fn decide(&self, service: &Service, track: &mut Track) -> Option<Notice> {
+        // A unit a scan found but nobody registered: it shows on the scan
+        // page and, failing, on the dashboard, and alerts once watched.
+        if service.status != lookout_proto::service::RegistryStatus::Configured {
+            track.held = false;
+            return None;
+        }
         let now = self.clock.now();
         let quiet = service.muted || service.maintenance_until.is_some_and(|until| now < until);
         let has_check = service.health_url().is_some();

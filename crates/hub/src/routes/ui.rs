@@ -171,6 +171,8 @@ struct DashboardPage {
     notice: Option<String>,
     /// (timer, unit, why) for timers whose last run failed.
     failed_timers: Vec<(String, String, String)>,
+    /// (unit, why) for units of this host that fail but nobody watches.
+    failed_units: Vec<(String, String)>,
 }
 
 /// The dashboard's words and colour class for a status.
@@ -220,6 +222,18 @@ async fn dashboard(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let failed_units = state
+        .registry
+        .services(&crate::registry::ListFilter::default())
+        .into_iter()
+        .filter(|s| {
+            s.status != RegistryStatus::Configured
+                && s.server_id.is_none()
+                && s.unit.is_some()
+                && s.state == Status::Failure
+        })
+        .map(|s| (s.name, s.state_reason.unwrap_or_default()))
+        .collect();
     let services = state
         .registry
         .services(&crate::registry::ListFilter::configured());
@@ -292,6 +306,7 @@ async fn dashboard(
             counts,
             notice,
             failed_timers,
+            failed_units,
         },
     )
 }
@@ -706,9 +721,16 @@ async fn scan_page(State(state): State<AppState>, headers: axum::http::HeaderMap
         removed: Vec::new(),
     };
     if let Some(r) = result {
+        // The units systemd has now: the count matches the list below it
+        // (units gone are listed apart).
+        let present = r
+            .services
+            .iter()
+            .filter(|s| s.systemd_state.as_deref() != Some("removed"))
+            .count();
         page.summary = Some(format!(
             "{} {} scanned {}: {} new, {} updated, {} gone, in {} ms.",
-            r.services.len(),
+            present,
             if r.scope == "user" {
                 "user services"
             } else {

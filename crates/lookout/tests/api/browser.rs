@@ -323,8 +323,14 @@ async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
             "[Unit]\nDescription=The shop\n[Service]\nExecStart=/usr/bin/python3 -m http.server {port} --bind 127.0.0.1\n"
         ),
     );
+    sb.write_unit(
+        "broken.service",
+        "[Unit]\nDescription=Fails at once\n[Service]\nExecStart=/bin/false\n",
+    );
     sb.daemon_reload();
     sb.systemctl_ok(&["start", "shop.service"]);
+    let _ = sb.systemctl(&["start", "broken.service"]);
+    sb.wait_for("broken.service", "ActiveState", "failed", DEADLINE);
     crate::systemd::wait_for_port(port);
     let hub = crate::systemd::hub_in_with(&sb, &[]);
     let found = crate::systemd::wait_for_unit(&hub, "shop.service").await;
@@ -387,5 +393,14 @@ async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
     wait_path(c, |p| p == format!("/services/{id}")).await;
     wait_text(c, "#unit-state", |t| t.starts_with("active (running)")).await;
     assert_eq!(sb.property("shop.service", "ActiveState"), "active");
+
+    // The dashboard: the unit nobody watches fails, with Watch beside it.
+    c.goto(&hub.url("/")).await.unwrap();
+    wait_text(c, r#".unwatched[data-unit="broken.service"]"#, |t| {
+        t.contains("fails, and nobody watches it: the systemd unit failed: exit code 1")
+    })
+    .await;
+    screenshot(c, "dashboard-unwatched-unit").await;
+    dark_screenshot(&hub.url("/"), "dashboard-unwatched-unit-dark");
     browser.close().await;
 }

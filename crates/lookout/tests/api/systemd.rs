@@ -348,6 +348,16 @@ async fn a_scan_finds_every_kind_of_service_with_its_ports_and_class() {
     );
     let html = hub.get("/scan").await.text().await.unwrap();
     assert!(html.contains("Gone from systemd") && html.contains("web-b.service (discovered)"));
+    // The count above the list is the list's (gone units are listed apart).
+    let listed = html
+        .split("All systemd services (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap();
+    assert!(
+        html.contains(&format!("{listed} user services scanned")),
+        "{html}"
+    );
     let cleaned: Value = hub.post("/api/scan/cleanup").await.json().await.unwrap();
     assert_eq!(cleaned["deleted"], 1, "only the unconfigured entry goes");
     let all = hub.get_json("/api/services?status=all").await;
@@ -390,12 +400,33 @@ async fn a_killed_unit_is_failure_within_two_seconds_without_a_scan() {
             http_server(port)
         ),
     );
+    // Two more without a health check: one registered ("watched"), one
+    // only found by the scan ("bystander").
+    for unit in ["watched.service", "bystander.service"] {
+        sb.write_unit(unit, "[Service]\nExecStart=/bin/sleep 100000\n");
+    }
     sb.daemon_reload();
-    sb.systemctl_ok(&["start", "victim.service"]);
+    sb.systemctl_ok(&[
+        "start",
+        "victim.service",
+        "watched.service",
+        "bystander.service",
+    ]);
     wait_for_port(port);
     // No periodic scan: whatever the hub learns below, it learns live.
     let hub = hub_in_with(&sb, &["--scan-every", "off"]);
     let found = wait_for_unit(&hub, "victim.service").await;
+    let hook = lookout_testkit::Receiver::start().await;
+    let r = hub
+        .post_json(
+            "/api/notifications/channels",
+            &json!({"name": "hook", "kind": "webhook", "config": {"url": hook.url("/hook")}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let watched = hub.create_service(json!({"name": "watched.service"})).await;
+    assert_eq!(watched["unit"], "watched.service");
+    let bystander = wait_for_unit(&hub, "bystander.service").await;
     let pid = found["main_pid"].as_u64().expect("a main PID");
     // Registered, checked once (OK), and not again for an hour.
     let victim = hub
@@ -442,6 +473,55 @@ async fn a_killed_unit_is_failure_within_two_seconds_without_a_scan() {
         scanned,
         "no scan ran: the change came from following the manager"
     );
+
+    // Killed too: both turn FAILURE, only the registered one alerts.
+    for unit in ["watched.service", "bystander.service"] {
+        let pid = sb.property(unit, "MainPID");
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let alerts = hook.wait_for("/hook", 1, SOON).await;
+    let bystander_id = bystander["id"].as_i64().unwrap();
+    hub.wait_for_service(bystander_id, SOON, |s| s["state"] == "FAILURE")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // asserting an absence needs a window
+    let alerted: Vec<String> = hook
+        .received("/hook")
+        .iter()
+        .map(|r| {
+            r.json()["service"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(alerted, ["watched.service"], "{:?}", alerts.len());
+
+    // The dashboard says the unwatched unit fails, with one click to watch it.
+    let html = hub.get("/").await.text().await.unwrap();
+    let banner = html
+        .split(r#"data-unit="bystander.service""#)
+        .nth(1)
+        .and_then(|rest| rest.split("</div>").next())
+        .unwrap_or_else(|| panic!("no banner for the unwatched unit: {html}"));
+    assert!(
+        banner.contains("Watch") && banner.contains("killed by SIGKILL"),
+        "{banner}"
+    );
+    assert!(
+        !html.contains(r#"data-unit="watched.service""#),
+        "watched: a row, not a banner"
+    );
+    let r = hub
+        .post_form("/services", &[("name", "bystander.service")])
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(hub.service(bystander_id).await["status"], "configured");
+    let html = hub.get("/").await.text().await.unwrap();
+    assert!(!html.contains(r#"data-unit="bystander.service""#));
 
     // Started again from outside: OK again, as fast.
     sb.systemctl_ok(&["start", "victim.service"]);
@@ -974,8 +1054,15 @@ async fn the_cli_scan_uses_the_same_code_path() {
         "cli-web.service",
         &format!("[Service]\nExecStart={}\n", http_server(port)),
     );
+    let long = "a-service-with-a-rather-long-name-for-its-unit-file.service";
+    sb.write_unit(long, "[Service]\nExecStart=/bin/sleep 1000\n");
+    sb.write_unit(
+        "cli-tick.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+    );
+    sb.write_unit("cli-tick.timer", "[Timer]\nOnCalendar=*-*-* 04:00:00\n");
     sb.daemon_reload();
-    sb.systemctl_ok(&["start", "cli-web.service"]);
+    sb.systemctl_ok(&["start", "cli-web.service", long, "cli-tick.timer"]);
     wait_for_port(port);
     let out = sb
         .command(BIN)
@@ -1010,6 +1097,22 @@ async fn the_cli_scan_uses_the_same_code_path() {
         line.contains("discovered") && line.contains(&port.to_string()),
         "{line}"
     );
+    // Columns are as wide as their widest cell: a long name does not push
+    // its row out of line.
+    let active_at = table.lines().next().unwrap().find("ACTIVE").unwrap();
+    let row = table.lines().find(|l| l.starts_with(long)).unwrap();
+    assert!(row[active_at..].starts_with("active "), "{table}");
+    // Timers show their last and next run.
+    let header = table.lines().find(|l| l.starts_with("TIMER")).unwrap();
+    assert!(
+        header.contains("LAST RUN") && header.contains("NEXT RUN"),
+        "{header}"
+    );
+    let tick = table
+        .lines()
+        .find(|l| l.starts_with("cli-tick.timer"))
+        .unwrap();
+    assert!(tick.contains(":00 UTC"), "{tick}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
