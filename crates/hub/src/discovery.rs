@@ -126,6 +126,18 @@ impl Discovery {
         }
     }
 
+    /// `result` of a call on a connection held by the caller; an error that
+    /// says the connection is broken forgets it first.
+    pub async fn checked<T>(
+        &self,
+        result: Result<T, lookout_systemd::Error>,
+    ) -> Result<T, DiscoveryError> {
+        if let Err(e) = &result {
+            self.forget_if_unreachable(e).await;
+        }
+        Ok(result?)
+    }
+
     /// Forgets the connection: the next use connects again.
     pub async fn forget_connection(&self) {
         *self.conn.lock().await = None;
@@ -206,13 +218,7 @@ impl Scans<'_> {
         let _one_at_a_time = self.discovery.scanning.lock().await;
         let started = Instant::now();
         let systemd = self.discovery.systemd().await?;
-        let scan = match systemd.scan().await {
-            Ok(scan) => scan,
-            Err(e) => {
-                self.discovery.forget_if_unreachable(&e).await;
-                return Err(e.into());
-            }
-        };
+        let scan = self.discovery.checked(systemd.scan().await).await?;
         let mut units: Vec<DiscoveredUnit> = scan
             .services
             .iter()
@@ -266,29 +272,29 @@ impl Scans<'_> {
     ) -> Result<Vec<DiscoveredUnit>, DiscoveryError> {
         let listed: std::collections::HashSet<&str> =
             scan.services.iter().map(|s| s.name.as_str()).collect();
-        let missing: std::collections::HashMap<String, crate::store::Service> = self
+        let missing: std::collections::HashMap<String, _> = self
             .registry
-            .services(&crate::registry::ListFilter::default())
+            .list(&crate::registry::ListFilter::default())
             .into_iter()
-            .filter(|s| s.server_id.is_none() && s.systemd_state.as_deref() != Some("removed"))
-            .filter_map(|s| Some((s.unit.clone()?, s)))
+            .filter(|e| {
+                e.service.server_id.is_none()
+                    && e.service.systemd_state.as_deref() != Some("removed")
+            })
+            .filter_map(|e| Some((e.service.unit.clone()?, e)))
             .filter(|(unit, _)| unit.ends_with(".service") && !listed.contains(unit.as_str()))
             .collect();
         if missing.is_empty() {
             return Ok(Vec::new());
         }
         let names: Vec<String> = missing.keys().cloned().collect();
-        let files = match systemd.unit_files(&names).await {
-            Ok(files) => files,
-            Err(e) => {
-                self.discovery.forget_if_unreachable(&e).await;
-                return Err(e.into());
-            }
-        };
+        let files = self
+            .discovery
+            .checked(systemd.unit_files(&names).await)
+            .await?;
         Ok(files
             .into_iter()
             .filter_map(|(unit, file_state)| {
-                let held = missing.get(&unit)?;
+                let held = &missing.get(&unit)?.service;
                 Some(DiscoveredUnit {
                     unit,
                     description: held.description.clone().unwrap_or_default(),

@@ -116,13 +116,7 @@ impl Follower {
     /// when the connection broke.
     async fn session(&self, stop: &CancellationToken) -> Result<(), DiscoveryError> {
         let systemd = self.discovery.systemd().await?;
-        let mut signals = match systemd.signals().await {
-            Ok(signals) => signals,
-            Err(e) => {
-                self.discovery.forget_if_unreachable(&e).await;
-                return Err(e.into());
-            }
-        };
+        let mut signals = self.discovery.checked(systemd.signals().await).await?;
         // Drained beside the work below: zbus holds every other message on
         // the connection (our replies too) while the queue is full.
         let inbox = Arc::new(Inbox::default());
@@ -181,7 +175,10 @@ impl Follower {
                     let due: Vec<Instant> = rechecks.range(..=Instant::now()).map(|(t, _)| *t).collect();
                     for t in due {
                         for id in rechecks.remove(&t).unwrap_or_default() {
-                            self.registry.reconcile(id, self.clock.now()).await?;
+                            // As for a state: the database will be back.
+                            if let Err(e) = self.registry.reconcile(id, self.clock.now()).await {
+                                tracing::warn!(error = %e, id, "cannot re-judge a unit after its crash loop");
+                            }
                         }
                     }
                     continue;
@@ -241,13 +238,10 @@ impl Follower {
         if known.is_empty() {
             return Ok(false);
         }
-        let files = match systemd.unit_files(&known).await {
-            Ok(files) => files,
-            Err(e) => {
-                self.discovery.forget_if_unreachable(&e).await;
-                return Err(e.into());
-            }
-        };
+        let files = self
+            .discovery
+            .checked(systemd.unit_files(&known).await)
+            .await?;
         Ok(files.len() < known.len())
     }
 
@@ -268,8 +262,9 @@ impl Follower {
     async fn refresh_unsettled(&self, systemd: &Systemd) -> Result<(), DiscoveryError> {
         let mut units: Vec<String> = self
             .registry
-            .services(&crate::registry::ListFilter::default())
-            .into_iter()
+            .list(&crate::registry::ListFilter::default())
+            .iter()
+            .map(|e| &e.service)
             .filter(|s| s.server_id.is_none())
             .filter(|s| {
                 !matches!(
@@ -277,7 +272,7 @@ impl Follower {
                     None | Some("active" | "inactive" | "removed")
                 )
             })
-            .filter_map(|s| s.unit)
+            .filter_map(|s| s.unit.clone())
             .collect();
         units.sort();
         units.dedup();
@@ -302,7 +297,7 @@ impl Follower {
         let Some(first) = known.first() else {
             return Ok(());
         };
-        let held = held_state(&first.service);
+        let held = first.service.unit_state();
         let complete = first.service.restarts.is_some() || !unit.ends_with(".service");
         let state = match delta {
             Some(delta) if complete && !delta.incomplete => with_delta(&held, delta),
@@ -310,14 +305,13 @@ impl Follower {
                 let Ok(name) = UnitName::parse(unit) else {
                     return Ok(());
                 };
-                match systemd.status(&name).await {
+                match self.discovery.checked(systemd.status(&name).await).await {
                     Ok(status) => unit_state(&status),
                     // Gone between the signal and the read: the next scan says so.
-                    Err(lookout_systemd::Error::NoSuchUnit(_)) => return Ok(()),
-                    Err(e) => {
-                        self.discovery.forget_if_unreachable(&e).await;
-                        return Err(e.into());
+                    Err(DiscoveryError::Systemd(lookout_systemd::Error::NoSuchUnit(_))) => {
+                        return Ok(())
                     }
+                    Err(e) => return Err(e),
                 }
             }
         };
@@ -342,19 +336,6 @@ impl Follower {
             }
         }
         Ok(())
-    }
-}
-
-/// What the registry holds of a unit's state.
-fn held_state(service: &crate::store::Service) -> UnitState {
-    UnitState {
-        active_state: service.systemd_state.clone().unwrap_or_default(),
-        sub_state: service.sub_state.clone().unwrap_or_default(),
-        main_pid: service.main_pid,
-        restarts: service.restarts,
-        result: service.unit_result.clone(),
-        exit_status: service.exit_status,
-        active_since: service.active_since,
     }
 }
 

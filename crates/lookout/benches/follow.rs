@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use lookout_systemd::{Action, Scope, Systemd, UnitName};
 use lookout_testkit::bench::cpu_time;
-use lookout_testkit::{spawn_hub_process, SystemdSandbox};
+use lookout_testkit::SystemdSandbox;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lookout");
@@ -43,24 +43,7 @@ fn main() {
     start.extend(names.iter().map(String::as_str));
     sb.systemctl_ok(&start);
 
-    let data = tempfile::tempdir().unwrap();
-    let mut cmd = sb.command(BIN);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--systemd",
-        "user",
-        "--scan-every",
-        "off",
-        "--self-check",
-        "off",
-        "--log",
-        "info",
-    ])
-    .arg("--data-dir")
-    .arg(data.path());
-    let hub = spawn_hub_process(cmd, data);
+    let hub = sb.spawn_hub(BIN, &["--scan-every", "off", "--self-check", "off"]);
     let pid = hub.pid().expect("hub pid");
 
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -211,6 +211,30 @@ impl Service {
         }
     }
 
+    /// What the service holds of its unit's state.
+    pub fn unit_state(&self) -> UnitState {
+        UnitState {
+            active_state: self.systemd_state.clone().unwrap_or_default(),
+            sub_state: self.sub_state.clone().unwrap_or_default(),
+            main_pid: self.main_pid,
+            restarts: self.restarts,
+            result: self.unit_result.clone(),
+            exit_status: self.exit_status,
+            active_since: self.active_since,
+        }
+    }
+
+    /// Takes `state` as its unit's state (what `set_unit_state` stores).
+    pub fn set_unit_state(&mut self, state: &UnitState) {
+        self.systemd_state = Some(state.active_state.clone());
+        self.sub_state = Some(state.sub_state.clone());
+        self.main_pid = state.main_pid;
+        self.restarts = state.restarts;
+        self.unit_result = state.result.clone();
+        self.exit_status = state.exit_status;
+        self.active_since = state.active_since;
+    }
+
     /// What systemd last said of the unit, for the status rules.
     pub fn unit_facts(&self, now: DateTime<Utc>) -> Option<UnitFacts<'_>> {
         let active_state = self.systemd_state.as_deref()?;

@@ -649,10 +649,7 @@ mod system_graph {
                 .unwrap()
                 .expect("refused")
                 .to_string();
-            assert!(
-                why.contains("can be isolated") || why.contains("would start"),
-                "{unit}: {why}"
-            );
+            assert!(why.contains("can be isolated to"), "{unit}: {why}");
         }
     }
 }

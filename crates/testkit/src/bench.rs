@@ -59,18 +59,17 @@ pub fn spawn_child_mode(mode_var: &str) -> (Child, Vec<u16>) {
 
 /// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in KiB.
 pub fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    proc_kib(pid, "status", field)
 }
 
 /// A `kB` field of `/proc/PID/smaps_rollup` (`Anonymous:`, `Pss:`), in KiB.
 pub fn rollup_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+    proc_kib(pid, "smaps_rollup", field)
+}
+
+/// A `kB` field of `/proc/PID/FILE`, in KiB; 0 when it cannot be read.
+fn proc_kib(pid: u32, file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with(field))

@@ -7,7 +7,8 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::json;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's Chromium, which the tests drive.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// A headless Chromium session. The driver process is killed on drop.

@@ -131,6 +131,27 @@ impl SystemdSandbox {
         c
     }
 
+    /// `lookout serve` (the binary at `bin`) inside the sandbox, on its user
+    /// manager, on a free loopback port with its own data directory, with
+    /// more `serve` flags.
+    pub fn spawn_hub(&self, bin: &str, flags: &[&str]) -> crate::TestHub {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut cmd = self.command(bin);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--systemd",
+            "user",
+            "--log",
+            "info",
+        ])
+        .args(flags)
+        .arg("--data-dir")
+        .arg(data.path());
+        crate::spawn_hub_process(cmd, data)
+    }
+
     /// `systemctl --user ARGS` inside the sandbox.
     pub fn systemctl(&self, args: &[&str]) -> Output {
         self.command("systemctl")

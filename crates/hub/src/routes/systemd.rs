@@ -217,16 +217,6 @@ const KEEP_RUNNING: &[&str] = &[
     "lookout-agent.service",
 ];
 
-/// The services that end the service manager or the machine when started.
-const SHUTDOWN_UNITS: &[&str] = &[
-    "systemd-exit.service",
-    "systemd-halt.service",
-    "systemd-kexec.service",
-    "systemd-poweroff.service",
-    "systemd-reboot.service",
-    "systemd-soft-reboot.service",
-];
-
 /// "started", "stopped", "restarted".
 fn done(action: Action) -> &'static str {
     match action {
@@ -240,8 +230,11 @@ fn done(action: Action) -> &'static str {
 pub(crate) fn refusal(unit: &str, action: Action) -> Option<&'static str> {
     if action != Action::Start && BUS_UNITS.contains(&unit) {
         Some("it carries lookout's own connection to systemd")
-    } else if SHUTDOWN_UNITS.contains(&unit) {
-        Some("it shuts down the service manager or the machine")
+    } else if unit.ends_with(".service")
+        && lookout_systemd::effects::ENDS_THE_MANAGER.contains(&unit)
+    {
+        // (Targets are refused by the effect walk, which names the path.)
+        Some("it ends the service manager or the machine, or takes it to a rescue shell")
     } else {
         None
     }

@@ -224,15 +224,16 @@ async fn dashboard(
 ) -> Response {
     let failed_units = state
         .registry
-        .services(&crate::registry::ListFilter::default())
-        .into_iter()
+        .list(&crate::registry::ListFilter::default())
+        .iter()
+        .map(|e| &e.service)
         .filter(|s| {
             s.status != RegistryStatus::Configured
                 && s.server_id.is_none()
                 && s.unit.is_some()
                 && s.state == Status::Failure
         })
-        .map(|s| (s.name, s.state_reason.unwrap_or_default()))
+        .map(|s| (s.name.clone(), s.state_reason.clone().unwrap_or_default()))
         .collect();
     let services = state
         .registry
@@ -402,14 +403,7 @@ impl UnitSection {
         };
         let mut service = service.clone();
         if let Some(live) = &live {
-            let now = crate::discovery::unit_state(live);
-            service.systemd_state = Some(now.active_state);
-            service.sub_state = Some(now.sub_state);
-            service.main_pid = now.main_pid;
-            service.restarts = now.restarts;
-            service.unit_result = now.result;
-            service.exit_status = now.exit_status;
-            service.active_since = now.active_since;
+            service.set_unit_state(&crate::discovery::unit_state(live));
             service.unit_file_state = live.unit_file_state.clone();
         }
         let service = &service;

@@ -157,7 +157,13 @@ async fn the_dashboard_fits_a_phone_screen() {
     let c = &browser.client;
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&hub.url("/")).await.unwrap();
-    let overflow = c
+    assert_no_sideways_scroll(c).await;
+    browser.close().await;
+}
+
+/// The page fits the window's width: nothing scrolls sideways.
+async fn assert_no_sideways_scroll(client: &Client) {
+    let overflow = client
         .execute(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
             vec![],
@@ -166,9 +172,8 @@ async fn the_dashboard_fits_a_phone_screen() {
         .unwrap();
     assert!(
         overflow.as_i64().unwrap() <= 0,
-        "page scrolls sideways on a phone: {overflow}"
+        "page scrolls sideways: {overflow}"
     );
-    browser.close().await;
 }
 
 async fn click(client: &Client, id: &str) {
@@ -290,7 +295,7 @@ async fn screenshot(client: &Client, name: &str) {
 fn dark_screenshot(url: &str, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     let profile = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("/usr/bin/chromium")
+    let status = std::process::Command::new(lookout_testkit::browser::CHROMIUM)
         .args([
             "--headless",
             "--no-sandbox",
@@ -365,17 +370,7 @@ async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
     assert!(c.find(Locator::Id("unit-logs")).await.is_ok());
     screenshot(c, "unit-page-desktop").await;
     c.set_window_size(390, 844).await.unwrap();
-    let overflow = c
-        .execute(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert!(
-        overflow.as_i64().unwrap() <= 0,
-        "sideways on a phone: {overflow}"
-    );
+    assert_no_sideways_scroll(c).await;
     screenshot(c, "unit-page-phone").await;
     c.set_window_size(1280, 900).await.unwrap();
     dark_screenshot(&hub.url(&format!("/services/{id}")), "unit-page-dark");
@@ -402,5 +397,19 @@ async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
     .await;
     screenshot(c, "dashboard-unwatched-unit").await;
     dark_screenshot(&hub.url("/"), "dashboard-unwatched-unit-dark");
+    // The scan page (its count is its list's) and the form with the start
+    // period, for a person to look at.
+    for (path, name) in [
+        ("/scan".to_owned(), "scan"),
+        (format!("/services/{id}/edit"), "service-form"),
+    ] {
+        c.goto(&hub.url(&path)).await.unwrap();
+        screenshot(c, &format!("{name}-desktop")).await;
+        c.set_window_size(390, 844).await.unwrap();
+        assert_no_sideways_scroll(c).await;
+        screenshot(c, &format!("{name}-phone")).await;
+        c.set_window_size(1280, 900).await.unwrap();
+        dark_screenshot(&hub.url(&path), &format!("{name}-dark"));
+    }
     browser.close().await;
 }

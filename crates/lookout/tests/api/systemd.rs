@@ -126,21 +126,7 @@ fn hub_in(sb: &SystemdSandbox) -> TestHub {
 
 /// The real hub inside the sandbox, on the user manager, with more flags.
 pub(crate) fn hub_in_with(sb: &SystemdSandbox, flags: &[&str]) -> TestHub {
-    let data = tempfile::tempdir().unwrap();
-    let mut cmd = sb.command(BIN);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--systemd",
-        "user",
-        "--log",
-        "info",
-    ])
-    .args(flags)
-    .arg("--data-dir")
-    .arg(data.path());
-    spawn_hub_process(cmd, data)
+    sb.spawn_hub(BIN, flags)
 }
 
 fn find<'a>(services: &'a Value, unit: &str) -> &'a Value {
