@@ -1,26 +1,23 @@
 //! The lookout hub as a library: `lookout serve` is a thin wrapper around
 //! [`app::Application`], and the tests build the very same thing on port 0.
+//!
+//! This crate is the web layer (routes, pages, the guard, the HTTP server);
+//! what it serves lives in the core (`lookout-core`), whose modules it
+//! re-exports under their own names.
 
-pub mod agents;
+pub mod agent_session;
 pub mod app;
 pub mod auth;
-pub mod clock;
 pub use lookout_config as config;
+pub use lookout_core::{
+    agents, clock, discovery, events, follow, health, history, live, metrics, notify, registry,
+    tasks,
+};
 pub use lookout_store as store;
-pub mod discovery;
 pub mod error;
-pub mod events;
-pub mod follow;
-pub mod health;
-pub mod history;
-pub mod live;
-pub mod metrics;
-pub mod notify;
 pub mod openapi;
-pub mod registry;
 pub mod routes;
 pub mod serve;
-pub mod tasks;
 pub mod tls;
 
 pub use app::Application;

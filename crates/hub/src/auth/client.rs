@@ -10,15 +10,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-/// The client of one request, as far as the hub can tell.
-#[derive(Debug, Clone)]
-pub struct Client {
-    pub ip: IpAddr,
-    /// The browser reached the hub over HTTPS (directly, or through a trusted proxy).
-    pub https: bool,
-    /// The host the browser asked for (`Host`, or `X-Forwarded-Host` from a trusted proxy).
-    pub host: Option<String>,
-}
+pub use lookout_core::auth::Client;
 
 pub use lookout_config::parse_trusted;
 

@@ -459,32 +459,45 @@ pub async fn guard(rule: Rule, req: Request, next: Next) -> Response {
     response
 }
 
-/// A handler's view of its caller. Every route is guarded, so this is always
-/// there; on a public route without a credential it is absent and the
-/// extractor refuses.
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
+/// A handler's view of its caller (`Caller(who): Caller`). Every route is
+/// guarded, so this is always there; on a public route without a credential
+/// it is absent and the extractor refuses.
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
-            api_error(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                "sign in first",
-            )
-        })
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| {
+                api_error(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthorized,
+                    "sign in first",
+                )
+            })
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+/// A handler's view of the client (`Remote(client): Remote`), as the guard
+/// worked it out.
+pub struct Remote(pub Client);
+
+impl<S: Send + Sync> FromRequestParts<S> for Remote {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<Client>().cloned().unwrap_or(Client {
-            ip: std::net::IpAddr::from([0, 0, 0, 0]),
-            https: false,
-            host: None,
-        }))
+        Ok(Remote(parts.extensions.get::<Client>().cloned().unwrap_or(
+            Client {
+                ip: std::net::IpAddr::from([0, 0, 0, 0]),
+                https: false,
+                host: None,
+            },
+        )))
     }
 }
 

@@ -15,6 +15,7 @@ use super::extract::{count_param, Fields, JsonObject, PathId, QueryMap, ServiceI
 use super::table::Routes;
 use super::AppState;
 use crate::agents::server_view;
+use crate::auth::guard::{Caller, Remote};
 use crate::auth::{token, Access, Bucket, Client, Principal};
 use crate::error::ApiError;
 use crate::store::accounts::AuditOutcome;
@@ -138,8 +139,8 @@ pub async fn provision(
 
 async fn register(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let (name, labels) = parse_register(&body)?;
@@ -163,7 +164,7 @@ async fn register(
 
 async fn claim(
     State(state): State<AppState>,
-    client: Client,
+    Remote(client): Remote,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut f = Fields::new(&body, &["claim_token", "hostname"]);
@@ -220,7 +221,7 @@ async fn claim(
 
 async fn connect(
     State(state): State<AppState>,
-    client: Client,
+    Remote(client): Remote,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let upgrade = upgrade.map_err(|e| {
@@ -231,7 +232,7 @@ async fn connect(
     })?;
     Ok(upgrade
         .max_message_size(4 << 20)
-        .on_upgrade(move |socket| crate::agents::session(socket, state, client)))
+        .on_upgrade(move |socket| crate::agent_session::session(socket, state, client)))
 }
 
 pub async fn checks_of_servers(state: &AppState) -> Result<Vec<crate::store::Service>, ApiError> {
@@ -319,8 +320,8 @@ pub async fn remove_server(state: &AppState, id: i64) -> Result<String, ApiError
 
 async fn revoke(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     revoke_server(&state, id).await?;
@@ -339,8 +340,8 @@ async fn revoke(
 
 async fn delete_server(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let name = remove_server(&state, id).await?;
@@ -356,8 +357,8 @@ async fn delete_server(
 /// agent, which does it only if its host's allow-list says so.
 async fn control(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathId(id): PathId,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {

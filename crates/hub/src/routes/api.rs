@@ -12,6 +12,7 @@ use lookout_proto::FieldError;
 use super::extract::{JsonObject, QueryMap, ServiceId};
 use super::table::Routes;
 use super::AppState;
+use crate::auth::guard::{Caller, Remote};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::registry::{Cursor, ListFilter};
@@ -296,8 +297,8 @@ async fn update_service(
 
 async fn delete_service(
     State(state): State<AppState>,
-    who: crate::auth::Principal,
-    client: crate::auth::Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     ServiceId(id): ServiceId,
 ) -> Result<StatusCode, ApiError> {
     if let Some(service) = state.registry.get(id).map(|e| e.service.clone()) {

@@ -21,6 +21,7 @@ use super::extract::QueryMap;
 use super::extract::ServiceId;
 use super::table::Routes;
 use super::AppState;
+use crate::auth::guard::Caller;
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::live::{feed, LiveEvent};
@@ -86,7 +87,7 @@ async fn revoked(state: AppState, who: Principal) {
 
 async fn sse(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     headers: HeaderMap,
     QueryMap(query): QueryMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -115,7 +116,7 @@ async fn sse(
 
 async fn websocket(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     headers: HeaderMap,
     QueryMap(query): QueryMap,
     upgrade: WebSocketUpgrade,

@@ -14,6 +14,7 @@ use super::table::Routes;
 use super::ui::{bad_form, message, render, stamp, store_failure, FormResult};
 use super::AppState;
 use crate::auth::guard::{session_cookie, set_cookie, MaybePrincipal};
+use crate::auth::guard::{Caller, Remote};
 use crate::auth::{Access, Bucket, Client, Principal, UserRequest};
 use crate::store::accounts::{AuditOutcome, CredentialKind, DeleteUser, Role, TokenScope, User};
 use crate::store::StoreError;
@@ -121,7 +122,11 @@ async fn sign_in(state: &AppState, user: &User, client: &Client, next: &str) -> 
     ([(header::SET_COOKIE, cookie)], Redirect::to(next)).into_response()
 }
 
-async fn login_submit(State(state): State<AppState>, client: Client, form: FormResult) -> Response {
+async fn login_submit(
+    State(state): State<AppState>,
+    Remote(client): Remote,
+    form: FormResult,
+) -> Response {
     let form = match form {
         Ok(f) => f.0,
         Err(e) => return bad_form(&e),
@@ -173,7 +178,7 @@ fn hashing_failure(e: anyhow::Error) -> Response {
 async fn logout(
     State(state): State<AppState>,
     MaybePrincipal(who): MaybePrincipal,
-    client: Client,
+    Remote(client): Remote,
 ) -> Response {
     if let Some(who) = &who {
         if let Some(c) = who
@@ -312,7 +317,11 @@ fn user_request(
     (request, problems)
 }
 
-async fn setup_submit(State(state): State<AppState>, client: Client, form: FormResult) -> Response {
+async fn setup_submit(
+    State(state): State<AppState>,
+    Remote(client): Remote,
+    form: FormResult,
+) -> Response {
     let form = match form {
         Ok(f) => f.0,
         Err(e) => return bad_form(&e),
@@ -432,14 +441,14 @@ async fn render_account(
     )
 }
 
-async fn account_page(State(state): State<AppState>, who: Principal) -> Response {
+async fn account_page(State(state): State<AppState>, Caller(who): Caller) -> Response {
     render_account(&state, &who, StatusCode::OK, None, None).await
 }
 
 async fn create_token(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     form: FormResult,
 ) -> Response {
     let form = match form {
@@ -510,8 +519,8 @@ async fn create_token(
 
 async fn revoke_token(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathId(id): PathId,
 ) -> Response {
     let Some(user_id) = who.user_id else {
@@ -597,8 +606,8 @@ async fn users_page(State(state): State<AppState>) -> Response {
 
 async fn add_user(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     form: FormResult,
 ) -> Response {
     let form = match form {
@@ -638,8 +647,8 @@ async fn add_user(
 
 async fn delete_user(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathId(id): PathId,
 ) -> Response {
     let target = match state.store.get_user(id).await {
@@ -670,8 +679,8 @@ async fn delete_user(
 
 async fn toggle_registration(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     form: FormResult,
 ) -> Response {
     let form = match form {

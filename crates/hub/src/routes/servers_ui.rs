@@ -17,7 +17,8 @@ use super::ui::{bad_form, label, message, render, stamp, FormResult};
 use super::AppState;
 use crate::agents::server_view;
 use crate::auth::guard::page_context;
-use crate::auth::{Access, Client, Principal};
+use crate::auth::guard::{Caller, Remote};
+use crate::auth::Access;
 use crate::error::ApiError;
 
 pub fn routes(r: Routes) -> Routes {
@@ -131,8 +132,8 @@ async fn servers_page(State(state): State<AppState>) -> Response {
 
 async fn add_server(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     form: FormResult,
 ) -> Response {
     let form: HashMap<String, String> = match form {
@@ -350,8 +351,8 @@ async fn server_page(
 /// A control button: asks the agent, then shows the outcome on the page.
 async fn control_from_form(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathId(id): PathId,
     form: FormResult,
 ) -> Response {
@@ -375,8 +376,8 @@ async fn control_from_form(
 
 async fn revoke_from_form(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathId(id): PathId,
 ) -> Response {
     match revoke_server(&state, id).await {
@@ -393,8 +394,8 @@ async fn revoke_from_form(
 
 async fn delete_from_form(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathId(id): PathId,
 ) -> Response {
     match remove_server(&state, id).await {

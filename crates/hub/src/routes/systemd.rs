@@ -19,6 +19,7 @@ use super::extract::JsonObject;
 use super::extract::{PathText, QueryMap};
 use super::table::Routes;
 use super::AppState;
+use crate::auth::guard::{Caller, Remote};
 use crate::auth::{Access, Bucket, Client, Principal};
 use crate::discovery::{DiscoveryError, CONTROL_TIMEOUT};
 use crate::error::ApiError;
@@ -302,8 +303,8 @@ async fn control_unaudited(
 
 async fn start(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathText(id): PathText,
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = Actor {
@@ -315,8 +316,8 @@ async fn start(
 
 async fn stop(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathText(id): PathText,
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = Actor {
@@ -328,8 +329,8 @@ async fn stop(
 
 async fn restart(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathText(id): PathText,
 ) -> Result<impl IntoResponse, ApiError> {
     let actor = Actor {
@@ -590,8 +591,8 @@ fn parse_app(body: &Map<String, Value>) -> Result<AppRequest, Vec<FieldError>> {
 /// default) starts it. Nothing is left behind when a step fails.
 async fn create_app(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let app = parse_app(&body).map_err(ApiError::Validation)?;
@@ -704,8 +705,8 @@ async fn create_app_unaudited(
 
 async fn delete_app(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathText(name): PathText,
 ) -> Result<StatusCode, ApiError> {
     let unit = app_unit(&name).map_err(|e| {

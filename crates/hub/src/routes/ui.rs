@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use super::extract::ServiceId;
 use super::table::Routes;
 use super::AppState;
+use crate::auth::guard::{Caller, Remote};
 use crate::auth::{Access, Bucket};
 use crate::store::{Service, StoreError};
 
@@ -484,7 +485,7 @@ pub(crate) fn stamp(t: DateTime<Utc>) -> String {
 
 async fn detail_page(
     State(state): State<AppState>,
-    who: crate::auth::Principal,
+    Caller(who): Caller,
     ServiceId(id): ServiceId,
 ) -> Response {
     let Some(service) = state.registry.get(id).map(|e| e.service.clone()) else {
@@ -792,8 +793,8 @@ fn api_error_page(e: &crate::error::ApiError) -> Response {
 
 async fn control_from_form(
     State(state): State<AppState>,
-    who: crate::auth::Principal,
-    client: crate::auth::Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -1197,8 +1198,8 @@ async fn update_from_form(
 
 async fn delete_from_form(
     State(state): State<AppState>,
-    who: crate::auth::Principal,
-    client: crate::auth::Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     ServiceId(id): ServiceId,
 ) -> Response {
     if let Some(service) = state.registry.get(id).map(|e| e.service.clone()) {

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use super::extract::{count_param, Fields, JsonObject, PathId, QueryMap};
 use super::table::Routes;
 use super::AppState;
-use crate::auth::{Access, Bucket, Client, Principal, UserRequest};
+use crate::auth::guard::{Caller, Remote};
+use crate::auth::{Access, Bucket, UserRequest};
 use crate::error::ApiError;
 use crate::store::accounts::{
     AuditOutcome, CredentialInfo, CredentialKind, DeleteUser, Role, TokenScope, User,
@@ -77,7 +78,7 @@ fn token_view(t: &CredentialInfo) -> Value {
 
 async fn login(
     State(state): State<AppState>,
-    client: Client,
+    Remote(client): Remote,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut f = Fields::new(&body, &["username", "email", "password"]);
@@ -108,7 +109,7 @@ async fn login(
 
 async fn refresh(
     State(state): State<AppState>,
-    client: Client,
+    Remote(client): Remote,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut f = Fields::new(&body, &["refresh_token"]);
@@ -125,7 +126,7 @@ async fn refresh(
 
 async fn register(
     State(state): State<AppState>,
-    client: Client,
+    Remote(client): Remote,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     if !crate::auth::registration_open(state.store.as_ref()).await? {
@@ -171,8 +172,8 @@ async fn add_user(state: &AppState, request: UserRequest) -> Result<User, ApiErr
 
 async fn logout(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
 ) -> Result<StatusCode, ApiError> {
     if let Some(c) = &who.credential {
         state
@@ -187,7 +188,7 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(State(state): State<AppState>, who: Principal) -> Json<Value> {
+async fn me(State(state): State<AppState>, Caller(who): Caller) -> Json<Value> {
     Json(json!({
         "id": who.user_id, "username": who.username, "role": who.role,
         "auth": state.auth.settings.mode.as_str(),
@@ -202,8 +203,8 @@ async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<Value>>, A
 
 async fn create_user(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut f = Fields::new(&body, &["username", "email", "password", "role"]);
@@ -236,8 +237,8 @@ async fn create_user(
 
 async fn delete_user(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let target = state.store.get_user(id).await?.map(|u| u.username);
@@ -259,7 +260,7 @@ async fn delete_user(
 
 async fn list_tokens(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     QueryMap(params): QueryMap,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     let all = params.get("all").is_some_and(|v| v == "true");
@@ -281,8 +282,8 @@ async fn list_tokens(
 
 async fn create_token(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     if who.user_id.is_none() {
@@ -352,8 +353,8 @@ async fn create_token(
 
 async fn revoke_token(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     let owner = if who.is_admin() {
@@ -395,8 +396,8 @@ async fn get_settings(State(state): State<AppState>) -> Result<Json<Value>, ApiE
 
 async fn put_settings(
     State(state): State<AppState>,
-    who: Principal,
-    client: Client,
+    Caller(who): Caller,
+    Remote(client): Remote,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let f = Fields::new(&body, &["open_registration"]);

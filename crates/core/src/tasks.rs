@@ -7,24 +7,20 @@ use tokio_util::sync::CancellationToken;
 
 /// The hub's background tasks, each with its name.
 #[derive(Default)]
-pub(crate) struct Supervisor {
+pub struct Supervisor {
     set: tokio::task::JoinSet<()>,
     names: std::collections::HashMap<tokio::task::Id, &'static str>,
 }
 
 impl Supervisor {
-    pub(crate) fn spawn(
-        &mut self,
-        name: &'static str,
-        task: impl Future<Output = ()> + Send + 'static,
-    ) {
+    pub fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
         let handle = self.set.spawn(task);
         self.names.insert(handle.id(), name);
     }
 
     /// The first task to end while `stop` is not cancelled, and how it
     /// ended; never, if none does.
-    pub(crate) async fn unexpected_exit(
+    pub async fn unexpected_exit(
         &mut self,
         stop: &CancellationToken,
     ) -> (&'static str, &'static str) {
@@ -45,7 +41,7 @@ impl Supervisor {
     }
 
     /// Waits for every task to end (they end when the hub's stop is cancelled).
-    pub(crate) async fn stop(&mut self) {
+    pub async fn stop(&mut self) {
         while self.set.join_next().await.is_some() {}
     }
 }
@@ -57,7 +53,7 @@ pub struct TaskHealth {
 }
 
 impl TaskHealth {
-    pub(crate) fn task_failed(&self, name: &'static str) {
+    pub fn task_failed(&self, name: &'static str) {
         *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
     }
 
