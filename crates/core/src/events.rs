@@ -10,7 +10,9 @@
 
 use lookout_proto::service::{CheckResultView, HealthStatus, ServiceView, StatusEventView};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, watch};
 
 /// Something that changed in the hub, as the event log and live clients see
 /// it: `type` names the variant, `data` holds its fields.
@@ -118,21 +120,39 @@ pub struct LiveEvent {
     pub data: serde_json::Value,
 }
 
+/// How far the recorder has logged what was published: how many bus events
+/// it has taken, and the event log's id of the newest one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Logged {
+    pub taken: u64,
+    pub id: i64,
+}
+
 /// A cheap-to-clone handle for publishing and subscribing.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
+    /// Events published so far; sending and counting happen under this lock,
+    /// so the count after a publish covers that event and every earlier one.
+    published: Arc<Mutex<u64>>,
+    logged: Arc<watch::Sender<Logged>>,
 }
 
 impl EventBus {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity);
-        Self { tx }
+        Self {
+            tx,
+            published: Arc::default(),
+            logged: Arc::new(watch::Sender::new(Logged::default())),
+        }
     }
 
     /// Publishes an event; having no subscriber is fine.
     pub fn publish(&self, event: Event) {
+        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
         let _ = self.tx.send(event);
+        *published += 1;
     }
 
     /// Publishes status changes in the order they happened.
@@ -144,5 +164,34 @@ impl EventBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+
+    /// How many events were published so far.
+    pub fn published(&self) -> u64 {
+        *self.published.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The recorder has logged `taken` events, the newest as `id`.
+    pub fn logged_up_to(&self, taken: u64, id: i64) {
+        self.logged.send_if_modified(|logged| {
+            let newer = taken > logged.taken || id > logged.id;
+            if newer {
+                logged.taken = logged.taken.max(taken);
+                logged.id = logged.id.max(id);
+            }
+            newer
+        });
+    }
+
+    /// The event log's id of the newest logged event once the first
+    /// `published` events are logged; `None` if that takes longer than
+    /// `within`.
+    pub async fn logged(&self, published: u64, within: std::time::Duration) -> Option<i64> {
+        let mut rx = self.logged.subscribe();
+        let reached = tokio::time::timeout(within, rx.wait_for(|l| l.taken >= published)).await;
+        match reached {
+            Ok(Ok(logged)) => Some(logged.id),
+            _ => None,
+        }
     }
 }

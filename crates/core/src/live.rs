@@ -25,17 +25,23 @@ const BATCH: usize = 512;
 
 /// Records bus events in the event log and forwards them, with their ids, to
 /// `live` (`None` when the database is shared: the [tailer](run_tailer) then
-/// feeds `live` from the log, this hub's events and the others' alike).
-/// Runs until `shutdown`.
+/// feeds `live` from the log, this hub's events and the others' alike, and
+/// the registry's follower applies them).
+///
+/// Tells the bus how far it has logged (a write's answer names its event's
+/// id) and, on a database of its own, the registry how far memory has
+/// applied the log. Runs until `shutdown`.
 pub async fn run_recorder(
     store: Arc<dyn Store>,
     bus: EventBus,
     live: Option<broadcast::Sender<LiveEvent>>,
-    own: Option<Arc<crate::registry::Registry>>,
+    registry: Arc<crate::registry::Registry>,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) {
     let mut rx = bus.subscribe();
+    // Events taken from the bus so far (missed ones included).
+    let mut taken: u64 = 0;
     loop {
         let first = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -52,6 +58,7 @@ pub async fn run_recorder(
                     missed = n,
                     "the event recorder fell behind; live clients miss {n} events"
                 );
+                taken += n;
                 true
             }
             Err(broadcast::error::RecvError::Closed) => false,
@@ -64,10 +71,12 @@ pub async fn run_recorder(
                 Ok(event) => batch.push(event),
                 Err(broadcast::error::TryRecvError::Lagged(n)) => {
                     tracing::error!(missed = n, "the event recorder fell behind");
+                    taken += n;
                 }
                 Err(_) => break,
             }
         }
+        taken += batch.len() as u64;
         if batch.is_empty() {
             continue;
         }
@@ -79,16 +88,25 @@ pub async fn run_recorder(
             .collect();
         match store.append_events(&rows).await {
             Ok(ids) => {
-                if let Some(registry) = &own {
+                let newest = ids.iter().copied().max().unwrap_or_default();
+                if live.is_some() {
+                    // Memory had each change before it was published.
+                    registry.applied_up_to(newest);
+                } else {
                     registry.mark_own(&ids);
                 }
+                bus.logged_up_to(taken, newest);
                 if let Some(live) = &live {
                     for (id, (kind, data)) in ids.into_iter().zip(wired) {
                         let _ = live.send(LiveEvent { id, kind, data });
                     }
                 }
             }
-            Err(e) => tracing::error!(error = ?e, "could not record events"),
+            Err(e) => {
+                tracing::error!(error = ?e, "could not record events");
+                // Nobody waits for these any longer: they have no id.
+                bus.logged_up_to(taken, 0);
+            }
         }
     }
 }

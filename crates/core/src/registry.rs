@@ -345,6 +345,10 @@ pub struct Registry {
     /// Counts the changes that matter to the health scheduler: services
     /// added or removed, or whose URL, interval or timeout changed.
     shape: tokio::sync::watch::Sender<u64>,
+    /// The id of the newest event in the event log whose change memory has:
+    /// what a client that wrote through another hub waits for
+    /// (`X-Lookout-Min-Event`).
+    applied: tokio::sync::watch::Sender<i64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -403,7 +407,11 @@ impl Registry {
             defaults,
             memory: RwLock::new(Memory::default()),
             shape: tokio::sync::watch::Sender::new(0),
+            applied: tokio::sync::watch::Sender::new(0),
         };
+        // Everything logged so far is in the tables read next.
+        let logged = registry.store.last_event_id().await?;
+        registry.applied_up_to(logged);
         registry.reload().await?;
         // Each service's recent results, from the history (a month back at
         // most, so the query stays on recent rows).
@@ -1013,7 +1021,11 @@ impl Registry {
                 () = shutdown.cancelled() => break,
                 _ = reload.tick() => self.reload().await,
                 event = log.recv() => match event {
-                    Ok(event) => self.apply_logged(&event).await,
+                    Ok(event) => {
+                        let done = self.apply_logged(&event).await;
+                        self.applied_up_to(event.id);
+                        done
+                    }
                     Err(RecvError::Lagged(_)) => self.reload().await,
                     Err(RecvError::Closed) => break,
                 },
@@ -1022,6 +1034,28 @@ impl Registry {
                 tracing::warn!(error = ?e, "the registry could not follow the database");
             }
         }
+    }
+
+    /// The id of the newest logged event whose change memory has.
+    pub fn applied(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    /// Memory has every logged change up to `id`.
+    pub fn applied_up_to(&self, id: i64) {
+        self.applied.send_if_modified(|applied| {
+            let newer = id > *applied;
+            *applied = (*applied).max(id);
+            newer
+        });
+    }
+
+    /// Waits until memory has every logged change up to `id`; false if that
+    /// takes longer than `within`.
+    pub async fn wait_applied(&self, id: i64, within: std::time::Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        let reached = tokio::time::timeout(within, rx.wait_for(|applied| *applied >= id)).await;
+        matches!(reached, Ok(Ok(_)))
     }
 
     /// Notes the ids the event log gave this hub's own events.

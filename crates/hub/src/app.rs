@@ -187,7 +187,7 @@ impl Application {
                 self.shared.is_none().then(|| self.state.live.clone()),
                 // On a shared database the registry follows the log: it
                 // skips the events it wrote itself.
-                self.shared.is_some().then(|| self.state.registry.clone()),
+                self.state.registry.clone(),
                 self.state.clock.clone(),
                 stop.clone(),
             ),

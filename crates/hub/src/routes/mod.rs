@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod consistency;
 pub mod docs;
 pub(crate) mod extract;
 pub mod gate;
@@ -107,6 +108,10 @@ pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     table()
         .0
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            consistency::read_your_writes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             gate::gate,

@@ -518,3 +518,81 @@ fn the_layers_point_down() {
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
 }
+
+/// Every API answer names the event it speaks for (`X-Lookout-Event`): a
+/// write the event it caused, once logged. A request that names an event
+/// (`X-Lookout-Min-Event`) is answered once the hub has applied it, or told
+/// to retry after a second; a bad value is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_name_their_event_and_wait_for_the_one_asked_for() {
+    let hub = lookout_testkit::spawn_hub().await;
+    let event_of = |r: &reqwest::Response| -> i64 {
+        r.headers()["x-lookout-event"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let r = hub
+        .post_json("/api/services", &json!({"name": "ledger"}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let written = event_of(&r);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    // The id names the write's own event, already in the log.
+    let mut feed =
+        lookout_testkit::SseClient::connect(&hub.client, &hub.url("/api/events"), Some(0)).await;
+    let created = feed
+        .wait_for(std::time::Duration::from_secs(5), |m| {
+            m.event == "service.created" && m.data["service"]["id"] == id
+        })
+        .await;
+    assert!(
+        created.id.unwrap() <= written,
+        "{created:?} after {written}"
+    );
+
+    let read = hub
+        .client
+        .get(hub.url(&format!("/api/services/{id}")))
+        .header("X-Lookout-Min-Event", written.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert!(event_of(&read) >= written);
+
+    let started = std::time::Instant::now();
+    let ahead = hub
+        .client
+        .get(hub.url("/api/services"))
+        .header("X-Lookout-Min-Event", (written + 1000).to_string())
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(ahead.status(), 503);
+    assert_eq!(ahead.headers()["retry-after"], "1");
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "{waited:?}"
+    );
+    let body: Value = ahead.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("not yet"),
+        "{body}"
+    );
+
+    for bad in ["soon", "-1", "1.5"] {
+        let r = hub
+            .client
+            .get(hub.url("/api/services"))
+            .header("X-Lookout-Min-Event", bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["fields"][0]["field"], "X-Lookout-Min-Event", "{body}");
+    }
+}
