@@ -2,10 +2,8 @@
 //! their small server-rendered SVG graphs.
 
 use chrono::{DateTime, Duration, Utc};
-use lookout_proto::status::uptime;
+use lookout_proto::status::{uptime, Status};
 use serde::Serialize;
-
-use crate::store::{Store, StoreError};
 
 /// Uptime over the last 24 hours, 7 days and 30 days (0.0 to 1.0; `None` when
 /// nothing is known in the window).
@@ -19,13 +17,17 @@ pub struct Uptime {
     pub month: Option<f64>,
 }
 
-pub async fn uptimes(
-    store: &dyn Store,
-    service_id: i64,
+/// The longest uptime window, in days: how far back the registry keeps
+/// each service's status changes.
+pub const LONGEST_WINDOW_DAYS: i64 = 30;
+
+/// Uptime over the last day, week and month from the status in force before
+/// `changes` (`initial`) and the changes, oldest first.
+pub fn uptimes(
+    initial: Option<Status>,
+    changes: &[(DateTime<Utc>, Status)],
     now: DateTime<Utc>,
-) -> Result<Uptime, StoreError> {
-    let month_start = now - Duration::days(30);
-    let (initial, changes) = store.status_timeline(service_id, month_start).await?;
+) -> Uptime {
     let window = |days: i64| {
         let start = now - Duration::days(days);
         // The status in force at `start` is the last change at or before it.
@@ -38,15 +40,15 @@ pub async fn uptimes(
         let after: Vec<_> = changes
             .iter()
             .copied()
-            .filter(|(at, _)| *at > start)
+            .filter(|(at, _)| *at > start && *at <= now)
             .collect();
         uptime(before, &after, start, now)
     };
-    Ok(Uptime {
+    Uptime {
         day: window(1),
         week: window(7),
-        month: window(30),
-    })
+        month: window(LONGEST_WINDOW_DAYS),
+    }
 }
 
 /// "99.95 %", or "—" when unknown.

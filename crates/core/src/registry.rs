@@ -135,6 +135,9 @@ struct Memory {
     by_id: HashMap<i64, Arc<Entry>>,
     /// Each service's last [`RECENT`] check results, oldest first.
     recent: HashMap<i64, std::collections::VecDeque<Point>>,
+    /// Each service's status changes over the longest uptime window, with
+    /// the status in force before the first (the uptime figures).
+    timelines: HashMap<i64, crate::store::Timeline>,
     order: BTreeMap<SortKey, i64>,
     /// Increases with every change the registry applies.
     version: u64,
@@ -200,6 +203,7 @@ impl Memory {
     /// Takes a service out; true when it was there.
     fn remove(&mut self, id: i64) -> bool {
         self.recent.remove(&id);
+        self.timelines.remove(&id);
         let Some(old) = self.by_id.remove(&id) else {
             return false;
         };
@@ -424,6 +428,9 @@ impl Registry {
             .into_iter()
             .map(|(id, points)| (id, points.into_iter().collect()))
             .collect();
+        // Each service's status changes, for its uptime figures.
+        let since = now - chrono::Duration::days(crate::history::LONGEST_WINDOW_DAYS);
+        registry.write().timelines = registry.store.status_timelines(since).await?;
         Ok(registry)
     }
 
@@ -433,6 +440,53 @@ impl Registry {
             service,
             json: Bytes::from(json),
         }
+    }
+
+    /// Publishes status changes, in the order they happened, once memory's
+    /// timelines have them.
+    fn announce(&self, changes: impl IntoIterator<Item = StatusEventView>) {
+        let changes: Vec<StatusEventView> = changes.into_iter().collect();
+        if changes.is_empty() {
+            return;
+        }
+        self.remember(&changes);
+        self.events.publish_changes(changes);
+    }
+
+    /// Adds status changes to their services' timelines, forgetting what
+    /// the longest uptime window no longer needs.
+    fn remember(&self, changes: &[StatusEventView]) {
+        let mut memory = self.write();
+        for change in changes {
+            let timeline = memory.timelines.entry(change.service_id).or_default();
+            let later = timeline
+                .1
+                .iter()
+                .rposition(|(at, _)| *at <= change.at)
+                .map_or(0, |i| i + 1);
+            timeline.1.insert(later, (change.at, change.new));
+            let horizon =
+                change.at - chrono::Duration::days(crate::history::LONGEST_WINDOW_DAYS + 1);
+            let old = timeline
+                .1
+                .iter()
+                .take_while(|(at, _)| *at < horizon)
+                .count();
+            if old > 0 {
+                timeline.0 = Some(timeline.1[old - 1].1);
+                timeline.1.drain(..old);
+            }
+        }
+    }
+
+    /// A service's uptime over the last day, week and month, from memory.
+    pub fn uptimes(&self, id: i64, now: DateTime<Utc>) -> crate::history::Uptime {
+        let memory = self.read();
+        let (initial, changes) = memory
+            .timelines
+            .get(&id)
+            .map_or((None, &[][..]), |t| (t.0, t.1.as_slice()));
+        crate::history::uptimes(initial, changes, now)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Memory> {
@@ -642,7 +696,7 @@ impl Registry {
             Vec::new()
         });
         self.events.publish(self.created(service.id));
-        self.events.publish_changes(change.clone());
+        self.announce(change.clone());
         Ok((service, change))
     }
 
@@ -662,7 +716,7 @@ impl Registry {
         };
         self.apply([(id, Some(self.entry(service.clone())))], |_| Vec::new());
         self.events.publish(self.updated(id));
-        self.events.publish_changes(change.clone());
+        self.announce(change.clone());
         Ok(Some((service, change)))
     }
 
@@ -684,7 +738,7 @@ impl Registry {
         let reconciled = self.store.reconcile_state(id, now).await?;
         self.sync(&[id]).await?;
         if let Some(change) = reconciled.as_ref().and_then(|r| r.change.clone()) {
-            self.events.publish(Event::StatusChanged(change));
+            self.announce([change]);
         }
         Ok(reconciled)
     }
@@ -719,7 +773,7 @@ impl Registry {
                 id: check.service_id,
                 status: check.status,
             });
-            self.events.publish_changes(change.clone());
+            self.announce(change.clone());
         }
         Ok(recorded)
     }
@@ -732,7 +786,7 @@ impl Registry {
     ) -> Result<ScanCounts, StoreError> {
         let counts = self.store.apply_scan(units, timers, now).await?;
         self.reload().await?;
-        self.events.publish_changes(counts.changes.clone());
+        self.announce(counts.changes.clone());
         Ok(counts)
     }
 
@@ -751,7 +805,7 @@ impl Registry {
     ) -> Result<Vec<StatusEventView>, StoreError> {
         let (ids, changes) = self.store.set_unit_state(unit, state, now).await?;
         self.sync(&ids).await?;
-        self.events.publish_changes(changes.clone());
+        self.announce(changes.clone());
         for id in ids {
             self.events.publish(self.updated(id));
         }
@@ -784,7 +838,7 @@ impl Registry {
         if beat.created {
             self.events.publish(self.created(beat.service.id));
         }
-        self.events.publish_changes(beat.change.clone());
+        self.announce(beat.change.clone());
         Ok(beat)
     }
 
@@ -792,7 +846,7 @@ impl Registry {
         let changes = self.store.overdue(now).await?;
         self.sync(&changes.iter().map(|c| c.service_id).collect::<Vec<_>>())
             .await?;
-        self.events.publish_changes(changes.clone());
+        self.announce(changes.clone());
         Ok(changes)
     }
 
@@ -839,7 +893,7 @@ impl Registry {
             .await?;
         if let Some((id, change)) = &pushed {
             self.sync(&[*id]).await?;
-            self.events.publish_changes(change.clone());
+            self.announce(change.clone());
         }
         Ok(pushed)
     }
@@ -903,7 +957,7 @@ impl Registry {
                 result: result.clone(),
             });
         }
-        self.events.publish_changes(ingested.changes.clone());
+        self.announce(ingested.changes.clone());
     }
 
     /// The view of a service as memory holds it, for its event.
@@ -967,7 +1021,7 @@ impl Registry {
             .await?;
         self.sync(&changes.iter().map(|c| c.service_id).collect::<Vec<_>>())
             .await?;
-        self.events.publish_changes(changes.clone());
+        self.announce(changes.clone());
         Ok(changes)
     }
 
@@ -979,7 +1033,7 @@ impl Registry {
         let revoked = self.store.revoke_server(id, now).await?;
         self.sync(&self.checks_of(id)).await?;
         if let Some(changes) = &revoked {
-            self.events.publish_changes(changes.clone());
+            self.announce(changes.clone());
             self.server_changed(id);
         }
         Ok(revoked)
@@ -1121,6 +1175,9 @@ impl Registry {
             return Ok(());
         }
         let typed = Event::from_wire(event.kind, &event.data);
+        if let Some(Event::StatusChanged(change)) = &typed {
+            self.remember(std::slice::from_ref(change));
+        }
         if typed.as_ref().is_some_and(|e| self.apply_carried(e)) {
             return Ok(());
         }

@@ -448,6 +448,10 @@ pub enum Recorded {
 }
 
 /// The storage of a hub. Every method is one transaction: it happens whole or not at all.
+/// A service's status in force at some moment and its changes after it,
+/// oldest first.
+pub type Timeline = (Option<Status>, Vec<(DateTime<Utc>, Status)>);
+
 #[async_trait]
 pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static {
     /// Creates a configured service (or makes the unregistered one of that
@@ -639,12 +643,12 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
         now: DateTime<Utc>,
     ) -> Result<Option<(i64, Option<StatusEventView>)>, StoreError>;
 
-    /// The status in force at `since` and every change after it, oldest first.
-    async fn status_timeline(
+    /// Every service's status in force at `since` and its changes after it,
+    /// oldest first (services with no change at all are left out).
+    async fn status_timelines(
         &self,
-        service_id: i64,
         since: DateTime<Utc>,
-    ) -> Result<(Option<Status>, Vec<(DateTime<Utc>, Status)>), StoreError>;
+    ) -> Result<std::collections::HashMap<i64, Timeline>, StoreError>;
 
     /// The last `per_service` check results of every service since `since`,
     /// oldest first: (time, latency in ms, health). The time bound keeps the

@@ -185,12 +185,13 @@ async fn stats(
         .get(id)
         .map(|e| e.service.clone())
         .ok_or_else(|| ApiError::not_found_service(id))?;
-    let uptime = crate::history::uptimes(state.store.as_ref(), id, state.clock.now()).await?;
-    let mut checks = state.store.health_history(id, 50).await?;
-    checks.reverse();
-    let latency: Vec<serde_json::Value> = checks
+    // Both from memory: the status timeline and the last results.
+    let uptime = state.registry.uptimes(id, state.clock.now());
+    let latency: Vec<serde_json::Value> = state
+        .registry
+        .recent(id, chrono::DateTime::<chrono::Utc>::MIN_UTC)
         .iter()
-        .map(|c| serde_json::json!({"at": c.checked_at, "ms": c.latency_ms, "status": c.status}))
+        .map(|(at, ms, status)| serde_json::json!({"at": at, "ms": ms, "status": status.as_str()}))
         .collect();
     Ok(Json(
         serde_json::json!({ "service_id": id, "uptime": uptime, "latency": latency }),

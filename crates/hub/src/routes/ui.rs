@@ -493,8 +493,8 @@ async fn detail_page(
     };
     let unit = UnitSection::of(&state, &service).await;
     let now = state.clock.now();
-    let (uptime, events, mut checks) = match tokio::try_join!(
-        crate::history::uptimes(state.store.as_ref(), id, now),
+    let uptime = state.registry.uptimes(id, now);
+    let (events, mut checks) = match tokio::try_join!(
         state.store.status_events(Some(id), 50),
         state.store.health_history(id, 50),
     ) {

@@ -13,7 +13,7 @@ use reqwest::header::{ETAG, IF_NONE_MATCH};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::store::{at, new_service, open, passed, patch};
+use super::store::{at, failed, new_service, open, passed, patch};
 
 /// Once loaded, reads answer from memory: they still answer with the
 /// database closed, and every write before shows in them.
@@ -133,7 +133,31 @@ async fn reads_answer_from_memory_and_show_every_write() {
     .unwrap();
     assert_eq!(latencies(reloaded.recent(web.id, at(0))), expected);
 
+    // The uptime figures are in memory too, and agree with the history.
+    registry
+        .record_health_check(&failed(&web, 1000, 500))
+        .await
+        .unwrap();
+    registry
+        .record_health_check(&passed(&web, 1500, 154))
+        .await
+        .unwrap();
+    let uptime = registry.uptimes(web.id, at(2000));
+    let from_history = Registry::load(
+        store.clone(),
+        EventBus::new(16),
+        CheckDefaults::default(),
+        at(2000),
+    )
+    .await
+    .unwrap()
+    .uptimes(web.id, at(2000));
+    assert_eq!(uptime, from_history);
+    let day = uptime.day.unwrap();
+    assert!(day > 0.5 && day < 1.0, "{uptime:?}");
+
     store.close().await;
+    assert_eq!(registry.uptimes(web.id, at(2000)), uptime);
     assert_eq!(latencies(registry.recent(web.id, at(0))).len(), RECENT);
     let names: Vec<String> = registry
         .services(&ListFilter::configured())

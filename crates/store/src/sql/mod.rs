@@ -1435,32 +1435,38 @@ impl Store for SqlStore {
         Ok(Some((id, change)))
     }
 
-    async fn status_timeline(
+    async fn status_timelines(
         &self,
-        service_id: i64,
         since: DateTime<Utc>,
-    ) -> Result<(Option<Status>, Vec<(DateTime<Utc>, Status)>), StoreError> {
-        let before: Option<String> = sqlx::query_scalar(
-            "SELECT new_state FROM status_events WHERE service_id = $1 AND at <= $2
-             ORDER BY at DESC, id DESC LIMIT 1",
+    ) -> Result<std::collections::HashMap<i64, crate::Timeline>, StoreError> {
+        let before: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT service_id, new_state FROM (
+                SELECT service_id, new_state,
+                    ROW_NUMBER() OVER (PARTITION BY service_id ORDER BY at DESC, id DESC) AS n
+                FROM status_events WHERE at <= $1) AS before
+             WHERE n = 1",
         )
-        .bind(service_id)
-        .bind(ms(since))
-        .fetch_optional(&self.pool)
-        .await?;
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT at, new_state FROM status_events WHERE service_id = $1 AND at > $2 ORDER BY at, id",
-        )
-        .bind(service_id)
         .bind(ms(since))
         .fetch_all(&self.pool)
         .await?;
-        Ok((
-            before.as_deref().and_then(Status::parse),
-            rows.into_iter()
-                .filter_map(|(at, s)| Status::parse(&s).map(|s| (time(at), s)))
-                .collect(),
-        ))
+        let after: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT service_id, at, new_state FROM status_events WHERE at > $1
+             ORDER BY service_id, at, id",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: std::collections::HashMap<i64, crate::Timeline> =
+            std::collections::HashMap::new();
+        for (id, state) in before {
+            out.entry(id).or_default().0 = Status::parse(&state);
+        }
+        for (id, at, state) in after {
+            if let Some(state) = Status::parse(&state) {
+                out.entry(id).or_default().1.push((time(at), state));
+            }
+        }
+        Ok(out)
     }
 
     async fn recent_checks(
