@@ -76,6 +76,7 @@ impl Application {
             auth,
             store,
             registry,
+            shared_database: matches!(config.database, DatabaseUrl::Postgres(_)),
             health: Arc::new(crate::tasks::TaskHealth::default()),
             checker: Checker::new(metrics.clone())
                 .context("cannot build the HTTP client for health checks")?,

@@ -1,10 +1,16 @@
 //! Reading your own writes across hubs. Every API answer names, in
-//! `X-Lookout-Event`, the event log's id up to which it speaks: for a write,
-//! the id of the event it caused (once logged); for a read, the newest event
-//! whose change this hub's memory has. A client that sends that id back as
-//! `X-Lookout-Min-Event` — to this hub or to another one on the same
-//! database — is answered only once that hub has applied it, waiting up to
-//! [`MIN_EVENT_WAIT`], or told to retry (503, `Retry-After: 1`).
+//! `X-Lookout-Event`, the event log's id up to which it speaks: for a read,
+//! the newest event whose change this hub's memory has; for a write on a
+//! database other hubs may share (or one that carried
+//! `X-Lookout-Min-Event`), the id of the event it caused, once logged. A
+//! client that sends that id back as `X-Lookout-Min-Event` — to this hub or
+//! to another one on the same database — is answered only once that hub has
+//! applied it, waiting up to [`MIN_EVENT_WAIT`], or told to retry (503,
+//! `Retry-After: 1`).
+//!
+//! A write on a hub alone with its database answers at once otherwise: its
+//! memory has the write, so any id it names is enough to read it back there,
+//! and the write does not wait for the event log.
 
 use std::time::Duration;
 
@@ -59,7 +65,9 @@ pub async fn read_your_writes(
     if !request.uri().path().starts_with("/api/") {
         return next.run(request).await;
     }
-    match min_event(&request) {
+    let asked = min_event(&request);
+    let consistent = state.shared_database || matches!(asked, Ok(Some(_)));
+    match asked {
         Err(refused) => return refused.into_response(),
         Ok(Some(id)) => {
             if !state.registry.wait_applied(id, MIN_EVENT_WAIT).await {
@@ -82,7 +90,7 @@ pub async fn read_your_writes(
     );
     let mut response = next.run(request).await;
     let status = response.status();
-    let id = if write && (status.is_success() || status.is_redirection()) {
+    let id = if consistent && write && (status.is_success() || status.is_redirection()) {
         // Everything published so far, this request's events included.
         let published = state.events.published();
         state.events.logged(published, LOGGED_WAIT).await

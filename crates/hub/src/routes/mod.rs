@@ -38,6 +38,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Every service, in memory: reads come from here, changes go through it.
     pub registry: Arc<crate::registry::Registry>,
+    /// The database may be shared with other hubs (PostgreSQL): a write's
+    /// answer then names its own event, for reading it back elsewhere.
+    pub shared_database: bool,
     pub checker: Checker,
     pub clock: SharedClock,
     pub events: EventBus,

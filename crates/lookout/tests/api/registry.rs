@@ -544,9 +544,9 @@ fn the_layers_point_down() {
 }
 
 /// Every API answer names the event it speaks for (`X-Lookout-Event`): a
-/// write the event it caused, once logged. A request that names an event
-/// (`X-Lookout-Min-Event`) is answered once the hub has applied it, or told
-/// to retry after a second; a bad value is named.
+/// write that asks for it (`X-Lookout-Min-Event`) the event it caused, once
+/// logged. A request that names an event is answered once the hub has
+/// applied it, or told to retry after a second; a bad value is named.
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_name_their_event_and_wait_for_the_one_asked_for() {
     let hub = lookout_testkit::spawn_hub().await;
@@ -558,8 +558,13 @@ async fn answers_name_their_event_and_wait_for_the_one_asked_for() {
             .unwrap()
     };
     let r = hub
-        .post_json("/api/services", &json!({"name": "ledger"}))
-        .await;
+        .client
+        .post(hub.url("/api/services"))
+        .header("X-Lookout-Min-Event", "0")
+        .json(&json!({"name": "ledger"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let written = event_of(&r);
     let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
