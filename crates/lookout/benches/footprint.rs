@@ -14,6 +14,13 @@
 //!    after WARM_UP, and the requests each checker made per target per minute,
 //!    counted by the targets (told apart by User-Agent), so it is plain that
 //!    both did the same work.
+//! 6. With `LOOKOUT_BENCH_BASELINE` naming another `lookout` binary (an older
+//!    build, `scripts/baseline-binary REF`): that baseline hub runs beside the
+//!    current one in the same windows. In 5 it checks its own 100 services
+//!    against the same targets at once (its services check `/baseline`, so
+//!    the targets tell its requests from the current hub's), and both hubs,
+//!    fresh and with an empty registry, are then measured idle together over
+//!    BASELINE_IDLE_WINDOW. The figures add a current / baseline column.
 //!
 //! The targets run in a child process (this binary re-executed), so neither
 //! checker's figures include serving them. Memory is read from
@@ -23,7 +30,8 @@
 //! control, state, id and pid files and no HTTP interface; when it is missing
 //! the bench installs it as root, or skips its column.
 //!
-//! Run: `cargo bench -p lookout --bench footprint`
+//! Run: `cargo bench -p lookout --bench footprint`, or against an older build:
+//! `LOOKOUT_BENCH_BASELINE=$(scripts/baseline-binary REF) cargo bench -p lookout --bench footprint`
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::{header::USER_AGENT, HeaderMap};
+use axum::http::{header::USER_AGENT, HeaderMap, Uri};
 use lookout_testkit::bench::{
     cpu_time, percentile, spawn_agent, spawn_child_mode, spawn_hub_binary, status_kib, BenchAgent,
 };
@@ -51,29 +59,53 @@ const WARM_UP: Duration = Duration::from_secs(15);
 const WINDOW: Duration = Duration::from_secs(60);
 /// How long the idle hub's CPU is measured.
 const IDLE_WINDOW: Duration = Duration::from_secs(20);
-/// User-Agent prefixes of the two checkers, in the order the targets count them.
-const CHECKERS: [&str; 2] = ["lookout/", "Monit/"];
+/// How long both hubs, current and baseline, are measured idle together.
+const BASELINE_IDLE_WINDOW: Duration = Duration::from_secs(60);
+/// The checkers the targets tell apart, in the order they count them: the
+/// hub, Monit, and the baseline hub (a lookout too, told apart by the path
+/// its services check).
 const LOOKOUT: usize = 0;
 const MONIT_AGENT: usize = 1;
+const BASELINE: usize = 2;
+const CHECKERS: usize = 3;
+/// The health endpoint of the baseline hub's services.
+const BASELINE_PATH: &str = "/baseline";
+/// Requests a target has served, per checker.
+type Counts = [u64; CHECKERS];
+
+/// Which checker sent a request, by its User-Agent and path.
+fn checker_of(agent: &str, path: &str) -> Option<usize> {
+    if agent.starts_with("Monit/") {
+        Some(MONIT_AGENT)
+    } else if agent.starts_with("lookout/") {
+        Some(if path.starts_with(BASELINE_PATH) {
+            BASELINE
+        } else {
+            LOOKOUT
+        })
+    } else {
+        None
+    }
+}
 
 /// Child mode: TARGETS listeners answering 200 and counting requests per
 /// checker, and a control listener that answers the counts as JSON
-/// (`[[lookout, monit], ...]`, one pair per target). Prints the control port,
-/// then the targets' ports, on one line.
+/// (`[[lookout, monit, baseline], ...]`, one per target). Prints the control
+/// port, then the targets' ports, on one line.
 async fn serve_targets() {
-    let counts: Arc<Vec<[AtomicU64; 2]>> =
+    let counts: Arc<Vec<[AtomicU64; CHECKERS]>> =
         Arc::new((0..TARGETS).map(|_| Default::default()).collect());
     let mut ports = Vec::new();
     for target in 0..TARGETS {
         let counts = counts.clone();
-        let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
             let counts = counts.clone();
             async move {
                 let agent = headers
                     .get(USER_AGENT)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                if let Some(checker) = CHECKERS.iter().position(|p| agent.starts_with(p)) {
+                if let Some(checker) = checker_of(agent, uri.path()) {
                     counts[target][checker].fetch_add(1, Ordering::Relaxed);
                 }
                 "ok"
@@ -86,11 +118,11 @@ async fn serve_targets() {
     let control = axum::Router::new().fallback(move || {
         let counts = counts.clone();
         async move {
-            let pairs: Vec<[u64; 2]> = counts
+            let counts: Vec<Counts> = counts
                 .iter()
-                .map(|c| [c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed)])
+                .map(|c| std::array::from_fn(|i| c[i].load(Ordering::Relaxed)))
                 .collect();
-            axum::Json(pairs)
+            axum::Json(counts)
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -125,8 +157,8 @@ impl Targets {
         format!("http://127.0.0.1:{}", self.ports[target])
     }
 
-    /// Requests served so far: `[lookout, monit]` per target.
-    async fn counts(&self) -> Vec<[u64; 2]> {
+    /// Requests served so far, per checker, per target.
+    async fn counts(&self) -> Vec<Counts> {
         self.client
             .get(&self.control)
             .send()
@@ -421,10 +453,88 @@ fn ratio(lookout: f64, monit: f64) -> String {
     }
 }
 
+/// `current / baseline` to two decimals: 0.50 is half the baseline's.
+fn fraction(current: f64, baseline: f64) -> String {
+    if baseline > 0.0 {
+        format!("{:.2}", current / baseline)
+    } else {
+        "—".into()
+    }
+}
+
+/// The binary named by `LOOKOUT_BENCH_BASELINE`, and what its `--version` says.
+fn find_baseline() -> Option<(PathBuf, String)> {
+    let bin = PathBuf::from(std::env::var_os("LOOKOUT_BENCH_BASELINE")?);
+    let out = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("LOOKOUT_BENCH_BASELINE={}: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "LOOKOUT_BENCH_BASELINE={}: --version failed",
+        bin.display()
+    );
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Some((bin, version))
+}
+
+/// Registers TARGETS services on the hub at `base`, one per target, checked
+/// every CHECK_EVERY_SECS at `path`; their ids.
+async fn register_checks(
+    client: &reqwest::Client,
+    base: &str,
+    targets: &Targets,
+    prefix: &str,
+    path: &str,
+) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for i in 0..TARGETS {
+        let s: serde_json::Value = client
+            .post(format!("{base}/api/services"))
+            .json(&json!({"name": format!("{prefix}-{i:03}"), "base_url": targets.url(i), "health_endpoint": path,
+                           "check_interval_secs": CHECK_EVERY_SECS}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(s["id"].as_i64().expect("a created service"));
+    }
+    ids
+}
+
+/// Results the hub at `base` stores for the services `ids`: (all, not healthy).
+async fn stored_results(client: &reqwest::Client, base: &str, ids: &[i64]) -> (usize, usize) {
+    let (mut stored, mut failed) = (0usize, 0usize);
+    for id in ids {
+        let checks: Vec<serde_json::Value> = client
+            .get(format!("{base}/api/services/{id}/checks?limit=1000"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stored += checks.len();
+        failed += checks.iter().filter(|c| c["status"] != "healthy").count();
+    }
+    (stored, failed)
+}
+
+/// The current hub and the baseline, idle side by side over one window.
+struct IdlePair {
+    window: f64,
+    current_cpu: f64,
+    baseline_cpu: f64,
+    current: Memory,
+    baseline: Memory,
+}
+
 /// Per target, requests a minute over `window`: (min, median, max).
 fn per_target_minute(
-    before: &[[u64; 2]],
-    after: &[[u64; 2]],
+    before: &[Counts],
+    after: &[Counts],
     checker: usize,
     window: f64,
 ) -> (f64, f64, f64) {
@@ -450,6 +560,7 @@ async fn main() {
     let bench_started = Instant::now();
     let load_before = load_average();
     let bin = Path::new(BIN);
+    let baseline = find_baseline();
     let monit_version = find_monit();
     let has_monit = monit_version.is_some();
     let targets = Targets::start();
@@ -618,25 +729,23 @@ async fn main() {
     terminate(&mut agent).await;
     hub.stop().await;
 
-    // 5. 100 checks every 10 s: lookout's hub and Monit at once.
+    // 5. 100 checks every 10 s: lookout's hub and Monit at once (and the
+    // baseline hub, when there is one).
     let mut hub = spawn_hub_binary(bin);
     let pid = hub.pid().expect("a hub process");
     let base = format!("http://{}", hub.addr);
     let lookout_before_all = targets.total(LOOKOUT).await;
-    let mut ids = Vec::new();
-    for i in 0..TARGETS {
-        let s: serde_json::Value = client
-            .post(format!("{base}/api/services"))
-            .json(&json!({"name": format!("check-{i:03}"), "base_url": targets.url(i), "health_endpoint": "/",
-                           "check_interval_secs": CHECK_EVERY_SECS}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(s["id"].as_i64().expect("a created service"));
-    }
+    let old_before_all = targets.total(BASELINE).await;
+    let ids = register_checks(&client, &base, &targets, "check", "/").await;
+    let mut old_hub = baseline.as_ref().map(|(b, _)| spawn_hub_binary(b));
+    let old_pid = old_hub
+        .as_ref()
+        .map(|h| h.pid().expect("a baseline hub process"));
+    let old_base = old_hub.as_ref().map(|h| format!("http://{}", h.addr));
+    let old_ids = match &old_base {
+        Some(b) => register_checks(&client, b, &targets, "baseline", BASELINE_PATH).await,
+        None => Vec::new(),
+    };
     let compare_dir = tempfile::tempdir().unwrap();
     let mut monit_process = has_monit.then(|| {
         let rc = write_monitrc(compare_dir.path(), &targets.ports);
@@ -647,33 +756,32 @@ async fn main() {
     let counts0 = targets.counts().await;
     let (hub_ticks0, monit_ticks0) = (cpu_time(pid), monit_pid.map(cpu_time));
     let (hub_threads0, monit_threads0) = (thread_cpu(pid), monit_pid.map(thread_cpu));
+    let (old_ticks0, old_threads0) = (old_pid.map(cpu_time), old_pid.map(thread_cpu));
     let t0 = Instant::now();
     tokio::time::sleep(WINDOW).await;
     let counts1 = targets.counts().await;
     let (hub_ticks1, monit_ticks1) = (cpu_time(pid), monit_pid.map(cpu_time));
     let (hub_threads1, monit_threads1) = (thread_cpu(pid), monit_pid.map(thread_cpu));
+    let (old_ticks1, old_threads1) = (old_pid.map(cpu_time), old_pid.map(thread_cpu));
     let window = t0.elapsed().as_secs_f64();
     let monit_threads = monit_threads1.as_ref().map_or(0, HashMap::len);
     let hub_mem = memory(pid);
     let monit_mem = monit_pid.map(memory);
-    let (mut stored, mut failed) = (0usize, 0usize);
-    for id in &ids {
-        let checks: Vec<serde_json::Value> = client
-            .get(format!("{base}/api/services/{id}/checks?limit=1000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stored += checks.len();
-        failed += checks.iter().filter(|c| c["status"] != "healthy").count();
-    }
+    let old_mem = old_pid.map(memory);
+    let (stored, failed) = stored_results(&client, &base, &ids).await;
+    let old_stored = match &old_base {
+        Some(b) => Some(stored_results(&client, b, &old_ids).await),
+        None => None,
+    };
     let lookout_requests = targets.total(LOOKOUT).await - lookout_before_all;
+    let old_requests = targets.total(BASELINE).await - old_before_all;
     if let Some(m) = monit_process.as_mut() {
         terminate(m).await;
     }
     hub.stop().await;
+    if let Some(h) = old_hub.as_mut() {
+        h.stop().await;
+    }
     let monit_log =
         std::fs::read_to_string(compare_dir.path().join("monit.log")).unwrap_or_default();
     let monit_failed = monit_log.lines().filter(|l| l.contains("failed")).count();
@@ -696,6 +804,44 @@ async fn main() {
     let (lookout_done, monit_done) = (done(LOOKOUT), done(MONIT_AGENT));
     let lookout_rate = per_target_minute(&counts0, &counts1, LOOKOUT, window);
     let monit_rate = per_target_minute(&counts0, &counts1, MONIT_AGENT, window);
+    let (old_ticks, old_cpu) = match (old_ticks0, old_ticks1, &old_threads0, &old_threads1) {
+        (Some(a), Some(b), Some(t0), Some(t1)) => {
+            ((b - a).as_secs_f64(), cpu_between(t0, t1).as_secs_f64())
+        }
+        _ => (0.0, 0.0),
+    };
+    let old_done = done(BASELINE);
+    let old_rate = per_target_minute(&counts0, &counts1, BASELINE, window);
+
+    // 6. The current hub and the baseline idle side by side: fresh data
+    // directories, empty registries, started together, settled, one window.
+    let idle_pair = match &baseline {
+        Some((old_bin, _)) => {
+            let mut current = spawn_hub_binary(bin);
+            let mut old = spawn_hub_binary(old_bin);
+            let (p, q) = (
+                current.pid().expect("a hub process"),
+                old.pid().expect("a baseline hub process"),
+            );
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let (p0, q0) = (thread_cpu(p), thread_cpu(q));
+            let t0 = Instant::now();
+            tokio::time::sleep(BASELINE_IDLE_WINDOW).await;
+            let (p1, q1) = (thread_cpu(p), thread_cpu(q));
+            let window = t0.elapsed().as_secs_f64();
+            let pair = IdlePair {
+                window,
+                current_cpu: cpu_between(&p0, &p1).as_secs_f64(),
+                baseline_cpu: cpu_between(&q0, &q1).as_secs_f64(),
+                current: memory(p),
+                baseline: memory(q),
+            };
+            current.stop().await;
+            old.stop().await;
+            Some(pair)
+        }
+        None => None,
+    };
 
     // The figures.
     let monit_name = format!("Monit {}", monit_version.as_deref().unwrap_or("(skipped)"));
@@ -756,10 +902,15 @@ async fn main() {
         mib(agent_15s.anon)
     );
     println!(
-        "{TARGETS} HTTP checks every {CHECK_EVERY_SECS} s, both at once, {window:.0} s window after {} s warm-up",
+        "{TARGETS} HTTP checks every {CHECK_EVERY_SECS} s, {} at once, {window:.0} s window after {} s warm-up",
+        if baseline.is_some() {
+            "all three"
+        } else {
+            "both"
+        },
         WARM_UP.as_secs()
     );
-    for (name, m, cpu, ticks, n, rate) in [
+    let mut checkers = vec![
         (
             "lookout",
             hub_mem,
@@ -776,7 +927,11 @@ async fn main() {
             monit_done,
             monit_rate,
         ),
-    ] {
+    ];
+    if let Some(m) = old_mem {
+        checkers.push(("baseline", m, old_cpu, old_ticks, old_done, old_rate));
+    }
+    for (name, m, cpu, ticks, n, rate) in checkers {
         println!(
             "  {name:<8} RSS {} PSS {} USS {} anonymous {} peak {}; CPU {:.0} ms per thread ({:.0} ms by /proc/PID/stat), {:.3} % of a core, {:.3} ms per request; {n} requests, {:.2}/{:.2}/{:.2} per target per min (min/median/max)",
             mib(m.rss),
@@ -796,6 +951,31 @@ async fn main() {
     println!(
         "  lookout stored {stored} results ({failed} not healthy) for {lookout_requests} requests seen by the targets; Monit ({monit_threads} thread(s)) logged {monit_failed} failures"
     );
+    if let Some((old_stored, old_failed)) = old_stored {
+        println!(
+            "  the baseline stored {old_stored} results ({old_failed} not healthy) for {old_requests} requests seen by the targets"
+        );
+    }
+    if let Some(idle) = &idle_pair {
+        println!(
+            "Both hubs idle at once, empty registries, {:.0} s window after 5 s",
+            idle.window
+        );
+        for (name, m, cpu) in [
+            ("lookout", idle.current, idle.current_cpu),
+            ("baseline", idle.baseline, idle.baseline_cpu),
+        ] {
+            println!(
+                "  {name:<8} RSS {} PSS {} USS {} anonymous {}; CPU {:.0} ms per thread, {:.3} % of a core",
+                mib(m.rss),
+                mib(m.pss),
+                mib(m.uss),
+                mib(m.anon),
+                cpu * 1e3,
+                pct(cpu, idle.window)
+            );
+        }
+    }
 
     let row = |figure: String, lookout: String, monit: String, r: String| {
         println!("| {figure} | {lookout} | {monit} | {r} |");
@@ -902,6 +1082,60 @@ async fn main() {
         format!("{:.2}–{:.2}", monit_rate.0, monit_rate.2),
         ratio(lookout_rate.1, monit_rate.1),
     );
+    if let (Some((old_bin, old_version)), Some(idle), Some(old_m)) =
+        (&baseline, &idle_pair, old_mem)
+    {
+        println!();
+        println!("Baseline: {} ({old_version})", old_bin.display());
+        println!();
+        println!("| figure | lookout | baseline | lookout / baseline |");
+        println!("|---|---|---|---|");
+        let idle_secs = format!("{:.0} s", idle.window);
+        row(
+            format!("idle, empty registry, both at once ({idle_secs}): CPU, % of one core"),
+            format!("{:.3} %", pct(idle.current_cpu, idle.window)),
+            format!("{:.3} %", pct(idle.baseline_cpu, idle.window)),
+            fraction(idle.current_cpu, idle.baseline_cpu),
+        );
+        row(
+            "idle: anonymous memory".into(),
+            mib(idle.current.anon),
+            mib(idle.baseline.anon),
+            fraction(idle.current.anon as f64, idle.baseline.anon as f64),
+        );
+        row(
+            format!("{checks}, both at once ({window:.0} s): CPU, % of one core"),
+            format!("{:.3} %", pct(hub_cpu, window)),
+            format!("{:.3} %", pct(old_cpu, window)),
+            fraction(hub_cpu, old_cpu),
+        );
+        row(
+            format!("{checks}: CPU per request"),
+            format!("{:.3} ms", per_check(hub_cpu, lookout_done)),
+            format!("{:.3} ms", per_check(old_cpu, old_done)),
+            fraction(
+                per_check(hub_cpu, lookout_done),
+                per_check(old_cpu, old_done),
+            ),
+        );
+        row(
+            format!("{checks}: requests in the window"),
+            lookout_done.to_string(),
+            old_done.to_string(),
+            fraction(lookout_done as f64, old_done as f64),
+        );
+        for (what, l, b) in [
+            ("RSS", hub_mem.rss, old_m.rss),
+            ("anonymous", hub_mem.anon, old_m.anon),
+        ] {
+            row(
+                format!("{checks}: {what}"),
+                mib(l),
+                mib(b),
+                fraction(l as f64, b as f64),
+            );
+        }
+    }
     println!();
     println!(
         "One run took {:.0} s; load average (1 min) {} at the start, {} at the end (2 cores, shared).",
