@@ -842,6 +842,35 @@ impl Registry {
         Ok(beat)
     }
 
+    /// Whether, by memory, a heartbeat or push ping may be overdue at `now`
+    /// or an agent's check may have lost its agent (the first value), and
+    /// whether a heartbeat service may have been silent since before
+    /// `silent_before` (the second). Memory can only be behind the database
+    /// (another hub's heartbeats), so a "no" here is a "no" there.
+    pub fn may_be_due(&self, now: DateTime<Utc>, silent_before: DateTime<Utc>) -> (bool, bool) {
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        let memory = self.read();
+        let (mut overdue, mut silent) = (false, false);
+        for entry in memory.by_id.values() {
+            let s = &entry.service;
+            if let (Some(ttl), Some(last)) = (s.heartbeat_ttl_secs, s.last_heartbeat) {
+                overdue |= s.state != Status::Failure && last + secs(ttl) < now;
+                silent |= last < silent_before;
+            }
+            if let (true, Some(last)) = (s.has_push_token, s.last_push) {
+                let allowed =
+                    s.push_period_secs.unwrap_or(86_400) + s.push_grace_secs.unwrap_or(3_600);
+                overdue |= s.state != Status::Failure && last + secs(allowed) < now;
+            }
+            // Agents' liveness is not in memory: their checks are looked up.
+            overdue |= s.server_id.is_some() && s.state != Status::Unknown;
+            if overdue && silent {
+                break;
+            }
+        }
+        (overdue, silent)
+    }
+
     pub async fn overdue(&self, now: DateTime<Utc>) -> Result<Vec<StatusEventView>, StoreError> {
         let changes = self.store.overdue(now).await?;
         self.sync(&changes.iter().map(|c| c.service_id).collect::<Vec<_>>())

@@ -239,7 +239,7 @@ impl Application {
                 settings: self.notify,
                 client: crate::notify::http_client(),
                 hub_id: self.hub_id.clone(),
-                lease: self.cluster.check_lease,
+                lease: self.shared.is_some().then_some(self.cluster.check_lease),
                 metrics: self.state.metrics.clone(),
             }
             .run(stop.clone()),

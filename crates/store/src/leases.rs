@@ -60,6 +60,9 @@ pub struct JobLease {
     job: &'static str,
     hub: String,
     lease: Duration,
+    /// A hub alone with its database (SQLite) holds every job: no lease is
+    /// written or read.
+    alone: bool,
     held: bool,
     ask_at: tokio::time::Instant,
 }
@@ -70,8 +73,17 @@ impl JobLease {
             job,
             hub,
             lease,
+            alone: false,
             held: false,
             ask_at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The job of a hub alone with its database: always this hub's.
+    pub fn alone(job: &'static str) -> Self {
+        Self {
+            alone: true,
+            ..Self::new(job, String::new(), Duration::ZERO)
         }
     }
 
@@ -80,7 +92,9 @@ impl JobLease {
     /// the lease was just taken (at start or from a hub that stopped).
     pub async fn check(&mut self, store: &dyn Store, now: DateTime<Utc>) -> (bool, bool) {
         let was = self.held;
-        if tokio::time::Instant::now() >= self.ask_at {
+        if self.alone {
+            self.held = true;
+        } else if tokio::time::Instant::now() >= self.ask_at {
             self.ask_at = tokio::time::Instant::now() + self.lease / 3;
             self.held = match store.job_lease(self.job, &self.hub, now, self.lease).await {
                 Ok(held) => held,

@@ -56,7 +56,9 @@ pub struct Notifier {
     /// The others follow the same events and keep the same state, so the
     /// one that takes over knows what was alerted.
     pub hub_id: String,
-    pub lease: Duration,
+    /// How long the `notifier` lease lasts unrenewed; `None` for a hub alone
+    /// with its database, which always sends.
+    pub lease: Option<Duration>,
     /// Deliveries are counted here.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -78,8 +80,12 @@ impl Notifier {
         let mut queues: HashMap<i64, mpsc::Sender<Notice>> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut job =
-            crate::store::leases::JobLease::new("notifier", self.hub_id.clone(), self.lease);
+        let mut job = match self.lease {
+            Some(lease) => {
+                crate::store::leases::JobLease::new("notifier", self.hub_id.clone(), lease)
+            }
+            None => crate::store::leases::JobLease::alone("notifier"),
+        };
         loop {
             let (sender, taken) = job.check(self.store.as_ref(), self.clock.now()).await;
             if taken {

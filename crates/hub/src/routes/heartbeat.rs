@@ -341,9 +341,9 @@ async fn push(
 }
 
 /// How often overdue heartbeats and pings are looked for: a missed
-/// heartbeat shows within a second of its deadline. Each sweep is two reads
-/// when nothing is overdue, the bulk of an idle hub's CPU (see the footprint
-/// figures in docs/benchmarks.md).
+/// heartbeat shows within a second of its deadline. A sweep looks in the
+/// registry's memory first and reads the database only when something may
+/// be due.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Marks services whose heartbeat or ping is overdue, and removes heartbeat
@@ -359,22 +359,32 @@ pub async fn run_sweeper(
 ) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut job = crate::store::leases::JobLease::new("sweeper", hub_id, lease);
+    let mut job = if state.shared_database {
+        crate::store::leases::JobLease::new("sweeper", hub_id, lease)
+    } else {
+        crate::store::leases::JobLease::alone("sweeper")
+    };
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
         let now = state.clock.now();
-        if !job.check(state.store.as_ref(), now).await.0 {
-            continue;
-        }
-        if let Err(e) = state.registry.overdue(now).await {
-            tracing::warn!(error = ?e, "could not look for overdue heartbeats");
-        }
         let before = now
             - chrono::Duration::from_std(state.passive.remove_after)
                 .unwrap_or(chrono::Duration::days(1));
+        let (overdue, silent) = state.registry.may_be_due(now, before);
+        if !(overdue || silent) || !job.check(state.store.as_ref(), now).await.0 {
+            continue;
+        }
+        if overdue {
+            if let Err(e) = state.registry.overdue(now).await {
+                tracing::warn!(error = ?e, "could not look for overdue heartbeats");
+            }
+        }
+        if !silent {
+            continue;
+        }
         match state.registry.remove_silent_heartbeats(before).await {
             Ok(ids) => {
                 for id in ids {
