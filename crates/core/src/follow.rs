@@ -298,9 +298,18 @@ impl Follower {
             return Ok(());
         };
         let held = first.service.unit_state();
-        let complete = first.service.restarts.is_some() || !unit.ends_with(".service");
+        // A service's restart count and how its last run ended matter once
+        // it fails or restarts; a unit a scan found has neither until read.
+        let complete = |delta: &UnitDelta| {
+            let state = delta.active_state.as_deref().unwrap_or(&held.active_state);
+            let sub = delta.sub_state.as_deref().unwrap_or(&held.sub_state);
+            first.service.restarts.is_some()
+                || !unit.ends_with(".service")
+                || (matches!(state, "active" | "inactive" | "deactivating")
+                    && sub != "auto-restart")
+        };
         let state = match delta {
-            Some(delta) if complete && !delta.incomplete => with_delta(&held, delta),
+            Some(delta) if !delta.incomplete && complete(delta) => with_delta(&held, delta),
             _ => {
                 let Ok(name) = UnitName::parse(unit) else {
                     return Ok(());

@@ -138,6 +138,8 @@ struct Memory {
     /// Each service's status changes over the longest uptime window, with
     /// the status in force before the first (the uptime figures).
     timelines: HashMap<i64, crate::store::Timeline>,
+    /// The services of each of this host's systemd units (not agents').
+    by_unit: HashMap<String, Vec<i64>>,
     order: BTreeMap<SortKey, i64>,
     /// Increases with every change the registry applies.
     version: u64,
@@ -155,6 +157,15 @@ fn shape(s: &Service) -> impl PartialEq + '_ {
         s.check_interval_secs,
         s.check_timeout_ms,
     )
+}
+
+/// The unit of this host's manager a service is, if any (agents' checks
+/// name units of their own hosts).
+fn local_unit(service: &Service) -> Option<&str> {
+    service
+        .unit
+        .as_deref()
+        .filter(|_| service.server_id.is_none())
 }
 
 /// What putting a service in memory changed.
@@ -194,10 +205,26 @@ impl Memory {
         }
         if let Some(old) = self.by_id.get(&id) {
             self.order.remove(&sort_key(&old.service));
+            let old_unit = local_unit(&old.service).map(str::to_owned);
+            self.unindex(id, old_unit.as_deref());
         }
         self.order.insert(sort_key(&entry.service), id);
+        if let Some(unit) = local_unit(&entry.service) {
+            self.by_unit.entry(unit.to_owned()).or_default().push(id);
+        }
         self.by_id.insert(id, Arc::new(entry));
         put
+    }
+
+    /// Takes service `id` out of the index of `unit`.
+    fn unindex(&mut self, id: i64, unit: Option<&str>) {
+        let Some(unit) = unit else { return };
+        if let Some(ids) = self.by_unit.get_mut(unit) {
+            ids.retain(|other| *other != id);
+            if ids.is_empty() {
+                self.by_unit.remove(unit);
+            }
+        }
     }
 
     /// Takes a service out; true when it was there.
@@ -208,6 +235,7 @@ impl Memory {
             return false;
         };
         self.order.remove(&sort_key(&old.service));
+        self.unindex(id, local_unit(&old.service));
         true
     }
 
@@ -591,12 +619,17 @@ impl Registry {
 
     /// The services behind a systemd unit of the hub's host.
     pub fn by_unit(&self, unit: &str) -> Vec<Arc<Entry>> {
-        self.read()
-            .by_id
-            .values()
-            .filter(|e| e.service.unit.as_deref() == Some(unit) && e.service.server_id.is_none())
+        let memory = self.read();
+        let Some(ids) = memory.by_unit.get(unit) else {
+            return Vec::new();
+        };
+        let mut entries: Vec<Arc<Entry>> = ids
+            .iter()
+            .filter_map(|id| memory.by_id.get(id))
             .cloned()
-            .collect()
+            .collect();
+        entries.sort_by_key(|e| e.service.id);
+        entries
     }
 
     /// A service's last [`RECENT`] check results since `since`, oldest first.

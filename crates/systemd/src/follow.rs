@@ -74,46 +74,117 @@ impl UnitDelta {
 const UNIT_PROPERTIES: &[&str] = &["ActiveState", "SubState", "ActiveEnterTimestamp"];
 const SERVICE_PROPERTIES: &[&str] = &["MainPID", "NRestarts", "Result", "ExecMainStatus"];
 
-/// Reads a `PropertiesChanged` body; `None` when it is about an interface
-/// whose properties lookout does not keep.
-fn delta(message: &zbus::Message) -> Option<UnitDelta> {
-    // Borrowed from the message: only the values lookout keeps are copied.
-    type Body<'m> = (
-        &'m str,
-        std::collections::HashMap<&'m str, zbus::zvariant::Value<'m>>,
-        Vec<&'m str>,
-    );
-    let body = message.body();
-    let (interface, changed, invalidated): Body<'_> = body.deserialize().ok()?;
-    let kept = match interface {
+/// A `PropertiesChanged` body (`sa{sv}as`) as lookout reads it: the
+/// interface, the new values of the properties lookout keeps, and the names
+/// of the properties sent without their values. The other values (a unit
+/// sends some forty at each change) are stepped over, never built.
+struct ChangedBody<'m> {
+    interface: &'m str,
+    kept: Vec<(&'m str, zbus::zvariant::Value<'m>)>,
+    invalidated: Vec<&'m str>,
+}
+
+impl zbus::zvariant::Type for ChangedBody<'_> {
+    const SIGNATURE: &'static zbus::zvariant::Signature = <(
+        &str,
+        std::collections::HashMap<&str, zbus::zvariant::Value<'_>>,
+        Vec<&str>,
+    ) as zbus::zvariant::Type>::SIGNATURE;
+}
+
+/// The properties kept of `interface`.
+fn kept_of(interface: &str) -> &'static [&'static str] {
+    match interface {
         "org.freedesktop.systemd1.Unit" => UNIT_PROPERTIES,
         "org.freedesktop.systemd1.Service" => SERVICE_PROPERTIES,
-        _ => return None,
-    };
-    if !changed
-        .keys()
-        .chain(invalidated.iter())
-        .any(|k| kept.contains(k))
-    {
+        _ => &[],
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ChangedBody<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+        struct Kept(&'static [&'static str]);
+        impl<'de> DeserializeSeed<'de> for Kept {
+            type Value = Vec<(&'de str, zbus::zvariant::Value<'de>)>;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Self::Value, D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Kept {
+            type Value = Vec<(&'de str, zbus::zvariant::Value<'de>)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a{sv}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut kept = Vec::new();
+                while let Some(name) = map.next_key::<&'de str>()? {
+                    if self.0.contains(&name) {
+                        kept.push((name, map.next_value()?));
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(kept)
+            }
+        }
+
+        struct Body;
+        impl<'de> Visitor<'de> for Body {
+            type Value = ChangedBody<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("(sa{sv}as)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let interface: &'de str = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let kept = seq
+                    .next_element_seed(Kept(kept_of(interface)))?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                let invalidated = seq.next_element()?.unwrap_or_default();
+                Ok(ChangedBody {
+                    interface,
+                    kept,
+                    invalidated,
+                })
+            }
+        }
+        deserializer.deserialize_tuple(3, Body)
+    }
+}
+
+/// Reads a `PropertiesChanged` body; `None` when it is about an interface
+/// whose properties lookout does not keep, or names none of them.
+fn delta(message: &zbus::Message) -> Option<UnitDelta> {
+    let body = message.body();
+    let ChangedBody {
+        interface,
+        kept: changed,
+        invalidated,
+    } = body.deserialize().ok()?;
+    let kept = kept_of(interface);
+    if changed.is_empty() && !invalidated.iter().any(|k| kept.contains(k)) {
         return None;
     }
-    let text = |key: &str| match changed.get(key) {
+    let get = |key: &str| changed.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+    let text = |key: &str| match get(key) {
         Some(zbus::zvariant::Value::Str(s)) => Some(s.as_str().to_owned()),
         _ => None,
     };
-    let number = |key: &str| changed.get(key).and_then(|v| u32::try_from(v).ok());
+    let number = |key: &str| get(key).and_then(|v| u32::try_from(v).ok());
     Some(UnitDelta {
         active_state: text("ActiveState"),
         sub_state: text("SubState"),
-        active_enter_usec: changed
-            .get("ActiveEnterTimestamp")
-            .and_then(|v| u64::try_from(v).ok()),
+        active_enter_usec: get("ActiveEnterTimestamp").and_then(|v| u64::try_from(v).ok()),
         main_pid: number("MainPID"),
         restarts: number("NRestarts"),
         result: text("Result"),
-        exit_status: changed
-            .get("ExecMainStatus")
-            .and_then(|v| i32::try_from(v).ok()),
+        exit_status: get("ExecMainStatus").and_then(|v| i32::try_from(v).ok()),
         incomplete: invalidated.iter().any(|k| kept.contains(k)),
     })
 }
@@ -225,5 +296,123 @@ fn read(message: &zbus::Message) -> Option<Signal> {
             (!active).then_some(Signal::Reloaded)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use zbus::zvariant::Value;
+
+    use super::{read, Signal, UnitDelta};
+
+    fn changed(
+        interface: &str,
+        values: HashMap<&str, Value<'_>>,
+        invalidated: &[&str],
+    ) -> Option<Signal> {
+        let message = zbus::Message::signal(
+            "/org/freedesktop/systemd1/unit/web_2dapp_2eservice",
+            "org.freedesktop.DBus.Properties",
+            "PropertiesChanged",
+        )
+        .unwrap()
+        .build(&(interface, values, invalidated.to_vec()))
+        .unwrap();
+        read(&message)
+    }
+
+    #[test]
+    fn a_change_keeps_its_values_and_steps_over_the_rest() {
+        // What systemd sends: the kept values among many others, some of them
+        // arrays and structures.
+        let mut values = HashMap::new();
+        values.insert("ActiveState", Value::from("failed"));
+        values.insert("SubState", Value::from("failed"));
+        values.insert(
+            "ActiveEnterTimestamp",
+            Value::from(1_700_000_000_000_000u64),
+        );
+        values.insert("Names", Value::from(vec!["web-app.service", "web.service"]));
+        values.insert(
+            "Conditions",
+            Value::from(vec![(
+                "ConditionPathExists",
+                false,
+                false,
+                "/etc/web",
+                0i32,
+            )]),
+        );
+        values.insert("Description", Value::from("the web app"));
+        assert_eq!(
+            changed("org.freedesktop.systemd1.Unit", values, &[]),
+            Some(Signal::Changed(
+                "web-app.service".into(),
+                UnitDelta {
+                    active_state: Some("failed".into()),
+                    sub_state: Some("failed".into()),
+                    active_enter_usec: Some(1_700_000_000_000_000),
+                    ..UnitDelta::default()
+                }
+            ))
+        );
+
+        let mut values = HashMap::new();
+        values.insert("MainPID", Value::from(0u32));
+        values.insert("NRestarts", Value::from(5u32));
+        values.insert("Result", Value::from("exit-code"));
+        values.insert("ExecMainStatus", Value::from(1i32));
+        values.insert(
+            "ExecStart",
+            Value::from(vec![("/bin/false", vec!["false"])]),
+        );
+        assert_eq!(
+            changed("org.freedesktop.systemd1.Service", values, &["StatusText"]),
+            Some(Signal::Changed(
+                "web-app.service".into(),
+                UnitDelta {
+                    main_pid: Some(0),
+                    restarts: Some(5),
+                    result: Some("exit-code".into()),
+                    exit_status: Some(1),
+                    ..UnitDelta::default()
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn a_kept_value_sent_without_its_value_is_incomplete_and_others_are_no_news() {
+        let delta = changed(
+            "org.freedesktop.systemd1.Service",
+            HashMap::new(),
+            &["MainPID"],
+        );
+        assert_eq!(
+            delta,
+            Some(Signal::Changed(
+                "web-app.service".into(),
+                UnitDelta {
+                    incomplete: true,
+                    ..UnitDelta::default()
+                }
+            ))
+        );
+        let mut values = HashMap::new();
+        values.insert("Description", Value::from("renamed"));
+        // Nothing lookout keeps: no signal at all.
+        assert_eq!(
+            changed("org.freedesktop.systemd1.Unit", values, &["Conditions"]),
+            None
+        );
+        let mut values = HashMap::new();
+        values.insert("ActiveState", Value::from("active"));
+        assert_eq!(
+            changed("org.freedesktop.systemd1.Socket", values, &[]),
+            None,
+            "the properties of other interfaces are not read"
+        );
     }
 }
