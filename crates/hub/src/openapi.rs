@@ -39,6 +39,7 @@ use crate::routes::table::RouteInfo;
     lookout_proto::service::CheckResultView,
     lookout_systemd::UnitStatus,
     crate::routes::systemd::Logs,
+    crate::routes::systemd::InstallOutcome,
     crate::routes::systemd::CleanupResult,
     crate::routes::metrics::TargetGroup,
 )))]
@@ -228,6 +229,22 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         ("POST", "/api/services/{id}/restart") => Doc {
             id: PathId::RowOrUnit,
             ..doc("Restart the service's unit", "systemd", Object)
+        },
+        ("POST", "/api/services/{id}/enable") => Doc {
+            id: PathId::RowOrUnit,
+            ..doc(
+                "Enable the unit file (start at boot), like systemctl enable",
+                "systemd",
+                One("InstallOutcome"),
+            )
+        },
+        ("POST", "/api/services/{id}/disable") => Doc {
+            id: PathId::RowOrUnit,
+            ..doc(
+                "Disable the unit file, like systemctl disable",
+                "systemd",
+                One("InstallOutcome"),
+            )
         },
         ("GET", "/api/services/{id}/status") => Doc {
             id: PathId::RowOrUnit,

@@ -53,6 +53,20 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             restart,
         )
+        .limited(
+            Method::POST,
+            "/services/{id}/enable",
+            Access::Admin,
+            Bucket::Control,
+            enable,
+        )
+        .limited(
+            Method::POST,
+            "/services/{id}/disable",
+            Access::Admin,
+            Bucket::Control,
+            disable,
+        )
         .get("/services/{id}/status", Access::Viewer, status)
         .limited(
             Method::GET,
@@ -338,6 +352,170 @@ async fn restart(
         client: &client,
     };
     Ok(Json(control(&state, &id, Action::Restart, actor).await?))
+}
+
+/// What enabling or disabling a unit file did: its state afterwards.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InstallOutcome {
+    pub unit: String,
+    /// `enabled`, `disabled`, ... as `systemctl is-enabled` says.
+    pub unit_file_state: String,
+}
+
+/// Whether lookout may disable `unit`: not the bus it talks over, nor
+/// lookout itself.
+pub(crate) fn may_disable(unit: &str) -> bool {
+    !KEEP_RUNNING.contains(&unit)
+}
+
+/// Unit file states whose `[Install]` links lookout may add or remove.
+const INSTALLABLE: &[&str] = &["enabled", "enabled-runtime", "disabled", "linked"];
+
+/// Why a unit file in `file_state` cannot be enabled or disabled.
+fn not_installable(file_state: &str) -> &'static str {
+    match file_state {
+        "static" => "it has no [Install] section: the units that want it start it",
+        "masked" | "masked-runtime" => "it is masked",
+        "generated" => "a generator made it",
+        "transient" => "it was made at runtime and has no unit file",
+        "alias" => "it is an alias: enable the unit it names",
+        "indirect" => "it is enabled through the units in its Also=",
+        _ => "its unit file cannot be enabled or disabled",
+    }
+}
+
+/// Enables (`enable`) or disables a unit file, as `systemctl enable` and
+/// `disable` do (its `[Install]` links, then a reload of the manager); the
+/// attempt and its result go to the audit log.
+pub async fn install(
+    state: &AppState,
+    raw: &str,
+    enable: bool,
+    actor: Actor<'_>,
+) -> Result<InstallOutcome, ApiError> {
+    let result = install_unaudited(state, raw, enable).await;
+    let (target, outcome) = match &result {
+        Ok(o) => (
+            format!("{} ({})", o.unit, o.unit_file_state),
+            AuditOutcome::Ok,
+        ),
+        Err(e) => (
+            format!("{raw} ({})", e.body().message),
+            AuditOutcome::Failed,
+        ),
+    };
+    state
+        .auth
+        .audit(
+            Some(&actor.who.username),
+            if enable {
+                "unit.enable"
+            } else {
+                "unit.disable"
+            },
+            Some(target),
+            actor.client,
+            outcome,
+        )
+        .await;
+    result
+}
+
+async fn install_unaudited(
+    state: &AppState,
+    raw: &str,
+    enable: bool,
+) -> Result<InstallOutcome, ApiError> {
+    let target = resolve(state, raw).await?;
+    let unit = target.unit.clone();
+    let verb = if enable { "enabled" } else { "disabled" };
+    let refused = |why: &str| {
+        ApiError::Conflict(FieldError::new(
+            "unit",
+            format!(
+                "{} is not {verb} from lookout: {why} (do it on the host with systemctl)",
+                unit.as_str()
+            ),
+        ))
+    };
+    if !enable && !may_disable(unit.as_str()) {
+        return Err(refused("lookout needs it running"));
+    }
+    let file_state = |s: lookout_systemd::Systemd, unit: UnitName| async move {
+        let states = s.unit_files(&[unit.to_string()]).await?;
+        Ok::<_, lookout_systemd::Error>(states.into_iter().next().map(|(_, state)| state))
+    };
+    let before = with_systemd(state, |s| file_state(s, unit.clone())).await?;
+    let Some(before) = before else {
+        return Err(refused("it has no unit file"));
+    };
+    if !INSTALLABLE.contains(&before.as_str()) {
+        return Err(refused(not_installable(&before)));
+    }
+    if enable {
+        // Enabled, it starts at every boot: the same effects as a start.
+        let hazard = with_systemd(state, |s| {
+            let unit = unit.clone();
+            async move {
+                lookout_systemd::effects::hazard(&s, unit.as_str(), &[Job::Start], KEEP_RUNNING)
+                    .await
+            }
+        })
+        .await?;
+        if let Some(hazard) = hazard {
+            return Err(refused(&hazard.to_string()));
+        }
+        if let Some(why) = refusal(unit.as_str(), Action::Start) {
+            return Err(refused(why));
+        }
+    }
+    let after = state
+        .discovery
+        .with(true, |s| {
+            let unit = unit.clone();
+            async move {
+                if enable {
+                    s.enable(&[&unit]).await?;
+                } else {
+                    s.disable(&[&unit]).await?;
+                }
+                s.reload().await?;
+                file_state(s, unit).await
+            }
+        })
+        .await?
+        .unwrap_or_else(|| "unknown".into());
+    tracing::info!(unit = %unit, file_state = %after, "unit file {verb}");
+    Ok(InstallOutcome {
+        unit: unit.to_string(),
+        unit_file_state: after,
+    })
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Remote(client): Remote,
+    PathText(id): PathText,
+) -> Result<Json<InstallOutcome>, ApiError> {
+    let actor = Actor {
+        who: &who,
+        client: &client,
+    };
+    Ok(Json(install(&state, &id, true, actor).await?))
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Remote(client): Remote,
+    PathText(id): PathText,
+) -> Result<Json<InstallOutcome>, ApiError> {
+    let actor = Actor {
+        who: &who,
+        client: &client,
+    };
+    Ok(Json(install(&state, &id, false, actor).await?))
 }
 
 async fn status(

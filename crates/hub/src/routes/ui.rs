@@ -427,6 +427,15 @@ impl UnitSection {
         .into_iter()
         .filter(|(action, applies)| *applies && super::systemd::refusal(&name, *action).is_none())
         .map(|(action, _)| action.as_str())
+        .chain(match service.unit_file_state.as_deref() {
+            Some("disabled") => Some("enable"),
+            Some("enabled" | "enabled-runtime" | "linked")
+                if super::systemd::may_disable(&name) =>
+            {
+                Some("disable")
+            }
+            _ => None,
+        })
         .collect();
         let log = if active == "removed" {
             Err("the unit is gone".to_owned())
@@ -798,16 +807,31 @@ async fn control_from_form(
     axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let actor = super::systemd::Actor {
+        who: &who,
+        client: &client,
+    };
+    let back = if q.get("back").is_some_and(|b| b == "service") && id.parse::<i64>().is_ok() {
+        format!("/services/{id}")
+    } else {
+        "/scan".to_owned()
+    };
+    if let Some(enable) = match action.as_str() {
+        "enable" => Some(true),
+        "disable" => Some(false),
+        _ => None,
+    } {
+        return match super::systemd::install(&state, &id, enable, actor).await {
+            Ok(_) => Redirect::to(&back).into_response(),
+            Err(e) => api_error_page(&e),
+        };
+    }
     let Some(action) = lookout_systemd::Action::parse(&action) else {
         return message(
             StatusCode::NOT_FOUND,
             "Not found",
-            "Unknown action: use start, stop or restart.",
+            "Unknown action: use start, stop, restart, enable or disable.",
         );
-    };
-    let actor = super::systemd::Actor {
-        who: &who,
-        client: &client,
     };
     match super::systemd::control(&state, &id, action, actor).await {
         Ok(_) if q.get("back").is_some_and(|b| b == "service") && id.parse::<i64>().is_ok() => {

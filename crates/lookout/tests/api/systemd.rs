@@ -1136,3 +1136,108 @@ async fn systemd_unreachable_gives_503_and_a_banner_not_a_crash() {
     hub.create_service(json!({"name": "still works"})).await;
     assert_eq!(hub.get("/api/scan").await.status(), 404, "no scan has run");
 }
+
+/// A unit file is enabled and disabled as `systemctl enable` and `disable`
+/// do (its `[Install]` links, then a reload), through the API and the service
+/// page's buttons; a unit without `[Install]` and the bus are refused with
+/// the reason and left as they were; every attempt is audited.
+#[tokio::test(flavor = "multi_thread")]
+async fn unit_files_are_enabled_and_disabled_as_systemctl_does() {
+    let sb = SystemdSandbox::start();
+    sb.write_unit(
+        "at-boot.service",
+        "[Unit]\nDescription=At boot\n[Service]\nExecStart=/bin/sleep 1000\n[Install]\nWantedBy=default.target\n",
+    );
+    sb.write_unit(
+        "plain.service",
+        "[Unit]\nDescription=Started by others\n[Service]\nExecStart=/bin/sleep 1000\n",
+    );
+    sb.daemon_reload();
+    let hub = hub_in(&sb);
+    let is_enabled = |unit: &str| {
+        String::from_utf8_lossy(&sb.systemctl(&["is-enabled", unit]).stdout)
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(is_enabled("at-boot.service"), "disabled");
+
+    let r = hub.post("/api/services/at-boot.service/enable").await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["unit_file_state"], "enabled", "{body}");
+    assert_eq!(is_enabled("at-boot.service"), "enabled");
+    assert!(sb
+        .unit_dir()
+        .join("default.target.wants/at-boot.service")
+        .exists());
+
+    // The service page offers the one that applies, and its button works.
+    let scan: Value = hub.post("/api/scan").await.json().await.unwrap();
+    let id = find(&scan["services"], "at-boot.service")["id"]
+        .as_i64()
+        .unwrap();
+    let page = hub
+        .get(&format!("/services/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"unit-disable\""), "{page}");
+    assert!(!page.contains("id=\"unit-enable\""));
+    let r = hub
+        .post_form(
+            &format!("/control/{id}/disable?back=service"),
+            lookout_testkit::NO_FIELDS,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], format!("/services/{id}"));
+    assert_eq!(is_enabled("at-boot.service"), "disabled");
+    let page = hub
+        .get(&format!("/services/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"unit-enable\""));
+
+    // Refused, with the reason, and nothing changed.
+    for (path, why) in [
+        ("/api/services/plain.service/enable", "no [Install] section"),
+        (
+            "/api/services/dbus.service/disable",
+            "lookout needs it running",
+        ),
+    ] {
+        let r = hub.post(path).await;
+        assert_eq!(r.status(), 409, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["fields"][0]["message"].as_str().unwrap().contains(why),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(is_enabled("plain.service"), "static");
+
+    let audit = hub.get_json("/api/v1/audit").await;
+    let entries: Vec<String> = audit
+        .as_array()
+        .or_else(|| audit["entries"].as_array())
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap_or("").starts_with("unit."))
+        .map(|e| format!("{} {} {}", e["action"], e["outcome"], e["target"]))
+        .collect();
+    for expected in [
+        "\"unit.enable\" \"ok\" \"at-boot.service (enabled)\"",
+        "\"unit.disable\" \"ok\" \"at-boot.service (disabled)\"",
+    ] {
+        assert!(entries.iter().any(|e| e == expected), "{entries:#?}");
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.starts_with("\"unit.enable\" \"failed\" \"plain.service")),
+        "{entries:#?}"
+    );
+}
