@@ -119,6 +119,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "full systemd scan this often, beside following the manager's signals live (default 5m; off to scan only on start, reconnect and request)",
     },
     SettingSpec {
+        key: "watch",
+        help: "units to register as services once found, by pattern: comma-separated unit names with * and ? (e.g. *.service or backup-*.timer, which watches the services those timers start); default none",
+    },
+    SettingSpec {
         key: "crash_loop_restarts",
         help: "automatic restarts of a unit, without staying up a minute, that make it FAILURE (default 5)",
     },
@@ -208,6 +212,8 @@ pub struct Config {
     pub systemd: Option<Scope>,
     /// How units are followed: full scans beside the live signals.
     pub follow: FollowSettings,
+    /// Unit name patterns: units found that match are registered.
+    pub watch: Vec<String>,
     /// Settings of the status rules (crash loops).
     pub rules: lookout_proto::status::StatusRules,
     pub web_ports: WebPorts,
@@ -346,6 +352,7 @@ impl Config {
             log: "info".into(),
             systemd: None,
             follow: FollowSettings::default(),
+            watch: Vec::new(),
             rules: lookout_proto::status::StatusRules::default(),
             web_ports: WebPorts::default(),
             retention: DEFAULT_RETENTION,
@@ -560,6 +567,21 @@ impl Config {
                 }
             })?;
         }
+        let watch = match get("watch") {
+            Some(v) => parse(v, "watch", |s| {
+                let patterns: Vec<String> = s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                for pattern in &patterns {
+                    lookout_proto::systemd::check_unit_pattern(pattern)?;
+                }
+                Ok(patterns)
+            })?,
+            None => Vec::new(),
+        };
         let mut rules = lookout_proto::status::StatusRules::default();
         if let Some(v) = get("crash_loop_restarts") {
             rules.crash_loop_restarts = parse(v, "crash_loop_restarts", |s| {
@@ -673,6 +695,7 @@ impl Config {
             log,
             systemd,
             follow,
+            watch,
             rules,
             web_ports,
             retention,

@@ -90,6 +90,9 @@ pub struct Discovery {
     page_scan: Mutex<()>,
     /// Held by a scan: the follower's and a request's never interleave.
     scanning: Mutex<()>,
+    /// Unit name patterns (`--watch`): units a scan finds that match are
+    /// registered.
+    pub watch: Vec<String>,
 }
 
 impl Discovery {
@@ -100,7 +103,14 @@ impl Discovery {
             web_ports,
             page_scan: Mutex::new(()),
             scanning: Mutex::new(()),
+            watch: Vec::new(),
         }
+    }
+
+    /// Registers, at each scan, the units that match one of `patterns`.
+    pub fn watching(mut self, patterns: Vec<String>) -> Self {
+        self.watch = patterns;
+        self
     }
 
     pub fn scope(&self) -> Option<Scope> {
@@ -214,6 +224,63 @@ impl Scans<'_> {
     }
 
     /// Scans systemd, records the result and returns it.
+    /// Registers the units found that match a `--watch` pattern and are
+    /// not registered yet; a timer's pattern watches the service it starts.
+    /// A unit that cannot be registered is logged and left for the next scan.
+    async fn watch_matching(
+        &self,
+        units: &[DiscoveredUnit],
+        timers: &[lookout_proto::service::TimerView],
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let patterns = &self.discovery.watch;
+        if patterns.is_empty() {
+            return;
+        }
+        let matches = |name: &str| {
+            patterns
+                .iter()
+                .any(|p| lookout_proto::systemd::unit_pattern_matches(p, name))
+        };
+        let found: std::collections::HashSet<&str> =
+            units.iter().map(|u| u.unit.as_str()).collect();
+        let mut names: Vec<&str> = units
+            .iter()
+            .map(|u| u.unit.as_str())
+            .filter(|name| matches(name))
+            .chain(
+                timers
+                    .iter()
+                    .filter(|t| matches(&t.name) && found.contains(t.unit.as_str()))
+                    .map(|t| t.unit.as_str()),
+            )
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let registered =
+                self.registry.by_unit(name).iter().any(|e| {
+                    e.service.status == lookout_proto::service::RegistryStatus::Configured
+                });
+            if registered {
+                continue;
+            }
+            let mut body = serde_json::Map::new();
+            body.insert("name".into(), serde_json::Value::from(name));
+            let new = match lookout_proto::service::parse_new_service(&body) {
+                Ok(new) => new,
+                Err(e) => {
+                    tracing::warn!(unit = name, error = ?e, "a watched unit's name is not a service name");
+                    continue;
+                }
+            };
+            match self.registry.create(&new, now).await {
+                Ok(_) => tracing::info!(unit = name, "registered: it matches a watched pattern"),
+                Err(e) => tracing::warn!(unit = name, error = %e, "cannot register a watched unit"),
+            }
+        }
+    }
+
     pub async fn scan(&self) -> Result<ScanResult, DiscoveryError> {
         let _one_at_a_time = self.discovery.scanning.lock().await;
         let started = Instant::now();
@@ -247,6 +314,7 @@ impl Scans<'_> {
             .collect();
         let now = self.clock.now();
         let counts = self.registry.apply_scan(&units, &timers, now).await?;
+        self.watch_matching(&units, &timers, now).await;
         let last = LastScan {
             discovered: counts.discovered,
             updated: counts.updated,

@@ -92,10 +92,10 @@ impl Application {
             fleet: Arc::new(crate::agents::Fleet::new(config.agents)),
             checks: config.checks,
             max_body_bytes: config.max_body_bytes,
-            discovery: Arc::new(crate::discovery::Discovery::new(
-                config.systemd,
-                config.web_ports.clone(),
-            )),
+            discovery: Arc::new(
+                crate::discovery::Discovery::new(config.systemd, config.web_ports.clone())
+                    .watching(config.watch.clone()),
+            ),
         };
         let (hub_id, shared) = match &config.database {
             // One hub per SQLite file: the same name every start, so a

@@ -1241,3 +1241,75 @@ async fn unit_files_are_enabled_and_disabled_as_systemctl_does() {
         "{entries:#?}"
     );
 }
+
+/// Units are watched by pattern (`--watch`): every unit whose name matches,
+/// and the service a matching timer starts, is registered once a scan finds
+/// it, also one that appears later; the others stay discovered.
+#[tokio::test(flavor = "multi_thread")]
+async fn units_matching_a_watched_pattern_are_registered_when_found() {
+    let sb = SystemdSandbox::start();
+    for unit in ["web-shop.service", "other.service", "backup-photos.service"] {
+        sb.write_unit(unit, "[Service]\nExecStart=/bin/sleep 1000\n");
+    }
+    sb.write_unit(
+        "backup-photos.timer",
+        "[Timer]\nOnCalendar=daily\nUnit=backup-photos.service\n",
+    );
+    sb.daemon_reload();
+    sb.systemctl_ok(&[
+        "start",
+        "web-shop.service",
+        "other.service",
+        "backup-photos.timer",
+    ]);
+    // Loaded, so that a scan lists it: what the timer starts.
+    sb.systemctl_ok(&["start", "backup-photos.service"]);
+    let hub = hub_in_with(&sb, &["--watch", "web-*.service,backup-*.timer"]);
+    let configured = || async {
+        let list = hub.get_json("/api/services").await;
+        let mut names: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["unit"].is_string())
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let started = std::time::Instant::now();
+    while configured().await.len() < 2 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        configured().await,
+        ["backup-photos.service", "web-shop.service"]
+    );
+
+    // One that appears later is registered at the scan that finds it.
+    sb.write_unit("web-blog.service", "[Service]\nExecStart=/bin/sleep 1000\n");
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "web-blog.service"]);
+    let r = hub.post("/api/scan").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        configured().await,
+        [
+            "backup-photos.service",
+            "web-blog.service",
+            "web-shop.service"
+        ]
+    );
+    let all = hub.get_json("/api/services?status=all").await;
+    assert_ne!(find(&all, "other.service")["status"], "configured");
+
+    // A bad pattern stops the hub at start with a one-line reason.
+    let out = sb
+        .command(BIN)
+        .args(["serve", "--systemd", "user", "--watch", "web service"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("watch"), "{err}");
+}
