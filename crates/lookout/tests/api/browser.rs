@@ -325,7 +325,7 @@ async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
     sb.write_unit(
         "shop.service",
         &format!(
-            "[Unit]\nDescription=The shop\n[Service]\nExecStart=/usr/bin/python3 -m http.server {port} --bind 127.0.0.1\n"
+            "[Unit]\nDescription=The shop\n[Service]\nExecStart=/usr/bin/python3 -m http.server {port} --bind 127.0.0.1\n[Install]\nWantedBy=default.target\n"
         ),
     );
     sb.write_unit(
@@ -388,6 +388,15 @@ async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
     wait_path(c, |p| p == format!("/services/{id}")).await;
     wait_text(c, "#unit-state", |t| t.starts_with("active (running)")).await;
     assert_eq!(sb.property("shop.service", "ActiveState"), "active");
+
+    // Enabled from the page, it starts at boot; Disable is offered then.
+    wait_text(c, "#unit-name", |t| t.contains("(disabled)")).await;
+    click(c, "unit-enable").await;
+    wait_path(c, |p| p == format!("/services/{id}")).await;
+    wait_text(c, "#unit-name", |t| t.contains("(enabled)")).await;
+    assert!(c.find(Locator::Id("unit-disable")).await.is_ok());
+    assert_eq!(sb.property("shop.service", "UnitFileState"), "enabled");
+    screenshot(c, "unit-page-enabled-desktop").await;
 
     // The dashboard: the unit nobody watches fails, with Watch beside it.
     c.goto(&hub.url("/")).await.unwrap();
