@@ -77,6 +77,9 @@ impl Application {
             store,
             registry,
             shared_database: matches!(config.database, DatabaseUrl::Postgres(_)),
+            log_followers: Arc::new(tokio::sync::Semaphore::new(
+                crate::routes::systemd::MAX_LOG_FOLLOWERS,
+            )),
             health: Arc::new(crate::tasks::TaskHealth::default()),
             checker: Checker::new(metrics.clone())
                 .context("cannot build the HTTP client for health checks")?,

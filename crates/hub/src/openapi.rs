@@ -259,6 +259,14 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             id: PathId::RowOrUnit,
             ..doc("The unit's journal", "systemd", One("Logs"))
         },
+        ("GET", "/api/services/{id}/logs/follow") => Doc {
+            id: PathId::RowOrUnit,
+            ..doc(
+                "The unit's journal as it is written (server-sent events: each entry a `log` event, its data a LogEntry)",
+                "systemd",
+                Text("text/event-stream"),
+            )
+        },
         ("POST", "/api/apps") => Doc {
             body: Some("name, command (argv), description, port, health_endpoint, environment, working_directory"),
             ..doc(

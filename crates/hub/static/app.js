@@ -88,3 +88,30 @@ if (document.body.dataset.live === "services") {
   }
   setInterval(refreshServices, 30000);
 }
+
+// A unit's journal, followed live on its service page: new lines are added
+// as the unit writes them (the last 200 are kept on the page).
+const unitLog = document.getElementById("unit-log");
+if (unitLog && unitLog.dataset.follow && window.EventSource) {
+  const stream = new EventSource(unitLog.dataset.follow);
+  stream.addEventListener("open", () => {
+    const note = document.getElementById("unit-log-live");
+    if (note) note.hidden = false;
+  });
+  stream.addEventListener("log", (event) => {
+    let entry;
+    try {
+      entry = JSON.parse(event.data);
+    } catch (_) {
+      return;
+    }
+    const time = entry.time ? new Date(entry.time).toISOString().substring(11, 19) : "";
+    unitLog.append(time + "  " + entry.message + "\n");
+    const lines = unitLog.textContent.split("\n");
+    if (lines.length > 201) unitLog.textContent = lines.slice(-201).join("\n");
+    unitLog.hidden = false;
+    const empty = document.getElementById("unit-log-empty");
+    if (empty) empty.hidden = true;
+    unitLog.scrollTop = unitLog.scrollHeight;
+  });
+}

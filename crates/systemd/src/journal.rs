@@ -66,6 +66,71 @@ impl Systemd {
 }
 
 /// Parses `journalctl -o json` output; lines that are not JSON objects are skipped.
+/// The journal of one unit as it is written: `journalctl --follow` of the
+/// same matches as [`Systemd::logs`], from now on. The process ends when
+/// this is dropped.
+#[derive(Debug)]
+pub struct LogFollower {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl LogFollower {
+    /// The next entry written; `None` when journalctl ended.
+    pub async fn next(&mut self) -> Option<LogEntry> {
+        loop {
+            let line = self.lines.next_line().await.ok()??;
+            if let Some(entry) = parse_json_lines(line.as_bytes()).pop() {
+                return Some(entry);
+            }
+        }
+    }
+}
+
+impl Drop for LogFollower {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Systemd {
+    /// Follows `unit`'s journal from now on.
+    pub fn follow_logs(&self, unit: &UnitName) -> Result<LogFollower, Error> {
+        use tokio::io::AsyncBufReadExt as _;
+        let name = unit.as_str();
+        let args = [
+            "--no-pager".to_owned(),
+            "--quiet".to_owned(),
+            "--output=json".to_owned(),
+            "--follow".to_owned(),
+            "--lines=0".to_owned(),
+            format!("_SYSTEMD_UNIT={name}"),
+            "+".to_owned(),
+            format!("UNIT={name}"),
+            "+".to_owned(),
+            format!("_SYSTEMD_USER_UNIT={name}"),
+            "+".to_owned(),
+            format!("USER_UNIT={name}"),
+        ];
+        let mut child = tokio::process::Command::new("journalctl")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::Journal(format!("cannot run journalctl: {e}")))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::Journal("journalctl has no output".into()))?;
+        Ok(LogFollower {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        })
+    }
+}
+
 pub fn parse_json_lines(output: &[u8]) -> Vec<LogEntry> {
     output
         .split(|b| *b == b'\n')

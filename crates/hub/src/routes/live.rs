@@ -76,7 +76,7 @@ pub const STREAM_RECHECK: Duration = Duration::from_secs(2);
 
 /// Resolves once `who`'s credential no longer holds: a live stream ends
 /// then, on whichever hub it is open.
-async fn revoked(state: AppState, who: Principal) {
+pub(crate) async fn revoked(state: AppState, who: Principal) {
     loop {
         tokio::time::sleep(STREAM_RECHECK).await;
         if !state.auth.still_holds(&who).await {

@@ -62,6 +62,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Whether every background task still runs.
     pub health: Arc<crate::tasks::TaskHealth>,
+    /// Journals followed live now (`GET /api/services/{id}/logs/follow`).
+    pub log_followers: Arc<tokio::sync::Semaphore>,
 }
 
 /// Settings of services that report in.

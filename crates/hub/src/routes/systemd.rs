@@ -75,6 +75,13 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Logs,
             logs,
         )
+        .limited(
+            Method::GET,
+            "/services/{id}/logs/follow",
+            Access::Viewer,
+            Bucket::Logs,
+            follow_logs,
+        )
         .post("/apps", Access::Admin, create_app)
         .delete("/apps/{id}", Access::Admin, delete_app)
 }
@@ -570,6 +577,70 @@ async fn logs(
 ) -> Result<Json<Logs>, ApiError> {
     let lines = lines_param(&params)?;
     Ok(Json(read_logs(&state, &id, lines).await?))
+}
+
+/// At most this many journals are followed at once (each is a journalctl).
+pub const MAX_LOG_FOLLOWERS: usize = 16;
+
+/// The unit's journal as it is written, as server-sent events: each entry a
+/// `log` event whose data is a `LogEntry`. It ends when the client goes, the
+/// hub stops or the credential that opened it no longer holds.
+async fn follow_logs(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    PathText(id): PathText,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    use futures::StreamExt as _;
+    let target = resolve(&state, &id).await?;
+    let unit = target.unit.clone();
+    // A unit systemd does not know is 404, as for its status and logs.
+    with_systemd(&state, |s| {
+        let unit = unit.clone();
+        async move { s.status(&unit).await }
+    })
+    .await?;
+    let permit = state
+        .log_followers
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::Busy(format!(
+                "{MAX_LOG_FOLLOWERS} journals are followed already; try again later"
+            ))
+        })?;
+    let follower = with_systemd(&state, |s| {
+        let unit = unit.clone();
+        async move { s.follow_logs(&unit) }
+    })
+    .await?;
+    let hello = futures::stream::once(async {
+        Ok(SseEvent::default()
+            .retry(std::time::Duration::from_secs(3))
+            .comment("lookout"))
+    });
+    let lines = futures::stream::unfold((follower, permit), |(mut follower, permit)| async move {
+        let entry = follower.next().await?;
+        let data = serde_json::to_string(&entry).unwrap_or_default();
+        Some((
+            Ok(SseEvent::default().event("log").data(data)),
+            (follower, permit),
+        ))
+    });
+    let stop = state.shutdown.clone();
+    let cut = super::live::revoked(state.clone(), who);
+    let lines = lines.take_until(async move {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = cut => {}
+        }
+    });
+    Ok(Sse::new(hello.chain(lines)).keep_alive(KeepAlive::default()))
 }
 
 // ---- Managed services -------------------------------------------------------

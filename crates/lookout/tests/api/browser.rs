@@ -389,6 +389,11 @@ async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
     wait_text(c, "#unit-state", |t| t.starts_with("active (running)")).await;
     assert_eq!(sb.property("shop.service", "ActiveState"), "active");
 
+    // The log is followed live: a request made now shows on the page.
+    wait_text(c, "#unit-log-live", |t| t.contains("live")).await;
+    let _ = reqwest::get(format!("http://127.0.0.1:{port}/followed-live")).await;
+    wait_text(c, "#unit-log", |t| t.contains("GET /followed-live")).await;
+
     // Enabled from the page, it starts at boot; Disable is offered then.
     wait_text(c, "#unit-name", |t| t.contains("(disabled)")).await;
     click(c, "unit-enable").await;

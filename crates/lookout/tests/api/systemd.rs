@@ -1313,3 +1313,46 @@ async fn units_matching_a_watched_pattern_are_registered_when_found() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("watch"), "{err}");
 }
+
+/// A unit's journal is followed as it is written: each new entry is a `log`
+/// server-sent event; an unknown unit is 404 like its status.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_units_journal_is_followed_as_it_is_written() {
+    let sb = SystemdSandbox::start();
+    sb.write_unit(
+        "ticker.service",
+        "[Service]\nExecStart=/bin/sh -c 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done'\n",
+    );
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "ticker.service"]);
+    let hub = hub_in(&sb);
+    let mut stream = lookout_testkit::SseClient::connect(
+        &hub.client,
+        &hub.url("/api/services/ticker.service/logs/follow"),
+        None,
+    )
+    .await;
+    let first = stream.wait_for(SOON, |m| m.event == "log").await;
+    let n = |m: &lookout_testkit::SseMessage| -> u64 {
+        m.data["message"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("tick ")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let first_n = n(&first);
+    assert!(first.data["time"].is_string(), "{:?}", first.data);
+    // Later lines follow, each once, in order.
+    for next in first_n + 1..=first_n + 3 {
+        let m = stream.wait_for(SOON, |m| m.event == "log").await;
+        assert_eq!(n(&m), next);
+    }
+    assert_eq!(
+        hub.get("/api/services/nosuch.service/logs/follow")
+            .await
+            .status(),
+        404
+    );
+}
