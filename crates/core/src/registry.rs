@@ -881,20 +881,13 @@ impl Registry {
     /// `silent_before` (the second). Memory can only be behind the database
     /// (another hub's heartbeats), so a "no" here is a "no" there.
     pub fn may_be_due(&self, now: DateTime<Utc>, silent_before: DateTime<Utc>) -> (bool, bool) {
-        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
         let memory = self.read();
         let (mut overdue, mut silent) = (false, false);
         for entry in memory.by_id.values() {
             let s = &entry.service;
-            if let (Some(ttl), Some(last)) = (s.heartbeat_ttl_secs, s.last_heartbeat) {
-                overdue |= s.state != Status::Failure && last + secs(ttl) < now;
-                silent |= last < silent_before;
-            }
-            if let (true, Some(last)) = (s.has_push_token, s.last_push) {
-                let allowed =
-                    s.push_period_secs.unwrap_or(86_400) + s.push_grace_secs.unwrap_or(3_600);
-                overdue |= s.state != Status::Failure && last + secs(allowed) < now;
-            }
+            overdue |= s.state != Status::Failure && s.missed_after().is_some_and(|t| t < now);
+            silent |= s.heartbeat_ttl_secs.is_some()
+                && s.last_heartbeat.is_some_and(|t| t < silent_before);
             // Agents' liveness is not in memory: their checks are looked up.
             overdue |= s.server_id.is_some() && s.state != Status::Unknown;
             if overdue && silent {

@@ -158,7 +158,34 @@ pub struct Service {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A push URL's period when none was set: a ping a day.
+pub const PUSH_PERIOD_SECS: u64 = 86_400;
+/// A push URL's grace after its period when none was set.
+pub const PUSH_GRACE_SECS: u64 = 3_600;
+
 impl Service {
+    /// When the service's heartbeat or push ping is missed if nothing
+    /// arrives before (the earlier of the two); `None` when it has neither,
+    /// or has not been heard from yet. What the overdue sweep looks for.
+    pub fn missed_after(&self) -> Option<DateTime<Utc>> {
+        let after = |last: Option<DateTime<Utc>>, secs: u64| {
+            last.map(|t| {
+                t + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+            })
+        };
+        let heartbeat = self
+            .heartbeat_ttl_secs
+            .and_then(|ttl| after(self.last_heartbeat, ttl));
+        let push = self.has_push_token.then(|| {
+            let period = self.push_period_secs.unwrap_or(PUSH_PERIOD_SECS);
+            after(
+                self.last_push,
+                period + self.push_grace_secs.unwrap_or(PUSH_GRACE_SECS),
+            )
+        });
+        heartbeat.into_iter().chain(push.flatten()).min()
+    }
+
     /// How the service is watched, with what was last heard of it, at `now`
     /// (`agent_online` matters only to an agent's check: whether its server's
     /// agent is in touch; `rules` are the hub's settings of the status rules).
@@ -170,8 +197,8 @@ impl Service {
     ) -> ServiceKind<'_> {
         let age = |t: Option<DateTime<Utc>>| t.map(|t| (now - t).num_milliseconds().max(0) / 1000);
         let has_http_check = self.health_url_parts().is_some();
-        let secs = |v: Option<u64>, default: i64| {
-            v.map_or(default, |v| i64::try_from(v).unwrap_or(i64::MAX / 2))
+        let secs = |v: Option<u64>, default: u64| {
+            i64::try_from(v.unwrap_or(default)).unwrap_or(i64::MAX / 2)
         };
         if self.server_id.is_some() {
             ServiceKind::AgentCheck {
@@ -190,8 +217,8 @@ impl Service {
         } else if self.has_push_token && !has_http_check {
             ServiceKind::Push {
                 seconds_since_last: age(self.last_push),
-                deadline_secs: secs(self.push_period_secs, 86_400)
-                    .saturating_add(secs(self.push_grace_secs, 3600)),
+                deadline_secs: secs(self.push_period_secs, PUSH_PERIOD_SECS)
+                    .saturating_add(secs(self.push_grace_secs, PUSH_GRACE_SECS)),
                 reported: self
                     .push_status
                     .as_deref()
@@ -321,8 +348,8 @@ impl Service {
             heartbeat_ttl_secs: self.heartbeat_ttl_secs,
             last_heartbeat: self.last_heartbeat,
             push: self.has_push_token.then(|| PushView {
-                period_secs: self.push_period_secs.unwrap_or(86_400),
-                grace_secs: self.push_grace_secs.unwrap_or(3600),
+                period_secs: self.push_period_secs.unwrap_or(PUSH_PERIOD_SECS),
+                grace_secs: self.push_grace_secs.unwrap_or(PUSH_GRACE_SECS),
                 last_ping: self.last_push,
                 last_status: self.push_status.clone(),
                 last_message: self.push_message.clone(),

@@ -30,20 +30,8 @@ impl Systemd {
     /// The last `lines` entries of `unit`, oldest first.
     pub async fn logs(&self, unit: &UnitName, lines: u32) -> Result<Vec<LogEntry>, Error> {
         let lines = lines.clamp(1, MAX_LINES);
-        let name = unit.as_str();
-        let args = [
-            "--no-pager".to_owned(),
-            "--quiet".to_owned(),
-            "--output=json".to_owned(),
-            format!("--lines={lines}"),
-            format!("_SYSTEMD_UNIT={name}"),
-            "+".to_owned(),
-            format!("UNIT={name}"),
-            "+".to_owned(),
-            format!("_SYSTEMD_USER_UNIT={name}"),
-            "+".to_owned(),
-            format!("USER_UNIT={name}"),
-        ];
+        let mut args = vec![format!("--lines={lines}")];
+        args.extend(unit_matches(unit));
         let run = tokio::process::Command::new("journalctl")
             .args(&args)
             .stdin(std::process::Stdio::null())
@@ -65,13 +53,13 @@ impl Systemd {
     }
 }
 
-/// Parses `journalctl -o json` output; lines that are not JSON objects are skipped.
 /// The journal of one unit as it is written: `journalctl --follow` of the
 /// same matches as [`Systemd::logs`], from now on. The process ends when
 /// this is dropped.
 #[derive(Debug)]
 pub struct LogFollower {
-    child: tokio::process::Child,
+    /// Killed when dropped (`kill_on_drop`).
+    _child: tokio::process::Child,
     lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
 }
 
@@ -87,31 +75,12 @@ impl LogFollower {
     }
 }
 
-impl Drop for LogFollower {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
 impl Systemd {
     /// Follows `unit`'s journal from now on.
     pub fn follow_logs(&self, unit: &UnitName) -> Result<LogFollower, Error> {
         use tokio::io::AsyncBufReadExt as _;
-        let name = unit.as_str();
-        let args = [
-            "--no-pager".to_owned(),
-            "--quiet".to_owned(),
-            "--output=json".to_owned(),
-            "--follow".to_owned(),
-            "--lines=0".to_owned(),
-            format!("_SYSTEMD_UNIT={name}"),
-            "+".to_owned(),
-            format!("UNIT={name}"),
-            "+".to_owned(),
-            format!("_SYSTEMD_USER_UNIT={name}"),
-            "+".to_owned(),
-            format!("USER_UNIT={name}"),
-        ];
+        let mut args = vec!["--follow".to_owned(), "--lines=0".to_owned()];
+        args.extend(unit_matches(unit));
         let mut child = tokio::process::Command::new("journalctl")
             .args(&args)
             .stdin(std::process::Stdio::null())
@@ -125,12 +94,33 @@ impl Systemd {
             .take()
             .ok_or_else(|| Error::Journal("journalctl has no output".into()))?;
         Ok(LogFollower {
-            child,
+            _child: child,
             lines: tokio::io::BufReader::new(stdout).lines(),
         })
     }
 }
 
+/// journalctl's output options and the matches of `unit`'s entries: the
+/// system manager's (`_SYSTEMD_UNIT`, and `UNIT` for systemd's own messages
+/// about it) or a user manager's (`_SYSTEMD_USER_UNIT`, `USER_UNIT`), as
+/// argv words.
+fn unit_matches(unit: &UnitName) -> [String; 10] {
+    let name = unit.as_str();
+    [
+        "--no-pager".to_owned(),
+        "--quiet".to_owned(),
+        "--output=json".to_owned(),
+        format!("_SYSTEMD_UNIT={name}"),
+        "+".to_owned(),
+        format!("UNIT={name}"),
+        "+".to_owned(),
+        format!("_SYSTEMD_USER_UNIT={name}"),
+        "+".to_owned(),
+        format!("USER_UNIT={name}"),
+    ]
+}
+
+/// Parses `journalctl -o json` output; lines that are not JSON objects are skipped.
 pub fn parse_json_lines(output: &[u8]) -> Vec<LogEntry> {
     output
         .split(|b| *b == b'\n')

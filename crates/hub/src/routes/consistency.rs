@@ -65,25 +65,21 @@ pub async fn read_your_writes(
     if !request.uri().path().starts_with("/api/") {
         return next.run(request).await;
     }
-    let asked = min_event(&request);
-    let consistent = state.shared_database || matches!(asked, Ok(Some(_)));
-    match asked {
+    let asked = match min_event(&request) {
+        Ok(asked) => asked,
         Err(refused) => return refused.into_response(),
-        Ok(Some(id)) => {
-            if !state.registry.wait_applied(id, MIN_EVENT_WAIT).await {
-                let mut response = ApiError::Unavailable(format!(
-                    "this hub has applied events up to {}, not yet {id}; retry in a second",
-                    state.registry.applied()
-                ))
-                .into_response();
-                response
-                    .headers_mut()
-                    .insert("retry-after", HeaderValue::from_static("1"));
-                return response;
-            }
+    };
+    if let Some(id) = asked {
+        if !state.registry.wait_applied(id, MIN_EVENT_WAIT).await {
+            // 503 with `Retry-After: 1`.
+            return ApiError::Busy(format!(
+                "this hub has applied events up to {}, not yet {id}; retry in a second",
+                state.registry.applied()
+            ))
+            .into_response();
         }
-        Ok(None) => {}
     }
+    let consistent = state.shared_database || asked.is_some();
     let write = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS

@@ -378,6 +378,16 @@ pub(crate) fn may_disable(unit: &str) -> bool {
 /// Unit file states whose `[Install]` links lookout may add or remove.
 const INSTALLABLE: &[&str] = &["enabled", "enabled-runtime", "disabled", "linked"];
 
+/// Which of `enable` and `disable` applies to `unit` in `file_state`, if
+/// lookout would do it (what the service page offers).
+pub(crate) fn install_action(unit: &str, file_state: Option<&str>) -> Option<&'static str> {
+    match file_state? {
+        "disabled" => Some("enable"),
+        state if INSTALLABLE.contains(&state) && may_disable(unit) => Some("disable"),
+        _ => None,
+    }
+}
+
 /// Why a unit file in `file_state` cannot be enabled or disabled.
 fn not_installable(file_state: &str) -> &'static str {
     match file_state {
@@ -460,6 +470,9 @@ async fn install_unaudited(
         return Err(refused(not_installable(&before)));
     }
     if enable {
+        if let Some(why) = refusal(unit.as_str(), Action::Start) {
+            return Err(refused(why));
+        }
         // Enabled, it starts at every boot: the same effects as a start.
         let hazard = with_systemd(state, |s| {
             let unit = unit.clone();
@@ -472,26 +485,22 @@ async fn install_unaudited(
         if let Some(hazard) = hazard {
             return Err(refused(&hazard.to_string()));
         }
-        if let Some(why) = refusal(unit.as_str(), Action::Start) {
-            return Err(refused(why));
-        }
     }
-    let after = state
-        .discovery
-        .with(true, |s| {
-            let unit = unit.clone();
-            async move {
-                if enable {
-                    s.enable(&[&unit]).await?;
-                } else {
-                    s.disable(&[&unit]).await?;
-                }
-                s.reload().await?;
-                file_state(s, unit).await
+    // Linking and reloading again after a broken connection is harmless.
+    let after = with_systemd(state, |s| {
+        let unit = unit.clone();
+        async move {
+            if enable {
+                s.enable(&[&unit]).await?;
+            } else {
+                s.disable(&[&unit]).await?;
             }
-        })
-        .await?
-        .unwrap_or_else(|| "unknown".into());
+            s.reload().await?;
+            file_state(s, unit).await
+        }
+    })
+    .await?
+    .unwrap_or_else(|| "unknown".into());
     tracing::info!(unit = %unit, file_state = %after, "unit file {verb}");
     Ok(InstallOutcome {
         unit: unit.to_string(),
@@ -598,13 +607,6 @@ async fn follow_logs(
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
     use futures::StreamExt as _;
     let target = resolve(&state, &id).await?;
-    let unit = target.unit.clone();
-    // A unit systemd does not know is 404, as for its status and logs.
-    with_systemd(&state, |s| {
-        let unit = unit.clone();
-        async move { s.status(&unit).await }
-    })
-    .await?;
     let permit = state
         .log_followers
         .clone()
@@ -615,8 +617,12 @@ async fn follow_logs(
             ))
         })?;
     let follower = with_systemd(&state, |s| {
-        let unit = unit.clone();
-        async move { s.follow_logs(&unit) }
+        let unit = target.unit.clone();
+        async move {
+            // A unit systemd does not know is 404, as for its status and logs.
+            s.status(&unit).await?;
+            s.follow_logs(&unit)
+        }
     })
     .await?;
     let hello = futures::stream::once(async {

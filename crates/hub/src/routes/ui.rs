@@ -427,15 +427,10 @@ impl UnitSection {
         .into_iter()
         .filter(|(action, applies)| *applies && super::systemd::refusal(&name, *action).is_none())
         .map(|(action, _)| action.as_str())
-        .chain(match service.unit_file_state.as_deref() {
-            Some("disabled") => Some("enable"),
-            Some("enabled" | "enabled-runtime" | "linked")
-                if super::systemd::may_disable(&name) =>
-            {
-                Some("disable")
-            }
-            _ => None,
-        })
+        .chain(super::systemd::install_action(
+            &name,
+            service.unit_file_state.as_deref(),
+        ))
         .collect();
         let log = if active == "removed" {
             Err("the unit is gone".to_owned())
@@ -811,18 +806,16 @@ async fn control_from_form(
         who: &who,
         client: &client,
     };
-    let back = if q.get("back").is_some_and(|b| b == "service") && id.parse::<i64>().is_ok() {
-        format!("/services/{id}")
-    } else {
-        "/scan".to_owned()
-    };
+    // From the service's page: back to it, with the new state.
+    let to_service = (q.get("back").is_some_and(|b| b == "service") && id.parse::<i64>().is_ok())
+        .then(|| format!("/services/{id}"));
     if let Some(enable) = match action.as_str() {
         "enable" => Some(true),
         "disable" => Some(false),
         _ => None,
     } {
         return match super::systemd::install(&state, &id, enable, actor).await {
-            Ok(_) => Redirect::to(&back).into_response(),
+            Ok(_) => Redirect::to(to_service.as_deref().unwrap_or("/scan")).into_response(),
             Err(e) => api_error_page(&e),
         };
     }
@@ -834,9 +827,8 @@ async fn control_from_form(
         );
     };
     match super::systemd::control(&state, &id, action, actor).await {
-        Ok(_) if q.get("back").is_some_and(|b| b == "service") && id.parse::<i64>().is_ok() => {
-            // From the service's page: back to it, with the new state.
-            Redirect::to(&format!("/services/{id}")).into_response()
+        Ok(_) if to_service.is_some() => {
+            Redirect::to(to_service.as_deref().unwrap_or("/")).into_response()
         }
         Ok(outcome) => {
             let q = serde_urlencoded::to_string([

@@ -372,6 +372,14 @@ async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
     c.set_window_size(390, 844).await.unwrap();
     assert_no_sideways_scroll(c).await;
     screenshot(c, "unit-page-phone").await;
+    // The systemd section's buttons and log, further down on a phone.
+    c.execute(
+        "document.querySelector('.unit-actions').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(c, "unit-page-phone-systemd").await;
     c.set_window_size(1280, 900).await.unwrap();
     dark_screenshot(&hub.url(&format!("/services/{id}")), "unit-page-dark");
 
