@@ -458,6 +458,8 @@ mod tests {
                 response_code: Some(200),
                 latency_ms: Some(1),
                 error: None,
+                warning: None,
+                cert_expires_at: None,
             };
             store.record_health_check(&check).await.unwrap();
         }

@@ -158,18 +158,16 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// One of the hub's HTTP probes ran.
-    pub fn http_check(&self, up: bool, error: bool) {
+    /// One of the hub's probes ran: `source` is its kind (`http`, `tcp`,
+    /// `tls`, `icmp`, `dns`).
+    pub fn probe_check(&self, source: &'static str, up: bool, error: bool) {
         let status = if up { "up" } else { "down" };
         self.checks
-            .get_or_create(&CheckLabels {
-                source: "http",
-                status,
-            })
+            .get_or_create(&CheckLabels { source, status })
             .inc();
         if error {
             self.check_errors
-                .get_or_create(&SourceLabels { source: "http" })
+                .get_or_create(&SourceLabels { source })
                 .inc();
         }
     }

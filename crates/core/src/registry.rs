@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use lookout_proto::agent::{CheckDecl, StatusUpdate};
+use lookout_proto::service::{check_combination, BaseUrl, HealthEndpoint};
 use lookout_proto::service::{
     NewService, RegistryStatus, ServicePatch, StatusEventView, TimerView,
 };
@@ -153,7 +154,7 @@ struct Memory {
 fn shape(s: &Service) -> impl PartialEq + '_ {
     (
         s.status,
-        s.health_url(),
+        s.check_url(),
         s.check_interval_secs,
         s.check_timeout_ms,
     )
@@ -743,6 +744,26 @@ impl Registry {
         if patch.is_empty() {
             return Ok(self.get(id).map(|e| (e.service.clone(), None)));
         }
+        let mut patch = patch.clone();
+        if let Some(old) = self.get(id) {
+            let old = &old.service;
+            patch.resolve_probe(&old.probe);
+            let base_url = match &patch.base_url {
+                Some(new) => new.clone(),
+                None => old.base_url.as_deref().and_then(|u| BaseUrl::parse(u).ok()),
+            };
+            let endpoint = match &patch.health_endpoint {
+                Some(new) => new.clone(),
+                None => old
+                    .health_endpoint
+                    .as_deref()
+                    .and_then(|e| HealthEndpoint::parse(e).ok()),
+            };
+            let probe = patch.probe.as_ref().unwrap_or(&old.probe);
+            check_combination(base_url.as_ref(), endpoint.as_ref(), probe)
+                .map_err(StoreError::Invalid)?;
+        }
+        let patch = &patch;
         let Some((service, change)) = self.store.change_service(id, patch, now).await? else {
             self.apply([(id, None)], |_| Vec::new());
             return Ok(None);
@@ -792,6 +813,8 @@ impl Registry {
                 service.last_response_code = written.last_response_code;
                 service.last_latency_ms = written.last_latency_ms;
                 service.last_error = written.last_error;
+                service.last_warning = written.last_warning;
+                service.cert_expires_at = written.cert_expires_at;
                 service.state = written.state;
                 service.state_reason = written.state_reason;
                 service.state_since = written.state_since;

@@ -141,6 +141,7 @@ impl From<StoreError> for ApiError {
             StoreError::Database(e) => ApiError::Internal(e),
             e @ StoreError::SchemaTooNew { .. } => ApiError::Internal(e.into()),
             StoreError::Refused(message) => ApiError::BadRequest(message, vec![]),
+            StoreError::Invalid(field) => ApiError::Validation(vec![field]),
         }
     }
 }

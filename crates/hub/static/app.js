@@ -115,3 +115,36 @@ if (unitLog && unitLog.dataset.follow && window.EventSource) {
     unitLog.scrollTop = unitLog.scrollHeight;
   });
 }
+
+// The service form: show the fields the chosen check uses, and a URL
+// example of its kind. Without this script every field shows.
+(function () {
+  const check = document.getElementById("check");
+  const url = document.getElementById("base_url");
+  if (!check || !url) return;
+  const examples = {
+    http: "http://192.168.1.10:3000",
+    tcp: "tcp://192.168.1.10:5432",
+    tls: "tls://mail.home.lan:993",
+    icmp: "icmp://192.168.1.1",
+    dns: "dns://192.168.1.1",
+  };
+  const show = () => {
+    const kind = check.value;
+    document.querySelectorAll("[data-kinds]").forEach((field) => {
+      field.hidden = !field.dataset.kinds.split(" ").includes(kind);
+    });
+    url.placeholder = examples[kind] || "";
+  };
+  // A URL typed with a scheme chooses the check.
+  url.addEventListener("change", () => {
+    const m = /^([a-z]+):\/\//i.exec(url.value.trim());
+    const scheme = m && (m[1].toLowerCase() === "https" ? "http" : m[1].toLowerCase());
+    if (scheme && examples[scheme] && scheme !== check.value) {
+      check.value = scheme;
+      show();
+    }
+  });
+  check.addEventListener("change", show);
+  show();
+})();

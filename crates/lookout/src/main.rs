@@ -12,6 +12,7 @@ use lookout_hub::{Application, Config};
 
 mod agent;
 mod check;
+mod probe;
 
 fn cli() -> Command {
     let mut serve = Command::new("serve")
@@ -52,6 +53,7 @@ fn cli() -> Command {
         .subcommand(user_command())
         .subcommand(check::command())
         .subcommand(agent::command())
+        .subcommand(probe::command())
         .subcommand(with_database_args(
             Command::new("export")
                 .about("Write the whole database as one JSON document (docs/export.md): a backup, or a move to another database")
@@ -440,6 +442,7 @@ fn main() -> ExitCode {
         Some(("import", m)) => import(m).map(|()| ExitCode::SUCCESS),
         Some(("check", m)) => check::run(m),
         Some(("agent", m)) => agent::run(m),
+        Some(("probe", m)) => probe::run(m),
         _ => unreachable!("clap requires a known subcommand"),
     };
     match result {

@@ -6,7 +6,9 @@
 
 pub mod agent;
 pub mod check;
+pub mod condition;
 pub mod error;
+pub mod monitor;
 pub mod notify;
 pub mod service;
 pub mod status;

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::condition::{parse_conditions, Condition, ConditionSpec};
 use crate::error::FieldError;
+use crate::monitor::{DnsQuery, HttpSettings, ProbeSettings, Target, TlsSettings};
 
 /// Longest accepted service name, in characters.
 pub const NAME_MAX_CHARS: usize = 255;
@@ -142,7 +144,8 @@ impl ServiceName {
     }
 }
 
-/// An absolute `http` or `https` URL with a host and without credentials.
+/// An absolute URL with a host and without credentials, in one of the
+/// schemes a check can reach ([`crate::monitor::SCHEMES`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BaseUrl(Url);
 
@@ -152,11 +155,10 @@ impl BaseUrl {
         if raw.len() > URL_MAX_LEN {
             return Err(format!("must be at most {URL_MAX_LEN} bytes"));
         }
-        let url = Url::parse(raw)
-            .map_err(|e| format!("must be an absolute http:// or https:// URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("must use http or https, not {:?}", url.scheme()));
-        }
+        let url = Url::parse(raw).map_err(|e| {
+            format!("must be an absolute URL such as http://host:8080 or tcp://host:5432 ({e})")
+        })?;
+        crate::monitor::Target::from_url(&url)?;
         if url.host_str().is_none_or(str::is_empty) {
             return Err("must name a host".into());
         }
@@ -189,6 +191,13 @@ impl BaseUrl {
     /// The port the URL names or implies (80 for http, 443 for https).
     pub fn port(&self) -> Option<u16> {
         self.0.port_or_known_default()
+    }
+
+    /// What a check of this URL reaches.
+    pub fn target(&self) -> crate::monitor::Target {
+        // Checked when parsed.
+        crate::monitor::Target::from_url(&self.0)
+            .unwrap_or_else(|_| crate::monitor::Target::Http(self.0.clone()))
     }
 }
 
@@ -242,6 +251,9 @@ pub struct NewService {
     pub maintenance_until: Option<DateTime<Utc>>,
     pub notify_after: Option<u64>,
     pub start_period_secs: Option<u64>,
+    pub retry_interval_secs: Option<u64>,
+    pub conditions: Vec<Condition>,
+    pub probe: ProbeSettings,
 }
 
 /// A validated partial update. The outer `Option` says whether the field was sent;
@@ -260,11 +272,50 @@ pub struct ServicePatch {
     pub maintenance_until: Option<Option<DateTime<Utc>>>,
     pub notify_after: Option<Option<u64>>,
     pub start_period_secs: Option<Option<u64>>,
+    pub retry_interval_secs: Option<Option<u64>>,
+    /// `Some(vec![])` clears them.
+    pub conditions: Option<Vec<Condition>>,
+    pub http: Option<Option<HttpSettings>>,
+    pub tls: Option<Option<TlsSettings>>,
+    pub dns: Option<Option<DnsQuery>>,
+    /// The probe settings the service gets: `http`, `tls` and `dns` over
+    /// what it has ([`ServicePatch::resolve_probe`]), which the store writes.
+    pub probe: Option<ProbeSettings>,
 }
 
 impl ServicePatch {
     pub fn is_empty(&self) -> bool {
         *self == ServicePatch::default()
+    }
+
+    /// Sets [`ServicePatch::probe`] from `http`, `tls` and `dns` over the
+    /// service's `current` settings. A header sent back as [`HIDDEN`] (as
+    /// the API shows credentials) keeps its stored value.
+    pub fn resolve_probe(&mut self, current: &ProbeSettings) {
+        if self.http.is_none() && self.tls.is_none() && self.dns.is_none() {
+            return;
+        }
+        let mut probe = current.clone();
+        if let Some(http) = &self.http {
+            let mut http = http.clone();
+            if let (Some(new), Some(old)) = (&mut http, &current.http) {
+                for (name, value) in &mut new.headers {
+                    if value == HIDDEN {
+                        if let Some(kept) = old.headers.get(name) {
+                            value.clone_from(kept);
+                        }
+                    }
+                }
+            }
+            probe.http = http;
+        }
+        if let Some(tls) = &self.tls {
+            probe.tls.clone_from(tls);
+        }
+        if let Some(dns) = &self.dns {
+            probe.dns.clone_from(dns);
+        }
+        self.probe = Some(probe);
     }
 }
 
@@ -300,6 +351,8 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "created_at",
     "updated_at",
     "health_url",
+    "check_kind",
+    "cert_expires_at",
     "server_id",
     "check",
 ];
@@ -321,6 +374,11 @@ pub const WRITABLE_FIELDS: &[&str] = &[
     "maintenance_until",
     "notify_after",
     "start_period_secs",
+    "retry_interval_secs",
+    "conditions",
+    "http",
+    "tls",
+    "dns",
 ];
 
 /// Parses a create request. Every problem is reported, not just the first.
@@ -349,12 +407,21 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
         .port
         .flatten()
         .or_else(|| base_url.as_ref().and_then(BaseUrl::port));
+    let probe = ProbeSettings {
+        http: patch.http.flatten(),
+        tls: patch.tls.flatten(),
+        dns: patch.dns.flatten(),
+    };
+    let health_endpoint = patch.health_endpoint.flatten();
+    if let Err(e) = check_combination(base_url.as_ref(), health_endpoint.as_ref(), &probe) {
+        return Err(vec![e]);
+    }
     Ok(NewService {
         name,
         description: patch.description.flatten(),
         base_url,
         port,
-        health_endpoint: patch.health_endpoint.flatten(),
+        health_endpoint,
         reported_state,
         check_interval_secs: patch.check_interval_secs.flatten(),
         check_timeout_ms: patch.check_timeout_ms.flatten(),
@@ -362,7 +429,34 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
         maintenance_until: patch.maintenance_until.flatten(),
         notify_after: patch.notify_after.flatten(),
         start_period_secs: patch.start_period_secs.flatten(),
+        retry_interval_secs: patch.retry_interval_secs.flatten(),
+        conditions: patch.conditions.unwrap_or_default(),
+        probe,
     })
+}
+
+/// Whether a service's URL, health endpoint and probe settings go together:
+/// a health endpoint is a path of an HTTP URL, and a DNS check needs its
+/// question. The error names the field to change.
+pub fn check_combination(
+    base_url: Option<&BaseUrl>,
+    health_endpoint: Option<&HealthEndpoint>,
+    probe: &ProbeSettings,
+) -> Result<(), FieldError> {
+    let target = base_url.map(BaseUrl::target);
+    if health_endpoint.is_some() && !matches!(target, None | Some(Target::Http(_))) {
+        return Err(FieldError::new(
+            "health_endpoint",
+            "is a path of an http:// or https:// URL; a tcp, tls, icmp or dns check has none",
+        ));
+    }
+    if matches!(target, Some(Target::Dns { .. })) && probe.dns.is_none() {
+        return Err(FieldError::new(
+            "dns",
+            "is required for a dns:// URL: {\"name\": \"example.org\", \"type\": \"A\"}",
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a partial update: only the fields present change.
@@ -452,7 +546,45 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
         start_period_secs: field(body, "start_period_secs", errors, |v| {
             ranged(v, &START_PERIOD_RANGE_SECS, "seconds")
         }),
+        retry_interval_secs: field(body, "retry_interval_secs", errors, |v| {
+            ranged(v, &INTERVAL_RANGE_SECS, "seconds")
+        }),
+        conditions: None,
+        http: field(body, "http", errors, |v| {
+            let mut http: HttpSettings = object(v)?;
+            http.validate()?;
+            Ok(http)
+        }),
+        tls: field(body, "tls", errors, |v| {
+            let tls: TlsSettings = object(v)?;
+            tls.validate()?;
+            Ok(tls)
+        }),
+        dns: field(body, "dns", errors, |v| {
+            let mut dns: DnsQuery = object(v)?;
+            dns.validate()?;
+            Ok(dns)
+        }),
+        probe: None,
     };
+    match body.get("conditions") {
+        None => {}
+        Some(Value::Null) => patch.conditions = Some(Vec::new()),
+        Some(v) => match serde_json::from_value::<Vec<ConditionSpec>>(v.clone()) {
+            Err(_) => errors.push(FieldError::new(
+                "conditions",
+                "must be a list of strings such as \"[STATUS] == 200\", or of objects {\"expr\": ..., \"on_fail\": \"WARNING\"}",
+            )),
+            Ok(specs) => match parse_conditions(&specs) {
+                Ok(conditions) => patch.conditions = Some(conditions),
+                Err(bad) => {
+                    for (i, message) in bad {
+                        errors.push(FieldError::new(format!("conditions[{i}]"), message));
+                    }
+                }
+            },
+        },
+    }
 
     // Seed 001's `status` is the reported state; "configured" (what the API
     // returns as `status`) is accepted and leaves it alone.
@@ -502,6 +634,33 @@ fn field<T>(
     }
 }
 
+/// What an API view shows of a header value that looks like a credential.
+pub const HIDDEN: &str = "********";
+
+/// Whether a header's value is kept from readers of the API.
+pub fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "cookie",
+        "token",
+        "key",
+        "secret",
+        "password",
+        "auth",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// A JSON object as `T`, or the one-line reason it is not one.
+fn object<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, String> {
+    if !v.is_object() {
+        return Err(format!("must be an object, got {}", kind(v)));
+    }
+    serde_json::from_value(v.clone()).map_err(|e| e.to_string())
+}
+
 fn as_str(v: &Value) -> Result<&str, String> {
     v.as_str()
         .ok_or_else(|| format!("must be a string, got {}", kind(v)))
@@ -545,8 +704,26 @@ pub struct ServiceView {
     pub url: Option<String>,
     pub port: Option<u16>,
     pub health_endpoint: Option<String>,
-    /// `base_url` + `health_endpoint`, the URL the checker requests.
+    /// The URL the hub checks: `base_url` + `health_endpoint`, or a
+    /// registered service's URL itself.
     pub health_url: Option<String>,
+    /// How the hub checks it, by the URL's scheme: `http`, `tcp`, `tls`,
+    /// `icmp` or `dns`; absent when the hub does not check it.
+    pub check_kind: Option<String>,
+    /// Conditions on the check's result, in Gatus's syntax.
+    pub conditions: Vec<ConditionSpec>,
+    /// An HTTP check's method, headers, body, redirects and accepted codes.
+    /// Header values that look like credentials are shown as `********`;
+    /// sending that back keeps the stored value.
+    pub http: Option<HttpSettings>,
+    /// How a TLS or HTTPS check verifies the server.
+    pub tls: Option<TlsSettings>,
+    /// A DNS check's question.
+    pub dns: Option<DnsQuery>,
+    /// The check interval while the check fails.
+    pub retry_interval_secs: Option<u64>,
+    /// When the server's certificate expires, as the last check saw it.
+    pub cert_expires_at: Option<DateTime<Utc>>,
     pub status: RegistryStatus,
     /// The unit's active state at the last scan, or `removed` when it is gone.
     pub systemd_state: Option<String>,
@@ -663,8 +840,13 @@ pub struct HealthCheckView {
     pub response_code: Option<u16>,
     pub latency_ms: Option<u64>,
     pub checked_at: DateTime<Utc>,
-    /// Why the check failed (timeout, refused, TLS, HTTP status), if it did.
+    /// Why the check failed (timeout, refused, TLS, HTTP status, a
+    /// condition), if it did.
     pub error: Option<String>,
+    /// Why a check that passed warns (a condition marked WARNING, a
+    /// certificate near expiry), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 //!
 //! | source | condition | status |
 //! |---|---|---|
-//! | HTTP health check | any 2xx | `OK` |
-//! | HTTP health check | timeout, refused, TLS error, other status | `FAILURE` |
-//! | HTTP health check | configured but not run yet | `UNKNOWN` |
+//! | the hub's check (HTTP, TCP, TLS, ICMP, DNS) | passes | `OK` |
+//! | the hub's check | passes, but a condition marked WARNING fails (or the certificate is near expiry) | `WARNING` |
+//! | the hub's check | timeout, refused, TLS error, other status, a failed condition | `FAILURE` |
+//! | the hub's check | configured but not run yet, or cannot run here | `UNKNOWN` |
 //! | systemd unit | `failed` | `FAILURE` (wins over a passing HTTP check) |
 //! | systemd unit | restarted automatically `crash_loop_restarts` times (default 5) and not yet up for 60 s | `FAILURE` (a crash loop) |
 //! | systemd unit | `inactive` or restarting, HTTP check passing | `WARNING` (another process answers) |
@@ -94,6 +95,8 @@ pub enum ServiceKind<'a> {
         health: HealthStatus,
         has_http_check: bool,
         last_error: Option<&'a str>,
+        /// The last check passed with a condition marked WARNING failing.
+        warning: Option<&'a str>,
         unit: Option<UnitFacts<'a>>,
         /// `Some(period)` while the service is within its start period,
         /// when failed checks do not count.
@@ -218,20 +221,40 @@ impl ServiceKind<'_> {
                 health,
                 has_http_check,
                 last_error,
+                warning,
                 unit,
                 starting,
                 rules,
-            } => polled_status(health, has_http_check, last_error, unit, starting, rules),
+            } => polled_status(
+                health,
+                has_http_check,
+                Checked {
+                    error: last_error,
+                    warning,
+                },
+                unit,
+                starting,
+                rules,
+            ),
         }
     }
 }
 
-/// The status of a polled service from its HTTP check and its systemd
+/// What the last check said beyond passing or failing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checked<'a> {
+    /// Why it failed.
+    pub error: Option<&'a str>,
+    /// Why it passed with a warning.
+    pub warning: Option<&'a str>,
+}
+
+/// The status of a polled service from its check and its systemd
 /// unit, with the reason a person reads.
 pub fn polled_status(
     health: HealthStatus,
     has_http_check: bool,
-    last_error: Option<&str>,
+    checked: Checked<'_>,
     unit: Option<UnitFacts<'_>>,
     starting: Option<u64>,
     rules: StatusRules,
@@ -270,10 +293,16 @@ pub fn polled_status(
                             .map_or(u.active_state, |_| "waiting to restart")
                     ),
                 ),
-                None => (Status::Ok, "health check passed".into()),
+                None => match checked.warning {
+                    Some(why) => (
+                        Status::Warning,
+                        format!("health check passed with a warning: {why}"),
+                    ),
+                    None => (Status::Ok, "health check passed".into()),
+                },
             },
             HealthStatus::Unhealthy => {
-                let error = last_error.unwrap_or("no answer");
+                let error = checked.error.unwrap_or("no answer");
                 match starting {
                     Some(period) => (
                         Status::Unknown,
@@ -282,7 +311,11 @@ pub fn polled_status(
                     None => (Status::Failure, format!("health check failed: {error}")),
                 }
             }
-            HealthStatus::Unknown => (Status::Unknown, "not checked yet".into()),
+            // A check that cannot run here says why (ping not allowed ...).
+            HealthStatus::Unknown => match checked.error {
+                Some(why) => (Status::Unknown, why.to_owned()),
+                None => (Status::Unknown, "not checked yet".into()),
+            },
         };
     }
     let Some(u) = unit else {
@@ -374,6 +407,45 @@ pub fn agent_check_status(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_check_that_passed_with_a_warning_or_could_not_run_says_so() {
+        let rules = StatusRules::default();
+        let warned = Checked {
+            error: None,
+            warning: Some("[RESPONSE_TIME] < 300: was 512 ms"),
+        };
+        assert_eq!(
+            polled_status(HealthStatus::Healthy, true, warned, None, None, rules),
+            (
+                Status::Warning,
+                "health check passed with a warning: [RESPONSE_TIME] < 300: was 512 ms".into()
+            )
+        );
+        let cannot = Checked {
+            error: Some("cannot ping: net.ipv4.ping_group_range ..."),
+            warning: None,
+        };
+        assert_eq!(
+            polled_status(HealthStatus::Unknown, true, cannot, None, None, rules),
+            (
+                Status::Unknown,
+                "cannot ping: net.ipv4.ping_group_range ...".into()
+            )
+        );
+        assert_eq!(
+            polled_status(
+                HealthStatus::Unknown,
+                true,
+                Checked::default(),
+                None,
+                None,
+                rules
+            )
+            .1,
+            "not checked yet"
+        );
+    }
+
     fn unit(active_state: &str) -> Option<UnitFacts<'_>> {
         Some(UnitFacts {
             active_state,
@@ -390,7 +462,10 @@ mod tests {
         polled_status(
             health,
             has_http_check,
-            last_error,
+            Checked {
+                error: last_error,
+                warning: None,
+            },
             state.and_then(unit),
             None,
             StatusRules::default(),
@@ -429,7 +504,7 @@ mod tests {
         let (status, why) = polled_status(
             HealthStatus::Healthy,
             true,
-            None,
+            Checked::default(),
             Some(looping),
             None,
             rules,
@@ -445,7 +520,14 @@ mod tests {
             ..looping
         };
         assert_eq!(
-            polled_status(HealthStatus::Unknown, false, None, Some(fewer), None, rules),
+            polled_status(
+                HealthStatus::Unknown,
+                false,
+                Checked::default(),
+                Some(fewer),
+                None,
+                rules
+            ),
             (
                 Status::Warning,
                 "the systemd unit is waiting to restart (restart 5)".into()
@@ -459,7 +541,15 @@ mod tests {
             ..looping
         };
         assert_eq!(
-            polled_status(HealthStatus::Unknown, false, None, Some(up), None, rules).0,
+            polled_status(
+                HealthStatus::Unknown,
+                false,
+                Checked::default(),
+                Some(up),
+                None,
+                rules
+            )
+            .0,
             Status::Failure
         );
         // Up for a minute: stable again.
@@ -471,7 +561,7 @@ mod tests {
             polled_status(
                 HealthStatus::Unknown,
                 false,
-                None,
+                Checked::default(),
                 Some(stable),
                 None,
                 rules
@@ -487,7 +577,7 @@ mod tests {
         assert!(polled_status(
             HealthStatus::Unknown,
             false,
-            None,
+            Checked::default(),
             Some(missing),
             None,
             rules
@@ -504,7 +594,7 @@ mod tests {
             polled_status(
                 HealthStatus::Unknown,
                 false,
-                None,
+                Checked::default(),
                 Some(stopped),
                 None,
                 rules
@@ -520,7 +610,7 @@ mod tests {
             polled_status(
                 HealthStatus::Unknown,
                 false,
-                None,
+                Checked::default(),
                 Some(UnitFacts {
                     restarts: 2,
                     ..looping
@@ -546,7 +636,7 @@ mod tests {
             polled_status(
                 HealthStatus::Healthy,
                 true,
-                None,
+                Checked::default(),
                 Some(killed),
                 None,
                 StatusRules::default()
@@ -576,7 +666,10 @@ mod tests {
         let (status, why) = polled_status(
             HealthStatus::Unhealthy,
             true,
-            Some("connection refused"),
+            Checked {
+                error: Some("connection refused"),
+                warning: None,
+            },
             active,
             Some(30),
             rules,
@@ -587,11 +680,27 @@ mod tests {
             "starting (30 s start period): health check failed: connection refused"
         );
         assert_eq!(
-            polled_status(HealthStatus::Healthy, true, None, active, Some(30), rules).0,
+            polled_status(
+                HealthStatus::Healthy,
+                true,
+                Checked::default(),
+                active,
+                Some(30),
+                rules
+            )
+            .0,
             Status::Ok
         );
         assert_eq!(
-            polled_status(HealthStatus::Unhealthy, true, None, active, None, rules).0,
+            polled_status(
+                HealthStatus::Unhealthy,
+                true,
+                Checked::default(),
+                active,
+                None,
+                rules
+            )
+            .0,
             Status::Failure
         );
         // A unit that failed is red at once, start period or not.
@@ -599,7 +708,7 @@ mod tests {
             polled_status(
                 HealthStatus::Unhealthy,
                 true,
-                None,
+                Checked::default(),
                 unit("failed"),
                 Some(30),
                 rules

@@ -13,6 +13,8 @@ pub mod sql;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use lookout_proto::condition::Condition;
+use lookout_proto::monitor::{ProbeSettings, Target};
 use lookout_proto::service::{
     health_url, HealthCheckView, HealthStatus, NewService, PortView, RegistryStatus, ReportedState,
     ServicePatch, ServiceView, TimerView,
@@ -43,6 +45,10 @@ pub enum StoreError {
     /// database that is not empty); the message says why.
     #[error("{0}")]
     Refused(String),
+    /// A field does not fit the rest of the record as it stands (e.g. a
+    /// health endpoint on a tcp:// URL).
+    #[error("{}: {}", .0.field, .0.message)]
+    Invalid(lookout_proto::FieldError),
     /// The database failed; the cause is for the log, not for the client.
     #[error("database error")]
     Database(#[source] anyhow::Error),
@@ -154,6 +160,17 @@ pub struct Service {
     pub last_latency_ms: Option<u64>,
     pub last_error: Option<String>,
     pub last_scanned_at: Option<DateTime<Utc>>,
+    /// A shorter interval while the check fails.
+    pub retry_interval_secs: Option<u64>,
+    /// Conditions on the check's result (Gatus's syntax).
+    pub conditions: Vec<Condition>,
+    /// How the check is made beyond its URL.
+    pub probe: ProbeSettings,
+    /// When the server's certificate expires, as the last TLS or HTTPS
+    /// check saw it.
+    pub cert_expires_at: Option<DateTime<Utc>>,
+    /// The last check passed but a condition marked WARNING failed: why.
+    pub last_warning: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -196,7 +213,7 @@ impl Service {
         rules: StatusRules,
     ) -> ServiceKind<'_> {
         let age = |t: Option<DateTime<Utc>>| t.map(|t| (now - t).num_milliseconds().max(0) / 1000);
-        let has_http_check = self.health_url_parts().is_some();
+        let has_http_check = self.check_url().is_some();
         let secs = |v: Option<u64>, default: u64| {
             i64::try_from(v.unwrap_or(default)).unwrap_or(i64::MAX / 2)
         };
@@ -231,6 +248,7 @@ impl Service {
                 health: self.health_status,
                 has_http_check,
                 last_error: self.last_error.as_deref(),
+                warning: self.last_warning.as_deref(),
                 unit: self.unit_facts(now),
                 starting: self.starting(now),
                 rules,
@@ -294,15 +312,36 @@ impl Service {
         (elapsed < i64::try_from(period).unwrap_or(i64::MAX)).then_some(period)
     }
 
-    fn health_url_parts(&self) -> Option<(&str, &str)> {
-        Some((self.base_url.as_deref()?, self.health_endpoint.as_deref()?))
+    /// The URL the hub checks, if it checks the service: `base_url` with
+    /// its health endpoint, or a registered service's URL itself when it
+    /// has none and does not report in (heartbeats, pushes, an agent's
+    /// checks). Units a scan found are never checked until registered.
+    pub fn check_url(&self) -> Option<String> {
+        let base = self.base_url.as_deref()?;
+        match &self.health_endpoint {
+            Some(endpoint) => Some(health_url(base, endpoint)),
+            None => (self.status == RegistryStatus::Configured
+                && self.heartbeat_ttl_secs.is_none()
+                && !self.has_push_token
+                && self.server_id.is_none())
+            .then(|| base.to_owned()),
+        }
     }
 
-    /// The URL the health checker requests, if the service has one.
-    pub fn health_url(&self) -> Option<String> {
-        match (&self.base_url, &self.health_endpoint) {
-            (Some(base), Some(endpoint)) => Some(health_url(base, endpoint)),
-            _ => None,
+    /// What a check of the service reaches, if the hub checks it.
+    pub fn check_target(&self) -> Option<Target> {
+        let url = url::Url::parse(&self.check_url()?).ok()?;
+        Target::from_url(&url).ok()
+    }
+
+    /// The interval until the next check: the retry interval while the
+    /// check fails, if it has one.
+    pub fn next_check_in(&self, defaults: &CheckDefaults) -> Duration {
+        match (self.health_status, self.retry_interval_secs) {
+            (HealthStatus::Unhealthy, Some(retry)) => {
+                Duration::from_secs(retry).min(self.interval(defaults))
+            }
+            _ => self.interval(defaults),
         }
     }
 
@@ -325,7 +364,21 @@ impl Service {
             url: self.base_url.clone(),
             port: self.port,
             health_endpoint: self.health_endpoint.clone(),
-            health_url: self.health_url(),
+            health_url: self.check_url(),
+            check_kind: self.check_target().map(|t| t.kind().to_owned()),
+            conditions: self.conditions.iter().map(Condition::to_spec).collect(),
+            http: self.probe.http.clone().map(|mut http| {
+                for (name, value) in &mut http.headers {
+                    if lookout_proto::service::is_secret_header(name) {
+                        *value = lookout_proto::service::HIDDEN.to_owned();
+                    }
+                }
+                http
+            }),
+            tls: self.probe.tls.clone(),
+            dns: self.probe.dns.clone(),
+            retry_interval_secs: self.retry_interval_secs,
+            cert_expires_at: self.cert_expires_at,
             status: self.status,
             systemd_state: self.systemd_state.clone(),
             unit: self.unit.clone(),
@@ -405,6 +458,10 @@ pub struct HealthCheck {
     pub response_code: Option<u16>,
     pub latency_ms: Option<u64>,
     pub error: Option<String>,
+    /// Healthy, but a condition marked WARNING failed: why.
+    pub warning: Option<String>,
+    /// The server certificate's expiry, when the check saw one.
+    pub cert_expires_at: Option<DateTime<Utc>>,
 }
 
 impl HealthCheck {
@@ -417,6 +474,7 @@ impl HealthCheck {
             latency_ms: self.latency_ms,
             checked_at: self.checked_at,
             error: self.error.clone(),
+            warning: self.warning.clone(),
         }
     }
 }

@@ -442,6 +442,12 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// A loopback UDP port nothing is bound to (at the time of asking).
+pub fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
 /// A free loopback port within `range` (e.g. the web ports 3000-9999).
 pub fn free_port_in(range: std::ops::Range<u16>) -> u16 {
     let span = u32::from(range.end - range.start);

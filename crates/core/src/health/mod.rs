@@ -1,66 +1,98 @@
-//! Health checking: one HTTP probe ([`Checker`]) and the background
-//! [`scheduler`] that runs it for every configured service.
+//! Health checking: the probes ([`Checker`], one per kind of target: HTTP,
+//! TCP, TLS, ICMP, DNS), the conditions on their results, and the
+//! background [`scheduler`] that runs them for every checked service.
 
+pub mod probe;
 pub mod scheduler;
 
+use std::collections::HashMap;
 use std::error::Error as _;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use lookout_proto::condition::{Condition, Observation, PlaceholderKind};
+use lookout_proto::monitor::{HttpSettings, ProbeSettings, Target};
 use lookout_proto::service::HealthStatus;
+use lookout_proto::status::Status;
 
 use crate::clock::Clock;
 use crate::config::CheckDefaults;
 use crate::store::{HealthCheck, Service};
 
-/// What one probe found.
+pub use probe::{Certificate, Seen};
+
+/// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     pub status: HealthStatus,
     pub response_code: Option<u16>,
     pub latency_ms: Option<u64>,
     pub error: Option<String>,
+    /// Passed, but a condition marked WARNING failed: why.
+    pub warning: Option<String>,
+    pub certificate: Option<Certificate>,
 }
 
-/// Sends health-check requests. Cheap to clone; clones share one HTTP client.
+/// A certificate closer than this to its expiry makes a check WARNING,
+/// unless the service's conditions look at `[CERTIFICATE_EXPIRATION]`.
+pub const CERTIFICATE_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// Most of a response body read for conditions on `[BODY]`.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Runs checks. Cheap to clone; clones share the HTTP clients.
 #[derive(Debug, Clone)]
 pub struct Checker {
     client: reqwest::Client,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Clients for services with their own TLS trust or redirect rule, by
+    /// those settings.
+    special: Arc<Mutex<HashMap<String, reqwest::Client>>>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// When each service was last checked on request (`GET
     /// /api/services/{id}/health`), so a burst of reads sends one probe.
-    on_request:
-        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>>,
+    on_request: Arc<Mutex<HashMap<i64, Instant>>>,
+    /// Since when each held condition (`... for 5m`) of a service has
+    /// been failing, by service and condition.
+    failing_since: Arc<Mutex<HashMap<(i64, usize), Instant>>>,
 }
 
 /// A service is probed on request at most this often; a request within it
 /// gets the newest stored result.
-pub const ON_REQUEST_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+pub const ON_REQUEST_EVERY: Duration = Duration::from_secs(5);
+
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!(
+            "lookout/",
+            env!("CARGO_PKG_VERSION"),
+            " (health check)"
+        ))
+        // A fresh connection per check measures what a new visitor would see,
+        // and a dead server cannot hide behind a pooled connection.
+        .pool_max_idle_per_host(0)
+        .tls_info(true)
+}
 
 impl Checker {
     /// A checker counting its probes in `metrics`.
-    pub fn new(metrics: std::sync::Arc<crate::metrics::Metrics>) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!(
-                "lookout/",
-                env!("CARGO_PKG_VERSION"),
-                " (health check)"
-            ))
-            // A fresh connection per check measures what a new visitor would see,
-            // and a dead server cannot hide behind a pooled connection.
-            .pool_max_idle_per_host(0)
+    pub fn new(metrics: Arc<crate::metrics::Metrics>) -> anyhow::Result<Self> {
+        let client = client_builder()
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()?;
         Ok(Self {
             client,
+            special: Arc::default(),
             metrics,
-            on_request: std::sync::Arc::default(),
+            on_request: Arc::default(),
+            failing_since: Arc::default(),
         })
     }
 
     /// Whether a check of `id` asked for by a request may go out now (and
     /// then notes it); `false` within [`ON_REQUEST_EVERY`] of the last one.
     pub fn may_check_on_request(&self, id: i64) -> bool {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let mut last = self.on_request.lock().expect("checker lock");
         last.retain(|_, at| now.duration_since(*at) < ON_REQUEST_EVERY);
         if last.contains_key(&id) {
@@ -70,65 +102,327 @@ impl Checker {
         true
     }
 
-    /// Requests `url` once. Any 2xx is healthy; everything else is unhealthy
-    /// with the reason kept. Never takes much longer than `timeout`.
-    pub async fn probe(&self, url: &str, timeout: Duration) -> Probe {
-        let started = Instant::now();
-        let request = self.client.get(url).timeout(timeout).send();
-        // The outer timeout is a backstop in case a phase escapes reqwest's own.
-        let outcome = tokio::time::timeout(timeout + Duration::from_millis(100), request).await;
-        let latency_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
-        let probe = match outcome {
-            Ok(Ok(response)) => {
-                let code = response.status();
-                let healthy = code.is_success();
-                Probe {
-                    status: if healthy {
-                        HealthStatus::Healthy
-                    } else {
-                        HealthStatus::Unhealthy
-                    },
-                    response_code: Some(code.as_u16()),
-                    latency_ms,
-                    error: (!healthy).then(|| format!("HTTP {code}")),
+    /// The client for an HTTP check with these settings.
+    fn client_for(&self, probe: &ProbeSettings) -> Result<reqwest::Client, String> {
+        let follow = probe
+            .http
+            .as_ref()
+            .and_then(|h| h.follow_redirects)
+            .unwrap_or(true);
+        let tls = probe
+            .tls
+            .as_ref()
+            .filter(|t| t.ca_pem.is_some() || t.skip_verify);
+        if follow && tls.is_none() {
+            return Ok(self.client.clone());
+        }
+        let key = format!("{follow}|{tls:?}");
+        if let Some(c) = self.special.lock().expect("checker lock").get(&key) {
+            return Ok(c.clone());
+        }
+        let mut builder = client_builder().redirect(if follow {
+            reqwest::redirect::Policy::limited(5)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
+        if let Some(tls) = tls {
+            if tls.skip_verify {
+                builder = builder.danger_accept_invalid_certs(true);
+            }
+            if let Some(pem) = &tls.ca_pem {
+                for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                    .map_err(|e| format!("ca_pem: {e}"))?
+                {
+                    builder = builder.add_root_certificate(cert);
                 }
             }
-            Ok(Err(e)) => Probe {
-                status: HealthStatus::Unhealthy,
-                response_code: None,
-                latency_ms,
-                error: Some(describe(&e, timeout)),
-            },
-            Err(_) => Probe {
-                status: HealthStatus::Unhealthy,
-                response_code: None,
-                latency_ms,
-                error: Some(format!("timed out after {}", human(timeout))),
-            },
-        };
-        self.metrics.http_check(
-            probe.status == HealthStatus::Healthy,
-            probe.response_code.is_none(),
-        );
-        probe
+        }
+        let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+        let mut special = self.special.lock().expect("checker lock");
+        if special.len() > 256 {
+            special.clear();
+        }
+        special.insert(key, client.clone());
+        Ok(client)
     }
 
-    /// Checks a service now and returns the result to store. A service without
-    /// a health endpoint is `unknown`, without any request.
+    /// Requests `url` once, as an HTTP check with `settings` does.
+    async fn http(
+        &self,
+        url: &url::Url,
+        probe: &ProbeSettings,
+        read_body: bool,
+        timeout: Duration,
+    ) -> Seen {
+        let started = Instant::now();
+        let client = match self.client_for(probe) {
+            Ok(c) => c,
+            Err(e) => {
+                return Seen {
+                    error: Some(e),
+                    ..Seen::default()
+                }
+            }
+        };
+        let http = probe.http.clone().unwrap_or_default();
+        let method = http
+            .method
+            .as_deref()
+            .and_then(|m| reqwest::Method::from_bytes(m.as_bytes()).ok())
+            .unwrap_or(reqwest::Method::GET);
+        let mut request = client.request(method, url.clone()).timeout(timeout);
+        for (name, value) in &http.headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = &http.body {
+            request = request.body(body.clone());
+        }
+        let exchange = async {
+            let mut response = request.send().await?;
+            let status = response.status().as_u16();
+            let ip = response.remote_addr().map(|a| a.ip());
+            let certificate = response
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|i| i.peer_certificate())
+                .map(|der| Certificate {
+                    not_after: probe::not_after(der),
+                    problem: None,
+                });
+            let latency = started.elapsed();
+            let mut body = None;
+            if read_body {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = response.chunk().await? {
+                    let room = BODY_LIMIT.saturating_sub(bytes.len());
+                    bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if bytes.len() >= BODY_LIMIT {
+                        break;
+                    }
+                }
+                body = Some(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            Ok::<_, reqwest::Error>(Seen {
+                connected: true,
+                status: Some(status),
+                body,
+                latency: Some(latency),
+                certificate,
+                ip,
+                ..Seen::default()
+            })
+        };
+        // The outer timeout is a backstop in case a phase escapes reqwest's own.
+        match tokio::time::timeout(timeout + Duration::from_millis(100), exchange).await {
+            Ok(Ok(seen)) => seen,
+            Ok(Err(e)) => {
+                let mut seen = Seen {
+                    error: Some(describe(&e, timeout)),
+                    latency: Some(started.elapsed()),
+                    ..Seen::default()
+                };
+                // A certificate that failed verification: look at it, so the
+                // reason and its expiry are recorded.
+                if url.scheme() == "https"
+                    && seen
+                        .error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("TLS error"))
+                {
+                    if let Some(host) = url.host_str() {
+                        let host = host.trim_start_matches('[').trim_end_matches(']');
+                        let port = url.port_or_known_default().unwrap_or(443);
+                        let tls = probe::tls(host, port, probe.tls.as_ref(), timeout).await;
+                        if let Some(cert) = tls.certificate {
+                            if let Some(problem) = &cert.problem {
+                                seen.error = Some(format!("TLS error: {problem}"));
+                            }
+                            seen.certificate = Some(cert);
+                        }
+                    }
+                }
+                seen
+            }
+            Err(_) => Seen {
+                error: Some(format!("timed out after {}", human(timeout))),
+                latency: Some(started.elapsed()),
+                ..Seen::default()
+            },
+        }
+    }
+
+    /// Runs one check of `target` and judges it by `conditions` (and the
+    /// kind's defaults) as of `clock`'s now. `key` identifies the service
+    /// for held conditions.
+    pub async fn run(
+        &self,
+        key: i64,
+        target: &Target,
+        probe: &ProbeSettings,
+        conditions: &[Condition],
+        timeout: Duration,
+        clock: &dyn Clock,
+    ) -> Probe {
+        let reads_body = conditions.iter().any(|c| c.mentions(PlaceholderKind::Body));
+        let seen = match target {
+            Target::Http(url) => self.http(url, probe, reads_body, timeout).await,
+            Target::Tcp { host, port } => probe::tcp(host, *port, timeout).await,
+            Target::Tls { host, port } => {
+                probe::tls(host, *port, probe.tls.as_ref(), timeout).await
+            }
+            Target::Icmp { host } => probe::icmp(host, timeout).await,
+            Target::Dns { host, port } => match &probe.dns {
+                Some(query) => probe::dns(host, *port, query, timeout).await,
+                None => Seen {
+                    cannot: Some("a dns:// check needs its question (dns.name)".into()),
+                    ..Seen::default()
+                },
+            },
+        };
+        let result = self.judge(key, target, probe, conditions, &seen, clock.now());
+        self.metrics.probe_check(
+            target.kind(),
+            result.status == HealthStatus::Healthy,
+            !seen.connected,
+        );
+        result
+    }
+
+    /// The result of a check that saw `seen`.
+    fn judge(
+        &self,
+        key: i64,
+        target: &Target,
+        probe: &ProbeSettings,
+        conditions: &[Condition],
+        seen: &Seen,
+        now: DateTime<Utc>,
+    ) -> Probe {
+        let latency_ms = seen
+            .latency
+            .map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX));
+        let mut result = Probe {
+            status: HealthStatus::Healthy,
+            response_code: seen.status,
+            latency_ms,
+            error: None,
+            warning: None,
+            certificate: seen.certificate.clone(),
+        };
+        if let Some(why) = &seen.cannot {
+            result.status = HealthStatus::Unknown;
+            result.error = Some(why.clone());
+            return result;
+        }
+        let mentions = |p| conditions.iter().any(|c| c.mentions(p));
+        let mut fail = |why: String| {
+            if result.status == HealthStatus::Healthy {
+                result.status = HealthStatus::Unhealthy;
+                result.error = Some(why);
+            }
+        };
+        // The kind's own rules, unless a condition says otherwise.
+        if !seen.connected && !mentions(PlaceholderKind::Connected) {
+            fail(seen.error.clone().unwrap_or_else(|| "no answer".into()));
+        }
+        if let (Target::Http(_), Some(code)) = (target, seen.status) {
+            let http = probe.http.clone().unwrap_or_default();
+            if !mentions(PlaceholderKind::Status) && !http.accepts(code) {
+                fail(http_reason(code, &http));
+            }
+        }
+        if target.kind() == "dns" && seen.connected && !mentions(PlaceholderKind::DnsRcode) {
+            if let Some(rcode) = seen.dns_rcode.as_deref().filter(|r| *r != "NOERROR") {
+                fail(format!("the DNS server answered {rcode}"));
+            }
+        }
+        let skip_verify = probe.tls.as_ref().is_some_and(|t| t.skip_verify);
+        if let Some(problem) = seen.certificate.as_ref().and_then(|c| c.problem.as_ref()) {
+            if !skip_verify {
+                fail(format!("TLS error: {problem}"));
+            }
+        }
+        let expires_in_ms = seen
+            .certificate
+            .as_ref()
+            .and_then(|c| c.not_after)
+            .map(|t| (t - now).num_milliseconds());
+        let ip_text = seen.ip.map(|ip| ip.to_string());
+        let observation = Observation {
+            status: seen.status,
+            response_time_ms: latency_ms,
+            body: seen.body.as_deref(),
+            connected: seen.connected,
+            certificate_expires_in_ms: expires_in_ms,
+            dns_rcode: seen.dns_rcode.as_deref(),
+            ip: ip_text.as_deref(),
+        };
+        let mut warnings = Vec::new();
+        if let Some(ms) = expires_in_ms {
+            let limit = i64::try_from(CERTIFICATE_WARNING.as_millis()).unwrap_or(i64::MAX);
+            if ms > 0 && ms < limit && !mentions(PlaceholderKind::CertificateExpiration) {
+                warnings.push(format!(
+                    "the certificate expires in {} days",
+                    ms / 86_400_000
+                ));
+            }
+        }
+        let mut held = self.failing_since.lock().expect("checker lock");
+        for (i, condition) in conditions.iter().enumerate() {
+            match condition.evaluate(&observation) {
+                Ok(()) => {
+                    held.remove(&(key, i));
+                }
+                Err(why) => {
+                    if let Some(hold) = condition.hold() {
+                        let since = *held.entry((key, i)).or_insert_with(Instant::now);
+                        if since.elapsed() < hold {
+                            continue;
+                        }
+                    }
+                    if condition.on_fail() == Status::Warning {
+                        warnings.push(why);
+                    } else {
+                        fail(why);
+                    }
+                }
+            }
+        }
+        drop(held);
+        if result.status == HealthStatus::Healthy && !warnings.is_empty() {
+            result.warning = Some(warnings.join("; "));
+        }
+        result
+    }
+
+    /// Checks a service now and returns the result to store. A service the
+    /// hub does not check is `unknown`, without any request.
     pub async fn check_service(
         &self,
         service: &Service,
         defaults: &CheckDefaults,
         clock: &dyn Clock,
     ) -> HealthCheck {
-        let url = service.health_url();
-        let probe = match &url {
-            Some(url) => self.probe(url, service.timeout(defaults)).await,
+        let url = service.check_url();
+        let probe = match service.check_target() {
+            Some(target) => {
+                self.run(
+                    service.id,
+                    &target,
+                    &service.probe,
+                    &service.conditions,
+                    service.timeout(defaults),
+                    clock,
+                )
+                .await
+            }
             None => Probe {
                 status: HealthStatus::Unknown,
                 response_code: None,
                 latency_ms: None,
                 error: Some("no health endpoint configured".into()),
+                warning: None,
+                certificate: None,
             },
         };
         HealthCheck {
@@ -139,7 +433,22 @@ impl Checker {
             response_code: probe.response_code,
             latency_ms: probe.latency_ms,
             error: probe.error,
+            warning: probe.warning,
+            cert_expires_at: probe.certificate.and_then(|c| c.not_after),
         }
+    }
+}
+
+/// Why a status code failed: "HTTP 503 Service Unavailable", and which
+/// codes pass when they were set.
+fn http_reason(code: u16, http: &HttpSettings) -> String {
+    let text = reqwest::StatusCode::from_u16(code)
+        .map(|c| c.to_string())
+        .unwrap_or_else(|_| code.to_string());
+    if http.accepted_codes.is_empty() {
+        format!("HTTP {text}")
+    } else {
+        format!("HTTP {text} (accepted: {})", http.accepted_codes.join(", "))
     }
 }
 
@@ -177,7 +486,7 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     }
 }
 
-fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {

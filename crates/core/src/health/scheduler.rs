@@ -98,7 +98,11 @@ struct Held {
 struct CheckKey {
     url: String,
     interval: Duration,
+    /// The interval while the check fails.
+    retry: Duration,
     timeout: Duration,
+    probe: lookout_proto::monitor::ProbeSettings,
+    conditions: Vec<String>,
 }
 
 struct Slot {
@@ -185,7 +189,8 @@ impl Scheduler {
         let mut shape = self.registry.watch_shape();
         let permits = Arc::new(Semaphore::new(self.defaults.concurrency));
         let mut slots = Slots::default();
-        let mut running: JoinSet<i64> = JoinSet::new();
+        // Each check's service, and whether it failed.
+        let mut running: JoinSet<(i64, bool)> = JoinSet::new();
         // When to look at the registry again: soon after a change, so a
         // burst of changes costs one look.
         let mut resync_at = Some(Instant::now());
@@ -231,7 +236,7 @@ impl Scheduler {
                     if let Err(e) = registry.record_health_check(&result).await {
                         tracing::warn!(service = service.id, error = ?e, "could not store a health check");
                     }
-                    service.id
+                    (service.id, result.status == lookout_proto::service::HealthStatus::Unhealthy)
                 });
             }
 
@@ -277,9 +282,14 @@ impl Scheduler {
                 },
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     match done {
-                        Ok(id) => {
-                            if let Some(interval) = slots.by_id.get(&id).map(|s| s.key.interval) {
-                                slots.set_due(id, Instant::now() + interval);
+                        Ok((id, failed)) => {
+                            // A failing check is confirmed at the retry interval.
+                            let next = slots
+                                .by_id
+                                .get(&id)
+                                .map(|s| if failed { s.key.retry } else { s.key.interval });
+                            if let Some(next) = next {
+                                slots.set_due(id, Instant::now() + next);
                             }
                         }
                         Err(e) => tracing::error!(error = %e, "a health check task failed"),
@@ -373,14 +383,20 @@ impl Scheduler {
                 }
             }
             let service = &entry.service;
-            let Some(url) = service.health_url() else {
+            let Some(url) = service.check_url() else {
                 continue;
             };
             seen.insert(id);
+            let interval = service.interval(&self.defaults);
             let key = CheckKey {
                 url,
-                interval: service.interval(&self.defaults),
+                interval,
+                retry: service
+                    .retry_interval_secs
+                    .map_or(interval, |r| Duration::from_secs(r).min(interval)),
                 timeout: service.timeout(&self.defaults),
+                probe: service.probe.clone(),
+                conditions: service.conditions.iter().map(|c| c.to_string()).collect(),
             };
             match slots.by_id.get_mut(&id) {
                 Some(slot) => {
@@ -396,8 +412,9 @@ impl Scheduler {
                     let since_last = service
                         .last_health_check
                         .and_then(|t| (wall_now - t).to_std().ok());
+                    let next = service.next_check_in(&self.defaults);
                     let due = match since_last {
-                        Some(elapsed) if elapsed < key.interval => now + (key.interval - elapsed),
+                        Some(elapsed) if elapsed < next => now + (next - elapsed),
                         _ => now,
                     };
                     slots.insert(

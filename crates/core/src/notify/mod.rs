@@ -188,7 +188,7 @@ impl Notifier {
         }
         let now = self.clock.now();
         let quiet = service.muted || service.maintenance_until.is_some_and(|until| now < until);
-        let has_check = service.health_url().is_some();
+        let has_check = service.check_url().is_some();
         let failing = service.state == Status::Failure;
         let confirmed = !has_check
             || track.failed_checks >= service.notify_after.unwrap_or(DEFAULT_NOTIFY_AFTER);

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use lookout_proto::service::{parse_new_service, parse_service_patch, RegistryStatus};
 use lookout_proto::status::Status;
 use lookout_proto::FieldError;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::extract::ServiceId;
 use super::table::Routes;
@@ -197,7 +197,7 @@ fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 fn detail(s: &Service, now: DateTime<Utc>) -> String {
-    if s.health_url().is_none() {
+    if s.check_url().is_none() {
         return s
             .state_reason
             .clone()
@@ -270,7 +270,7 @@ async fn dashboard(
                 unit: s.unit.clone(),
                 systemd_state: s.systemd_state.clone().unwrap_or_else(|| "unknown".into()),
                 name: s.name.clone(),
-                href: s.base_url.clone(),
+                href: web_link(s),
                 description: s.description.clone(),
                 health: label(s.state).0,
                 label: label(s.state).1,
@@ -360,7 +360,76 @@ struct DetailPage {
     results: Vec<(String, &'static str, String)>,
     /// The systemd unit of the hub's host behind the service.
     unit: Option<UnitSection>,
+    /// How the hub checks it, when it does.
+    check: Option<CheckSection>,
     admin: bool,
+}
+
+/// A link to the service for people: its URL, when it is a web one.
+fn web_link(s: &Service) -> Option<String> {
+    s.base_url
+        .clone()
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+}
+
+/// The check section of a service's page.
+struct CheckSection {
+    /// "HTTP(S): a web page or API"
+    kind: &'static str,
+    url: String,
+    /// "every 60 s, every 10 s while failing, timeout 2 s"
+    schedule: String,
+    /// (condition, warns rather than fails)
+    conditions: Vec<(String, bool)>,
+    /// "2027-06-01 (183 days)", or how long ago it expired.
+    certificate: Option<(String, &'static str)>,
+}
+
+impl CheckSection {
+    fn of(
+        s: &Service,
+        defaults: &crate::config::CheckDefaults,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Self> {
+        let target = s.check_target()?;
+        let kind = CHECK_KINDS
+            .iter()
+            .find(|(k, _)| *k == target.kind())
+            .map_or("", |(_, label)| *label);
+        let interval = s.interval(defaults).as_secs();
+        let mut schedule = format!("every {interval} s");
+        if let Some(retry) = s.retry_interval_secs.filter(|r| *r < interval) {
+            schedule.push_str(&format!(", every {retry} s while failing"));
+        }
+        schedule.push_str(&format!(", timeout {} ms", s.timeout(defaults).as_millis()));
+        let certificate = s.cert_expires_at.map(|at| {
+            let days = (at - now).num_days();
+            let (text, class) = if at < now {
+                (format!("expired {} days ago", -days), "failure")
+            } else if days < 14 {
+                (format!("{days} days left"), "warning")
+            } else {
+                (format!("{days} days left"), "ok")
+            };
+            (format!("{} ({text})", at.format("%Y-%m-%d")), class)
+        });
+        Some(Self {
+            kind,
+            url: s.check_url().unwrap_or_default(),
+            schedule,
+            conditions: s
+                .conditions
+                .iter()
+                .map(|c| {
+                    (
+                        c.expr().to_owned(),
+                        c.on_fail() == lookout_proto::status::Status::Warning,
+                    )
+                })
+                .collect(),
+            certificate,
+        })
+    }
 }
 
 /// The systemd section of a service's page.
@@ -540,7 +609,8 @@ async fn detail_page(
         admin: who.is_admin(),
         id,
         name: service.name.clone(),
-        href: service.base_url.clone(),
+        href: web_link(&service),
+        check: CheckSection::of(&service, &state.checks, state.clock.now()),
         description: service.description.clone(),
         state_class,
         state_label,
@@ -899,6 +969,9 @@ struct FormField {
     required: bool,
     placeholder: Option<&'static str>,
     hint: Option<&'static str>,
+    options: &'static [(&'static str, &'static str)],
+    /// The check kinds the field is for (space-separated); empty: all.
+    kinds: &'static str,
     error: Option<String>,
 }
 
@@ -916,10 +989,13 @@ struct FormPage {
 struct FieldSpec {
     key: &'static str,
     label: &'static str,
+    /// `text`, `url`, `number`, `select` or `textarea`.
     kind: &'static str,
     required: bool,
     placeholder: Option<&'static str>,
     hint: Option<&'static str>,
+    options: &'static [(&'static str, &'static str)],
+    kinds: &'static str,
 }
 
 const fn spec(
@@ -936,8 +1012,45 @@ const fn spec(
         required: false,
         placeholder,
         hint,
+        options: &[],
+        kinds: "",
     }
 }
+
+/// The kinds of check, by the URL scheme they use.
+const CHECK_KINDS: &[(&str, &str)] = &[
+    ("http", "HTTP(S): a web page or API"),
+    ("tcp", "TCP: a port accepts connections"),
+    ("tls", "TLS: a handshake and its certificate"),
+    ("icmp", "Ping (ICMP)"),
+    ("dns", "DNS: a record a resolver answers"),
+];
+
+const METHODS: &[(&str, &str)] = &[
+    ("GET", "GET"),
+    ("HEAD", "HEAD"),
+    ("POST", "POST"),
+    ("PUT", "PUT"),
+    ("PATCH", "PATCH"),
+    ("DELETE", "DELETE"),
+    ("OPTIONS", "OPTIONS"),
+];
+
+const RECORD_TYPES: &[(&str, &str)] = &[
+    ("A", "A"),
+    ("AAAA", "AAAA"),
+    ("CNAME", "CNAME"),
+    ("MX", "MX"),
+    ("NS", "NS"),
+    ("PTR", "PTR"),
+    ("SOA", "SOA"),
+    ("SRV", "SRV"),
+    ("TXT", "TXT"),
+    ("CAA", "CAA"),
+];
+
+/// A condition line that starts with this fails as WARNING.
+const WARN_PREFIX: &str = "warn:";
 
 /// The fields of the form, in order.
 const FIELDS: &[FieldSpec] = &[
@@ -958,19 +1071,97 @@ const FIELDS: &[FieldSpec] = &[
         Some("What it is for"),
         None,
     ),
+    FieldSpec {
+        options: CHECK_KINDS,
+        ..spec(
+            "check",
+            "Check",
+            "select",
+            None,
+            Some("How the hub checks it, by the URL's scheme."),
+        )
+    },
     spec(
         "base_url",
-        "Base URL",
-        "url",
-        Some("http://192.168.1.10:3000"),
-        Some("Where the service answers; the name on the dashboard links here."),
-    ),
-    spec(
-        "health_endpoint",
-        "Health endpoint",
+        "URL",
         "text",
-        Some("/health"),
-        Some("A path checked in the background; any 2xx is healthy. Leave empty for no check."),
+        Some("http://192.168.1.10:3000"),
+        Some("http(s)://host/path, tcp://host:port, tls://host:port, icmp://host or dns://resolver. Without a scheme, the check's is used. The name on the dashboard links here."),
+    ),
+    FieldSpec {
+        kinds: "http",
+        ..spec(
+            "health_endpoint",
+            "Health endpoint",
+            "text",
+            Some("/health"),
+            Some("A path added to the URL for the check. Empty: the URL itself."),
+        )
+    },
+    FieldSpec {
+        kinds: "dns",
+        ..spec("dns_name", "Name to look up", "text", Some("nas.home.lan"), None)
+    },
+    FieldSpec {
+        kinds: "dns",
+        options: RECORD_TYPES,
+        ..spec("dns_type", "Record type", "select", None, None)
+    },
+    FieldSpec {
+        kinds: "http",
+        options: METHODS,
+        ..spec("http_method", "Method", "select", None, None)
+    },
+    FieldSpec {
+        kinds: "http",
+        ..spec(
+            "http_accepted_codes",
+            "Accepted status codes",
+            "text",
+            Some("200-399"),
+            Some("Codes and ranges, comma-separated. Empty: 200-399."),
+        )
+    },
+    FieldSpec {
+        kinds: "http",
+        ..spec(
+            "http_headers",
+            "Request headers",
+            "textarea",
+            Some("Authorization: Bearer …"),
+            Some("One per line, Name: value. Credentials are shown as ******** and kept."),
+        )
+    },
+    FieldSpec {
+        kinds: "http",
+        ..spec("http_body", "Request body", "textarea", None, None)
+    },
+    FieldSpec {
+        kinds: "http",
+        options: &[("yes", "Follow redirects"), ("no", "Do not follow redirects")],
+        ..spec("http_follow_redirects", "Redirects", "select", None, None)
+    },
+    FieldSpec {
+        kinds: "http tls",
+        options: &[("no", "Verify the certificate"), ("yes", "Skip verification")],
+        ..spec("tls_skip_verify", "Certificate", "select", None, None)
+    },
+    FieldSpec {
+        kinds: "http tls",
+        ..spec(
+            "tls_ca_pem",
+            "Trusted CA (PEM)",
+            "textarea",
+            Some("-----BEGIN CERTIFICATE-----"),
+            Some("A private CA to trust beside the system's."),
+        )
+    },
+    spec(
+        "conditions",
+        "Conditions",
+        "textarea",
+        Some("[STATUS] == 200\n[BODY].status == UP\nwarn: [CERTIFICATE_EXPIRATION] > 336h"),
+        Some("One per line, in Gatus's syntax: [STATUS], [BODY] and a JSON path, [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE]; pat(*word*), any(a, b), len(), has(). Start a line with warn: to make it a warning."),
     ),
     spec("port", "Port", "number", Some("3000"), None),
     spec(
@@ -979,6 +1170,13 @@ const FIELDS: &[FieldSpec] = &[
         "number",
         None,
         Some("Empty: the hub's default."),
+    ),
+    spec(
+        "retry_interval_secs",
+        "Retry interval while failing (seconds)",
+        "number",
+        None,
+        Some("A failing check is repeated this often until it passes. Empty: the check interval."),
     ),
     spec(
         "check_timeout_ms",
@@ -996,6 +1194,31 @@ const FIELDS: &[FieldSpec] = &[
     ),
 ];
 
+/// The form field an API error belongs to, and its message as shown there.
+fn place_error(e: &FieldError) -> (&str, String) {
+    let message = capitalize(&e.message);
+    if let Some(i) = e
+        .field
+        .strip_prefix("conditions[")
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|i| i.parse::<usize>().ok())
+    {
+        return ("conditions", format!("Line {}: {}", i + 1, e.message));
+    }
+    let key = match e.field.as_str() {
+        "url" => "base_url",
+        "http" if e.message.starts_with("method") => "http_method",
+        "http" if e.message.starts_with("body") => "http_body",
+        "http" if e.message.contains("accepted") => "http_accepted_codes",
+        "http" => "http_headers",
+        "tls" => "tls_ca_pem",
+        "dns" if e.message.starts_with("type") => "dns_type",
+        "dns" => "dns_name",
+        other => other,
+    };
+    (key, message)
+}
+
 fn form_page(
     title: String,
     action: String,
@@ -1003,6 +1226,7 @@ fn form_page(
     values: &HashMap<String, String>,
     errors: &[FieldError],
 ) -> FormPage {
+    let placed: Vec<(&str, String)> = errors.iter().map(place_error).collect();
     let fields = FIELDS
         .iter()
         .map(|f| FormField {
@@ -1013,17 +1237,19 @@ fn form_page(
             required: f.required,
             placeholder: f.placeholder,
             hint: f.hint,
-            error: errors
+            options: f.options,
+            kinds: f.kinds,
+            error: placed
                 .iter()
-                .filter(|e| e.field == f.key || (f.key == "base_url" && e.field == "url"))
-                .map(|e| capitalize(&e.message))
+                .filter(|(key, _)| *key == f.key)
+                .map(|(_, m)| m.clone())
                 .reduce(|a, b| format!("{a}; {b}")),
         })
         .collect::<Vec<_>>();
-    let unplaced: Vec<String> = errors
+    let unplaced: Vec<String> = placed
         .iter()
-        .filter(|e| !FIELDS.iter().any(|f| f.key == e.field) && e.field != "url")
-        .map(|e| format!("{} {}", e.field, e.message))
+        .filter(|(key, _)| !FIELDS.iter().any(|f| f.key == *key))
+        .map(|(key, m)| format!("{key}: {m}"))
         .collect();
     let errors_summary = if errors.is_empty() {
         String::new()
@@ -1048,55 +1274,259 @@ fn capitalize(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The check kind of a URL as typed: its scheme's, if it has one.
+fn kind_of_url(url: &str) -> Option<&'static str> {
+    let scheme = url.split_once("://")?.0.to_ascii_lowercase();
+    CHECK_KINDS
+        .iter()
+        .map(|(k, _)| *k)
+        .find(|k| *k == scheme || (*k == "http" && scheme == "https"))
+}
+
 fn values_of(s: &Service) -> HashMap<String, String> {
     let mut v = HashMap::new();
     v.insert("name".into(), s.name.clone());
     let opt = |x: Option<String>| x.unwrap_or_default();
     v.insert("description".into(), opt(s.description.clone()));
     v.insert("base_url".into(), opt(s.base_url.clone()));
+    v.insert(
+        "check".into(),
+        s.base_url
+            .as_deref()
+            .and_then(kind_of_url)
+            .unwrap_or("http")
+            .to_owned(),
+    );
     v.insert("health_endpoint".into(), opt(s.health_endpoint.clone()));
     v.insert("port".into(), opt(s.port.map(|p| p.to_string())));
-    v.insert(
-        "check_interval_secs".into(),
-        opt(s.check_interval_secs.map(|p| p.to_string())),
-    );
-    v.insert(
-        "check_timeout_ms".into(),
-        opt(s.check_timeout_ms.map(|p| p.to_string())),
-    );
-    v.insert(
-        "start_period_secs".into(),
-        opt(s.start_period_secs.map(|p| p.to_string())),
-    );
+    for (key, value) in [
+        ("check_interval_secs", s.check_interval_secs),
+        ("retry_interval_secs", s.retry_interval_secs),
+        ("check_timeout_ms", s.check_timeout_ms),
+        ("start_period_secs", s.start_period_secs),
+    ] {
+        v.insert(key.into(), opt(value.map(|p| p.to_string())));
+    }
+    if let Some(http) = &s.probe.http {
+        v.insert("http_method".into(), opt(http.method.clone()));
+        v.insert("http_accepted_codes".into(), http.accepted_codes.join(", "));
+        let headers: Vec<String> = http
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if lookout_proto::service::is_secret_header(name) {
+                    lookout_proto::service::HIDDEN
+                } else {
+                    value
+                };
+                format!("{name}: {shown}")
+            })
+            .collect();
+        v.insert("http_headers".into(), headers.join("\n"));
+        v.insert("http_body".into(), opt(http.body.clone()));
+        v.insert(
+            "http_follow_redirects".into(),
+            if http.follow_redirects == Some(false) {
+                "no"
+            } else {
+                "yes"
+            }
+            .into(),
+        );
+    }
+    if let Some(tls) = &s.probe.tls {
+        v.insert("tls_ca_pem".into(), opt(tls.ca_pem.clone()));
+        v.insert(
+            "tls_skip_verify".into(),
+            if tls.skip_verify { "yes" } else { "no" }.into(),
+        );
+    }
+    if let Some(dns) = &s.probe.dns {
+        v.insert("dns_name".into(), dns.name.clone());
+        v.insert("dns_type".into(), dns.record_type.clone());
+    }
+    let lines: Vec<String> = s
+        .conditions
+        .iter()
+        .map(|c| {
+            if c.on_fail() == lookout_proto::status::Status::Warning {
+                format!("{WARN_PREFIX} {}", c.expr())
+            } else {
+                c.expr().to_owned()
+            }
+        })
+        .collect();
+    v.insert("conditions".into(), lines.join("\n"));
     v
 }
 
+/// The simple inputs: one JSON field each.
+const PLAIN: &[&str] = &[
+    "name",
+    "description",
+    "base_url",
+    "health_endpoint",
+    "port",
+    "check_interval_secs",
+    "retry_interval_secs",
+    "check_timeout_ms",
+    "start_period_secs",
+];
+
 /// Turns form values into the JSON object the API validator takes, so the form
-/// and the API share one set of rules. Empty inputs mean "not set".
-fn form_to_json(form: &HashMap<String, String>, keep_empty_as_null: bool) -> Map<String, Value> {
+/// and the API share one set of rules. Empty inputs mean "not set" (on
+/// create) or "cleared" (on edit). What cannot be written as JSON at all (a
+/// header line without a colon, a URL whose scheme is not the chosen
+/// check's) is an error of its own.
+fn form_to_json(
+    form: &HashMap<String, String>,
+    keep_empty_as_null: bool,
+) -> (Map<String, Value>, Vec<FieldError>) {
     let mut map = Map::new();
-    for &FieldSpec { key, kind, .. } in FIELDS {
+    let mut errors = Vec::new();
+    let get = |key: &str| form.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let kind = get("check").unwrap_or("http");
+    let unset = |map: &mut Map<String, Value>, key: &str| {
+        if keep_empty_as_null {
+            map.insert(key.into(), Value::Null);
+        }
+    };
+    for &key in PLAIN {
         let Some(raw) = form.get(key) else { continue };
         let raw = raw.trim();
-        let value = if raw.is_empty() {
-            if !keep_empty_as_null || key == "name" {
-                if key == "name" {
-                    map.insert(key.into(), Value::String(String::new()));
-                }
-                continue;
+        if raw.is_empty() {
+            if key == "name" {
+                map.insert(key.into(), Value::String(String::new()));
+            } else {
+                unset(&mut map, key);
             }
-            Value::Null
-        } else if kind == "number" {
+            continue;
+        }
+        let numeric = FIELDS.iter().any(|f| f.key == key && f.kind == "number");
+        let value = if numeric {
             raw.parse::<u64>().map_or_else(
                 |_| Value::String(raw.to_owned()),
                 |n| Value::Number(n.into()),
             )
+        } else if key == "base_url" {
+            match kind_of_url(raw) {
+                None if !raw.contains("://") => Value::String(format!("{kind}://{raw}")),
+                Some(k) if k != kind && form.contains_key("check") => {
+                    errors.push(FieldError::new(
+                        "base_url",
+                        format!("is a {k} URL, but the check is {kind}: choose the check, or write {kind}://..."),
+                    ));
+                    continue;
+                }
+                _ => Value::String(raw.to_owned()),
+            }
         } else {
             Value::String(raw.to_owned())
         };
         map.insert(key.into(), value);
     }
-    map
+    if kind != "http" && map.contains_key("health_endpoint") {
+        unset(&mut map, "health_endpoint");
+        if !keep_empty_as_null {
+            map.remove("health_endpoint");
+        }
+    }
+
+    // HTTP settings, for HTTP checks.
+    let mut http = Map::new();
+    if kind == "http" {
+        if let Some(m) = get("http_method").filter(|m| *m != "GET") {
+            http.insert("method".into(), Value::String(m.to_owned()));
+        }
+        if let Some(codes) = get("http_accepted_codes") {
+            let codes: Vec<Value> = codes
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(|c| Value::String(c.to_owned()))
+                .collect();
+            http.insert("accepted_codes".into(), Value::Array(codes));
+        }
+        if let Some(lines) = get("http_headers") {
+            let mut headers = Map::new();
+            for (i, line) in lines.lines().map(str::trim).enumerate() {
+                if line.is_empty() {
+                    continue;
+                }
+                match line.split_once(':') {
+                    Some((name, value)) => {
+                        headers.insert(
+                            name.trim().to_owned(),
+                            Value::String(value.trim().to_owned()),
+                        );
+                    }
+                    None => errors.push(FieldError::new(
+                        "http",
+                        format!("header line {}: write Name: value", i + 1),
+                    )),
+                }
+            }
+            http.insert("headers".into(), Value::Object(headers));
+        }
+        if let Some(body) = get("http_body") {
+            http.insert("body".into(), Value::String(body.to_owned()));
+        }
+        if get("http_follow_redirects") == Some("no") {
+            http.insert("follow_redirects".into(), Value::Bool(false));
+        }
+    }
+    if http.is_empty() {
+        unset(&mut map, "http");
+    } else {
+        map.insert("http".into(), Value::Object(http));
+    }
+
+    // Trust, for HTTP(S) and TLS checks.
+    let mut tls = Map::new();
+    if matches!(kind, "http" | "tls") {
+        if let Some(pem) = get("tls_ca_pem") {
+            tls.insert("ca_pem".into(), Value::String(pem.to_owned()));
+        }
+        if get("tls_skip_verify") == Some("yes") {
+            tls.insert("skip_verify".into(), Value::Bool(true));
+        }
+    }
+    if tls.is_empty() {
+        unset(&mut map, "tls");
+    } else {
+        map.insert("tls".into(), Value::Object(tls));
+    }
+
+    // The question, for DNS checks.
+    match (kind, get("dns_name")) {
+        ("dns", Some(name)) => {
+            map.insert(
+                "dns".into(),
+                json!({"name": name, "type": get("dns_type").unwrap_or("A")}),
+            );
+        }
+        _ => unset(&mut map, "dns"),
+    }
+
+    // Conditions, one per line.
+    let conditions: Vec<Value> = form
+        .get("conditions")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|line| match line.strip_prefix(WARN_PREFIX) {
+            Some(expr) => json!({"expr": expr.trim(), "on_fail": "WARNING"}),
+            None => Value::String(line.to_owned()),
+        })
+        .collect();
+    if conditions.is_empty() {
+        unset(&mut map, "conditions");
+    } else {
+        map.insert("conditions".into(), Value::Array(conditions));
+    }
+    (map, errors)
 }
 
 async fn new_form(Query(prefill): Query<HashMap<String, String>>) -> Response {
@@ -1130,6 +1560,7 @@ fn conflict_fields(e: StoreError) -> Result<Vec<FieldError>, StoreError> {
             field,
             format!("{value:?} is already taken by another service"),
         )]),
+        StoreError::Invalid(field) => Ok(vec![field]),
         other => Err(other),
     }
 }
@@ -1139,7 +1570,10 @@ async fn create_from_form(State(state): State<AppState>, form: FormResult) -> Re
         Ok(f) => f,
         Err(e) => return bad_form(&e),
     };
-    let errors = match parse_new_service(&form_to_json(&values, false)) {
+    let (body, mut errors) = form_to_json(&values, false);
+    let parsed = parse_new_service(&body);
+    let errors = match parsed {
+        Ok(_) if !errors.is_empty() => errors,
         Ok(new) => match state.create_service(&new).await {
             Ok(_) => return Redirect::to("/?notice=created").into_response(),
             Err(e) => match conflict_fields(e) {
@@ -1147,7 +1581,10 @@ async fn create_from_form(State(state): State<AppState>, form: FormResult) -> Re
                 Err(e) => return store_failure(&e),
             },
         },
-        Err(errors) => errors,
+        Err(more) => {
+            errors.extend(more);
+            errors
+        }
     };
     render(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -1186,7 +1623,10 @@ async fn update_from_form(
         Ok(f) => f,
         Err(e) => return bad_form(&e),
     };
-    let errors = match parse_service_patch(&form_to_json(&values, true)) {
+    let (body, mut errors) = form_to_json(&values, true);
+    let parsed = parse_service_patch(&body);
+    let errors = match parsed {
+        Ok(_) if !errors.is_empty() => errors,
         Ok(patch) => match state.update_service(id, &patch).await {
             Ok(Some(_)) => return Redirect::to("/?notice=updated").into_response(),
             Ok(None) => return no_such_service(),
@@ -1195,7 +1635,10 @@ async fn update_from_form(
                 Err(e) => return store_failure(&e),
             },
         },
-        Err(errors) => errors,
+        Err(more) => {
+            errors.extend(more);
+            errors
+        }
     };
     let title = values
         .get("name")
@@ -1258,9 +1701,9 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect();
-        let create = form_to_json(&form, false);
+        let (create, _) = form_to_json(&form, false);
         assert_eq!(create.len(), 1);
-        let edit = form_to_json(&form, true);
+        let (edit, _) = form_to_json(&form, true);
         assert_eq!(edit.get("port"), Some(&Value::Null));
         assert_eq!(edit.get("health_endpoint"), Some(&Value::Null));
     }
@@ -1271,7 +1714,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let errors = parse_new_service(&form_to_json(&form, false)).unwrap_err();
+        let errors = parse_new_service(&form_to_json(&form, false).0).unwrap_err();
         assert_eq!(errors[0].field, "port");
     }
 }

@@ -55,7 +55,7 @@ async fn add_see_edit_and_delete_a_service_in_chromium() {
 
     // A mistake first: the message shows next to the field, the input stays.
     fill(c, "name", "browser-svc").await;
-    fill(c, "base_url", "not-a-url").await;
+    fill(c, "base_url", "http://not a url").await;
     c.find(Locator::Id("save"))
         .await
         .unwrap()
@@ -63,7 +63,7 @@ async fn add_see_edit_and_delete_a_service_in_chromium() {
         .await
         .unwrap();
     let error = wait_text(c, "#base_url-error", |t| !t.is_empty()).await;
-    assert!(error.contains("absolute http"), "{error}");
+    assert!(error.contains("absolute URL"), "{error}");
     let kept = c
         .find(Locator::Id("name"))
         .await

@@ -18,9 +18,18 @@ async fn landing_page_lists_configured_services_with_their_health() {
     let html = hub.get("/").await.text().await.unwrap();
     assert!(html.contains("No services yet"));
     assert!(html.contains("Scan for Services"));
-    hub.create_service(
-        json!({"name": "grafana", "description": "Dashboards <b>bold</b>",
-                              "base_url": "http://127.0.0.1:3000"}),
+    let port = lookout_testkit::closed_port();
+    let s = hub
+        .create_service(
+            json!({"name": "grafana", "description": "Dashboards <b>bold</b>",
+                              "base_url": format!("http://127.0.0.1:{port}")}),
+        )
+        .await;
+    // Its URL is checked: nothing listens there.
+    hub.wait_for_service(
+        s["id"].as_i64().unwrap(),
+        std::time::Duration::from_secs(10),
+        |s| !s["last_health_check"].is_null(),
     )
     .await;
     let r = hub.get("/").await;
@@ -31,7 +40,7 @@ async fn landing_page_lists_configured_services_with_their_health() {
         .starts_with("text/html"));
     let html = r.text().await.unwrap();
     assert!(
-        html.contains(r#"<a href="http://127.0.0.1:3000">grafana</a>"#),
+        html.contains(&format!(r#"<a href="http://127.0.0.1:{port}">grafana</a>"#)),
         "name links to the service"
     );
     assert!(
@@ -39,9 +48,9 @@ async fn landing_page_lists_configured_services_with_their_health() {
         "descriptions are escaped"
     );
     assert!(!html.contains("<b>bold</b>"));
-    assert!(html.contains(r#"class="dot unknown""#));
+    assert!(html.contains(r#"class="dot failure""#));
     assert!(
-        html.contains("no health check and no systemd unit"),
+        html.contains("connection refused · "),
         "the reason for the status"
     );
     for action in ["Visit", "Check now", "Edit", "Delete"] {
@@ -169,7 +178,7 @@ async fn form_errors_appear_next_to_their_fields_and_keep_the_input() {
         "/services",
         &[
             ("name", "web"),
-            ("base_url", "localhost:80"),
+            ("base_url", "http://local host:80"),
             ("port", "99999"),
             ("health_endpoint", "health"),
         ],
@@ -178,7 +187,7 @@ async fn form_errors_appear_next_to_their_fields_and_keep_the_input() {
     assert_eq!(r.status(), 422);
     let html = r.text().await.unwrap();
     for (field, text) in [
-        ("base_url", "Must use http or https"),
+        ("base_url", "Must be an absolute URL"),
         ("port", "Must be an integer from 1 to 65535"),
         ("health_endpoint", "Must start with"),
     ] {
@@ -187,7 +196,10 @@ async fn form_errors_appear_next_to_their_fields_and_keep_the_input() {
             .unwrap_or_else(|| panic!("no error for {field}"));
         assert!(html[at..].contains(text), "{field}: {text}");
     }
-    assert!(html.contains(r#"value="localhost:80""#), "input kept");
+    assert!(
+        html.contains(r#"value="http://local host:80""#),
+        "input kept"
+    );
     assert_eq!(
         hub.get_json("/api/services").await,
         json!([]),

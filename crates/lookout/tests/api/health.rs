@@ -67,19 +67,36 @@ async fn closed_port_is_unhealthy_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn no_health_endpoint_is_unknown_and_never_requested() {
+async fn a_url_without_health_endpoint_is_checked_at_the_url() {
     let hub = spawn_hub().await;
     let target = Target::start(200).await;
     let s = hub
         .create_service(json!({"name": "plain", "base_url": target.url()}))
         .await;
     let id = s["id"].as_i64().unwrap();
-    // A check on demand says why it is unknown.
-    let r: Value = hub.get_json(&format!("/api/services/{id}/health")).await;
+    assert_eq!(s["check_kind"], "http");
+    assert_eq!(s["health_url"], target.url());
+    let s = hub.wait_for_service(id, SOON, checked).await;
+    assert_eq!(s["health_status"], "healthy");
+    assert_eq!(s["state"], "OK");
+    assert!(target.hits() >= 1);
+    // A redirect is followed; a 404 fails with its code.
+    let missing = Target::start(404).await;
+    let s = hub
+        .create_service(json!({"name": "gone", "url": missing.url()}))
+        .await;
+    let s = hub
+        .wait_for_service(s["id"].as_i64().unwrap(), SOON, checked)
+        .await;
+    assert_eq!(s["state"], "FAILURE");
+    assert_eq!(s["last_error"], "HTTP 404 Not Found");
+    // Without a URL there is nothing to check, and it says so.
+    let s = hub.create_service(json!({"name": "bare"})).await;
+    let r: Value = hub
+        .get_json(&format!("/api/services/{}/health", s["id"]))
+        .await;
     assert_eq!(r["status"], "unknown");
     assert_eq!(r["error"], "no health endpoint configured");
-    assert_eq!(target.hits(), 0);
-    assert_eq!(hub.service(id).await["health_status"], "unknown");
 }
 
 #[tokio::test(flavor = "multi_thread")]

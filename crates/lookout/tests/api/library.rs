@@ -620,13 +620,13 @@ fn tls_expiry_reads_certificate_files_against_its_thresholds() {
 }
 
 /// `openssl s_server` on a loopback port of its choosing, killed on drop.
-struct TlsServer {
+pub(crate) struct TlsServer {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl TlsServer {
-    fn start(cert: &Path, key: &Path) -> TlsServer {
+    pub(crate) fn start(cert: &Path, key: &Path) -> TlsServer {
         let mut child = Command::new("openssl")
             .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
             .arg(cert)

@@ -14,6 +14,7 @@ mod heartbeats;
 mod history;
 mod library;
 mod live;
+mod monitors;
 mod notify;
 mod openapi;
 mod persistence;

@@ -126,10 +126,12 @@ pub(crate) fn passed(service: &Service, secs: i64, latency_ms: u64) -> HealthChe
         service_id: service.id,
         checked_at: at(secs),
         status: HealthStatus::Healthy,
-        url: service.health_url(),
+        url: service.check_url(),
         response_code: Some(200),
         latency_ms: Some(latency_ms),
         error: None,
+        warning: None,
+        cert_expires_at: None,
     }
 }
 
@@ -138,10 +140,12 @@ pub(crate) fn failed(service: &Service, secs: i64, code: u16) -> HealthCheck {
         service_id: service.id,
         checked_at: at(secs),
         status: HealthStatus::Unhealthy,
-        url: service.health_url(),
+        url: service.check_url(),
         response_code: Some(code),
         latency_ms: Some(250),
         error: Some(format!("HTTP {code}")),
+        warning: None,
+        cert_expires_at: None,
     }
 }
 
@@ -286,7 +290,7 @@ async fn services_story() {
     assert_eq!(api.base_url.as_deref(), Some("http://10.0.0.5:8080"));
     assert_eq!(api.port, Some(8080), "the port comes from the URL");
     assert_eq!(
-        api.health_url().as_deref(),
+        api.check_url().as_deref(),
         Some("http://10.0.0.5:8080/health")
     );
     assert_eq!(api.check_interval_secs, Some(30));

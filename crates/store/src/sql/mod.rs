@@ -13,6 +13,8 @@ use lookout_proto::service::{
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Arguments, ConnectOptions, Encode, Executor, Row, Type};
 
+use lookout_proto::condition::{Condition, ConditionSpec};
+use lookout_proto::monitor::ProbeSettings;
 use lookout_proto::service::StatusEventView;
 use lookout_proto::status::{ServiceKind, Status, StatusRules};
 
@@ -370,9 +372,34 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
         last_latency_ms: to_u64(row.try_get("last_latency_ms")?),
         last_error: row.try_get("last_error")?,
         last_scanned_at: opt_time(row.try_get("last_scanned_at")?),
+        retry_interval_secs: to_u64(row.try_get("retry_interval_secs")?),
+        conditions: json_column::<Vec<ConditionSpec>>(row, "conditions")?
+            .iter()
+            .map(|spec| Condition::from_spec(spec).map_err(|e| decode_error("conditions", &e)))
+            .collect::<Result<_, _>>()?,
+        probe: json_column(row, "probe")?,
+        cert_expires_at: opt_time(row.try_get("cert_expires_at")?),
+        last_warning: row.try_get("last_warning")?,
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
     })
+}
+
+/// The conditions as stored: a JSON list, NULL when there are none.
+fn conditions_json(conditions: &[Condition]) -> Option<String> {
+    (!conditions.is_empty()).then(|| {
+        to_json(
+            &conditions
+                .iter()
+                .map(Condition::to_spec)
+                .collect::<Vec<_>>(),
+        )
+    })
+}
+
+/// The probe settings as stored: JSON, NULL when there are none.
+fn probe_json(probe: &ProbeSettings) -> Option<String> {
+    (*probe != ProbeSettings::default()).then(|| to_json(probe))
 }
 
 /// A JSON-encoded column; NULL reads as the default.
@@ -426,6 +453,8 @@ fn check_from_row(row: &AnyRow) -> Result<HealthCheck, sqlx::Error> {
         response_code: to_u16(row.try_get("response_code")?),
         latency_ms: to_u64(row.try_get("latency_ms")?),
         error: row.try_get("error")?,
+        warning: row.try_get("warning")?,
+        cert_expires_at: None,
     })
 }
 
@@ -605,8 +634,10 @@ async fn insert_service(
     sqlx::query(
         "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
             reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
-            notify_after, created_at, updated_at, state, state_reason, start_period_secs)
-         VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+            notify_after, created_at, updated_at, state, state_reason, start_period_secs,
+            retry_interval_secs, conditions, probe)
+         VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+            $17, $18, $19)
          ON CONFLICT (name) DO NOTHING
          RETURNING *",
     )
@@ -626,6 +657,9 @@ async fn insert_service(
     .bind(status.as_str())
     .bind(reason)
     .bind(to_i64(new.start_period_secs))
+    .bind(to_i64(new.retry_interval_secs))
+    .bind(conditions_json(&new.conditions))
+    .bind(probe_json(&new.probe))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| name_conflict(e, new.name.as_str()))
@@ -690,14 +724,17 @@ async fn record_check(
 ) -> Result<(Recorded, Option<Service>), sqlx::Error> {
     let Some(row) = sqlx::query(
         "UPDATE services SET health_status = $1, last_health_check = $2, last_response_code = $3,
-            last_latency_ms = $4, last_error = $5
-         WHERE id = $6 RETURNING *",
+            last_latency_ms = $4, last_error = $5, last_warning = $6,
+            cert_expires_at = COALESCE($7, cert_expires_at)
+         WHERE id = $8 RETURNING *",
     )
     .bind(check.status.as_str())
     .bind(ms(check.checked_at))
     .bind(check.response_code.map(i64::from))
     .bind(to_i64(check.latency_ms))
     .bind(check.error.as_deref())
+    .bind(check.warning.as_deref())
+    .bind(check.cert_expires_at.map(ms))
     .bind(check.service_id)
     .fetch_optional(&mut *conn)
     .await?
@@ -706,8 +743,8 @@ async fn record_check(
     };
     sqlx::query(
         "INSERT INTO health_checks (service_id, checked_at, is_healthy, status, url,
-            response_code, latency_ms, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            response_code, latency_ms, error, warning)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(check.service_id)
     .bind(ms(check.checked_at))
@@ -717,6 +754,7 @@ async fn record_check(
     .bind(check.response_code.map(i64::from))
     .bind(to_i64(check.latency_ms))
     .bind(check.error.as_deref())
+    .bind(check.warning.as_deref())
     .execute(&mut *conn)
     .await?;
     let (service, change) =
@@ -753,8 +791,10 @@ impl Store for SqlStore {
         // known without asking, and goes in with the row.
         let (status, reason) = ServiceKind::Polled {
             health: HealthStatus::Unknown,
-            has_http_check: new.base_url.is_some() && new.health_endpoint.is_some(),
+            // A new service is configured, so its URL alone is checked.
+            has_http_check: new.base_url.is_some(),
             last_error: None,
+            warning: None,
             unit: None,
             starting: None,
             rules: self.rules,
@@ -786,8 +826,9 @@ impl Store for SqlStore {
             let row = sqlx::query(
                 "UPDATE services SET status = 'configured', description = COALESCE($1, description),
                     base_url = $2, port = COALESCE($3, port), health_endpoint = $4, reported_state = $5,
-                    check_interval_secs = $6, check_timeout_ms = $7, updated_at = $8
-                 WHERE id = $9 RETURNING *",
+                    check_interval_secs = $6, check_timeout_ms = $7, updated_at = $8,
+                    retry_interval_secs = $9, conditions = $10, probe = $11
+                 WHERE id = $12 RETURNING *",
             )
             .bind(new.description.as_deref())
             .bind(new.base_url.as_ref().map(|u| u.to_display()))
@@ -797,6 +838,9 @@ impl Store for SqlStore {
             .bind(to_i64(new.check_interval_secs))
             .bind(to_i64(new.check_timeout_ms))
             .bind(ms(now))
+            .bind(to_i64(new.retry_interval_secs))
+            .bind(conditions_json(&new.conditions))
+            .bind(probe_json(&new.probe))
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
@@ -893,10 +937,20 @@ impl Store for SqlStore {
         if let Some(period) = patch.start_period_secs {
             set.push("start_period_secs", to_i64(period));
         }
-        if patch.base_url.is_some() || patch.health_endpoint.is_some() {
+        if let Some(secs) = patch.retry_interval_secs {
+            set.push("retry_interval_secs", to_i64(secs));
+        }
+        if let Some(conditions) = &patch.conditions {
+            set.push("conditions", conditions_json(conditions));
+        }
+        if let Some(probe) = &patch.probe {
+            set.push("probe", probe_json(probe));
+        }
+        if patch.base_url.is_some() || patch.health_endpoint.is_some() || patch.probe.is_some() {
             set.sql.push_str(
                 ", health_status = 'unknown', last_health_check = NULL, last_response_code = NULL,
-                   last_latency_ms = NULL, last_error = NULL",
+                   last_latency_ms = NULL, last_error = NULL, last_warning = NULL,
+                   cert_expires_at = NULL",
             );
         }
         let (sql, args) = set.finish("services", id);
@@ -1705,10 +1759,12 @@ mod tests {
             service_id: s.id,
             checked_at: now,
             status: HealthStatus::Healthy,
-            url: s.health_url(),
+            url: s.check_url(),
             response_code: Some(200),
             latency_ms: Some(3),
             error: None,
+            warning: None,
+            cert_expires_at: None,
         };
         let recorded = store.record_health_check(&check).await.unwrap();
         let Recorded::Stored(Some(change)) = recorded else {
@@ -1773,6 +1829,8 @@ mod tests {
             response_code: None,
             latency_ms: None,
             error: Some("x".into()),
+            warning: None,
+            cert_expires_at: None,
         };
         assert_eq!(
             store.record_health_check(&check).await.unwrap(),
