@@ -129,8 +129,17 @@ if (unitLog && unitLog.dataset.follow && window.EventSource) {
     icmp: "icmp://192.168.1.1",
     dns: "dns://192.168.1.1",
   };
+  const conditions = document.getElementById("conditions");
+  const conditionExamples = {
+    http: "[STATUS] == 200\n[BODY].status == UP\nwarn: [CERTIFICATE_EXPIRATION] > 336h",
+    tcp: "[CONNECTED] == true\nwarn: [RESPONSE_TIME] < 100",
+    tls: "[CONNECTED] == true\nwarn: [CERTIFICATE_EXPIRATION] > 336h",
+    icmp: "[CONNECTED] == true\nwarn: [RESPONSE_TIME] < 50",
+    dns: "[DNS_RCODE] == NOERROR\n[BODY] == 192.168.1.20",
+  };
   const show = () => {
     const kind = check.value;
+    if (conditions) conditions.placeholder = conditionExamples[kind] || "";
     document.querySelectorAll("[data-kinds]").forEach((field) => {
       field.hidden = !field.dataset.kinds.split(" ").includes(kind);
     });

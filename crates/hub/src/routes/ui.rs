@@ -642,6 +642,7 @@ async fn detail_page(
                         .map_or_else(|| "—".into(), |ms| format!("{ms} ms")),
                     c.error
                         .clone()
+                        .or_else(|| c.warning.as_ref().map(|w| format!("warning: {w}")))
                         .or_else(|| c.response_code.map(|code| format!("HTTP {code}")))
                         .unwrap_or_default(),
                 )
@@ -982,7 +983,35 @@ struct FormPage {
     action: String,
     submit: &'static str,
     fields: Vec<FormField>,
+    /// The settings most services leave alone, folded away.
+    more: Vec<FormField>,
+    /// Whether they show unfolded: one has a value or an error.
+    more_open: bool,
     errors_summary: String,
+}
+
+/// The fields folded under "More settings".
+const MORE: &[&str] = &[
+    "http_method",
+    "http_accepted_codes",
+    "http_headers",
+    "http_body",
+    "http_follow_redirects",
+    "tls_skip_verify",
+    "tls_ca_pem",
+    "port",
+    "retry_interval_secs",
+    "check_timeout_ms",
+    "start_period_secs",
+];
+
+/// The value a folded field has when nobody touched it.
+fn is_default(key: &str, value: &str) -> bool {
+    value.trim().is_empty()
+        || matches!(
+            (key, value),
+            ("http_method", "GET") | ("http_follow_redirects", "yes") | ("tls_skip_verify", "no")
+        )
 }
 
 /// One input of the service form.
@@ -1227,7 +1256,7 @@ fn form_page(
     errors: &[FieldError],
 ) -> FormPage {
     let placed: Vec<(&str, String)> = errors.iter().map(place_error).collect();
-    let fields = FIELDS
+    let (more, fields): (Vec<FormField>, Vec<FormField>) = FIELDS
         .iter()
         .map(|f| FormField {
             key: f.key,
@@ -1245,7 +1274,10 @@ fn form_page(
                 .map(|(_, m)| m.clone())
                 .reduce(|a, b| format!("{a}; {b}")),
         })
-        .collect::<Vec<_>>();
+        .partition(|f| MORE.contains(&f.key));
+    let more_open = more
+        .iter()
+        .any(|f| f.error.is_some() || !is_default(f.key, &f.value));
     let unplaced: Vec<String> = placed
         .iter()
         .filter(|(key, _)| !FIELDS.iter().any(|f| f.key == *key))
@@ -1263,6 +1295,8 @@ fn form_page(
         action,
         submit,
         fields,
+        more,
+        more_open,
         errors_summary,
     }
 }

@@ -435,3 +435,173 @@ async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
     }
     browser.close().await;
 }
+
+/// Whether the element `id` is shown.
+async fn shown(c: &Client, id: &str) -> bool {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tcp_check_and_a_json_condition_are_added_from_the_form_in_chromium() {
+    let hub = spawn_hub().await;
+    // A database's port, and a web API with a JSON health route.
+    let db = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let db_port = db.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = db.accept().await {
+            drop(socket);
+        }
+    });
+    let app = axum::Router::new().route(
+        "/health",
+        axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "UP"})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}/health", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let browser = Browser::start().await;
+    let c = &browser.client;
+
+    // A TCP check: the kind picked, the fields of HTTP hidden, the address
+    // typed without a scheme.
+    c.goto(&hub.url("/services/new")).await.unwrap();
+    assert!(shown(c, "field-health_endpoint").await);
+    assert!(!shown(c, "field-dns_name").await);
+    c.find(Locator::Id("check"))
+        .await
+        .unwrap()
+        .select_by_value("tcp")
+        .await
+        .unwrap();
+    assert!(!shown(c, "field-health_endpoint").await, "HTTP's fields go");
+    let folded_method_hidden = c
+        .find(Locator::Id("field-http_method"))
+        .await
+        .unwrap()
+        .prop("hidden")
+        .await
+        .unwrap();
+    assert_eq!(folded_method_hidden.as_deref(), Some("true"));
+    assert!(shown(c, "field-conditions").await);
+    let placeholder = c
+        .find(Locator::Id("base_url"))
+        .await
+        .unwrap()
+        .attr("placeholder")
+        .await
+        .unwrap();
+    assert_eq!(placeholder.as_deref(), Some("tcp://192.168.1.10:5432"));
+    fill(c, "name", "postgres").await;
+    fill(c, "base_url", &format!("127.0.0.1:{db_port}")).await;
+    fill(c, "check_interval_secs", "1").await;
+    screenshot(c, "form-tcp-desktop").await;
+    c.find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let row = r#"tr[data-name="postgres"]"#;
+    wait_text(c, &format!("{row} .label"), |t| t == "OK").await;
+    let services = hub.get_json("/api/services").await;
+    assert_eq!(
+        services[0]["base_url"],
+        format!("tcp://127.0.0.1:{db_port}")
+    );
+    assert_eq!(services[0]["check_kind"], "tcp");
+
+    // A JSON condition: a mistake first, shown at its line, the input kept.
+    c.goto(&hub.url("/services/new")).await.unwrap();
+    fill(c, "name", "api").await;
+    fill(c, "base_url", &api).await;
+    fill(c, "conditions", "[STATUS] == 200\n[BODY].stauts = UP").await;
+    c.find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = wait_text(c, "#conditions-error", |t| !t.is_empty()).await;
+    assert!(error.starts_with("Line 2: has no operator"), "{error}");
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "form-condition-error-phone").await;
+    c.set_window_size(1280, 1000).await.unwrap();
+    let kept = c
+        .find(Locator::Id("conditions"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("[STATUS] == 200\n[BODY].stauts = UP"));
+    fill(
+        c,
+        "conditions",
+        "[STATUS] == 200\n[BODY].status == UP\nwarn: [RESPONSE_TIME] < 2000",
+    )
+    .await;
+    fill(c, "check_interval_secs", "1").await;
+    c.find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let row = r#"tr[data-name="api"]"#;
+    wait_text(c, &format!("{row} .label"), |t| t == "OK").await;
+    let s = hub
+        .get_json("/api/services")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "api")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        s["conditions"],
+        serde_json::json!(["[STATUS] == 200", "[BODY].status == UP",
+            {"expr": "[RESPONSE_TIME] < 2000", "on_fail": "WARNING"}])
+    );
+
+    // Its page says how it is checked.
+    c.goto(&hub.url(&format!("/services/{}", s["id"])))
+        .await
+        .unwrap();
+    let kind = wait_text(c, "#check-kind", |t| !t.is_empty()).await;
+    assert_eq!(kind, "HTTP(S): a web page or API");
+    let conditions = wait_text(c, "#check-conditions", |t| !t.is_empty()).await;
+    assert!(
+        conditions.contains("[BODY].status == UP") && conditions.contains("(warns)"),
+        "{conditions}"
+    );
+    screenshot(c, "service-check-desktop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "service-check-phone").await;
+
+    // Editing keeps what was set: the form shows the check as saved.
+    c.goto(&hub.url(&format!("/services/{}/edit", s["id"])))
+        .await
+        .unwrap();
+    let lines = c
+        .find(Locator::Id("conditions"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        lines.as_deref(),
+        Some("[STATUS] == 200\n[BODY].status == UP\nwarn: [RESPONSE_TIME] < 2000")
+    );
+    browser.close().await;
+    dark_screenshot(&hub.url("/services/new"), "form-dark");
+}
