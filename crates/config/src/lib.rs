@@ -123,6 +123,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "units to register as services once found, by pattern: comma-separated unit names with * and ? (e.g. *.service or backup-*.timer, which watches the services those timers start); default none",
     },
     SettingSpec {
+        key: "monitors",
+        help: "a file of services kept as code: TOML ([[service]] tables with the API's fields), or Gatus's YAML (endpoints:) when it ends in .yaml or .yml; loaded at start and followed on change; default none",
+    },
+    SettingSpec {
         key: "crash_loop_restarts",
         help: "automatic restarts of a unit, without staying up a minute, that make it FAILURE (default 5)",
     },
@@ -214,6 +218,8 @@ pub struct Config {
     pub follow: FollowSettings,
     /// Unit name patterns: units found that match are registered.
     pub watch: Vec<String>,
+    /// A file of services kept as code, followed on change.
+    pub monitors: Option<PathBuf>,
     /// Settings of the status rules (crash loops).
     pub rules: lookout_proto::status::StatusRules,
     pub web_ports: WebPorts,
@@ -353,6 +359,7 @@ impl Config {
             systemd: None,
             follow: FollowSettings::default(),
             watch: Vec::new(),
+            monitors: None,
             rules: lookout_proto::status::StatusRules::default(),
             web_ports: WebPorts::default(),
             retention: DEFAULT_RETENTION,
@@ -582,6 +589,16 @@ impl Config {
             })?,
             None => Vec::new(),
         };
+        let monitors = match get("monitors") {
+            Some(v) => Some(parse(v, "monitors", |s| {
+                if s.is_empty() {
+                    Err("expected the path of a file".to_owned())
+                } else {
+                    Ok(PathBuf::from(s))
+                }
+            })?),
+            None => None,
+        };
         let mut rules = lookout_proto::status::StatusRules::default();
         if let Some(v) = get("crash_loop_restarts") {
             rules.crash_loop_restarts = parse(v, "crash_loop_restarts", |s| {
@@ -696,6 +713,7 @@ impl Config {
             systemd,
             follow,
             watch,
+            monitors,
             rules,
             web_ports,
             retention,

@@ -17,6 +17,7 @@ pub mod health;
 pub mod history;
 pub mod live;
 pub mod metrics;
+pub mod monitors;
 pub mod notify;
 pub mod registry;
 pub mod tasks;

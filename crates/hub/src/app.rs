@@ -33,6 +33,8 @@ pub struct Application {
     shared: Option<String>,
     self_check: bool,
     header_timeout: std::time::Duration,
+    /// The monitors file followed, if any.
+    monitors: Option<std::path::PathBuf>,
     /// Background tasks added with [`Application::supervise`].
     extra_tasks: Vec<(&'static str, futures::future::BoxFuture<'static, ()>)>,
 }
@@ -50,6 +52,14 @@ impl Application {
             .as_ref()
             .map(crate::tls::server_config)
             .transpose()?;
+        // A monitors file that does not load stops the start, as a bad
+        // setting does: better than a hub without the services it declares.
+        if let Some(path) = &config.monitors {
+            let declared = crate::monitors::read(path).map_err(anyhow::Error::msg)?;
+            for why in &declared.skipped {
+                tracing::warn!(file = %path.display(), "skipped {why}");
+            }
+        }
         let store = open_store(&config).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -128,6 +138,7 @@ impl Application {
             shared,
             self_check: config.self_check,
             header_timeout: config.header_timeout,
+            monitors: config.monitors.clone(),
             extra_tasks: Vec::new(),
         })
     }
@@ -268,6 +279,17 @@ impl Application {
                 stop.clone(),
             ),
         );
+        if let Some(path) = self.monitors.clone() {
+            tasks.spawn(
+                "monitors file",
+                crate::monitors::follow(
+                    path,
+                    self.state.registry.clone(),
+                    self.state.clock.clone(),
+                    stop.clone(),
+                ),
+            );
+        }
         for (name, task) in self.extra_tasks {
             tasks.spawn(name, task);
         }

@@ -142,6 +142,7 @@ impl From<StoreError> for ApiError {
             e @ StoreError::SchemaTooNew { .. } => ApiError::Internal(e.into()),
             StoreError::Refused(message) => ApiError::BadRequest(message, vec![]),
             StoreError::Invalid(field) => ApiError::Validation(vec![field]),
+            StoreError::ReadOnly(message) => ApiError::Conflict(FieldError::new("source", message)),
         }
     }
 }

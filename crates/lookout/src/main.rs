@@ -76,6 +76,23 @@ fn cli() -> Command {
                         .value_parser(clap::value_parser!(PathBuf)),
                 ),
         ))
+        .subcommand(with_database_args(
+            Command::new("monitors")
+                .about("Monitors as code: the services made in the dashboard or the API as a file --monitors loads")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("export")
+                        .about("Write the services made in the dashboard or the API as a monitors file (TOML)")
+                        .arg(
+                            Arg::new("output")
+                                .long("output")
+                                .short('o')
+                                .value_name("FILE")
+                                .value_parser(clap::value_parser!(PathBuf))
+                                .help("where to write it (default: standard output)"),
+                        ),
+                ),
+        ))
         .subcommand(with_database_args(Command::new("migrate").about(
             "Bring the database's schema up to date (serve does it too) and print its version",
         )))
@@ -203,6 +220,56 @@ async fn open_database(config: &Config) -> anyhow::Result<lookout_hub::store::Sq
 }
 
 /// `lookout export`: the whole database as one JSON document.
+/// `lookout monitors export`: the services people made, as a monitors file.
+fn monitors(m: &ArgMatches) -> anyhow::Result<()> {
+    let Some(("export", sub)) = m.subcommand() else {
+        unreachable!("clap requires a known subcommand");
+    };
+    let config = database_config(m)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let services = runtime.block_on(async {
+        let store = open_database(&config).await?;
+        let services = lookout_hub::store::Store::list_services(
+            &store,
+            lookout_hub::store::ServiceFilter::Status(
+                lookout_proto::service::RegistryStatus::Configured,
+            ),
+        )
+        .await;
+        lookout_hub::store::Store::close(&store).await;
+        anyhow::Ok(services?)
+    })?;
+    // Not the file's own services, agents' checks (their agent declares
+    // them) or the hub's check of itself.
+    let made: Vec<_> = services
+        .into_iter()
+        .filter(|s| {
+            !s.from_file
+                && s.server_id.is_none()
+                && !(s.name.starts_with("lookout")
+                    && s.health_endpoint.as_deref() == Some("/readyz"))
+        })
+        .collect();
+    let text = lookout_hub::monitors::to_toml(&made);
+    match sub.get_one::<PathBuf>("output") {
+        Some(path) => {
+            // Request headers may hold credentials: owner only.
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
 fn export(m: &ArgMatches) -> anyhow::Result<()> {
     use std::io::Write as _;
     let config = database_config(m)?;
@@ -443,6 +510,7 @@ fn main() -> ExitCode {
         Some(("check", m)) => check::run(m),
         Some(("agent", m)) => agent::run(m),
         Some(("probe", m)) => probe::run(m),
+        Some(("monitors", m)) => monitors(m).map(|()| ExitCode::SUCCESS),
         _ => unreachable!("clap requires a known subcommand"),
     };
     match result {

@@ -254,6 +254,8 @@ pub struct NewService {
     pub retry_interval_secs: Option<u64>,
     pub conditions: Vec<Condition>,
     pub probe: ProbeSettings,
+    /// Declared in a monitors file (never from a request body).
+    pub from_file: bool,
 }
 
 /// A validated partial update. The outer `Option` says whether the field was sent;
@@ -353,6 +355,7 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "health_url",
     "check_kind",
     "cert_expires_at",
+    "source",
     "server_id",
     "check",
 ];
@@ -432,6 +435,7 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
         retry_interval_secs: patch.retry_interval_secs.flatten(),
         conditions: patch.conditions.unwrap_or_default(),
         probe,
+        from_file: false,
     })
 }
 
@@ -724,6 +728,9 @@ pub struct ServiceView {
     pub retry_interval_secs: Option<u64>,
     /// When the server's certificate expires, as the last check saw it.
     pub cert_expires_at: Option<DateTime<Utc>>,
+    /// Where its settings live: `api` (the API or the dashboard) or `file`
+    /// (a monitors file: read-only through the API and the dashboard).
+    pub source: String,
     pub status: RegistryStatus,
     /// The unit's active state at the last scan, or `removed` when it is gone.
     pub systemd_state: Option<String>,

@@ -45,6 +45,10 @@ pub enum StoreError {
     /// database that is not empty); the message says why.
     #[error("{0}")]
     Refused(String),
+    /// The record is not changed this way: the message says where it is
+    /// (a service declared in a monitors file).
+    #[error("{0}")]
+    ReadOnly(String),
     /// A field does not fit the rest of the record as it stands (e.g. a
     /// health endpoint on a tcp:// URL).
     #[error("{}: {}", .0.field, .0.message)]
@@ -171,6 +175,9 @@ pub struct Service {
     pub cert_expires_at: Option<DateTime<Utc>>,
     /// The last check passed but a condition marked WARNING failed: why.
     pub last_warning: Option<String>,
+    /// Declared in a monitors file: read-only through the API and the
+    /// dashboard.
+    pub from_file: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -379,6 +386,7 @@ impl Service {
             dns: self.probe.dns.clone(),
             retry_interval_secs: self.retry_interval_secs,
             cert_expires_at: self.cert_expires_at,
+            source: if self.from_file { "file" } else { "api" }.to_owned(),
             status: self.status,
             systemd_state: self.systemd_state.clone(),
             unit: self.unit.clone(),

@@ -184,11 +184,26 @@ impl AppState {
         Ok(service)
     }
 
+    /// Refuses to change a service its monitors file declares: the file is
+    /// where it is changed.
+    fn writable(&self, id: i64) -> Result<(), crate::store::StoreError> {
+        match self.registry.get(id) {
+            Some(entry) if entry.service.from_file => {
+                Err(crate::store::StoreError::ReadOnly(format!(
+                    "{} is declared in the monitors file: change it there",
+                    entry.service.name
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub async fn update_service(
         &self,
         id: i64,
         patch: &lookout_proto::service::ServicePatch,
     ) -> Result<Option<crate::store::Service>, crate::store::StoreError> {
+        self.writable(id)?;
         Ok(self
             .registry
             .update(id, patch, self.clock.now())
@@ -197,6 +212,7 @@ impl AppState {
     }
 
     pub async fn delete_service(&self, id: i64) -> Result<bool, crate::store::StoreError> {
+        self.writable(id)?;
         self.registry.delete(id).await
     }
 

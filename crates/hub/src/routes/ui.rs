@@ -124,6 +124,9 @@ pub fn message(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 pub(crate) fn store_failure(e: &StoreError) -> Response {
+    if let StoreError::ReadOnly(why) = e {
+        return message(StatusCode::CONFLICT, "Not changed here", why);
+    }
     tracing::error!(error = ?e, "dashboard request failed");
     message(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -154,6 +157,8 @@ struct Row {
     health: &'static str,
     label: &'static str,
     detail: String,
+    /// Declared in the monitors file: not edited here.
+    from_file: bool,
 }
 
 #[derive(Default)]
@@ -275,6 +280,7 @@ async fn dashboard(
                 health: label(s.state).0,
                 label: label(s.state).1,
                 detail: detail(s, now),
+                from_file: s.from_file,
             }
         })
         .collect();
@@ -362,6 +368,8 @@ struct DetailPage {
     unit: Option<UnitSection>,
     /// How the hub checks it, when it does.
     check: Option<CheckSection>,
+    /// Declared in the monitors file: not edited here.
+    from_file: bool,
     admin: bool,
 }
 
@@ -611,6 +619,7 @@ async fn detail_page(
         name: service.name.clone(),
         href: web_link(&service),
         check: CheckSection::of(&service, &state.checks, state.clock.now()),
+        from_file: service.from_file,
         description: service.description.clone(),
         state_class,
         state_label,
@@ -1634,6 +1643,11 @@ async fn create_from_form(State(state): State<AppState>, form: FormResult) -> Re
 
 async fn edit_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
     match state.registry.get(id).map(|e| e.service.clone()) {
+        Some(s) if s.from_file => message(
+            StatusCode::CONFLICT,
+            &format!("{} is declared in the monitors file", s.name),
+            "Change it in the file: the hub follows the file and applies the change within a second.",
+        ),
         Some(s) => render(
             StatusCode::OK,
             &form_page(

@@ -15,6 +15,7 @@ mod history;
 mod library;
 mod live;
 mod monitors;
+mod monitors_file;
 mod notify;
 mod openapi;
 mod persistence;

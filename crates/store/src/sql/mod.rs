@@ -380,6 +380,7 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
         probe: json_column(row, "probe")?,
         cert_expires_at: opt_time(row.try_get("cert_expires_at")?),
         last_warning: row.try_get("last_warning")?,
+        from_file: row.try_get::<Option<String>, _>("source")?.as_deref() == Some("file"),
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
     })
@@ -635,9 +636,9 @@ async fn insert_service(
         "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
             reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
             notify_after, created_at, updated_at, state, state_reason, start_period_secs,
-            retry_interval_secs, conditions, probe)
+            retry_interval_secs, conditions, probe, source)
          VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17, $18, $19)
+            $17, $18, $19, $20)
          ON CONFLICT (name) DO NOTHING
          RETURNING *",
     )
@@ -660,6 +661,7 @@ async fn insert_service(
     .bind(to_i64(new.retry_interval_secs))
     .bind(conditions_json(&new.conditions))
     .bind(probe_json(&new.probe))
+    .bind(new.from_file.then_some("file"))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| name_conflict(e, new.name.as_str()))
@@ -827,8 +829,8 @@ impl Store for SqlStore {
                 "UPDATE services SET status = 'configured', description = COALESCE($1, description),
                     base_url = $2, port = COALESCE($3, port), health_endpoint = $4, reported_state = $5,
                     check_interval_secs = $6, check_timeout_ms = $7, updated_at = $8,
-                    retry_interval_secs = $9, conditions = $10, probe = $11
-                 WHERE id = $12 RETURNING *",
+                    retry_interval_secs = $9, conditions = $10, probe = $11, source = $12
+                 WHERE id = $13 RETURNING *",
             )
             .bind(new.description.as_deref())
             .bind(new.base_url.as_ref().map(|u| u.to_display()))
@@ -841,6 +843,7 @@ impl Store for SqlStore {
             .bind(to_i64(new.retry_interval_secs))
             .bind(conditions_json(&new.conditions))
             .bind(probe_json(&new.probe))
+            .bind(new.from_file.then_some("file"))
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
