@@ -12,6 +12,7 @@ use lookout_hub::{Application, Config};
 
 mod agent;
 mod check;
+mod kuma;
 mod probe;
 
 fn cli() -> Command {
@@ -68,12 +69,20 @@ fn cli() -> Command {
         ))
         .subcommand(with_database_args(
             Command::new("import")
-                .about("Load an export into a new, empty database (all or nothing)")
+                .about("Load an export into a new, empty database (all or nothing), or Uptime Kuma's monitors as services")
                 .arg(
                     Arg::new("file")
-                        .required(true)
+                        .required_unless_present("uptime_kuma")
                         .value_name("FILE")
                         .value_parser(clap::value_parser!(PathBuf)),
+                )
+                .arg(
+                    Arg::new("uptime_kuma")
+                        .long("uptime-kuma")
+                        .value_name("KUMA_DB")
+                        .conflicts_with("file")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("register the monitors of Uptime Kuma's database (kuma.db) as services, beside those there are; stop the hub first, or restart it after"),
                 ),
         ))
         .subcommand(with_database_args(
@@ -304,6 +313,23 @@ fn export(m: &ArgMatches) -> anyhow::Result<()> {
 /// `lookout import FILE`: loads an export into an empty database.
 fn import(m: &ArgMatches) -> anyhow::Result<()> {
     let config = database_config(m)?;
+    if let Some(kuma) = m.get_one::<PathBuf>("uptime_kuma") {
+        let runtime = tokio::runtime::Runtime::new()?;
+        return runtime.block_on(async {
+            let monitors = kuma::read(kuma).await?;
+            let store = open_database(&config).await?;
+            let now = lookout_hub::clock::Clock::now(&lookout_hub::clock::SystemClock);
+            let imported = kuma::import(&monitors, &store, now).await;
+            lookout_hub::store::Store::close(&store).await;
+            println!(
+                "imported {} of {} monitors from {}",
+                imported?,
+                monitors.len(),
+                kuma.display()
+            );
+            anyhow::Ok(())
+        });
+    }
     let file = m.get_one::<PathBuf>("file").expect("required");
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;

@@ -323,3 +323,91 @@ async fn an_export_loads_back_and_a_bad_file_stops_the_start() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uptime_kumas_monitors_are_imported_with_their_kinds_and_keywords() {
+    let data = tempfile::tempdir().unwrap();
+    let kuma = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uptime-kuma/kuma.db");
+    let out = Command::new(BIN)
+        .args(["import", "--uptime-kuma"])
+        .arg(&kuma)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.ends_with(&format!(
+            "imported 7 of 13 monitors from {}\n",
+            kuma.display()
+        )),
+        "{stdout}"
+    );
+    for skipped in [
+        "skipped \"Nightly backup\": a push monitor",
+        "skipped \"Old wiki\": paused in Uptime Kuma",
+        "skipped \"Immich container\": Uptime Kuma's docker monitors have no lookout kind",
+        "skipped \"JSONata sum\": its JSON query \"$sum(items.count)\" is a JSONata expression",
+    ] {
+        assert!(stdout.contains(skipped), "{skipped}: {stdout}");
+    }
+    // Imported again: nothing doubled.
+    let again = Command::new(BIN)
+        .args(["import", "--uptime-kuma"])
+        .arg(&kuma)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("imported 0 of 13"));
+
+    let dir = data.path().to_owned();
+    let hub = spawn_hub_with(move |c| {
+        c.data_dir = dir.clone();
+        c.database = lookout_hub::config::DatabaseUrl::Sqlite(dir.join("lookout.db"));
+        c.self_check = false;
+    })
+    .await;
+    let list = hub.get_json("/api/services").await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 7, "{list:#?}");
+    let get = |name: &str| named(list, name).unwrap_or_else(|| panic!("{name}"));
+    let jellyfin = get("Jellyfin");
+    assert_eq!(
+        (
+            &jellyfin["check_interval_secs"],
+            &jellyfin["retry_interval_secs"],
+            &jellyfin["check_timeout_ms"],
+            &jellyfin["description"],
+        ),
+        (
+            &json!(60),
+            &json!(20),
+            &json!(48_000),
+            &json!("Films and series")
+        )
+    );
+    let login = get("Nextcloud login");
+    assert_eq!(login["conditions"], json!(["[BODY] == pat(*Log in*)"]));
+    assert_eq!(login["tls"]["skip_verify"], true);
+    assert_eq!(login["http"]["follow_redirects"], false);
+    assert_eq!(
+        get("Status page calm")["conditions"],
+        json!(["[BODY] != pat(*Major outage*)"])
+    );
+    let ha = get("Home Assistant API");
+    assert_eq!(ha["conditions"], json!(["[BODY].state == RUNNING"]));
+    assert_eq!(ha["http"]["method"], "POST");
+    assert_eq!(ha["http"]["headers"]["Authorization"], "********");
+    assert_eq!(ha["http"]["accepted_codes"], json!(["200-299", "304"]));
+    assert_eq!(get("PostgreSQL")["base_url"], "tcp://192.168.1.12:5432");
+    assert_eq!(get("Router")["base_url"], "icmp://192.168.1.1");
+    let dns = get("Pi-hole answers");
+    assert_eq!(dns["base_url"], "dns://192.168.1.2");
+    assert_eq!(dns["dns"], json!({"name": "nas.home.arpa", "type": "A"}));
+}
