@@ -48,6 +48,31 @@ impl Seen {
     }
 }
 
+/// What an exchange with `ip`, run under a timeout, saw: `seen` of its
+/// answer (connected), why it failed, or `silent` when it timed out.
+fn within<T>(
+    outcome: Result<Result<T, String>, tokio::time::error::Elapsed>,
+    ip: IpAddr,
+    started: Instant,
+    silent: impl FnOnce() -> String,
+    seen: impl FnOnce(T) -> Seen,
+) -> Seen {
+    let failed = |why: String| Seen {
+        ip: Some(ip),
+        ..Seen::failed(why, started)
+    };
+    match outcome {
+        Ok(Ok(answer)) => Seen {
+            connected: true,
+            latency: Some(started.elapsed()),
+            ip: Some(ip),
+            ..seen(answer)
+        },
+        Ok(Err(e)) => failed(e),
+        Err(_) => failed(silent()),
+    }
+}
+
 /// The first address `host` resolves to.
 pub async fn resolve(host: &str) -> Result<IpAddr, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
@@ -69,25 +94,18 @@ pub async fn tcp(host: &str, port: u16, timeout: Duration) -> Seen {
         Ok(ip) => ip,
         Err(e) => return Seen::failed(e, started),
     };
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port))).await {
-        Ok(Ok(_)) => Seen {
-            connected: true,
-            latency: Some(started.elapsed()),
-            ip: Some(ip),
-            ..Seen::default()
-        },
-        Ok(Err(e)) => Seen {
-            ip: Some(ip),
-            ..Seen::failed(io_reason(&e), started)
-        },
-        Err(_) => Seen {
-            ip: Some(ip),
-            ..Seen::failed(
-                format!("timed out after {}", super::human(timeout)),
-                started,
-            )
-        },
-    }
+    let connect = async {
+        tokio::net::TcpStream::connect((ip, port))
+            .await
+            .map_err(|e| io_reason(&e))
+    };
+    within(
+        tokio::time::timeout(timeout, connect).await,
+        ip,
+        started,
+        || format!("timed out after {}", super::human(timeout)),
+        |_| Seen::default(),
+    )
 }
 
 pub(super) fn io_reason(e: &std::io::Error) -> String {
@@ -349,34 +367,25 @@ pub async fn dns(host: &str, port: u16, query: &DnsQuery, timeout: Duration) -> 
             }
         }
     };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(answer)) => {
-            let rcode = rcode_name(u16::from(answer.metadata.response_code));
-            let body: Vec<String> = answer.answers.iter().map(|r| r.data.to_string()).collect();
-            Seen {
-                connected: true,
-                latency: Some(started.elapsed()),
-                dns_rcode: Some(rcode),
-                body: Some(body.join("\n")),
-                ip: Some(ip),
-                ..Seen::default()
-            }
-        }
-        Ok(Err(e)) => Seen {
-            ip: Some(ip),
-            ..Seen::failed(e, started)
-        },
-        Err(_) => Seen {
-            ip: Some(ip),
-            ..Seen::failed(
-                format!(
-                    "no answer from {host}:{port} within {}",
-                    super::human(timeout)
-                ),
-                started,
+    within(
+        tokio::time::timeout(timeout, exchange).await,
+        ip,
+        started,
+        || {
+            format!(
+                "no answer from {host}:{port} within {}",
+                super::human(timeout)
             )
         },
-    }
+        |answer| {
+            let body: Vec<String> = answer.answers.iter().map(|r| r.data.to_string()).collect();
+            Seen {
+                dns_rcode: Some(rcode_name(u16::from(answer.metadata.response_code))),
+                body: Some(body.join("\n")),
+                ..Seen::default()
+            }
+        },
+    )
 }
 
 /// The names Gatus and `dig` give response codes.
@@ -448,25 +457,13 @@ pub async fn icmp(host: &str, timeout: Duration) -> Seen {
             }
         }
     };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(())) => Seen {
-            connected: true,
-            latency: Some(started.elapsed()),
-            ip: Some(ip),
-            ..Seen::default()
-        },
-        Ok(Err(e)) => Seen {
-            ip: Some(ip),
-            ..Seen::failed(e, started)
-        },
-        Err(_) => Seen {
-            ip: Some(ip),
-            ..Seen::failed(
-                format!("no reply within {}", super::human(timeout)),
-                started,
-            )
-        },
-    }
+    within(
+        tokio::time::timeout(timeout, exchange).await,
+        ip,
+        started,
+        || format!("no reply within {}", super::human(timeout)),
+        |()| Seen::default(),
+    )
 }
 
 /// Why this process may not ping, naming the setting and its value.

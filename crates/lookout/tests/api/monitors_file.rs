@@ -50,6 +50,18 @@ async fn services_when(
     }
 }
 
+/// Each service's name and check kind.
+fn kinds(list: &[Value]) -> Vec<(&str, &str)> {
+    list.iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["check_kind"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn named<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
     list.iter().find(|s| s["name"] == name)
 }
@@ -188,17 +200,8 @@ base_url = "http://127.0.0.1:1"
 async fn gatus_files_load_unchanged() {
     let hub = hub_following(&fixture("home.yaml")).await;
     let (list, _) = services_when(&hub, Duration::from_secs(5), |l| l.len() == 4).await;
-    let kinds: Vec<(&str, &str)> = list
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap(),
-                s["check_kind"].as_str().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&list),
         [
             ("api-post", "http"),
             ("home-assistant", "http"),
@@ -221,17 +224,8 @@ async fn gatus_files_load_unchanged() {
 
     let hub = hub_following(&fixture("network.yaml")).await;
     let (list, _) = services_when(&hub, Duration::from_secs(5), |l| l.len() == 4).await;
-    let kinds: Vec<(&str, &str)> = list
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap(),
-                s["check_kind"].as_str().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&list),
         [
             ("mail-tls", "tls"),
             ("pihole", "dns"),
