@@ -54,8 +54,12 @@ pub struct Checker {
     on_request: Arc<Mutex<HashMap<i64, Instant>>>,
     /// Since when each held condition (`... for 5m`) of a service has
     /// been failing, by service and condition.
-    failing_since: Arc<Mutex<HashMap<(i64, usize), Instant>>>,
+    failing_since: Arc<Mutex<FailingSince>>,
 }
+
+/// When each held condition began failing, by service id and the
+/// condition's place in its list.
+type FailingSince = HashMap<(i64, usize), DateTime<Utc>>;
 
 /// A service is probed on request at most this often; a request within it
 /// gets the newest stored result.
@@ -375,8 +379,8 @@ impl Checker {
                 }
                 Err(why) => {
                     if let Some(hold) = condition.hold() {
-                        let since = *held.entry((key, i)).or_insert_with(Instant::now);
-                        if since.elapsed() < hold {
+                        let since = *held.entry((key, i)).or_insert(now);
+                        if (now - since).to_std().unwrap_or_default() < hold {
                             continue;
                         }
                     }
@@ -491,5 +495,89 @@ pub(crate) fn human(d: Duration) -> String {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(status: u16) -> Seen {
+        Seen {
+            connected: true,
+            status: Some(status),
+            latency: Some(Duration::from_millis(3)),
+            ..Seen::default()
+        }
+    }
+
+    #[test]
+    fn a_held_condition_counts_only_after_failing_that_long() {
+        let checker = Checker::new(Arc::default()).unwrap();
+        let target = Target::Http("http://127.0.0.1:1/".parse().unwrap());
+        let held = vec![Condition::parse("[STATUS] == 200 for 300ms", Status::Failure).unwrap()];
+        let probe = ProbeSettings::default();
+        let start = crate::clock::Clock::now(&crate::clock::SystemClock);
+        let at = |ms: i64| start + chrono::Duration::milliseconds(ms);
+        let judge =
+            |status, ms| checker.judge(7, &target, &probe, &held, &answered(status), at(ms));
+        assert_eq!(judge(200, 0).status, HealthStatus::Healthy);
+        // Failing, but not for 300 ms yet: it does not count.
+        assert_eq!(judge(503, 100).status, HealthStatus::Healthy);
+        assert_eq!(judge(503, 350).status, HealthStatus::Healthy);
+        let failed = judge(503, 400);
+        assert_eq!(failed.status, HealthStatus::Unhealthy);
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("[STATUS] == 200 for 300ms: was 503")
+        );
+        // Passing once starts the wait again.
+        assert_eq!(judge(200, 500).status, HealthStatus::Healthy);
+        assert_eq!(judge(503, 600).status, HealthStatus::Healthy);
+        // Another service's hold is its own.
+        let other = checker.judge(8, &target, &probe, &held, &answered(503), at(2000));
+        assert_eq!(other.status, HealthStatus::Healthy);
+    }
+
+    #[test]
+    fn the_kinds_defaults_give_way_to_conditions_that_name_them() {
+        let checker = Checker::new(Arc::default()).unwrap();
+        let target = Target::Http("http://127.0.0.1:1/".parse().unwrap());
+        let probe = ProbeSettings::default();
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        // 404 fails by default; a condition on [STATUS] decides instead.
+        assert_eq!(
+            checker
+                .judge(1, &target, &probe, &[], &answered(404), now)
+                .error
+                .as_deref(),
+            Some("HTTP 404 Not Found")
+        );
+        let expects_404 = vec![Condition::parse("[STATUS] == 404", Status::Failure).unwrap()];
+        assert_eq!(
+            checker
+                .judge(1, &target, &probe, &expects_404, &answered(404), now)
+                .status,
+            HealthStatus::Healthy
+        );
+        // No connection fails by default; [CONNECTED] == false passes it.
+        let refused = Seen {
+            error: Some("connection refused".into()),
+            ..Seen::default()
+        };
+        assert_eq!(
+            checker
+                .judge(1, &target, &probe, &[], &refused, now)
+                .error
+                .as_deref(),
+            Some("connection refused")
+        );
+        let closed = vec![Condition::parse("[CONNECTED] == false", Status::Failure).unwrap()];
+        assert_eq!(
+            checker
+                .judge(1, &target, &probe, &closed, &refused, now)
+                .status,
+            HealthStatus::Healthy
+        );
     }
 }

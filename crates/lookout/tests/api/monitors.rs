@@ -691,3 +691,32 @@ fn icmp_checks_ping_where_the_kernel_allows_it_and_say_why_not_elsewhere() {
         "UNKNOWN icmp://127.0.0.1: cannot ping: net.ipv4.ping_group_range is \"1 0\", which does not include this process's group 65534 (set it, e.g. sysctl -w net.ipv4.ping_group_range=\"0 2147483647\")"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_check_is_repeated_at_its_retry_interval_until_it_passes() {
+    let hub = spawn_hub().await;
+    let target = lookout_testkit::Target::start(503).await;
+    let s = hub
+        .create_service(json!({"name": "flaky", "base_url": target.url(),
+                               "check_interval_secs": 3600, "retry_interval_secs": 1}))
+        .await;
+    assert_eq!(s["retry_interval_secs"], 1);
+    let id = s["id"].as_i64().unwrap();
+    // Failing: checked again every second, not every hour.
+    let until = std::time::Instant::now() + SOON;
+    while target.hits() < 3 {
+        assert!(
+            std::time::Instant::now() < until,
+            "{} checks",
+            target.hits()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hub.service(id).await["state"], "FAILURE");
+    // Passing again: back to its interval.
+    target.set_status(200);
+    hub.wait_for_service(id, SOON, |s| s["state"] == "OK").await;
+    let hits = target.hits();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(target.hits(), hits, "no check within the hour's interval");
+}
