@@ -171,6 +171,14 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             ..doc("Change a service", "services", One("ServiceView"))
         },
         ("DELETE", "/api/services/{id}") => doc("Remove a service", "services", Empty),
+        ("POST", "/api/conditions/check") => Doc {
+            body: Some("conditions: a list of conditions as a service takes them (strings, or {expr, on_fail})"),
+            ..doc(
+                "Check conditions without saving them: their saved form ({conditions: [...]}), or a 422 naming each bad one",
+                "health",
+                Object,
+            )
+        },
         ("GET", "/api/services/{id}/health") => doc(
             "Check a service now and store the result",
             "health",

@@ -157,3 +157,60 @@ if (unitLog && unitLog.dataset.follow && window.EventSource) {
   check.addEventListener("change", show);
   show();
 })();
+
+// The service form's conditions, checked by the hub as they are typed
+// (POST /api/conditions/check); the error shows under the field at once,
+// as it would after saving.
+(function () {
+  const area = document.getElementById("conditions");
+  if (!area) return;
+  const field = area.closest(".field");
+  const csrf = area.form && area.form.querySelector("input[name=_csrf]");
+  const prefix = "warn:";
+  const show = (text) => {
+    let error = document.getElementById("conditions-error");
+    if (!text) {
+      if (error) error.remove();
+      field.classList.remove("invalid");
+      area.removeAttribute("aria-invalid");
+      return;
+    }
+    if (!error) {
+      error = document.createElement("p");
+      error.className = "field-error";
+      error.id = "conditions-error";
+      area.insertAdjacentElement("afterend", error);
+    }
+    error.textContent = text;
+    field.classList.add("invalid");
+    area.setAttribute("aria-invalid", "true");
+    area.setAttribute("aria-describedby", "conditions-error");
+  };
+  let timer = null;
+  const check = async () => {
+    const lines = area.value.split("\n").map((l) => l.trim()).filter((l) => l);
+    const conditions = lines.map((l) =>
+      l.startsWith(prefix) ? { expr: l.slice(prefix.length).trim(), on_fail: "WARNING" } : l);
+    const headers = { "Content-Type": "application/json" };
+    if (csrf) headers["X-CSRF-Token"] = csrf.value;
+    try {
+      const r = await fetch("/api/conditions/check", {
+        method: "POST", headers, credentials: "same-origin", body: JSON.stringify({ conditions }),
+      });
+      if (r.ok) return show("");
+      const body = await r.json();
+      const messages = (body.fields || []).map((f) => {
+        const m = /^conditions\[(\d+)\]$/.exec(f.field);
+        return m ? `Line ${Number(m[1]) + 1}: ${f.message}` : f.message;
+      });
+      show(messages.join("; "));
+    } catch (_) {
+      // The hub is out of reach: saving will say what is wrong.
+    }
+  };
+  area.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(check, 400);
+  });
+  area.addEventListener("change", check);
+})();

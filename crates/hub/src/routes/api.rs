@@ -28,7 +28,8 @@ pub fn routes(r: Routes) -> Routes {
         .put("/services/{id}", Access::Admin, update_service)
         .delete("/services/{id}", Access::Admin, delete_service)
         .get("/services/{id}/health", Access::Viewer, check_service)
-        .get("/services/{id}/checks", Access::Viewer, check_history);
+        .get("/services/{id}/checks", Access::Viewer, check_history)
+        .post("/conditions/check", Access::Viewer, check_conditions);
     let r = super::systemd::routes(r);
     let r = super::live::routes(r);
     let r = super::heartbeat::api_routes(r);
@@ -280,6 +281,40 @@ async fn get_service(
         entry.json.clone(),
     )
         .into_response())
+}
+
+/// Checks conditions without saving anything, as the service form does
+/// while they are typed: their saved form, or a 422 naming each bad one
+/// (`conditions[i]`).
+async fn check_conditions(
+    JsonObject(body): JsonObject,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut errors: Vec<FieldError> = body
+        .keys()
+        .filter(|k| *k != "conditions")
+        .map(|k| FieldError::new(k.clone(), "is not a field of this request"))
+        .collect();
+    let Some(conditions) = body.get("conditions") else {
+        errors.push(FieldError::new("conditions", "is required"));
+        return Err(ApiError::Validation(errors));
+    };
+    let mut only = serde_json::Map::new();
+    only.insert("conditions".into(), conditions.clone());
+    match parse_service_patch(&only) {
+        Ok(patch) if errors.is_empty() => Ok(Json(serde_json::json!({
+            "conditions": patch
+                .conditions
+                .unwrap_or_default()
+                .iter()
+                .map(lookout_proto::condition::Condition::to_spec)
+                .collect::<Vec<_>>(),
+        }))),
+        Ok(_) => Err(ApiError::Validation(errors)),
+        Err(more) => {
+            errors.extend(more);
+            Err(ApiError::Validation(errors))
+        }
+    }
 }
 
 async fn update_service(

@@ -516,11 +516,18 @@ async fn a_tcp_check_and_a_json_condition_are_added_from_the_form_in_chromium() 
     );
     assert_eq!(services[0]["check_kind"], "tcp");
 
-    // A JSON condition: a mistake first, shown at its line, the input kept.
+    // A JSON condition: a mistake first, shown at its line as it is typed,
+    // and again when saved anyway, the input kept.
     c.goto(&hub.url("/services/new")).await.unwrap();
     fill(c, "name", "api").await;
     fill(c, "base_url", &api).await;
     fill(c, "conditions", "[STATUS] == 200\n[BODY].stauts = UP").await;
+    let live = wait_text(c, "#conditions-error", |t| !t.is_empty()).await;
+    assert!(live.starts_with("Line 2: has no operator"), "{live}");
+    fill(c, "conditions", "[STATUS] == 200").await;
+    wait_text(c, "#conditions-error", str::is_empty).await;
+    fill(c, "conditions", "[STATUS] == 200\n[BODY].stauts = UP").await;
+    wait_text(c, "#conditions-error", |t| !t.is_empty()).await;
     c.find(Locator::Id("save"))
         .await
         .unwrap()

@@ -271,6 +271,31 @@ async fn conditions_and_settings_are_checked_when_saved() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["fields"][0]["field"], field, "{body}");
     }
+    // Conditions are checked without saving anything, as the form does
+    // while they are typed.
+    let r = hub
+        .post_json(
+            "/api/conditions/check",
+            &json!({"conditions": [" [STATUS] == 200", {"expr": "[BODY].ok == true for 5m", "on_fail": "WARNING"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"conditions": ["[STATUS] == 200", {"expr": "[BODY].ok == true for 5m", "on_fail": "WARNING"}]})
+    );
+    let r = hub
+        .post_json(
+            "/api/conditions/check",
+            &json!({"conditions": ["[STATUS] == 200", "[BODY] =="], "name": "x"}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "name");
+    assert_eq!(body["fields"][1]["field"], "conditions[1]");
+    assert_eq!(body["fields"][1]["message"], "has nothing right of ==");
+
     // A change that would not fit what the service has is refused too.
     let s = hub
         .create_service(
