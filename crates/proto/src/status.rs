@@ -93,7 +93,7 @@ pub enum ServiceKind<'a> {
     /// Polled by the hub: an HTTP check, a systemd unit, both or neither.
     Polled {
         health: HealthStatus,
-        has_http_check: bool,
+        has_check: bool,
         last_error: Option<&'a str>,
         /// The last check passed with a condition marked WARNING failing.
         warning: Option<&'a str>,
@@ -219,7 +219,7 @@ impl ServiceKind<'_> {
             } => passive_status("ping", seconds_since_last, deadline_secs, reported, message),
             ServiceKind::Polled {
                 health,
-                has_http_check,
+                has_check,
                 last_error,
                 warning,
                 unit,
@@ -227,7 +227,7 @@ impl ServiceKind<'_> {
                 rules,
             } => polled_status(
                 health,
-                has_http_check,
+                has_check,
                 Checked {
                     error: last_error,
                     warning,
@@ -253,7 +253,7 @@ pub struct Checked<'a> {
 /// unit, with the reason a person reads.
 pub fn polled_status(
     health: HealthStatus,
-    has_http_check: bool,
+    has_check: bool,
     checked: Checked<'_>,
     unit: Option<UnitFacts<'_>>,
     starting: Option<u64>,
@@ -281,7 +281,7 @@ pub fn polled_status(
             return (Status::Failure, why);
         }
     }
-    if has_http_check {
+    if has_check {
         return match health {
             HealthStatus::Healthy => match unit.filter(UnitFacts::down) {
                 Some(u) => (
@@ -455,13 +455,13 @@ mod tests {
 
     fn derive_status(
         health: HealthStatus,
-        has_http_check: bool,
+        has_check: bool,
         last_error: Option<&str>,
         state: Option<&str>,
     ) -> (Status, String) {
         polled_status(
             health,
-            has_http_check,
+            has_check,
             Checked {
                 error: last_error,
                 warning: None,

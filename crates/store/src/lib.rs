@@ -220,7 +220,7 @@ impl Service {
         rules: StatusRules,
     ) -> ServiceKind<'_> {
         let age = |t: Option<DateTime<Utc>>| t.map(|t| (now - t).num_milliseconds().max(0) / 1000);
-        let has_http_check = self.check_url().is_some();
+        let has_check = self.check_url().is_some();
         let secs = |v: Option<u64>, default: u64| {
             i64::try_from(v.unwrap_or(default)).unwrap_or(i64::MAX / 2)
         };
@@ -233,12 +233,12 @@ impl Service {
                     .and_then(lookout_proto::check::LineStatus::parse)
                     .map(|s| (s, self.check_message.as_deref().unwrap_or(""))),
             }
-        } else if let (Some(ttl), false) = (self.heartbeat_ttl_secs, has_http_check) {
+        } else if let (Some(ttl), false) = (self.heartbeat_ttl_secs, has_check) {
             ServiceKind::Heartbeat {
                 seconds_since_last: age(self.last_heartbeat),
                 ttl_secs: secs(Some(ttl), 0),
             }
-        } else if self.has_push_token && !has_http_check {
+        } else if self.has_push_token && !has_check {
             ServiceKind::Push {
                 seconds_since_last: age(self.last_push),
                 deadline_secs: secs(self.push_period_secs, PUSH_PERIOD_SECS)
@@ -253,7 +253,7 @@ impl Service {
         } else {
             ServiceKind::Polled {
                 health: self.health_status,
-                has_http_check,
+                has_check,
                 last_error: self.last_error.as_deref(),
                 warning: self.last_warning.as_deref(),
                 unit: self.unit_facts(now),

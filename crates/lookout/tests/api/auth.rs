@@ -203,13 +203,15 @@ const PUBLIC: &[&str] = &[
     "GET /readyz",
 ];
 
-/// The writes a viewer may make: to their own account only.
+/// The writes a viewer may make: to their own account only, and checking
+/// conditions (a POST that writes nothing).
 const VIEWER_WRITES: &[&str] = &[
     "POST /account/tokens",
     "POST /account/tokens/{id}/revoke",
     "POST /api/v1/users/logout",
     "POST /api/v1/tokens",
     "DELETE /api/v1/tokens/{id}",
+    "POST /api/conditions/check",
 ];
 
 fn key(route: &RouteInfo) -> String {

@@ -794,7 +794,7 @@ impl Store for SqlStore {
         let (status, reason) = ServiceKind::Polled {
             health: HealthStatus::Unknown,
             // A new service is configured, so its URL alone is checked.
-            has_http_check: new.base_url.is_some(),
+            has_check: new.base_url.is_some(),
             last_error: None,
             warning: None,
             unit: None,
