@@ -10,7 +10,8 @@
 //!   `endpoints:` become services (`url`, `method`, `headers`, `body`,
 //!   `interval`, `conditions`, `dns`, `client.timeout`, `client.insecure`);
 //!   what lookout does not check (Gatus's `ssh://`, `udp://`, `starttls://`
-//!   ...) is skipped and named, and the rest of Gatus's settings (alerting,
+//!   ..., or a placeholder it lacks such as `[DOMAIN_EXPIRATION]`) is
+//!   skipped and named, and the rest of Gatus's settings (alerting,
 //!   storage, ui) are ignored.
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,13 +59,25 @@ pub fn parse(text: &str, gatus: bool) -> Result<Declared, String> {
     } else {
         (from_toml(text)?, Vec::new())
     };
+    let mut skipped = skipped;
     let mut services = Vec::new();
     let mut names = HashMap::new();
     for (i, (label, body)) in entries.iter().enumerate() {
-        let mut new = parse_new_service(body).map_err(|errors| {
+        let parsed = parse_new_service(body).map_err(|errors| {
             let e = &errors[0];
             format!("{label}: {}: {}", e.field, e.message)
-        })?;
+        });
+        let mut new = match parsed {
+            Ok(new) => new,
+            // Gatus's files are read as they are: an endpoint lookout cannot
+            // take (a placeholder it lacks, such as [DOMAIN_EXPIRATION]) is
+            // skipped and named; in lookout's own format it is an error.
+            Err(why) if gatus => {
+                skipped.push(why);
+                continue;
+            }
+            Err(why) => return Err(why),
+        };
         if let Some(first) = names.insert(new.name.as_str().to_owned(), i) {
             return Err(format!(
                 "{label}: the name {:?} is taken by entry {}",
@@ -631,6 +644,10 @@ endpoints:
   - name: off
     url: "https://example.org"
     enabled: false
+  - name: domain
+    url: "https://example.org"
+    conditions:
+      - "[DOMAIN_EXPIRATION] > 720h"
 "#,
             true,
         )
@@ -647,7 +664,8 @@ endpoints:
             declared.skipped,
             [
                 "endpoint \"ssh\": lookout does not check ssh:// URLs",
-                "endpoint \"off\": disabled"
+                "endpoint \"off\": disabled",
+                "endpoint \"domain\": conditions[0]: [DOMAIN_EXPIRATION] is not a placeholder lookout knows ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP])"
             ]
         );
     }

@@ -15,7 +15,7 @@ use super::AppState;
 use crate::auth::guard::{Caller, Remote};
 use crate::auth::Access;
 use crate::error::ApiError;
-use crate::registry::{Cursor, ListFilter};
+use crate::registry::{Coding, Cursor, ListFilter};
 use crate::store::Service;
 use lookout_proto::status::Status;
 
@@ -96,9 +96,14 @@ async fn list_services(
     let filter = list_filter(&params)?;
     let page = page_params(&params)?;
     let tag = state.registry.etag(state.registry.version());
-    let gzip = page.is_none() && accepts_gzip(&headers);
-    if if_none_match(&headers, &tag) || if_none_match(&headers, &gzipped_tag(&tag)) {
-        let tag = if gzip { gzipped_tag(&tag) } else { tag };
+    let coding = page.is_none().then(|| preferred_coding(&headers)).flatten();
+    let known = [
+        tag.clone(),
+        coded_tag(&tag, Coding::Gzip),
+        coded_tag(&tag, Coding::Brotli),
+    ];
+    if known.iter().any(|t| if_none_match(&headers, t)) {
+        let tag = coding.map_or(tag.clone(), |c| coded_tag(&tag, c));
         return Ok((
             StatusCode::NOT_MODIFIED,
             [
@@ -108,17 +113,22 @@ async fn list_services(
         )
             .into_response());
     }
-    if let Some((version, body)) = gzip.then(|| state.registry.list_gzip(&filter)).flatten() {
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "application/json".to_owned()),
-                (header::CONTENT_ENCODING, "gzip".to_owned()),
-                (header::ETAG, gzipped_tag(&state.registry.etag(version))),
-                (header::VARY, "accept-encoding".to_owned()),
-            ],
-            body,
-        )
-            .into_response());
+    if let Some(coding) = coding {
+        if let Some((version, body)) = state.registry.list_compressed(&filter, coding) {
+            return Ok((
+                [
+                    (header::CONTENT_TYPE, "application/json".to_owned()),
+                    (header::CONTENT_ENCODING, coding.as_str().to_owned()),
+                    (
+                        header::ETAG,
+                        coded_tag(&state.registry.etag(version), coding),
+                    ),
+                    (header::VARY, "accept-encoding".to_owned()),
+                ],
+                body,
+            )
+                .into_response());
+        }
     }
     let (version, body, next) = match page {
         None => {
@@ -158,27 +168,39 @@ async fn list_services(
 
 /// The `ETag` of the gzipped list: another representation of the same
 /// version, so another tag.
-fn gzipped_tag(tag: &str) -> String {
-    format!("{}-gzip\"", tag.trim_end_matches('"'))
+fn coded_tag(tag: &str, coding: Coding) -> String {
+    format!("{}-{}\"", tag.trim_end_matches('"'), coding.as_str())
 }
 
-/// Whether `Accept-Encoding` admits gzip (named, or `*`, with a non-zero q).
-fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+/// The coding the list goes out in: brotli when `Accept-Encoding` admits
+/// it, else gzip when it admits that (named, or `*`, with a non-zero q).
+fn preferred_coding(headers: &HeaderMap) -> Option<Coding> {
+    let admitted: Vec<(String, bool)> = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
+        .map(|coding| {
             let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("");
+            let name = parts.next().unwrap_or("").to_ascii_lowercase();
             let refused = parts.any(|p| {
                 p.strip_prefix("q=")
                     .and_then(|q| q.parse::<f32>().ok())
                     .is_some_and(|q| q <= 0.0)
             });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+            (name, !refused)
         })
+        .collect();
+    let admits = |name: &str| {
+        admitted
+            .iter()
+            .find(|(n, _)| n == name)
+            .or_else(|| admitted.iter().find(|(n, _)| n == "*"))
+            .is_some_and(|(_, ok)| *ok)
+    };
+    [Coding::Brotli, Coding::Gzip]
+        .into_iter()
+        .find(|c| admits(c.as_str()))
 }
 
 /// Most services on one page.

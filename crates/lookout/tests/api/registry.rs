@@ -221,12 +221,31 @@ async fn the_list_answers_304_until_it_changes_is_gzipped_on_request_and_filters
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(again.headers()[ETAG].to_str().unwrap(), tag);
     assert!(again.bytes().await.unwrap().is_empty());
-    // A client that accepts gzip gets the same list gzipped, under a tag of
-    // its own; either tag of this version is a 304.
-    let gzipped = hub
+    // A client that accepts brotli gets the same list in brotli, one that
+    // accepts gzip only gets it gzipped, each under a tag of its own; every
+    // tag of this version is a 304.
+    let brotli = hub
         .client
         .get(hub.url("/api/services"))
         .header("accept-encoding", "br;q=1.0, gzip;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(brotli.status(), 200);
+    assert_eq!(brotli.headers()["content-encoding"], "br");
+    let br_tag = brotli.headers()[ETAG].to_str().unwrap().to_owned();
+    assert_ne!(br_tag, tag);
+    let packed = brotli.bytes().await.unwrap();
+    let mut unpacked = Vec::new();
+    brotli::BrotliDecompress(&mut &packed[..], &mut unpacked).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Vec<Value>>(&unpacked).unwrap(),
+        first
+    );
+    let gzipped = hub
+        .client
+        .get(hub.url("/api/services"))
+        .header("accept-encoding", "gzip, deflate, br;q=0")
         .send()
         .await
         .unwrap();
@@ -246,7 +265,14 @@ async fn the_list_answers_304_until_it_changes_is_gzipped_on_request_and_filters
         serde_json::from_slice::<Vec<Value>>(&unpacked).unwrap(),
         first
     );
-    for (accept, tag_sent) in [("gzip", &gz_tag), ("identity", &tag), ("gzip", &tag)] {
+    assert_ne!(gz_tag, br_tag);
+    for (accept, tag_sent) in [
+        ("gzip", &gz_tag),
+        ("identity", &tag),
+        ("gzip", &tag),
+        ("br", &br_tag),
+        ("gzip", &br_tag),
+    ] {
         let r = hub
             .client
             .get(hub.url("/api/services"))
