@@ -714,19 +714,27 @@ pub struct ServiceView {
     /// How the hub checks it, by the URL's scheme: `http`, `tcp`, `tls`,
     /// `icmp` or `dns`; absent when the hub does not check it.
     pub check_kind: Option<String>,
-    /// Conditions on the check's result, in Gatus's syntax.
+    /// Conditions on the check's result, in Gatus's syntax (absent: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<ConditionSpec>,
     /// An HTTP check's method, headers, body, redirects and accepted codes.
     /// Header values that look like credentials are shown as `********`;
-    /// sending that back keeps the stored value.
+    /// sending that back keeps the stored value. Absent: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSettings>,
-    /// How a TLS or HTTPS check verifies the server.
+    /// How a TLS or HTTPS check verifies the server. Absent: the system's
+    /// trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSettings>,
-    /// A DNS check's question.
+    /// A DNS check's question (DNS checks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsQuery>,
-    /// The check interval while the check fails.
+    /// The check interval while the check fails (absent: the interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_interval_secs: Option<u64>,
-    /// When the server's certificate expires, as the last check saw it.
+    /// When the server's certificate expires, as the last check saw it
+    /// (TLS and HTTPS checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_expires_at: Option<DateTime<Utc>>,
     /// Where its settings live: `api` (the API or the dashboard) or `file`
     /// (a monitors file: read-only through the API and the dashboard).
