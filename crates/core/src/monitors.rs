@@ -34,6 +34,9 @@ pub struct Declared {
     pub services: Vec<NewService>,
     /// Entries not loaded, each with why (Gatus kinds lookout does not check).
     pub skipped: Vec<String>,
+    /// The names of the entries skipped: services of theirs loaded earlier
+    /// are kept as they are, not removed.
+    pub kept: Vec<String>,
 }
 
 /// Reads and parses a monitors file; the error is one line naming the
@@ -60,6 +63,7 @@ pub fn parse(text: &str, gatus: bool) -> Result<Declared, String> {
         (from_toml(text)?, Vec::new())
     };
     let mut skipped = skipped;
+    let mut kept = Vec::new();
     let mut services = Vec::new();
     let mut names = HashMap::new();
     for (i, (label, body)) in entries.iter().enumerate() {
@@ -74,6 +78,9 @@ pub fn parse(text: &str, gatus: bool) -> Result<Declared, String> {
             // skipped and named; in lookout's own format it is an error.
             Err(why) if gatus => {
                 skipped.push(why);
+                if let Some(name) = body.get("name").and_then(Value::as_str) {
+                    kept.push(name.to_owned());
+                }
                 continue;
             }
             Err(why) => return Err(why),
@@ -88,7 +95,11 @@ pub fn parse(text: &str, gatus: bool) -> Result<Declared, String> {
         new.from_file = true;
         services.push(new);
     }
-    Ok(Declared { services, skipped })
+    Ok(Declared {
+        services,
+        skipped,
+        kept,
+    })
 }
 
 /// Service objects as the API takes them, each with where it is in the file.
@@ -277,6 +288,7 @@ pub struct Reconciled {
 pub async fn reconcile(
     registry: &Registry,
     declared: &[NewService],
+    kept: &[String],
     now: DateTime<Utc>,
 ) -> Result<Reconciled, StoreError> {
     let mut done = Reconciled::default();
@@ -307,7 +319,10 @@ pub async fn reconcile(
         }
     }
     for s in existing.values() {
-        if s.from_file && !declared.iter().any(|d| d.name.as_str() == s.name) {
+        if s.from_file
+            && !declared.iter().any(|d| d.name.as_str() == s.name)
+            && !kept.contains(&s.name)
+        {
             registry.delete(s.id).await?;
             done.removed.push(s.name.clone());
         }
@@ -425,12 +440,19 @@ pub async fn follow(
     loop {
         match std::fs::read_to_string(&path) {
             Ok(text) if last.as_deref() == Some(&text) => {}
+            // A file with nothing in it is taken for one being written
+            // (truncated, then filled): the services stay as they are.
+            Ok(text) if text.trim().is_empty() => {
+                tracing::warn!(file = %path.display(), "the monitors file is empty; the services stay as they were");
+            }
             Ok(text) => match parse(&text, is_gatus(&path)) {
                 Ok(declared) => {
                     for why in &declared.skipped {
                         tracing::warn!(file = %path.display(), "skipped {why}");
                     }
-                    match reconcile(&registry, &declared.services, clock.now()).await {
+                    match reconcile(&registry, &declared.services, &declared.kept, clock.now())
+                        .await
+                    {
                         Ok(done) => {
                             for name in &done.conflicts {
                                 tracing::warn!(file = %path.display(), service = %name, "a service made through the API or the dashboard has this name; the file's entry is not loaded");
@@ -660,6 +682,7 @@ endpoints:
             declared.services[1].base_url.as_ref().unwrap().to_display(),
             "dns://8.8.8.8"
         );
+        assert_eq!(declared.kept, ["domain"], "loaded before, kept as it was");
         assert_eq!(
             declared.skipped,
             [

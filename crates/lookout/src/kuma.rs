@@ -31,6 +31,8 @@ pub struct Monitor {
     pub headers: Option<String>,
     pub body: Option<String>,
     pub basic_auth: Option<(String, String)>,
+    /// `basic`, `ntlm`, `mtls`, `oauth2-cc` or unset (older versions: basic).
+    pub auth_method: Option<String>,
     pub accepted: Option<String>,
     pub keyword: Option<String>,
     pub invert_keyword: bool,
@@ -91,6 +93,7 @@ pub async fn read(path: &Path) -> anyhow::Result<Vec<Monitor>> {
             body: text(row, "body"),
             basic_auth: text(row, "basic_auth_user")
                 .map(|u| (u, text(row, "basic_auth_pass").unwrap_or_default())),
+            auth_method: text(row, "auth_method"),
             accepted: text(row, "accepted_statuscodes_json"),
             keyword: text(row, "keyword"),
             invert_keyword: flag(row, "invert_keyword"),
@@ -165,7 +168,19 @@ pub fn to_service(m: &Monitor) -> Result<Map<String, Value>, String> {
                 }
                 None => BTreeMap::new(),
             };
-            if let Some((user, pass)) = &m.basic_auth {
+            match m.auth_method.as_deref() {
+                None | Some("basic" | "" | "none") => {}
+                Some(other) => {
+                    return Err(format!(
+                        "its {other} authentication has no lookout equivalent"
+                    ))
+                }
+            }
+            let basic = m
+                .basic_auth
+                .as_ref()
+                .filter(|_| m.auth_method.as_deref().is_none_or(|a| a == "basic"));
+            if let Some((user, pass)) = basic {
                 let token =
                     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
                 headers.insert("Authorization".into(), json!(format!("Basic {token}")));

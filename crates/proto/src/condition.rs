@@ -128,18 +128,18 @@ impl Condition {
     pub fn evaluate(&self, seen: &Observation<'_>) -> Result<(), String> {
         let left = self.parsed.left.resolve(seen);
         let right = self.parsed.right.resolve(seen);
-        let shown = |v: &Resolved| match v {
-            Resolved::Missing(what) => format!("{what} is missing"),
-            other => format!("was {}", other.display(self.parsed.left.placeholder())),
-        };
         // The side that shows what was seen: the left unless only the
         // right is a placeholder.
-        let seen_side = if self.parsed.left.placeholder().is_none()
+        let (seen_side, about) = if self.parsed.left.placeholder().is_none()
             && self.parsed.right.placeholder().is_some()
         {
-            &right
+            (&right, self.parsed.right.placeholder())
         } else {
-            &left
+            (&left, self.parsed.left.placeholder())
+        };
+        let shown = |v: &Resolved| match v {
+            Resolved::Missing(what) => format!("{what} is missing"),
+            other => format!("was {}", other.display(about)),
         };
         if let Resolved::Missing(_) = seen_side {
             return Err(format!("{}: {}", self.expr, shown(seen_side)));
@@ -739,6 +739,11 @@ mod tests {
         assert_eq!(
             check("[CERTIFICATE_EXPIRATION] > 14d", &cert).unwrap_err(),
             "[CERTIFICATE_EXPIRATION] > 14d: was 5d 0h"
+        );
+        assert_eq!(
+            check("14d < [CERTIFICATE_EXPIRATION]", &cert).unwrap_err(),
+            "14d < [CERTIFICATE_EXPIRATION]: was 5d 0h",
+            "the seen side's units, on either side"
         );
         let expired = Observation {
             certificate_expires_in_ms: Some(-2 * 86_400_000),

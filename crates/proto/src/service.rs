@@ -300,14 +300,23 @@ impl ServicePatch {
         let mut probe = current.clone();
         if let Some(http) = &self.http {
             let mut http = http.clone();
-            if let (Some(new), Some(old)) = (&mut http, &current.http) {
+            if let Some(new) = &mut http {
+                let stored = current.http.as_ref().map(|h| &h.headers);
                 for (name, value) in &mut new.headers {
                     if value == HIDDEN {
-                        if let Some(kept) = old.headers.get(name) {
+                        let kept = stored.and_then(|headers| {
+                            headers
+                                .iter()
+                                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                                .map(|(_, v)| v)
+                        });
+                        if let Some(kept) = kept {
                             value.clone_from(kept);
                         }
                     }
                 }
+                // A placeholder with nothing behind it is never sent.
+                new.headers.retain(|_, value| value != HIDDEN);
             }
             probe.http = http;
         }
@@ -418,6 +427,19 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
     let health_endpoint = patch.health_endpoint.flatten();
     if let Err(e) = check_combination(base_url.as_ref(), health_endpoint.as_ref(), &probe) {
         return Err(vec![e]);
+    }
+    if let Some(name) = probe.http.as_ref().and_then(|h| {
+        h.headers
+            .iter()
+            .find(|(_, v)| v.as_str() == HIDDEN)
+            .map(|(n, _)| n.clone())
+    }) {
+        return Err(vec![FieldError::new(
+            "http",
+            format!(
+                "header {name}: {HIDDEN} is how the API hides a credential; send the value itself"
+            ),
+        )]);
     }
     Ok(NewService {
         name,

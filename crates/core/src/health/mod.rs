@@ -236,7 +236,8 @@ impl Checker {
                     if let Some(host) = url.host_str() {
                         let host = host.trim_start_matches('[').trim_end_matches(']');
                         let port = url.port_or_known_default().unwrap_or(443);
-                        let tls = probe::tls(host, port, probe.tls.as_ref(), timeout).await;
+                        let left = timeout.saturating_sub(started.elapsed());
+                        let tls = probe::tls(host, port, probe.tls.as_ref(), left).await;
                         if let Some(cert) = tls.certificate {
                             if let Some(problem) = &cert.problem {
                                 seen.error = Some(format!("TLS error: {problem}"));
@@ -268,19 +269,32 @@ impl Checker {
         clock: &dyn Clock,
     ) -> Probe {
         let reads_body = conditions.iter().any(|c| c.mentions(PlaceholderKind::Body));
-        let seen = match target {
-            Target::Http(url) => self.http(url, probe, reads_body, timeout).await,
-            Target::Tcp { host, port } => probe::tcp(host, *port, timeout).await,
-            Target::Tls { host, port } => {
-                probe::tls(host, *port, probe.tls.as_ref(), timeout).await
-            }
-            Target::Icmp { host } => probe::icmp(host, timeout).await,
-            Target::Dns { host, port } => match &probe.dns {
-                Some(query) => probe::dns(host, *port, query, timeout).await,
-                None => Seen {
-                    cannot: Some("a dns:// check needs its question (dns.name)".into()),
-                    ..Seen::default()
+        let started = Instant::now();
+        let probing = async {
+            match target {
+                Target::Http(url) => self.http(url, probe, reads_body, timeout).await,
+                Target::Tcp { host, port } => probe::tcp(host, *port, timeout).await,
+                Target::Tls { host, port } => {
+                    probe::tls(host, *port, probe.tls.as_ref(), timeout).await
+                }
+                Target::Icmp { host } => probe::icmp(host, timeout).await,
+                Target::Dns { host, port } => match &probe.dns {
+                    Some(query) => probe::dns(host, *port, query, timeout).await,
+                    None => Seen {
+                        cannot: Some("a dns:// check needs its question (dns.name)".into()),
+                        ..Seen::default()
+                    },
                 },
+            }
+        };
+        // A backstop over the whole check, name lookup included: no check
+        // takes much longer than its timeout.
+        let seen = match tokio::time::timeout(timeout + Duration::from_millis(100), probing).await {
+            Ok(seen) => seen,
+            Err(_) => Seen {
+                error: Some(format!("timed out after {}", human(timeout))),
+                latency: Some(started.elapsed()),
+                ..Seen::default()
             },
         };
         let result = self.judge(key, target, probe, conditions, &seen, clock.now());

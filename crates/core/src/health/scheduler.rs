@@ -110,6 +110,9 @@ struct Slot {
     key: CheckKey,
     due: Instant,
     in_flight: bool,
+    /// Changed while its check was in flight: checked again at once when
+    /// that one ends, with the new settings.
+    again: bool,
 }
 
 /// The slots, and the ones waiting in the order they fall due, so a wake-up
@@ -284,10 +287,15 @@ impl Scheduler {
                     match done {
                         Ok((id, failed)) => {
                             // A failing check is confirmed at the retry interval.
-                            let next = slots
-                                .by_id
-                                .get(&id)
-                                .map(|s| if failed { s.key.retry } else { s.key.interval });
+                            let next = slots.by_id.get_mut(&id).map(|s| {
+                                if std::mem::take(&mut s.again) {
+                                    Duration::ZERO
+                                } else if failed {
+                                    s.key.retry
+                                } else {
+                                    s.key.interval
+                                }
+                            });
                             if let Some(next) = next {
                                 slots.set_due(id, Instant::now() + next);
                             }
@@ -400,10 +408,19 @@ impl Scheduler {
             };
             match slots.by_id.get_mut(&id) {
                 Some(slot) => {
+                    // A change that cleared its last result (a URL or probe
+                    // setting written, even unchanged) is checked at once.
+                    // (One in flight records a result anyway.)
+                    let cleared = entry.service.last_health_check.is_none()
+                        && !slot.in_flight
+                        && slot.due > now;
+                    let changed = slot.key != key;
                     slot.entry = entry;
-                    if slot.key != key {
+                    if changed || cleared {
                         slot.key = key;
-                        if !slot.in_flight {
+                        if slot.in_flight {
+                            slot.again = true;
+                        } else {
                             slots.set_due(id, now);
                         }
                     }
@@ -424,6 +441,7 @@ impl Scheduler {
                             key,
                             due,
                             in_flight: false,
+                            again: false,
                         },
                     );
                 }

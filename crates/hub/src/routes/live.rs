@@ -122,14 +122,21 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Result<impl IntoResponse, ApiError> {
     let after = resume_after(&headers, &query)?;
-    Ok(upgrade.on_upgrade(move |socket| pump(socket, state, who, after)))
+    // Subscribed before the upgrade is answered: an event published the
+    // moment the client has its socket is not missed.
+    let rx = feed(state.store.clone(), &state.live, after);
+    Ok(upgrade.on_upgrade(move |socket| pump(socket, rx, state, who)))
 }
 
 /// Sends every event as a JSON text message `{id, type, data}` until either
 /// side goes, or the credential that opened it no longer holds (closed with
 /// 1008, policy violation).
-async fn pump(mut socket: WebSocket, state: AppState, who: Principal, after: Option<i64>) {
-    let mut rx = feed(state.store.clone(), &state.live, after);
+async fn pump(
+    mut socket: WebSocket,
+    mut rx: tokio::sync::mpsc::Receiver<crate::live::LiveEvent>,
+    state: AppState,
+    who: Principal,
+) {
     let cut = revoked(state.clone(), who);
     tokio::pin!(cut);
     loop {

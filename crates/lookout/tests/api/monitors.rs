@@ -206,6 +206,20 @@ async fn http_checks_read_keywords_json_status_and_redirects() {
         ("OK", "health check passed"),
         "the credential was kept"
     );
+    // A placeholder for a header never stored is dropped, not sent.
+    let mut ghost = back.clone();
+    ghost["headers"]["X-Secret-Token"] = json!("********");
+    let r = hub
+        .put_json(&format!("/api/services/{pid}"), &json!({"http": ghost}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let s: Value = r.json().await.unwrap();
+    assert!(s["http"]["headers"].get("X-Secret-Token").is_none(), "{s}");
+    assert_eq!(s["http"]["headers"]["Authorization"], "********");
+    let s = hub
+        .wait_for_service(pid, SOON, |s| !s["last_health_check"].is_null())
+        .await;
+    assert_eq!(state(&s).0, "OK");
     // Without it the route refuses.
     let r = hub
         .put_json(
@@ -295,6 +309,22 @@ async fn conditions_and_settings_are_checked_when_saved() {
     assert_eq!(body["fields"][0]["field"], "name");
     assert_eq!(body["fields"][1]["field"], "conditions[1]");
     assert_eq!(body["fields"][1]["message"], "has nothing right of ==");
+
+    // The API's placeholder for a credential is not a value to send.
+    let r = hub
+        .post_json(
+            "/api/services",
+            &json!({"name": "copy", "base_url": "http://127.0.0.1:1",
+                    "http": {"headers": {"Authorization": "********"}}}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "http");
+    assert!(body["fields"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("send the value itself"));
 
     // A change that would not fit what the service has is refused too.
     let s = hub

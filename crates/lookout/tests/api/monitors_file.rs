@@ -182,6 +182,11 @@ base_url = "http://127.0.0.1:1"
     tokio::time::sleep(Duration::from_millis(600)).await;
     let list = hub.get_json("/api/services").await;
     assert_eq!(list.as_array().unwrap().len(), 4, "{list}");
+    // Nor does an empty one (a file being written: truncated, not filled).
+    std::fs::write(&file, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let list = hub.get_json("/api/services").await;
+    assert_eq!(list.as_array().unwrap().len(), 4, "{list}");
 
     // Reloaded by a restart: the same services, the same ids.
     save(
