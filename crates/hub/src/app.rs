@@ -375,6 +375,12 @@ fn self_url(scheme: &str, addr: SocketAddr) -> String {
 /// The service that is this hub, checked at its own `/readyz` (the database
 /// answers): created on the first start, its URL brought up to date on later
 /// ones. A hub among several is `lookout (HUB_ID)`.
+/// Whether `s` is a hub's check of itself (`register_self`'s service:
+/// `lookout` or `lookout (HUB)`, checked at `/readyz`).
+pub fn is_self_check(s: &crate::store::Service) -> bool {
+    s.name.starts_with("lookout") && s.health_endpoint.as_deref() == Some("/readyz")
+}
+
 async fn register_self(state: &AppState, hub_id: &str, url: &str) -> anyhow::Result<()> {
     use lookout_proto::service::{parse_new_service, parse_service_patch, RegistryStatus};
     let name = if hub_id == "local" {

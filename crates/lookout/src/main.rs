@@ -58,14 +58,7 @@ fn cli() -> Command {
         .subcommand(with_database_args(
             Command::new("export")
                 .about("Write the whole database as one JSON document (docs/export.md): a backup, or a move to another database")
-                .arg(
-                    Arg::new("output")
-                        .long("output")
-                        .short('o')
-                        .value_name("FILE")
-                        .value_parser(clap::value_parser!(PathBuf))
-                        .help("where to write it (default: standard output)"),
-                ),
+                .arg(output_arg()),
         ))
         .subcommand(with_database_args(
             Command::new("import")
@@ -92,14 +85,7 @@ fn cli() -> Command {
                 .subcommand(
                     Command::new("export")
                         .about("Write the services made in the dashboard or the API as a monitors file (TOML)")
-                        .arg(
-                            Arg::new("output")
-                                .long("output")
-                                .short('o')
-                                .value_name("FILE")
-                                .value_parser(clap::value_parser!(PathBuf))
-                                .help("where to write it (default: standard output)"),
-                        ),
+                        .arg(output_arg()),
                 ),
         ))
         .subcommand(with_database_args(Command::new("migrate").about(
@@ -123,6 +109,38 @@ fn cli() -> Command {
                         .help("print JSON instead of a table"),
                 ),
         )
+}
+
+/// `--output FILE` of the commands that write a document.
+fn output_arg() -> Arg {
+    Arg::new("output")
+        .long("output")
+        .short('o')
+        .value_name("FILE")
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("where to write it (default: standard output)")
+}
+
+/// Writes `text` to `path` readable by its owner only (exports hold
+/// password and token hashes, monitors files request headers), or prints
+/// it without a path.
+fn write_private(path: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match path {
+        Some(path) => std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
 }
 
 fn user_command() -> Command {
@@ -252,35 +270,13 @@ fn monitors(m: &ArgMatches) -> anyhow::Result<()> {
     // them) or the hub's check of itself.
     let made: Vec<_> = services
         .into_iter()
-        .filter(|s| {
-            !s.from_file
-                && s.server_id.is_none()
-                && !(s.name.starts_with("lookout")
-                    && s.health_endpoint.as_deref() == Some("/readyz"))
-        })
+        .filter(|s| !s.from_file && s.server_id.is_none() && !lookout_hub::app::is_self_check(s))
         .collect();
     let text = lookout_hub::monitors::to_toml(&made);
-    match sub.get_one::<PathBuf>("output") {
-        Some(path) => {
-            // Request headers may hold credentials: owner only.
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .and_then(|mut f| f.write_all(text.as_bytes()))
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-        }
-        None => print!("{text}"),
-    }
-    Ok(())
+    write_private(sub.get_one::<PathBuf>("output"), &text)
 }
 
 fn export(m: &ArgMatches) -> anyhow::Result<()> {
-    use std::io::Write as _;
     let config = database_config(m)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let dump = runtime.block_on(async {
@@ -290,24 +286,8 @@ fn export(m: &ArgMatches) -> anyhow::Result<()> {
         lookout_hub::store::Store::close(&store).await;
         anyhow::Ok(dump?)
     })?;
-    let text = serde_json::to_string_pretty(&dump)?;
-    match m.get_one::<PathBuf>("output") {
-        Some(path) => {
-            // Exports hold password hashes and tokens' hashes: owner only.
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-            file.write_all(text.as_bytes())?;
-            file.write_all(b"\n")?;
-        }
-        None => println!("{text}"),
-    }
-    Ok(())
+    let text = serde_json::to_string_pretty(&dump)? + "\n";
+    write_private(m.get_one::<PathBuf>("output"), &text)
 }
 
 /// `lookout import FILE`: loads an export into an empty database.

@@ -391,6 +391,8 @@ struct CheckSection {
     conditions: Vec<(String, bool)>,
     /// "2027-06-01 (183 days)", or how long ago it expired.
     certificate: Option<(String, &'static str)>,
+    /// What passes without conditions, for this kind.
+    default_rule: &'static str,
 }
 
 impl CheckSection {
@@ -421,8 +423,16 @@ impl CheckSection {
             };
             (format!("{} ({text})", at.format("%Y-%m-%d")), class)
         });
+        let default_rule = match target.kind() {
+            "http" => "the kind's own: it answers with an HTTP status from 200 to 399",
+            "tls" => "the kind's own: the handshake completes and the certificate verifies",
+            "dns" => "the kind's own: the resolver answers NOERROR",
+            "icmp" => "the kind's own: a reply comes",
+            _ => "the kind's own: it accepts the connection",
+        };
         Some(Self {
             kind,
+            default_rule,
             url: s.check_url().unwrap_or_default(),
             schedule,
             conditions: s
