@@ -1,6 +1,7 @@
 //! The agent daemon (`lookout agent run`): follows the logs of the installed
 //! checks and sends every result to the hub over one WebSocket, with the
-//! host's systemd scan and a heartbeat.
+//! host's systemd scan (sent again within moments of a unit's change) and a
+//! heartbeat.
 //!
 //! The logs are the buffer: nothing is kept elsewhere. On every connection
 //! the hub says the newest result it holds per check, and the agent sends
@@ -196,7 +197,7 @@ pub async fn register(
 pub struct Options {
     pub credentials: Credentials,
     pub layout: Layout,
-    /// Send the host's systemd scan (every minute).
+    /// Send the host's systemd scan (every minute, and when a unit changes).
     pub scan: bool,
     /// How often logs are looked at besides file events.
     pub poll: Duration,
@@ -560,8 +561,10 @@ async fn session(
     let mut last_declared = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(opts.poll);
     let mut beat = tokio::time::interval(heartbeat);
-    let mut scan_every = tokio::time::interval(Duration::from_secs(60));
+    let mut scan_every = tokio::time::interval(SCAN_EVERY);
+    let mut host = Host::default();
     loop {
+        let scan_at = host.scan_at();
         tokio::select! {
             () = shutdown.cancelled() => {
                 let _ = tx.send(Message::Close(None)).await;
@@ -617,18 +620,17 @@ async fn session(
                     return End::Lost(format!("cannot send: {e}"));
                 }
             }
-            _ = scan_every.tick(), if opts.scan => {
-                match lookout_systemd::Systemd::connect(opts.layout.scope).await {
-                    Ok(systemd) => match systemd.scan().await {
-                        Ok(scan) => {
-                            let scan = serde_json::to_value(&scan).unwrap_or_default();
-                            if let Err(e) = tx.send(text(&AgentMessage::Scan { scan })).await {
-                                return End::Lost(format!("cannot send: {e}"));
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot scan systemd"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "cannot reach systemd to scan it"),
+            _ = scan_every.tick(), if opts.scan => host.due(Duration::ZERO),
+            signal = host.next_signal(), if opts.scan => match signal {
+                Some(_) => host.due(SETTLE),
+                // The connection closed: the next scan connects again.
+                None => host.forget(),
+            },
+            () = sleep_until(scan_at), if opts.scan => {
+                if let Some(scan) = host.scan(opts.layout.scope).await {
+                    if let Err(e) = tx.send(text(&AgentMessage::Scan { scan })).await {
+                        return End::Lost(format!("cannot send: {e}"));
+                    }
                 }
             }
             Some(result) = done.recv() => {
@@ -686,6 +688,96 @@ async fn session(
                 return End::Lost(format!("cannot send: {e}"));
             }
         }
+    }
+}
+
+/// A full scan of the host however quiet its manager is.
+const SCAN_EVERY: Duration = Duration::from_secs(60);
+/// A unit's one change comes as several signals: the scan waits this long
+/// after the first.
+const SETTLE: Duration = Duration::from_millis(150);
+/// Scans follow each other at most this often (a crash-looping unit
+/// changes many times a second).
+const SCAN_GAP: Duration = Duration::from_secs(1);
+
+/// The host's systemd manager, followed live: a unit that changes state
+/// (started, stopped, failed, restarted, loaded or removed) sends a fresh
+/// scan within moments; the minutely scan is the safety net.
+#[derive(Default)]
+struct Host {
+    systemd: Option<lookout_systemd::Systemd>,
+    signals:
+        Option<Box<dyn futures::Stream<Item = lookout_systemd::follow::Signal> + Send + Unpin>>,
+    /// When the next scan is due.
+    due: Option<tokio::time::Instant>,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Host {
+    /// A scan is due within `after` (or sooner, if one already is).
+    fn due(&mut self, after: Duration) {
+        let at = tokio::time::Instant::now() + after;
+        self.due = Some(self.due.map_or(at, |d| d.min(at)));
+    }
+
+    fn forget(&mut self) {
+        self.signals = None;
+        self.systemd = None;
+    }
+
+    /// The manager's next signal; never, while nothing is followed.
+    async fn next_signal(&mut self) -> Option<lookout_systemd::follow::Signal> {
+        match &mut self.signals {
+            Some(signals) => signals.next().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// When the next scan runs: when it is due, and at least [`SCAN_GAP`]
+    /// after the last.
+    fn scan_at(&self) -> Option<tokio::time::Instant> {
+        let due = self.due?;
+        Some(self.last.map_or(due, |last| due.max(last + SCAN_GAP)))
+    }
+
+    /// Scans the host, connecting (and following) first if needed; `None`
+    /// when systemd cannot be reached or scanned (said in the log).
+    async fn scan(&mut self, scope: lookout_systemd::Scope) -> Option<serde_json::Value> {
+        self.due = None;
+        self.last = Some(tokio::time::Instant::now());
+        if self.systemd.is_none() {
+            let systemd = match lookout_systemd::Systemd::connect(scope).await {
+                Ok(systemd) => systemd,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach systemd to scan it");
+                    return None;
+                }
+            };
+            // Every unit's changes: the scan says what they mean.
+            match systemd.signals().await {
+                Ok((signals, _every_unit)) => self.signals = Some(Box::new(signals)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot follow systemd; scanning it every minute")
+                }
+            }
+            self.systemd = Some(systemd);
+        }
+        let systemd = self.systemd.as_ref()?;
+        match systemd.scan().await {
+            Ok(scan) => Some(serde_json::to_value(&scan).unwrap_or_default()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot scan systemd");
+                self.forget();
+                None
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,8 +1,10 @@
 //! Following the host's systemd live: the manager's signals bring a unit's
 //! state, main PID and restarts into the registry within moments of the
-//! change, with no polling. A full scan runs after every (re)connect, when
-//! units appear, go or are reloaded, and every `--scan-every` as a safety
-//! net (ports and timers come from scans).
+//! change, with no polling. Once a scan has filled the registry, only the
+//! units its services stand for are followed (the bus passes on nothing
+//! else). A full scan runs after every (re)connect, when a job ends for a
+//! unit the registry does not know, when unit files are reloaded, and every
+//! `--scan-every` as a safety net (ports and timers come from scans).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -49,10 +51,8 @@ pub struct Follower {
 struct Pending {
     /// Units whose state changed, with what the signals said of it.
     changed: BTreeMap<String, UnitDelta>,
-    /// Units loaded: a scan if they are new.
-    loaded: std::collections::BTreeSet<String>,
-    /// Units unloaded: a scan if their unit file went too.
-    unloaded: std::collections::BTreeSet<String>,
+    /// Units a job ended for: a scan if they are new.
+    jobs: std::collections::BTreeSet<String>,
     /// The unit files were reloaded.
     scan: bool,
     /// The signal stream ended: the connection is gone.
@@ -116,7 +116,7 @@ impl Follower {
     /// when the connection broke.
     async fn session(&self, stop: &CancellationToken) -> Result<(), DiscoveryError> {
         let systemd = self.discovery.systemd().await?;
-        let mut signals = self.discovery.checked(systemd.signals().await).await?;
+        let (mut signals, mut following) = self.discovery.checked(systemd.signals().await).await?;
         // Drained beside the work below: zbus holds every other message on
         // the connection (our replies too) while the queue is full.
         let inbox = Arc::new(Inbox::default());
@@ -128,14 +128,9 @@ impl Follower {
                         Signal::Changed(unit, delta) => {
                             p.changed.entry(unit).or_default().merge(delta);
                         }
-                        Signal::New(unit) => {
+                        Signal::JobDone(unit) => {
                             if unit.ends_with(".service") || unit.ends_with(".timer") {
-                                p.loaded.insert(unit);
-                            }
-                        }
-                        Signal::Removed(unit) => {
-                            if unit.ends_with(".service") {
-                                p.unloaded.insert(unit);
+                                p.jobs.insert(unit);
                             }
                         }
                         Signal::Reloaded => {
@@ -150,7 +145,7 @@ impl Follower {
         let _stop_draining = AbortOnDrop(drain);
 
         // Catch up with what happened while nobody followed.
-        self.scan().await?;
+        self.scan(&mut following).await?;
         self.refresh_unsettled(&systemd).await?;
 
         let mut next_scan = self.settings.scan_every.map(|every| Instant::now() + every);
@@ -166,7 +161,7 @@ impl Follower {
                     tokio::time::sleep(COALESCE).await;
                 }
                 () = sleep_until(next_scan) => {
-                    self.scan().await?;
+                    self.scan(&mut following).await?;
                     last_scan = Instant::now();
                     next_scan = self.settings.scan_every.map(|every| Instant::now() + every);
                     continue;
@@ -189,14 +184,14 @@ impl Follower {
                 self.refresh(&systemd, unit, Some(delta), &mut rechecks)
                     .await?;
             }
-            let scan = pending.scan || self.needs_scan(&systemd, &pending).await?;
+            let scan = pending.scan || self.needs_scan(&pending);
             if scan {
                 if last_scan.elapsed() < SIGNALLED_SCAN_EVERY {
                     // Soon, not now: a burst of new units costs one scan.
                     let soon = last_scan + SIGNALLED_SCAN_EVERY;
                     next_scan = Some(next_scan.map_or(soon, |t| t.min(soon)));
                 } else {
-                    self.scan().await?;
+                    self.scan(&mut following).await?;
                     last_scan = Instant::now();
                 }
             }
@@ -212,49 +207,35 @@ impl Follower {
         }
     }
 
-    /// Whether loaded and unloaded units change what the registry holds: a
-    /// unit it does not know (or a timer) appeared, or a unit it knows lost
-    /// its unit file. (systemd unloads a stopped unit nothing refers to and
-    /// loads it again when asked about it: neither is news.)
-    async fn needs_scan(
-        &self,
-        systemd: &Systemd,
-        pending: &Pending,
-    ) -> Result<bool, DiscoveryError> {
-        if pending
-            .loaded
+    /// Whether a job's end shows a unit the registry does not know (a
+    /// transient unit, a template's new instance), or a timer ran.
+    fn needs_scan(&self, pending: &Pending) -> bool {
+        let news = pending
+            .jobs
             .iter()
-            .any(|unit| unit.ends_with(".timer") || self.registry.by_unit(unit).is_empty())
-        {
-            tracing::debug!("a unit was loaded: a scan follows");
-            return Ok(true);
+            .any(|unit| unit.ends_with(".timer") || self.registry.by_unit(unit).is_empty());
+        if news {
+            tracing::debug!("a job ended for a unit the registry does not know: a scan follows");
         }
-        let known: Vec<String> = pending
-            .unloaded
-            .iter()
-            .filter(|unit| !self.registry.by_unit(unit).is_empty())
-            .cloned()
-            .collect();
-        if known.is_empty() {
-            return Ok(false);
-        }
-        let files = self
-            .discovery
-            .checked(systemd.unit_files(&known).await)
-            .await?;
-        Ok(files.len() < known.len())
+        news
     }
 
-    async fn scan(&self) -> Result<(), DiscoveryError> {
+    /// Scans, then follows exactly the units the registry now holds.
+    async fn scan(
+        &self,
+        following: &mut lookout_systemd::follow::Following,
+    ) -> Result<(), DiscoveryError> {
         match self.scans().scan().await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(DiscoveryError::Store(e)) => {
                 // The database will be back; following goes on.
                 tracing::warn!(error = %e, "cannot record a systemd scan");
-                Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
         }
+        self.discovery
+            .checked(following.only(&self.registry.units()).await)
+            .await
     }
 
     /// Reads again the units a scan cannot tell everything about (failed,

@@ -671,6 +671,11 @@ impl Registry {
         entries
     }
 
+    /// The systemd units of the hub's host that services stand for.
+    pub fn units(&self) -> std::collections::BTreeSet<String> {
+        self.read().by_unit.keys().cloned().collect()
+    }
+
     /// A service's last [`RECENT`] check results since `since`, oldest first.
     pub fn recent(&self, id: i64, since: DateTime<Utc>) -> Vec<Point> {
         self.read()

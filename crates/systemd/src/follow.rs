@@ -2,13 +2,21 @@
 //! change reaches lookout within moments instead of at the next scan.
 //!
 //! After `Subscribe` (done on connecting) systemd announces every change of
-//! a unit's properties (`PropertiesChanged` on the unit's object), units
-//! loaded and unloaded (`UnitNew`, `UnitRemoved`) and the end of a
+//! a unit's properties (`PropertiesChanged` on the unit's object), the end
+//! of every job (`JobRemoved`, with the unit's name) and the end of a
 //! `daemon-reload` (`Reloading` false). A `PropertiesChanged` carries the new
 //! values of the properties that changed ([`UnitDelta`]); one that names a
 //! property without its value (systemd "invalidates" some) is
 //! [`UnitDelta::incomplete`], and a follower reads the unit's state again
 //! ([`Systemd::status`]).
+//!
+//! What the bus passes on is chosen by match rules ([`Following`]): at
+//! first the property changes of every unit, then, once the follower knows
+//! which units it keeps, those units' alone. Measured on a user manager, a
+//! job on one service sends 38 signals: 8 about the service, 18 about the
+//! slice and targets it touches, and 12 `UnitNew`/`UnitRemoved` as systemd
+//! loads and unloads it; the job's end is one. Receiving a message is most
+//! of what following costs, so lookout takes the 8 and the one.
 //!
 //! The stream must be read promptly: zbus holds the connection's other
 //! messages (replies included) while a subscriber's queue is full. A
@@ -26,11 +34,9 @@ use crate::{Error, Systemd};
 pub enum Signal {
     /// A unit's properties changed: its state, its main PID, its restarts ...
     Changed(String, UnitDelta),
-    /// A unit was loaded (a new unit file, a unit started the first time,
-    /// or one that something asked about).
-    New(String),
-    /// A unit was unloaded.
-    Removed(String),
+    /// A job of the unit ended (it was started, stopped, restarted, or
+    /// failed to be): a unit lookout does not know yet is new.
+    JobDone(String),
     /// The manager finished re-reading its unit files.
     Reloaded,
 }
@@ -192,15 +198,115 @@ fn delta(message: &zbus::Message) -> Option<UnitDelta> {
 /// Signals queued before the subscriber reads them; more hold the connection.
 const QUEUE: usize = 4096;
 
+/// Which units' property changes the bus passes on to a follower: every
+/// unit's (one rule for their namespace per interface) or only those of
+/// some units (one rule per unit). Dropping it leaves the rules in place
+/// until the connection closes.
+pub struct Following {
+    bus: zbus::fdo::DBusProxy<'static>,
+    /// `None`: every unit's; else these units' object paths.
+    paths: Option<std::collections::BTreeSet<String>>,
+    /// Most units followed one by one; with more, every unit is.
+    limit: usize,
+    scope: crate::Scope,
+}
+
+/// Most units followed by a rule each. A system bus allows a connection
+/// some hundreds of match rules (dbus-daemon's default is 512), a session
+/// bus tens of thousands.
+fn rule_limit(scope: crate::Scope) -> usize {
+    match scope {
+        crate::Scope::System => 384,
+        crate::Scope::User => 8192,
+    }
+}
+
+impl Following {
+    /// Whether every unit's changes are passed on.
+    pub fn everything(&self) -> bool {
+        self.paths.is_none()
+    }
+
+    /// Follows these units' property changes and no others (every unit's,
+    /// when they are more than a connection may have rules for). Rules for
+    /// the new units go in before the old ones go out, so no change falls
+    /// between.
+    pub async fn only(&mut self, units: &std::collections::BTreeSet<String>) -> Result<(), Error> {
+        let wanted: Option<std::collections::BTreeSet<String>> = (units.len() <= self.limit)
+            .then(|| units.iter().map(|u| crate::dbus::unit_path(u)).collect());
+        if wanted == self.paths {
+            return Ok(());
+        }
+        let rules = |paths: &Option<std::collections::BTreeSet<String>>| match paths {
+            None => namespace_rules(),
+            Some(paths) => paths.iter().map(|p| path_rule(p)).collect(),
+        };
+        let (new, old) = (
+            rules(&wanted).map_err(|e| self.error(e))?,
+            rules(&self.paths).map_err(|e| self.error(e))?,
+        );
+        for rule in new.iter().filter(|r| !old.contains(r)) {
+            self.add(rule).await?;
+        }
+        // From here on the new rules hold: the old ones are only extra.
+        self.paths = wanted;
+        for rule in old.iter().filter(|r| !new.contains(r)) {
+            self.bus
+                .remove_match_rule(rule.clone())
+                .await
+                .map_err(|e| self.error(e.into()))?;
+        }
+        Ok(())
+    }
+
+    async fn add(&self, rule: &MatchRule<'static>) -> Result<(), Error> {
+        self.bus
+            .add_match_rule(rule.clone())
+            .await
+            .map_err(|e| self.error(e.into()))
+    }
+
+    fn error(&self, e: zbus::Error) -> Error {
+        Error::from_bus(self.scope, e)
+    }
+}
+
+/// Property changes of every unit, of the interfaces lookout reads.
+fn namespace_rules() -> zbus::Result<Vec<MatchRule<'static>>> {
+    [
+        "org.freedesktop.systemd1.Unit",
+        "org.freedesktop.systemd1.Service",
+    ]
+    .into_iter()
+    .map(|interface| {
+        Ok(property_changes()?
+            .path_namespace("/org/freedesktop/systemd1/unit")?
+            .arg(0, interface)?
+            .build())
+    })
+    .collect()
+}
+
+/// Property changes of one unit.
+fn path_rule(path: &str) -> zbus::Result<MatchRule<'static>> {
+    Ok(property_changes()?.path(path.to_owned())?.build())
+}
+
+fn property_changes() -> zbus::Result<zbus::match_rule::Builder<'static>> {
+    MatchRule::builder()
+        .msg_type(Type::Signal)
+        .sender("org.freedesktop.systemd1")?
+        .interface("org.freedesktop.DBus.Properties")?
+        .member("PropertiesChanged")
+}
+
 impl Systemd {
     /// The manager's announcements about its units, until the connection
-    /// closes (the stream then ends).
-    pub async fn signals(&self) -> Result<impl Stream<Item = Signal> + Send + Unpin, Error> {
-        // One subscription per kind of signal, so the bus passes on only what
-        // lookout reads: units loaded and unloaded, reloads, and property
-        // changes of the Unit and Service interfaces (not jobs' signals, nor
-        // the properties of sockets, devices, mounts ...). Receiving a
-        // message is most of what following costs.
+    /// closes (the stream then ends), and the handle that chooses whose
+    /// property changes they include (at first: every unit's).
+    pub async fn signals(
+        &self,
+    ) -> Result<(impl Stream<Item = Signal> + Send + Unpin, Following), Error> {
         let manager = |member: &'static str| {
             MatchRule::builder()
                 .msg_type(Type::Signal)
@@ -211,54 +317,41 @@ impl Systemd {
                 .map(|b| b.build())
                 .map_err(|e| self.bus_error(e))
         };
-        let properties = |interface: &'static str| {
-            MatchRule::builder()
-                .msg_type(Type::Signal)
-                .sender("org.freedesktop.systemd1")
-                .and_then(|b| b.path_namespace("/org/freedesktop/systemd1/unit"))
-                .and_then(|b| b.interface("org.freedesktop.DBus.Properties"))
-                .and_then(|b| b.member("PropertiesChanged"))
-                .and_then(|b| b.arg(0, interface))
-                .map(|b| b.build())
-                .map_err(|e| self.bus_error(e))
-        };
         type Messages = std::pin::Pin<Box<dyn Stream<Item = zbus::Result<zbus::Message>> + Send>>;
         let mut streams: Vec<Messages> = Vec::new();
-        for rule in [
-            manager("UnitNew")?,
-            manager("UnitRemoved")?,
-            manager("Reloading")?,
-        ] {
+        for rule in [manager("JobRemoved")?, manager("Reloading")?] {
             streams.push(Box::pin(
                 MessageStream::for_match_rule(rule, &self.conn, Some(QUEUE))
                     .await
                     .map_err(|e| self.bus_error(e))?,
             ));
         }
-        // Property changes are most of the traffic. The bus filters them by
-        // interface (arg0), but a zbus stream of its own with such a rule
-        // would check arg0 again by parsing every message's whole body (some
-        // forty properties) once per rule. So the rules go to the bus
+        // Property changes are most of the traffic, and their rules change
+        // as units come and go. A zbus stream of its own per rule would
+        // check each message against its rule by parsing the whole body
+        // (some forty properties) once per rule; so the rules go to the bus
         // directly, and the messages are taken from the connection's stream
         // of everything it receives, told apart by their header.
         let bus = zbus::fdo::DBusProxy::new(&self.conn)
             .await
             .map_err(|e| self.bus_error(e))?;
-        for rule in [
-            properties("org.freedesktop.systemd1.Unit")?,
-            properties("org.freedesktop.systemd1.Service")?,
-        ] {
-            bus.add_match_rule(rule)
-                .await
-                .map_err(|e| self.bus_error(zbus::Error::from(e)))?;
+        let following = Following {
+            bus,
+            paths: None,
+            limit: rule_limit(self.scope),
+            scope: self.scope,
+        };
+        for rule in namespace_rules().map_err(|e| self.bus_error(e))? {
+            following.add(&rule).await?;
         }
         let mut everything = MessageStream::from(&self.conn);
         everything.set_max_queued(QUEUE);
         streams.push(Box::pin(everything.filter(|message| {
             std::future::ready(message.as_ref().is_ok_and(is_property_change))
         })));
-        Ok(futures::stream::select_all(streams)
-            .filter_map(|message| std::future::ready(message.ok().and_then(|m| read(&m)))))
+        let signals = futures::stream::select_all(streams)
+            .filter_map(|message| std::future::ready(message.ok().and_then(|m| read(&m))));
+        Ok((signals, following))
     }
 }
 
@@ -281,15 +374,10 @@ fn read(message: &zbus::Message) -> Option<Signal> {
             let unit = unit_name_from_path(header.path()?.as_str())?;
             Some(Signal::Changed(unit, delta(message)?))
         }
-        "UnitNew" => {
-            let (name, _path): (String, zbus::zvariant::OwnedObjectPath) =
+        "JobRemoved" => {
+            let (_id, _job, unit, _result): (u32, zbus::zvariant::ObjectPath<'_>, String, &str) =
                 message.body().deserialize().ok()?;
-            Some(Signal::New(name))
-        }
-        "UnitRemoved" => {
-            let (name, _path): (String, zbus::zvariant::OwnedObjectPath) =
-                message.body().deserialize().ok()?;
-            Some(Signal::Removed(name))
+            Some(Signal::JobDone(unit))
         }
         "Reloading" => {
             let active: bool = message.body().deserialize().ok()?;

@@ -56,7 +56,7 @@ pub enum Error {
 }
 
 impl Error {
-    fn from_bus(scope: Scope, e: zbus::Error) -> Self {
+    pub(crate) fn from_bus(scope: Scope, e: zbus::Error) -> Self {
         if let zbus::Error::MethodError(name, message, _) = &e {
             let text = message.clone().unwrap_or_default();
             return match name.as_str() {

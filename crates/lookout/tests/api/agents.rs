@@ -326,6 +326,40 @@ async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
         assert!(tokio::time::Instant::now() < until, "no scan: {detail}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The agent follows its host live: a unit started on it, then killed,
+    // reaches the server's page within 2 s each time, not at the next
+    // minutely scan.
+    sb.write_unit(
+        "nightly.service",
+        "[Service]\nExecStart=/bin/sleep 100000\n",
+    );
+    sb.daemon_reload();
+    let unit_state = |detail: &Value| {
+        detail["scan"]["services"]
+            .as_array()
+            .and_then(|units| units.iter().find(|u| u["name"] == "nightly.service"))
+            .map(|u| u["active_state"].as_str().unwrap_or_default().to_owned())
+    };
+    for (command, expected) in [
+        (&["start", "nightly.service"][..], "active"),
+        (&["kill", "--signal=KILL", "nightly.service"][..], "failed"),
+    ] {
+        sb.systemctl_ok(command);
+        let changed = std::time::Instant::now();
+        loop {
+            let detail = hub.get_json(&format!("/api/v1/servers/{id}")).await;
+            if unit_state(&detail).as_deref() == Some(expected) {
+                break;
+            }
+            let took = changed.elapsed();
+            assert!(
+                took < Duration::from_secs(2),
+                "{command:?}: the server's scan says {:?} after {took:?}",
+                unit_state(&detail)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 
     // The hub goes away while the timer keeps firing; nothing is lost.
     let log = sb.dir().join("state/lookout/checks/tick.log");
