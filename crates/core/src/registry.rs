@@ -63,6 +63,11 @@ impl ListFilter {
     }
 
     /// Whether `s` passes; `q` is `name_contains` in lower case.
+    /// Whether the list holds `s` (a filter without a name to look for).
+    pub(crate) fn holds(&self, s: &Service) -> bool {
+        self.admits(s, None)
+    }
+
     fn admits(&self, s: &Service, q: Option<&str>) -> bool {
         self.status.is_none_or(|status| s.status == status)
             && self.state.is_none_or(|state| s.state == state)
@@ -904,8 +909,13 @@ impl Registry {
         state: &UnitState,
         now: DateTime<Utc>,
     ) -> Result<Vec<StatusEventView>, StoreError> {
-        let (ids, changes) = self.store.set_unit_state(unit, state, now).await?;
-        self.sync(&ids).await?;
+        let (services, changes) = self.store.set_unit_state(unit, state, now).await?;
+        // What was written is what memory holds: no read back.
+        let ids: Vec<i64> = services.iter().map(|s| s.id).collect();
+        self.apply(
+            services.into_iter().map(|s| (s.id, Some(self.entry(s)))),
+            |_| Vec::new(),
+        );
         self.announce(changes.clone());
         for id in ids {
             self.events.publish(self.updated(id));

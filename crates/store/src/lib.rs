@@ -679,14 +679,14 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     async fn find_by_unit(&self, unit: &str) -> Result<Option<Service>, StoreError>;
 
     /// Records a unit's state seen outside a scan (followed live, or after
-    /// a start, stop or restart); the ids of the services it changed, and
-    /// their status changes.
+    /// a start, stop or restart); the services it changed, as they now
+    /// stand, and their status changes.
     async fn set_unit_state(
         &self,
         unit: &str,
         state: &UnitState,
         now: DateTime<Utc>,
-    ) -> Result<(Vec<i64>, Vec<StatusEventView>), StoreError>;
+    ) -> Result<(Vec<Service>, Vec<StatusEventView>), StoreError>;
 
     /// Links a service to the unit behind it (managed services).
     async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError>;

@@ -173,6 +173,14 @@ impl Slots {
         self.waiting.clear();
     }
 
+    fn remove(&mut self, id: i64) {
+        if let Some(old) = self.by_id.remove(&id) {
+            if !old.in_flight {
+                self.waiting.remove(&(old.due, id));
+            }
+        }
+    }
+
     fn retain(&mut self, keep: impl Fn(i64) -> bool) {
         let waiting = &mut self.waiting;
         self.by_id.retain(|id, slot| {
@@ -198,6 +206,9 @@ impl Scheduler {
         // burst of changes costs one look.
         let mut resync_at = Some(Instant::now());
         let mut next_full_resync = Instant::now();
+        // What the next look covers: every service, or only these (a
+        // service's own change, such as its unit's state, plans only it).
+        let mut look = Look::Everything;
         let mut held = Held {
             owned: if self.leases.is_some() {
                 Owned::Unknown
@@ -217,11 +228,20 @@ impl Scheduler {
             let now = Instant::now();
             if now >= held.renew_at && self.renew(&mut held).await {
                 resync_at = Some(now);
+                look = Look::Everything;
+            }
+            if now >= next_full_resync {
+                look = Look::Everything;
             }
             if resync_at.is_some_and(|t| now >= t) || now >= next_full_resync {
-                self.resync(&mut slots, &held.owned);
+                match std::mem::take(&mut look) {
+                    Look::Everything => {
+                        self.resync(&mut slots, &held.owned);
+                        next_full_resync = now + RESYNC_EVERY;
+                    }
+                    Look::Only(ids) => self.resync_only(&mut slots, &held.owned, ids),
+                }
                 resync_at = None;
-                next_full_resync = now + RESYNC_EVERY;
             }
 
             for entry in slots.start_due(now) {
@@ -260,6 +280,7 @@ impl Scheduler {
                         held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
                     }
                     resync_at = soon(resync_at);
+                    look = Look::Everything;
                 }
                 event = events.recv() => match event {
                     // Only changes to the registry change the plan; check
@@ -278,9 +299,17 @@ impl Scheduler {
                             held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
                         }
                         resync_at = soon(resync_at);
+                        look = Look::Everything;
                     }
-                    Ok(Event::ServiceUpdated { .. } | Event::ServiceDeleted { .. })
-                    | Err(broadcast::error::RecvError::Lagged(_)) => resync_at = soon(resync_at),
+                    Ok(Event::ServiceUpdated { id, .. }) => {
+                        look.add(id);
+                        resync_at = soon(resync_at);
+                    }
+                    Ok(Event::ServiceDeleted { .. })
+                    | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        resync_at = soon(resync_at);
+                        look = Look::Everything;
+                    }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 Some(done) = running.join_next(), if !running.is_empty() => {
@@ -381,20 +410,52 @@ impl Scheduler {
         let mut seen = HashSet::with_capacity(entries.len());
         for entry in entries {
             let id = entry.service.id;
-            if !owned.contains(id) {
-                continue;
+            if owned.contains(id) && self.plan(slots, entry, now, wall_now) {
+                seen.insert(id);
             }
-            if let Some(slot) = slots.by_id.get(&id) {
-                if Arc::ptr_eq(&slot.entry, &entry) {
-                    seen.insert(id);
-                    continue;
-                }
+        }
+        slots.retain(|id| seen.contains(&id));
+    }
+
+    /// [`Self::resync`] for these services alone: what changed in one
+    /// service cannot change another's plan.
+    fn resync_only(&self, slots: &mut Slots, owned: &Owned, ids: HashSet<i64>) {
+        let now = Instant::now();
+        let wall_now = self.clock.now();
+        let configured = crate::registry::ListFilter::configured();
+        for id in ids {
+            let planned = owned.contains(id)
+                && self
+                    .registry
+                    .get(id)
+                    .filter(|entry| configured.holds(&entry.service))
+                    .is_some_and(|entry| self.plan(slots, entry, now, wall_now));
+            if !planned {
+                slots.remove(id);
             }
-            let service = &entry.service;
-            let Some(url) = service.check_url() else {
-                continue;
-            };
-            seen.insert(id);
+        }
+    }
+
+    /// Brings service `entry`'s slot in line with it; whether it has one
+    /// (it has a URL to check).
+    fn plan(
+        &self,
+        slots: &mut Slots,
+        entry: Arc<Entry>,
+        now: Instant,
+        wall_now: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        let id = entry.service.id;
+        if let Some(slot) = slots.by_id.get(&id) {
+            if Arc::ptr_eq(&slot.entry, &entry) {
+                return true;
+            }
+        }
+        let service = &entry.service;
+        let Some(url) = service.check_url() else {
+            return false;
+        };
+        {
             let interval = service.interval(&self.defaults);
             let key = CheckKey {
                 url,
@@ -447,7 +508,32 @@ impl Scheduler {
                 }
             }
         }
-        slots.retain(|id| seen.contains(&id));
+        true
+    }
+}
+
+/// What the scheduler's next look at the registry covers.
+#[derive(Debug)]
+enum Look {
+    Everything,
+    Only(HashSet<i64>),
+}
+
+impl Default for Look {
+    /// Nothing yet.
+    fn default() -> Self {
+        Look::Only(HashSet::new())
+    }
+}
+
+impl Look {
+    fn add(&mut self, id: i64) {
+        match self {
+            Look::Everything => {}
+            Look::Only(ids) => {
+                ids.insert(id);
+            }
+        }
     }
 }
 

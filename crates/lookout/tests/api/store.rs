@@ -820,11 +820,15 @@ async fn scan_story() {
         exit_status: Some(9),
         active_since: Some(at(1)),
     };
-    let (ids, changes) = store
+    let (services, changes) = store
         .set_unit_state("cron.service", &killed, at(30))
         .await
         .unwrap();
-    assert_eq!(ids, [cron_id]);
+    // What it returns is what a read finds.
+    assert_eq!(
+        services,
+        [store.find_by_unit("cron.service").await.unwrap().unwrap()]
+    );
     assert_eq!(moves(&changes), [(cron_id, Status::Ok, Status::Failure)]);
     assert_eq!(
         changes[0].reason,

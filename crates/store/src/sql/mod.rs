@@ -540,6 +540,19 @@ async fn reconcile_full(
     now: DateTime<Utc>,
     rules: StatusRules,
 ) -> Result<Option<Reconciled>, sqlx::Error> {
+    Ok(reconcile_service(conn, id, now, rules)
+        .await?
+        .map(|(_, reconciled)| reconciled))
+}
+
+/// Like [`reconcile_full`], also returning the service as it now stands
+/// (what was read, with the status written), so that nothing reads it back.
+async fn reconcile_service(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+    now: DateTime<Utc>,
+    rules: StatusRules,
+) -> Result<Option<(Service, Reconciled)>, sqlx::Error> {
     let Some(row) = sqlx::query(
         "SELECT services.*, v.last_seen_at AS server_seen, v.heartbeat_secs AS server_heartbeat,
             v.revoked_at AS server_revoked
@@ -561,7 +574,17 @@ async fn reconcile_full(
             now,
         );
     let (status, reason) = service.kind(agent_online, now, rules).status();
-    write_status(conn, &service, status, reason, now).await
+    let Some(reconciled) = write_status(conn, &service, status, reason, now).await? else {
+        return Ok(None);
+    };
+    let mut service = service;
+    if reconciled.change.is_some() {
+        service.state = reconciled.status;
+        // As stored: to the millisecond.
+        service.state_since = Some(time(ms(now)));
+    }
+    service.state_reason = Some(reconciled.reason.clone());
+    Ok(Some((service, reconciled)))
 }
 
 /// Records `status` and `reason` as `service`'s (as read in this
@@ -1275,7 +1298,7 @@ impl Store for SqlStore {
         unit: &str,
         state: &UnitState,
         now: DateTime<Utc>,
-    ) -> Result<(Vec<i64>, Vec<StatusEventView>), StoreError> {
+    ) -> Result<(Vec<Service>, Vec<StatusEventView>), StoreError> {
         let mut tx = self.write_tx().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE services SET systemd_state = $1, sub_state = $2, main_pid = $3,
@@ -1292,9 +1315,17 @@ impl Store for SqlStore {
         .bind(unit)
         .fetch_all(&mut *tx)
         .await?;
-        let changes = reconcile_all(&mut tx, ids.clone(), now, self.rules).await?;
+        let (mut services, mut changes) = (Vec::new(), Vec::new());
+        for id in ids {
+            if let Some((service, reconciled)) =
+                reconcile_service(&mut tx, id, now, self.rules).await?
+            {
+                services.push(service);
+                changes.extend(reconciled.change);
+            }
+        }
         tx.commit().await?;
-        Ok((ids, changes))
+        Ok((services, changes))
     }
 
     async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError> {
