@@ -451,9 +451,12 @@ fn brotli(data: &[u8]) -> Bytes {
 
 /// A JSON array of `items`, assembled from bytes already serialised.
 fn json_array<'a>(items: impl Iterator<Item = &'a Bytes>) -> Bytes {
-    let mut body = Vec::with_capacity(4096);
+    // Sized exactly: the list is kept, and a vector grown by doubling
+    // keeps up to twice its bytes.
+    let items: Vec<&Bytes> = items.collect();
+    let mut body = Vec::with_capacity(2 + items.iter().map(|i| i.len() + 1).sum::<usize>());
     body.push(b'[');
-    for (i, item) in items.enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
@@ -507,7 +510,10 @@ impl Registry {
     }
 
     fn entry(&self, service: Service) -> Entry {
-        let json = serde_json::to_vec(&service.to_view(&self.defaults)).unwrap_or_default();
+        let mut json = serde_json::to_vec(&service.to_view(&self.defaults)).unwrap_or_default();
+        // Kept for as long as the service is: without the spare capacity
+        // the serialiser's doubling left (up to half of it).
+        json.shrink_to_fit();
         Entry {
             service,
             json: Bytes::from(json),
