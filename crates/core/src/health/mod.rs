@@ -117,14 +117,35 @@ impl Checker {
             .tls
             .as_ref()
             .filter(|t| t.ca_pem.is_some() || t.skip_verify);
-        if follow && tls.is_none() {
+        // A credential in a header of the check's own (reqwest drops only
+        // Authorization and Cookie) is not carried to another origin: the
+        // redirect's answer is then the result.
+        let guarded = follow
+            && probe.http.as_ref().is_some_and(|h| {
+                h.headers
+                    .keys()
+                    .any(|name| lookout_proto::service::is_secret_header(name))
+            });
+        if follow && !guarded && tls.is_none() {
             return Ok(self.client.clone());
         }
-        let key = format!("{follow}|{tls:?}");
+        let key = format!("{follow}|{guarded}|{tls:?}");
         if let Some(c) = self.special.lock().expect("checker lock").get(&key) {
             return Ok(c.clone());
         }
-        let mut builder = client_builder().redirect(if follow {
+        let mut builder = client_builder().redirect(if guarded {
+            reqwest::redirect::Policy::custom(|attempt| {
+                let first = attempt.previous().first();
+                let same = first.is_some_and(|f| f.origin() == attempt.url().origin());
+                if !same {
+                    attempt.stop()
+                } else if attempt.previous().len() > 5 {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            })
+        } else if follow {
             reqwest::redirect::Policy::limited(5)
         } else {
             reqwest::redirect::Policy::none()

@@ -85,6 +85,75 @@ async fn web_app(up: Arc<AtomicBool>) -> String {
     format!("http://{addr}")
 }
 
+/// A server on another port that counts the requests carrying `X-Api-Key`
+/// and answers every request 200.
+async fn elsewhere(keyed: Arc<std::sync::atomic::AtomicUsize>) -> String {
+    let app = Router::new().route(
+        "/landing",
+        get(move |headers: axum::http::HeaderMap| {
+            if headers.contains_key("x-api-key") {
+                keyed.fetch_add(1, Ordering::SeqCst);
+            }
+            async { "landed" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_header_does_not_follow_a_redirect_to_another_origin() {
+    let hub = spawn_hub().await;
+    let keyed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let other = elsewhere(keyed.clone()).await;
+    let target = format!("{other}/landing");
+    let app = Router::new().route(
+        "/away",
+        get(move || {
+            let target = target.clone();
+            async move { Redirect::temporary(&target) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // With a key-like header the check stops at the redirect (a 3xx passes
+    // by default): the other origin never sees the key.
+    let keyed_check = checked(
+        &hub,
+        json!({"name": "keyed", "base_url": format!("http://{addr}/away"),
+               "http": {"headers": {"X-Api-Key": "k3y"}}}),
+    )
+    .await;
+    assert_eq!(state(&keyed_check).0, "OK", "{keyed_check}");
+    assert_eq!(
+        keyed.load(Ordering::SeqCst),
+        0,
+        "the key went to another origin"
+    );
+    // Without one the redirect is followed to the other origin, as before.
+    let plain = checked(
+        &hub,
+        json!({"name": "plain", "base_url": format!("http://{addr}/away"),
+               "http": {"headers": {"X-Trace": "1"}, "accepted_codes": ["200"]}}),
+    )
+    .await;
+    assert_eq!(state(&plain), ("OK", "health check passed"), "{plain}");
+    // A condition on the status sees which answer was judged.
+    let stopped = checked(
+        &hub,
+        json!({"name": "stopped", "base_url": format!("http://{addr}/away"),
+               "http": {"headers": {"X-Api-Key": "k3y"}},
+               "conditions": ["[STATUS] == 307"]}),
+    )
+    .await;
+    assert_eq!(state(&stopped).0, "OK", "{stopped}");
+    assert_eq!(keyed.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn http_checks_read_keywords_json_status_and_redirects() {
     let hub = spawn_hub().await;
