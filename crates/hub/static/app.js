@@ -188,7 +188,9 @@ if (unitLog && unitLog.dataset.follow && window.EventSource) {
   };
   let timer = null;
   const check = async () => {
-    const lines = area.value.split("\n").map((l) => l.trim()).filter((l) => l);
+    // Each condition with its line in the box (blank lines count).
+    const numbered = area.value.split("\n").map((l, i) => [l.trim(), i + 1]).filter(([l]) => l);
+    const lines = numbered.map(([l]) => l);
     const conditions = lines.map((l) =>
       l.startsWith(prefix) ? { expr: l.slice(prefix.length).trim(), on_fail: "WARNING" } : l);
     const headers = { "Content-Type": "application/json" };
@@ -201,7 +203,8 @@ if (unitLog && unitLog.dataset.follow && window.EventSource) {
       const body = await r.json();
       const messages = (body.fields || []).map((f) => {
         const m = /^conditions\[(\d+)\]$/.exec(f.field);
-        return m ? `Line ${Number(m[1]) + 1}: ${f.message}` : f.message;
+        const line = m && numbered[Number(m[1])];
+        return line ? `Line ${line[1]}: ${f.message}` : f.message;
       });
       show(messages.join("; "));
     } catch (_) {

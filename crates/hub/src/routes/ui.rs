@@ -1242,8 +1242,22 @@ const FIELDS: &[FieldSpec] = &[
     ),
 ];
 
-/// The form field an API error belongs to, and its message as shown there.
-fn place_error(e: &FieldError) -> (&str, String) {
+/// The line of the conditions box that holds condition `i` (blank lines
+/// count, as the box shows them).
+fn condition_line(text: Option<&String>, i: usize) -> usize {
+    text.and_then(|t| {
+        t.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .nth(i)
+            .map(|(n, _)| n + 1)
+    })
+    .unwrap_or(i + 1)
+}
+
+/// The form field an API error belongs to, and its message as shown there
+/// (`values`: what the form sent).
+fn place_error<'e>(e: &'e FieldError, values: &HashMap<String, String>) -> (&'e str, String) {
     let message = capitalize(&e.message);
     if let Some(i) = e
         .field
@@ -1251,7 +1265,8 @@ fn place_error(e: &FieldError) -> (&str, String) {
         .and_then(|r| r.strip_suffix(']'))
         .and_then(|i| i.parse::<usize>().ok())
     {
-        return ("conditions", format!("Line {}: {}", i + 1, e.message));
+        let line = condition_line(values.get("conditions"), i);
+        return ("conditions", format!("Line {line}: {}", e.message));
     }
     let key = match e.field.as_str() {
         "url" => "base_url",
@@ -1274,7 +1289,7 @@ fn form_page(
     values: &HashMap<String, String>,
     errors: &[FieldError],
 ) -> FormPage {
-    let placed: Vec<(&str, String)> = errors.iter().map(place_error).collect();
+    let placed: Vec<(&str, String)> = errors.iter().map(|e| place_error(e, values)).collect();
     let (more, fields): (Vec<FormField>, Vec<FormField>) = FIELDS
         .iter()
         .map(|f| FormField {

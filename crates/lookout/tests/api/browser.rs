@@ -526,8 +526,10 @@ async fn a_tcp_check_and_a_json_condition_are_added_from_the_form_in_chromium() 
     assert!(live.starts_with("Line 2: has no operator"), "{live}");
     fill(c, "conditions", "[STATUS] == 200").await;
     wait_text(c, "#conditions-error", str::is_empty).await;
-    fill(c, "conditions", "[STATUS] == 200\n[BODY].stauts = UP").await;
-    wait_text(c, "#conditions-error", |t| !t.is_empty()).await;
+    // A blank line counts, as the box shows it.
+    fill(c, "conditions", "[STATUS] == 200\n\n[BODY].stauts = UP").await;
+    let live = wait_text(c, "#conditions-error", |t| !t.is_empty()).await;
+    assert!(live.starts_with("Line 3: has no operator"), "{live}");
     c.find(Locator::Id("save"))
         .await
         .unwrap()
@@ -535,7 +537,7 @@ async fn a_tcp_check_and_a_json_condition_are_added_from_the_form_in_chromium() 
         .await
         .unwrap();
     let error = wait_text(c, "#conditions-error", |t| !t.is_empty()).await;
-    assert!(error.starts_with("Line 2: has no operator"), "{error}");
+    assert!(error.starts_with("Line 3: has no operator"), "{error}");
     c.set_window_size(390, 844).await.unwrap();
     assert_no_sideways_scroll(c).await;
     screenshot(c, "form-condition-error-phone").await;
@@ -547,7 +549,10 @@ async fn a_tcp_check_and_a_json_condition_are_added_from_the_form_in_chromium() 
         .prop("value")
         .await
         .unwrap();
-    assert_eq!(kept.as_deref(), Some("[STATUS] == 200\n[BODY].stauts = UP"));
+    assert_eq!(
+        kept.as_deref(),
+        Some("[STATUS] == 200\n\n[BODY].stauts = UP")
+    );
     fill(
         c,
         "conditions",
