@@ -62,12 +62,12 @@ impl ListFilter {
         }
     }
 
-    /// Whether `s` passes; `q` is `name_contains` in lower case.
     /// Whether the list holds `s` (a filter without a name to look for).
     pub(crate) fn holds(&self, s: &Service) -> bool {
         self.admits(s, None)
     }
 
+    /// Whether `s` passes; `q` is `name_contains` in lower case.
     fn admits(&self, s: &Service, q: Option<&str>) -> bool {
         self.status.is_none_or(|status| s.status == status)
             && self.state.is_none_or(|state| s.state == state)
@@ -628,6 +628,15 @@ impl Registry {
         }
     }
 
+    /// Takes these services as a write returned them: what was written is
+    /// what memory holds, with no read back.
+    fn keep(&self, services: impl IntoIterator<Item = Service>) {
+        self.apply(
+            services.into_iter().map(|s| (s.id, Some(self.entry(s)))),
+            |_| Vec::new(),
+        );
+    }
+
     /// Reads these services again: the ones a write changed.
     pub async fn sync(&self, ids: &[i64]) -> Result<(), StoreError> {
         let mut read = Vec::new();
@@ -781,10 +790,7 @@ impl Registry {
         now: DateTime<Utc>,
     ) -> Result<(Service, Option<StatusEventView>), StoreError> {
         let (service, change) = self.store.register_service(new, now).await?;
-        // What was written is what memory holds: no read back.
-        self.apply([(service.id, Some(self.entry(service.clone())))], |_| {
-            Vec::new()
-        });
+        self.keep([service.clone()]);
         self.events.publish(self.created(service.id));
         self.announce(change.clone());
         Ok((service, change))
@@ -824,7 +830,7 @@ impl Registry {
             self.apply([(id, None)], |_| Vec::new());
             return Ok(None);
         };
-        self.apply([(id, Some(self.entry(service.clone())))], |_| Vec::new());
+        self.keep([service.clone()]);
         self.events.publish(self.updated(id));
         self.announce(change.clone());
         Ok(Some((service, change)))
@@ -877,7 +883,7 @@ impl Registry {
                 service
             });
             if let Some(service) = merged {
-                self.apply([(id, Some(self.entry(service)))], |_| Vec::new());
+                self.keep([service]);
             }
         }
         if let Recorded::Stored(change) = &recorded {
@@ -916,12 +922,8 @@ impl Registry {
         now: DateTime<Utc>,
     ) -> Result<Vec<StatusEventView>, StoreError> {
         let (services, changes) = self.store.set_unit_state(unit, state, now).await?;
-        // What was written is what memory holds: no read back.
         let ids: Vec<i64> = services.iter().map(|s| s.id).collect();
-        self.apply(
-            services.into_iter().map(|s| (s.id, Some(self.entry(s)))),
-            |_| Vec::new(),
-        );
+        self.keep(services);
         self.announce(changes.clone());
         for id in ids {
             self.events.publish(self.updated(id));
@@ -1304,7 +1306,7 @@ impl Registry {
             }
             _ => {}
         }
-        self.apply([(id, Some(self.entry(service)))], |_| Vec::new());
+        self.keep([service]);
         true
     }
 

@@ -190,8 +190,7 @@ if (unitLog && unitLog.dataset.follow && window.EventSource) {
   const check = async () => {
     // Each condition with its line in the box (blank lines count).
     const numbered = area.value.split("\n").map((l, i) => [l.trim(), i + 1]).filter(([l]) => l);
-    const lines = numbered.map(([l]) => l);
-    const conditions = lines.map((l) =>
+    const conditions = numbered.map(([l]) =>
       l.startsWith(prefix) ? { expr: l.slice(prefix.length).trim(), on_fail: "WARNING" } : l);
     const headers = { "Content-Type": "application/json" };
     if (csrf) headers["X-CSRF-Token"] = csrf.value;

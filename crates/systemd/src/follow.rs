@@ -222,11 +222,6 @@ fn rule_limit(scope: crate::Scope) -> usize {
 }
 
 impl Following {
-    /// Whether every unit's changes are passed on.
-    pub fn everything(&self) -> bool {
-        self.paths.is_none()
-    }
-
     /// Follows these units' property changes and no others (every unit's,
     /// when they are more than a connection may have rules for). Rules for
     /// the new units go in before the old ones go out, so no change falls

@@ -455,57 +455,54 @@ impl Scheduler {
         let Some(url) = service.check_url() else {
             return false;
         };
-        {
-            let interval = service.interval(&self.defaults);
-            let key = CheckKey {
-                url,
-                interval,
-                retry: service
-                    .retry_interval_secs
-                    .map_or(interval, |r| Duration::from_secs(r).min(interval)),
-                timeout: service.timeout(&self.defaults),
-                probe: service.probe.clone(),
-                conditions: service.conditions.iter().map(|c| c.to_string()).collect(),
-            };
-            match slots.by_id.get_mut(&id) {
-                Some(slot) => {
-                    // A change that cleared its last result (a URL or probe
-                    // setting written, even unchanged) is checked at once.
-                    // (One in flight records a result anyway.)
-                    let cleared = entry.service.last_health_check.is_none()
-                        && !slot.in_flight
-                        && slot.due > now;
-                    let changed = slot.key != key;
-                    slot.entry = entry;
-                    if changed || cleared {
-                        slot.key = key;
-                        if slot.in_flight {
-                            slot.again = true;
-                        } else {
-                            slots.set_due(id, now);
-                        }
+        let interval = service.interval(&self.defaults);
+        let key = CheckKey {
+            url,
+            interval,
+            retry: service
+                .retry_interval_secs
+                .map_or(interval, |r| Duration::from_secs(r).min(interval)),
+            timeout: service.timeout(&self.defaults),
+            probe: service.probe.clone(),
+            conditions: service.conditions.iter().map(|c| c.to_string()).collect(),
+        };
+        match slots.by_id.get_mut(&id) {
+            Some(slot) => {
+                // A change that cleared its last result (a URL or probe
+                // setting written, even unchanged) is checked at once.
+                // (One in flight records a result anyway.)
+                let cleared =
+                    entry.service.last_health_check.is_none() && !slot.in_flight && slot.due > now;
+                let changed = slot.key != key;
+                slot.entry = entry;
+                if changed || cleared {
+                    slot.key = key;
+                    if slot.in_flight {
+                        slot.again = true;
+                    } else {
+                        slots.set_due(id, now);
                     }
                 }
-                None => {
-                    let since_last = service
-                        .last_health_check
-                        .and_then(|t| (wall_now - t).to_std().ok());
-                    let next = service.next_check_in(&self.defaults);
-                    let due = match since_last {
-                        Some(elapsed) if elapsed < next => now + (next - elapsed),
-                        _ => now,
-                    };
-                    slots.insert(
-                        id,
-                        Slot {
-                            entry,
-                            key,
-                            due,
-                            in_flight: false,
-                            again: false,
-                        },
-                    );
-                }
+            }
+            None => {
+                let since_last = service
+                    .last_health_check
+                    .and_then(|t| (wall_now - t).to_std().ok());
+                let next = service.next_check_in(&self.defaults);
+                let due = match since_last {
+                    Some(elapsed) if elapsed < next => now + (next - elapsed),
+                    _ => now,
+                };
+                slots.insert(
+                    id,
+                    Slot {
+                        entry,
+                        key,
+                        due,
+                        in_flight: false,
+                        again: false,
+                    },
+                );
             }
         }
         true

@@ -538,8 +538,21 @@ async fn a_tcp_check_and_a_json_condition_are_added_from_the_form_in_chromium() 
         .unwrap();
     let error = wait_text(c, "#conditions-error", |t| !t.is_empty()).await;
     assert!(error.starts_with("Line 3: has no operator"), "{error}");
+    c.execute(
+        "document.getElementById('conditions').scrollIntoView({block: 'center'})",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(c, "form-condition-error-desktop").await;
     c.set_window_size(390, 844).await.unwrap();
     assert_no_sideways_scroll(c).await;
+    c.execute(
+        "document.getElementById('conditions').scrollIntoView({block: 'center'})",
+        vec![],
+    )
+    .await
+    .unwrap();
     screenshot(c, "form-condition-error-phone").await;
     c.set_window_size(1280, 1000).await.unwrap();
     let kept = c
