@@ -1006,7 +1006,7 @@ impl Registry {
     pub async fn set_push_token(
         &self,
         id: i64,
-        token_hash: &str,
+        token_hash: Option<&str>,
         period_secs: u64,
         grace_secs: u64,
     ) -> Result<bool, StoreError> {
@@ -1024,17 +1024,17 @@ impl Registry {
     pub async fn record_push(
         &self,
         token_hash: &str,
-        status: Status,
-        message: Option<&str>,
+        ping: &lookout_proto::push::Ping,
         now: DateTime<Utc>,
     ) -> Result<Option<(i64, Option<StatusEventView>)>, StoreError> {
-        let pushed = self
-            .store
-            .record_push(token_hash, status, message, now)
-            .await?;
+        let pushed = self.store.record_push(token_hash, ping, now).await?;
         if let Some((id, change)) = &pushed {
             self.sync(&[*id]).await?;
-            self.announce(change.clone());
+            match change {
+                Some(change) => self.announce([change.clone()]),
+                // The ping's time, message and run are news too.
+                None => self.events.publish(self.updated(*id)),
+            }
         }
         Ok(pushed)
     }

@@ -79,6 +79,26 @@ enum Takes {
     EventId,
 }
 
+/// The query of a ping on a push URL.
+const PING_QUERY: &[(&str, Takes, &str)] = &[
+    (
+        "status",
+        Takes::Words(&["up", "down", "ok", "fail", "failure", "warning", "update"]),
+        "the status to report, in any case: up or ok (the default), down, fail or failure, \
+         warning, update",
+    ),
+    (
+        "msg",
+        Takes::Text,
+        "a message to show (else the request's body)",
+    ),
+    (
+        "ping",
+        Takes::Text,
+        "how long the job took, in milliseconds (empty: not said)",
+    ),
+];
+
 /// What a route's `{id}` is.
 #[derive(Clone, Copy)]
 enum PathId {
@@ -311,15 +331,20 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             )
         },
         ("GET" | "POST", "/api/push/{token}") => Doc {
-            query: &[
-                (
-                    "status",
-                    Takes::Words(&["OK", "UPDATE", "WARNING", "FAILURE"]),
-                    "OK (default), UPDATE, WARNING or FAILURE, in any case",
-                ),
-                ("msg", Takes::Text, "a message to show"),
-            ],
-            ..doc("Ping a push URL", "heartbeats", Object)
+            query: PING_QUERY,
+            ..doc(
+                "Ping a push URL (a body, if any, is the message)",
+                "heartbeats",
+                Object,
+            )
+        },
+        ("GET" | "POST", "/api/push/{token}/{signal}") => Doc {
+            query: PING_QUERY.split_at(1).1,
+            ..doc(
+                "Ping a push URL: start of a run, failure, or an exit code",
+                "heartbeats",
+                Object,
+            )
         },
         ("GET", "/api/notifications/channels") => {
             doc("Notification channels", "notifications", Objects)
@@ -483,6 +508,12 @@ fn path_parameter(name: &str, id: PathId) -> Parameter {
                 .min_length(Some(1))
                 .pattern(Some("^[a-z0-9][a-z0-9_-]{0,63}$")),
             Some("the app's name (its unit is lookout-app-NAME.service)"),
+        ),
+        ("signal", _) => (
+            text().pattern(Some("^(start|fail|25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$")),
+            Some(
+                "start (a run began), fail, or the job's exit code: 0 is success, 1 to 255 failure",
+            ),
         ),
         _ => (text().min_length(Some(1)), Some(name)),
     };

@@ -216,3 +216,28 @@ if (unitLog && unitLog.dataset.follow && window.EventSource) {
   });
   area.addEventListener("change", check);
 })();
+
+// Copy buttons: copy the text of the element they name. They stay hidden
+// without this script, where selecting the text does the same.
+document.querySelectorAll("button[data-copy]").forEach((button) => {
+  const source = document.getElementById(button.dataset.copy);
+  if (!source) return;
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    const text = source.textContent.trim();
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (_) {
+      // No clipboard here (plain HTTP to another host): select it instead.
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      button.textContent = "Selected: press Ctrl+C";
+      return;
+    }
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = "Copy"; }, 2000);
+  });
+});

@@ -10,6 +10,7 @@ pub mod condition;
 pub mod error;
 pub mod monitor;
 pub mod notify;
+pub mod push;
 pub mod service;
 pub mod status;
 pub mod systemd;

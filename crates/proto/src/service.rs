@@ -1134,4 +1134,12 @@ pub struct PushView {
     pub last_ping: Option<DateTime<Utc>>,
     pub last_status: Option<String>,
     pub last_message: Option<String>,
+    /// When the job's current run began (a `/start` ping), until the ping
+    /// that ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// How long the last run took, in milliseconds: from its `/start`, or
+    /// as the sender said (`?ping=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_duration_ms: Option<u64>,
 }

@@ -150,6 +150,10 @@ pub struct Service {
     pub last_push: Option<DateTime<Utc>>,
     pub push_status: Option<String>,
     pub push_message: Option<String>,
+    /// When the push check's current run began (`/start`), until it ends.
+    pub push_started_at: Option<DateTime<Utc>>,
+    /// How long its last run took, in milliseconds.
+    pub push_duration_ms: Option<u64>,
     pub server_id: Option<i64>,
     pub check_name: Option<String>,
     pub check_schedule: Option<String>,
@@ -414,6 +418,8 @@ impl Service {
                 last_ping: self.last_push,
                 last_status: self.push_status.clone(),
                 last_message: self.push_message.clone(),
+                started_at: self.push_started_at,
+                last_duration_ms: self.push_duration_ms,
             }),
             last_health_check: self.last_health_check,
             last_response_code: self.last_response_code,
@@ -718,11 +724,13 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     async fn remove_silent_heartbeats(&self, before: DateTime<Utc>)
         -> Result<Vec<i64>, StoreError>;
 
-    /// Gives a service a push token (stored as its hash); `false` when the service does not exist.
+    /// Sets a service's push timing and, when `token_hash` is given, its
+    /// push token (stored as its hash; the old one stops working); `false`
+    /// when the service does not exist.
     async fn set_push_token(
         &self,
         id: i64,
-        token_hash: &str,
+        token_hash: Option<&str>,
         period_secs: u64,
         grace_secs: u64,
     ) -> Result<bool, StoreError>;
@@ -731,8 +739,7 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     async fn record_push(
         &self,
         token_hash: &str,
-        status: Status,
-        message: Option<&str>,
+        ping: &lookout_proto::push::Ping,
         now: DateTime<Utc>,
     ) -> Result<Option<(i64, Option<StatusEventView>)>, StoreError>;
 

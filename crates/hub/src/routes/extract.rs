@@ -93,6 +93,20 @@ impl<S: Send + Sync> FromRequestParts<S> for PathText {
     }
 }
 
+/// The two path parameters of a route, as text.
+pub struct PathPair(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathPair {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map(|Path((a, b))| PathPair(a, b))
+            .map_err(|e| ApiError::BadRequest(e.body_text(), vec![]))
+    }
+}
+
 /// The largest count a query may ask for (`limit`, `lines`).
 pub const MAX_COUNT: u32 = 10_000;
 

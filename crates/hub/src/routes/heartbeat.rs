@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use lookout_proto::push::Ping;
 use lookout_proto::service::{kind, ServiceName};
 use lookout_proto::status::Status;
 use lookout_proto::FieldError;
@@ -20,9 +21,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::extract::{JsonObject, PathText, QueryMap, ServiceId};
+use super::extract::{JsonObject, PathPair, PathText, QueryMap, ServiceId};
 use super::table::Routes;
 use super::AppState;
+use crate::auth::client::Client;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::registry::ListFilter;
@@ -48,6 +50,8 @@ pub fn api_routes(r: Routes) -> Routes {
     )
     .get("/push/{token}", Access::Public, push)
     .post("/push/{token}", Access::Public, push)
+    .get("/push/{token}/{signal}", Access::Public, push_signal)
+    .post("/push/{token}/{signal}", Access::Public, push_signal)
 }
 
 /// A heartbeat service as `/register` and `/services` show it.
@@ -228,7 +232,7 @@ fn seconds(
 ) -> u64 {
     match body.get(key) {
         None | Some(Value::Null) => default,
-        Some(v) => match v.as_u64().filter(|n| (60..=365 * 86_400).contains(n)) {
+        Some(v) => match v.as_u64().filter(|n| PUSH_TIMING_SECS.contains(n)) {
             Some(n) => n,
             None => {
                 errors.push(FieldError::new(
@@ -241,10 +245,54 @@ fn seconds(
     }
 }
 
+/// Accepted push periods and grace times, in seconds: a minute to a year.
+pub(crate) const PUSH_TIMING_SECS: std::ops::RangeInclusive<u64> = 60..=365 * 86_400;
+
+/// Gives service `id` a new push token with this timing (the old token
+/// stops working) and recomputes its status; the token, or `None` when
+/// there is no such service.
+pub(crate) async fn new_push_token(
+    state: &AppState,
+    id: i64,
+    period: u64,
+    grace: u64,
+) -> Result<Option<String>, ApiError> {
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness: {e}")))?;
+    let token = hex::encode(raw);
+    let hash = crate::auth::token::hash(&token);
+    if !state
+        .registry
+        .set_push_token(id, Some(&hash), period, grace)
+        .await?
+    {
+        return Ok(None);
+    }
+    state.registry.reconcile(id, state.clock.now()).await?;
+    Ok(Some(token))
+}
+
+/// A push token's absolute URL, as the client reached the hub.
+pub(crate) fn push_url(client: &Client, token: &str) -> String {
+    let host = client
+        .host
+        .as_deref()
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
+        })
+        .unwrap_or("localhost");
+    let scheme = if client.https { "https" } else { "http" };
+    format!("{scheme}://{host}/api/push/{token}")
+}
+
 /// Creates (or replaces) a service's push token. The token is returned once;
 /// only its SHA-256 is stored.
 async fn create_push_token(
     State(state): State<AppState>,
+    axum::Extension(client): axum::Extension<Client>,
     ServiceId(id): ServiceId,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -273,71 +321,64 @@ async fn create_push_token(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let mut raw = [0u8; 24];
-    getrandom::fill(&mut raw)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness: {e}")))?;
-    let token = hex::encode(raw);
-    if !state
-        .registry
-        .set_push_token(id, &crate::auth::token::hash(&token), period, grace)
+    let token = new_push_token(&state, id, period, grace)
         .await?
-    {
-        return Err(ApiError::not_found_service(id));
-    }
-    state.registry.reconcile(id, state.clock.now()).await?;
+        .ok_or_else(|| ApiError::not_found_service(id))?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
+            "url": push_url(&client, &token),
             "token": token,
-            "url": format!("/api/push/{token}"),
             "period_secs": period,
             "grace_secs": grace,
         })),
     ))
 }
 
-/// `POST` or `GET /api/push/{token}?status=OK&msg=...`: a ping from a cron job
-/// or a script. `status` is OK (default), UPDATE, WARNING or FAILURE.
+/// `GET` or `POST /api/push/{token}`: a ping from a cron job or a script,
+/// read as [`Ping::parse`] says (`?status=`, `?msg=`, `?ping=`, the body
+/// as the message).
 async fn push(
     State(state): State<AppState>,
     PathText(token): PathText,
     QueryMap(query): QueryMap,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let status = match query.get("status").map(|s| s.to_ascii_uppercase()) {
-        None => Status::Ok,
-        Some(s) => match Status::parse(&s) {
-            Some(Status::Unknown) | None => {
-                return Err(ApiError::BadRequest(
-                    format!("unknown status {s:?}"),
-                    vec![FieldError::new(
-                        "status",
-                        "must be OK, UPDATE, WARNING or FAILURE",
-                    )],
-                ))
-            }
-            Some(status) => status,
-        },
-    };
-    let message = query
-        .get("msg")
-        .map(|m| m.chars().take(1000).collect::<String>());
+    ping(&state, &token, None, &query, &body).await
+}
+
+/// `/api/push/{token}/start`, `/fail` or `/{exit-code}`.
+async fn push_signal(
+    State(state): State<AppState>,
+    PathPair(token, signal): PathPair,
+    QueryMap(query): QueryMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    ping(&state, &token, Some(&signal), &query, &body).await
+}
+
+async fn ping(
+    state: &AppState,
+    token: &str,
+    signal: Option<&str>,
+    query: &std::collections::HashMap<String, String>,
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
+    let unknown = || ApiError::NotFound("no service has this push token".into());
     if token.len() > 128 {
-        return Err(ApiError::NotFound("no service has this push token".into()));
+        return Err(unknown());
     }
-    let recorded = state
+    let ping = Ping::parse(signal, query, body)
+        .map_err(|errors| ApiError::BadRequest("this ping cannot be read".into(), errors))?;
+    let (id, _) = state
         .registry
-        .record_push(
-            &crate::auth::token::hash(&token),
-            status,
-            message.as_deref(),
-            state.clock.now(),
-        )
-        .await?;
-    let (id, _) =
-        recorded.ok_or_else(|| ApiError::NotFound("no service has this push token".into()))?;
-    Ok(Json(
-        json!({ "ok": true, "service_id": id, "status": status }),
-    ))
+        .record_push(&crate::auth::token::hash(token), &ping, state.clock.now())
+        .await?
+        .ok_or_else(unknown)?;
+    Ok(Json(match ping {
+        Ping::Start => json!({ "ok": true, "service_id": id, "started": true }),
+        Ping::Result { status, .. } => json!({ "ok": true, "service_id": id, "status": status }),
+    }))
 }
 
 /// How often overdue heartbeats and pings are looked for: a missed

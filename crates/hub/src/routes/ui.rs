@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use super::extract::ServiceId;
 use super::table::Routes;
 use super::AppState;
+use crate::auth::client::Client;
 use crate::auth::guard::{Caller, Remote};
 use crate::auth::{Access, Bucket};
 use crate::store::{Service, StoreError};
@@ -32,6 +33,11 @@ pub fn routes(r: Routes) -> Routes {
         .post("/services/{id}/edit", Access::Admin, update_from_form)
         .post("/services/{id}/delete", Access::Admin, delete_from_form)
         .post("/services/{id}/check", Access::Admin, check_from_form)
+        .post(
+            "/services/{id}/push-url",
+            Access::Admin,
+            new_push_url_from_form,
+        )
         .post("/scan/cleanup", Access::Admin, cleanup_from_form)
         .limited(
             Method::POST,
@@ -371,6 +377,52 @@ struct DetailPage {
     /// Declared in the monitors file: not edited here.
     from_file: bool,
     admin: bool,
+    /// Its push URL's timing and last ping, when it has one.
+    push: Option<PushSection>,
+}
+
+/// How long a run took, as people say it: `840 ms`, `4.2 s`, `3 min 5 s`,
+/// `2 h 10 min`.
+fn run_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// A push check as its service page shows it.
+struct PushSection {
+    period: String,
+    grace: String,
+    /// The last ping: (how long ago, when).
+    last: Option<(String, String)>,
+    /// The status the last ping reported, and its message.
+    said: Option<(String, String)>,
+    /// How long the last run took.
+    took: Option<String>,
+    /// The current run: (how long ago it began, when).
+    running: Option<(String, String)>,
+}
+
+impl PushSection {
+    fn of(s: &Service, now: DateTime<Utc>) -> Option<PushSection> {
+        s.has_push_token.then(|| PushSection {
+            period: amount(s.push_period_secs.unwrap_or(86_400)).1,
+            grace: amount(s.push_grace_secs.unwrap_or(3600)).0,
+            last: s.last_push.map(|t| (ago(t, now), stamp(t))),
+            said: s.last_push.map(|_| {
+                (
+                    s.push_status.clone().unwrap_or_else(|| "OK".into()),
+                    s.push_message.clone().unwrap_or_default(),
+                )
+            }),
+            took: s.push_duration_ms.map(run_time),
+            running: s.push_started_at.map(|t| (ago(t, now), stamp(t))),
+        })
+    }
 }
 
 /// A link to the service for people: its URL, when it is a web one.
@@ -630,6 +682,7 @@ async fn detail_page(
         href: web_link(&service),
         check: CheckSection::of(&service, &state.checks, state.clock.now()),
         from_file: service.from_file,
+        push: PushSection::of(&service, now),
         description: service.description.clone(),
         state_class,
         state_label,
@@ -1072,7 +1125,11 @@ const CHECK_KINDS: &[(&str, &str)] = &[
     ("tls", "TLS: a handshake and its certificate"),
     ("icmp", "Ping (ICMP)"),
     ("dns", "DNS: a record a resolver answers"),
+    ("push", "Push: a cron job or script pings the hub"),
 ];
+
+/// The checks the hub runs itself (every kind but push).
+const POLLED: &str = "http tcp tls icmp dns";
 
 const METHODS: &[(&str, &str)] = &[
     ("GET", "GET"),
@@ -1129,13 +1186,36 @@ const FIELDS: &[FieldSpec] = &[
             Some("How the hub checks it, by the URL's scheme."),
         )
     },
-    spec(
-        "base_url",
-        "URL",
-        "text",
-        Some("http://192.168.1.10:3000"),
-        Some("http(s)://host/path, tcp://host:port, tls://host:port, icmp://host or dns://resolver. Without a scheme, the check's is used. The name on the dashboard links here."),
-    ),
+    FieldSpec {
+        kinds: POLLED,
+        ..spec(
+            "base_url",
+            "URL",
+            "text",
+            Some("http://192.168.1.10:3000"),
+            Some("http(s)://host/path, tcp://host:port, tls://host:port, icmp://host or dns://resolver. Without a scheme, the check's is used. The name on the dashboard links here."),
+        )
+    },
+    FieldSpec {
+        kinds: "push",
+        ..spec(
+            "push_period",
+            "Expected every",
+            "text",
+            Some("1d"),
+            Some("How often the job runs: 15m, 6h, 1d. Empty: a day."),
+        )
+    },
+    FieldSpec {
+        kinds: "push",
+        ..spec(
+            "push_grace",
+            "Grace time",
+            "text",
+            Some("1h"),
+            Some("How late a ping may be before the service fails: 10m, 1h. Empty: an hour."),
+        )
+    },
     FieldSpec {
         kinds: "http",
         ..spec(
@@ -1204,21 +1284,27 @@ const FIELDS: &[FieldSpec] = &[
             Some("A private CA to trust beside the system's."),
         )
     },
-    spec(
-        "conditions",
-        "Conditions",
-        "textarea",
-        Some("[STATUS] == 200\n[BODY].status == UP\nwarn: [CERTIFICATE_EXPIRATION] > 336h"),
-        Some("One per line, in Gatus's syntax: [STATUS], [BODY] and a JSON path, [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE]; pat(*word*), any(a, b), len(), has(). Start a line with warn: to make it a warning."),
-    ),
+    FieldSpec {
+        kinds: POLLED,
+        ..spec(
+            "conditions",
+            "Conditions",
+            "textarea",
+            Some("[STATUS] == 200\n[BODY].status == UP\nwarn: [CERTIFICATE_EXPIRATION] > 336h"),
+            Some("One per line, in Gatus's syntax: [STATUS], [BODY] and a JSON path, [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE]; pat(*word*), any(a, b), len(), has(). Start a line with warn: to make it a warning."),
+        )
+    },
     spec("port", "Port", "number", Some("3000"), None),
-    spec(
-        "check_interval_secs",
-        "Check interval (seconds)",
-        "number",
-        None,
-        Some("Empty: the hub's default."),
-    ),
+    FieldSpec {
+        kinds: POLLED,
+        ..spec(
+            "check_interval_secs",
+            "Check interval (seconds)",
+            "number",
+            None,
+            Some("Empty: the hub's default."),
+        )
+    },
     spec(
         "retry_interval_secs",
         "Retry interval while failing (seconds)",
@@ -1357,14 +1443,18 @@ fn values_of(s: &Service) -> HashMap<String, String> {
     let opt = |x: Option<String>| x.unwrap_or_default();
     v.insert("description".into(), opt(s.description.clone()));
     v.insert("base_url".into(), opt(s.base_url.clone()));
-    v.insert(
-        "check".into(),
-        s.base_url
-            .as_deref()
-            .and_then(kind_of_url)
-            .unwrap_or("http")
-            .to_owned(),
-    );
+    let check = match s.base_url.as_deref() {
+        None if s.has_push_token => "push",
+        url => url.and_then(kind_of_url).unwrap_or("http"),
+    };
+    v.insert("check".into(), check.to_owned());
+    if s.has_push_token {
+        v.insert(
+            "push_period".into(),
+            span(s.push_period_secs.unwrap_or(86_400)),
+        );
+        v.insert("push_grace".into(), span(s.push_grace_secs.unwrap_or(3600)));
+    }
     v.insert("health_endpoint".into(), opt(s.health_endpoint.clone()));
     v.insert("port".into(), opt(s.port.map(|p| p.to_string())));
     for (key, value) in [
@@ -1460,6 +1550,11 @@ fn form_to_json(
         }
     };
     for &key in PLAIN {
+        if kind == "push" && matches!(key, "base_url" | "health_endpoint") {
+            // Pinged, not checked: no URL.
+            unset(&mut map, key);
+            continue;
+        }
         let Some(raw) = form.get(key) else { continue };
         let raw = raw.trim();
         if raw.is_empty() {
@@ -1577,8 +1672,9 @@ fn form_to_json(
     }
 
     // Conditions, one per line.
-    let conditions: Vec<Value> = form
-        .get("conditions")
+    let conditions: Vec<Value> = (kind != "push")
+        .then(|| form.get("conditions"))
+        .flatten()
         .map(String::as_str)
         .unwrap_or_default()
         .lines()
@@ -1633,16 +1729,147 @@ fn conflict_fields(e: StoreError) -> Result<Vec<FieldError>, StoreError> {
     }
 }
 
-async fn create_from_form(State(state): State<AppState>, form: FormResult) -> Response {
+/// Whether the form asks for a push check.
+fn is_push(values: &HashMap<String, String>) -> bool {
+    values.get("check").map(|c| c.trim()) == Some("push")
+}
+
+/// The push timing the form asks for, `(period, grace)` in seconds; each
+/// bad value is an error on its field.
+fn push_timing(values: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> (u64, u64) {
+    let mut read = |key: &'static str, default: u64| {
+        let Some(raw) = values.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+            return default;
+        };
+        match lookout_config::parse_duration(raw).map(|d| d.as_secs()) {
+            Ok(secs) if super::heartbeat::PUSH_TIMING_SECS.contains(&secs) => secs,
+            Ok(_) => {
+                errors.push(FieldError::new(
+                    key,
+                    "must be from a minute (1m) to a year (365d)",
+                ));
+                default
+            }
+            Err(_) => {
+                errors.push(FieldError::new(
+                    key,
+                    format!("{raw:?} is not a time: write 15m, 6h or 1d"),
+                ));
+                default
+            }
+        }
+    };
+    (read("push_period", 86_400), read("push_grace", 3600))
+}
+
+/// A number of seconds in words, in its largest whole unit, and the word
+/// alone for one of it: (`a day`, `day`), (`2 hours`, `2 hours`).
+fn amount(secs: u64) -> (String, String) {
+    let (n, one, unit, article) = match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day", "days", "a"),
+        s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour", "hours", "an"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute", "minutes", "a"),
+        s => (s, "second", "seconds", "a"),
+    };
+    if n == 1 {
+        (format!("{article} {one}"), one.to_owned())
+    } else {
+        (format!("{n} {unit}"), format!("{n} {unit}"))
+    }
+}
+
+/// A number of seconds as the push form writes it: `1d`, `6h`, `15m`, `90s`.
+fn span(secs: u64) -> String {
+    match secs {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "push_url.html")]
+struct PushUrlPage {
+    id: i64,
+    name: String,
+    url: String,
+    /// `day`, `2 hours`: what "every" is followed by.
+    every: String,
+    /// `a day`, `2 hours`.
+    period: String,
+    grace: String,
+}
+
+/// The page that shows a new push URL, the one time it is known.
+fn push_url_page(state: &AppState, client: &Client, id: i64, token: &str) -> Response {
+    let Some(service) = state.registry.get(id).map(|e| e.service.clone()) else {
+        return no_such_service();
+    };
+    let period = service.push_period_secs.unwrap_or(86_400);
+    render(
+        StatusCode::OK,
+        &PushUrlPage {
+            id,
+            name: service.name.clone(),
+            url: super::heartbeat::push_url(client, token),
+            every: amount(period).1,
+            period: amount(period).0,
+            grace: amount(service.push_grace_secs.unwrap_or(3600)).0,
+        },
+    )
+}
+
+/// Gives a service a new push URL: the old one stops working.
+async fn new_push_url_from_form(
+    State(state): State<AppState>,
+    Remote(client): Remote,
+    ServiceId(id): ServiceId,
+) -> Response {
+    let Some(service) = state.registry.get(id).map(|e| e.service.clone()) else {
+        return no_such_service();
+    };
+    let period = service.push_period_secs.unwrap_or(86_400);
+    let grace = service.push_grace_secs.unwrap_or(3600);
+    match super::heartbeat::new_push_token(&state, id, period, grace).await {
+        Ok(Some(token)) => push_url_page(&state, &client, id, &token),
+        Ok(None) => no_such_service(),
+        Err(e) => api_error_page(&e),
+    }
+}
+
+async fn create_from_form(
+    State(state): State<AppState>,
+    Remote(client): Remote,
+    form: FormResult,
+) -> Response {
     let Form(values) = match form {
         Ok(f) => f,
         Err(e) => return bad_form(&e),
     };
     let (body, mut errors) = form_to_json(&values, false);
+    let push = is_push(&values);
+    let (period, grace) = push_timing(&values, &mut errors);
     let parsed = parse_new_service(&body);
     let errors = match parsed {
         Ok(_) if !errors.is_empty() => errors,
         Ok(new) => match state.create_service(&new).await {
+            Ok(service) if push => {
+                return match super::heartbeat::new_push_token(&state, service.id, period, grace)
+                    .await
+                {
+                    Ok(Some(token)) => push_url_page(&state, &client, service.id, &token),
+                    outcome => {
+                        // No half-made push check: the service goes too.
+                        let _ = state.delete_service(service.id).await;
+                        match outcome {
+                            Err(e) => api_error_page(&e),
+                            Ok(_) => no_such_service(),
+                        }
+                    }
+                };
+            }
             Ok(_) => return Redirect::to("/?notice=created").into_response(),
             Err(e) => match conflict_fields(e) {
                 Ok(errors) => errors,
@@ -1689,6 +1916,7 @@ async fn edit_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> R
 
 async fn update_from_form(
     State(state): State<AppState>,
+    Remote(client): Remote,
     ServiceId(id): ServiceId,
     form: FormResult,
 ) -> Response {
@@ -1697,10 +1925,35 @@ async fn update_from_form(
         Err(e) => return bad_form(&e),
     };
     let (body, mut errors) = form_to_json(&values, true);
+    let push = is_push(&values);
+    let (period, grace) = push_timing(&values, &mut errors);
     let parsed = parse_service_patch(&body);
     let errors = match parsed {
         Ok(_) if !errors.is_empty() => errors,
         Ok(patch) => match state.update_service(id, &patch).await {
+            Ok(Some(service)) if push => {
+                // A push check keeps its URL; one made a push check now gets one.
+                let done = if service.has_push_token {
+                    state
+                        .registry
+                        .set_push_token(id, None, period, grace)
+                        .await
+                        .map_err(crate::error::ApiError::from)
+                        .and(Ok(None))
+                } else {
+                    super::heartbeat::new_push_token(&state, id, period, grace).await
+                };
+                if service.has_push_token {
+                    if let Err(e) = state.registry.reconcile(id, state.clock.now()).await {
+                        return store_failure(&e);
+                    }
+                }
+                return match done {
+                    Ok(Some(token)) => push_url_page(&state, &client, id, &token),
+                    Ok(None) => Redirect::to("/?notice=updated").into_response(),
+                    Err(e) => api_error_page(&e),
+                };
+            }
             Ok(Some(_)) => return Redirect::to("/?notice=updated").into_response(),
             Ok(None) => return no_such_service(),
             Err(e) => match conflict_fields(e) {
@@ -1766,6 +2019,33 @@ async fn check_from_form(State(state): State<AppState>, ServiceId(id): ServiceId
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_timing_in_words_and_back() {
+        assert_eq!(amount(86_400), ("a day".to_owned(), "day".to_owned()));
+        assert_eq!(amount(7200), ("2 hours".to_owned(), "2 hours".to_owned()));
+        assert_eq!(amount(600).0, "10 minutes");
+        assert_eq!(amount(90).0, "90 seconds");
+        for secs in [60, 90, 600, 3600, 5400, 86_400, 172_800] {
+            let form: HashMap<String, String> = [("push_period".to_owned(), span(secs))].into();
+            let mut errors = Vec::new();
+            assert_eq!(push_timing(&form, &mut errors).0, secs, "{}", span(secs));
+            assert!(errors.is_empty());
+        }
+        let form: HashMap<String, String> = [
+            ("push_period".to_owned(), "30s".to_owned()),
+            ("push_grace".to_owned(), "later".to_owned()),
+        ]
+        .into();
+        let mut errors = Vec::new();
+        push_timing(&form, &mut errors);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["push_period", "push_grace"]);
+        assert_eq!(run_time(840), "840 ms");
+        assert_eq!(run_time(4_200), "4.2 s");
+        assert_eq!(run_time(185_000), "3 min 5 s");
+        assert_eq!(run_time(7_800_000), "2 h 10 min");
+    }
 
     #[test]
     fn empty_form_fields_are_unset_on_create_and_cleared_on_edit() {

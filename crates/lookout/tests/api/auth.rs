@@ -194,6 +194,8 @@ const PUBLIC: &[&str] = &[
     "GET /static/favicon.svg",
     "GET /api/push/{token}",
     "POST /api/push/{token}",
+    "GET /api/push/{token}/{signal}",
+    "POST /api/push/{token}/{signal}",
     "POST /api/v1/users/login",
     "POST /api/v1/users/refresh",
     "POST /api/v1/users/register",

@@ -630,3 +630,112 @@ async fn a_tcp_check_and_a_json_condition_are_added_from_the_form_in_chromium() 
     browser.close().await;
     dark_screenshot(&hub.url("/services/new"), "form-dark");
 }
+
+/// A push check made from the form: its whole URL shown once with a copy
+/// button and examples, pinged as shown, and the service turns OK; its
+/// page shows the ping, the edit form its timing, and a new URL retires
+/// the old one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_check_made_from_the_form_turns_ok_when_pinged_in_chromium() {
+    let hub = spawn_hub().await;
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    c.goto(&hub.url("/services/new")).await.unwrap();
+    c.find(Locator::Id("check"))
+        .await
+        .unwrap()
+        .select_by_value("push")
+        .await
+        .unwrap();
+    assert!(
+        !shown(c, "field-base_url").await,
+        "a push check has no URL to check"
+    );
+    assert!(shown(c, "field-push_period").await);
+    fill(c, "name", "nightly-backup").await;
+    fill(c, "push_period", "1h").await;
+    fill(c, "push_grace", "soon").await;
+    click(c, "save").await;
+    // A time the hub cannot read is named at its field; the rest is kept.
+    let error = wait_text(c, "#push_grace-error", |t| !t.is_empty()).await;
+    assert!(error.contains("is not a time"), "{error}");
+    assert_eq!(hub.get_json("/api/services").await, serde_json::json!([]));
+    fill(c, "push_grace", "10m").await;
+    click(c, "save").await;
+
+    let url = wait_text(c, "#push-url", |t| t.starts_with("http")).await;
+    assert!(url.starts_with(&hub.url("/api/push/")), "{url}");
+    assert!(
+        shown(c, "push-copy").await,
+        "the copy button shows with the script"
+    );
+    let cron = wait_text(c, "#push-example-cron", |t| !t.is_empty()).await;
+    assert!(cron.ends_with(&url), "{cron}");
+    screenshot(c, "push-url-desktop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "push-url-phone").await;
+    c.set_window_size(1280, 1000).await.unwrap();
+
+    // Pinged as the page shows: a run's start, then its end with its output.
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{url}/start")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{url}/0"))
+        .body("42 files copied")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    click(c, "push-done").await;
+    wait_text(c, "#state-label", |t| t == "OK").await;
+    let said = wait_text(c, "#push-said", |t| !t.is_empty()).await;
+    assert_eq!(said, "OK · 42 files copied");
+    let expected = wait_text(c, "#push-period", |t| !t.is_empty()).await;
+    assert_eq!(expected, "every hour, 10 minutes of grace");
+    assert!(shown(c, "push-took").await, "the run's time shows");
+    screenshot(c, "push-service-desktop").await;
+    let page = c.current_url().await.unwrap().to_string();
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "push-service-phone").await;
+    c.set_window_size(1280, 1000).await.unwrap();
+    dark_screenshot(&page, "push-service-dark");
+
+    // The edit form knows it is a push check, with its timing.
+    let id = hub.get_json("/api/services").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    c.goto(&hub.url(&format!("/services/{id}/edit")))
+        .await
+        .unwrap();
+    let value = |id: &'static str| async move {
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    };
+    assert_eq!(value("check").await, "push");
+    assert_eq!(value("push_period").await, "1h");
+    fill(c, "push_period", "2h").await;
+    click(c, "save").await;
+    wait_path(c, |p| p == "/?notice=updated").await;
+    let s = hub.service(id).await;
+    assert_eq!(s["push"]["period_secs"], 7200);
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "editing keeps the URL");
+
+    // A new URL: the old one stops working.
+    c.goto(&page).await.unwrap();
+    click(c, "push-new-url").await;
+    c.accept_alert().await.unwrap();
+    let new = wait_text(c, "#push-url", |t| t.starts_with("http")).await;
+    assert_ne!(new, url);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(&new).send().await.unwrap().status(), 200);
+    browser.close().await;
+}

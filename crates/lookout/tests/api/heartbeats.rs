@@ -179,6 +179,101 @@ async fn silent_services_are_removed_after_the_configured_period() {
     assert_eq!(names, ["steady"]);
 }
 
+/// Pings as cron jobs send them to Healthchecks (`/start`, `/fail`, an
+/// exit code, the job's output as the body) and as Uptime Kuma's push
+/// monitors do (`?status=up|down&msg=&ping=`).
+#[tokio::test(flavor = "multi_thread")]
+async fn pings_read_the_way_cron_jobs_send_them() {
+    let (hub, clock) = hub_with_clock(None).await;
+    let id = hub.create_service(json!({"name": "backup"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let created: Value = hub
+        .post(&format!("/api/services/{id}/push-token"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = created["url"].as_str().unwrap().to_owned();
+    let send = |suffix: &str, body: &'static str| {
+        hub.client.post(format!("{url}{suffix}")).body(body).send()
+    };
+
+    // A run: its start, then its end; the run time is measured between.
+    let r = send("/start", "").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let s = hub.service(id).await;
+    assert_eq!(s["state"], "UNKNOWN", "a start says nothing of the status");
+    assert!(s["push"]["started_at"].is_string(), "{s}");
+    clock.advance(Duration::from_secs(42));
+    assert_eq!(send("/0", "").await.unwrap().status(), 200);
+    let s = hub.service(id).await;
+    assert_eq!(s["state"], "OK");
+    assert_eq!(s["push"]["last_duration_ms"], 42_000);
+    assert!(s["push"]["started_at"].is_null(), "the run ended: {s}");
+
+    // A failing exit code, the job's output as the message.
+    send("/3", "rsync: connection refused\n").await.unwrap();
+    let s = hub.service(id).await;
+    assert_eq!(
+        (s["state"].as_str(), s["push"]["last_message"].as_str()),
+        (Some("FAILURE"), Some("rsync: connection refused"))
+    );
+    send("", "").await.unwrap();
+    assert_eq!(hub.service(id).await["state"], "OK");
+    send("/fail", "").await.unwrap();
+    assert_eq!(hub.service(id).await["state"], "FAILURE");
+    // Without output, the exit status is the message.
+    send("/1", "").await.unwrap();
+    assert_eq!(
+        hub.service(id).await["push"]["last_message"],
+        "exit status 1"
+    );
+
+    // Statuses in any case, and Uptime Kuma's words and parameters.
+    for (query, state) in [
+        ("?status=ok", "OK"),
+        ("?status=fail", "FAILURE"),
+        ("?status=Warning", "WARNING"),
+        ("?status=up&msg=OK&ping=", "OK"),
+        ("?status=down&msg=timeout", "FAILURE"),
+        ("?status=up&msg=OK&ping=12.4", "OK"),
+    ] {
+        let r = hub
+            .client
+            .get(format!("{url}{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{query}");
+        assert_eq!(hub.service(id).await["state"], state, "{query}");
+    }
+    assert_eq!(hub.service(id).await["push"]["last_duration_ms"], 12);
+
+    // What cannot be read is a 400 naming each offending part, and changes nothing.
+    for (suffix, field) in [
+        ("/256", "path"),
+        ("/restart", "path"),
+        ("/fail?status=up", "status"),
+        ("?status=sideways", "status"),
+        ("?ping=soon", "ping"),
+        ("?colour=red", "colour"),
+    ] {
+        let r = send(suffix, "").await.unwrap();
+        assert_eq!(r.status(), 400, "{suffix}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["fields"][0]["field"], field, "{suffix}: {body}");
+    }
+    assert_eq!(hub.service(id).await["state"], "OK");
+    let r = hub
+        .client
+        .get(hub.url("/api/push/not-a-token/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn push_urls_report_status_and_fail_when_late() {
     let (mut hub, clock) = hub_with_clock(None).await;
@@ -193,7 +288,8 @@ async fn push_urls_report_status_and_fail_when_late() {
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
     let token = created["token"].as_str().unwrap().to_owned();
-    assert_eq!(created["url"], format!("/api/push/{token}"));
+    // The URL is whole, as the client reached the hub: ready to paste.
+    assert_eq!(created["url"], hub.url(&format!("/api/push/{token}")));
     assert_eq!(
         hub.service(id).await["state"],
         "UNKNOWN",

@@ -100,7 +100,7 @@ async fn the_document_lists_every_operation_with_its_schemas() {
     );
     assert_eq!(
         param("/api/push/{token}", "post", "status")["enum"],
-        json!(["OK", "UPDATE", "WARNING", "FAILURE"])
+        json!(["up", "down", "ok", "fail", "failure", "warning", "update"])
     );
     let web = hub
         .create_service(json!({"name": "web", "base_url": "http://127.0.0.1:9"}))

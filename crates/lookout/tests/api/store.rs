@@ -270,6 +270,7 @@ fn refusal(result: Result<u64, StoreError>) -> String {
 
 /// Registering, listing, editing and deleting services.
 #[tokio::test]
+
 async fn services_story() {
     let (store, _db) = open().await;
     let api = store
@@ -1079,11 +1080,11 @@ async fn heartbeats_and_push_story() {
         .unwrap();
     let token = "lku_nightly";
     assert!(store
-        .set_push_token(nightly.id, &hash(token), 3600, 600)
+        .set_push_token(nightly.id, Some(&hash(token)), 3600, 600)
         .await
         .unwrap());
     assert!(!store
-        .set_push_token(MISSING, &hash("lku_other"), 3600, 600)
+        .set_push_token(MISSING, Some(&hash("lku_other")), 3600, 600)
         .await
         .unwrap());
     let armed = store.get_service(nightly.id).await.unwrap().unwrap();
@@ -1106,13 +1107,13 @@ async fn heartbeats_and_push_story() {
 
     assert_eq!(
         store
-            .record_push(&hash("lku_other"), Status::Ok, None, at(1000))
+            .record_push(&hash("lku_other"), &ping(Status::Ok, None), at(1000))
             .await
             .unwrap(),
         None
     );
     let (id, change) = store
-        .record_push(&hash(token), Status::Ok, Some("42 files"), at(1000))
+        .record_push(&hash(token), &ping(Status::Ok, Some("42 files")), at(1000))
         .await
         .unwrap()
         .expect("the token is known");
@@ -1130,7 +1131,11 @@ async fn heartbeats_and_push_story() {
 
     // A ping carries the status it reports.
     let (_, change) = store
-        .record_push(&hash(token), Status::Warning, Some("disk 91%"), at(5300))
+        .record_push(
+            &hash(token),
+            &ping(Status::Warning, Some("disk 91%")),
+            at(5300),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -3184,4 +3189,13 @@ fn uncovered(methods: &[String], code: &str) -> Vec<String> {
     missing.sort();
     missing.dedup();
     missing
+}
+
+/// A ping reporting `status` with `message`.
+fn ping(status: Status, message: Option<&str>) -> lookout_proto::push::Ping {
+    lookout_proto::push::Ping::Result {
+        status,
+        message: message.map(str::to_owned),
+        duration_ms: None,
+    }
 }

@@ -359,6 +359,8 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
         last_push: opt_time(row.try_get("last_push")?),
         push_status: row.try_get("push_status")?,
         push_message: row.try_get("push_message")?,
+        push_started_at: opt_time(row.try_get("push_started_at")?),
+        push_duration_ms: to_u64(row.try_get("push_duration_ms")?),
         server_id: row.try_get("server_id")?,
         check_name: row.try_get("check_name")?,
         check_schedule: row.try_get("check_schedule")?,
@@ -1481,12 +1483,13 @@ impl Store for SqlStore {
     async fn set_push_token(
         &self,
         id: i64,
-        token_hash: &str,
+        token_hash: Option<&str>,
         period_secs: u64,
         grace_secs: u64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE services SET push_token_hash = $1, push_period_secs = $2, push_grace_secs = $3 WHERE id = $4",
+            "UPDATE services SET push_token_hash = COALESCE($1, push_token_hash),
+                push_period_secs = $2, push_grace_secs = $3 WHERE id = $4",
         )
         .bind(token_hash)
         .bind(to_i64(Some(period_secs)))
@@ -1500,18 +1503,43 @@ impl Store for SqlStore {
     async fn record_push(
         &self,
         token_hash: &str,
-        status: Status,
-        message: Option<&str>,
+        ping: &lookout_proto::push::Ping,
         now: DateTime<Utc>,
     ) -> Result<Option<(i64, Option<StatusEventView>)>, StoreError> {
+        use lookout_proto::push::Ping;
+        let (status, message, duration_ms) = match ping {
+            Ping::Start => {
+                // A run began: nothing to say of the status yet.
+                let id: Option<i64> = sqlx::query_scalar(
+                    "UPDATE services SET push_started_at = $1
+                     WHERE push_token_hash = $2 RETURNING id",
+                )
+                .bind(ms(now))
+                .bind(token_hash)
+                .fetch_optional(&mut *self.write_conn().await?)
+                .await?;
+                return Ok(id.map(|id| (id, None)));
+            }
+            Ping::Result {
+                status,
+                message,
+                duration_ms,
+            } => (status, message, duration_ms),
+        };
         let mut tx = self.write_tx().await?;
+        // A run's time is what the sender said, else the time since its
+        // start; a ping ends the run either way.
         let id: Option<i64> = sqlx::query_scalar(
-            "UPDATE services SET last_push = $1, push_status = $2, push_message = $3
-             WHERE push_token_hash = $4 RETURNING id",
+            "UPDATE services SET last_push = $1, push_status = $2, push_message = $3,
+                push_duration_ms = COALESCE($4, CASE WHEN push_started_at <= $1
+                    THEN $1 - push_started_at END),
+                push_started_at = NULL
+             WHERE push_token_hash = $5 RETURNING id",
         )
         .bind(ms(now))
         .bind(status.as_str())
-        .bind(message)
+        .bind(message.as_deref())
+        .bind(to_i64(*duration_ms))
         .bind(token_hash)
         .fetch_optional(&mut *tx)
         .await?;
