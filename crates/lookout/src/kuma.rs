@@ -2,8 +2,9 @@
 //! its SQLite database; 2.0 has no JSON backup) registered as services, for
 //! people moving over. HTTP, keyword and JSON-query monitors become HTTP
 //! checks with conditions, port monitors TCP checks, ping monitors ICMP and
-//! DNS monitors DNS checks; the rest (push, groups, containers, databases
-//! ...) are named and skipped, with why.
+//! DNS monitors DNS checks, push monitors push checks with the same token
+//! (Uptime Kuma's push URL is lookout's: only the host changes); the rest
+//! (groups, containers, databases ...) are named and skipped, with why.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,6 +45,8 @@ pub struct Monitor {
     pub dns_server: Option<String>,
     pub dns_type: Option<String>,
     pub description: Option<String>,
+    /// A push monitor's token: the last part of its push URL.
+    pub push_token: Option<String>,
 }
 
 /// Reads every monitor of an Uptime Kuma database (opened read-only).
@@ -105,6 +108,7 @@ pub async fn read(path: &Path) -> anyhow::Result<Vec<Monitor>> {
             dns_server: text(row, "dns_resolve_server"),
             dns_type: text(row, "dns_resolve_type"),
             description: text(row, "description"),
+            push_token: text(row, "push_token"),
         })
         .collect())
 }
@@ -254,10 +258,11 @@ pub fn to_service(m: &Monitor) -> Result<Map<String, Value>, String> {
             );
         }
         "push" => {
-            return Err(
-                "a push monitor: add a push URL to a service in lookout (its URL is lookout's own)"
-                    .into(),
-            )
+            // Pinged, not checked: the token goes on after registering.
+            push_timing(m)?;
+            s.remove("check_interval_secs");
+            s.remove("retry_interval_secs");
+            s.remove("check_timeout_ms");
         }
         "group" => return Err("a group: lookout has no groups yet".into()),
         other => {
@@ -281,6 +286,32 @@ fn bracket(host: &str) -> String {
     }
 }
 
+/// A push monitor's token and timing (period and grace, in seconds): Uptime
+/// Kuma expects a push every interval and retries for its retry interval.
+fn push_timing(m: &Monitor) -> Result<(&str, u64, u64), String> {
+    let token = m
+        .push_token
+        .as_deref()
+        .ok_or("a push monitor without a push token")?;
+    if token.len() > 128
+        || !token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "its push token {token:?} is not one lookout can serve"
+        ));
+    }
+    let secs = |v: Option<i64>, default: u64| {
+        u64::try_from(v.unwrap_or(0))
+            .ok()
+            .filter(|s| *s > 0)
+            .unwrap_or(default)
+            .clamp(60, 365 * 86_400)
+    };
+    Ok((token, secs(m.interval, 86_400), secs(m.retry_interval, 60)))
+}
+
 /// Imports every monitor it can into `store`, printing one line per
 /// monitor; the number imported.
 pub async fn import(
@@ -298,10 +329,25 @@ pub async fn import(
         });
         match service {
             Ok(new) => match store.register_service(&new, now).await {
-                Ok(_) => {
+                Ok((service, _)) => {
+                    // A push monitor's token was read by `to_service`.
+                    let push = (m.kind == "push").then(|| push_timing(m).ok()).flatten();
+                    if let Some((token, period, grace)) = push {
+                        let hash = lookout_hub::auth::token::hash(token);
+                        if let Err(e) = store
+                            .set_push_token(service.id, Some(&hash), period, grace)
+                            .await
+                        {
+                            // No push check without its token.
+                            let _ = store.delete_service(service.id).await;
+                            return Err(e.into());
+                        }
+                        println!("imported {:?} (push: /api/push/{token})", m.name);
+                    } else {
+                        let kind = new.base_url.as_ref().map_or("none", |u| u.target().kind());
+                        println!("imported {:?} ({kind})", m.name);
+                    }
                     imported += 1;
-                    let kind = new.base_url.as_ref().map_or("none", |u| u.target().kind());
-                    println!("imported {:?} ({kind})", m.name);
                 }
                 Err(lookout_hub::store::StoreError::Conflict { .. }) => {
                     println!("skipped {:?}: a service by that name exists", m.name);

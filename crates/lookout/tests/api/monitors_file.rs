@@ -342,13 +342,16 @@ async fn uptime_kumas_monitors_are_imported_with_their_kinds_and_keywords() {
     );
     assert!(
         stdout.ends_with(&format!(
-            "imported 7 of 13 monitors from {}\n",
+            "imported 8 of 13 monitors from {}\n",
             kuma.display()
         )),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("imported \"Nightly backup\" (push: /api/push/Qx7dFhK2pLm)"),
+        "{stdout}"
+    );
     for skipped in [
-        "skipped \"Nightly backup\": a push monitor",
         "skipped \"Old wiki\": paused in Uptime Kuma",
         "skipped \"Immich container\": Uptime Kuma's docker monitors have no lookout kind",
         "skipped \"JSONata sum\": its JSON query \"$sum(items.count)\" is a JSONata expression",
@@ -374,7 +377,7 @@ async fn uptime_kumas_monitors_are_imported_with_their_kinds_and_keywords() {
     .await;
     let list = hub.get_json("/api/services").await;
     let list = list.as_array().unwrap();
-    assert_eq!(list.len(), 7, "{list:#?}");
+    assert_eq!(list.len(), 8, "{list:#?}");
     let get = |name: &str| named(list, name).unwrap_or_else(|| panic!("{name}"));
     let jellyfin = get("Jellyfin");
     assert_eq!(
@@ -409,4 +412,17 @@ async fn uptime_kumas_monitors_are_imported_with_their_kinds_and_keywords() {
     let dns = get("Pi-hole answers");
     assert_eq!(dns["base_url"], "dns://192.168.1.2");
     assert_eq!(dns["dns"], json!({"name": "nas.home.arpa", "type": "A"}));
+    // The push monitor keeps its token: the job's Uptime Kuma URL works
+    // with lookout's host.
+    let backup = get("Nightly backup");
+    assert_eq!(backup["push"]["period_secs"], 86_400);
+    let r = hub
+        .client
+        .get(hub.url("/api/push/Qx7dFhK2pLm?status=up&msg=OK&ping="))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = backup["id"].as_i64().unwrap();
+    assert_eq!(hub.service(id).await["state"], "OK");
 }
