@@ -226,7 +226,8 @@ fn from_gatus(text: &str) -> Result<(Entries, Vec<String>), String> {
         body.insert("name".into(), json!(name));
         body.insert("base_url".into(), json!(url));
         if let Some(group) = &endpoint.group {
-            body.insert("description".into(), json!(format!("Gatus group {group}")));
+            // Gatus's groups are lookout's tags.
+            body.insert("tags".into(), json!([group]));
         }
         if let Some(interval) = &endpoint.interval {
             let d = lookout_proto::condition::parse_duration(interval)
@@ -379,6 +380,9 @@ fn patch_towards(s: &Service, want: &NewService) -> ServicePatch {
     if s.conditions != want.conditions {
         p.conditions = Some(want.conditions.clone());
     }
+    if s.tags != want.tags {
+        p.tags = Some(want.tags.clone());
+    }
     if s.probe != want.probe {
         p.http = Some(want.probe.http.clone());
         p.tls = Some(want.probe.tls.clone());
@@ -527,6 +531,9 @@ pub fn to_toml(services: &[Service]) -> String {
         }
         if s.muted {
             put("muted", true.into());
+        }
+        if !s.tags.is_empty() {
+            put("tags", s.tags.clone().into());
         }
         if !s.conditions.is_empty() {
             let specs: Vec<_> = s.conditions.iter().map(|c| c.to_spec()).collect();

@@ -51,7 +51,25 @@ pub struct ListFilter {
     pub name_contains: Option<String>,
     /// Only the checks of this server.
     pub server: Option<i64>,
+    /// Only services with this tag, ignoring case.
+    pub tag: Option<String>,
+    /// Only services watched this way ([`Service::watched_by`]).
+    pub kind: Option<String>,
 }
+
+/// The words [`ListFilter::kind`] takes.
+pub const KINDS: &[&str] = &[
+    "http",
+    "tcp",
+    "tls",
+    "icmp",
+    "dns",
+    "push",
+    "heartbeat",
+    "script",
+    "systemd",
+    "none",
+];
 
 impl ListFilter {
     /// The registered services, as the dashboard and the API show by default.
@@ -67,17 +85,35 @@ impl ListFilter {
         self.admits(s, None)
     }
 
+    /// Whether `s` passes every part of the filter, its name included.
+    pub fn matches(&self, s: &Service) -> bool {
+        let q = self.name_contains.as_deref().map(str::to_lowercase);
+        self.admits(s, q.as_deref())
+    }
+
     /// Whether `s` passes; `q` is `name_contains` in lower case.
     fn admits(&self, s: &Service, q: Option<&str>) -> bool {
         self.status.is_none_or(|status| s.status == status)
             && self.state.is_none_or(|state| s.state == state)
             && self.server.is_none_or(|server| s.server_id == Some(server))
+            && self
+                .tag
+                .as_deref()
+                .is_none_or(|tag| s.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)))
+            && self
+                .kind
+                .as_deref()
+                .is_none_or(|kind| s.watched_by() == kind)
             && q.is_none_or(|q| s.name.to_lowercase().contains(q))
     }
 
     /// Only a registry status: the lists kept ready, one per status.
     fn is_plain(&self) -> bool {
-        self.state.is_none() && self.name_contains.is_none() && self.server.is_none()
+        self.state.is_none()
+            && self.name_contains.is_none()
+            && self.server.is_none()
+            && self.tag.is_none()
+            && self.kind.is_none()
     }
 }
 

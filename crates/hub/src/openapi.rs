@@ -166,6 +166,13 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
                 ),
                 ("q", Takes::Text, "only services whose name contains this (any case)"),
                 ("server", Takes::Text, "only the checks of this server (its id)"),
+                ("tag", Takes::Text, "only services with this tag (any case)"),
+                (
+                    "kind",
+                    Takes::Words(crate::registry::KINDS),
+                    "only services watched this way: a check's kind, push, heartbeat, \
+                     script (an agent's check script), systemd (a unit alone) or none",
+                ),
                 (
                     "limit",
                     Takes::Text,

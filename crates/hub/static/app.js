@@ -36,34 +36,98 @@ function detail(s) {
   return parts.join(" · ");
 }
 
-// Keep the dashboard's dots, labels and counts current without a reload.
+// Keep the dashboard's dots, labels, counts and order current without a
+// reload: failing first, then warning, unknown, OK, by name within each
+// (as the hub sorts them).
+const SEVERITY = { failure: 0, warning: 1, update: 1, unknown: 2, ok: 3 };
+
+// The page's filters, as the API takes them.
+function filterQuery() {
+  const page = new URLSearchParams(window.location.search);
+  const api = new URLSearchParams();
+  for (const key of ["state", "kind", "tag", "q"]) {
+    const value = page.get(key);
+    if (value) api.set(key, value);
+  }
+  const query = api.toString();
+  return query ? "?" + query : "";
+}
+
+async function fetchServices(query) {
+  const response = await fetch("/api/services" + query, { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(String(response.status));
+  return response.json();
+}
+
 async function refreshServices() {
-  let services;
+  let all, shown;
   try {
-    const response = await fetch("/api/services", { headers: { Accept: "application/json" } });
-    if (!response.ok) return;
-    services = await response.json();
+    all = await fetchServices("");
+    const query = filterQuery();
+    shown = query ? await fetchServices(query) : all;
   } catch (_) {
     return; // The hub is restarting or unreachable: try again on the next tick.
   }
-  const rows = new Map([...document.querySelectorAll("tr[data-id]")].map((r) => [r.dataset.id, r]));
-  if (rows.size !== services.length || services.some((s) => !rows.has(String(s.id)))) {
-    window.location.reload(); // Services were added or removed elsewhere.
-    return;
-  }
   const counts = { ok: 0, failure: 0, warning: 0, unknown: 0 };
-  for (const s of services) {
-    const [cls, label] = STATES[s.state] || STATES.UNKNOWN;
+  for (const s of all) {
+    const [cls] = STATES[s.state] || STATES.UNKNOWN;
     counts[cls === "update" ? "warning" : cls] += 1;
-    const row = rows.get(String(s.id));
-    row.querySelector(".dot").className = "dot " + cls;
-    row.querySelector(".label").textContent = label;
-    row.querySelector(".detail").textContent = detail(s);
   }
   for (const [key, n] of Object.entries(counts)) {
     const el = document.getElementById("count-" + key);
     if (el) el.textContent = String(n);
   }
+  const rows = new Map([...document.querySelectorAll("tr[data-id]")].map((r) => [r.dataset.id, r]));
+  if (rows.size !== shown.length || shown.some((s) => !rows.has(String(s.id)))) {
+    window.location.reload(); // Services were added, removed, or left the filter.
+    return;
+  }
+  for (const s of shown) {
+    const [cls, label] = STATES[s.state] || STATES.UNKNOWN;
+    const row = rows.get(String(s.id));
+    row.querySelector(".dot").className = "dot " + cls;
+    row.querySelector(".label").textContent = label;
+    row.querySelector(".detail").textContent = detail(s);
+    row.dataset.severity = String(SEVERITY[cls]);
+  }
+  const key = (row) => [Number(row.dataset.severity), row.dataset.name.toLowerCase(), Number(row.dataset.id)];
+  const before = [...rows.values()];
+  const after = [...before].sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    for (let i = 0; i < x.length; i++) {
+      if (x[i] < y[i]) return -1;
+      if (x[i] > y[i]) return 1;
+    }
+    return 0;
+  });
+  if (after.some((row, i) => row !== before[i])) {
+    const body = before[0].parentElement;
+    for (const row of after) body.appendChild(row);
+  }
+}
+
+// The filter menus apply as they change.
+const filters = document.getElementById("filters");
+if (filters) {
+  filters.querySelectorAll("select").forEach((select) => {
+    select.addEventListener("change", () => filters.requestSubmit());
+  });
+}
+
+// Keeps a stream open while the page is shown. A page the browser keeps in
+// its back/forward cache must not hold its stream: browsers allow six
+// connections to a host, and a few cached pages' streams would leave the
+// next page waiting for a free one. The stream is closed when the page is
+// hidden and opened again if it comes back.
+function followWhileShown(open, reopen = open) {
+  let stream = open();
+  window.addEventListener("pagehide", () => {
+    if (stream) stream.close();
+    stream = null;
+  });
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted && !stream) stream = reopen();
+  });
 }
 
 // Follow the hub's event stream and refresh the table when something changes.
@@ -80,11 +144,14 @@ if (document.body.dataset.live === "services") {
     }
   };
   if (window.EventSource) {
-    const stream = new EventSource("/api/events");
-    for (const type of ["status", "check", "result", "service.created", "service.updated", "service.deleted", "scan"]) {
-      stream.addEventListener(type, soon);
-    }
-    stream.addEventListener("open", soon);
+    followWhileShown(() => {
+      const stream = new EventSource("/api/events");
+      for (const type of ["status", "check", "result", "service.created", "service.updated", "service.deleted", "scan"]) {
+        stream.addEventListener(type, soon);
+      }
+      stream.addEventListener("open", soon);
+      return stream;
+    });
   }
   setInterval(refreshServices, 30000);
 }
@@ -93,7 +160,15 @@ if (document.body.dataset.live === "services") {
 // as the unit writes them (the last 200 are kept on the page).
 const unitLog = document.getElementById("unit-log");
 if (unitLog && unitLog.dataset.follow && window.EventSource) {
-  const stream = new EventSource(unitLog.dataset.follow);
+  // Back from the cache, the page is read again rather than the log
+  // followed twice.
+  followWhileShown(
+    () => followLog(new EventSource(unitLog.dataset.follow)),
+    () => window.location.reload(),
+  );
+}
+
+function followLog(stream) {
   stream.addEventListener("open", () => {
     const note = document.getElementById("unit-log-live");
     if (note) note.hidden = false;
@@ -114,6 +189,7 @@ if (unitLog && unitLog.dataset.follow && window.EventSource) {
     if (empty) empty.hidden = true;
     unitLog.scrollTop = unitLog.scrollHeight;
   });
+  return stream;
 }
 
 // The service form: show the fields the chosen check uses, and a URL

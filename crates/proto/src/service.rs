@@ -21,6 +21,11 @@ pub const NAME_MAX_CHARS: usize = 255;
 pub const DESCRIPTION_MAX_CHARS: usize = 4096;
 /// Longest accepted URL or endpoint, in bytes.
 pub const URL_MAX_LEN: usize = 2048;
+/// Most tags a service may have.
+pub const TAGS_MAX: usize = 16;
+/// Longest accepted tag, in characters.
+pub const TAG_MAX_CHARS: usize = 32;
+
 /// Accepted range for a per-service check interval, in seconds.
 pub const INTERVAL_RANGE_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// Accepted range for a per-service check timeout, in milliseconds.
@@ -254,6 +259,8 @@ pub struct NewService {
     pub retry_interval_secs: Option<u64>,
     pub conditions: Vec<Condition>,
     pub probe: ProbeSettings,
+    /// Labels to group and filter by (`media`, `home lab`), as typed.
+    pub tags: Vec<String>,
     /// Declared in a monitors file (never from a request body).
     pub from_file: bool,
 }
@@ -277,6 +284,8 @@ pub struct ServicePatch {
     pub retry_interval_secs: Option<Option<u64>>,
     /// `Some(vec![])` clears them.
     pub conditions: Option<Vec<Condition>>,
+    /// `Some(vec![])` clears them.
+    pub tags: Option<Vec<String>>,
     pub http: Option<Option<HttpSettings>>,
     pub tls: Option<Option<TlsSettings>>,
     pub dns: Option<Option<DnsQuery>>,
@@ -388,6 +397,7 @@ pub const WRITABLE_FIELDS: &[&str] = &[
     "start_period_secs",
     "retry_interval_secs",
     "conditions",
+    "tags",
     "http",
     "tls",
     "dns",
@@ -457,6 +467,7 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
         retry_interval_secs: patch.retry_interval_secs.flatten(),
         conditions: patch.conditions.unwrap_or_default(),
         probe,
+        tags: patch.tags.unwrap_or_default(),
         from_file: false,
     })
 }
@@ -576,6 +587,7 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
             ranged(v, &INTERVAL_RANGE_SECS, "seconds")
         }),
         conditions: None,
+        tags: field(body, "tags", errors, parse_tags).map(Option::unwrap_or_default),
         http: field(body, "http", errors, |v| {
             let mut http: HttpSettings = object(v)?;
             http.validate()?;
@@ -660,6 +672,39 @@ fn field<T>(
     }
 }
 
+/// A service's tags: a list of short labels, each kept as typed (trimmed)
+/// and given once, whatever its case.
+fn parse_tags(v: &Value) -> Result<Vec<String>, String> {
+    const HOW: &str = "must be a list of short labels such as [\"media\", \"home lab\"]";
+    let Value::Array(items) = v else {
+        return Err(HOW.into());
+    };
+    if items.len() > TAGS_MAX {
+        return Err(format!("may hold at most {TAGS_MAX} tags"));
+    }
+    let mut tags: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let tag = item.as_str().ok_or(HOW)?.trim();
+        if tag.is_empty() || tag.chars().count() > TAG_MAX_CHARS {
+            return Err(format!(
+                "{tag:?}: a tag has 1 to {TAG_MAX_CHARS} characters"
+            ));
+        }
+        if !tag
+            .chars()
+            .all(|c| c.is_alphanumeric() || " -_.:/".contains(c))
+        {
+            return Err(format!(
+                "{tag:?}: a tag has letters, digits, spaces and - _ . : / only"
+            ));
+        }
+        if !tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
+            tags.push(tag.to_owned());
+        }
+    }
+    Ok(tags)
+}
+
 /// What an API view shows of a header value that looks like a credential.
 pub const HIDDEN: &str = "********";
 
@@ -739,6 +784,9 @@ pub struct ServiceView {
     /// Conditions on the check's result, in Gatus's syntax (absent: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<ConditionSpec>,
+    /// Labels to group and filter by (absent: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// An HTTP check's method, headers, body, redirects and accepted codes.
     /// Header values that look like credentials are shown as `********`;
     /// sending that back keeps the stored value. Absent: the defaults.

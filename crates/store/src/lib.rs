@@ -172,6 +172,8 @@ pub struct Service {
     pub retry_interval_secs: Option<u64>,
     /// Conditions on the check's result (Gatus's syntax).
     pub conditions: Vec<Condition>,
+    /// Labels to group and filter by, as typed.
+    pub tags: Vec<String>,
     /// How the check is made beyond its URL.
     pub probe: ProbeSettings,
     /// When the server's certificate expires, as the last TLS or HTTPS
@@ -327,6 +329,26 @@ impl Service {
     /// its health endpoint, or a registered service's URL itself when it
     /// has none and does not report in (heartbeats, pushes, an agent's
     /// checks). Units a scan found are never checked until registered.
+    /// What watches the service, in one word: its check's kind (`http`,
+    /// `tcp`, `tls`, `icmp`, `dns`), else `push`, `heartbeat`, `script` (a
+    /// check script an agent runs) or `systemd` (its unit alone); `none`.
+    pub fn watched_by(&self) -> &'static str {
+        if let Some(target) = self.check_target() {
+            return target.kind();
+        }
+        if self.server_id.is_some() {
+            "script"
+        } else if self.has_push_token {
+            "push"
+        } else if self.heartbeat_ttl_secs.is_some() {
+            "heartbeat"
+        } else if self.unit.is_some() {
+            "systemd"
+        } else {
+            "none"
+        }
+    }
+
     pub fn check_url(&self) -> Option<String> {
         let base = self.base_url.as_deref()?;
         match &self.health_endpoint {
@@ -378,6 +400,7 @@ impl Service {
             health_url: self.check_url(),
             check_kind: self.check_target().map(|t| t.kind().to_owned()),
             conditions: self.conditions.iter().map(Condition::to_spec).collect(),
+            tags: self.tags.clone(),
             http: self.probe.http.clone().map(|mut http| {
                 for (name, value) in &mut http.headers {
                     if lookout_proto::service::is_secret_header(name) {

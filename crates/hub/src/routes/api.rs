@@ -44,7 +44,9 @@ type Params = QueryMap;
 
 /// The list's filters from the query: `status` (registry status, default
 /// `configured`), `state`, `q` (name contains) and `server`.
-fn list_filter(params: &std::collections::HashMap<String, String>) -> Result<ListFilter, ApiError> {
+pub(crate) fn list_filter(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<ListFilter, ApiError> {
     let mut problems = Vec::new();
     let status = match params.get("status").map(String::as_str) {
         None | Some("") => Some(RegistryStatus::Configured),
@@ -67,6 +69,21 @@ fn list_filter(params: &std::collections::HashMap<String, String>) -> Result<Lis
             None
         }),
     };
+    let kind = match params.get("kind").map(String::as_str) {
+        None | Some("") => None,
+        Some(k) => {
+            let k = k.to_ascii_lowercase();
+            if crate::registry::KINDS.contains(&k.as_str()) {
+                Some(k)
+            } else {
+                problems.push(FieldError::new(
+                    "kind",
+                    format!("must be one of {}", crate::registry::KINDS.join(", ")),
+                ));
+                None
+            }
+        }
+    };
     let server = match params.get("server").map(String::as_str) {
         None | Some("") => None,
         Some(s) => s.parse::<i64>().ok().or_else(|| {
@@ -82,6 +99,11 @@ fn list_filter(params: &std::collections::HashMap<String, String>) -> Result<Lis
         state,
         name_contains: params.get("q").filter(|q| !q.is_empty()).cloned(),
         server,
+        tag: params
+            .get("tag")
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty()),
+        kind,
     })
 }
 

@@ -165,6 +165,41 @@ struct Row {
     detail: String,
     /// Declared in the monitors file: not edited here.
     from_file: bool,
+    tags: Vec<String>,
+    /// Where its status sorts: [`severity`].
+    severity: u8,
+}
+
+/// The dashboard's filters, as its query says them (`?state=&kind=&tag=&q=`,
+/// the API's list filters).
+#[derive(Default)]
+struct Filters {
+    state: String,
+    kind: String,
+    tag: String,
+    q: String,
+    /// Every tag and kind in use, for the filter menus.
+    tags: Vec<String>,
+    kinds: Vec<&'static str>,
+    /// Why the query could not be read, if it could not.
+    error: Option<String>,
+}
+
+impl Filters {
+    fn active(&self) -> bool {
+        !(self.state.is_empty() && self.kind.is_empty() && self.tag.is_empty() && self.q.is_empty())
+    }
+}
+
+/// Where a status sorts on the dashboard: failing first, then warning,
+/// unknown, OK.
+fn severity(status: Status) -> u8 {
+    match status {
+        Status::Failure => 0,
+        Status::Warning | Status::Update => 1,
+        Status::Unknown => 2,
+        Status::Ok => 3,
+    }
 }
 
 #[derive(Default)]
@@ -180,6 +215,9 @@ struct Counts {
 struct DashboardPage {
     rows: Vec<Row>,
     counts: Counts,
+    filters: Filters,
+    /// Services registered at all (the rows are those the filters admit).
+    total: usize,
     notice: Option<String>,
     /// (timer, unit, why) for timers whose last run failed.
     failed_timers: Vec<(String, String, String)>,
@@ -247,22 +285,67 @@ async fn dashboard(
         })
         .map(|s| (s.name.clone(), s.state_reason.clone().unwrap_or_default()))
         .collect();
-    let services = state
+    let all = state
         .registry
         .services(&crate::registry::ListFilter::configured());
+    let word = |k: &str| q.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let mut filters = Filters {
+        state: word("state").to_ascii_uppercase(),
+        kind: word("kind").to_ascii_lowercase(),
+        tag: word("tag"),
+        q: word("q"),
+        ..Filters::default()
+    };
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (key, value) in [
+        ("state", &filters.state),
+        ("kind", &filters.kind),
+        ("tag", &filters.tag),
+        ("q", &filters.q),
+    ] {
+        params.insert(key.to_owned(), value.clone());
+    }
+    let filter = match super::api::list_filter(&params) {
+        Ok(f) => f,
+        Err(e) => {
+            filters.error = Some(e.body().message);
+            crate::registry::ListFilter::configured()
+        }
+    };
+    let mut counts = Counts::default();
+    for s in &all {
+        match s.state {
+            Status::Ok => counts.ok += 1,
+            Status::Failure => counts.failure += 1,
+            Status::Warning | Status::Update => counts.warning += 1,
+            Status::Unknown => counts.unknown += 1,
+        }
+        for tag in &s.tags {
+            if !filters.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
+                filters.tags.push(tag.clone());
+            }
+        }
+        if !filters.kinds.contains(&s.watched_by()) {
+            filters.kinds.push(s.watched_by());
+        }
+    }
+    filters.tags.sort_by_key(|t| t.to_lowercase());
+    filters.kinds.sort_unstable();
+    let total = all.len();
+    let mut services: Vec<&Service> = all
+        .iter()
+        .filter(|s| filters.error.is_some() || filter.matches(s))
+        .collect();
+    // Failing first, then warning, unknown, OK; by name within each.
+    services.sort_by_cached_key(|s| (severity(s.state), s.name.to_lowercase(), s.id));
     let now = state.clock.now();
     let since = now - chrono::Duration::hours(6);
-    let mut counts = Counts::default();
     let rows = services
         .iter()
         .map(|s| {
-            match s.state {
-                Status::Ok => counts.ok += 1,
-                Status::Failure => counts.failure += 1,
-                Status::Warning | Status::Update => counts.warning += 1,
-                Status::Unknown => counts.unknown += 1,
-            }
             Row {
+                tags: s.tags.clone(),
+                severity: severity(s.state),
                 id: s.id,
                 spark: Some(state.registry.recent(s.id, since))
                     .filter(|c| c.len() > 1)
@@ -318,6 +401,8 @@ async fn dashboard(
         &DashboardPage {
             rows,
             counts,
+            filters,
+            total,
             notice,
             failed_timers,
             failed_units,
@@ -1176,6 +1261,13 @@ const FIELDS: &[FieldSpec] = &[
         Some("What it is for"),
         None,
     ),
+    spec(
+        "tags",
+        "Tags",
+        "text",
+        Some("media, home lab"),
+        Some("Comma-separated labels to filter the dashboard by."),
+    ),
     FieldSpec {
         options: CHECK_KINDS,
         ..spec(
@@ -1442,6 +1534,7 @@ fn values_of(s: &Service) -> HashMap<String, String> {
     v.insert("name".into(), s.name.clone());
     let opt = |x: Option<String>| x.unwrap_or_default();
     v.insert("description".into(), opt(s.description.clone()));
+    v.insert("tags".into(), s.tags.join(", "));
     v.insert("base_url".into(), opt(s.base_url.clone()));
     let check = match s.base_url.as_deref() {
         None if s.has_push_token => "push",
@@ -1669,6 +1762,20 @@ fn form_to_json(
             );
         }
         _ => unset(&mut map, "dns"),
+    }
+
+    // Tags, comma-separated.
+    let tags: Vec<Value> = get("tags")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| Value::String(t.to_owned()))
+        .collect();
+    if tags.is_empty() {
+        unset(&mut map, "tags");
+    } else {
+        map.insert("tags".into(), Value::Array(tags));
     }
 
     // Conditions, one per line.

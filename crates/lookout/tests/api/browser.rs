@@ -739,3 +739,106 @@ async fn a_push_check_made_from_the_form_turns_ok_when_pinged_in_chromium() {
     assert_eq!(http.get(&new).send().await.unwrap().status(), 200);
     browser.close().await;
 }
+
+/// The dashboard puts failing services first and moves a service live when
+/// it recovers; its counts and menus filter it by state and by tag.
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_services_come_first_and_the_dashboard_filters_by_state_and_tag_in_chromium() {
+    let hub = spawn_hub().await;
+    let up = Target::start(200).await;
+    let flaky = Target::start(500).await;
+    for (name, target, tags) in [
+        ("alpha", &up, serde_json::json!(["media"])),
+        ("beta", &flaky, serde_json::json!(["media", "backup"])),
+        ("gamma", &up, serde_json::json!([])),
+    ] {
+        hub.create_service(serde_json::json!({
+            "name": name, "base_url": target.url(), "check_interval_secs": 1, "tags": tags,
+        }))
+        .await;
+    }
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    c.goto(&hub.url("/")).await.unwrap();
+    let order = || async {
+        c.execute(
+            "return [...document.querySelectorAll('tr[data-id]')].map(r => r.dataset.name)",
+            vec![],
+        )
+        .await
+        .unwrap()
+    };
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while order().await != serde_json::json!(["beta", "alpha", "gamma"]) {
+        assert!(tokio::time::Instant::now() < until, "{}", order().await);
+        c.refresh().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_text(c, r#"tr[data-name="beta"] .label"#, |t| t == "Failure").await;
+    screenshot(c, "dashboard-failing-first-desktop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "dashboard-failing-first-phone").await;
+    c.set_window_size(1280, 1000).await.unwrap();
+
+    // It recovers: the row moves to its place among the OK ones, live.
+    c.execute("window.notReloaded = true", vec![])
+        .await
+        .unwrap();
+    flaky.set_status(200);
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while order().await != serde_json::json!(["alpha", "beta", "gamma"]) {
+        assert!(tokio::time::Instant::now() < until, "{}", order().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kept = c
+        .execute("return window.notReloaded === true", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept, serde_json::json!(true), "moved without a reload");
+    wait_text(c, "#count-ok", |t| t == "3").await;
+
+    // Counts are links: the failing ones alone (none now), then the OK ones.
+    flaky.set_status(500);
+    wait_text(c, "#count-failure", |t| t == "1").await;
+    click(c, "show-failure").await;
+    wait_path(c, |p| p == "/?state=FAILURE").await;
+    assert_eq!(order().await, serde_json::json!(["beta"]));
+    click(c, "show-ok").await;
+    wait_path(c, |p| p == "/?state=OK").await;
+    assert_eq!(order().await, serde_json::json!(["alpha", "gamma"]));
+
+    // The tag menu applies as it changes; a row's tag is a link too.
+    c.goto(&hub.url("/")).await.unwrap();
+    c.find(Locator::Id("filter-tag"))
+        .await
+        .unwrap()
+        .select_by_value("media")
+        .await
+        .unwrap();
+    wait_path(c, |p| p.contains("tag=media")).await;
+    assert_eq!(order().await, serde_json::json!(["beta", "alpha"]));
+    screenshot(c, "dashboard-filtered-desktop").await;
+    c.goto(&hub.url("/?tag=backup&q=BET")).await.unwrap();
+    assert_eq!(order().await, serde_json::json!(["beta"]));
+    // Pages left behind let go of their event streams: after all these
+    // pages, this one did not wait for a free connection (the browser's
+    // six per host; it waited about a minute when cached pages kept theirs).
+    let waited = c
+        .execute(
+            "const n = performance.getEntriesByType('navigation')[0]; return n.connectStart - n.fetchStart",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        waited.as_f64().unwrap() < 5_000.0,
+        "waited {waited} ms for a connection"
+    );
+    c.goto(&hub.url("/?q=nothing-like-it")).await.unwrap();
+    wait_text(c, "#no-match h1", |t| t == "No service matches").await;
+    click(c, "filter-clear").await;
+    wait_path(c, |p| p == "/").await;
+    assert_eq!(order().await.as_array().unwrap().len(), 3);
+    browser.close().await;
+}

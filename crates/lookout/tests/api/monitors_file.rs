@@ -218,7 +218,11 @@ async fn gatus_files_load_unchanged() {
     assert_eq!(nextcloud["check_interval_secs"], 300);
     assert_eq!(nextcloud["check_timeout_ms"], 10_000);
     assert_eq!(nextcloud["tls"]["skip_verify"], true);
-    assert_eq!(nextcloud["description"], "Gatus group cloud");
+    assert_eq!(
+        nextcloud["tags"],
+        json!(["cloud"]),
+        "a Gatus group is a tag"
+    );
     assert_eq!(nextcloud["conditions"].as_array().unwrap().len(), 4);
     let post = named(&list, "api-post").unwrap();
     assert_eq!(post["http"]["method"], "POST");

@@ -338,6 +338,80 @@ async fn the_list_answers_304_until_it_changes_is_gzipped_on_request_and_filters
     assert_eq!(fields, ["state", "server"], "{body}");
 }
 
+/// Tags: kept as typed, each once whatever its case, changed and cleared
+/// by an update, refused with the offending entry named; the list filters
+/// by tag and by what watches each service.
+#[tokio::test(flavor = "multi_thread")]
+async fn services_are_tagged_and_filtered_by_tag_and_kind() {
+    let hub = lookout_testkit::spawn_hub().await;
+    let jellyfin = hub
+        .create_service(json!({"name": "Jellyfin", "base_url": "http://127.0.0.1:9",
+                               "tags": [" Media ", "home lab", "media"]}))
+        .await;
+    assert_eq!(jellyfin["tags"], json!(["Media", "home lab"]));
+    let id = jellyfin["id"].as_i64().unwrap();
+    hub.create_service(
+        json!({"name": "db", "base_url": "tcp://127.0.0.1:9", "tags": ["home lab"]}),
+    )
+    .await;
+    hub.create_service(json!({"name": "notes"})).await;
+    let names = |list: Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(hub.get_json("/api/services?tag=media").await),
+        ["Jellyfin"]
+    );
+    assert_eq!(
+        names(hub.get_json("/api/services?tag=HOME%20LAB").await),
+        ["db", "Jellyfin"]
+    );
+    assert_eq!(names(hub.get_json("/api/services?kind=tcp").await), ["db"]);
+    assert_eq!(
+        names(hub.get_json("/api/services?kind=none").await),
+        ["notes"]
+    );
+    assert_eq!(
+        names(hub.get_json("/api/services?kind=http&tag=home%20lab").await),
+        ["Jellyfin"]
+    );
+
+    // Changed, then cleared.
+    let r = hub
+        .put_json(&format!("/api/services/{id}"), &json!({"tags": ["films"]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(hub.service(id).await["tags"], json!(["films"]));
+    hub.put_json(&format!("/api/services/{id}"), &json!({"tags": null}))
+        .await;
+    assert!(
+        hub.service(id).await.get("tags").is_none(),
+        "no tags, no field"
+    );
+
+    // Refused, naming the field; nothing written.
+    for bad in [
+        json!("media"),
+        json!(["ok", ""]),
+        json!(["a,b"]),
+        json!([7]),
+    ] {
+        let r = hub
+            .put_json(&format!("/api/services/{id}"), &json!({"tags": bad}))
+            .await;
+        assert_eq!(r.status(), 422, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["fields"][0]["field"], "tags", "{body}");
+    }
+    let r = hub.get("/api/services?kind=carrier-pigeon").await;
+    assert_eq!(r.status(), 400);
+    assert!(hub.service(id).await.get("tags").is_none());
+}
+
 /// The store's shorthands for some of [`SERVICE_WRITES`] (one result, the
 /// service without its change): nobody but the registry calls them either.
 const SHORTHANDS: &[&str] = &["create_service", "update_service", "record_health_check"];

@@ -380,12 +380,18 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
             .map(|spec| Condition::from_spec(spec).map_err(|e| decode_error("conditions", &e)))
             .collect::<Result<_, _>>()?,
         probe: json_column(row, "probe")?,
+        tags: json_column(row, "tags")?,
         cert_expires_at: opt_time(row.try_get("cert_expires_at")?),
         last_warning: row.try_get("last_warning")?,
         from_file: row.try_get::<Option<String>, _>("source")?.as_deref() == Some("file"),
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
     })
+}
+
+/// The tags as stored: a JSON list, NULL when there are none.
+fn tags_json(tags: &[String]) -> Option<String> {
+    (!tags.is_empty()).then(|| to_json(&tags))
 }
 
 /// The conditions as stored: a JSON list, NULL when there are none.
@@ -661,9 +667,9 @@ async fn insert_service(
         "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
             reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
             notify_after, created_at, updated_at, state, state_reason, start_period_secs,
-            retry_interval_secs, conditions, probe, source)
+            retry_interval_secs, conditions, probe, source, tags)
          VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17, $18, $19, $20)
+            $17, $18, $19, $20, $21)
          ON CONFLICT (name) DO NOTHING
          RETURNING *",
     )
@@ -687,6 +693,7 @@ async fn insert_service(
     .bind(conditions_json(&new.conditions))
     .bind(probe_json(&new.probe))
     .bind(new.from_file.then_some("file"))
+    .bind(tags_json(&new.tags))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| name_conflict(e, new.name.as_str()))
@@ -854,8 +861,9 @@ impl Store for SqlStore {
                 "UPDATE services SET status = 'configured', description = COALESCE($1, description),
                     base_url = $2, port = COALESCE($3, port), health_endpoint = $4, reported_state = $5,
                     check_interval_secs = $6, check_timeout_ms = $7, updated_at = $8,
-                    retry_interval_secs = $9, conditions = $10, probe = $11, source = $12
-                 WHERE id = $13 RETURNING *",
+                    retry_interval_secs = $9, conditions = $10, probe = $11, source = $12,
+                    tags = $13
+                 WHERE id = $14 RETURNING *",
             )
             .bind(new.description.as_deref())
             .bind(new.base_url.as_ref().map(|u| u.to_display()))
@@ -869,6 +877,7 @@ impl Store for SqlStore {
             .bind(conditions_json(&new.conditions))
             .bind(probe_json(&new.probe))
             .bind(new.from_file.then_some("file"))
+            .bind(tags_json(&new.tags))
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
@@ -970,6 +979,9 @@ impl Store for SqlStore {
         }
         if let Some(conditions) = &patch.conditions {
             set.push("conditions", conditions_json(conditions));
+        }
+        if let Some(tags) = &patch.tags {
+            set.push("tags", tags_json(tags));
         }
         if let Some(probe) = &patch.probe {
             set.push("probe", probe_json(probe));
