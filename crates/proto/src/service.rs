@@ -160,8 +160,20 @@ impl BaseUrl {
         if raw.len() > URL_MAX_LEN {
             return Err(format!("must be at most {URL_MAX_LEN} bytes"));
         }
-        let url = Url::parse(raw).map_err(|e| {
-            format!("must be an absolute URL such as http://host:8080 or tcp://host:5432 ({e})")
+        let url = Url::parse(raw).map_err(|e| match e {
+            url::ParseError::RelativeUrlWithoutBase => {
+                "needs http:// or https:// (or tcp://, tls://, icmp://, dns://) before the host, \
+                 e.g. http://192.168.1.10:8080"
+                    .to_owned()
+            }
+            url::ParseError::InvalidPort => {
+                "has a port that is not a number from 1 to 65535".into()
+            }
+            url::ParseError::EmptyHost => "must name a host".into(),
+            url::ParseError::InvalidIpv4Address | url::ParseError::InvalidIpv6Address => {
+                "has an IP address that is not one".into()
+            }
+            other => format!("is not a URL such as http://host:8080 or tcp://host:5432 ({other})"),
         })?;
         crate::monitor::Target::from_url(&url)?;
         if url.host_str().is_none_or(str::is_empty) {

@@ -491,17 +491,25 @@ fn http_reason(code: u16, http: &HttpSettings) -> String {
     }
 }
 
-/// A short, human reason for a failed request.
+/// A short, human reason for a failed request: a sentence about the URL
+/// where one can be said ("nothing listens on ...", "this port speaks
+/// plain HTTP ..."), else the innermost error.
 fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("timed out after {}", human(timeout));
     }
+    let address = e.url().and_then(|u| {
+        let host = u.host_str()?;
+        Some(format!("{host}:{}", u.port_or_known_default()?))
+    });
     let mut chain = Vec::new();
     let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
+                std::io::ErrorKind::ConnectionRefused => {
+                    return probe::refused(address.as_deref());
+                }
                 std::io::ErrorKind::ConnectionReset => return "connection reset by peer".into(),
                 std::io::ErrorKind::TimedOut => {
                     return format!("timed out after {}", human(timeout))
@@ -514,7 +522,26 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     }
     let innermost = chain.last().cloned().unwrap_or_else(|| e.to_string());
     let all = chain.join(": ").to_ascii_lowercase();
-    if all.contains("certificate") || all.contains("tls") || all.contains("handshake") {
+    let https = e.url().is_some_and(|u| u.scheme() == "https");
+    if https && (all.contains("invalidcontenttype") || all.contains("corrupt message")) {
+        // A TLS client's first read met plain text: the port speaks HTTP.
+        let url = e
+            .url()
+            .map(|u| u.as_str().replacen("https://", "http://", 1));
+        format!(
+            "this port speaks plain HTTP, not HTTPS{}",
+            url.map(|u| format!(": use {u}")).unwrap_or_default()
+        )
+    } else if !https && all.contains("invalid http version") {
+        // A plain request met bytes that are not HTTP: most often TLS.
+        let url = e
+            .url()
+            .map(|u| u.as_str().replacen("http://", "https://", 1));
+        format!(
+            "the answer was not HTTP: if this port speaks HTTPS, use {}",
+            url.unwrap_or_else(|| "https://".into())
+        )
+    } else if all.contains("certificate") || all.contains("tls") || all.contains("handshake") {
         format!("TLS error: {innermost}")
     } else if all.contains("dns error") || all.contains("failed to lookup") {
         format!("cannot resolve host: {innermost}")

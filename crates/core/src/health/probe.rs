@@ -97,7 +97,7 @@ pub async fn tcp(host: &str, port: u16, timeout: Duration) -> Seen {
     let connect = async {
         tokio::net::TcpStream::connect((ip, port))
             .await
-            .map_err(|e| io_reason(&e))
+            .map_err(|e| connect_reason(&e, host, port))
     };
     within(
         tokio::time::timeout(timeout, connect).await,
@@ -106,6 +106,27 @@ pub async fn tcp(host: &str, port: u16, timeout: Duration) -> Seen {
         || format!("timed out after {}", super::human(timeout)),
         |_| Seen::default(),
     )
+}
+
+/// Why a connection to `address` (`host:port`) was refused, in words.
+pub(super) fn refused(address: Option<&str>) -> String {
+    match address {
+        Some(a) => format!("connection refused: nothing listens on {a}"),
+        None => "connection refused".into(),
+    }
+}
+
+/// Why connecting to `host:port` failed.
+fn connect_reason(e: &std::io::Error, host: &str, port: u16) -> String {
+    if e.kind() != std::io::ErrorKind::ConnectionRefused {
+        return io_reason(e);
+    }
+    let address = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    refused(Some(&address))
 }
 
 pub(super) fn io_reason(e: &std::io::Error) -> String {
@@ -267,7 +288,7 @@ pub async fn tls(host: &str, port: u16, settings: Option<&TlsSettings>, timeout:
     let handshake = async {
         let stream = tokio::net::TcpStream::connect((ip, port))
             .await
-            .map_err(|e| io_reason(&e))?;
+            .map_err(|e| connect_reason(&e, host, port))?;
         tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, stream)
             .await

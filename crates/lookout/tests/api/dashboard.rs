@@ -50,7 +50,9 @@ async fn landing_page_lists_configured_services_with_their_health() {
     assert!(!html.contains("<b>bold</b>"));
     assert!(html.contains(r#"class="dot failure""#));
     assert!(
-        html.contains("connection refused · "),
+        html.contains(&format!(
+            "connection refused: nothing listens on 127.0.0.1:{port} · "
+        )),
         "the reason for the status"
     );
     for action in ["Visit", "Check now", "Edit", "Delete"] {
@@ -187,7 +189,7 @@ async fn form_errors_appear_next_to_their_fields_and_keep_the_input() {
     assert_eq!(r.status(), 422);
     let html = r.text().await.unwrap();
     for (field, text) in [
-        ("base_url", "Must be an absolute URL"),
+        ("base_url", "Is not a URL such as http://host:8080"),
         ("port", "Must be an integer from 1 to 65535"),
         ("health_endpoint", "Must start with"),
     ] {

@@ -52,9 +52,10 @@ async fn background_checks_classify_real_responses() {
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_port_is_unhealthy_with_the_reason() {
     let hub = spawn_hub().await;
+    let port = closed_port();
     let s = hub
         .create_service(
-            json!({"name": "closed", "base_url": format!("http://127.0.0.1:{}", closed_port()),
+            json!({"name": "closed", "base_url": format!("http://127.0.0.1:{port}"),
                                "health_endpoint": "/"}),
         )
         .await;
@@ -62,8 +63,80 @@ async fn closed_port_is_unhealthy_with_the_reason() {
         .wait_for_service(s["id"].as_i64().unwrap(), SOON, checked)
         .await;
     assert_eq!(s["health_status"], "unhealthy");
-    assert_eq!(s["last_error"], "connection refused");
+    assert_eq!(
+        s["last_error"],
+        format!("connection refused: nothing listens on 127.0.0.1:{port}")
+    );
     assert_eq!(s["last_response_code"], Value::Null);
+}
+
+/// The usual mistakes are told as sentences about the URL: HTTPS to a
+/// plain HTTP port, plain HTTP to a TLS port, a URL without its scheme.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_scheme_is_named_in_the_reason() {
+    let hub = spawn_hub().await;
+    let plain = Target::start(200).await;
+    let port = plain.addr.port();
+    let s = hub
+        .create_service(
+            json!({"name": "tls-to-plain", "base_url": format!("https://127.0.0.1:{port}")}),
+        )
+        .await;
+    let s = hub
+        .wait_for_service(s["id"].as_i64().unwrap(), SOON, checked)
+        .await;
+    assert_eq!(
+        s["last_error"],
+        format!("this port speaks plain HTTP, not HTTPS: use http://127.0.0.1:{port}/")
+    );
+
+    // A TLS server: another hub serving HTTPS (its self-signed certificate
+    // does not matter here).
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let tls_hub = lookout_testkit::spawn_hub_with(move |c| {
+        c.tls = Some(lookout_hub::config::TlsFiles {
+            cert: cert_path.clone(),
+            key: key_path.clone(),
+        });
+        c.auth.tls = true;
+    })
+    .await;
+    let tls_port = tls_hub.addr.port();
+    let s = hub
+        .create_service(
+            json!({"name": "plain-to-tls", "base_url": format!("http://127.0.0.1:{tls_port}")}),
+        )
+        .await;
+    let s = hub
+        .wait_for_service(s["id"].as_i64().unwrap(), SOON, checked)
+        .await;
+    assert_eq!(
+        s["last_error"],
+        format!(
+            "the answer was not HTTP: if this port speaks HTTPS, use https://127.0.0.1:{tls_port}/"
+        )
+    );
+
+    let r = hub
+        .post_json(
+            "/api/services",
+            &json!({"name": "no-scheme", "base_url": "192.168.1.10:8080"}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("needs http:// or https://"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

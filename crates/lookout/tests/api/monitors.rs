@@ -453,7 +453,13 @@ async fn tcp_checks_connect_and_fail_on_a_closed_port() {
     .await;
     assert_eq!(
         state(&down),
-        ("FAILURE", "health check failed: connection refused")
+        (
+            "FAILURE",
+            format!(
+                "health check failed: connection refused: nothing listens on 127.0.0.1:{closed}"
+            )
+            .as_str()
+        )
     );
     // "This port must stay closed."
     let must_be_closed = checked(
