@@ -85,10 +85,28 @@ impl Follower {
             return;
         }
         let mut backoff = Duration::from_secs(1);
+        // Whether systemd was ever reached: a machine without it (a
+        // container, a NAS) is told so once, in a sentence.
+        let mut reached = false;
+        let mut told = false;
         loop {
             let started = Instant::now();
-            match self.session(&stop).await {
+            let result = self.session(&stop, &mut reached).await;
+            match result {
                 Ok(()) => return,
+                Err(e) if !reached && !told => {
+                    told = true;
+                    tracing::warn!(
+                        error = %e,
+                        "systemd cannot be reached on this machine: lookout checks what you \
+                         register and what agents report, without this host's units. \
+                         Start it with --systemd none to say so (its systemd pages then \
+                         hide), or --systemd user for your own user's services"
+                    );
+                }
+                Err(e) if !reached => {
+                    tracing::debug!(error = %e, "systemd still cannot be reached");
+                }
                 Err(e) => tracing::warn!(error = %e, "following systemd stopped; connecting again"),
             }
             if started.elapsed() > MAX_BACKOFF {
@@ -114,8 +132,13 @@ impl Follower {
 
     /// One connection's worth of following: `Ok` when stopped, an error
     /// when the connection broke.
-    async fn session(&self, stop: &CancellationToken) -> Result<(), DiscoveryError> {
+    async fn session(
+        &self,
+        stop: &CancellationToken,
+        reached: &mut bool,
+    ) -> Result<(), DiscoveryError> {
         let systemd = self.discovery.systemd().await?;
+        *reached = true;
         let (mut signals, mut following) = self.discovery.checked(systemd.signals().await).await?;
         // Drained beside the work below: zbus holds every other message on
         // the connection (our replies too) while the queue is full.

@@ -170,6 +170,9 @@ impl BaseUrl {
                 "has a port that is not a number from 1 to 65535".into()
             }
             url::ParseError::EmptyHost => "must name a host".into(),
+            url::ParseError::IdnaError => {
+                "has a host name with characters a host name cannot have (a space?)".into()
+            }
             url::ParseError::InvalidIpv4Address | url::ParseError::InvalidIpv6Address => {
                 "has an IP address that is not one".into()
             }

@@ -48,6 +48,8 @@ pub struct TestHub {
     /// The PostgreSQL database the hub uses, when the suite runs on
     /// PostgreSQL (`LOOKOUT_TEST_DATABASE=postgres`); kept across restarts.
     database: Option<String>,
+    /// What a `lookout serve` process has logged so far.
+    log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 fn http_client() -> reqwest::Client {
@@ -81,6 +83,8 @@ pub fn spawn_hub_process(
         .expect("start lookout serve");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
+    let log: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let kept = log.clone();
     std::thread::spawn(move || {
         // `RUST_LOG=... cargo test` shows what hub processes log.
         let echo = std::env::var_os("RUST_LOG").is_some();
@@ -88,6 +92,9 @@ pub fn spawn_hub_process(
             if echo {
                 eprintln!("hub: {line}");
             }
+            kept.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line.clone());
             let at = line
                 .find("listening on http://")
                 .map(|at| at + 20)
@@ -119,6 +126,7 @@ pub fn spawn_hub_process(
         process: Some(child),
         csrf: std::sync::Mutex::default(),
         database: None,
+        log,
     }
 }
 
@@ -193,10 +201,17 @@ async fn start(
         process: None,
         csrf: std::sync::Mutex::default(),
         database,
+        log: Arc::default(),
     }
 }
 
 impl TestHub {
+    /// The lines a `lookout serve` process logged so far (none for a hub
+    /// in this process).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -41,7 +41,14 @@ pub struct PageContext {
     pub user: Option<String>,
     pub admin: bool,
     pub csrf: String,
+    /// The hub follows its host's systemd (not `--systemd none`): the
+    /// pages show what belongs to it.
+    pub systemd: bool,
 }
+
+/// Whether the hub follows its host's systemd, for the pages.
+#[derive(Debug, Clone, Copy)]
+pub struct HostSystemd(pub bool);
 
 tokio::task_local! {
     static PAGE: PageContext;
@@ -433,6 +440,7 @@ pub async fn guard(rule: Rule, req: Request, next: Next) -> Response {
             .map(|p| p.username.clone()),
         admin: principal.as_ref().is_some_and(Principal::is_admin),
         csrf: csrf.clone(),
+        systemd: parts.extensions.get::<HostSystemd>().is_some_and(|h| h.0),
     };
     parts.extensions.insert(CsrfToken(csrf));
     parts.extensions.insert(client.clone());

@@ -122,6 +122,9 @@ pub fn router(state: AppState) -> Router {
             gate::gate,
         ))
         .layer(Extension(state.auth.clone()))
+        .layer(Extension(crate::auth::guard::HostSystemd(
+            state.discovery.scope().is_some(),
+        )))
         .layer(Extension(state.metrics.clone()))
         .layer(DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -835,6 +835,10 @@ struct TimerRow {
 #[derive(Template)]
 #[template(path = "scan.html")]
 struct ScanPage {
+    /// `--systemd none`: nothing to scan, and nothing wrong.
+    off: bool,
+    /// A scan (this one or the last) is there to show.
+    has_scan: bool,
     error: Option<String>,
     summary: Option<String>,
     warnings: Vec<String>,
@@ -926,6 +930,7 @@ fn unit_row(s: &lookout_proto::service::ServiceView, host: &str, ports_unknown: 
 async fn scan_page(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let (result, error, status) = match state.scans().recent_scan().await {
         Ok(r) => (Some(r), None, StatusCode::OK),
+        Err(crate::discovery::DiscoveryError::Disabled) => (None, None, StatusCode::OK),
         Err(e) => {
             tracing::warn!(error = %e, "scan failed");
             let last = state.scans().last_scan().await.ok().flatten();
@@ -939,6 +944,8 @@ async fn scan_page(State(state): State<AppState>, headers: axum::http::HeaderMap
     let host = request_host(&headers);
     let now = state.clock.now();
     let mut page = ScanPage {
+        off: state.discovery.scope().is_none(),
+        has_scan: result.is_some(),
         error,
         summary: None,
         warnings: Vec::new(),

@@ -1131,6 +1131,21 @@ async fn systemd_unreachable_gives_503_and_a_banner_not_a_crash() {
             && html.contains("cannot reach the systemd user manager")
     );
     assert!(html.contains(r#"id="retry""#));
+    // The hub said so once, in a sentence with the flags that help (its
+    // follower tries again a second later, and again after that).
+    let told = || -> Vec<String> {
+        hub.log_lines()
+            .into_iter()
+            .filter(|l| l.contains("systemd cannot be reached on this machine"))
+            .collect()
+    };
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let told = told();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].contains("--systemd none"), "{}", told[0]);
     // The rest of the hub keeps working.
     assert_eq!(hub.get("/").await.status(), 200);
     hub.create_service(json!({"name": "still works"})).await;
