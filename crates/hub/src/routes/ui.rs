@@ -38,6 +38,7 @@ pub fn routes(r: Routes) -> Routes {
             Access::Admin,
             new_push_url_from_form,
         )
+        .post("/services/{id}/alerts", Access::Admin, alerts_from_form)
         .post("/scan/cleanup", Access::Admin, cleanup_from_form)
         .limited(
             Method::POST,
@@ -168,6 +169,20 @@ struct Row {
     tags: Vec<String>,
     /// Where its status sorts: [`severity`].
     severity: u8,
+    /// "muted" or "maintenance", when its alerts are held back.
+    quiet: Option<&'static str>,
+}
+
+/// Whether a service's alerts are held back at `now`, and why: muted, or
+/// in maintenance until a time.
+fn quiet(s: &Service, now: DateTime<Utc>) -> Option<&'static str> {
+    if s.muted {
+        Some("muted")
+    } else if s.maintenance_until.is_some_and(|t| t > now) {
+        Some("maintenance")
+    } else {
+        None
+    }
 }
 
 /// The dashboard's filters, as its query says them (`?state=&kind=&tag=&q=`,
@@ -346,6 +361,7 @@ async fn dashboard(
             Row {
                 tags: s.tags.clone(),
                 severity: severity(s.state),
+                quiet: quiet(s, now),
                 id: s.id,
                 spark: Some(state.registry.recent(s.id, since))
                     .filter(|c| c.len() > 1)
@@ -464,6 +480,85 @@ struct DetailPage {
     admin: bool,
     /// Its push URL's timing and last ping, when it has one.
     push: Option<PushSection>,
+    alerts: AlertsSection,
+}
+
+/// Whether and how a service alerts, as its page shows it.
+struct AlertsSection {
+    /// "Alerts are on", "Muted: ...", "In maintenance until ...".
+    state: String,
+    muted: bool,
+    /// In maintenance now.
+    maintenance: bool,
+    /// After how many failed checks an alert goes out.
+    after: u64,
+}
+
+impl AlertsSection {
+    fn of(s: &Service, now: DateTime<Utc>) -> AlertsSection {
+        let until = s.maintenance_until.filter(|t| *t > now);
+        let state = match (until, s.muted) {
+            (_, true) => "Muted: no alert is sent for it".to_owned(),
+            (Some(t), false) => format!(
+                "In maintenance until {} ({}): alerts wait until then",
+                stamp(t),
+                when(Some(t), now)
+            ),
+            (None, false) => "Alerts are on".to_owned(),
+        };
+        AlertsSection {
+            state,
+            muted: s.muted,
+            maintenance: until.is_some(),
+            after: s.notify_after.unwrap_or(3),
+        }
+    }
+}
+
+/// Mutes or unmutes a service, or starts or ends its maintenance, from its
+/// page: `action` is `mute`, `unmute`, `maintain` (with `hours`) or `end`.
+async fn alerts_from_form(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+    form: FormResult,
+) -> Response {
+    let Form(values) = match form {
+        Ok(f) => f,
+        Err(e) => return bad_form(&e),
+    };
+    let now = state.clock.now();
+    let mut patch = lookout_proto::service::ServicePatch::default();
+    match values.get("action").map(String::as_str) {
+        Some("mute") => patch.muted = Some(Some(true)),
+        Some("unmute") => patch.muted = Some(Some(false)),
+        Some("maintain") => {
+            let Some(hours) = values
+                .get("hours")
+                .and_then(|h| h.parse::<i64>().ok())
+                .filter(|h| (1..=24 * 31).contains(h))
+            else {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    "Maintenance needs a length",
+                    "Choose how many hours, from 1 to 744 (a month).",
+                );
+            };
+            patch.maintenance_until = Some(Some(now + chrono::Duration::hours(hours)));
+        }
+        Some("end") => patch.maintenance_until = Some(None),
+        _ => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Unknown action",
+                "The form asks to mute, unmute, start or end maintenance.",
+            )
+        }
+    }
+    match state.update_service(id, &patch).await {
+        Ok(Some(_)) => Redirect::to(&format!("/services/{id}")).into_response(),
+        Ok(None) => no_such_service(),
+        Err(e) => store_failure(&e),
+    }
 }
 
 /// How long a run took, as people say it: `840 ms`, `4.2 s`, `3 min 5 s`,
@@ -768,6 +863,7 @@ async fn detail_page(
         check: CheckSection::of(&service, &state.checks, state.clock.now()),
         from_file: service.from_file,
         push: PushSection::of(&service, now),
+        alerts: AlertsSection::of(&service, now),
         description: service.description.clone(),
         state_class,
         state_label,
@@ -1167,6 +1263,7 @@ const MORE: &[&str] = &[
     "retry_interval_secs",
     "check_timeout_ms",
     "start_period_secs",
+    "notify_after",
 ];
 
 /// The value a folded field has when nobody touched it.
@@ -1425,6 +1522,13 @@ const FIELDS: &[FieldSpec] = &[
         Some("30"),
         Some("Failed checks this long after it starts show as starting, not as a failure. Empty: none."),
     ),
+    spec(
+        "notify_after",
+        "Alert after (failed checks in a row)",
+        "number",
+        Some("3"),
+        Some("A failed unit, a missed heartbeat or a late ping alerts at once. Empty: the hub's default (3)."),
+    ),
 ];
 
 /// The line of the conditions box that holds condition `i` (blank lines
@@ -1562,6 +1666,7 @@ fn values_of(s: &Service) -> HashMap<String, String> {
         ("retry_interval_secs", s.retry_interval_secs),
         ("check_timeout_ms", s.check_timeout_ms),
         ("start_period_secs", s.start_period_secs),
+        ("notify_after", s.notify_after),
     ] {
         v.insert(key.into(), opt(value.map(|p| p.to_string())));
     }
@@ -1629,6 +1734,7 @@ const PLAIN: &[&str] = &[
     "retry_interval_secs",
     "check_timeout_ms",
     "start_period_secs",
+    "notify_after",
 ];
 
 /// Turns form values into the JSON object the API validator takes, so the form

@@ -842,3 +842,61 @@ async fn failing_services_come_first_and_the_dashboard_filters_by_state_and_tag_
     assert_eq!(order().await.as_array().unwrap().len(), 3);
     browser.close().await;
 }
+
+/// A service is muted and put in maintenance from its page; the dashboard
+/// shows it, the API has it, and both are undone the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn mute_and_maintenance_from_the_service_page_in_chromium() {
+    let hub = spawn_hub().await;
+    let id = hub
+        .create_service(serde_json::json!({
+            "name": "nas", "base_url": format!("http://127.0.0.1:{}", lookout_testkit::closed_port()),
+        }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    let page = hub.url(&format!("/services/{id}"));
+    c.goto(&page).await.unwrap();
+    let alerts = wait_text(c, "#alerts-state", |t| !t.is_empty()).await;
+    assert!(alerts.starts_with("Alerts are on."), "{alerts}");
+
+    click(c, "alerts-mute").await;
+    wait_text(c, "#alerts-state", |t| t.starts_with("Muted")).await;
+    assert_eq!(hub.service(id).await["muted"], true);
+    c.goto(&hub.url("/")).await.unwrap();
+    wait_text(c, r#"tr[data-name="nas"] .badge.quiet"#, |t| t == "muted").await;
+    c.goto(&page).await.unwrap();
+    click(c, "alerts-unmute").await;
+    wait_text(c, "#alerts-state", |t| t.starts_with("Alerts are on")).await;
+    assert_eq!(hub.service(id).await["muted"], false);
+
+    c.find(Locator::Id("alerts-hours"))
+        .await
+        .unwrap()
+        .select_by_value("4")
+        .await
+        .unwrap();
+    click(c, "alerts-maintain").await;
+    let state = wait_text(c, "#alerts-state", |t| t.starts_with("In maintenance")).await;
+    assert!(state.contains("(in 4 h)"), "{state}");
+    let until = hub.service(id).await["maintenance_until"].clone();
+    assert!(until.is_string(), "{until}");
+    screenshot(c, "service-maintenance-desktop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "service-maintenance-phone").await;
+    c.set_window_size(1280, 1000).await.unwrap();
+    dark_screenshot(&page, "service-maintenance-dark");
+    c.goto(&hub.url("/")).await.unwrap();
+    wait_text(c, r#"tr[data-name="nas"] .badge.quiet"#, |t| {
+        t == "maintenance"
+    })
+    .await;
+    c.goto(&page).await.unwrap();
+    click(c, "alerts-end").await;
+    wait_text(c, "#alerts-state", |t| t.starts_with("Alerts are on")).await;
+    assert!(hub.service(id).await["maintenance_until"].is_null());
+    browser.close().await;
+}
