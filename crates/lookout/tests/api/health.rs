@@ -77,16 +77,20 @@ async fn a_wrong_scheme_is_named_in_the_reason() {
     let hub = spawn_hub().await;
     let plain = Target::start(200).await;
     let port = plain.addr.port();
-    let s = hub
-        .create_service(
-            json!({"name": "tls-to-plain", "base_url": format!("https://127.0.0.1:{port}")}),
-        )
-        .await;
-    let s = hub
-        .wait_for_service(s["id"].as_i64().unwrap(), SOON, checked)
-        .await;
+    // The reason the first check of a service at `url` gives.
+    let reason = |name: &'static str, url: String| {
+        let hub = &hub;
+        async move {
+            let s = hub
+                .create_service(json!({"name": name, "base_url": url}))
+                .await;
+            hub.wait_for_service(s["id"].as_i64().unwrap(), SOON, checked)
+                .await["last_error"]
+                .clone()
+        }
+    };
     assert_eq!(
-        s["last_error"],
+        reason("tls-to-plain", format!("https://127.0.0.1:{port}")).await,
         format!("this port speaks plain HTTP, not HTTPS: use http://127.0.0.1:{port}/")
     );
 
@@ -107,16 +111,8 @@ async fn a_wrong_scheme_is_named_in_the_reason() {
     })
     .await;
     let tls_port = tls_hub.addr.port();
-    let s = hub
-        .create_service(
-            json!({"name": "plain-to-tls", "base_url": format!("http://127.0.0.1:{tls_port}")}),
-        )
-        .await;
-    let s = hub
-        .wait_for_service(s["id"].as_i64().unwrap(), SOON, checked)
-        .await;
     assert_eq!(
-        s["last_error"],
+        reason("plain-to-tls", format!("http://127.0.0.1:{tls_port}")).await,
         format!(
             "the answer was not HTTP: if this port speaks HTTPS, use https://127.0.0.1:{tls_port}/"
         )

@@ -305,13 +305,6 @@ async fn the_list_answers_304_until_it_changes_is_gzipped_on_request_and_filters
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()[ETAG].to_str().unwrap(), tag);
 
-    let names = |list: Value| -> Vec<String> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
     assert_eq!(
         names(hub.get_json("/api/services?state=FAILURE").await),
         ["jellyseerr"]
@@ -355,13 +348,6 @@ async fn services_are_tagged_and_filtered_by_tag_and_kind() {
     )
     .await;
     hub.create_service(json!({"name": "notes"})).await;
-    let names = |list: Value| -> Vec<String> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
     assert_eq!(
         names(hub.get_json("/api/services?tag=media").await),
         ["Jellyfin"]
@@ -410,6 +396,15 @@ async fn services_are_tagged_and_filtered_by_tag_and_kind() {
     let r = hub.get("/api/services?kind=carrier-pigeon").await;
     assert_eq!(r.status(), 400);
     assert!(hub.service(id).await.get("tags").is_none());
+}
+
+/// The names in a list of services, in its order.
+fn names(list: Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// The store's shorthands for some of [`SERVICE_WRITES`] (one result, the
