@@ -563,6 +563,17 @@ impl Registry {
         if changes.is_empty() {
             return;
         }
+        for c in &changes {
+            let name = self.get(c.service_id).map(|e| e.service.name.clone());
+            tracing::info!(
+                service = name.as_deref().unwrap_or_default(),
+                id = c.service_id,
+                from = c.old.as_str(),
+                to = c.new.as_str(),
+                reason = %c.reason,
+                "status changed"
+            );
+        }
         self.remember(&changes);
         self.events.publish_changes(changes);
     }

@@ -41,23 +41,54 @@ pub struct Notice {
     pub previous: Option<String>,
     pub reason: String,
     pub at: chrono::DateTime<chrono::Utc>,
+    /// How long it has been failing: on a recovery, the outage; on a
+    /// reminder, so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_for_secs: Option<i64>,
 }
 
 impl Notice {
     pub fn title(&self) -> String {
-        match self.kind {
-            NoticeKind::Alert => format!("{} is failing", self.service),
-            NoticeKind::Recovery => format!("{} recovered", self.service),
-            NoticeKind::Reminder => format!("{} is still failing", self.service),
-            NoticeKind::Test => "lookout test notification".to_owned(),
+        let down = self.down_for_secs.map(span_words);
+        match (self.kind, down) {
+            (NoticeKind::Alert, _) => format!("{} is failing", self.service),
+            (NoticeKind::Recovery, Some(d)) => format!("{} recovered after {d}", self.service),
+            (NoticeKind::Recovery, None) => format!("{} recovered", self.service),
+            (NoticeKind::Reminder, Some(d)) => {
+                format!("{} is still failing, for {d} now", self.service)
+            }
+            (NoticeKind::Reminder, None) => format!("{} is still failing", self.service),
+            (NoticeKind::Test, _) => "lookout test notification".to_owned(),
         }
     }
 
     pub fn text(&self) -> String {
-        match self.kind {
-            NoticeKind::Test => "This is a test from lookout: this channel works.".to_owned(),
+        match (self.kind, &self.previous) {
+            (NoticeKind::Test, _) => "This is a test from lookout: this channel works.".to_owned(),
+            (NoticeKind::Alert, Some(was)) => {
+                format!(
+                    "{}: {} ({}, was {was})",
+                    self.title(),
+                    self.reason,
+                    self.status
+                )
+            }
             _ => format!("{}: {} ({})", self.title(), self.reason, self.status),
         }
+    }
+}
+
+/// A length of time as people say it: `45 s`, `12 min`, `3 h 5 min`,
+/// `2 d 4 h`.
+pub fn span_words(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        3600..=86_399 if secs % 3600 < 60 => format!("{} h", secs / 3600),
+        3600..=86_399 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ if secs % 86_400 < 3600 => format!("{} d", secs / 86_400),
+        _ => format!("{} d {} h", secs / 86_400, secs % 86_400 / 3600),
     }
 }
 
@@ -204,6 +235,7 @@ pub async fn send(
             "previous": notice.previous,
             "reason": notice.reason,
             "at": notice.at,
+            "down_for_secs": notice.down_for_secs,
             "title": notice.title(),
             "message": notice.text(),
         })),
@@ -324,7 +356,8 @@ async fn send_mqtt(config: &Map<String, Value>, notice: &Notice) -> Result<(), S
         .collect();
     let payload = json!({
         "event": notice.kind, "service": notice.service, "service_id": notice.service_id,
-        "status": notice.status, "reason": notice.reason, "at": notice.at,
+        "status": notice.status, "previous": notice.previous, "reason": notice.reason,
+        "at": notice.at, "down_for_secs": notice.down_for_secs,
     })
     .to_string();
     client
@@ -361,6 +394,16 @@ async fn send_mqtt(config: &Map<String, Value>, notice: &Notice) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_of_time_in_words() {
+        assert_eq!(span_words(42), "42 s");
+        assert_eq!(span_words(12 * 60 + 5), "12 min");
+        assert_eq!(span_words(3600 + 30), "1 h");
+        assert_eq!(span_words(3 * 3600 + 5 * 60), "3 h 5 min");
+        assert_eq!(span_words(2 * 86_400 + 4 * 3600), "2 d 4 h");
+        assert_eq!(span_words(-3), "0 s");
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

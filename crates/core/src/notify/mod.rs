@@ -40,6 +40,10 @@ struct Track {
     /// An alert was held back by mute or maintenance; look again each tick.
     held: bool,
     last_sent: Option<DateTime<Utc>>,
+    /// Since when it has been failing, as far as the last alert said.
+    down_since: Option<DateTime<Utc>>,
+    /// The last status it had other than FAILURE, as the notifier saw it.
+    was: Option<Status>,
 }
 
 pub struct Notifier {
@@ -174,6 +178,9 @@ impl Notifier {
                 let track = tracks.entry(id).or_default();
                 track.alerted = d.kind != "recovery";
                 track.last_sent = Some(d.at);
+                if track.alerted {
+                    track.down_since = Some(d.at);
+                }
             }
         }
     }
@@ -187,6 +194,10 @@ impl Notifier {
             return None;
         }
         let now = self.clock.now();
+        let before = track.was;
+        if service.state != Status::Failure {
+            track.was = Some(service.state);
+        }
         let quiet = service.muted || service.maintenance_until.is_some_and(|until| now < until);
         let has_check = service.check_url().is_some();
         let failing = service.state == Status::Failure;
@@ -219,7 +230,29 @@ impl Notifier {
         track.held = false;
         track.alerted = kind != NoticeKind::Recovery;
         track.last_sent = Some(now);
-        Some(notice_for(service, kind, now))
+        let mut notice = notice_for(service, kind, now);
+        match kind {
+            NoticeKind::Alert => {
+                track.down_since = Some(service.state_since.unwrap_or(now));
+                notice.previous = before.map(|b| b.as_str().to_owned());
+            }
+            NoticeKind::Recovery => {
+                notice.previous = Some(Status::Failure.as_str().to_owned());
+                notice.down_for_secs = track.down_since.take().map(|t| (now - t).num_seconds());
+            }
+            NoticeKind::Reminder => {
+                notice.down_for_secs = track.down_since.map(|t| (now - t).num_seconds());
+            }
+            NoticeKind::Test => {}
+        }
+        tracing::info!(
+            service = %notice.service,
+            kind = kind.as_str(),
+            status = %notice.status,
+            "notifying: {}",
+            notice.title()
+        );
+        Some(notice)
     }
 
     async fn dispatch(
@@ -272,6 +305,7 @@ pub fn notice_for(service: &Service, kind: NoticeKind, now: DateTime<Utc>) -> No
         previous: None,
         reason: service.state_reason.clone().unwrap_or_default(),
         at: now,
+        down_for_secs: None,
     }
 }
 
@@ -317,7 +351,15 @@ async fn deliver_loop(
         let outcome = loop {
             attempt += 1;
             match deliver(&client, &channel, &notice).await {
-                Ok(()) => break Ok(()),
+                Ok(()) => {
+                    tracing::info!(
+                        channel = %channel.name,
+                        service = %notice.service,
+                        kind = notice.kind.as_str(),
+                        "notification sent"
+                    );
+                    break Ok(());
+                }
                 Err(e) if attempt >= settings.attempts => break Err(e),
                 Err(_) => {
                     tokio::select! {

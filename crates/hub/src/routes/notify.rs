@@ -175,6 +175,7 @@ pub async fn send_test(state: &AppState, id: i64) -> Result<Result<(), String>, 
         previous: None,
         reason: "test".into(),
         at: state.clock.now(),
+        down_for_secs: None,
     };
     let outcome = deliver(&crate::notify::http_client(), &channel, &notice).await;
     state

@@ -168,6 +168,10 @@ async fn one_alert_after_three_failures_then_one_recovery() {
     );
     assert_eq!(body["service"]["name"], "site");
     assert!(body["reason"].as_str().unwrap().contains("HTTP 500"));
+    // What it was before, in the data and in the message.
+    assert_eq!(body["previous"], "OK");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.ends_with("(FAILURE, was OK)"), "{message}");
 
     // Still failing: no second alert (the reminder is an hour away).
     tokio::time::sleep(Duration::from_millis(2500)).await; // asserting an absence needs a window
@@ -175,7 +179,12 @@ async fn one_alert_after_three_failures_then_one_recovery() {
 
     target.set_status(200);
     let both = rx.wait_for("/hook", 2, SOON).await;
-    assert_eq!(both[1].json()["event"], "recovery");
+    let recovery = both[1].json();
+    assert_eq!(recovery["event"], "recovery");
+    // How long the outage lasted: since the status became FAILURE.
+    let down = recovery["down_for_secs"].as_i64().unwrap();
+    assert!((1..60).contains(&down), "{recovery}");
+    assert_eq!(recovery["title"], format!("site recovered after {down} s"));
     // The hub notes a delivery once the receiver has answered: wait for it.
     let until = tokio::time::Instant::now() + SOON;
     let log = loop {
