@@ -317,3 +317,18 @@ document.querySelectorAll("button[data-copy]").forEach((button) => {
     setTimeout(() => { button.textContent = "Copy"; }, 2000);
   });
 });
+
+// The channel form: show the settings the chosen kind takes. Without this
+// script every field shows, and the hub takes the chosen kind's alone.
+(function () {
+  const form = document.getElementById("channel-form");
+  const kind = document.getElementById("kind");
+  if (!form || !kind) return;
+  const show = () => {
+    form.querySelectorAll("[data-kinds]").forEach((field) => {
+      field.hidden = !field.dataset.kinds.split(" ").includes(kind.value);
+    });
+  };
+  kind.addEventListener("change", show);
+  show();
+})();

@@ -2310,14 +2310,29 @@ struct NotificationsPage {
     kinds: Vec<&'static str>,
     notice: Option<String>,
     error: Option<String>,
+    /// What the add form sent, kept after an error (never its secrets).
+    form: HashMap<String, String>,
 }
+
+impl NotificationsPage {
+    fn form_value(&self, key: &str) -> &str {
+        self.form.get(key).map_or("", String::as_str)
+    }
+}
+
+/// Every setting a channel's form may send; the chosen kind takes its own.
+const CHANNEL_FIELDS: &[&str] = &[
+    "url", "topic", "token", "host", "port", "security", "from", "to", "username", "password",
+];
 
 async fn render_notifications(
     state: &AppState,
     status: StatusCode,
     notice: Option<String>,
     error: Option<String>,
+    mut form: HashMap<String, String>,
 ) -> Response {
+    form.retain(|k, _| !matches!(k.as_str(), "token" | "password"));
     let channels = match state.store.list_channels().await {
         Ok(c) => c,
         Err(e) => return store_failure(&e),
@@ -2344,12 +2359,13 @@ async fn render_notifications(
             .collect(),
         notice,
         error,
+        form,
     };
     render(status, &page)
 }
 
 async fn notifications_page(State(state): State<AppState>) -> Response {
-    render_notifications(&state, StatusCode::OK, None, None).await
+    render_notifications(&state, StatusCode::OK, None, None, HashMap::new()).await
 }
 
 async fn add_channel_from_form(State(state): State<AppState>, form: FormResult) -> Response {
@@ -2357,8 +2373,22 @@ async fn add_channel_from_form(State(state): State<AppState>, form: FormResult) 
         Ok(f) => f,
         Err(e) => return bad_form(&e),
     };
+    // The settings the chosen kind takes; the form's other fields (hidden
+    // by the page's script, or left over from another kind) are not sent.
+    let kind = values
+        .get("kind")
+        .and_then(|k| lookout_proto::notify::ChannelKind::parse(k));
+    let takes = |key: &str| {
+        kind.is_some_and(|k| {
+            let (required, optional) = k.config_keys();
+            required.contains(&key) || optional.contains(&key)
+        })
+    };
     let mut config = Map::new();
-    for key in ["url", "topic", "token"] {
+    for &key in CHANNEL_FIELDS {
+        if !takes(key) {
+            continue;
+        }
         if let Some(v) = values.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
             config.insert(key.into(), Value::String(v.to_owned()));
         }
@@ -2389,7 +2419,10 @@ async fn add_channel_from_form(State(state): State<AppState>, form: FormResult) 
         }
         Err(errors) => errors
             .iter()
-            .map(|e| format!("{} {}", e.field, e.message))
+            .map(|e| {
+                let field = e.field.strip_prefix("config.").unwrap_or(&e.field);
+                format!("{}: {}", capitalize(field), e.message)
+            })
             .collect::<Vec<_>>()
             .join("; "),
     };
@@ -2398,6 +2431,7 @@ async fn add_channel_from_form(State(state): State<AppState>, form: FormResult) 
         StatusCode::UNPROCESSABLE_ENTITY,
         None,
         Some(problem),
+        values,
     )
     .await
 }
@@ -2408,7 +2442,14 @@ async fn test_channel_from_form(
 ) -> Response {
     match super::notify::send_test(&state, id).await {
         Ok(Ok(())) => {
-            render_notifications(&state, StatusCode::OK, Some("Test sent.".into()), None).await
+            render_notifications(
+                &state,
+                StatusCode::OK,
+                Some("Test sent.".into()),
+                None,
+                HashMap::new(),
+            )
+            .await
         }
         Ok(Err(e)) => {
             render_notifications(
@@ -2416,6 +2457,7 @@ async fn test_channel_from_form(
                 StatusCode::OK,
                 None,
                 Some(format!("The test failed: {e}")),
+                HashMap::new(),
             )
             .await
         }

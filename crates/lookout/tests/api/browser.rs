@@ -900,3 +900,76 @@ async fn mute_and_maintenance_from_the_service_page_in_chromium() {
     assert!(hub.service(id).await["maintenance_until"].is_null());
     browser.close().await;
 }
+
+/// An e-mail channel set up from the Notifications form (its fields shown
+/// for the kind chosen) delivers its test to a real SMTP server; a mistake
+/// is named by field and the form keeps what was typed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_e_mail_channel_made_from_the_form_delivers_in_chromium() {
+    let smtp = lookout_testkit::SmtpSink::start();
+    let hub = spawn_hub().await;
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    c.goto(&hub.url("/notifications")).await.unwrap();
+    c.find(Locator::Id("kind"))
+        .await
+        .unwrap()
+        .select_by_value("email")
+        .await
+        .unwrap();
+    assert!(shown(c, "field-host").await);
+    assert!(shown(c, "field-from").await);
+    assert!(!shown(c, "field-url").await, "e-mail has no URL");
+    fill(c, "name", "mail").await;
+    fill(c, "host", "127.0.0.1").await;
+    fill(c, "port", &smtp.port.to_string()).await;
+    c.find(Locator::Id("security"))
+        .await
+        .unwrap()
+        .select_by_value("none")
+        .await
+        .unwrap();
+    fill(c, "from", "lookout@home.example").await;
+    click(c, "add-channel").await;
+    // The recipient is missing: named, the rest kept.
+    let error = wait_text(c, "#error", |t| !t.is_empty()).await;
+    assert_eq!(error, "To: is required");
+    let kept = c
+        .find(Locator::Id("host"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("127.0.0.1"));
+    assert!(shown(c, "field-to").await, "still an e-mail form");
+    fill(c, "to", "me@home.example").await;
+    screenshot(c, "notifications-email-desktop").await;
+    click(c, "add-channel").await;
+    wait_text(c, "tr[data-channel=\"mail\"] .name", |t| {
+        t.starts_with("mail")
+    })
+    .await;
+    c.find(Locator::Css("tr[data-channel=\"mail\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "#notice", |t| t == "Test sent.").await;
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while smtp.messages().is_empty() {
+        assert!(tokio::time::Instant::now() < until, "no mail arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mail = &smtp.messages()[0];
+    assert!(
+        mail.contains("Subject: [lookout] lookout test notification"),
+        "{mail}"
+    );
+    assert!(mail.contains("me@home.example"), "{mail}");
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "notifications-email-phone").await;
+    browser.close().await;
+}

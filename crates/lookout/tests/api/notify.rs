@@ -382,7 +382,7 @@ async fn channels_are_configured_and_tested_from_the_dashboard() {
         .text()
         .await
         .unwrap()
-        .contains("config.topic must be 1-64 letters"));
+        .contains("Topic: must be 1-64 letters"));
     let r = form(vec![
         ("name", "phone".into()),
         ("kind", "ntfy".into()),
