@@ -2231,7 +2231,7 @@ async fn check_from_form(State(state): State<AppState>, ServiceId(id): ServiceId
         return no_such_service();
     };
     match state.check_now(&service).await {
-        Ok(_) => Redirect::to("/?notice=checked").into_response(),
+        Ok(_) => Redirect::to(&format!("/services/{id}")).into_response(),
         Err(e) => store_failure(&e),
     }
 }

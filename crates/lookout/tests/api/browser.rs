@@ -92,13 +92,14 @@ async fn add_see_edit_and_delete_a_service_in_chromium() {
     .await;
     assert_eq!(wait_text(c, "#count-ok", |t| t == "1").await, "1");
 
-    // Edit.
-    c.find(Locator::Css(&format!(r#"{row} a[href$="/edit"]"#)))
+    // Edit, from the service's page (its name leads there).
+    c.find(Locator::Css(&format!("{row} td.name > a")))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+    click(c, "edit").await;
     c.wait()
         .for_element(Locator::Id("description"))
         .await
@@ -125,14 +126,16 @@ async fn add_see_edit_and_delete_a_service_in_chromium() {
     let marker = c.execute("return window.__marker", vec![]).await.unwrap();
     assert_eq!(marker, "same page", "the page was reloaded");
 
-    // Delete, confirming the dialog.
-    c.find(Locator::Css(&format!("{row} button.danger")))
+    // Delete, from its page, confirming the dialog.
+    c.find(Locator::Css(&format!("{row} td.name > a")))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+    click(c, "delete").await;
     c.accept_alert().await.unwrap();
+    wait_path(c, |p| p == "/?notice=deleted").await;
     let until = tokio::time::Instant::now() + DEADLINE;
     while c.find(Locator::Css(row)).await.is_ok() {
         assert!(

@@ -46,9 +46,16 @@ async fn landing_page_lists_configured_services_with_their_health() {
         .unwrap()
         .starts_with("text/html"));
     let html = r.text().await.unwrap();
+    let id = s["id"].as_i64().unwrap();
     assert!(
-        html.contains(&format!(r#"<a href="http://127.0.0.1:{port}">grafana</a>"#)),
-        "name links to the service"
+        html.contains(&format!(r#"<a href="/services/{id}">grafana</a>"#)),
+        "the name leads to the service's page"
+    );
+    assert!(
+        html.contains(&format!(
+            r#"href="http://127.0.0.1:{port}" target="_blank""#
+        )),
+        "its URL leads to the service"
     );
     assert!(
         html.contains("Dashboards &#60;b&#62;bold&#60;/b&#62;"),
@@ -62,8 +69,19 @@ async fn landing_page_lists_configured_services_with_their_health() {
         )),
         "the reason for the status"
     );
-    for action in ["Visit", "Check now", "Edit", "Delete"] {
-        assert!(html.contains(action), "missing {action}");
+    // One action per row; the others are on the service's page.
+    assert!(html.contains(">Visit</a>"));
+    for elsewhere in ["Check now", "Edit", "Delete"] {
+        assert!(!html.contains(elsewhere), "{elsewhere} is on the row");
+    }
+    let page = hub
+        .get(&format!("/services/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for action in [r#"id="check-now""#, r#"id="edit""#, r#"id="delete""#] {
+        assert!(page.contains(action), "the service page lacks {action}");
     }
 }
 
