@@ -110,9 +110,52 @@ pub fn sparkline(latencies: &[Option<u64>], width: u32, height: u32) -> String {
     svg
 }
 
+/// The last checks as a row of bars, oldest first (Uptime Kuma's beat
+/// bar): `ok` when a check passed, `fail` when it failed, right-aligned in
+/// room for `slots`, the rest `none`. Numbers and class names only.
+pub fn beat_bar(passed: &[bool], slots: usize) -> String {
+    const WIDTH: usize = 4;
+    const GAP: usize = 2;
+    const HEIGHT: usize = 16;
+    let shown = &passed[passed.len().saturating_sub(slots)..];
+    let empty = slots - shown.len();
+    let width = (slots * (WIDTH + GAP)).saturating_sub(GAP);
+    let ok = shown.iter().filter(|p| **p).count();
+    let mut svg = format!(
+        r#"<svg class="beats" viewBox="0 0 {width} {HEIGHT}" width="{width}" height="{HEIGHT}" role="img" aria-label="last {n} checks: {ok} passed"><title>last {n} checks: {ok} passed</title>"#,
+        n = shown.len()
+    );
+    let states =
+        std::iter::repeat_n("none", empty)
+            .chain(shown.iter().map(|p| if *p { "ok" } else { "fail" }));
+    for (i, class) in states.enumerate() {
+        svg.push_str(&format!(
+            r#"<rect class="{class}" x="{}" y="0" width="{WIDTH}" height="{HEIGHT}" rx="1"/>"#,
+            i * (WIDTH + GAP)
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beat_bars_right_align_the_last_checks() {
+        let svg = beat_bar(&[true, false, true], 5);
+        assert!(svg.contains("last 3 checks: 2 passed"), "{svg}");
+        let classes: Vec<&str> = svg
+            .split(r#"<rect class=""#)
+            .skip(1)
+            .map(|r| r.split('"').next().unwrap())
+            .collect();
+        assert_eq!(classes, ["none", "none", "ok", "fail", "ok"]);
+        // More checks than room: the newest.
+        let svg = beat_bar(&[false; 40], 30);
+        assert_eq!(svg.matches(r#"class="fail""#).count(), 30);
+    }
 
     #[test]
     fn sparklines_are_numbers_only_and_mark_failures() {

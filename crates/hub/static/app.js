@@ -89,6 +89,17 @@ async function refreshServices() {
     row.querySelector(".label").textContent = label;
     row.querySelector(".detail").textContent = detail(s);
     row.dataset.severity = String(SEVERITY[cls]);
+    // A new check: its beat joins the bar, the oldest leaves.
+    if (s.last_health_check && s.last_health_check !== row.dataset.checked) {
+      const beats = [...row.querySelectorAll("svg.beats rect")];
+      if (beats.length > 0 && row.dataset.checked) {
+        const classes = beats.map((b) => b.getAttribute("class"));
+        classes.shift();
+        classes.push(s.health_status === "healthy" ? "ok" : "fail");
+        beats.forEach((b, i) => b.setAttribute("class", classes[i]));
+      }
+      row.dataset.checked = s.last_health_check;
+    }
   }
   const key = (row) => [Number(row.dataset.severity), row.dataset.name.toLowerCase(), Number(row.dataset.id)];
   const before = [...rows.values()];

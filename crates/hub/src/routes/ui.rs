@@ -169,6 +169,11 @@ struct Row {
     tags: Vec<String>,
     /// Where its status sorts: [`severity`].
     severity: u8,
+    /// Uptime over 24 h, for a service the hub checks.
+    uptime: Option<String>,
+    /// When it was last checked, as the API writes it (the page's script
+    /// adds a beat when this changes).
+    checked: String,
     /// "muted" or "maintenance", when its alerts are held back.
     quiet: Option<&'static str>,
 }
@@ -357,36 +362,41 @@ async fn dashboard(
     let since = now - chrono::Duration::hours(6);
     let rows = services
         .iter()
-        .map(|s| {
-            Row {
-                tags: s.tags.clone(),
-                severity: severity(s.state),
-                quiet: quiet(s, now),
-                id: s.id,
-                spark: Some(state.registry.recent(s.id, since))
-                    .filter(|c| c.len() > 1)
-                    .map(|c| {
-                        // The last 30 of them.
-                        let c = &c[c.len().saturating_sub(30)..];
-                        let points: Vec<Option<u64>> = c
-                            .iter()
-                            .map(|(_, ms, h)| {
-                                ms.filter(|_| *h == lookout_proto::service::HealthStatus::Healthy)
-                            })
-                            .collect();
-                        crate::history::sparkline(&points, 120, 18)
-                    })
-                    .unwrap_or_default(),
-                unit: s.unit.clone(),
-                systemd_state: s.systemd_state.clone().unwrap_or_else(|| "unknown".into()),
-                name: s.name.clone(),
-                href: web_link(s),
-                description: s.description.clone(),
-                health: label(s.state).0,
-                label: label(s.state).1,
-                detail: detail(s, now),
-                from_file: s.from_file,
-            }
+        .map(|s| Row {
+            tags: s.tags.clone(),
+            severity: severity(s.state),
+            quiet: quiet(s, now),
+            id: s.id,
+            spark: Some(state.registry.recent(s.id, since))
+                .filter(|c| !c.is_empty())
+                .map(|c| {
+                    let passed: Vec<bool> = c
+                        .iter()
+                        .map(|(_, _, h)| *h == lookout_proto::service::HealthStatus::Healthy)
+                        .collect();
+                    crate::history::beat_bar(&passed, 30)
+                })
+                .unwrap_or_default(),
+            checked: s
+                .last_health_check
+                .and_then(|t| match serde_json::to_value(t) {
+                    Ok(Value::String(text)) => Some(text),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            uptime: s
+                .check_url()
+                .is_some()
+                .then(|| crate::history::percent(state.registry.uptimes(s.id, now).day)),
+            unit: s.unit.clone(),
+            systemd_state: s.systemd_state.clone().unwrap_or_else(|| "unknown".into()),
+            name: s.name.clone(),
+            href: web_link(s),
+            description: s.description.clone(),
+            health: label(s.state).0,
+            label: label(s.state).1,
+            detail: detail(s, now),
+            from_file: s.from_file,
         })
         .collect();
     let notice = q.get("notice").and_then(|n| match n.as_str() {

@@ -799,6 +799,15 @@ async fn failing_services_come_first_and_the_dashboard_filters_by_state_and_tag_
         .await
         .unwrap();
     assert_eq!(kept, serde_json::json!(true), "moved without a reload");
+    // Its passing check joined its beat bar, live too.
+    let last_beat = c
+        .execute(
+            "return [...document.querySelectorAll('tr[data-name=\"beta\"] svg.beats rect')].pop().getAttribute('class')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(last_beat, "ok");
     wait_text(c, "#count-ok", |t| t == "3").await;
 
     // Counts are links: the failing ones alone (none now), then the OK ones.

@@ -1,5 +1,5 @@
 //! History: exact uptime figures on a constructed history, the detail page,
-//! and sparklines on the dashboard.
+//! and beat bars on the dashboard.
 
 use std::time::Duration;
 
@@ -84,10 +84,14 @@ async fn checks_draw_a_sparkline_and_fill_the_detail_page() {
     assert!(stats["latency"].as_array().unwrap().len() >= 3);
     assert_eq!(stats["uptime"]["24h"], 1.0);
     let dashboard = hub.get("/").await.text().await.unwrap();
+    // The row's beat bar (its recent checks, all passed) and 24 h uptime;
+    // the response-time line is on the service's page.
     assert!(
-        dashboard.contains(r#"<svg class="spark""#) && dashboard.contains("<polyline"),
-        "sparkline on the dashboard"
+        dashboard.contains(r#"<svg class="beats""#) && dashboard.contains(r#"<rect class="ok""#),
+        "beat bar on the dashboard"
     );
+    assert!(!dashboard.contains(r#"<rect class="fail""#));
+    assert!(dashboard.contains(r#"title="uptime over 24 hours">100 %</span>"#));
     let detail = hub
         .get(&format!("/services/{id}"))
         .await
@@ -95,6 +99,10 @@ async fn checks_draw_a_sparkline_and_fill_the_detail_page() {
         .await
         .unwrap();
     assert!(detail.contains(r#"id="recent-checks""#) && detail.contains("HTTP 200"));
+    assert!(
+        detail.contains(r#"<svg class="spark""#) && detail.contains("<polyline"),
+        "the response-time line on the service's page"
+    );
     assert!(detail.contains(r#"id="uptime-24h">100 %"#));
     assert_eq!(hub.get("/services/999").await.status(), 404);
     assert_eq!(hub.get("/api/services/999/stats").await.status(), 404);
