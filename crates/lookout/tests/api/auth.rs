@@ -1192,11 +1192,19 @@ async fn a_viewer_sees_the_dashboard_without_the_buttons_that_change_things() {
     )
     .await;
     assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let service_page = format!("/services/{id}");
     let viewer = browser_login(&hub, "vic", VIEWER_PASSWORD).await;
     let page = viewer.get(&hub, "/").await.text().await.unwrap();
     assert!(page.contains("shown-to-all"));
-    for control in ["/delete\"", "/edit\"", "/check\"", "id=\"add-button\""] {
-        assert!(!page.contains(control), "a viewer is offered {control}");
+    assert!(
+        !page.contains("id=\"add-button\""),
+        "a viewer is offered to add"
+    );
+    // The service's page, where its actions are.
+    let viewed = viewer.get(&hub, &service_page).await.text().await.unwrap();
+    for control in ["/delete\"", "/edit\"", "/check\"", "/alerts\""] {
+        assert!(!viewed.contains(control), "a viewer is offered {control}");
     }
     assert!(
         page.contains("id=\"account-link\">vic<"),
@@ -1206,21 +1214,14 @@ async fn a_viewer_sees_the_dashboard_without_the_buttons_that_change_things() {
         !page.contains("href=\"/users\""),
         "user admin is for admins"
     );
-    let admin_page = browser_login(&hub, "ada", ADMIN_PASSWORD)
-        .await
-        .get(&hub, "/")
-        .await
-        .text()
-        .await
-        .unwrap();
-    for control in [
-        "/delete\"",
-        "/edit\"",
-        "/check\"",
-        "id=\"add-button\"",
-        "href=\"/users\"",
-    ] {
+    let ada = browser_login(&hub, "ada", ADMIN_PASSWORD).await;
+    let admin_page = ada.get(&hub, "/").await.text().await.unwrap();
+    for control in ["id=\"add-button\"", "href=\"/users\""] {
         assert!(admin_page.contains(control), "the admin misses {control}");
+    }
+    let managed = ada.get(&hub, &service_page).await.text().await.unwrap();
+    for control in ["/delete\"", "/edit\"", "/check\"", "/alerts\""] {
+        assert!(managed.contains(control), "the admin misses {control}");
     }
 }
 
