@@ -329,6 +329,19 @@ impl Service {
     /// its health endpoint, or a registered service's URL itself when it
     /// has none and does not report in (heartbeats, pushes, an agent's
     /// checks). Units a scan found are never checked until registered.
+    /// Why its alerts are held back at `now`, if they are: `muted`, or
+    /// `maintenance` until its window ends. The notifier and the pages
+    /// both ask this.
+    pub fn held_back(&self, now: DateTime<Utc>) -> Option<&'static str> {
+        if self.muted {
+            Some("muted")
+        } else if self.maintenance_until.is_some_and(|until| now < until) {
+            Some("maintenance")
+        } else {
+            None
+        }
+    }
+
     /// What watches the service, in one word: its check's kind (`http`,
     /// `tcp`, `tls`, `icmp`, `dns`), else `push`, `heartbeat`, `script` (a
     /// check script an agent runs) or `systemd` (its unit alone); `none`.

@@ -198,7 +198,7 @@ impl Notifier {
         if service.state != Status::Failure {
             track.was = Some(service.state);
         }
-        let quiet = service.muted || service.maintenance_until.is_some_and(|until| now < until);
+        let quiet = service.held_back(now).is_some();
         let has_check = service.check_url().is_some();
         let failing = service.state == Status::Failure;
         let confirmed = !has_check

@@ -178,18 +178,6 @@ struct Row {
     quiet: Option<&'static str>,
 }
 
-/// Whether a service's alerts are held back at `now`, and why: muted, or
-/// in maintenance until a time.
-fn quiet(s: &Service, now: DateTime<Utc>) -> Option<&'static str> {
-    if s.muted {
-        Some("muted")
-    } else if s.maintenance_until.is_some_and(|t| t > now) {
-        Some("maintenance")
-    } else {
-        None
-    }
-}
-
 /// The dashboard's filters, as its query says them (`?state=&kind=&tag=&q=`,
 /// the API's list filters).
 #[derive(Default)]
@@ -365,7 +353,7 @@ async fn dashboard(
         .map(|s| Row {
             tags: s.tags.clone(),
             severity: severity(s.state),
-            quiet: quiet(s, now),
+            quiet: s.held_back(now),
             id: s.id,
             spark: Some(state.registry.recent(s.id, since))
                 .filter(|c| !c.is_empty())

@@ -1139,10 +1139,7 @@ async fn systemd_unreachable_gives_503_and_a_banner_not_a_crash() {
             .filter(|l| l.contains("systemd cannot be reached on this machine"))
             .collect()
     };
-    let until = tokio::time::Instant::now() + Duration::from_secs(4);
-    while tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    tokio::time::sleep(Duration::from_secs(4)).await; // asserting "only once" needs a window
     let told = told();
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(told[0].contains("--systemd none"), "{}", told[0]);
