@@ -17,14 +17,46 @@ const STATES = {
   UNKNOWN: ["unknown", "Unknown"],
 };
 
-function ago(iso) {
-  if (!iso) return "";
-  const secs = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  if (secs < 60) return secs + " s ago";
-  if (secs < 3600) return Math.round(secs / 60) + " min ago";
-  return Math.round(secs / 3600) + " h ago";
+// Times: the hub writes them in UTC inside <time datetime=…>; here they are
+// shown in the reader's time zone, and relative ones ("3 min ago") are kept
+// current with the absolute time on hover.
+function relative(date) {
+  const secs = Math.round((Date.now() - date.getTime()) / 1000);
+  const a = Math.abs(secs);
+  let text;
+  if (a < 60) text = a + " s";
+  else if (a < 3600) text = Math.round(a / 60) + " min";
+  else if (a < 172800) text = Math.round(a / 3600) + " h";
+  else text = Math.round(a / 86400) + " d";
+  return secs >= 0 ? text + " ago" : "in " + text;
 }
 
+function localStamp(date) {
+  const two = (n) => String(n).padStart(2, "0");
+  const zone = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+    .formatToParts(date).find((p) => p.type === "timeZoneName");
+  return date.getFullYear() + "-" + two(date.getMonth() + 1) + "-" + two(date.getDate()) + " " +
+    two(date.getHours()) + ":" + two(date.getMinutes()) + ":" + two(date.getSeconds()) +
+    (zone ? " " + zone.value : "");
+}
+
+function showTimes(root) {
+  root.querySelectorAll("time[datetime]").forEach((el) => {
+    const date = new Date(el.getAttribute("datetime"));
+    if (Number.isNaN(date.getTime())) return;
+    if (el.classList.contains("ago")) {
+      el.textContent = relative(date);
+      el.title = localStamp(date);
+    } else {
+      if (!el.title) el.title = el.textContent;
+      el.textContent = localStamp(date);
+    }
+  });
+}
+showTimes(document);
+setInterval(() => showTimes(document), 15000);
+
+// What a dashboard row says about the last check (its time is shown apart).
 function detail(s) {
   if (!s.health_url) return s.state_reason || "no health endpoint";
   if (!s.last_health_check) return "not checked yet";
@@ -32,8 +64,24 @@ function detail(s) {
   if (s.last_error) parts.push(s.last_error);
   else if (s.last_response_code) parts.push("HTTP " + s.last_response_code);
   if (s.last_latency_ms != null) parts.push(s.last_latency_ms + " ms");
-  parts.push(ago(s.last_health_check));
   return parts.join(" · ");
+}
+
+function checkedTime(cell, s) {
+  let span = cell.querySelector(".detail-time");
+  if (!s.health_url || !s.last_health_check) {
+    if (span) span.remove();
+    return;
+  }
+  if (!span) {
+    span = document.createElement("span");
+    span.className = "detail-time";
+    span.append(" · ", document.createElement("time"));
+    span.lastChild.className = "ago";
+    cell.append(span);
+  }
+  span.querySelector("time").setAttribute("datetime", s.last_health_check);
+  showTimes(span);
 }
 
 // Keep the dashboard's dots, labels, counts and order current without a
@@ -77,43 +125,65 @@ async function refreshServices() {
     const el = document.getElementById("count-" + key);
     if (el) el.textContent = String(n);
   }
-  const rows = new Map([...document.querySelectorAll("tr[data-id]")].map((r) => [r.dataset.id, r]));
+  // Grouped by tag, a service has a row in each of its tags' sections.
+  const rows = new Map();
+  for (const row of document.querySelectorAll("tr[data-id]")) {
+    if (!rows.has(row.dataset.id)) rows.set(row.dataset.id, []);
+    rows.get(row.dataset.id).push(row);
+  }
   if (rows.size !== shown.length || shown.some((s) => !rows.has(String(s.id)))) {
     window.location.reload(); // Services were added, removed, or left the filter.
     return;
   }
   for (const s of shown) {
-    const [cls, label] = STATES[s.state] || STATES.UNKNOWN;
-    const row = rows.get(String(s.id));
-    row.querySelector(".dot").className = "dot " + cls;
-    row.querySelector(".label").textContent = label;
-    row.querySelector(".detail").textContent = detail(s);
-    row.dataset.severity = String(SEVERITY[cls]);
-    // A new check: its beat joins the bar, the oldest leaves.
-    if (s.last_health_check && s.last_health_check !== row.dataset.checked) {
-      const beats = [...row.querySelectorAll("svg.beats rect")];
-      if (beats.length > 0 && row.dataset.checked) {
-        const classes = beats.map((b) => b.getAttribute("class"));
-        classes.shift();
-        classes.push(s.health_status === "healthy" ? "ok" : "fail");
-        beats.forEach((b, i) => b.setAttribute("class", classes[i]));
-      }
-      row.dataset.checked = s.last_health_check;
-    }
+    for (const row of rows.get(String(s.id))) updateRow(row, s);
   }
   const key = (row) => [Number(row.dataset.severity), row.dataset.name.toLowerCase(), Number(row.dataset.id)];
-  const before = [...rows.values()];
-  const after = [...before].sort((a, b) => {
-    const [x, y] = [key(a), key(b)];
-    for (let i = 0; i < x.length; i++) {
-      if (x[i] < y[i]) return -1;
-      if (x[i] > y[i]) return 1;
+  for (const body of document.querySelectorAll("#services tbody")) {
+    const before = [...body.querySelectorAll("tr[data-id]")];
+    const after = [...before].sort((a, b) => {
+      const [x, y] = [key(a), key(b)];
+      for (let i = 0; i < x.length; i++) {
+        if (x[i] < y[i]) return -1;
+        if (x[i] > y[i]) return 1;
+      }
+      return 0;
+    });
+    if (after.some((row, i) => row !== before[i])) {
+      for (const row of after) body.appendChild(row);
     }
-    return 0;
-  });
-  if (after.some((row, i) => row !== before[i])) {
-    const body = before[0].parentElement;
-    for (const row of after) body.appendChild(row);
+    const count = body.querySelector(".group-count");
+    if (count) {
+      const failing = before.filter((r) => r.dataset.severity === "0").length;
+      count.replaceChildren(before.length + (before.length === 1 ? " service" : " services"));
+      if (failing > 0) {
+        const note = document.createElement("span");
+        note.className = "failing";
+        note.textContent = failing + " failing";
+        count.append(" · ", note);
+      }
+    }
+  }
+}
+
+function updateRow(row, s) {
+  const [cls, label] = STATES[s.state] || STATES.UNKNOWN;
+  row.querySelector(".dot").className = "dot " + cls;
+  row.querySelector(".label").textContent = label;
+  const cell = row.querySelector(".detail");
+  cell.querySelector(".detail-text").textContent = detail(s);
+  checkedTime(cell, s);
+  row.dataset.severity = String(SEVERITY[cls]);
+  // A new check: its beat joins the bar, the oldest leaves.
+  if (s.last_health_check && s.last_health_check !== row.dataset.checked) {
+    const beats = [...row.querySelectorAll("svg.beats rect")];
+    if (beats.length > 0 && row.dataset.checked) {
+      const classes = beats.map((b) => b.getAttribute("class"));
+      classes.shift();
+      classes.push(s.health_status === "healthy" ? "ok" : "fail");
+      beats.forEach((b, i) => b.setAttribute("class", classes[i]));
+    }
+    row.dataset.checked = s.last_health_check;
   }
 }
 

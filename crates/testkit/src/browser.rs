@@ -63,6 +63,12 @@ impl Browser {
     /// Panics with an install hint when Chromium is missing: `scripts/test`
     /// installs it.
     pub async fn start() -> Browser {
+        Browser::start_in_zone(None).await
+    }
+
+    /// As [`Browser::start`], with the browser's time zone set (`TZ`, e.g.
+    /// `Asia/Tokyo`), for pages that show times in the reader's zone.
+    pub async fn start_in_zone(zone: Option<&str>) -> Browser {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(bin).exists(),
@@ -71,8 +77,13 @@ impl Browser {
             );
         }
         let port = crate::closed_port();
+        let mut command = Command::new(CHROMEDRIVER);
+        if let Some(zone) = zone {
+            // chromedriver passes its environment to the browser it starts.
+            command.env("TZ", zone);
+        }
         let driver = Driver(
-            Command::new(CHROMEDRIVER)
+            command
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -18,6 +18,7 @@ pub mod systemd;
 pub mod table;
 pub mod ui;
 pub mod users;
+pub(crate) mod when;
 
 use std::sync::Arc;
 

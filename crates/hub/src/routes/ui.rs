@@ -16,6 +16,8 @@ use serde_json::{json, Map, Value};
 
 use super::extract::ServiceId;
 use super::table::Routes;
+pub(crate) use super::when::stamp;
+use super::when::{relative, Ago, Stamp};
 use super::AppState;
 use crate::auth::client::Client;
 use crate::auth::guard::{Caller, Remote};
@@ -152,6 +154,7 @@ fn no_such_service() -> Response {
 
 // ---- Dashboard ------------------------------------------------------------
 
+#[derive(Clone)]
 struct Row {
     id: i64,
     /// Inline SVG of recent latencies (numbers only).
@@ -176,6 +179,8 @@ struct Row {
     checked: String,
     /// "muted" or "maintenance", when its alerts are held back.
     quiet: Option<&'static str>,
+    /// When it was last checked, for the detail line.
+    checked_ago: Option<Ago>,
 }
 
 /// The dashboard's filters, as its query says them (`?state=&kind=&tag=&q=`,
@@ -191,12 +196,78 @@ struct Filters {
     kinds: Vec<&'static str>,
     /// Why the query could not be read, if it could not.
     error: Option<String>,
+    /// `?group=tag`: one section per tag.
+    by_tag: bool,
 }
 
 impl Filters {
     fn active(&self) -> bool {
         !(self.state.is_empty() && self.kind.is_empty() && self.tag.is_empty() && self.q.is_empty())
     }
+}
+
+/// A section of the dashboard: every row, or one tag's rows when grouped.
+struct Group {
+    /// The tag, or `None` for the whole list (or the untagged rows when
+    /// grouped).
+    tag: Option<String>,
+    rows: Vec<Row>,
+    /// Of its rows, how many fail.
+    failing: usize,
+}
+
+/// The rows in one section, or in one section per tag (a service with two
+/// tags shows in both; untagged ones last): sections with failing services
+/// first, then by tag.
+fn group_rows(rows: Vec<Row>, by_tag: bool) -> Vec<Group> {
+    let failing = |rows: &[Row]| rows.iter().filter(|r| r.severity == 0).count();
+    if !by_tag {
+        return vec![Group {
+            tag: None,
+            failing: failing(&rows),
+            rows,
+        }];
+    }
+    let mut tags: Vec<String> = Vec::new();
+    for row in &rows {
+        for tag in &row.tags {
+            if !tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
+                tags.push(tag.clone());
+            }
+        }
+    }
+    let mut groups: Vec<Group> = tags
+        .into_iter()
+        .map(|tag| {
+            let rows: Vec<Row> = rows
+                .iter()
+                .filter(|r| r.tags.iter().any(|t| t.eq_ignore_ascii_case(&tag)))
+                .cloned()
+                .collect();
+            Group {
+                failing: failing(&rows),
+                tag: Some(tag),
+                rows,
+            }
+        })
+        .collect();
+    let untagged: Vec<Row> = rows.into_iter().filter(|r| r.tags.is_empty()).collect();
+    if !untagged.is_empty() {
+        groups.push(Group {
+            tag: None,
+            failing: failing(&untagged),
+            rows: untagged,
+        });
+    }
+    groups.sort_by_cached_key(|g| {
+        let worst = g.rows.iter().map(|r| r.severity).min().unwrap_or(u8::MAX);
+        (
+            worst,
+            g.tag.is_none(),
+            g.tag.as_deref().map(str::to_lowercase),
+        )
+    });
+    groups
 }
 
 /// Where a status sorts on the dashboard: failing first, then warning,
@@ -221,7 +292,9 @@ struct Counts {
 #[derive(Template)]
 #[template(path = "index.html")]
 struct DashboardPage {
-    rows: Vec<Row>,
+    groups: Vec<Group>,
+    /// Rows shown (a row in two groups counts once).
+    shown: usize,
     counts: Counts,
     filters: Filters,
     /// Services registered at all (the rows are those the filters admit).
@@ -244,25 +317,17 @@ pub fn label(status: Status) -> (&'static str, &'static str) {
     }
 }
 
-fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (now - then).num_seconds().max(0);
-    match secs {
-        0..=59 => format!("{secs} s ago"),
-        60..=3599 => format!("{} min ago", (secs + 30) / 60),
-        _ => format!("{} h ago", (secs + 1800) / 3600),
-    }
-}
-
-fn detail(s: &Service, now: DateTime<Utc>) -> String {
+/// What the row says about its last check, without its time (shown apart).
+fn detail(s: &Service) -> String {
     if s.check_url().is_none() {
         return s
             .state_reason
             .clone()
             .unwrap_or_else(|| "no health endpoint".into());
     }
-    let Some(checked) = s.last_health_check else {
+    if s.last_health_check.is_none() {
         return "not checked yet".into();
-    };
+    }
     let mut parts = Vec::new();
     match (&s.last_error, s.last_response_code) {
         (Some(e), _) => parts.push(e.clone()),
@@ -272,7 +337,6 @@ fn detail(s: &Service, now: DateTime<Utc>) -> String {
     if let Some(ms) = s.last_latency_ms {
         parts.push(format!("{ms} ms"));
     }
-    parts.push(ago(checked, now));
     parts.join(" · ")
 }
 
@@ -302,6 +366,7 @@ async fn dashboard(
         kind: word("kind").to_ascii_lowercase(),
         tag: word("tag"),
         q: word("q"),
+        by_tag: word("group").eq_ignore_ascii_case("tag"),
         ..Filters::default()
     };
     let mut params: HashMap<String, String> = HashMap::new();
@@ -348,7 +413,7 @@ async fn dashboard(
     services.sort_by_cached_key(|s| (severity(s.state), s.name.to_lowercase(), s.id));
     let now = state.clock.now();
     let since = now - chrono::Duration::hours(6);
-    let rows = services
+    let rows: Vec<Row> = services
         .iter()
         .map(|s| Row {
             tags: s.tags.clone(),
@@ -383,7 +448,11 @@ async fn dashboard(
             description: s.description.clone(),
             health: label(s.state).0,
             label: label(s.state).1,
-            detail: detail(s, now),
+            detail: detail(s),
+            checked_ago: s
+                .check_url()
+                .and(s.last_health_check)
+                .map(|t| Ago::new(t, now)),
             from_file: s.from_file,
         })
         .collect();
@@ -413,7 +482,8 @@ async fn dashboard(
     render(
         StatusCode::OK,
         &DashboardPage {
-            rows,
+            shown: rows.len(),
+            groups: group_rows(rows, filters.by_tag),
             counts,
             filters,
             total,
@@ -456,19 +526,19 @@ struct DetailPage {
     state_class: &'static str,
     state_label: &'static str,
     reason: String,
-    since: Option<String>,
+    since: Option<Stamp>,
     uptime_day: String,
     uptime_week: String,
     uptime_month: String,
     spark: String,
     /// (when, from, to, why)
-    events: Vec<(String, &'static str, &'static str, String)>,
+    events: Vec<(Stamp, &'static str, &'static str, String)>,
     /// (when, result, latency, detail)
-    checks: Vec<(String, &'static str, String, String)>,
+    checks: Vec<(Stamp, &'static str, String, String)>,
     /// A check script's server: (id, name).
     server: Option<(i64, String)>,
     /// A check script's results: (when, status, message).
-    results: Vec<(String, &'static str, String)>,
+    results: Vec<(Stamp, &'static str, String)>,
     /// The systemd unit of the hub's host behind the service.
     unit: Option<UnitSection>,
     /// How the hub checks it, when it does.
@@ -575,14 +645,14 @@ fn run_time(ms: u64) -> String {
 struct PushSection {
     period: String,
     grace: String,
-    /// The last ping: (how long ago, when).
-    last: Option<(String, String)>,
+    /// The last ping.
+    last: Option<Ago>,
     /// The status the last ping reported, and its message.
     said: Option<(String, String)>,
     /// How long the last run took.
     took: Option<String>,
-    /// The current run: (how long ago it began, when).
-    running: Option<(String, String)>,
+    /// When the current run began.
+    running: Option<Ago>,
 }
 
 impl PushSection {
@@ -590,7 +660,7 @@ impl PushSection {
         s.has_push_token.then(|| PushSection {
             period: amount(s.push_period_secs.unwrap_or(86_400)).1,
             grace: amount(s.push_grace_secs.unwrap_or(3600)).0,
-            last: s.last_push.map(|t| (ago(t, now), stamp(t))),
+            last: s.last_push.map(|t| Ago::new(t, now)),
             said: s.last_push.map(|_| {
                 (
                     s.push_status.clone().unwrap_or_else(|| "OK".into()),
@@ -598,7 +668,7 @@ impl PushSection {
                 )
             }),
             took: s.push_duration_ms.map(run_time),
-            running: s.push_started_at.map(|t| (ago(t, now), stamp(t))),
+            running: s.push_started_at.map(|t| Ago::new(t, now)),
         })
     }
 }
@@ -686,7 +756,7 @@ struct UnitSection {
     /// "active (running)"
     state: String,
     state_class: String,
-    since: Option<String>,
+    since: Option<Stamp>,
     main_pid: Option<u32>,
     pids: usize,
     /// "127.0.0.1:8080", with "(socket unit x.socket)" for socket activation.
@@ -779,7 +849,7 @@ impl UnitSection {
                         Some("active" | "reloading")
                     )
                 })
-                .map(stamp),
+                .map(Stamp),
             main_pid: service.main_pid,
             pids: service.pids.len(),
             ports: service
@@ -798,10 +868,6 @@ impl UnitSection {
             name,
         })
     }
-}
-
-pub(crate) fn stamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 async fn detail_page(
@@ -842,7 +908,7 @@ async fn detail_page(
                     server.map(|s| (s.id, s.name)),
                     results
                         .into_iter()
-                        .map(|r| (stamp(r.at), r.status.as_str(), r.message))
+                        .map(|r| (Stamp(r.at), r.status.as_str(), r.message))
                         .collect(),
                 ),
                 Err(e) => return store_failure(&e),
@@ -866,7 +932,7 @@ async fn detail_page(
         state_class,
         state_label,
         reason: service.state_reason.clone().unwrap_or_default(),
-        since: service.state_since.map(stamp),
+        since: service.state_since.map(Stamp),
         uptime_day: crate::history::percent(uptime.day),
         uptime_week: crate::history::percent(uptime.week),
         uptime_month: crate::history::percent(uptime.month),
@@ -875,7 +941,7 @@ async fn detail_page(
             .iter()
             .map(|e| {
                 (
-                    stamp(e.at),
+                    Stamp(e.at),
                     label(e.old).1,
                     label(e.new).1,
                     e.reason.clone(),
@@ -887,7 +953,7 @@ async fn detail_page(
             .rev()
             .map(|c| {
                 (
-                    stamp(c.checked_at),
+                    Stamp(c.checked_at),
                     c.status.as_str(),
                     c.latency_ms
                         .map_or_else(|| "—".into(), |ms| format!("{ms} ms")),
@@ -965,18 +1031,7 @@ fn request_host(headers: &axum::http::HeaderMap) -> String {
 }
 
 fn when(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
-    match t {
-        None => "never".into(),
-        Some(t) if t <= now => ago(t, now),
-        Some(t) => {
-            let secs = (t - now).num_seconds();
-            match secs {
-                0..=59 => format!("in {secs} s"),
-                60..=3599 => format!("in {} min", (secs + 30) / 60),
-                _ => format!("in {} h", (secs + 1800) / 3600),
-            }
-        }
-    }
+    t.map_or_else(|| "never".into(), |t| relative(t, now))
 }
 
 fn unit_row(s: &lookout_proto::service::ServiceView, host: &str, ports_unknown: bool) -> UnitRow {
@@ -1064,7 +1119,7 @@ async fn scan_page(State(state): State<AppState>, headers: axum::http::HeaderMap
             } else {
                 "services"
             },
-            ago(r.scanned_at, now),
+            relative(r.scanned_at, now),
             r.discovered,
             r.updated,
             r.removed,

@@ -744,7 +744,9 @@ async fn a_push_check_made_from_the_form_turns_ok_when_pinged_in_chromium() {
 }
 
 /// The dashboard puts failing services first and moves a service live when
-/// it recovers; its counts and menus filter it by state and by tag.
+/// it recovers; its counts and menus filter it by state and by tag, and group
+/// it by tag; times are the reader's; on a phone each service is a compact
+/// card.
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_services_come_first_and_the_dashboard_filters_by_state_and_tag_in_chromium() {
     let hub = spawn_hub().await;
@@ -760,7 +762,8 @@ async fn failing_services_come_first_and_the_dashboard_filters_by_state_and_tag_
         }))
         .await;
     }
-    let browser = Browser::start().await;
+    // A reader in Tokyo (UTC+9, no daylight saving).
+    let browser = Browser::start_in_zone(Some("Asia/Tokyo")).await;
     let c = &browser.client;
     c.goto(&hub.url("/")).await.unwrap();
     let order = || async {
@@ -779,8 +782,40 @@ async fn failing_services_come_first_and_the_dashboard_filters_by_state_and_tag_
     }
     wait_text(c, r#"tr[data-name="beta"] .label"#, |t| t == "Failure").await;
     screenshot(c, "dashboard-failing-first-desktop").await;
+    // The last check's time is relative, with the absolute time in the
+    // reader's zone on hover.
+    let time = c
+        .execute(
+            "const t = document.querySelector('tr[data-name=\"beta\"] time.ago'); \
+             return [t.textContent, t.title, t.getAttribute('datetime')]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let [text, title, at] = [0, 1, 2].map(|i| time[i].as_str().unwrap().to_owned());
+    assert!(text.ends_with(" s ago"), "{text}");
+    let tokyo = chrono::DateTime::parse_from_rfc3339(&at)
+        .unwrap()
+        .naive_utc()
+        + chrono::Duration::hours(9);
+    assert!(
+        title.starts_with(&tokyo.format("%Y-%m-%d %H:%M:%S").to_string()),
+        "{title} is not {at} in Tokyo"
+    );
     c.set_window_size(390, 844).await.unwrap();
     assert_no_sideways_scroll(c).await;
+    // A card per service, name and status on one line: three fit in far
+    // less than a phone's screen.
+    let heights = c
+        .execute(
+            "return [...document.querySelectorAll('tr[data-id]')].map(r => r.getBoundingClientRect().height)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    for h in heights.as_array().unwrap() {
+        assert!(h.as_f64().unwrap() < 130.0, "a card is {h} px high");
+    }
     screenshot(c, "dashboard-failing-first-phone").await;
     c.set_window_size(1280, 1000).await.unwrap();
 
@@ -833,6 +868,53 @@ async fn failing_services_come_first_and_the_dashboard_filters_by_state_and_tag_
     screenshot(c, "dashboard-filtered-desktop").await;
     c.goto(&hub.url("/?tag=backup&q=BET")).await.unwrap();
     assert_eq!(order().await, serde_json::json!(["beta"]));
+
+    // Grouped by tag: a section per tag, failing ones first, beta in both of
+    // its tags, the untagged last; a recovery updates every copy live.
+    c.goto(&hub.url("/")).await.unwrap();
+    c.find(Locator::Id("filter-group"))
+        .await
+        .unwrap()
+        .select_by_value("tag")
+        .await
+        .unwrap();
+    wait_path(c, |p| p.contains("group=tag")).await;
+    let sections = || async {
+        c.execute(
+            "return [...document.querySelectorAll('#services tbody')].map(b => \
+               [b.dataset.tag, ...[...b.querySelectorAll('tr[data-id]')].map(r => r.dataset.name)])",
+            vec![],
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        sections().await,
+        serde_json::json!([
+            ["backup", "beta"],
+            ["media", "beta", "alpha"],
+            ["", "gamma"]
+        ])
+    );
+    let head = wait_text(c, "tbody[data-tag=\"media\"] .group-count", |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert_eq!(head, "2 services · 1 failing");
+    screenshot(c, "dashboard-grouped-desktop").await;
+    flaky.set_status(200);
+    wait_text(c, "tbody[data-tag=\"media\"] .group-count", |t| {
+        t == "2 services"
+    })
+    .await;
+    let labels = c
+        .execute(
+            "return [...document.querySelectorAll('tr[data-name=\"beta\"] .label')].map(l => l.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(labels, serde_json::json!(["OK", "OK"]));
     // Pages left behind let go of their event streams: after all these
     // pages, this one did not wait for a free connection (the browser's
     // six per host; it waited about a minute when cached pages kept theirs).
