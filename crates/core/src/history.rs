@@ -1,9 +1,227 @@
-//! History figures: uptime over the usual windows and latency series, and
-//! their small server-rendered SVG graphs.
+//! History figures: uptime over the usual windows, latency series over the
+//! chart's ranges (hourly rollups of check results beyond the raw ones),
+//! incidents, and their small server-rendered SVG graphs.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
+use lookout_proto::series::{coarsen, downsample, slot, Bucket, Sample};
+use lookout_proto::service::StatusEventView;
 use lookout_proto::status::{uptime, Status};
 use serde::Serialize;
+
+use crate::store::{Store, StoreError};
+
+/// How long ago, or how soon: `12 s ago`, `3 min ago`, `in 2 h`, `5 d ago`.
+pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - t).num_seconds();
+    let (n, unit) = match secs.unsigned_abs() {
+        s @ 0..=59 => (s, "s"),
+        s @ 60..=3599 => ((s + 30) / 60, "min"),
+        s @ 3600..=172_799 => ((s + 1800) / 3600, "h"),
+        s => ((s + 43_200) / 86_400, "d"),
+    };
+    if secs >= 0 {
+        format!("{n} {unit} ago")
+    } else {
+        format!("in {n} {unit}")
+    }
+}
+
+/// A duration as people say it: `45 s`, `12 min`, `3 h 5 min`, `2 d 4 h`
+/// (notices say how long an outage lasted with it, pages an incident).
+pub fn span_words(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        3600..=86_399 if secs % 3600 / 60 == 0 => format!("{} h", secs / 3600),
+        3600..=86_399 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ if secs % 86_400 / 3600 == 0 => format!("{} d", secs / 86_400),
+        _ => format!("{} d {} h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+/// A range of the response-time chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Range {
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "24h")]
+    Day,
+    #[serde(rename = "7d")]
+    Week,
+    #[serde(rename = "30d")]
+    Month,
+}
+
+impl Range {
+    pub const ALL: [Range; 4] = [Range::Hour, Range::Day, Range::Week, Range::Month];
+
+    /// `1h`, `24h`, `7d` or `30d`.
+    pub fn parse(text: &str) -> Option<Range> {
+        Range::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Range::Hour => "1h",
+            Range::Day => "24h",
+            Range::Week => "7d",
+            Range::Month => "30d",
+        }
+    }
+
+    /// "1 hour", "24 hours", "7 days", "30 days".
+    pub fn words(self) -> &'static str {
+        match self {
+            Range::Hour => "1 hour",
+            Range::Day => "24 hours",
+            Range::Week => "7 days",
+            Range::Month => "30 days",
+        }
+    }
+
+    pub fn span(self) -> Duration {
+        match self {
+            Range::Hour => Duration::hours(1),
+            Range::Day => Duration::hours(24),
+            Range::Week => Duration::days(7),
+            Range::Month => Duration::days(30),
+        }
+    }
+
+    /// The width of one point of the chart: about a hundred points a range.
+    pub fn bucket(self) -> Duration {
+        match self {
+            Range::Hour => Duration::minutes(1),
+            Range::Day => Duration::minutes(15),
+            Range::Week => Duration::hours(1),
+            Range::Month => Duration::hours(6),
+        }
+    }
+
+    /// Time-axis ticks: how many intervals the range is cut into.
+    fn intervals(self) -> i32 {
+        match self {
+            Range::Hour | Range::Day => 4,
+            Range::Week => 7,
+            Range::Month => 6,
+        }
+    }
+}
+
+/// A service's check results over `range` up to `now`, in the range's
+/// buckets: from the raw results for the last day, from the hourly rollups
+/// (and the raw results of the hours not rolled up yet) beyond it.
+pub async fn latency_series(
+    store: &dyn Store,
+    id: i64,
+    range: Range,
+    now: DateTime<Utc>,
+) -> Result<Vec<Bucket>, StoreError> {
+    let from = slot(now - range.span(), range.bucket());
+    let raw = |from| async move {
+        let samples = store.check_samples(Some(id), from, now).await?;
+        Ok::<_, StoreError>(samples.into_iter().map(|(_, s)| s))
+    };
+    match range {
+        Range::Hour | Range::Day => Ok(downsample(raw(from).await?, range.bucket())),
+        Range::Week | Range::Month => {
+            let mut hours = store.check_hours(id, from, now).await?;
+            // The last hours may not be rolled up yet.
+            let recent = downsample(
+                raw(slot(now, Duration::hours(1)) - Duration::hours(2)).await?,
+                Duration::hours(1),
+            );
+            for b in recent {
+                if !hours.iter().any(|h| h.start == b.start) {
+                    hours.push(b);
+                }
+            }
+            hours.sort_by_key(|b| b.start);
+            Ok(coarsen(&hours, range.bucket()))
+        }
+    }
+}
+
+/// Rolls the complete hours of raw check results up into hourly buckets:
+/// from a little before the last hour rolled up (results can arrive late),
+/// or from `kept` ago on a database without rollups, one day at a time.
+/// Returns how many hours were written.
+pub async fn roll_up_hours(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    kept: Duration,
+) -> Result<usize, StoreError> {
+    let hour = Duration::hours(1);
+    let to = slot(now, hour);
+    let from = match store.last_check_hour().await? {
+        Some(last) => (last - hour * 2).max(to - kept),
+        None => slot(to - kept, hour),
+    };
+    let mut written = 0;
+    let mut start = from;
+    while start < to {
+        let end = (start + Duration::days(1)).min(to);
+        let mut by_service: HashMap<i64, Vec<Sample>> = HashMap::new();
+        for (id, s) in store.check_samples(None, start, end).await? {
+            by_service.entry(id).or_default().push(s);
+        }
+        let rows: Vec<(i64, Bucket)> = by_service
+            .into_iter()
+            .flat_map(|(id, samples)| downsample(samples, hour).into_iter().map(move |b| (id, b)))
+            .collect();
+        store.put_check_hours(&rows).await?;
+        written += rows.len();
+        start = end;
+    }
+    Ok(written)
+}
+
+/// A time a service was failing: from the change to FAILURE to the next
+/// change away from it (`end` is `None` while it lasts).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    pub start: DateTime<Utc>,
+    pub end: Option<DateTime<Utc>>,
+    pub duration_secs: i64,
+    /// Why it began.
+    pub reason: String,
+}
+
+/// The incidents in a service's status changes (given newest first, as the
+/// store lists them), newest first.
+pub fn incidents(changes: &[StatusEventView], now: DateTime<Utc>) -> Vec<Incident> {
+    let mut out: Vec<Incident> = Vec::new();
+    let mut open: Option<(DateTime<Utc>, String)> = None;
+    for e in changes.iter().rev() {
+        match (&open, e.new == Status::Failure) {
+            (None, true) => open = Some((e.at, e.reason.clone())),
+            (Some(_), false) => {
+                if let Some((start, reason)) = open.take() {
+                    out.push(Incident {
+                        start,
+                        end: Some(e.at),
+                        duration_secs: (e.at - start).num_seconds(),
+                        reason,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((start, reason)) = open {
+        out.push(Incident {
+            start,
+            end: None,
+            duration_secs: (now - start).num_seconds(),
+            reason,
+        });
+    }
+    out.reverse();
+    out
+}
 
 /// Uptime over the last 24 hours, 7 days and 30 days (0.0 to 1.0; `None` when
 /// nothing is known in the window).
@@ -60,50 +278,151 @@ pub fn percent(ratio: Option<f64>) -> String {
     }
 }
 
-/// A polyline of latencies (gaps for failed checks), scaled into a
-/// `width` × `height` SVG. Only numbers go into it, so it is safe to embed.
-pub fn sparkline(latencies: &[Option<u64>], width: u32, height: u32) -> String {
-    let max = latencies
-        .iter()
-        .flatten()
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let n = latencies.len().max(2) - 1;
-    let step = f64::from(width) / n as f64;
-    let mut segments: Vec<Vec<String>> = vec![Vec::new()];
-    let mut failures = Vec::new();
-    for (i, latency) in latencies.iter().enumerate() {
-        let x = i as f64 * step;
-        match latency {
-            Some(ms) => {
-                let y = f64::from(height) - 1.0 - (*ms as f64 / max) * (f64::from(height) - 2.0);
-                if let Some(segment) = segments.last_mut() {
-                    segment.push(format!("{x:.1},{y:.1}"));
-                }
-            }
-            None => {
-                failures.push(x);
-                segments.push(Vec::new());
-            }
-        }
+/// "12 ms", "1.5 s": a latency for an axis or a tooltip.
+fn millis(ms: f64) -> String {
+    if ms >= 1000.0 {
+        let s = format!("{:.1}", ms / 1000.0);
+        format!("{} s", s.trim_end_matches(".0"))
+    } else {
+        format!("{ms:.0} ms")
     }
+}
+
+/// A round step for about `lines` grid lines up to `top`: 1, 2 or 5 × 10ⁿ.
+fn grid_step(top: f64, lines: f64) -> f64 {
+    let rough = (top / lines).max(1.0);
+    let power = 10f64.powf(rough.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|step| *step >= rough)
+        .unwrap_or(10.0 * power)
+}
+
+/// The response-time chart of a range: the mean latency of each bucket as a
+/// line over the band from its fastest to its slowest check, failed checks
+/// as red marks along the time axis, latency gridlines with units, and time
+/// ticks in words ("6 h ago", "now"). Each bucket has a tooltip with its
+/// figures. Only numbers and fixed words go into it, so it is safe to embed.
+pub fn latency_chart(buckets: &[Bucket], range: Range, now: DateTime<Utc>) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 220.0;
+    const LEFT: f64 = 52.0;
+    const RIGHT: f64 = 12.0;
+    const TOP: f64 = 10.0;
+    const BOTTOM: f64 = 26.0;
+    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let from = now - range.span();
+    let span_ms = range.span().num_milliseconds() as f64;
+    let x_of = |t: DateTime<Utc>| {
+        LEFT + ((t - from).num_milliseconds() as f64 / span_ms).clamp(0.0, 1.0) * pw
+    };
+    let bucket_ms = range.bucket().num_milliseconds();
+    let slowest = buckets.iter().filter_map(Bucket::most).fold(0.0, f64::max);
+    let step = grid_step(slowest.max(1.0), 4.0);
+    let top = (slowest / step).ceil().max(1.0) * step;
+    let y_of = |ms: f64| TOP + ph - (ms / top).clamp(0.0, 1.0) * ph;
     let mut svg = format!(
-        r#"<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" preserveAspectRatio="none" role="img" aria-label="response time"><title>response time, last {} checks, peak {max:.0} ms</title>"#,
-        latencies.len()
+        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="response time over the last {words}"><title>response time over the last {words}</title>"#,
+        words = range.words()
     );
-    for segment in segments.iter().filter(|s| !s.is_empty()) {
-        if segment.len() == 1 {
-            let (x, y) = segment[0].split_once(',').unwrap_or(("0", "0"));
-            svg.push_str(&format!(r#"<circle cx="{x}" cy="{y}" r="1.5"/>"#));
+    // Latency grid and its labels.
+    let mut v = 0.0;
+    while v <= top + step / 2.0 {
+        let y = y_of(v);
+        svg.push_str(&format!(
+            r#"<line class="grid" x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            W - RIGHT,
+            LEFT - 6.0,
+            y + 4.0,
+            millis(v)
+        ));
+        v += step;
+    }
+    // Time ticks.
+    let n = range.intervals();
+    for i in 0..=n {
+        let t = from + range.span() * i / n;
+        let x = x_of(t);
+        let anchor = match i {
+            0 => "start",
+            _ if i == n => "end",
+            _ => "middle",
+        };
+        let text = if i == n {
+            "now".to_owned()
         } else {
-            svg.push_str(&format!(r#"<polyline points="{}"/>"#, segment.join(" ")));
+            relative(t, now)
+        };
+        svg.push_str(&format!(
+            r#"<line class="tick" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}"/><text class="axis" x="{x:.1}" y="{:.1}" text-anchor="{anchor}">{text}</text>"#,
+            TOP + ph,
+            TOP + ph + 4.0,
+            H - 6.0
+        ));
+    }
+    // The band and the line, broken where buckets are missing.
+    let mut runs: Vec<Vec<&Bucket>> = Vec::new();
+    let mut last: Option<DateTime<Utc>> = None;
+    for b in buckets.iter().filter(|b| b.mean().is_some()) {
+        let joined = last.is_some_and(|l| (b.start - l).num_milliseconds() <= bucket_ms);
+        match runs.last_mut() {
+            Some(run) if joined => run.push(b),
+            _ => runs.push(vec![b]),
+        }
+        last = Some(b.start);
+    }
+    let width_px = (bucket_ms as f64 / span_ms * pw).max(1.0);
+    let mid = |b: &Bucket| x_of(b.start) + width_px / 2.0;
+    for run in &runs {
+        let upper: Vec<String> = run
+            .iter()
+            .map(|b| format!("{:.1},{:.1}", mid(b), y_of(b.most().unwrap_or(0.0))))
+            .collect();
+        let lower: Vec<String> = run
+            .iter()
+            .rev()
+            .map(|b| format!("{:.1},{:.1}", mid(b), y_of(b.least().unwrap_or(0.0))))
+            .collect();
+        let line: Vec<String> = run
+            .iter()
+            .map(|b| format!("{:.1},{:.1}", mid(b), y_of(b.mean().unwrap_or(0.0))))
+            .collect();
+        if run.len() == 1 {
+            let (x, y) = (mid(run[0]), y_of(run[0].mean().unwrap_or(0.0)));
+            svg.push_str(&format!(
+                r#"<circle class="mean" cx="{x:.1}" cy="{y:.1}" r="2"/>"#
+            ));
+        } else {
+            svg.push_str(&format!(
+                r#"<polygon class="band" points="{} {}"/><polyline class="mean" points="{}"/>"#,
+                upper.join(" "),
+                lower.join(" "),
+                line.join(" ")
+            ));
         }
     }
-    for x in failures {
+    // Failures along the axis, and each bucket's tooltip.
+    for b in buckets {
+        let x = x_of(b.start);
+        if b.failed() > 0 {
+            svg.push_str(&format!(
+                r#"<rect class="fail" x="{x:.1}" y="{:.1}" width="{width_px:.1}" height="5"/>"#,
+                TOP + ph - 5.0
+            ));
+        }
+        let figures = match (b.mean(), b.least(), b.most()) {
+            (Some(mean), Some(lo), Some(hi)) => {
+                format!("mean {}, {}–{}", millis(mean), millis(lo), millis(hi))
+            }
+            _ => "no latency".to_owned(),
+        };
+        let checks = if b.count == 1 { "check" } else { "checks" };
         svg.push_str(&format!(
-            r#"<line class="fail" x1="{x:.1}" y1="0" x2="{x:.1}" y2="{height}"/>"#
+            r#"<rect class="hover" x="{x:.1}" y="{TOP}" width="{width_px:.1}" height="{ph}"><title>{}: {figures}; {} {checks}, {} failed</title></rect>"#,
+            relative(b.start, now),
+            b.count,
+            b.failed()
         ));
     }
     svg.push_str("</svg>");
@@ -141,6 +460,182 @@ pub fn beat_bar(passed: &[bool], slots: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{HealthCheck, SqlStore};
+    use chrono::TimeZone;
+    use lookout_proto::service::{parse_new_service, HealthStatus};
+
+    fn change(at: DateTime<Utc>, old: Status, new: Status, reason: &str) -> StatusEventView {
+        StatusEventView {
+            id: 0,
+            service_id: 1,
+            at,
+            old,
+            new,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn incidents_run_from_failure_to_recovery_newest_first() {
+        let t =
+            |m: i64| Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap() + Duration::minutes(m);
+        // Newest first, as the store lists them.
+        let changes = [
+            change(t(100), Status::Ok, Status::Failure, "HTTP 502"),
+            change(t(50), Status::Warning, Status::Ok, "fine"),
+            change(t(20), Status::Failure, Status::Warning, "slow"),
+            change(t(0), Status::Unknown, Status::Failure, "connection refused"),
+        ];
+        let found = incidents(&changes, t(130));
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].start, t(100));
+        assert_eq!(
+            (found[0].end, found[0].duration_secs),
+            (None, 30 * 60),
+            "ongoing"
+        );
+        assert_eq!(found[0].reason, "HTTP 502");
+        assert_eq!(found[1].start, t(0));
+        assert_eq!(found[1].end, Some(t(20)), "a warning ends it");
+        assert_eq!(found[1].reason, "connection refused");
+        assert!(incidents(&[], t(0)).is_empty());
+    }
+
+    #[test]
+    fn durations_and_ranges_in_words() {
+        assert_eq!(span_words(45), "45 s");
+        assert_eq!(span_words(3 * 3600 + 5 * 60), "3 h 5 min");
+        assert_eq!(span_words(2 * 86_400), "2 d");
+        assert_eq!(Range::parse("7d"), Some(Range::Week));
+        assert_eq!(Range::parse("2d"), None);
+        assert_eq!(grid_step(230.0, 4.0), 100.0);
+        assert_eq!(grid_step(38.0, 4.0), 10.0);
+        assert_eq!(millis(1500.0), "1.5 s");
+        assert_eq!(millis(2000.0), "2 s");
+    }
+
+    #[test]
+    fn the_chart_has_units_time_ticks_failures_and_tooltips() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap();
+        let at = |m: i64| now - Duration::minutes(m);
+        let buckets = downsample(
+            [
+                Sample {
+                    at: at(300),
+                    passed: true,
+                    value: Some(40.0),
+                },
+                Sample {
+                    at: at(290),
+                    passed: true,
+                    value: Some(120.0),
+                },
+                Sample {
+                    at: at(60),
+                    passed: false,
+                    value: None,
+                },
+                Sample {
+                    at: at(30),
+                    passed: true,
+                    value: Some(80.0),
+                },
+            ],
+            Range::Day.bucket(),
+        );
+        let svg = latency_chart(&buckets, Range::Day, now);
+        assert!(svg.starts_with(r#"<svg class="chart""#));
+        for label in [
+            "0 ms", "50 ms", "100 ms", "150 ms", "24 h ago", "12 h ago", ">now<",
+        ] {
+            assert!(svg.contains(label), "{label} missing from {svg}");
+        }
+        assert_eq!(svg.matches(r#"<rect class="fail""#).count(), 1);
+        assert!(
+            svg.contains("mean 80 ms, 40 ms–120 ms; 2 checks, 0 failed"),
+            "{svg}"
+        );
+        assert!(svg.contains("no latency; 1 check, 1 failed"));
+        // Two runs apart (five hours between): two dots, no line across the gap.
+        assert_eq!(svg.matches("<circle").count(), 2, "{svg}");
+        assert!(!svg.contains("<polyline"));
+        assert!(!svg.contains("script"));
+    }
+
+    #[tokio::test]
+    async fn hourly_rollups_outlive_the_raw_results_and_draw_the_long_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::open(&dir.path().join("h.db")).await.unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 12, 3, 12, 20, 0).unwrap();
+        let new = parse_new_service(serde_json::json!({"name": "s"}).as_object().unwrap()).unwrap();
+        let s = store.create_service(&new, now).await.unwrap();
+        let check = |at: DateTime<Utc>, ok: bool, ms: u64| HealthCheck {
+            service_id: s.id,
+            checked_at: at,
+            status: if ok {
+                HealthStatus::Healthy
+            } else {
+                HealthStatus::Unhealthy
+            },
+            url: None,
+            response_code: None,
+            latency_ms: Some(ms),
+            error: None,
+            warning: None,
+            cert_expires_at: None,
+        };
+        let three_days_ago = Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap();
+        for (minute, ok, ms) in [(5, true, 10), (30, true, 30), (50, false, 5000)] {
+            let c = check(three_days_ago + Duration::minutes(minute), ok, ms);
+            store.record_health_check(&c).await.unwrap();
+        }
+        // This hour's check is not rolled up yet.
+        store
+            .record_health_check(&check(now - Duration::minutes(10), true, 7))
+            .await
+            .unwrap();
+
+        let kept = Duration::days(7);
+        let written = roll_up_hours(&store, now, kept).await.unwrap();
+        assert_eq!(written, 1, "one complete hour had checks");
+        // Again: the same hour is written again, not twice.
+        roll_up_hours(&store, now, kept).await.unwrap();
+        let hours = store
+            .check_hours(s.id, now - Duration::days(30), now)
+            .await
+            .unwrap();
+        assert_eq!(hours.len(), 1);
+        assert_eq!((hours[0].count, hours[0].passed), (3, 2));
+        assert_eq!(
+            hours[0].mean(),
+            Some(20.0),
+            "failed checks' latencies are left out"
+        );
+
+        // The raw results go; the month's chart still has them.
+        store
+            .prune(now - Duration::days(1), now, now - Duration::days(400))
+            .await
+            .unwrap();
+        assert!(store
+            .check_samples(Some(s.id), three_days_ago, now - Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty());
+        let month = latency_series(&store, s.id, Range::Month, now)
+            .await
+            .unwrap();
+        let counts: Vec<u32> = month.iter().map(|b| b.count).collect();
+        assert_eq!(
+            counts,
+            [3, 1],
+            "the rolled-up hour and this hour's raw check"
+        );
+        assert_eq!(month[0].failed(), 1);
+        let day = latency_series(&store, s.id, Range::Day, now).await.unwrap();
+        assert_eq!(day.len(), 1);
+        assert_eq!(day[0].mean(), Some(7.0));
+    }
 
     #[test]
     fn beat_bars_right_align_the_last_checks() {
@@ -155,19 +650,6 @@ mod tests {
         // More checks than room: the newest.
         let svg = beat_bar(&[false; 40], 30);
         assert_eq!(svg.matches(r#"class="fail""#).count(), 30);
-    }
-
-    #[test]
-    fn sparklines_are_numbers_only_and_mark_failures() {
-        let svg = sparkline(&[Some(10), Some(20), None, Some(5)], 100, 20);
-        assert!(svg.starts_with("<svg"));
-        assert!(
-            svg.contains("<polyline points=\"0.0,10.0 33.3,1.0\"/>"),
-            "{svg}"
-        );
-        assert!(svg.contains(r#"class="fail""#));
-        assert!(svg.contains("<circle"));
-        assert!(!svg.contains("script"));
     }
 
     #[test]

@@ -319,8 +319,9 @@ fn kind_name(kind: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
-/// Prunes health results older than `retention` and logged events older than
-/// a day, every ten minutes, so the database does not grow without bound.
+/// Rolls check results up into hourly buckets, then prunes health results
+/// older than `retention` and logged events older than a day, every ten
+/// minutes, so the database does not grow without bound.
 /// Each round also runs `also` (the web layer forgets idle rate-limit keys).
 pub async fn run_pruner(
     store: Arc<dyn Store>,
@@ -336,8 +337,12 @@ pub async fn run_pruner(
             _ = tick.tick() => {}
         }
         let now = clock.now();
-        let checks_before =
-            now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+        let kept = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+        let checks_before = now - kept;
+        // Complete hours are rolled up before their raw results can go.
+        if let Err(e) = crate::history::roll_up_hours(store.as_ref(), now, kept).await {
+            tracing::warn!(error = ?e, "could not roll up check results");
+        }
         let events_before = now - chrono::Duration::days(1);
         // Status changes are small and make the 30-day uptime: keep 400 days.
         let changes_before = now - chrono::Duration::days(400);

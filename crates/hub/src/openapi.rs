@@ -224,6 +224,19 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             "health",
             Object,
         ),
+        ("GET", "/api/services/{id}/history") => Doc {
+            query: &[(
+                "range",
+                Takes::Words(&["1h", "24h", "7d", "30d"]),
+                "how far back (24h when left out)",
+            )],
+            ..doc(
+                "Check results over a range in buckets (count, passed, mean, min and max \
+                 latency) and the service's incidents",
+                "health",
+                Object,
+            )
+        },
         ("GET", "/api/services/{id}/results") => Doc {
             query: &[LIMIT],
             ..doc("An agent check's results", "agents", Many("CheckResultView"))

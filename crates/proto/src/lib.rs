@@ -11,6 +11,7 @@ pub mod error;
 pub mod monitor;
 pub mod notify;
 pub mod push;
+pub mod series;
 pub mod service;
 pub mod status;
 pub mod systemd;

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lookout_proto::condition::Condition;
 use lookout_proto::monitor::{ProbeSettings, Target};
+use lookout_proto::series::{Bucket, Sample};
 use lookout_proto::service::{
     health_url, HealthCheckView, HealthStatus, NewService, PortView, RegistryStatus, ReportedState,
     ServicePatch, ServiceView, TimerView,
@@ -689,14 +690,40 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
 
     /// Deletes health results and check-script results older than
     /// `checks_before` (each check keeps its newest result: its agent resumes
-    /// from it), logged events older than `events_before`, and status changes
-    /// and audit rows older than `changes_before`; returns how many rows went.
+    /// from it), logged events older than `events_before`, and status
+    /// changes, hourly rollups and audit rows older than `changes_before`;
+    /// returns how many rows went.
     async fn prune(
         &self,
         checks_before: DateTime<Utc>,
         events_before: DateTime<Utc>,
         changes_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Health check results from `from` (inclusive) to `to` (exclusive),
+    /// oldest first, as samples (a latency for a passing check that measured
+    /// one), of one service or of all: (service id, sample).
+    async fn check_samples(
+        &self,
+        service_id: Option<i64>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(i64, Sample)>, StoreError>;
+
+    /// Writes hourly rollups of check results, replacing those of the same
+    /// service and hour (rolling an hour up again is harmless).
+    async fn put_check_hours(&self, hours: &[(i64, Bucket)]) -> Result<(), StoreError>;
+
+    /// A service's hourly rollups from `from` to `to`, oldest first.
+    async fn check_hours(
+        &self,
+        service_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Bucket>, StoreError>;
+
+    /// The newest hour rolled up, of any service.
+    async fn last_check_hour(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// The most recent results first.
     async fn health_history(

@@ -78,19 +78,7 @@ impl Notice {
     }
 }
 
-/// A length of time as people say it: `45 s`, `12 min`, `3 h 5 min`,
-/// `2 d 4 h`.
-pub fn span_words(secs: i64) -> String {
-    let secs = secs.max(0);
-    match secs {
-        0..=59 => format!("{secs} s"),
-        60..=3599 => format!("{} min", secs / 60),
-        3600..=86_399 if secs % 3600 < 60 => format!("{} h", secs / 3600),
-        3600..=86_399 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
-        _ if secs % 86_400 < 3600 => format!("{} d", secs / 86_400),
-        _ => format!("{} d {} h", secs / 86_400, secs % 86_400 / 3600),
-    }
-}
+pub use crate::history::span_words;
 
 /// Validates a channel's config for its kind; returns it trimmed to known keys.
 pub fn validate_config(

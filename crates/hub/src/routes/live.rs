@@ -31,6 +31,7 @@ pub fn routes(r: Routes) -> Routes {
         .get("/services/ws", Access::Viewer, websocket)
         .get("/services/{id}/events", Access::Viewer, status_history)
         .get("/services/{id}/stats", Access::Viewer, stats)
+        .get("/services/{id}/history", Access::Viewer, history)
 }
 
 /// The id to resume after: the `Last-Event-ID` header, else `?last_event_id=`.
@@ -203,4 +204,53 @@ async fn stats(
     Ok(Json(
         serde_json::json!({ "service_id": id, "uptime": uptime, "latency": latency }),
     ))
+}
+
+/// A service's check results over a range (`?range=1h|24h|7d|30d`, 24h by
+/// default) in the response-time chart's buckets, and its incidents.
+async fn history(
+    State(state): State<AppState>,
+    ServiceId(id): ServiceId,
+    QueryMap(query): QueryMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::history::Range;
+    state
+        .registry
+        .get(id)
+        .ok_or_else(|| ApiError::not_found_service(id))?;
+    let range = match query.get("range").map(String::as_str) {
+        None | Some("") => Range::Day,
+        Some(text) => Range::parse(text).ok_or_else(|| {
+            ApiError::BadRequest(
+                "invalid query".into(),
+                vec![FieldError::new("range", "must be 1h, 24h, 7d or 30d")],
+            )
+        })?,
+    };
+    let now = state.clock.now();
+    let (buckets, changes) = tokio::try_join!(
+        crate::history::latency_series(state.store.as_ref(), id, range, now),
+        state.store.status_events(Some(id), 200),
+    )?;
+    let figure = |v: Option<f64>| v.map(|v| (v * 10.0).round() / 10.0);
+    let buckets: Vec<serde_json::Value> = buckets
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "start": b.start,
+                "checks": b.count,
+                "passed": b.passed,
+                "mean_ms": figure(b.mean()),
+                "min_ms": b.least(),
+                "max_ms": b.most(),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "service_id": id,
+        "range": range,
+        "bucket_secs": range.bucket().num_seconds(),
+        "buckets": buckets,
+        "incidents": crate::history::incidents(&changes, now),
+    })))
 }

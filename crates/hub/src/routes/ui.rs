@@ -22,6 +22,7 @@ use super::AppState;
 use crate::auth::client::Client;
 use crate::auth::guard::{Caller, Remote};
 use crate::auth::{Access, Bucket};
+use crate::history::Range;
 use crate::store::{Service, StoreError};
 
 /// Every dashboard page and form.
@@ -530,7 +531,10 @@ struct DetailPage {
     uptime_day: String,
     uptime_week: String,
     uptime_month: String,
-    spark: String,
+    /// The response-time chart, for a service the hub checks.
+    chart: ChartSection,
+    incidents: Vec<IncidentRow>,
+    has_checks: bool,
     /// (when, from, to, why)
     events: Vec<(Stamp, &'static str, &'static str, String)>,
     /// (when, result, latency, detail)
@@ -549,6 +553,57 @@ struct DetailPage {
     /// Its push URL's timing and last ping, when it has one.
     push: Option<PushSection>,
     alerts: AlertsSection,
+}
+
+/// A time the service was failing, as its page lists it.
+struct IncidentRow {
+    start: Stamp,
+    /// `None` while it lasts.
+    end: Option<Stamp>,
+    lasted: String,
+    reason: String,
+}
+
+/// The response-time chart of one range, with the range's figures.
+struct ChartSection {
+    range: &'static str,
+    /// (range, words) for the range links.
+    ranges: Vec<(&'static str, &'static str)>,
+    svg: String,
+    /// "99.31 % of 1,440 checks passed · mean 12 ms", or `None` when no
+    /// check ran in the range.
+    summary: Option<String>,
+}
+
+impl ChartSection {
+    fn of(series: &[lookout_proto::series::Bucket], range: Range, now: DateTime<Utc>) -> Self {
+        let (count, passed, values, sum) = series.iter().fold((0u64, 0u64, 0u64, 0.0), |a, b| {
+            (
+                a.0 + u64::from(b.count),
+                a.1 + u64::from(b.passed),
+                a.2 + u64::from(b.values),
+                a.3 + b.sum,
+            )
+        });
+        let summary = (count > 0).then(|| {
+            let mut text = format!(
+                "{} of {} {} passed",
+                crate::history::percent(Some(passed as f64 / count as f64)),
+                count,
+                if count == 1 { "check" } else { "checks" }
+            );
+            if values > 0 {
+                text.push_str(&format!(" · mean {:.0} ms", sum / values as f64));
+            }
+            text
+        });
+        ChartSection {
+            range: range.as_str(),
+            ranges: Range::ALL.iter().map(|r| (r.as_str(), r.words())).collect(),
+            svg: crate::history::latency_chart(series, range, now),
+            summary,
+        }
+    }
 }
 
 /// Whether and how a service alerts, as its page shows it.
@@ -874,26 +929,44 @@ async fn detail_page(
     State(state): State<AppState>,
     Caller(who): Caller,
     ServiceId(id): ServiceId,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(service) = state.registry.get(id).map(|e| e.service.clone()) else {
         return no_such_service();
     };
+    let range = match q.get("range").map(String::as_str) {
+        None | Some("") => Range::Day,
+        Some(text) => match Range::parse(text) {
+            Some(r) => r,
+            None => {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    "No such range",
+                    "The chart shows 1h, 24h, 7d or 30d.",
+                )
+            }
+        },
+    };
     let unit = UnitSection::of(&state, &service).await;
     let now = state.clock.now();
     let uptime = state.registry.uptimes(id, now);
-    let (events, mut checks) = match tokio::try_join!(
-        state.store.status_events(Some(id), 50),
+    let (events, checks, series) = match tokio::try_join!(
+        state.store.status_events(Some(id), 200),
         state.store.health_history(id, 50),
+        crate::history::latency_series(state.store.as_ref(), id, range, now),
     ) {
         Ok(v) => v,
         Err(e) => return store_failure(&e),
     };
-    checks.reverse();
-    let points: Vec<Option<u64>> = checks
-        .iter()
-        .map(|c| {
-            c.latency_ms
-                .filter(|_| c.status == lookout_proto::service::HealthStatus::Healthy)
+    let chart = ChartSection::of(&series, range, now);
+    let incidents = crate::history::incidents(&events, now)
+        .into_iter()
+        .take(20)
+        .map(|i| IncidentRow {
+            start: Stamp(i.start),
+            end: i.end.map(Stamp),
+            lasted: crate::history::span_words(i.duration_secs),
+            reason: i.reason,
         })
         .collect();
     let (server, results) = match service.server_id {
@@ -936,9 +1009,12 @@ async fn detail_page(
         uptime_day: crate::history::percent(uptime.day),
         uptime_week: crate::history::percent(uptime.week),
         uptime_month: crate::history::percent(uptime.month),
-        spark: crate::history::sparkline(&points, 600, 80),
+        chart,
+        incidents,
+        has_checks: !checks.is_empty(),
         events: events
             .iter()
+            .take(50)
             .map(|e| {
                 (
                     Stamp(e.at),

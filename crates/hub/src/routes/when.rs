@@ -13,21 +13,7 @@ pub(crate) fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// How long ago, or how soon: `12 s ago`, `3 min ago`, `in 2 h`.
-pub(crate) fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (now - t).num_seconds();
-    let (n, unit) = match secs.unsigned_abs() {
-        s @ 0..=59 => (s, "s"),
-        s @ 60..=3599 => ((s + 30) / 60, "min"),
-        s @ 3600..=172_799 => ((s + 1800) / 3600, "h"),
-        s => ((s + 43_200) / 86_400, "d"),
-    };
-    if secs >= 0 {
-        format!("{n} {unit} ago")
-    } else {
-        format!("in {n} {unit}")
-    }
-}
+pub(crate) use crate::history::relative;
 
 /// An absolute time on a page: `<time datetime=…>` that the script shows in
 /// the reader's zone.

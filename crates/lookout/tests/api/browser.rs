@@ -1067,3 +1067,101 @@ async fn an_e_mail_channel_made_from_the_form_delivers_in_chromium() {
     screenshot(c, "notifications-email-phone").await;
     browser.close().await;
 }
+
+/// A service's page charts its response time over a chosen range and lists
+/// its incidents with their durations, on a desktop and on a phone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_page_charts_ranges_and_lists_incidents_in_chromium() {
+    let hub = spawn_hub().await;
+    let target = Target::start(500).await;
+    let id = hub
+        .create_service(serde_json::json!({
+            "name": "jellyfin", "base_url": target.url(), "check_interval_secs": 1,
+        }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    let page = hub.url(&format!("/services/{id}"));
+    c.goto(&page).await.unwrap();
+    // Failing: an ongoing incident. Then it recovers: the incident ends.
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while !c
+        .source()
+        .await
+        .unwrap()
+        .contains("<strong>ongoing</strong>")
+    {
+        assert!(tokio::time::Instant::now() < until, "no ongoing incident");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.refresh().await.unwrap();
+    }
+    target.set_status(200);
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        c.refresh().await.unwrap();
+        let lasted = c
+            .execute(
+                "const r = document.querySelector('#incidents tbody tr'); \
+                 return r && !r.classList.contains('failed') ? r.cells[2].textContent : null",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if let Some(text) = lasted.as_str() {
+            assert!(text.ends_with(" s"), "lasted {text}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the incident did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let summary = wait_text(c, "#chart-summary", |t| t.contains("checks passed")).await;
+    assert!(
+        !summary.starts_with("100 %"),
+        "failed checks count: {summary}"
+    );
+    let failures = c
+        .execute(
+            "return document.querySelectorAll('svg.chart rect.fail').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(failures.as_u64().unwrap() >= 1, "failed checks are marked");
+    screenshot(c, "service-chart-desktop").await;
+    // Another range, from its link.
+    click(c, "range-1h").await;
+    wait_path(c, |p| p.ends_with("?range=1h")).await;
+    let ticks = c
+        .execute(
+            "return [...document.querySelectorAll('svg.chart text.axis')].map(t => t.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let ticks: Vec<&str> = ticks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        ticks.contains(&"1 h ago") && ticks.contains(&"now"),
+        "{ticks:?}"
+    );
+    assert!(
+        ticks.iter().any(|t| t.ends_with(" ms")),
+        "latency has units: {ticks:?}"
+    );
+    let here = c.current_url().await.unwrap().to_string();
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "service-chart-phone").await;
+    c.set_window_size(1280, 1000).await.unwrap();
+    dark_screenshot(&here, "service-chart-dark");
+    browser.close().await;
+}

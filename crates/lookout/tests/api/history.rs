@@ -58,7 +58,7 @@ async fn uptime_is_exact_on_a_constructed_history() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn checks_draw_a_sparkline_and_fill_the_detail_page() {
+async fn checks_draw_a_chart_over_ranges_and_fill_the_detail_page() {
     let hub = spawn_hub().await;
     let target = Target::start(200).await;
     let s = hub
@@ -100,10 +100,44 @@ async fn checks_draw_a_sparkline_and_fill_the_detail_page() {
         .unwrap();
     assert!(detail.contains(r#"id="recent-checks""#) && detail.contains("HTTP 200"));
     assert!(
-        detail.contains(r#"<svg class="spark""#) && detail.contains("<polyline"),
-        "the response-time line on the service's page"
+        detail.contains(r#"<svg class="chart""#) && detail.contains(">now</text>"),
+        "the response-time chart on the service's page"
     );
     assert!(detail.contains(r#"id="uptime-24h">100 %"#));
+    assert!(detail.contains("100 % of "), "the range's figures");
+    assert!(detail.contains(r#"id="no-incidents""#));
+    // Its ranges are links; the chosen one is marked.
+    let week = hub
+        .get(&format!("/services/{id}?range=7d"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(week
+        .contains(r#"class="current" aria-current="true" title="the last 7 days" id="range-7d""#));
+    assert!(week.contains("6 d ago</text>"), "a week's ticks are days");
+    assert_eq!(
+        hub.get(&format!("/services/{id}?range=2d")).await.status(),
+        400
+    );
+    // The same figures from the API.
+    let history = hub
+        .get_json(&format!("/api/services/{id}/history?range=1h"))
+        .await;
+    assert_eq!(history["range"], "1h");
+    assert_eq!(history["bucket_secs"], 60);
+    let buckets = history["buckets"].as_array().unwrap();
+    let checks: u64 = buckets.iter().map(|b| b["checks"].as_u64().unwrap()).sum();
+    let passed: u64 = buckets.iter().map(|b| b["passed"].as_u64().unwrap()).sum();
+    assert!(checks >= 3 && passed == checks, "{history}");
+    assert!(buckets[0]["mean_ms"].as_f64().is_some());
+    assert_eq!(history["incidents"], json!([]));
+    let bad = hub
+        .get(&format!("/api/services/{id}/history?range=2d"))
+        .await;
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "range");
     assert_eq!(hub.get("/services/999").await.status(), 404);
     assert_eq!(hub.get("/api/services/999/stats").await.status(), 404);
 }

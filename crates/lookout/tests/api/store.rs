@@ -684,6 +684,90 @@ async fn health_story() {
             .collect::<Vec<_>>(),
         [worker.id]
     );
+
+    // Results as samples (latencies of passing checks only), of one
+    // service or all, in a time window.
+    let t = 2 * HOUR;
+    store
+        .record_health_checks(&[
+            passed(&worker, t + 10, 12),
+            passed(&worker, t + 40, 15),
+            failed(&worker, t + 70, 503),
+        ])
+        .await
+        .unwrap();
+    let samples = store
+        .check_samples(Some(worker.id), at(t), at(t + 71))
+        .await
+        .unwrap();
+    let seen: Vec<(i64, DateTime<Utc>, bool, Option<f64>)> = samples
+        .iter()
+        .map(|(id, s)| (*id, s.at, s.passed, s.value))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (worker.id, at(t + 10), true, Some(12.0)),
+            (worker.id, at(t + 40), true, Some(15.0)),
+            (worker.id, at(t + 70), false, None)
+        ]
+    );
+    let all = store
+        .check_samples(None, at(0), at(10 * DAY))
+        .await
+        .unwrap();
+    assert!(all.len() > samples.len(), "earlier results too");
+
+    // Hourly rollups: written, written again over the same hour, read back
+    // in a window; pruned with status changes; gone with their service.
+    assert_eq!(store.last_check_hour().await.unwrap(), None);
+    let hour = lookout_proto::series::downsample(
+        samples.iter().map(|(_, s)| *s),
+        chrono::Duration::hours(1),
+    );
+    assert_eq!(hour.len(), 1);
+    store
+        .put_check_hours(&[(worker.id, hour[0])])
+        .await
+        .unwrap();
+    let mut again = hour[0];
+    again.count += 1;
+    store
+        .put_check_hours(&[(worker.id, again), (MISSING, hour[0])])
+        .await
+        .unwrap();
+    let read = store
+        .check_hours(worker.id, at(-DAY), at(DAY))
+        .await
+        .unwrap();
+    assert_eq!(
+        read.len(),
+        1,
+        "one row an hour, and none for a missing service"
+    );
+    assert_eq!(
+        (read[0].start, read[0].count, read[0].passed, read[0].mean()),
+        (hour[0].start, 4, 2, Some(13.5))
+    );
+    assert_eq!((read[0].least(), read[0].most()), (Some(12.0), Some(15.0)));
+    assert_eq!(store.last_check_hour().await.unwrap(), Some(hour[0].start));
+    assert!(store
+        .check_hours(worker.id, at(DAY), at(2 * DAY))
+        .await
+        .unwrap()
+        .is_empty());
+    store.prune(at(0), at(0), hour[0].start).await.unwrap();
+    assert_eq!(
+        store.last_check_hour().await.unwrap(),
+        Some(hour[0].start),
+        "kept as long as status changes"
+    );
+    store.delete_service(worker.id).await.unwrap();
+    assert_eq!(
+        store.last_check_hour().await.unwrap(),
+        None,
+        "deleted with the service"
+    );
 }
 
 /// systemd discovery: scans, units seen in between, timers, the hub's state.

@@ -23,6 +23,7 @@ pub const EXPORT_TABLES: &[&str] = &[
     "servers",
     "services",
     "health_checks",
+    "check_hours",
     "status_events",
     "deliveries",
     "check_results",

@@ -15,6 +15,7 @@ use sqlx::{Any, AnyPool, Arguments, ConnectOptions, Encode, Executor, Row, Type}
 
 use lookout_proto::condition::{Condition, ConditionSpec};
 use lookout_proto::monitor::ProbeSettings;
+use lookout_proto::series::{Bucket, Sample};
 use lookout_proto::service::StatusEventView;
 use lookout_proto::status::{ServiceKind, Status, StatusRules};
 
@@ -1144,16 +1145,127 @@ impl Store for SqlStore {
         .bind(ms(checks_before))
         .execute(&self.pool)
         .await?;
-        // The audit log is kept as long as status changes.
+        // The audit log and hourly rollups are kept as long as status changes.
         let audit = sqlx::query("DELETE FROM audit_log WHERE at < $1")
             .bind(ms(changes_before))
             .execute(&self.pool)
             .await?;
-        Ok(checks.rows_affected()
+        let hours = sqlx::query("DELETE FROM check_hours WHERE hour < $1")
+            .bind(ms(changes_before))
+            .execute(&self.pool)
+            .await?;
+        Ok(hours.rows_affected()
+            + checks.rows_affected()
             + events.rows_affected()
             + changes.rows_affected()
             + results.rows_affected()
             + audit.rows_affected())
+    }
+
+    async fn check_samples(
+        &self,
+        service_id: Option<i64>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(i64, Sample)>, StoreError> {
+        let rows: Vec<(i64, i64, String, Option<i64>)> = match service_id {
+            Some(id) => sqlx::query_as(
+                "SELECT service_id, checked_at, status, latency_ms FROM health_checks
+                     WHERE service_id = $1 AND checked_at >= $2 AND checked_at < $3
+                     ORDER BY checked_at, id",
+            )
+            .bind(id),
+            None => sqlx::query_as(
+                "SELECT service_id, checked_at, status, latency_ms FROM health_checks
+                 WHERE checked_at >= $1 AND checked_at < $2 ORDER BY checked_at, id",
+            ),
+        }
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at, status, latency)| {
+                let passed = status == HealthStatus::Healthy.as_str();
+                (
+                    id,
+                    Sample {
+                        at: time(at),
+                        passed,
+                        value: latency.filter(|_| passed).map(|ms| ms as f64),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn put_check_hours(&self, hours: &[(i64, Bucket)]) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        for (service_id, b) in hours {
+            let figure = |v: Option<f64>| v.map(|v| v.round() as i64);
+            sqlx::query(
+                "INSERT INTO check_hours
+                   (service_id, hour, checks, passed, latencies, latency_sum, latency_min, latency_max)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8
+                 WHERE EXISTS (SELECT 1 FROM services WHERE id = $9)
+                 ON CONFLICT (service_id, hour) DO UPDATE SET
+                   checks = excluded.checks, passed = excluded.passed,
+                   latencies = excluded.latencies, latency_sum = excluded.latency_sum,
+                   latency_min = excluded.latency_min, latency_max = excluded.latency_max",
+            )
+            .bind(service_id)
+            .bind(ms(b.start))
+            .bind(i64::from(b.count))
+            .bind(i64::from(b.passed))
+            .bind(i64::from(b.values))
+            .bind(b.sum.round() as i64)
+            .bind(figure(b.least()))
+            .bind(figure(b.most()))
+            .bind(service_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn check_hours(
+        &self,
+        service_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        type Row = (i64, i64, i64, i64, i64, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT hour, checks, passed, latencies, latency_sum, latency_min, latency_max
+             FROM check_hours WHERE service_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour",
+        )
+        .bind(service_id)
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(rows
+            .into_iter()
+            .map(|(hour, checks, passed, values, sum, min, max)| Bucket {
+                start: time(hour),
+                count: count(checks),
+                passed: count(passed),
+                values: count(values),
+                sum: sum as f64,
+                min: min.map_or(f64::INFINITY, |v| v as f64),
+                max: max.map_or(f64::NEG_INFINITY, |v| v as f64),
+            })
+            .collect())
+    }
+
+    async fn last_check_hour(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let hour: Option<i64> = sqlx::query_scalar("SELECT MAX(hour) FROM check_hours")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(hour.map(time))
     }
 
     async fn health_history(
