@@ -147,6 +147,9 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("DENY"),
         ))
         .layer(axum::middleware::map_response(close_after_refusal))
+        // Pages, scripts and JSON are sent gzipped to clients that ask for
+        // it; event streams and small bodies are not.
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
 }
 

@@ -1165,3 +1165,86 @@ async fn the_service_page_charts_ranges_and_lists_incidents_in_chromium() {
     dark_screenshot(&here, "service-chart-dark");
     browser.close().await;
 }
+
+/// The dashboard of 200 services (mixed states, tags) stays light: its page
+/// and everything it loads come to under 200 KB as transferred (gzip), and
+/// nothing is asked of another origin. (Its server time is measured by
+/// `cargo bench -p lookout --bench dashboard`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_of_200_services_is_light_and_asks_no_other_origin_in_chromium() {
+    let hub = spawn_hub().await;
+    let up = Target::start(200).await;
+    let down = Target::start(503).await;
+    let closed = format!("http://127.0.0.1:{}", lookout_testkit::closed_port());
+    let tags = ["media", "backup", "network", "home", "dev", "files"];
+    for i in 0..200 {
+        let url = match i % 10 {
+            0 => closed.clone(),
+            1 | 2 => down.url(),
+            _ => up.url(),
+        };
+        hub.create_service(serde_json::json!({
+            "name": format!("service-{i:03}"), "base_url": url,
+            "description": format!("Service number {i} of the home lab"),
+            "tags": [tags[i % tags.len()], tags[(i / 7) % tags.len()]],
+        }))
+        .await;
+    }
+    // Every one checked once.
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while hub
+        .get_json("/api/services")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["last_health_check"].is_null())
+    {
+        assert!(tokio::time::Instant::now() < until, "not all checked");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    for page in ["/", "/?group=tag"] {
+        c.goto(&hub.url(page)).await.unwrap();
+        wait_text(c, "#count-ok", |t| !t.is_empty()).await;
+        let loaded = c
+            .execute(
+                "const all = [...performance.getEntriesByType('navigation'), \
+                              ...performance.getEntriesByType('resource')]; \
+                 return all.map(e => [e.name, e.transferSize, e.encodedBodySize, e.decodedBodySize])",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let origin = hub.url("");
+        let mut transferred = 0;
+        for entry in loaded.as_array().unwrap() {
+            let name = entry[0].as_str().unwrap();
+            assert!(name.starts_with(&origin), "{name} is not from the hub");
+            let (encoded, decoded) = (entry[2].as_u64().unwrap(), entry[3].as_u64().unwrap());
+            transferred += entry[1].as_u64().unwrap();
+            if decoded > 10_000 {
+                assert!(
+                    encoded * 2 < decoded,
+                    "{name} is not compressed: {encoded} of {decoded}"
+                );
+            }
+        }
+        assert!(
+            transferred < 200_000,
+            "{page}: {transferred} bytes transferred: {loaded}"
+        );
+        eprintln!("{page}: {transferred} bytes transferred for 200 services");
+        let rows = c
+            .execute(
+                "return document.querySelectorAll('tr[data-id]').length",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(rows.as_u64().unwrap() >= 200);
+    }
+    screenshot(c, "dashboard-200-grouped-desktop").await;
+    browser.close().await;
+}
