@@ -219,6 +219,7 @@ impl Coding {
 fn shape(s: &Service) -> impl PartialEq + '_ {
     (
         s.status,
+        s.paused,
         s.check_url(),
         s.check_interval_secs,
         s.check_timeout_ms,

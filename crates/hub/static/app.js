@@ -58,6 +58,7 @@ setInterval(() => showTimes(document), 15000);
 
 // What a dashboard row says about the last check (its time is shown apart).
 function detail(s) {
+  if (s.paused) return "paused: not checked until resumed";
   if (!s.health_url) return s.state_reason || "no health endpoint";
   if (!s.last_health_check) return "not checked yet";
   const parts = [];
@@ -69,7 +70,7 @@ function detail(s) {
 
 function checkedTime(cell, s) {
   let span = cell.querySelector(".detail-time");
-  if (!s.health_url || !s.last_health_check) {
+  if (s.paused || !s.health_url || !s.last_health_check) {
     if (span) span.remove();
     return;
   }

@@ -268,6 +268,7 @@ pub struct NewService {
     pub check_interval_secs: Option<u64>,
     pub check_timeout_ms: Option<u64>,
     pub muted: Option<bool>,
+    pub paused: Option<bool>,
     pub maintenance_until: Option<DateTime<Utc>>,
     pub notify_after: Option<u64>,
     pub start_period_secs: Option<u64>,
@@ -293,6 +294,7 @@ pub struct ServicePatch {
     pub check_interval_secs: Option<Option<u64>>,
     pub check_timeout_ms: Option<Option<u64>>,
     pub muted: Option<Option<bool>>,
+    pub paused: Option<Option<bool>>,
     pub maintenance_until: Option<Option<DateTime<Utc>>>,
     pub notify_after: Option<Option<u64>>,
     pub start_period_secs: Option<Option<u64>>,
@@ -407,6 +409,7 @@ pub const WRITABLE_FIELDS: &[&str] = &[
     "check_interval_secs",
     "check_timeout_ms",
     "muted",
+    "paused",
     "maintenance_until",
     "notify_after",
     "start_period_secs",
@@ -476,6 +479,7 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
         check_interval_secs: patch.check_interval_secs.flatten(),
         check_timeout_ms: patch.check_timeout_ms.flatten(),
         muted: patch.muted.flatten(),
+        paused: patch.paused.flatten(),
         maintenance_until: patch.maintenance_until.flatten(),
         notify_after: patch.notify_after.flatten(),
         start_period_secs: patch.start_period_secs.flatten(),
@@ -581,6 +585,10 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
             ranged(v, &TIMEOUT_RANGE_MS, "milliseconds")
         }),
         muted: field(body, "muted", errors, |v| {
+            v.as_bool()
+                .ok_or_else(|| format!("must be true or false, got {}", kind(v)))
+        }),
+        paused: field(body, "paused", errors, |v| {
             v.as_bool()
                 .ok_or_else(|| format!("must be true or false, got {}", kind(v)))
         }),
@@ -870,6 +878,8 @@ pub struct ServiceView {
     pub check_timeout_ms: u64,
     /// No notifications for this service.
     pub muted: bool,
+    /// Neither checked nor judged (status `UNKNOWN`, "paused") until resumed.
+    pub paused: bool,
     /// Notifications are held back until this time (a maintenance window).
     pub maintenance_until: Option<DateTime<Utc>>,
     /// Consecutive failed checks before an alert (flap damping).

@@ -73,6 +73,8 @@ impl Status {
 /// rules of the tables above, so every engine and every hub decides alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceKind<'a> {
+    /// Paused by a person: neither checked nor judged.
+    Paused,
     /// A check script an agent runs on its server.
     AgentCheck {
         agent_online: bool,
@@ -204,6 +206,7 @@ impl ServiceKind<'_> {
     /// The status now in force, with the reason a person reads.
     pub fn status(&self) -> (Status, String) {
         match *self {
+            ServiceKind::Paused => (Status::Unknown, "paused".to_owned()),
             ServiceKind::AgentCheck { agent_online, last } => {
                 agent_check_status(agent_online, last)
             }

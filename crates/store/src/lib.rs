@@ -162,6 +162,8 @@ pub struct Service {
     pub check_message: Option<String>,
     pub check_at: Option<DateTime<Utc>>,
     pub muted: bool,
+    /// Neither checked nor judged until resumed.
+    pub paused: bool,
     pub maintenance_until: Option<DateTime<Utc>>,
     pub notify_after: Option<u64>,
     pub last_health_check: Option<DateTime<Utc>>,
@@ -199,6 +201,9 @@ impl Service {
     /// arrives before (the earlier of the two); `None` when it has neither,
     /// or has not been heard from yet. What the overdue sweep looks for.
     pub fn missed_after(&self) -> Option<DateTime<Utc>> {
+        if self.paused {
+            return None;
+        }
         let after = |last: Option<DateTime<Utc>>, secs: u64| {
             last.map(|t| {
                 t + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
@@ -231,7 +236,9 @@ impl Service {
         let secs = |v: Option<u64>, default: u64| {
             i64::try_from(v.unwrap_or(default)).unwrap_or(i64::MAX / 2)
         };
-        if self.server_id.is_some() {
+        if self.paused {
+            ServiceKind::Paused
+        } else if self.server_id.is_some() {
             ServiceKind::AgentCheck {
                 agent_online,
                 last: self
@@ -334,7 +341,9 @@ impl Service {
     /// `maintenance` until its window ends. The notifier and the pages
     /// both ask this.
     pub fn held_back(&self, now: DateTime<Utc>) -> Option<&'static str> {
-        if self.muted {
+        if self.paused {
+            Some("paused")
+        } else if self.muted {
             Some("muted")
         } else if self.maintenance_until.is_some_and(|until| now < until) {
             Some("maintenance")
@@ -465,6 +474,7 @@ impl Service {
             check_interval_secs: self.interval(defaults).as_secs(),
             check_timeout_ms: u64::try_from(self.timeout(defaults).as_millis()).unwrap_or(u64::MAX),
             muted: self.muted,
+            paused: self.paused,
             maintenance_until: self.maintenance_until,
             notify_after: self.notify_after.unwrap_or(DEFAULT_NOTIFY_AFTER),
             last_scanned_at: self.last_scanned_at,

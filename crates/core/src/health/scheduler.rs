@@ -452,7 +452,7 @@ impl Scheduler {
             }
         }
         let service = &entry.service;
-        let Some(url) = service.check_url() else {
+        let Some(url) = service.check_url().filter(|_| !service.paused) else {
             return false;
         };
         let interval = service.interval(&self.defaults);

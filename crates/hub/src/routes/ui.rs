@@ -42,6 +42,7 @@ pub fn routes(r: Routes) -> Routes {
             new_push_url_from_form,
         )
         .post("/services/{id}/alerts", Access::Admin, alerts_from_form)
+        .post("/services/{id}/pause", Access::Admin, alerts_from_form)
         .post("/scan/cleanup", Access::Admin, cleanup_from_form)
         .limited(
             Method::POST,
@@ -320,6 +321,9 @@ pub fn label(status: Status) -> (&'static str, &'static str) {
 
 /// What the row says about its last check, without its time (shown apart).
 fn detail(s: &Service) -> String {
+    if s.paused {
+        return "paused: not checked until resumed".into();
+    }
     if s.check_url().is_none() {
         return s
             .state_reason
@@ -452,6 +456,7 @@ async fn dashboard(
             detail: detail(s),
             checked_ago: s
                 .check_url()
+                .filter(|_| !s.paused)
                 .and(s.last_health_check)
                 .map(|t| Ago::new(t, now)),
             from_file: s.from_file,
@@ -610,6 +615,7 @@ impl ChartSection {
 struct AlertsSection {
     /// "Alerts are on", "Muted: ...", "In maintenance until ...".
     state: String,
+    paused: bool,
     muted: bool,
     /// In maintenance now.
     maintenance: bool,
@@ -621,6 +627,7 @@ impl AlertsSection {
     fn of(s: &Service, now: DateTime<Utc>) -> AlertsSection {
         let until = s.maintenance_until.filter(|t| *t > now);
         let state = match (until, s.muted) {
+            _ if s.paused => "Paused: it is not checked, and no alert is sent for it".to_owned(),
             (_, true) => "Muted: no alert is sent for it".to_owned(),
             (Some(t), false) => format!(
                 "In maintenance until {} ({}): alerts wait until then",
@@ -631,6 +638,7 @@ impl AlertsSection {
         };
         AlertsSection {
             state,
+            paused: s.paused,
             muted: s.muted,
             maintenance: until.is_some(),
             after: s.notify_after.unwrap_or(3),
@@ -638,8 +646,9 @@ impl AlertsSection {
     }
 }
 
-/// Mutes or unmutes a service, or starts or ends its maintenance, from its
-/// page: `action` is `mute`, `unmute`, `maintain` (with `hours`) or `end`.
+/// Mutes or unmutes a service, starts or ends its maintenance, or pauses or
+/// resumes it, from its page: `action` is `mute`, `unmute`, `maintain` (with
+/// `hours`), `end`, `pause` or `resume`.
 async fn alerts_from_form(
     State(state): State<AppState>,
     ServiceId(id): ServiceId,
@@ -669,11 +678,13 @@ async fn alerts_from_form(
             patch.maintenance_until = Some(Some(now + chrono::Duration::hours(hours)));
         }
         Some("end") => patch.maintenance_until = Some(None),
+        Some("pause") => patch.paused = Some(Some(true)),
+        Some("resume") => patch.paused = Some(Some(false)),
         _ => {
             return message(
                 StatusCode::BAD_REQUEST,
                 "Unknown action",
-                "The form asks to mute, unmute, start or end maintenance.",
+                "The form asks to mute, unmute, start or end maintenance, pause or resume.",
             )
         }
     }

@@ -937,8 +937,8 @@ async fn failing_services_come_first_and_the_dashboard_filters_by_state_and_tag_
     browser.close().await;
 }
 
-/// A service is muted and put in maintenance from its page; the dashboard
-/// shows it, the API has it, and both are undone the same way.
+/// A service is muted, put in maintenance and paused from its page; the
+/// dashboard shows it, the API has it, and each is undone the same way.
 #[tokio::test(flavor = "multi_thread")]
 async fn mute_and_maintenance_from_the_service_page_in_chromium() {
     let hub = spawn_hub().await;
@@ -992,6 +992,19 @@ async fn mute_and_maintenance_from_the_service_page_in_chromium() {
     click(c, "alerts-end").await;
     wait_text(c, "#alerts-state", |t| t.starts_with("Alerts are on")).await;
     assert!(hub.service(id).await["maintenance_until"].is_null());
+
+    // Paused: not checked, UNKNOWN, marked on the dashboard; then resumed.
+    click(c, "pause").await;
+    wait_text(c, "#alerts-state", |t| t.starts_with("Paused")).await;
+    assert_eq!(hub.service(id).await["state_reason"], "paused");
+    c.goto(&hub.url("/")).await.unwrap();
+    wait_text(c, r#"tr[data-name="nas"] .badge.quiet"#, |t| t == "paused").await;
+    let detail = wait_text(c, r#"tr[data-name="nas"] .detail"#, |t| !t.is_empty()).await;
+    assert_eq!(detail, "paused: not checked until resumed");
+    c.goto(&page).await.unwrap();
+    click(c, "resume").await;
+    wait_text(c, "#alerts-state", |t| t.starts_with("Alerts are on")).await;
+    assert_eq!(hub.service(id).await["paused"], false);
     browser.close().await;
 }
 

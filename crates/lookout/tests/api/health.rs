@@ -338,3 +338,58 @@ async fn checks_on_request_are_throttled_per_service() {
     );
     assert_eq!(target.hits() - before, 1, "one probe for ten reads");
 }
+
+/// A paused service is not checked and reads UNKNOWN ("paused"); resumed,
+/// it forgets what it knew and is checked again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_service_is_not_checked_until_resumed() {
+    let hub = spawn_hub().await;
+    let target = Target::start(200).await;
+    let id = hub
+        .create_service(json!({"name": "nas", "base_url": target.url(), "check_interval_secs": 1}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    hub.wait_for_service(id, SOON, |s| s["state"] == "OK").await;
+    let r = hub
+        .put_json(&format!("/api/services/{id}"), &json!({"paused": true}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let s: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&s["paused"], &s["state"], &s["state_reason"]),
+        (&json!(true), &json!("UNKNOWN"), &json!("paused"))
+    );
+    // At most a check already under way finishes; none is started.
+    let hits = target.hits();
+    tokio::time::sleep(Duration::from_millis(3500)).await; // an absence needs a window
+    assert!(target.hits() <= hits + 1, "checked while paused");
+    assert_eq!(hub.service(id).await["state_reason"], "paused");
+    let page = hub.get("/").await.text().await.unwrap();
+    assert!(page.contains(
+        r#"<span class="badge quiet" title="No alerts are sent for it now">paused</span>"#
+    ));
+    let r = hub
+        .put_json(&format!("/api/services/{id}"), &json!({"paused": "yes"}))
+        .await;
+    assert_eq!(r.status(), 422, "paused takes true or false");
+
+    let r = hub
+        .put_json(&format!("/api/services/{id}"), &json!({"paused": false}))
+        .await;
+    let s: Value = r.json().await.unwrap();
+    assert_eq!(s["paused"], false);
+    assert_ne!(s["state_reason"], "paused");
+    hub.wait_for_service(id, SOON, |s| {
+        s["state"] == "OK" && s["last_health_check"].is_string()
+    })
+    .await;
+    let events = hub.get_json(&format!("/api/services/{id}/events")).await;
+    let reasons: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"paused"), "{reasons:?}");
+}

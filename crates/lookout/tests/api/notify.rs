@@ -523,3 +523,48 @@ async fn mqtt_messages_reach_a_real_broker() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Pausing a failing service sends no recovery, a paused heartbeat misses
+/// no deadline, and once resumed it waits for its next beat.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_service_is_not_judged_and_sends_nothing() {
+    let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = spawn_hub_with_clock(fast, clock.clone()).await;
+    let rx = Receiver::start().await;
+    channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
+    let r: Value = hub
+        .post_json("/register", &json!({"name": "backup", "ip": "10.0.0.8"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = r["service"]["id"].as_i64().unwrap();
+    clock.advance(Duration::from_secs(61));
+    let got = rx.wait_for("/hook", 1, SOON).await;
+    assert_eq!(got[0].json()["event"], "alert");
+
+    let r = hub
+        .put_json(&format!("/api/services/{id}"), &json!({"paused": true}))
+        .await;
+    assert_eq!(r.status(), 200);
+    hub.wait_for_service(id, SOON, |s| s["state"] == "UNKNOWN")
+        .await;
+    clock.advance(Duration::from_secs(3 * 3600));
+    tokio::time::sleep(Duration::from_millis(1500)).await; // an absence needs a window
+    assert_eq!(
+        rx.received("/hook").len(),
+        1,
+        "no recovery and no reminder while paused"
+    );
+    assert_eq!(hub.service(id).await["state_reason"], "paused");
+
+    hub.put_json(&format!("/api/services/{id}"), &json!({"paused": false}))
+        .await;
+    clock.advance(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = hub.service(id).await;
+    assert_eq!(s["state"], "UNKNOWN", "waits for its next beat: {s}");
+    hub.post_json("/register", &json!({"name": "backup", "ip": "10.0.0.8"}))
+        .await;
+    hub.wait_for_service(id, SOON, |s| s["state"] == "OK").await;
+}

@@ -347,6 +347,7 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
         state_reason: row.try_get("state_reason")?,
         state_since: opt_time(row.try_get("state_since")?),
         muted: row.try_get::<i64, _>("muted")? != 0,
+        paused: row.try_get::<i64, _>("paused")? != 0,
         maintenance_until: opt_time(row.try_get("maintenance_until")?),
         notify_after: to_u64(row.try_get("notify_after")?),
         heartbeat_ip: row.try_get("heartbeat_ip")?,
@@ -668,9 +669,9 @@ async fn insert_service(
         "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
             reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
             notify_after, created_at, updated_at, state, state_reason, start_period_secs,
-            retry_interval_secs, conditions, probe, source, tags)
+            retry_interval_secs, conditions, probe, source, tags, paused)
          VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17, $18, $19, $20, $21)
+            $17, $18, $19, $20, $21, $22)
          ON CONFLICT (name) DO NOTHING
          RETURNING *",
     )
@@ -695,6 +696,7 @@ async fn insert_service(
     .bind(probe_json(&new.probe))
     .bind(new.from_file.then_some("file"))
     .bind(tags_json(&new.tags))
+    .bind(i64::from(new.paused.unwrap_or(false)))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| name_conflict(e, new.name.as_str()))
@@ -965,6 +967,23 @@ impl Store for SqlStore {
         }
         if let Some(muted) = patch.muted {
             set.push("muted", i64::from(muted.unwrap_or(false)));
+        }
+        if let Some(paused) = patch.paused {
+            let paused = paused.unwrap_or(false);
+            set.push("paused", i64::from(paused));
+            if !paused {
+                // Resumed: what was known before the pause is stale; it
+                // waits for its next check or ping (a deadline missed
+                // while paused is not a failure).
+                set.sql.push_str(
+                    ", health_status = CASE WHEN paused <> 0 THEN 'unknown' ELSE health_status END,
+                       last_error = CASE WHEN paused <> 0 THEN NULL ELSE last_error END,
+                       last_warning = CASE WHEN paused <> 0 THEN NULL ELSE last_warning END,
+                       last_heartbeat = CASE WHEN paused <> 0 THEN NULL ELSE last_heartbeat END,
+                       last_push = CASE WHEN paused <> 0 THEN NULL ELSE last_push END,
+                       push_started_at = CASE WHEN paused <> 0 THEN NULL ELSE push_started_at END",
+                );
+            }
         }
         if let Some(until) = patch.maintenance_until {
             set.push("maintenance_until", until.map(ms));
