@@ -95,6 +95,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "remind every so often while a service stays failing (default 1h; off to disable)",
     },
     SettingSpec {
+        key: "public_url",
+        help: "the hub's address as people reach it (https://lookout.home.lan): alerts link to the service's page there",
+    },
+    SettingSpec {
         key: "retention",
         help: "how long raw check results are kept (default 7d)",
     },
@@ -556,6 +560,9 @@ impl Config {
                 }
             })?;
         }
+        if let Some(v) = get("public_url") {
+            notify.public_url = Some(parse(v, "public_url", parse_public_url)?);
+        }
         let web_ports = match get("web_ports") {
             Some(v) => parse(v, "web_ports", WebPorts::parse)?,
             None => WebPorts::default(),
@@ -799,6 +806,19 @@ pub fn parse_file(
         );
     }
     Ok(out)
+}
+
+/// The hub's address for links: an `http(s)` URL with no query or fragment,
+/// kept without its trailing `/`.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|_| format!("{s:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("needs http:// or https:// and a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("takes no query or fragment".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 fn parse<T>(
@@ -1053,5 +1073,25 @@ mod tests {
         );
         assert!(parse_database_url("postgres://").is_err());
         assert!(parse_database_url("mysql://h/db").is_err());
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_address_without_its_trailing_slash() {
+        assert_eq!(
+            parse_public_url("https://lookout.home.lan/").unwrap(),
+            "https://lookout.home.lan"
+        );
+        assert_eq!(
+            parse_public_url("http://10.0.0.2:8000/lookout/").unwrap(),
+            "http://10.0.0.2:8000/lookout"
+        );
+        for bad in [
+            "lookout.home.lan",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://x/#top",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -116,7 +116,7 @@ impl Default for RateLimits {
 }
 
 /// How notifications are repeated and retried.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NotifySettings {
     /// Reminder interval while a service stays failing; `None` for none.
     pub reminder: Option<Duration>,
@@ -124,6 +124,9 @@ pub struct NotifySettings {
     pub retry_base: Duration,
     /// Tries per notice and channel.
     pub attempts: u32,
+    /// The hub's address as people reach it: notices link to
+    /// `{public_url}/services/{id}`.
+    pub public_url: Option<String>,
 }
 
 impl Default for NotifySettings {
@@ -132,6 +135,7 @@ impl Default for NotifySettings {
             reminder: Some(Duration::from_secs(3600)),
             retry_base: Duration::from_secs(2),
             attempts: 4,
+            public_url: None,
         }
     }
 }

@@ -87,6 +87,7 @@ impl Application {
             store,
             registry,
             shared_database: matches!(config.database, DatabaseUrl::Postgres(_)),
+            public_url: config.notify.public_url.clone(),
             log_followers: Arc::new(tokio::sync::Semaphore::new(
                 crate::routes::systemd::MAX_LOG_FOLLOWERS,
             )),

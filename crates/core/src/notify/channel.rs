@@ -45,6 +45,10 @@ pub struct Notice {
     /// reminder, so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub down_for_secs: Option<i64>,
+    /// The service's page on the hub, when the hub knows its public address
+    /// (`--public-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 impl Notice {
@@ -74,6 +78,15 @@ impl Notice {
                 )
             }
             _ => format!("{}: {} ({})", self.title(), self.reason, self.status),
+        }
+    }
+
+    /// [`Notice::text`] with the link to the service's page on a line of its
+    /// own, when there is one (chat messages and e-mail).
+    pub fn text_with_link(&self) -> String {
+        match &self.link {
+            Some(link) => format!("{}\n{link}", self.text()),
+            None => self.text(),
         }
     }
 }
@@ -224,6 +237,7 @@ pub async fn send(
             "reason": notice.reason,
             "at": notice.at,
             "down_for_secs": notice.down_for_secs,
+            "link": notice.link,
             "title": notice.title(),
             "message": notice.text(),
         })),
@@ -238,14 +252,20 @@ pub async fn send(
             if !get("token").is_empty() {
                 r = r.bearer_auth(get("token"));
             }
+            if let Some(link) = &notice.link {
+                r = r.header("Click", link);
+            }
             r
         }
         ChannelKind::Gotify => client
             .post(format!("{}/message", get("url").trim_end_matches('/')))
             .header("X-Gotify-Key", get("token"))
-            .json(&json!({"title": notice.title(), "message": notice.text(), "priority": if failing { 8 } else { 4 }})),
-        ChannelKind::Discord => client.post(get("url")).json(&json!({"content": format!("**{}**\n{}", notice.title(), notice.text())})),
-        ChannelKind::Slack => client.post(get("url")).json(&json!({"text": format!("*{}*\n{}", notice.title(), notice.text())})),
+            .json(&json!({
+                "title": notice.title(), "message": notice.text(), "priority": if failing { 8 } else { 4 },
+                "extras": {"client::notification": {"click": {"url": notice.link}}},
+            })),
+        ChannelKind::Discord => client.post(get("url")).json(&json!({"content": format!("**{}**\n{}", notice.title(), notice.text_with_link())})),
+        ChannelKind::Slack => client.post(get("url")).json(&json!({"text": format!("*{}*\n{}", notice.title(), notice.text_with_link())})),
     };
     match request.send().await {
         Ok(r) if r.status().is_success() => Ok(()),
@@ -271,10 +291,15 @@ async fn send_email(config: &Map<String, Value>, notice: &Notice) -> Result<(), 
             .map_err(|_| "invalid recipient address".to_owned())?)
         .subject(format!("[lookout] {}", notice.title()))
         .body(format!(
-            "{}\n\nStatus: {}\nAt: {}\n",
+            "{}\n\nStatus: {}\nAt: {}\n{}",
             notice.text(),
             notice.status,
-            notice.at.to_rfc3339()
+            notice.at.to_rfc3339(),
+            notice
+                .link
+                .as_ref()
+                .map(|l| format!("Details: {l}\n"))
+                .unwrap_or_default()
         ))
         .map_err(|e| format!("cannot build the message: {e}"))?;
     let host = get("host");
@@ -345,7 +370,7 @@ async fn send_mqtt(config: &Map<String, Value>, notice: &Notice) -> Result<(), S
     let payload = json!({
         "event": notice.kind, "service": notice.service, "service_id": notice.service_id,
         "status": notice.status, "previous": notice.previous, "reason": notice.reason,
-        "at": notice.at, "down_for_secs": notice.down_for_secs,
+        "at": notice.at, "down_for_secs": notice.down_for_secs, "link": notice.link,
     })
     .to_string();
     client

@@ -231,6 +231,11 @@ impl Notifier {
         track.alerted = kind != NoticeKind::Recovery;
         track.last_sent = Some(now);
         let mut notice = notice_for(service, kind, now);
+        notice.link = self
+            .settings
+            .public_url
+            .as_ref()
+            .map(|base| format!("{base}/services/{}", service.id));
         match kind {
             NoticeKind::Alert => {
                 track.down_since = Some(service.state_since.unwrap_or(now));
@@ -278,7 +283,7 @@ impl Notifier {
                         store: self.store.clone(),
                         clock: self.clock.clone(),
                         client: self.client.clone(),
-                        settings: self.settings,
+                        settings: self.settings.clone(),
                         metrics: self.metrics.clone(),
                     },
                     shutdown.clone(),
@@ -306,6 +311,7 @@ pub fn notice_for(service: &Service, kind: NoticeKind, now: DateTime<Utc>) -> No
         reason: service.state_reason.clone().unwrap_or_default(),
         at: now,
         down_for_secs: None,
+        link: None,
     }
 }
 

@@ -65,6 +65,9 @@ pub struct AppState {
     pub health: Arc<crate::tasks::TaskHealth>,
     /// Journals followed live now (`GET /api/services/{id}/logs/follow`).
     pub log_followers: Arc<tokio::sync::Semaphore>,
+    /// The hub's address as people reach it (`--public-url`), for links in
+    /// notices.
+    pub public_url: Option<String>,
 }
 
 /// Settings of services that report in.

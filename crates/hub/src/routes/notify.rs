@@ -176,6 +176,7 @@ pub async fn send_test(state: &AppState, id: i64) -> Result<Result<(), String>, 
         reason: "test".into(),
         at: state.clock.now(),
         down_for_secs: None,
+        link: state.public_url.clone(),
     };
     let outcome = deliver(&crate::notify::http_client(), &channel, &notice).await;
     state

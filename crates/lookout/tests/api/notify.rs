@@ -137,7 +137,11 @@ async fn every_channel_kind_sends_its_own_format() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_alert_after_three_failures_then_one_recovery() {
-    let hub = spawn_hub_with(fast).await;
+    let hub = spawn_hub_with(|c| {
+        fast(c);
+        c.notify.public_url = Some("https://lookout.home.lan".into());
+    })
+    .await;
     let rx = Receiver::start().await;
     channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
     let target = Target::start(200).await;
@@ -172,6 +176,11 @@ async fn one_alert_after_three_failures_then_one_recovery() {
     assert_eq!(body["previous"], "OK");
     let message = body["message"].as_str().unwrap();
     assert!(message.ends_with("(FAILURE, was OK)"), "{message}");
+    // A link to the service's page, at the hub's public address.
+    assert_eq!(
+        body["link"],
+        format!("https://lookout.home.lan/services/{id}")
+    );
 
     // Still failing: no second alert (the reminder is an hour away).
     tokio::time::sleep(Duration::from_millis(2500)).await; // asserting an absence needs a window
