@@ -373,6 +373,13 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             body: Some("name, kind (webhook, ntfy, gotify, discord, slack, email, mqtt), config, enabled"),
             ..doc("Add a channel", "notifications", CreatedObject)
         },
+        ("PUT", "/api/notifications/channels/{id}") => Doc {
+            body: Some(
+                "name, kind, config, enabled, as when added; a token, password or URL left out \
+                 (or sent back masked) is kept",
+            ),
+            ..doc("Edit a channel", "notifications", Object)
+        },
         ("DELETE", "/api/notifications/channels/{id}") => {
             doc("Remove a channel", "notifications", Empty)
         }

@@ -846,6 +846,16 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     async fn list_channels(&self) -> Result<Vec<Channel>, StoreError>;
     async fn get_channel(&self, id: i64) -> Result<Option<Channel>, StoreError>;
     async fn delete_channel(&self, id: i64) -> Result<bool, StoreError>;
+    /// Replaces a channel's name, kind, config and whether it is enabled;
+    /// `None` when there is no such channel.
+    async fn update_channel(
+        &self,
+        id: i64,
+        name: &str,
+        kind: lookout_proto::notify::ChannelKind,
+        config: &serde_json::Map<String, serde_json::Value>,
+        enabled: bool,
+    ) -> Result<Option<Channel>, StoreError>;
 
     /// Logs a delivery and keeps the channel's last error and last success.
     #[allow(clippy::too_many_arguments)]

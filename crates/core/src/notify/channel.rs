@@ -216,6 +216,25 @@ pub fn masked(config: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
+/// An edited channel's config with the secrets the edit did not change
+/// kept: a `token` or `password` left out, empty, or sent back as masked,
+/// and a `url` sent back as masked, are the stored ones (a form never shows
+/// them, and the API masks them, so a read–edit–write keeps them).
+pub fn keep_secrets(old: &Map<String, Value>, new: &mut Map<String, Value>) {
+    let shown = masked(old);
+    for key in ["token", "password", "url"] {
+        let Some(stored) = old.get(key) else { continue };
+        let unchanged = match new.get(key) {
+            None => key != "url",
+            Some(Value::String(s)) if s.is_empty() => key != "url",
+            Some(v) => shown.get(key) == Some(v),
+        };
+        if unchanged {
+            new.insert(key.to_owned(), stored.clone());
+        }
+    }
+}
+
 /// Sends `notice` through a channel once. The error text never contains the
 /// channel's URL or token.
 pub async fn send(
@@ -406,6 +425,31 @@ async fn send_mqtt(config: &Map<String, Value>, notice: &Notice) -> Result<(), S
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_edit_keeps_the_secrets_it_does_not_change() {
+        let old = serde_json::json!({"url": "https://ntfy.example/x?auth=1", "topic": "a", "token": "tk"});
+        let old = old.as_object().unwrap();
+        // Sent back as the API shows it, the token left empty: both kept.
+        let mut new = masked(old);
+        new.insert("token".into(), "".into());
+        new.insert("topic".into(), "b".into());
+        keep_secrets(old, &mut new);
+        assert_eq!(new["url"], old["url"]);
+        assert_eq!(
+            (new["token"].as_str(), new["topic"].as_str()),
+            (Some("tk"), Some("b"))
+        );
+        // Given anew: replaced.
+        let mut new = masked(old);
+        new.insert("url".into(), "https://other.example".into());
+        new.insert("token".into(), "tk2".into());
+        keep_secrets(old, &mut new);
+        assert_eq!(
+            (new["url"].as_str(), new["token"].as_str()),
+            (Some("https://other.example"), Some("tk2"))
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -25,7 +25,7 @@ use lookout_proto::status::Status;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-pub use channel::{masked, send, validate_config, ChannelKind, Notice, NoticeKind};
+pub use channel::{keep_secrets, masked, send, validate_config, ChannelKind, Notice, NoticeKind};
 
 use crate::clock::SharedClock;
 use crate::events::{Event, EventBus};

@@ -12,6 +12,7 @@ pub mod live;
 pub mod login;
 pub mod metrics;
 pub mod notify;
+pub mod notify_ui;
 pub mod probes;
 pub mod servers_ui;
 pub mod systemd;
@@ -91,8 +92,10 @@ pub fn table() -> (Router<AppState>, Vec<table::RouteInfo>) {
         table::Routes::api(""),
     )))
     .finish();
-    let (pages, page_info) =
-        servers_ui::routes(login::routes(ui::routes(table::Routes::pages()))).finish();
+    let (pages, page_info) = notify_ui::routes(servers_ui::routes(login::routes(ui::routes(
+        table::Routes::pages(),
+    ))))
+    .finish();
     info.extend(root_info);
     info.extend(page_info);
     let api = api

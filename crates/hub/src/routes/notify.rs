@@ -21,6 +21,7 @@ use crate::store::{Channel, StoreError};
 pub fn routes(r: Routes) -> Routes {
     r.get("/notifications/channels", Access::Viewer, list)
         .post("/notifications/channels", Access::Admin, create)
+        .put("/notifications/channels/{id}", Access::Admin, replace)
         .delete("/notifications/channels/{id}", Access::Admin, remove)
         .post("/notifications/channels/{id}/test", Access::Admin, test)
         .get("/notifications/deliveries", Access::Viewer, deliveries)
@@ -145,6 +146,48 @@ async fn create(
             other => other.into(),
         })?;
     Ok((StatusCode::CREATED, Json(view(&channel))))
+}
+
+/// Edits a channel from a body like the one that made it (`name`, `kind`,
+/// `config`, `enabled`), keeping the secrets the body leaves out or sends
+/// back masked.
+pub async fn edit_channel(
+    state: &AppState,
+    id: i64,
+    mut body: serde_json::Map<String, Value>,
+) -> Result<Channel, ApiError> {
+    let old = state
+        .store
+        .get_channel(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no channel with id {id}")))?;
+    // Secrets are kept only for a channel that keeps its kind.
+    let same_kind = body.get("kind").and_then(Value::as_str) == Some(old.kind.as_str());
+    if let (true, Some(Value::Object(config))) = (same_kind, body.get_mut("config")) {
+        crate::notify::keep_secrets(&old.config, config);
+    }
+    let (name, kind, config, enabled) = parse_channel(&body).map_err(ApiError::Validation)?;
+    state
+        .store
+        .update_channel(id, &name, kind, &config, enabled)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { value, .. } => ApiError::Conflict(FieldError::new(
+                "name",
+                format!("a channel named {value:?} exists already"),
+            )),
+            other => other.into(),
+        })?
+        .ok_or_else(|| ApiError::NotFound(format!("no channel with id {id}")))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    PathText(id): PathText,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let id = channel_id(&id)?;
+    Ok(Json(view(&edit_channel(&state, id, body).await?)))
 }
 
 async fn remove(

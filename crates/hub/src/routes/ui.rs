@@ -58,18 +58,6 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Logs,
             logs_page,
         )
-        .get("/notifications", Access::Viewer, notifications_page)
-        .post("/notifications", Access::Admin, add_channel_from_form)
-        .post(
-            "/notifications/{id}/test",
-            Access::Admin,
-            test_channel_from_form,
-        )
-        .post(
-            "/notifications/{id}/delete",
-            Access::Admin,
-            delete_channel_from_form,
-        )
         .get("/static/app.css", Access::Public, || {
             asset(
                 "text/css; charset=utf-8",
@@ -1261,7 +1249,7 @@ async fn cleanup_from_form(State(state): State<AppState>) -> Response {
 
 // ---- Control and logs -------------------------------------------------------
 
-fn api_error_page(e: &crate::error::ApiError) -> Response {
+pub(crate) fn api_error_page(e: &crate::error::ApiError) -> Response {
     let body = e.body();
     message(e.status(), "That did not work", &body.message)
 }
@@ -1764,7 +1752,7 @@ fn form_page(
     }
 }
 
-fn capitalize(s: &str) -> String {
+pub(crate) fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     c.next()
         .map(|f| f.to_uppercase().chain(c).collect())
@@ -2429,188 +2417,5 @@ mod tests {
             .collect();
         let errors = parse_new_service(&form_to_json(&form, false).0).unwrap_err();
         assert_eq!(errors[0].field, "port");
-    }
-}
-
-// ---- Notifications -------------------------------------------------------------
-
-struct ChannelRow {
-    id: i64,
-    name: String,
-    kind: &'static str,
-    target: String,
-    last_sent: String,
-    last_error: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "notifications.html")]
-struct NotificationsPage {
-    channels: Vec<ChannelRow>,
-    kinds: Vec<&'static str>,
-    notice: Option<String>,
-    error: Option<String>,
-    /// What the add form sent, kept after an error (never its secrets).
-    form: HashMap<String, String>,
-}
-
-impl NotificationsPage {
-    fn form_value(&self, key: &str) -> &str {
-        self.form.get(key).map_or("", String::as_str)
-    }
-}
-
-/// Every setting a channel's form may send; the chosen kind takes its own.
-const CHANNEL_FIELDS: &[&str] = &[
-    "url", "topic", "token", "host", "port", "security", "from", "to", "username", "password",
-];
-
-async fn render_notifications(
-    state: &AppState,
-    status: StatusCode,
-    notice: Option<String>,
-    error: Option<String>,
-    mut form: HashMap<String, String>,
-) -> Response {
-    form.retain(|k, _| !matches!(k.as_str(), "token" | "password"));
-    let channels = match state.store.list_channels().await {
-        Ok(c) => c,
-        Err(e) => return store_failure(&e),
-    };
-    let page = NotificationsPage {
-        channels: channels
-            .iter()
-            .map(|c| ChannelRow {
-                id: c.id,
-                name: c.name.clone(),
-                kind: c.kind.as_str(),
-                target: crate::notify::masked(&c.config)
-                    .values()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(" · "),
-                last_sent: c.last_sent_at.map_or_else(|| "never".into(), stamp),
-                last_error: c.last_error.clone(),
-            })
-            .collect(),
-        kinds: crate::notify::ChannelKind::ALL
-            .iter()
-            .map(|k| k.as_str())
-            .collect(),
-        notice,
-        error,
-        form,
-    };
-    render(status, &page)
-}
-
-async fn notifications_page(State(state): State<AppState>) -> Response {
-    render_notifications(&state, StatusCode::OK, None, None, HashMap::new()).await
-}
-
-async fn add_channel_from_form(State(state): State<AppState>, form: FormResult) -> Response {
-    let Form(values) = match form {
-        Ok(f) => f,
-        Err(e) => return bad_form(&e),
-    };
-    // The settings the chosen kind takes; the form's other fields (hidden
-    // by the page's script, or left over from another kind) are not sent.
-    let kind = values
-        .get("kind")
-        .and_then(|k| lookout_proto::notify::ChannelKind::parse(k));
-    let takes = |key: &str| {
-        kind.is_some_and(|k| {
-            let (required, optional) = k.config_keys();
-            required.contains(&key) || optional.contains(&key)
-        })
-    };
-    let mut config = Map::new();
-    for &key in CHANNEL_FIELDS {
-        if !takes(key) {
-            continue;
-        }
-        if let Some(v) = values.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-            config.insert(key.into(), Value::String(v.to_owned()));
-        }
-    }
-    let mut body = Map::new();
-    body.insert(
-        "name".into(),
-        Value::String(values.get("name").cloned().unwrap_or_default()),
-    );
-    body.insert(
-        "kind".into(),
-        Value::String(values.get("kind").cloned().unwrap_or_default()),
-    );
-    body.insert("config".into(), Value::Object(config));
-    let problem = match super::notify::parse_channel(&body) {
-        Ok((name, kind, config, enabled)) => {
-            match state
-                .store
-                .create_channel(&name, kind, &config, enabled, state.clock.now())
-                .await
-            {
-                Ok(_) => return Redirect::to("/notifications").into_response(),
-                Err(StoreError::Conflict { value, .. }) => {
-                    format!("A channel named {value:?} exists already.")
-                }
-                Err(e) => return store_failure(&e),
-            }
-        }
-        Err(errors) => errors
-            .iter()
-            .map(|e| {
-                let field = e.field.strip_prefix("config.").unwrap_or(&e.field);
-                format!("{}: {}", capitalize(field), e.message)
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-    };
-    render_notifications(
-        &state,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        None,
-        Some(problem),
-        values,
-    )
-    .await
-}
-
-async fn test_channel_from_form(
-    State(state): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<i64>,
-) -> Response {
-    match super::notify::send_test(&state, id).await {
-        Ok(Ok(())) => {
-            render_notifications(
-                &state,
-                StatusCode::OK,
-                Some("Test sent.".into()),
-                None,
-                HashMap::new(),
-            )
-            .await
-        }
-        Ok(Err(e)) => {
-            render_notifications(
-                &state,
-                StatusCode::OK,
-                None,
-                Some(format!("The test failed: {e}")),
-                HashMap::new(),
-            )
-            .await
-        }
-        Err(e) => api_error_page(&e),
-    }
-}
-
-async fn delete_channel_from_form(
-    State(state): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<i64>,
-) -> Response {
-    match state.store.delete_channel(id).await {
-        Ok(_) => Redirect::to("/notifications").into_response(),
-        Err(e) => store_failure(&e),
     }
 }

@@ -1009,8 +1009,9 @@ async fn mute_and_maintenance_from_the_service_page_in_chromium() {
 }
 
 /// An e-mail channel set up from the Notifications form (its fields shown
-/// for the kind chosen) delivers its test to a real SMTP server; a mistake
-/// is named by field and the form keeps what was typed.
+/// for the kind chosen) delivers its test to a real SMTP server, logged; a
+/// mistake is named by field and the form keeps what was typed; the channel
+/// is edited and switched off from the same form.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_e_mail_channel_made_from_the_form_delivers_in_chromium() {
     let smtp = lookout_testkit::SmtpSink::start();
@@ -1075,9 +1076,45 @@ async fn an_e_mail_channel_made_from_the_form_delivers_in_chromium() {
         "{mail}"
     );
     assert!(mail.contains("me@home.example"), "{mail}");
+    // The delivery log has it.
+    let logged = wait_text(c, "#deliveries tbody tr", |t| !t.is_empty()).await;
+    assert!(
+        logged.contains("mail") && logged.contains("test") && logged.contains("sent"),
+        "{logged}"
+    );
     c.set_window_size(390, 844).await.unwrap();
     assert_no_sideways_scroll(c).await;
     screenshot(c, "notifications-email-phone").await;
+    c.set_window_size(1280, 1000).await.unwrap();
+
+    // Edited: another recipient, and switched off; the form shows its
+    // settings and the hub keeps the rest.
+    let id = hub.get_json("/api/notifications/channels").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    click(c, &format!("edit-{id}")).await;
+    wait_text(c, "#channel-form-title", |t| t == "Edit mail").await;
+    let value = |id: &'static str| async move {
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    };
+    assert_eq!(value("to").await, "me@home.example");
+    assert_eq!(value("port").await, smtp.port.to_string());
+    fill(c, "to", "family@home.example").await;
+    click(c, "enabled").await;
+    screenshot(c, "notifications-edit-desktop").await;
+    click(c, "save-channel").await;
+    wait_text(c, "#notice", |t| t == "Channel saved.").await;
+    assert!(shown(c, &format!("off-{id}")).await, "marked off");
+    let channel = &hub.get_json("/api/notifications/channels").await[0];
+    assert_eq!(channel["enabled"], false);
+    assert_eq!(channel["config"]["to"], "family@home.example");
+    assert_eq!(channel["config"]["host"], "127.0.0.1", "the rest kept");
     browser.close().await;
 }
 

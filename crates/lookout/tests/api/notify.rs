@@ -577,3 +577,85 @@ async fn a_paused_service_is_not_judged_and_sends_nothing() {
         .await;
     hub.wait_for_service(id, SOON, |s| s["state"] == "OK").await;
 }
+
+/// A channel is edited over the API: what the body gives is replaced, the
+/// secrets it leaves out or sends back masked are kept, and mistakes are
+/// named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_is_edited_and_keeps_its_secrets() {
+    let hub = spawn_hub_with(fast).await;
+    let rx = Receiver::start().await;
+    let id = channel(
+        &hub,
+        "phone",
+        "ntfy",
+        json!({"url": rx.url("/ntfy"), "topic": "home", "token": "tk_secret"}),
+    )
+    .await;
+    channel(&hub, "other", "webhook", json!({"url": rx.url("/hook")})).await;
+    // Read, change the topic, write back: the masked URL and token stand.
+    let shown = hub.get_json("/api/notifications/channels").await;
+    let mut body = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap()
+        .clone();
+    let body = body.as_object_mut().unwrap();
+    body.retain(|k, _| ["name", "kind", "config", "enabled"].contains(&k.as_str()));
+    body["config"]["topic"] = json!("lab");
+    let r = hub
+        .put_json(&format!("/api/notifications/channels/{id}"), &json!(body))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r: Value = hub
+        .post(&format!("/api/notifications/channels/{id}/test"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    let got = &rx.received("/ntfy/lab")[0];
+    assert_eq!(
+        got.header("authorization").as_deref(),
+        Some("Bearer tk_secret")
+    );
+
+    // Mistakes: a taken name, a bad setting, no such channel.
+    let r = hub
+        .put_json(
+            &format!("/api/notifications/channels/{id}"),
+            &json!({"name": "other", "kind": "ntfy", "config": {"topic": "x"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    let r = hub
+        .put_json(
+            &format!("/api/notifications/channels/{id}"),
+            &json!({"name": "phone", "kind": "webhook", "config": {"url": "file:///etc/passwd"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "config.url");
+    let r = hub
+        .put_json(
+            "/api/notifications/channels/999",
+            &json!({"name": "x", "kind": "ntfy", "config": {"topic": "x"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    // Nothing of the refused edits stuck.
+    let list = hub.get_json("/api/notifications/channels").await;
+    let phone = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap();
+    assert_eq!(
+        (phone["name"].as_str(), phone["kind"].as_str()),
+        (Some("phone"), Some("ntfy"))
+    );
+}

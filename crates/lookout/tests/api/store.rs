@@ -1373,6 +1373,38 @@ async fn channels_story() {
     assert_eq!(store.get_channel(ops.id).await.unwrap(), Some(ops.clone()));
     assert_eq!(store.get_channel(MISSING).await.unwrap(), None);
 
+    // Edited: name, kind, config and enabled replaced; a taken name is a
+    // conflict; a missing channel is None.
+    let edited = store
+        .update_channel(pager.id, "phone", ChannelKind::Ntfy, &ntfy, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((edited.name.as_str(), edited.enabled), ("phone", true));
+    assert_eq!((edited.id, edited.created_at), (pager.id, pager.created_at));
+    assert_eq!(
+        conflict_on(
+            &store
+                .update_channel(pager.id, "ops", ChannelKind::Ntfy, &ntfy, true)
+                .await
+                .unwrap_err()
+        )
+        .0,
+        "name"
+    );
+    assert_eq!(
+        store
+            .update_channel(MISSING, "x", ChannelKind::Ntfy, &ntfy, true)
+            .await
+            .unwrap(),
+        None
+    );
+    let pager = store
+        .update_channel(pager.id, "pager", ChannelKind::Ntfy, &ntfy, false)
+        .await
+        .unwrap()
+        .unwrap();
+
     // Deliveries keep the channel's last success and last error.
     let api = store
         .create_service(&new_service(json!({"name": "api"})), at(0))

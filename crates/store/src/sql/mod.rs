@@ -1798,6 +1798,28 @@ impl Store for SqlStore {
         Ok(row.as_ref().map(channel_from_row).transpose()?)
     }
 
+    async fn update_channel(
+        &self,
+        id: i64,
+        name: &str,
+        kind: lookout_proto::notify::ChannelKind,
+        config: &serde_json::Map<String, serde_json::Value>,
+        enabled: bool,
+    ) -> Result<Option<Channel>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE channels SET name = $1, kind = $2, config = $3, enabled = $4 WHERE id = $5 RETURNING *",
+        )
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(serde_json::Value::Object(config.clone()).to_string())
+        .bind(i64::from(enabled))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| name_conflict(e, name))?;
+        Ok(row.as_ref().map(channel_from_row).transpose()?)
+    }
+
     async fn delete_channel(&self, id: i64) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM channels WHERE id = $1")
             .bind(id)
