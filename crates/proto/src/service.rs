@@ -277,6 +277,8 @@ pub struct NewService {
     pub probe: ProbeSettings,
     /// Labels to group and filter by (`media`, `home lab`), as typed.
     pub tags: Vec<String>,
+    /// The channels it notifies, by id; empty for every channel.
+    pub channels: Vec<i64>,
     /// Declared in a monitors file (never from a request body).
     pub from_file: bool,
 }
@@ -303,6 +305,8 @@ pub struct ServicePatch {
     pub conditions: Option<Vec<Condition>>,
     /// `Some(vec![])` clears them.
     pub tags: Option<Vec<String>>,
+    /// `Some(vec![])`: every channel again.
+    pub channels: Option<Vec<i64>>,
     pub http: Option<Option<HttpSettings>>,
     pub tls: Option<Option<TlsSettings>>,
     pub dns: Option<Option<DnsQuery>>,
@@ -416,6 +420,7 @@ pub const WRITABLE_FIELDS: &[&str] = &[
     "retry_interval_secs",
     "conditions",
     "tags",
+    "channels",
     "http",
     "tls",
     "dns",
@@ -487,6 +492,7 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
         conditions: patch.conditions.unwrap_or_default(),
         probe,
         tags: patch.tags.unwrap_or_default(),
+        channels: patch.channels.unwrap_or_default(),
         from_file: false,
     })
 }
@@ -611,6 +617,7 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
         }),
         conditions: None,
         tags: field(body, "tags", errors, parse_tags).map(Option::unwrap_or_default),
+        channels: field(body, "channels", errors, parse_channel_ids).map(Option::unwrap_or_default),
         http: field(body, "http", errors, |v| {
             let mut http: HttpSettings = object(v)?;
             http.validate()?;
@@ -693,6 +700,31 @@ fn field<T>(
             }
         },
     }
+}
+
+/// Most channels a service may name.
+const CHANNELS_MAX: usize = 50;
+
+/// The channels a service notifies: channel ids, each once (whether they
+/// exist is the hub's to check).
+fn parse_channel_ids(v: &Value) -> Result<Vec<i64>, String> {
+    let items = v
+        .as_array()
+        .ok_or_else(|| format!("must be a list of channel ids, got {}", kind(v)))?;
+    if items.len() > CHANNELS_MAX {
+        return Err(format!("may name at most {CHANNELS_MAX} channels"));
+    }
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        let id = item
+            .as_i64()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| format!("must hold channel ids (positive integers), got {item}"))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 /// A service's tags: a list of short labels, each kept as typed (trimmed)
@@ -810,6 +842,9 @@ pub struct ServiceView {
     /// Labels to group and filter by (absent: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The channels it notifies, by id (absent: every channel).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<i64>,
     /// An HTTP check's method, headers, body, redirects and accepted codes.
     /// Header values that look like credentials are shown as `********`;
     /// sending that back keeps the stored value. Absent: the defaults.

@@ -177,6 +177,8 @@ pub struct Service {
     pub conditions: Vec<Condition>,
     /// Labels to group and filter by, as typed.
     pub tags: Vec<String>,
+    /// The channels it notifies, by id; empty for every channel.
+    pub channels: Vec<i64>,
     /// How the check is made beyond its URL.
     pub probe: ProbeSettings,
     /// When the server's certificate expires, as the last TLS or HTTPS
@@ -424,6 +426,7 @@ impl Service {
             check_kind: self.check_target().map(|t| t.kind().to_owned()),
             conditions: self.conditions.iter().map(Condition::to_spec).collect(),
             tags: self.tags.clone(),
+            channels: self.channels.clone(),
             http: self.probe.http.clone().map(|mut http| {
                 for (name, value) in &mut http.headers {
                     if lookout_proto::service::is_secret_header(name) {

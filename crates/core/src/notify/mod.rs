@@ -144,7 +144,8 @@ impl Notifier {
                     Ok(Some(service)) => {
                         let track = tracks.entry(id).or_default();
                         if let Some(notice) = self.decide(&service, track) {
-                            self.dispatch(&mut queues, &shutdown, notice).await;
+                            self.dispatch(&mut queues, &shutdown, &service.channels, notice)
+                                .await;
                         }
                     }
                     Ok(None) => {
@@ -264,6 +265,7 @@ impl Notifier {
         &self,
         queues: &mut HashMap<i64, mpsc::Sender<Notice>>,
         shutdown: &CancellationToken,
+        only: &[i64],
         notice: Notice,
     ) {
         let channels = match self.store.list_channels().await {
@@ -273,7 +275,17 @@ impl Notifier {
                 return;
             }
         };
-        for channel in channels.into_iter().filter(|c| c.enabled) {
+        // A service that names its channels notifies those alone; if every
+        // channel it names was deleted since, it notifies them all rather
+        // than nobody.
+        let named = !only.is_empty() && channels.iter().any(|c| only.contains(&c.id));
+        if !only.is_empty() && !named {
+            tracing::warn!(service = %notice.service, "the channels it names are gone; notifying every channel");
+        }
+        for channel in channels
+            .into_iter()
+            .filter(|c| c.enabled && (!named || only.contains(&c.id)))
+        {
             let queue = queues.entry(channel.id).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(1024);
                 tokio::spawn(deliver_loop(

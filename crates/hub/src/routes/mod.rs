@@ -193,8 +193,30 @@ impl AppState {
         &self,
         new: &lookout_proto::service::NewService,
     ) -> Result<crate::store::Service, crate::store::StoreError> {
+        self.channels_exist(&new.channels).await?;
         let (service, _) = self.registry.create(new, self.clock.now()).await?;
         Ok(service)
+    }
+
+    /// Refuses a service's `channels` that name no channel.
+    async fn channels_exist(&self, ids: &[i64]) -> Result<(), crate::store::StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let channels = self.store.list_channels().await?;
+        match ids
+            .iter()
+            .enumerate()
+            .find(|(_, id)| !channels.iter().any(|c| c.id == **id))
+        {
+            Some((i, id)) => Err(crate::store::StoreError::Invalid(
+                lookout_proto::FieldError::new(
+                    format!("channels[{i}]"),
+                    format!("no channel has id {id}"),
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Refuses to change a service its monitors file declares: the file is
@@ -217,6 +239,9 @@ impl AppState {
         patch: &lookout_proto::service::ServicePatch,
     ) -> Result<Option<crate::store::Service>, crate::store::StoreError> {
         self.writable(id)?;
+        if let Some(ids) = &patch.channels {
+            self.channels_exist(ids).await?;
+        }
         Ok(self
             .registry
             .update(id, patch, self.clock.now())

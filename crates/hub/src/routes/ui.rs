@@ -603,6 +603,8 @@ impl ChartSection {
 struct AlertsSection {
     /// "Alerts are on", "Muted: ...", "In maintenance until ...".
     state: String,
+    /// The channels it notifies, in words.
+    through: String,
     paused: bool,
     muted: bool,
     /// In maintenance now.
@@ -612,7 +614,17 @@ struct AlertsSection {
 }
 
 impl AlertsSection {
-    fn of(s: &Service, now: DateTime<Utc>) -> AlertsSection {
+    fn of(s: &Service, now: DateTime<Utc>, channels: &[crate::store::Channel]) -> AlertsSection {
+        let named: Vec<&str> = channels
+            .iter()
+            .filter(|c| s.channels.contains(&c.id))
+            .map(|c| c.name.as_str())
+            .collect();
+        let through = match (channels.is_empty(), named.is_empty()) {
+            (true, _) => "No channel is set up yet".to_owned(),
+            (false, true) => "Every channel".to_owned(),
+            (false, false) => named.join(", "),
+        };
         let until = s.maintenance_until.filter(|t| *t > now);
         let state = match (until, s.muted) {
             _ if s.paused => "Paused: it is not checked, and no alert is sent for it".to_owned(),
@@ -626,6 +638,7 @@ impl AlertsSection {
         };
         AlertsSection {
             state,
+            through,
             paused: s.paused,
             muted: s.muted,
             maintenance: until.is_some(),
@@ -949,10 +962,11 @@ async fn detail_page(
     let unit = UnitSection::of(&state, &service).await;
     let now = state.clock.now();
     let uptime = state.registry.uptimes(id, now);
-    let (events, checks, series) = match tokio::try_join!(
+    let (events, checks, series, channels) = match tokio::try_join!(
         state.store.status_events(Some(id), 200),
         state.store.health_history(id, 50),
         crate::history::latency_series(state.store.as_ref(), id, range, now),
+        state.store.list_channels(),
     ) {
         Ok(v) => v,
         Err(e) => return store_failure(&e),
@@ -999,7 +1013,7 @@ async fn detail_page(
         check: CheckSection::of(&service, &state.checks, state.clock.now()),
         from_file: service.from_file,
         push: PushSection::of(&service, now),
-        alerts: AlertsSection::of(&service, now),
+        alerts: AlertsSection::of(&service, now, &channels),
         description: service.description.clone(),
         state_class,
         state_label,
@@ -1376,6 +1390,20 @@ struct FormPage {
     /// Whether they show unfolded: one has a value or an error.
     more_open: bool,
     errors_summary: String,
+    /// The channels it may notify: (id, name, ticked); none ticked is every
+    /// channel.
+    channels: Vec<(i64, String, bool)>,
+}
+
+/// The notification channels, for the form's choice of them.
+async fn channel_choices(state: &AppState) -> Vec<(i64, String)> {
+    match state.store.list_channels().await {
+        Ok(channels) => channels.into_iter().map(|c| (c.id, c.name)).collect(),
+        Err(e) => {
+            tracing::warn!(error = ?e, "cannot list the channels for the form");
+            Vec::new()
+        }
+    }
 }
 
 /// The fields folded under "More settings".
@@ -1705,7 +1733,15 @@ fn form_page(
     submit: &'static str,
     values: &HashMap<String, String>,
     errors: &[FieldError],
+    channels: Vec<(i64, String)>,
 ) -> FormPage {
+    let channels: Vec<(i64, String, bool)> = channels
+        .into_iter()
+        .map(|(id, name)| {
+            let ticked = values.contains_key(&format!("channel-{id}"));
+            (id, name, ticked)
+        })
+        .collect();
     let placed: Vec<(&str, String)> = errors.iter().map(|e| place_error(e, values)).collect();
     let (more, fields): (Vec<FormField>, Vec<FormField>) = FIELDS
         .iter()
@@ -1726,9 +1762,10 @@ fn form_page(
                 .reduce(|a, b| format!("{a}; {b}")),
         })
         .partition(|f| MORE.contains(&f.key));
-    let more_open = more
-        .iter()
-        .any(|f| f.error.is_some() || !is_default(f.key, &f.value));
+    let more_open = channels.iter().any(|c| c.2)
+        || more
+            .iter()
+            .any(|f| f.error.is_some() || !is_default(f.key, &f.value));
     let unplaced: Vec<String> = placed
         .iter()
         .filter(|(key, _)| !FIELDS.iter().any(|f| f.key == *key))
@@ -1749,6 +1786,7 @@ fn form_page(
         more,
         more_open,
         errors_summary,
+        channels,
     }
 }
 
@@ -1774,6 +1812,9 @@ fn values_of(s: &Service) -> HashMap<String, String> {
     let opt = |x: Option<String>| x.unwrap_or_default();
     v.insert("description".into(), opt(s.description.clone()));
     v.insert("tags".into(), s.tags.join(", "));
+    for id in &s.channels {
+        v.insert(format!("channel-{id}"), "on".into());
+    }
     v.insert("base_url".into(), opt(s.base_url.clone()));
     let check = match s.base_url.as_deref() {
         None if s.has_push_token => "push",
@@ -2038,10 +2079,24 @@ fn form_to_json(
     } else {
         map.insert("conditions".into(), Value::Array(conditions));
     }
+    // The channels ticked; none is every channel.
+    let mut channels: Vec<Value> = form
+        .keys()
+        .filter_map(|k| k.strip_prefix("channel-"))
+        .filter_map(|id| id.parse::<i64>().ok())
+        .map(Value::from)
+        .collect();
+    channels.sort_by_key(|v| v.as_i64());
+    if !channels.is_empty() || keep_empty_as_null {
+        map.insert("channels".into(), Value::Array(channels));
+    }
     (map, errors)
 }
 
-async fn new_form(Query(prefill): Query<HashMap<String, String>>) -> Response {
+async fn new_form(
+    State(state): State<AppState>,
+    Query(prefill): Query<HashMap<String, String>>,
+) -> Response {
     render(
         StatusCode::OK,
         &form_page(
@@ -2050,6 +2105,7 @@ async fn new_form(Query(prefill): Query<HashMap<String, String>>) -> Response {
             "Add service",
             &prefill,
             &[],
+            channel_choices(&state).await,
         ),
     )
 }
@@ -2237,6 +2293,7 @@ async fn create_from_form(
             "Add service",
             &values,
             &errors,
+            channel_choices(&state).await,
         ),
     )
 }
@@ -2256,6 +2313,7 @@ async fn edit_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> R
                 "Save changes",
                 &values_of(&s),
                 &[],
+                channel_choices(&state).await,
             ),
         ),
         None => no_such_service(),
@@ -2325,6 +2383,7 @@ async fn update_from_form(
             "Save changes",
             &values,
             &errors,
+            channel_choices(&state).await,
         ),
     )
 }

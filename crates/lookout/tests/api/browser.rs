@@ -1115,6 +1115,34 @@ async fn an_e_mail_channel_made_from_the_form_delivers_in_chromium() {
     assert_eq!(channel["enabled"], false);
     assert_eq!(channel["config"]["to"], "family@home.example");
     assert_eq!(channel["config"]["host"], "127.0.0.1", "the rest kept");
+
+    // A service chooses it in its form; its page says so.
+    let service = hub
+        .create_service(serde_json::json!({"name": "nas", "base_url": "http://127.0.0.1:9"}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    c.goto(&hub.url(&format!("/services/{service}/edit")))
+        .await
+        .unwrap();
+    c.execute(
+        "document.querySelector('details.more-settings').open = true",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(c, &format!("channel-{id}")).await;
+    click(c, "save").await;
+    wait_path(c, |p| p == "/?notice=updated").await;
+    assert_eq!(
+        hub.service(service).await["channels"],
+        serde_json::json!([id])
+    );
+    c.goto(&hub.url(&format!("/services/{service}")))
+        .await
+        .unwrap();
+    let through = wait_text(c, "#alerts-through", |t| !t.is_empty()).await;
+    assert_eq!(through, "Notifies: mail · channels");
     browser.close().await;
 }
 

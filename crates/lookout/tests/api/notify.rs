@@ -659,3 +659,57 @@ async fn a_channel_is_edited_and_keeps_its_secrets() {
         (Some("phone"), Some("ntfy"))
     );
 }
+
+/// A service that names its channels notifies those alone; named none, it
+/// notifies every channel; a channel that does not exist is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_notifies_the_channels_it_names() {
+    let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = spawn_hub_with_clock(fast, clock.clone()).await;
+    let rx = Receiver::start().await;
+    let _ops = channel(&hub, "ops", "webhook", json!({"url": rx.url("/ops")})).await;
+    let phone = channel(&hub, "phone", "webhook", json!({"url": rx.url("/phone")})).await;
+    let r: Value = hub
+        .post_json("/register", &json!({"name": "nas", "ip": "10.0.0.9"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = r["service"]["id"].as_i64().unwrap();
+    let r = hub
+        .put_json(
+            &format!("/api/services/{id}"),
+            &json!({"channels": [phone]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["channels"], json!([phone]));
+    clock.advance(Duration::from_secs(61));
+    rx.wait_for("/phone", 1, SOON).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // an absence needs a window
+    assert!(rx.received("/ops").is_empty(), "ops is not named");
+
+    // Every channel again: the recovery goes to both.
+    hub.put_json(&format!("/api/services/{id}"), &json!({"channels": []}))
+        .await;
+    hub.post_json("/register", &json!({"name": "nas", "ip": "10.0.0.9"}))
+        .await;
+    rx.wait_for("/phone", 2, SOON).await;
+    rx.wait_for("/ops", 1, SOON).await;
+
+    // Mistakes are named, and change nothing.
+    for (body, field) in [
+        (json!({"channels": [999]}), "channels[0]"),
+        (json!({"channels": "phone"}), "channels"),
+        (json!({"channels": [0]}), "channels"),
+    ] {
+        let r = hub.put_json(&format!("/api/services/{id}"), &body).await;
+        assert_eq!(r.status(), 422, "{body}");
+        let error: Value = r.json().await.unwrap();
+        assert_eq!(error["fields"][0]["field"], field, "{error}");
+    }
+    assert!(
+        hub.service(id).await.get("channels").is_none(),
+        "every channel"
+    );
+}

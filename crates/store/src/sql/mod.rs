@@ -383,6 +383,7 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
             .collect::<Result<_, _>>()?,
         probe: json_column(row, "probe")?,
         tags: json_column(row, "tags")?,
+        channels: json_column(row, "channels")?,
         cert_expires_at: opt_time(row.try_get("cert_expires_at")?),
         last_warning: row.try_get("last_warning")?,
         from_file: row.try_get::<Option<String>, _>("source")?.as_deref() == Some("file"),
@@ -669,9 +670,9 @@ async fn insert_service(
         "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
             reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
             notify_after, created_at, updated_at, state, state_reason, start_period_secs,
-            retry_interval_secs, conditions, probe, source, tags, paused)
+            retry_interval_secs, conditions, probe, source, tags, paused, channels)
          VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17, $18, $19, $20, $21, $22)
+            $17, $18, $19, $20, $21, $22, $23)
          ON CONFLICT (name) DO NOTHING
          RETURNING *",
     )
@@ -697,6 +698,7 @@ async fn insert_service(
     .bind(new.from_file.then_some("file"))
     .bind(tags_json(&new.tags))
     .bind(i64::from(new.paused.unwrap_or(false)))
+    .bind((!new.channels.is_empty()).then(|| to_json(&new.channels)))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| name_conflict(e, new.name.as_str()))
@@ -865,8 +867,8 @@ impl Store for SqlStore {
                     base_url = $2, port = COALESCE($3, port), health_endpoint = $4, reported_state = $5,
                     check_interval_secs = $6, check_timeout_ms = $7, updated_at = $8,
                     retry_interval_secs = $9, conditions = $10, probe = $11, source = $12,
-                    tags = $13
-                 WHERE id = $14 RETURNING *",
+                    tags = $13, channels = $14
+                 WHERE id = $15 RETURNING *",
             )
             .bind(new.description.as_deref())
             .bind(new.base_url.as_ref().map(|u| u.to_display()))
@@ -881,6 +883,7 @@ impl Store for SqlStore {
             .bind(probe_json(&new.probe))
             .bind(new.from_file.then_some("file"))
             .bind(tags_json(&new.tags))
+            .bind((!new.channels.is_empty()).then(|| to_json(&new.channels)))
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
@@ -1002,6 +1005,12 @@ impl Store for SqlStore {
         }
         if let Some(tags) = &patch.tags {
             set.push("tags", tags_json(tags));
+        }
+        if let Some(channels) = &patch.channels {
+            set.push(
+                "channels",
+                (!channels.is_empty()).then(|| to_json(channels)),
+            );
         }
         if let Some(probe) = &patch.probe {
             set.push("probe", probe_json(probe));

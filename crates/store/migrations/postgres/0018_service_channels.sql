@@ -1,0 +1,3 @@
+-- The channels a service notifies: a JSON list of channel ids, NULL for
+-- every channel.
+ALTER TABLE services ADD COLUMN channels TEXT;
