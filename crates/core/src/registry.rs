@@ -1055,13 +1055,9 @@ impl Registry {
         &self,
         id: i64,
         token_hash: Option<&str>,
-        period_secs: u64,
-        grace_secs: u64,
+        timing: &lookout_proto::push::PushTiming,
     ) -> Result<bool, StoreError> {
-        let set = self
-            .store
-            .set_push_token(id, token_hash, period_secs, grace_secs)
-            .await?;
+        let set = self.store.set_push_token(id, token_hash, timing).await?;
         self.sync(&[id]).await?;
         if set {
             self.events.publish(self.updated(id));

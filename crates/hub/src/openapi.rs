@@ -342,7 +342,10 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         ("POST", "/refresh/{name}") => doc("Refresh a heartbeat", "heartbeats", Object),
         ("POST", "/refresh_all") => doc("Refresh every heartbeat", "heartbeats", Object),
         ("POST", "/api/services/{id}/push-token") => Doc {
-            body: Some("period_secs (default 86400), grace_secs (default 3600)"),
+            body: Some(
+                "period_secs (default 86400), grace_secs (default 3600), or a cron schedule \
+                 (five fields, \"0 3 * * *\") with tz (an IANA zone, default UTC) instead of the period",
+            ),
             body_optional: true,
             ..doc(
                 "Create the service's push URL (the token is shown once)",

@@ -335,7 +335,15 @@ pub async fn import(
                     if let Some((token, period, grace)) = push {
                         let hash = lookout_hub::auth::token::hash(token);
                         if let Err(e) = store
-                            .set_push_token(service.id, Some(&hash), period, grace)
+                            .set_push_token(
+                                service.id,
+                                Some(&hash),
+                                &lookout_proto::push::PushTiming {
+                                    period_secs: period,
+                                    grace_secs: grace,
+                                    schedule: None,
+                                },
+                            )
                             .await
                         {
                             // No push check without its token.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod monitor;
 pub mod notify;
 pub mod push;
+pub mod schedule;
 pub mod series;
 pub mod service;
 pub mod status;

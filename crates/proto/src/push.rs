@@ -20,6 +20,16 @@ use crate::status::Status;
 /// Longest message kept with a ping, in characters.
 pub const MESSAGE_MAX_CHARS: usize = 1000;
 
+/// When a push check expects its pings: every `period_secs`, or at each
+/// firing of `schedule` (a cron schedule in a zone); either way a ping may
+/// be `grace_secs` late before the check fails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushTiming {
+    pub period_secs: u64,
+    pub grace_secs: u64,
+    pub schedule: Option<crate::schedule::CronSchedule>,
+}
+
 /// What one ping says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ping {

@@ -1239,6 +1239,13 @@ pub struct PushView {
     pub period_secs: u64,
     /// How late a ping may be before the service is `FAILURE`.
     pub grace_secs: u64,
+    /// A cron schedule the pings are expected on instead of the period
+    /// (`0 3 * * *`), read in `tz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The schedule's time zone (an IANA name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
     pub last_ping: Option<DateTime<Utc>>,
     pub last_status: Option<String>,
     pub last_message: Option<String>,

@@ -148,6 +148,9 @@ pub struct Service {
     pub has_push_token: bool,
     pub push_period_secs: Option<u64>,
     pub push_grace_secs: Option<u64>,
+    /// A cron schedule pings are expected on, and its zone.
+    pub push_schedule: Option<String>,
+    pub push_tz: Option<String>,
     pub last_push: Option<DateTime<Utc>>,
     pub push_status: Option<String>,
     pub push_message: Option<String>,
@@ -199,6 +202,13 @@ pub const PUSH_PERIOD_SECS: u64 = 86_400;
 pub const PUSH_GRACE_SECS: u64 = 3_600;
 
 impl Service {
+    /// The cron schedule its pings are expected on, if it has one.
+    pub fn push_cron(&self) -> Option<lookout_proto::schedule::CronSchedule> {
+        let expr = self.push_schedule.as_deref()?;
+        lookout_proto::schedule::CronSchedule::parse(expr, self.push_tz.as_deref().unwrap_or(""))
+            .ok()
+    }
+
     /// When the service's heartbeat or push ping is missed if nothing
     /// arrives before (the earlier of the two); `None` when it has neither,
     /// or has not been heard from yet. What the overdue sweep looks for.
@@ -215,11 +225,16 @@ impl Service {
             .heartbeat_ttl_secs
             .and_then(|ttl| after(self.last_heartbeat, ttl));
         let push = self.has_push_token.then(|| {
-            let period = self.push_period_secs.unwrap_or(PUSH_PERIOD_SECS);
-            after(
-                self.last_push,
-                period + self.push_grace_secs.unwrap_or(PUSH_GRACE_SECS),
-            )
+            let grace = self.push_grace_secs.unwrap_or(PUSH_GRACE_SECS);
+            match self.push_cron() {
+                Some(cron) => self.last_push.and_then(|t| cron.next_after(t)).map(|next| {
+                    next + chrono::Duration::seconds(i64::try_from(grace).unwrap_or(0))
+                }),
+                None => after(
+                    self.last_push,
+                    self.push_period_secs.unwrap_or(PUSH_PERIOD_SECS) + grace,
+                ),
+            }
         });
         heartbeat.into_iter().chain(push.flatten()).min()
     }
@@ -257,8 +272,15 @@ impl Service {
         } else if self.has_push_token && !has_check {
             ServiceKind::Push {
                 seconds_since_last: age(self.last_push),
-                deadline_secs: secs(self.push_period_secs, PUSH_PERIOD_SECS)
-                    .saturating_add(secs(self.push_grace_secs, PUSH_GRACE_SECS)),
+                deadline_secs: match (self.push_cron(), self.last_push) {
+                    // Due at the schedule's next firing after the last ping.
+                    (Some(cron), Some(last)) => cron
+                        .next_after(last)
+                        .map_or(i64::MAX / 2, |next| (next - last).num_seconds())
+                        .saturating_add(secs(self.push_grace_secs, PUSH_GRACE_SECS)),
+                    _ => secs(self.push_period_secs, PUSH_PERIOD_SECS)
+                        .saturating_add(secs(self.push_grace_secs, PUSH_GRACE_SECS)),
+                },
                 reported: self
                     .push_status
                     .as_deref()
@@ -464,6 +486,8 @@ impl Service {
             push: self.has_push_token.then(|| PushView {
                 period_secs: self.push_period_secs.unwrap_or(PUSH_PERIOD_SECS),
                 grace_secs: self.push_grace_secs.unwrap_or(PUSH_GRACE_SECS),
+                schedule: self.push_schedule.clone(),
+                tz: self.push_schedule.as_ref().and(self.push_tz.clone()),
                 last_ping: self.last_push,
                 last_status: self.push_status.clone(),
                 last_message: self.push_message.clone(),
@@ -807,8 +831,7 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
         &self,
         id: i64,
         token_hash: Option<&str>,
-        period_secs: u64,
-        grace_secs: u64,
+        timing: &lookout_proto::push::PushTiming,
     ) -> Result<bool, StoreError>;
 
     /// Records a ping on a push URL; `None` when no service has that token.

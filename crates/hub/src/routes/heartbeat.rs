@@ -254,8 +254,7 @@ pub(crate) const PUSH_TIMING_SECS: std::ops::RangeInclusive<u64> = 60..=365 * 86
 pub(crate) async fn new_push_token(
     state: &AppState,
     id: i64,
-    period: u64,
-    grace: u64,
+    timing: &lookout_proto::push::PushTiming,
 ) -> Result<Option<String>, ApiError> {
     let mut raw = [0u8; 24];
     getrandom::fill(&mut raw)
@@ -264,13 +263,37 @@ pub(crate) async fn new_push_token(
     let hash = crate::auth::token::hash(&token);
     if !state
         .registry
-        .set_push_token(id, Some(&hash), period, grace)
+        .set_push_token(id, Some(&hash), timing)
         .await?
     {
         return Ok(None);
     }
     state.registry.reconcile(id, state.clock.now()).await?;
     Ok(Some(token))
+}
+
+/// A push check's cron schedule from its expression and zone (`None` when
+/// the expression is empty); a mistake is named on `fields` (expression,
+/// zone).
+pub(crate) fn cron_schedule(
+    expr: Option<&str>,
+    zone: Option<&str>,
+    fields: (&str, &str),
+    errors: &mut Vec<FieldError>,
+) -> Option<lookout_proto::schedule::CronSchedule> {
+    use lookout_proto::schedule::{CronSchedule, ScheduleError};
+    let expr = expr.map(str::trim).filter(|e| !e.is_empty())?;
+    match CronSchedule::parse(expr, zone.unwrap_or("")) {
+        Ok(s) => Some(s),
+        Err(ScheduleError::Expression(why)) => {
+            errors.push(FieldError::new(fields.0, why));
+            None
+        }
+        Err(ScheduleError::Zone(why)) => {
+            errors.push(FieldError::new(fields.1, why));
+            None
+        }
+    }
 }
 
 /// A push token's absolute URL, as the client reached the hub.
@@ -313,15 +336,41 @@ async fn create_push_token(
     };
     let mut errors: Vec<FieldError> = body
         .keys()
-        .filter(|k| !["period_secs", "grace_secs"].contains(&k.as_str()))
+        .filter(|k| !["period_secs", "grace_secs", "schedule", "tz"].contains(&k.as_str()))
         .map(|k| FieldError::new(k.clone(), "is not a push setting"))
         .collect();
     let period = seconds(&body, "period_secs", 86_400, &mut errors);
     let grace = seconds(&body, "grace_secs", 3600, &mut errors);
+    let text = |key: &str, errors: &mut Vec<FieldError>| match body.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            errors.push(FieldError::new(
+                key,
+                format!("must be a string, got {}", kind(other)),
+            ));
+            None
+        }
+    };
+    let (expr, zone) = (text("schedule", &mut errors), text("tz", &mut errors));
+    if zone.is_some() && expr.is_none() {
+        errors.push(FieldError::new("tz", "goes with a schedule"));
+    }
+    let schedule = cron_schedule(
+        expr.as_deref(),
+        zone.as_deref(),
+        ("schedule", "tz"),
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let token = new_push_token(&state, id, period, grace)
+    let timing = lookout_proto::push::PushTiming {
+        period_secs: period,
+        grace_secs: grace,
+        schedule,
+    };
+    let token = new_push_token(&state, id, &timing)
         .await?
         .ok_or_else(|| ApiError::not_found_service(id))?;
     Ok((
@@ -331,6 +380,8 @@ async fn create_push_token(
             "token": token,
             "period_secs": period,
             "grace_secs": grace,
+            "schedule": timing.schedule.as_ref().map(|s| s.expr()),
+            "tz": timing.schedule.as_ref().map(|s| s.zone()),
         })),
     ))
 }

@@ -710,7 +710,10 @@ fn run_time(ms: u64) -> String {
 
 /// A push check as its service page shows it.
 struct PushSection {
-    period: String,
+    /// "every day", or "on 0 3 * * * (Europe/Berlin)".
+    expected: String,
+    /// When the next ping is due, on a schedule, once one came.
+    next: Option<Ago>,
     grace: String,
     /// The last ping.
     last: Option<Ago>,
@@ -724,8 +727,16 @@ struct PushSection {
 
 impl PushSection {
     fn of(s: &Service, now: DateTime<Utc>) -> Option<PushSection> {
+        let cron = s.push_cron();
         s.has_push_token.then(|| PushSection {
-            period: amount(s.push_period_secs.unwrap_or(86_400)).1,
+            expected: match &cron {
+                Some(c) => format!("on the schedule {} ({})", c.expr(), c.zone()),
+                None => format!("every {}", amount(s.push_period_secs.unwrap_or(86_400)).1),
+            },
+            next: cron
+                .as_ref()
+                .and_then(|c| c.next_after(s.last_push.unwrap_or(now)))
+                .map(|t| Ago::new(t, now)),
             grace: amount(s.push_grace_secs.unwrap_or(3600)).0,
             last: s.last_push.map(|t| Ago::new(t, now)),
             said: s.last_push.map(|_| {
@@ -1569,6 +1580,26 @@ const FIELDS: &[FieldSpec] = &[
         )
     },
     FieldSpec {
+        kinds: "push",
+        ..spec(
+            "push_schedule",
+            "Cron schedule",
+            "text",
+            Some("0 3 * * *"),
+            Some("Instead of the period: when the job runs, as its crontab says (minute hour day month weekday). Empty: the period."),
+        )
+    },
+    FieldSpec {
+        kinds: "push",
+        ..spec(
+            "push_tz",
+            "Time zone",
+            "text",
+            Some("UTC"),
+            Some("The schedule's time zone, as an IANA name: Europe/Berlin, America/New_York. Empty: UTC."),
+        )
+    },
+    FieldSpec {
         kinds: "http",
         ..spec(
             "health_endpoint",
@@ -1827,6 +1858,10 @@ fn values_of(s: &Service) -> HashMap<String, String> {
             span(s.push_period_secs.unwrap_or(86_400)),
         );
         v.insert("push_grace".into(), span(s.push_grace_secs.unwrap_or(3600)));
+        if let Some(expr) = &s.push_schedule {
+            v.insert("push_schedule".into(), expr.clone());
+            v.insert("push_tz".into(), s.push_tz.clone().unwrap_or_default());
+        }
     }
     v.insert("health_endpoint".into(), opt(s.health_endpoint.clone()));
     v.insert("port".into(), opt(s.port.map(|p| p.to_string())));
@@ -2140,7 +2175,10 @@ fn is_push(values: &HashMap<String, String>) -> bool {
 
 /// The push timing the form asks for, `(period, grace)` in seconds; each
 /// bad value is an error on its field.
-fn push_timing(values: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> (u64, u64) {
+fn push_timing(
+    values: &HashMap<String, String>,
+    errors: &mut Vec<FieldError>,
+) -> lookout_proto::push::PushTiming {
     let mut read = |key: &'static str, default: u64| {
         let Some(raw) = values.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
             return default;
@@ -2163,7 +2201,18 @@ fn push_timing(values: &HashMap<String, String>, errors: &mut Vec<FieldError>) -
             }
         }
     };
-    (read("push_period", 86_400), read("push_grace", 3600))
+    let (period_secs, grace_secs) = (read("push_period", 86_400), read("push_grace", 3600));
+    let schedule = super::heartbeat::cron_schedule(
+        values.get("push_schedule").map(String::as_str),
+        values.get("push_tz").map(String::as_str),
+        ("push_schedule", "push_tz"),
+        errors,
+    );
+    lookout_proto::push::PushTiming {
+        period_secs,
+        grace_secs,
+        schedule,
+    }
 }
 
 /// A number of seconds in words, in its largest whole unit, and the word
@@ -2204,6 +2253,8 @@ struct PushUrlPage {
     /// `a day`, `2 hours`.
     period: String,
     grace: String,
+    /// `0 3 * * * (Europe/Berlin)`, on a schedule.
+    schedule: Option<String>,
 }
 
 /// The page that shows a new push URL, the one time it is known.
@@ -2221,6 +2272,9 @@ fn push_url_page(state: &AppState, client: &Client, id: i64, token: &str) -> Res
             every: amount(period).1,
             period: amount(period).0,
             grace: amount(service.push_grace_secs.unwrap_or(3600)).0,
+            schedule: service
+                .push_cron()
+                .map(|c| format!("{} ({})", c.expr(), c.zone())),
         },
     )
 }
@@ -2234,9 +2288,12 @@ async fn new_push_url_from_form(
     let Some(service) = state.registry.get(id).map(|e| e.service.clone()) else {
         return no_such_service();
     };
-    let period = service.push_period_secs.unwrap_or(86_400);
-    let grace = service.push_grace_secs.unwrap_or(3600);
-    match super::heartbeat::new_push_token(&state, id, period, grace).await {
+    let timing = lookout_proto::push::PushTiming {
+        period_secs: service.push_period_secs.unwrap_or(86_400),
+        grace_secs: service.push_grace_secs.unwrap_or(3600),
+        schedule: service.push_cron(),
+    };
+    match super::heartbeat::new_push_token(&state, id, &timing).await {
         Ok(Some(token)) => push_url_page(&state, &client, id, &token),
         Ok(None) => no_such_service(),
         Err(e) => api_error_page(&e),
@@ -2254,15 +2311,13 @@ async fn create_from_form(
     };
     let (body, mut errors) = form_to_json(&values, false);
     let push = is_push(&values);
-    let (period, grace) = push_timing(&values, &mut errors);
+    let timing = push_timing(&values, &mut errors);
     let parsed = parse_new_service(&body);
     let errors = match parsed {
         Ok(_) if !errors.is_empty() => errors,
         Ok(new) => match state.create_service(&new).await {
             Ok(service) if push => {
-                return match super::heartbeat::new_push_token(&state, service.id, period, grace)
-                    .await
-                {
+                return match super::heartbeat::new_push_token(&state, service.id, &timing).await {
                     Ok(Some(token)) => push_url_page(&state, &client, service.id, &token),
                     outcome => {
                         // No half-made push check: the service goes too.
@@ -2332,7 +2387,7 @@ async fn update_from_form(
     };
     let (body, mut errors) = form_to_json(&values, true);
     let push = is_push(&values);
-    let (period, grace) = push_timing(&values, &mut errors);
+    let timing = push_timing(&values, &mut errors);
     let parsed = parse_service_patch(&body);
     let errors = match parsed {
         Ok(_) if !errors.is_empty() => errors,
@@ -2342,12 +2397,12 @@ async fn update_from_form(
                 let done = if service.has_push_token {
                     state
                         .registry
-                        .set_push_token(id, None, period, grace)
+                        .set_push_token(id, None, &timing)
                         .await
                         .map_err(crate::error::ApiError::from)
                         .and(Ok(None))
                 } else {
-                    super::heartbeat::new_push_token(&state, id, period, grace).await
+                    super::heartbeat::new_push_token(&state, id, &timing).await
                 };
                 if service.has_push_token {
                     if let Err(e) = state.registry.reconcile(id, state.clock.now()).await {
@@ -2436,7 +2491,12 @@ mod tests {
         for secs in [60, 90, 600, 3600, 5400, 86_400, 172_800] {
             let form: HashMap<String, String> = [("push_period".to_owned(), span(secs))].into();
             let mut errors = Vec::new();
-            assert_eq!(push_timing(&form, &mut errors).0, secs, "{}", span(secs));
+            assert_eq!(
+                push_timing(&form, &mut errors).period_secs,
+                secs,
+                "{}",
+                span(secs)
+            );
             assert!(errors.is_empty());
         }
         let form: HashMap<String, String> = [
@@ -2448,6 +2508,24 @@ mod tests {
         push_timing(&form, &mut errors);
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["push_period", "push_grace"]);
+        // A cron schedule in a zone; mistakes named on their field.
+        let form: HashMap<String, String> = [
+            ("push_schedule".to_owned(), "0 3 * * *".to_owned()),
+            ("push_tz".to_owned(), "Europe/Berlin".to_owned()),
+        ]
+        .into();
+        let mut errors = Vec::new();
+        let timing = push_timing(&form, &mut errors);
+        let schedule = timing.schedule.expect("a schedule");
+        assert_eq!(
+            (schedule.expr(), schedule.zone()),
+            ("0 3 * * *", "Europe/Berlin")
+        );
+        let form: HashMap<String, String> =
+            [("push_schedule".to_owned(), "0 3 * *".to_owned())].into();
+        let mut errors = Vec::new();
+        push_timing(&form, &mut errors);
+        assert_eq!(errors[0].field, "push_schedule");
         assert_eq!(run_time(840), "840 ms");
         assert_eq!(run_time(4_200), "4.2 s");
         assert_eq!(run_time(185_000), "3 min 5 s");

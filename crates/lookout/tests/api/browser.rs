@@ -725,10 +725,31 @@ async fn a_push_check_made_from_the_form_turns_ok_when_pinged_in_chromium() {
     assert_eq!(value("check").await, "push");
     assert_eq!(value("push_period").await, "1h");
     fill(c, "push_period", "2h").await;
+    // A cron schedule in a zone that does not exist: named on its field.
+    fill(c, "push_schedule", "0 3 * * *").await;
+    fill(c, "push_tz", "Europe/Atlantis").await;
+    click(c, "save").await;
+    let error = wait_text(c, "#push_tz-error", |t| !t.is_empty()).await;
+    assert!(error.contains("is not a time zone"), "{error}");
+    fill(c, "push_tz", "Europe/Berlin").await;
     click(c, "save").await;
     wait_path(c, |p| p == "/?notice=updated").await;
     let s = hub.service(id).await;
     assert_eq!(s["push"]["period_secs"], 7200);
+    assert_eq!(
+        (&s["push"]["schedule"], &s["push"]["tz"]),
+        (
+            &serde_json::json!("0 3 * * *"),
+            &serde_json::json!("Europe/Berlin")
+        )
+    );
+    c.goto(&page).await.unwrap();
+    let expected = wait_text(c, "#push-period", |t| !t.is_empty()).await;
+    assert_eq!(
+        expected,
+        "on the schedule 0 3 * * * (Europe/Berlin), 10 minutes of grace"
+    );
+    assert!(shown(c, "push-next").await, "the next run is shown");
     let r = http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200, "editing keeps the URL");
 

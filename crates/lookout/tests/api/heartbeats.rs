@@ -345,3 +345,47 @@ async fn push_urls_report_status_and_fail_when_late() {
         );
     }
 }
+
+/// A push URL on a cron schedule in a time zone, as Healthchecks has it:
+/// the answer says it back, mistakes are named on their field.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_url_takes_a_cron_schedule_in_a_time_zone() {
+    let (hub, _clock) = hub_with_clock(None).await;
+    let id = hub.create_service(json!({"name": "backup"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/services/{id}/push-token");
+    for (body, field) in [
+        (json!({"schedule": "0 3 * *"}), "schedule"),
+        (json!({"schedule": "0 3 * * *", "tz": "Mars/Olympus"}), "tz"),
+        (json!({"tz": "UTC"}), "tz"),
+        (json!({"schedule": 3}), "schedule"),
+    ] {
+        let r = hub.post_json(&path, &body).await;
+        assert_eq!(r.status(), 422, "{body}");
+        let error: Value = r.json().await.unwrap();
+        assert_eq!(error["fields"][0]["field"], field, "{error}");
+    }
+    assert!(hub.service(id).await["push"].is_null(), "nothing was set");
+    let r = hub
+        .post_json(
+            &path,
+            &json!({"schedule": "30 2 * * MON-FRI", "tz": "Europe/Berlin", "grace_secs": 1800}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let made: Value = r.json().await.unwrap();
+    assert_eq!(
+        (made["schedule"].as_str(), made["tz"].as_str()),
+        (Some("30 2 * * MON-FRI"), Some("Europe/Berlin"))
+    );
+    let push = &hub.service(id).await["push"];
+    assert_eq!(
+        (
+            push["schedule"].as_str(),
+            push["tz"].as_str(),
+            push["grace_secs"].as_u64()
+        ),
+        (Some("30 2 * * MON-FRI"), Some("Europe/Berlin"), Some(1800))
+    );
+}

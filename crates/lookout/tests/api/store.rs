@@ -30,6 +30,8 @@ use lookout_hub::store::{
 };
 use lookout_proto::agent::{CheckDecl, Cursor, StatusUpdate};
 use lookout_proto::check::LineStatus;
+use lookout_proto::push::PushTiming;
+use lookout_proto::schedule::CronSchedule;
 use lookout_proto::service::{
     parse_new_service, parse_service_patch, HealthStatus, NewService, PortView, RegistryStatus,
     ServicePatch, StatusEventView, TimerView,
@@ -1163,12 +1165,17 @@ async fn heartbeats_and_push_story() {
         .await
         .unwrap();
     let token = "lku_nightly";
+    let hourly = PushTiming {
+        period_secs: 3600,
+        grace_secs: 600,
+        schedule: None,
+    };
     assert!(store
-        .set_push_token(nightly.id, Some(&hash(token)), 3600, 600)
+        .set_push_token(nightly.id, Some(&hash(token)), &hourly)
         .await
         .unwrap());
     assert!(!store
-        .set_push_token(MISSING, Some(&hash("lku_other")), 3600, 600)
+        .set_push_token(MISSING, Some(&hash("lku_other")), &hourly)
         .await
         .unwrap());
     let armed = store.get_service(nightly.id).await.unwrap().unwrap();
@@ -1232,6 +1239,38 @@ async fn heartbeats_and_push_story() {
     assert_eq!(pinged.push_status.as_deref(), Some("WARNING"));
     assert_eq!(pinged.push_message.as_deref(), Some("disk 91%"));
     assert_eq!(pinged.state, Status::Warning);
+
+    // On a cron schedule instead: due at its next firing after the last
+    // ping (03:00 UTC; the last ping was at 23:41:40), plus the grace.
+    let nightly_cron = PushTiming {
+        schedule: Some(CronSchedule::parse("0 3 * * *", "UTC").unwrap()),
+        ..hourly
+    };
+    assert!(store
+        .set_push_token(nightly.id, None, &nightly_cron)
+        .await
+        .unwrap());
+    let scheduled = store.get_service(nightly.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            scheduled.push_schedule.as_deref(),
+            scheduled.push_tz.as_deref()
+        ),
+        (Some("0 3 * * *"), Some("UTC"))
+    );
+    assert!(
+        store.overdue(at(17_800)).await.unwrap().is_empty(),
+        "on time"
+    );
+    let late = store.overdue(at(17_801)).await.unwrap();
+    assert_eq!(
+        moves(&late),
+        [(nightly.id, Status::Warning, Status::Failure)]
+    );
+    assert_eq!(
+        late[0].reason,
+        "no ping for 12501 s (expected within 12500 s)"
+    );
 }
 
 /// The replay log hubs follow, and pruning what is old.

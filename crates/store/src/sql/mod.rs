@@ -358,6 +358,8 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
             .is_some(),
         push_period_secs: to_u64(row.try_get("push_period_secs")?),
         push_grace_secs: to_u64(row.try_get("push_grace_secs")?),
+        push_schedule: row.try_get("push_schedule")?,
+        push_tz: row.try_get("push_tz")?,
         last_push: opt_time(row.try_get("last_push")?),
         push_status: row.try_get("push_status")?,
         push_message: row.try_get("push_message")?,
@@ -1589,7 +1591,9 @@ impl Store for SqlStore {
             "SELECT id FROM services WHERE state != 'FAILURE' AND (
                 (heartbeat_ttl_secs IS NOT NULL AND last_heartbeat + heartbeat_ttl_secs * 1000 < $1)
                 OR (push_token_hash IS NOT NULL AND last_push
-                    + (COALESCE(push_period_secs, 86400) + COALESCE(push_grace_secs, 3600)) * 1000 < $2))
+                    + (COALESCE(push_period_secs, 86400) + COALESCE(push_grace_secs, 3600)) * 1000 < $2)
+                -- Pings on a cron schedule: judged on their row by the rules.
+                OR (push_token_hash IS NOT NULL AND push_schedule IS NOT NULL AND last_push IS NOT NULL))
              UNION
              SELECT s.id FROM services s JOIN servers v ON v.id = s.server_id
              WHERE s.state != 'UNKNOWN'
@@ -1636,16 +1640,18 @@ impl Store for SqlStore {
         &self,
         id: i64,
         token_hash: Option<&str>,
-        period_secs: u64,
-        grace_secs: u64,
+        timing: &lookout_proto::push::PushTiming,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE services SET push_token_hash = COALESCE($1, push_token_hash),
-                push_period_secs = $2, push_grace_secs = $3 WHERE id = $4",
+                push_period_secs = $2, push_grace_secs = $3, push_schedule = $4, push_tz = $5
+             WHERE id = $6",
         )
         .bind(token_hash)
-        .bind(to_i64(Some(period_secs)))
-        .bind(to_i64(Some(grace_secs)))
+        .bind(to_i64(Some(timing.period_secs)))
+        .bind(to_i64(Some(timing.grace_secs)))
+        .bind(timing.schedule.as_ref().map(|s| s.expr().to_owned()))
+        .bind(timing.schedule.as_ref().map(|s| s.zone().to_owned()))
         .bind(id)
         .execute(&self.pool)
         .await?;
