@@ -221,6 +221,30 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// An optional string field of a JSON body: absent or `null` is `None`;
+/// another type is named in `errors`.
+pub(crate) fn optional_text(
+    body: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    errors: &mut Vec<lookout_proto::FieldError>,
+) -> Option<String> {
+    use serde_json::Value;
+    match body.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            errors.push(lookout_proto::FieldError::new(
+                key,
+                format!(
+                    "must be a string, got {}",
+                    lookout_proto::service::kind(other)
+                ),
+            ));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -341,18 +341,11 @@ async fn create_push_token(
         .collect();
     let period = seconds(&body, "period_secs", 86_400, &mut errors);
     let grace = seconds(&body, "grace_secs", 3600, &mut errors);
-    let text = |key: &str, errors: &mut Vec<FieldError>| match body.get(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            errors.push(FieldError::new(
-                key,
-                format!("must be a string, got {}", kind(other)),
-            ));
-            None
-        }
-    };
-    let (expr, zone) = (text("schedule", &mut errors), text("tz", &mut errors));
+    let text = super::extract::optional_text;
+    let (expr, zone) = (
+        text(&body, "schedule", &mut errors),
+        text(&body, "tz", &mut errors),
+    );
     if zone.is_some() && expr.is_none() {
         errors.push(FieldError::new("tz", "goes with a schedule"));
     }

@@ -702,17 +702,8 @@ fn parse_app(body: &Map<String, Value>) -> Result<AppRequest, Vec<FieldError>> {
         .filter(|k| !APP_FIELDS.contains(&k.as_str()))
         .map(|k| FieldError::new(k.clone(), "is not a field of an app"))
         .collect();
-    let string = |key: &str, errors: &mut Vec<FieldError>| match body.get(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            errors.push(FieldError::new(
-                key,
-                format!("must be a string, got {}", kind(other)),
-            ));
-            None
-        }
-    };
+    let string =
+        |key: &str, errors: &mut Vec<FieldError>| super::extract::optional_text(body, key, errors);
     let name = string("name", &mut errors).unwrap_or_default();
     let unit = match app_unit(&name) {
         Ok(u) => Some(u),
