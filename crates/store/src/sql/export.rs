@@ -116,10 +116,30 @@ impl SqlStore {
                         .iter()
                         .map(|(c, _)| format!("'{c}', \"{c}\""))
                         .collect();
-                    format!(
-                        "SELECT json_object({}) FROM \"{table}\" ORDER BY \"{key}\"",
-                        pairs.join(", ")
-                    )
+                    // SQLite's functions take at most 127 arguments: a wide
+                    // table's object is built in parts and joined as text
+                    // ('{"a":1' || ',' || '"b":2}').
+                    let parts: Vec<String> = pairs
+                        .chunks(60)
+                        .map(|chunk| format!("json_object({})", chunk.join(", ")))
+                        .collect();
+                    let object = match parts.as_slice() {
+                        [one] => one.clone(),
+                        _ => {
+                            let last = parts.len() - 1;
+                            parts
+                                .iter()
+                                .enumerate()
+                                .map(|(i, p)| match i {
+                                    0 => format!("substr({p}, 1, length({p}) - 1)"),
+                                    _ if i == last => format!("substr({p}, 2)"),
+                                    _ => format!("substr({p}, 2, length({p}) - 2)"),
+                                })
+                                .collect::<Vec<_>>()
+                                .join(" || ',' || ")
+                        }
+                    };
+                    format!("SELECT {object} FROM \"{table}\" ORDER BY \"{key}\"")
                 }
                 // Byte order for text keys, as SQLite sorts them.
                 Backend::Postgres => {
