@@ -67,6 +67,24 @@ impl CronSchedule {
         Ok(schedule)
     }
 
+    /// A schedule as stored, once [`CronSchedule::parse`] accepted it:
+    /// read without looking for its first firing, which for a rare schedule
+    /// searches years ahead (the status rules and the overdue sweep read it
+    /// often).
+    pub fn stored(expr: &str, zone: &str) -> Option<CronSchedule> {
+        let zone = if zone.trim().is_empty() {
+            Tz::UTC
+        } else {
+            Tz::from_str(zone.trim()).ok()?
+        };
+        let cron = Cron::from_str(expr).ok()?;
+        Some(CronSchedule {
+            expr: expr.to_owned(),
+            zone,
+            cron,
+        })
+    }
+
     pub fn expr(&self) -> &str {
         &self.expr
     }

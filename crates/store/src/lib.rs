@@ -205,8 +205,7 @@ impl Service {
     /// The cron schedule its pings are expected on, if it has one.
     pub fn push_cron(&self) -> Option<lookout_proto::schedule::CronSchedule> {
         let expr = self.push_schedule.as_deref()?;
-        lookout_proto::schedule::CronSchedule::parse(expr, self.push_tz.as_deref().unwrap_or(""))
-            .ok()
+        lookout_proto::schedule::CronSchedule::stored(expr, self.push_tz.as_deref().unwrap_or(""))
     }
 
     /// When the service's heartbeat or push ping is missed if nothing
