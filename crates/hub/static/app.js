@@ -56,6 +56,13 @@ function showTimes(root) {
 showTimes(document);
 setInterval(() => showTimes(document), 15000);
 
+// Forms that take a wall-clock time send the reader's zone with it.
+const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+if (browserZone) {
+  document.querySelectorAll("input[data-browser-zone]").forEach((el) => { el.value = browserZone; });
+  document.querySelectorAll("[data-zone-name]").forEach((el) => { el.textContent = browserZone; });
+}
+
 // What a dashboard row says about the last check (its time is shown apart).
 function detail(s) {
   if (s.paused) return "paused: not checked until resumed";

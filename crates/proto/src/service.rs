@@ -270,6 +270,9 @@ pub struct NewService {
     pub muted: Option<bool>,
     pub paused: Option<bool>,
     pub maintenance_until: Option<DateTime<Utc>>,
+    /// A planned window begins here (absent: it began when it was set).
+    pub maintenance_from: Option<DateTime<Utc>>,
+    pub maintenance_window: Option<crate::schedule::RecurringWindow>,
     pub notify_after: Option<u64>,
     pub start_period_secs: Option<u64>,
     pub retry_interval_secs: Option<u64>,
@@ -298,6 +301,8 @@ pub struct ServicePatch {
     pub muted: Option<Option<bool>>,
     pub paused: Option<Option<bool>>,
     pub maintenance_until: Option<Option<DateTime<Utc>>>,
+    pub maintenance_from: Option<Option<DateTime<Utc>>>,
+    pub maintenance_window: Option<Option<crate::schedule::RecurringWindow>>,
     pub notify_after: Option<Option<u64>>,
     pub start_period_secs: Option<Option<u64>>,
     pub retry_interval_secs: Option<Option<u64>>,
@@ -415,6 +420,8 @@ pub const WRITABLE_FIELDS: &[&str] = &[
     "muted",
     "paused",
     "maintenance_until",
+    "maintenance_from",
+    "maintenance_window",
     "notify_after",
     "start_period_secs",
     "retry_interval_secs",
@@ -486,6 +493,8 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
         muted: patch.muted.flatten(),
         paused: patch.paused.flatten(),
         maintenance_until: patch.maintenance_until.flatten(),
+        maintenance_from: patch.maintenance_from.flatten(),
+        maintenance_window: patch.maintenance_window.flatten(),
         notify_after: patch.notify_after.flatten(),
         start_period_secs: patch.start_period_secs.flatten(),
         retry_interval_secs: patch.retry_interval_secs.flatten(),
@@ -598,14 +607,24 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
             v.as_bool()
                 .ok_or_else(|| format!("must be true or false, got {}", kind(v)))
         }),
-        maintenance_until: field(body, "maintenance_until", errors, |v| {
-            let s = as_str(v)?;
-            DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    format!("must be an RFC 3339 time such as 2026-12-01T06:00:00Z, got {s:?}")
-                })
-        }),
+        maintenance_window: match body.get("maintenance_window") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(v) => match crate::schedule::RecurringWindow::parse(v) {
+                Ok(w) => Some(Some(w)),
+                Err((part, why)) => {
+                    let field = if part.is_empty() {
+                        "maintenance_window".to_owned()
+                    } else {
+                        format!("maintenance_window.{part}")
+                    };
+                    errors.push(FieldError::new(field, why));
+                    None
+                }
+            },
+        },
+        maintenance_until: field(body, "maintenance_until", errors, rfc3339),
+        maintenance_from: field(body, "maintenance_from", errors, rfc3339),
         notify_after: field(body, "notify_after", errors, |v| {
             ranged(v, &(1..=100), "consecutive failures")
         }),
@@ -678,6 +697,27 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
             )),
             _ => patch.base_url = Some(url),
         }
+    }
+
+    // A planned window is one pair: its start comes with its end, and an end
+    // sent alone is a window from now.
+    match (patch.maintenance_from, patch.maintenance_until) {
+        (Some(Some(from)), Some(Some(until))) if from >= until => errors.push(FieldError::new(
+            "maintenance_from",
+            "must be before maintenance_until",
+        )),
+        (Some(Some(_)), None | Some(None))
+            if body.get("maintenance_until").is_none_or(Value::is_null) =>
+        {
+            errors.push(FieldError::new(
+                "maintenance_from",
+                "needs maintenance_until in the same request: a window has a start and an end",
+            ));
+        }
+        (None, Some(_)) if !body.contains_key("maintenance_from") => {
+            patch.maintenance_from = Some(None);
+        }
+        _ => {}
     }
     patch
 }
@@ -785,6 +825,13 @@ fn object<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, String> {
         return Err(format!("must be an object, got {}", kind(v)));
     }
     serde_json::from_value(v.clone()).map_err(|e| e.to_string())
+}
+
+fn rfc3339(v: &Value) -> Result<DateTime<Utc>, String> {
+    let s = as_str(v)?;
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("must be an RFC 3339 time such as 2026-12-01T06:00:00Z, got {s:?}"))
 }
 
 fn as_str(v: &Value) -> Result<&str, String> {
@@ -917,6 +964,12 @@ pub struct ServiceView {
     pub paused: bool,
     /// Notifications are held back until this time (a maintenance window).
     pub maintenance_until: Option<DateTime<Utc>>,
+    /// A window planned ahead begins here (absent: it began when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_from: Option<DateTime<Utc>>,
+    /// A maintenance window that comes back (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_window: Option<crate::schedule::RecurringWindow>,
     /// Consecutive failed checks before an alert (flap damping).
     pub notify_after: u64,
     pub last_scanned_at: Option<DateTime<Utc>>,

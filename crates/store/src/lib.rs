@@ -168,6 +168,10 @@ pub struct Service {
     /// Neither checked nor judged until resumed.
     pub paused: bool,
     pub maintenance_until: Option<DateTime<Utc>>,
+    /// A window planned ahead begins here and ends at `maintenance_until`.
+    pub maintenance_from: Option<DateTime<Utc>>,
+    /// A maintenance window that comes back.
+    pub maintenance_window: Option<lookout_proto::schedule::RecurringWindow>,
     pub notify_after: Option<u64>,
     pub last_health_check: Option<DateTime<Utc>>,
     pub last_response_code: Option<u16>,
@@ -356,23 +360,32 @@ impl Service {
         (elapsed < i64::try_from(period).unwrap_or(i64::MAX)).then_some(period)
     }
 
-    /// The URL the hub checks, if it checks the service: `base_url` with
-    /// its health endpoint, or a registered service's URL itself when it
-    /// has none and does not report in (heartbeats, pushes, an agent's
-    /// checks). Units a scan found are never checked until registered.
-    /// Why its alerts are held back at `now`, if they are: `muted`, or
-    /// `maintenance` until its window ends. The notifier and the pages
+    /// Why its alerts are held back at `now`, if they are: `paused`,
+    /// `muted`, or `maintenance` while a window is open (one set now or
+    /// planned ahead, or its recurring one). The notifier and the pages
     /// both ask this.
     pub fn held_back(&self, now: DateTime<Utc>) -> Option<&'static str> {
         if self.paused {
             Some("paused")
         } else if self.muted {
             Some("muted")
-        } else if self.maintenance_until.is_some_and(|until| now < until) {
+        } else if self.in_planned_maintenance(now)
+            || self
+                .maintenance_window
+                .as_ref()
+                .is_some_and(|w| w.open_until(now).is_some())
+        {
             Some("maintenance")
         } else {
             None
         }
+    }
+
+    /// Whether `now` falls in its one-off window: from `maintenance_from`
+    /// (or from when it was set) to `maintenance_until`.
+    pub fn in_planned_maintenance(&self, now: DateTime<Utc>) -> bool {
+        self.maintenance_until.is_some_and(|until| now < until)
+            && self.maintenance_from.is_none_or(|from| from <= now)
     }
 
     /// What watches the service, in one word: its check's kind (`http`,
@@ -502,6 +515,8 @@ impl Service {
             muted: self.muted,
             paused: self.paused,
             maintenance_until: self.maintenance_until,
+            maintenance_from: self.maintenance_from,
+            maintenance_window: self.maintenance_window.clone(),
             notify_after: self.notify_after.unwrap_or(DEFAULT_NOTIFY_AFTER),
             last_scanned_at: self.last_scanned_at,
             server_id: self.server_id,

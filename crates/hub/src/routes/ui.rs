@@ -605,10 +605,18 @@ struct AlertsSection {
     state: String,
     /// The channels it notifies, in words.
     through: String,
+    /// Its recurring maintenance window, in words: "0 3 * * SUN (UTC), for 2 h".
+    window: Option<String>,
+    /// In that window now.
+    window_open: bool,
+    /// When the window next begins.
+    window_next: Option<Ago>,
     paused: bool,
     muted: bool,
-    /// In maintenance now.
+    /// In maintenance now (a window set now or planned ahead).
     maintenance: bool,
+    /// A window planned ahead that has not begun: from, how soon, to.
+    planned: Option<(Stamp, Ago, Stamp)>,
     /// After how many failed checks an alert goes out.
     after: u64,
 }
@@ -625,7 +633,18 @@ impl AlertsSection {
             (false, true) => "Every channel".to_owned(),
             (false, false) => named.join(", "),
         };
-        let until = s.maintenance_until.filter(|t| *t > now);
+        let until = s
+            .in_planned_maintenance(now)
+            .then_some(s.maintenance_until)
+            .flatten();
+        let planned = match (s.maintenance_from, s.maintenance_until) {
+            (Some(from), Some(to)) if from > now => {
+                Some((Stamp(from), Ago::new(from, now), Stamp(to)))
+            }
+            _ => None,
+        };
+        let window = s.maintenance_window.as_ref();
+        let window_until = window.and_then(|w| w.open_until(now));
         let state = match (until, s.muted) {
             _ if s.paused => "Paused: it is not checked, and no alert is sent for it".to_owned(),
             (_, true) => "Muted: no alert is sent for it".to_owned(),
@@ -634,22 +653,44 @@ impl AlertsSection {
                 stamp(t),
                 when(Some(t), now)
             ),
-            (None, false) => "Alerts are on".to_owned(),
+            (None, false) => match window_until {
+                Some(t) => format!(
+                    "In its recurring maintenance window until {} ({}): alerts wait until then",
+                    stamp(t),
+                    when(Some(t), now)
+                ),
+                None => "Alerts are on".to_owned(),
+            },
         };
         AlertsSection {
             state,
+            window: window.map(|w| {
+                format!(
+                    "{} ({}), for {}",
+                    w.schedule,
+                    if w.tz.is_empty() { "UTC" } else { &w.tz },
+                    crate::history::span_words(i64::from(w.minutes) * 60)
+                )
+            }),
+            window_open: window_until.is_some(),
+            window_next: window
+                .and_then(|w| w.next_start(now))
+                .map(|t| Ago::new(t, now)),
             through,
             paused: s.paused,
             muted: s.muted,
             maintenance: until.is_some(),
+            planned,
             after: s.notify_after.unwrap_or(3),
         }
     }
 }
 
-/// Mutes or unmutes a service, starts or ends its maintenance, or pauses or
-/// resumes it, from its page: `action` is `mute`, `unmute`, `maintain` (with
-/// `hours`), `end`, `pause` or `resume`.
+/// Mutes or unmutes a service, starts or ends its maintenance, sets or
+/// removes its recurring maintenance window, or pauses or resumes it, from
+/// its page: `action` is `mute`, `unmute`, `maintain` (with `hours`), `end`,
+/// `window` (with `window_schedule`, `window_tz`, `window_minutes`),
+/// `unwindow`, `pause` or `resume`.
 async fn alerts_from_form(
     State(state): State<AppState>,
     ServiceId(id): ServiceId,
@@ -676,16 +717,73 @@ async fn alerts_from_form(
                     "Choose how many hours, from 1 to 744 (a month).",
                 );
             };
-            patch.maintenance_until = Some(Some(now + chrono::Duration::hours(hours)));
+            // Empty `starts`: now; else a wall-clock time in the reader's
+            // zone (`tz`, which the page's script fills in; UTC without it).
+            let from = match values.get("starts").map(|s| s.trim()) {
+                None | Some("") => None,
+                Some(text) => {
+                    let zone = values.get("tz").map_or("", String::as_str);
+                    match lookout_proto::schedule::local_time(text, zone) {
+                        Ok(t) if t > now => Some(t),
+                        Ok(_) => {
+                            return message(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "That maintenance window cannot be planned",
+                                "Its start has passed: leave it empty to begin now.",
+                            )
+                        }
+                        Err(why) => {
+                            return message(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "That maintenance window cannot be planned",
+                                &format!("Start: {why}."),
+                            )
+                        }
+                    }
+                }
+            };
+            patch.maintenance_from = Some(from);
+            patch.maintenance_until =
+                Some(Some(from.unwrap_or(now) + chrono::Duration::hours(hours)));
         }
-        Some("end") => patch.maintenance_until = Some(None),
+        Some("end") => {
+            patch.maintenance_until = Some(None);
+            patch.maintenance_from = Some(None);
+        }
+        Some("window") => {
+            let minutes = values
+                .get("window_minutes")
+                .and_then(|m| m.trim().parse::<u64>().ok());
+            let body = json!({
+                "schedule": values.get("window_schedule").map_or("", |s| s.trim()),
+                "tz": values.get("window_tz").map_or("", |s| s.trim()),
+                "minutes": minutes,
+            });
+            match lookout_proto::schedule::RecurringWindow::parse(&body) {
+                Ok(w) => patch.maintenance_window = Some(Some(w)),
+                Err((part, why)) => {
+                    let part = match part {
+                        "schedule" => "Schedule",
+                        "tz" => "Time zone",
+                        "minutes" => "Length",
+                        _ => "Window",
+                    };
+                    return message(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "That maintenance window cannot be used",
+                        &format!("{part}: {why}."),
+                    );
+                }
+            }
+        }
+        Some("unwindow") => patch.maintenance_window = Some(None),
         Some("pause") => patch.paused = Some(Some(true)),
         Some("resume") => patch.paused = Some(Some(false)),
         _ => {
             return message(
                 StatusCode::BAD_REQUEST,
                 "Unknown action",
-                "The form asks to mute, unmute, start or end maintenance, pause or resume.",
+                "The form asks to mute, unmute, start or end maintenance, set or remove a recurring window, pause or resume.",
             )
         }
     }

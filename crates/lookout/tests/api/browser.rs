@@ -970,7 +970,7 @@ async fn mute_and_maintenance_from_the_service_page_in_chromium() {
         .await["id"]
         .as_i64()
         .unwrap();
-    let browser = Browser::start().await;
+    let browser = Browser::start_in_zone(Some("Asia/Tokyo")).await;
     let c = &browser.client;
     let page = hub.url(&format!("/services/{id}"));
     c.goto(&page).await.unwrap();
@@ -1013,6 +1013,85 @@ async fn mute_and_maintenance_from_the_service_page_in_chromium() {
     click(c, "alerts-end").await;
     wait_text(c, "#alerts-state", |t| t.starts_with("Alerts are on")).await;
     assert!(hub.service(id).await["maintenance_until"].is_null());
+
+    // Planned ahead, at a time read in the reader's zone (Tokyo, UTC+9),
+    // shown in it, then cancelled.
+    let zone = c
+        .find(Locator::Css(r#"#maintain-form input[name="tz"]"#))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(zone.as_deref(), Some("Asia/Tokyo"));
+    c.execute(
+        "document.getElementById('alerts-starts').value = arguments[0]",
+        vec![serde_json::json!("2031-06-01T12:00")],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Id("alerts-hours"))
+        .await
+        .unwrap()
+        .select_by_value("24")
+        .await
+        .unwrap();
+    click(c, "alerts-maintain").await;
+    let planned = wait_text(c, "#planned-state", |t| !t.is_empty()).await;
+    assert!(
+        planned.starts_with("Maintenance planned from 2031-06-01 12:00:00 GMT+9"),
+        "{planned}"
+    );
+    let s = hub.service(id).await;
+    assert_eq!(s["maintenance_from"], "2031-06-01T03:00:00Z");
+    assert_eq!(s["maintenance_until"], "2031-06-02T03:00:00Z");
+    wait_text(c, "#alerts-state", |t| t.starts_with("Alerts are on")).await;
+    screenshot(c, "service-planned-desktop").await;
+    click(c, "alerts-cancel").await;
+    wait_text(c, "#alerts-state", |t| t.starts_with("Alerts are on")).await;
+    assert!(hub.service(id).await.get("maintenance_from").is_none());
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    c.execute(
+        "document.getElementById('alerts-state').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(c, "service-alert-forms-phone").await;
+    c.set_window_size(1280, 1000).await.unwrap();
+
+    // A recurring window from the page: a mistake is named, then it is set
+    // and shown with its next start, then removed.
+    fill(c, "window_schedule", "0 3 * *").await;
+    click(c, "window-save").await;
+    let said = wait_text(c, "main p", |t| t.starts_with("Schedule:")).await;
+    assert!(said.contains("has 4 fields"), "{said}");
+    c.goto(&page).await.unwrap();
+    fill(c, "window_schedule", "0 3 * * SUN").await;
+    fill(c, "window_tz", "Europe/Berlin").await;
+    c.find(Locator::Id("window_minutes"))
+        .await
+        .unwrap()
+        .select_by_value("120")
+        .await
+        .unwrap();
+    click(c, "window-save").await;
+    let window = wait_text(c, "#window-state", |t| t.starts_with("Recurring")).await;
+    assert!(
+        window
+            .starts_with("Recurring maintenance: from 0 3 * * SUN (Europe/Berlin), for 2 h; next "),
+        "{window}"
+    );
+    assert_eq!(
+        hub.service(id).await["maintenance_window"],
+        serde_json::json!({"schedule": "0 3 * * SUN", "tz": "Europe/Berlin", "minutes": 120})
+    );
+    click(c, "window-remove").await;
+    wait_text(c, "#window-state", |t| {
+        t == "No recurring maintenance window."
+    })
+    .await;
 
     // Paused: not checked, UNKNOWN, marked on the dashboard; then resumed.
     click(c, "pause").await;

@@ -713,3 +713,165 @@ async fn a_service_notifies_the_channels_it_names() {
         "every channel"
     );
 }
+
+/// A recurring maintenance window (a cron schedule, a zone, a length) holds
+/// alerts back while it is open, every time it comes round; a window that
+/// cannot be read is named by its part.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recurring_maintenance_window_holds_alerts_while_open() {
+    // 2027-01-15 08:00:00 UTC.
+    let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = spawn_hub_with_clock(fast, clock.clone()).await;
+    let rx = Receiver::start().await;
+    channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
+    let r: Value = hub
+        .post_json("/register", &json!({"name": "router", "ip": "10.0.0.1"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = r["service"]["id"].as_i64().unwrap();
+    let path = format!("/api/services/{id}");
+    for (window, field) in [
+        (
+            json!({"schedule": "0 8 * *", "minutes": 60}),
+            "maintenance_window.schedule",
+        ),
+        (
+            json!({"schedule": "0 8 * * *", "tz": "Mars/Olympus", "minutes": 60}),
+            "maintenance_window.tz",
+        ),
+        (
+            json!({"schedule": "0 8 * * *", "minutes": 20000}),
+            "maintenance_window.minutes",
+        ),
+        (json!("0 8 * * *"), "maintenance_window"),
+    ] {
+        let r = hub
+            .put_json(&path, &json!({"maintenance_window": window}))
+            .await;
+        assert_eq!(r.status(), 422, "{window}");
+        let error: Value = r.json().await.unwrap();
+        assert_eq!(error["fields"][0]["field"], field, "{error}");
+    }
+    // Every day 08:00–09:00 UTC: open now.
+    let window = json!({"schedule": "0 8 * * *", "minutes": 60});
+    let r = hub
+        .put_json(&path, &json!({"maintenance_window": window}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["maintenance_window"],
+        window
+    );
+    clock.advance(Duration::from_secs(61));
+    hub.wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
+        .await;
+    let page = hub.get("/").await.text().await.unwrap();
+    assert!(page.contains(r#"title="No alerts are sent for it now">maintenance</span>"#));
+    tokio::time::sleep(Duration::from_millis(1500)).await; // an absence needs a window
+    assert!(rx.received("/hook").is_empty(), "alerted inside the window");
+    // 09:00: the window closes and the held alert goes out.
+    clock.advance(Duration::from_secs(3600));
+    let got = rx.wait_for("/hook", 1, SOON).await;
+    assert_eq!(got[0].json()["event"], "alert");
+    // Removed with null.
+    let r = hub
+        .put_json(&path, &json!({"maintenance_window": null}))
+        .await;
+    assert!(r
+        .json::<Value>()
+        .await
+        .unwrap()
+        .get("maintenance_window")
+        .is_none());
+}
+
+/// A maintenance window planned ahead (`maintenance_from` with
+/// `maintenance_until`) holds nothing back before it begins and alerts
+/// after it ends; a start without an end, or after it, is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planned_maintenance_window_holds_alerts_only_while_it_lasts() {
+    let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let clock = ManualClock::new(t0);
+    let hub = spawn_hub_with_clock(fast, clock.clone()).await;
+    let rx = Receiver::start().await;
+    channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
+    let r: Value = hub
+        .post_json("/register", &json!({"name": "router", "ip": "10.0.0.1"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = r["service"]["id"].as_i64().unwrap();
+    let path = format!("/api/services/{id}");
+    let at = |secs: i64| (t0 + chrono::Duration::seconds(secs)).to_rfc3339();
+    for body in [
+        json!({"maintenance_from": at(600)}),
+        json!({"maintenance_from": at(600), "maintenance_until": null}),
+        json!({"maintenance_from": at(600), "maintenance_until": at(600)}),
+    ] {
+        let r = hub.put_json(&path, &body).await;
+        assert_eq!(r.status(), 422, "{body}");
+        let error: Value = r.json().await.unwrap();
+        assert_eq!(error["fields"][0]["field"], "maintenance_from", "{error}");
+    }
+    assert!(
+        hub.service(id).await.get("maintenance_from").is_none(),
+        "nothing half-set"
+    );
+
+    // Planned for 10:00–11:00 from now (08:00): the failure at 08:01 alerts.
+    let r = hub
+        .put_json(
+            &path,
+            &json!({"maintenance_from": at(7200), "maintenance_until": at(10800)}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["maintenance_from"], "2027-01-15T10:00:00Z");
+    let page = hub
+        .get(&format!("/services/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(
+            r#"Maintenance planned</strong> from <time datetime="2027-01-15T10:00:00Z">"#
+        ),
+        "{page}"
+    );
+    clock.advance(Duration::from_secs(61));
+    hub.wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
+        .await;
+    let got = rx.wait_for("/hook", 1, SOON).await;
+    assert_eq!(got[0].json()["event"], "alert");
+
+    // Recovered, then failing again inside the window: held back.
+    hub.post_json("/register", &json!({"name": "router", "ip": "10.0.0.1"}))
+        .await;
+    rx.wait_for("/hook", 2, SOON).await;
+    clock.advance(Duration::from_secs(7200));
+    hub.wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
+        .await;
+    let page = hub.get("/").await.text().await.unwrap();
+    assert!(page.contains(r#"title="No alerts are sent for it now">maintenance</span>"#));
+    tokio::time::sleep(Duration::from_millis(1500)).await; // an absence needs a window
+    assert_eq!(rx.received("/hook").len(), 2, "alerted inside the window");
+    // 11:00: it ends and the held alert goes out; an end sent alone is a
+    // window from now, so the planned start is gone.
+    clock.advance(Duration::from_secs(3600));
+    let got = rx.wait_for("/hook", 3, SOON).await;
+    assert_eq!(got[2].json()["event"], "alert");
+    let r = hub
+        .put_json(&path, &json!({"maintenance_until": at(20000)}))
+        .await;
+    assert!(r
+        .json::<Value>()
+        .await
+        .unwrap()
+        .get("maintenance_from")
+        .is_none());
+}

@@ -349,6 +349,8 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
         muted: row.try_get::<i64, _>("muted")? != 0,
         paused: row.try_get::<i64, _>("paused")? != 0,
         maintenance_until: opt_time(row.try_get("maintenance_until")?),
+        maintenance_from: opt_time(row.try_get("maintenance_from")?),
+        maintenance_window: json_column(row, "maintenance_window")?,
         notify_after: to_u64(row.try_get("notify_after")?),
         heartbeat_ip: row.try_get("heartbeat_ip")?,
         heartbeat_ttl_secs: to_u64(row.try_get("heartbeat_ttl_secs")?),
@@ -672,9 +674,10 @@ async fn insert_service(
         "INSERT INTO services (name, description, base_url, port, health_endpoint, status,
             reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
             notify_after, created_at, updated_at, state, state_reason, start_period_secs,
-            retry_interval_secs, conditions, probe, source, tags, paused, channels)
+            retry_interval_secs, conditions, probe, source, tags, paused, channels,
+            maintenance_window, maintenance_from)
          VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17, $18, $19, $20, $21, $22, $23)
+            $17, $18, $19, $20, $21, $22, $23, $24, $25)
          ON CONFLICT (name) DO NOTHING
          RETURNING *",
     )
@@ -701,6 +704,8 @@ async fn insert_service(
     .bind(tags_json(&new.tags))
     .bind(i64::from(new.paused.unwrap_or(false)))
     .bind((!new.channels.is_empty()).then(|| to_json(&new.channels)))
+    .bind(new.maintenance_window.as_ref().map(to_json))
+    .bind(new.maintenance_from.map(ms))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| name_conflict(e, new.name.as_str()))
@@ -992,6 +997,12 @@ impl Store for SqlStore {
         }
         if let Some(until) = patch.maintenance_until {
             set.push("maintenance_until", until.map(ms));
+        }
+        if let Some(from) = patch.maintenance_from {
+            set.push("maintenance_from", from.map(ms));
+        }
+        if let Some(window) = &patch.maintenance_window {
+            set.push("maintenance_window", window.as_ref().map(to_json));
         }
         if let Some(after) = patch.notify_after {
             set.push("notify_after", to_i64(after));
