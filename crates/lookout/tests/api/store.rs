@@ -859,13 +859,15 @@ async fn scan_story() {
     );
 
     // Registering the discovered unit makes its entry configured, keeping
-    // what systemd said; with a health check, it now waits for the first.
+    // what systemd said and taking the request's alert settings; with a
+    // health check, it now waits for the first.
     let (registered, change) = store
         .register_service(
-            &new_service(
-                json!({"name": "nginx.service", "base_url": "http://127.0.0.1",
-                                "health_endpoint": "/"}),
-            ),
+            &new_service(json!({
+                "name": "nginx.service", "base_url": "http://127.0.0.1", "health_endpoint": "/",
+                "muted": true, "notify_after": 5,
+                "maintenance_window": {"schedule": "0 3 * * SUN", "minutes": 60},
+            })),
             at(20),
         )
         .await
@@ -884,6 +886,12 @@ async fn scan_story() {
     assert_eq!(registered.systemd_state.as_deref(), Some("active"));
     assert_eq!(registered.unit.as_deref(), Some("nginx.service"));
     assert_eq!(registered.port, Some(80));
+    assert!(registered.muted);
+    assert_eq!(registered.notify_after, Some(5));
+    assert_eq!(
+        registered.maintenance_window.as_ref().map(|w| w.minutes),
+        Some(60)
+    );
     // ... and a second registration is a conflict.
     let err = store
         .create_service(&new_service(json!({"name": "nginx.service"})), at(21))

@@ -874,8 +874,10 @@ impl Store for SqlStore {
                     base_url = $2, port = COALESCE($3, port), health_endpoint = $4, reported_state = $5,
                     check_interval_secs = $6, check_timeout_ms = $7, updated_at = $8,
                     retry_interval_secs = $9, conditions = $10, probe = $11, source = $12,
-                    tags = $13, channels = $14
-                 WHERE id = $15 RETURNING *",
+                    tags = $13, channels = $14, muted = $15, paused = $16,
+                    maintenance_until = $17, maintenance_from = $18, maintenance_window = $19,
+                    notify_after = $20, start_period_secs = $21
+                 WHERE id = $22 RETURNING *",
             )
             .bind(new.description.as_deref())
             .bind(new.base_url.as_ref().map(|u| u.to_display()))
@@ -891,6 +893,13 @@ impl Store for SqlStore {
             .bind(new.from_file.then_some("file"))
             .bind(tags_json(&new.tags))
             .bind((!new.channels.is_empty()).then(|| to_json(&new.channels)))
+            .bind(i64::from(new.muted.unwrap_or(false)))
+            .bind(i64::from(new.paused.unwrap_or(false)))
+            .bind(new.maintenance_until.map(ms))
+            .bind(new.maintenance_from.map(ms))
+            .bind(new.maintenance_window.as_ref().map(to_json))
+            .bind(to_i64(new.notify_after))
+            .bind(to_i64(new.start_period_secs))
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
