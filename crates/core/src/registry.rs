@@ -235,6 +235,33 @@ fn local_unit(service: &Service) -> Option<&str> {
         .filter(|_| service.server_id.is_none())
 }
 
+/// The services whose plan may have changed: some, or too many to name
+/// (then everything is looked at again).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Reshaped {
+    #[default]
+    Nothing,
+    Only(std::collections::BTreeSet<i64>),
+    Everything,
+}
+
+impl Reshaped {
+    /// More than this many are [`Reshaped::Everything`]: a full look then
+    /// costs less than one per service.
+    const MOST: usize = 512;
+
+    fn add(&mut self, ids: Vec<i64>) {
+        match self {
+            Reshaped::Everything => {}
+            Reshaped::Nothing => *self = Reshaped::Only(ids.into_iter().collect()),
+            Reshaped::Only(held) => held.extend(ids),
+        }
+        if matches!(self, Reshaped::Only(held) if held.len() > Self::MOST) {
+            *self = Reshaped::Everything;
+        }
+    }
+}
+
 /// What putting a service in memory changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Put {
@@ -441,9 +468,10 @@ pub struct Registry {
     epoch: u32,
     defaults: CheckDefaults,
     memory: RwLock<Memory>,
-    /// Counts the changes that matter to the health scheduler: services
-    /// added or removed, or whose URL, interval or timeout changed.
-    shape: tokio::sync::watch::Sender<u64>,
+    /// The services whose changes matter to the health scheduler since it
+    /// last looked: added or removed, or whose URL, interval or timeout
+    /// changed.
+    shape: tokio::sync::watch::Sender<Reshaped>,
     /// The id of the newest event in the event log whose change memory has:
     /// what a client that wrote through another hub waits for
     /// (`X-Lookout-Min-Event`).
@@ -522,7 +550,7 @@ impl Registry {
             epoch: u32::from_le_bytes(epoch),
             defaults,
             memory: RwLock::new(Memory::default()),
-            shape: tokio::sync::watch::Sender::new(0),
+            shape: tokio::sync::watch::Sender::new(Reshaped::default()),
             applied: tokio::sync::watch::Sender::new(0),
         };
         // Everything logged so far is in the tables read next.
@@ -651,7 +679,8 @@ impl Registry {
         entries: impl IntoIterator<Item = (i64, Option<Entry>)>,
         gone: impl FnOnce(&Memory) -> Vec<i64>,
     ) {
-        let (mut changed, mut reshaped) = (false, false);
+        let mut changed = false;
+        let mut reshaped = Vec::new();
         {
             let mut memory = self.write();
             for (id, entry) in entries {
@@ -661,18 +690,21 @@ impl Registry {
                     None => Put::Same,
                 };
                 changed |= put != Put::Same;
-                reshaped |= put == Put::Reshaped;
+                if put == Put::Reshaped {
+                    reshaped.push(id);
+                }
             }
             for id in gone(&memory) {
                 memory.remove(id);
-                (changed, reshaped) = (true, true);
+                changed = true;
+                reshaped.push(id);
             }
             if changed {
                 memory.changed();
             }
         }
-        if reshaped {
-            self.shape.send_modify(|n| *n += 1);
+        if !reshaped.is_empty() {
+            self.shape.send_modify(|r| r.add(reshaped));
         }
     }
 
@@ -703,9 +735,21 @@ impl Registry {
     }
 
     /// Changes when a service is added or removed, or its URL, interval or
-    /// timeout changes, on this hub or (followed) on another.
-    pub fn watch_shape(&self) -> tokio::sync::watch::Receiver<u64> {
+    /// timeout changes, on this hub or (followed) on another; which ones,
+    /// [`Registry::take_reshaped`] says.
+    pub fn watch_shape(&self) -> tokio::sync::watch::Receiver<Reshaped> {
         self.shape.subscribe()
+    }
+
+    /// The services reshaped since the last call, and forgets them: for the
+    /// one reader that plans by them, the health scheduler.
+    pub fn take_reshaped(&self) -> Reshaped {
+        let mut taken = Reshaped::default();
+        self.shape.send_if_modified(|r| {
+            taken = std::mem::take(r);
+            false
+        });
+        taken
     }
 
     /// Increases with every change; a list read at one version is the same
@@ -1382,5 +1426,22 @@ impl Registry {
             Some(Event::ScanCompleted {}) => self.reload().await,
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshaped_services_are_named_until_there_are_too_many() {
+        let mut r = Reshaped::default();
+        r.add(vec![3, 1]);
+        r.add(vec![3]);
+        assert_eq!(r, Reshaped::Only([1, 3].into()));
+        r.add((10..10 + Reshaped::MOST as i64).collect());
+        assert_eq!(r, Reshaped::Everything);
+        r.add(vec![7]);
+        assert_eq!(r, Reshaped::Everything);
     }
 }

@@ -28,6 +28,7 @@ use crate::clock::SharedClock;
 use crate::config::CheckDefaults;
 use crate::events::{Event, EventBus};
 use crate::registry::Entry;
+use crate::registry::Reshaped;
 use crate::store::Store;
 
 /// How often the scheduler re-reads the registry even without events.
@@ -280,7 +281,11 @@ impl Scheduler {
                         held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
                     }
                     resync_at = soon(resync_at);
-                    look = Look::Everything;
+                    match self.registry.take_reshaped() {
+                        Reshaped::Nothing => {}
+                        Reshaped::Only(ids) => ids.into_iter().for_each(|id| look.add(id)),
+                        Reshaped::Everything => look = Look::Everything,
+                    }
                 }
                 event = events.recv() => match event {
                     // Only changes to the registry change the plan; check
@@ -294,18 +299,20 @@ impl Scheduler {
                     ) => {}
                     // A new service is leased within LEASE_SOON, so its first check
                     // does not wait for the next renewal.
-                    Ok(Event::ServiceCreated { .. } | Event::ScanCompleted {}) => {
+                    // A new service is planned alone, not by reading the
+                    // whole registry.
+                    Ok(Event::ServiceCreated { id, .. }) => {
                         if self.leases.is_some() {
                             held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
                         }
-                        resync_at = soon(resync_at);
-                        look = Look::Everything;
-                    }
-                    Ok(Event::ServiceUpdated { id, .. }) => {
                         look.add(id);
                         resync_at = soon(resync_at);
                     }
-                    Ok(Event::ServiceDeleted { .. })
+                    Ok(Event::ServiceUpdated { id, .. } | Event::ServiceDeleted { id }) => {
+                        look.add(id);
+                        resync_at = soon(resync_at);
+                    }
+                    Ok(Event::ScanCompleted {})
                     | Err(broadcast::error::RecvError::Lagged(_)) => {
                         resync_at = soon(resync_at);
                         look = Look::Everything;
