@@ -49,15 +49,15 @@ pub enum Event {
     ScanCompleted {},
     /// A service's status changed (stored in its history): the change.
     #[serde(rename = "status")]
-    StatusChanged(StatusEventView),
+    StatusChanged(Box<StatusEventView>),
     /// An agent's check reported a result (stored once): the result, with
     /// `server_id` and `check`.
     #[serde(rename = "result")]
     CheckResult {
         server_id: i64,
-        check: String,
+        check: Box<str>,
         #[serde(flatten)]
-        result: CheckResultView,
+        result: Box<CheckResultView>,
     },
     /// A server was added, claimed, revoked, came online or sent a scan:
     /// `{"id"}`.
@@ -93,18 +93,61 @@ impl Event {
     }
 
     /// The event's wire type and data.
-    pub fn wire(&self) -> (&'static str, serde_json::Value) {
+    pub fn wire(&self) -> (&'static str, WireData) {
         let data = match serde_json::to_value(self) {
             Ok(serde_json::Value::Object(mut whole)) => whole.remove("data"),
             _ => None,
         };
-        (self.kind(), data.unwrap_or_else(|| serde_json::json!({})))
+        let text = data.map_or_else(|| "{}".to_owned(), |d| d.to_string());
+        // Serialised just now: JSON without a second look.
+        (self.kind(), WireData(text.into()))
     }
 
     /// The event a logged `kind` and `data` stand for; `None` for a kind or
     /// data this hub does not know (written by a newer hub, say).
-    pub fn from_wire(kind: &str, data: &serde_json::Value) -> Option<Event> {
+    pub fn from_wire(kind: &str, data: &str) -> Option<Event> {
+        let data: serde_json::Value = serde_json::from_str(data).ok()?;
         serde_json::from_value(serde_json::json!({"type": kind, "data": data})).ok()
+    }
+}
+
+/// An event's `data` as JSON text, shared: the live channel keeps the last
+/// few thousand events for slow clients, and text costs a fraction of a
+/// parsed `serde_json::Value` (a service's view is about 1 KiB as text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireData(std::sync::Arc<str>);
+
+impl WireData {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for WireData {
+    /// `text` must be JSON (as the event log keeps it); anything else is
+    /// kept as `null`.
+    fn from(text: String) -> Self {
+        if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
+            WireData(text.into())
+        } else {
+            WireData("null".into())
+        }
+    }
+}
+
+impl std::fmt::Display for WireData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for WireData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Checked as JSON when made: written out as it is.
+        match serde_json::from_str::<&serde_json::value::RawValue>(&self.0) {
+            Ok(raw) => raw.serialize(s),
+            Err(_) => s.serialize_unit(),
+        }
     }
 }
 
@@ -117,7 +160,7 @@ pub struct LiveEvent {
     /// `service.deleted`, `server.updated`, `server.deleted` or `scan`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub data: serde_json::Value,
+    pub data: WireData,
 }
 
 /// How far the recorder has logged what was published: how many bus events
@@ -158,7 +201,7 @@ impl EventBus {
     /// Publishes status changes in the order they happened.
     pub fn publish_changes(&self, changes: impl IntoIterator<Item = StatusEventView>) {
         for change in changes {
-            self.publish(Event::StatusChanged(change));
+            self.publish(Event::StatusChanged(Box::new(change)));
         }
     }
 

@@ -9,12 +9,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
-use crate::events::{Event, EventBus};
+use crate::events::{Event, EventBus, WireData};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -81,7 +80,7 @@ pub async fn run_recorder(
             continue;
         }
         let now = clock.now();
-        let wired: Vec<(&'static str, Value)> = batch.iter().map(Event::wire).collect();
+        let wired: Vec<(&'static str, WireData)> = batch.iter().map(Event::wire).collect();
         let rows: Vec<(DateTime<Utc>, &'static str, String)> = wired
             .iter()
             .map(|(kind, data)| (now, *kind, data.to_string()))
@@ -168,7 +167,7 @@ pub async fn run_tailer(
                 let event = LiveEvent {
                     id,
                     kind: kind_name(&kind),
-                    data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                    data: WireData::from(data),
                 };
                 seen(&event);
                 let _ = live.send(event);
@@ -220,7 +219,7 @@ pub fn bus_from_log(live: &broadcast::Sender<LiveEvent>, shutdown: CancellationT
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            let parsed = Event::from_wire(event.kind, &event.data);
+            let parsed = Event::from_wire(event.kind, event.data.as_str());
             if let Some(e) = parsed {
                 out.publish(e);
             }
@@ -291,7 +290,7 @@ async fn replay(store: &dyn Store, mut after: i64, tx: &mpsc::Sender<LiveEvent>)
             let event = LiveEvent {
                 id,
                 kind: kind_name(&kind),
-                data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                data: WireData::from(data),
             };
             tx.send(event).await.ok()?;
         }
@@ -376,6 +375,19 @@ mod tests {
     /// A client replaying the log sees every kind as it was sent live (the
     /// other hubs on a shared database see only replayed events).
     #[test]
+    fn events_stay_small_in_the_buses_rings() {
+        // The bus keeps its last 16,384 events and the live channel 4,096,
+        // allocated whole at start: a few bytes more per event are a
+        // megabyte more for every hub, idle or not. Large payloads are boxed.
+        assert!(
+            std::mem::size_of::<Event>() <= 40,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
+        assert!(std::mem::size_of::<LiveEvent>() <= 40);
+    }
+
+    #[test]
     fn every_event_kind_reads_back_from_the_log() {
         let result = lookout_proto::service::CheckResultView {
             service_id: 1,
@@ -400,18 +412,18 @@ mod tests {
                 status: HealthStatus::Healthy,
             },
             Event::ScanCompleted {},
-            Event::StatusChanged(lookout_proto::service::StatusEventView {
+            Event::StatusChanged(Box::new(lookout_proto::service::StatusEventView {
                 id: 1,
                 service_id: 1,
                 at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
                 old: lookout_proto::status::Status::Ok,
                 new: lookout_proto::status::Status::Failure,
                 reason: String::new(),
-            }),
+            })),
             Event::CheckResult {
                 server_id: 1,
                 check: "c".into(),
-                result,
+                result: Box::new(result),
             },
             Event::ServerUpdated { id: 1 },
             Event::ServerDeleted { id: 1 },
@@ -422,7 +434,7 @@ mod tests {
             // Read back from the log, it is the same event: one type for the
             // bus, the log, the frames and the other hubs.
             assert_eq!(
-                Event::from_wire(kind, &data).as_ref(),
+                Event::from_wire(kind, data.as_str()).as_ref(),
                 Some(&event),
                 "{kind} {data}"
             );
@@ -433,12 +445,21 @@ mod tests {
             status: HealthStatus::Healthy,
         }
         .wire();
+        assert_eq!(data.as_str(), r#"{"health_status":"healthy","id":7}"#);
+        assert_eq!(Event::ScanCompleted {}.wire().1.as_str(), "{}");
+        assert!(Event::from_wire("service.renamed", r#"{"id": 1}"#).is_none());
+        // A frame carries its data as JSON, not as a string of it; text from
+        // the log that is not JSON is null.
+        let frame = LiveEvent {
+            id: 3,
+            kind: "check",
+            data: WireData::from(r#"{"id": 7}"#.to_owned()),
+        };
         assert_eq!(
-            data,
-            serde_json::json!({"id": 7, "health_status": "healthy"})
+            serde_json::to_value(&frame).unwrap(),
+            serde_json::json!({"id": 3, "type": "check", "data": {"id": 7}})
         );
-        assert_eq!(Event::ScanCompleted {}.wire().1, serde_json::json!({}));
-        assert!(Event::from_wire("service.renamed", &serde_json::json!({"id": 1})).is_none());
+        assert_eq!(WireData::from("{oops".to_owned()).as_str(), "null");
         // Every type is documented for client authors.
         let documented = include_str!("../../../docs/events.md");
         for kind in KINDS {

@@ -1182,8 +1182,8 @@ impl Registry {
         for (check, result) in &ingested.results {
             self.events.publish(Event::CheckResult {
                 server_id,
-                check: check.clone(),
-                result: result.clone(),
+                check: check.as_str().into(),
+                result: Box::new(result.clone()),
             });
         }
         self.announce(ingested.changes.clone());
@@ -1403,7 +1403,7 @@ impl Registry {
         if self.is_own(event.id) {
             return Ok(());
         }
-        let typed = Event::from_wire(event.kind, &event.data);
+        let typed = Event::from_wire(event.kind, event.data.as_str());
         if let Some(Event::StatusChanged(change)) = &typed {
             self.remember(std::slice::from_ref(change));
         }

@@ -92,7 +92,7 @@ async fn reads_answer_from_memory_and_show_every_write() {
                 id: web.id,
                 status: HealthStatus::Healthy
             },
-            Event::StatusChanged(events[3].status_change().unwrap().clone()),
+            Event::StatusChanged(Box::new(events[3].status_change().unwrap().clone())),
             events[4].clone(),
             Event::ServiceDeleted { id: api.id },
             events[6].clone(),
