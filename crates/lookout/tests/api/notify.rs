@@ -17,6 +17,17 @@ fn fast(c: &mut Config) {
     c.notify.attempts = 3;
 }
 
+/// A heartbeat from `name` at `ip` (registering it the first time); its id.
+async fn beat(hub: &TestHub, name: &str, ip: &str) -> i64 {
+    let r = hub
+        .post_json("/register", &json!({"name": name, "ip": ip}))
+        .await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{status} {body}");
+    body["service"]["id"].as_i64().unwrap()
+}
+
 async fn channel(hub: &TestHub, name: &str, kind: &str, config: Value) -> i64 {
     let r = hub
         .post_json(
@@ -240,8 +251,7 @@ async fn reminders_mute_and_maintenance_windows() {
     channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
 
     // A heartbeat service goes silent: alert at once (its source confirms it).
-    hub.post_json("/register", &json!({"name": "job", "ip": "10.0.0.5"}))
-        .await;
+    beat(&hub, "job", "10.0.0.5").await;
     clock.advance(Duration::from_secs(61));
     let got = rx.wait_for("/hook", 1, SOON).await;
     assert_eq!(got[0].json()["event"], "alert");
@@ -249,29 +259,16 @@ async fn reminders_mute_and_maintenance_windows() {
     clock.advance(Duration::from_secs(3600));
     let got = rx.wait_for("/hook", 2, SOON).await;
     assert_eq!(got[1].json()["event"], "reminder");
-    hub.post_json("/register", &json!({"name": "job", "ip": "10.0.0.5"}))
-        .await;
+    beat(&hub, "job", "10.0.0.5").await;
     let got = rx.wait_for("/hook", 3, SOON).await;
     assert_eq!(got[2].json()["event"], "recovery");
 
     // Muted: nothing.
-    let r: Value = hub
-        .post_json("/register", &json!({"name": "muted", "ip": "10.0.0.6"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let muted = r["service"]["id"].as_i64().unwrap();
+    let muted = beat(&hub, "muted", "10.0.0.6").await;
     hub.put_json(&format!("/api/services/{muted}"), &json!({"muted": true}))
         .await;
     // In maintenance for two hours: nothing until the window ends.
-    let r: Value = hub
-        .post_json("/register", &json!({"name": "maint", "ip": "10.0.0.7"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let maint = r["service"]["id"].as_i64().unwrap();
+    let maint = beat(&hub, "maint", "10.0.0.7").await;
     let until = (clock_now(&hub, maint).await + chrono::Duration::hours(2)).to_rfc3339();
     let r = hub
         .put_json(
@@ -541,13 +538,7 @@ async fn a_paused_service_is_not_judged_and_sends_nothing() {
     let hub = spawn_hub_with_clock(fast, clock.clone()).await;
     let rx = Receiver::start().await;
     channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
-    let r: Value = hub
-        .post_json("/register", &json!({"name": "backup", "ip": "10.0.0.8"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = r["service"]["id"].as_i64().unwrap();
+    let id = beat(&hub, "backup", "10.0.0.8").await;
     clock.advance(Duration::from_secs(61));
     let got = rx.wait_for("/hook", 1, SOON).await;
     assert_eq!(got[0].json()["event"], "alert");
@@ -573,8 +564,7 @@ async fn a_paused_service_is_not_judged_and_sends_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s = hub.service(id).await;
     assert_eq!(s["state"], "UNKNOWN", "waits for its next beat: {s}");
-    hub.post_json("/register", &json!({"name": "backup", "ip": "10.0.0.8"}))
-        .await;
+    beat(&hub, "backup", "10.0.0.8").await;
     hub.wait_for_service(id, SOON, |s| s["state"] == "OK").await;
 }
 
@@ -669,13 +659,7 @@ async fn a_service_notifies_the_channels_it_names() {
     let rx = Receiver::start().await;
     let _ops = channel(&hub, "ops", "webhook", json!({"url": rx.url("/ops")})).await;
     let phone = channel(&hub, "phone", "webhook", json!({"url": rx.url("/phone")})).await;
-    let r: Value = hub
-        .post_json("/register", &json!({"name": "nas", "ip": "10.0.0.9"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = r["service"]["id"].as_i64().unwrap();
+    let id = beat(&hub, "nas", "10.0.0.9").await;
     let r = hub
         .put_json(
             &format!("/api/services/{id}"),
@@ -692,8 +676,7 @@ async fn a_service_notifies_the_channels_it_names() {
     // Every channel again: the recovery goes to both.
     hub.put_json(&format!("/api/services/{id}"), &json!({"channels": []}))
         .await;
-    hub.post_json("/register", &json!({"name": "nas", "ip": "10.0.0.9"}))
-        .await;
+    beat(&hub, "nas", "10.0.0.9").await;
     rx.wait_for("/phone", 2, SOON).await;
     rx.wait_for("/ops", 1, SOON).await;
 
@@ -724,13 +707,7 @@ async fn a_recurring_maintenance_window_holds_alerts_while_open() {
     let hub = spawn_hub_with_clock(fast, clock.clone()).await;
     let rx = Receiver::start().await;
     channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
-    let r: Value = hub
-        .post_json("/register", &json!({"name": "router", "ip": "10.0.0.1"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = r["service"]["id"].as_i64().unwrap();
+    let id = beat(&hub, "router", "10.0.0.1").await;
     let path = format!("/api/services/{id}");
     for (window, field) in [
         (
@@ -797,13 +774,7 @@ async fn a_planned_maintenance_window_holds_alerts_only_while_it_lasts() {
     let hub = spawn_hub_with_clock(fast, clock.clone()).await;
     let rx = Receiver::start().await;
     channel(&hub, "hook", "webhook", json!({"url": rx.url("/hook")})).await;
-    let r: Value = hub
-        .post_json("/register", &json!({"name": "router", "ip": "10.0.0.1"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = r["service"]["id"].as_i64().unwrap();
+    let id = beat(&hub, "router", "10.0.0.1").await;
     let path = format!("/api/services/{id}");
     let at = |secs: i64| (t0 + chrono::Duration::seconds(secs)).to_rfc3339();
     for body in [
@@ -850,8 +821,7 @@ async fn a_planned_maintenance_window_holds_alerts_only_while_it_lasts() {
     assert_eq!(got[0].json()["event"], "alert");
 
     // Recovered, then failing again inside the window: held back.
-    hub.post_json("/register", &json!({"name": "router", "ip": "10.0.0.1"}))
-        .await;
+    beat(&hub, "router", "10.0.0.1").await;
     rx.wait_for("/hook", 2, SOON).await;
     clock.advance(Duration::from_secs(7200));
     hub.wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
