@@ -265,13 +265,15 @@ async fn an_export_loads_back_and_a_bad_file_stops_the_start() {
     let before = hub.get_json("/api/services").await;
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("exported.toml");
-    let status = Command::new(BIN)
-        .args(["monitors", "export", "--data-dir"])
-        .arg(hub.data_dir())
-        .arg("-o")
-        .arg(&file)
-        .status()
-        .unwrap();
+    // From the hub's database: its SQLite file, or PostgreSQL when the
+    // suite runs there.
+    let mut export = Command::new(BIN);
+    export.args(["monitors", "export"]);
+    match hub.database() {
+        Some(url) => export.args(["--database", url]),
+        None => export.arg("--data-dir").arg(hub.data_dir()),
+    };
+    let status = export.arg("-o").arg(&file).status().unwrap();
     assert!(status.success());
 
     let again = hub_following(&file).await;
