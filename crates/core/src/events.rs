@@ -10,6 +10,7 @@
 
 use lookout_proto::service::{CheckResultView, HealthStatus, ServiceView, StatusEventView};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
@@ -94,13 +95,18 @@ impl Event {
 
     /// The event's wire type and data.
     pub fn wire(&self) -> (&'static str, WireData) {
-        let data = match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut whole)) => whole.remove("data"),
-            _ => None,
-        };
-        let text = data.map_or_else(|| "{}".to_owned(), |d| d.to_string());
-        // Serialised just now: JSON without a second look.
-        (self.kind(), WireData(text.into()))
+        /// The event as written (`{"type", "data"}`), its data taken whole.
+        #[derive(serde::Deserialize)]
+        struct Whole {
+            data: Option<Box<RawValue>>,
+        }
+        let data = serde_json::to_string(self)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Whole>(&text).ok())
+            .and_then(|whole| whole.data);
+        // Every variant has data (`{}` at least): `null` is never sent.
+        let data = data.unwrap_or_else(|| RawValue::NULL.to_owned());
+        (self.kind(), WireData(data.into()))
     }
 
     /// The event a logged `kind` and `data` stand for; `None` for a kind or
@@ -114,12 +120,18 @@ impl Event {
 /// An event's `data` as JSON text, shared: the live channel keeps the last
 /// few thousand events for slow clients, and text costs a fraction of a
 /// parsed `serde_json::Value` (a service's view is about 1 KiB as text).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireData(std::sync::Arc<str>);
+#[derive(Debug, Clone)]
+pub struct WireData(std::sync::Arc<RawValue>);
 
 impl WireData {
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.get()
+    }
+}
+
+impl PartialEq for WireData {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
     }
 }
 
@@ -127,27 +139,20 @@ impl From<String> for WireData {
     /// `text` must be JSON (as the event log keeps it); anything else is
     /// kept as `null`.
     fn from(text: String) -> Self {
-        if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
-            WireData(text.into())
-        } else {
-            WireData("null".into())
-        }
+        let raw = RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        WireData(raw.into())
     }
 }
 
 impl std::fmt::Display for WireData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl Serialize for WireData {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Checked as JSON when made: written out as it is.
-        match serde_json::from_str::<&serde_json::value::RawValue>(&self.0) {
-            Ok(raw) => raw.serialize(s),
-            Err(_) => s.serialize_unit(),
-        }
+        self.0.serialize(s)
     }
 }
 

@@ -38,16 +38,11 @@ impl CronSchedule {
     /// `@monthly`, `@yearly`) in `zone` (an IANA name; empty is UTC).
     pub fn parse(expr: &str, zone: &str) -> Result<CronSchedule, ScheduleError> {
         let expr = expr.split_whitespace().collect::<Vec<_>>().join(" ");
-        let zone = zone.trim();
-        let zone = if zone.is_empty() {
-            Tz::UTC
-        } else {
-            Tz::from_str(zone).map_err(|_| {
-                ScheduleError::Zone(format!(
-                    "{zone:?} is not a time zone: write an IANA name such as Europe/Berlin or UTC"
-                ))
-            })?
-        };
+        let zone = read_zone(zone).map_err(|name| {
+            ScheduleError::Zone(format!(
+                "{name:?} is not a time zone: write an IANA name such as Europe/Berlin or UTC"
+            ))
+        })?;
         let fields = expr.split(' ').count();
         if !expr.starts_with('@') && fields != 5 {
             return Err(ScheduleError::Expression(format!(
@@ -73,11 +68,7 @@ impl CronSchedule {
     /// searches years ahead (the status rules and the overdue sweep read it
     /// often).
     pub fn stored(expr: &str, zone: &str) -> Option<CronSchedule> {
-        let zone = if zone.trim().is_empty() {
-            Tz::UTC
-        } else {
-            Tz::from_str(zone.trim()).ok()?
-        };
+        let zone = read_zone(zone).ok()?;
         let cron = Cron::from_str(expr).ok()?;
         Some(CronSchedule {
             expr: expr.to_owned(),
@@ -93,6 +84,11 @@ impl CronSchedule {
     /// The zone's IANA name.
     pub fn zone(&self) -> &str {
         self.zone.name()
+    }
+
+    /// The schedule as pages show it: `0 3 * * SUN (Europe/Berlin)`.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.expr, self.zone())
     }
 
     /// The last time it fired at or before `t`.
@@ -112,17 +108,22 @@ impl CronSchedule {
     }
 }
 
+/// An IANA zone by name; empty is UTC. The trimmed name when it is none.
+fn read_zone(name: &str) -> Result<Tz, &str> {
+    let name = name.trim();
+    if name.is_empty() {
+        Ok(Tz::UTC)
+    } else {
+        Tz::from_str(name).map_err(|_| name)
+    }
+}
+
 /// A wall-clock time as a browser's `datetime-local` field sends it
 /// (`2026-12-05T22:00`, seconds optional) read in `zone` (an IANA name;
 /// empty is UTC). A time that a daylight-saving change skips is refused; one
 /// it repeats is the earlier of the two.
 pub fn local_time(text: &str, zone: &str) -> Result<DateTime<Utc>, String> {
-    let zone = zone.trim();
-    let tz = if zone.is_empty() {
-        Tz::UTC
-    } else {
-        Tz::from_str(zone).map_err(|_| format!("{zone:?} is not a time zone"))?
-    };
+    let tz = read_zone(zone).map_err(|name| format!("{name:?} is not a time zone"))?;
     let text = text.trim();
     let naive = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
         .iter()
@@ -213,7 +214,7 @@ impl RecurringWindow {
         })
     }
 
-    fn cron(&self) -> Option<CronSchedule> {
+    pub fn cron(&self) -> Option<CronSchedule> {
         CronSchedule::stored(&self.schedule, &self.tz)
     }
 

@@ -280,6 +280,13 @@ impl TestHub {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// A page's HTML (or any text body) from a successful GET.
+    pub async fn get_text(&self, path: &str) -> String {
+        let r = self.get(path).await;
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.text().await.expect("text body")
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         let r = self.get(path).await;
         assert!(r.status().is_success(), "GET {path}: {}", r.status());

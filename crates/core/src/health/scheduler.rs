@@ -27,8 +27,7 @@ use super::Checker;
 use crate::clock::SharedClock;
 use crate::config::CheckDefaults;
 use crate::events::{Event, EventBus};
-use crate::registry::Entry;
-use crate::registry::Reshaped;
+use crate::registry::{Entry, Reshaped};
 use crate::store::Store;
 
 /// How often the scheduler re-reads the registry even without events.
@@ -297,18 +296,14 @@ impl Scheduler {
                         | Event::ServerUpdated { .. }
                         | Event::ServerDeleted { .. },
                     ) => {}
-                    // A new service is leased within LEASE_SOON, so its first check
-                    // does not wait for the next renewal.
-                    // A new service is planned alone, not by reading the
-                    // whole registry.
-                    Ok(Event::ServiceCreated { id, .. }) => {
-                        if self.leases.is_some() {
-                            held.renew_at = held.renew_at.min(Instant::now() + LEASE_SOON);
-                        }
-                        look.add(id);
-                        resync_at = soon(resync_at);
-                    }
-                    Ok(Event::ServiceUpdated { id, .. } | Event::ServiceDeleted { id }) => {
+                    // A service's own change plans only it, not the whole
+                    // registry (a new one is leased through the shape watch
+                    // above).
+                    Ok(
+                        Event::ServiceCreated { id, .. }
+                        | Event::ServiceUpdated { id, .. }
+                        | Event::ServiceDeleted { id },
+                    ) => {
                         look.add(id);
                         resync_at = soon(resync_at);
                     }

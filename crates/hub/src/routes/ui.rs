@@ -664,13 +664,13 @@ impl AlertsSection {
         };
         AlertsSection {
             state,
-            window: window.map(|w| {
-                format!(
-                    "{} ({}), for {}",
-                    w.schedule,
-                    if w.tz.is_empty() { "UTC" } else { &w.tz },
+            window: window.and_then(|w| {
+                let cron = w.cron()?;
+                Some(format!(
+                    "{}, for {}",
+                    cron.describe(),
                     crate::history::span_words(i64::from(w.minutes) * 60)
-                )
+                ))
             }),
             window_open: window_until.is_some(),
             window_next: window
@@ -828,7 +828,7 @@ impl PushSection {
         let cron = s.push_cron();
         s.has_push_token.then(|| PushSection {
             expected: match &cron {
-                Some(c) => format!("on the schedule {} ({})", c.expr(), c.zone()),
+                Some(c) => format!("on the schedule {}", c.describe()),
                 None => format!("every {}", amount(s.push_period_secs.unwrap_or(86_400)).1),
             },
             next: cron

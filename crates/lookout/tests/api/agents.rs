@@ -672,7 +672,7 @@ async fn servers_are_added_and_watched_from_the_dashboard() {
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect();
     assert!(token.starts_with("lkc_"), "{token}");
-    let again = hub.get("/servers").await.text().await.unwrap();
+    let again = hub.get_text("/servers").await;
     assert!(
         !again.contains(&token),
         "the claim token is shown only once"
@@ -703,29 +703,19 @@ async fn servers_are_added_and_watched_from_the_dashboard() {
     hub.wait_for_service(service, SOON, |s| s["state"] == "WARNING")
         .await;
 
-    let list = hub.get("/servers").await.text().await.unwrap();
+    let list = hub.get_text("/servers").await;
     assert!(
         list.contains("data-server=\"web-01\"") && list.contains("online"),
         "{list}"
     );
     assert!(list.contains("prod, debian"));
-    let detail = hub
-        .get(&format!("/servers/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let detail = hub.get_text(&format!("/servers/{id}")).await;
     assert!(detail.contains("data-check=\"disk\""), "{detail}");
     assert!(
         detail.contains("<strong>WARNING</strong> disk 91%, inodes fine"),
         "{detail}"
     );
-    let check_page = hub
-        .get(&format!("/services/{service}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let check_page = hub.get_text(&format!("/services/{service}")).await;
     assert!(check_page.contains("id=\"check-results\""), "{check_page}");
     assert!(check_page.contains(&format!("href=\"/servers/{id}\"")));
 
@@ -736,12 +726,7 @@ async fn servers_are_added_and_watched_from_the_dashboard() {
     assert_eq!(r.status(), 303);
     let server = wait_server(&hub, "web-01", |s| s["online"] == false).await;
     assert_eq!(server["revoked"], true);
-    let detail = hub
-        .get(&format!("/servers/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let detail = hub.get_text(&format!("/servers/{id}")).await;
     assert!(detail.contains("key revoked"));
     let r = hub
         .post_form(&format!("/servers/{id}/delete"), lookout_testkit::NO_FIELDS)
@@ -1041,12 +1026,7 @@ async fn the_hub_may_ask_only_what_the_hosts_allow_list_permits() {
 
     // The server's page offers exactly the allowed actions, and a button
     // does what the API does.
-    let page = hub
-        .get(&format!("/servers/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = hub.get_text(&format!("/servers/{id}")).await;
     assert!(page.contains("data-target=\"allowed.service\""), "{page}");
     assert!(page.contains("data-target=\"tick\""));
     assert!(!page.contains("data-target=\"denied.service\""));
@@ -1059,7 +1039,7 @@ async fn the_hub_may_ask_only_what_the_hosts_allow_list_permits() {
         .await;
     assert_eq!(r.status(), 303);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let page = hub.get(&location).await.text().await.unwrap();
+    let page = hub.get_text(&location).await;
     assert!(page.contains("id=\"control-outcome\""), "{page}");
     assert!(page.contains("job done, now active"), "{page}");
     assert_ne!(sb.property("allowed.service", "MainPID"), before);

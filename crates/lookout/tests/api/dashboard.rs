@@ -15,7 +15,7 @@ async fn form_post(
 #[tokio::test(flavor = "multi_thread")]
 async fn landing_page_lists_configured_services_with_their_health() {
     let hub = spawn_hub().await;
-    let html = hub.get("/").await.text().await.unwrap();
+    let html = hub.get_text("/").await;
     assert!(html.contains("No services yet"));
     // Test hubs run with --systemd none: nothing to scan, no button for it;
     // the API explorer is in the navigation.
@@ -74,12 +74,7 @@ async fn landing_page_lists_configured_services_with_their_health() {
     for elsewhere in ["Check now", "Edit", "Delete"] {
         assert!(!html.contains(elsewhere), "{elsewhere} is on the row");
     }
-    let page = hub
-        .get(&format!("/services/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = hub.get_text(&format!("/services/{id}")).await;
     for action in [r#"id="check-now""#, r#"id="edit""#, r#"id="delete""#] {
         assert!(page.contains(action), "the service page lacks {action}");
     }
@@ -89,7 +84,7 @@ async fn landing_page_lists_configured_services_with_their_health() {
 async fn pages_load_nothing_from_other_origins() {
     let hub = spawn_hub().await;
     for page in ["/", "/services/new", "/scan"] {
-        let html = hub.get(page).await.text().await.unwrap();
+        let html = hub.get_text(page).await;
         for attr in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
             assert!(!html.contains(attr), "{page} loads {attr}");
         }
@@ -98,7 +93,7 @@ async fn pages_load_nothing_from_other_origins() {
     for asset in ["/static/app.css", "/static/app.js", "/static/favicon.svg"] {
         assert_eq!(hub.get(asset).await.status(), 200, "{asset}");
     }
-    let css = hub.get("/static/app.css").await.text().await.unwrap();
+    let css = hub.get_text("/static/app.css").await;
     assert!(css.contains("prefers-color-scheme: dark"));
     assert!(css.contains("@media (max-width"));
 }
@@ -154,12 +149,7 @@ async fn the_form_creates_edits_and_deletes_without_javascript() {
     );
     let id = s["id"].as_i64().unwrap();
 
-    let html = hub
-        .get(&format!("/services/{id}/edit"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = hub.get_text(&format!("/services/{id}/edit")).await;
     assert!(
         html.contains(r#"value="http://127.0.0.1:8080""#),
         "edit form is pre-filled"
@@ -183,12 +173,7 @@ async fn the_form_creates_edits_and_deletes_without_javascript() {
         s["start_period_secs"], 45,
         "the start period is set from the form"
     );
-    let html = hub
-        .get(&format!("/services/{id}/edit"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = hub.get_text(&format!("/services/{id}/edit")).await;
     assert!(html.contains(r#"value="45""#), "and shown in it");
     assert!(s["description"].is_null(), "an emptied field is cleared");
 

@@ -365,7 +365,7 @@ async fn a_paused_service_is_not_checked_until_resumed() {
     tokio::time::sleep(Duration::from_millis(3500)).await; // an absence needs a window
     assert!(target.hits() <= hits + 1, "checked while paused");
     assert_eq!(hub.service(id).await["state_reason"], "paused");
-    let page = hub.get("/").await.text().await.unwrap();
+    let page = hub.get_text("/").await;
     assert!(page.contains(
         r#"<span class="badge quiet" title="No alerts are sent for it now">paused</span>"#
     ));

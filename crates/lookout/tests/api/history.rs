@@ -41,12 +41,7 @@ async fn uptime_is_exact_on_a_constructed_history() {
             "{window}: {got} != {expected}"
         );
     }
-    let html = hub
-        .get(&format!("/services/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = hub.get_text(&format!("/services/{id}")).await;
     assert!(
         html.contains(r#"<span class="stat-value" id="uptime-24h">95.83 %</span>"#),
         "detail page shows the uptime"
@@ -83,7 +78,7 @@ async fn checks_draw_a_chart_over_ranges_and_fill_the_detail_page() {
     let stats = hub.get_json(&format!("/api/services/{id}/stats")).await;
     assert!(stats["latency"].as_array().unwrap().len() >= 3);
     assert_eq!(stats["uptime"]["24h"], 1.0);
-    let dashboard = hub.get("/").await.text().await.unwrap();
+    let dashboard = hub.get_text("/").await;
     // The row's beat bar (its recent checks, all passed) and 24 h uptime;
     // the response-time line is on the service's page.
     assert!(
@@ -92,12 +87,7 @@ async fn checks_draw_a_chart_over_ranges_and_fill_the_detail_page() {
     );
     assert!(!dashboard.contains(r#"<rect class="fail""#));
     assert!(dashboard.contains(r#"title="uptime over 24 hours">100 %</span>"#));
-    let detail = hub
-        .get(&format!("/services/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let detail = hub.get_text(&format!("/services/{id}")).await;
     assert!(detail.contains(r#"id="recent-checks""#) && detail.contains("HTTP 200"));
     assert!(
         detail.contains(r#"<svg class="chart""#) && detail.contains(">now</text>"),
@@ -107,12 +97,7 @@ async fn checks_draw_a_chart_over_ranges_and_fill_the_detail_page() {
     assert!(detail.contains("100 % of "), "the range's figures");
     assert!(detail.contains(r#"id="no-incidents""#));
     // Its ranges are links; the chosen one is marked.
-    let week = hub
-        .get(&format!("/services/{id}?range=7d"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let week = hub.get_text(&format!("/services/{id}?range=7d")).await;
     assert!(week
         .contains(r#"class="current" aria-current="true" title="the last 7 days" id="range-7d""#));
     assert!(week.contains("6 d ago</text>"), "a week's ticks are days");

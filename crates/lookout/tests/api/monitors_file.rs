@@ -130,12 +130,7 @@ conditions = ["[STATUS] == 200", { expr = "[RESPONSE_TIME] < 300", on_fail = "WA
     );
     let form = hub.get(&format!("/services/{id}/edit")).await;
     assert_eq!(form.status(), 409);
-    let page = hub
-        .get(&format!("/services/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = hub.get_text(&format!("/services/{id}")).await;
     assert!(page.contains("Declared in the monitors file"));
     assert!(!page.contains(&format!("/services/{id}/edit")));
 

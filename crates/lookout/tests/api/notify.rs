@@ -398,7 +398,7 @@ async fn channels_are_configured_and_tested_from_the_dashboard() {
     .await
     .unwrap();
     assert_eq!(r.status(), 303);
-    let page = hub.get("/notifications").await.text().await.unwrap();
+    let page = hub.get_text("/notifications").await;
     assert!(page.contains(r#"data-channel="phone""#));
     let id = hub.get_json("/api/notifications/channels").await[0]["id"]
         .as_i64()
@@ -744,7 +744,7 @@ async fn a_recurring_maintenance_window_holds_alerts_while_open() {
     clock.advance(Duration::from_secs(61));
     hub.wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
         .await;
-    let page = hub.get("/").await.text().await.unwrap();
+    let page = hub.get_text("/").await;
     assert!(page.contains(r#"title="No alerts are sent for it now">maintenance</span>"#));
     tokio::time::sleep(Duration::from_millis(1500)).await; // an absence needs a window
     assert!(rx.received("/hook").is_empty(), "alerted inside the window");
@@ -802,12 +802,7 @@ async fn a_planned_maintenance_window_holds_alerts_only_while_it_lasts() {
     assert_eq!(r.status(), 200);
     let view: Value = r.json().await.unwrap();
     assert_eq!(view["maintenance_from"], "2027-01-15T10:00:00Z");
-    let page = hub
-        .get(&format!("/services/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = hub.get_text(&format!("/services/{id}")).await;
     assert!(
         page.contains(
             r#"Maintenance planned</strong> from <time datetime="2027-01-15T10:00:00Z">"#
@@ -826,7 +821,7 @@ async fn a_planned_maintenance_window_holds_alerts_only_while_it_lasts() {
     clock.advance(Duration::from_secs(7200));
     hub.wait_for_service(id, SOON, |s| s["state"] == "FAILURE")
         .await;
-    let page = hub.get("/").await.text().await.unwrap();
+    let page = hub.get_text("/").await;
     assert!(page.contains(r#"title="No alerts are sent for it now">maintenance</span>"#));
     tokio::time::sleep(Duration::from_millis(1500)).await; // an absence needs a window
     assert_eq!(rx.received("/hook").len(), 2, "alerted inside the window");

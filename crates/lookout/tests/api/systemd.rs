@@ -268,7 +268,7 @@ async fn a_scan_finds_every_kind_of_service_with_its_ports_and_class() {
 
     // The scan page: discovered services with a pre-filled Configure, all
     // services, and the failed timer.
-    let html = hub.get("/scan").await.text().await.unwrap();
+    let html = hub.get_text("/scan").await;
     assert!(html.contains("New Discovered Services"));
     // Page loads within seconds of a scan show it rather than scan again
     // (a viewer reloading cannot make the hub scan systemd in a loop).
@@ -291,7 +291,7 @@ async fn a_scan_finds_every_kind_of_service_with_its_ports_and_class() {
     assert!(row.contains("Configure"));
     assert!(html.contains(r#"data-timer="backup.timer" class="failed""#));
     assert!(html.contains("All systemd services"));
-    let dashboard = hub.get("/").await.text().await.unwrap();
+    let dashboard = hub.get_text("/").await;
     assert!(
         dashboard.contains("Timer <strong>backup.timer</strong>"),
         "failed timer banner on the dashboard"
@@ -332,7 +332,7 @@ async fn a_scan_finds_every_kind_of_service_with_its_ports_and_class() {
         mine["description"], "Mine now",
         "the user's fields survive a scan"
     );
-    let html = hub.get("/scan").await.text().await.unwrap();
+    let html = hub.get_text("/scan").await;
     assert!(html.contains("Gone from systemd") && html.contains("web-b.service (discovered)"));
     // The count above the list is the list's (gone units are listed apart).
     let listed = html
@@ -487,7 +487,7 @@ async fn a_killed_unit_is_failure_within_two_seconds_without_a_scan() {
     assert_eq!(alerted, ["watched.service"], "{:?}", alerts.len());
 
     // The dashboard says the unwatched unit fails, with one click to watch it.
-    let html = hub.get("/").await.text().await.unwrap();
+    let html = hub.get_text("/").await;
     let banner = html
         .split(r#"data-unit="bystander.service""#)
         .nth(1)
@@ -506,7 +506,7 @@ async fn a_killed_unit_is_failure_within_two_seconds_without_a_scan() {
         .await;
     assert_eq!(r.status(), 303);
     assert_eq!(hub.service(bystander_id).await["status"], "configured");
-    let html = hub.get("/").await.text().await.unwrap();
+    let html = hub.get_text("/").await;
     assert!(!html.contains(r#"data-unit="bystander.service""#));
 
     // Started again from outside: OK again, as fast.
@@ -692,7 +692,7 @@ async fn start_stop_restart_change_the_real_state_and_logs_come_back() {
             .status(),
         400
     );
-    let page = hub.get(&format!("/logs/{id}")).await.text().await.unwrap();
+    let page = hub.get_text(&format!("/logs/{id}")).await;
     assert!(page.contains(&format!("port {port}")));
 
     // The dashboard's buttons.
@@ -702,7 +702,7 @@ async fn start_stop_restart_change_the_real_state_and_logs_come_back() {
         .await;
     assert_eq!(r.status(), 303);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let page = hub.get(&location).await.text().await.unwrap();
+    let page = hub.get_text(&location).await;
     assert!(
         page.contains("Started ctl.service: job done, now active (running)."),
         "{location}"
@@ -1188,12 +1188,7 @@ async fn unit_files_are_enabled_and_disabled_as_systemctl_does() {
     let id = find(&scan["services"], "at-boot.service")["id"]
         .as_i64()
         .unwrap();
-    let page = hub
-        .get(&format!("/services/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = hub.get_text(&format!("/services/{id}")).await;
     assert!(page.contains("id=\"unit-disable\""), "{page}");
     assert!(!page.contains("id=\"unit-enable\""));
     let r = hub
@@ -1205,12 +1200,7 @@ async fn unit_files_are_enabled_and_disabled_as_systemctl_does() {
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], format!("/services/{id}"));
     assert_eq!(is_enabled("at-boot.service"), "disabled");
-    let page = hub
-        .get(&format!("/services/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = hub.get_text(&format!("/services/{id}")).await;
     assert!(page.contains("id=\"unit-enable\""));
 
     // Refused, with the reason, and nothing changed.
