@@ -689,8 +689,10 @@ async fn health_story() {
 
     // Results as samples (latencies of passing checks only), of one
     // service or all, in a time window.
+    // A service may come more than once in a batch: each result's status
+    // follows from the one before it.
     let t = 2 * HOUR;
-    store
+    let written = store
         .record_health_checks(&[
             passed(&worker, t + 10, 12),
             passed(&worker, t + 40, 15),
@@ -698,6 +700,35 @@ async fn health_story() {
         ])
         .await
         .unwrap();
+    let changes: Vec<Option<(Status, Status)>> = written
+        .iter()
+        .map(|(recorded, _)| match recorded {
+            Recorded::Stored(change) => change.as_ref().map(|c| (c.old, c.new)),
+            Recorded::Dropped => panic!("the worker is there: {written:?}"),
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            Some((Status::Failure, Status::Ok)),
+            None,
+            Some((Status::Ok, Status::Failure))
+        ]
+    );
+    assert_eq!(
+        written[2].1.as_ref().map(|s| (s.state, s.state_since)),
+        Some((Status::Failure, Some(at(t + 70))))
+    );
+    assert_eq!(
+        store
+            .status_events(Some(worker.id), 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| (c.at, c.new))
+            .collect::<Vec<_>>(),
+        [(at(t + 70), Status::Failure), (at(t + 10), Status::Ok)]
+    );
     let samples = store
         .check_samples(Some(worker.id), at(t), at(t + 71))
         .await

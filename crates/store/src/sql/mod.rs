@@ -30,6 +30,7 @@ mod accounts;
 mod agents;
 pub mod export;
 mod leases;
+mod script;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -49,6 +50,9 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// Where transactions that write go: on SQLite one connection of its
+    /// own, on PostgreSQL `pool`.
+    writes: AnyPool,
     backend: Backend,
     /// SQLite takes one writer at a time; a second `BEGIN IMMEDIATE` would
     /// sleep in SQLite's busy handler (a millisecond and more). Writers of
@@ -116,29 +120,38 @@ impl SqlStore {
             .filename(path)
             .create_if_missing(true)
             .to_url_lossy();
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            // A local file does not drop connections: no ping (a round trip
-            // to the connection's thread) before every statement.
-            .test_before_acquire(false)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    for pragma in [
-                        "PRAGMA busy_timeout = 5000",
-                        "PRAGMA synchronous = NORMAL",
-                        "PRAGMA foreign_keys = ON",
-                    ] {
-                        conn.execute(pragma).await?;
-                    }
-                    Ok(())
+        let options = || {
+            AnyPoolOptions::new()
+                // A local file does not drop connections: no ping (a round
+                // trip to the connection's thread) before every statement.
+                .test_before_acquire(false)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        for pragma in [
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA foreign_keys = ON",
+                            // Memory holds the registry; the file's pages
+                            // are in the OS's cache too. A small cache per
+                            // connection (the default is 2 MiB).
+                            "PRAGMA cache_size = -512",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(url.as_str())
-            .await?;
+        };
+        // Reads are few (the registry is in memory): a small pool.
+        let pool = options().max_connections(4).connect(url.as_str()).await?;
         sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
             .fetch_one(&pool)
             .await?;
-        Self::migrate(pool, Backend::Sqlite).await
+        // SQLite writes one transaction at a time: the writes share one
+        // connection, whose cached statements and pages are the only ones
+        // the writes warm.
+        let writes = options().max_connections(1).connect_lazy(url.as_str())?;
+        Self::migrate(pool, Some(writes), Backend::Sqlite).await
     }
 
     /// Connects to a PostgreSQL database (`postgres://...`) and brings its
@@ -150,7 +163,7 @@ impl SqlStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
-        Self::migrate(pool, Backend::Postgres).await
+        Self::migrate(pool, None, Backend::Postgres).await
     }
 
     fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
@@ -160,7 +173,13 @@ impl SqlStore {
         }
     }
 
-    async fn migrate(pool: AnyPool, backend: Backend) -> Result<Self, StoreError> {
+    /// Brings the schema up to date; `writes` is the pool of write
+    /// connections where it is not `pool` itself.
+    async fn migrate(
+        pool: AnyPool,
+        writes: Option<AnyPool>,
+        backend: Backend,
+    ) -> Result<Self, StoreError> {
         let migrator = Self::migrator(backend);
         // A database written by a newer lookout is left alone: its schema
         // may mean things this one does not know.
@@ -190,6 +209,7 @@ impl SqlStore {
             migrator.run(&pool).await?;
         }
         Ok(Self {
+            writes: writes.unwrap_or_else(|| pool.clone()),
             pool,
             backend,
             writer: Arc::default(),
@@ -229,7 +249,7 @@ impl SqlStore {
             Backend::Postgres => None,
         };
         Ok(WriteConn {
-            conn: self.pool.acquire().await?,
+            conn: self.writes.acquire().await?,
             _turn: turn,
         })
     }
@@ -239,12 +259,12 @@ impl SqlStore {
             Backend::Sqlite => {
                 let turn = self.writer.clone().lock_owned().await;
                 Ok(WriteTx {
-                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    tx: self.writes.begin_with("BEGIN IMMEDIATE").await?,
                     _turn: Some(turn),
                 })
             }
             Backend::Postgres => Ok(WriteTx {
-                tx: self.pool.begin().await?,
+                tx: self.writes.begin().await?,
                 _turn: None,
             }),
         }
@@ -1073,6 +1093,13 @@ impl Store for SqlStore {
         &self,
         checks: &[HealthCheck],
     ) -> Result<Vec<(Recorded, Option<Service>)>, StoreError> {
+        if checks.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.backend == Backend::Sqlite {
+            let conn = self.write_conn().await?;
+            return Ok(script::record_checks(conn, checks, self.rules).await?);
+        }
         let mut tx = self.write_tx().await?;
         let mut done = Vec::with_capacity(checks.len());
         for check in checks {
@@ -1948,6 +1975,7 @@ impl Store for SqlStore {
     }
 
     async fn close(&self) {
+        self.writes.close().await;
         self.pool.close().await;
     }
 }

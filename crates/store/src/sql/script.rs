@@ -1,0 +1,272 @@
+//! Health results on SQLite in two round trips per batch.
+//!
+//! Every statement sent to an SQLite connection is a round trip to the
+//! thread that owns it, and each round trip wakes two threads. Written one
+//! statement at a time, a health result took six (begin, update, insert,
+//! status, change, commit), and the thread switches were most of what a
+//! result cost the hub. SQLite runs several statements sent as one text, so
+//! a batch goes in two scripts inside one transaction: the first opens it
+//! and writes every result (reading each service back), the second writes
+//! the statuses computed from what the first read, and commits.
+//!
+//! The batch travels as one JSON array that the statements read with
+//! `json_each`, so each script is one fixed text, prepared once per
+//! connection whatever the batch's size.
+//!
+//! PostgreSQL takes one statement per round trip with parameters; it keeps
+//! the statement-by-statement path.
+
+use std::collections::HashMap;
+
+use lookout_proto::service::{HealthStatus, StatusEventView};
+use lookout_proto::status::StatusRules;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{Executor, Row};
+
+use super::{ms, service_from_row, time, to_i64, with_status, WriteConn};
+use crate::agents::in_touch;
+use crate::{HealthCheck, Reconciled, Recorded, Service};
+
+/// Writes the results in `$1` (`[{id, at, health, healthy, code, latency,
+/// error, warning, expires, url}]`, one per service) and returns each
+/// service as it now stands, with its server's presence for an agent's.
+const WRITE: &str = "
+    UPDATE services SET health_status = r.value ->> 'health',
+        last_health_check = r.value ->> 'at', last_response_code = r.value ->> 'code',
+        last_latency_ms = r.value ->> 'latency', last_error = r.value ->> 'error',
+        last_warning = r.value ->> 'warning',
+        cert_expires_at = COALESCE(r.value ->> 'expires', cert_expires_at)
+    FROM json_each($1) AS r
+    WHERE services.id = r.value ->> 'id'
+    RETURNING *,
+        (SELECT last_seen_at FROM servers WHERE servers.id = services.server_id) AS server_seen,
+        (SELECT heartbeat_secs FROM servers WHERE servers.id = services.server_id) AS server_heartbeat,
+        (SELECT revoked_at FROM servers WHERE servers.id = services.server_id) AS server_revoked;
+    INSERT INTO health_checks (service_id, checked_at, is_healthy, status, url,
+        response_code, latency_ms, error, warning)
+    SELECT r.value ->> 'id', r.value ->> 'at', r.value ->> 'healthy', r.value ->> 'health',
+        r.value ->> 'url', r.value ->> 'code', r.value ->> 'latency', r.value ->> 'error',
+        r.value ->> 'warning'
+    FROM json_each($1) AS r
+    WHERE EXISTS (SELECT 1 FROM services WHERE services.id = r.value ->> 'id');";
+
+/// Writes new reasons (`$1`: `[{id, reason}]`) and new statuses with their
+/// changes (`$2`: `[{id, at, old, new, reason}]`); the changes' ids.
+const STATUS: &str = "
+    UPDATE services SET state_reason = r.value ->> 'reason'
+    FROM json_each($1) AS r
+    WHERE services.id = r.value ->> 'id';
+    UPDATE services SET state = r.value ->> 'new', state_reason = r.value ->> 'reason',
+        state_since = r.value ->> 'at'
+    FROM json_each($2) AS r
+    WHERE services.id = r.value ->> 'id';
+    INSERT INTO status_events (service_id, at, old_state, new_state, reason)
+    SELECT r.value ->> 'id', r.value ->> 'at', r.value ->> 'old', r.value ->> 'new',
+        r.value ->> 'reason'
+    FROM json_each($2) AS r
+    ORDER BY r.key
+    RETURNING id, service_id;";
+
+/// A transaction the scripts open and close themselves. Dropped while open
+/// (the task was cancelled between its scripts), the connection is closed
+/// rather than handed back to the pool mid-transaction; closing rolls back.
+struct ScriptTx {
+    conn: WriteConn,
+    open: bool,
+}
+
+impl ScriptTx {
+    /// Runs `script`, prefixed with `BEGIN IMMEDIATE` if no transaction is
+    /// open and followed by `COMMIT` if `commit`; the rows it returned.
+    async fn run(
+        &mut self,
+        script: &str,
+        args: &[String],
+        commit: bool,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        // Four fixed texts in all: each is prepared once and kept.
+        let sql = match (self.open, commit) {
+            (false, false) => format!("BEGIN IMMEDIATE;{script}"),
+            (false, true) => format!("BEGIN IMMEDIATE;{script}COMMIT;"),
+            (true, false) => script.to_owned(),
+            (true, true) => format!("{script}COMMIT;"),
+        };
+        let mut query = sqlx::query(&sql);
+        for arg in args {
+            query = query.bind(arg.as_str());
+        }
+        self.open = true;
+        match query.fetch_all(&mut *self.conn).await {
+            Ok(rows) => {
+                self.open = !commit;
+                Ok(rows)
+            }
+            Err(e) => {
+                // Still in this writer's turn: the next writer finds the
+                // write lock free.
+                if self.conn.execute("ROLLBACK").await.is_ok() {
+                    self.open = false;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for ScriptTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.conn.close_on_drop();
+        }
+    }
+}
+
+/// Records `checks` in one transaction: two round trips, and two more each
+/// time a service comes again.
+pub(super) async fn record_checks(
+    conn: WriteConn,
+    checks: &[HealthCheck],
+    rules: StatusRules,
+) -> Result<Vec<(Recorded, Option<Service>)>, sqlx::Error> {
+    let mut tx = ScriptTx { conn, open: false };
+    let runs = distinct_runs(checks);
+    let mut done = Vec::with_capacity(checks.len());
+    for (i, run) in runs.iter().enumerate() {
+        let last = i + 1 == runs.len();
+        done.extend(record_run(&mut tx, run, rules, last).await?);
+    }
+    Ok(done)
+}
+
+/// Writes `checks`, each of a different service, in the transaction (opening
+/// it if needed), and commits if `last`.
+async fn record_run(
+    tx: &mut ScriptTx,
+    checks: &[HealthCheck],
+    rules: StatusRules,
+    last: bool,
+) -> Result<Vec<(Recorded, Option<Service>)>, sqlx::Error> {
+    let results: Vec<serde_json::Value> = checks
+        .iter()
+        .map(|check| {
+            json!({
+                "id": check.service_id,
+                "at": ms(check.checked_at),
+                "health": check.status.as_str(),
+                "healthy": i64::from(check.status == HealthStatus::Healthy),
+                "code": check.response_code,
+                "latency": to_i64(check.latency_ms),
+                "error": check.error,
+                "warning": check.warning,
+                "expires": check.cert_expires_at.map(ms),
+                "url": check.url,
+            })
+        })
+        .collect();
+    let rows = tx
+        .run(
+            WRITE,
+            &[serde_json::Value::Array(results).to_string()],
+            false,
+        )
+        .await?;
+    let mut rows: HashMap<i64, AnyRow> = rows
+        .into_iter()
+        .map(|row| Ok((row.try_get::<i64, _>("id")?, row)))
+        .collect::<Result<_, sqlx::Error>>()?;
+
+    // Each result's service and status; `None` for a service gone.
+    let mut outcomes = Vec::with_capacity(checks.len());
+    let (mut reasons, mut changes) = (Vec::new(), Vec::new());
+    for check in checks {
+        // A service deleted meanwhile returned no row.
+        let Some(row) = rows.remove(&check.service_id) else {
+            outcomes.push(None);
+            continue;
+        };
+        let service = service_from_row(&row)?;
+        let now = check.checked_at;
+        let agent_online = service.server_id.is_some()
+            && row.try_get::<Option<i64>, _>("server_revoked")?.is_none()
+            && in_touch(
+                row.try_get::<Option<i64>, _>("server_seen")?.map(time),
+                row.try_get::<Option<i64>, _>("server_heartbeat")?
+                    .unwrap_or(10),
+                now,
+            );
+        let (status, reason) = service.kind(agent_online, now, rules).status();
+        if status != service.state {
+            changes.push(
+                json!({"id": service.id, "at": ms(now), "old": service.state.as_str(),
+                                "new": status.as_str(), "reason": reason}),
+            );
+        } else if service.state_reason.as_deref() != Some(reason.as_str()) {
+            reasons.push(json!({"id": service.id, "reason": reason}));
+        }
+        let reconciled = Reconciled {
+            status,
+            reason,
+            change: None,
+        };
+        outcomes.push(Some((service, reconciled)));
+    }
+
+    let written = if last || !reasons.is_empty() || !changes.is_empty() {
+        let args = [
+            serde_json::Value::Array(reasons).to_string(),
+            serde_json::Value::Array(changes).to_string(),
+        ];
+        tx.run(STATUS, &args, last).await?
+    } else {
+        Vec::new()
+    };
+    let mut ids: HashMap<i64, i64> = written
+        .iter()
+        .map(|row| Ok((row.try_get("service_id")?, row.try_get("id")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+
+    let mut done = Vec::with_capacity(checks.len());
+    for (check, outcome) in checks.iter().zip(outcomes) {
+        let now = check.checked_at;
+        let Some((service, mut reconciled)) = outcome else {
+            done.push((Recorded::Dropped, None));
+            continue;
+        };
+        if reconciled.status != service.state {
+            let id = ids.remove(&service.id).ok_or(sqlx::Error::RowNotFound)?;
+            reconciled.change = Some(StatusEventView {
+                id,
+                service_id: service.id,
+                at: now,
+                old: service.state,
+                new: reconciled.status,
+                reason: reconciled.reason.clone(),
+            });
+        }
+        let (service, change) = with_status(service, Some(reconciled), now);
+        done.push((Recorded::Stored(change), Some(service)));
+    }
+    Ok(done)
+}
+
+/// `checks` cut where a service comes again, so that each part names every
+/// service once: a part's statuses are computed from what its first script
+/// read, which a second result of the same service would make stale.
+fn distinct_runs(checks: &[HealthCheck]) -> Vec<&[HealthCheck]> {
+    let mut runs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut start = 0;
+    for (i, check) in checks.iter().enumerate() {
+        if !seen.insert(check.service_id) {
+            runs.push(&checks[start..i]);
+            seen.clear();
+            seen.insert(check.service_id);
+            start = i;
+        }
+    }
+    if start < checks.len() {
+        runs.push(&checks[start..]);
+    }
+    runs
+}
