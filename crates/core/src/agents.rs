@@ -212,7 +212,7 @@ pub fn follow_other_hubs(store: &Arc<dyn Store>, fleet: &Arc<Fleet>, event: &Liv
     if !event.kind.starts_with("server.") {
         return;
     }
-    let id = match Event::from_wire(event.kind, event.data.as_str()) {
+    let id = match Event::from_wire(event.kind, &event.data.text()) {
         Some(Event::ServerUpdated { id } | Event::ServerDeleted { id }) => id,
         _ => return,
     };

@@ -26,14 +26,14 @@ pub enum Event {
     ServiceCreated {
         id: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        service: Option<Box<ServiceView>>,
+        service: Option<Box<ServiceJson>>,
     },
     /// A service's settings changed: `{"id", "service"}`, as it now is.
     #[serde(rename = "service.updated")]
     ServiceUpdated {
         id: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        service: Option<Box<ServiceView>>,
+        service: Option<Box<ServiceJson>>,
     },
     /// A service was deleted: `{"id"}`.
     #[serde(rename = "service.deleted")]
@@ -95,6 +95,17 @@ impl Event {
 
     /// The event's wire type and data.
     pub fn wire(&self) -> (&'static str, WireData) {
+        if let Event::ServiceCreated {
+            id,
+            service: Some(json),
+        }
+        | Event::ServiceUpdated {
+            id,
+            service: Some(json),
+        } = self
+        {
+            return (self.kind(), WireData::service(*id, json));
+        }
         /// The event as written (`{"type", "data"}`), its data taken whole.
         #[derive(serde::Deserialize)]
         struct Whole {
@@ -106,7 +117,7 @@ impl Event {
             .and_then(|whole| whole.data);
         // Every variant has data (`{}` at least): `null` is never sent.
         let data = data.unwrap_or_else(|| RawValue::NULL.to_owned());
-        (self.kind(), WireData(data.into()))
+        (self.kind(), WireData(Arc::new(Wire::Text(data))))
     }
 
     /// The event a logged `kind` and `data` stand for; `None` for a kind or
@@ -119,19 +130,38 @@ impl Event {
 
 /// An event's `data` as JSON text, shared: the live channel keeps the last
 /// few thousand events for slow clients, and text costs a fraction of a
-/// parsed `serde_json::Value` (a service's view is about 1 KiB as text).
+/// parsed `serde_json::Value`. A service's event (`{"id", "service"}`) keeps
+/// the service's JSON as memory holds it, without a copy.
 #[derive(Debug, Clone)]
-pub struct WireData(std::sync::Arc<RawValue>);
+pub struct WireData(Arc<Wire>);
+
+#[derive(Debug)]
+enum Wire {
+    Text(Box<RawValue>),
+    Service { id: i64, json: bytes::Bytes },
+}
 
 impl WireData {
-    pub fn as_str(&self) -> &str {
-        self.0.get()
+    /// A service's event data: `{"id": id, "service": json}`.
+    fn service(id: i64, json: &ServiceJson) -> Self {
+        WireData(Arc::new(Wire::Service {
+            id,
+            json: json.0.clone(),
+        }))
+    }
+
+    /// The data as JSON text.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match &*self.0 {
+            Wire::Text(raw) => std::borrow::Cow::Borrowed(raw.get()),
+            Wire::Service { .. } => std::borrow::Cow::Owned(self.to_string()),
+        }
     }
 }
 
 impl PartialEq for WireData {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.text() == other.text()
     }
 }
 
@@ -140,19 +170,77 @@ impl From<String> for WireData {
     /// kept as `null`.
     fn from(text: String) -> Self {
         let raw = RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned());
-        WireData(raw.into())
+        WireData(Arc::new(Wire::Text(raw)))
     }
 }
 
 impl std::fmt::Display for WireData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        match &*self.0 {
+            Wire::Text(raw) => f.write_str(raw.get()),
+            Wire::Service { id, json } => {
+                // Memory's JSON is serde_json's output: UTF-8.
+                let json = std::str::from_utf8(json).unwrap_or("null");
+                write!(f, "{{\"id\":{id},\"service\":{json}}}")
+            }
+        }
     }
 }
 
 impl Serialize for WireData {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        match &*self.0 {
+            Wire::Text(raw) => raw.serialize(s),
+            Wire::Service { id, json } => {
+                #[derive(Serialize)]
+                struct ServiceData<'a> {
+                    id: i64,
+                    service: &'a RawValue,
+                }
+                let service = serde_json::from_slice(json).map_err(serde::ser::Error::custom)?;
+                ServiceData { id: *id, service }.serialize(s)
+            }
+        }
+    }
+}
+
+/// A service as the API shows it, as JSON text: the bytes memory keeps for
+/// the service, shared, so that its events (and the buses' rings that hold
+/// them for a while) cost no copy of it.
+#[derive(Debug, Clone)]
+pub struct ServiceJson(bytes::Bytes);
+
+impl PartialEq for ServiceJson {
+    /// The same JSON, whatever the order of its keys.
+    fn eq(&self, other: &Self) -> bool {
+        let value = |json: &[u8]| serde_json::from_slice::<serde_json::Value>(json).ok();
+        self.0 == other.0 || value(&self.0) == value(&other.0)
+    }
+}
+
+impl ServiceJson {
+    pub fn new(json: bytes::Bytes) -> Self {
+        Self(json)
+    }
+
+    /// The view, read back.
+    pub fn view(&self) -> Option<ServiceView> {
+        serde_json::from_slice(&self.0).ok()
+    }
+}
+
+impl Serialize for ServiceJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw: &RawValue = serde_json::from_slice(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        let json = serde_json::to_vec(&value).map_err(serde::de::Error::custom)?;
+        Ok(Self(json.into()))
     }
 }
 

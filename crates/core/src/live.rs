@@ -219,7 +219,7 @@ pub fn bus_from_log(live: &broadcast::Sender<LiveEvent>, shutdown: CancellationT
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            let parsed = Event::from_wire(event.kind, event.data.as_str());
+            let parsed = Event::from_wire(event.kind, &event.data.text());
             if let Some(e) = parsed {
                 out.publish(e);
             }
@@ -397,10 +397,24 @@ mod tests {
             message: String::new(),
             received_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
         };
+        let web = serde_json::json!({"id": 1, "name": "web", "port": 80, "tags": ["a"]});
+        let carried = || {
+            Some(Box::new(crate::events::ServiceJson::new(
+                serde_json::to_vec(&web).unwrap().into(),
+            )))
+        };
         let events = [
             Event::ServiceCreated {
                 id: 1,
                 service: None,
+            },
+            Event::ServiceCreated {
+                id: 1,
+                service: carried(),
+            },
+            Event::ServiceUpdated {
+                id: 1,
+                service: carried(),
             },
             Event::ServiceUpdated {
                 id: 1,
@@ -434,7 +448,7 @@ mod tests {
             // Read back from the log, it is the same event: one type for the
             // bus, the log, the frames and the other hubs.
             assert_eq!(
-                Event::from_wire(kind, data.as_str()).as_ref(),
+                Event::from_wire(kind, &data.text()).as_ref(),
                 Some(&event),
                 "{kind} {data}"
             );
@@ -446,10 +460,30 @@ mod tests {
         }
         .wire();
         assert_eq!(
-            serde_json::from_str::<serde_json::Value>(data.as_str()).unwrap(),
+            serde_json::from_str::<serde_json::Value>(&data.text()).unwrap(),
             serde_json::json!({"id": 7, "health_status": "healthy"})
         );
-        assert_eq!(Event::ScanCompleted {}.wire().1.as_str(), "{}");
+        assert_eq!(Event::ScanCompleted {}.wire().1.text(), "{}");
+        // A service's event carries the service whole, as JSON in the frame.
+        let (_, data) = Event::ServiceUpdated {
+            id: 1,
+            service: carried(),
+        }
+        .wire();
+        let frame = LiveEvent {
+            id: 4,
+            kind: "service.updated",
+            data,
+        };
+        assert_eq!(
+            serde_json::to_value(&frame).unwrap(),
+            serde_json::json!({"id": 4, "type": "service.updated",
+                               "data": {"id": 1, "service": web}})
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&frame.data.text()).unwrap(),
+            serde_json::json!({"id": 1, "service": web})
+        );
         assert!(Event::from_wire("service.renamed", r#"{"id": 1}"#).is_none());
         // A frame carries its data as JSON, not as a string of it; text from
         // the log that is not JSON is null.
@@ -462,7 +496,7 @@ mod tests {
             serde_json::to_value(&frame).unwrap(),
             serde_json::json!({"id": 3, "type": "check", "data": {"id": 7}})
         );
-        assert_eq!(WireData::from("{oops".to_owned()).as_str(), "null");
+        assert_eq!(WireData::from("{oops".to_owned()).text(), "null");
         // Every type is documented for client authors.
         let documented = include_str!("../../../docs/events.md");
         for kind in KINDS {

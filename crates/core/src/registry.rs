@@ -1190,9 +1190,9 @@ impl Registry {
     }
 
     /// The view of a service as memory holds it, for its event.
-    fn view(&self, id: i64) -> Option<Box<lookout_proto::service::ServiceView>> {
+    fn view(&self, id: i64) -> Option<Box<crate::events::ServiceJson>> {
         self.get(id)
-            .map(|e| Box::new(e.service.to_view(&self.defaults)))
+            .map(|e| Box::new(crate::events::ServiceJson::new(e.json.clone())))
     }
 
     fn created(&self, id: i64) -> Event {
@@ -1403,7 +1403,7 @@ impl Registry {
         if self.is_own(event.id) {
             return Ok(());
         }
-        let typed = Event::from_wire(event.kind, event.data.as_str());
+        let typed = Event::from_wire(event.kind, &event.data.text());
         if let Some(Event::StatusChanged(change)) = &typed {
             self.remember(std::slice::from_ref(change));
         }

@@ -105,8 +105,10 @@ struct CheckKey {
     conditions: Vec<String>,
 }
 
+/// A service's place in the plan. It keeps what decides when the service
+/// is checked, not the service: a check reads the service as it is then, and
+/// memory holds one copy of each service, not a second one per slot.
 struct Slot {
-    entry: Arc<Entry>,
     key: CheckKey,
     due: Instant,
     in_flight: bool,
@@ -149,7 +151,7 @@ impl Slots {
     }
 
     /// The slots due at `now`, taken out of the queue as in flight.
-    fn start_due(&mut self, now: Instant) -> Vec<Arc<Entry>> {
+    fn start_due(&mut self, now: Instant) -> Vec<i64> {
         let mut due = Vec::new();
         while let Some(&(at, id)) = self.waiting.first() {
             if at > now {
@@ -158,7 +160,7 @@ impl Slots {
             self.waiting.pop_first();
             if let Some(slot) = self.by_id.get_mut(&id) {
                 slot.in_flight = true;
-                due.push(slot.entry.clone());
+                due.push(id);
             }
         }
         due
@@ -244,7 +246,7 @@ impl Scheduler {
                 resync_at = None;
             }
 
-            for entry in slots.start_due(now) {
+            for id in slots.start_due(now) {
                 let (checker, registry, clock, defaults, permits) = (
                     self.checker.clone(),
                     self.registry.clone(),
@@ -254,6 +256,10 @@ impl Scheduler {
                 );
                 running.spawn(async move {
                     let _permit = permits.acquire_owned().await;
+                    // Deleted meanwhile: the next look takes its slot out.
+                    let Some(entry) = registry.get(id) else {
+                        return (id, false);
+                    };
                     let service = &entry.service;
                     let result = checker.check_service(service, &defaults, clock.as_ref()).await;
                     if let Err(e) = registry.record_health_check(&result).await {
@@ -448,11 +454,6 @@ impl Scheduler {
         wall_now: chrono::DateTime<chrono::Utc>,
     ) -> bool {
         let id = entry.service.id;
-        if let Some(slot) = slots.by_id.get(&id) {
-            if Arc::ptr_eq(&slot.entry, &entry) {
-                return true;
-            }
-        }
         let service = &entry.service;
         let Some(url) = service.check_url().filter(|_| !service.paused) else {
             return false;
@@ -476,7 +477,6 @@ impl Scheduler {
                 let cleared =
                     entry.service.last_health_check.is_none() && !slot.in_flight && slot.due > now;
                 let changed = slot.key != key;
-                slot.entry = entry;
                 if changed || cleared {
                     slot.key = key;
                     if slot.in_flight {
@@ -498,7 +498,6 @@ impl Scheduler {
                 slots.insert(
                     id,
                     Slot {
-                        entry,
                         key,
                         due,
                         in_flight: false,
