@@ -143,7 +143,7 @@ impl SqlStore {
                 })
         };
         // Reads are few (the registry is in memory): a small pool.
-        let pool = options().max_connections(4).connect(url.as_str()).await?;
+        let pool = options().max_connections(2).connect(url.as_str()).await?;
         sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
             .fetch_one(&pool)
             .await?;
