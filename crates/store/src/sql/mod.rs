@@ -131,10 +131,6 @@ impl SqlStore {
                             "PRAGMA busy_timeout = 5000",
                             "PRAGMA synchronous = NORMAL",
                             "PRAGMA foreign_keys = ON",
-                            // Memory holds the registry; the file's pages
-                            // are in the OS's cache too. A small cache per
-                            // connection (the default is 2 MiB).
-                            "PRAGMA cache_size = -512",
                         ] {
                             conn.execute(pragma).await?;
                         }
@@ -143,7 +139,7 @@ impl SqlStore {
                 })
         };
         // Reads are few (the registry is in memory): a small pool.
-        let pool = options().max_connections(2).connect(url.as_str()).await?;
+        let pool = options().max_connections(4).connect(url.as_str()).await?;
         sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
             .fetch_one(&pool)
             .await?;
