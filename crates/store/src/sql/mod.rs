@@ -597,13 +597,7 @@ async fn reconcile_service(
         return Ok(None);
     };
     let service = service_from_row(&row)?;
-    let agent_online = row.try_get::<Option<i64>, _>("server_revoked")?.is_none()
-        && in_touch(
-            row.try_get::<Option<i64>, _>("server_seen")?.map(time),
-            row.try_get::<Option<i64>, _>("server_heartbeat")?
-                .unwrap_or(10),
-            now,
-        );
+    let agent_online = server_in_touch(&row, now)?;
     let (status, reason) = service.kind(agent_online, now, rules).status();
     let Some(reconciled) = write_status(conn, &service, status, reason, now).await? else {
         return Ok(None);
@@ -616,6 +610,19 @@ async fn reconcile_service(
     }
     service.state_reason = Some(reconciled.reason.clone());
     Ok(Some((service, reconciled)))
+}
+
+/// Whether the server of the service read in `row` is in touch at `now`,
+/// from its columns read along as `server_seen`, `server_heartbeat` and
+/// `server_revoked` (null without a server: not in touch).
+fn server_in_touch(row: &AnyRow, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<Option<i64>, _>("server_revoked")?.is_none()
+        && in_touch(
+            row.try_get::<Option<i64>, _>("server_seen")?.map(time),
+            row.try_get::<Option<i64>, _>("server_heartbeat")?
+                .unwrap_or(10),
+            now,
+        ))
 }
 
 /// Records `status` and `reason` as `service`'s (as read in this

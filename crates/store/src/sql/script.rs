@@ -24,8 +24,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
-use super::{ms, service_from_row, time, to_i64, with_status, WriteConn};
-use crate::agents::in_touch;
+use super::{ms, server_in_touch, service_from_row, to_i64, with_status, WriteConn};
 use crate::{HealthCheck, Reconciled, Recorded, Service};
 
 /// Writes the results in `$1` (`[{id, at, health, healthy, code, latency,
@@ -187,14 +186,7 @@ async fn record_run(
         };
         let service = service_from_row(&row)?;
         let now = check.checked_at;
-        let agent_online = service.server_id.is_some()
-            && row.try_get::<Option<i64>, _>("server_revoked")?.is_none()
-            && in_touch(
-                row.try_get::<Option<i64>, _>("server_seen")?.map(time),
-                row.try_get::<Option<i64>, _>("server_heartbeat")?
-                    .unwrap_or(10),
-                now,
-            );
+        let agent_online = service.server_id.is_some() && server_in_touch(&row, now)?;
         let (status, reason) = service.kind(agent_online, now, rules).status();
         if status != service.state {
             changes.push(
