@@ -636,27 +636,40 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
-    fn start() -> Dnsmasq {
-        let port = lookout_testkit::free_udp_port();
-        let child = Command::new("/usr/sbin/dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=127.0.0.1",
-                "--pid-file=",
-                "--user=root",
-                "--local=/test/",
-                "--address=/web.test/10.1.2.3",
-            ])
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (scripts/test installs dnsmasq-base)");
-        Dnsmasq { child, port }
+    /// dnsmasq listens on TCP as well as UDP: a port free for UDP may be
+    /// taken for TCP (by a server of another test), and dnsmasq then exits
+    /// at once. It gets a port free for both, and another if it still exits.
+    async fn start() -> Dnsmasq {
+        for _ in 0..10 {
+            let port = lookout_testkit::free_udp_port();
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                continue;
+            }
+            let mut child = Command::new("/usr/sbin/dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--conf-file=/dev/null",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--bind-interfaces",
+                    "--listen-address=127.0.0.1",
+                    "--pid-file=",
+                    "--user=root",
+                    "--local=/test/",
+                    "--address=/web.test/10.1.2.3",
+                ])
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("dnsmasq (scripts/test installs dnsmasq-base)");
+            // It binds its sockets before anything else, or exits.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if child.try_wait().expect("dnsmasq's status").is_none() {
+                return Dnsmasq { child, port };
+            }
+        }
+        panic!("dnsmasq did not start on any of ten free ports");
     }
 }
 
@@ -669,7 +682,7 @@ impl Drop for Dnsmasq {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dns_checks_ask_a_real_server() {
-    let dns = Dnsmasq::start();
+    let dns = Dnsmasq::start().await;
     let hub = spawn_hub().await;
     let url = format!("dns://127.0.0.1:{}", dns.port);
     // dnsmasq may take a moment to listen: the first check is retried by
