@@ -30,7 +30,9 @@ use crate::{HealthCheck, Reconciled, Recorded, Service};
 /// Writes the results in `$1` (`[{id, at, health, healthy, code, latency,
 /// error, warning, expires, url}]`, one per service) and returns each
 /// service as it now stands, with its server's presence for an agent's.
-const WRITE: &str = "
+macro_rules! write_sql {
+    () => {
+        "
     UPDATE services SET health_status = r.value ->> 'health',
         last_health_check = r.value ->> 'at', last_response_code = r.value ->> 'code',
         last_latency_ms = r.value ->> 'latency', last_error = r.value ->> 'error',
@@ -48,11 +50,15 @@ const WRITE: &str = "
         r.value ->> 'url', r.value ->> 'code', r.value ->> 'latency', r.value ->> 'error',
         r.value ->> 'warning'
     FROM json_each($1) AS r
-    WHERE EXISTS (SELECT 1 FROM services WHERE services.id = r.value ->> 'id');";
+    WHERE EXISTS (SELECT 1 FROM services WHERE services.id = r.value ->> 'id');"
+    };
+}
 
 /// Writes new reasons (`$1`: `[{id, reason}]`) and new statuses with their
 /// changes (`$2`: `[{id, at, old, new, reason}]`); the changes' ids.
-const STATUS: &str = "
+macro_rules! status_sql {
+    () => {
+        "
     UPDATE services SET state_reason = r.value ->> 'reason'
     FROM json_each($1) AS r
     WHERE services.id = r.value ->> 'id';
@@ -65,7 +71,16 @@ const STATUS: &str = "
         r.value ->> 'reason'
     FROM json_each($2) AS r
     ORDER BY r.key
-    RETURNING id, service_id;";
+    RETURNING id, service_id;"
+    };
+}
+
+// The four texts the scripts run, fixed: each is prepared once per
+// connection and kept.
+const BEGIN_AND_WRITE: &str = concat!("BEGIN IMMEDIATE;", write_sql!());
+const WRITE: &str = write_sql!();
+const STATUS_AND_COMMIT: &str = concat!(status_sql!(), "COMMIT;");
+const STATUS: &str = status_sql!();
 
 /// A transaction the scripts open and close themselves. Dropped while open
 /// (the task was cancelled between its scripts), the connection is closed
@@ -76,29 +91,22 @@ struct ScriptTx {
 }
 
 impl ScriptTx {
-    /// Runs `script`, prefixed with `BEGIN IMMEDIATE` if no transaction is
-    /// open and followed by `COMMIT` if `commit`; the rows it returned.
+    /// Runs `sql` (one of the texts above, which opens the transaction if
+    /// it is not open and closes it if `commits`); the rows it returned.
     async fn run(
         &mut self,
-        script: &str,
+        sql: &'static str,
         args: &[String],
-        commit: bool,
+        commits: bool,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
-        // Four fixed texts in all: each is prepared once and kept.
-        let sql = match (self.open, commit) {
-            (false, false) => format!("BEGIN IMMEDIATE;{script}"),
-            (false, true) => format!("BEGIN IMMEDIATE;{script}COMMIT;"),
-            (true, false) => script.to_owned(),
-            (true, true) => format!("{script}COMMIT;"),
-        };
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(sql);
         for arg in args {
             query = query.bind(arg.as_str());
         }
         self.open = true;
         match query.fetch_all(&mut *self.conn).await {
             Ok(rows) => {
-                self.open = !commit;
+                self.open = !commits;
                 Ok(rows)
             }
             Err(e) => {
@@ -163,9 +171,10 @@ async fn record_run(
             })
         })
         .collect();
+    let write = if tx.open { WRITE } else { BEGIN_AND_WRITE };
     let rows = tx
         .run(
-            WRITE,
+            write,
             &[serde_json::Value::Array(results).to_string()],
             false,
         )
@@ -209,7 +218,8 @@ async fn record_run(
             serde_json::Value::Array(reasons).to_string(),
             serde_json::Value::Array(changes).to_string(),
         ];
-        tx.run(STATUS, &args, last).await?
+        let status = if last { STATUS_AND_COMMIT } else { STATUS };
+        tx.run(status, &args, last).await?
     } else {
         Vec::new()
     };
