@@ -15,6 +15,7 @@
 //! back.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use crate::clock::SharedClock;
 use crate::config::CheckDefaults;
 use crate::events::{Event, EventBus};
 use crate::registry::{Entry, Reshaped};
-use crate::store::Store;
+use crate::store::{Service, Store};
 
 /// How often the scheduler re-reads the registry even without events.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
@@ -93,23 +94,37 @@ struct Held {
     renewed: Option<Instant>,
 }
 
-/// What makes two versions of a service the same check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct CheckKey {
-    url: String,
+/// What makes two versions of a service the same check, as a hash: a slot
+/// keeps 8 bytes of it rather than a copy of the URL and settings (a
+/// collision would only keep a changed check on its old timing until it
+/// next runs; the check itself always reads the service as it is then).
+fn check_key(
+    service: &Service,
     interval: Duration,
-    /// The interval while the check fails.
     retry: Duration,
     timeout: Duration,
-    probe: lookout_proto::monitor::ProbeSettings,
-    conditions: Vec<String>,
+    url: &str,
+) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    url.hash(&mut h);
+    interval.hash(&mut h);
+    retry.hash(&mut h);
+    timeout.hash(&mut h);
+    service.probe.hash(&mut h);
+    for c in &service.conditions {
+        c.to_string().hash(&mut h);
+    }
+    h.finish()
 }
 
 /// A service's place in the plan. It keeps what decides when the service
 /// is checked, not the service: a check reads the service as it is then, and
 /// memory holds one copy of each service, not a second one per slot.
 struct Slot {
-    key: CheckKey,
+    key: u64,
+    interval: Duration,
+    /// The interval while the check fails.
+    retry: Duration,
     due: Instant,
     in_flight: bool,
     /// Changed while its check was in flight: checked again at once when
@@ -328,9 +343,9 @@ impl Scheduler {
                                 if std::mem::take(&mut s.again) {
                                     Duration::ZERO
                                 } else if failed {
-                                    s.key.retry
+                                    s.retry
                                 } else {
-                                    s.key.interval
+                                    s.interval
                                 }
                             });
                             if let Some(next) = next {
@@ -459,16 +474,16 @@ impl Scheduler {
             return false;
         };
         let interval = service.interval(&self.defaults);
-        let key = CheckKey {
-            url,
+        let retry = service
+            .retry_interval_secs
+            .map_or(interval, |r| Duration::from_secs(r).min(interval));
+        let key = check_key(
+            service,
             interval,
-            retry: service
-                .retry_interval_secs
-                .map_or(interval, |r| Duration::from_secs(r).min(interval)),
-            timeout: service.timeout(&self.defaults),
-            probe: service.probe.clone(),
-            conditions: service.conditions.iter().map(|c| c.to_string()).collect(),
-        };
+            retry,
+            service.timeout(&self.defaults),
+            &url,
+        );
         match slots.by_id.get_mut(&id) {
             Some(slot) => {
                 // A change that cleared its last result (a URL or probe
@@ -479,6 +494,8 @@ impl Scheduler {
                 let changed = slot.key != key;
                 if changed || cleared {
                     slot.key = key;
+                    slot.interval = interval;
+                    slot.retry = retry;
                     if slot.in_flight {
                         slot.again = true;
                     } else {
@@ -499,6 +516,8 @@ impl Scheduler {
                     id,
                     Slot {
                         key,
+                        interval,
+                        retry,
                         due,
                         in_flight: false,
                         again: false,
