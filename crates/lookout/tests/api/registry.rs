@@ -648,6 +648,28 @@ fn the_layers_point_down() {
     assert!(offenders.is_empty(), "{offenders:#?}");
 }
 
+/// `unsafe` is denied in every crate; the one place allowed to use it is
+/// the binary's malloc tuning (`limit_malloc_arenas` in `main.rs`).
+#[test]
+fn unsafe_code_is_allowed_in_one_place() {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let allowed: Vec<String> = sources(&crates)
+        .into_iter()
+        .flat_map(|(path, text)| {
+            let path = path.display().to_string();
+            text.lines()
+                .filter(|l| l.contains("allow(unsafe_code)"))
+                .map(|_| path.clone())
+                .collect::<Vec<_>>()
+        })
+        .filter(|p| !p.ends_with("tests/api/registry.rs"))
+        .collect();
+    assert_eq!(allowed.len(), 1, "{allowed:#?}");
+    assert!(allowed[0].ends_with("lookout/src/main.rs"), "{allowed:#?}");
+    let workspace = std::fs::read_to_string(crates.join("../Cargo.toml")).unwrap();
+    assert!(workspace.contains("unsafe_code = \"deny\""));
+}
+
 /// Every API answer names the event it speaks for (`X-Lookout-Event`): a
 /// write that asks for it (`X-Lookout-Min-Event`) the event it caused, once
 /// logged. A request that names an event is answered once the hub has

@@ -120,17 +120,22 @@ impl SqlStore {
             .filename(path)
             .create_if_missing(true)
             .to_url_lossy();
-        let options = || {
+        // `cache_size`: the most each connection keeps of the file's pages
+        // (KiB). The writer keeps SQLite's default, which the busiest
+        // writes need; reads are few (the registry is in memory), mostly
+        // history ranges read once, so each reader keeps a quarter of it.
+        let options = |cache_size: &'static str| {
             AnyPoolOptions::new()
                 // A local file does not drop connections: no ping (a round
                 // trip to the connection's thread) before every statement.
                 .test_before_acquire(false)
-                .after_connect(|conn, _| {
+                .after_connect(move |conn, _| {
                     Box::pin(async move {
                         for pragma in [
                             "PRAGMA busy_timeout = 5000",
                             "PRAGMA synchronous = NORMAL",
                             "PRAGMA foreign_keys = ON",
+                            cache_size,
                         ] {
                             conn.execute(pragma).await?;
                         }
@@ -138,15 +143,19 @@ impl SqlStore {
                     })
                 })
         };
-        // Reads are few (the registry is in memory): a small pool.
-        let pool = options().max_connections(4).connect(url.as_str()).await?;
+        let pool = options("PRAGMA cache_size = -512")
+            .max_connections(4)
+            .connect(url.as_str())
+            .await?;
         sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
             .fetch_one(&pool)
             .await?;
         // SQLite writes one transaction at a time: the writes share one
         // connection, whose cached statements and pages are the only ones
         // the writes warm.
-        let writes = options().max_connections(1).connect_lazy(url.as_str())?;
+        let writes = options("PRAGMA cache_size = -2000")
+            .max_connections(1)
+            .connect_lazy(url.as_str())?;
         Self::migrate(pool, Some(writes), Backend::Sqlite).await
     }
 
