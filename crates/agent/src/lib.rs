@@ -3,7 +3,7 @@
 //! - [`checks`]: check scripts installed as a oneshot service and a timer each
 //!   (`lookout check add|list|run|remove|validate`). The agent keeps no
 //!   database: the installed checks are the unit files and script copies that
-//!   exist (seed 004's single source of truth).
+//!   exist (the one source of truth).
 //! - [`exec`]: the wrapper systemd runs for a check (`lookout check exec`): it
 //!   runs the script with its timeout and turns whatever happened into result
 //!   lines in the check's log, `ERROR` lines when the check itself failed.

@@ -88,7 +88,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         key: "heartbeat_remove_after",
         help:
-            "silent heartbeat services are removed after this long (default 24h; 60s is seed 003)",
+            "silent heartbeat services are removed after this long (default 24h; 60s removes them a minute after their last heartbeat)",
     },
     SettingSpec {
         key: "notify_reminder",
@@ -634,7 +634,7 @@ impl Config {
                 "off" => Ok(AuthMode::Off),
                 _ => Err("expected required or off".to_owned()),
             })?,
-            // Personal use on one machine needs no login (seed 000); the
+            // Personal use on one machine needs no login; the
             // network does.
             // A hub behind a reverse proxy is published, even on loopback.
             None if !auth.trusted_proxies.is_empty() => AuthMode::Required,
@@ -971,7 +971,7 @@ mod tests {
             l.extend(extra.iter().map(|(k, v)| (*k, *v, Origin::Flag)));
             Config::from_layers(&layers(&l))
         };
-        // Loopback: no login by default (seed 000), required on request.
+        // Loopback: no login by default, required on request.
         assert_eq!(at("127.0.0.1:8000", &[]).unwrap().auth.mode, AuthMode::Off);
         assert_eq!(at("[::1]:8000", &[]).unwrap().auth.mode, AuthMode::Off);
         let c = at("127.0.0.1:8000", &[("auth", "required")]).unwrap();

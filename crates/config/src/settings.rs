@@ -10,7 +10,7 @@ use ipnet::IpNet;
 /// Whether the hub asks for credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
-    /// Nobody logs in; every request is the local administrator (seed 000).
+    /// Nobody logs in; every request is the local administrator.
     Off,
     /// Every protected route needs a session or a token.
     Required,
@@ -94,7 +94,7 @@ impl Rate {
     }
 }
 
-/// The configured limits; defaults from seed 002 (control 10/min, logs
+/// The configured limits; the defaults are (control 10/min, logs
 /// 30/min), 10 login attempts and 60 agent connections a minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
@@ -140,7 +140,7 @@ impl Default for NotifySettings {
     }
 }
 
-/// Ports that mark a web service (seed 000: 80, 443, 3000-9999), as inclusive ranges.
+/// Ports that mark a web service (80, 443, 3000-9999 by default), as inclusive ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebPorts(pub Vec<(u16, u16)>);
 

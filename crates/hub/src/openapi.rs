@@ -569,7 +569,7 @@ fn query_schema(takes: Takes) -> ObjectBuilder {
 
 /// The body of a service write: the fields `parse_fields` accepts
 /// (`WRITABLE_FIELDS`), each with the schema `ServiceView` shows it with
-/// (`url` is `base_url`; `status` is seed 001's reported state).
+/// (`url` is `base_url`; `status` is the reported state).
 fn service_fields(view: &Schema, create: bool) -> Schema {
     let shown = match view {
         Schema::Object(o) => Some(&o.properties),

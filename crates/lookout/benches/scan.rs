@@ -1,11 +1,11 @@
-//! Benchmark: a full systemd scan with ports, against the seed's method.
+//! Benchmark: a full systemd scan with ports, against the per-unit method.
 //!
 //! In a real `systemd --user` sandbox (root needed) it creates 200 services,
 //! half of them listening on a TCP port, then times, in the same run:
 //!
 //! - lookout's scan, in-process (D-Bus + netlink + /proc), and as a whole
 //!   `lookout scan --systemd user --json` invocation;
-//! - the seed's method: `systemctl list-units --type=service --all`, one
+//! - the per-unit method: `systemctl list-units --type=service --all`, one
 //!   `systemctl show` per unit, and `ss -tlnp`;
 //! - one bare `systemctl list-units --all` invocation.
 //!
@@ -157,7 +157,7 @@ fn main() {
 
     let (ours, cli, bare, seed) = (median(ours), median(cli), median(bare), median(seed));
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("Scan of {UNITS} services ({} listening) in a systemd --user sandbox, median of {RUNS} runs (seed: {seed_runs})", UNITS / 2);
+    println!("Scan of {UNITS} services ({} listening) in a systemd --user sandbox, median of {RUNS} runs (per-unit method: {seed_runs})", UNITS / 2);
     println!(
         "  lookout scan, in-process              {:>9.2} ms",
         ms(ours)
@@ -171,15 +171,15 @@ fn main() {
         ms(bare)
     );
     println!(
-        "  seed method (list + show each + ss)    {:>9.2} ms",
+        "  per-unit method (list + show each + ss) {:>9.2} ms",
         ms(seed)
     );
     println!(
-        "  seed / lookout (in-process)            {:>9.1}x   (goal: >= 50x)",
+        "  per-unit / lookout (in-process)        {:>9.1}x   (goal: >= 50x)",
         ms(seed) / ms(ours)
     );
     println!(
-        "  seed / lookout (whole process)         {:>9.1}x",
+        "  per-unit / lookout (whole process)     {:>9.1}x",
         ms(seed) / ms(cli)
     );
     println!(

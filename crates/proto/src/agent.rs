@@ -1,4 +1,4 @@
-//! The agent <-> hub protocol (seed 004 section 6): JSON messages
+//! The agent <-> hub protocol: JSON messages
 //! `{"type": ..., "payload": {...}}` over a WebSocket at
 //! `/api/v1/agent/connect`, and the REST bodies of registration.
 //!
@@ -22,7 +22,7 @@ pub enum AgentMessage {
     /// The checks installed on the host, whole (checks gone from it are
     /// dropped from the hub's list).
     Checks { checks: Vec<CheckDecl> },
-    /// One result line (seed 004's shape, plus the ordinal).
+    /// One result line (timestamp, status, message), with its ordinal.
     StatusUpdate(StatusUpdate),
     /// Several result lines at once (a replay after a reconnect).
     StatusUpdates { updates: Vec<StatusUpdate> },
@@ -97,7 +97,7 @@ pub struct CheckDecl {
 /// One result of a check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusUpdate {
-    /// The check's slug (seed 004 calls it the service name).
+    /// The check's slug (the messages call it the service name).
     pub service_name: String,
     /// When the script said it happened, in UTC.
     pub timestamp: DateTime<Utc>,
@@ -200,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_004_messages_decode() {
+    fn the_documented_messages_decode() {
         let auth: AgentMessage = serde_json::from_value(json!({
             "type": "auth",
             "payload": {"agent_id": "agt-1", "api_key": "secret-key-1"}

@@ -1,4 +1,4 @@
-//! Check scripts (seed 004): the metadata headers a script starts with, the
+//! Check scripts: the metadata headers a script starts with, the
 //! `TIMESTAMP, STATUS, MESSAGE` lines it prints, and the results of Nagios
 //! plugins (`# format: nagios`).
 //!
@@ -89,7 +89,7 @@ impl fmt::Display for CheckName {
 /// How a script reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckFormat {
-    /// `TIMESTAMP, STATUS, MESSAGE` lines, exit 0 (seed 004).
+    /// `TIMESTAMP, STATUS, MESSAGE` lines, exit 0.
     Lookout,
     /// A Nagios/monitoring-plugins plugin: the exit code is the status.
     Nagios,
@@ -302,7 +302,7 @@ impl LineStatus {
 }
 
 /// When a line says it was written: host local time without an offset (the
-/// convention of seed 004's scripts) or a time with its offset.
+/// convention of the example scripts) or a time with its offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineTime {
     Local(NaiveDateTime),
@@ -444,7 +444,7 @@ pub fn parse_nagios(exit_code: i32, output: &str) -> Result<NagiosResult, String
 mod tests {
     use super::*;
 
-    const SEED_SCRIPT: &str = r#"#!/bin/bash
+    const EXAMPLE_SCRIPT: &str = r#"#!/bin/bash
 
 # name: System Updates
 # description: Checking for system updates on Debian/Ubuntu
@@ -462,8 +462,8 @@ STATUS_OK="OK"
 "#;
 
     #[test]
-    fn the_seed_script_s_headers_are_read() {
-        let m = parse_metadata(SEED_SCRIPT).unwrap();
+    fn the_example_script_s_headers_are_read() {
+        let m = parse_metadata(EXAMPLE_SCRIPT).unwrap();
         assert_eq!(m.display_name, "System Updates");
         assert_eq!(m.name.as_str(), "system-updates");
         assert_eq!(m.name.service_unit(), "lookout-system-updates.service");

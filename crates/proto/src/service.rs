@@ -4,7 +4,7 @@
 //! Requests are parsed field by field from a JSON object rather than with a
 //! derived `Deserialize`, so that one bad request reports *every* offending field
 //! with a message a person can act on, and so that both payload shapes in use
-//! (seed 000's `base_url` and seed 001's `url`/`status`) are accepted.
+//! (`base_url`, or `url` with a reported `status`) are accepted.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -31,7 +31,7 @@ pub const INTERVAL_RANGE_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// Accepted range for a per-service check timeout, in milliseconds.
 pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 50..=120_000;
 
-/// Where a service stands in the registry (seed 000).
+/// Where a service stands in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -63,7 +63,7 @@ impl RegistryStatus {
     }
 }
 
-/// Result of the HTTP health check (seed 000's green, red and gray dots).
+/// Result of the HTTP health check (the dashboard's green, red and gray dots).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -95,7 +95,7 @@ impl HealthStatus {
     }
 }
 
-/// The state a client reports for a service it registers (seed 001's `status`
+/// The state a client reports for a service it registers (the `status`
 /// field). It is what the client says, not what lookout measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -449,7 +449,7 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
     };
     let reported_state = match patch.reported_state.flatten() {
         None if body.contains_key("url") && !body.contains_key("base_url") => {
-            // Seed 001: "status" defaults to "active".
+            // "status" defaults to "active".
             Some(ReportedState::Active)
         }
         other => other,
@@ -673,7 +673,7 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
         },
     }
 
-    // Seed 001's `status` is the reported state; "configured" (what the API
+    // `status` is the reported state; "configured" (what the API
     // returns as `status`) is accepted and leaves it alone.
     match body.get("status") {
         None | Some(Value::Null) => {}
@@ -688,7 +688,7 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
         },
     }
 
-    // `url` is seed 001's name for `base_url`.
+    // `url` is another name for `base_url`.
     if let Some(url) = field(body, "url", errors, |v| BaseUrl::parse(as_str(v)?)) {
         match &patch.base_url {
             Some(base) if *base != url => errors.push(FieldError::new(
@@ -873,7 +873,7 @@ pub struct ServiceView {
     pub name: String,
     pub description: Option<String>,
     pub base_url: Option<String>,
-    /// Same value as `base_url`, for clients written against seed 001.
+    /// Same value as `base_url`, for clients that send and read `url`.
     pub url: Option<String>,
     pub port: Option<u16>,
     pub health_endpoint: Option<String>,
@@ -938,15 +938,15 @@ pub struct ServiceView {
     /// Failed checks this long after the service (or its unit) starts do
     /// not count: it shows UNKNOWN "starting" instead of FAILURE.
     pub start_period_secs: Option<u64>,
-    /// What the registering client said about the service (seed 001 `status`).
+    /// What the registering client said about the service (its `status`).
     pub reported_state: Option<ReportedState>,
     pub health_status: HealthStatus,
-    /// The one status of seed 004: OK, UPDATE, WARNING, FAILURE or UNKNOWN.
+    /// The one status of a service: OK, UPDATE, WARNING, FAILURE or UNKNOWN.
     pub state: crate::status::Status,
     /// Why the service has that status.
     pub state_reason: Option<String>,
     pub state_since: Option<DateTime<Utc>>,
-    /// Heartbeat services (seed 003): the address they report from.
+    /// Heartbeat services: the address they report from.
     pub heartbeat_ip: Option<String>,
     pub heartbeat_ttl_secs: Option<u64>,
     pub last_heartbeat: Option<DateTime<Utc>>,
@@ -1061,7 +1061,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_000_payload_is_accepted() {
+    fn a_base_url_payload_is_accepted() {
         let s = parse_new_service(&obj(json!({
             "name": "grafana.service", "description": "Dashboards",
             "base_url": "http://192.168.2.24:3000/", "port": 3000, "health_endpoint": "/api/health"
@@ -1075,7 +1075,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_payload_is_accepted_and_status_is_a_reported_state() {
+    fn a_url_payload_is_accepted_and_status_is_a_reported_state() {
         let s = parse_new_service(&obj(json!({
             "name": "My API", "url": "http://192.168.1.100:8080", "status": "failed", "port": 8080
         })))
@@ -1090,7 +1090,7 @@ mod tests {
         assert_eq!(
             s.reported_state,
             Some(ReportedState::Active),
-            "seed 001 default"
+            "the default reported state"
         );
         assert_eq!(s.port, Some(443), "port implied by the URL");
     }
@@ -1250,7 +1250,7 @@ pub struct TimerView {
     pub last_scanned_at: DateTime<Utc>,
 }
 
-/// The answer of `POST /api/scan` and `GET /api/scan` (seed 001's shape plus
+/// The answer of `POST /api/scan` and `GET /api/scan` (the scan's shape plus
 /// `removed`, timers and details).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

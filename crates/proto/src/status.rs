@@ -1,6 +1,6 @@
 //! One status for every kind of service, whatever produced it.
 //!
-//! The four normalised statuses of seed 004 plus `UNKNOWN` for "no data, not
+//! The four normalised statuses of check scripts plus `UNKNOWN` for "no data, not
 //! checked, or stale". How each source maps onto them:
 //!
 //! | source | condition | status |
@@ -22,7 +22,7 @@
 //!
 //! | source | condition | status |
 //! |---|---|---|
-//! | heartbeat (seed 003) | last one within its TTL (default 60 s) | `OK` |
+//! | heartbeat (`POST /register`) | last one within its TTL (default 60 s) | `OK` |
 //! | heartbeat | none for longer than the TTL | `FAILURE` |
 //! | push URL | last ping within period + grace | the status it sent (default `OK`) |
 //! | push URL | no ping for longer than period + grace | `FAILURE` |

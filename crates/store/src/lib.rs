@@ -821,7 +821,7 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     async fn get_state(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError>;
 
-    /// Registers a heartbeat service or refreshes it (seed 003's `/register`).
+    /// Registers a heartbeat service or refreshes it (`POST /register`).
     /// A service of another kind with that name is a conflict.
     async fn heartbeat(
         &self,

@@ -1,4 +1,4 @@
-//! Rate limits per client (seed 002): login attempts (brute force), control
+//! Rate limits per client: login attempts (brute force), control
 //! actions and log reads. GCRA from the `governor` crate, one state per client
 //! address; an exhausted client gets 429 with `Retry-After`.
 

@@ -462,7 +462,7 @@ impl UserRequest {
 /// The hub-state key of the open-registration switch.
 pub const OPEN_REGISTRATION: &str = "open_registration";
 
-/// Whether seed 004's self-registration is open (an admin turns it on).
+/// Whether self-registration is open (an admin turns it on).
 pub async fn registration_open(store: &dyn Store) -> Result<bool, StoreError> {
     Ok(store.get_state(OPEN_REGISTRATION).await?.as_deref() == Some("true"))
 }

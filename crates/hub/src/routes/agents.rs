@@ -1,4 +1,4 @@
-//! Agents and servers over the API (seed 004 sections 6 and 7): an admin
+//! Agents and servers over the API: an admin
 //! provisions a server and gets a one-time claim token, the agent trades it
 //! for its key, then connects its WebSocket at `/api/v1/agent/connect`.
 
@@ -30,7 +30,7 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Login,
             claim,
         )
-        // The agent authenticates with its first message (seed 004).
+        // The agent authenticates with its first message.
         .limited(
             Method::GET,
             "/v1/agent/connect",

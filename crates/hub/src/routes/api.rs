@@ -1,4 +1,4 @@
-//! The JSON API: `/api/services` and friends (seed 000, seed 001).
+//! The JSON API: `/api/services` and friends.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};

@@ -1,8 +1,8 @@
-//! Services that report in: seed 003's heartbeat registry (`POST /register`,
+//! Services that report in: the heartbeat registry (`POST /register`,
 //! `GET /services`, `POST /refresh/{name}`, `POST /refresh_all`) and
 //! Healthchecks-style push URLs (`/api/push/{token}`).
 //!
-//! Unlike seed 003, times are UTC, `GET /services` returns objects, and a
+//! Times are UTC, `GET /services` returns objects, and a
 //! silent service stays visible as `DOWN`/`FAILURE` for `heartbeat_remove_after`
 //! (default a day) before it is removed.
 
@@ -60,7 +60,7 @@ struct HeartbeatView {
     id: i64,
     name: String,
     ip: Option<String>,
-    /// Seed 003's word: `UP` within the TTL, `DOWN` after.
+    /// The heartbeat registry's word: `UP` within the TTL, `DOWN` after.
     status: &'static str,
     /// lookout's status model.
     state: Status,
@@ -194,7 +194,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "services": services })))
 }
 
-/// Re-evaluates one service's status now (seed 003's per-service refresh).
+/// Re-evaluates one service's status now (`POST /refresh/{name}`).
 async fn refresh(
     State(state): State<AppState>,
     PathText(name): PathText,

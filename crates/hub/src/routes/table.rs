@@ -51,7 +51,7 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// JSON routes nested under `prefix` (`/api`, or `""` for seed 003's root routes).
+    /// JSON routes nested under `prefix` (`/api`, or `""` for the heartbeat registry's root routes).
     pub fn api(prefix: &'static str) -> Self {
         Self {
             prefix,

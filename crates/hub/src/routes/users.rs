@@ -1,4 +1,4 @@
-//! Accounts over the API (seed 004 section 6): login, refresh, registration,
+//! Accounts over the API: login, refresh, registration,
 //! users, personal API tokens, the audit log and the registration switch.
 
 use axum::extract::State;

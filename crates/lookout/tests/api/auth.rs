@@ -553,7 +553,7 @@ async fn login_refresh_rotation_and_replay() {
         (me["username"].as_str(), me["role"].as_str()),
         (Some("ada"), Some("admin"))
     );
-    // Seed 001's examples work with the token.
+    // The README's curl examples work with the token.
     let service = json!({"name": "user-service", "base_url": "http://127.0.0.1:9", "health_endpoint": "/health"});
     let r = post_as(&hub, "/api/services", &access, &service).await;
     assert_eq!(r.status(), 201);
@@ -672,7 +672,7 @@ async fn personal_api_tokens_work_until_revoked_and_never_exceed_their_owner() {
     let script_token = created["token"].as_str().unwrap().to_owned();
     let id = created["id"].as_i64().unwrap();
 
-    // The script uses it like seed 001's curl examples.
+    // The script uses it like the README's curl examples.
     let r = hub
         .client
         .post(hub.url("/api/services"))

@@ -1,4 +1,4 @@
-//! Services that report in: seed 003's heartbeat contract end to end and
+//! Services that report in: the heartbeat registry's contract end to end and
 //! push URLs, with an injected clock (no sleeping through TTLs).
 
 use std::sync::Arc;
@@ -33,7 +33,7 @@ async fn heartbeat_list(hub: &TestHub) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_seed_003_contract_with_utc_times_and_objects() {
+async fn the_heartbeat_contract_with_utc_times_and_objects() {
     let (hub, clock) = hub_with_clock(None).await;
     let r = hub
         .post_json(
@@ -152,7 +152,7 @@ async fn bad_heartbeats_are_refused_and_names_of_other_services_conflict() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_services_are_removed_after_the_configured_period() {
-    // Seed 003 removes them after 60 s; that behaviour is one setting away.
+    // Removing them 60 s after the last heartbeat is one setting away.
     let (hub, clock) = hub_with_clock(Some(Duration::from_secs(60))).await;
     let r = hub
         .post_json("/register", &json!({"name": "flaky", "ip": "10.0.0.2"}))

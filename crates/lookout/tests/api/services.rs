@@ -1,4 +1,4 @@
-//! The CRUD contract of `/api/services`, with both seed payload shapes.
+//! The CRUD contract of `/api/services`, with both payload shapes (`base_url`, and `url` with `status`).
 
 use lookout_testkit::spawn_hub;
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ const REQUIRED_FIELDS: &[&str] = &[
 ];
 
 #[tokio::test(flavor = "multi_thread")]
-async fn create_with_seed_000_payload() {
+async fn create_with_a_base_url_payload() {
     let hub = spawn_hub().await;
     let r = hub
         .post_json(
@@ -62,7 +62,7 @@ async fn create_with_seed_000_payload() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn create_with_seed_001_payload_keeps_status_as_reported_state() {
+async fn create_with_a_url_payload_keeps_status_as_reported_state() {
     let hub = spawn_hub().await;
     for (i, state) in ["active", "inactive", "failed"].iter().enumerate() {
         let s = hub
@@ -79,7 +79,7 @@ async fn create_with_seed_001_payload_keeps_status_as_reported_state() {
     let s = hub
         .create_service(json!({"name": "implicit", "url": "https://example.org"}))
         .await;
-    assert_eq!(s["reported_state"], "active", "seed 001's default");
+    assert_eq!(s["reported_state"], "active", "the default reported state");
     assert_eq!(s["port"], 443, "port implied by the URL");
 }
 
@@ -146,7 +146,7 @@ async fn put_changes_only_the_fields_sent() {
     }
     assert_ne!(u["updated_at"], s["updated_at"]);
 
-    // Seed 001's update shape, with `url`.
+    // The update shape with `url`.
     let u: Value = hub
         .put_json(
             &format!("/api/services/{id}"),
