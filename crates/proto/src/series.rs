@@ -1,6 +1,6 @@
-//! Time series made small: samples (a check's result, later a resource
-//! reading) grouped into fixed-width buckets with their count, how many
-//! passed, and the minimum, mean and maximum of their values. The hub keeps
+//! Time series made small: samples (check results) grouped into fixed-width
+//! buckets with their count, how many passed, and the minimum, mean and
+//! maximum of their values. The hub keeps
 //! hourly buckets of check results after the raw results are pruned, and
 //! draws every chart range from buckets of a width that fits it.
 
