@@ -43,6 +43,15 @@ pub struct Condition {
     parsed: Parsed,
 }
 
+/// By its text and what a failure makes the check: the parsed form follows
+/// from the text.
+impl std::hash::Hash for Condition {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.expr.hash(state);
+        self.on_fail.hash(state);
+    }
+}
+
 /// The two ways a condition is written in the API and in files: a bare
 /// string, or an object saying what its failure makes the check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -111,9 +111,7 @@ fn check_key(
     retry.hash(&mut h);
     timeout.hash(&mut h);
     service.probe.hash(&mut h);
-    for c in &service.conditions {
-        c.to_string().hash(&mut h);
-    }
+    service.conditions.hash(&mut h);
     h.finish()
 }
 

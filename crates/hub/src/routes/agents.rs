@@ -1,6 +1,6 @@
-//! Agents and servers over the API: an admin
-//! provisions a server and gets a one-time claim token, the agent trades it
-//! for its key, then connects its WebSocket at `/api/v1/agent/connect`.
+//! Agents and servers over the API: an admin provisions a server and gets a
+//! one-time claim token, the agent trades it for its key, then connects its
+//! WebSocket at `/api/v1/agent/connect`.
 
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{header, Method, StatusCode};

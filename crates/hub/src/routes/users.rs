@@ -1,5 +1,5 @@
-//! Accounts over the API: login, refresh, registration,
-//! users, personal API tokens, the audit log and the registration switch.
+//! Accounts over the API: login, refresh, registration, users, personal API
+//! tokens, the audit log and the registration switch.
 
 use axum::extract::State;
 use axum::http::{header, Method, StatusCode};

@@ -91,6 +91,19 @@ struct ScriptTx {
 }
 
 impl ScriptTx {
+    /// Writes the results in `results` (see [`WRITE`]), opening the
+    /// transaction if it is not open yet.
+    async fn write(&mut self, results: String) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let sql = if self.open { WRITE } else { BEGIN_AND_WRITE };
+        self.run(sql, &[results], false).await
+    }
+
+    /// Writes reasons and changes (see [`STATUS`]), committing if `last`.
+    async fn status(&mut self, args: &[String], last: bool) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let sql = if last { STATUS_AND_COMMIT } else { STATUS };
+        self.run(sql, args, last).await
+    }
+
     /// Runs `sql` (one of the texts above, which opens the transaction if
     /// it is not open and closes it if `commits`); the rows it returned.
     async fn run(
@@ -171,13 +184,8 @@ async fn record_run(
             })
         })
         .collect();
-    let write = if tx.open { WRITE } else { BEGIN_AND_WRITE };
     let rows = tx
-        .run(
-            write,
-            &[serde_json::Value::Array(results).to_string()],
-            false,
-        )
+        .write(serde_json::Value::Array(results).to_string())
         .await?;
     let mut rows: HashMap<i64, AnyRow> = rows
         .into_iter()
@@ -218,8 +226,7 @@ async fn record_run(
             serde_json::Value::Array(reasons).to_string(),
             serde_json::Value::Array(changes).to_string(),
         ];
-        let status = if last { STATUS_AND_COMMIT } else { STATUS };
-        tx.run(status, &args, last).await?
+        tx.status(&args, last).await?
     } else {
         Vec::new()
     };
