@@ -267,7 +267,9 @@ pub struct Logged {
 /// A cheap-to-clone handle for publishing and subscribing.
 #[derive(Debug, Clone)]
 pub struct EventBus {
-    tx: broadcast::Sender<Event>,
+    /// Shared, not copied: each subscriber takes a reference count, and
+    /// the channel's ring of slots holds a pointer per slot.
+    tx: broadcast::Sender<Arc<Event>>,
     /// Events published so far; sending and counting happen under this lock,
     /// so the count after a publish covers that event and every earlier one.
     published: Arc<Mutex<u64>>,
@@ -287,7 +289,7 @@ impl EventBus {
     /// Publishes an event; having no subscriber is fine.
     pub fn publish(&self, event: Event) {
         let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(Arc::new(event));
         *published += 1;
     }
 
@@ -298,7 +300,7 @@ impl EventBus {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
     }
 

@@ -47,7 +47,7 @@ pub async fn run_recorder(
             event = rx.recv() => event,
         };
         let mut batch = Vec::new();
-        let mut push = |event: Result<Event, broadcast::error::RecvError>| match event {
+        let mut push = |event: Result<Arc<Event>, broadcast::error::RecvError>| match event {
             Ok(event) => {
                 batch.push(event);
                 true
@@ -80,7 +80,7 @@ pub async fn run_recorder(
             continue;
         }
         let now = clock.now();
-        let wired: Vec<(&'static str, WireData)> = batch.iter().map(Event::wire).collect();
+        let wired: Vec<(&'static str, WireData)> = batch.iter().map(|e| e.wire()).collect();
         let rows: Vec<(DateTime<Utc>, &'static str, String)> = wired
             .iter()
             .map(|(kind, data)| (now, *kind, data.to_string()))

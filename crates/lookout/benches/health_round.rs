@@ -183,7 +183,7 @@ async fn round(targets: &[serde_json::Value], defaults: CheckDefaults) -> Round 
     let task = tokio::spawn(scheduler.run(stop.clone()));
     let (mut healthy, mut unhealthy) = (0usize, 0usize);
     while healthy + unhealthy < targets.len() {
-        if let Ok(Event::HealthChecked { status, .. }) = rx.recv().await {
+        if let Ok(Event::HealthChecked { status, .. }) = rx.recv().await.as_deref() {
             match status {
                 HealthStatus::Healthy => healthy += 1,
                 _ => unhealthy += 1,

@@ -305,7 +305,7 @@ impl Scheduler {
                         Reshaped::Everything => look = Look::Everything,
                     }
                 }
-                event = events.recv() => match event {
+                event = events.recv() => match event.as_deref() {
                     // Only changes to the registry change the plan; check
                     // results and status changes (the bulk of events) do not.
                     Ok(
@@ -323,7 +323,7 @@ impl Scheduler {
                         | Event::ServiceUpdated { id, .. }
                         | Event::ServiceDeleted { id },
                     ) => {
-                        look.add(id);
+                        look.add(*id);
                         resync_at = soon(resync_at);
                     }
                     Ok(Event::ScanCompleted {})

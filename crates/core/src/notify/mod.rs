@@ -100,18 +100,18 @@ impl Notifier {
             let mut expect: Option<(i64, lookout_proto::status::Status)> = None;
             let touched: Vec<i64> = tokio::select! {
                 () = shutdown.cancelled() => break,
-                event = rx.recv() => match event {
+                event = rx.recv() => match event.as_deref() {
                     Ok(Event::HealthChecked { id, status }) => {
-                        let track = tracks.entry(id).or_default();
-                        track.failed_checks = if status == HealthStatus::Unhealthy { track.failed_checks + 1 } else { 0 };
-                        vec![id]
+                        let track = tracks.entry(*id).or_default();
+                        track.failed_checks = if *status == HealthStatus::Unhealthy { track.failed_checks + 1 } else { 0 };
+                        vec![*id]
                     }
                     Ok(Event::StatusChanged(change)) => {
                         expect = Some((change.service_id, change.new));
                         vec![change.service_id]
                     }
                     Ok(Event::ServiceDeleted { id }) => {
-                        tracks.remove(&id);
+                        tracks.remove(id);
                         vec![]
                     }
                     Ok(_) => vec![],

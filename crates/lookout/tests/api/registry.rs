@@ -59,7 +59,7 @@ async fn reads_answer_from_memory_and_show_every_write() {
     // Each change was published once, in order, typed, by the registry.
     let mut events = vec![];
     while let Ok(event) = heard.try_recv() {
-        events.push(event);
+        events.push(Event::clone(&event));
     }
     // A service's own events carry it as the API shows it, as it was then.
     let carried = |e: &Event| match e {
