@@ -383,7 +383,7 @@ fn patch_towards(s: &Service, want: &NewService) -> ServicePatch {
     if s.tags != want.tags {
         p.tags = Some(want.tags.clone());
     }
-    if s.probe != want.probe {
+    if *s.probe != want.probe {
         p.http = Some(want.probe.http.clone());
         p.tls = Some(want.probe.tls.clone());
         p.dns = Some(want.probe.dns.clone());

@@ -170,8 +170,8 @@ pub struct Service {
     pub maintenance_until: Option<DateTime<Utc>>,
     /// A window planned ahead begins here and ends at `maintenance_until`.
     pub maintenance_from: Option<DateTime<Utc>>,
-    /// A maintenance window that comes back.
-    pub maintenance_window: Option<lookout_proto::schedule::RecurringWindow>,
+    /// A maintenance window that comes back (boxed, as [`Service::probe`]).
+    pub maintenance_window: Option<Box<lookout_proto::schedule::RecurringWindow>>,
     pub notify_after: Option<u64>,
     pub last_health_check: Option<DateTime<Utc>>,
     pub last_response_code: Option<u16>,
@@ -186,8 +186,9 @@ pub struct Service {
     pub tags: Vec<String>,
     /// The channels it notifies, by id; empty for every channel.
     pub channels: Vec<i64>,
-    /// How the check is made beyond its URL.
-    pub probe: ProbeSettings,
+    /// How the check is made beyond its URL. Boxed: most services take
+    /// the defaults, and the registry keeps every service in memory.
+    pub probe: Box<ProbeSettings>,
     /// When the server's certificate expires, as the last TLS or HTTPS
     /// check saw it.
     pub cert_expires_at: Option<DateTime<Utc>>,
@@ -516,7 +517,7 @@ impl Service {
             paused: self.paused,
             maintenance_until: self.maintenance_until,
             maintenance_from: self.maintenance_from,
-            maintenance_window: self.maintenance_window.clone(),
+            maintenance_window: self.maintenance_window.as_deref().cloned(),
             notify_after: self.notify_after.unwrap_or(DEFAULT_NOTIFY_AFTER),
             last_scanned_at: self.last_scanned_at,
             server_id: self.server_id,
