@@ -13,6 +13,7 @@ use lookout_hub::{Application, Config};
 mod agent;
 mod check;
 mod kuma;
+mod malloc;
 mod probe;
 
 fn cli() -> Command {
@@ -505,7 +506,7 @@ fn overrides(m: &ArgMatches) -> BTreeMap<&'static str, RawValue> {
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    malloc::limit_arenas();
     let matches = cli().get_matches();
     let result = match matches.subcommand() {
         Some(("serve", m)) => serve(m).map(|()| ExitCode::SUCCESS),
@@ -525,27 +526,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("lookout: {e:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Caps glibc's malloc at one arena per core (at least two), unless
-/// `MALLOC_ARENA_MAX` says otherwise. By default glibc gives each thread
-/// that allocates an arena of its own, up to eight per core; the hub's
-/// threads (the runtime's workers, one per SQLite connection, blocking
-/// work) then each keep their own free memory, about 1 MiB of the hub's
-/// anonymous memory with 1,000 services (docs/benchmarks.md).
-#[allow(unsafe_code)]
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let arenas = libc::c_int::try_from(cores.max(2)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: mallopt only sets a limit glibc reads when a thread first
-        // allocates; it is called before this process starts a thread, and
-        // a refused value (0 returned) leaves glibc's default.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
 }
@@ -574,6 +554,7 @@ fn serve(m: &ArgMatches) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        tokio::spawn(malloc::return_freed_memory());
         let app = Application::build(config.clone()).await?;
         tracing::info!(
             address = %app.local_addr(),

@@ -143,8 +143,14 @@ impl SqlStore {
                     })
                 })
         };
+        // A reader per core, two to four: reads are few (the registry is in
+        // memory), and each connection keeps its own thread, schema and
+        // statements.
+        let readers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 4);
         let pool = options("PRAGMA cache_size = -512")
-            .max_connections(4)
+            .max_connections(u32::try_from(readers).unwrap_or(4))
             .connect(url.as_str())
             .await?;
         sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
