@@ -104,6 +104,10 @@ pub async fn validate(file: &Path) -> Result<CheckMeta, CheckError> {
 
 /// The units a check is made of.
 fn units(name: &CheckName) -> (UnitName, UnitName) {
+    #[allow(
+        clippy::expect_used,
+        reason = "a CheckName is validated to make unit names systemd accepts"
+    )]
     let parse = |u: String| UnitName::parse(&u).expect("check names make valid unit names");
     (parse(name.service_unit()), parse(name.timer_unit()))
 }

@@ -10,6 +10,9 @@
 //! - [`layout`]: where scripts, units and logs live, for the system manager
 //!   or a user manager.
 
+// Outside tests a panic is a bug: what can fail returns an error, and the
+// few invariants that cannot say why where they are allowed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
 
 pub mod checks;

@@ -3,6 +3,10 @@
 //! validated before anything starts, and a bad one is reported in one line that
 //! names where it came from.
 
+// Outside tests a panic is a bug: what can fail returns an error, and the
+// few invariants that cannot say why where they are allowed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod settings;
 
 pub use lookout_proto::systemd::Scope;
@@ -826,6 +830,10 @@ fn parse<T>(
     key: &str,
     f: impl FnOnce(&str) -> Result<T, String>,
 ) -> Result<T, ConfigError> {
+    #[allow(
+        clippy::expect_used,
+        reason = "callers pass keys of SETTINGS; the config tests parse every one"
+    )]
     let spec = SETTINGS
         .iter()
         .find(|s| s.key == key)

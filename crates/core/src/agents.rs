@@ -5,7 +5,7 @@
 //! (`lookout_hub::agent_session`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use lookout_proto::agent::{ControlAction, ControlResult, HubMessage};
@@ -92,15 +92,19 @@ impl Fleet {
         let id = self.number();
         let token = CancellationToken::new();
         let (outbox, inbox) = tokio::sync::mpsc::channel(16);
-        let old = self.sessions.lock().expect("fleet lock").insert(
-            server_id,
-            Session {
-                id,
-                token: token.clone(),
-                outbox,
-                allow,
-            },
-        );
+        let old = self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                server_id,
+                Session {
+                    id,
+                    token: token.clone(),
+                    outbox,
+                    allow,
+                },
+            );
         if let Some(old) = old {
             old.token.cancel();
         }
@@ -108,7 +112,7 @@ impl Fleet {
     }
 
     pub fn leave(&self, server_id: i64, session: u64) {
-        let mut sessions = self.sessions.lock().expect("fleet lock");
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         if sessions.get(&server_id).is_some_and(|s| s.id == session) {
             sessions.remove(&server_id);
         }
@@ -116,7 +120,12 @@ impl Fleet {
 
     /// Ends the session of `server_id`, if there is one here.
     pub fn kick(&self, server_id: i64) {
-        if let Some(s) = self.sessions.lock().expect("fleet lock").remove(&server_id) {
+        if let Some(s) = self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&server_id)
+        {
             s.token.cancel();
         }
     }
@@ -125,20 +134,23 @@ impl Fleet {
     pub fn has(&self, server_id: i64) -> bool {
         self.sessions
             .lock()
-            .expect("fleet lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .contains_key(&server_id)
     }
 
     /// How many agents are connected to this hub now.
     pub fn connected(&self) -> usize {
-        self.sessions.lock().expect("fleet lock").len()
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// What a connected agent's host allows the hub to ask.
     pub fn allowed(&self, server_id: i64) -> Option<Vec<String>> {
         self.sessions
             .lock()
-            .expect("fleet lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&server_id)
             .map(|s| s.allow.clone())
     }
@@ -154,20 +166,23 @@ impl Fleet {
         let (outbox, session) = self
             .sessions
             .lock()
-            .expect("fleet lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&server_id)
             .map(|s| (s.outbox.clone(), s.id))
             .ok_or(ControlError::Offline)?;
         let id = self.number();
         let (answer, answered) = tokio::sync::oneshot::channel();
-        self.pending.lock().expect("fleet lock").insert(
-            id,
-            Pending {
-                server_id,
-                session,
-                answer,
-            },
-        );
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                id,
+                Pending {
+                    server_id,
+                    session,
+                    answer,
+                },
+            );
         let message = HubMessage::Control {
             id,
             action,
@@ -175,11 +190,17 @@ impl Fleet {
             requested_by,
         };
         if outbox.send(message).await.is_err() {
-            self.pending.lock().expect("fleet lock").remove(&id);
+            self.pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
             return Err(ControlError::Offline);
         }
         let result = tokio::time::timeout(CONTROL_TIMEOUT, answered).await;
-        self.pending.lock().expect("fleet lock").remove(&id);
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
         match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Err(ControlError::Offline),
@@ -190,7 +211,7 @@ impl Fleet {
     /// Hands an agent's answer to whoever asked, if the request was sent to
     /// this server's session; `false` (and nothing handed on) otherwise.
     pub fn answer(&self, server_id: i64, session: u64, result: ControlResult) -> bool {
-        let mut pending = self.pending.lock().expect("fleet lock");
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let ours = pending
             .get(&result.id)
             .is_some_and(|p| p.server_id == server_id && p.session == session);

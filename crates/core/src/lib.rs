@@ -5,6 +5,10 @@
 //! plus accounts and sessions ([`auth`]). It knows nothing of HTTP: the web
 //! layer (`lookout-hub`) calls it, never the other way round.
 
+// Outside tests a panic is a bug: what can fail returns an error, and the
+// few invariants that cannot say why where they are allowed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod agents;
 pub mod auth;
 pub mod clock;

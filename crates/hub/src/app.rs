@@ -20,6 +20,8 @@ use crate::store::{SqlStore, Store};
 /// A hub that is bound and ready to serve.
 pub struct Application {
     listener: TcpListener,
+    /// The address actually bound.
+    addr: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
     state: AppState,
     retention: std::time::Duration,
@@ -64,6 +66,9 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener
+            .local_addr()
+            .with_context(|| format!("cannot read the address bound for {}", config.listen))?;
         let auth = Arc::new(crate::auth::Auth::new(
             config.auth.clone(),
             store.clone(),
@@ -129,6 +134,7 @@ impl Application {
         };
         Ok(Self {
             listener,
+            addr,
             tls,
             state,
             retention: config.retention,
@@ -146,9 +152,7 @@ impl Application {
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound TCP listener has an address")
+        self.addr
     }
 
     /// `https` when the hub terminates TLS itself.
@@ -389,13 +393,16 @@ async fn register_self(state: &AppState, hub_id: &str, url: &str) -> anyhow::Res
     } else {
         format!("lookout ({hub_id})")
     };
-    let fields = serde_json::json!({
-        "name": name,
-        "description": "This lookout hub: /readyz answers while its database does",
-        "base_url": url,
-        "health_endpoint": "/readyz",
-    });
-    let fields = fields.as_object().expect("a JSON object");
+    let fields = serde_json::Map::from_iter([
+        ("name".to_owned(), serde_json::json!(name)),
+        (
+            "description".to_owned(),
+            serde_json::json!("This lookout hub: /readyz answers while its database does"),
+        ),
+        ("base_url".to_owned(), serde_json::json!(url)),
+        ("health_endpoint".to_owned(), serde_json::json!("/readyz")),
+    ]);
+    let fields = &fields;
     let existing = state
         .store
         .list_services(crate::store::ServiceFilter::Status(

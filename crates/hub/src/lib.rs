@@ -5,6 +5,10 @@
 //! what it serves lives in the core (`lookout-core`), whose modules it
 //! re-exports under their own names.
 
+// Outside tests a panic is a bug: what can fail returns an error, and the
+// few invariants that cannot say why where they are allowed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod agent_session;
 pub mod app;
 pub mod auth;

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -49,7 +49,7 @@ struct WaitingGuard {
 
 impl Waiting {
     fn enter(table: &Arc<Waiting>, client: IpAddr) -> Option<WaitingGuard> {
-        let mut counts = table.0.lock().expect("waiting lock");
+        let mut counts = table.0.lock().unwrap_or_else(PoisonError::into_inner);
         let n = counts.entry(client).or_default();
         if *n >= MAX_WAITING_PER_CLIENT {
             return None;
@@ -64,7 +64,7 @@ impl Waiting {
 
 impl Drop for WaitingGuard {
     fn drop(&mut self) {
-        let mut counts = self.table.0.lock().expect("waiting lock");
+        let mut counts = self.table.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = counts.get_mut(&self.client) {
             *n = n.saturating_sub(1);
             if *n == 0 {

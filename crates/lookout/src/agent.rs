@@ -89,13 +89,13 @@ pub const EXIT_REFUSED: u8 = 3;
 
 pub fn run(m: &ArgMatches) -> anyhow::Result<std::process::ExitCode> {
     let user = m.get_flag("user");
-    let (sub, sm) = m.subcommand().expect("clap requires a subcommand");
+    let (sub, sm) = crate::args::subcommand(m)?;
     let runtime = tokio::runtime::Runtime::new()?;
     match sub {
         "register" => {
             let path = credentials_path(sm, user)?;
-            let hub = sm.get_one::<String>("hub").expect("required");
-            let token = sm.get_one::<String>("claim_token").expect("required");
+            let hub = crate::args::required::<String>(sm, "hub")?;
+            let token = crate::args::required::<String>(sm, "claim_token")?;
             let ca = sm.get_one::<PathBuf>("ca");
             let c = runtime.block_on(daemon::register(
                 hub,

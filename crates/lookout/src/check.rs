@@ -85,12 +85,12 @@ fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 }
 
 pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
-    let (sub, sm) = m.subcommand().expect("clap requires a subcommand");
+    let (sub, sm) = crate::args::subcommand(m)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         match sub {
             "validate" => {
-                let file = sm.get_one::<PathBuf>("file").expect("required");
+                let file = crate::args::required::<PathBuf>(sm, "file")?;
                 let meta = checks::validate(file).await?;
                 println!(
                     "{}: valid: check {} ({}), schedule {}, timeout {} s, format {}",
@@ -103,7 +103,7 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
                 );
             }
             "exec" => {
-                let file = sm.get_one::<PathBuf>("file").expect("required");
+                let file = crate::args::required::<PathBuf>(sm, "file")?;
                 let report =
                     lookout_agent::exec::run(file, || chrono::Local::now().fixed_offset()).await;
                 for line in &report.lines {
@@ -115,7 +115,7 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             }
             "add" => {
                 let layout = layout(m)?;
-                let file = sm.get_one::<PathBuf>("file").expect("required");
+                let file = crate::args::required::<PathBuf>(sm, "file")?;
                 let exe = std::env::current_exe()?;
                 let i = checks::add(&layout, file, &exe).await?;
                 println!(
@@ -166,7 +166,7 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             }
             "run" => {
                 let layout = layout(m)?;
-                let name = sm.get_one::<String>("name").expect("required");
+                let name = crate::args::required::<String>(sm, "name")?;
                 match checks::run_now(&layout, name).await? {
                     Some(line) => {
                         println!("{name}: {} {}", line.status.as_str(), line.message);
@@ -179,7 +179,7 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             }
             "remove" => {
                 let layout = layout(m)?;
-                let name = sm.get_one::<String>("name").expect("required");
+                let name = crate::args::required::<String>(sm, "name")?;
                 checks::remove(&layout, name).await?;
                 println!("removed check {name}");
             }

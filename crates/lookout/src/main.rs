@@ -1,6 +1,10 @@
 //! `lookout`: the one binary. Subcommands stay thin; the work lives in the
 //! library crates.
 
+// Outside tests a panic is a bug: what can fail returns an error, and the
+// few invariants that cannot say why where they are allowed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +15,7 @@ use lookout_hub::config::{Origin, RawValue, SETTINGS};
 use lookout_hub::{Application, Config};
 
 mod agent;
+mod args;
 mod check;
 mod kuma;
 mod malloc;
@@ -185,6 +190,9 @@ fn user_command() -> Command {
     with_database_args(cmd)
 }
 
+/// The settings that say where the hub's database is.
+const DATABASE_KEYS: [&str; 2] = ["data_dir", "database"];
+
 /// `--config`, `--data-dir` and `--database`, as `serve` reads them: for the
 /// commands that open the hub's database from the shell.
 fn with_database_args(mut cmd: Command) -> Command {
@@ -197,11 +205,7 @@ fn with_database_args(mut cmd: Command) -> Command {
             .value_parser(clap::value_parser!(PathBuf))
             .help("TOML file with settings, as for serve"),
     );
-    for key in ["data_dir", "database"] {
-        let spec = SETTINGS
-            .iter()
-            .find(|s| s.key == key)
-            .expect("a known setting");
+    for spec in SETTINGS.iter().filter(|s| DATABASE_KEYS.contains(&s.key)) {
         cmd = cmd.arg(
             Arg::new(spec.key)
                 .long(spec.flag().trim_start_matches("--").to_owned())
@@ -217,11 +221,8 @@ fn with_database_args(mut cmd: Command) -> Command {
 /// The database's configuration, from the flags, variables and file `serve` reads.
 fn database_config(m: &ArgMatches) -> anyhow::Result<Config> {
     let mut layers = BTreeMap::new();
-    for key in ["data_dir", "database"] {
-        let spec = SETTINGS
-            .iter()
-            .find(|s| s.key == key)
-            .expect("a known setting");
+    for spec in SETTINGS.iter().filter(|s| DATABASE_KEYS.contains(&s.key)) {
+        let key = spec.key;
         if let (Some(value), Some(source)) = (m.get_one::<String>(key), m.value_source(key)) {
             let origin = match source {
                 ValueSource::EnvVariable => Origin::Env,
@@ -311,7 +312,7 @@ fn import(m: &ArgMatches) -> anyhow::Result<()> {
             anyhow::Ok(())
         });
     }
-    let file = m.get_one::<PathBuf>("file").expect("required");
+    let file = crate::args::required::<PathBuf>(m, "file")?;
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let dump: serde_json::Value = serde_json::from_str(&text)
@@ -365,7 +366,7 @@ fn read_password(username: &str) -> anyhow::Result<String> {
 fn user(m: &ArgMatches) -> anyhow::Result<()> {
     use lookout_hub::auth::UserRequest;
     use lookout_hub::store::accounts::{DeleteUser, Role};
-    let (sub, sm) = m.subcommand().expect("clap requires a subcommand");
+    let (sub, sm) = crate::args::subcommand(m)?;
     let config = database_config(sm)?;
     // `list` has no NAME argument.
     let name = sm

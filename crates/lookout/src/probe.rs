@@ -92,7 +92,7 @@ pub fn command() -> Command {
 /// The service a hub would make of these arguments, as its API would
 /// validate it.
 fn service_body(m: &ArgMatches) -> anyhow::Result<(Map<String, Value>, Duration)> {
-    let timeout_text = m.get_one::<String>("timeout").expect("has a default");
+    let timeout_text = crate::args::required::<String>(m, "timeout")?;
     let timeout = lookout_proto::condition::parse_duration(timeout_text)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {

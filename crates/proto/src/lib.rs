@@ -4,6 +4,10 @@
 //! Invariant: this crate does no I/O and never depends on tokio, so the hub, the
 //! agent and the CLI can all decode the same bytes the same way.
 
+// Outside tests a panic is a bug: what can fail returns an error, and the
+// few invariants that cannot say why where they are allowed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod agent;
 pub mod check;
 pub mod condition;

@@ -6,6 +6,10 @@
 //! embedded migrations (`migrations/<backend>/`) and runtime-checked queries, so a
 //! PostgreSQL backend can sit beside SQLite behind the same trait.
 
+// Outside tests a panic is a bug: what can fail returns an error, and the
+// few invariants that cannot say why where they are allowed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod accounts;
 pub mod agents;
 pub mod leases;

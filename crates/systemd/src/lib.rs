@@ -5,6 +5,10 @@
 //! `systemctl` output and never runs a shell: the one subprocess it starts
 //! (`journalctl`) gets an argv of validated values.
 
+// Outside tests a panic is a bug: what can fail returns an error, and the
+// few invariants that cannot say why where they are allowed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod control;
 pub mod dbus;
 pub mod effects;

@@ -8,6 +8,10 @@ use crate::store::accounts::CredentialKind;
 /// 32 random bytes from the OS, hex-encoded.
 pub fn random_hex() -> String {
     let mut bytes = [0u8; 32];
+    #[allow(
+        clippy::expect_used,
+        reason = "without the OS's random numbers no secret can be made; stopping is safer"
+    )]
     getrandom::fill(&mut bytes).expect("the OS random number generator is available");
     hex::encode(bytes)
 }

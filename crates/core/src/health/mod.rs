@@ -7,7 +7,7 @@ pub mod scheduler;
 
 use std::collections::HashMap;
 use std::error::Error as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -97,7 +97,10 @@ impl Checker {
     /// then notes it); `false` within [`ON_REQUEST_EVERY`] of the last one.
     pub fn may_check_on_request(&self, id: i64) -> bool {
         let now = Instant::now();
-        let mut last = self.on_request.lock().expect("checker lock");
+        let mut last = self
+            .on_request
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         last.retain(|_, at| now.duration_since(*at) < ON_REQUEST_EVERY);
         if last.contains_key(&id) {
             return false;
@@ -130,7 +133,12 @@ impl Checker {
             return Ok(self.client.clone());
         }
         let key = format!("{follow}|{guarded}|{tls:?}");
-        if let Some(c) = self.special.lock().expect("checker lock").get(&key) {
+        if let Some(c) = self
+            .special
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
             return Ok(c.clone());
         }
         let mut builder = client_builder().redirect(if guarded {
@@ -163,7 +171,7 @@ impl Checker {
             }
         }
         let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
-        let mut special = self.special.lock().expect("checker lock");
+        let mut special = self.special.lock().unwrap_or_else(PoisonError::into_inner);
         if special.len() > 256 {
             special.clear();
         }
@@ -406,7 +414,10 @@ impl Checker {
                 ));
             }
         }
-        let mut held = self.failing_since.lock().expect("checker lock");
+        let mut held = self
+            .failing_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for (i, condition) in conditions.iter().enumerate() {
             match condition.evaluate(&observation) {
                 Ok(()) => {

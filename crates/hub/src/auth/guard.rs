@@ -113,7 +113,13 @@ pub fn set_cookie(
         )),
         None => c.max_age(cookie::time::Duration::ZERO),
     };
-    HeaderValue::from_str(&c.build().to_string()).expect("cookie values are ASCII tokens")
+    #[allow(
+        clippy::expect_used,
+        reason = "the cookie's name, value (a hex token) and attributes are ASCII"
+    )]
+    let value =
+        HeaderValue::from_str(&c.build().to_string()).expect("cookie values are ASCII tokens");
+    value
 }
 
 fn is_safe(method: &Method) -> bool {

@@ -21,7 +21,12 @@ pub fn routes(r: Routes) -> Routes {
 
 fn build(auth_required: bool) -> String {
     let document = crate::openapi::document(&super::route_table(), auth_required);
-    serde_json::to_string_pretty(&document).expect("an OpenAPI document serialises")
+    #[allow(
+        clippy::expect_used,
+        reason = "the document is plain data: strings, maps and numbers, which always serialise"
+    )]
+    let text = serde_json::to_string_pretty(&document).expect("an OpenAPI document serialises");
+    text
 }
 
 /// Built once each: the document depends only on the code and on whether

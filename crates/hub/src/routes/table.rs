@@ -89,6 +89,10 @@ impl Routes {
             page: self.page,
             bucket,
         };
+        #[allow(
+            clippy::expect_used,
+            reason = "the route table names only GET, POST, PUT, PATCH and DELETE"
+        )]
         let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
         let labels = crate::metrics::HttpLabels {
             method: method.to_string(),

@@ -673,6 +673,62 @@ fn unsafe_code_is_allowed_in_one_place() {
     assert!(workspace.contains("unsafe_code = \"deny\""));
 }
 
+/// Outside tests no crate unwraps: every crate of the product denies
+/// `unwrap` and `expect` in its root (tests and the test kit may), and each
+/// `expect` allowed where an invariant makes it safe says why.
+#[test]
+fn shipped_code_does_not_unwrap() {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let gate = "#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]";
+    let roots = [
+        "agent/src/lib.rs",
+        "config/src/lib.rs",
+        "core/src/lib.rs",
+        "hub/src/lib.rs",
+        "proto/src/lib.rs",
+        "store/src/lib.rs",
+        "systemd/src/lib.rs",
+        "lookout/src/main.rs",
+    ];
+    for root in roots {
+        let text = std::fs::read_to_string(crates.join(root)).unwrap();
+        assert!(
+            text.contains(gate),
+            "{root} does not deny unwrap and expect"
+        );
+    }
+    // The crates listed are all the crates there are, but the test kit.
+    let mut found: Vec<String> = std::fs::read_dir(&crates)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "testkit")
+        .collect();
+    found.sort();
+    let mut listed: Vec<String> = roots
+        .iter()
+        .map(|r| r.split('/').next().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(found, listed);
+    for (path, text) in sources(&crates) {
+        if path.ends_with("tests/api/registry.rs") {
+            continue;
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains("allow(") && line.contains("clippy::expect_used") {
+                let attribute = lines[i..lines.len().min(i + 4)].join(" ");
+                assert!(
+                    attribute.contains("reason = "),
+                    "{}:{}: an allowed expect without a reason",
+                    path.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+}
+
 /// Every API answer names the event it speaks for (`X-Lookout-Event`): a
 /// write that asks for it (`X-Lookout-Min-Event`) the event it caused, once
 /// logged. A request that names an event is answered once the hub has
