@@ -1175,12 +1175,14 @@ impl Store for SqlStore {
             // Hubs append one at a time, so ids become visible in order: a
             // hub following the log after id N never misses a smaller id
             // committed later. Each append is announced to the others.
-            sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7071002)) AS l")
-                .fetch_one(&mut *tx)
-                .await?;
-            sqlx::query("SELECT COUNT(*) FROM (SELECT pg_notify('lookout_events', '')) AS n")
-                .fetch_one(&mut *tx)
-                .await?;
+            // One round trip for both: the lock is held until commit, and
+            // the notification is sent at commit.
+            sqlx::query(
+                "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7071002)) AS l,
+                    (SELECT pg_notify('lookout_events', '')) AS n",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
         }
         let mut ids = Vec::with_capacity(events.len());
         for chunk in events.chunks(EVENTS_PER_STATEMENT) {
