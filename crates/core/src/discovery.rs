@@ -324,7 +324,7 @@ impl Scans<'_> {
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             warnings: scan.warnings,
         };
-        let text = serde_json::to_string(&last).map_err(|e| StoreError::Database(e.into()))?;
+        let text = serde_json::to_string(&last).map_err(StoreError::from)?;
         self.store.set_state(LAST_SCAN_KEY, &text).await?;
         self.registry.scan_completed();
         Ok(self.scan_result(last).await?)
@@ -384,8 +384,7 @@ impl Scans<'_> {
         let Some(text) = self.store.get_state(LAST_SCAN_KEY).await? else {
             return Ok(None);
         };
-        let last: LastScan =
-            serde_json::from_str(&text).map_err(|e| StoreError::Database(e.into()))?;
+        let last: LastScan = serde_json::from_str(&text)?;
         Ok(Some(self.scan_result(last).await?))
     }
 

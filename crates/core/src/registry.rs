@@ -391,11 +391,8 @@ impl CheckQueue {
             // take the others' writes with it.
             tokio::spawn(write_checks(store.clone(), self.inner.clone()));
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(StoreError::Database(anyhow::anyhow!(
-                "the health result writer stopped"
-            )))
-        })
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Stopped("the health result writer")))
     }
 }
 

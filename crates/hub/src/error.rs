@@ -138,7 +138,10 @@ impl From<StoreError> for ApiError {
                 field,
                 format!("{value:?} is already taken"),
             )),
-            StoreError::Database(e) => ApiError::Internal(e),
+            e @ (StoreError::Database(_)
+            | StoreError::Migration(_)
+            | StoreError::Encoding(_)
+            | StoreError::Stopped(_)) => ApiError::Internal(e.into()),
             e @ StoreError::SchemaTooNew { .. } => ApiError::Internal(e.into()),
             StoreError::Refused(message) => ApiError::BadRequest(message, vec![]),
             StoreError::Invalid(field) => ApiError::Validation(vec![field]),

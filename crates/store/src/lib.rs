@@ -60,19 +60,16 @@ pub enum StoreError {
     Invalid(lookout_proto::FieldError),
     /// The database failed; the cause is for the log, not for the client.
     #[error("database error")]
-    Database(#[source] anyhow::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Database(e.into())
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Database(e.into())
-    }
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("the database's schema could not be brought up to date")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A value kept as JSON could not be written or read back.
+    #[error("a stored value could not be encoded or decoded")]
+    Encoding(#[from] serde_json::Error),
+    /// The task that writes on the caller's behalf has stopped.
+    #[error("{0} stopped")]
+    Stopped(&'static str),
 }
 
 /// Consecutive failed checks before an alert, unless a service says otherwise.

@@ -171,7 +171,14 @@ fn hashing_failure(e: anyhow::Error) -> Response {
     }
     match e.downcast::<StoreError>() {
         Ok(e) => store_failure(&e),
-        Err(e) => store_failure(&StoreError::Database(e)),
+        Err(e) => {
+            tracing::error!(error = ?e, "a password could not be checked");
+            super::ui::message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "lookout could not check the password. The hub's log has the details.",
+            )
+        }
     }
 }
 
