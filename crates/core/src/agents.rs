@@ -4,8 +4,9 @@
 //! `status_update` messages, ingestion) is the web layer's
 //! (`lookout_hub::agent_session`).
 
+use crate::sync::lock;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lookout_proto::agent::{ControlAction, ControlResult, HubMessage};
@@ -92,19 +93,15 @@ impl Fleet {
         let id = self.number();
         let token = CancellationToken::new();
         let (outbox, inbox) = tokio::sync::mpsc::channel(16);
-        let old = self
-            .sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                server_id,
-                Session {
-                    id,
-                    token: token.clone(),
-                    outbox,
-                    allow,
-                },
-            );
+        let old = lock(&self.sessions).insert(
+            server_id,
+            Session {
+                id,
+                token: token.clone(),
+                outbox,
+                allow,
+            },
+        );
         if let Some(old) = old {
             old.token.cancel();
         }
@@ -112,7 +109,7 @@ impl Fleet {
     }
 
     pub fn leave(&self, server_id: i64, session: u64) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sessions = lock(&self.sessions);
         if sessions.get(&server_id).is_some_and(|s| s.id == session) {
             sessions.remove(&server_id);
         }
@@ -120,37 +117,24 @@ impl Fleet {
 
     /// Ends the session of `server_id`, if there is one here.
     pub fn kick(&self, server_id: i64) {
-        if let Some(s) = self
-            .sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&server_id)
-        {
+        if let Some(s) = lock(&self.sessions).remove(&server_id) {
             s.token.cancel();
         }
     }
 
     /// Whether `server_id`'s agent is connected to this hub.
     pub fn has(&self, server_id: i64) -> bool {
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&server_id)
+        lock(&self.sessions).contains_key(&server_id)
     }
 
     /// How many agents are connected to this hub now.
     pub fn connected(&self) -> usize {
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        lock(&self.sessions).len()
     }
 
     /// What a connected agent's host allows the hub to ask.
     pub fn allowed(&self, server_id: i64) -> Option<Vec<String>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.sessions)
             .get(&server_id)
             .map(|s| s.allow.clone())
     }
@@ -163,26 +147,20 @@ impl Fleet {
         target: String,
         requested_by: String,
     ) -> Result<ControlResult, ControlError> {
-        let (outbox, session) = self
-            .sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let (outbox, session) = lock(&self.sessions)
             .get(&server_id)
             .map(|s| (s.outbox.clone(), s.id))
             .ok_or(ControlError::Offline)?;
         let id = self.number();
         let (answer, answered) = tokio::sync::oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                id,
-                Pending {
-                    server_id,
-                    session,
-                    answer,
-                },
-            );
+        lock(&self.pending).insert(
+            id,
+            Pending {
+                server_id,
+                session,
+                answer,
+            },
+        );
         let message = HubMessage::Control {
             id,
             action,
@@ -190,17 +168,11 @@ impl Fleet {
             requested_by,
         };
         if outbox.send(message).await.is_err() {
-            self.pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
+            lock(&self.pending).remove(&id);
             return Err(ControlError::Offline);
         }
         let result = tokio::time::timeout(CONTROL_TIMEOUT, answered).await;
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
+        lock(&self.pending).remove(&id);
         match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Err(ControlError::Offline),
@@ -211,7 +183,7 @@ impl Fleet {
     /// Hands an agent's answer to whoever asked, if the request was sent to
     /// this server's session; `false` (and nothing handed on) otherwise.
     pub fn answer(&self, server_id: i64, session: u64, result: ControlResult) -> bool {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pending = lock(&self.pending);
         let ours = pending
             .get(&result.id)
             .is_some_and(|p| p.server_id == server_id && p.session == session);

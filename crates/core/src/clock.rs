@@ -1,6 +1,7 @@
 //! Wall-clock time as a parameter, so that time-dependent logic (staleness,
 //! retention, expiry) is tested without sleeping.
 
+use crate::sync::lock;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -36,13 +37,13 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: std::time::Duration) {
-        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now = lock(&self.now);
         *now += chrono::Duration::from_std(by).unwrap_or_default();
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.now)
     }
 }

@@ -8,6 +8,7 @@
 //! log and in every frame, and reads back into the same [`Event`], so the
 //! notifier has one feed whichever engine the hub runs on.
 
+use crate::sync::lock;
 use lookout_proto::service::{CheckResultView, HealthStatus, ServiceView, StatusEventView};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -288,7 +289,7 @@ impl EventBus {
 
     /// Publishes an event; having no subscriber is fine.
     pub fn publish(&self, event: Event) {
-        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let mut published = lock(&self.published);
         let _ = self.tx.send(Arc::new(event));
         *published += 1;
     }
@@ -306,7 +307,7 @@ impl EventBus {
 
     /// How many events were published so far.
     pub fn published(&self) -> u64 {
-        *self.published.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.published)
     }
 
     /// The recorder has logged `taken` events, the newest as `id`.

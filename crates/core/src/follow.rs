@@ -6,6 +6,7 @@
 //! unit the registry does not know, when unit files are reloaded, and every
 //! `--scan-every` as a safety net (ports and timers come from scans).
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,11 +68,11 @@ struct Inbox {
 
 impl Inbox {
     fn take(&self) -> Pending {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *lock(&self.pending))
     }
 
     fn with(&self, f: impl FnOnce(&mut Pending)) {
-        f(&mut self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        f(&mut lock(&self.pending));
         self.wake.notify_one();
     }
 }

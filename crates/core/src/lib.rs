@@ -24,4 +24,5 @@ pub mod metrics;
 pub mod monitors;
 pub mod notify;
 pub mod registry;
+pub mod sync;
 pub mod tasks;

@@ -12,6 +12,7 @@
 //! With several hubs on one PostgreSQL database, a hub follows the others'
 //! changes through the shared event log ([`Registry::follow`]).
 
+use crate::sync::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
@@ -394,10 +395,6 @@ impl CheckQueue {
         rx.await
             .unwrap_or_else(|_| Err(StoreError::Stopped("the health result writer")))
     }
-}
-
-fn lock(waiting: &std::sync::Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
-    waiting.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Lets the next result start a writer if this one ends early (a panic).
@@ -1340,14 +1337,14 @@ impl Registry {
 
     /// Notes the ids the event log gave this hub's own events.
     pub fn mark_own(&self, ids: &[i64]) {
-        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        let mut own = lock(&self.own);
         own.extend(ids);
     }
 
     /// Whether `id` is one of this hub's own events; forgets every own id up
     /// to it (the log is followed in id order).
     fn is_own(&self, id: i64) -> bool {
-        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        let mut own = lock(&self.own);
         let later = own.split_off(&(id + 1));
         let mine = own.contains(&id);
         *own = later;

@@ -1,6 +1,7 @@
 //! The hub's background tasks under one supervisor: a task that ends while
 //! the hub runs is reported (`/readyz` fails) and stops the hub.
 
+use crate::sync::lock;
 use std::future::Future;
 
 use tokio_util::sync::CancellationToken;
@@ -54,11 +55,11 @@ pub struct TaskHealth {
 
 impl TaskHealth {
     pub fn task_failed(&self, name: &'static str) {
-        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
+        *lock(&self.failed) = Some(name);
     }
 
     /// The task that ended before its time, if one did.
     pub fn failed(&self) -> Option<&'static str> {
-        *self.failed.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.failed)
     }
 }

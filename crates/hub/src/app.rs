@@ -393,15 +393,13 @@ async fn register_self(state: &AppState, hub_id: &str, url: &str) -> anyhow::Res
     } else {
         format!("lookout ({hub_id})")
     };
-    let fields = serde_json::Map::from_iter([
-        ("name".to_owned(), serde_json::json!(name)),
-        (
-            "description".to_owned(),
-            serde_json::json!("This lookout hub: /readyz answers while its database does"),
-        ),
-        ("base_url".to_owned(), serde_json::json!(url)),
-        ("health_endpoint".to_owned(), serde_json::json!("/readyz")),
-    ]);
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_value(serde_json::json!({
+            "name": name,
+            "description": "This lookout hub: /readyz answers while its database does",
+            "base_url": url,
+            "health_endpoint": "/readyz",
+        }))?;
     let fields = &fields;
     let existing = state
         .store

@@ -141,8 +141,8 @@ impl From<StoreError> for ApiError {
             e @ (StoreError::Database(_)
             | StoreError::Migration(_)
             | StoreError::Encoding(_)
-            | StoreError::Stopped(_)) => ApiError::Internal(e.into()),
-            e @ StoreError::SchemaTooNew { .. } => ApiError::Internal(e.into()),
+            | StoreError::Stopped(_)
+            | StoreError::SchemaTooNew { .. }) => ApiError::Internal(e.into()),
             StoreError::Refused(message) => ApiError::BadRequest(message, vec![]),
             StoreError::Invalid(field) => ApiError::Validation(vec![field]),
             StoreError::ReadOnly(message) => ApiError::Conflict(FieldError::new("source", message)),

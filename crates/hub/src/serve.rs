@@ -14,10 +14,11 @@
 //! - graceful shutdown: on the signal no new connection is taken and the
 //!   server waits for the requests in flight; WebSocket upgrades.
 
+use lookout_core::sync::lock;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -49,7 +50,7 @@ struct WaitingGuard {
 
 impl Waiting {
     fn enter(table: &Arc<Waiting>, client: IpAddr) -> Option<WaitingGuard> {
-        let mut counts = table.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = lock(&table.0);
         let n = counts.entry(client).or_default();
         if *n >= MAX_WAITING_PER_CLIENT {
             return None;
@@ -64,7 +65,7 @@ impl Waiting {
 
 impl Drop for WaitingGuard {
     fn drop(&mut self) {
-        let mut counts = self.table.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = lock(&self.table.0);
         if let Some(n) = counts.get_mut(&self.client) {
             *n = n.saturating_sub(1);
             if *n == 0 {

@@ -191,7 +191,11 @@ fn user_command() -> Command {
 }
 
 /// The settings that say where the hub's database is.
-const DATABASE_KEYS: [&str; 2] = ["data_dir", "database"];
+fn database_settings() -> impl Iterator<Item = &'static lookout_hub::config::SettingSpec> {
+    SETTINGS
+        .iter()
+        .filter(|s| ["data_dir", "database"].contains(&s.key))
+}
 
 /// `--config`, `--data-dir` and `--database`, as `serve` reads them: for the
 /// commands that open the hub's database from the shell.
@@ -205,7 +209,7 @@ fn with_database_args(mut cmd: Command) -> Command {
             .value_parser(clap::value_parser!(PathBuf))
             .help("TOML file with settings, as for serve"),
     );
-    for spec in SETTINGS.iter().filter(|s| DATABASE_KEYS.contains(&s.key)) {
+    for spec in database_settings() {
         cmd = cmd.arg(
             Arg::new(spec.key)
                 .long(spec.flag().trim_start_matches("--").to_owned())
@@ -221,7 +225,7 @@ fn with_database_args(mut cmd: Command) -> Command {
 /// The database's configuration, from the flags, variables and file `serve` reads.
 fn database_config(m: &ArgMatches) -> anyhow::Result<Config> {
     let mut layers = BTreeMap::new();
-    for spec in SETTINGS.iter().filter(|s| DATABASE_KEYS.contains(&s.key)) {
+    for spec in database_settings() {
         let key = spec.key;
         if let (Some(value), Some(source)) = (m.get_one::<String>(key), m.value_source(key)) {
             let origin = match source {

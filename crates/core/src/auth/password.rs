@@ -6,6 +6,7 @@
 //! that slot reuses it: allocated per hash, the blocks would be kept by the
 //! allocator of whichever thread ran it, one 19 MiB heap per thread.
 
+use crate::sync::lock;
 use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::Semaphore;
@@ -124,22 +125,14 @@ impl Pool {
         let _admitted = self.admitted.try_acquire().map_err(|_| Busy)?;
         let _running = self.running.acquire().await.map_err(|_| Busy)?;
         // A slot is ours, so a memory is free.
-        let mut blocks = self
-            .memory
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
+        let mut blocks = lock(&self.memory).pop().unwrap_or_default();
         let (out, blocks) = tokio::task::spawn_blocking(move || {
             let out = work(&mut blocks);
             (out, blocks)
         })
         .await
         .map_err(|_| Busy)?;
-        self.memory
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(blocks);
+        lock(&self.memory).push(blocks);
         Ok(out)
     }
 }

@@ -5,9 +5,10 @@
 pub mod probe;
 pub mod scheduler;
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::error::Error as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -97,10 +98,7 @@ impl Checker {
     /// then notes it); `false` within [`ON_REQUEST_EVERY`] of the last one.
     pub fn may_check_on_request(&self, id: i64) -> bool {
         let now = Instant::now();
-        let mut last = self
-            .on_request
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut last = lock(&self.on_request);
         last.retain(|_, at| now.duration_since(*at) < ON_REQUEST_EVERY);
         if last.contains_key(&id) {
             return false;
@@ -133,12 +131,7 @@ impl Checker {
             return Ok(self.client.clone());
         }
         let key = format!("{follow}|{guarded}|{tls:?}");
-        if let Some(c) = self
-            .special
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
+        if let Some(c) = lock(&self.special).get(&key) {
             return Ok(c.clone());
         }
         let mut builder = client_builder().redirect(if guarded {
@@ -171,7 +164,7 @@ impl Checker {
             }
         }
         let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
-        let mut special = self.special.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut special = lock(&self.special);
         if special.len() > 256 {
             special.clear();
         }
@@ -414,10 +407,7 @@ impl Checker {
                 ));
             }
         }
-        let mut held = self
-            .failing_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut held = lock(&self.failing_since);
         for (i, condition) in conditions.iter().enumerate() {
             match condition.evaluate(&observation) {
                 Ok(()) => {

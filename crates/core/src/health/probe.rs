@@ -2,6 +2,7 @@
 //! ([`Seen`]); [`super::judge`] turns that into a result with the
 //! service's conditions.
 
+use crate::sync::lock;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -181,7 +182,7 @@ impl ServerCertVerifier for Recorder {
         let verdict =
             self.inner
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = lock(&self.seen);
         seen.0 = Some(end_entity.to_vec());
         seen.1 = verdict.err().map(|e| certificate_problem(&e));
         Ok(ServerCertVerified::assertion())
@@ -298,7 +299,7 @@ pub async fn tls(host: &str, port: u16, settings: Option<&TlsSettings>, timeout:
     let ip = Some(ip);
     let latency = Some(started.elapsed());
     let (der, problem) = {
-        let seen = recorder.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = lock(&recorder.seen);
         seen.clone()
     };
     let certificate = der.map(|der| Certificate {

@@ -96,6 +96,10 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, path /, Secure on HTTPS.
 /// `max_age: None` deletes the cookie.
+#[allow(
+    clippy::expect_used,
+    reason = "the cookie's name, value (a hex token) and attributes are ASCII"
+)]
 pub fn set_cookie(
     name: &str,
     value: &str,
@@ -113,13 +117,7 @@ pub fn set_cookie(
         )),
         None => c.max_age(cookie::time::Duration::ZERO),
     };
-    #[allow(
-        clippy::expect_used,
-        reason = "the cookie's name, value (a hex token) and attributes are ASCII"
-    )]
-    let value =
-        HeaderValue::from_str(&c.build().to_string()).expect("cookie values are ASCII tokens");
-    value
+    HeaderValue::from_str(&c.build().to_string()).expect("cookie values are ASCII tokens")
 }
 
 fn is_safe(method: &Method) -> bool {

@@ -19,14 +19,13 @@ pub fn routes(r: Routes) -> Routes {
         .get("/docs/explorer.js", Access::Public, explorer_js)
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "the document is plain data: strings, maps and numbers, which always serialise"
+)]
 fn build(auth_required: bool) -> String {
     let document = crate::openapi::document(&super::route_table(), auth_required);
-    #[allow(
-        clippy::expect_used,
-        reason = "the document is plain data: strings, maps and numbers, which always serialise"
-    )]
-    let text = serde_json::to_string_pretty(&document).expect("an OpenAPI document serialises");
-    text
+    serde_json::to_string_pretty(&document).expect("an OpenAPI document serialises")
 }
 
 /// Built once each: the document depends only on the code and on whether
