@@ -8,8 +8,11 @@
 //! log and in every frame, and reads back into the same [`Event`], so the
 //! notifier has one feed whichever engine the hub runs on.
 
+use crate::store::Service;
 use crate::sync::lock;
+use chrono::{DateTime, Utc};
 use lookout_proto::service::{CheckResultView, HealthStatus, ServiceView, StatusEventView};
+use lookout_proto::status::Status;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::sync::{Arc, Mutex};
@@ -39,12 +42,17 @@ pub enum Event {
     /// A service was deleted: `{"id"}`.
     #[serde(rename = "service.deleted")]
     ServiceDeleted { id: i64 },
-    /// A health check ran: `{"id", "health_status"}`.
+    /// A health check ran: `{"id", "health_status"}` and what the check
+    /// left on the service (its `last_*` fields and its status), so a
+    /// client or another hub need not fetch it.
     #[serde(rename = "check")]
     HealthChecked {
         id: i64,
         #[serde(rename = "health_status")]
         status: HealthStatus,
+        /// Absent in events written before hubs carried it.
+        #[serde(flatten)]
+        outcome: Option<Box<CheckOutcome>>,
     },
     /// A systemd scan refreshed the registry: `{}`.
     #[serde(rename = "scan")]
@@ -68,6 +76,60 @@ pub enum Event {
     /// A server was deleted: `{"id"}`.
     #[serde(rename = "server.deleted")]
     ServerDeleted { id: i64 },
+}
+
+/// What a health check left on its service, named as the service's view
+/// names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    pub last_health_check: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_response_code: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// A condition marked WARNING failed: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_expires_at: Option<DateTime<Utc>>,
+    pub state: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_since: Option<DateTime<Utc>>,
+}
+
+impl CheckOutcome {
+    /// The outcome `service` holds after its check, if it was checked.
+    pub fn of(service: &Service) -> Option<Box<Self>> {
+        Some(Box::new(Self {
+            last_health_check: service.last_health_check?,
+            last_response_code: service.last_response_code,
+            last_latency_ms: service.last_latency_ms,
+            last_error: service.last_error.clone(),
+            warning: service.last_warning.clone(),
+            cert_expires_at: service.cert_expires_at,
+            state: service.state,
+            state_reason: service.state_reason.clone(),
+            state_since: service.state_since,
+        }))
+    }
+
+    /// Puts the outcome on `service`.
+    pub fn apply(&self, service: &mut Service, status: HealthStatus) {
+        service.health_status = status;
+        service.last_health_check = Some(self.last_health_check);
+        service.last_response_code = self.last_response_code;
+        service.last_latency_ms = self.last_latency_ms;
+        service.last_error.clone_from(&self.last_error);
+        service.last_warning.clone_from(&self.warning);
+        service.cert_expires_at = self.cert_expires_at;
+        service.state = self.state;
+        service.state_reason.clone_from(&self.state_reason);
+        service.state_since = self.state_since;
+    }
 }
 
 impl Event {

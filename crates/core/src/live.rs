@@ -22,6 +22,9 @@ pub use crate::events::LiveEvent;
 /// Most events written in one transaction.
 const BATCH: usize = 512;
 
+/// How long the recorder lets events gather after the first of a batch.
+const GATHER: Duration = Duration::from_millis(1);
+
 /// Records bus events in the event log and forwards them, with their ids, to
 /// `live` (`None` when the database is shared: the [tailer](run_tailer) then
 /// feeds `live` from the log, this hub's events and the others' alike, and
@@ -65,6 +68,10 @@ pub async fn run_recorder(
         if !push(first) {
             break;
         }
+        // The events of one change come within a moment of each other (a
+        // registration, its first check, the status that check gives): one
+        // append for them all takes the writer once instead of once each.
+        tokio::time::sleep(GATHER).await;
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(event) => batch.push(event),
@@ -372,6 +379,21 @@ mod tests {
     use crate::store::{HealthCheck, SqlStore};
     use lookout_proto::service::{parse_new_service, HealthStatus};
 
+    fn outcome() -> Box<crate::events::CheckOutcome> {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        Box::new(crate::events::CheckOutcome {
+            last_health_check: at,
+            last_response_code: Some(503),
+            last_latency_ms: Some(12),
+            last_error: Some("HTTP 503".into()),
+            warning: None,
+            cert_expires_at: None,
+            state: lookout_proto::status::Status::Failure,
+            state_reason: Some("HTTP 503".into()),
+            state_since: Some(at),
+        })
+    }
+
     #[test]
     fn events_stay_small_in_the_buses_rings() {
         // The bus keeps its last 16,384 events and the live channel 4,096,
@@ -421,9 +443,16 @@ mod tests {
                 service: None,
             },
             Event::ServiceDeleted { id: 1 },
+            // As older hubs logged it, and with what the check left.
             Event::HealthChecked {
                 id: 1,
                 status: HealthStatus::Healthy,
+                outcome: None,
+            },
+            Event::HealthChecked {
+                id: 1,
+                status: HealthStatus::Unhealthy,
+                outcome: Some(outcome()),
             },
             Event::ScanCompleted {},
             Event::StatusChanged(Box::new(lookout_proto::service::StatusEventView {
@@ -456,12 +485,16 @@ mod tests {
         // The frames keep their documented shape.
         let (_, data) = Event::HealthChecked {
             id: 7,
-            status: HealthStatus::Healthy,
+            status: HealthStatus::Unhealthy,
+            outcome: Some(outcome()),
         }
         .wire();
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&data.text()).unwrap(),
-            serde_json::json!({"id": 7, "health_status": "healthy"})
+            serde_json::json!({"id": 7, "health_status": "unhealthy",
+                "last_health_check": "2027-01-15T08:00:00Z", "last_response_code": 503,
+                "last_latency_ms": 12, "last_error": "HTTP 503", "state": "FAILURE",
+                "state_reason": "HTTP 503", "state_since": "2027-01-15T08:00:00Z"})
         );
         assert_eq!(Event::ScanCompleted {}.wire().1.text(), "{}");
         // A service's event carries the service whole, as JSON in the frame.

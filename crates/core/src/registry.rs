@@ -26,7 +26,7 @@ use lookout_proto::service::{
 use lookout_proto::status::Status;
 
 use crate::config::CheckDefaults;
-use crate::events::{Event, EventBus};
+use crate::events::{CheckOutcome, Event, EventBus};
 use crate::store::agents::Ingested;
 use crate::store::{
     DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts, Service,
@@ -379,6 +379,9 @@ struct Waiting {
 /// Most results written in one transaction.
 const CHECK_BATCH: usize = 256;
 
+/// How long the first result of a batch waits for others.
+const CHECK_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+
 impl CheckQueue {
     async fn record(&self, store: &Arc<dyn Store>, check: HealthCheck) -> Written {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -416,6 +419,9 @@ async fn write_checks(store: Arc<dyn Store>, waiting: Arc<std::sync::Mutex<Waiti
         waiting: waiting.clone(),
         done: false,
     };
+    // Results due together finish within a moment of each other: one
+    // transaction for them takes the writer once instead of once each.
+    tokio::time::sleep(CHECK_GATHER).await;
     loop {
         let batch: Vec<_> = {
             let mut waiting = lock(&waiting);
@@ -950,25 +956,13 @@ impl Registry {
     /// service in memory from what was written.
     pub async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError> {
         let (recorded, service) = self.checks.record(&self.store, check.clone()).await?;
-        if let Some(written) = service {
-            let id = written.id;
-            let merged = self.get(id).map(|held| {
+        let outcome = service.as_ref().and_then(CheckOutcome::of);
+        if let (Some(written), Some(outcome)) = (&service, &outcome) {
+            if let Some(held) = self.get(written.id) {
                 // The result's fields over the service as held now, so a
                 // change that committed meanwhile (a rename, say) stays.
                 let mut service = held.service.clone();
-                service.health_status = written.health_status;
-                service.last_health_check = written.last_health_check;
-                service.last_response_code = written.last_response_code;
-                service.last_latency_ms = written.last_latency_ms;
-                service.last_error = written.last_error;
-                service.last_warning = written.last_warning;
-                service.cert_expires_at = written.cert_expires_at;
-                service.state = written.state;
-                service.state_reason = written.state_reason;
-                service.state_since = written.state_since;
-                service
-            });
-            if let Some(service) = merged {
+                outcome.apply(&mut service, written.health_status);
                 self.keep([service]);
             }
         }
@@ -976,6 +970,7 @@ impl Registry {
             self.events.publish(Event::HealthChecked {
                 id: check.service_id,
                 status: check.status,
+                outcome,
             });
             self.announce(change.clone());
         }
@@ -1123,7 +1118,10 @@ impl Registry {
 
     // ---- Agents' checks ---------------------------------------------------------
 
-    async fn sync_ingested(&self, ingested: &Ingested) -> Result<(), StoreError> {
+    /// Takes what an agent's message changed into memory: the services the
+    /// write returned as they are, the others read again.
+    async fn sync_ingested(&self, ingested: &mut Ingested) -> Result<(), StoreError> {
+        let written = std::mem::take(&mut ingested.written);
         let ids: Vec<i64> = ingested
             .created
             .iter()
@@ -1131,7 +1129,11 @@ impl Registry {
             .chain(&ingested.deleted)
             .copied()
             .chain(ingested.changes.iter().map(|c| c.service_id))
+            .filter(|id| !written.iter().any(|s| s.id == *id))
+            .collect::<std::collections::BTreeSet<i64>>()
+            .into_iter()
             .collect();
+        self.keep(written);
         self.sync(&ids).await
     }
 
@@ -1141,8 +1143,8 @@ impl Registry {
         checks: &[CheckDecl],
         now: DateTime<Utc>,
     ) -> Result<Ingested, StoreError> {
-        let ingested = self.store.set_server_checks(server_id, checks, now).await?;
-        self.sync_ingested(&ingested).await?;
+        let mut ingested = self.store.set_server_checks(server_id, checks, now).await?;
+        self.sync_ingested(&mut ingested).await?;
         self.publish_ingested(server_id, &ingested);
         Ok(ingested)
     }
@@ -1154,7 +1156,7 @@ impl Registry {
         now: DateTime<Utc>,
     ) -> Result<Ingested, StoreError> {
         let mut ingested = self.store.record_results(server_id, results, now).await?;
-        self.sync_ingested(&ingested).await?;
+        self.sync_ingested(&mut ingested).await?;
         // A result is its own event (`result`); announcing the service as
         // updated too would make every listener re-read the registry.
         ingested.updated.clear();
@@ -1356,6 +1358,11 @@ impl Registry {
     fn apply_carried(&self, event: &Event) -> bool {
         let (id, at) = match event {
             Event::StatusChanged(change) => (change.service_id, change.at),
+            Event::HealthChecked {
+                id,
+                outcome: Some(outcome),
+                ..
+            } => (*id, outcome.last_health_check),
             Event::CheckResult { result, .. } => (result.service_id, result.received_at),
             _ => return false,
         };
@@ -1364,6 +1371,16 @@ impl Registry {
         };
         let mut service = held.service.clone();
         match event {
+            Event::HealthChecked {
+                status,
+                outcome: Some(outcome),
+                ..
+            } => {
+                if service.last_health_check.is_some_and(|t| t > at) {
+                    return true;
+                }
+                outcome.apply(&mut service, *status);
+            }
             Event::StatusChanged(change) => {
                 service.state = change.new;
                 service.state_reason = Some(change.reason.clone());

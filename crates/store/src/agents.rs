@@ -63,6 +63,9 @@ pub struct Ingested {
     pub deleted: Vec<i64>,
     /// Results stored now (not seen before).
     pub results: Vec<(String, CheckResultView)>,
+    /// The services as this write left them, where it has them whole (the
+    /// checks a result touched), so nothing reads them back.
+    pub written: Vec<crate::Service>,
     pub changes: Vec<StatusEventView>,
     /// New checks not created: the server already has
     /// [`MAX_CHECKS_PER_SERVER`]; their declarations and results were dropped.

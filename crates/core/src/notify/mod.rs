@@ -101,7 +101,7 @@ impl Notifier {
             let touched: Vec<i64> = tokio::select! {
                 () = shutdown.cancelled() => break,
                 event = rx.recv() => match event.as_deref() {
-                    Ok(Event::HealthChecked { id, status }) => {
+                    Ok(Event::HealthChecked { id, status, .. }) => {
                         let track = tracks.entry(*id).or_default();
                         track.failed_checks = if *status == HealthStatus::Unhealthy { track.failed_checks + 1 } else { 0 };
                         vec![*id]

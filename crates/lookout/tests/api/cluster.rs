@@ -160,6 +160,27 @@ async fn two_hubs_share_the_checks_the_events_and_the_agents_and_survive_losing_
         "targets saw {hits} requests for {stored} stored checks"
     );
 
+    // A check's event carries what it left on the service, and the hub
+    // that did not run the check holds that too.
+    let mut checks_on_b = SseClient::connect(&b.client, &b.url("/api/events"), None).await;
+    let checked = checks_on_b.wait_for(SOON, |m| m.event == "check").await;
+    let at = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .unwrap_or_else(|| panic!("not a time: {v}"))
+    };
+    assert_eq!(checked.data["state"], "OK", "{}", checked.data);
+    assert!(checked.data["last_latency_ms"].is_u64(), "{}", checked.data);
+    let held = b
+        .get_json(&format!("/api/services/{}", checked.data["id"]))
+        .await;
+    assert!(
+        at(&held["last_health_check"]) >= at(&checked.data["last_health_check"]),
+        "hub b holds {held} after {}",
+        checked.data
+    );
+    drop(checks_on_b);
+
     // An agent claims on hub A and may fall back to hub B; a live client
     // on hub B sees its results.
     let host = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use lookout_hub::config::CheckDefaults;
-use lookout_hub::events::{Event, EventBus};
+use lookout_hub::events::{CheckOutcome, Event, EventBus};
 use lookout_hub::registry::{ListFilter, Point, Registry, RECENT};
 use lookout_hub::store::Store;
 use lookout_proto::service::HealthStatus;
@@ -86,9 +86,12 @@ async fn reads_answer_from_memory_and_show_every_write() {
         [
             events[0].clone(),
             events[1].clone(),
+            // A check's event carries what it left on the service, as
+            // memory holds it.
             Event::HealthChecked {
                 id: web.id,
-                status: HealthStatus::Healthy
+                status: HealthStatus::Healthy,
+                outcome: CheckOutcome::of(&registry.get(web.id).unwrap().service),
             },
             Event::StatusChanged(Box::new(events[3].status_change().unwrap().clone())),
             events[4].clone(),

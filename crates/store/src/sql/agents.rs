@@ -10,7 +10,7 @@ use lookout_proto::service::{CheckResultView, StatusEventView};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{decode_error, ms, opt_time, reconcile, reconcile_all, time, SqlStore};
+use super::{decode_error, ms, opt_time, reconcile_all, reconcile_service, time, SqlStore};
 use crate::agents::{in_touch, AgentStore, Ingested, NewServer, Server, MAX_CHECKS_PER_SERVER};
 use crate::StoreError;
 
@@ -52,7 +52,7 @@ fn result_from_row(row: &AnyRow) -> Result<CheckResultView, sqlx::Error> {
 async fn check_service(
     conn: &mut sqlx::AnyConnection,
     server_id: i64,
-    server_name: &str,
+    server: &mut ServerName,
     check: &str,
     now: DateTime<Utc>,
     created: &mut Vec<i64>,
@@ -74,6 +74,9 @@ async fn check_service(
     if checks >= MAX_CHECKS_PER_SERVER {
         return Ok(None);
     }
+    let Some(server_name) = server.get(conn).await? else {
+        return Ok(None);
+    };
     // `disk-usage@web-01`; should a service have that name already, the
     // server's id makes it unique.
     let mut name = format!("{check}@{server_name}");
@@ -107,6 +110,31 @@ async fn server_name(
         .bind(id)
         .fetch_optional(conn)
         .await
+}
+
+/// A server's name, read the first time a check of it is created: most
+/// writes find their checks and never need it.
+enum ServerName {
+    Unread(i64),
+    Read(Option<String>),
+}
+
+impl ServerName {
+    /// The name; `None` if the server is gone.
+    async fn get(&mut self, conn: &mut sqlx::AnyConnection) -> Result<Option<String>, sqlx::Error> {
+        if let ServerName::Unread(id) = *self {
+            *self = ServerName::Read(server_name(conn, id).await?);
+        }
+        Ok(match self {
+            ServerName::Read(name) => name.clone(),
+            ServerName::Unread(_) => None,
+        })
+    }
+
+    /// Whether it was read and the server is gone.
+    fn gone(&self) -> bool {
+        matches!(self, ServerName::Read(None))
+    }
 }
 
 async fn check_ids(
@@ -235,14 +263,15 @@ impl AgentStore for SqlStore {
     ) -> Result<Ingested, StoreError> {
         let mut tx = self.write_tx().await?;
         let mut out = Ingested::default();
-        let Some(server) = server_name(&mut tx, server_id).await? else {
+        let Some(name) = server_name(&mut tx, server_id).await? else {
             return Ok(out);
         };
+        let mut server = ServerName::Read(Some(name));
         for check in checks {
             let Some(id) = check_service(
                 &mut tx,
                 server_id,
-                &server,
+                &mut server,
                 &check.name,
                 now,
                 &mut out.created,
@@ -298,21 +327,23 @@ impl AgentStore for SqlStore {
     ) -> Result<Ingested, StoreError> {
         let mut tx = self.write_tx().await?;
         let mut out = Ingested::default();
-        let Some(server) = server_name(&mut tx, server_id).await? else {
-            return Ok(out);
-        };
+        let mut server = ServerName::Unread(server_id);
         let mut touched: Vec<i64> = Vec::new();
         for u in updates {
             let Some(id) = check_service(
                 &mut tx,
                 server_id,
-                &server,
+                &mut server,
                 &u.service_name,
                 now,
                 &mut out.created,
             )
             .await?
             else {
+                if server.gone() {
+                    // Deleted meanwhile: nothing of this is kept.
+                    return Ok(Ingested::default());
+                }
                 if !out.refused.contains(&u.service_name) {
                     out.refused.push(u.service_name.clone());
                 }
@@ -364,8 +395,11 @@ impl AgentStore for SqlStore {
             }
         }
         for id in &touched {
-            if let Some(change) = reconcile(&mut tx, *id, now, self.rules).await? {
-                out.changes.push(change);
+            if let Some((service, reconciled)) =
+                reconcile_service(&mut tx, *id, now, self.rules).await?
+            {
+                out.changes.extend(reconciled.change);
+                out.written.push(service);
             }
             if !out.created.contains(id) {
                 out.updated.push(*id);
