@@ -27,7 +27,7 @@ use lookout_proto::status::Status;
 
 use crate::config::CheckDefaults;
 use crate::events::{CheckOutcome, Event, EventBus};
-use crate::store::agents::Ingested;
+use crate::store::agents::{Ingested, Results};
 use crate::store::{
     DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts, Service,
     ServiceFilter, Store, StoreError, UnitState,
@@ -358,55 +358,70 @@ impl Memory {
     }
 }
 
-/// Health results waiting to be written, and whether a writer task is on
-/// them. The first result to arrive starts a task that writes everything
-/// waiting in one transaction and again until nothing waits, so results that
-/// arrive together share a commit instead of queueing for the write lock one
-/// by one.
-#[derive(Default)]
-struct CheckQueue {
-    inner: Arc<std::sync::Mutex<Waiting>>,
+/// Writes waiting their turn (health results, agents' messages), and
+/// whether a writer task is on them. The first to arrive starts a task that
+/// waits a moment for others, writes everything waiting in one transaction,
+/// and again until nothing waits: writes that arrive together share a commit
+/// instead of queueing for the write lock one by one.
+struct WriteQueue<T, R> {
+    inner: Arc<std::sync::Mutex<Waiting<T, R>>>,
+    write: WriteFn<T, R>,
 }
 
-type Written = Result<(Recorded, Option<Service>), StoreError>;
+/// How a batch is written: one answer per item, in order.
+type WriteFn<T, R> = Arc<
+    dyn Fn(Vec<T>) -> futures::future::BoxFuture<'static, Result<Vec<R>, StoreError>> + Send + Sync,
+>;
 
-#[derive(Default)]
-struct Waiting {
-    checks: Vec<(HealthCheck, tokio::sync::oneshot::Sender<Written>)>,
+type Reply<R> = tokio::sync::oneshot::Sender<Result<R, StoreError>>;
+
+struct Waiting<T, R> {
+    items: Vec<(T, Reply<R>)>,
     writing: bool,
 }
 
-/// Most results written in one transaction.
-const CHECK_BATCH: usize = 256;
+/// Most writes in one transaction.
+const WRITE_BATCH: usize = 256;
 
-/// How long the first result of a batch waits for others.
-const CHECK_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+/// How long the first write of a batch waits for others: results due
+/// together finish within a moment of each other.
+const WRITE_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 
-impl CheckQueue {
-    async fn record(&self, store: &Arc<dyn Store>, check: HealthCheck) -> Written {
+impl<T: Clone + Send + 'static, R: Send + 'static> WriteQueue<T, R> {
+    fn new(write: WriteFn<T, R>) -> Self {
+        Self {
+            inner: Arc::new(std::sync::Mutex::new(Waiting {
+                items: Vec::new(),
+                writing: false,
+            })),
+            write,
+        }
+    }
+
+    async fn submit(&self, item: T) -> Result<R, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let start = {
             let mut waiting = lock(&self.inner);
-            waiting.checks.push((check, tx));
+            waiting.items.push((item, tx));
             !std::mem::replace(&mut waiting.writing, true)
         };
         if start {
             // A task of its own: a request that gives up waiting does not
             // take the others' writes with it.
-            tokio::spawn(write_checks(store.clone(), self.inner.clone()));
+            tokio::spawn(write_batches(self.inner.clone(), self.write.clone()));
         }
         rx.await
-            .unwrap_or_else(|_| Err(StoreError::Stopped("the health result writer")))
+            .unwrap_or_else(|_| Err(StoreError::Stopped("the batch writer")))
     }
 }
 
-/// Lets the next result start a writer if this one ends early (a panic).
-struct Writing {
-    waiting: Arc<std::sync::Mutex<Waiting>>,
+/// Lets the next write start a writer if this one ends early (a panic).
+struct Writing<T, R> {
+    waiting: Arc<std::sync::Mutex<Waiting<T, R>>>,
     done: bool,
 }
 
-impl Drop for Writing {
+impl<T, R> Drop for Writing<T, R> {
     fn drop(&mut self) {
         if !self.done {
             lock(&self.waiting).writing = false;
@@ -414,40 +429,46 @@ impl Drop for Writing {
     }
 }
 
-async fn write_checks(store: Arc<dyn Store>, waiting: Arc<std::sync::Mutex<Waiting>>) {
+async fn write_batches<T: Clone, R>(
+    waiting: Arc<std::sync::Mutex<Waiting<T, R>>>,
+    write: WriteFn<T, R>,
+) {
     let mut writing = Writing {
         waiting: waiting.clone(),
         done: false,
     };
-    // Results due together finish within a moment of each other: one
-    // transaction for them takes the writer once instead of once each.
-    tokio::time::sleep(CHECK_GATHER).await;
+    tokio::time::sleep(WRITE_GATHER).await;
     loop {
         let batch: Vec<_> = {
             let mut waiting = lock(&waiting);
-            let n = waiting.checks.len().min(CHECK_BATCH);
+            let n = waiting.items.len().min(WRITE_BATCH);
             if n == 0 {
-                // Done, under the lock: the next result starts a writer.
+                // Done, under the lock: the next write starts a writer.
                 waiting.writing = false;
                 writing.done = true;
                 return;
             }
-            waiting.checks.drain(..n).collect()
+            waiting.items.drain(..n).collect()
         };
-        let (checks, replies): (Vec<HealthCheck>, Vec<_>) = batch.into_iter().unzip();
-        match store.record_health_checks(&checks).await {
+        let (items, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
+        let single = items.len() == 1;
+        match write(items.clone()).await {
             Ok(done) => {
                 for (reply, done) in replies.into_iter().zip(done) {
                     let _ = reply.send(Ok(done));
                 }
             }
-            // One bad result must not fail the others: each on its own.
+            Err(e) if single => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            // One bad write must not fail the others: each on its own.
             Err(_) => {
-                for (check, reply) in checks.iter().zip(replies) {
-                    let one = store
-                        .record_health_checks(std::slice::from_ref(check))
+                for (item, reply) in items.into_iter().zip(replies) {
+                    let one = write(vec![item])
                         .await
-                        .map(|mut d| d.pop().unwrap_or((Recorded::Dropped, None)));
+                        .and_then(|mut d| d.pop().ok_or(StoreError::Stopped("the batch writer")));
                     let _ = reply.send(one);
                 }
             }
@@ -463,7 +484,10 @@ pub struct Registry {
     own: std::sync::Mutex<std::collections::BTreeSet<i64>>,
     /// Where every change is published, once, after memory has it.
     events: EventBus,
-    checks: CheckQueue,
+    /// Health results, written together.
+    checks: WriteQueue<HealthCheck, (Recorded, Option<Service>)>,
+    /// Agents' messages of results, written together.
+    results: WriteQueue<Results, Ingested>,
     /// Random per process, so an `ETag` from before a restart never matches.
     epoch: u32,
     defaults: CheckDefaults,
@@ -543,10 +567,23 @@ impl Registry {
         let mut epoch = [0u8; 4];
         let _ = getrandom::fill(&mut epoch);
         let registry = Self {
-            store,
+            store: store.clone(),
             own: Default::default(),
             events,
-            checks: CheckQueue::default(),
+            checks: WriteQueue::new({
+                let store = store.clone();
+                Arc::new(move |checks: Vec<HealthCheck>| {
+                    let store = store.clone();
+                    Box::pin(async move { store.record_health_checks(&checks).await })
+                })
+            }),
+            results: WriteQueue::new({
+                let store = store.clone();
+                Arc::new(move |messages: Vec<Results>| {
+                    let store = store.clone();
+                    Box::pin(async move { store.record_results_together(&messages).await })
+                })
+            }),
             epoch: u32::from_le_bytes(epoch),
             defaults,
             memory: RwLock::new(Memory::default()),
@@ -952,10 +989,10 @@ impl Registry {
     }
 
     /// Stores a health result. Results arriving together are written
-    /// together, in one transaction ([`CheckQueue`]); each then updates its
+    /// together, in one transaction ([`WriteQueue`]); each then updates its
     /// service in memory from what was written.
     pub async fn record_health_check(&self, check: &HealthCheck) -> Result<Recorded, StoreError> {
-        let (recorded, service) = self.checks.record(&self.store, check.clone()).await?;
+        let (recorded, service) = self.checks.submit(check.clone()).await?;
         let outcome = service.as_ref().and_then(CheckOutcome::of);
         if let (Some(written), Some(outcome)) = (&service, &outcome) {
             if let Some(held) = self.get(written.id) {
@@ -1155,7 +1192,15 @@ impl Registry {
         results: &[StatusUpdate],
         now: DateTime<Utc>,
     ) -> Result<Ingested, StoreError> {
-        let mut ingested = self.store.record_results(server_id, results, now).await?;
+        // Messages from many agents arriving together are written together.
+        let mut ingested = self
+            .results
+            .submit(Results {
+                server_id,
+                updates: results.to_vec(),
+                received_at: now,
+            })
+            .await?;
         self.sync_ingested(&mut ingested).await?;
         // A result is its own event (`result`); announcing the service as
         // updated too would make every listener re-read the registry.

@@ -72,6 +72,14 @@ pub struct Ingested {
     pub refused: Vec<String>,
 }
 
+/// One agent message's results: its server's, as they came.
+#[derive(Debug, Clone)]
+pub struct Results {
+    pub server_id: i64,
+    pub updates: Vec<StatusUpdate>,
+    pub received_at: DateTime<Utc>,
+}
+
 /// The most checks one server may have: an agent (or whoever holds its key)
 /// cannot fill the registry with made-up checks.
 pub const MAX_CHECKS_PER_SERVER: i64 = 500;
@@ -126,7 +134,25 @@ pub trait AgentStore: Send + Sync {
         server_id: i64,
         updates: &[StatusUpdate],
         now: DateTime<Utc>,
-    ) -> Result<Ingested, StoreError>;
+    ) -> Result<Ingested, StoreError> {
+        let message = Results {
+            server_id,
+            updates: updates.to_vec(),
+            received_at: now,
+        };
+        let mut done = self
+            .record_results_together(std::slice::from_ref(&message))
+            .await?;
+        Ok(done.pop().unwrap_or_default())
+    }
+
+    /// [`AgentStore::record_results`] for several agents' messages in one
+    /// transaction: what each changed, in order. A message from a server
+    /// that is gone changes nothing.
+    async fn record_results_together(
+        &self,
+        messages: &[Results],
+    ) -> Result<Vec<Ingested>, StoreError>;
 
     /// The newest result held per check of a server.
     async fn result_cursors(&self, server_id: i64) -> Result<BTreeMap<String, Cursor>, StoreError>;

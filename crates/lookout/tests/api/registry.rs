@@ -422,7 +422,12 @@ fn names(list: Value) -> Vec<String> {
 
 /// The store's shorthands for some of [`SERVICE_WRITES`] (one result, the
 /// service without its change): nobody but the registry calls them either.
-const SHORTHANDS: &[&str] = &["create_service", "update_service", "record_health_check"];
+const SHORTHANDS: &[&str] = &[
+    "create_service",
+    "update_service",
+    "record_health_check",
+    "record_results",
+];
 
 /// The store methods that change services, called by the registry alone.
 const SERVICE_WRITES: &[&str] = &[
@@ -441,7 +446,7 @@ const SERVICE_WRITES: &[&str] = &[
     "set_push_token",
     "record_push",
     "set_server_checks",
-    "record_results",
+    "record_results_together",
     "agent_seen",
     "revoke_server",
     "delete_server",

@@ -22,7 +22,7 @@ use lookout_hub::store::accounts::{
     AuditOutcome, CredentialKind, DeleteUser, NewAuditEntry, NewCredential, NewUser, Refreshed,
     Role, TokenScope,
 };
-use lookout_hub::store::agents::NewServer;
+use lookout_hub::store::agents::{NewServer, Results};
 use lookout_hub::store::sql::export::{COORDINATION_TABLES, EXPORT_TABLES};
 use lookout_hub::store::{
     AccountStore, AgentStore, Backend, CheckLeases, DiscoveredUnit, HealthCheck, LeaseStore,
@@ -2651,6 +2651,60 @@ async fn agents_story() {
         .unwrap();
     assert_eq!(ingested.refused, ["one-more"]);
     assert!(ingested.results.is_empty() && ingested.created.is_empty());
+}
+
+/// Several agents' messages written in one transaction, as a busy hub
+/// writes them: each gets its own answer, in order; one from a server that
+/// is gone changes nothing, and the others are kept.
+#[tokio::test]
+async fn results_together_story() {
+    let (store, _db) = open().await;
+    let server = |name: &str| NewServer {
+        name: name.into(),
+        labels: vec![],
+        agent_id: format!("agt-{name}"),
+        claim_hash: hash(&format!("lkc_{name}")),
+        claim_expires_at: at(HOUR),
+    };
+    let a = store.create_server(&server("a"), at(0)).await.unwrap();
+    let b = store.create_server(&server("b"), at(0)).await.unwrap();
+    for s in [&a, &b] {
+        store.agent_seen(s.id, 10, None, at(10)).await.unwrap();
+    }
+    let message = |server_id: i64, status: LineStatus, text: &str| Results {
+        server_id,
+        updates: vec![result("disk", 10, 0, status, text)],
+        received_at: at(11),
+    };
+    let done = store
+        .record_results_together(&[
+            message(a.id, LineStatus::Ok, "a is fine"),
+            message(MISSING, LineStatus::Ok, "from nowhere"),
+            message(b.id, LineStatus::Failure, "b is full"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 3);
+    assert!(done[1].results.is_empty() && done[1].created.is_empty());
+    for (ingested, server, status, text) in [
+        (&done[0], &a, Status::Ok, "a is fine"),
+        (&done[2], &b, Status::Failure, "b is full"),
+    ] {
+        assert_eq!(ingested.created.len(), 1, "{}", server.name);
+        assert_eq!(ingested.results[0].1.message, text);
+        // The service as the write left it, so nothing reads it back.
+        let written = &ingested.written[0];
+        assert_eq!(written.name, format!("disk@{}", server.name));
+        assert_eq!(
+            (written.check_message.as_deref(), written.state),
+            (Some(text), status)
+        );
+        assert_eq!(
+            store.get_service(written.id).await.unwrap().as_ref(),
+            Some(written)
+        );
+    }
+    assert_eq!(store.count_rows("check_results").await.unwrap(), 2);
 }
 
 /// Hubs sharing one database: the health checks split between them, and a

@@ -4,14 +4,17 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use lookout_proto::agent::{CheckDecl, Cursor, StatusUpdate};
+use lookout_proto::agent::{CheckDecl, Cursor};
 use lookout_proto::check::LineStatus;
 use lookout_proto::service::{CheckResultView, StatusEventView};
+use lookout_proto::status::StatusRules;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{decode_error, ms, opt_time, reconcile_all, reconcile_service, time, SqlStore};
-use crate::agents::{in_touch, AgentStore, Ingested, NewServer, Server, MAX_CHECKS_PER_SERVER};
+use crate::agents::{
+    in_touch, AgentStore, Ingested, NewServer, Results, Server, MAX_CHECKS_PER_SERVER,
+};
 use crate::StoreError;
 
 fn server_from_row(row: &AnyRow) -> Result<Server, sqlx::Error> {
@@ -145,6 +148,102 @@ async fn check_ids(
         .bind(server_id)
         .fetch_all(conn)
         .await
+}
+
+/// Stores one agent message's results in `tx`; what it changed.
+async fn record_message(
+    tx: &mut sqlx::AnyConnection,
+    message: &Results,
+    rules: StatusRules,
+) -> Result<Ingested, sqlx::Error> {
+    let (server_id, now) = (message.server_id, message.received_at);
+    let mut out = Ingested::default();
+    let mut server = ServerName::Unread(server_id);
+    let mut touched: Vec<i64> = Vec::new();
+    for u in &message.updates {
+        let Some(id) = check_service(
+            &mut *tx,
+            server_id,
+            &mut server,
+            &u.service_name,
+            now,
+            &mut out.created,
+        )
+        .await?
+        else {
+            if server.gone() {
+                // Deleted meanwhile: its checks went with it (the
+                // foreign key cascades), so nothing was written yet.
+                return Ok(Ingested::default());
+            }
+            if !out.refused.contains(&u.service_name) {
+                out.refused.push(u.service_name.clone());
+            }
+            continue;
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO check_results (service_id, at, ordinal, status, message, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service_id, at, ordinal) DO NOTHING",
+        )
+        .bind(id)
+        .bind(ms(u.timestamp))
+        .bind(i64::from(u.ordinal))
+        .bind(u.status.as_str())
+        .bind(&u.message)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            continue;
+        }
+        out.results.push((
+            u.service_name.clone(),
+            CheckResultView {
+                service_id: id,
+                at: u.timestamp,
+                ordinal: u.ordinal,
+                status: u.status,
+                message: u.message.clone(),
+                received_at: now,
+            },
+        ));
+        // The newest result is the check's state; an older one replayed
+        // late only joins the history.
+        sqlx::query(
+            "UPDATE services SET check_status = $1, check_message = $2, check_at = $3, updated_at = $4
+             WHERE id = $5 AND (check_at IS NULL OR check_at <= $6)",
+        )
+        .bind(u.status.as_str())
+        .bind(&u.message)
+        .bind(ms(u.timestamp))
+        .bind(ms(now))
+        .bind(id)
+        .bind(ms(u.timestamp))
+        .execute(&mut *tx)
+        .await?;
+        if !touched.contains(&id) {
+            touched.push(id);
+        }
+    }
+    for id in &touched {
+        if let Some((service, reconciled)) = reconcile_service(&mut *tx, *id, now, rules).await? {
+            out.changes.extend(reconciled.change);
+            out.written.push(service);
+        }
+        if !out.created.contains(id) {
+            out.updated.push(*id);
+        }
+    }
+    let fresh: Vec<i64> = out
+        .created
+        .iter()
+        .copied()
+        .filter(|id| !touched.contains(id))
+        .collect();
+    out.changes
+        .extend(reconcile_all(&mut *tx, fresh, now, rules).await?);
+    Ok(out)
 }
 
 #[async_trait]
@@ -319,102 +418,17 @@ impl AgentStore for SqlStore {
         Ok(out)
     }
 
-    async fn record_results(
+    async fn record_results_together(
         &self,
-        server_id: i64,
-        updates: &[StatusUpdate],
-        now: DateTime<Utc>,
-    ) -> Result<Ingested, StoreError> {
+        messages: &[Results],
+    ) -> Result<Vec<Ingested>, StoreError> {
         let mut tx = self.write_tx().await?;
-        let mut out = Ingested::default();
-        let mut server = ServerName::Unread(server_id);
-        let mut touched: Vec<i64> = Vec::new();
-        for u in updates {
-            let Some(id) = check_service(
-                &mut tx,
-                server_id,
-                &mut server,
-                &u.service_name,
-                now,
-                &mut out.created,
-            )
-            .await?
-            else {
-                if server.gone() {
-                    // Deleted meanwhile: nothing of this is kept.
-                    return Ok(Ingested::default());
-                }
-                if !out.refused.contains(&u.service_name) {
-                    out.refused.push(u.service_name.clone());
-                }
-                continue;
-            };
-            let inserted = sqlx::query(
-                "INSERT INTO check_results (service_id, at, ordinal, status, message, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service_id, at, ordinal) DO NOTHING",
-            )
-            .bind(id)
-            .bind(ms(u.timestamp))
-            .bind(i64::from(u.ordinal))
-            .bind(u.status.as_str())
-            .bind(&u.message)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                continue;
-            }
-            out.results.push((
-                u.service_name.clone(),
-                CheckResultView {
-                    service_id: id,
-                    at: u.timestamp,
-                    ordinal: u.ordinal,
-                    status: u.status,
-                    message: u.message.clone(),
-                    received_at: now,
-                },
-            ));
-            // The newest result is the check's state; an older one replayed
-            // late only joins the history.
-            sqlx::query(
-                "UPDATE services SET check_status = $1, check_message = $2, check_at = $3, updated_at = $4
-                 WHERE id = $5 AND (check_at IS NULL OR check_at <= $6)",
-            )
-            .bind(u.status.as_str())
-            .bind(&u.message)
-            .bind(ms(u.timestamp))
-            .bind(ms(now))
-            .bind(id)
-            .bind(ms(u.timestamp))
-            .execute(&mut *tx)
-            .await?;
-            if !touched.contains(&id) {
-                touched.push(id);
-            }
+        let mut done = Vec::with_capacity(messages.len());
+        for message in messages {
+            done.push(record_message(&mut tx, message, self.rules).await?);
         }
-        for id in &touched {
-            if let Some((service, reconciled)) =
-                reconcile_service(&mut tx, *id, now, self.rules).await?
-            {
-                out.changes.extend(reconciled.change);
-                out.written.push(service);
-            }
-            if !out.created.contains(id) {
-                out.updated.push(*id);
-            }
-        }
-        let fresh: Vec<i64> = out
-            .created
-            .iter()
-            .copied()
-            .filter(|id| !touched.contains(id))
-            .collect();
-        out.changes
-            .extend(reconcile_all(&mut tx, fresh, now, self.rules).await?);
         tx.commit().await?;
-        Ok(out)
+        Ok(done)
     }
 
     async fn result_cursors(&self, server_id: i64) -> Result<BTreeMap<String, Cursor>, StoreError> {
