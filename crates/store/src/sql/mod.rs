@@ -121,9 +121,11 @@ impl SqlStore {
             .create_if_missing(true)
             .to_url_lossy();
         // `cache_size`: the most each connection keeps of the file's pages
-        // (KiB). The writer keeps SQLite's default, which the busiest
-        // writes need; reads are few (the registry is in memory), mostly
-        // history ranges read once, so each reader keeps a quarter of it.
+        // (KiB). The writer keeps half SQLite's default: writes that arrive
+        // together share a transaction, and most pages it writes (the event
+        // log's, the history's) are appended and never read again. Reads
+        // are few (the registry is in memory), mostly history ranges read
+        // once, so each reader keeps half of the writer's.
         let options = |cache_size: &'static str| {
             AnyPoolOptions::new()
                 // A local file does not drop connections: no ping (a round
@@ -159,7 +161,7 @@ impl SqlStore {
         // SQLite writes one transaction at a time: the writes share one
         // connection, whose cached statements and pages are the only ones
         // the writes warm.
-        let writes = options("PRAGMA cache_size = -2000")
+        let writes = options("PRAGMA cache_size = -1000")
             .max_connections(1)
             .connect_lazy(url.as_str())?;
         Self::migrate(pool, Some(writes), Backend::Sqlite).await
