@@ -368,9 +368,12 @@ struct WriteQueue<T, R> {
     write: WriteFn<T, R>,
 }
 
-/// How a batch is written: one answer per item, in order.
+/// How a batch is written: one answer per item, in order. The batch is
+/// shared, not copied: its items are needed again only if it fails.
 type WriteFn<T, R> = Arc<
-    dyn Fn(Vec<T>) -> futures::future::BoxFuture<'static, Result<Vec<R>, StoreError>> + Send + Sync,
+    dyn Fn(Arc<[T]>) -> futures::future::BoxFuture<'static, Result<Vec<R>, StoreError>>
+        + Send
+        + Sync,
 >;
 
 type Reply<R> = tokio::sync::oneshot::Sender<Result<R, StoreError>>;
@@ -387,7 +390,7 @@ const WRITE_BATCH: usize = 256;
 /// together finish within a moment of each other.
 const WRITE_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 
-impl<T: Clone + Send + 'static, R: Send + 'static> WriteQueue<T, R> {
+impl<T: Clone + Send + Sync + 'static, R: Send + 'static> WriteQueue<T, R> {
     fn new(write: WriteFn<T, R>) -> Self {
         Self {
             inner: Arc::new(std::sync::Mutex::new(Waiting {
@@ -429,7 +432,7 @@ impl<T, R> Drop for Writing<T, R> {
     }
 }
 
-async fn write_batches<T: Clone, R>(
+async fn write_batches<T: Clone + Send + Sync, R>(
     waiting: Arc<std::sync::Mutex<Waiting<T, R>>>,
     write: WriteFn<T, R>,
 ) {
@@ -451,6 +454,7 @@ async fn write_batches<T: Clone, R>(
             waiting.items.drain(..n).collect()
         };
         let (items, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
+        let items: Arc<[T]> = items.into();
         let single = items.len() == 1;
         match write(items.clone()).await {
             Ok(done) => {
@@ -465,8 +469,8 @@ async fn write_batches<T: Clone, R>(
             }
             // One bad write must not fail the others: each on its own.
             Err(_) => {
-                for (item, reply) in items.into_iter().zip(replies) {
-                    let one = write(vec![item])
+                for (item, reply) in items.iter().zip(replies) {
+                    let one = write(Arc::from([item.clone()]))
                         .await
                         .and_then(|mut d| d.pop().ok_or(StoreError::Stopped("the batch writer")));
                     let _ = reply.send(one);
@@ -572,14 +576,14 @@ impl Registry {
             events,
             checks: WriteQueue::new({
                 let store = store.clone();
-                Arc::new(move |checks: Vec<HealthCheck>| {
+                Arc::new(move |checks: Arc<[HealthCheck]>| {
                     let store = store.clone();
                     Box::pin(async move { store.record_health_checks(&checks).await })
                 })
             }),
             results: WriteQueue::new({
                 let store = store.clone();
-                Arc::new(move |messages: Vec<Results>| {
+                Arc::new(move |messages: Arc<[Results]>| {
                     let store = store.clone();
                     Box::pin(async move { store.record_results_together(&messages).await })
                 })
