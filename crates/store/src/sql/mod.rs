@@ -11,7 +11,9 @@ use lookout_proto::service::{
     HealthStatus, NewService, PortView, RegistryStatus, ReportedState, ServicePatch, TimerView,
 };
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Arguments, ConnectOptions, Encode, Executor, Row, Type};
+use tokio::sync::{OwnedMappedMutexGuard, OwnedMutexGuard};
 
 use lookout_proto::condition::{Condition, ConditionSpec};
 use lookout_proto::monitor::ProbeSettings;
@@ -57,55 +59,108 @@ pub struct SqlStore {
     /// SQLite takes one writer at a time; a second `BEGIN IMMEDIATE` would
     /// sleep in SQLite's busy handler (a millisecond and more). Writers of
     /// this hub queue here instead and go in the moment the last one commits.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    /// The turn holds the writer's connection, taken from `writes` at the
+    /// first write and kept.
+    writer: Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>,
     /// The hub's settings of the status rules every write applies.
     rules: StatusRules,
 }
 
+/// A connection that writes: on SQLite the writer's own, held with this
+/// hub's writer turn for as long as the write lasts; on PostgreSQL one from
+/// the pool.
+///
+/// The SQLite writer's connection is never returned to a pool: sqlx pings a
+/// connection on its way back (a task and a round trip to the connection's
+/// thread), which for one statement costs as much as the statement.
+enum Conn {
+    Held(OwnedMappedMutexGuard<Option<PoolConnection<Any>>, PoolConnection<Any>>),
+    Pooled(PoolConnection<Any>),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Conn::Held(conn) => conn,
+            Conn::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Conn::Held(conn) => conn,
+            Conn::Pooled(conn) => conn,
+        }
+    }
+}
+
 /// A write transaction; on SQLite it also holds this hub's writer turn.
+/// Dropped without [`WriteTx::commit`], it rolls back before the
+/// connection's next statement, so before the next writer's.
 pub(crate) struct WriteTx {
-    // Dropped first: a transaction dropped without commit rolls back before
-    // the next writer goes in.
-    tx: sqlx::Transaction<'static, Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    conn: Conn,
+    open: bool,
 }
 
 /// A connection for single write statements; on SQLite it also holds this
 /// hub's writer turn.
-pub(crate) struct WriteConn {
-    conn: sqlx::pool::PoolConnection<Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
+pub(crate) struct WriteConn(Conn);
 
 impl std::ops::Deref for WriteConn {
     type Target = sqlx::AnyConnection;
     fn deref(&self) -> &Self::Target {
-        &self.conn
+        &self.0
     }
 }
 
 impl std::ops::DerefMut for WriteConn {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.conn
+        &mut self.0
     }
 }
 
 impl WriteTx {
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    async fn begin(mut conn: Conn, statement: Option<&'static str>) -> Result<Self, sqlx::Error> {
+        <<Any as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::begin(
+            &mut conn,
+            statement.map(Into::into),
+        )
+        .await?;
+        Ok(Self { conn, open: true })
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        <<Any as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::commit(
+            &mut self.conn,
+        )
+        .await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            // Queued on the connection: it runs before anything else does.
+            <<Any as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::start_rollback(&mut self.conn);
+        }
     }
 }
 
 impl std::ops::Deref for WriteTx {
     type Target = sqlx::AnyConnection;
     fn deref(&self) -> &Self::Target {
-        &self.tx
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
+        &mut self.conn
     }
 }
 
@@ -257,30 +312,30 @@ impl SqlStore {
     /// A connection for one write statement (atomic on its own), in this
     /// hub's writer turn on SQLite.
     async fn write_conn(&self) -> Result<WriteConn, sqlx::Error> {
-        let turn = match self.backend {
-            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
-            Backend::Postgres => None,
-        };
-        Ok(WriteConn {
-            conn: self.writes.acquire().await?,
-            _turn: turn,
-        })
+        Ok(WriteConn(self.writer_conn().await?))
     }
 
     async fn write_tx(&self) -> Result<WriteTx, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => {
-                let turn = self.writer.clone().lock_owned().await;
-                Ok(WriteTx {
-                    tx: self.writes.begin_with("BEGIN IMMEDIATE").await?,
-                    _turn: Some(turn),
-                })
-            }
-            Backend::Postgres => Ok(WriteTx {
-                tx: self.writes.begin().await?,
-                _turn: None,
-            }),
+        let statement = match self.backend {
+            Backend::Sqlite => Some("BEGIN IMMEDIATE"),
+            Backend::Postgres => None,
+        };
+        WriteTx::begin(self.writer_conn().await?, statement).await
+    }
+
+    /// On SQLite the writer's connection, once it is this hub's turn to
+    /// write; on PostgreSQL any connection of the pool.
+    async fn writer_conn(&self) -> Result<Conn, sqlx::Error> {
+        if self.backend == Backend::Postgres {
+            return Ok(Conn::Pooled(self.writes.acquire().await?));
         }
+        let mut turn = self.writer.clone().lock_owned().await;
+        if turn.is_none() {
+            *turn = Some(self.writes.acquire().await?);
+        }
+        OwnedMutexGuard::try_map(turn, Option::as_mut)
+            .map(Conn::Held)
+            .map_err(|_| sqlx::Error::PoolClosed)
     }
 }
 
@@ -1997,6 +2052,9 @@ impl Store for SqlStore {
     }
 
     async fn close(&self) {
+        if let Some(conn) = self.writer.lock().await.take() {
+            let _ = conn.close().await;
+        }
         self.writes.close().await;
         self.pool.close().await;
     }
@@ -2026,6 +2084,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    /// The writer's connection is held, never handed back to a pool: a
+    /// write dropped half-way (its task cancelled) must leave nothing, and
+    /// the next write must find the connection out of any transaction.
+    #[tokio::test]
+    async fn a_dropped_write_leaves_nothing_and_blocks_nothing() {
+        let (store, _dir) = store().await;
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let (kept, _) = store
+            .register_service(&new(json!({"name": "kept"})), now)
+            .await
+            .unwrap();
+
+        let mut tx = store.write_tx().await.unwrap();
+        sqlx::query("UPDATE services SET description = 'half' WHERE id = $1")
+            .bind(kept.id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        drop(tx);
+        let check = HealthCheck {
+            service_id: kept.id,
+            checked_at: now,
+            status: HealthStatus::Healthy,
+            url: None,
+            response_code: Some(200),
+            latency_ms: Some(3),
+            error: None,
+            warning: None,
+            cert_expires_at: None,
+        };
+        // A script transaction dropped between its two scripts.
+        {
+            let conn = store.write_conn().await.unwrap();
+            let mut tx = script::ScriptTx::new(conn);
+            let results = script::results_json(std::slice::from_ref(&check));
+            tx.write(results).await.unwrap();
+        }
+
+        // The next writes go in, and neither dropped write is there.
+        let (other, _) = store
+            .register_service(&new(json!({"name": "after"})), now)
+            .await
+            .unwrap();
+        let service = store.get_service(kept.id).await.unwrap().unwrap();
+        assert_eq!(service.description, None);
+        assert_eq!(service.last_health_check, None);
+        assert!(store.get_service(other.id).await.unwrap().is_some());
+        let recorded = store.record_health_check(&check).await.unwrap();
+        assert!(matches!(recorded, Recorded::Stored(_)), "{recorded:?}");
     }
 
     #[tokio::test]

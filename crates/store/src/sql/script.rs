@@ -83,17 +83,26 @@ const STATUS_AND_COMMIT: &str = concat!(status_sql!(), "COMMIT;");
 const STATUS: &str = status_sql!();
 
 /// A transaction the scripts open and close themselves. Dropped while open
-/// (the task was cancelled between its scripts), the connection is closed
-/// rather than handed back to the pool mid-transaction; closing rolls back.
-struct ScriptTx {
-    conn: WriteConn,
+/// (the task was cancelled between its scripts), a task of its own rolls
+/// it back, still in this writer's turn, before the connection writes
+/// again.
+pub(super) struct ScriptTx {
+    /// Always there until dropped.
+    conn: Option<WriteConn>,
     open: bool,
 }
 
 impl ScriptTx {
+    pub(super) fn new(conn: WriteConn) -> Self {
+        Self {
+            conn: Some(conn),
+            open: false,
+        }
+    }
+
     /// Writes the results in `results` (see [`WRITE`]), opening the
     /// transaction if it is not open yet.
-    async fn write(&mut self, results: String) -> Result<Vec<AnyRow>, sqlx::Error> {
+    pub(super) async fn write(&mut self, results: String) -> Result<Vec<AnyRow>, sqlx::Error> {
         let sql = if self.open { WRITE } else { BEGIN_AND_WRITE };
         self.run(sql, &[results], false).await
     }
@@ -116,8 +125,11 @@ impl ScriptTx {
         for arg in args {
             query = query.bind(arg.as_str());
         }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(sqlx::Error::PoolClosed);
+        };
         self.open = true;
-        match query.fetch_all(&mut *self.conn).await {
+        match query.fetch_all(&mut **conn).await {
             Ok(rows) => {
                 self.open = !commits;
                 Ok(rows)
@@ -125,7 +137,7 @@ impl ScriptTx {
             Err(e) => {
                 // Still in this writer's turn: the next writer finds the
                 // write lock free.
-                if self.conn.execute("ROLLBACK").await.is_ok() {
+                if conn.execute("ROLLBACK").await.is_ok() {
                     self.open = false;
                 }
                 Err(e)
@@ -136,8 +148,14 @@ impl ScriptTx {
 
 impl Drop for ScriptTx {
     fn drop(&mut self) {
-        if self.open {
-            self.conn.conn.close_on_drop();
+        if let (true, Some(mut conn)) = (self.open, self.conn.take()) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = conn.execute("ROLLBACK").await {
+                        tracing::warn!(error = %e, "rolling back a cancelled write failed");
+                    }
+                });
+            }
         }
     }
 }
@@ -149,7 +167,7 @@ pub(super) async fn record_checks(
     checks: &[HealthCheck],
     rules: StatusRules,
 ) -> Result<Vec<(Recorded, Option<Service>)>, sqlx::Error> {
-    let mut tx = ScriptTx { conn, open: false };
+    let mut tx = ScriptTx::new(conn);
     let runs = distinct_runs(checks);
     let mut done = Vec::with_capacity(checks.len());
     for (i, run) in runs.iter().enumerate() {
@@ -159,14 +177,8 @@ pub(super) async fn record_checks(
     Ok(done)
 }
 
-/// Writes `checks`, each of a different service, in the transaction (opening
-/// it if needed), and commits if `last`.
-async fn record_run(
-    tx: &mut ScriptTx,
-    checks: &[HealthCheck],
-    rules: StatusRules,
-    last: bool,
-) -> Result<Vec<(Recorded, Option<Service>)>, sqlx::Error> {
+/// The results as [`WRITE`] reads them.
+pub(super) fn results_json(checks: &[HealthCheck]) -> String {
     let results: Vec<serde_json::Value> = checks
         .iter()
         .map(|check| {
@@ -184,9 +196,18 @@ async fn record_run(
             })
         })
         .collect();
-    let rows = tx
-        .write(serde_json::Value::Array(results).to_string())
-        .await?;
+    serde_json::Value::Array(results).to_string()
+}
+
+/// Writes `checks`, each of a different service, in the transaction (opening
+/// it if needed), and commits if `last`.
+async fn record_run(
+    tx: &mut ScriptTx,
+    checks: &[HealthCheck],
+    rules: StatusRules,
+    last: bool,
+) -> Result<Vec<(Recorded, Option<Service>)>, sqlx::Error> {
+    let rows = tx.write(results_json(checks)).await?;
     let mut rows: HashMap<i64, AnyRow> = rows
         .into_iter()
         .map(|row| Ok((row.try_get::<i64, _>("id")?, row)))
