@@ -358,14 +358,26 @@ impl Memory {
     }
 }
 
-/// Writes waiting their turn (health results, agents' messages), and
-/// whether a writer task is on them. The first to arrive starts a task that
-/// waits a moment for others, writes everything waiting in one transaction,
-/// and again until nothing waits: writes that arrive together share a commit
+/// Writes waiting their turn (health results, agents' messages), and the
+/// writer tasks on them. The first to arrive starts a task that waits a
+/// moment for others, writes everything waiting in one transaction, and
+/// again until nothing waits: writes that arrive together share a commit
 /// instead of queueing for the write lock one by one.
+///
+/// Where the store takes several writers at once (PostgreSQL), a write that
+/// arrives while every writer is busy writing starts another, up to the
+/// store's [`Store::concurrent_writes`]: each statement there is a round
+/// trip over the network, and one writer alone would cap the rate at what
+/// one connection's round trips allow.
+///
+/// A batch is written in the order of its items' rows (`key`, stable):
+/// batches side by side then take their row locks in the same order, and
+/// cannot deadlock each other.
 struct WriteQueue<T, R> {
     inner: Arc<std::sync::Mutex<Waiting<T, R>>>,
     write: WriteFn<T, R>,
+    most_writers: usize,
+    key: fn(&T) -> i64,
 }
 
 /// How a batch is written: one answer per item, in order. The batch is
@@ -380,7 +392,11 @@ type Reply<R> = tokio::sync::oneshot::Sender<Result<R, StoreError>>;
 
 struct Waiting<T, R> {
     items: Vec<(T, Reply<R>)>,
-    writing: bool,
+    /// Writer tasks running.
+    writers: usize,
+    /// A writer is gathering (waiting for more before it takes a batch):
+    /// what arrives now is in its batch.
+    gathering: bool,
 }
 
 /// Most writes in one transaction.
@@ -391,13 +407,16 @@ const WRITE_BATCH: usize = 256;
 const WRITE_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl<T: Clone + Send + Sync + 'static, R: Send + 'static> WriteQueue<T, R> {
-    fn new(write: WriteFn<T, R>) -> Self {
+    fn new(write: WriteFn<T, R>, most_writers: usize, key: fn(&T) -> i64) -> Self {
         Self {
             inner: Arc::new(std::sync::Mutex::new(Waiting {
                 items: Vec::new(),
-                writing: false,
+                writers: 0,
+                gathering: false,
             })),
             write,
+            most_writers: most_writers.max(1),
+            key,
         }
     }
 
@@ -406,28 +425,43 @@ impl<T: Clone + Send + Sync + 'static, R: Send + 'static> WriteQueue<T, R> {
         let start = {
             let mut waiting = lock(&self.inner);
             waiting.items.push((item, tx));
-            !std::mem::replace(&mut waiting.writing, true)
+            let start = !waiting.gathering && waiting.writers < self.most_writers;
+            if start {
+                waiting.writers += 1;
+                waiting.gathering = true;
+            }
+            start
         };
         if start {
             // A task of its own: a request that gives up waiting does not
             // take the others' writes with it.
-            tokio::spawn(write_batches(self.inner.clone(), self.write.clone()));
+            tokio::spawn(write_batches(
+                self.inner.clone(),
+                self.write.clone(),
+                self.key,
+            ));
         }
         rx.await
             .unwrap_or_else(|_| Err(StoreError::Stopped("the batch writer")))
     }
 }
 
-/// Lets the next write start a writer if this one ends early (a panic).
+/// Counts a writer out however it ends (a panic too), so the next write
+/// can start one.
 struct Writing<T, R> {
     waiting: Arc<std::sync::Mutex<Waiting<T, R>>>,
     done: bool,
+    gathering: bool,
 }
 
 impl<T, R> Drop for Writing<T, R> {
     fn drop(&mut self) {
         if !self.done {
-            lock(&self.waiting).writing = false;
+            let mut waiting = lock(&self.waiting);
+            waiting.writers -= 1;
+            if self.gathering {
+                waiting.gathering = false;
+            }
         }
     }
 }
@@ -435,24 +469,30 @@ impl<T, R> Drop for Writing<T, R> {
 async fn write_batches<T: Clone + Send + Sync, R>(
     waiting: Arc<std::sync::Mutex<Waiting<T, R>>>,
     write: WriteFn<T, R>,
+    key: fn(&T) -> i64,
 ) {
     let mut writing = Writing {
         waiting: waiting.clone(),
         done: false,
+        gathering: true,
     };
     tokio::time::sleep(WRITE_GATHER).await;
     loop {
-        let batch: Vec<_> = {
+        let mut batch: Vec<_> = {
             let mut waiting = lock(&waiting);
+            if std::mem::take(&mut writing.gathering) {
+                waiting.gathering = false;
+            }
             let n = waiting.items.len().min(WRITE_BATCH);
             if n == 0 {
                 // Done, under the lock: the next write starts a writer.
-                waiting.writing = false;
+                waiting.writers -= 1;
                 writing.done = true;
                 return;
             }
             waiting.items.drain(..n).collect()
         };
+        batch.sort_by_key(|(item, _)| key(item));
         let (items, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
         let items: Arc<[T]> = items.into();
         let single = items.len() == 1;
@@ -574,20 +614,28 @@ impl Registry {
             store: store.clone(),
             own: Default::default(),
             events,
-            checks: WriteQueue::new({
-                let store = store.clone();
-                Arc::new(move |checks: Arc<[HealthCheck]>| {
+            checks: WriteQueue::new(
+                {
                     let store = store.clone();
-                    Box::pin(async move { store.record_health_checks(&checks).await })
-                })
-            }),
-            results: WriteQueue::new({
-                let store = store.clone();
-                Arc::new(move |messages: Arc<[Results]>| {
+                    Arc::new(move |checks: Arc<[HealthCheck]>| {
+                        let store = store.clone();
+                        Box::pin(async move { store.record_health_checks(&checks).await })
+                    })
+                },
+                store.concurrent_writes(),
+                |check| check.service_id,
+            ),
+            results: WriteQueue::new(
+                {
                     let store = store.clone();
-                    Box::pin(async move { store.record_results_together(&messages).await })
-                })
-            }),
+                    Arc::new(move |messages: Arc<[Results]>| {
+                        let store = store.clone();
+                        Box::pin(async move { store.record_results_together(&messages).await })
+                    })
+                },
+                store.concurrent_writes(),
+                |message| message.server_id,
+            ),
             epoch: u32::from_le_bytes(epoch),
             defaults,
             memory: RwLock::new(Memory::default()),
@@ -1492,6 +1540,70 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The batches written, the writes running, and the most at once.
+    type Seen = Arc<std::sync::Mutex<(Vec<Vec<i64>>, usize, usize)>>;
+
+    /// A queue whose writes take 20 ms and note what they were given and
+    /// how many ran at once.
+    fn slow_queue(most_writers: usize) -> (WriteQueue<i64, i64>, Seen) {
+        let seen = Arc::new(std::sync::Mutex::new((Vec::new(), 0, 0)));
+        let log = seen.clone();
+        let queue = WriteQueue::new(
+            Arc::new(move |items: Arc<[i64]>| {
+                let log = log.clone();
+                Box::pin(async move {
+                    {
+                        let mut log = lock(&log);
+                        log.0.push(items.to_vec());
+                        log.1 += 1;
+                        log.2 = log.2.max(log.1);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    lock(&log).1 -= 1;
+                    Ok(items.iter().map(|i| i * 10).collect())
+                })
+            }),
+            most_writers,
+            |item| *item,
+        );
+        (queue, seen)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_go_in_row_order_and_side_by_side_up_to_the_stores_limit() {
+        for most in [1, 3] {
+            let (queue, seen) = slow_queue(most);
+            let queue = Arc::new(queue);
+            // Forty writes, arriving over 60 ms, keys falling.
+            let mut answers = Vec::new();
+            for item in (0..40).rev() {
+                let queue = queue.clone();
+                answers.push(tokio::spawn(
+                    async move { (item, queue.submit(item).await) },
+                ));
+                tokio::time::sleep(std::time::Duration::from_micros(1500)).await;
+            }
+            for answer in answers {
+                let (item, answer) = answer.await.unwrap();
+                assert_eq!(answer.unwrap(), item * 10, "each gets its own answer");
+            }
+            let (batches, running, most_at_once) = lock(&seen).clone();
+            assert_eq!(running, 0);
+            assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 40);
+            for batch in &batches {
+                assert!(batch.is_sorted(), "{batch:?}");
+            }
+            if most == 1 {
+                assert_eq!(most_at_once, 1, "one writer at a time");
+            } else {
+                assert!(
+                    (2..=most).contains(&most_at_once),
+                    "writers side by side: {most_at_once}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn reshaped_services_are_named_until_there_are_too_many() {

@@ -918,6 +918,14 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
     /// Whether the database answers (one trivial query).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// How many write transactions are worth running at once: one where
+    /// the engine takes one writer at a time (SQLite), more where writes of
+    /// different rows go side by side and each statement is a round trip
+    /// over the network (PostgreSQL).
+    fn concurrent_writes(&self) -> usize {
+        1
+    }
+
     /// Closes connections; the data is then safely on disk.
     async fn close(&self);
 }

@@ -2707,6 +2707,78 @@ async fn results_together_story() {
     assert_eq!(store.count_rows("check_results").await.unwrap(), 2);
 }
 
+/// Batches written side by side, as many as the store takes (one at a time
+/// on SQLite, several on PostgreSQL), each in its servers' order as the
+/// registry writes them: every one goes in, none waits on another's locks
+/// for good. (In opposite orders, PostgreSQL finds a deadlock and fails one
+/// of them.)
+#[tokio::test]
+async fn batches_side_by_side_story() {
+    let (store, _db) = open().await;
+    let side_by_side = store.concurrent_writes();
+    match store.backend() {
+        Backend::Sqlite => assert_eq!(side_by_side, 1),
+        Backend::Postgres => assert!(side_by_side > 1, "{side_by_side}"),
+    }
+    let mut servers = Vec::new();
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        let server = store
+            .create_server(
+                &NewServer {
+                    name: name.into(),
+                    labels: vec![],
+                    agent_id: format!("agt-{name}"),
+                    claim_hash: hash(&format!("lkc_{name}")),
+                    claim_expires_at: at(HOUR),
+                },
+                at(0),
+            )
+            .await
+            .unwrap();
+        store.agent_seen(server.id, 10, None, at(10)).await.unwrap();
+        servers.push(server.id);
+    }
+    servers.sort_unstable();
+    let writers = side_by_side.max(2) * 2;
+    // The checks exist (a batch creating the same check as another fails
+    // whole, and the registry writes its messages again one by one).
+    let first: Vec<Results> = servers
+        .iter()
+        .map(|&server_id| Results {
+            server_id,
+            updates: vec![result("disk", 15, 0, LineStatus::Ok, "fine")],
+            received_at: at(15),
+        })
+        .collect();
+    store.record_results_together(&first).await.unwrap();
+    for round in 0..5 {
+        let batches = (0..writers).map(|w| {
+            let store = store.clone();
+            // Every batch writes to every server, in the servers' order.
+            let batch: Vec<Results> = servers
+                .iter()
+                .map(|&server_id| Results {
+                    server_id,
+                    updates: vec![result("disk", 20 + round, w as u32, LineStatus::Ok, "fine")],
+                    received_at: at(20 + round),
+                })
+                .collect();
+            tokio::spawn(async move { store.record_results_together(&batch).await })
+        });
+        for done in futures::future::join_all(batches).await {
+            assert_eq!(done.unwrap().unwrap().len(), servers.len());
+        }
+    }
+    // A result older than one already in is not stored again; the first
+    // of each round on each server is.
+    let stored = store.count_rows("check_results").await.unwrap();
+    let servers = servers.len() as u64;
+    assert!(
+        (6 * servers..=(1 + 5 * writers as u64) * servers).contains(&stored),
+        "{stored}"
+    );
+}
+
 /// Hubs sharing one database: the health checks split between them, and a
 /// once-per-database job run by one hub at a time.
 #[tokio::test]

@@ -2044,6 +2044,15 @@ impl Store for SqlStore {
             .collect())
     }
 
+    fn concurrent_writes(&self) -> usize {
+        match self.backend {
+            Backend::Sqlite => 1,
+            // A quarter of the pool: batches side by side, and room left
+            // for the reads and single writes.
+            Backend::Postgres => 4,
+        }
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query_scalar::<_, i64>("SELECT 1")
             .fetch_one(&self.pool)
