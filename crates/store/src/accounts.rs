@@ -109,6 +109,20 @@ pub struct User {
     pub password_hash: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// The base32 TOTP secret of an account that signs in with a second
+    /// factor.
+    #[serde(skip)]
+    pub totp_secret: Option<String>,
+    /// The SHA-256 of each recovery code not yet used.
+    #[serde(skip)]
+    pub recovery_codes: Vec<String>,
+}
+
+impl User {
+    /// Signing in takes a code from an authenticator app too.
+    pub fn two_factor(&self) -> bool {
+        self.totp_secret.is_some()
+    }
 }
 
 /// An account to create; the password is already hashed.
@@ -285,6 +299,40 @@ pub trait AccountStore: Send + Sync + 'static {
         successors: &[NewCredential],
         now: DateTime<Utc>,
     ) -> Result<Refreshed, StoreError>;
+
+    /// Turns two-factor sign-in on (a TOTP secret and the SHA-256 of each
+    /// recovery code) or off (`None`, and no codes), and forgets any sign-in
+    /// waiting for a code. `false`: no such user.
+    async fn set_two_factor(
+        &self,
+        id: i64,
+        totp_secret: Option<&str>,
+        recovery_codes: &[String],
+    ) -> Result<bool, StoreError>;
+
+    /// Accepts a TOTP code's time step once: `false` if a code of this step
+    /// or a later one was accepted already (a replayed code).
+    async fn spend_totp_step(&self, id: i64, step: u64) -> Result<bool, StoreError>;
+
+    /// Uses up a recovery code (its SHA-256): `false` if the user has no
+    /// such code left.
+    async fn spend_recovery_code(&self, id: i64, code_hash: &str) -> Result<bool, StoreError>;
+
+    /// Notes a password sign-in waiting for its second factor (the SHA-256
+    /// of the browser's challenge, and until when it holds), or forgets it
+    /// (`None`). One per user: a new sign-in replaces the last.
+    async fn set_login_challenge(
+        &self,
+        id: i64,
+        challenge: Option<(&str, DateTime<Utc>)>,
+    ) -> Result<(), StoreError>;
+
+    /// The user a challenge (its SHA-256) is waiting for, unless it expired.
+    async fn challenged_user(
+        &self,
+        challenge_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError>;
 
     /// Revokes one credential; with `owner`, only if it is theirs.
     async fn revoke_credential(

@@ -12,6 +12,7 @@
 pub mod limit;
 pub mod password;
 pub mod token;
+pub mod totp;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -1757,6 +1757,108 @@ async fn accounts_story() {
     assert_eq!(store.count_users().await.unwrap(), 2);
 }
 
+/// Two-factor sign-in: a secret and recovery codes set and cleared, each
+/// TOTP step and each recovery code good once, and a sign-in waiting for
+/// its code found by its challenge until it expires.
+#[tokio::test]
+async fn two_factor_story() {
+    let (store, _db) = open().await;
+    let alice = store
+        .create_user(&user("alice", None, Role::Admin), at(0))
+        .await
+        .unwrap();
+    assert!(!alice.two_factor() && alice.recovery_codes.is_empty());
+    // No secret yet: no step is accepted.
+    assert!(!store.spend_totp_step(alice.id, 100).await.unwrap());
+
+    let codes = vec![hash("one"), hash("two")];
+    assert!(store
+        .set_two_factor(alice.id, Some("JBSWY3DPEHPK3PXP"), &codes)
+        .await
+        .unwrap());
+    assert!(!store.set_two_factor(MISSING, Some("X"), &[]).await.unwrap());
+    let found = store.find_user("alice").await.unwrap().unwrap();
+    assert_eq!(found.totp_secret.as_deref(), Some("JBSWY3DPEHPK3PXP"));
+    assert_eq!(found.recovery_codes, codes);
+
+    // A step once; never one older than the last accepted.
+    assert!(store.spend_totp_step(alice.id, 100).await.unwrap());
+    assert!(!store.spend_totp_step(alice.id, 100).await.unwrap());
+    assert!(!store.spend_totp_step(alice.id, 99).await.unwrap());
+    assert!(store.spend_totp_step(alice.id, 101).await.unwrap());
+
+    // A recovery code once.
+    assert!(store
+        .spend_recovery_code(alice.id, &hash("one"))
+        .await
+        .unwrap());
+    assert!(!store
+        .spend_recovery_code(alice.id, &hash("one"))
+        .await
+        .unwrap());
+    assert!(!store
+        .spend_recovery_code(alice.id, &hash("three"))
+        .await
+        .unwrap());
+    let left = store.get_user(alice.id).await.unwrap().unwrap();
+    assert_eq!(left.recovery_codes, vec![hash("two")]);
+
+    // A sign-in waiting for its code: found by its challenge until it
+    // expires; a new one replaces it.
+    store
+        .set_login_challenge(alice.id, Some((&hash("c1"), at(300))))
+        .await
+        .unwrap();
+    let waiting = store.challenged_user(&hash("c1"), at(10)).await.unwrap();
+    assert_eq!(waiting.map(|u| u.id), Some(alice.id));
+    assert!(store
+        .challenged_user(&hash("c1"), at(300))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .challenged_user(&hash("c2"), at(10))
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .set_login_challenge(alice.id, Some((&hash("c2"), at(600))))
+        .await
+        .unwrap();
+    assert!(store
+        .challenged_user(&hash("c1"), at(10))
+        .await
+        .unwrap()
+        .is_none());
+    store.set_login_challenge(alice.id, None).await.unwrap();
+    assert!(store
+        .challenged_user(&hash("c2"), at(10))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Turned off (a reset): no secret, no codes, no waiting sign-in, and a
+    // new secret starts its steps afresh.
+    store
+        .set_login_challenge(alice.id, Some((&hash("c3"), at(600))))
+        .await
+        .unwrap();
+    assert!(store.set_two_factor(alice.id, None, &[]).await.unwrap());
+    let off = store.get_user(alice.id).await.unwrap().unwrap();
+    assert!(!off.two_factor() && off.recovery_codes.is_empty());
+    assert!(store
+        .challenged_user(&hash("c3"), at(10))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!store.spend_totp_step(alice.id, 200).await.unwrap());
+    store
+        .set_two_factor(alice.id, Some("KRSXG5CTMVRXEZLU"), &[])
+        .await
+        .unwrap();
+    assert!(store.spend_totp_step(alice.id, 50).await.unwrap());
+}
+
 /// Credentials: sessions, token pairs and their rotation, API tokens,
 /// revocation and pruning.
 #[tokio::test]

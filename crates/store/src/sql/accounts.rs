@@ -39,6 +39,15 @@ fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
         password_hash: row.try_get("password_hash")?,
         role: role(row, "role")?,
         created_at: time(row.try_get("created_at")?),
+        totp_secret: row.try_get("totp_secret")?,
+        recovery_codes: recovery_codes(row)?,
+    })
+}
+
+fn recovery_codes(row: &AnyRow) -> Result<Vec<String>, sqlx::Error> {
+    let codes: Option<String> = row.try_get("recovery_codes")?;
+    codes.map_or(Ok(Vec::new()), |c| {
+        serde_json::from_str(&c).map_err(|_| decode_error("recovery_codes", &c))
     })
 }
 
@@ -56,7 +65,8 @@ fn user_conflict(e: sqlx::Error, new: &NewUser) -> StoreError {
     e.into()
 }
 
-const USER_COLUMNS: &str = "id, username, email, password_hash, role, created_at";
+const USER_COLUMNS: &str =
+    "id, username, email, password_hash, role, created_at, totp_secret, recovery_codes";
 
 impl SqlStore {
     /// Serialises account creation, so two accounts cannot claim one sign-in
@@ -271,6 +281,110 @@ impl AccountStore for SqlStore {
         .await?;
         tx.commit().await?;
         Ok(updated > 0)
+    }
+
+    async fn set_two_factor(
+        &self,
+        id: i64,
+        totp_secret: Option<&str>,
+        recovery_codes: &[String],
+    ) -> Result<bool, StoreError> {
+        let codes = (!recovery_codes.is_empty())
+            .then(|| serde_json::Value::from(recovery_codes).to_string());
+        let updated = sqlx::query(
+            "UPDATE users SET totp_secret = $1, totp_step = NULL, recovery_codes = $2,
+                challenge_hash = NULL, challenge_expires_at = NULL
+             WHERE id = $3",
+        )
+        .bind(totp_secret)
+        .bind(codes)
+        .bind(id)
+        .execute(&mut *self.write_conn().await?)
+        .await?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn spend_totp_step(&self, id: i64, step: u64) -> Result<bool, StoreError> {
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        let updated = sqlx::query(
+            "UPDATE users SET totp_step = $1
+             WHERE id = $2 AND totp_secret IS NOT NULL AND (totp_step IS NULL OR totp_step < $1)",
+        )
+        .bind(step)
+        .bind(id)
+        .execute(&mut *self.write_conn().await?)
+        .await?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn spend_recovery_code(&self, id: i64, code_hash: &str) -> Result<bool, StoreError> {
+        // Read, then write only if nothing changed meanwhile: two sign-ins
+        // with the same code cannot both use it.
+        for _ in 0..5 {
+            let Some(user) = self.get_user(id).await? else {
+                return Ok(false);
+            };
+            if !user.recovery_codes.iter().any(|c| c == code_hash) {
+                return Ok(false);
+            }
+            let before = serde_json::Value::from(user.recovery_codes.clone()).to_string();
+            let left: Vec<&String> = user
+                .recovery_codes
+                .iter()
+                .filter(|c| *c != code_hash)
+                .collect();
+            let after =
+                serde_json::Value::from(left.iter().map(|c| c.as_str()).collect::<Vec<_>>())
+                    .to_string();
+            let updated = sqlx::query(
+                "UPDATE users SET recovery_codes = $1 WHERE id = $2 AND recovery_codes = $3",
+            )
+            .bind(after)
+            .bind(id)
+            .bind(before)
+            .execute(&mut *self.write_conn().await?)
+            .await?
+            .rows_affected();
+            if updated > 0 {
+                return Ok(true);
+            }
+        }
+        // Changed under it five times over: refused, and the user tries
+        // again.
+        Ok(false)
+    }
+
+    async fn set_login_challenge(
+        &self,
+        id: i64,
+        challenge: Option<(&str, DateTime<Utc>)>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET challenge_hash = $1, challenge_expires_at = $2 WHERE id = $3",
+        )
+        .bind(challenge.map(|(hash, _)| hash))
+        .bind(challenge.map(|(_, expires)| ms(expires)))
+        .bind(id)
+        .execute(&mut *self.write_conn().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn challenged_user(
+        &self,
+        challenge_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE challenge_hash = $1 AND challenge_expires_at > $2"
+        ))
+        .bind(challenge_hash)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
     }
 
     async fn insert_credentials(
