@@ -424,7 +424,10 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             doc("Remove a server and its checks", "agents", Empty)
         }
         ("POST", "/api/v1/users/login") => Doc {
-            body: Some("username, password"),
+            body: Some(
+                "username, password, and code (the authenticator app's 6-digit code, or a \
+                 recovery code) for an account with two-factor sign-in",
+            ),
             ..doc("Log in: an access and a refresh token", "users", Object)
         },
         ("POST", "/api/v1/users/refresh") => Doc {

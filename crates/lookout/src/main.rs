@@ -183,6 +183,11 @@ fn user_command() -> Command {
                 .arg(name()),
         )
         .subcommand(
+            Command::new("reset-2fa")
+                .about("Turn off two-factor sign-in for a user who lost their authenticator app and recovery codes; they sign in with the password alone and can set it up again")
+                .arg(name()),
+        )
+        .subcommand(
             Command::new("remove")
                 .about("Delete an account and its sessions and tokens")
                 .arg(name()),
@@ -414,13 +419,17 @@ fn user(m: &ArgMatches) -> anyhow::Result<()> {
                     println!("created {} {}", role.as_str(), user.username);
                 }
                 "list" => {
-                    println!("{:<24} {:<8} {:<32} CREATED", "USERNAME", "ROLE", "E-MAIL");
+                    println!(
+                        "{:<24} {:<8} {:<32} {:<4} CREATED",
+                        "USERNAME", "ROLE", "E-MAIL", "2FA"
+                    );
                     for u in store.list_users().await? {
                         println!(
-                            "{:<24} {:<8} {:<32} {}",
+                            "{:<24} {:<8} {:<32} {:<4} {}",
                             u.username,
                             u.role.as_str(),
                             u.email.as_deref().unwrap_or("-"),
+                            if u.two_factor() { "on" } else { "-" },
                             u.created_at.format("%Y-%m-%d %H:%M UTC")
                         );
                     }
@@ -438,6 +447,28 @@ fn user(m: &ArgMatches) -> anyhow::Result<()> {
                     store.set_password(user.id, &hash, now).await?;
                     println!(
                         "new password set for {}; their sessions and tokens are revoked",
+                        user.username
+                    );
+                }
+                "reset-2fa" => {
+                    let user = store
+                        .find_user(&name)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no user {name:?}"))?;
+                    if !user.two_factor() {
+                        anyhow::bail!("{} does not use two-factor sign-in", user.username);
+                    }
+                    store.set_two_factor(user.id, None, &[]).await?;
+                    let entry = lookout_hub::store::accounts::NewAuditEntry {
+                        actor: None,
+                        action: "user.2fa.reset",
+                        target: Some(user.username.clone()),
+                        client: Some("command line".into()),
+                        outcome: lookout_hub::store::accounts::AuditOutcome::Ok,
+                    };
+                    store.append_audit(&entry, now).await?;
+                    println!(
+                        "two-factor sign-in is off for {}: they sign in with their password and can set it up again",
                         user.username
                     );
                 }

@@ -5,7 +5,9 @@
 //! static assets and push URLs needs a credential). Credentials are opaque
 //! random tokens stored as SHA-256 hashes ([`token`]): browser sessions
 //! (cookie), API access tokens (short-lived) with rotating refresh tokens, and
-//! personal API tokens. Every route declares who may call it
+//! personal API tokens. An account may also sign in with a second factor
+//! ([`totp`]): a code from an authenticator app, or a recovery code.
+//! Every route declares who may call it
 //! ([`Access`]) where it is registered (the web layer's route table); one
 //! guard there enforces it, plus CSRF and cross-origin checks and rate limits.
 
@@ -332,6 +334,73 @@ impl Auth {
                 true
             }
         }
+    }
+
+    // ---- Two-factor sign-in ----------------------------------------------------
+
+    /// Whether `code` (from the user's authenticator app, or one of their
+    /// recovery codes) is their second factor now. Each code is good once:
+    /// the TOTP step or the recovery code is spent.
+    pub async fn check_second_factor(&self, user: &User, code: &str) -> Result<bool, StoreError> {
+        let Some(secret) = &user.totp_secret else {
+            return Ok(false);
+        };
+        if totp::is_recovery_code(code) {
+            return self
+                .store
+                .spend_recovery_code(user.id, &totp::recovery_hash(code))
+                .await;
+        }
+        let now = u64::try_from(self.clock.now().timestamp()).unwrap_or(0);
+        match totp::check(secret, code, now) {
+            Some(step) => self.store.spend_totp_step(user.id, step).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Turns two-factor sign-in on for `user` with `secret` (shown to them
+    /// as a QR code), if `code` is the secret's code now: the code proves
+    /// their app has it. The recovery codes, to show once; `None` for a
+    /// wrong code.
+    pub async fn enable_two_factor(
+        &self,
+        user: &User,
+        secret: &str,
+        code: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let now = u64::try_from(self.clock.now().timestamp()).unwrap_or(0);
+        let Some(step) = totp::check(secret, code, now) else {
+            return Ok(None);
+        };
+        let codes = totp::new_recovery_codes();
+        let hashes: Vec<String> = codes.iter().map(|c| totp::recovery_hash(c)).collect();
+        self.store
+            .set_two_factor(user.id, Some(secret), &hashes)
+            .await?;
+        // The code that turned it on does not also sign in.
+        self.store.spend_totp_step(user.id, step).await?;
+        Ok(Some(codes))
+    }
+
+    /// How long a password sign-in waits for its second factor.
+    pub const CHALLENGE_TTL: Duration = Duration::from_secs(300);
+
+    /// Notes that `user` gave the right password and now owes a code: the
+    /// challenge for the browser's cookie.
+    pub async fn start_challenge(&self, user: &User) -> Result<String, StoreError> {
+        let challenge = format!("lkc_{}", token::random_hex());
+        let expires = expiry(self.clock.now(), Self::CHALLENGE_TTL);
+        self.store
+            .set_login_challenge(user.id, Some((&token::hash(&challenge), expires)))
+            .await?;
+        Ok(challenge)
+    }
+
+    /// The user a challenge is waiting for, unless it expired.
+    pub async fn challenged(&self, challenge: &str) -> Result<Option<User>, StoreError> {
+        self.store
+            .challenged_user(&token::hash(challenge), self.clock.now())
+            .await
     }
 
     /// Records that `who` did `action` successfully.

@@ -81,10 +81,9 @@ fn csrf_cookie(https: bool) -> &'static str {
     }
 }
 
-/// The value of cookie `name` in the request.
-pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+/// The value of cookie `name` among a request's headers.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -241,7 +240,7 @@ async fn identify(auth: &Auth, parts: &Parts, client: &Client) -> Result<Option<
             }
         };
     }
-    let Some(secret) = cookie(parts, session_cookie(client.https)) else {
+    let Some(secret) = cookie(&parts.headers, session_cookie(client.https)) else {
         return Ok(None);
     };
     match auth.principal_for(secret, &[CredentialKind::Session]).await {
@@ -424,7 +423,7 @@ pub async fn guard(rule: Rule, req: Request, next: Next) -> Response {
 
     // Browsers get a CSRF token the first time they load a page; every form
     // they post carries it back.
-    let existing = cookie(&parts, csrf_cookie(client.https)).map(str::to_owned);
+    let existing = cookie(&parts.headers, csrf_cookie(client.https)).map(str::to_owned);
     let fresh = existing.is_none().then(token::random_hex);
     let csrf = existing.clone().or(fresh.clone()).unwrap_or_default();
     let body = if rule.page && writes {

@@ -13,7 +13,7 @@ use super::extract::PathId;
 use super::table::Routes;
 use super::ui::{bad_form, message, render, stamp, store_failure, FormResult};
 use super::AppState;
-use crate::auth::guard::{session_cookie, set_cookie, MaybePrincipal};
+use crate::auth::guard::{cookie, session_cookie, set_cookie, MaybePrincipal};
 use crate::auth::guard::{Caller, Remote};
 use crate::auth::{Access, Bucket, Client, Principal, UserRequest};
 use crate::store::accounts::{AuditOutcome, CredentialKind, DeleteUser, Role, TokenScope, User};
@@ -28,6 +28,14 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Login,
             login_submit,
         )
+        .get("/login/code", Access::Public, code_page)
+        .limited(
+            Method::POST,
+            "/login/code",
+            Access::Public,
+            Bucket::Login,
+            code_submit,
+        )
         .post("/logout", Access::Public, logout)
         .get("/setup", Access::Public, setup_page)
         .limited(
@@ -38,6 +46,21 @@ pub fn routes(r: Routes) -> Routes {
             setup_submit,
         )
         .get("/account", Access::Viewer, account_page)
+        .get("/account/two-factor", Access::Viewer, two_factor_page)
+        .limited(
+            Method::POST,
+            "/account/two-factor",
+            Access::Viewer,
+            Bucket::Login,
+            two_factor_on,
+        )
+        .limited(
+            Method::POST,
+            "/account/two-factor/off",
+            Access::Viewer,
+            Bucket::Login,
+            two_factor_off,
+        )
         .post("/account/tokens", Access::Viewer, create_token)
         .post("/account/tokens/{id}/revoke", Access::Viewer, revoke_token)
         .get("/users", Access::Admin, users_page)
@@ -135,6 +158,7 @@ async fn login_submit(
     let password = form.get("password").cloned().unwrap_or_default();
     let next = safe_next(form.get("next"));
     match state.auth.check_password(&username, &password).await {
+        Ok(Some(user)) if user.two_factor() => challenge(&state, &user, &client, &next).await,
         Ok(Some(user)) => sign_in(&state, &user, &client, &next).await,
         Ok(None) => {
             state
@@ -151,6 +175,311 @@ async fn login_submit(
             )
         }
         Err(e) => hashing_failure(e),
+    }
+}
+
+// ---- The second factor -----------------------------------------------------------
+
+/// The cookie of a password sign-in waiting for its code.
+fn challenge_cookie(https: bool) -> &'static str {
+    if https {
+        "__Host-lookout_challenge"
+    } else {
+        "lookout_challenge"
+    }
+}
+
+/// The right password of an account with two-factor sign-in: a challenge
+/// cookie, and on to the code page.
+async fn challenge(state: &AppState, user: &User, client: &Client, next: &str) -> Response {
+    let challenge = match state.auth.start_challenge(user).await {
+        Ok(c) => c,
+        Err(e) => return store_failure(&e),
+    };
+    let cookie = set_cookie(
+        challenge_cookie(client.https),
+        &challenge,
+        client.https,
+        Some(crate::auth::Auth::CHALLENGE_TTL),
+    );
+    let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+    (
+        [(header::SET_COOKIE, cookie)],
+        Redirect::to(&format!("/login/code?{query}")),
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "login_code.html")]
+struct CodePage {
+    error: Option<String>,
+    next: String,
+}
+
+async fn code_page(
+    Query(q): Query<HashMap<String, String>>,
+    Remote(client): Remote,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let next = safe_next(q.get("next"));
+    if cookie(&headers, challenge_cookie(client.https)).is_none() {
+        return Redirect::to("/login").into_response();
+    }
+    render(StatusCode::OK, &CodePage { error: None, next })
+}
+
+async fn code_submit(
+    State(state): State<AppState>,
+    Remote(client): Remote,
+    headers: axum::http::HeaderMap,
+    form: FormResult,
+) -> Response {
+    let form = match form {
+        Ok(f) => f.0,
+        Err(e) => return bad_form(&e),
+    };
+    let next = safe_next(form.get("next"));
+    let code = form.get("code").cloned().unwrap_or_default();
+    let waiting = match cookie(&headers, challenge_cookie(client.https)) {
+        Some(challenge) => state.auth.challenged(challenge).await,
+        None => Ok(None),
+    };
+    let user = match waiting {
+        Ok(Some(user)) => user,
+        // Expired, replaced by a newer sign-in, or never started.
+        Ok(None) => {
+            return render(
+                StatusCode::UNAUTHORIZED,
+                &LoginPage {
+                    error: Some("The sign-in took too long. Enter your password again.".into()),
+                    username: String::new(),
+                    next,
+                },
+            )
+        }
+        Err(e) => return store_failure(&e),
+    };
+    match state.auth.check_second_factor(&user, &code).await {
+        Ok(true) => {
+            if let Err(e) = state.store.set_login_challenge(user.id, None).await {
+                return store_failure(&e);
+            }
+            let mut response = sign_in(&state, &user, &client, &next).await;
+            let clear = set_cookie(challenge_cookie(client.https), "", client.https, None);
+            response.headers_mut().append(header::SET_COOKIE, clear);
+            response
+        }
+        Ok(false) => {
+            state
+                .auth
+                .audit(
+                    Some(&user.username),
+                    "login",
+                    Some("second factor".into()),
+                    &client,
+                    AuditOutcome::Denied,
+                )
+                .await;
+            render(
+                StatusCode::UNAUTHORIZED,
+                &CodePage {
+                    error: Some(
+                        "That code is wrong or already used. Wait for the next one and try again."
+                            .into(),
+                    ),
+                    next,
+                },
+            )
+        }
+        Err(e) => store_failure(&e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "two_factor.html")]
+struct TwoFactorPage {
+    secret: String,
+    /// The key in groups of four, to type by hand.
+    secret_grouped: String,
+    qr_svg: String,
+    error: Option<String>,
+    recovery_codes: Option<Vec<String>>,
+}
+
+/// The QR code of an `otpauth://` URL, as an SVG drawing.
+fn qr_svg(url: &str) -> String {
+    match qrcode::QrCode::new(url.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build(),
+        Err(_) => String::new(),
+    }
+}
+
+fn enrol_page(
+    who: &Principal,
+    status: StatusCode,
+    secret: String,
+    error: Option<String>,
+) -> Response {
+    let url = crate::auth::totp::otpauth_url(&secret, &who.username).unwrap_or_default();
+    render(
+        status,
+        &TwoFactorPage {
+            qr_svg: qr_svg(&url),
+            secret_grouped: grouped(&secret),
+            secret,
+            error,
+            recovery_codes: None,
+        },
+    )
+}
+
+/// `ABCDEFGH…` as `ABCD EFGH …`.
+fn grouped(key: &str) -> String {
+    key.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The signed-in user's account as stored.
+async fn account_user(state: &AppState, who: &Principal) -> Result<User, Response> {
+    let Some(user_id) = who.user_id else {
+        return Err(auth_off_page());
+    };
+    match state.store.get_user(user_id).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(Redirect::to("/login").into_response()),
+        Err(e) => Err(store_failure(&e)),
+    }
+}
+
+async fn two_factor_page(State(state): State<AppState>, Caller(who): Caller) -> Response {
+    let user = match account_user(&state, &who).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if user.two_factor() {
+        return Redirect::to("/account#two-factor").into_response();
+    }
+    enrol_page(&who, StatusCode::OK, crate::auth::totp::new_secret(), None)
+}
+
+async fn two_factor_on(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Remote(client): Remote,
+    form: FormResult,
+) -> Response {
+    let form = match form {
+        Ok(f) => f.0,
+        Err(e) => return bad_form(&e),
+    };
+    let user = match account_user(&state, &who).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if user.two_factor() {
+        return Redirect::to("/account#two-factor").into_response();
+    }
+    let secret = form.get("secret").cloned().unwrap_or_default();
+    if totp_rs_secret_ok(&secret).is_none() {
+        return enrol_page(
+            &who,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            crate::auth::totp::new_secret(),
+            Some("The key was changed on its way. Scan this new code.".into()),
+        );
+    }
+    let code = form.get("code").cloned().unwrap_or_default();
+    match state.auth.enable_two_factor(&user, &secret, &code).await {
+        Ok(Some(codes)) => {
+            state
+                .auth
+                .audit_ok(&who, "user.2fa.on", Some(user.username.clone()), &client)
+                .await;
+            render(
+                StatusCode::OK,
+                &TwoFactorPage {
+                    secret: String::new(),
+                    secret_grouped: String::new(),
+                    qr_svg: String::new(),
+                    error: None,
+                    recovery_codes: Some(codes),
+                },
+            )
+        }
+        Ok(None) => enrol_page(
+            &who,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            secret,
+            Some("That code is not the app's code now. Check the app and try again.".into()),
+        ),
+        Err(e) => store_failure(&e),
+    }
+}
+
+/// A key the enrolment form sent back: base32 of 16 to 64 bytes.
+fn totp_rs_secret_ok(secret: &str) -> Option<()> {
+    let ok = (26..=104).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
+    ok.then_some(())
+}
+
+async fn two_factor_off(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Remote(client): Remote,
+    form: FormResult,
+) -> Response {
+    let form = match form {
+        Ok(f) => f.0,
+        Err(e) => return bad_form(&e),
+    };
+    let user = match account_user(&state, &who).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let code = form.get("code").cloned().unwrap_or_default();
+    match state.auth.check_second_factor(&user, &code).await {
+        Ok(true) => {
+            if let Err(e) = state.store.set_two_factor(user.id, None, &[]).await {
+                return store_failure(&e);
+            }
+            state
+                .auth
+                .audit_ok(&who, "user.2fa.off", Some(user.username.clone()), &client)
+                .await;
+            Redirect::to("/account#two-factor").into_response()
+        }
+        Ok(false) => {
+            state
+                .auth
+                .audit(
+                    Some(&user.username),
+                    "user.2fa.off",
+                    Some(user.username.clone()),
+                    &client,
+                    AuditOutcome::Denied,
+                )
+                .await;
+            render_account(
+                &state,
+                &who,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some("That code is wrong or already used: two-factor sign-in stays on.".into()),
+            )
+            .await
+        }
+        Err(e) => store_failure(&e),
     }
 }
 
@@ -392,6 +721,8 @@ struct AccountPage {
     tokens: Vec<TokenRow>,
     new_token: Option<NewToken>,
     error: Option<String>,
+    two_factor: bool,
+    recovery_left: usize,
 }
 
 fn auth_off_page() -> Response {
@@ -410,9 +741,11 @@ async fn render_account(
     new_token: Option<NewToken>,
     error: Option<String>,
 ) -> Response {
-    let Some(user_id) = who.user_id else {
-        return auth_off_page();
+    let user = match account_user(state, who).await {
+        Ok(u) => u,
+        Err(r) => return r,
     };
+    let user_id = user.id;
     let tokens = match state
         .store
         .list_credentials(Some(user_id), CredentialKind::Api, state.clock.now())
@@ -444,6 +777,8 @@ async fn render_account(
             tokens,
             new_token,
             error,
+            two_factor: user.two_factor(),
+            recovery_left: user.recovery_codes.len(),
         },
     )
 }

@@ -81,9 +81,10 @@ async fn login(
     Remote(client): Remote,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut f = Fields::new(&body, &["username", "email", "password"]);
+    let mut f = Fields::new(&body, &["username", "email", "password", "code"]);
     let name = f.text("username").or_else(|| f.text("email"));
     let password = f.required("password");
+    let code = f.text("code");
     if name.as_deref().is_none_or(str::is_empty) {
         f.problems
             .push(FieldError::new("username", "username or email is required"));
@@ -95,6 +96,29 @@ async fn login(
         auth.audit_failed_login(&name, None, &client).await;
         return Err(ApiError::Unauthorized("wrong username or password".into()));
     };
+    if user.two_factor() {
+        let Some(code) = code else {
+            return Err(ApiError::Unauthorized(
+                "this account signs in with a second factor: send `code`, the 6-digit code of \
+                 its authenticator app or one of its recovery codes (personal API tokens need \
+                 none)"
+                    .into(),
+            ));
+        };
+        if !auth.check_second_factor(&user, &code).await? {
+            auth.audit(
+                Some(&user.username),
+                "login",
+                Some("api, second factor".into()),
+                &client,
+                AuditOutcome::Denied,
+            )
+            .await;
+            return Err(ApiError::Unauthorized(
+                "the code is wrong or already used".into(),
+            ));
+        }
+    }
     let pair = auth.issue_pair(&user).await?;
     auth.audit(
         Some(&user.username),

@@ -186,6 +186,8 @@ const PUBLIC: &[&str] = &[
     "GET /api/docs/explorer.js",
     "GET /login",
     "POST /login",
+    "GET /login/code",
+    "POST /login/code",
     "POST /logout",
     "GET /setup",
     "POST /setup",
@@ -210,6 +212,8 @@ const PUBLIC: &[&str] = &[
 const VIEWER_WRITES: &[&str] = &[
     "POST /account/tokens",
     "POST /account/tokens/{id}/revoke",
+    "POST /account/two-factor",
+    "POST /account/two-factor/off",
     "POST /api/v1/users/logout",
     "POST /api/v1/tokens",
     "DELETE /api/v1/tokens/{id}",
@@ -272,6 +276,9 @@ fn the_route_table_declares_every_public_route_and_viewer_write_on_purpose() {
         if r.method == Method::POST
             && [
                 "/login",
+                "/login/code",
+                "/account/two-factor",
+                "/account/two-factor/off",
                 "/setup",
                 "/api/v1/users/login",
                 "/api/v1/users/refresh",
@@ -1490,4 +1497,313 @@ async fn live_streams_end_with_their_credential() {
         .await
         .expect("the WebSocket closed after its user was deleted");
     assert_eq!(code, Some(1008));
+}
+
+/// What the page at `path` shows between `id="ID">` and the next `<`.
+fn element_text(page: &str, id: &str) -> String {
+    let start = page
+        .find(&format!("id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no #{id} in {page}"))
+        + id.len()
+        + 6;
+    page[start..].split('<').next().unwrap().trim().to_owned()
+}
+
+/// The code an authenticator app shows at the hub's clock.
+fn app_code(secret: &str, clock: &ManualClock) -> String {
+    use lookout_hub::clock::Clock as _;
+    let now = u64::try_from(clock.now().timestamp()).unwrap();
+    lookout_hub::auth::totp::code_at(secret, now).unwrap()
+}
+
+/// Turns two-factor sign-in on from the account page, as a person does:
+/// the key under the QR code typed into an app, the app's code sent back.
+/// The key and the recovery codes shown once.
+async fn enrol(hub: &TestHub, s: &mut Session, clock: &ManualClock) -> (String, Vec<String>) {
+    let page = s
+        .get(hub, "/account/two-factor")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<svg"), "a QR code");
+    let secret = element_text(&page, "totp-secret").replace(' ', "");
+    let csrf = s.csrf();
+    // A wrong code turns nothing on.
+    let r = s
+        .post_form(
+            hub,
+            "/account/two-factor",
+            &[("secret", &secret), ("code", "000000"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("is not the app"));
+    let code = app_code(&secret, clock);
+    let r = s
+        .post_form(
+            hub,
+            "/account/two-factor",
+            &[("secret", &secret), ("code", &code), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    let codes: Vec<String> = page
+        .split("<li><code>")
+        .skip(1)
+        .map(|c| c.split('<').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10, "{page}");
+    (secret, codes)
+}
+
+/// Signs in with the password, then the code: the session, or the refusal.
+async fn sign_in_with_code(
+    hub: &TestHub,
+    password: &str,
+    code: &str,
+) -> (reqwest::Response, Session) {
+    let mut s = browser_login(hub, "ada", password).await;
+    assert!(
+        !s.header().contains("lookout_session"),
+        "the password alone signs nobody in"
+    );
+    assert!(s.header().contains("lookout_challenge="));
+    let page = s.get(hub, "/login/code?next=/account").await;
+    assert_eq!(page.status(), 200);
+    let csrf = s.csrf();
+    let r = s
+        .post_form(
+            hub,
+            "/login/code",
+            &[("code", code), ("next", "/account"), ("_csrf", &csrf)],
+        )
+        .await;
+    (r, s)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_factor_sign_in_takes_a_code_once_or_a_recovery_code_once() {
+    let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = spawn_hub_with_clock(
+        |c| {
+            required(c);
+            c.auth.rate_limits.login = None;
+        },
+        clock.clone(),
+    )
+    .await;
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
+    let mut s = browser_login(&hub, "ada", ADMIN_PASSWORD).await;
+    let account = s.get(&hub, "/account").await.text().await.unwrap();
+    assert!(element_text(&account, "two-factor-state").starts_with("Off."));
+    let (secret, recovery) = enrol(&hub, &mut s, &clock).await;
+    let account = s.get(&hub, "/account").await.text().await.unwrap();
+    assert!(account.contains("10 recovery codes left"), "{account}");
+
+    // The code that turned it on is spent: the same step does not sign in.
+    let (r, _) = sign_in_with_code(&hub, ADMIN_PASSWORD, &app_code(&secret, &clock)).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("wrong or already used"));
+
+    // The next step's code does, once.
+    clock.advance(Duration::from_secs(30));
+    let code = app_code(&secret, &clock);
+    let (r, mut signed_in) = sign_in_with_code(&hub, ADMIN_PASSWORD, &code).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/account");
+    signed_in.absorb(&r);
+    assert!(signed_in.header().contains("lookout_session="));
+    assert!(!signed_in.header().contains("lookout_challenge="));
+    assert_eq!(signed_in.get(&hub, "/account").await.status(), 200);
+    let (r, _) = sign_in_with_code(&hub, ADMIN_PASSWORD, &code).await;
+    assert_eq!(r.status(), 401, "a code is good once");
+
+    // Without a challenge (the password skipped), no code signs in.
+    let mut stranger = Session { cookies: vec![] };
+    let r = stranger.get(&hub, "/login").await;
+    stranger.absorb(&r);
+    let csrf = stranger.csrf();
+    clock.advance(Duration::from_secs(30));
+    let r = stranger
+        .post_form(
+            &hub,
+            "/login/code",
+            &[("code", &app_code(&secret, &clock)), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    assert!(!stranger.header().contains("lookout_session"));
+    // A challenge expires after five minutes.
+    let mut late = browser_login(&hub, "ada", ADMIN_PASSWORD).await;
+    clock.advance(Duration::from_secs(301));
+    let csrf = late.csrf();
+    let r = late
+        .post_form(
+            &hub,
+            "/login/code",
+            &[("code", &app_code(&secret, &clock)), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("took too long"));
+
+    // A recovery code, typed in capitals, signs in once.
+    let (r, _) = sign_in_with_code(&hub, ADMIN_PASSWORD, &recovery[3].to_uppercase()).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (r, _) = sign_in_with_code(&hub, ADMIN_PASSWORD, &recovery[3]).await;
+    assert_eq!(r.status(), 401);
+    let account = signed_in.get(&hub, "/account").await.text().await.unwrap();
+    assert!(account.contains("9 recovery codes left"), "{account}");
+
+    // The API asks for the code too; personal API tokens need none.
+    let r = login(&hub, "ada", ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("`code`"),
+        "{body}"
+    );
+    let with_code = |code: String| {
+        let hub = &hub;
+        async move {
+            hub.post_json(
+                "/api/v1/users/login",
+                &json!({"username": "ada", "password": ADMIN_PASSWORD, "code": code}),
+            )
+            .await
+            .status()
+        }
+    };
+    assert_eq!(with_code("123456".into()).await, 401);
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(with_code(app_code(&secret, &clock)).await, 200);
+    assert_eq!(with_code(app_code(&secret, &clock)).await, 401);
+    assert_eq!(with_code(recovery[0].clone()).await, 200);
+
+    // Each refusal is in the audit log, without the code.
+    let (access, _) = {
+        clock.advance(Duration::from_secs(30));
+        let r = hub
+            .post_json(
+                "/api/v1/users/login",
+                &json!({"username": "ada", "password": ADMIN_PASSWORD,
+                        "code": app_code(&secret, &clock)}),
+            )
+            .await;
+        let body: Value = r.json().await.unwrap();
+        (body["access_token"].as_str().unwrap().to_owned(), ())
+    };
+    let audit = get_as(&hub, "/api/v1/audit", &access)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(audit.contains("second factor"), "{audit}");
+    assert!(audit.contains("user.2fa.on"), "{audit}");
+    assert!(!audit.contains(&recovery[1]) && !audit.contains(&secret));
+
+    // Turned off from the account page with a code: the password alone
+    // signs in again.
+    clock.advance(Duration::from_secs(30));
+    let csrf = signed_in.csrf();
+    let r = signed_in
+        .post_form(
+            &hub,
+            "/account/two-factor/off",
+            &[("code", "999999"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 422, "a wrong code leaves it on");
+    let r = signed_in
+        .post_form(
+            &hub,
+            "/account/two-factor/off",
+            &[("code", &app_code(&secret, &clock)), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(login(&hub, "ada", ADMIN_PASSWORD).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_codes_count_against_the_login_limit_and_the_cli_resets_two_factor() {
+    // Behind a reverse proxy on 127.0.0.1 that names the client.
+    let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = spawn_hub_with_clock(
+        |c| {
+            required(c);
+            c.auth.trusted_proxies = lookout_hub::auth::client::parse_trusted("127.0.0.1").unwrap();
+        },
+        clock.clone(),
+    )
+    .await;
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
+    let mut s = browser_login(&hub, "ada", ADMIN_PASSWORD).await;
+    let (secret, _) = enrol(&hub, &mut s, &clock).await;
+
+    // An attacker with the password guesses codes: the login limit stops
+    // the guessing, the right code included.
+    let attacker = browser_login(&hub, "ada", ADMIN_PASSWORD).await;
+    let csrf = attacker.csrf();
+    let guess = |code: String| {
+        let hub = &hub;
+        let header = attacker.header();
+        let csrf = csrf.clone();
+        async move {
+            hub.client
+                .post(hub.url("/login/code"))
+                .header("X-Forwarded-For", "203.0.113.9")
+                .header(COOKIE, header)
+                .form(&[("code", code.as_str()), ("_csrf", csrf.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let mut statuses = Vec::new();
+    for n in 0..12 {
+        statuses.push(guess(format!("{:06}", 100_000 + n)).await);
+    }
+    assert!(statuses.contains(&StatusCode::UNAUTHORIZED), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        guess(app_code(&secret, &clock)).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right code waits"
+    );
+
+    // The admin who lost their phone: `lookout user reset-2fa`.
+    let reset = |name: &str| {
+        let mut args = vec!["user", "reset-2fa", name];
+        if let Some(url) = hub.database() {
+            args.extend(["--database", url]);
+        }
+        run_cli(hub.data_dir(), &args, None)
+    };
+    let (ok, out, stderr) = reset("ada");
+    assert!(ok, "{stderr}");
+    assert!(out.contains("two-factor sign-in is off for ada"), "{out}");
+    let (ok, _, stderr) = reset("ada");
+    assert!(!ok);
+    assert_eq!(
+        stderr.trim_end(),
+        "lookout: ada does not use two-factor sign-in"
+    );
+    let (ok, _, stderr) = reset("nobody");
+    assert!(!ok && stderr.contains("no user \"nobody\""), "{stderr}");
+    assert_eq!(
+        hub.client
+            .post(hub.url("/api/v1/users/login"))
+            .header("X-Forwarded-For", "203.0.113.10")
+            .json(&json!({"username": "ada", "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

@@ -1426,3 +1426,125 @@ async fn the_dashboard_of_200_services_is_light_and_asks_no_other_origin_in_chro
     screenshot(c, "dashboard-200-grouped-desktop").await;
     browser.close().await;
 }
+
+/// The page as it stands, in the dark theme: the stylesheet's dark rules
+/// applied whatever the browser prefers (pages behind a sign-in cannot be
+/// opened by the one-shot Chromium of [`dark_screenshot`]), saved like
+/// [`screenshot`]'s.
+async fn dark_here(client: &Client, name: &str) {
+    client
+        .execute(
+            "for (const sheet of document.styleSheets) for (const rule of sheet.cssRules) \
+             if (rule.media && rule.media.mediaText.includes('prefers-color-scheme: dark')) \
+             rule.media.mediaText = 'all';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(client, name).await;
+}
+
+/// Desktop, phone and dark screenshots of the page as it stands.
+async fn three_screenshots(client: &Client, name: &str) {
+    screenshot(client, &format!("{name}-desktop")).await;
+    client.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(client).await;
+    screenshot(client, &format!("{name}-phone")).await;
+    client.set_window_size(1280, 900).await.unwrap();
+    dark_here(client, &format!("{name}-dark")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_factor_sign_in_with_an_app_code_and_a_recovery_code_in_chromium() {
+    use lookout_hub::clock::{Clock as _, ManualClock};
+    let clock = ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = lookout_testkit::spawn_hub_with_clock(
+        |c| c.auth.mode = lookout_hub::auth::AuthMode::Required,
+        clock.clone(),
+    )
+    .await;
+    super::auth::add_user(&hub, "ada", super::auth::ADMIN_PASSWORD, true);
+    let app = |secret: &str| {
+        let now = u64::try_from(clock.now().timestamp()).unwrap();
+        lookout_hub::auth::totp::code_at(secret, now).unwrap()
+    };
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    let login_page = hub.url("/login");
+    let sign_in = |password: &'static str| {
+        let login_page = login_page.clone();
+        async move {
+            c.goto(&login_page).await.unwrap();
+            fill(c, "username", "ada").await;
+            fill(c, "password", password).await;
+            click(c, "login").await;
+        }
+    };
+    sign_in(super::auth::ADMIN_PASSWORD).await;
+    wait_text(c, "#account-link", |t| t == "ada").await;
+
+    // Set up from the account page: scan (here: read the key under the
+    // QR code), then prove the app has it.
+    c.goto(&hub.url("/account")).await.unwrap();
+    click(c, "setup-2fa").await;
+    wait_path(c, |p| p == "/account/two-factor").await;
+    let secret = wait_text(c, "#totp-secret", |t| t.len() >= 32).await;
+    assert!(secret.contains(' '), "the key in groups, to type: {secret}");
+    let qr = c.find(Locator::Css("#qr svg")).await.unwrap();
+    assert!(qr.is_displayed().await.unwrap());
+    three_screenshots(c, "two-factor-setup").await;
+    c.goto(&hub.url("/account/two-factor")).await.unwrap();
+    // The page made a new key on reload: that one counts now.
+    let secret_now = wait_text(c, "#totp-secret", |t| t.len() >= 32).await;
+    assert_ne!(secret, secret_now, "each visit offers a new key");
+    let secret = secret_now.replace(' ', "");
+    fill(c, "code", "000000").await;
+    click(c, "enable-2fa").await;
+    wait_text(c, "#enrol-error", |t| t.contains("is not the app")).await;
+    fill(c, "code", &app(&secret)).await;
+    click(c, "enable-2fa").await;
+    let codes = wait_text(c, "#recovery-codes", |t| !t.is_empty()).await;
+    let codes: Vec<&str> = codes.split_whitespace().collect();
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    three_screenshots(c, "two-factor-recovery-codes").await;
+    c.goto(&hub.url("/account")).await.unwrap();
+    let state = wait_text(c, "#two-factor-state", |t| t.starts_with("On.")).await;
+    assert!(state.contains("10 recovery codes left"), "{state}");
+
+    // Signing in now asks for the app's code after the password.
+    click(c, "logout").await;
+    wait_path(c, |p| p.starts_with("/login")).await;
+    sign_in(super::auth::ADMIN_PASSWORD).await;
+    wait_path(c, |p| p.starts_with("/login/code")).await;
+    three_screenshots(c, "two-factor-code").await;
+    fill(c, "code", "123456").await;
+    click(c, "verify").await;
+    let error = wait_text(c, "#code-error", |t| !t.is_empty()).await;
+    assert!(error.contains("wrong or already used"), "{error}");
+    clock.advance(Duration::from_secs(30));
+    fill(c, "code", &app(&secret)).await;
+    click(c, "verify").await;
+    wait_path(c, |p| p == "/").await;
+    wait_text(c, "#account-link", |t| t == "ada").await;
+
+    // The phone is lost: a recovery code signs in, once.
+    click(c, "logout").await;
+    wait_path(c, |p| p.starts_with("/login")).await;
+    sign_in(super::auth::ADMIN_PASSWORD).await;
+    wait_path(c, |p| p.starts_with("/login/code")).await;
+    fill(c, "code", codes[4]).await;
+    click(c, "verify").await;
+    wait_path(c, |p| p == "/").await;
+    c.goto(&hub.url("/account")).await.unwrap();
+    let state = wait_text(c, "#two-factor-state", |t| t.starts_with("On.")).await;
+    assert!(state.contains("9 recovery codes left"), "{state}");
+    three_screenshots(c, "account-two-factor-on").await;
+    click(c, "logout").await;
+    wait_path(c, |p| p.starts_with("/login")).await;
+    sign_in(super::auth::ADMIN_PASSWORD).await;
+    wait_path(c, |p| p.starts_with("/login/code")).await;
+    fill(c, "code", codes[4]).await;
+    click(c, "verify").await;
+    wait_text(c, "#code-error", |t| t.contains("already used")).await;
+    browser.close().await;
+}
