@@ -159,6 +159,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "required (accounts and tokens) or off (no login); default: off on a loopback address without trusted proxies, required otherwise",
     },
     SettingSpec {
+        key: "two_factor",
+        help: "optional (each account chooses) or admins (admins act as viewers until they set up two-factor sign-in); default optional",
+    },
+    SettingSpec {
         key: "session_ttl",
         help: "how long a browser session lasts after login (default 7d)",
     },
@@ -653,6 +657,13 @@ impl Config {
                  loopback), or pass --insecure-no-auth-on-network to accept the risk"
             )));
         }
+        if let Some(v) = get("two_factor") {
+            auth.two_factor_admins = parse(v, "two_factor", |s| match s {
+                "optional" => Ok(false),
+                "admins" => Ok(true),
+                _ => Err("expected optional or admins".to_owned()),
+            })?;
+        }
         if let Some(v) = get("session_ttl") {
             auth.session_ttl = parse(v, "session_ttl", |s| {
                 parse_duration(s).and_then(|d| {
@@ -984,6 +995,11 @@ mod tests {
         assert_eq!(at("[::1]:8000", &[]).unwrap().auth.mode, AuthMode::Off);
         let c = at("127.0.0.1:8000", &[("auth", "required")]).unwrap();
         assert_eq!(c.auth.mode, AuthMode::Required);
+        assert!(!c.auth.two_factor_admins, "each account chooses by default");
+        let c = at("127.0.0.1:8000", &[("two_factor", "admins")]).unwrap();
+        assert!(c.auth.two_factor_admins);
+        let e = at("127.0.0.1:8000", &[("two_factor", "always")]).unwrap_err();
+        assert!(e.0.contains("expected optional or admins"), "{e}");
         // Any other address: required by default; off is refused...
         assert_eq!(
             at("0.0.0.0:8000", &[]).unwrap().auth.mode,

@@ -43,6 +43,9 @@ pub struct AuthSettings {
     /// The hub listens on a loopback address only: with authentication off,
     /// requests must then name it by a loopback host (no DNS rebinding).
     pub loopback: bool,
+    /// Admins must sign in with a second factor: until they set it up, a
+    /// password sign-in gives them a viewer's session.
+    pub two_factor_admins: bool,
 }
 
 impl Default for AuthSettings {
@@ -56,6 +59,7 @@ impl Default for AuthSettings {
             rate_limits: RateLimits::default(),
             tls: false,
             loopback: true,
+            two_factor_admins: false,
         }
     }
 }

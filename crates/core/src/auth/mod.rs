@@ -241,6 +241,12 @@ impl Auth {
     pub async fn start_session(&self, user: &User) -> Result<String, StoreError> {
         let now = self.clock.now();
         let secret = token::generate(CredentialKind::Session);
+        // An admin who owes a second factor acts as a viewer meanwhile.
+        let role = if self.must_set_up_two_factor(user) {
+            Role::Viewer
+        } else {
+            user.role
+        };
         self.store
             .insert_credentials(
                 &[NewCredential {
@@ -248,7 +254,7 @@ impl Auth {
                     kind: CredentialKind::Session,
                     token_hash: token::hash(&secret),
                     name: None,
-                    role: user.role,
+                    role,
                     scope: TokenScope::All,
                     family: token::random_hex(),
                     expires_at: Some(expiry(now, self.settings.session_ttl)),
@@ -257,6 +263,12 @@ impl Auth {
             )
             .await?;
         Ok(secret)
+    }
+
+    /// The hub requires a second factor of `user` (`--two-factor admins`)
+    /// and they have not set one up.
+    pub fn must_set_up_two_factor(&self, user: &User) -> bool {
+        self.settings.two_factor_admins && user.role == Role::Admin && !user.two_factor()
     }
 
     /// Creates a personal API token; returns its id and the token (shown once).
@@ -419,6 +431,18 @@ impl Auth {
             AuditOutcome::Ok,
         )
         .await;
+    }
+
+    /// Records that `actor` was refused `action`.
+    pub async fn audit_denied(
+        &self,
+        actor: &str,
+        action: &'static str,
+        target: Option<String>,
+        client: &Client,
+    ) {
+        self.audit(Some(actor), action, target, client, AuditOutcome::Denied)
+            .await;
     }
 
     /// Audits a refused sign-in without echoing what was typed (people type

@@ -159,6 +159,9 @@ async fn login_submit(
     let next = safe_next(form.get("next"));
     match state.auth.check_password(&username, &password).await {
         Ok(Some(user)) if user.two_factor() => challenge(&state, &user, &client, &next).await,
+        Ok(Some(user)) if state.auth.must_set_up_two_factor(&user) => {
+            sign_in(&state, &user, &client, "/account/two-factor").await
+        }
         Ok(Some(user)) => sign_in(&state, &user, &client, &next).await,
         Ok(None) => {
             state
@@ -273,12 +276,11 @@ async fn code_submit(
         Ok(false) => {
             state
                 .auth
-                .audit(
-                    Some(&user.username),
+                .audit_denied(
+                    &user.username,
                     "login",
                     Some("second factor".into()),
                     &client,
-                    AuditOutcome::Denied,
                 )
                 .await;
             render(
@@ -305,6 +307,8 @@ struct TwoFactorPage {
     qr_svg: String,
     error: Option<String>,
     recovery_codes: Option<Vec<String>>,
+    /// The hub requires it of this user (`--two-factor admins`).
+    required: bool,
 }
 
 /// The QR code of an `otpauth://` URL, as an SVG drawing.
@@ -321,6 +325,7 @@ fn qr_svg(url: &str) -> String {
 
 fn enrol_page(
     who: &Principal,
+    required: bool,
     status: StatusCode,
     secret: String,
     error: Option<String>,
@@ -334,6 +339,7 @@ fn enrol_page(
             secret,
             error,
             recovery_codes: None,
+            required,
         },
     )
 }
@@ -367,7 +373,14 @@ async fn two_factor_page(State(state): State<AppState>, Caller(who): Caller) -> 
     if user.two_factor() {
         return Redirect::to("/account#two-factor").into_response();
     }
-    enrol_page(&who, StatusCode::OK, crate::auth::totp::new_secret(), None)
+    let required = state.auth.must_set_up_two_factor(&user);
+    enrol_page(
+        &who,
+        required,
+        StatusCode::OK,
+        crate::auth::totp::new_secret(),
+        None,
+    )
 }
 
 async fn two_factor_on(
@@ -387,10 +400,12 @@ async fn two_factor_on(
     if user.two_factor() {
         return Redirect::to("/account#two-factor").into_response();
     }
+    let required = state.auth.must_set_up_two_factor(&user);
     let secret = form.get("secret").cloned().unwrap_or_default();
     if totp_rs_secret_ok(&secret).is_none() {
         return enrol_page(
             &who,
+            required,
             StatusCode::UNPROCESSABLE_ENTITY,
             crate::auth::totp::new_secret(),
             Some("The key was changed on its way. Scan this new code.".into()),
@@ -403,7 +418,7 @@ async fn two_factor_on(
                 .auth
                 .audit_ok(&who, "user.2fa.on", Some(user.username.clone()), &client)
                 .await;
-            render(
+            let mut response = render(
                 StatusCode::OK,
                 &TwoFactorPage {
                     secret: String::new(),
@@ -411,17 +426,53 @@ async fn two_factor_on(
                     qr_svg: String::new(),
                     error: None,
                     recovery_codes: Some(codes),
+                    required: false,
                 },
-            )
+            );
+            if required {
+                // The viewer's session they had meanwhile becomes an
+                // admin's.
+                match upgraded_session(&state, &user, &who, &client).await {
+                    Ok(cookie) => {
+                        response.headers_mut().append(header::SET_COOKIE, cookie);
+                    }
+                    Err(e) => return store_failure(&e),
+                }
+            }
+            response
         }
         Ok(None) => enrol_page(
             &who,
+            required,
             StatusCode::UNPROCESSABLE_ENTITY,
             secret,
             Some("That code is not the app's code now. Check the app and try again.".into()),
         ),
         Err(e) => store_failure(&e),
     }
+}
+
+/// A new session with the user's full role, in place of `who`'s.
+async fn upgraded_session(
+    state: &AppState,
+    user: &User,
+    who: &Principal,
+    client: &Client,
+) -> Result<axum::http::HeaderValue, StoreError> {
+    let user = state.store.get_user(user.id).await?.unwrap_or(user.clone());
+    let secret = state.auth.start_session(&user).await?;
+    if let Some(old) = &who.credential {
+        state
+            .store
+            .revoke_credential(old.id, None, state.clock.now())
+            .await?;
+    }
+    Ok(set_cookie(
+        session_cookie(client.https),
+        &secret,
+        client.https,
+        Some(state.auth.settings.session_ttl),
+    ))
 }
 
 /// A key the enrolment form sent back: base32 of 16 to 64 bytes.
@@ -462,12 +513,11 @@ async fn two_factor_off(
         Ok(false) => {
             state
                 .auth
-                .audit(
-                    Some(&user.username),
+                .audit_denied(
+                    &user.username,
                     "user.2fa.off",
                     Some(user.username.clone()),
                     &client,
-                    AuditOutcome::Denied,
                 )
                 .await;
             render_account(
@@ -897,6 +947,7 @@ struct UserRow {
     email: String,
     role: &'static str,
     created: String,
+    two_factor: bool,
 }
 
 #[derive(Template)]
@@ -924,6 +975,7 @@ async fn render_users(
     let users = users
         .into_iter()
         .map(|u| UserRow {
+            two_factor: u.two_factor(),
             id: u.id,
             username: u.username,
             email: u.email.unwrap_or_default(),

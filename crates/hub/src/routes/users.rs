@@ -96,6 +96,20 @@ async fn login(
         auth.audit_failed_login(&name, None, &client).await;
         return Err(ApiError::Unauthorized("wrong username or password".into()));
     };
+    if auth.must_set_up_two_factor(&user) {
+        auth.audit_denied(
+            &user.username,
+            "login",
+            Some("api, no second factor".into()),
+            &client,
+        )
+        .await;
+        return Err(ApiError::Forbidden(
+            "this hub requires two-factor sign-in of admins: set it up on the Account page \
+             first"
+                .into(),
+        ));
+    }
     if user.two_factor() {
         let Some(code) = code else {
             return Err(ApiError::Unauthorized(
@@ -106,12 +120,11 @@ async fn login(
             ));
         };
         if !auth.check_second_factor(&user, &code).await? {
-            auth.audit(
-                Some(&user.username),
+            auth.audit_denied(
+                &user.username,
                 "login",
                 Some("api, second factor".into()),
                 &client,
-                AuditOutcome::Denied,
             )
             .await;
             return Err(ApiError::Unauthorized(

@@ -1807,3 +1807,72 @@ async fn wrong_codes_count_against_the_login_limit_and_the_cli_resets_two_factor
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_two_factor_required_of_admins_an_admin_is_a_viewer_until_it_is_on() {
+    let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = spawn_hub_with_clock(
+        |c| {
+            required(c);
+            c.auth.rate_limits.login = None;
+            c.auth.two_factor_admins = true;
+        },
+        clock.clone(),
+    )
+    .await;
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
+    add_user(&hub, "vic", VIEWER_PASSWORD, false);
+    // Viewers are not asked.
+    assert_eq!(login(&hub, "vic", VIEWER_PASSWORD).await.status(), 200);
+    // The admin's password alone gets no tokens...
+    let r = login(&hub, "ada", ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(r).await, "forbidden");
+    // ...and in a browser a viewer's session, sent to the setup page.
+    let mut s = Session { cookies: vec![] };
+    let r = s.get(&hub, "/login").await;
+    s.absorb(&r);
+    let csrf = s.csrf();
+    let r = s
+        .post_form(
+            &hub,
+            "/login",
+            &[
+                ("username", "ada"),
+                ("password", ADMIN_PASSWORD),
+                ("_csrf", &csrf),
+                ("next", "/users"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/account/two-factor");
+    let page = s
+        .get(&hub, "/account/two-factor")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"two-factor-required\""), "{page}");
+    assert_eq!(
+        s.get(&hub, "/users").await.status(),
+        403,
+        "a viewer meanwhile"
+    );
+    assert_eq!(s.get(&hub, "/").await.status(), 200);
+
+    // Set up: the session becomes an admin's.
+    enrol(&hub, &mut s, &clock).await;
+    let users = s.get(&hub, "/users").await;
+    assert_eq!(users.status(), 200);
+    let users = users.text().await.unwrap();
+    let row = |name: &str| {
+        let start = users.find(&format!("data-user=\"{name}\"")).unwrap();
+        users[start..].split("</tr>").next().unwrap().to_owned()
+    };
+    assert!(row("ada").contains(">on<"), "{}", row("ada"));
+    assert!(row("vic").contains(">off<"), "{}", row("vic"));
+    // The API now takes the password and a code.
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(login(&hub, "ada", ADMIN_PASSWORD).await.status(), 401);
+}
