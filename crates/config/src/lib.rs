@@ -11,7 +11,7 @@ mod settings;
 
 pub use lookout_proto::systemd::Scope;
 pub use settings::{
-    parse_trusted, AuthMode, AuthSettings, NotifySettings, Rate, RateLimits, WebPorts,
+    parse_trusted, AuthMode, AuthSettings, ForwardAuth, NotifySettings, Rate, RateLimits, WebPorts,
 };
 
 use std::collections::BTreeMap;
@@ -161,6 +161,26 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec {
         key: "two_factor",
         help: "optional (each account chooses) or admins (admins act as viewers until they set up two-factor sign-in); default optional",
+    },
+    SettingSpec {
+        key: "forward_auth",
+        help: "off, or on: believe the user a --trusted-proxies proxy names in its headers (single sign-on through Authelia, Authentik, oauth2-proxy); default off",
+    },
+    SettingSpec {
+        key: "forward_auth_headers",
+        help: "the proxy's user, e-mail and groups headers, comma-separated (default Remote-User,Remote-Email,Remote-Groups)",
+    },
+    SettingSpec {
+        key: "forward_auth_admins",
+        help: "groups whose members are admins, comma-separated; other users the proxy names are viewers (default admins)",
+    },
+    SettingSpec {
+        key: "forward_auth_create",
+        help: "true: a user the proxy names who has no account gets one (default false: only existing accounts)",
+    },
+    SettingSpec {
+        key: "forward_auth_logout",
+        help: "the proxy's logout URL, where Log out sends the browser",
     },
     SettingSpec {
         key: "session_ttl",
@@ -664,6 +684,7 @@ impl Config {
                 _ => Err("expected optional or admins".to_owned()),
             })?;
         }
+        auth.forward = forward_auth(&get, &auth)?;
         if let Some(v) = get("session_ttl") {
             auth.session_ttl = parse(v, "session_ttl", |s| {
                 parse_duration(s).and_then(|d| {
@@ -859,6 +880,84 @@ fn parse<T>(
     })
 }
 
+/// A comma-separated list, trimmed, without empty items.
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn flag(s: &str) -> Result<bool, String> {
+    match s {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
+/// Single sign-on through a reverse proxy, when `forward_auth` is on. It
+/// needs `trusted_proxies`: the headers are believed from those alone.
+fn forward_auth<'a>(
+    get: &impl Fn(&str) -> Option<&'a RawValue>,
+    auth: &AuthSettings,
+) -> Result<Option<ForwardAuth>, ConfigError> {
+    let on = match get("forward_auth") {
+        Some(v) => parse(v, "forward_auth", flag)?,
+        None => false,
+    };
+    if !on {
+        return Ok(None);
+    }
+    if auth.trusted_proxies.is_empty() {
+        return Err(ConfigError(
+            "--forward-auth needs --trusted-proxies: the identity headers are believed only \
+             from the proxies named there"
+                .into(),
+        ));
+    }
+    let mut forward = ForwardAuth::default();
+    if let Some(v) = get("forward_auth_headers") {
+        let names = parse(v, "forward_auth_headers", |s| {
+            let names = list(s);
+            let valid = |n: &String| header_name(n);
+            match names.as_slice() {
+                [user, email, groups] if names.iter().all(valid) => {
+                    Ok((user.clone(), email.clone(), groups.clone()))
+                }
+                _ => Err("expected three header names: user, e-mail, groups".to_owned()),
+            }
+        })?;
+        (
+            forward.user_header,
+            forward.email_header,
+            forward.groups_header,
+        ) = names;
+    }
+    if let Some(v) = get("forward_auth_admins") {
+        forward.admin_groups = parse(v, "forward_auth_admins", |s| Ok(list(s)))?;
+    }
+    if let Some(v) = get("forward_auth_create") {
+        forward.create_accounts = parse(v, "forward_auth_create", flag)?;
+    }
+    if let Some(v) = get("forward_auth_logout") {
+        forward.logout_url = Some(parse(v, "forward_auth_logout", |s| {
+            url::Url::parse(s)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .map(|_| s.to_owned())
+                .ok_or_else(|| "expected an http:// or https:// URL".to_owned())
+        })?);
+    }
+    Ok(Some(forward))
+}
+
+/// An HTTP header name: letters, digits and `-`.
+fn header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
     if let Some(rest) = s
         .strip_prefix("sqlite://")
@@ -1000,6 +1099,48 @@ mod tests {
         assert!(c.auth.two_factor_admins);
         let e = at("127.0.0.1:8000", &[("two_factor", "always")]).unwrap_err();
         assert!(e.0.contains("expected optional or admins"), "{e}");
+        // Single sign-on through a proxy: only with proxies to believe.
+        assert_eq!(c.auth.forward, None);
+        let e = at("127.0.0.1:8000", &[("forward_auth", "on")]).unwrap_err();
+        assert!(e.0.contains("needs --trusted-proxies"), "{e}");
+        let proxy = ("trusted_proxies", "127.0.0.2");
+        let c = at("127.0.0.1:8000", &[proxy, ("forward_auth", "on")]).unwrap();
+        assert_eq!(c.auth.forward, Some(ForwardAuth::default()));
+        let c = at(
+            "127.0.0.1:8000",
+            &[
+                proxy,
+                ("forward_auth", "true"),
+                ("forward_auth_headers", "X-User, X-Mail, X-Groups"),
+                ("forward_auth_admins", "ops, root"),
+                ("forward_auth_create", "true"),
+                ("forward_auth_logout", "https://auth.home.lan/logout"),
+            ],
+        )
+        .unwrap();
+        let forward = c.auth.forward.unwrap();
+        assert_eq!(
+            (forward.user_header.as_str(), forward.groups_header.as_str()),
+            ("X-User", "X-Groups")
+        );
+        assert_eq!(forward.admin_groups, ["ops", "root"]);
+        assert!(forward.create_accounts);
+        assert_eq!(
+            forward.logout_url.as_deref(),
+            Some("https://auth.home.lan/logout")
+        );
+        for (key, bad) in [
+            ("forward_auth_headers", "X-User, X-Mail"),
+            ("forward_auth_headers", "X User, X-Mail, X-Groups"),
+            ("forward_auth_logout", "javascript:alert(1)"),
+            ("forward_auth_create", "maybe"),
+        ] {
+            let e = at(
+                "127.0.0.1:8000",
+                &[proxy, ("forward_auth", "on"), (key, bad)],
+            );
+            assert!(e.is_err(), "{key} = {bad:?}");
+        }
         // Any other address: required by default; off is refused...
         assert_eq!(
             at("0.0.0.0:8000", &[]).unwrap().auth.mode,

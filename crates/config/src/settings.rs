@@ -46,6 +46,39 @@ pub struct AuthSettings {
     /// Admins must sign in with a second factor: until they set it up, a
     /// password sign-in gives them a viewer's session.
     pub two_factor_admins: bool,
+    /// Single sign-on through a reverse proxy that authenticates (Authelia,
+    /// Authentik, oauth2-proxy): `None` when off.
+    pub forward: Option<ForwardAuth>,
+}
+
+/// Who a trusted reverse proxy says is signed in, and what that makes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuth {
+    /// The header naming the user (`Remote-User`).
+    pub user_header: String,
+    /// The header with their e-mail address (`Remote-Email`).
+    pub email_header: String,
+    /// The header with their groups, comma-separated (`Remote-Groups`).
+    pub groups_header: String,
+    /// Members of these groups are admins; everyone else is a viewer.
+    pub admin_groups: Vec<String>,
+    /// A user the proxy names who has no account gets one.
+    pub create_accounts: bool,
+    /// Where Log out sends the browser: the proxy's own logout.
+    pub logout_url: Option<String>,
+}
+
+impl Default for ForwardAuth {
+    fn default() -> Self {
+        Self {
+            user_header: "Remote-User".into(),
+            email_header: "Remote-Email".into(),
+            groups_header: "Remote-Groups".into(),
+            admin_groups: vec!["admins".into()],
+            create_accounts: false,
+            logout_url: None,
+        }
+    }
 }
 
 impl Default for AuthSettings {
@@ -60,6 +93,7 @@ impl Default for AuthSettings {
             tls: false,
             loopback: true,
             two_factor_admins: false,
+            forward: None,
         }
     }
 }

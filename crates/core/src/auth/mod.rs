@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::SharedClock;
 use crate::store::accounts::{
-    AuditOutcome, CredentialKind, NewAuditEntry, NewCredential, Role, TokenScope, User,
+    AuditOutcome, CredentialKind, NewAuditEntry, NewCredential, NewUser, Role, TokenScope, User,
 };
 use crate::store::{Store, StoreError};
 pub use limit::{Bucket, RateLimits};
@@ -348,6 +348,72 @@ impl Auth {
         }
     }
 
+    // ---- Single sign-on through a reverse proxy --------------------------------
+
+    /// The caller a trusted proxy names (`--forward-auth`): the account of
+    /// that username, created on first sight if the settings allow, with
+    /// the role its groups give. `None`: forward auth is off, or the user
+    /// has no account and none may be made.
+    pub async fn forwarded(
+        &self,
+        username: &str,
+        email: Option<&str>,
+        groups: &[&str],
+    ) -> Result<Option<Principal>, StoreError> {
+        let Some(forward) = &self.settings.forward else {
+            return Ok(None);
+        };
+        let username = username.trim();
+        let role = if groups
+            .iter()
+            .any(|g| forward.admin_groups.iter().any(|a| a == g.trim()))
+        {
+            Role::Admin
+        } else {
+            Role::Viewer
+        };
+        let found = self
+            .store
+            .find_user(username)
+            .await?
+            .filter(|u| u.username.eq_ignore_ascii_case(username));
+        let user = match found {
+            Some(user) => user,
+            None if forward.create_accounts && check_username(username).is_ok() => {
+                let email = email
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty() && check_email(e).is_ok());
+                let new = NewUser {
+                    username: username.to_owned(),
+                    email: email.map(str::to_owned),
+                    // No password signs in as this account: the proxy does.
+                    password_hash: FORWARDED_ONLY.into(),
+                    role,
+                };
+                match self.store.create_user(&new, self.clock.now()).await {
+                    Ok(user) => user,
+                    // Made by a request a moment before, or its e-mail is
+                    // another's sign-in name.
+                    Err(StoreError::Conflict { .. }) => {
+                        match self.store.find_user(username).await? {
+                            Some(user) if user.username.eq_ignore_ascii_case(username) => user,
+                            _ => return Ok(None),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => return Ok(None),
+        };
+        Ok(Some(Principal {
+            user_id: Some(user.id),
+            username: user.username,
+            role,
+            scope: TokenScope::All,
+            credential: None,
+        }))
+    }
+
     // ---- Two-factor sign-in ----------------------------------------------------
 
     /// Whether `code` (from the user's authenticator app, or one of their
@@ -480,6 +546,10 @@ impl Auth {
         }
     }
 }
+
+/// The password hash of an account made for a user a proxy named: no
+/// password matches it (it is no PHC string).
+pub const FORWARDED_ONLY: &str = "!signs in through the proxy";
 
 /// The actor of a refused sign-in whose name is no account's. Not a valid
 /// username (it has a space), so no account can be mistaken for it.

@@ -18,13 +18,25 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The address the connection comes from.
+fn peer(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<crate::tls::Peer>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0 .0.ip())
+}
+
+/// Whether the connection comes from one of the trusted proxies (not
+/// whatever address a header names).
+pub fn from_trusted_proxy(parts: &Parts, trusted: &[IpNet]) -> bool {
+    let peer = peer(parts);
+    trusted.iter().any(|net| net.contains(&peer))
+}
+
 /// Works out the client from the connection and, if the peer is trusted, its
 /// forwarding headers. `tls` says whether this hub terminates TLS itself.
 pub fn resolve(parts: &Parts, trusted: &[IpNet], tls: bool) -> Client {
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<crate::tls::Peer>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0 .0.ip());
+    let peer = peer(parts);
     let host = header(&parts.headers, "host").map(str::to_owned);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
@@ -91,6 +103,11 @@ mod tests {
         let c = resolve(&parts("192.0.2.7:5000", &spoof), &trusted, false);
         assert_eq!(c.ip.to_string(), "192.0.2.7");
         assert!(!c.https);
+        assert!(!from_trusted_proxy(&parts("192.0.2.7:5000", &spoof), &trusted));
+        assert!(from_trusted_proxy(&parts("10.1.2.3:5000", &spoof), &trusted));
+        // A forwarded address is never the proxy.
+        let claim = [("x-forwarded-for", "10.0.0.9")];
+        assert!(!from_trusted_proxy(&parts("192.0.2.7:5000", &claim), &trusted));
 
         let c = resolve(&parts("10.1.2.3:5000", &spoof), &trusted, false);
         assert_eq!(c.ip.to_string(), "203.0.113.9");

@@ -240,6 +240,9 @@ async fn identify(auth: &Auth, parts: &Parts, client: &Client) -> Result<Option<
             }
         };
     }
+    if let Some(who) = forwarded(auth, parts).await {
+        return Ok(Some(who));
+    }
     let Some(secret) = cookie(&parts.headers, session_cookie(client.https)) else {
         return Ok(None);
     };
@@ -248,6 +251,37 @@ async fn identify(auth: &Auth, parts: &Parts, client: &Client) -> Result<Option<
         Err(e) => {
             tracing::error!(error = ?e, "cannot check a session");
             Ok(None)
+        }
+    }
+}
+
+/// The user a trusted reverse proxy names in its headers (`--forward-auth`).
+/// The same headers from anyone else are ignored.
+async fn forwarded(auth: &Auth, parts: &Parts) -> Option<Principal> {
+    let forward = auth.settings.forward.as_ref()?;
+    if !super::client::from_trusted_proxy(parts, &auth.settings.trusted_proxies) {
+        return None;
+    }
+    let h = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let user = h(&forward.user_header)?;
+    let groups: Vec<&str> = h(&forward.groups_header)
+        .map(|g| g.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    match auth
+        .forwarded(user, h(&forward.email_header), &groups)
+        .await
+    {
+        Ok(who) => who,
+        Err(e) => {
+            tracing::error!(error = ?e, "cannot look up the user a proxy named");
+            None
         }
     }
 }

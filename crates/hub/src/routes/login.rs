@@ -586,7 +586,19 @@ async fn logout(
         }
     }
     let clear = set_cookie(session_cookie(client.https), "", client.https, None);
-    let to = if state.auth.required() { "/login" } else { "/" };
+    // Signed in by a proxy: its own logout ends the sign-in.
+    let proxy_logout = state
+        .auth
+        .settings
+        .forward
+        .as_ref()
+        .and_then(|f| f.logout_url.as_deref())
+        .filter(|_| who.as_ref().is_some_and(|w| w.credential.is_none()));
+    let to = match proxy_logout {
+        Some(url) => url,
+        None if state.auth.required() => "/login",
+        None => "/",
+    };
     ([(header::SET_COOKIE, clear)], Redirect::to(to)).into_response()
 }
 

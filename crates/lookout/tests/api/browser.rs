@@ -1539,6 +1539,10 @@ async fn two_factor_sign_in_with_an_app_code_and_a_recovery_code_in_chromium() {
     let state = wait_text(c, "#two-factor-state", |t| t.starts_with("On.")).await;
     assert!(state.contains("9 recovery codes left"), "{state}");
     three_screenshots(c, "account-two-factor-on").await;
+    c.goto(&hub.url("/users")).await.unwrap();
+    let row = wait_text(c, "tr[data-user=ada] td.two-factor", |t| !t.is_empty()).await;
+    assert_eq!(row, "on");
+    three_screenshots(c, "users-two-factor").await;
     click(c, "logout").await;
     wait_path(c, |p| p.starts_with("/login")).await;
     sign_in(super::auth::ADMIN_PASSWORD).await;

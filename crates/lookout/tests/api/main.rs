@@ -23,6 +23,7 @@ mod probes;
 mod prometheus;
 mod registry;
 mod services;
+mod sso;
 mod store;
 mod systemd;
 mod validation;

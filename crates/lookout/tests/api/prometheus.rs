@@ -498,7 +498,7 @@ async fn a_real_prometheus_discovers_the_services_and_scrapes_the_hub() {
     }
 }
 
-struct KillOnDrop<'a>(&'a mut std::process::Child);
+pub(crate) struct KillOnDrop<'a>(pub(crate) &'a mut std::process::Child);
 
 impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
