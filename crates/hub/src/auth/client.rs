@@ -103,11 +103,20 @@ mod tests {
         let c = resolve(&parts("192.0.2.7:5000", &spoof), &trusted, false);
         assert_eq!(c.ip.to_string(), "192.0.2.7");
         assert!(!c.https);
-        assert!(!from_trusted_proxy(&parts("192.0.2.7:5000", &spoof), &trusted));
-        assert!(from_trusted_proxy(&parts("10.1.2.3:5000", &spoof), &trusted));
+        assert!(!from_trusted_proxy(
+            &parts("192.0.2.7:5000", &spoof),
+            &trusted
+        ));
+        assert!(from_trusted_proxy(
+            &parts("10.1.2.3:5000", &spoof),
+            &trusted
+        ));
         // A forwarded address is never the proxy.
         let claim = [("x-forwarded-for", "10.0.0.9")];
-        assert!(!from_trusted_proxy(&parts("192.0.2.7:5000", &claim), &trusted));
+        assert!(!from_trusted_proxy(
+            &parts("192.0.2.7:5000", &claim),
+            &trusted
+        ));
 
         let c = resolve(&parts("10.1.2.3:5000", &spoof), &trusted, false);
         assert_eq!(c.ip.to_string(), "203.0.113.9");

@@ -1695,6 +1695,18 @@ async fn two_factor_sign_in_takes_a_code_once_or_a_recovery_code_once() {
         let body: Value = r.json().await.unwrap();
         (body["access_token"].as_str().unwrap().to_owned(), ())
     };
+    // A personal API token works without a code, as scripts need.
+    let r = post_as(
+        &hub,
+        "/api/v1/tokens",
+        &access,
+        &json!({"name": "backup script", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let script: Value = r.json().await.unwrap();
+    let script = script["token"].as_str().unwrap();
+    assert_eq!(get_as(&hub, "/api/services", script).await.status(), 200);
     let audit = get_as(&hub, "/api/v1/audit", &access)
         .await
         .text()
