@@ -440,6 +440,29 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         },
         ("POST", "/api/v1/users/logout") => doc("End this login", "users", Empty),
         ("GET", "/api/v1/users/me") => doc("Who is calling", "users", Object),
+        ("GET", "/api/v1/users/me/two-factor") => doc(
+            "The caller's two-factor sign-in: enabled, recovery_codes_left, required",
+            "users",
+            Object,
+        ),
+        ("POST", "/api/v1/users/me/two-factor/key") => doc(
+            "A new key for an authenticator app: secret and otpauth_url (nothing is stored \
+             until a code confirms it)",
+            "users",
+            Object,
+        ),
+        ("POST", "/api/v1/users/me/two-factor") => Doc {
+            body: Some("secret (from .../two-factor/key), code (the app's code for it now)"),
+            ..doc(
+                "Turn two-factor sign-in on: the recovery codes, shown once",
+                "users",
+                CreatedObject,
+            )
+        },
+        ("POST", "/api/v1/users/me/two-factor/off") => Doc {
+            body: Some("code (the app's code now, or a recovery code)"),
+            ..doc("Turn two-factor sign-in off", "users", Empty)
+        },
         ("GET", "/api/v1/users") => doc("Accounts", "users", Objects),
         ("POST", "/api/v1/users") => Doc {
             body: Some("username, password, role (admin or viewer)"),

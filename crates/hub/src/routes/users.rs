@@ -12,7 +12,7 @@ use super::extract::{count_param, Fields, JsonObject, PathId, QueryMap};
 use super::table::Routes;
 use super::AppState;
 use crate::auth::guard::{Caller, Remote};
-use crate::auth::{Access, Bucket, UserRequest};
+use crate::auth::{Access, Bucket, Principal, UserRequest};
 use crate::error::ApiError;
 use crate::store::accounts::{
     AuditOutcome, CredentialInfo, CredentialKind, DeleteUser, Role, TokenScope, User,
@@ -42,6 +42,26 @@ pub fn routes(r: Routes) -> Routes {
     )
     .post("/v1/users/logout", Access::Viewer, logout)
     .get("/v1/users/me", Access::Viewer, me)
+    .get("/v1/users/me/two-factor", Access::Viewer, two_factor_state)
+    .post(
+        "/v1/users/me/two-factor/key",
+        Access::Viewer,
+        two_factor_key,
+    )
+    .limited(
+        Method::POST,
+        "/v1/users/me/two-factor",
+        Access::Viewer,
+        Bucket::Login,
+        two_factor_on,
+    )
+    .limited(
+        Method::POST,
+        "/v1/users/me/two-factor/off",
+        Access::Viewer,
+        Bucket::Login,
+        two_factor_off,
+    )
     .get("/v1/users", Access::Admin, list_users)
     .post("/v1/users", Access::Admin, create_user)
     .delete("/v1/users/{id}", Access::Admin, delete_user)
@@ -66,7 +86,133 @@ fn role(f: &mut Fields<'_>, key: &str, default: Role) -> Role {
 }
 
 fn user_view(u: &User) -> Value {
-    json!({ "id": u.id, "username": u.username, "email": u.email, "role": u.role, "created_at": u.created_at })
+    json!({
+        "id": u.id, "username": u.username, "email": u.email, "role": u.role,
+        "created_at": u.created_at, "two_factor": u.two_factor(),
+    })
+}
+
+/// The caller's account as stored; refused with authentication off.
+async fn caller_account(state: &AppState, who: &Principal) -> Result<User, ApiError> {
+    let Some(id) = who.user_id else {
+        return Err(ApiError::BadRequest(
+            "authentication is off (--auth off): there is no account to protect".into(),
+            vec![],
+        ));
+    };
+    state
+        .store
+        .get_user(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("the account is gone".into()))
+}
+
+async fn two_factor_state(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let user = caller_account(&state, &who).await?;
+    Ok(Json(json!({
+        "enabled": user.two_factor(),
+        "recovery_codes_left": user.recovery_codes.len(),
+        "required": state.auth.must_set_up_two_factor(&user),
+    })))
+}
+
+/// A fresh key for an authenticator app; nothing is stored until a code
+/// from the app confirms it.
+async fn two_factor_key(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = caller_account(&state, &who).await?;
+    let secret = crate::auth::totp::new_secret();
+    let url = crate::auth::totp::otpauth_url(&secret, &user.username).unwrap_or_default();
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "secret": secret, "otpauth_url": url })),
+    ))
+}
+
+async fn two_factor_on(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Remote(client): Remote,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut f = Fields::new(&body, &["secret", "code"]);
+    let secret = f.required("secret");
+    let code = f.required("code");
+    f.finish()?;
+    let user = caller_account(&state, &who).await?;
+    if user.two_factor() {
+        return Err(ApiError::Conflict(FieldError::new(
+            "secret",
+            "two-factor sign-in is on already: turn it off first to use a new key",
+        )));
+    }
+    if crate::auth::totp::code_at(&secret, 0).is_none() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "secret",
+            "must be a base32 key from POST /api/v1/users/me/two-factor/key",
+        )]));
+    }
+    match state.auth.enable_two_factor(&user, &secret, &code).await? {
+        Some(codes) => {
+            state
+                .auth
+                .audit_ok(&who, "user.2fa.on", Some(user.username.clone()), &client)
+                .await;
+            Ok((
+                StatusCode::CREATED,
+                [(header::CACHE_CONTROL, "no-store")],
+                Json(json!({ "recovery_codes": codes })),
+            ))
+        }
+        None => Err(ApiError::Validation(vec![FieldError::new(
+            "code",
+            "is not the authenticator app's code for this key now",
+        )])),
+    }
+}
+
+async fn two_factor_off(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Remote(client): Remote,
+    JsonObject(body): JsonObject,
+) -> Result<StatusCode, ApiError> {
+    let mut f = Fields::new(&body, &["code"]);
+    let code = f.required("code");
+    f.finish()?;
+    let user = caller_account(&state, &who).await?;
+    if !user.two_factor() {
+        return Err(ApiError::Conflict(FieldError::new(
+            "code",
+            "two-factor sign-in is off already",
+        )));
+    }
+    if !state.auth.check_second_factor(&user, &code).await? {
+        state
+            .auth
+            .audit_denied(
+                &user.username,
+                "user.2fa.off",
+                Some(user.username.clone()),
+                &client,
+            )
+            .await;
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "code",
+            "is wrong or already used: two-factor sign-in stays on",
+        )]));
+    }
+    state.store.set_two_factor(user.id, None, &[]).await?;
+    state
+        .auth
+        .audit_ok(&who, "user.2fa.off", Some(user.username.clone()), &client)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn token_view(t: &CredentialInfo) -> Value {

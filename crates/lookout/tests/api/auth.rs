@@ -214,6 +214,9 @@ const VIEWER_WRITES: &[&str] = &[
     "POST /account/tokens/{id}/revoke",
     "POST /account/two-factor",
     "POST /account/two-factor/off",
+    "POST /api/v1/users/me/two-factor",
+    "POST /api/v1/users/me/two-factor/key",
+    "POST /api/v1/users/me/two-factor/off",
     "POST /api/v1/users/logout",
     "POST /api/v1/tokens",
     "DELETE /api/v1/tokens/{id}",
@@ -279,6 +282,8 @@ fn the_route_table_declares_every_public_route_and_viewer_write_on_purpose() {
                 "/login/code",
                 "/account/two-factor",
                 "/account/two-factor/off",
+                "/api/v1/users/me/two-factor",
+                "/api/v1/users/me/two-factor/off",
                 "/setup",
                 "/api/v1/users/login",
                 "/api/v1/users/refresh",
@@ -1887,4 +1892,114 @@ async fn with_two_factor_required_of_admins_an_admin_is_a_viewer_until_it_is_on(
     // The API now takes the password and a code.
     clock.advance(Duration::from_secs(30));
     assert_eq!(login(&hub, "ada", ADMIN_PASSWORD).await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_factor_is_set_up_and_turned_off_over_the_api_too() {
+    let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let hub = spawn_hub_with_clock(
+        |c| {
+            required(c);
+            c.auth.rate_limits.login = None;
+        },
+        clock.clone(),
+    )
+    .await;
+    add_user(&hub, "ada", ADMIN_PASSWORD, true);
+    let (access, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
+    let state = || async {
+        get_as(&hub, "/api/v1/users/me/two-factor", &access)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(state().await["enabled"], false);
+
+    let r = post_as(&hub, "/api/v1/users/me/two-factor/key", &access, &json!({})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let key: Value = r.json().await.unwrap();
+    let secret = key["secret"].as_str().unwrap();
+    assert!(key["otpauth_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("otpauth://totp/lookout:ada?"));
+    // Bad input: each problem named, nothing turned on.
+    let r = post_as(&hub, "/api/v1/users/me/two-factor", &access, &json!({})).await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    let fields: Vec<&str> = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["secret", "code"], "{body}");
+    for (bad, field) in [
+        (json!({"secret": "not base32!", "code": "123456"}), "secret"),
+        (json!({"secret": secret, "code": "000000"}), "code"),
+    ] {
+        let r = post_as(&hub, "/api/v1/users/me/two-factor", &access, &bad).await;
+        assert_eq!(r.status(), 422, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["fields"][0]["field"], field, "{body}");
+    }
+    assert_eq!(state().await["enabled"], false);
+
+    let r = post_as(
+        &hub,
+        "/api/v1/users/me/two-factor",
+        &access,
+        &json!({"secret": secret, "code": app_code(secret, &clock)}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let on: Value = r.json().await.unwrap();
+    let codes = on["recovery_codes"].as_array().unwrap();
+    assert_eq!(codes.len(), 10);
+    let state_now = state().await;
+    assert_eq!(
+        (&state_now["enabled"], &state_now["recovery_codes_left"]),
+        (&json!(true), &json!(10))
+    );
+    let users: Value = get_as(&hub, "/api/v1/users", &access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users[0]["two_factor"], true, "{users}");
+    assert!(
+        !users.to_string().contains(secret),
+        "the key is never shown again"
+    );
+    // A second key is refused while one is on.
+    let r = post_as(
+        &hub,
+        "/api/v1/users/me/two-factor",
+        &access,
+        &json!({"secret": secret, "code": app_code(secret, &clock)}),
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+
+    // Off: a recovery code does it.
+    let r = post_as(
+        &hub,
+        "/api/v1/users/me/two-factor/off",
+        &access,
+        &json!({"code": "zzzzz-zzzzz"}),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let r = post_as(
+        &hub,
+        "/api/v1/users/me/two-factor/off",
+        &access,
+        &json!({"code": codes[0]}),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(state().await["enabled"], false);
+    assert_eq!(login(&hub, "ada", ADMIN_PASSWORD).await.status(), 200);
 }
