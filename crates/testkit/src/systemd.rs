@@ -64,6 +64,16 @@ impl SystemdSandbox {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("config/systemd/user")).expect("unit dir");
         std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
+        // A oneshot check whose process has exited can stay `deactivating
+        // (stop-sigterm)` here: on a loaded machine the manager sometimes
+        // misses its cgroup's "now empty" event and waits out the stop
+        // timeout (90 s by default), and the check's timer has no next
+        // elapse meanwhile. Two seconds bound that wait.
+        std::fs::write(
+            dir.path().join("config/systemd/user.conf"),
+            "[Manager]\nDefaultTimeoutStopSec=2s\n",
+        )
+        .expect("user.conf");
         let script = dir.path().join("sandbox.sh");
         std::fs::write(&script, SCRIPT).expect("script");
         let holder = Command::new("unshare")

@@ -373,10 +373,22 @@ async fn check_results_reach_the_hub_once_through_outages_and_rotation() {
     drop(hub);
     let until = tokio::time::Instant::now() + SOON;
     while keys_in(std::slice::from_ref(&log)).len() < before + 3 {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "the timer stopped firing"
-        );
+        if tokio::time::Instant::now() >= until {
+            // What systemd says of the timer and its runs, to tell a stalled
+            // manager from a failing script.
+            let said = |args: &[&str]| {
+                let out = sb.systemctl(args);
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr)
+            };
+            panic!(
+                "the timer stopped firing: {} results before, {} now\n{}\n{}",
+                before,
+                keys_in(std::slice::from_ref(&log)).len(),
+                said(&["list-timers", "--all", "--no-pager"]),
+                said(&["status", "--no-pager", "--full", "lookout-tick.service"]),
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let hub = hub_process(port, hub_data.path());
