@@ -402,7 +402,19 @@ async fn a_units_service_page_shows_it_and_starts_and_stops_it_in_chromium() {
 
     // The log is followed live: a request made now shows on the page.
     wait_text(c, "#unit-log-live", |t| t.contains("live")).await;
-    let _ = reqwest::get(format!("http://127.0.0.1:{port}/followed-live")).await;
+    // systemd says active before the server has bound its port: ask until
+    // it answers.
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while reqwest::get(format!("http://127.0.0.1:{port}/followed-live"))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the unit never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_text(c, "#unit-log", |t| t.contains("GET /followed-live")).await;
 
     // Enabled from the page, it starts at boot; Disable is offered then.
