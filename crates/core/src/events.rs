@@ -76,6 +76,10 @@ pub enum Event {
     /// A server was deleted: `{"id"}`.
     #[serde(rename = "server.deleted")]
     ServerDeleted { id: i64 },
+    /// Self-healing restarted a service's unit, failed to, or gave up: the
+    /// attempt.
+    #[serde(rename = "heal")]
+    Healing(Box<lookout_proto::depends::Healing>),
 }
 
 /// What a health check left on its service, named as the service's view
@@ -145,6 +149,7 @@ impl Event {
             Event::CheckResult { .. } => "result",
             Event::ServerUpdated { .. } => "server.updated",
             Event::ServerDeleted { .. } => "server.deleted",
+            Event::Healing(_) => "heal",
         }
     }
 

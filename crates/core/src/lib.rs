@@ -12,11 +12,13 @@
 pub mod agents;
 pub mod auth;
 pub mod clock;
+pub mod depends;
 pub use lookout_config as config;
 pub use lookout_store as store;
 pub mod discovery;
 pub mod events;
 pub mod follow;
+pub mod heal;
 pub mod health;
 pub mod history;
 pub mod live;

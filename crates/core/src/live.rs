@@ -315,6 +315,7 @@ const KINDS: &[&str] = &[
     "server.updated",
     "server.deleted",
     "scan",
+    "heal",
 ];
 
 fn kind_name(kind: &str) -> &'static str {

@@ -324,7 +324,7 @@ pub async fn reconcile(
             && !declared.iter().any(|d| d.name.as_str() == s.name)
             && !kept.contains(&s.name)
         {
-            registry.delete(s.id).await?;
+            registry.delete(s.id, now).await?;
             done.removed.push(s.name.clone());
         }
     }

@@ -186,6 +186,8 @@ struct Memory {
     order: BTreeMap<SortKey, i64>,
     /// Increases with every change the registry applies.
     version: u64,
+    /// Increases with every change that can change the dependency graph.
+    deps_version: u64,
     /// List bodies assembled at `version`, by registry status filter.
     lists: HashMap<Option<RegistryStatus>, Bytes>,
     /// The same lists compressed, made on first request per version.
@@ -289,6 +291,11 @@ impl Memory {
             }
         }
         let new = &entry.service;
+        if self.by_id.get(&id).is_none_or(|old| {
+            crate::depends::edges_of(&old.service) != crate::depends::edges_of(new)
+        }) {
+            self.deps_version += 1;
+        }
         if let Some(at) = new.last_health_check {
             let recent = self.recent.entry(id).or_default();
             if recent.back().is_none_or(|(last, _, _)| *last < at) {
@@ -329,6 +336,7 @@ impl Memory {
         let Some(old) = self.by_id.remove(&id) else {
             return false;
         };
+        self.deps_version += 1;
         self.order.remove(&sort_key(&old.service));
         self.unindex(id, local_unit(&old.service));
         true
@@ -536,6 +544,8 @@ pub struct Registry {
     epoch: u32,
     defaults: CheckDefaults,
     memory: RwLock<Memory>,
+    /// The dependency graph as of a `deps_version`, built when first asked.
+    graph: std::sync::Mutex<Option<(u64, Arc<crate::depends::Graph>)>>,
     /// The services whose changes matter to the health scheduler since it
     /// last looked: added or removed, or whose URL, interval or timeout
     /// changed.
@@ -639,6 +649,7 @@ impl Registry {
             epoch: u32::from_le_bytes(epoch),
             defaults,
             memory: RwLock::new(Memory::default()),
+            graph: std::sync::Mutex::new(None),
             shape: tokio::sync::watch::Sender::new(Reshaped::default()),
             applied: tokio::sync::watch::Sender::new(0),
         };
@@ -962,6 +973,158 @@ impl Registry {
         }
     }
 
+    // ---- Dependencies ---------------------------------------------------------
+
+    /// The dependency graph as memory now stands.
+    pub fn graph(&self) -> Arc<crate::depends::Graph> {
+        let memory = self.read();
+        let mut cached = lock(&self.graph);
+        if let Some((version, graph)) = cached.as_ref() {
+            if *version == memory.deps_version {
+                return graph.clone();
+            }
+        }
+        let graph = Arc::new(crate::depends::Graph::build(
+            memory.by_id.values().map(|e| &e.service),
+        ));
+        *cached = Some((memory.deps_version, graph.clone()));
+        graph
+    }
+
+    /// The failing service at the root of `id`'s dependencies, as memory
+    /// now stands (whether or not the service shows it yet).
+    pub fn waiting_root(&self, id: i64) -> Option<lookout_proto::depends::WaitingOn> {
+        let graph = self.graph();
+        if graph.parents(id).is_empty() {
+            return None;
+        }
+        let memory = self.read();
+        graph.root(id, |p| memory.by_id.get(&p).map(|e| &e.service))
+    }
+
+    /// Records what each service waits on where memory's statuses say it
+    /// changed, until nothing moves (a service that starts or stops waiting
+    /// changes what its own dependents wait on). The number of services
+    /// changed.
+    pub async fn settle_waiting(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut total = 0;
+        for _ in 0..8 {
+            let graph = self.graph();
+            if graph.is_empty() {
+                break;
+            }
+            let wanted: Vec<(i64, Option<lookout_proto::depends::WaitingOn>)> = {
+                let memory = self.read();
+                let get = |p: i64| memory.by_id.get(&p).map(|e| &e.service);
+                graph
+                    .to_judge()
+                    .filter_map(|id| {
+                        let held = get(id)?;
+                        let root = graph
+                            .root(id, get)
+                            .or_else(|| crate::depends::still_stale(held, get));
+                        (held.waiting_on.as_deref() != root.as_ref()).then_some((id, root))
+                    })
+                    .collect()
+            };
+            if wanted.is_empty() {
+                break;
+            }
+            total += wanted.len();
+            let (services, changes) = self.store.set_waiting(&wanted, now).await?;
+            let ids: Vec<i64> = services.iter().map(|s| s.id).collect();
+            self.keep(services);
+            for id in ids {
+                self.events.publish(self.updated(id));
+            }
+            self.announce(changes);
+        }
+        Ok(total)
+    }
+
+    /// Announces a self-healing attempt (it changes no service itself).
+    pub fn healed(&self, attempt: lookout_proto::depends::Healing) {
+        self.events.publish(Event::Healing(Box::new(attempt)));
+    }
+
+    /// Resolves the services a request names to ids and refuses a cycle
+    /// (`id`: the service that depends, `None` for a new one) and a
+    /// healing rule's bad unit.
+    async fn check_depends(
+        &self,
+        id: Option<i64>,
+        name: &str,
+        depends_on: Option<&mut Vec<lookout_proto::depends::ServiceRef>>,
+        heal: Option<&lookout_proto::depends::HealRule>,
+    ) -> Result<(), StoreError> {
+        use lookout_proto::depends::ServiceRef;
+        use lookout_proto::error::FieldError;
+        if let Some(unit) = heal.and_then(|h| h.unit.as_deref()) {
+            if let Err(e) = lookout_systemd::UnitName::parse(unit) {
+                return Err(StoreError::Invalid(FieldError::new(
+                    "heal",
+                    format!("unit: {e}"),
+                )));
+            }
+        }
+        let Some(refs) = depends_on else {
+            return Ok(());
+        };
+        let mut ids = Vec::with_capacity(refs.len());
+        let mut unknown = Vec::new();
+        {
+            let memory = self.read();
+            for r in refs.iter() {
+                let found = match r {
+                    ServiceRef::Id(want) => memory.by_id.contains_key(want).then_some(*want),
+                    ServiceRef::Name(want) => memory
+                        .by_id
+                        .values()
+                        .find(|e| e.service.name == *want)
+                        .or_else(|| {
+                            memory
+                                .by_id
+                                .values()
+                                .find(|e| e.service.name.eq_ignore_ascii_case(want))
+                        })
+                        .map(|e| e.service.id),
+                };
+                match found {
+                    Some(found) if !ids.contains(&found) => ids.push(found),
+                    Some(_) => {}
+                    None => unknown.push(r.to_string()),
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(StoreError::Invalid(FieldError::new(
+                "depends_on",
+                format!("no such service: {}", unknown.join(", ")),
+            )));
+        }
+        let graph = self.graph();
+        let cycle = {
+            let memory = self.read();
+            let named = |s: i64| match memory.by_id.get(&s) {
+                Some(e) => e.service.name.clone(),
+                None => name.to_owned(),
+            };
+            match id {
+                Some(id) => graph.cycle_through(id, &ids, named),
+                // A new service has no dependents yet.
+                None => None,
+            }
+        };
+        if let Some(cycle) = cycle {
+            return Err(StoreError::Invalid(FieldError::new(
+                "depends_on",
+                format!("would make a cycle: {cycle}"),
+            )));
+        }
+        *refs = ids.into_iter().map(ServiceRef::Id).collect();
+        Ok(())
+    }
+
     // ---- Writes: through the store, then into memory -------------------------
 
     /// Registers a service and computes its first status.
@@ -970,7 +1133,21 @@ impl Registry {
         new: &NewService,
         now: DateTime<Utc>,
     ) -> Result<(Service, Option<StatusEventView>), StoreError> {
-        let (service, change) = self.store.register_service(new, now).await?;
+        let mut new = new.clone();
+        let existing = self
+            .read()
+            .by_id
+            .values()
+            .find(|e| e.service.name == new.name.as_str())
+            .map(|e| e.service.id);
+        self.check_depends(
+            existing,
+            new.name.as_str(),
+            Some(&mut new.depends_on),
+            new.heal.as_ref(),
+        )
+        .await?;
+        let (service, change) = self.store.register_service(&new, now).await?;
         self.keep([service.clone()]);
         self.events.publish(self.created(service.id));
         self.announce(change.clone());
@@ -990,6 +1167,14 @@ impl Registry {
         let mut patch = patch.clone();
         if let Some(old) = self.get(id) {
             let old = &old.service;
+            let heal = patch.heal.clone().flatten();
+            self.check_depends(
+                Some(id),
+                &old.name,
+                patch.depends_on.as_mut(),
+                heal.as_ref(),
+            )
+            .await?;
             patch.resolve_probe(&old.probe);
             let base_url = match &patch.base_url {
                 Some(new) => new.clone(),
@@ -1017,11 +1202,32 @@ impl Registry {
         Ok(Some((service, change)))
     }
 
-    pub async fn delete(&self, id: i64) -> Result<bool, StoreError> {
+    pub async fn delete(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let deleted = self.store.delete_service(id).await?;
         self.apply([(id, None)], |_| Vec::new());
         if deleted {
             self.events.publish(Event::ServiceDeleted { id });
+            // Those that named it depend on it no more.
+            let named: Vec<(i64, Vec<i64>)> = self
+                .read()
+                .by_id
+                .values()
+                .filter(|e| e.service.depends_on.contains(&id))
+                .map(|e| (e.service.id, e.service.depends_on.clone()))
+                .collect();
+            for (child, depends_on) in named {
+                let patch = ServicePatch {
+                    depends_on: Some(
+                        depends_on
+                            .into_iter()
+                            .filter(|p| *p != id)
+                            .map(lookout_proto::depends::ServiceRef::Id)
+                            .collect(),
+                    ),
+                    ..ServicePatch::default()
+                };
+                self.update(child, &patch, now).await?;
+            }
         }
         Ok(deleted)
     }
@@ -1532,7 +1738,8 @@ impl Registry {
                 self.sync(&self.checks_of(id)).await
             }
             Some(Event::ScanCompleted {}) => self.reload().await,
-            None => Ok(()),
+            // Healing changes no service by itself.
+            Some(Event::Healing(_)) | None => Ok(()),
         }
     }
 }

@@ -93,6 +93,7 @@ impl Application {
             registry,
             shared_database: matches!(config.database, DatabaseUrl::Postgres(_)),
             public_url: config.notify.public_url.clone(),
+            heals: Arc::default(),
             log_followers: Arc::new(tokio::sync::Semaphore::new(
                 crate::routes::systemd::MAX_LOG_FOLLOWERS,
             )),
@@ -260,6 +261,37 @@ impl Application {
                 hub_id: self.hub_id.clone(),
                 lease: self.shared.is_some().then_some(self.cluster.check_lease),
                 metrics: self.state.metrics.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(
+            "dependencies",
+            crate::depends::Settler {
+                registry: self.state.registry.clone(),
+                events: match &self.shared {
+                    None => self.state.events.clone(),
+                    Some(_) => crate::live::bus_from_log(&self.state.live, stop.clone()),
+                },
+                clock: self.state.clock.clone(),
+            }
+            .run(stop.clone()),
+        );
+        tasks.spawn(
+            "healer",
+            crate::heal::Healer {
+                store: self.state.store.clone(),
+                registry: self.state.registry.clone(),
+                events: match &self.shared {
+                    None => self.state.events.clone(),
+                    Some(_) => crate::live::bus_from_log(&self.state.live, stop.clone()),
+                },
+                clock: self.state.clock.clone(),
+                remedy: Arc::new(crate::routes::heal::HubRemedy {
+                    state: self.state.clone(),
+                }),
+                heals: self.state.heals.clone(),
+                hub_id: self.hub_id.clone(),
+                lease: self.shared.is_some().then_some(self.cluster.check_lease),
             }
             .run(stop.clone()),
         );

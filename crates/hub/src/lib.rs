@@ -14,8 +14,8 @@ pub mod app;
 pub mod auth;
 pub use lookout_config as config;
 pub use lookout_core::{
-    agents, clock, discovery, events, follow, health, history, live, metrics, monitors, notify,
-    registry, tasks,
+    agents, clock, depends, discovery, events, follow, heal, health, history, live, metrics,
+    monitors, notify, registry, tasks,
 };
 pub use lookout_store as store;
 pub mod error;

@@ -32,7 +32,7 @@ pub const INTERVAL_RANGE_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
 pub const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 50..=120_000;
 
 /// Where a service stands in the registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RegistryStatus {
@@ -41,6 +41,7 @@ pub enum RegistryStatus {
     /// Found in systemd and looks like a web service, not yet registered.
     Discovered,
     /// Registered by the user; shown on the dashboard and health-checked.
+    #[default]
     Configured,
 }
 
@@ -64,7 +65,7 @@ impl RegistryStatus {
 }
 
 /// Result of the HTTP health check (the dashboard's green, red and gray dots).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum HealthStatus {
@@ -73,6 +74,7 @@ pub enum HealthStatus {
     /// Timeout, refused connection, TLS failure or a non-2xx status.
     Unhealthy,
     /// Not checked: no health endpoint, or no check has run yet.
+    #[default]
     Unknown,
 }
 
@@ -282,6 +284,10 @@ pub struct NewService {
     pub tags: Vec<String>,
     /// The channels it notifies, by id; empty for every channel.
     pub channels: Vec<i64>,
+    /// The services it depends on; the registry resolves names to ids.
+    pub depends_on: Vec<crate::depends::ServiceRef>,
+    /// Self-healing.
+    pub heal: Option<crate::depends::HealRule>,
     /// Declared in a monitors file (never from a request body).
     pub from_file: bool,
 }
@@ -312,6 +318,9 @@ pub struct ServicePatch {
     pub tags: Option<Vec<String>>,
     /// `Some(vec![])`: every channel again.
     pub channels: Option<Vec<i64>>,
+    /// `Some(vec![])`: none.
+    pub depends_on: Option<Vec<crate::depends::ServiceRef>>,
+    pub heal: Option<Option<crate::depends::HealRule>>,
     pub http: Option<Option<HttpSettings>>,
     pub tls: Option<Option<TlsSettings>>,
     pub dns: Option<Option<DnsQuery>>,
@@ -370,6 +379,7 @@ impl ServicePatch {
 /// trip works.
 const READ_ONLY_FIELDS: &[&str] = &[
     "id",
+    "waiting_on",
     "heartbeat_ip",
     "heartbeat_ttl_secs",
     "last_heartbeat",
@@ -428,6 +438,8 @@ pub const WRITABLE_FIELDS: &[&str] = &[
     "conditions",
     "tags",
     "channels",
+    "depends_on",
+    "heal",
     "http",
     "tls",
     "dns",
@@ -502,6 +514,8 @@ pub fn parse_new_service(body: &Map<String, Value>) -> Result<NewService, Vec<Fi
         probe,
         tags: patch.tags.unwrap_or_default(),
         channels: patch.channels.unwrap_or_default(),
+        depends_on: patch.depends_on.unwrap_or_default(),
+        heal: patch.heal.flatten(),
         from_file: false,
     })
 }
@@ -637,6 +651,9 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
         conditions: None,
         tags: field(body, "tags", errors, parse_tags).map(Option::unwrap_or_default),
         channels: field(body, "channels", errors, parse_channel_ids).map(Option::unwrap_or_default),
+        depends_on: field(body, "depends_on", errors, crate::depends::parse_depends_on)
+            .map(Option::unwrap_or_default),
+        heal: field(body, "heal", errors, crate::depends::HealRule::parse),
         http: field(body, "http", errors, |v| {
             let mut http: HttpSettings = object(v)?;
             http.validate()?;
@@ -892,6 +909,16 @@ pub struct ServiceView {
     /// The channels it notifies, by id (absent: every channel).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<i64>,
+    /// The services it depends on, by id (absent: none). While one of them
+    /// fails, this one shows `UNKNOWN`, waiting on it, and sends no alert.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<i64>,
+    /// Self-healing (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heal: Option<crate::depends::HealRule>,
+    /// The failing service at the root of its dependencies, while there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<crate::depends::WaitingOn>,
     /// An HTTP check's method, headers, body, redirects and accepted codes.
     /// Header values that look like credentials are shown as `********`;
     /// sending that back keeps the stored value. Absent: the defaults.

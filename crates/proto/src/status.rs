@@ -17,6 +17,7 @@
 //! | systemd unit, no HTTP check | `activating`, `deactivating`, `reloading` | `WARNING` |
 //! | systemd unit, no HTTP check | `inactive`, `removed` | `UNKNOWN` |
 //! | neither | — | `UNKNOWN` |
+//! | any | a service it depends on fails | `UNKNOWN` (waiting on the failing one at the root) |
 //!
 //! Services that report in, when they have no HTTP check:
 //!
@@ -34,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::service::HealthStatus;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Status {
@@ -42,6 +43,7 @@ pub enum Status {
     Update,
     Warning,
     Failure,
+    #[default]
     Unknown,
 }
 
@@ -75,6 +77,9 @@ impl Status {
 pub enum ServiceKind<'a> {
     /// Paused by a person: neither checked nor judged.
     Paused,
+    /// A service it depends on fails (`on`: the one at the root): its own
+    /// failure would say nothing new.
+    Waiting { on: &'a str },
     /// A check script an agent runs on its server.
     AgentCheck {
         agent_online: bool,
@@ -207,6 +212,7 @@ impl ServiceKind<'_> {
     pub fn status(&self) -> (Status, String) {
         match *self {
             ServiceKind::Paused => (Status::Unknown, "paused".to_owned()),
+            ServiceKind::Waiting { on } => (Status::Unknown, format!("waiting on {on}")),
             ServiceKind::AgentCheck { agent_online, last } => {
                 agent_check_status(agent_online, last)
             }

@@ -110,8 +110,8 @@ pub enum ServiceFilter {
     All,
 }
 
-/// A service as stored.
-#[derive(Debug, Clone, PartialEq)]
+/// A service as stored (`Default`: a registered service, blank).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Service {
     pub id: i64,
     pub name: String,
@@ -187,6 +187,13 @@ pub struct Service {
     pub tags: Vec<String>,
     /// The channels it notifies, by id; empty for every channel.
     pub channels: Vec<i64>,
+    /// The services it depends on, by id.
+    pub depends_on: Vec<i64>,
+    /// Self-healing (boxed, as [`Service::probe`]).
+    pub heal: Option<Box<lookout_proto::depends::HealRule>>,
+    /// The failing service at the root of its dependencies, as the hub
+    /// last judged; its status is then `UNKNOWN`.
+    pub waiting_on: Option<Box<lookout_proto::depends::WaitingOn>>,
     /// How the check is made beyond its URL. Boxed: most services take
     /// the defaults, and the registry keeps every service in memory.
     pub probe: Box<ProbeSettings>,
@@ -260,6 +267,8 @@ impl Service {
         };
         if self.paused {
             ServiceKind::Paused
+        } else if let Some(on) = &self.waiting_on {
+            ServiceKind::Waiting { on: &on.name }
         } else if self.server_id.is_some() {
             ServiceKind::AgentCheck {
                 agent_online,
@@ -463,6 +472,9 @@ impl Service {
             conditions: self.conditions.iter().map(Condition::to_spec).collect(),
             tags: self.tags.clone(),
             channels: self.channels.clone(),
+            depends_on: self.depends_on.clone(),
+            heal: self.heal.as_deref().cloned(),
+            waiting_on: self.waiting_on.as_deref().cloned(),
             http: self.probe.http.clone().map(|mut http| {
                 for (name, value) in &mut http.headers {
                     if lookout_proto::service::is_secret_header(name) {
@@ -708,6 +720,15 @@ pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static 
         &self,
         checks: &[HealthCheck],
     ) -> Result<Vec<(Recorded, Option<Service>)>, StoreError>;
+
+    /// Records what each service waits on (`None`: nothing) and recomputes
+    /// its status, in one transaction; the services as they now stand and
+    /// their status changes. A service gone meanwhile is skipped.
+    async fn set_waiting(
+        &self,
+        waiting: &[(i64, Option<lookout_proto::depends::WaitingOn>)],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Service>, Vec<StatusEventView>), StoreError>;
 
     /// Recomputes a service's status from what is stored about it; records and
     /// returns the change, if there is one. Idempotent.

@@ -214,6 +214,7 @@ impl Scheduler {
         let mut events = self.events.subscribe();
         let mut shape = self.registry.watch_shape();
         let permits = Arc::new(Semaphore::new(self.defaults.concurrency));
+        let rechecks = Rechecks::default();
         let mut slots = Slots::default();
         // Each check's service, and whether it failed.
         let mut running: JoinSet<(i64, bool)> = JoinSet::new();
@@ -260,12 +261,13 @@ impl Scheduler {
             }
 
             for id in slots.start_due(now) {
-                let (checker, registry, clock, defaults, permits) = (
+                let (checker, registry, clock, defaults, permits, rechecks) = (
                     self.checker.clone(),
                     self.registry.clone(),
                     self.clock.clone(),
                     self.defaults,
                     permits.clone(),
+                    rechecks.clone(),
                 );
                 running.spawn(async move {
                     let _permit = permits.acquire_owned().await;
@@ -274,9 +276,26 @@ impl Scheduler {
                         return (id, false);
                     };
                     let service = &entry.service;
+                    let started = clock.now();
                     let result = checker.check_service(service, &defaults, clock.as_ref()).await;
+                    let failed = result.status == lookout_proto::service::HealthStatus::Unhealthy;
+                    let asked = parents_first(
+                        &Parents { registry: &registry, checker: &checker, defaults: &defaults, clock: &clock, rechecks: &rechecks },
+                        service,
+                        failed,
+                        started,
+                    )
+                    .await;
+                    // A failure is stored once the service waits, if it
+                    // should; a pass before it stops waiting.
+                    if asked && failed {
+                        settle(&registry, &clock).await;
+                    }
                     if let Err(e) = registry.record_health_check(&result).await {
                         tracing::warn!(service = service.id, error = ?e, "could not store a health check");
+                    }
+                    if asked && !failed {
+                        settle(&registry, &clock).await;
                     }
                     (service.id, result.status == lookout_proto::service::HealthStatus::Unhealthy)
                 });
@@ -313,7 +332,8 @@ impl Scheduler {
                         | Event::StatusChanged(_)
                         | Event::CheckResult { .. }
                         | Event::ServerUpdated { .. }
-                        | Event::ServerDeleted { .. },
+                        | Event::ServerDeleted { .. }
+                        | Event::Healing(_),
                     ) => {}
                     // A service's own change plans only it, not the whole
                     // registry (a new one is leased through the shape watch
@@ -554,6 +574,112 @@ impl Look {
 
 /// A time that never comes (a day is as good as never for a wake-up that
 /// something else always comes before).
+/// One lock per parent being checked again for its dependents, so that
+/// dependents failing together wait for one check of it, not one each.
+#[derive(Clone, Default)]
+struct Rechecks(Arc<std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl Rechecks {
+    fn of(&self, id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut held = crate::sync::lock(&self.0);
+        // Locks nobody holds are dropped now and then.
+        if held.len() > 1024 {
+            held.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        held.entry(id).or_default().clone()
+    }
+}
+
+/// What checking a service's parents takes.
+struct Parents<'a> {
+    registry: &'a crate::registry::Registry,
+    checker: &'a Checker,
+    defaults: &'a CheckDefaults,
+    clock: &'a SharedClock,
+    rechecks: &'a Rechecks,
+}
+
+/// Before a dependent's result is stored: checks again each parent the
+/// hub checks that the result contradicts or that may need confirming, and
+/// settles what the dependent waits on. So a dependent whose check ran
+/// before its parent's waits on it rather than alerting, and a parent due
+/// only later is confirmed at its dependents' pace: the outcome does not
+/// depend on which check was due first. True when a parent was asked about
+/// (the caller then settles the waiting).
+///
+/// - The dependent failed and the parent looks fine: the parent is checked
+///   unless it was checked since the dependent's check began.
+/// - The dependent failed and the parent fails too: checked again (its
+///   alert waits on failed checks in a row) unless it was checked within
+///   the dependent's interval.
+/// - The dependent passed and the parent fails: checked unless it was
+///   checked since the dependent's check began (it may be back).
+async fn parents_first(
+    with: &Parents<'_>,
+    child: &Service,
+    failed: bool,
+    started: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    use lookout_proto::service::RegistryStatus;
+    use lookout_proto::status::Status;
+    let graph = with.registry.graph();
+    let mut checked = false;
+    let pace = chrono::Duration::from_std(child.interval(with.defaults)).unwrap_or_default();
+    for &p in graph.parents(child.id) {
+        // Since when an answer about the parent is fresh enough; `None`:
+        // nothing to ask.
+        let fresh_since = |s: &Service| {
+            let watched = s.status == RegistryStatus::Configured
+                && !s.paused
+                && s.check_url().is_some()
+                && s.waiting_on.is_none();
+            match (watched, failed, s.state == Status::Failure) {
+                (false, _, _) | (true, false, false) => None,
+                (true, true, true) => Some(started - pace),
+                (true, _, _) => Some(started),
+            }
+        };
+        if with
+            .registry
+            .get(p)
+            .and_then(|e| fresh_since(&e.service))
+            .is_none()
+        {
+            continue;
+        }
+        let lock = with.rechecks.of(p);
+        let _turn = lock.lock().await;
+        let Some(parent) = with.registry.get(p) else {
+            continue;
+        };
+        let Some(since) = fresh_since(&parent.service) else {
+            continue;
+        };
+        checked = true;
+        if parent
+            .service
+            .last_health_check
+            .is_some_and(|at| at >= since)
+        {
+            continue;
+        }
+        let result = with
+            .checker
+            .check_service(&parent.service, with.defaults, with.clock.as_ref())
+            .await;
+        if let Err(e) = with.registry.record_health_check(&result).await {
+            tracing::warn!(service = p, error = ?e, "could not store a parent's health check");
+        }
+    }
+    checked
+}
+
+async fn settle(registry: &crate::registry::Registry, clock: &SharedClock) {
+    if let Err(e) = registry.settle_waiting(clock.now()).await {
+        tracing::warn!(error = ?e, "could not record what services wait on");
+    }
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400)
 }

@@ -49,6 +49,10 @@ pub struct Notice {
     /// (`--public-url`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// On an alert, the services that depend on this one, which wait on it
+    /// and send nothing of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affected: Vec<String>,
 }
 
 impl Notice {
@@ -67,6 +71,18 @@ impl Notice {
     }
 
     pub fn text(&self) -> String {
+        let text = self.plain_text();
+        match self.affected.len() {
+            0 => text,
+            1 => format!("{text}; 1 service depends on it: {}", self.affected[0]),
+            n => format!(
+                "{text}; {n} services depend on it: {}",
+                self.affected.join(", ")
+            ),
+        }
+    }
+
+    fn plain_text(&self) -> String {
         match (self.kind, &self.previous) {
             (NoticeKind::Test, _) => "This is a test from lookout: this channel works.".to_owned(),
             (NoticeKind::Alert, Some(was)) => {
@@ -257,6 +273,7 @@ pub async fn send(
             "at": notice.at,
             "down_for_secs": notice.down_for_secs,
             "link": notice.link,
+            "affected": notice.affected,
             "title": notice.title(),
             "message": notice.text(),
         })),
@@ -390,6 +407,7 @@ async fn send_mqtt(config: &Map<String, Value>, notice: &Notice) -> Result<(), S
         "event": notice.kind, "service": notice.service, "service_id": notice.service_id,
         "status": notice.status, "previous": notice.previous, "reason": notice.reason,
         "at": notice.at, "down_for_secs": notice.down_for_secs, "link": notice.link,
+        "affected": notice.affected,
     })
     .to_string();
     client

@@ -44,6 +44,8 @@ struct Track {
     down_since: Option<DateTime<Utc>>,
     /// The last status it had other than FAILURE, as the notifier saw it.
     was: Option<Status>,
+    /// Self-healing gave up on it (why): its alert goes out.
+    heal_gave_up: Option<String>,
 }
 
 pub struct Notifier {
@@ -103,8 +105,18 @@ impl Notifier {
                 event = rx.recv() => match event.as_deref() {
                     Ok(Event::HealthChecked { id, status, .. }) => {
                         let track = tracks.entry(*id).or_default();
-                        track.failed_checks = if *status == HealthStatus::Unhealthy { track.failed_checks + 1 } else { 0 };
+                        // While it waits on a service it depends on, its own
+                        // failures count for nothing: once that one is back,
+                        // it takes as many failed checks as ever to alert.
+                        let waiting = self.registry.waiting_root(*id).is_some();
+                        track.failed_checks = if *status == HealthStatus::Unhealthy && !waiting { track.failed_checks + 1 } else { 0 };
                         vec![*id]
+                    }
+                    Ok(Event::Healing(attempt)) => {
+                        if attempt.outcome == lookout_proto::depends::HealOutcome::GaveUp {
+                            tracks.entry(attempt.service_id).or_default().heal_gave_up = Some(attempt.message.clone());
+                        }
+                        vec![attempt.service_id]
                     }
                     Ok(Event::StatusChanged(change)) => {
                         expect = Some((change.service_id, change.new));
@@ -195,9 +207,24 @@ impl Notifier {
             return None;
         }
         let now = self.clock.now();
+        // Waiting on a service it depends on: that one's alert says it all.
+        if service.waiting_on.is_some() || self.registry.waiting_root(service.id).is_some() {
+            track.held = false;
+            return None;
+        }
         let before = track.was;
         if service.state != Status::Failure {
             track.was = Some(service.state);
+            track.heal_gave_up = None;
+        }
+        // Self-healing tries first: the alert waits until it gives up.
+        if service.heal.is_some()
+            && service.state == Status::Failure
+            && !track.alerted
+            && track.heal_gave_up.is_none()
+        {
+            track.held = false;
+            return None;
         }
         let quiet = service.held_back(now).is_some();
         let has_check = service.check_url().is_some();
@@ -241,6 +268,10 @@ impl Notifier {
             NoticeKind::Alert => {
                 track.down_since = Some(service.state_since.unwrap_or(now));
                 notice.previous = before.map(|b| b.as_str().to_owned());
+                notice.affected = self.affected(service.id);
+                if let Some(why) = &track.heal_gave_up {
+                    notice.reason = format!("{}; self-healing {why}", notice.reason);
+                }
             }
             NoticeKind::Recovery => {
                 notice.previous = Some(Status::Failure.as_str().to_owned());
@@ -259,6 +290,20 @@ impl Notifier {
             notice.title()
         );
         Some(notice)
+    }
+
+    /// The names of the services that depend on `id`, directly or further
+    /// down: what its failure takes with it.
+    fn affected(&self, id: i64) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .registry
+            .graph()
+            .dependents(id)
+            .into_iter()
+            .filter_map(|d| self.registry.get(d).map(|e| e.service.name.clone()))
+            .collect();
+        names.sort();
+        names
     }
 
     async fn dispatch(
@@ -324,6 +369,7 @@ pub fn notice_for(service: &Service, kind: NoticeKind, now: DateTime<Utc>) -> No
         at: now,
         down_for_secs: None,
         link: None,
+        affected: Vec::new(),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod consistency;
 pub mod docs;
 pub(crate) mod extract;
 pub mod gate;
+pub mod heal;
 pub mod heartbeat;
 pub mod live;
 pub mod login;
@@ -69,6 +70,8 @@ pub struct AppState {
     /// The hub's address as people reach it (`--public-url`), for links in
     /// notices.
     pub public_url: Option<String>,
+    /// What self-healing did, for the service pages.
+    pub heals: Arc<crate::heal::Heals>,
 }
 
 /// Settings of services that report in.
@@ -251,7 +254,7 @@ impl AppState {
 
     pub async fn delete_service(&self, id: i64) -> Result<bool, crate::store::StoreError> {
         self.writable(id)?;
-        self.registry.delete(id).await
+        self.registry.delete(id, self.clock.now()).await
     }
 
     /// Runs a check now, stores it in the history and publishes it.

@@ -220,6 +220,7 @@ pub async fn send_test(state: &AppState, id: i64) -> Result<Result<(), String>, 
         at: state.clock.now(),
         down_for_secs: None,
         link: state.public_url.clone(),
+        affected: Vec::new(),
     };
     let outcome = deliver(&crate::notify::http_client(), &channel, &notice).await;
     state

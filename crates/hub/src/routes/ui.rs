@@ -546,6 +546,77 @@ struct DetailPage {
     /// Its push URL's timing and last ping, when it has one.
     push: Option<PushSection>,
     alerts: AlertsSection,
+    deps: DepsSection,
+}
+
+/// A service another one depends on, or that depends on it, as the page
+/// lists it.
+struct Related {
+    id: i64,
+    name: String,
+    state_class: &'static str,
+    state_label: &'static str,
+    /// Found, not named: the unit that listens on the check's port.
+    implied: bool,
+}
+
+/// What a service depends on, what depends on it, and its self-healing.
+struct DepsSection {
+    parents: Vec<Related>,
+    children: Vec<Related>,
+    /// Its healing rule, in words.
+    heal: Option<String>,
+    /// Healing's last attempts: (when, outcome class, outcome, what happened).
+    attempts: Vec<(Stamp, &'static str, &'static str, String)>,
+}
+
+impl DepsSection {
+    fn of(state: &AppState, service: &Service) -> Self {
+        let graph = state.registry.graph();
+        let related = |ids: &[i64], implied: &dyn Fn(i64) -> bool| -> Vec<Related> {
+            ids.iter()
+                .filter_map(|&id| {
+                    let e = state.registry.get(id)?;
+                    let (state_class, state_label) = label(e.service.state);
+                    Some(Related {
+                        id,
+                        name: e.service.name.clone(),
+                        state_class,
+                        state_label,
+                        implied: implied(id),
+                    })
+                })
+                .collect()
+        };
+        use lookout_proto::depends::HealOutcome;
+        DepsSection {
+            parents: related(graph.parents(service.id), &|p| graph.implied(service.id, p)),
+            children: related(graph.children(service.id), &|c| {
+                graph.implied(c, service.id)
+            }),
+            heal: service
+                .heal
+                .as_deref()
+                .map(|h| h.describe(service.unit.as_deref())),
+            attempts: state
+                .heals
+                .recent(service.id)
+                .into_iter()
+                .map(|a| {
+                    let (class, word) = match a.outcome {
+                        HealOutcome::Restarted => ("ok", "restarted"),
+                        HealOutcome::Failed => ("failure", "failed"),
+                        HealOutcome::GaveUp => ("warning", "gave up"),
+                    };
+                    (Stamp(a.at), class, word, a.message)
+                })
+                .collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.parents.is_empty() && self.children.is_empty() && self.heal.is_none()
+    }
 }
 
 /// A time the service was failing, as its page lists it.
@@ -1123,6 +1194,7 @@ async fn detail_page(
         from_file: service.from_file,
         push: PushSection::of(&service, now),
         alerts: AlertsSection::of(&service, now, &channels),
+        deps: DepsSection::of(&state, &service),
         description: service.description.clone(),
         state_class,
         state_label,

@@ -1060,8 +1060,14 @@ async fn mute_and_maintenance_from_the_service_page_in_chromium() {
     wait_text(c, "#alerts-state", |t| t.starts_with("Alerts are on")).await;
     screenshot(c, "service-planned-desktop").await;
     click(c, "alerts-cancel").await;
+    // The state read the same before the click: wait for the plan to go.
+    let s = hub
+        .wait_for_service(id, Duration::from_secs(10), |s| {
+            s.get("maintenance_from").is_none()
+        })
+        .await;
+    assert!(s.get("maintenance_until").is_none(), "{s}");
     wait_text(c, "#alerts-state", |t| t.starts_with("Alerts are on")).await;
-    assert!(hub.service(id).await.get("maintenance_from").is_none());
     c.set_window_size(390, 844).await.unwrap();
     assert_no_sideways_scroll(c).await;
     c.execute(

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod connections;
 mod dashboard;
+mod depends;
 mod export;
 mod health;
 mod heartbeats;

@@ -50,7 +50,7 @@ async fn reads_answer_from_memory_and_show_every_write() {
         .await
         .unwrap()
         .unwrap();
-    assert!(registry.delete(api.id).await.unwrap());
+    assert!(registry.delete(api.id, at(4)).await.unwrap());
     let (db, _) = registry
         .create(&new_service(json!({"name": "db"})), at(4))
         .await
@@ -189,7 +189,7 @@ async fn reads_answer_from_memory_and_show_every_write() {
     assert_eq!(listed[1]["state"], "OK");
     assert_eq!(listed[1]["last_latency_ms"], 154);
     // A write with the database gone fails and leaves memory as it was.
-    assert!(registry.delete(db.id).await.is_err());
+    assert!(registry.delete(db.id, at(9)).await.is_err());
     assert!(registry.get(db.id).is_some());
 }
 

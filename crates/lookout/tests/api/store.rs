@@ -804,6 +804,89 @@ async fn health_story() {
 }
 
 /// systemd discovery: scans, units seen in between, timers, the hub's state.
+/// A service that depends on another: the ids it names are kept, and while
+/// the hub records that it waits on a failing one, it is UNKNOWN whatever
+/// its own check says, and shows its own status again once it waits no more.
+#[tokio::test]
+async fn dependencies_story() {
+    use lookout_proto::depends::WaitingOn;
+    let (store, _db) = open().await;
+    let db = store
+        .create_service(
+            &new_service(json!({"name": "db", "base_url": "http://10.0.0.5:5432"})),
+            at(0),
+        )
+        .await
+        .unwrap();
+    let app = store
+        .create_service(
+            &new_service(json!({"name": "app", "base_url": "http://10.0.0.6",
+                "depends_on": [db.id],
+                "heal": {"after": 2, "unit": "app.service", "max_per_hour": 3}})),
+            at(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.depends_on, vec![db.id]);
+    assert_eq!(
+        app.heal.as_ref().map(|h| (h.after, h.max_per_hour)),
+        Some((2, 3))
+    );
+
+    store
+        .record_health_check(&failed(&db, 10, 503))
+        .await
+        .unwrap();
+    let on = WaitingOn {
+        id: db.id,
+        name: "db".into(),
+    };
+    let (services, changes) = store
+        .set_waiting(&[(app.id, Some(on.clone())), (MISSING, None)], at(11))
+        .await
+        .unwrap();
+    assert_eq!(services.len(), 1, "a service gone is skipped");
+    assert_eq!(services[0].waiting_on.as_deref(), Some(&on));
+    assert_eq!(services[0].state, Status::Unknown);
+    assert_eq!(services[0].state_reason.as_deref(), Some("waiting on db"));
+    assert!(changes.is_empty(), "UNKNOWN before, UNKNOWN now");
+
+    // Its own failing check changes nothing while it waits.
+    let recorded = store
+        .record_health_check(&failed(&app, 12, 502))
+        .await
+        .unwrap();
+    assert_eq!(recorded, Recorded::Stored(None));
+    let held = store.get_service(app.id).await.unwrap().unwrap();
+    assert_eq!(
+        (held.state, held.health_status),
+        (Status::Unknown, HealthStatus::Unhealthy)
+    );
+
+    // Waiting no more: its own status, from its last check.
+    let (services, changes) = store.set_waiting(&[(app.id, None)], at(20)).await.unwrap();
+    assert_eq!(services[0].state, Status::Failure);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (changes[0].old, changes[0].new),
+        (Status::Unknown, Status::Failure)
+    );
+
+    // Changing what it depends on; clearing the rule.
+    let changed = store
+        .change_service(
+            app.id,
+            &patch(json!({"depends_on": [], "heal": null})),
+            at(30),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    assert!(changed.depends_on.is_empty());
+    assert!(changed.heal.is_none());
+}
+
 #[tokio::test]
 async fn scan_story() {
     let (store, _db) = open().await;

@@ -476,12 +476,28 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
         probe: json_column(row, "probe")?,
         tags: json_column(row, "tags")?,
         channels: json_column(row, "channels")?,
+        depends_on: json_column(row, "depends_on")?,
+        heal: json_column(row, "heal")?,
+        waiting_on: json_column(row, "waiting_on")?,
         cert_expires_at: opt_time(row.try_get("cert_expires_at")?),
         last_warning: row.try_get("last_warning")?,
         from_file: row.try_get::<Option<String>, _>("source")?.as_deref() == Some("file"),
         created_at: time(row.try_get("created_at")?),
         updated_at: time(row.try_get("updated_at")?),
     })
+}
+
+/// The services depended on as stored: a JSON list of ids, NULL for none.
+/// The registry resolves names before a write; a name left is not stored.
+fn depends_json(refs: &[lookout_proto::depends::ServiceRef]) -> Option<String> {
+    let ids: Vec<i64> = refs
+        .iter()
+        .filter_map(|r| match r {
+            lookout_proto::depends::ServiceRef::Id(id) => Some(*id),
+            lookout_proto::depends::ServiceRef::Name(_) => None,
+        })
+        .collect();
+    (!ids.is_empty()).then(|| to_json(&ids))
 }
 
 /// The tags as stored: a JSON list, NULL when there are none.
@@ -770,9 +786,9 @@ async fn insert_service(
             reported_state, check_interval_secs, check_timeout_ms, muted, maintenance_until,
             notify_after, created_at, updated_at, state, state_reason, start_period_secs,
             retry_interval_secs, conditions, probe, source, tags, paused, channels,
-            maintenance_window, maintenance_from)
+            maintenance_window, maintenance_from, depends_on, heal)
          VALUES ($1, $2, $3, $4, $5, 'configured', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17, $18, $19, $20, $21, $22, $23, $24, $25)
+            $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
          ON CONFLICT (name) DO NOTHING
          RETURNING *",
     )
@@ -801,6 +817,8 @@ async fn insert_service(
     .bind((!new.channels.is_empty()).then(|| to_json(&new.channels)))
     .bind(new.maintenance_window.as_ref().map(to_json))
     .bind(new.maintenance_from.map(ms))
+    .bind(depends_json(&new.depends_on))
+    .bind(new.heal.as_ref().map(to_json))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| name_conflict(e, new.name.as_str()))
@@ -971,8 +989,8 @@ impl Store for SqlStore {
                     retry_interval_secs = $9, conditions = $10, probe = $11, source = $12,
                     tags = $13, channels = $14, muted = $15, paused = $16,
                     maintenance_until = $17, maintenance_from = $18, maintenance_window = $19,
-                    notify_after = $20, start_period_secs = $21
-                 WHERE id = $22 RETURNING *",
+                    notify_after = $20, start_period_secs = $21, depends_on = $22, heal = $23
+                 WHERE id = $24 RETURNING *",
             )
             .bind(new.description.as_deref())
             .bind(new.base_url.as_ref().map(|u| u.to_display()))
@@ -995,6 +1013,8 @@ impl Store for SqlStore {
             .bind(new.maintenance_window.as_ref().map(to_json))
             .bind(to_i64(new.notify_after))
             .bind(to_i64(new.start_period_secs))
+            .bind(depends_json(&new.depends_on))
+            .bind(new.heal.as_ref().map(to_json))
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
@@ -1128,6 +1148,12 @@ impl Store for SqlStore {
                 "channels",
                 (!channels.is_empty()).then(|| to_json(channels)),
             );
+        }
+        if let Some(depends_on) = &patch.depends_on {
+            set.push("depends_on", depends_json(depends_on));
+        }
+        if let Some(heal) = &patch.heal {
+            set.push("heal", heal.as_ref().map(to_json));
         }
         if let Some(probe) = &patch.probe {
             set.push("probe", probe_json(probe));
@@ -1599,6 +1625,30 @@ impl Store for SqlStore {
         for id in ids {
             if let Some((service, reconciled)) =
                 reconcile_service(&mut tx, id, now, self.rules).await?
+            {
+                services.push(service);
+                changes.extend(reconciled.change);
+            }
+        }
+        tx.commit().await?;
+        Ok((services, changes))
+    }
+
+    async fn set_waiting(
+        &self,
+        waiting: &[(i64, Option<lookout_proto::depends::WaitingOn>)],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Service>, Vec<StatusEventView>), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let (mut services, mut changes) = (Vec::new(), Vec::new());
+        for (id, on) in waiting {
+            sqlx::query("UPDATE services SET waiting_on = $1 WHERE id = $2")
+                .bind(on.as_ref().map(to_json))
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+            if let Some((service, reconciled)) =
+                reconcile_service(&mut tx, *id, now, self.rules).await?
             {
                 services.push(service);
                 changes.extend(reconciled.change);
