@@ -1574,17 +1574,37 @@ struct FormPage {
     /// The channels it may notify: (id, name, ticked); none ticked is every
     /// channel.
     channels: Vec<(i64, String, bool)>,
+    /// The services it may depend on: (id, name, ticked).
+    services: Vec<(i64, String, bool)>,
+    /// What is wrong with the services ticked (a cycle, one gone).
+    depends_error: Option<String>,
 }
 
-/// The notification channels, for the form's choice of them.
-async fn channel_choices(state: &AppState) -> Vec<(i64, String)> {
-    match state.store.list_channels().await {
+/// What the form offers to choose from: the notification channels, and
+/// the services it may depend on.
+struct Choices {
+    channels: Vec<(i64, String)>,
+    services: Vec<(i64, String)>,
+}
+
+/// The form's choices; `except`: the service being edited (it cannot
+/// depend on itself).
+async fn channel_choices(state: &AppState, except: Option<i64>) -> Choices {
+    let channels = match state.store.list_channels().await {
         Ok(channels) => channels.into_iter().map(|c| (c.id, c.name)).collect(),
         Err(e) => {
             tracing::warn!(error = ?e, "cannot list the channels for the form");
             Vec::new()
         }
-    }
+    };
+    let services = state
+        .registry
+        .list(&crate::registry::ListFilter::configured())
+        .into_iter()
+        .filter(|e| Some(e.service.id) != except)
+        .map(|e| (e.service.id, e.service.name.clone()))
+        .collect();
+    Choices { channels, services }
 }
 
 /// The fields folded under "More settings".
@@ -1601,6 +1621,9 @@ const MORE: &[&str] = &[
     "check_timeout_ms",
     "start_period_secs",
     "notify_after",
+    "heal_after",
+    "heal_unit",
+    "heal_max_per_hour",
 ];
 
 /// The value a folded field has when nobody touched it.
@@ -1886,6 +1909,27 @@ const FIELDS: &[FieldSpec] = &[
         Some("3"),
         Some("A failed unit, a missed heartbeat or a late ping alerts at once. Empty: the hub's default (3)."),
     ),
+    spec(
+        "heal_after",
+        "Restart after failed checks",
+        "number",
+        Some("3"),
+        Some("Self-healing: after this many failed checks in a row, restart the unit. Empty: never."),
+    ),
+    spec(
+        "heal_unit",
+        "Unit to restart",
+        "text",
+        Some("its own unit"),
+        Some("On the service's host (an agent's server for its checks, under the agent's --allow-control)."),
+    ),
+    spec(
+        "heal_max_per_hour",
+        "Restarts an hour, at most",
+        "number",
+        Some("3"),
+        Some("Past this, it alerts and stops trying until it recovers."),
+    ),
 ];
 
 /// The line of the conditions box that holds condition `i` (blank lines
@@ -1920,6 +1964,9 @@ fn place_error<'e>(e: &'e FieldError, values: &HashMap<String, String>) -> (&'e 
         "http" if e.message.starts_with("body") => "http_body",
         "http" if e.message.contains("accepted") => "http_accepted_codes",
         "http" => "http_headers",
+        "heal" if e.message.contains("max_per_hour") => "heal_max_per_hour",
+        "heal" if e.message.starts_with("unit") => "heal_unit",
+        "heal" => "heal_after",
         "tls" => "tls_ca_pem",
         "dns" if e.message.starts_with("type") => "dns_type",
         "dns" => "dns_name",
@@ -1934,15 +1981,18 @@ fn form_page(
     submit: &'static str,
     values: &HashMap<String, String>,
     errors: &[FieldError],
-    channels: Vec<(i64, String)>,
+    choices: Choices,
 ) -> FormPage {
-    let channels: Vec<(i64, String, bool)> = channels
-        .into_iter()
-        .map(|(id, name)| {
-            let ticked = values.contains_key(&format!("channel-{id}"));
-            (id, name, ticked)
-        })
-        .collect();
+    let ticked = |prefix: &str, list: Vec<(i64, String)>| -> Vec<(i64, String, bool)> {
+        list.into_iter()
+            .map(|(id, name)| {
+                let ticked = values.contains_key(&format!("{prefix}-{id}"));
+                (id, name, ticked)
+            })
+            .collect()
+    };
+    let channels = ticked("channel", choices.channels);
+    let services = ticked("depends", choices.services);
     let placed: Vec<(&str, String)> = errors.iter().map(|e| place_error(e, values)).collect();
     let (more, fields): (Vec<FormField>, Vec<FormField>) = FIELDS
         .iter()
@@ -1963,13 +2013,20 @@ fn form_page(
                 .reduce(|a, b| format!("{a}; {b}")),
         })
         .partition(|f| MORE.contains(&f.key));
+    let depends_error = placed
+        .iter()
+        .filter(|(key, _)| *key == "depends_on")
+        .map(|(_, m)| m.clone())
+        .reduce(|a, b| format!("{a}; {b}"));
     let more_open = channels.iter().any(|c| c.2)
+        || services.iter().any(|c| c.2)
+        || depends_error.is_some()
         || more
             .iter()
             .any(|f| f.error.is_some() || !is_default(f.key, &f.value));
     let unplaced: Vec<String> = placed
         .iter()
-        .filter(|(key, _)| !FIELDS.iter().any(|f| f.key == *key))
+        .filter(|(key, _)| !FIELDS.iter().any(|f| f.key == *key) && *key != "depends_on")
         .map(|(key, m)| format!("{key}: {m}"))
         .collect();
     let errors_summary = if errors.is_empty() {
@@ -1988,6 +2045,8 @@ fn form_page(
         more_open,
         errors_summary,
         channels,
+        services,
+        depends_error,
     }
 }
 
@@ -2015,6 +2074,14 @@ fn values_of(s: &Service) -> HashMap<String, String> {
     v.insert("tags".into(), s.tags.join(", "));
     for id in &s.channels {
         v.insert(format!("channel-{id}"), "on".into());
+    }
+    for id in &s.depends_on {
+        v.insert(format!("depends-{id}"), "on".into());
+    }
+    if let Some(heal) = &s.heal {
+        v.insert("heal_after".into(), heal.after.to_string());
+        v.insert("heal_unit".into(), opt(heal.unit.clone()));
+        v.insert("heal_max_per_hour".into(), heal.max_per_hour.to_string());
     }
     v.insert("base_url".into(), opt(s.base_url.clone()));
     let check = match s.base_url.as_deref() {
@@ -2295,6 +2362,41 @@ fn form_to_json(
     if !channels.is_empty() || keep_empty_as_null {
         map.insert("channels".into(), Value::Array(channels));
     }
+    // The services ticked.
+    let mut depends: Vec<Value> = form
+        .keys()
+        .filter_map(|k| k.strip_prefix("depends-"))
+        .filter_map(|id| id.parse::<i64>().ok())
+        .map(Value::from)
+        .collect();
+    depends.sort_by_key(|v| v.as_i64());
+    if !depends.is_empty() || keep_empty_as_null {
+        map.insert("depends_on".into(), Value::Array(depends));
+    }
+    // Self-healing: a rule once "restart after" is filled in.
+    match get("heal_after") {
+        None if get("heal_unit").is_some() || get("heal_max_per_hour").is_some() => {
+            errors.push(FieldError::new(
+                "heal_after",
+                "is needed for a healing rule: after how many failed checks",
+            ))
+        }
+        None => unset(&mut map, "heal"),
+        Some(after) => {
+            let number = |text: &str| {
+                text.parse::<u64>()
+                    .map_or_else(|_| json!(text), Value::from)
+            };
+            let mut heal = json!({
+                "after": number(after),
+                "max_per_hour": number(get("heal_max_per_hour").unwrap_or("3")),
+            });
+            if let Some(unit) = get("heal_unit") {
+                heal["unit"] = json!(unit);
+            }
+            map.insert("heal".into(), heal);
+        }
+    }
     (map, errors)
 }
 
@@ -2310,7 +2412,7 @@ async fn new_form(
             "Add service",
             &prefill,
             &[],
-            channel_choices(&state).await,
+            channel_choices(&state, None).await,
         ),
     )
 }
@@ -2518,7 +2620,7 @@ async fn create_from_form(
             "Add service",
             &values,
             &errors,
-            channel_choices(&state).await,
+            channel_choices(&state, None).await,
         ),
     )
 }
@@ -2538,7 +2640,7 @@ async fn edit_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> R
                 "Save changes",
                 &values_of(&s),
                 &[],
-                channel_choices(&state).await,
+                channel_choices(&state, Some(id)).await,
             ),
         ),
         None => no_such_service(),
@@ -2608,7 +2710,7 @@ async fn update_from_form(
             "Save changes",
             &values,
             &errors,
-            channel_choices(&state).await,
+            channel_choices(&state, Some(id)).await,
         ),
     )
 }

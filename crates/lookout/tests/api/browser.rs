@@ -1570,3 +1570,94 @@ async fn two_factor_sign_in_with_an_app_code_and_a_recovery_code_in_chromium() {
     wait_text(c, "#code-error", |t| t.contains("already used")).await;
     browser.close().await;
 }
+
+/// A dependency and a healing rule set from the service form: a cycle is
+/// refused under the field, and the page shows both, and the wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_and_a_healing_rule_from_the_form_in_chromium() {
+    let hub = spawn_hub().await;
+    let target = Target::start(200).await;
+    let mut ids = Vec::new();
+    for name in ["db", "web"] {
+        let s = hub
+            .create_service(serde_json::json!({"name": name, "base_url": target.url(),
+                "health_endpoint": format!("/{name}"), "check_interval_secs": 1}))
+            .await;
+        ids.push(s["id"].as_i64().unwrap());
+    }
+    let (db, web) = (ids[0], ids[1]);
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    let open_more = || async {
+        c.execute(
+            "document.querySelector('details.more-settings').open = true",
+            vec![],
+        )
+        .await
+        .unwrap();
+    };
+
+    c.goto(&hub.url(&format!("/services/{web}/edit")))
+        .await
+        .unwrap();
+    open_more().await;
+    click(c, &format!("depends-{db}")).await;
+    fill(c, "heal_after", "2").await;
+    fill(c, "heal_unit", "web.service").await;
+    fill(c, "heal_max_per_hour", "1").await;
+    click(c, "save").await;
+    wait_path(c, |p| p == "/?notice=updated").await;
+    let s = hub.service(web).await;
+    assert_eq!(s["depends_on"], serde_json::json!([db]));
+    assert_eq!(
+        s["heal"],
+        serde_json::json!({"after": 2, "action": "restart", "unit": "web.service", "max_per_hour": 1})
+    );
+
+    // The other way round would be a cycle: refused, said under the choice.
+    c.goto(&hub.url(&format!("/services/{db}/edit")))
+        .await
+        .unwrap();
+    open_more().await;
+    click(c, &format!("depends-{web}")).await;
+    click(c, "save").await;
+    let said = wait_text(c, "#depends_on-error", |t| !t.is_empty()).await;
+    assert_eq!(said, "Would make a cycle: db → web → db");
+    assert!(
+        hub.service(db).await.get("depends_on").is_none(),
+        "nothing saved"
+    );
+    c.execute(
+        "document.getElementById('field-depends_on').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    three_screenshots(c, "service-form-depends").await;
+
+    // db fails: web waits on it; both pages say how they are related.
+    target.set_status(503);
+    hub.wait_for_service(web, DEADLINE, |s| s["state_reason"] == "waiting on db")
+        .await;
+    c.goto(&hub.url(&format!("/services/{web}"))).await.unwrap();
+    let reason = wait_text(c, "#state-label", |t| !t.is_empty()).await;
+    assert_eq!(reason, "Unknown");
+    let depends = wait_text(c, "#depends-on", |t| !t.is_empty()).await;
+    assert_eq!(depends, "db Failure");
+    let rule = wait_text(c, "#heal-rule", |t| !t.is_empty()).await;
+    assert_eq!(
+        rule,
+        "After 2 failed checks, restart web.service, at most 1 time an hour; then it alerts and stops trying until it recovers."
+    );
+    c.execute(
+        "document.getElementById('dependencies-title').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    three_screenshots(c, "service-dependencies").await;
+    c.goto(&hub.url(&format!("/services/{db}"))).await.unwrap();
+    let needed = wait_text(c, "#needed-by", |t| !t.is_empty()).await;
+    assert_eq!(needed, "web Unknown");
+    browser.close().await;
+}
