@@ -298,8 +298,13 @@ pub async fn reconcile(
         .into_iter()
         .map(|s| (s.name.clone(), s))
         .collect();
+    // Dependencies last: a service may name one declared after it.
     for want in declared {
         let name = want.name.as_str();
+        let want = &NewService {
+            depends_on: Vec::new(),
+            ..want.clone()
+        };
         match existing.get(name) {
             Some(s) if s.from_file => {
                 let patch = patch_towards(s, want);
@@ -316,6 +321,37 @@ pub async fn reconcile(
             _ => {
                 registry.create(want, now).await?;
                 done.created.push(name.to_owned());
+            }
+        }
+    }
+    for want in declared {
+        let Some(held) = registry
+            .services(&ListFilter::default())
+            .into_iter()
+            .find(|s| s.name == want.name.as_str() && s.from_file)
+        else {
+            continue;
+        };
+        let ids: Vec<i64> = want
+            .depends_on
+            .iter()
+            .filter_map(|r| match r {
+                lookout_proto::depends::ServiceRef::Id(id) => Some(*id),
+                lookout_proto::depends::ServiceRef::Name(n) => registry
+                    .services(&ListFilter::default())
+                    .into_iter()
+                    .find(|s| s.name == *n)
+                    .map(|s| s.id),
+            })
+            .collect();
+        if ids != held.depends_on || ids.len() != want.depends_on.len() {
+            let patch = ServicePatch {
+                depends_on: Some(want.depends_on.clone()),
+                ..ServicePatch::default()
+            };
+            registry.update(held.id, &patch, now).await?;
+            if !done.created.contains(&held.name) && !done.updated.contains(&held.name) {
+                done.updated.push(held.name.clone());
             }
         }
     }
@@ -382,6 +418,9 @@ fn patch_towards(s: &Service, want: &NewService) -> ServicePatch {
     }
     if s.tags != want.tags {
         p.tags = Some(want.tags.clone());
+    }
+    if s.heal.as_deref() != want.heal.as_ref() {
+        p.heal = Some(want.heal.clone());
     }
     if *s.probe != want.probe {
         p.http = Some(want.probe.http.clone());
@@ -534,6 +573,27 @@ pub fn to_toml(services: &[Service]) -> String {
         }
         if !s.tags.is_empty() {
             put("tags", s.tags.clone().into());
+        }
+        // By name: ids are the database's.
+        let depends: Vec<String> = s
+            .depends_on
+            .iter()
+            .filter_map(|id| {
+                services
+                    .iter()
+                    .find(|o| o.id == *id)
+                    .map(|o| o.name.clone())
+            })
+            .collect();
+        if !depends.is_empty() {
+            put("depends_on", depends.into());
+        }
+        if let Some(v) = s
+            .heal
+            .as_deref()
+            .and_then(|h| toml::Value::try_from(h).ok())
+        {
+            put("heal", v);
         }
         if !s.conditions.is_empty() {
             let specs: Vec<_> = s.conditions.iter().map(|c| c.to_spec()).collect();

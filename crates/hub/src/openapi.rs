@@ -606,6 +606,18 @@ fn service_fields(view: &Schema, create: bool) -> Schema {
         let schema = match *field {
             "status" | "reported_state" => Some(component("ReportedState")),
             "url" => shown.and_then(|p| p.get("base_url").cloned()),
+            // Shown as ids; written as ids or names.
+            "depends_on" => Some(
+                ArrayBuilder::new()
+                    .items(
+                        utoipa::openapi::schema::OneOfBuilder::new()
+                            .item(integer().minimum(Some(1)))
+                            .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::String))),
+                    )
+                    .description(Some("The services it depends on: ids or names."))
+                    .build()
+                    .into(),
+            ),
             f => shown.and_then(|p| p.get(f).cloned()),
         };
         body = body.property(*field, schema.unwrap_or_else(|| RefOr::T(any_object())));

@@ -65,7 +65,7 @@ impl Remedy for HubRemedy {
                             .await
                             .map_err(|e| RemedyError(e.body().message.clone()))?;
                     if answer["ok"] == true {
-                        Ok(format!("restarted {unit} through the server's agent"))
+                        Ok(format!("restarted {unit} through the agent on its server"))
                     } else {
                         Err(RemedyError(format!(
                             "the agent could not restart {unit}: {}",

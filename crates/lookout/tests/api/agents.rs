@@ -1219,3 +1219,126 @@ async fn an_agent_cannot_flood_the_registry() {
         "the message was cut to a line's length"
     );
 }
+
+/// Self-healing on a second network host: the host's check of a unit that
+/// dies a second after each start fails twice, the hub asks the host's agent
+/// to restart the unit (its allow-list permits it), twice in the hour, then
+/// gives up and alerts; every request is in the audit log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_check_on_another_host_is_healed_through_its_agent() {
+    let sb = SystemdSandbox::start();
+    // Runs until the marker exists; from then on it dies a second after
+    // each start.
+    let broken = sb.dir().join("broken");
+    sb.write_unit(
+        "flaky.service",
+        &format!(
+            "[Unit]\nDescription=Dies after a second once broken\n[Service]\n\
+             ExecStart=/bin/sh -c 'if [ -e {} ]; then sleep 1; exit 3; fi; exec sleep 1000'\n",
+            broken.display()
+        ),
+    );
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "flaky.service"]);
+    add_check(
+        &sb,
+        "probe.bash",
+        "#!/bin/bash\n# name: Probe\n# schedule: *:*:0/2\n# timeout: 5\n\
+         if systemctl --user is-active --quiet flaky.service; then s=OK; else s=FAILURE; fi\n\
+         echo \"$(date '+%Y-%m-%d %H:%M:%S'), $s, flaky is $(systemctl --user is-active flaky.service)\"\n",
+    );
+    let net = NetHost::create();
+    let port = free_port_in(20000..30000);
+    let listen: std::net::SocketAddr = format!("{}:{port}", net.hub_ip).parse().unwrap();
+    let hub = spawn_hub_with(move |c| {
+        c.listen = listen;
+        c.auth.loopback = false;
+        c.agents.heartbeat = Duration::from_secs(1);
+    })
+    .await;
+    let rx = lookout_testkit::Receiver::start().await;
+    let r = hub
+        .post_json(
+            "/api/notifications/channels",
+            &json!({"name": "hook", "kind": "webhook", "config": {"url": rx.url("/hook")}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let claim = provision(&hub, "remote").await;
+    let out = net
+        .command(register_in(&sb, &format!("http://{listen}"), &claim))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut run = sb.command(BIN);
+    run.args(["agent", "run", "--user", "--allow-control", "flaky.service"]);
+    let agent = Agent::spawn(net.command(run), sb.dir());
+    let server = wait_server(&hub, "remote", |s| s["online"] == true).await;
+    let checks = hub
+        .get_json(&format!("/api/v1/servers/{}/services", server["id"]))
+        .await;
+    let id = checks[0]["id"].as_i64().unwrap();
+    let r = hub
+        .put_json(
+            &format!("/api/services/{id}"),
+            &json!({"heal": {"after": 2, "unit": "flaky.service", "max_per_hour": 2}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    hub.wait_for_service(id, SOON, |s| s["state"] == "OK").await;
+    std::fs::write(&broken, "").unwrap();
+    sb.systemctl_ok(&["restart", "flaky.service"]);
+
+    let alert = rx.wait_for("/hook", 1, Duration::from_secs(60)).await;
+    let body = alert[0].json();
+    assert_eq!(body["event"], "alert", "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("self-healing restarted flaky.service 2 times in the last hour"),
+        "{body} {}",
+        agent.output()
+    );
+    let audit = hub.get_json("/api/v1/audit").await;
+    let asked: Vec<(String, String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "agent.control")
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or_default().to_owned(),
+                e["target"].as_str().unwrap_or_default().to_owned(),
+                e["outcome"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        vec![
+            (
+                "self-healing".to_owned(),
+                "restart flaky.service on remote".to_owned(),
+                "ok".to_owned()
+            );
+            2
+        ],
+        "{audit}"
+    );
+    // Given up: the unit is left as it failed.
+    assert_eq!(sb.property("flaky.service", "ActiveState"), "failed");
+    // The service page lists both restarts and the giving up.
+    let page = hub.get_text(&format!("/services/{id}")).await;
+    assert_eq!(
+        page.matches("restarted flaky.service through the agent on its server")
+            .count(),
+        2,
+        "{page}"
+    );
+    assert!(page.contains("giving up until it recovers"));
+}

@@ -427,3 +427,83 @@ async fn uptime_kumas_monitors_are_imported_with_their_kinds_and_keywords() {
     let id = backup["id"].as_i64().unwrap();
     assert_eq!(hub.service(id).await["state"], "OK");
 }
+
+/// Dependencies and healing rules in a monitors file: a service may name
+/// one declared after it; the export writes them by name and loads back.
+#[tokio::test(flavor = "multi_thread")]
+async fn dependencies_and_healing_rules_are_declared_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("monitors.toml");
+    save(
+        &file,
+        r#"
+[[service]]
+name = "app"
+base_url = "http://127.0.0.1:1"
+depends_on = ["db"]
+heal = { after = 3, unit = "app.service", max_per_hour = 2 }
+
+[[service]]
+name = "db"
+base_url = "tcp://127.0.0.1:1"
+"#,
+    );
+    let hub = hub_following(&file).await;
+    let (list, _) = services_when(&hub, Duration::from_secs(5), |l| {
+        named(l, "app").is_some_and(|a| a.get("depends_on").is_some())
+    })
+    .await;
+    let db = named(&list, "db").unwrap()["id"].clone();
+    let app = named(&list, "app").unwrap();
+    assert_eq!(app["depends_on"], json!([db]));
+    assert_eq!(
+        app["heal"],
+        json!({"after": 3, "action": "restart", "unit": "app.service", "max_per_hour": 2})
+    );
+
+    // The other way round now: the edit is followed, the rule removed.
+    save(
+        &file,
+        "[[service]]\nname = \"app\"\nbase_url = \"http://127.0.0.1:1\"\n\n[[service]]\nname = \"db\"\nbase_url = \"tcp://127.0.0.1:1\"\ndepends_on = [\"app\"]\n",
+    );
+    let (list, _) = services_when(&hub, Duration::from_secs(5), |l| {
+        named(l, "db").is_some_and(|d| d.get("depends_on").is_some())
+    })
+    .await;
+    let app = named(&list, "app").unwrap();
+    assert!(
+        app.get("depends_on").is_none() && app.get("heal").is_none(),
+        "{app}"
+    );
+
+    // Services made through the API export their dependencies by name;
+    // loaded into another hub, they hold.
+    hub.create_service(json!({"name": "back", "base_url": "tcp://127.0.0.1:1"}))
+        .await;
+    hub.create_service(json!({"name": "front", "base_url": "http://127.0.0.1:1",
+        "depends_on": ["back"], "heal": {"after": 2, "unit": "front.service", "max_per_hour": 1}}))
+        .await;
+    let out = tempfile::tempdir().unwrap();
+    let exported = out.path().join("exported.toml");
+    let mut export = Command::new(BIN);
+    export.args(["monitors", "export"]);
+    match hub.database() {
+        Some(url) => export.args(["--database", url]),
+        None => export.arg("--data-dir").arg(hub.data_dir()),
+    };
+    assert!(export.arg("-o").arg(&exported).status().unwrap().success());
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(text.contains("depends_on = [\"back\"]"), "{text}");
+    let again = hub_following(&exported).await;
+    let (list, _) = services_when(&again, Duration::from_secs(5), |l| {
+        named(l, "front").is_some_and(|d| d.get("depends_on").is_some())
+    })
+    .await;
+    let back = named(&list, "back").unwrap()["id"].clone();
+    let front = named(&list, "front").unwrap();
+    assert_eq!(front["depends_on"], json!([back]));
+    assert_eq!(
+        front["heal"],
+        json!({"after": 2, "action": "restart", "unit": "front.service", "max_per_hour": 1})
+    );
+}
