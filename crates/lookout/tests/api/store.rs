@@ -885,6 +885,21 @@ async fn dependencies_story() {
         .0;
     assert!(changed.depends_on.is_empty());
     assert!(changed.heal.is_none());
+
+    // A whole object sent back (a resume and a new URL in one write: each
+    // column is set once, as PostgreSQL insists).
+    let changed = store
+        .change_service(
+            app.id,
+            &patch(json!({"paused": false, "base_url": "http://10.0.0.7", "depends_on": [db.id]})),
+            at(40),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    assert_eq!(changed.depends_on, vec![db.id]);
+    assert_eq!(changed.health_status, HealthStatus::Unknown);
 }
 
 #[tokio::test]

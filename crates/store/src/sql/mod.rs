@@ -1070,6 +1070,9 @@ impl Store for SqlStore {
         patch: &ServicePatch,
         now: DateTime<Utc>,
     ) -> Result<Option<(Service, Option<StatusEventView>)>, StoreError> {
+        // A new URL, endpoint or probe: what the old check said is gone.
+        let resets_check =
+            patch.base_url.is_some() || patch.health_endpoint.is_some() || patch.probe.is_some();
         let mut set = Assignments::default();
         set.push("updated_at", ms(now));
         if let Some(name) = &patch.name {
@@ -1108,12 +1111,18 @@ impl Store for SqlStore {
             if !paused {
                 // Resumed: what was known before the pause is stale; it
                 // waits for its next check or ping (a deadline missed
-                // while paused is not a failure).
-                set.sql.push_str(
-                    ", health_status = CASE WHEN paused <> 0 THEN 'unknown' ELSE health_status END,
+                // while paused is not a failure). A new check resets the
+                // check's columns below (PostgreSQL refuses a column set
+                // twice).
+                if !resets_check {
+                    set.sql.push_str(
+                        ", health_status = CASE WHEN paused <> 0 THEN 'unknown' ELSE health_status END,
                        last_error = CASE WHEN paused <> 0 THEN NULL ELSE last_error END,
-                       last_warning = CASE WHEN paused <> 0 THEN NULL ELSE last_warning END,
-                       last_heartbeat = CASE WHEN paused <> 0 THEN NULL ELSE last_heartbeat END,
+                       last_warning = CASE WHEN paused <> 0 THEN NULL ELSE last_warning END",
+                    );
+                }
+                set.sql.push_str(
+                    ", last_heartbeat = CASE WHEN paused <> 0 THEN NULL ELSE last_heartbeat END,
                        last_push = CASE WHEN paused <> 0 THEN NULL ELSE last_push END,
                        push_started_at = CASE WHEN paused <> 0 THEN NULL ELSE push_started_at END",
                 );
@@ -1158,7 +1167,7 @@ impl Store for SqlStore {
         if let Some(probe) = &patch.probe {
             set.push("probe", probe_json(probe));
         }
-        if patch.base_url.is_some() || patch.health_endpoint.is_some() || patch.probe.is_some() {
+        if resets_check {
             set.sql.push_str(
                 ", health_status = 'unknown', last_health_check = NULL, last_response_code = NULL,
                    last_latency_ms = NULL, last_error = NULL, last_warning = NULL,
