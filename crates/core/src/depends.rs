@@ -51,6 +51,19 @@ pub fn edges_of(s: &Service) -> Edges<'_> {
     }
 }
 
+/// Whether a service puts anything in the graph by itself: it names
+/// dependencies, waits, or is a watched unit of this host listening on
+/// ports (which checks of those ports depend on). A loopback check alone
+/// adds an edge only where such a unit exists.
+pub fn links(s: &Service) -> bool {
+    !s.depends_on.is_empty()
+        || s.waiting_on.is_some()
+        || (s.unit.is_some()
+            && s.server_id.is_none()
+            && s.status == RegistryStatus::Configured
+            && !s.ports.is_empty())
+}
+
 /// How far up a root cause is looked for: deeper than any real graph.
 const MOST_DEPTH: usize = 32;
 
@@ -114,6 +127,12 @@ impl Graph {
             }
         }
         graph
+    }
+
+    /// The graph of a registry where no service [`links`].
+    pub fn none() -> Arc<Graph> {
+        static NONE: std::sync::OnceLock<Arc<Graph>> = std::sync::OnceLock::new();
+        NONE.get_or_init(|| Arc::new(Graph::default())).clone()
     }
 
     /// No service depends on another and none waits.

@@ -188,6 +188,10 @@ struct Memory {
     version: u64,
     /// Increases with every change that can change the dependency graph.
     deps_version: u64,
+    /// Services that make the graph what it is: with dependencies, waiting,
+    /// or a watched unit of this host listening on ports. None: the graph
+    /// is empty, whatever else changes.
+    linked: usize,
     /// List bodies assembled at `version`, by registry status filter.
     lists: HashMap<Option<RegistryStatus>, Bytes>,
     /// The same lists compressed, made on first request per version.
@@ -291,11 +295,12 @@ impl Memory {
             }
         }
         let new = &entry.service;
-        if self.by_id.get(&id).is_none_or(|old| {
-            crate::depends::edges_of(&old.service) != crate::depends::edges_of(new)
-        }) {
+        let old = self.by_id.get(&id).map(|e| &e.service);
+        if old.is_none_or(|old| crate::depends::edges_of(old) != crate::depends::edges_of(new)) {
             self.deps_version += 1;
         }
+        self.linked = self.linked + usize::from(crate::depends::links(new))
+            - old.map_or(0, |o| usize::from(crate::depends::links(o)));
         if let Some(at) = new.last_health_check {
             let recent = self.recent.entry(id).or_default();
             if recent.back().is_none_or(|(last, _, _)| *last < at) {
@@ -337,6 +342,7 @@ impl Memory {
             return false;
         };
         self.deps_version += 1;
+        self.linked -= usize::from(crate::depends::links(&old.service));
         self.order.remove(&sort_key(&old.service));
         self.unindex(id, local_unit(&old.service));
         true
@@ -978,6 +984,9 @@ impl Registry {
     /// The dependency graph as memory now stands.
     pub fn graph(&self) -> Arc<crate::depends::Graph> {
         let memory = self.read();
+        if memory.linked == 0 {
+            return crate::depends::Graph::none();
+        }
         let mut cached = lock(&self.graph);
         if let Some((version, graph)) = cached.as_ref() {
             if *version == memory.deps_version {
@@ -1134,19 +1143,26 @@ impl Registry {
         now: DateTime<Utc>,
     ) -> Result<(Service, Option<StatusEventView>), StoreError> {
         let mut new = new.clone();
-        let existing = self
-            .read()
-            .by_id
-            .values()
-            .find(|e| e.service.name == new.name.as_str())
-            .map(|e| e.service.id);
-        self.check_depends(
-            existing,
-            new.name.as_str(),
-            Some(&mut new.depends_on),
-            new.heal.as_ref(),
-        )
-        .await?;
+        // A unit a scan found, registered under its name, may have
+        // dependents already (only then is a cycle possible).
+        let existing = if new.depends_on.is_empty() {
+            None
+        } else {
+            self.read()
+                .by_id
+                .values()
+                .find(|e| e.service.name == new.name.as_str())
+                .map(|e| e.service.id)
+        };
+        if !new.depends_on.is_empty() || new.heal.is_some() {
+            self.check_depends(
+                existing,
+                new.name.as_str(),
+                Some(&mut new.depends_on),
+                new.heal.as_ref(),
+            )
+            .await?;
+        }
         let (service, change) = self.store.register_service(&new, now).await?;
         self.keep([service.clone()]);
         self.events.publish(self.created(service.id));
