@@ -169,6 +169,15 @@ impl Application {
         &self.state
     }
 
+    /// What a task that judges services follows: this hub's bus, or, with
+    /// several hubs on one database, every hub's (from the shared event log).
+    fn followed(&self, stop: &CancellationToken) -> EventBus {
+        match &self.shared {
+            None => self.state.events.clone(),
+            Some(_) => crate::live::bus_from_log(&self.state.live, stop.clone()),
+        }
+    }
+
     /// Serves until `shutdown` resolves, then stops the scheduler, finishes
     /// in-flight requests and closes the database.
     pub async fn run_until(
@@ -246,15 +255,14 @@ impl Application {
                 stop.clone(),
             ),
         );
+        // Each task that judges services has its own feed of the events.
+        let [notifier_feed, settler_feed, healer_feed] = [(); 3].map(|()| self.followed(&stop));
         tasks.spawn(
             "notifier",
             crate::notify::Notifier {
                 store: self.state.store.clone(),
                 registry: self.state.registry.clone(),
-                events: match &self.shared {
-                    None => self.state.events.clone(),
-                    Some(_) => crate::live::bus_from_log(&self.state.live, stop.clone()),
-                },
+                events: notifier_feed,
                 clock: self.state.clock.clone(),
                 settings: self.notify,
                 client: crate::notify::http_client(),
@@ -268,10 +276,7 @@ impl Application {
             "dependencies",
             crate::depends::Settler {
                 registry: self.state.registry.clone(),
-                events: match &self.shared {
-                    None => self.state.events.clone(),
-                    Some(_) => crate::live::bus_from_log(&self.state.live, stop.clone()),
-                },
+                events: settler_feed,
                 clock: self.state.clock.clone(),
             }
             .run(stop.clone()),
@@ -281,10 +286,7 @@ impl Application {
             crate::heal::Healer {
                 store: self.state.store.clone(),
                 registry: self.state.registry.clone(),
-                events: match &self.shared {
-                    None => self.state.events.clone(),
-                    Some(_) => crate::live::bus_from_log(&self.state.live, stop.clone()),
-                },
+                events: healer_feed,
                 clock: self.state.clock.clone(),
                 remedy: Arc::new(crate::routes::heal::HubRemedy {
                     state: self.state.clone(),

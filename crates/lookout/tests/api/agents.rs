@@ -530,9 +530,13 @@ struct NetHost {
 
 impl NetHost {
     fn create() -> NetHost {
-        let n = std::process::id() % 250 + 1;
-        let ns = format!("lookout-t{}", std::process::id());
-        let veth = format!("lkv{}", std::process::id() % 100_000);
+        // Each test of this process has its own (tests run side by side).
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let c = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4;
+        let pid = std::process::id();
+        let n = (pid % 60) * 4 + c + 1;
+        let ns = format!("lookout-t{pid}-{c}");
+        let veth = format!("lkv{}{c}", pid % 100_000);
         let peer = format!("{veth}p");
         let (hub_ip, own_ip) = (format!("10.231.{n}.1"), format!("10.231.{n}.2"));
         let ip = |args: &[&str]| {
@@ -584,6 +588,21 @@ impl NetHost {
     }
 }
 
+/// A hub listening on the link to `net` (without authentication, as
+/// --insecure-no-auth-on-network allows), agents told to send a heartbeat
+/// every second; its address.
+async fn hub_on_link(net: &NetHost) -> (TestHub, std::net::SocketAddr) {
+    let port = free_port_in(20000..30000);
+    let listen: std::net::SocketAddr = format!("{}:{port}", net.hub_ip).parse().unwrap();
+    let hub = spawn_hub_with(move |c| {
+        c.listen = listen;
+        c.auth.loopback = false;
+        c.agents.heartbeat = Duration::from_secs(1);
+    })
+    .await;
+    (hub, listen)
+}
+
 impl Drop for NetHost {
     fn drop(&mut self) {
         let _ = Command::new("ip")
@@ -598,14 +617,7 @@ async fn two_agents_on_two_network_hosts_are_two_servers() {
     // Host B is a network namespace; the hub listens on the link between
     // them, without authentication, as --insecure-no-auth-on-network allows.
     let net = NetHost::create();
-    let port = free_port_in(20000..30000);
-    let listen: std::net::SocketAddr = format!("{}:{port}", net.hub_ip).parse().unwrap();
-    let hub = spawn_hub_with(move |c| {
-        c.listen = listen;
-        c.auth.loopback = false;
-        c.agents.heartbeat = Duration::from_secs(1);
-    })
-    .await;
+    let (hub, listen) = hub_on_link(&net).await;
     let hub_url = format!("http://{listen}");
     let mut agents = Vec::new();
     let mut dirs = Vec::new();
@@ -1248,22 +1260,9 @@ async fn a_failing_check_on_another_host_is_healed_through_its_agent() {
          echo \"$(date '+%Y-%m-%d %H:%M:%S'), $s, flaky is $(systemctl --user is-active flaky.service)\"\n",
     );
     let net = NetHost::create();
-    let port = free_port_in(20000..30000);
-    let listen: std::net::SocketAddr = format!("{}:{port}", net.hub_ip).parse().unwrap();
-    let hub = spawn_hub_with(move |c| {
-        c.listen = listen;
-        c.auth.loopback = false;
-        c.agents.heartbeat = Duration::from_secs(1);
-    })
-    .await;
+    let (hub, listen) = hub_on_link(&net).await;
     let rx = lookout_testkit::Receiver::start().await;
-    let r = hub
-        .post_json(
-            "/api/notifications/channels",
-            &json!({"name": "hook", "kind": "webhook", "config": {"url": rx.url("/hook")}}),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
+    crate::depends::webhook(&hub, &rx).await;
     let claim = provision(&hub, "remote").await;
     let out = net
         .command(register_in(&sb, &format!("http://{listen}"), &claim))
@@ -1304,32 +1303,15 @@ async fn a_failing_check_on_another_host_is_healed_through_its_agent() {
         "{body} {}",
         agent.output()
     );
-    let audit = hub.get_json("/api/v1/audit").await;
-    let asked: Vec<(String, String, String)> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "agent.control")
-        .map(|e| {
-            (
-                e["actor"].as_str().unwrap_or_default().to_owned(),
-                e["target"].as_str().unwrap_or_default().to_owned(),
-                e["outcome"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        asked,
-        vec![
-            (
-                "self-healing".to_owned(),
-                "restart flaky.service on remote".to_owned(),
-                "ok".to_owned()
-            );
-            2
-        ],
-        "{audit}"
-    );
+    let asked = vec![
+        (
+            "self-healing".to_owned(),
+            "restart flaky.service on remote".to_owned(),
+            "ok".to_owned(),
+        );
+        2
+    ];
+    assert_eq!(crate::depends::audited(&hub, "agent.control").await, asked);
     // Given up: the unit is left as it failed.
     assert_eq!(sb.property("flaky.service", "ActiveState"), "failed");
     // The service page lists both restarts and the giving up.
