@@ -2,7 +2,9 @@
 //! check keeps failing gets its unit restarted, after `after` failed checks
 //! in a row, at most `max_per_hour` times in any hour; then the healer gives
 //! up, the service alerts, and nothing more is tried until it has
-//! recovered.
+//! recovered. A restart that cannot be done (refused, no systemd, the agent
+//! offline or not allowed) gives up at once: trying again would not help,
+//! and the alert should not wait.
 //!
 //! A service the hub does not check (a unit, an agent's check) counts a
 //! failed check per check interval spent failing. A service waiting on one
@@ -235,7 +237,16 @@ impl Healer {
         } else {
             match self.remedy.restart(service, &unit).await {
                 Ok(done) => (HealOutcome::Restarted, done),
-                Err(e) => (HealOutcome::Failed, e.0),
+                // It will not do better next time: the alert goes out now.
+                Err(e) => {
+                    if let Some(track) = lock(&self.heals.tracks).get_mut(&service.id) {
+                        track.gave_up = true;
+                    }
+                    (
+                        HealOutcome::Failed,
+                        format!("could not restart {unit}: {}", e.0),
+                    )
+                }
             }
         };
         tracing::info!(service = %service.name, unit = %unit, outcome = ?outcome, "self-healing: {message}");

@@ -165,7 +165,7 @@ pub enum HealOutcome {
     /// The unit was restarted.
     Restarted,
     /// The restart was asked for and did not happen (refused, failed, the
-    /// agent offline).
+    /// agent offline): healing gives up at once, and the service alerts.
     Failed,
     /// The hour's restarts are spent: the service alerts, and healing stops
     /// until it has recovered.

@@ -113,7 +113,7 @@ impl Notifier {
                         vec![*id]
                     }
                     Ok(Event::Healing(attempt)) => {
-                        if attempt.outcome == lookout_proto::depends::HealOutcome::GaveUp {
+                        if attempt.outcome != lookout_proto::depends::HealOutcome::Restarted {
                             tracks.entry(attempt.service_id).or_default().heal_gave_up = Some(attempt.message.clone());
                         }
                         vec![attempt.service_id]

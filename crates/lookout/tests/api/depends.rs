@@ -306,3 +306,36 @@ async fn a_dying_unit_is_restarted_within_its_limit_then_alerts() {
     );
     assert!(page.contains("giving up until it recovers"), "{page}");
 }
+
+/// A hub without systemd cannot restart anything: healing gives up at the
+/// first attempt and the alert goes out at once, saying why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_that_cannot_be_done_alerts_at_once() {
+    let hub = spawn_hub_with(|c| {
+        fast(c);
+        c.systemd = None;
+    })
+    .await;
+    let rx = Receiver::start().await;
+    webhook(&hub, &rx).await;
+    let s = hub
+        .create_service(json!({"name": "site", "base_url": format!("http://127.0.0.1:{}", lookout_testkit::closed_port()),
+                               "check_interval_secs": 1, "notify_after": 1,
+                               "heal": {"after": 1, "unit": "site.service", "max_per_hour": 3}}))
+        .await;
+    let alert = rx.wait_for("/hook", 1, SOON).await;
+    let body = alert[0].json();
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("; self-healing could not restart site.service: "),
+        "{reason}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await; // asserting an absence needs a window
+    assert_eq!(rx.received("/hook").len(), 1);
+    let page = hub.get_text(&format!("/services/{}", s["id"])).await;
+    assert_eq!(
+        page.matches("could not restart site.service").count(),
+        1,
+        "one attempt"
+    );
+}
