@@ -1080,12 +1080,12 @@ impl Registry {
             return Ok(());
         };
         let mut ids = Vec::with_capacity(refs.len());
-        let mut unknown = Vec::new();
+        let (mut unknown, mut unwatched) = (Vec::new(), Vec::new());
         {
             let memory = self.read();
             for r in refs.iter() {
                 let found = match r {
-                    ServiceRef::Id(want) => memory.by_id.contains_key(want).then_some(*want),
+                    ServiceRef::Id(want) => memory.by_id.get(want),
                     ServiceRef::Name(want) => memory
                         .by_id
                         .values()
@@ -1095,11 +1095,15 @@ impl Registry {
                                 .by_id
                                 .values()
                                 .find(|e| e.service.name.eq_ignore_ascii_case(want))
-                        })
-                        .map(|e| e.service.id),
+                        }),
                 };
-                match found {
-                    Some(found) if !ids.contains(&found) => ids.push(found),
+                match found.map(|e| &e.service) {
+                    // A unit a scan found but nobody watches never alerts:
+                    // what depends on it would wait on it in silence.
+                    Some(s) if s.status != RegistryStatus::Configured => {
+                        unwatched.push(s.name.clone());
+                    }
+                    Some(s) if !ids.contains(&s.id) => ids.push(s.id),
                     Some(_) => {}
                     None => unknown.push(r.to_string()),
                 }
@@ -1109,6 +1113,15 @@ impl Registry {
             return Err(StoreError::Invalid(FieldError::new(
                 "depends_on",
                 format!("no such service: {}", unknown.join(", ")),
+            )));
+        }
+        if !unwatched.is_empty() {
+            return Err(StoreError::Invalid(FieldError::new(
+                "depends_on",
+                format!(
+                    "{} found by a scan but not watched: add it as a service first",
+                    unwatched.join(", ")
+                ),
             )));
         }
         let graph = self.graph();

@@ -274,7 +274,6 @@ async fn a_dying_unit_is_restarted_within_its_limit_then_alerts() {
         s["heal"],
         json!({"after": 2, "action": "restart", "max_per_hour": 2})
     );
-
     // Two restarts, then it gives up and alerts, once.
     let alert = rx.wait_for("/hook", 1, Duration::from_secs(40)).await;
     let body = alert[0].json();
@@ -305,6 +304,32 @@ async fn a_dying_unit_is_restarted_within_its_limit_then_alerts() {
         "{page}"
     );
     assert!(page.contains("giving up until it recovers"), "{page}");
+    // A unit the scan found but nobody watches cannot be depended on: it
+    // would never alert.
+    assert!(hub.post("/api/scan").await.status().is_success());
+    let all = hub.get_json("/api/services?status=all").await;
+    let found = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["status"] != "configured")
+        .unwrap_or_else(|| panic!("the scan found no unit: {all}"));
+    let r = hub
+        .post_json(
+            "/api/services",
+            &json!({"name": "x", "depends_on": [found["name"]]}),
+        )
+        .await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["fields"][0]["message"],
+        format!(
+            "{} found by a scan but not watched: add it as a service first",
+            found["name"].as_str().unwrap()
+        )
+    );
 }
 
 /// A hub without systemd cannot restart anything: healing gives up at the
