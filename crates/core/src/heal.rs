@@ -105,12 +105,7 @@ impl Healer {
         let mut rx = self.events.subscribe();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut job = match self.lease {
-            Some(lease) => {
-                crate::store::leases::JobLease::new("healer", self.hub_id.clone(), lease)
-            }
-            None => crate::store::leases::JobLease::alone("healer"),
-        };
+        let mut job = crate::store::leases::JobLease::of("healer", &self.hub_id, self.lease);
         loop {
             let touched: Vec<i64> = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -181,7 +176,7 @@ impl Healer {
             .clone()
             .or_else(|| service.unit.clone())
             .unwrap_or_default();
-        let restart = {
+        let (restart, restarts) = {
             let mut tracks = lock(&self.heals.tracks);
             let track = tracks.entry(service.id).or_default();
             let hour = now - chrono::Duration::hours(1);
@@ -216,17 +211,17 @@ impl Healer {
             track.counted_at = None;
             let spent =
                 u32::try_from(track.restarts.len()).unwrap_or(u32::MAX) >= rule.max_per_hour;
-            if spent || unit.is_empty() {
-                track.gave_up = true;
-                false
-            } else {
+            let restart = !(spent || unit.is_empty());
+            if restart {
                 track.restarts.push_back(now);
-                true
+            } else {
+                track.gave_up = true;
             }
+            (
+                restart,
+                u32::try_from(track.restarts.len()).unwrap_or(u32::MAX),
+            )
         };
-        let restarts = lock(&self.heals.tracks)
-            .get(&service.id)
-            .map_or(0, |t| u32::try_from(t.restarts.len()).unwrap_or(u32::MAX));
         let (outcome, message) = if !restart {
             let message = if unit.is_empty() {
                 "no unit to restart: the service has none and its rule names none".to_owned()

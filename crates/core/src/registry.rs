@@ -1059,7 +1059,7 @@ impl Registry {
     /// Resolves the services a request names to ids and refuses a cycle
     /// (`id`: the service that depends, `None` for a new one) and a
     /// healing rule's bad unit.
-    async fn check_depends(
+    fn check_depends(
         &self,
         id: Option<i64>,
         name: &str,
@@ -1173,8 +1173,7 @@ impl Registry {
                 new.name.as_str(),
                 Some(&mut new.depends_on),
                 new.heal.as_ref(),
-            )
-            .await?;
+            )?;
         }
         let (service, change) = self.store.register_service(&new, now).await?;
         self.keep([service.clone()]);
@@ -1202,8 +1201,7 @@ impl Registry {
                 &old.name,
                 patch.depends_on.as_mut(),
                 heal.as_ref(),
-            )
-            .await?;
+            )?;
             patch.resolve_probe(&old.probe);
             let base_url = match &patch.base_url {
                 Some(new) => new.clone(),

@@ -79,6 +79,15 @@ impl JobLease {
         }
     }
 
+    /// The job's lease for hub `hub`: held through the database when the
+    /// lease has a period (a shared database), always this hub's without.
+    pub fn of(job: &'static str, hub: &str, lease: Option<Duration>) -> Self {
+        match lease {
+            Some(lease) => Self::new(job, hub.to_owned(), lease),
+            None => Self::alone(job),
+        }
+    }
+
     /// The job of a hub alone with its database: always this hub's.
     pub fn alone(job: &'static str) -> Self {
         Self {

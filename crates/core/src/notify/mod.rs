@@ -86,12 +86,7 @@ impl Notifier {
         let mut queues: HashMap<i64, mpsc::Sender<Notice>> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut job = match self.lease {
-            Some(lease) => {
-                crate::store::leases::JobLease::new("notifier", self.hub_id.clone(), lease)
-            }
-            None => crate::store::leases::JobLease::alone("notifier"),
-        };
+        let mut job = crate::store::leases::JobLease::of("notifier", &self.hub_id, self.lease);
         loop {
             let (sender, taken) = job.check(self.store.as_ref(), self.clock.now()).await;
             if taken {

@@ -444,11 +444,11 @@ pub async fn run_sweeper(
 ) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut job = if state.shared_database {
-        crate::store::leases::JobLease::new("sweeper", hub_id, lease)
-    } else {
-        crate::store::leases::JobLease::alone("sweeper")
-    };
+    let mut job = crate::store::leases::JobLease::of(
+        "sweeper",
+        &hub_id,
+        state.shared_database.then_some(lease),
+    );
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,

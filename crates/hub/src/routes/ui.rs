@@ -2351,27 +2351,12 @@ fn form_to_json(
     } else {
         map.insert("conditions".into(), Value::Array(conditions));
     }
-    // The channels ticked; none is every channel.
-    let mut channels: Vec<Value> = form
-        .keys()
-        .filter_map(|k| k.strip_prefix("channel-"))
-        .filter_map(|id| id.parse::<i64>().ok())
-        .map(Value::from)
-        .collect();
-    channels.sort_by_key(|v| v.as_i64());
-    if !channels.is_empty() || keep_empty_as_null {
-        map.insert("channels".into(), Value::Array(channels));
-    }
-    // The services ticked.
-    let mut depends: Vec<Value> = form
-        .keys()
-        .filter_map(|k| k.strip_prefix("depends-"))
-        .filter_map(|id| id.parse::<i64>().ok())
-        .map(Value::from)
-        .collect();
-    depends.sort_by_key(|v| v.as_i64());
-    if !depends.is_empty() || keep_empty_as_null {
-        map.insert("depends_on".into(), Value::Array(depends));
+    // The channels ticked (none is every channel), and the services.
+    for (prefix, key) in [("channel-", "channels"), ("depends-", "depends_on")] {
+        let ids = ticked_ids(form, prefix);
+        if !ids.is_empty() || keep_empty_as_null {
+            map.insert(key.into(), Value::Array(ids));
+        }
     }
     // Self-healing: a rule once "restart after" is filled in.
     match get("heal_after") {
@@ -2398,6 +2383,16 @@ fn form_to_json(
         }
     }
     (map, errors)
+}
+
+/// The ids of the boxes ticked whose names start with `prefix`, in order.
+fn ticked_ids(form: &HashMap<String, String>, prefix: &str) -> Vec<Value> {
+    let mut ids: Vec<i64> = form
+        .keys()
+        .filter_map(|k| k.strip_prefix(prefix)?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids.into_iter().map(Value::from).collect()
 }
 
 async fn new_form(
