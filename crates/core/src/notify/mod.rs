@@ -14,6 +14,7 @@
 //! the channel (`last_error`).
 
 mod channel;
+pub mod webpush;
 
 use std::collections::HashMap;
 use std::sync::Arc;
