@@ -26,5 +26,6 @@ pub mod metrics;
 pub mod monitors;
 pub mod notify;
 pub mod registry;
+pub mod status_page;
 pub mod sync;
 pub mod tasks;

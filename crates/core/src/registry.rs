@@ -749,6 +749,16 @@ impl Registry {
         crate::history::uptimes(initial, changes, now)
     }
 
+    /// A service's status over the longest uptime window: the status in
+    /// force before it and the changes since, oldest first.
+    pub fn timeline(&self, id: i64) -> (Option<Status>, Vec<(DateTime<Utc>, Status)>) {
+        let memory = self.read();
+        memory
+            .timelines
+            .get(&id)
+            .map_or((None, Vec::new()), |t| (t.0, t.1.clone()))
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Memory> {
         self.memory.read().unwrap_or_else(|e| e.into_inner())
     }

@@ -94,6 +94,7 @@ impl Application {
             shared_database: matches!(config.database, DatabaseUrl::Postgres(_)),
             public_url: config.notify.public_url.clone(),
             heals: Arc::default(),
+            public: Arc::default(),
             log_followers: Arc::new(tokio::sync::Semaphore::new(
                 crate::routes::systemd::MAX_LOG_FOLLOWERS,
             )),

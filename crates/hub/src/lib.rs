@@ -12,10 +12,11 @@
 pub mod agent_session;
 pub mod app;
 pub mod auth;
+pub mod badge;
 pub use lookout_config as config;
 pub use lookout_core::{
     agents, clock, depends, discovery, events, follow, heal, health, history, live, metrics,
-    monitors, notify, registry, tasks,
+    monitors, notify, registry, status_page, sync, tasks,
 };
 pub use lookout_store as store;
 pub mod error;

@@ -34,6 +34,7 @@ use crate::routes::table::RouteInfo;
     HealthCheckView,
     StatusEventView,
     ServerView,
+    lookout_proto::status_page::StatusPageView,
     TimerView,
     ScanResult,
     lookout_proto::service::CheckResultView,
@@ -98,6 +99,11 @@ const PING_QUERY: &[(&str, Takes, &str)] = &[
         "how long the job took, in milliseconds (empty: not said)",
     ),
 ];
+
+/// The fields of a status page.
+const STATUS_PAGE_BODY: &str = "slug (required: lowercase letters, digits, dashes), title \
+     (required), description, services (ids or names), tags (every service with one is \
+     shown), notice; at least one service or tag";
 
 /// What a route's `{id}` is.
 #[derive(Clone, Copy)]
@@ -369,6 +375,27 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
                 Object,
             )
         },
+        ("GET", "/api/status-pages") => {
+            doc("Status pages", "status pages", Many("StatusPageView"))
+        }
+        ("POST", "/api/status-pages") => Doc {
+            body: Some(STATUS_PAGE_BODY),
+            ..doc(
+                "Add a public status page (shown at /status/{slug})",
+                "status pages",
+                Created("StatusPageView"),
+            )
+        },
+        ("GET", "/api/status-pages/{id}") => {
+            doc("One status page", "status pages", One("StatusPageView"))
+        }
+        ("PUT", "/api/status-pages/{id}") => Doc {
+            body: Some(STATUS_PAGE_BODY),
+            ..doc("Replace a status page", "status pages", One("StatusPageView"))
+        },
+        ("DELETE", "/api/status-pages/{id}") => {
+            doc("Remove a status page", "status pages", Empty)
+        }
         ("GET", "/api/notifications/channels") => {
             doc("Notification channels", "notifications", Objects)
         }

@@ -20,6 +20,7 @@ pub mod schedule;
 pub mod series;
 pub mod service;
 pub mod status;
+pub mod status_page;
 pub mod systemd;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};

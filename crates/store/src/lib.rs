@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod agents;
 pub mod leases;
+pub mod pages;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -31,6 +32,7 @@ use std::time::Duration;
 pub use accounts::AccountStore;
 pub use agents::AgentStore;
 pub use leases::{CheckLeases, LeaseStore};
+pub use pages::{NewPushSubscription, PageStore, PushSubscription, StatusPageRow};
 pub use sql::{Backend, SqlStore};
 
 use lookout_config::CheckDefaults;
@@ -654,7 +656,9 @@ pub enum Recorded {
 pub type Timeline = (Option<Status>, Vec<(DateTime<Utc>, Status)>);
 
 #[async_trait]
-pub trait Store: AccountStore + AgentStore + LeaseStore + Send + Sync + 'static {
+pub trait Store:
+    AccountStore + AgentStore + LeaseStore + PageStore + Send + Sync + 'static
+{
     /// Creates a configured service (or makes the unregistered one of that
     /// name configured) with its first status: the service as stored, and
     /// the status change it made, if any.

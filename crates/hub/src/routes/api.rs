@@ -34,6 +34,7 @@ pub fn routes(r: Routes) -> Routes {
     let r = super::live::routes(r);
     let r = super::heartbeat::api_routes(r);
     let r = super::notify::routes(r);
+    let r = super::status_pages::api_routes(r);
     let r = super::agents::routes(r);
     let r = super::metrics::api_routes(r);
     let r = super::docs::routes(r);

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod notify_ui;
 pub mod probes;
 pub mod servers_ui;
+pub mod status_pages;
 pub mod systemd;
 pub mod table;
 pub mod ui;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// What self-healing did, for the service pages.
     pub heals: Arc<crate::heal::Heals>,
+    /// Status pages and badges as last rendered.
+    pub public: Arc<status_pages::PublicCache>,
 }
 
 /// Settings of services that report in.
@@ -95,9 +98,9 @@ pub fn table() -> (Router<AppState>, Vec<table::RouteInfo>) {
         table::Routes::api(""),
     )))
     .finish();
-    let (pages, page_info) = notify_ui::routes(servers_ui::routes(login::routes(ui::routes(
-        table::Routes::pages(),
-    ))))
+    let (pages, page_info) = status_pages::page_routes(notify_ui::routes(servers_ui::routes(
+        login::routes(ui::routes(table::Routes::pages())),
+    )))
     .finish();
     info.extend(root_info);
     info.extend(page_info);

@@ -2386,7 +2386,7 @@ fn form_to_json(
 }
 
 /// The ids of the boxes ticked whose names start with `prefix`, in order.
-fn ticked_ids(form: &HashMap<String, String>, prefix: &str) -> Vec<Value> {
+pub(crate) fn ticked_ids(form: &HashMap<String, String>, prefix: &str) -> Vec<Value> {
     let mut ids: Vec<i64> = form
         .keys()
         .filter_map(|k| k.strip_prefix(prefix)?.parse().ok())

@@ -168,6 +168,9 @@ fn concrete(path: &str) -> String {
         .replace("{token}", "0000")
         .replace("{name}", "nothing-here")
         .replace("{id}", "999")
+        .replace("{slug}", "nothing-here")
+        .replace("{service}", "999")
+        .replace("{window}", "7d")
 }
 
 fn is_write(route: &RouteInfo) -> bool {
@@ -205,6 +208,13 @@ const PUBLIC: &[&str] = &[
     "GET /api/v1/agent/connect",
     "GET /healthz",
     "GET /readyz",
+    // Status pages and badges: names, states and uptime of the services
+    // an administrator chose to show, nothing more.
+    "GET /status/{slug}",
+    "GET /status/{slug}/badge",
+    "GET /badge/{service}/health",
+    "GET /badge/{service}/uptime/{window}",
+    "GET /badge/{service}/response-time/{window}",
 ];
 
 /// The writes a viewer may make: to their own account only, and checking

@@ -25,6 +25,7 @@ mod prometheus;
 mod registry;
 mod services;
 mod sso;
+mod status_pages;
 mod store;
 mod systemd;
 mod validation;

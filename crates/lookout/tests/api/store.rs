@@ -803,6 +803,155 @@ async fn health_story() {
     );
 }
 
+/// Status pages keep their slug unique and their services by id; push
+/// subscriptions belong to one account (or the operator of a hub without
+/// sign-in), a browser subscribing again takes over its row, and the first
+/// key written for the hub is the one every hub reads.
+#[tokio::test]
+async fn status_pages_and_push_subscriptions_story() {
+    use lookout_hub::store::{NewPushSubscription, PageStore, StatusPageRow};
+    let (store, _db) = open().await;
+    let row = |slug: &str| StatusPageRow {
+        slug: slug.into(),
+        title: "Home".into(),
+        description: String::new(),
+        services: vec![3, 1],
+        tags: vec!["media".into()],
+        notice: "Router swap\non Sunday".into(),
+    };
+    let home = store.create_status_page(&row("home"), at(0)).await.unwrap();
+    assert_eq!(
+        (home.services.clone(), home.tags.clone()),
+        (vec![3, 1], vec!["media".to_owned()])
+    );
+    assert!(matches!(
+        store.create_status_page(&row("home"), at(1)).await,
+        Err(StoreError::Conflict { field: "slug", .. })
+    ));
+    let family = store
+        .create_status_page(&row("family"), at(2))
+        .await
+        .unwrap();
+    let slugs: Vec<String> = store
+        .list_status_pages()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.slug)
+        .collect();
+    assert_eq!(slugs, ["family", "home"]);
+    let mut changed = row("home-2");
+    changed.notice = String::new();
+    let updated = store
+        .update_status_page(home.id, &changed, at(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (updated.slug.as_str(), updated.notice.as_str()),
+        ("home-2", "")
+    );
+    assert_eq!((updated.created_at, updated.updated_at), (at(0), at(5)));
+    assert!(store.get_status_page("home").await.unwrap().is_none());
+    assert_eq!(
+        store.get_status_page("home-2").await.unwrap().unwrap().id,
+        home.id
+    );
+    assert!(matches!(
+        store
+            .update_status_page(home.id, &row("family"), at(6))
+            .await,
+        Err(StoreError::Conflict { field: "slug", .. })
+    ));
+    assert!(store
+        .update_status_page(MISSING, &row("x"), at(6))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.delete_status_page(family.id).await.unwrap());
+    assert!(!store.delete_status_page(family.id).await.unwrap());
+
+    let ann = store
+        .create_user(
+            &NewUser {
+                username: "ann".into(),
+                email: None,
+                password_hash: "x".into(),
+                role: Role::Viewer,
+            },
+            at(0),
+        )
+        .await
+        .unwrap();
+    let sub = |user: Option<i64>, endpoint: &str| NewPushSubscription {
+        user_id: user,
+        endpoint: endpoint.into(),
+        p256dh: "key".into(),
+        auth: "auth".into(),
+        device: "Chromium on Linux".into(),
+    };
+    let phone = store
+        .add_push_subscription(&sub(Some(ann.id), "https://push.example/a"), at(10))
+        .await
+        .unwrap();
+    let operator = store
+        .add_push_subscription(&sub(None, "https://push.example/b"), at(11))
+        .await
+        .unwrap();
+    let mut renewed = sub(Some(ann.id), "https://push.example/a");
+    renewed.p256dh = "new key".into();
+    let again = store.add_push_subscription(&renewed, at(12)).await.unwrap();
+    assert_eq!(
+        (again.id, again.p256dh.as_str(), again.created_at),
+        (phone.id, "new key", at(10))
+    );
+    let ids = |subs: Vec<lookout_hub::store::PushSubscription>| {
+        subs.into_iter().map(|s| s.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.push_subscriptions(Some(Some(ann.id))).await.unwrap()),
+        [phone.id]
+    );
+    assert_eq!(
+        ids(store.push_subscriptions(Some(None)).await.unwrap()),
+        [operator.id]
+    );
+    assert_eq!(
+        ids(store.push_subscriptions(None).await.unwrap()),
+        [phone.id, operator.id]
+    );
+    store.push_sent(phone.id, at(20)).await.unwrap();
+    assert_eq!(
+        store.push_subscriptions(Some(Some(ann.id))).await.unwrap()[0].last_sent_at,
+        Some(at(20))
+    );
+    assert!(
+        !store
+            .delete_push_subscription(operator.id, Some(Some(ann.id)))
+            .await
+            .unwrap(),
+        "not hers"
+    );
+    assert!(store
+        .delete_push_subscription(operator.id, Some(None))
+        .await
+        .unwrap());
+    assert!(store
+        .delete_push_subscription(phone.id, None)
+        .await
+        .unwrap());
+    assert!(store.push_subscriptions(None).await.unwrap().is_empty());
+
+    assert_eq!(
+        store.state_or_insert("vapid", "first").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.state_or_insert("vapid", "second").await.unwrap(),
+        "first"
+    );
+}
+
 /// systemd discovery: scans, units seen in between, timers, the hub's state.
 /// A service that depends on another: the ids it names are kept, and while
 /// the hub records that it waits on a failing one, it is UNKNOWN whatever
@@ -3452,6 +3601,10 @@ async fn open_close_story() {
 const TRAIT_SOURCES: &[(&str, &str)] = &[
     ("store/mod.rs", include_str!("../../../store/src/lib.rs")),
     (
+        "store/pages.rs",
+        include_str!("../../../store/src/pages.rs"),
+    ),
+    (
         "store/accounts.rs",
         include_str!("../../../store/src/accounts.rs"),
     ),
@@ -3531,7 +3684,13 @@ impl SqlStore {
     traits.sort();
     assert_eq!(
         traits,
-        ["AccountStore", "AgentStore", "LeaseStore", "Store"],
+        [
+            "AccountStore",
+            "AgentStore",
+            "LeaseStore",
+            "PageStore",
+            "Store"
+        ],
         "the store's traits changed: point this guard at them"
     );
     for (path, source) in INHERENT_SOURCES {

@@ -29,6 +29,8 @@ pub const EXPORT_TABLES: &[&str] = &[
     "check_results",
     "event_log",
     "timers",
+    "status_pages",
+    "push_subscriptions",
 ];
 
 /// Tables that only coordinate running hubs (who is alive, who checks

@@ -32,6 +32,7 @@ mod accounts;
 mod agents;
 pub mod export;
 mod leases;
+mod pages;
 mod script;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -1,0 +1,794 @@
+//! Public status pages and badges, and their administration.
+//!
+//! `/status/{slug}` and the badges under `/badge/…` are public even on a hub
+//! that requires sign-in: they show names, states, uptime and incidents and
+//! nothing else. A page is rendered at most once per [`FRESH_FOR`] and kept
+//! as bytes with its `ETag`, so a crowd of readers costs the hub a map
+//! lookup each. Administrators manage pages from `/status-pages` and
+//! `/api/status-pages`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Json;
+use bytes::Bytes;
+use lookout_proto::depends::ServiceRef;
+use lookout_proto::status_page::{parse_status_page, StatusPageSpec, StatusPageView};
+use lookout_proto::FieldError;
+use serde_json::{Map, Value};
+
+use super::extract::{JsonObject, PathText};
+use super::table::Routes;
+use super::ui::{bad_form, message, render, store_failure, FormResult};
+use super::when::stamp;
+use super::AppState;
+use crate::auth::Access;
+use crate::badge;
+use crate::error::ApiError;
+use crate::status_page::{public_status, shown, PublicState, PublicStatus};
+use crate::store::{StatusPageRow, StoreError};
+
+/// How long a rendered page, and the list of pages, is served as is.
+pub const FRESH_FOR: Duration = Duration::from_secs(10);
+/// What readers and caches in between are told.
+const CACHE_CONTROL: &str = "public, max-age=30";
+
+pub fn api_routes(r: Routes) -> Routes {
+    r.get("/status-pages", Access::Viewer, list)
+        .post("/status-pages", Access::Admin, create)
+        .get("/status-pages/{id}", Access::Viewer, one)
+        .put("/status-pages/{id}", Access::Admin, replace)
+        .delete("/status-pages/{id}", Access::Admin, remove)
+}
+
+pub fn page_routes(r: Routes) -> Routes {
+    r.get("/status/{slug}", Access::Public, public_page)
+        .get("/status/{slug}/badge", Access::Public, page_badge)
+        .get("/badge/{service}/health", Access::Public, health_badge)
+        .get(
+            "/badge/{service}/uptime/{window}",
+            Access::Public,
+            uptime_badge,
+        )
+        .get(
+            "/badge/{service}/response-time/{window}",
+            Access::Public,
+            response_badge,
+        )
+        .get("/status-pages", Access::Viewer, pages_list)
+        .post("/status-pages", Access::Admin, create_from_form)
+        .get("/status-pages/new", Access::Admin, new_form)
+        .get("/status-pages/{id}/edit", Access::Admin, edit_form)
+        .post("/status-pages/{id}/edit", Access::Admin, update_from_form)
+        .post("/status-pages/{id}/delete", Access::Admin, delete_from_form)
+}
+
+// ---- The cache ----------------------------------------------------------------
+
+struct Rendered {
+    at: Instant,
+    etag: String,
+    html: Bytes,
+    state: PublicState,
+}
+
+/// Rendered pages and the list of pages, each kept for [`FRESH_FOR`].
+#[derive(Default)]
+pub struct PublicCache {
+    pages: Mutex<Option<(Instant, Arc<Vec<StatusPageView>>)>>,
+    rendered: Mutex<HashMap<String, Arc<Rendered>>>,
+}
+
+impl PublicCache {
+    /// Forgets everything: a page was added, changed or removed here.
+    pub fn forget(&self) {
+        *crate::sync::lock(&self.pages) = None;
+        crate::sync::lock(&self.rendered).clear();
+    }
+
+    async fn pages(&self, state: &AppState) -> Result<Arc<Vec<StatusPageView>>, StoreError> {
+        if let Some((at, pages)) = crate::sync::lock(&self.pages).as_ref() {
+            if at.elapsed() < FRESH_FOR {
+                return Ok(pages.clone());
+            }
+        }
+        let pages = Arc::new(state.store.list_status_pages().await?);
+        *crate::sync::lock(&self.pages) = Some((Instant::now(), pages.clone()));
+        Ok(pages)
+    }
+
+    async fn rendered(
+        &self,
+        state: &AppState,
+        slug: &str,
+    ) -> Result<Option<Arc<Rendered>>, StoreError> {
+        if let Some(r) = crate::sync::lock(&self.rendered).get(slug) {
+            if r.at.elapsed() < FRESH_FOR {
+                return Ok(Some(r.clone()));
+            }
+        }
+        let pages = self.pages(state).await?;
+        let Some(page) = pages.iter().find(|p| p.slug == slug) else {
+            return Ok(None);
+        };
+        let status = public_status(&state.registry, page, state.clock.now());
+        let html = match (PublicPage { s: &status }).render() {
+            Ok(html) => Bytes::from(html),
+            Err(e) => {
+                tracing::error!(error = %e, "status page failed to render");
+                return Err(StoreError::Stopped("the status page template"));
+            }
+        };
+        let rendered = Arc::new(Rendered {
+            at: Instant::now(),
+            etag: format!("\"{}\"", &hex::encode(sha(&html))[..16]),
+            html,
+            state: status.state,
+        });
+        crate::sync::lock(&self.rendered).insert(slug.to_owned(), rendered.clone());
+        Ok(Some(rendered))
+    }
+
+    /// Whether `id` is shown on any status page: only those have public badges.
+    async fn public(&self, state: &AppState, id: i64) -> Result<bool, StoreError> {
+        let pages = self.pages(state).await?;
+        Ok(pages.iter().any(|p| {
+            p.services.contains(&id) || shown(&state.registry, p).iter().any(|s| s.id == id)
+        }))
+    }
+}
+
+fn sha(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+// ---- Public pages ----------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "status_page.html")]
+struct PublicPage<'a> {
+    s: &'a PublicStatus,
+}
+
+impl PublicPage<'_> {
+    fn percent(ratio: &Option<f64>) -> String {
+        crate::history::percent(*ratio)
+    }
+
+    fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+        stamp(*t)
+    }
+
+    fn lasted(secs: &i64) -> String {
+        crate::history::span_words(*secs)
+    }
+
+    /// A day's bar class: how good the day was.
+    fn shade(ratio: &Option<f64>) -> &'static str {
+        match ratio {
+            None => "none",
+            Some(r) if *r >= 0.999 => "up",
+            Some(r) if *r >= 0.95 => "some",
+            Some(_) => "down",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "status_missing.html")]
+struct MissingPage;
+
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+fn cached(headers: &HeaderMap, etag: &str, content_type: &'static str, body: Bytes) -> Response {
+    let etag_value = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""));
+    let common = [
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(CACHE_CONTROL),
+        ),
+        (header::ETAG, etag_value),
+    ];
+    if not_modified(headers, etag) {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    (
+        common,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+fn missing() -> Response {
+    match MissingPage.render() {
+        Ok(html) => (StatusCode::NOT_FOUND, Html(html)).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "no such status page").into_response(),
+    }
+}
+
+async fn public_page(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match state.public.rendered(&state, &slug).await {
+        Ok(Some(r)) => cached(
+            &headers,
+            &r.etag,
+            "text/html; charset=utf-8",
+            r.html.clone(),
+        ),
+        Ok(None) => missing(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+fn svg_response(headers: &HeaderMap, svg: String) -> Response {
+    let etag = format!("\"{}\"", &hex::encode(sha(svg.as_bytes()))[..16]);
+    cached(headers, &etag, "image/svg+xml", Bytes::from(svg))
+}
+
+/// A badge's label: `?label=` (one line, at most 40 characters) or the default.
+fn label(q: &HashMap<String, String>, default: &str) -> String {
+    q.get("label")
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && l.chars().count() <= 40 && !l.contains(char::is_control))
+        .unwrap_or(default)
+        .to_owned()
+}
+
+fn state_colour(state: PublicState) -> &'static str {
+    match state {
+        PublicState::Operational => badge::colour::BRIGHT_GREEN,
+        PublicState::Degraded => badge::colour::YELLOW,
+        PublicState::Down => badge::colour::RED,
+        PublicState::Maintenance => badge::colour::BLUE,
+        PublicState::Unknown => badge::colour::GREY,
+    }
+}
+
+async fn page_badge(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match state.public.rendered(&state, &slug).await {
+        Ok(Some(r)) => svg_response(
+            &headers,
+            badge::svg(
+                &label(&q, "status"),
+                r.state.as_str(),
+                state_colour(r.state),
+            ),
+        ),
+        Ok(None) => no_badge(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+fn no_badge() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        badge::svg("badge", "not found", badge::colour::GREY),
+    )
+        .into_response()
+}
+
+/// The service a badge is about, by id or name, if a status page shows it.
+async fn badge_service(
+    state: &AppState,
+    key: &str,
+) -> Result<Option<crate::store::Service>, StoreError> {
+    let found = match key.parse::<i64>() {
+        Ok(id) => state.registry.get(id).map(|e| e.service.clone()),
+        Err(_) => state
+            .registry
+            .services(&crate::registry::ListFilter::default())
+            .into_iter()
+            .find(|s| s.name == key),
+    };
+    match found {
+        Some(s) if state.public.public(state, s.id).await? => Ok(Some(s)),
+        _ => Ok(None),
+    }
+}
+
+/// The window a badge covers: `24h`, `7d` or `30d`.
+fn window(text: &str) -> Option<chrono::Duration> {
+    match text {
+        "24h" | "1d" => Some(chrono::Duration::hours(24)),
+        "7d" => Some(chrono::Duration::days(7)),
+        "30d" => Some(chrono::Duration::days(30)),
+        _ => None,
+    }
+}
+
+async fn health_badge(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match badge_service(&state, &key).await {
+        Ok(Some(s)) => {
+            let now = state.clock.now();
+            let public = PublicState::of(
+                s.state,
+                crate::status_page::maintenance_until(&s, now).is_some(),
+            );
+            svg_response(
+                &headers,
+                badge::svg(&label(&q, &s.name), public.as_str(), state_colour(public)),
+            )
+        }
+        Ok(None) => no_badge(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+async fn uptime_badge(
+    State(state): State<AppState>,
+    Path((key, win)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(span) = window(&win) else {
+        return no_badge();
+    };
+    match badge_service(&state, &key).await {
+        Ok(Some(s)) => {
+            let now = state.clock.now();
+            let (initial, changes) = state.registry.timeline(s.id);
+            let start = now - span;
+            let before = changes
+                .iter()
+                .take_while(|(at, _)| *at <= start)
+                .last()
+                .map(|(_, st)| *st)
+                .or(initial);
+            let within: Vec<_> = changes
+                .iter()
+                .copied()
+                .filter(|(at, _)| *at > start)
+                .collect();
+            let ratio = lookout_proto::status::uptime(before, &within, start, now);
+            let (text, colour) = match ratio {
+                Some(r) => (
+                    crate::history::percent(Some(r)).replace(' ', ""),
+                    badge::uptime_colour(r),
+                ),
+                None => ("no data".to_owned(), badge::colour::GREY),
+            };
+            svg_response(
+                &headers,
+                badge::svg(&label(&q, &format!("uptime {win}")), &text, colour),
+            )
+        }
+        Ok(None) => no_badge(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+async fn response_badge(
+    State(state): State<AppState>,
+    Path((key, win)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(span) = window(&win) else {
+        return no_badge();
+    };
+    match badge_service(&state, &key).await {
+        Ok(Some(s)) => {
+            let since = state.clock.now() - span;
+            let times: Vec<u64> = state
+                .registry
+                .recent(s.id, since)
+                .into_iter()
+                .filter_map(|(_, ms, _)| ms)
+                .collect();
+            let (text, colour) = if times.is_empty() {
+                ("no data".to_owned(), badge::colour::GREY)
+            } else {
+                let mean = times.iter().sum::<u64>() as f64 / times.len() as f64;
+                (format!("{mean:.0} ms"), badge::latency_colour(mean))
+            };
+            svg_response(
+                &headers,
+                badge::svg(&label(&q, &format!("response time {win}")), &text, colour),
+            )
+        }
+        Ok(None) => no_badge(),
+        Err(e) => store_failure(&e),
+    }
+}
+
+// ---- The API -------------------------------------------------------------
+
+fn page_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::BadRequest(
+            format!("{raw:?} is not a status page id"),
+            vec![FieldError::new("id", "must be a positive integer")],
+        )
+    })
+}
+
+fn no_page(id: i64) -> ApiError {
+    ApiError::NotFound(format!("no status page with id {id}"))
+}
+
+/// A page's services resolved to ids: every name that is no service is
+/// reported at once.
+fn resolve(state: &AppState, spec: StatusPageSpec) -> Result<StatusPageRow, ApiError> {
+    let all = state
+        .registry
+        .services(&crate::registry::ListFilter::default());
+    let mut ids = Vec::new();
+    let mut unknown = Vec::new();
+    for r in &spec.services {
+        let found = match r {
+            ServiceRef::Id(id) => all.iter().find(|s| s.id == *id),
+            ServiceRef::Name(name) => all
+                .iter()
+                .find(|s| s.name == *name)
+                .or_else(|| all.iter().find(|s| s.name.eq_ignore_ascii_case(name))),
+        };
+        match found {
+            Some(s) if !ids.contains(&s.id) => ids.push(s.id),
+            Some(_) => {}
+            None => unknown.push(r.to_string()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "services",
+            format!("no such service: {}", unknown.join(", ")),
+        )]));
+    }
+    Ok(StatusPageRow {
+        slug: spec.slug,
+        title: spec.title,
+        description: spec.description,
+        services: ids,
+        tags: spec.tags,
+        notice: spec.notice,
+    })
+}
+
+fn slug_taken(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict { value, .. } => ApiError::Conflict(FieldError::new(
+            "slug",
+            format!("a status page at /status/{value} exists already"),
+        )),
+        other => other.into(),
+    }
+}
+
+async fn save(
+    state: &AppState,
+    id: Option<i64>,
+    body: &Map<String, Value>,
+) -> Result<StatusPageView, ApiError> {
+    let row = resolve(
+        state,
+        parse_status_page(body).map_err(ApiError::Validation)?,
+    )?;
+    let now = state.clock.now();
+    let saved = match id {
+        None => state
+            .store
+            .create_status_page(&row, now)
+            .await
+            .map_err(slug_taken)?,
+        Some(id) => state
+            .store
+            .update_status_page(id, &row, now)
+            .await
+            .map_err(slug_taken)?
+            .ok_or_else(|| no_page(id))?,
+    };
+    state.public.forget();
+    Ok(saved)
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Vec<StatusPageView>>, ApiError> {
+    Ok(Json(state.store.list_status_pages().await?))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    PathText(id): PathText,
+) -> Result<Json<StatusPageView>, ApiError> {
+    let id = page_id(&id)?;
+    state
+        .store
+        .list_status_pages()
+        .await?
+        .into_iter()
+        .find(|p| p.id == id)
+        .map(Json)
+        .ok_or_else(|| no_page(id))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let page = save(&state, None, &body).await?;
+    let location = format!("/api/status-pages/{}", page.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(page),
+    ))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    PathText(id): PathText,
+    JsonObject(body): JsonObject,
+) -> Result<Json<StatusPageView>, ApiError> {
+    let id = page_id(&id)?;
+    Ok(Json(save(&state, Some(id), &body).await?))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    PathText(id): PathText,
+) -> Result<StatusCode, ApiError> {
+    let id = page_id(&id)?;
+    if state.store.delete_status_page(id).await? {
+        state.public.forget();
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_page(id))
+    }
+}
+
+// ---- Administration pages ---------------------------------------------------
+
+struct PageRow {
+    id: i64,
+    slug: String,
+    title: String,
+    shows: String,
+}
+
+#[derive(Template)]
+#[template(path = "status_pages.html")]
+struct PagesList {
+    pages: Vec<PageRow>,
+    notice: Option<&'static str>,
+}
+
+/// A service to tick on the form.
+struct Choice {
+    id: i64,
+    name: String,
+    ticked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "status_page_form.html")]
+struct PageForm {
+    /// `None`: a new page.
+    id: Option<i64>,
+    form: HashMap<String, String>,
+    choices: Vec<Choice>,
+    errors: Vec<FieldError>,
+    problem: Option<String>,
+}
+
+impl PageForm {
+    fn value(&self, key: &str) -> &str {
+        self.form.get(key).map_or("", String::as_str)
+    }
+
+    fn error(&self, key: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == key || e.field.starts_with(&format!("{key}[")))
+            .map(|e| e.message.as_str())
+    }
+}
+
+async fn pages_list(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let pages = match state.store.list_status_pages().await {
+        Ok(p) => p,
+        Err(e) => return store_failure(&e),
+    };
+    let rows = pages
+        .iter()
+        .map(|p| {
+            let n = shown(&state.registry, p).len();
+            let mut shows = match n {
+                1 => "1 service".to_owned(),
+                n => format!("{n} services"),
+            };
+            if !p.tags.is_empty() {
+                shows.push_str(&format!(" (tagged {})", p.tags.join(", ")));
+            }
+            PageRow {
+                id: p.id,
+                slug: p.slug.clone(),
+                title: p.title.clone(),
+                shows,
+            }
+        })
+        .collect();
+    let notice = match q.get("notice").map(String::as_str) {
+        Some("saved") => Some("Status page saved."),
+        Some("deleted") => Some("Status page deleted."),
+        _ => None,
+    };
+    render(
+        StatusCode::OK,
+        &PagesList {
+            pages: rows,
+            notice,
+        },
+    )
+}
+
+fn choices(state: &AppState, ticked: &[i64]) -> Vec<Choice> {
+    let mut all: Vec<Choice> = state
+        .registry
+        .services(&crate::registry::ListFilter::configured())
+        .into_iter()
+        .map(|s| Choice {
+            ticked: ticked.contains(&s.id),
+            id: s.id,
+            name: s.name,
+        })
+        .collect();
+    all.sort_by_key(|c| c.name.to_lowercase());
+    all
+}
+
+async fn new_form(State(state): State<AppState>) -> Response {
+    render(
+        StatusCode::OK,
+        &PageForm {
+            id: None,
+            form: HashMap::new(),
+            choices: choices(&state, &[]),
+            errors: Vec::new(),
+            problem: None,
+        },
+    )
+}
+
+async fn edit_form(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    let page = match state.store.list_status_pages().await {
+        Ok(pages) => pages.into_iter().find(|p| p.id == id),
+        Err(e) => return store_failure(&e),
+    };
+    let Some(page) = page else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "No such status page",
+            "It may have been deleted.",
+        );
+    };
+    let form = HashMap::from([
+        ("slug".to_owned(), page.slug.clone()),
+        ("title".to_owned(), page.title.clone()),
+        ("description".to_owned(), page.description.clone()),
+        ("tags".to_owned(), page.tags.join(", ")),
+        ("notice".to_owned(), page.notice.clone()),
+    ]);
+    render(
+        StatusCode::OK,
+        &PageForm {
+            id: Some(id),
+            form,
+            choices: choices(&state, &page.services),
+            errors: Vec::new(),
+            problem: None,
+        },
+    )
+}
+
+/// The page's body as the API takes it, from the form's fields (`svc-{id}`
+/// checkboxes, tags separated by commas).
+fn form_body(values: &HashMap<String, String>) -> Map<String, Value> {
+    let mut body = Map::new();
+    for key in ["slug", "title", "description", "notice"] {
+        body.insert(
+            key.into(),
+            Value::String(values.get(key).cloned().unwrap_or_default()),
+        );
+    }
+    body.insert(
+        "services".into(),
+        Value::Array(super::ui::ticked_ids(values, "svc-")),
+    );
+    let tags: Vec<Value> = values
+        .get("tags")
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| Value::String(t.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    body.insert("tags".into(), Value::Array(tags));
+    body
+}
+
+async fn saved_from_form(state: AppState, id: Option<i64>, form: FormResult) -> Response {
+    let Form(values) = match form {
+        Ok(f) => f,
+        Err(e) => return bad_form(&e),
+    };
+    let body = form_body(&values);
+    let (errors, problem) = match save(&state, id, &body).await {
+        Ok(_) => return Redirect::to("/status-pages?notice=saved").into_response(),
+        Err(ApiError::Validation(errors)) => (errors, None),
+        Err(ApiError::Conflict(e)) => (vec![e], None),
+        Err(ApiError::NotFound(_)) => {
+            return message(
+                StatusCode::NOT_FOUND,
+                "No such status page",
+                "It may have been deleted.",
+            )
+        }
+        Err(e) => return super::ui::api_error_page(&e),
+    };
+    let ticked: Vec<i64> = super::ui::ticked_ids(&values, "svc-")
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    render(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &PageForm {
+            id,
+            choices: choices(&state, &ticked),
+            form: values,
+            errors,
+            problem,
+        },
+    )
+}
+
+async fn create_from_form(State(state): State<AppState>, form: FormResult) -> Response {
+    saved_from_form(state, None, form).await
+}
+
+async fn update_from_form(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    form: FormResult,
+) -> Response {
+    saved_from_form(state, Some(id), form).await
+}
+
+async fn delete_from_form(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    match state.store.delete_status_page(id).await {
+        Ok(_) => {
+            state.public.forget();
+            Redirect::to("/status-pages?notice=deleted").into_response()
+        }
+        Err(e) => store_failure(&e),
+    }
+}
