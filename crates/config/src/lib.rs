@@ -103,6 +103,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "the hub's address as people reach it (https://lookout.home.lan): alerts link to the service's page there",
     },
     SettingSpec {
+        key: "web_push_http",
+        help: "let browsers subscribe to Web Push through a push service reached over plain HTTP (a self-hosted one on your network): on or off (default off: HTTPS only)",
+    },
+    SettingSpec {
         key: "retention",
         help: "how long raw check results are kept (default 7d)",
     },
@@ -590,6 +594,13 @@ impl Config {
         }
         if let Some(v) = get("public_url") {
             notify.public_url = Some(parse(v, "public_url", parse_public_url)?);
+        }
+        if let Some(v) = get("web_push_http") {
+            notify.web_push_http = parse(v, "web_push_http", |s| match s {
+                "on" | "true" | "yes" | "1" => Ok(true),
+                "off" | "false" | "no" | "0" => Ok(false),
+                _ => Err("expected on or off".to_owned()),
+            })?;
         }
         let web_ports = match get("web_ports") {
             Some(v) => parse(v, "web_ports", WebPorts::parse)?,

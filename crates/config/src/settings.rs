@@ -165,6 +165,9 @@ pub struct NotifySettings {
     /// The hub's address as people reach it: notices link to
     /// `{public_url}/services/{id}`.
     pub public_url: Option<String>,
+    /// Browsers may subscribe through push services reached over plain
+    /// HTTP (else HTTPS only, as every public push service is).
+    pub web_push_http: bool,
 }
 
 impl Default for NotifySettings {
@@ -174,6 +177,7 @@ impl Default for NotifySettings {
             retry_base: Duration::from_secs(2),
             attempts: 4,
             public_url: None,
+            web_push_http: false,
         }
     }
 }

@@ -93,6 +93,7 @@ impl Application {
             registry,
             shared_database: matches!(config.database, DatabaseUrl::Postgres(_)),
             public_url: config.notify.public_url.clone(),
+            web_push_http: config.notify.web_push_http,
             heals: Arc::default(),
             public: Arc::default(),
             log_followers: Arc::new(tokio::sync::Semaphore::new(

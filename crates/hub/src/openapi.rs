@@ -396,11 +396,31 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         ("DELETE", "/api/status-pages/{id}") => {
             doc("Remove a status page", "status pages", Empty)
         }
+        ("GET", "/api/v1/push/key") => doc(
+            "The hub's Web Push public key: public_key, the applicationServerKey a browser subscribes with",
+            "notifications",
+            Object,
+        ),
+        ("GET", "/api/v1/users/me/devices") => {
+            doc("The caller's devices that get Web Push notifications", "notifications", Objects)
+        }
+        ("POST", "/api/v1/users/me/devices") => Doc {
+            body: Some(
+                "a browser's PushSubscription as toJSON() gives it: endpoint (an https URL), \
+                 keys {p256dh, auth}; device, a name (default: from the User-Agent)",
+            ),
+            ..doc("Notify a device of the caller's", "notifications", CreatedObject)
+        },
+        ("DELETE", "/api/v1/users/me/devices/{id}") => {
+            doc("Stop notifying a device of the caller's", "notifications", Empty)
+        }
         ("GET", "/api/notifications/channels") => {
             doc("Notification channels", "notifications", Objects)
         }
         ("POST", "/api/notifications/channels") => Doc {
-            body: Some("name, kind (webhook, ntfy, gotify, discord, slack, email, mqtt), config, enabled"),
+            body: Some(
+                "name, kind (webhook, ntfy, gotify, discord, slack, email, mqtt, webpush), config, enabled",
+            ),
             ..doc("Add a channel", "notifications", CreatedObject)
         },
         ("PUT", "/api/notifications/channels/{id}") => Doc {

@@ -421,3 +421,63 @@ document.querySelectorAll("button[data-copy]").forEach((button) => {
   kind.addEventListener("change", show);
   show();
 })();
+
+// The installable app: its service worker keeps the last dashboard for
+// offline use and shows Web Push notifications. Browsers run one only on
+// HTTPS or localhost. Signing out forgets the pages it kept.
+(function () {
+  if (!("serviceWorker" in navigator) || !window.isSecureContext) return;
+  if (location.pathname === "/login") {
+    if (window.caches) caches.delete("lookout-pages-v1");
+    return;
+  }
+  navigator.serviceWorker.register("/sw.js").catch(() => {});
+})();
+
+// "Notify this device": ask the browser for a push subscription with the
+// hub's key and give it to the hub (POST /api/v1/users/me/devices).
+(function () {
+  const box = document.getElementById("push-device");
+  const button = document.getElementById("push-subscribe");
+  const status = document.getElementById("push-status");
+  if (!box || !button || !status) return;
+  const say = (text) => { status.textContent = text; };
+  if (!window.isSecureContext) {
+    button.disabled = true;
+    return say("Notifications need this page on HTTPS (or on localhost).");
+  }
+  if (!("serviceWorker" in navigator) || !("PushManager" in window) || !("Notification" in window)) {
+    button.disabled = true;
+    return say("This browser cannot receive push notifications.");
+  }
+  const key = (text) => {
+    const raw = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
+    return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+  };
+  const csrf = document.querySelector("input[name=_csrf]");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      if ((await Notification.requestPermission()) !== "granted") {
+        return say("Notifications are blocked for this site: allow them in the browser's site settings.");
+      }
+      const registration = await navigator.serviceWorker.register("/sw.js");
+      await navigator.serviceWorker.ready;
+      const subscription = await registration.pushManager.subscribe({
+        userVisibleOnly: true, applicationServerKey: key(box.dataset.key),
+      });
+      const headers = { "Content-Type": "application/json" };
+      if (csrf) headers["X-CSRF-Token"] = csrf.value;
+      const r = await fetch("/api/v1/users/me/devices", {
+        method: "POST", headers, credentials: "same-origin", body: JSON.stringify(subscription.toJSON()),
+      });
+      if (r.ok) return location.reload();
+      const body = await r.json().catch(() => ({}));
+      say(body.message || `The hub refused it (HTTP ${r.status}).`);
+    } catch (e) {
+      say(`This browser could not subscribe: ${e.message}`);
+    } finally {
+      button.disabled = false;
+    }
+  });
+})();

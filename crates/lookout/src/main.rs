@@ -20,6 +20,7 @@ mod check;
 mod kuma;
 mod malloc;
 mod probe;
+mod status_page;
 
 fn cli() -> Command {
     let mut serve = Command::new("serve")
@@ -58,6 +59,7 @@ fn cli() -> Command {
         .arg_required_else_help(true)
         .subcommand(serve)
         .subcommand(user_command())
+        .subcommand(with_database_args(status_page::command()))
         .subcommand(check::command())
         .subcommand(agent::command())
         .subcommand(probe::command())
@@ -548,6 +550,10 @@ fn main() -> ExitCode {
         Some(("serve", m)) => serve(m).map(|()| ExitCode::SUCCESS),
         Some(("scan", m)) => scan(m).map(|()| ExitCode::SUCCESS),
         Some(("user", m)) => user(m).map(|()| ExitCode::SUCCESS),
+        Some(("status-page", m)) => crate::args::subcommand(m)
+            .and_then(|(_, sm)| database_config(sm))
+            .and_then(|config| status_page::run(m, config))
+            .map(|()| ExitCode::SUCCESS),
         Some(("migrate", m)) => migrate(m).map(|()| ExitCode::SUCCESS),
         Some(("export", m)) => export(m).map(|()| ExitCode::SUCCESS),
         Some(("import", m)) => import(m).map(|()| ExitCode::SUCCESS),

@@ -13,10 +13,13 @@ pub enum ChannelKind {
     Slack,
     Email,
     Mqtt,
+    /// Web Push to the browsers people subscribed on their account page.
+    #[serde(rename = "webpush")]
+    WebPush,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 7] = [
+    pub const ALL: [ChannelKind; 8] = [
         ChannelKind::Webhook,
         ChannelKind::Ntfy,
         ChannelKind::Gotify,
@@ -24,6 +27,7 @@ impl ChannelKind {
         ChannelKind::Slack,
         ChannelKind::Email,
         ChannelKind::Mqtt,
+        ChannelKind::WebPush,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +39,7 @@ impl ChannelKind {
             ChannelKind::Slack => "slack",
             ChannelKind::Email => "email",
             ChannelKind::Mqtt => "mqtt",
+            ChannelKind::WebPush => "webpush",
         }
     }
 
@@ -53,6 +58,7 @@ impl ChannelKind {
                 &["port", "security", "username", "password"],
             ),
             ChannelKind::Mqtt => (&["host"], &["port", "topic", "username", "password"]),
+            ChannelKind::WebPush => (&[], &["users", "contact"]),
         }
     }
 }

@@ -103,10 +103,17 @@ pub fn parse_status_page(body: &Map<String, Value>) -> Result<StatusPageSpec, Ve
         .collect();
     let slug = match body.get("slug").and_then(Value::as_str).map(str::trim) {
         Some(s) if valid_slug(s) => s.to_owned(),
-        _ => {
+        given => {
+            let need = if given.is_none_or(str::is_empty) {
+                "is required: "
+            } else {
+                "must be "
+            };
             errors.push(FieldError::new(
                 "slug",
-                "is required: 1 to 64 lowercase letters, digits and dashes (not \"badge\" or \"new\")",
+                format!(
+                    "{need}1 to 64 lowercase letters, digits and dashes (not \"badge\" or \"new\")"
+                ),
             ));
             String::new()
         }

@@ -1,6 +1,8 @@
 //! A real HTTP server on loopback that records what notification channels
 //! send it (webhook, ntfy, Gotify, Discord and Slack all speak HTTP).
-//! Requests to a path starting with `/fail` are answered 500.
+//! Requests to a path starting with `/fail` are answered 500, to one
+//! starting with `/gone` 410 (a push subscription the browser dropped), and
+//! the others 201 (what a push service answers; every channel takes a 2xx).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,8 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: String,
+    /// The body's bytes as sent (encrypted pushes are not text).
+    pub raw: Bytes,
 }
 
 impl Received {
@@ -48,15 +52,19 @@ impl Receiver {
                     .map(|p| p.to_string())
                     .unwrap_or_default();
                 let fail = path.starts_with("/fail");
+                let gone = path.starts_with("/gone");
                 sink.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(Received {
                         path,
                         headers,
                         body: String::from_utf8_lossy(&body).into_owned(),
+                        raw: body,
                     });
                 if fail {
                     StatusCode::INTERNAL_SERVER_ERROR
+                } else if gone {
+                    StatusCode::GONE
                 } else {
                     StatusCode::OK
                 }

@@ -193,6 +193,19 @@ fn check_value(kind: ChannelKind, key: &str, v: &str) -> Option<String> {
             !["starttls", "tls", "none"].contains(&v),
             "must be starttls (default), tls or none",
         ),
+        (_, "users") => fail(
+            v.len() > 1000
+                || v.split(',').map(str::trim).any(|u| {
+                    u.is_empty() || !u.chars().all(|c| c.is_alphanumeric() || "._-@".contains(c))
+                }),
+            "must be account names separated by commas (empty: every account's devices)",
+        ),
+        (_, "contact") => fail(
+            !(v.starts_with("mailto:") && v.contains('@') || v.starts_with("https://"))
+                || v.len() > 200
+                || v.contains(char::is_whitespace),
+            "must be a mailto: or https: address push services may contact you at",
+        ),
         (_, "from" | "to") => fail(
             v.parse::<lettre::message::Mailbox>().is_err(),
             "must be an e-mail address, e.g. lookout@example.org",
@@ -255,6 +268,7 @@ pub fn keep_secrets(old: &Map<String, Value>, new: &mut Map<String, Value>) {
 /// channel's URL or token.
 pub async fn send(
     client: &reqwest::Client,
+    store: &dyn crate::store::Store,
     kind: ChannelKind,
     config: &Map<String, Value>,
     notice: &Notice,
@@ -262,6 +276,9 @@ pub async fn send(
     let get = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or_default();
     let failing = matches!(notice.kind, NoticeKind::Alert | NoticeKind::Reminder);
     let request = match kind {
+        ChannelKind::WebPush => {
+            return super::webpush::deliver(client, store, config, notice).await
+        }
         ChannelKind::Email => return send_email(config, notice).await,
         ChannelKind::Mqtt => return send_mqtt(config, notice).await,
         ChannelKind::Webhook => client.post(get("url")).json(&json!({

@@ -410,7 +410,7 @@ async fn deliver_loop(
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            match deliver(&client, &channel, &notice).await {
+            match deliver(&client, store.as_ref(), &channel, &notice).await {
                 Ok(()) => {
                     tracing::info!(
                         channel = %channel.name,
@@ -454,8 +454,9 @@ async fn deliver_loop(
 
 pub async fn deliver(
     client: &reqwest::Client,
+    store: &dyn crate::store::Store,
     channel: &Channel,
     notice: &Notice,
 ) -> Result<(), String> {
-    send(client, channel.kind, &channel.config, notice).await
+    send(client, store, channel.kind, &channel.config, notice).await
 }

@@ -348,8 +348,147 @@ fn request_failure(error: &reqwest::Error) -> String {
     }
 }
 
+/// Where the hub's VAPID secret is kept (`hub_state`).
+const VAPID_STATE_KEY: &str = "vapid_secret";
+
+/// The hub's VAPID key pair: made on first use and kept in the database, so
+/// every hub sharing it signs with the same key (subscriptions were made
+/// for its public half).
+pub async fn hub_keys(store: &dyn crate::store::Store) -> Result<VapidKeys, String> {
+    let fresh = VapidKeys::generate().secret();
+    let kept = store
+        .state_or_insert(VAPID_STATE_KEY, &fresh)
+        .await
+        .map_err(|_| "the hub's push key cannot be read".to_owned())?;
+    VapidKeys::from_secret(&kept).map_err(|e| e.to_string())
+}
+
+/// What a browser's service worker receives: the notification to show.
+fn payload(notice: &super::Notice) -> Vec<u8> {
+    let mut body = notice.text();
+    // Leave room for the rest of the JSON within what a push carries.
+    if body.len() > MAX_PAYLOAD - 1024 {
+        let mut cut = MAX_PAYLOAD - 1024;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+        body.push('…');
+    }
+    let url = match (&notice.link, notice.service_id) {
+        (Some(link), _) => link.clone(),
+        (None, Some(id)) => format!("/services/{id}"),
+        (None, None) => "/".to_owned(),
+    };
+    serde_json::json!({
+        "title": notice.title(),
+        "body": body,
+        "url": url,
+        "tag": notice.service_id.map_or_else(|| "lookout".to_owned(), |id| format!("lookout-service-{id}")),
+        "kind": notice.kind,
+        "status": notice.status,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Sends a notice to every device subscribed by the channel's accounts
+/// (`users`, names separated by commas; none named: every device). A
+/// subscription the push service says is gone is removed. Fails when no
+/// device is subscribed or none could be reached.
+pub async fn deliver(
+    client: &reqwest::Client,
+    store: &dyn crate::store::Store,
+    config: &serde_json::Map<String, serde_json::Value>,
+    notice: &super::Notice,
+) -> Result<(), String> {
+    let get = |k: &str| {
+        config
+            .get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+    };
+    let unreadable = |_| "the subscribed devices cannot be read".to_owned();
+    let mut subscriptions = store.push_subscriptions(None).await.map_err(unreadable)?;
+    let named: Vec<&str> = get("users")
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    if !named.is_empty() {
+        let users = store.list_users().await.map_err(unreadable)?;
+        let ids: Vec<i64> = users
+            .iter()
+            .filter(|u| named.contains(&u.username.as_str()))
+            .map(|u| u.id)
+            .collect();
+        subscriptions.retain(|s| s.user_id.is_some_and(|id| ids.contains(&id)));
+    }
+    if subscriptions.is_empty() {
+        return Err(
+            "no device has subscribed to notifications yet (Account page, \"Notify this device\")"
+                .into(),
+        );
+    }
+    let keys = hub_keys(store).await?;
+    let contact = match get("contact") {
+        "" => "mailto:lookout@localhost",
+        c => c,
+    };
+    let body = payload(notice);
+    let urgent = matches!(notice.kind, super::NoticeKind::Alert);
+    let (mut sent, mut last_error) = (0, None);
+    for s in &subscriptions {
+        let subscription = Subscription {
+            endpoint: s.endpoint.clone(),
+            p256dh: s.p256dh.clone(),
+            auth: s.auth.clone(),
+        };
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the push service checks the VAPID token's expiry against real time, whatever the hub's clock says"
+        )]
+        let now = Utc::now();
+        match send(
+            client,
+            &keys,
+            contact,
+            &subscription,
+            &body,
+            86_400,
+            urgent,
+            now,
+        )
+        .await
+        {
+            Ok(Delivered::Sent) => {
+                sent += 1;
+                if let Err(e) = store.push_sent(s.id, now).await {
+                    tracing::warn!(error = ?e, "cannot note a push as sent");
+                }
+            }
+            Ok(Delivered::Gone) => {
+                tracing::info!(device = %s.device, "a browser unsubscribed from notifications: forgotten");
+                if let Err(e) = store.delete_push_subscription(s.id, None).await {
+                    tracing::warn!(error = ?e, "cannot forget a push subscription");
+                }
+                last_error = Some(format!("{}: unsubscribed", s.device));
+            }
+            Err(e) => last_error = Some(format!("{}: {e}", s.device)),
+        }
+    }
+    match (sent, last_error) {
+        (0, Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test stops at its first surprise"
+)]
 mod tests {
     use std::collections::HashMap;
     use std::time::Duration;

@@ -35,6 +35,7 @@ pub fn routes(r: Routes) -> Routes {
     let r = super::heartbeat::api_routes(r);
     let r = super::notify::routes(r);
     let r = super::status_pages::api_routes(r);
+    let r = super::devices::api_routes(r);
     let r = super::agents::routes(r);
     let r = super::metrics::api_routes(r);
     let r = super::docs::routes(r);

@@ -785,6 +785,7 @@ struct AccountPage {
     error: Option<String>,
     two_factor: bool,
     recovery_left: usize,
+    devices: super::devices::Devices,
 }
 
 fn auth_off_page() -> Response {
@@ -841,6 +842,7 @@ async fn render_account(
             error,
             two_factor: user.two_factor(),
             recovery_left: user.recovery_codes.len(),
+            devices: super::devices::Devices::of(state, who, "/account").await,
         },
     )
 }

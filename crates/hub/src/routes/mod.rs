@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod api;
 pub mod consistency;
+pub mod devices;
 pub mod docs;
 pub(crate) mod extract;
 pub mod gate;
@@ -71,6 +72,8 @@ pub struct AppState {
     /// The hub's address as people reach it (`--public-url`), for links in
     /// notices.
     pub public_url: Option<String>,
+    /// Browsers may subscribe through a push service over plain HTTP.
+    pub web_push_http: bool,
     /// What self-healing did, for the service pages.
     pub heals: Arc<crate::heal::Heals>,
     /// Status pages and badges as last rendered.
@@ -98,8 +101,8 @@ pub fn table() -> (Router<AppState>, Vec<table::RouteInfo>) {
         table::Routes::api(""),
     )))
     .finish();
-    let (pages, page_info) = status_pages::page_routes(notify_ui::routes(servers_ui::routes(
-        login::routes(ui::routes(table::Routes::pages())),
+    let (pages, page_info) = devices::page_routes(status_pages::page_routes(notify_ui::routes(
+        servers_ui::routes(login::routes(ui::routes(table::Routes::pages()))),
     )))
     .finish();
     info.extend(root_info);

@@ -86,7 +86,7 @@ pub fn parse_channel(body: &serde_json::Map<String, Value>) -> Result<NewChannel
         None => {
             errors.push(FieldError::new(
                 "kind",
-                "must be one of webhook, ntfy, gotify, discord, slack",
+                "must be one of webhook, ntfy, gotify, discord, slack, email, mqtt, webpush",
             ));
             None
         }
@@ -222,7 +222,13 @@ pub async fn send_test(state: &AppState, id: i64) -> Result<Result<(), String>, 
         link: state.public_url.clone(),
         affected: Vec::new(),
     };
-    let outcome = deliver(&crate::notify::http_client(), &channel, &notice).await;
+    let outcome = deliver(
+        &crate::notify::http_client(),
+        state.store.as_ref(),
+        &channel,
+        &notice,
+    )
+    .await;
     state
         .store
         .record_delivery(

@@ -66,6 +66,8 @@ struct NotificationsPage {
     error: Option<String>,
     /// The channel the form edits: (id, name); `None` to add one.
     editing: Option<(i64, String)>,
+    /// The caller's devices that get Web Push notifications.
+    devices: super::devices::Devices,
     /// What the form shows: a channel's settings (secrets masked or left
     /// out), or what was sent, kept after an error (never its secrets).
     form: HashMap<String, String>,
@@ -80,10 +82,12 @@ impl NotificationsPage {
 /// Every setting a channel's form may send; the chosen kind takes its own.
 const CHANNEL_FIELDS: &[&str] = &[
     "url", "topic", "token", "host", "port", "security", "from", "to", "username", "password",
+    "users", "contact",
 ];
 
 async fn render_notifications(
     state: &AppState,
+    who: &crate::auth::Principal,
     status: StatusCode,
     notice: Option<String>,
     error: Option<String>,
@@ -145,17 +149,28 @@ async fn render_notifications(
         error,
         editing,
         form,
+        devices: super::devices::Devices::of(state, who, "/notifications").await,
     };
     render(status, &page)
 }
 
 async fn notifications_page(
     State(state): State<AppState>,
+    crate::auth::guard::Caller(who): crate::auth::guard::Caller,
     axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
     let notice =
         (q.get("notice").map(String::as_str) == Some("saved")).then(|| "Channel saved.".to_owned());
-    render_notifications(&state, StatusCode::OK, notice, None, None, HashMap::new()).await
+    render_notifications(
+        &state,
+        &who,
+        StatusCode::OK,
+        notice,
+        None,
+        None,
+        HashMap::new(),
+    )
+    .await
 }
 
 /// The channel's body as the API takes it, from the form: the settings the
@@ -210,7 +225,11 @@ fn problem_line(errors: &[lookout_proto::FieldError]) -> String {
         .join("; ")
 }
 
-async fn add_channel_from_form(State(state): State<AppState>, form: FormResult) -> Response {
+async fn add_channel_from_form(
+    State(state): State<AppState>,
+    crate::auth::guard::Caller(who): crate::auth::guard::Caller,
+    form: FormResult,
+) -> Response {
     let Form(values) = match form {
         Ok(f) => f,
         Err(e) => return bad_form(&e),
@@ -234,6 +253,7 @@ async fn add_channel_from_form(State(state): State<AppState>, form: FormResult) 
     };
     render_notifications(
         &state,
+        &who,
         StatusCode::UNPROCESSABLE_ENTITY,
         None,
         Some(problem),
@@ -247,6 +267,7 @@ async fn add_channel_from_form(State(state): State<AppState>, form: FormResult) 
 /// masked (sent back unchanged, both are kept).
 async fn edit_channel_form(
     State(state): State<AppState>,
+    crate::auth::guard::Caller(who): crate::auth::guard::Caller,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Response {
     let channel = match state.store.get_channel(id).await {
@@ -265,6 +286,7 @@ async fn edit_channel_form(
     }
     render_notifications(
         &state,
+        &who,
         StatusCode::OK,
         None,
         None,
@@ -276,6 +298,7 @@ async fn edit_channel_form(
 
 async fn edit_channel_from_form(
     State(state): State<AppState>,
+    crate::auth::guard::Caller(who): crate::auth::guard::Caller,
     axum::extract::Path(id): axum::extract::Path<i64>,
     form: FormResult,
 ) -> Response {
@@ -293,6 +316,7 @@ async fn edit_channel_from_form(
     let name = values.get("name").cloned().unwrap_or_default();
     render_notifications(
         &state,
+        &who,
         StatusCode::UNPROCESSABLE_ENTITY,
         None,
         Some(problem),
@@ -312,6 +336,7 @@ fn no_such_channel() -> Response {
 
 async fn test_channel_from_form(
     State(state): State<AppState>,
+    crate::auth::guard::Caller(who): crate::auth::guard::Caller,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Response {
     let (notice, error) = match super::notify::send_test(&state, id).await {
@@ -319,7 +344,16 @@ async fn test_channel_from_form(
         Ok(Err(e)) => (None, Some(format!("The test failed: {e}"))),
         Err(e) => return api_error_page(&e),
     };
-    render_notifications(&state, StatusCode::OK, notice, error, None, HashMap::new()).await
+    render_notifications(
+        &state,
+        &who,
+        StatusCode::OK,
+        notice,
+        error,
+        None,
+        HashMap::new(),
+    )
+    .await
 }
 
 async fn delete_channel_from_form(

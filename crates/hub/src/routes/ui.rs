@@ -61,17 +61,50 @@ pub fn routes(r: Routes) -> Routes {
         .get("/static/app.css", Access::Public, || {
             asset(
                 "text/css; charset=utf-8",
-                include_str!("../../static/app.css"),
+                include_str!("../../static/app.css").as_bytes(),
             )
         })
         .get("/static/app.js", Access::Public, || {
             asset(
                 "text/javascript; charset=utf-8",
-                include_str!("../../static/app.js"),
+                include_str!("../../static/app.js").as_bytes(),
             )
         })
         .get("/static/favicon.svg", Access::Public, || {
-            asset("image/svg+xml", include_str!("../../static/favicon.svg"))
+            asset(
+                "image/svg+xml",
+                include_str!("../../static/favicon.svg").as_bytes(),
+            )
+        })
+        // The installable app: its manifest, icons and service worker (at
+        // the root, so that it may serve every page).
+        .get("/manifest.webmanifest", Access::Public, || {
+            asset(
+                "application/manifest+json",
+                include_str!("../../static/manifest.webmanifest").as_bytes(),
+            )
+        })
+        .get("/sw.js", Access::Public, || async {
+            (
+                [
+                    (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                include_str!("../../static/sw.js").as_bytes(),
+            )
+                .into_response()
+        })
+        .get("/static/icon-192.png", Access::Public, || {
+            asset("image/png", include_bytes!("../../static/icon-192.png"))
+        })
+        .get("/static/icon-512.png", Access::Public, || {
+            asset("image/png", include_bytes!("../../static/icon-512.png"))
+        })
+        .get("/static/icon-maskable-512.png", Access::Public, || {
+            asset(
+                "image/png",
+                include_bytes!("../../static/icon-maskable-512.png"),
+            )
         })
 }
 
@@ -84,13 +117,13 @@ pub async fn not_found() -> Response {
     )
 }
 
-async fn asset(content_type: &'static str, body: &'static str) -> Response {
+async fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        body,
+        axum::body::Body::from(body),
     )
         .into_response()
 }

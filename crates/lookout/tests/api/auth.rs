@@ -197,6 +197,12 @@ const PUBLIC: &[&str] = &[
     "GET /static/app.css",
     "GET /static/app.js",
     "GET /static/favicon.svg",
+    // The installable app's manifest, icons and service worker.
+    "GET /manifest.webmanifest",
+    "GET /sw.js",
+    "GET /static/icon-192.png",
+    "GET /static/icon-512.png",
+    "GET /static/icon-maskable-512.png",
     "GET /api/push/{token}",
     "POST /api/push/{token}",
     "GET /api/push/{token}/{signal}",
@@ -231,6 +237,10 @@ const VIEWER_WRITES: &[&str] = &[
     "POST /api/v1/tokens",
     "DELETE /api/v1/tokens/{id}",
     "POST /api/conditions/check",
+    // A person's own devices that get Web Push notifications.
+    "POST /api/v1/users/me/devices",
+    "DELETE /api/v1/users/me/devices/{id}",
+    "POST /account/devices/{id}/delete",
 ];
 
 fn key(route: &RouteInfo) -> String {

@@ -1401,6 +1401,17 @@ async fn the_dashboard_of_200_services_is_light_and_asks_no_other_origin_in_chro
     }
     let browser = Browser::start().await;
     let c = &browser.client;
+    // What crosses the network is measured: the service worker, once it
+    // runs, fetches pages itself and hands them over decompressed.
+    for (command, params) in [
+        ("Network.enable", serde_json::json!({})),
+        (
+            "Network.setBypassServiceWorker",
+            serde_json::json!({"bypass": true}),
+        ),
+    ] {
+        c.issue_cmd(DevTools(command, params)).await.unwrap();
+    }
     for page in ["/", "/?group=tag"] {
         c.goto(&hub.url(page)).await.unwrap();
         wait_text(c, "#count-ok", |t| !t.is_empty()).await;
@@ -1659,5 +1670,182 @@ async fn a_dependency_and_a_healing_rule_from_the_form_in_chromium() {
     c.goto(&hub.url(&format!("/services/{db}"))).await.unwrap();
     let needed = wait_text(c, "#needed-by", |t| !t.is_empty()).await;
     assert_eq!(needed, "web Unknown");
+    browser.close().await;
+}
+
+/// A DevTools command sent through chromedriver
+/// (`POST /session/{id}/goog/cdp/execute`), with its parameters.
+#[derive(Debug)]
+struct DevTools(&'static str, serde_json::Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = serde_json::json!({"cmd": self.0, "params": self.1});
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_page_from_the_form_and_the_installable_app_in_chromium() {
+    let mut hub = lookout_testkit::spawn_hub_with(|c| c.notify.web_push_http = true).await;
+    let up = Target::start(200).await;
+    let down = Target::start(200).await;
+    let mut ids = Vec::new();
+    for (name, target, tags) in [
+        ("Jellyfin", &up, vec![]),
+        ("Nextcloud", &up, vec!["family"]),
+        ("Photos", &down, vec!["family"]),
+        ("Router", &up, vec![]),
+    ] {
+        let s = hub
+            .create_service(serde_json::json!({"name": name, "base_url": target.url(),
+                "check_interval_secs": 1, "tags": tags}))
+            .await;
+        ids.push(s["id"].as_i64().unwrap());
+    }
+    let browser = Browser::start().await;
+    let c = &browser.client;
+
+    // Made from the form: a mistake first, said under its field.
+    c.goto(&hub.url("/status-pages")).await.unwrap();
+    click(c, "new-status-page").await;
+    c.wait().for_element(Locator::Id("title")).await.unwrap();
+    fill(c, "title", "Home services").await;
+    fill(c, "slug", "Home Page").await;
+    click(c, &format!("svc-{}", ids[0])).await;
+    click(c, "save-status-page").await;
+    let error = wait_text(c, "#slug-error", |t| !t.is_empty()).await;
+    assert!(error.contains("lowercase letters"), "{error}");
+    three_screenshots(c, "status-page-form").await;
+    fill(c, "slug", "home").await;
+    fill(c, "tags", "family").await;
+    fill(c, "description", "Is it down, or is it the Wi-Fi?").await;
+    fill(c, "notice", "New router on Sunday morning").await;
+    click(c, "save-status-page").await;
+    wait_path(c, |p| p == "/status-pages?notice=saved").await;
+    three_screenshots(c, "status-pages").await;
+
+    // The page itself: the chosen service and the tagged ones.
+    down.set_status(500);
+    hub.wait_for_service(ids[2], DEADLINE * 2, |s| s["state"] == "FAILURE")
+        .await;
+    click(c, "open-home").await;
+    let until = tokio::time::Instant::now() + DEADLINE * 2;
+    // Browsers may keep the page for its max-age: each look asks anew.
+    for look in 0.. {
+        c.goto(&hub.url(&format!("/status/home?look={look}")))
+            .await
+            .unwrap();
+        let overall = wait_text(c, "#overall", |t| !t.is_empty()).await;
+        if overall.contains("1 service is down") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "{overall}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let names: Vec<String> = {
+        let mut out = Vec::new();
+        for el in c.find_all(Locator::Css(".public-name")).await.unwrap() {
+            out.push(el.text().await.unwrap());
+        }
+        out
+    };
+    assert_eq!(names, ["Jellyfin", "Nextcloud", "Photos"]);
+    assert_eq!(
+        c.find_all(Locator::Css("[data-service=Jellyfin] .bar"))
+            .await
+            .unwrap()
+            .len(),
+        30
+    );
+    let incident = wait_text(c, "#incidents", |t| !t.is_empty()).await;
+    assert!(incident.starts_with("Photos was down since"), "{incident}");
+    assert!(
+        c.find(Locator::Css("nav")).await.is_err(),
+        "no dashboard navigation"
+    );
+    three_screenshots(c, "status-page").await;
+
+    // The installable app: its service worker runs, and Chromium finds
+    // nothing that stops it from being installed.
+    c.goto(&hub.url("/")).await.unwrap();
+    let ready = c
+        .execute_async(
+            "const done = arguments[0]; navigator.serviceWorker.ready.then((r) => done(!!r.active));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ready, serde_json::json!(true));
+    let said = c
+        .issue_cmd(DevTools(
+            "Page.getInstallabilityErrors",
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        said["installabilityErrors"],
+        serde_json::json!([]),
+        "{said}"
+    );
+    let manifest: serde_json::Value = hub.get_json("/manifest.webmanifest").await;
+    assert_eq!(manifest["display"], "standalone");
+
+    // A device that gets notifications, listed and removed from the page.
+    let key = p256::SecretKey::from_slice(&[5u8; 32]).unwrap();
+    use base64::Engine as _;
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let r = hub
+        .post_json(
+            "/api/v1/users/me/devices",
+            &serde_json::json!({"endpoint": "https://push.example.net/wpush/v2/abc", "device": "Pixel 8",
+                "keys": {"p256dh": b64(key.public_key().to_encoded_point(false).as_bytes()), "auth": b64(&[1; 16])}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    c.goto(&hub.url("/notifications")).await.unwrap();
+    let listed = wait_text(c, "#device-list", |t| !t.is_empty()).await;
+    assert!(listed.contains("Pixel 8"), "{listed}");
+    c.execute(
+        "document.getElementById('devices').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    three_screenshots(c, "notifications-devices").await;
+    let remove = c.find(Locator::Css("#device-list button")).await.unwrap();
+    remove.click().await.unwrap();
+    c.accept_alert().await.unwrap();
+    wait_text(c, "#no-devices", |t| !t.is_empty()).await;
+
+    // Offline, the last dashboard this browser saw, saying so.
+    c.goto(&hub.url("/")).await.unwrap();
+    wait_text(c, "#services", |t| t.contains("Photos")).await;
+    let url = hub.url("/");
+    hub.stop().await;
+    c.goto(&url).await.unwrap();
+    let banner = wait_text(c, "#offline-banner", |t| !t.is_empty()).await;
+    assert!(
+        banner.starts_with("Offline: this is the state lookout showed"),
+        "{banner}"
+    );
+    wait_text(c, "#services", |t| {
+        t.contains("Photos") && t.contains("Router")
+    })
+    .await;
+    screenshot(c, "dashboard-offline").await;
     browser.close().await;
 }

@@ -29,3 +29,4 @@ mod status_pages;
 mod store;
 mod systemd;
 mod validation;
+mod web_push;

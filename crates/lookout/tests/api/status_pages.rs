@@ -453,3 +453,115 @@ async fn bad_status_pages_are_refused_with_every_field_named_and_nothing_written
     assert_eq!(hub.get("/api/status-pages").await.status(), 401);
     assert_eq!(hub.get("/status/home").await.status(), 200);
 }
+
+/// `lookout ARGS` against the hub's data directory (or its PostgreSQL
+/// database): whether it succeeded, its output and its error output.
+fn cli(hub: &TestHub, args: &[&str]) -> (bool, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"));
+    command
+        .args(args)
+        .env("LOOKOUT_DATA_DIR", hub.data_dir())
+        .env_remove("LOOKOUT_DATABASE");
+    if let Some(url) = hub.database() {
+        command.args(["--database", url]);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_pages_from_the_command_line() {
+    let (hub, token) = hub().await;
+    let up = Target::start(200).await;
+    for (name, tags) in [("web", json!([])), ("photos", json!(["family"]))] {
+        let (status, _) = send(
+            &hub,
+            reqwest::Method::POST,
+            "/api/services",
+            &token,
+            Some(json!({"name": name, "base_url": up.url(), "tags": tags})),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let (ok, out, err) = cli(
+        &hub,
+        &[
+            "status-page",
+            "add",
+            "home",
+            "--title",
+            "Home",
+            "--service",
+            "web",
+            "--tag",
+            "family",
+            "--notice",
+            "Back soon",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "saved /status/home");
+    let html = public_until(&hub, "/status/home", |t| t.contains("photos")).await;
+    assert!(html.contains("web") && html.contains("Back soon"), "{html}");
+    let (ok, out, _) = cli(&hub, &["status-page", "list"]);
+    assert!(ok);
+    assert!(out.lines().nth(1).unwrap().starts_with("home "), "{out}");
+    assert!(out.contains("family"), "{out}");
+
+    // Mistakes: one line naming the problem, a failing exit, nothing written.
+    for (args, said) in [
+        (
+            vec![
+                "status-page",
+                "add",
+                "home",
+                "--title",
+                "Home",
+                "--service",
+                "nope",
+            ],
+            "no such service: \"nope\"",
+        ),
+        (
+            vec!["status-page", "add", "Not Ok", "--title", "X", "--tag", "a"],
+            "invalid slug: must be 1 to 64",
+        ),
+        (
+            vec!["status-page", "add", "empty", "--title", "X"],
+            "invalid services: name at least one",
+        ),
+        (
+            vec!["status-page", "remove", "nowhere"],
+            "no status page at /status/nowhere",
+        ),
+    ] {
+        let (ok, _, err) = cli(&hub, &args);
+        assert!(!ok, "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("lookout: ") && err.contains(said),
+            "{args:?}: {err}"
+        );
+    }
+    let (_, list) = send(
+        &hub,
+        reqwest::Method::GET,
+        "/api/status-pages",
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(
+        list[0]["notice"], "Back soon",
+        "the failed add changed nothing"
+    );
+    let (ok, out, _) = cli(&hub, &["status-page", "remove", "home"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "removed /status/home");
+}
