@@ -214,7 +214,8 @@ impl Coding {
         }
     }
 
-    fn compress(self, data: &[u8]) -> Bytes {
+    /// `data` in this coding (gzip fast, brotli at a middle quality).
+    pub fn compress(self, data: &[u8]) -> Bytes {
         match self {
             Coding::Gzip => gzip(data),
             Coding::Brotli => brotli(data),

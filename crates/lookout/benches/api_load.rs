@@ -249,6 +249,57 @@ async fn main() {
     // load: its own allocations, not the binary's pages.
     let anon_1k = rollup_kib(pid, "Anonymous:");
 
+    // A public status page of 50 of them, read by the same crowd: served
+    // from the bytes rendered at most every 10 s.
+    let shown: Vec<i64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(50)
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    let r = client
+        .post(format!("{base}/api/status-pages"))
+        .json(&serde_json::json!({"slug": "bench", "title": "Bench", "services": shown}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let page_url = format!("{base}/status/bench");
+    let page_body = client
+        .get(&page_url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let page = load(&client, &page_url, None, 200).await;
+    page.print("hub, status page of 50 services");
+    let page_ceiling = ceiling_for(&client, &page_body).await;
+    page_ceiling.print("ceiling: static body, same bytes");
+    // As browsers ask for it: gzipped (made once per render).
+    let gzip_client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::ACCEPT_ENCODING,
+            reqwest::header::HeaderValue::from_static("gzip"),
+        )]))
+        .build()
+        .unwrap();
+    let page_gz_body = gzip_client
+        .get(&page_url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let page_gz = load(&gzip_client, &page_url, None, 200).await;
+    page_gz.print("hub, the same page gzipped");
+    let page_gz_ceiling = ceiling_for(&client, &page_gz_body).await;
+    page_gz_ceiling.print("ceiling: static body, same bytes");
+
     let more = register(&base, SERVICES, MORE_SERVICES).await;
     settle(&client, &list).await;
     let hub_10k = load(&client, &list, None, 200).await;
@@ -280,6 +331,13 @@ async fn main() {
     println!(
         "  10,000 services / their ceiling    {:.2}",
         hub_10k.rate() / ceiling_10k.rate()
+    );
+    println!(
+        "  status page / its ceiling          {:.2} ({} KiB a page); gzipped {:.2} ({} KiB)",
+        page.rate() / page_ceiling.rate(),
+        page_body.len() / 1024,
+        page_gz.rate() / page_gz_ceiling.rate(),
+        page_gz_body.len() / 1024
     );
     println!("  registrations      {registrations:.0}/s (first 1,000), {more:.0}/s (to 10,000)");
     println!(

@@ -192,13 +192,13 @@ async fn list_services(
 
 /// The `ETag` of the gzipped list: another representation of the same
 /// version, so another tag.
-fn coded_tag(tag: &str, coding: Coding) -> String {
+pub(crate) fn coded_tag(tag: &str, coding: Coding) -> String {
     format!("{}-{}\"", tag.trim_end_matches('"'), coding.as_str())
 }
 
 /// The coding the list goes out in: brotli when `Accept-Encoding` admits
 /// it, else gzip when it admits that (named, or `*`, with a non-zero q).
-fn preferred_coding(headers: &HeaderMap) -> Option<Coding> {
+pub(crate) fn preferred_coding(headers: &HeaderMap) -> Option<Coding> {
     let admitted: Vec<(String, bool)> = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()

@@ -30,6 +30,7 @@ use super::AppState;
 use crate::auth::Access;
 use crate::badge;
 use crate::error::ApiError;
+use crate::registry::Coding;
 use crate::status_page::{public_status, shown, PublicState, PublicStatus};
 use crate::store::{StatusPageRow, StoreError};
 
@@ -74,6 +75,11 @@ struct Rendered {
     at: Instant,
     etag: String,
     html: Bytes,
+    /// The page gzipped and in brotli, made once per render: readers'
+    /// browsers ask for one, and compressing per request would be the
+    /// crowd's cost.
+    gzip: Bytes,
+    brotli: Bytes,
     state: PublicState,
 }
 
@@ -127,6 +133,8 @@ impl PublicCache {
         let rendered = Arc::new(Rendered {
             at: Instant::now(),
             etag: format!("\"{}\"", &hex::encode(sha(&html))[..16]),
+            gzip: Coding::Gzip.compress(&html),
+            brotli: Coding::Brotli.compress(&html),
             html,
             state: status.state,
         });
@@ -223,16 +231,32 @@ async fn public_page(
     Path(slug): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match state.public.rendered(&state, &slug).await {
-        Ok(Some(r)) => cached(
-            &headers,
-            &r.etag,
-            "text/html; charset=utf-8",
-            r.html.clone(),
+    let r = match state.public.rendered(&state, &slug).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return missing(),
+        Err(e) => return store_failure(&e),
+    };
+    const HTML: &str = "text/html; charset=utf-8";
+    let coding = super::api::preferred_coding(&headers);
+    let (tag, body) = match coding {
+        None => (r.etag.clone(), r.html.clone()),
+        Some(Coding::Gzip) => (super::api::coded_tag(&r.etag, Coding::Gzip), r.gzip.clone()),
+        Some(Coding::Brotli) => (
+            super::api::coded_tag(&r.etag, Coding::Brotli),
+            r.brotli.clone(),
         ),
-        Ok(None) => missing(),
-        Err(e) => store_failure(&e),
+    };
+    let mut response = cached(&headers, &tag, HTML, body);
+    let sent = response.status() == StatusCode::OK;
+    let h = response.headers_mut();
+    if let (Some(coding), true) = (coding, sent) {
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.as_str()),
+        );
     }
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    response
 }
 
 fn svg_response(headers: &HeaderMap, svg: String) -> Response {

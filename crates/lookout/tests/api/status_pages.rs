@@ -311,6 +311,33 @@ async fn pages_and_badges_are_cached_and_only_shown_services_have_badges() {
         .unwrap();
     assert_eq!(r.status(), 304);
     assert!(r.bytes().await.unwrap().is_empty());
+    // Compressed once per render, not per reader.
+    let plain = hub.get_text("/status/ops").await;
+    let r = hub
+        .client
+        .get(hub.url("/status/ops"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["vary"], "accept-encoding");
+    let gz_tag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(gz_tag, etag);
+    let packed = r.bytes().await.unwrap();
+    let mut unpacked = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .unwrap();
+    assert_eq!(unpacked, plain);
+    assert!(
+        packed.len() * 3 < plain.len(),
+        "{} of {}",
+        packed.len(),
+        plain.len()
+    );
 
     // Badges: by id and by name, shields.io-style SVG, cacheable.
     for path in [

@@ -3878,3 +3878,72 @@ fn ping(status: Status, message: Option<&str>) -> lookout_proto::push::Ping {
         duration_ms: None,
     }
 }
+
+/// SQLite cannot change a table's CHECK in place: the migration that lets a
+/// channel be of kind `webpush` builds `channels` anew. A database made
+/// before it keeps its channels and their delivery log (which refers to
+/// them, and would have been emptied by a careless rebuild), ids included.
+#[tokio::test]
+async fn sqlite_keeps_channels_and_their_deliveries_through_the_channels_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../store/migrations/sqlite"
+    )))
+    .await
+    .unwrap();
+    migrator.migrations = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 22)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&pool)
+            .await
+            .unwrap();
+        migrator.run(&pool).await.unwrap();
+        for sql in [
+            "INSERT INTO channels (id, name, kind, config, enabled, created_at) VALUES (7, 'phone', 'ntfy', '{\"topic\":\"t\"}', 1, 1700000000000)",
+            "INSERT INTO deliveries (id, channel_id, service_id, kind, status, attempts, error, at) VALUES (3, 7, NULL, 'test', 'failed', 2, 'cannot connect', 1700000001000)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = SqlStore::open(&path).await.unwrap();
+    let channels = store.list_channels().await.unwrap();
+    assert_eq!(
+        channels
+            .iter()
+            .map(|c| (c.id, c.name.as_str()))
+            .collect::<Vec<_>>(),
+        [(7, "phone")]
+    );
+    let deliveries = store.list_deliveries(10).await.unwrap();
+    assert_eq!(deliveries.len(), 1, "the delivery log is kept");
+    assert_eq!((deliveries[0].id, deliveries[0].channel_id), (3, 7));
+    assert_eq!(deliveries[0].error.as_deref(), Some("cannot connect"));
+    // The new kind is taken, and the delivery log still follows its channel.
+    store
+        .create_channel(
+            "browsers",
+            ChannelKind::WebPush,
+            &serde_json::Map::new(),
+            true,
+            at(0),
+        )
+        .await
+        .unwrap();
+    assert!(store.delete_channel(7).await.unwrap());
+    assert!(
+        store.list_deliveries(10).await.unwrap().is_empty(),
+        "deleted with its channel"
+    );
+    store.close().await;
+}
