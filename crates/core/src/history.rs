@@ -246,27 +246,36 @@ pub fn uptimes(
     changes: &[(DateTime<Utc>, Status)],
     now: DateTime<Utc>,
 ) -> Uptime {
-    let window = |days: i64| {
-        let start = now - Duration::days(days);
-        // The status in force at `start` is the last change at or before it.
-        let before = changes
-            .iter()
-            .take_while(|(at, _)| *at <= start)
-            .last()
-            .map(|(_, s)| *s)
-            .or(initial);
-        let after: Vec<_> = changes
-            .iter()
-            .copied()
-            .filter(|(at, _)| *at > start && *at <= now)
-            .collect();
-        uptime(before, &after, start, now)
-    };
+    let window = |days: i64| uptime_between(initial, changes, now - Duration::days(days), now);
     Uptime {
         day: window(1),
         week: window(7),
         month: window(LONGEST_WINDOW_DAYS),
     }
+}
+
+/// Uptime from `start` to `end` (0.0 to 1.0; `None` when nothing is known
+/// then), from the status in force before `changes` (`initial`) and the
+/// changes, oldest first.
+pub fn uptime_between(
+    initial: Option<Status>,
+    changes: &[(DateTime<Utc>, Status)],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Option<f64> {
+    // The status in force at `start` is the last change at or before it.
+    let before = changes
+        .iter()
+        .take_while(|(at, _)| *at <= start)
+        .last()
+        .map(|(_, s)| *s)
+        .or(initial);
+    let within: Vec<_> = changes
+        .iter()
+        .copied()
+        .filter(|(at, _)| *at > start && *at < end)
+        .collect();
+    uptime(before, &within, start, end)
 }
 
 /// "99.95 %", or "—" when unknown.

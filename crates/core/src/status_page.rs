@@ -6,7 +6,10 @@
 //! beyond reading its own row.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use lookout_proto::status::{uptime, Status};
+use lookout_proto::depends::ServiceRef;
+use lookout_proto::status::Status;
+
+use crate::history::uptime_between;
 use lookout_proto::status_page::StatusPageView;
 use serde::Serialize;
 
@@ -143,6 +146,33 @@ pub fn shown(registry: &Registry, page: &StatusPageView) -> Vec<Service> {
     out
 }
 
+/// `refs` as service ids, each once, from `services`: by id, or by name
+/// (exactly, else ignoring case). Whatever names no service is returned
+/// instead, all of it.
+pub fn resolve(services: &[Service], refs: &[ServiceRef]) -> Result<Vec<i64>, Vec<String>> {
+    let mut ids = Vec::new();
+    let mut unknown = Vec::new();
+    for r in refs {
+        let found = match r {
+            ServiceRef::Id(id) => services.iter().find(|s| s.id == *id),
+            ServiceRef::Name(name) => services
+                .iter()
+                .find(|s| s.name == *name)
+                .or_else(|| services.iter().find(|s| s.name.eq_ignore_ascii_case(name))),
+        };
+        match found {
+            Some(s) if !ids.contains(&s.id) => ids.push(s.id),
+            Some(_) => {}
+            None => unknown.push(r.to_string()),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(ids)
+    } else {
+        Err(unknown)
+    }
+}
+
 /// Uptime of each of the last `days` days (UTC), today last (up to `now`).
 pub fn daily(
     initial: Option<Status>,
@@ -155,21 +185,14 @@ pub fn daily(
         .rev()
         .map(|back| {
             let start = today - Duration::days(back);
-            let end = (start + Duration::days(1)).min(now);
-            let before = changes
-                .iter()
-                .take_while(|(at, _)| *at <= start)
-                .last()
-                .map(|(_, s)| *s)
-                .or(initial);
-            let within: Vec<_> = changes
-                .iter()
-                .copied()
-                .filter(|(at, _)| *at > start && *at < end)
-                .collect();
             Day {
                 date: start.date_naive(),
-                uptime: uptime(before, &within, start, end),
+                uptime: uptime_between(
+                    initial,
+                    changes,
+                    start,
+                    (start + Duration::days(1)).min(now),
+                ),
             }
         })
         .collect()
@@ -260,18 +283,6 @@ pub fn public_status(
     for s in shown(registry, page) {
         let (initial, changes) = registry.timeline(s.id);
         let days = daily(initial, &changes, now, DAYS);
-        let window = now - Duration::days(DAYS);
-        let before = changes
-            .iter()
-            .take_while(|(at, _)| *at <= window)
-            .last()
-            .map(|(_, st)| *st)
-            .or(initial);
-        let recent: Vec<_> = changes
-            .iter()
-            .copied()
-            .filter(|(at, _)| *at > window)
-            .collect();
         incidents.extend(downtimes(&s.name, initial, &changes, since, now));
         let until = maintenance_until(&s, now);
         if let Some(until) = until {
@@ -284,7 +295,7 @@ pub fn public_status(
             id: s.id,
             name: s.name.clone(),
             state: PublicState::of(s.state, until.is_some()),
-            uptime: uptime(before, &recent, window, now),
+            uptime: uptime_between(initial, &changes, now - Duration::days(DAYS), now),
             days,
         });
     }

@@ -4,7 +4,6 @@
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use lookout_hub::store::{ServiceFilter, StatusPageRow, StoreError};
-use lookout_proto::depends::ServiceRef;
 use lookout_proto::status_page::parse_status_page;
 use serde_json::{json, Value};
 
@@ -71,21 +70,9 @@ pub fn run(m: &ArgMatches, config: lookout_hub::Config) -> anyhow::Result<()> {
                         None => anyhow::bail!("invalid status page"),
                     };
                     let all = store.list_services(ServiceFilter::All).await?;
-                    let mut ids = Vec::new();
-                    for r in &spec.services {
-                        let found = match r {
-                            ServiceRef::Id(id) => all.iter().find(|s| s.id == *id),
-                            ServiceRef::Name(name) => all
-                                .iter()
-                                .find(|s| s.name == *name)
-                                .or_else(|| all.iter().find(|s| s.name.eq_ignore_ascii_case(name))),
-                        };
-                        match found {
-                            Some(s) if !ids.contains(&s.id) => ids.push(s.id),
-                            Some(_) => {}
-                            None => anyhow::bail!("no such service: {r}"),
-                        }
-                    }
+                    let ids = lookout_hub::status_page::resolve(&all, &spec.services).map_err(
+                        |unknown| anyhow::anyhow!("no such service: {}", unknown.join(", ")),
+                    )?;
                     let row = StatusPageRow {
                         slug: spec.slug,
                         title: spec.title,

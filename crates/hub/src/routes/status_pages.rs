@@ -17,7 +17,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
 use bytes::Bytes;
-use lookout_proto::depends::ServiceRef;
 use lookout_proto::status_page::{parse_status_page, StatusPageSpec, StatusPageView};
 use lookout_proto::FieldError;
 use serde_json::{Map, Value};
@@ -341,27 +340,48 @@ fn window(text: &str) -> Option<chrono::Duration> {
     }
 }
 
+/// A service's badge: `make` gives its message and colour; `label` is
+/// the left side unless `?label=` says otherwise. Unknown services, and
+/// those no status page shows, get the "not found" badge.
+async fn service_badge(
+    state: &AppState,
+    key: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    make: impl FnOnce(&crate::store::Service) -> (String, String, &'static str),
+) -> Response {
+    match badge_service(state, key).await {
+        Ok(Some(s)) => {
+            let (default_label, message, colour) = make(&s);
+            svg_response(
+                headers,
+                badge::svg(&label(q, &default_label), &message, colour),
+            )
+        }
+        Ok(None) => no_badge(),
+        Err(e) => store_failure(&e),
+    }
+}
+
 async fn health_badge(
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    match badge_service(&state, &key).await {
-        Ok(Some(s)) => {
-            let now = state.clock.now();
-            let public = PublicState::of(
-                s.state,
-                crate::status_page::maintenance_until(&s, now).is_some(),
-            );
-            svg_response(
-                &headers,
-                badge::svg(&label(&q, &s.name), public.as_str(), state_colour(public)),
-            )
-        }
-        Ok(None) => no_badge(),
-        Err(e) => store_failure(&e),
-    }
+    let now = state.clock.now();
+    service_badge(&state, &key, &q, &headers, |s| {
+        let public = PublicState::of(
+            s.state,
+            crate::status_page::maintenance_until(s, now).is_some(),
+        );
+        (
+            s.name.clone(),
+            public.as_str().to_owned(),
+            state_colour(public),
+        )
+    })
+    .await
 }
 
 async fn uptime_badge(
@@ -373,38 +393,20 @@ async fn uptime_badge(
     let Some(span) = window(&win) else {
         return no_badge();
     };
-    match badge_service(&state, &key).await {
-        Ok(Some(s)) => {
-            let now = state.clock.now();
-            let (initial, changes) = state.registry.timeline(s.id);
-            let start = now - span;
-            let before = changes
-                .iter()
-                .take_while(|(at, _)| *at <= start)
-                .last()
-                .map(|(_, st)| *st)
-                .or(initial);
-            let within: Vec<_> = changes
-                .iter()
-                .copied()
-                .filter(|(at, _)| *at > start)
-                .collect();
-            let ratio = lookout_proto::status::uptime(before, &within, start, now);
-            let (text, colour) = match ratio {
+    let now = state.clock.now();
+    service_badge(&state, &key, &q, &headers, |s| {
+        let (initial, changes) = state.registry.timeline(s.id);
+        let (text, colour) =
+            match crate::history::uptime_between(initial, &changes, now - span, now) {
                 Some(r) => (
                     crate::history::percent(Some(r)).replace(' ', ""),
                     badge::uptime_colour(r),
                 ),
                 None => ("no data".to_owned(), badge::colour::GREY),
             };
-            svg_response(
-                &headers,
-                badge::svg(&label(&q, &format!("uptime {win}")), &text, colour),
-            )
-        }
-        Ok(None) => no_badge(),
-        Err(e) => store_failure(&e),
-    }
+        (format!("uptime {win}"), text, colour)
+    })
+    .await
 }
 
 async fn response_badge(
@@ -416,29 +418,23 @@ async fn response_badge(
     let Some(span) = window(&win) else {
         return no_badge();
     };
-    match badge_service(&state, &key).await {
-        Ok(Some(s)) => {
-            let since = state.clock.now() - span;
-            let times: Vec<u64> = state
-                .registry
-                .recent(s.id, since)
-                .into_iter()
-                .filter_map(|(_, ms, _)| ms)
-                .collect();
-            let (text, colour) = if times.is_empty() {
-                ("no data".to_owned(), badge::colour::GREY)
-            } else {
-                let mean = times.iter().sum::<u64>() as f64 / times.len() as f64;
-                (format!("{mean:.0} ms"), badge::latency_colour(mean))
-            };
-            svg_response(
-                &headers,
-                badge::svg(&label(&q, &format!("response time {win}")), &text, colour),
-            )
-        }
-        Ok(None) => no_badge(),
-        Err(e) => store_failure(&e),
-    }
+    let since = state.clock.now() - span;
+    service_badge(&state, &key, &q, &headers, |s| {
+        let times: Vec<u64> = state
+            .registry
+            .recent(s.id, since)
+            .into_iter()
+            .filter_map(|(_, ms, _)| ms)
+            .collect();
+        let (text, colour) = if times.is_empty() {
+            ("no data".to_owned(), badge::colour::GREY)
+        } else {
+            let mean = times.iter().sum::<u64>() as f64 / times.len() as f64;
+            (format!("{mean:.0} ms"), badge::latency_colour(mean))
+        };
+        (format!("response time {win}"), text, colour)
+    })
+    .await
 }
 
 // ---- The API -------------------------------------------------------------
@@ -462,33 +458,17 @@ fn resolve(state: &AppState, spec: StatusPageSpec) -> Result<StatusPageRow, ApiE
     let all = state
         .registry
         .services(&crate::registry::ListFilter::default());
-    let mut ids = Vec::new();
-    let mut unknown = Vec::new();
-    for r in &spec.services {
-        let found = match r {
-            ServiceRef::Id(id) => all.iter().find(|s| s.id == *id),
-            ServiceRef::Name(name) => all
-                .iter()
-                .find(|s| s.name == *name)
-                .or_else(|| all.iter().find(|s| s.name.eq_ignore_ascii_case(name))),
-        };
-        match found {
-            Some(s) if !ids.contains(&s.id) => ids.push(s.id),
-            Some(_) => {}
-            None => unknown.push(r.to_string()),
-        }
-    }
-    if !unknown.is_empty() {
-        return Err(ApiError::Validation(vec![FieldError::new(
+    let services = crate::status_page::resolve(&all, &spec.services).map_err(|unknown| {
+        ApiError::Validation(vec![FieldError::new(
             "services",
             format!("no such service: {}", unknown.join(", ")),
-        )]));
-    }
+        )])
+    })?;
     Ok(StatusPageRow {
         slug: spec.slug,
         title: spec.title,
         description: spec.description,
-        services: ids,
+        services,
         tags: spec.tags,
         notice: spec.notice,
     })
