@@ -1735,6 +1735,21 @@ async fn a_status_page_from_the_form_and_the_installable_app_in_chromium() {
     click(c, "save-status-page").await;
     wait_path(c, |p| p == "/status-pages?notice=saved").await;
     three_screenshots(c, "status-pages").await;
+    // Edited: the form comes back filled; the change shows at once.
+    click(c, "edit-home").await;
+    let kept = c
+        .find(Locator::Id("tags"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("family"));
+    fill(c, "title", "Our home services").await;
+    click(c, "save-status-page").await;
+    wait_path(c, |p| p == "/status-pages?notice=saved").await;
+    let listed = wait_text(c, "#status-pages", |t| !t.is_empty()).await;
+    assert!(listed.contains("Our home services"), "{listed}");
 
     // The page itself: the chosen service and the tagged ones.
     down.set_status(500);
