@@ -85,8 +85,15 @@ struct Rendered {
 /// Rendered pages and the list of pages, each kept for [`FRESH_FOR`].
 #[derive(Default)]
 pub struct PublicCache {
-    pages: Mutex<Option<(Instant, Arc<Vec<StatusPageView>>)>>,
+    pages: Mutex<Option<(Instant, Arc<Pages>)>>,
     rendered: Mutex<HashMap<String, Arc<Rendered>>>,
+}
+
+/// Every status page, and the services they show (those with public
+/// badges), as of one read.
+struct Pages {
+    list: Vec<StatusPageView>,
+    shown: std::collections::HashSet<i64>,
 }
 
 impl PublicCache {
@@ -96,13 +103,19 @@ impl PublicCache {
         crate::sync::lock(&self.rendered).clear();
     }
 
-    async fn pages(&self, state: &AppState) -> Result<Arc<Vec<StatusPageView>>, StoreError> {
+    async fn pages(&self, state: &AppState) -> Result<Arc<Pages>, StoreError> {
         if let Some((at, pages)) = crate::sync::lock(&self.pages).as_ref() {
             if at.elapsed() < FRESH_FOR {
                 return Ok(pages.clone());
             }
         }
-        let pages = Arc::new(state.store.list_status_pages().await?);
+        let list = state.store.list_status_pages().await?;
+        let shown = list
+            .iter()
+            .flat_map(|p| shown(&state.registry, p))
+            .map(|s| s.id)
+            .collect();
+        let pages = Arc::new(Pages { list, shown });
         *crate::sync::lock(&self.pages) = Some((Instant::now(), pages.clone()));
         Ok(pages)
     }
@@ -118,7 +131,7 @@ impl PublicCache {
             }
         }
         let pages = self.pages(state).await?;
-        let Some(page) = pages.iter().find(|p| p.slug == slug) else {
+        let Some(page) = pages.list.iter().find(|p| p.slug == slug) else {
             return Ok(None);
         };
         let status = public_status(&state.registry, page, state.clock.now());
@@ -142,11 +155,9 @@ impl PublicCache {
     }
 
     /// Whether `id` is shown on any status page: only those have public badges.
+    /// A badge request costs a set lookup, whatever the number of services.
     async fn public(&self, state: &AppState, id: i64) -> Result<bool, StoreError> {
-        let pages = self.pages(state).await?;
-        Ok(pages.iter().any(|p| {
-            p.services.contains(&id) || shown(&state.registry, p).iter().any(|s| s.id == id)
-        }))
+        Ok(self.pages(state).await?.shown.contains(&id))
     }
 }
 
