@@ -214,9 +214,10 @@ pub fn downtimes(
             (Some(start), false) => {
                 open = None;
                 if *at > since {
+                    let start = start.max(since);
                     out.push(PublicIncident {
                         service: service.to_owned(),
-                        start: start.max(since),
+                        start,
                         end: Some(*at),
                         duration_secs: (*at - start).num_seconds(),
                     });
@@ -226,9 +227,10 @@ pub fn downtimes(
         }
     }
     if let Some(start) = open {
+        let start = start.max(since);
         out.push(PublicIncident {
             service: service.to_owned(),
-            start: start.max(since),
+            start,
             end: None,
             duration_secs: (now - start).num_seconds(),
         });

@@ -194,10 +194,12 @@ fn check_value(kind: ChannelKind, key: &str, v: &str) -> Option<String> {
             "must be starttls (default), tls or none",
         ),
         (_, "users") => fail(
-            v.len() > 1000
-                || v.split(',').map(str::trim).any(|u| {
-                    u.is_empty() || !u.chars().all(|c| c.is_alphanumeric() || "._-@".contains(c))
-                }),
+            !v.is_empty() && v.len() > 1000
+                || !v.is_empty()
+                    && v.split(',').map(str::trim).any(|u| {
+                        u.is_empty()
+                            || !u.chars().all(|c| c.is_alphanumeric() || "._-@".contains(c))
+                    }),
             "must be account names separated by commas (empty: every account's devices)",
         ),
         (_, "contact") => fail(

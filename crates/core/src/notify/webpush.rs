@@ -355,11 +355,15 @@ const VAPID_STATE_KEY: &str = "vapid_secret";
 /// every hub sharing it signs with the same key (subscriptions were made
 /// for its public half).
 pub async fn hub_keys(store: &dyn crate::store::Store) -> Result<VapidKeys, String> {
-    let fresh = VapidKeys::generate().secret();
-    let kept = store
-        .state_or_insert(VAPID_STATE_KEY, &fresh)
-        .await
-        .map_err(|_| "the hub's push key cannot be read".to_owned())?;
+    let unreadable = |_| "the hub's push key cannot be read".to_owned();
+    // Read first: only the first use of all writes.
+    let kept = match store.get_state(VAPID_STATE_KEY).await.map_err(unreadable)? {
+        Some(kept) => kept,
+        None => store
+            .state_or_insert(VAPID_STATE_KEY, &VapidKeys::generate().secret())
+            .await
+            .map_err(unreadable)?,
+    };
     VapidKeys::from_secret(&kept).map_err(|e| e.to_string())
 }
 
@@ -437,30 +441,37 @@ pub async fn deliver(
     };
     let body = payload(notice);
     let urgent = matches!(notice.kind, super::NoticeKind::Alert);
-    let (mut sent, mut last_error) = (0, None);
-    for s in &subscriptions {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the push service checks the VAPID token's expiry against real time, whatever the hub's clock says"
+    )]
+    let now = Utc::now();
+    // Every device at once: one slow push service delays no other.
+    let outcomes = futures::future::join_all(subscriptions.iter().map(|s| {
         let subscription = Subscription {
             endpoint: s.endpoint.clone(),
             p256dh: s.p256dh.clone(),
             auth: s.auth.clone(),
         };
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the push service checks the VAPID token's expiry against real time, whatever the hub's clock says"
-        )]
-        let now = Utc::now();
-        match send(
-            client,
-            &keys,
-            contact,
-            &subscription,
-            &body,
-            86_400,
-            urgent,
-            now,
-        )
-        .await
-        {
+        let (keys, body) = (&keys, &body);
+        async move {
+            send(
+                client,
+                keys,
+                contact,
+                &subscription,
+                body,
+                86_400,
+                urgent,
+                now,
+            )
+            .await
+        }
+    }))
+    .await;
+    let (mut sent, mut last_error) = (0, None);
+    for (s, outcome) in subscriptions.iter().zip(outcomes) {
+        match outcome {
             Ok(Delivered::Sent) => {
                 sent += 1;
                 if let Err(e) = store.push_sent(s.id, now).await {

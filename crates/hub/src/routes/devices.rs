@@ -36,9 +36,49 @@ pub fn page_routes(r: Routes) -> Routes {
     )
 }
 
+/// Most devices an account may have notified.
+pub const MAX_DEVICES: usize = 20;
+
 /// Whose devices: the account's, or the operator's on a hub without sign-in.
 fn owner(who: &Principal) -> Option<Option<i64>> {
     Some(who.user_id)
+}
+
+/// Why an endpoint is refused unless `--web-push-http on`: plain HTTP, or
+/// a host on this machine or a private network. Public push services are
+/// HTTPS on public hosts; anything else would let a signed-in person make
+/// the hub post to a service on its own network.
+fn local_endpoint(endpoint: &str) -> Option<&'static str> {
+    let url = url::Url::parse(endpoint).ok()?;
+    if url.scheme() != "https" {
+        return Some("must be an https URL (push services are reached over HTTPS; `--web-push-http on` allows HTTP and a push service on your own network)");
+    }
+    let local = match url.host()? {
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost"
+                || d.ends_with(".localhost")
+                || d.ends_with(".local")
+                || !d.contains('.')
+        }
+        url::Host::Ipv4(ip) => {
+            ip.is_private()
+                || ip.is_loopback()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.octets()[0] == 100 && ip.octets()[1] & 0xc0 == 64
+        }
+        url::Host::Ipv6(ip) => {
+            let v4 = ip.to_ipv4_mapped();
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || v4.is_some_and(|v| v.is_private() || v.is_loopback() || v.is_link_local())
+        }
+    };
+    local.then_some("must be a public push service (a host on this machine or your own network needs `--web-push-http on`)")
 }
 
 /// "Chrome on Android": what a device is, from its browser's `User-Agent`.
@@ -82,11 +122,36 @@ async fn public_key(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({"public_key": keys.public_key()})))
 }
 
+/// The caller's devices; an admin's include those added while the hub
+/// ran without sign-in (nobody else could see them).
+async fn devices_of(
+    state: &AppState,
+    who: &Principal,
+) -> Result<Vec<PushSubscription>, crate::store::StoreError> {
+    let mut devices = state.store.push_subscriptions(owner(who)).await?;
+    if who.is_admin() && who.user_id.is_some() {
+        devices.extend(state.store.push_subscriptions(Some(None)).await?);
+    }
+    Ok(devices)
+}
+
+/// Removes one of the caller's devices (an admin's include the operator's).
+async fn remove_device(
+    state: &AppState,
+    who: &Principal,
+    id: i64,
+) -> Result<bool, crate::store::StoreError> {
+    Ok(state.store.delete_push_subscription(id, owner(who)).await?
+        || (who.is_admin()
+            && who.user_id.is_some()
+            && state.store.delete_push_subscription(id, Some(None)).await?))
+}
+
 async fn list(
     State(state): State<AppState>,
     Caller(who): Caller,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let devices = state.store.push_subscriptions(owner(&who)).await?;
+    let devices = devices_of(&state, &who).await?;
     Ok(Json(devices.iter().map(view).collect()))
 }
 
@@ -143,16 +208,22 @@ async fn add(
     };
     if let Some(s) = &subscription {
         errors.extend(s.check().into_iter().map(|(f, m)| FieldError::new(f, m)));
-        if !state.web_push_http && s.endpoint.starts_with("http://") {
-            errors.push(FieldError::new(
-                "endpoint",
-                "must be an https URL (push services are reached over HTTPS; `--web-push-http on` allows HTTP)",
-            ));
+        if !state.web_push_http {
+            if let Some(why) = local_endpoint(&s.endpoint) {
+                errors.push(FieldError::new("endpoint", why));
+            }
         }
     }
     let Some(s) = subscription.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
+    let mine = state.store.push_subscriptions(owner(&who)).await?;
+    if mine.len() >= MAX_DEVICES && !mine.iter().any(|d| d.endpoint == s.endpoint) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "endpoint",
+            format!("you have {MAX_DEVICES} devices already: remove one first"),
+        )]));
+    }
     let saved = state
         .store
         .add_push_subscription(
@@ -184,11 +255,7 @@ async fn remove(
     PathText(id): PathText,
 ) -> Result<StatusCode, ApiError> {
     let id = device_id(&id)?;
-    if state
-        .store
-        .delete_push_subscription(id, owner(&who))
-        .await?
-    {
+    if remove_device(&state, &who, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(
@@ -203,7 +270,7 @@ async fn remove_from_form(
     axum::extract::Path(id): axum::extract::Path<i64>,
     axum::extract::Form(form): axum::extract::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
-    match state.store.delete_push_subscription(id, owner(&who)).await {
+    match remove_device(&state, &who, id).await {
         Ok(true) => {
             let back = match form.get("back").map(String::as_str) {
                 Some("/account") => "/account#devices",
@@ -239,7 +306,7 @@ pub(crate) struct Devices {
 
 impl Devices {
     pub(crate) async fn of(state: &AppState, who: &Principal, back: &'static str) -> Devices {
-        let rows = match state.store.push_subscriptions(owner(who)).await {
+        let rows = match devices_of(state, who).await {
             Ok(subs) => subs
                 .iter()
                 .map(|s| DeviceRow {

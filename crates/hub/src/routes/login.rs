@@ -599,7 +599,19 @@ async fn logout(
         None if state.auth.required() => "/login",
         None => "/",
     };
-    ([(header::SET_COOKIE, clear)], Redirect::to(to)).into_response()
+    // The app's offline copies of pages (and its service worker) go with
+    // the session: a shared device keeps nothing of the last person's.
+    (
+        [
+            (header::SET_COOKIE, clear),
+            (
+                header::HeaderName::from_static("clear-site-data"),
+                axum::http::HeaderValue::from_static("\"cache\", \"storage\""),
+            ),
+        ],
+        Redirect::to(to),
+    )
+        .into_response()
 }
 
 // ---- First run -----------------------------------------------------------------

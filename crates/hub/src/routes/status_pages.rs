@@ -70,8 +70,11 @@ pub fn page_routes(r: Routes) -> Routes {
 
 // ---- The cache ----------------------------------------------------------------
 
+#[derive(Clone)]
 struct Rendered {
     at: Instant,
+    /// A digest of what the page says, its time of making aside.
+    content: [u8; 32],
     etag: String,
     html: Bytes,
     /// The page gzipped and in brotli, made once per render: readers'
@@ -82,18 +85,31 @@ struct Rendered {
     state: PublicState,
 }
 
+/// Mean response times by service and window, with when each was read.
+type Latencies = HashMap<(i64, &'static str), (Instant, Option<f64>)>;
+
 /// Rendered pages and the list of pages, each kept for [`FRESH_FOR`].
 #[derive(Default)]
 pub struct PublicCache {
     pages: Mutex<Option<(Instant, Arc<Pages>)>>,
     rendered: Mutex<HashMap<String, Arc<Rendered>>>,
+    /// One reader reads the pages again, and one renders, while the others
+    /// wait for what it makes: a crowd arriving as the cache goes stale
+    /// costs one query and one render.
+    reading: tokio::sync::Mutex<()>,
+    rendering: tokio::sync::Mutex<()>,
+    /// Mean response times over a badge's window (from the hourly rollups
+    /// beyond a day), per shown service and window.
+    latencies: Mutex<Latencies>,
 }
 
 /// Every status page, and the services they show (those with public
 /// badges), as of one read.
 struct Pages {
     list: Vec<StatusPageView>,
-    shown: std::collections::HashSet<i64>,
+    /// The shown services, by id and by name.
+    ids: std::collections::HashSet<i64>,
+    shown: HashMap<String, i64>,
 }
 
 impl PublicCache {
@@ -101,21 +117,32 @@ impl PublicCache {
     pub fn forget(&self) {
         *crate::sync::lock(&self.pages) = None;
         crate::sync::lock(&self.rendered).clear();
+        crate::sync::lock(&self.latencies).clear();
+    }
+
+    fn fresh_pages(&self) -> Option<Arc<Pages>> {
+        crate::sync::lock(&self.pages)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FRESH_FOR)
+            .map(|(_, pages)| pages.clone())
     }
 
     async fn pages(&self, state: &AppState) -> Result<Arc<Pages>, StoreError> {
-        if let Some((at, pages)) = crate::sync::lock(&self.pages).as_ref() {
-            if at.elapsed() < FRESH_FOR {
-                return Ok(pages.clone());
-            }
+        if let Some(pages) = self.fresh_pages() {
+            return Ok(pages);
+        }
+        let _one = self.reading.lock().await;
+        if let Some(pages) = self.fresh_pages() {
+            return Ok(pages);
         }
         let list = state.store.list_status_pages().await?;
-        let shown = list
+        let shown: HashMap<String, i64> = list
             .iter()
             .flat_map(|p| shown(&state.registry, p))
-            .map(|s| s.id)
+            .map(|s| (s.name, s.id))
             .collect();
-        let pages = Arc::new(Pages { list, shown });
+        let ids = shown.values().copied().collect();
+        let pages = Arc::new(Pages { list, ids, shown });
         *crate::sync::lock(&self.pages) = Some((Instant::now(), pages.clone()));
         Ok(pages)
     }
@@ -125,16 +152,45 @@ impl PublicCache {
         state: &AppState,
         slug: &str,
     ) -> Result<Option<Arc<Rendered>>, StoreError> {
-        if let Some(r) = crate::sync::lock(&self.rendered).get(slug) {
-            if r.at.elapsed() < FRESH_FOR {
-                return Ok(Some(r.clone()));
-            }
+        let fresh = || {
+            crate::sync::lock(&self.rendered)
+                .get(slug)
+                .filter(|r| r.at.elapsed() < FRESH_FOR)
+                .cloned()
+        };
+        if let Some(r) = fresh() {
+            return Ok(Some(r));
+        }
+        let _one = self.rendering.lock().await;
+        if let Some(r) = fresh() {
+            return Ok(Some(r));
         }
         let pages = self.pages(state).await?;
         let Some(page) = pages.list.iter().find(|p| p.slug == slug) else {
             return Ok(None);
         };
         let status = public_status(&state.registry, page, state.clock.now());
+        // What the page says, but for when it was made: the same content
+        // keeps its bytes and its ETag, so readers' revalidations are 304s.
+        let mut timeless = PublicStatus {
+            at: chrono::DateTime::UNIX_EPOCH,
+            ..status.clone()
+        };
+        for i in timeless.incidents.iter_mut().filter(|i| i.end.is_none()) {
+            i.duration_secs = 0;
+        }
+        let content = sha(serde_json::to_string(&timeless)
+            .unwrap_or_default()
+            .as_bytes());
+        let previous = crate::sync::lock(&self.rendered).get(slug).cloned();
+        if let Some(previous) = previous.filter(|p| p.content == content) {
+            let kept = Arc::new(Rendered {
+                at: Instant::now(),
+                ..Rendered::clone(&previous)
+            });
+            crate::sync::lock(&self.rendered).insert(slug.to_owned(), kept.clone());
+            return Ok(Some(kept));
+        }
         let html = match (PublicPage { s: &status }).render() {
             Ok(html) => Bytes::from(html),
             Err(e) => {
@@ -144,6 +200,7 @@ impl PublicCache {
         };
         let rendered = Arc::new(Rendered {
             at: Instant::now(),
+            content,
             etag: format!("\"{}\"", &hex::encode(sha(&html))[..16]),
             gzip: Coding::Gzip.compress(&html),
             brotli: Coding::Brotli.compress(&html),
@@ -154,10 +211,48 @@ impl PublicCache {
         Ok(Some(rendered))
     }
 
-    /// Whether `id` is shown on any status page: only those have public badges.
-    /// A badge request costs a set lookup, whatever the number of services.
-    async fn public(&self, state: &AppState, id: i64) -> Result<bool, StoreError> {
-        Ok(self.pages(state).await?.shown.contains(&id))
+    /// A service's mean response time over `range`, read at most every
+    /// [`FRESH_FOR`] (the badge is public: its readers must not cost a
+    /// query each).
+    async fn mean_latency(
+        &self,
+        state: &AppState,
+        id: i64,
+        range: crate::history::Range,
+    ) -> Result<Option<f64>, StoreError> {
+        let key = (id, range.as_str());
+        let fresh = || {
+            crate::sync::lock(&self.latencies)
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < FRESH_FOR)
+                .map(|(_, mean)| *mean)
+        };
+        if let Some(mean) = fresh() {
+            return Ok(mean);
+        }
+        let _one = self.reading.lock().await;
+        if let Some(mean) = fresh() {
+            return Ok(mean);
+        }
+        let buckets =
+            crate::history::latency_series(state.store.as_ref(), id, range, state.clock.now())
+                .await?;
+        let (sum, values) = buckets.iter().fold((0.0, 0u64), |(s, n), b| {
+            (s + b.sum, n + u64::from(b.values))
+        });
+        let mean = (values > 0).then(|| sum / values as f64);
+        crate::sync::lock(&self.latencies).insert(key, (Instant::now(), mean));
+        Ok(mean)
+    }
+
+    /// The shown service a badge names, by id or name: a map lookup,
+    /// whatever the number of services.
+    async fn public(&self, state: &AppState, key: &str) -> Result<Option<i64>, StoreError> {
+        let pages = self.pages(state).await?;
+        Ok(match key.parse::<i64>() {
+            Ok(id) => pages.ids.contains(&id).then_some(id),
+            Err(_) => pages.shown.get(key).copied(),
+        })
     }
 }
 
@@ -327,18 +422,12 @@ async fn badge_service(
     state: &AppState,
     key: &str,
 ) -> Result<Option<crate::store::Service>, StoreError> {
-    let found = match key.parse::<i64>() {
-        Ok(id) => state.registry.get(id).map(|e| e.service.clone()),
-        Err(_) => state
-            .registry
-            .services(&crate::registry::ListFilter::default())
-            .into_iter()
-            .find(|s| s.name == key),
-    };
-    match found {
-        Some(s) if state.public.public(state, s.id).await? => Ok(Some(s)),
-        _ => Ok(None),
-    }
+    Ok(state
+        .public
+        .public(state, key)
+        .await?
+        .and_then(|id| state.registry.get(id))
+        .map(|e| e.service.clone()))
 }
 
 /// The window a badge covers: `24h`, `7d` or `30d`.
@@ -426,22 +515,25 @@ async fn response_badge(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(span) = window(&win) else {
-        return no_badge();
+    let range = match win.as_str() {
+        "24h" | "1d" => crate::history::Range::Day,
+        "7d" => crate::history::Range::Week,
+        "30d" => crate::history::Range::Month,
+        _ => return no_badge(),
     };
-    let since = state.clock.now() - span;
-    service_badge(&state, &key, &q, &headers, |s| {
-        let times: Vec<u64> = state
-            .registry
-            .recent(s.id, since)
-            .into_iter()
-            .filter_map(|(_, ms, _)| ms)
-            .collect();
-        let (text, colour) = if times.is_empty() {
-            ("no data".to_owned(), badge::colour::GREY)
-        } else {
-            let mean = times.iter().sum::<u64>() as f64 / times.len() as f64;
-            (format!("{mean:.0} ms"), badge::latency_colour(mean))
+    let id = match state.public.public(&state, &key).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return no_badge(),
+        Err(e) => return store_failure(&e),
+    };
+    let mean = match state.public.mean_latency(&state, id, range).await {
+        Ok(mean) => mean,
+        Err(e) => return store_failure(&e),
+    };
+    service_badge(&state, &key, &q, &headers, |_| {
+        let (text, colour) = match mean {
+            None => ("no data".to_owned(), badge::colour::GREY),
+            Some(mean) => (format!("{mean:.0} ms"), badge::latency_colour(mean)),
         };
         (format!("response time {win}"), text, colour)
     })
@@ -800,10 +892,15 @@ async fn update_from_form(
 
 async fn delete_from_form(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
     match state.store.delete_status_page(id).await {
-        Ok(_) => {
+        Ok(true) => {
             state.public.forget();
             Redirect::to("/status-pages?notice=deleted").into_response()
         }
+        Ok(false) => message(
+            StatusCode::NOT_FOUND,
+            "No such status page",
+            "It may have been deleted.",
+        ),
         Err(e) => store_failure(&e),
     }
 }

@@ -3909,6 +3909,8 @@ async fn sqlite_keeps_channels_and_their_deliveries_through_the_channels_rebuild
             .unwrap();
         migrator.run(&pool).await.unwrap();
         for sql in [
+            "INSERT INTO channels (id, name, kind, config, enabled, created_at) VALUES (9, 'old', 'ntfy', '{\"topic\":\"t\"}', 1, 1700000000000)",
+            "DELETE FROM channels WHERE id = 9",
             "INSERT INTO channels (id, name, kind, config, enabled, created_at) VALUES (7, 'phone', 'ntfy', '{\"topic\":\"t\"}', 1, 1700000000000)",
             "INSERT INTO deliveries (id, channel_id, service_id, kind, status, attempts, error, at) VALUES (3, 7, NULL, 'test', 'failed', 2, 'cannot connect', 1700000001000)",
         ] {

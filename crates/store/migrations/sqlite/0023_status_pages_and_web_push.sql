@@ -28,7 +28,11 @@ CREATE INDEX push_subscriptions_user ON push_subscriptions (user_id);
 
 -- A channel may now be of kind webpush. SQLite cannot change a CHECK in
 -- place: the table is built anew, with the delivery log (which refers to
--- it) set aside meanwhile so that dropping the old table deletes nothing.
+-- it) set aside meanwhile so that dropping the old table deletes nothing,
+-- and both tables' id counters kept (services name channels by id: a
+-- deleted channel's id must not come back).
+CREATE TABLE sequence_kept AS
+    SELECT name, seq FROM sqlite_sequence WHERE name IN ('channels', 'deliveries');
 CREATE TABLE deliveries_kept AS SELECT * FROM deliveries;
 DROP TABLE deliveries;
 CREATE TABLE channels_new (
@@ -59,3 +63,6 @@ INSERT INTO deliveries (id, channel_id, service_id, kind, status, attempts, erro
     SELECT id, channel_id, service_id, kind, status, attempts, error, at FROM deliveries_kept;
 DROP TABLE deliveries_kept;
 CREATE INDEX deliveries_time ON deliveries (at);
+DELETE FROM sqlite_sequence WHERE name IN ('channels', 'deliveries');
+INSERT INTO sqlite_sequence (name, seq) SELECT name, seq FROM sequence_kept;
+DROP TABLE sequence_kept;
