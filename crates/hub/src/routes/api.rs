@@ -269,7 +269,7 @@ fn page_params(
 }
 
 /// Whether `If-None-Match` names `tag` (or is `*`).
-fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
+pub(crate) fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()

@@ -297,13 +297,6 @@ impl PublicPage<'_> {
 #[template(path = "status_missing.html")]
 struct MissingPage;
 
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-}
-
 fn cached(headers: &HeaderMap, etag: &str, content_type: &'static str, body: Bytes) -> Response {
     let etag_value = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""));
     let common = [
@@ -313,7 +306,7 @@ fn cached(headers: &HeaderMap, etag: &str, content_type: &'static str, body: Byt
         ),
         (header::ETAG, etag_value),
     ];
-    if not_modified(headers, etag) {
+    if super::api::if_none_match(headers, etag) {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
     (

@@ -89,7 +89,7 @@ fn run_cli(
 /// A hub with authentication on, an admin `ada` and a viewer `vic`. Rate
 /// limits are off: these tests make more calls a minute than a person
 /// would; the limits have tests of their own.
-async fn hub_with_accounts() -> TestHub {
+pub(crate) async fn hub_with_accounts() -> TestHub {
     let hub = spawn_hub_with(|c| {
         c.auth.mode = AuthMode::Required;
         c.auth.rate_limits = lookout_hub::auth::RateLimits {
@@ -114,7 +114,7 @@ async fn login(hub: &TestHub, username: &str, password: &str) -> reqwest::Respon
 }
 
 /// Logs in over the API and returns the token pair.
-async fn tokens(hub: &TestHub, username: &str, password: &str) -> (String, String) {
+pub(crate) async fn tokens(hub: &TestHub, username: &str, password: &str) -> (String, String) {
     let r = login(hub, username, password).await;
     assert_eq!(r.status(), 200, "login {username}");
     assert_eq!(r.headers()["cache-control"], "no-store");

@@ -1515,6 +1515,8 @@ async fn two_factor_sign_in_with_an_app_code_and_a_recovery_code_in_chromium() {
     // Set up from the account page: scan (here: read the key under the
     // QR code), then prove the app has it.
     c.goto(&hub.url("/account")).await.unwrap();
+    wait_text(c, "#no-devices", |t| !t.is_empty()).await;
+    three_screenshots(c, "account").await;
     click(c, "setup-2fa").await;
     wait_path(c, |p| p == "/account/two-factor").await;
     let secret = wait_text(c, "#totp-secret", |t| t.len() >= 32).await;

@@ -5,36 +5,17 @@
 
 use std::time::Duration;
 
-use lookout_hub::auth::AuthMode;
-use lookout_testkit::{closed_port, spawn_hub_with, Target, TestHub};
+use lookout_testkit::{closed_port, Target, TestHub};
 use serde_json::{json, Value};
 
-use crate::auth::{add_user, ADMIN_PASSWORD};
+use crate::auth::{hub_with_accounts, tokens, ADMIN_PASSWORD};
 
 const SOON: Duration = Duration::from_secs(20);
 
 /// A hub that requires sign-in, its admin's bearer token.
 async fn hub() -> (TestHub, String) {
-    let hub = spawn_hub_with(|c| {
-        c.auth.mode = AuthMode::Required;
-        c.auth.rate_limits = lookout_hub::auth::RateLimits {
-            login: None,
-            control: None,
-            logs: None,
-            agents: None,
-        };
-    })
-    .await;
-    add_user(&hub, "ada", ADMIN_PASSWORD, true);
-    let r = hub
-        .post_json(
-            "/api/v1/users/login",
-            &json!({"username": "ada", "password": ADMIN_PASSWORD}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
-    let token = body["access_token"].as_str().unwrap().to_owned();
+    let hub = hub_with_accounts().await;
+    let (token, _) = tokens(&hub, "ada", ADMIN_PASSWORD).await;
     (hub, token)
 }
 

@@ -60,6 +60,23 @@ fn same_user(n: usize) -> String {
     format!("(user_id = ${n} OR (user_id IS NULL AND ${} = 1))", n + 1)
 }
 
+/// A page's fields bound as `$1`…`$7` (slug to the time of the write), in
+/// the order both the insert and the update name them.
+fn bind_page<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    page: &'q StatusPageRow,
+    now: DateTime<Utc>,
+) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>, StoreError> {
+    Ok(query
+        .bind(&page.slug)
+        .bind(&page.title)
+        .bind(&page.description)
+        .bind(serde_json::to_string(&page.services)?)
+        .bind(serde_json::to_string(&page.tags)?)
+        .bind(&page.notice)
+        .bind(ms(now)))
+}
+
 #[async_trait]
 impl PageStore for SqlStore {
     async fn create_status_page(
@@ -67,17 +84,14 @@ impl PageStore for SqlStore {
         page: &StatusPageRow,
         now: DateTime<Utc>,
     ) -> Result<StatusPageView, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO status_pages (slug, title, description, services, tags, notice, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *",
-        )
-        .bind(&page.slug)
-        .bind(&page.title)
-        .bind(&page.description)
-        .bind(serde_json::to_string(&page.services)?)
-        .bind(serde_json::to_string(&page.tags)?)
-        .bind(&page.notice)
-        .bind(ms(now))
+        let row = bind_page(
+            sqlx::query(
+                "INSERT INTO status_pages (slug, title, description, services, tags, notice, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *",
+            ),
+            page,
+            now,
+        )?
         .fetch_one(&self.pool)
         .await
         .map_err(|e| slug_conflict(e, &page.slug))?;
@@ -105,17 +119,14 @@ impl PageStore for SqlStore {
         page: &StatusPageRow,
         now: DateTime<Utc>,
     ) -> Result<Option<StatusPageView>, StoreError> {
-        let row = sqlx::query(
-            "UPDATE status_pages SET slug = $1, title = $2, description = $3, services = $4,
-             tags = $5, notice = $6, updated_at = $7 WHERE id = $8 RETURNING *",
-        )
-        .bind(&page.slug)
-        .bind(&page.title)
-        .bind(&page.description)
-        .bind(serde_json::to_string(&page.services)?)
-        .bind(serde_json::to_string(&page.tags)?)
-        .bind(&page.notice)
-        .bind(ms(now))
+        let row = bind_page(
+            sqlx::query(
+                "UPDATE status_pages SET slug = $1, title = $2, description = $3, services = $4,
+                 tags = $5, notice = $6, updated_at = $7 WHERE id = $8 RETURNING *",
+            ),
+            page,
+            now,
+        )?
         .bind(id)
         .fetch_optional(&self.pool)
         .await
