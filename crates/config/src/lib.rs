@@ -127,6 +127,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "systemd manager to discover and control: system (default), user or none",
     },
     SettingSpec {
+        key: "containers",
+        help: "container engine to discover and control (Docker, or Podman's API service): auto (default: $DOCKER_HOST, else the usual Podman and Docker sockets that exist), off, or the path of its API socket",
+    },
+    SettingSpec {
         key: "scan_every",
         help: "full systemd scan this often, beside following the manager's signals live (default 5m; off to scan only on start, reconnect and request)",
     },
@@ -252,6 +256,8 @@ pub struct Config {
     pub systemd: Option<Scope>,
     /// How units are followed: full scans beside the live signals.
     pub follow: FollowSettings,
+    /// The container engine discovered and controlled.
+    pub containers: ContainerEngine,
     /// Unit name patterns: units found that match are registered.
     pub watch: Vec<String>,
     /// A file of services kept as code, followed on change.
@@ -273,6 +279,17 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// The hub registers itself as a service, checked at its `/readyz`.
     pub self_check: bool,
+}
+
+/// Which container engine the hub talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ContainerEngine {
+    /// `$DOCKER_HOST`, else the first of the usual sockets that exists.
+    #[default]
+    Auto,
+    Off,
+    /// The engine's API socket.
+    Socket(PathBuf),
 }
 
 /// How the hub follows its host's systemd manager.
@@ -394,6 +411,7 @@ impl Config {
             log: "info".into(),
             systemd: None,
             follow: FollowSettings::default(),
+            containers: ContainerEngine::Off,
             watch: Vec::new(),
             monitors: None,
             rules: lookout_proto::status::StatusRules::default(),
@@ -503,6 +521,20 @@ impl Config {
                 _ => Err("expected system, user or none".to_owned()),
             })?,
             None => Some(Scope::System),
+        };
+        let containers = match get("containers") {
+            Some(v) => parse(v, "containers", |s| match s {
+                "auto" => Ok(ContainerEngine::Auto),
+                "off" => Ok(ContainerEngine::Off),
+                path if path.starts_with('/') => Ok(ContainerEngine::Socket(PathBuf::from(path))),
+                path if path.starts_with("unix:///") => Ok(ContainerEngine::Socket(PathBuf::from(
+                    path.trim_start_matches("unix://"),
+                ))),
+                _ => {
+                    Err("expected auto, off or the absolute path of the engine's socket".to_owned())
+                }
+            })?,
+            None => ContainerEngine::Auto,
         };
         let retention = match get("retention") {
             Some(v) => parse(v, "retention", |s| {
@@ -766,6 +798,7 @@ impl Config {
             log,
             systemd,
             follow,
+            containers,
             watch,
             monitors,
             rules,

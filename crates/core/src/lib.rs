@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod auth;
 pub mod clock;
+pub mod containers;
 pub mod depends;
 pub use lookout_config as config;
 pub use lookout_store as store;

@@ -1345,6 +1345,44 @@ impl Registry {
         Ok(changes)
     }
 
+    /// Records the engine's containers (a container scan).
+    pub async fn apply_containers(
+        &self,
+        containers: &[crate::store::DiscoveredContainer],
+        now: DateTime<Utc>,
+    ) -> Result<ScanCounts, StoreError> {
+        let counts = self.store.apply_containers(containers, now).await?;
+        self.reload().await?;
+        self.announce(counts.changes.clone());
+        Ok(counts)
+    }
+
+    /// Records a container's state seen outside a scan: from the engine's
+    /// events, or after a start, stop or restart.
+    pub async fn set_container_state(
+        &self,
+        container: &lookout_proto::container::ContainerView,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StatusEventView>, StoreError> {
+        let (services, changes) = self.store.set_container_state(container, now).await?;
+        let ids: Vec<i64> = services.iter().map(|s| s.id).collect();
+        self.keep(services);
+        self.announce(changes.clone());
+        for id in ids {
+            self.events.publish(self.updated(id));
+        }
+        Ok(changes)
+    }
+
+    /// The service of a container, by container name.
+    pub fn by_container(&self, name: &str) -> Option<Arc<Entry>> {
+        self.read()
+            .by_id
+            .values()
+            .find(|e| e.service.container.as_deref() == Some(name))
+            .cloned()
+    }
+
     pub async fn set_unit_link(&self, id: i64, unit: &str) -> Result<(), StoreError> {
         self.store.set_unit_link(id, unit).await?;
         self.sync(&[id]).await?;

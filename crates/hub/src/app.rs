@@ -118,6 +118,10 @@ impl Application {
                 crate::discovery::Discovery::new(config.systemd, config.web_ports.clone())
                     .watching(config.watch.clone()),
             ),
+            containers: Arc::new(crate::containers::Containers::new(
+                &config.containers,
+                config.web_ports.clone(),
+            )),
         };
         let (hub_id, shared) = match &config.database {
             // One hub per SQLite file: the same name every start, so a
@@ -311,6 +315,17 @@ impl Application {
             }
             .run(stop.clone()),
         );
+        if self.state.containers.enabled() {
+            tasks.spawn(
+                "container follower",
+                self.state.containers.clone().follow(
+                    self.state.registry.clone(),
+                    self.state.clock.clone(),
+                    self.follow.scan_every,
+                    stop.clone(),
+                ),
+            );
+        }
         tasks.spawn(
             "overdue sweeper",
             crate::routes::heartbeat::run_sweeper(

@@ -15,8 +15,8 @@ pub mod auth;
 pub mod badge;
 pub use lookout_config as config;
 pub use lookout_core::{
-    agents, clock, depends, discovery, events, follow, heal, health, history, live, metrics,
-    monitors, notify, registry, status_page, sync, tasks,
+    agents, clock, containers, depends, discovery, events, follow, heal, health, history, live,
+    metrics, monitors, notify, registry, status_page, sync, tasks,
 };
 pub use lookout_store as store;
 pub mod error;

@@ -42,6 +42,8 @@ use crate::routes::table::RouteInfo;
     crate::routes::systemd::Logs,
     crate::routes::systemd::InstallOutcome,
     crate::routes::systemd::CleanupResult,
+    crate::routes::containers::ContainerList,
+    lookout_proto::container::ContainerView,
     crate::routes::metrics::TargetGroup,
 )))]
 struct Schemas;
@@ -272,17 +274,50 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             One("CleanupResult"),
         ),
         ("GET", "/api/timers") => doc("systemd timers", "systemd", Many("TimerView")),
+        ("GET", "/api/containers") => doc(
+            "The container engine's containers as last seen (its events keep them current), each with its service",
+            "containers",
+            One("ContainerList"),
+        ),
+        ("POST", "/api/containers/scan") => doc(
+            "Read every container from the engine now",
+            "containers",
+            One("ContainerList"),
+        ),
+        ("POST", "/api/containers/{name}/start") => {
+            doc("Start a container", "containers", One("ContainerView"))
+        }
+        ("POST", "/api/containers/{name}/stop") => doc(
+            "Stop a container (SIGTERM, then SIGKILL after 10 s)",
+            "containers",
+            One("ContainerView"),
+        ),
+        ("POST", "/api/containers/{name}/restart") => {
+            doc("Restart a container", "containers", One("ContainerView"))
+        }
+        ("GET", "/api/containers/{name}/logs") => Doc {
+            query: &[(
+                "lines",
+                Takes::Count,
+                "how many of the last lines (1-10000, default 100)",
+            )],
+            ..doc(
+                "A container's last lines, stdout and stderr",
+                "containers",
+                One("Logs"),
+            )
+        },
         ("POST", "/api/services/{id}/start") => Doc {
             id: PathId::RowOrUnit,
-            ..doc("Start the service's unit", "systemd", Object)
+            ..doc("Start the service's unit or container", "systemd", Object)
         },
         ("POST", "/api/services/{id}/stop") => Doc {
             id: PathId::RowOrUnit,
-            ..doc("Stop the service's unit", "systemd", Object)
+            ..doc("Stop the service's unit or container", "systemd", Object)
         },
         ("POST", "/api/services/{id}/restart") => Doc {
             id: PathId::RowOrUnit,
-            ..doc("Restart the service's unit", "systemd", Object)
+            ..doc("Restart the service's unit or container", "systemd", Object)
         },
         ("POST", "/api/services/{id}/enable") => Doc {
             id: PathId::RowOrUnit,
@@ -311,7 +346,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
                 "how many of the last lines (1-10000, default 100)",
             )],
             id: PathId::RowOrUnit,
-            ..doc("The unit's journal", "systemd", One("Logs"))
+            ..doc("The unit's journal, or the container's output", "systemd", One("Logs"))
         },
         ("GET", "/api/services/{id}/logs/follow") => Doc {
             id: PathId::RowOrUnit,

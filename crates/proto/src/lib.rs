@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod check;
 pub mod condition;
+pub mod container;
 pub mod depends;
 pub mod error;
 pub mod monitor;

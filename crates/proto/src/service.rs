@@ -390,6 +390,7 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "unit",
     "sub_state",
     "unit_file_state",
+    "container",
     "main_pid",
     "pids",
     "ports",
@@ -946,6 +947,10 @@ pub struct ServiceView {
     pub systemd_state: Option<String>,
     /// The systemd unit behind this service, if any.
     pub unit: Option<String>,
+    /// The container behind this service, if any, as its engine last
+    /// described it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<crate::container::ContainerView>,
     pub sub_state: Option<String>,
     pub unit_file_state: Option<String>,
     pub main_pid: Option<u32>,

@@ -10,6 +10,10 @@
 //! | the hub's check | timeout, refused, TLS error, other status, a failed condition | `FAILURE` |
 //! | the hub's check | configured but not run yet, or cannot run here | `UNKNOWN` |
 //! | systemd unit | `failed` | `FAILURE` (wins over a passing HTTP check) |
+//! | container | not running (`exited`, `dead`, `created`, gone) | `FAILURE` (wins over a passing check) |
+//! | container | running, its own health check `unhealthy` | `FAILURE`, with the check's output |
+//! | container | `restarting`, `paused`, health check `starting` | `WARNING` |
+//! | container, no HTTP check | running | `OK` |
 //! | systemd unit | restarted automatically `crash_loop_restarts` times (default 5) and not yet up for 60 s | `FAILURE` (a crash loop) |
 //! | systemd unit | `inactive` or restarting, HTTP check passing | `WARNING` (another process answers) |
 //! | HTTP check failing | within the service's start period | `UNKNOWN` (starting) |
@@ -105,6 +109,8 @@ pub enum ServiceKind<'a> {
         /// The last check passed with a condition marked WARNING failing.
         warning: Option<&'a str>,
         unit: Option<UnitFacts<'a>>,
+        /// The container behind it, if any.
+        container: Option<crate::container::ContainerFacts<'a>>,
         /// `Some(period)` while the service is within its start period,
         /// when failed checks do not count.
         starting: Option<u64>,
@@ -232,19 +238,38 @@ impl ServiceKind<'_> {
                 last_error,
                 warning,
                 unit,
+                container,
                 starting,
                 rules,
-            } => polled_status(
-                health,
-                has_check,
-                Checked {
-                    error: last_error,
-                    warning,
-                },
-                unit,
-                starting,
-                rules,
-            ),
+            } => {
+                if let Some(c) = container {
+                    // Not running, or its own health check failing: that
+                    // stands whatever the hub's check says.
+                    if let Some(verdict) = c.verdict() {
+                        return verdict;
+                    }
+                    if !has_check && unit.is_none() {
+                        return (
+                            Status::Ok,
+                            match c.health {
+                                Some("healthy") => "the container is running and healthy".into(),
+                                _ => "the container is running".into(),
+                            },
+                        );
+                    }
+                }
+                polled_status(
+                    health,
+                    has_check,
+                    Checked {
+                        error: last_error,
+                        warning,
+                    },
+                    unit,
+                    starting,
+                    rules,
+                )
+            }
         }
     }
 }

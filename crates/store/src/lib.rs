@@ -131,6 +131,10 @@ pub struct Service {
     pub ports: Vec<PortView>,
     /// systemd's `NRestarts` of the unit.
     pub restarts: Option<u32>,
+    /// The container behind it, by name.
+    pub container: Option<String>,
+    /// What the engine last said of the container (boxed, as [`Service::probe`]).
+    pub container_info: Option<Box<lookout_proto::container::ContainerView>>,
     /// systemd's `Result` of the unit's last run.
     pub unit_result: Option<String>,
     pub exit_status: Option<i32>,
@@ -311,6 +315,7 @@ impl Service {
                 last_error: self.last_error.as_deref(),
                 warning: self.last_warning.as_deref(),
                 unit: self.unit_facts(now),
+                container: self.container_info.as_deref().map(Into::into),
                 starting: self.starting(now),
                 rules,
             }
@@ -493,6 +498,7 @@ impl Service {
             status: self.status,
             systemd_state: self.systemd_state.clone(),
             unit: self.unit.clone(),
+            container: self.container_info.as_deref().cloned(),
             sub_state: self.sub_state.clone(),
             unit_file_state: self.unit_file_state.clone(),
             main_pid: self.main_pid,
@@ -595,6 +601,16 @@ impl HealthCheck {
             warning: self.warning.clone(),
         }
     }
+}
+
+/// What one scan saw of a container, already classified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveredContainer {
+    pub info: lookout_proto::container::ContainerView,
+    /// `discovered` when it publishes a web port, else `raw`.
+    pub status: RegistryStatus,
+    /// The published port a browser would open.
+    pub port: Option<u16>,
 }
 
 /// What one scan saw of a service unit, already classified.
@@ -832,6 +848,26 @@ pub trait Store:
         &self,
         unit: &str,
         state: &UnitState,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Service>, Vec<StatusEventView>), StoreError>;
+
+    /// Records the engine's containers in one transaction: each is matched
+    /// by container name (or a service of its name with neither unit nor
+    /// container), new ones inserted as raw or discovered, configured ones
+    /// keep their status and user fields, and containers gone since get
+    /// the state `removed`.
+    async fn apply_containers(
+        &self,
+        containers: &[DiscoveredContainer],
+        now: DateTime<Utc>,
+    ) -> Result<ScanCounts, StoreError>;
+
+    /// Records one container's state seen outside a scan (from the
+    /// engine's events, or after a start, stop or restart): the services
+    /// it changed, as they now stand, and their status changes.
+    async fn set_container_state(
+        &self,
+        container: &lookout_proto::container::ContainerView,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Service>, Vec<StatusEventView>), StoreError>;
 

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod brokers;
 pub mod browser;
+pub mod podman;
 pub mod postgres;
 pub mod receiver;
 pub mod sse;
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 
 pub use brokers::{Mosquitto, SmtpSink};
 pub use browser::Browser;
+pub use podman::Podman;
 pub use receiver::{Received, Receiver};
 pub use sse::{SseClient, SseMessage};
 pub use systemd::SystemdSandbox;

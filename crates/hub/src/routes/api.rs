@@ -31,6 +31,7 @@ pub fn routes(r: Routes) -> Routes {
         .get("/services/{id}/checks", Access::Viewer, check_history)
         .post("/conditions/check", Access::Viewer, check_conditions);
     let r = super::systemd::routes(r);
+    let r = super::containers::routes(r);
     let r = super::live::routes(r);
     let r = super::heartbeat::api_routes(r);
     let r = super::notify::routes(r);

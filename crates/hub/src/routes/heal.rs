@@ -48,13 +48,11 @@ impl Remedy for HubRemedy {
                     )
                     .await
                     .map_err(|e| RemedyError(e.body().message.clone()))?;
-                    if done.job_result == "done" {
-                        Ok(format!("restarted {unit}"))
-                    } else {
-                        Err(RemedyError(format!(
-                            "the restart of {unit} ended {}",
-                            done.job_result
-                        )))
+                    match done {
+                        super::systemd::Controlled::Unit(o) if o.job_result != "done" => Err(
+                            RemedyError(format!("the restart of {unit} ended {}", o.job_result)),
+                        ),
+                        _ => Ok(format!("restarted {unit}")),
                     }
                 }
                 Some(server) => {

@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod api;
 pub mod consistency;
+pub mod containers;
 pub mod devices;
 pub mod docs;
 pub(crate) mod extract;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub checks: CheckDefaults,
     pub max_body_bytes: usize,
     pub discovery: Arc<crate::discovery::Discovery>,
+    /// The host's container engine, if any.
+    pub containers: Arc<crate::containers::Containers>,
     /// Heartbeat settings.
     pub passive: PassiveSettings,
     /// Recorded events with their ids, for live clients.

@@ -191,14 +191,57 @@ fn audit_name(action: Action) -> &'static str {
     }
 }
 
-/// Starts, stops or restarts a unit and records its new state; the attempt
-/// and its result go to the audit log.
+/// What a start, stop or restart did: to a unit, or to a container.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Controlled {
+    Unit(lookout_systemd::ControlOutcome),
+    Container(lookout_proto::container::ContainerView),
+}
+
+impl Controlled {
+    /// Whether it was done (a unit's job `done`; a container acted on).
+    pub fn done(&self) -> bool {
+        match self {
+            Controlled::Unit(o) => o.job_result == "done",
+            Controlled::Container(_) => true,
+        }
+    }
+}
+
+/// The container behind `{id}` of a control route, when it names a
+/// service backed by one.
+pub fn container_of(
+    state: &AppState,
+    raw: &str,
+) -> Option<lookout_proto::container::ContainerName> {
+    let id: i64 = raw.parse().ok()?;
+    let entry = state.registry.get(id)?;
+    lookout_proto::container::ContainerName::parse(entry.service.container.as_deref()?).ok()
+}
+
+fn container_action(action: Action) -> crate::containers::Action {
+    match action {
+        Action::Start => crate::containers::Action::Start,
+        Action::Stop => crate::containers::Action::Stop,
+        Action::Restart => crate::containers::Action::Restart,
+    }
+}
+
+/// Starts, stops or restarts a unit (or the container behind a service)
+/// and records its new state; the attempt and its result go to the audit
+/// log.
 pub async fn control(
     state: &AppState,
     raw: &str,
     action: Action,
     actor: Actor<'_>,
-) -> Result<lookout_systemd::ControlOutcome, ApiError> {
+) -> Result<Controlled, ApiError> {
+    if let Some(name) = container_of(state, raw) {
+        return super::containers::control(state, &name, container_action(action), actor)
+            .await
+            .map(Controlled::Container);
+    }
     let result = control_unaudited(state, raw, action).await;
     let (target, outcome) = match &result {
         Ok(o) if o.job_result == "done" => (o.unit.clone(), AuditOutcome::Ok),
@@ -221,7 +264,7 @@ pub async fn control(
             outcome,
         )
         .await;
-    result
+    result.map(Controlled::Unit)
 }
 
 /// The message bus between lookout and systemd: stopping or restarting it
@@ -561,6 +604,9 @@ pub fn lines_param(params: &HashMap<String, String>) -> Result<u32, ApiError> {
 }
 
 pub async fn read_logs(state: &AppState, raw: &str, lines: u32) -> Result<Logs, ApiError> {
+    if let Some(name) = container_of(state, raw) {
+        return super::containers::read_logs(state, &name, lines).await;
+    }
     let target = resolve(state, raw).await?;
     let unit = target.unit.clone();
     // A unit systemd does not know is 404, as for its status, not an

@@ -1517,7 +1517,7 @@ async fn control_from_form(
         Ok(_) if to_service.is_some() => {
             Redirect::to(to_service.as_deref().unwrap_or("/")).into_response()
         }
-        Ok(outcome) => {
+        Ok(super::systemd::Controlled::Unit(outcome)) => {
             let q = serde_urlencoded::to_string([
                 ("control", action.as_str()),
                 ("unit", outcome.unit.as_str()),
@@ -1527,6 +1527,9 @@ async fn control_from_form(
             ])
             .unwrap_or_default();
             Redirect::to(&format!("/?{q}")).into_response()
+        }
+        Ok(super::systemd::Controlled::Container(_)) => {
+            Redirect::to(to_service.as_deref().unwrap_or("/scan")).into_response()
         }
         Err(e) => api_error_page(&e),
     }

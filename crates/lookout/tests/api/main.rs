@@ -7,6 +7,7 @@ mod checks;
 mod cli;
 mod cluster;
 mod connections;
+mod containers;
 mod dashboard;
 mod depends;
 mod export;

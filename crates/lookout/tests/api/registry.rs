@@ -604,6 +604,7 @@ fn the_layers_point_down() {
         ("proto", &[]),
         ("config", &["lookout-proto"]),
         ("systemd", &["lookout-proto"]),
+        ("containers", &["lookout-proto"]),
         ("store", &["lookout-proto", "lookout-config"]),
         (
             "core",
@@ -612,6 +613,7 @@ fn the_layers_point_down() {
                 "lookout-config",
                 "lookout-store",
                 "lookout-systemd",
+                "lookout-containers",
             ],
         ),
         (
@@ -691,6 +693,7 @@ fn shipped_code_does_not_unwrap() {
     let roots = [
         "agent/src/lib.rs",
         "config/src/lib.rs",
+        "containers/src/lib.rs",
         "core/src/lib.rs",
         "hub/src/lib.rs",
         "proto/src/lib.rs",

@@ -25,8 +25,9 @@ use lookout_hub::store::accounts::{
 use lookout_hub::store::agents::{NewServer, Results};
 use lookout_hub::store::sql::export::{COORDINATION_TABLES, EXPORT_TABLES};
 use lookout_hub::store::{
-    AccountStore, AgentStore, Backend, CheckLeases, DiscoveredUnit, HealthCheck, LeaseStore,
-    Reconciled, Recorded, Service, ServiceFilter, SqlStore, Store, StoreError, UnitState,
+    AccountStore, AgentStore, Backend, CheckLeases, DiscoveredContainer, DiscoveredUnit,
+    HealthCheck, LeaseStore, Reconciled, Recorded, Service, ServiceFilter, SqlStore, Store,
+    StoreError, UnitState,
 };
 use lookout_proto::agent::{CheckDecl, Cursor, StatusUpdate};
 use lookout_proto::check::LineStatus;
@@ -1049,6 +1050,97 @@ async fn dependencies_story() {
         .0;
     assert_eq!(changed.depends_on, vec![db.id]);
     assert_eq!(changed.health_status, HealthStatus::Unknown);
+}
+
+#[tokio::test]
+async fn containers_story() {
+    use lookout_proto::container::{ContainerView, PublishedPort};
+    let (store, _db) = open().await;
+    // A service registered before any scan, under a container's name.
+    let db = store
+        .create_service(&new_service(json!({"name": "db"})), at(0))
+        .await
+        .unwrap();
+    let view = |name: &str, state: &str| ContainerView {
+        state: state.into(),
+        image: "localhost/app:1".into(),
+        id: "0123456789ab".into(),
+        compose_project: Some("home".into()),
+        ..ContainerView::removed(name)
+    };
+    let mut web = view("web", "running");
+    web.ports = vec![PublishedPort {
+        host_ip: None,
+        host_port: 8080,
+        container_port: 80,
+        protocol: "tcp".into(),
+    }];
+    let found = |info: ContainerView, status, port| DiscoveredContainer { info, status, port };
+    let counts = store
+        .apply_containers(
+            &[
+                found(web.clone(), RegistryStatus::Discovered, Some(8080)),
+                found(view("db", "exited"), RegistryStatus::Raw, None),
+            ],
+            at(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (counts.discovered, counts.updated, counts.removed),
+        (1, 1, 0)
+    );
+    let all = store.list_services(ServiceFilter::All).await.unwrap();
+    let web_row = all.iter().find(|s| s.name == "web").unwrap();
+    assert_eq!(web_row.status, RegistryStatus::Discovered);
+    assert_eq!(web_row.container.as_deref(), Some("web"));
+    assert_eq!(web_row.port, Some(8080));
+    assert_eq!(web_row.state, Status::Ok, "running, no check: OK");
+    let db_row = store.get_service(db.id).await.unwrap().unwrap();
+    assert_eq!(db_row.container.as_deref(), Some("db"), "adopted by name");
+    assert_eq!(db_row.status, RegistryStatus::Configured, "kept configured");
+    assert_eq!(db_row.state, Status::Failure);
+    assert_eq!(
+        counts
+            .changes
+            .iter()
+            .filter(|c| c.service_id == db.id)
+            .count(),
+        1,
+        "the adopted service's status change is reported"
+    );
+
+    // A state seen between scans changes its services only.
+    let (changed, changes) = store
+        .set_container_state(&view("db", "running"), at(20))
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].state, Status::Ok);
+    assert_eq!(changes.len(), 1);
+    let (none, _) = store
+        .set_container_state(&view("elsewhere", "running"), at(20))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    // Gone from the engine: removed, once; a clean-up deletes the raw one only.
+    let counts = store.apply_containers(&[], at(30)).await.unwrap();
+    assert_eq!(counts.removed, 2);
+    let counts = store.apply_containers(&[], at(40)).await.unwrap();
+    assert_eq!(counts.removed, 0, "already removed");
+    let db_row = store.get_service(db.id).await.unwrap().unwrap();
+    assert_eq!(db_row.container_info.unwrap().state, "removed");
+    assert_eq!(db_row.state, Status::Failure);
+    assert_eq!(store.delete_removed().await.unwrap(), 1);
+    let names: Vec<String> = store
+        .list_services(ServiceFilter::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, vec!["db".to_owned()]);
 }
 
 #[tokio::test]

@@ -24,8 +24,8 @@ use lookout_proto::status::{ServiceKind, Status, StatusRules};
 use crate::agents::in_touch;
 
 use super::{
-    Channel, Delivery, DiscoveredUnit, HealthCheck, Heartbeat, Reconciled, Recorded, ScanCounts,
-    Service, ServiceFilter, Store, StoreError, UnitState,
+    Channel, Delivery, DiscoveredContainer, DiscoveredUnit, HealthCheck, Heartbeat, Reconciled,
+    Recorded, ScanCounts, Service, ServiceFilter, Store, StoreError, UnitState,
 };
 
 mod accounts;
@@ -420,6 +420,8 @@ fn service_from_row(row: &AnyRow) -> Result<Service, sqlx::Error> {
         restarts: row
             .try_get::<Option<i64>, _>("restarts")?
             .and_then(|n| u32::try_from(n).ok()),
+        container: row.try_get("container")?,
+        container_info: json_column(row, "container_info")?,
         unit_result: row.try_get("unit_result")?,
         exit_status: row
             .try_get::<Option<i64>, _>("exit_status")?
@@ -956,6 +958,7 @@ impl Store for SqlStore {
             last_error: None,
             warning: None,
             unit: None,
+            container: None,
             starting: None,
             rules: self.rules,
         }
@@ -1644,6 +1647,121 @@ impl Store for SqlStore {
         Ok((services, changes))
     }
 
+    async fn apply_containers(
+        &self,
+        containers: &[DiscoveredContainer],
+        now: DateTime<Utc>,
+    ) -> Result<ScanCounts, StoreError> {
+        let now_ms = ms(now);
+        let mut counts = ScanCounts::default();
+        let mut tx = self.write_tx().await?;
+        let known: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, container FROM services WHERE container IS NOT NULL")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut touched: Vec<i64> = known.iter().map(|(id, _)| *id).collect();
+        for c in containers {
+            let name = &c.info.name;
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM services
+                 WHERE container = $1 OR (container IS NULL AND unit IS NULL AND server_id IS NULL AND name = $2)
+                 ORDER BY container IS NULL LIMIT 1",
+            )
+            .bind(name)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let info = to_json(&c.info);
+            match existing {
+                Some(id) => {
+                    sqlx::query(
+                        "UPDATE services SET container = $1, container_info = $2, last_scanned_at = $3,
+                            status = CASE WHEN status = 'configured' THEN status ELSE $4 END,
+                            port = CASE WHEN status = 'configured' AND port IS NOT NULL THEN port ELSE $5 END
+                         WHERE id = $6",
+                    )
+                    .bind(name)
+                    .bind(&info)
+                    .bind(now_ms)
+                    .bind(c.status.as_str())
+                    .bind(c.port.map(i64::from))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.updated += 1;
+                    touched.push(id);
+                }
+                None => {
+                    let id: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO services (name, port, status, container, container_info,
+                            last_scanned_at, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                         ON CONFLICT DO NOTHING RETURNING id",
+                    )
+                    .bind(name)
+                    .bind(c.port.map(i64::from))
+                    .bind(c.status.as_str())
+                    .bind(name)
+                    .bind(&info)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(id) = id {
+                        counts.discovered += 1;
+                        touched.push(id);
+                    }
+                }
+            }
+        }
+        for (id, name) in &known {
+            if containers.iter().any(|c| &c.info.name == name) {
+                continue;
+            }
+            let gone = sqlx::query(
+                "UPDATE services SET container_info = $1 WHERE id = $2
+                   AND (container_info IS NULL OR container_info NOT LIKE '%\"state\":\"removed\"%')",
+            )
+            .bind(to_json(&lookout_proto::container::ContainerView::removed(name)))
+            .bind(*id)
+            .execute(&mut *tx)
+            .await?;
+            counts.removed += usize::try_from(gone.rows_affected()).unwrap_or(0);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        counts.changes = reconcile_all(&mut tx, touched, now, self.rules).await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    async fn set_container_state(
+        &self,
+        container: &lookout_proto::container::ContainerView,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Service>, Vec<StatusEventView>), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE services SET container_info = $1 WHERE container = $2 RETURNING id",
+        )
+        .bind(to_json(container))
+        .bind(&container.name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let (mut services, mut changes) = (Vec::new(), Vec::new());
+        for id in ids {
+            if let Some((service, reconciled)) =
+                reconcile_service(&mut tx, id, now, self.rules).await?
+            {
+                services.push(service);
+                changes.extend(reconciled.change);
+            }
+        }
+        tx.commit().await?;
+        Ok((services, changes))
+    }
+
     async fn set_waiting(
         &self,
         waiting: &[(i64, Option<lookout_proto::depends::WaitingOn>)],
@@ -1679,7 +1797,8 @@ impl Store for SqlStore {
 
     async fn delete_removed(&self) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "DELETE FROM services WHERE systemd_state = 'removed' AND status != 'configured'",
+            "DELETE FROM services WHERE status != 'configured'
+               AND (systemd_state = 'removed' OR container_info LIKE '%\"state\":\"removed\"%')",
         )
         .execute(&self.pool)
         .await?;

@@ -1,0 +1,230 @@
+//! Containers against a real engine: Podman's Docker-compatible API service
+//! (Debian's podman, runc and busybox-static), in namespaces of its own.
+
+use std::time::{Duration, Instant};
+
+use lookout_hub::config::ContainerEngine;
+use lookout_testkit::podman::IMAGE;
+use lookout_testkit::{spawn_hub_with, Podman, TestHub, NO_FIELDS};
+use serde_json::{json, Value};
+
+/// A web server with a published port, a health check that fetches its
+/// page, and Compose's labels; it writes a line to stdout and one to
+/// stderr as it starts.
+fn run_web(podman: &Podman) {
+    podman.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "127.0.0.1:18080:80",
+        "--label",
+        "com.docker.compose.project=home",
+        "--label",
+        "com.docker.compose.service=web",
+        "--health-cmd",
+        "wget -q -O- http://127.0.0.1/ || exit 1",
+        "--health-interval=0",
+        "--health-retries=1",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; echo web-started; echo web-warming-up >&2; \
+         httpd -f -p 80 -h /www & wait",
+    ]);
+}
+
+/// A worker of the same project, without ports or health check.
+fn run_worker(podman: &Podman) {
+    podman.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "worker",
+        "--label",
+        "com.docker.compose.project=home",
+        "--label",
+        "com.docker.compose.service=worker",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do echo tick; sleep 1 & wait; done",
+    ]);
+}
+
+async fn hub_on(podman: &Podman) -> TestHub {
+    let socket = podman.socket();
+    spawn_hub_with(move |c| c.containers = ContainerEngine::Socket(socket.clone())).await
+}
+
+async fn container(hub: &TestHub, name: &str) -> Value {
+    let list = hub.get_json("/api/containers").await;
+    list["containers"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no container {name} in {list}"))
+}
+
+async fn wait_for_container(
+    hub: &TestHub,
+    name: &str,
+    deadline: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let until = Instant::now() + deadline;
+    loop {
+        let list = hub.get_json("/api/containers").await;
+        let found = list["containers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["name"] == name).cloned())
+            .unwrap_or(Value::Null);
+        if done(&found) {
+            return found;
+        }
+        assert!(
+            Instant::now() < until,
+            "container {name} did not get there in {deadline:?}: {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_are_found_followed_controlled_and_their_logs_shown() {
+    let podman = Podman::start();
+    run_web(&podman);
+    run_worker(&podman);
+    let hub = hub_on(&podman).await;
+
+    // Discovery: state, health check, restarts, ports, image, Compose labels.
+    let web = wait_for_container(&hub, "web", Duration::from_secs(10), |c| !c.is_null()).await;
+    assert_eq!(web["state"], "running", "{web}");
+    assert_eq!(web["image"], IMAGE);
+    assert_eq!(web["compose_project"], "home");
+    assert_eq!(web["compose_service"], "web");
+    assert_eq!(web["restarts"], 0);
+    assert_eq!(
+        web["ports"],
+        json!([{"host_ip": "127.0.0.1", "host_port": 18080, "container_port": 80, "protocol": "tcp"}])
+    );
+    assert_eq!(web["health"], "starting", "no check has run yet: {web}");
+    assert_eq!(
+        web["registry_status"], "raw",
+        "18080 is not a web port: {web}"
+    );
+    let worker = container(&hub, "worker").await;
+    assert_eq!(worker["compose_service"], "worker");
+    assert!(worker.get("health").is_none(), "{worker}");
+
+    // Registered like a unit: a service of its name.
+    let created = hub.create_service(json!({"name": "web"})).await;
+    let id = created["id"].as_i64().expect("id");
+    assert_eq!(created["container"]["name"], "web", "{created}");
+    assert_eq!(container(&hub, "web").await["service_id"], id);
+
+    // Its health check, run by the engine, is followed: healthy is OK.
+    podman.ok(&["healthcheck", "run", "web"]);
+    let s = hub
+        .wait_for_service(id, Duration::from_secs(5), |s| s["state"] == "OK")
+        .await;
+    assert_eq!(s["state_reason"], "the container is running and healthy");
+
+    // Stopped from outside lookout: FAILURE within 2 s.
+    podman.ok(&["stop", "--time", "5", "web"]);
+    let stopped = Instant::now();
+    let s = hub
+        .wait_for_service(id, Duration::from_secs(2), |s| s["state"] == "FAILURE")
+        .await;
+    assert!(stopped.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        s["state_reason"], "the container is exited (exit code 0)",
+        "{s}"
+    );
+    assert_eq!(s["container"]["state"], "exited");
+
+    // Restarted from the dashboard's button: OK again, and audited.
+    let answer = hub
+        .post_form(&format!("/control/{id}/restart?back=service"), NO_FIELDS)
+        .await;
+    assert!(
+        answer.status().is_redirection() || answer.status().is_success(),
+        "{}",
+        answer.status()
+    );
+    podman.ok(&["healthcheck", "run", "web"]);
+    hub.wait_for_service(id, Duration::from_secs(5), |s| s["state"] == "OK")
+        .await;
+    let audit = hub.get_json("/api/v1/audit").await;
+    assert!(
+        audit.to_string().contains("container.restart"),
+        "the restart is in the audit log: {audit}"
+    );
+
+    // Its logs, stdout and stderr, through the service and by name, and on
+    // the logs page.
+    let logs = hub
+        .get_json(&format!("/api/services/{id}/logs?lines=50"))
+        .await;
+    let text = logs["lines"].to_string();
+    assert!(
+        text.contains("web-started") && text.contains("web-warming-up"),
+        "{logs}"
+    );
+    assert_eq!(logs["unit"], "container web");
+    let by_name = hub.get_json("/api/containers/worker/logs?lines=5").await;
+    assert!(by_name["lines"].to_string().contains("tick"), "{by_name}");
+    let page = hub.get_text(&format!("/logs/{id}")).await;
+    assert!(page.contains("web-warming-up"), "{page}");
+
+    // An unhealthy health check shows with its output.
+    podman.ok(&["exec", "web", "rm", "/www/index.html"]);
+    let failed = podman.run(&["healthcheck", "run", "web"]);
+    assert!(!failed.status.success());
+    let s = hub
+        .wait_for_service(id, Duration::from_secs(5), |s| s["state"] == "FAILURE")
+        .await;
+    let reason = s["state_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the container's health check fails: ") && reason.contains("404"),
+        "{s}"
+    );
+    assert_eq!(s["container"]["health"], "unhealthy");
+
+    // Removed: the service says so; the raw worker goes with a clean-up.
+    podman.ok(&["rm", "--force", "--time", "0", "worker"]);
+    let gone = wait_for_container(&hub, "worker", Duration::from_secs(5), Value::is_null).await;
+    assert!(gone.is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn container_requests_are_checked_and_refused_clearly() {
+    let hub = spawn_hub_with(|_| {}).await;
+    // No engine: a clear 404, not an empty list.
+    let r = hub.get("/api/containers").await;
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--containers"),
+        "{body}"
+    );
+
+    let podman = Podman::start();
+    let hub = hub_on(&podman).await;
+    for (path, field) in [
+        ("/api/containers/-bad/restart", "name"),
+        ("/api/containers/a%20b/stop", "name"),
+    ] {
+        let r = hub.post(path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["fields"][0]["field"], field, "{body}");
+    }
+    let r = hub.post("/api/containers/nothing-here/start").await;
+    assert_eq!(r.status(), 404);
+    let r = hub.get("/api/containers/nothing-here/logs").await;
+    assert_eq!(r.status(), 404);
+}
