@@ -199,6 +199,8 @@ pub struct Options {
     pub layout: Layout,
     /// Send the host's systemd scan (every minute, and when a unit changes).
     pub scan: bool,
+    /// The container engine's socket whose containers the scan includes.
+    pub containers: Option<std::path::PathBuf>,
     /// How often logs are looked at besides file events.
     pub poll: Duration,
     /// What the hub may ask this agent to do: unit names, and `check:NAME`.
@@ -562,7 +564,13 @@ async fn session(
     let mut tick = tokio::time::interval(opts.poll);
     let mut beat = tokio::time::interval(heartbeat);
     let mut scan_every = tokio::time::interval(SCAN_EVERY);
-    let mut host = Host::default();
+    let mut host = Host {
+        engine: opts
+            .containers
+            .as_deref()
+            .and_then(|socket| lookout_containers::Engine::connect(socket).ok()),
+        ..Host::default()
+    };
     loop {
         let scan_at = host.scan_at();
         tokio::select! {
@@ -621,10 +629,12 @@ async fn session(
                 }
             }
             _ = scan_every.tick(), if opts.scan => host.due(Duration::ZERO),
-            signal = host.next_signal(), if opts.scan => match signal {
-                Some(_) => host.due(SETTLE),
+            change = host.next_change(), if opts.scan => match change {
+                Change::Signal | Change::Container => host.due(SETTLE),
                 // The connection closed: the next scan connects again.
-                None => host.forget(),
+                Change::SystemdGone => host.forget(),
+                // The engine's stream ended: the next scan subscribes again.
+                Change::EngineGone => host.container_events = None,
             },
             () = sleep_until(scan_at), if opts.scan => {
                 if let Some(scan) = host.scan(opts.layout.scope).await {
@@ -691,6 +701,23 @@ async fn session(
     }
 }
 
+/// A container engine's events, as the agent follows them.
+type ContainerEvents = std::pin::Pin<
+    Box<
+        dyn futures::Stream<
+                Item = Result<lookout_containers::ContainerEvent, lookout_containers::Error>,
+            > + Send,
+    >,
+>;
+
+/// What changed on the host.
+enum Change {
+    Signal,
+    SystemdGone,
+    Container,
+    EngineGone,
+}
+
 /// A full scan of the host however quiet its manager is.
 const SCAN_EVERY: Duration = Duration::from_secs(60);
 /// A unit's one change comes as several signals: the scan waits this long
@@ -711,6 +738,10 @@ struct Host {
     /// When the next scan is due.
     due: Option<tokio::time::Instant>,
     last: Option<tokio::time::Instant>,
+    /// The container engine, whose containers each scan includes.
+    engine: Option<lookout_containers::Engine>,
+    /// Its events, followed like the manager's signals.
+    container_events: Option<ContainerEvents>,
 }
 
 impl Host {
@@ -725,11 +756,46 @@ impl Host {
         self.systemd = None;
     }
 
-    /// The manager's next signal; never, while nothing is followed.
-    async fn next_signal(&mut self) -> Option<lookout_systemd::follow::Signal> {
-        match &mut self.signals {
-            Some(signals) => signals.next().await,
-            None => std::future::pending().await,
+    /// The next change of the host: a signal of its manager or an event of
+    /// its container engine; never, while neither is followed.
+    async fn next_change(&mut self) -> Change {
+        let container = async {
+            match &mut self.container_events {
+                Some(events) => match events.next().await {
+                    Some(Ok(_)) => Change::Container,
+                    Some(Err(_)) | None => Change::EngineGone,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let signal = async {
+            match &mut self.signals {
+                Some(signals) => match signals.next().await {
+                    Some(_) => Change::Signal,
+                    None => Change::SystemdGone,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            c = container => c,
+            c = signal => c,
+        }
+    }
+
+    /// The engine's containers, following its events from now on.
+    async fn containers(&mut self) -> Option<serde_json::Value> {
+        let engine = self.engine.clone()?;
+        if self.container_events.is_none() {
+            self.container_events = Some(Box::pin(engine.events()));
+        }
+        match engine.list().await {
+            Ok(list) => Some(serde_json::to_value(&list).unwrap_or_default()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the containers");
+                self.container_events = None;
+                None
+            }
         }
     }
 
@@ -740,11 +806,27 @@ impl Host {
         Some(self.last.map_or(due, |last| due.max(last + SCAN_GAP)))
     }
 
-    /// Scans the host, connecting (and following) first if needed; `None`
-    /// when systemd cannot be reached or scanned (said in the log).
+    /// Scans the host, connecting (and following) first if needed: its
+    /// systemd units and timers, and its containers when an engine is
+    /// there; `None` when neither can be read (said in the log).
     async fn scan(&mut self, scope: lookout_systemd::Scope) -> Option<serde_json::Value> {
         self.due = None;
         self.last = Some(tokio::time::Instant::now());
+        let units = self.systemd_scan(scope).await;
+        let containers = self.containers().await;
+        match (units, containers) {
+            (None, None) => None,
+            (units, containers) => {
+                let mut scan = units.unwrap_or_else(|| serde_json::json!({}));
+                if let (Some(object), Some(containers)) = (scan.as_object_mut(), containers) {
+                    object.insert("containers".into(), containers);
+                }
+                Some(scan)
+            }
+        }
+    }
+
+    async fn systemd_scan(&mut self, scope: lookout_systemd::Scope) -> Option<serde_json::Value> {
         if self.systemd.is_none() {
             let systemd = match lookout_systemd::Systemd::connect(scope).await {
                 Ok(systemd) => systemd,

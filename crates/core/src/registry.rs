@@ -69,6 +69,7 @@ pub const KINDS: &[&str] = &[
     "heartbeat",
     "script",
     "systemd",
+    "container",
     "none",
 ];
 

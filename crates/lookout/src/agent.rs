@@ -67,6 +67,14 @@ pub fn command() -> Command {
                         .help("do not send the host's systemd services and timers"),
                 )
                 .arg(
+                    Arg::new("containers")
+                        .long("containers")
+                        .env("LOOKOUT_CONTAINERS")
+                        .default_value("auto")
+                        .value_name("auto|off|SOCKET")
+                        .help("the container engine whose containers the scan includes (Docker, or Podman's API service): auto ($DOCKER_HOST, else the usual sockets that exist), off, or its socket's path"),
+                )
+                .arg(
                     Arg::new("log")
                         .long("log")
                         .env("LOOKOUT_LOG")
@@ -143,10 +151,19 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<std::process::ExitCode> {
                         .map_err(|e| anyhow::anyhow!("--hub: {e}"))
                 })
                 .collect::<Result<_, _>>()?;
+            let containers = match sm.get_one::<String>("containers").map(String::as_str) {
+                None | Some("auto") => lookout_containers::auto_socket(),
+                Some("off") => None,
+                Some(path) if path.starts_with('/') => Some(PathBuf::from(path)),
+                Some(other) => anyhow::bail!(
+                    "--containers: expected auto, off or the absolute path of the engine's socket, got {other:?}"
+                ),
+            };
             let opts = Options {
                 credentials,
                 layout,
                 scan: !sm.get_flag("no_scan"),
+                containers,
                 poll: Duration::from_secs(1),
                 allow,
                 other_hubs,

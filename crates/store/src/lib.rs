@@ -421,6 +421,8 @@ impl Service {
             "heartbeat"
         } else if self.unit.is_some() {
             "systemd"
+        } else if self.container.is_some() {
+            "container"
         } else {
             "none"
         }

@@ -15,8 +15,8 @@
 //!   file, and health checks run when a test says `podman healthcheck run`
 //!   (the scheduled ones are systemd timers).
 //! - `containers.conf` sets `default_ulimits = []`: the default asks for a
-//!   file limit the sandboxed runtime may not raise. runc, not crun: crun
-//!   could not start containers in this setup.
+//!   file limit the sandboxed runtime may not raise; runc is the runtime
+//!   (the one these tests were measured with).
 //! - The service is ready when `/_ping` answers (40-100 ms); its event
 //!   stream is lazy, so a follower subscribes before it lists.
 //! - Containers that should stop promptly trap SIGTERM (`sh` as PID 1

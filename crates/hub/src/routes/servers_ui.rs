@@ -218,6 +218,9 @@ struct ServerPage {
     units: Vec<(String, String, String, String)>,
     /// (timer, schedule, last result, failed)
     timers: Vec<(String, String, String, bool)>,
+    /// The host's containers as its agent last listed them, by Compose
+    /// project (those of none last).
+    containers: Vec<(String, Vec<lookout_proto::container::ContainerView>)>,
     scanned_at: Option<String>,
     /// What its host lets the hub ask (while its agent is connected here):
     /// (target, actions).
@@ -314,9 +317,25 @@ async fn server_page(
                 .collect()
         })
         .unwrap_or_default();
+    let listed: Vec<lookout_proto::container::ContainerView> =
+        serde_json::from_value(scan["containers"].clone()).unwrap_or_default();
+    let mut projects: std::collections::BTreeMap<(bool, String), Vec<_>> =
+        std::collections::BTreeMap::new();
+    for c in listed {
+        let project = c.compose_project.clone().unwrap_or_default();
+        projects
+            .entry((project.is_empty(), project))
+            .or_default()
+            .push(c);
+    }
+    let containers = projects
+        .into_iter()
+        .map(|((_, project), list)| (project, list))
+        .collect();
     render(
         StatusCode::OK,
         &ServerPage {
+            containers,
             id,
             name: server.name.clone(),
             state_class: label(view.status).0,

@@ -193,6 +193,8 @@ struct Row {
     /// Declared in the monitors file: not edited here.
     from_file: bool,
     tags: Vec<String>,
+    /// The Compose project of its container.
+    compose: Option<String>,
     /// Where its status sorts: [`severity`].
     severity: u8,
     /// Uptime over 24 h, for a service the hub checks.
@@ -221,6 +223,10 @@ struct Filters {
     error: Option<String>,
     /// `?group=tag`: one section per tag.
     by_tag: bool,
+    /// `?group=compose`: one section per Compose project.
+    by_compose: bool,
+    /// Some service's container belongs to a Compose project.
+    has_compose: bool,
 }
 
 impl Filters {
@@ -242,18 +248,26 @@ struct Group {
 /// The rows in one section, or in one section per tag (a service with two
 /// tags shows in both; untagged ones last): sections with failing services
 /// first, then by tag.
-fn group_rows(rows: Vec<Row>, by_tag: bool) -> Vec<Group> {
+fn group_rows(rows: Vec<Row>, by_tag: bool, by_compose: bool) -> Vec<Group> {
     let failing = |rows: &[Row]| rows.iter().filter(|r| r.severity == 0).count();
-    if !by_tag {
+    if !by_tag && !by_compose {
         return vec![Group {
             tag: None,
             failing: failing(&rows),
             rows,
         }];
     }
+    // What a row is grouped by: its tags, or its Compose project.
+    let keys = |r: &Row| -> Vec<String> {
+        if by_compose {
+            r.compose.iter().cloned().collect()
+        } else {
+            r.tags.clone()
+        }
+    };
     let mut tags: Vec<String> = Vec::new();
     for row in &rows {
-        for tag in &row.tags {
+        for tag in &keys(row) {
             if !tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
                 tags.push(tag.clone());
             }
@@ -264,7 +278,7 @@ fn group_rows(rows: Vec<Row>, by_tag: bool) -> Vec<Group> {
         .map(|tag| {
             let rows: Vec<Row> = rows
                 .iter()
-                .filter(|r| r.tags.iter().any(|t| t.eq_ignore_ascii_case(&tag)))
+                .filter(|r| keys(r).iter().any(|t| t.eq_ignore_ascii_case(&tag)))
                 .cloned()
                 .collect();
             Group {
@@ -274,7 +288,7 @@ fn group_rows(rows: Vec<Row>, by_tag: bool) -> Vec<Group> {
             }
         })
         .collect();
-    let untagged: Vec<Row> = rows.into_iter().filter(|r| r.tags.is_empty()).collect();
+    let untagged: Vec<Row> = rows.into_iter().filter(|r| keys(r).is_empty()).collect();
     if !untagged.is_empty() {
         groups.push(Group {
             tag: None,
@@ -393,6 +407,7 @@ async fn dashboard(
         tag: word("tag"),
         q: word("q"),
         by_tag: word("group").eq_ignore_ascii_case("tag"),
+        by_compose: word("group").eq_ignore_ascii_case("compose"),
         ..Filters::default()
     };
     let mut params: HashMap<String, String> = HashMap::new();
@@ -427,6 +442,10 @@ async fn dashboard(
         if !filters.kinds.contains(&s.watched_by()) {
             filters.kinds.push(s.watched_by());
         }
+        filters.has_compose |= s
+            .container_info
+            .as_ref()
+            .is_some_and(|c| c.compose_project.is_some());
     }
     filters.tags.sort_by_key(|t| t.to_lowercase());
     filters.kinds.sort_unstable();
@@ -443,6 +462,10 @@ async fn dashboard(
         .iter()
         .map(|s| Row {
             tags: s.tags.clone(),
+            compose: s
+                .container_info
+                .as_ref()
+                .and_then(|c| c.compose_project.clone()),
             severity: severity(s.state),
             quiet: s.held_back(now),
             id: s.id,
@@ -510,7 +533,7 @@ async fn dashboard(
         StatusCode::OK,
         &DashboardPage {
             shown: rows.len(),
-            groups: group_rows(rows, filters.by_tag),
+            groups: group_rows(rows, filters.by_tag, filters.by_compose),
             counts,
             filters,
             total,
@@ -571,6 +594,8 @@ struct DetailPage {
     results: Vec<(Stamp, &'static str, String)>,
     /// The systemd unit of the hub's host behind the service.
     unit: Option<UnitSection>,
+    /// The container of the hub's host behind the service.
+    container: Option<ContainerSection>,
     /// How the hub checks it, when it does.
     check: Option<CheckSection>,
     /// Declared in the monitors file: not edited here.
@@ -1051,6 +1076,98 @@ struct UnitSection {
     log: Result<Vec<(String, String)>, String>,
 }
 
+struct ContainerSection {
+    name: String,
+    image: String,
+    /// "running · healthy"
+    state: String,
+    /// `active`, `failed` or `inactive`: how the state is coloured.
+    state_class: &'static str,
+    since: Option<Stamp>,
+    ports: String,
+    restarts: u32,
+    /// "home / web"
+    compose: Option<String>,
+    /// What the last health check printed, when it fails.
+    health_output: Option<String>,
+    actions: Vec<&'static str>,
+    /// The last lines it wrote: (time, stream, message), or why they are missing.
+    log: Result<Vec<(String, &'static str, String)>, String>,
+}
+
+impl ContainerSection {
+    async fn of(state: &AppState, service: &crate::store::Service) -> Option<Self> {
+        let c = service.container_info.as_deref()?;
+        let running = matches!(c.state.as_str(), "running" | "restarting" | "paused");
+        let actions = [
+            (
+                lookout_systemd::Action::Start,
+                !running && c.state != "removed",
+            ),
+            (lookout_systemd::Action::Stop, running),
+            (lookout_systemd::Action::Restart, c.state != "removed"),
+        ]
+        .into_iter()
+        .filter(|(_, applies)| *applies)
+        .map(|(action, _)| action.as_str())
+        .collect();
+        let log = match lookout_proto::container::ContainerName::parse(&c.name) {
+            Ok(_) if c.state == "removed" => Err("the container is gone".to_owned()),
+            Ok(name) => super::containers::read_logs(state, &name, 10)
+                .await
+                .map(|logs| {
+                    logs.lines
+                        .into_iter()
+                        .map(|l| {
+                            let time = l.time.map(|t| t.format("%H:%M:%S").to_string());
+                            let stream = if l.priority == Some(3) {
+                                "stderr"
+                            } else {
+                                "stdout"
+                            };
+                            (time.unwrap_or_default(), stream, l.message)
+                        })
+                        .collect()
+                })
+                .map_err(|e| e.body().message),
+            Err(why) => Err(why),
+        };
+        Some(ContainerSection {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            state: match c.health.as_deref() {
+                Some(h) if c.state == "running" => format!("running · {h}"),
+                _ => match c.exit_code {
+                    Some(code) if c.state == "exited" => format!("exited (code {code})"),
+                    _ => c.state.clone(),
+                },
+            },
+            state_class: match (c.state.as_str(), c.health.as_deref()) {
+                ("running", Some("unhealthy")) => "failed",
+                ("running", _) => "active",
+                ("exited" | "dead" | "removed", _) => "failed",
+                _ => "inactive",
+            },
+            since: c.started_at.filter(|_| running).map(Stamp),
+            ports: c.ports_text(),
+            restarts: c.restarts,
+            compose: c
+                .compose_project
+                .as_ref()
+                .map(|p| match &c.compose_service {
+                    Some(s) => format!("{p} / {s}"),
+                    None => p.clone(),
+                }),
+            health_output: c
+                .health_output
+                .clone()
+                .filter(|_| c.health.as_deref() == Some("unhealthy")),
+            actions,
+            log,
+        })
+    }
+}
+
 impl UnitSection {
     async fn of(state: &AppState, service: &crate::store::Service) -> Option<Self> {
         if service.server_id.is_some() {
@@ -1173,6 +1290,7 @@ async fn detail_page(
         },
     };
     let unit = UnitSection::of(&state, &service).await;
+    let container = ContainerSection::of(&state, &service).await;
     let now = state.clock.now();
     let uptime = state.registry.uptimes(id, now);
     let (events, checks, series, channels) = match tokio::try_join!(
@@ -1219,6 +1337,7 @@ async fn detail_page(
         server,
         results,
         unit,
+        container,
         admin: who.is_admin(),
         id,
         name: service.name.clone(),
@@ -1309,6 +1428,89 @@ struct ScanPage {
     all: Vec<UnitRow>,
     timers: Vec<TimerRow>,
     removed: Vec<String>,
+    /// The container engine's containers by Compose project (`None`: no
+    /// engine), or why they cannot be read.
+    containers: Option<Result<Vec<ContainerGroup>, String>>,
+}
+
+/// The containers of one Compose project (`project` empty: of none).
+struct ContainerGroup {
+    project: String,
+    rows: Vec<ContainerRow>,
+}
+
+struct ContainerRow {
+    name: String,
+    /// The registry's service (raw ones too): its controls and logs.
+    service_id: Option<i64>,
+    configured: bool,
+    state: String,
+    state_class: &'static str,
+    image: String,
+    ports: String,
+    restarts: u32,
+    compose_service: String,
+    configure_href: String,
+    running: bool,
+}
+
+/// The containers as the scan page groups them: by Compose project, those
+/// of none last.
+async fn container_groups(
+    state: &AppState,
+    host: &str,
+) -> Option<Result<Vec<ContainerGroup>, String>> {
+    if !state.containers.enabled() {
+        return None;
+    }
+    let list = match super::containers::current(state).await {
+        Ok(list) => list,
+        Err(e) => return Some(Err(e.body().message)),
+    };
+    let mut groups: std::collections::BTreeMap<(bool, String), Vec<ContainerRow>> =
+        std::collections::BTreeMap::new();
+    for entry in list.containers {
+        let c = entry.container;
+        let mut prefill = vec![("name", c.name.clone())];
+        if let Some(port) = c.web_port() {
+            let scheme = if port == 443 { "https" } else { "http" };
+            prefill.push(("base_url", format!("{scheme}://{host}:{port}")));
+        }
+        let project = c.compose_project.clone().unwrap_or_default();
+        let row = ContainerRow {
+            configured: entry.registry_status.as_deref() == Some("configured"),
+            service_id: entry.service_id,
+            state: match (c.state.as_str(), c.health.as_deref(), c.exit_code) {
+                ("running", Some(h), _) => format!("running · {h}"),
+                ("exited", _, Some(code)) => format!("exited ({code})"),
+                (s, _, _) => s.to_owned(),
+            },
+            state_class: match (c.state.as_str(), c.health.as_deref()) {
+                ("running", Some("unhealthy")) => "failed",
+                ("running", _) => "active",
+                ("exited" | "dead", _) => "failed",
+                _ => "inactive",
+            },
+            running: matches!(c.state.as_str(), "running" | "restarting" | "paused"),
+            image: c.image.clone(),
+            ports: c.ports_text(),
+            restarts: c.restarts,
+            compose_service: c.compose_service.clone().unwrap_or_default(),
+            configure_href: format!(
+                "/services/new?{}",
+                serde_urlencoded::to_string(&prefill).unwrap_or_default()
+            ),
+            name: c.name,
+        };
+        groups
+            .entry((project.is_empty(), project))
+            .or_default()
+            .push(row);
+    }
+    Some(Ok(groups
+        .into_iter()
+        .map(|((_, project), rows)| ContainerGroup { project, rows })
+        .collect()))
 }
 
 /// The host part the browser used to reach the hub, for pre-filled URLs.
@@ -1405,6 +1607,7 @@ async fn scan_page(State(state): State<AppState>, headers: axum::http::HeaderMap
         all: Vec::new(),
         timers: Vec::new(),
         removed: Vec::new(),
+        containers: container_groups(&state, &host).await,
     };
     if let Some(r) = result {
         // The units systemd has now: the count matches the list below it

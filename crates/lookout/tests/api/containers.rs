@@ -190,6 +190,29 @@ async fn containers_are_found_followed_controlled_and_their_logs_shown() {
         "{s}"
     );
     assert_eq!(s["container"]["health"], "unhealthy");
+    let page = hub.get_text(&format!("/services/{id}")).await;
+    let output = page
+        .split("id=\"container-health-output\">")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        output.contains("404"),
+        "the service page shows the output: {page}"
+    );
+    assert!(page.contains("id=\"container-restart\""));
+
+    // The scan page and the dashboard group by Compose project.
+    let scan = hub.get_text("/scan").await;
+    let home = scan
+        .split("data-project=\"home\"")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        home.contains("data-container=\"web\"") && home.contains("data-container=\"worker\""),
+        "{scan}"
+    );
+    let dashboard = hub.get_text("/?group=compose").await;
+    assert!(dashboard.contains("data-compose=\"home\""), "{dashboard}");
 
     // Removed: the service says so; the raw worker goes with a clean-up.
     podman.ok(&["rm", "--force", "--time", "0", "worker"]);
@@ -227,4 +250,75 @@ async fn container_requests_are_checked_and_refused_clearly() {
     assert_eq!(r.status(), 404);
     let r = hub.get("/api/containers/nothing-here/logs").await;
     assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_reports_its_hosts_containers() {
+    use super::agents::{provision, register_cmd, wait_server, Agent};
+    let podman = Podman::start();
+    run_web(&podman);
+    run_worker(&podman);
+    let hub = spawn_hub_with(|c| c.agents.heartbeat = Duration::from_secs(1)).await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let credentials = root.path().join("agent.json");
+    let claim = provision(&hub, "box").await;
+    let out = register_cmd(&hub.url(""), &claim, &credentials)
+        .output()
+        .expect("register");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No systemd answers this agent: its scan is the containers alone.
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"));
+    run.args(["agent", "run", "--user", "--containers"])
+        .arg(podman.socket())
+        .arg("--credentials")
+        .arg(&credentials)
+        .env("XDG_CONFIG_HOME", root.path().join("config"))
+        .env("XDG_STATE_HOME", root.path().join("state"))
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+        .env_remove("XDG_RUNTIME_DIR");
+    let agent = Agent::spawn(run, root.path());
+    let server = wait_server(&hub, "box", |s| s["online"] == true).await;
+    let id = server["id"].as_i64().expect("id");
+    let until = Instant::now() + Duration::from_secs(10);
+    let detail = loop {
+        let detail = hub.get_json(&format!("/api/v1/servers/{id}")).await;
+        if detail["scan"]["containers"]
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
+        {
+            break detail;
+        }
+        assert!(
+            Instant::now() < until,
+            "no containers: {detail} {}",
+            agent.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let web = &detail["scan"]["containers"][0];
+    assert_eq!(web["name"], "web");
+    assert_eq!(web["compose_project"], "home");
+    assert_eq!(web["ports"][0]["host_port"], 18080);
+
+    // Followed live: a container stopped on the host reaches the hub within
+    // moments, not at the next minutely scan.
+    podman.ok(&["stop", "--time", "5", "worker"]);
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let detail = hub.get_json(&format!("/api/v1/servers/{id}")).await;
+        if detail["scan"]["containers"][1]["state"] == "exited" {
+            break;
+        }
+        assert!(Instant::now() < until, "not followed: {detail}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The server's page shows them by Compose project.
+    let page = hub.get_text(&format!("/servers/{id}")).await;
+    assert!(page.contains("Containers on this host"), "{page}");
+    assert!(page.contains("data-container=\"web\"") && page.contains("Compose project"));
+    assert!(page.contains("127.0.0.1:18080→80/tcp"));
 }
