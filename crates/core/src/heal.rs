@@ -175,6 +175,7 @@ impl Healer {
             .unit
             .clone()
             .or_else(|| service.unit.clone())
+            .or_else(|| service.container.as_ref().map(|c| format!("container {c}")))
             .unwrap_or_default();
         let (restart, restarts) = {
             let mut tracks = lock(&self.heals.tracks);

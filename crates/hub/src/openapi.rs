@@ -784,7 +784,7 @@ fn operation(route: &RouteInfo, doc: &Doc, view: &Schema, auth_required: bool) -
         .description(
             "Refused: the JSON error body names the problem and the offending fields \
              (400 bad input, 401/403 credentials, 404 not found, 409 conflict, 413 too large, \
-             415 not JSON, 429 rate limit, 503 a dependency such as systemd or an agent is \
+             415 not JSON, 429 rate limit, 503 a dependency such as systemd, the container engine or an agent is \
              unavailable)",
         )
         .content("application/json", json(component("ErrorBody")))

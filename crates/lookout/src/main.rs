@@ -117,6 +117,24 @@ fn cli() -> Command {
                         .help("print JSON instead of a table"),
                 ),
         )
+        .subcommand(
+            Command::new("containers")
+                .about("List the container engine's containers once (Docker, or Podman's API service): state, health, image, ports, restarts, by Compose project")
+                .arg(
+                    Arg::new("containers")
+                        .long("containers")
+                        .env("LOOKOUT_CONTAINERS")
+                        .default_value("auto")
+                        .value_name("auto|SOCKET")
+                        .help("the engine's API socket (auto: $DOCKER_HOST, else the usual Podman and Docker sockets that exist)"),
+                )
+                .arg(
+                    Arg::new("json")
+                        .long("json")
+                        .action(clap::ArgAction::SetTrue)
+                        .help("print JSON instead of a table"),
+                ),
+        )
 }
 
 /// `--output FILE` of the commands that write a document.
@@ -549,6 +567,7 @@ fn main() -> ExitCode {
     let result = match matches.subcommand() {
         Some(("serve", m)) => serve(m).map(|()| ExitCode::SUCCESS),
         Some(("scan", m)) => scan(m).map(|()| ExitCode::SUCCESS),
+        Some(("containers", m)) => containers(m).map(|()| ExitCode::SUCCESS),
         Some(("user", m)) => user(m).map(|()| ExitCode::SUCCESS),
         Some(("status-page", m)) => crate::args::subcommand(m)
             .and_then(|(_, sm)| database_config(sm))
@@ -627,6 +646,60 @@ fn fit_concurrency_to_fd_limit(config: &mut Config) {
         );
         config.checks.concurrency = affordable;
     }
+}
+
+fn containers(m: &ArgMatches) -> anyhow::Result<()> {
+    let socket = match m.get_one::<String>("containers").map(String::as_str) {
+        None | Some("auto") => lookout_containers::auto_socket().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no container engine found: set DOCKER_HOST or --containers to the engine's socket"
+            )
+        })?,
+        Some(path) if path.starts_with('/') => PathBuf::from(path),
+        Some(other) => {
+            anyhow::bail!("--containers: expected auto or the absolute path of the engine's socket, got {other:?}")
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let list = runtime.block_on(async {
+        let engine = lookout_containers::Engine::connect(&socket)?;
+        engine.list().await
+    })?;
+    if m.get_flag("json") {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let mut rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            let dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+            vec![
+                dash(c.compose_project.clone().unwrap_or_default()),
+                c.name.clone(),
+                match &c.health {
+                    Some(h) => format!("{} ({h})", c.state),
+                    None => c.state.clone(),
+                },
+                c.image.clone(),
+                dash(c.ports_text()),
+                c.restarts.to_string(),
+            ]
+        })
+        .collect();
+    // By Compose project, those of none last.
+    rows.sort_by(|a, b| ((a[0] == "-"), &a[0], &a[1]).cmp(&((b[0] == "-"), &b[0], &b[1])));
+    print_table(
+        &[
+            "PROJECT",
+            "CONTAINER",
+            "STATE",
+            "IMAGE",
+            "PORTS",
+            "RESTARTS",
+        ],
+        &rows,
+    );
+    Ok(())
 }
 
 fn scan(m: &ArgMatches) -> anyhow::Result<()> {

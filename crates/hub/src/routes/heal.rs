@@ -40,9 +40,15 @@ impl Remedy for HubRemedy {
                         who: &who,
                         client: &client,
                     };
+                    // The service's container: reached through the service.
+                    let id = service.id.to_string();
+                    let target = match &service.container {
+                        Some(c) if unit == format!("container {c}") => id.as_str(),
+                        _ => unit,
+                    };
                     let done = super::systemd::control(
                         &self.state,
-                        unit,
+                        target,
                         lookout_systemd::Action::Restart,
                         actor,
                     )

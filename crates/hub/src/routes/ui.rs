@@ -184,6 +184,8 @@ struct Row {
     spark: String,
     unit: Option<String>,
     systemd_state: String,
+    /// How its unit's (or container's) state is coloured.
+    state_class: String,
     name: String,
     href: Option<String>,
     description: Option<String>,
@@ -490,8 +492,28 @@ async fn dashboard(
                 .check_url()
                 .is_some()
                 .then(|| crate::history::percent(state.registry.uptimes(s.id, now).day)),
-            unit: s.unit.clone(),
-            systemd_state: s.systemd_state.clone().unwrap_or_else(|| "unknown".into()),
+            // A unit's state, or else its container's (as a unit's word:
+            // its colour).
+            unit: s.unit.clone().or_else(|| {
+                s.container_info
+                    .as_ref()
+                    .map(|c| format!("container {}", c.name))
+            }),
+            systemd_state: match (&s.systemd_state, &s.container_info) {
+                (Some(state), _) => state.clone(),
+                (None, Some(c)) => c.state.clone(),
+                (None, None) => "unknown".into(),
+            },
+            state_class: match (&s.systemd_state, &s.container_info) {
+                (Some(state), _) => state.clone(),
+                (None, Some(c)) => match (c.state.as_str(), c.health.as_deref()) {
+                    ("running", Some("unhealthy")) => "failed".into(),
+                    ("running", _) => "active".into(),
+                    ("exited" | "dead" | "removed", _) => "failed".into(),
+                    _ => "inactive".into(),
+                },
+                (None, None) => "unknown".into(),
+            },
             name: s.name.clone(),
             href: web_link(s),
             description: s.description.clone(),

@@ -1866,3 +1866,169 @@ async fn a_status_page_from_the_form_and_the_installable_app_in_chromium() {
     screenshot(c, "dashboard-offline").await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_on_the_scan_page_and_a_containers_service_page_in_chromium() {
+    use lookout_testkit::podman::IMAGE;
+    use lookout_testkit::{spawn_hub_with, Podman};
+    let podman = Podman::start();
+    for (name, service, extra) in [
+        ("web", "web", vec!["-p", "127.0.0.1:8080:80"]),
+        ("db", "db", vec![]),
+    ] {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend(extra);
+        let label = format!("com.docker.compose.service={service}");
+        args.extend([
+            "--label",
+            "com.docker.compose.project=home",
+            "--label",
+            &label,
+            "--health-cmd",
+            "wget -q -O- http://127.0.0.1/ || exit 1",
+            "--health-interval=0",
+            "--health-retries=1",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; echo ready; echo 'a warning' >&2; httpd -f -p 80 -h /www & wait",
+        ]);
+        podman.ok(&args);
+    }
+    podman.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "backup",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo done; exit 3",
+    ]);
+    podman.ok(&["healthcheck", "run", "web"]);
+    let socket = podman.socket();
+    let hub = spawn_hub_with(move |c| {
+        c.containers = lookout_hub::config::ContainerEngine::Socket(socket.clone());
+    })
+    .await;
+
+    // The scan page: the Compose project's two containers together, the
+    // lone one apart, each with its state, image and ports.
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    c.goto(&hub.url("/scan")).await.unwrap();
+    wait_text(
+        c,
+        "table[data-project='home'] tr[data-container='web']",
+        |t| t.contains("running · healthy") && t.contains("127.0.0.1:8080→80/tcp"),
+    )
+    .await;
+    wait_text(
+        c,
+        "table[data-project=''] tr[data-container='backup']",
+        |t| t.contains("exited (3)"),
+    )
+    .await;
+    screenshot(c, "containers-scan-desktop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    c.execute(
+        "document.getElementById('containers-title').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "containers-scan-phone").await;
+    c.set_window_size(1280, 900).await.unwrap();
+    dark_screenshot(&hub.url("/scan"), "containers-scan-dark");
+
+    // Added to the registry from its row: the form comes filled in.
+    c.goto(&hub.url("/scan")).await.unwrap();
+    let add = c
+        .find(Locator::Css("tr[data-container='web'] a.button"))
+        .await
+        .unwrap();
+    add.click().await.unwrap();
+    wait_path(c, |p| p.starts_with("/services/new?")).await;
+    // The published port lives in the engine's own network namespace here,
+    // out of the hub's reach: no URL to check, the container's state says.
+    let url = c
+        .find(Locator::Css("input[name='base_url']"))
+        .await
+        .unwrap();
+    assert_eq!(
+        url.prop("value").await.unwrap().unwrap_or_default(),
+        "http://127.0.0.1:8080"
+    );
+    url.clear().await.unwrap();
+    let name = c
+        .find(Locator::Css("input[name='name']"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(name, "web");
+    c.find(Locator::Css("form button[type='submit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(c, |p| p == "/?notice=created").await;
+    let listed = hub.get_json("/api/services").await;
+    let id = listed
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["name"] == "web"))
+        .and_then(|s| s["id"].as_i64())
+        .unwrap();
+    let path = format!("/services/{id}");
+
+    // Its page: the container's facts, its log, its buttons.
+    c.goto(&hub.url(&path)).await.unwrap();
+    wait_text(c, "#container-state", |t| {
+        t.starts_with("running · healthy")
+    })
+    .await;
+    wait_text(c, "#container-compose", |t| t == "home / web").await;
+    wait_text(c, "#container-log", |t| {
+        t.contains("ready") && t.contains("a warning")
+    })
+    .await;
+    screenshot(c, "container-page-desktop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    c.execute(
+        "document.getElementById('container').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(c, "container-page-phone").await;
+    c.set_window_size(1280, 900).await.unwrap();
+    dark_screenshot(&hub.url(&path), "container-page-dark");
+
+    // Stopped and started from the page.
+    click(c, "container-stop").await;
+    wait_path(c, |p| p == path).await;
+    wait_text(c, "#container-state", |t| t.starts_with("exited")).await;
+    click(c, "container-start").await;
+    wait_path(c, |p| p == path).await;
+    wait_text(c, "#container-state", |t| t.starts_with("running")).await;
+
+    // A failing health check shows with its output.
+    podman.ok(&["exec", "web", "rm", "/www/index.html"]);
+    let _ = podman.run(&["healthcheck", "run", "web"]);
+    hub.wait_for_service(id, DEADLINE, |s| s["container"]["health"] == "unhealthy")
+        .await;
+    c.goto(&hub.url(&path)).await.unwrap();
+    wait_text(c, "#container-health-output", |t| t.contains("404")).await;
+    screenshot(c, "container-page-unhealthy").await;
+
+    // The dashboard grouped by Compose project.
+    c.goto(&hub.url("/?group=compose")).await.unwrap();
+    wait_text(c, "tbody[data-compose='home']", |t| t.contains("web")).await;
+    screenshot(c, "containers-dashboard-desktop").await;
+    browser.close().await;
+}

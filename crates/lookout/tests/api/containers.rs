@@ -321,4 +321,85 @@ async fn an_agent_reports_its_hosts_containers() {
     assert!(page.contains("Containers on this host"), "{page}");
     assert!(page.contains("data-container=\"web\"") && page.contains("Compose project"));
     assert!(page.contains("127.0.0.1:18080→80/tcp"));
+
+    // From the shell: `lookout containers` lists them by project.
+    let bin = env!("CARGO_BIN_EXE_lookout");
+    let out = std::process::Command::new(bin)
+        .args(["containers", "--containers"])
+        .arg(podman.socket())
+        .output()
+        .expect("lookout containers");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let web_line = table
+        .lines()
+        .find(|l| l.contains(" web "))
+        .unwrap_or_default();
+    assert!(
+        web_line.starts_with("home") && web_line.contains("127.0.0.1:18080→80/tcp"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("worker") && l.contains("exited")),
+        "{table}"
+    );
+    let out = std::process::Command::new(bin)
+        .args(["containers", "--json", "--containers"])
+        .arg(podman.socket())
+        .output()
+        .expect("lookout containers --json");
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed[0]["name"], "web");
+    // A socket nobody serves: one line naming it, and a failing exit.
+    let out = std::process::Command::new(bin)
+        .args(["containers", "--containers", "/nonexistent/engine.sock"])
+        .output()
+        .expect("lookout containers");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(said.trim_end().lines().count(), 1, "{said}");
+    assert!(said.contains("/nonexistent/engine.sock"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn self_healing_restarts_a_stopped_container() {
+    let podman = Podman::start();
+    run_worker(&podman);
+    let hub = hub_on(&podman).await;
+    wait_for_container(&hub, "worker", Duration::from_secs(10), |c| !c.is_null()).await;
+    let created = hub
+        .create_service(json!({
+            "name": "worker",
+            "check_interval_secs": 1,
+            "heal": {"after": 1, "max_per_hour": 3},
+        }))
+        .await;
+    let id = created["id"].as_i64().expect("id");
+    hub.wait_for_service(id, Duration::from_secs(5), |s| s["state"] == "OK")
+        .await;
+    // Stopped on the host: the healer restarts it through the same door as
+    // a person's button, and the audit log names it.
+    podman.ok(&["stop", "--time", "5", "worker"]);
+    hub.wait_for_service(id, Duration::from_secs(5), |s| s["state"] == "FAILURE")
+        .await;
+    let s = hub
+        .wait_for_service(id, Duration::from_secs(10), |s| s["state"] == "OK")
+        .await;
+    assert_eq!(s["container"]["state"], "running", "{s}");
+    let audit = hub.get_json("/api/v1/audit").await;
+    let entry = audit
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|e| e["action"] == "container.restart")
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no restart audited: {audit}"));
+    assert_eq!(entry["actor"], "self-healing", "{entry}");
 }

@@ -326,8 +326,10 @@ async fn schemathesis_run(
 }
 
 /// The systemd operations on a hub on a real user manager; the others on a
-/// hub without systemd, so that the test kit's one sandbox (which every
-/// systemd test waits for) is held only for the operations that need it.
+/// hub without systemd but with a real container engine (with a running
+/// container, for the container routes), so that the test kit's one
+/// sandbox (which every systemd test waits for) is held only for the
+/// operations that need it.
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let (systemd_said, systemd_tested) = {
@@ -337,7 +339,22 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         assert_eq!(hub.post("/api/scan").await.status(), 200);
         schemathesis_run(&hub, ["--include-tag", "systemd"]).await
     };
-    let hub = lookout_testkit::spawn_hub().await;
+    let podman = lookout_testkit::Podman::start();
+    podman.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        lookout_testkit::podman::IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; echo up; sleep 1000 & wait",
+    ]);
+    let socket = podman.socket();
+    let hub = lookout_testkit::spawn_hub_with(move |c| {
+        c.containers = lookout_hub::config::ContainerEngine::Socket(socket.clone());
+    })
+    .await;
     let (said, tested) = schemathesis_run(&hub, ["--exclude-tag", "systemd"]).await;
     // Every operation was exercised, but the three streams and the document
     // itself (schemathesis leaves the schema it reads alone).
