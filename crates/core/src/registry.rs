@@ -1337,13 +1337,23 @@ impl Registry {
         now: DateTime<Utc>,
     ) -> Result<Vec<StatusEventView>, StoreError> {
         let (services, changes) = self.store.set_unit_state(unit, state, now).await?;
+        Ok(self.keep_changed(services, changes))
+    }
+
+    /// Takes services a write changed into memory and publishes their
+    /// status changes and updates; the changes.
+    fn keep_changed(
+        &self,
+        services: Vec<Service>,
+        changes: Vec<StatusEventView>,
+    ) -> Vec<StatusEventView> {
         let ids: Vec<i64> = services.iter().map(|s| s.id).collect();
         self.keep(services);
         self.announce(changes.clone());
         for id in ids {
             self.events.publish(self.updated(id));
         }
-        Ok(changes)
+        changes
     }
 
     /// Records the engine's containers (a container scan).
@@ -1366,13 +1376,7 @@ impl Registry {
         now: DateTime<Utc>,
     ) -> Result<Vec<StatusEventView>, StoreError> {
         let (services, changes) = self.store.set_container_state(container, now).await?;
-        let ids: Vec<i64> = services.iter().map(|s| s.id).collect();
-        self.keep(services);
-        self.announce(changes.clone());
-        for id in ids {
-            self.events.publish(self.updated(id));
-        }
-        Ok(changes)
+        Ok(self.keep_changed(services, changes))
     }
 
     /// The service of a container, by container name.

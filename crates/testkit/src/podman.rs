@@ -24,7 +24,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::systemd::poll;
 
 /// The image every test container runs: busybox with `sh`, `httpd`,
 /// `wget`, `sleep` and friends.
@@ -38,18 +40,6 @@ const APPLETS: &[&str] = &[
 pub struct Podman {
     service: Child,
     dir: tempfile::TempDir,
-}
-
-#[allow(clippy::disallowed_methods)] // Waiting on another process's state, with a deadline.
-fn poll(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + deadline;
-    while Instant::now() < until {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    done()
 }
 
 impl Podman {

@@ -37,8 +37,10 @@ echo $! >"$1/systemd.pid"
 wait
 "#;
 
+/// Calls `done` every 50 ms until it says yes or `deadline` passes; its
+/// last answer.
 #[allow(clippy::disallowed_methods)] // Waiting on another process's state, with a deadline.
-fn poll(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn poll(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + deadline;
     while Instant::now() < until {
         if done() {

@@ -180,15 +180,8 @@ pub async fn control(
             AuditOutcome::Failed,
         ),
     };
-    state
-        .auth
-        .audit(
-            Some(&actor.who.username),
-            audit_name(action),
-            Some(target),
-            actor.client,
-            outcome,
-        )
+    actor
+        .audit(state, audit_name(action), target, outcome)
         .await;
     result
 }

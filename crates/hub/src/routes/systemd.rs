@@ -183,6 +183,28 @@ pub struct Actor<'a> {
     pub client: &'a Client,
 }
 
+impl Actor<'_> {
+    /// Records what this actor asked for and how it went in the audit log.
+    pub async fn audit(
+        &self,
+        state: &AppState,
+        action: &'static str,
+        target: String,
+        outcome: AuditOutcome,
+    ) {
+        state
+            .auth
+            .audit(
+                Some(&self.who.username),
+                action,
+                Some(target),
+                self.client,
+                outcome,
+            )
+            .await;
+    }
+}
+
 fn audit_name(action: Action) -> &'static str {
     match action {
         Action::Start => "unit.start",
@@ -254,15 +276,8 @@ pub async fn control(
             AuditOutcome::Failed,
         ),
     };
-    state
-        .auth
-        .audit(
-            Some(&actor.who.username),
-            audit_name(action),
-            Some(target),
-            actor.client,
-            outcome,
-        )
+    actor
+        .audit(state, audit_name(action), target, outcome)
         .await;
     result.map(Controlled::Unit)
 }
@@ -464,17 +479,15 @@ pub async fn install(
             AuditOutcome::Failed,
         ),
     };
-    state
-        .auth
+    actor
         .audit(
-            Some(&actor.who.username),
+            state,
             if enable {
                 "unit.enable"
             } else {
                 "unit.disable"
             },
-            Some(target),
-            actor.client,
+            target,
             outcome,
         )
         .await;
@@ -914,16 +927,7 @@ async fn audit_app<T>(
             AuditOutcome::Failed,
         ),
     };
-    state
-        .auth
-        .audit(
-            Some(&actor.who.username),
-            action,
-            Some(target),
-            actor.client,
-            outcome,
-        )
-        .await;
+    actor.audit(state, action, target, outcome).await;
 }
 
 /// Makes systemd read its unit files again, on the shared connection.

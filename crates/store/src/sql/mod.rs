@@ -669,6 +669,24 @@ async fn reconcile_full(
 
 /// Like [`reconcile_full`], also returning the service as it now stands
 /// (what was read, with the status written), so that nothing reads it back.
+/// [`reconcile_service`] of each of `ids`: the services as they now stand
+/// and the status changes made.
+async fn reconcile_services(
+    conn: &mut sqlx::AnyConnection,
+    ids: Vec<i64>,
+    now: DateTime<Utc>,
+    rules: StatusRules,
+) -> Result<(Vec<Service>, Vec<StatusEventView>), sqlx::Error> {
+    let (mut services, mut changes) = (Vec::new(), Vec::new());
+    for id in ids {
+        if let Some((service, reconciled)) = reconcile_service(conn, id, now, rules).await? {
+            services.push(service);
+            changes.extend(reconciled.change);
+        }
+    }
+    Ok((services, changes))
+}
+
 async fn reconcile_service(
     conn: &mut sqlx::AnyConnection,
     id: i64,
@@ -1634,17 +1652,9 @@ impl Store for SqlStore {
         .bind(unit)
         .fetch_all(&mut *tx)
         .await?;
-        let (mut services, mut changes) = (Vec::new(), Vec::new());
-        for id in ids {
-            if let Some((service, reconciled)) =
-                reconcile_service(&mut tx, id, now, self.rules).await?
-            {
-                services.push(service);
-                changes.extend(reconciled.change);
-            }
-        }
+        let done = reconcile_services(&mut tx, ids, now, self.rules).await?;
         tx.commit().await?;
-        Ok((services, changes))
+        Ok(done)
     }
 
     async fn apply_containers(
@@ -1749,17 +1759,9 @@ impl Store for SqlStore {
         .bind(&container.name)
         .fetch_all(&mut *tx)
         .await?;
-        let (mut services, mut changes) = (Vec::new(), Vec::new());
-        for id in ids {
-            if let Some((service, reconciled)) =
-                reconcile_service(&mut tx, id, now, self.rules).await?
-            {
-                services.push(service);
-                changes.extend(reconciled.change);
-            }
-        }
+        let done = reconcile_services(&mut tx, ids, now, self.rules).await?;
         tx.commit().await?;
-        Ok((services, changes))
+        Ok(done)
     }
 
     async fn set_waiting(
