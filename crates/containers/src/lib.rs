@@ -41,6 +41,9 @@ const REQUEST_TIMEOUT_SECS: u64 = 60;
 /// Seconds a container gets to stop on SIGTERM before it is killed.
 pub const STOP_TIMEOUT_SECS: i32 = 10;
 
+/// Containers inspected at once during a list.
+const INSPECT_AT_ONCE: usize = 16;
+
 /// At most this many log lines per request.
 pub const MAX_LOG_LINES: u32 = 10_000;
 
@@ -168,9 +171,16 @@ impl Engine {
             .filter_map(|s| s.names.as_ref()?.first())
             .map(|n| n.trim_start_matches('/').to_owned())
             .collect();
-        let inspected =
-            futures::future::join_all(names.iter().map(|name| self.inspect(name))).await;
-        let mut containers = Vec::with_capacity(names.len());
+        // A few at a time: an engine with hundreds of containers is not
+        // asked for all of them at once.
+        let inspected: Vec<_> = futures::stream::iter(names.into_iter().map(|name| {
+            let this = self.clone();
+            async move { this.inspect(&name).await }
+        }))
+        .buffered(INSPECT_AT_ONCE)
+        .collect()
+        .await;
+        let mut containers = Vec::with_capacity(inspected.len());
         for found in inspected {
             // One removed between the list and its inspection is gone.
             if let Some(c) = found? {

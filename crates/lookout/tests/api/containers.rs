@@ -137,6 +137,10 @@ async fn containers_are_found_followed_controlled_and_their_logs_shown() {
         .wait_for_service(id, Duration::from_secs(2), |s| s["state"] == "FAILURE")
         .await;
     assert!(stopped.elapsed() < Duration::from_secs(2));
+    eprintln!(
+        "stopped from outside: FAILURE after {:?}",
+        stopped.elapsed()
+    );
     assert_eq!(
         s["state_reason"], "the container is exited (exit code 0)",
         "{s}"

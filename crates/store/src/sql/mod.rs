@@ -1685,7 +1685,8 @@ impl Store for SqlStore {
             match existing {
                 Some(id) => {
                     sqlx::query(
-                        "UPDATE services SET container = $1, container_info = $2, last_scanned_at = $3,
+                        "UPDATE services SET container = $1, container_info = $2, container_state = $7,
+                            last_scanned_at = $3,
                             status = CASE WHEN status = 'configured' THEN status ELSE $4 END,
                             port = CASE WHEN status = 'configured' AND port IS NOT NULL THEN port ELSE $5 END
                          WHERE id = $6",
@@ -1696,6 +1697,7 @@ impl Store for SqlStore {
                     .bind(c.status.as_str())
                     .bind(c.port.map(i64::from))
                     .bind(id)
+                    .bind(&c.info.state)
                     .execute(&mut *tx)
                     .await?;
                     counts.updated += 1;
@@ -1704,8 +1706,8 @@ impl Store for SqlStore {
                 None => {
                     let id: Option<i64> = sqlx::query_scalar(
                         "INSERT INTO services (name, port, status, container, container_info,
-                            last_scanned_at, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                            container_state, last_scanned_at, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $9, $6, $7, $8)
                          ON CONFLICT DO NOTHING RETURNING id",
                     )
                     .bind(name)
@@ -1716,6 +1718,7 @@ impl Store for SqlStore {
                     .bind(now_ms)
                     .bind(now_ms)
                     .bind(now_ms)
+                    .bind(&c.info.state)
                     .fetch_optional(&mut *tx)
                     .await?;
                     if let Some(id) = id {
@@ -1730,10 +1733,12 @@ impl Store for SqlStore {
                 continue;
             }
             let gone = sqlx::query(
-                "UPDATE services SET container_info = $1 WHERE id = $2
-                   AND (container_info IS NULL OR container_info NOT LIKE '%\"state\":\"removed\"%')",
+                "UPDATE services SET container_info = $1, container_state = 'removed'
+                 WHERE id = $2 AND container_state IS DISTINCT FROM 'removed'",
             )
-            .bind(to_json(&lookout_proto::container::ContainerView::removed(name)))
+            .bind(to_json(&lookout_proto::container::ContainerView::removed(
+                name,
+            )))
             .bind(*id)
             .execute(&mut *tx)
             .await?;
@@ -1753,10 +1758,12 @@ impl Store for SqlStore {
     ) -> Result<(Vec<Service>, Vec<StatusEventView>), StoreError> {
         let mut tx = self.write_tx().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE services SET container_info = $1 WHERE container = $2 RETURNING id",
+            "UPDATE services SET container_info = $1, container_state = $3
+             WHERE container = $2 RETURNING id",
         )
         .bind(to_json(container))
         .bind(&container.name)
+        .bind(&container.state)
         .fetch_all(&mut *tx)
         .await?;
         let done = reconcile_services(&mut tx, ids, now, self.rules).await?;
@@ -1800,7 +1807,7 @@ impl Store for SqlStore {
     async fn delete_removed(&self) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "DELETE FROM services WHERE status != 'configured'
-               AND (systemd_state = 'removed' OR container_info LIKE '%\"state\":\"removed\"%')",
+               AND (systemd_state = 'removed' OR container_state = 'removed')",
         )
         .execute(&self.pool)
         .await?;
