@@ -155,7 +155,9 @@ impl From<crate::discovery::DiscoveryError> for ApiError {
         use crate::discovery::DiscoveryError;
         use lookout_systemd::Error as S;
         match e {
-            DiscoveryError::Disabled => ApiError::Unavailable(e.to_string()),
+            // Off is how this hub is set up, not a passing failure: there
+            // is no systemd here to answer for (as with containers off).
+            DiscoveryError::Disabled => ApiError::NotFound(e.to_string()),
             DiscoveryError::Store(e) => e.into(),
             DiscoveryError::Systemd(e) => match e {
                 S::NoSuchUnit(_) => ApiError::NotFound(e.to_string()),

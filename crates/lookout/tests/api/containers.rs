@@ -117,6 +117,26 @@ async fn containers_are_found_followed_controlled_and_their_logs_shown() {
     assert_eq!(worker["compose_service"], "worker");
     assert!(worker.get("health").is_none(), "{worker}");
 
+    // The engine's restarts are counted: a container that keeps failing is
+    // restarted twice by its policy, then stays down with its exit code.
+    podman.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "crasher",
+        "--restart",
+        "on-failure:2",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo crashing; exit 3",
+    ]);
+    let crasher = wait_for_container(&hub, "crasher", Duration::from_secs(10), |c| {
+        c["restarts"] == 2 && c["state"] == "exited"
+    })
+    .await;
+    assert_eq!(crasher["exit_code"], 3, "{crasher}");
+
     // Registered like a unit: a service of its name.
     let created = hub.create_service(json!({"name": "web"})).await;
     let id = created["id"].as_i64().expect("id");

@@ -112,11 +112,17 @@ async fn scan_page_says_plainly_when_systemd_is_off() {
         !html.contains("No unregistered service"),
         "no scan, no verdict"
     );
+    // Off is not a failure: a 404 naming the setting, not a 503.
     let r = hub.post("/api/scan").await;
-    assert_eq!(r.status(), 503);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["code"],
-        "service_unavailable"
+    assert_eq!(r.status(), 404);
+    let body = r.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(body["code"], "not_found");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--systemd none"),
+        "{body}"
     );
 }
 
