@@ -203,7 +203,8 @@ pub struct Options {
     pub containers: Option<std::path::PathBuf>,
     /// How often logs are looked at besides file events.
     pub poll: Duration,
-    /// What the hub may ask this agent to do: unit names, and `check:NAME`.
+    /// What the hub may ask this agent to do: unit names, `container:NAME`,
+    /// and `check:NAME`.
     /// Empty: nothing.
     pub allow: Vec<String>,
     /// More hubs sharing one database, tried in turn after the registered
@@ -223,6 +224,11 @@ impl Options {
 /// Checks an allow-list entry: a unit name, or `check:` and a check's name.
 pub fn parse_allowed(entry: &str) -> Result<String, String> {
     let entry = entry.trim();
+    if let Some(name) = entry.strip_prefix("container:") {
+        return lookout_proto::container::ContainerName::parse(name)
+            .map(|c| format!("container:{c}"))
+            .map_err(|e| format!("{entry:?}: a container name {e}"));
+    }
     match entry.strip_prefix("check:") {
         Some(name) => lookout_proto::check::CheckName::parse(name)
             .map(|_| entry.to_owned())
@@ -233,8 +239,51 @@ pub fn parse_allowed(entry: &str) -> Result<String, String> {
     }
 }
 
+/// Starts, stops or restarts a container of the host's engine.
+async fn perform_on_container(
+    engine: Option<&std::path::Path>,
+    action: ControlAction,
+    name: &str,
+) -> (bool, String) {
+    let Some(socket) = engine else {
+        return (
+            false,
+            "this agent has no container engine (--containers)".into(),
+        );
+    };
+    let name = match lookout_proto::container::ContainerName::parse(name) {
+        Ok(n) => n,
+        Err(e) => return (false, format!("a container name {e}")),
+    };
+    let what = match action {
+        ControlAction::Start => lookout_containers::Action::Start,
+        ControlAction::Stop => lookout_containers::Action::Stop,
+        _ => lookout_containers::Action::Restart,
+    };
+    let done = async {
+        lookout_containers::Engine::connect(socket)?
+            .control(&name, what)
+            .await
+    }
+    .await;
+    match done {
+        Ok(c) => (true, format!("container {}, now {}", name, c.state)),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
 /// Carries out a control request the allow-list permits.
-async fn perform(layout: &Layout, action: ControlAction, target: &str) -> (bool, String) {
+async fn perform(
+    layout: &Layout,
+    engine: Option<&std::path::Path>,
+    action: ControlAction,
+    target: &str,
+) -> (bool, String) {
+    if let Some(name) = target.strip_prefix("container:") {
+        if action != ControlAction::Run {
+            return perform_on_container(engine, action, name).await;
+        }
+    }
     if action == ControlAction::Run {
         let name = target.strip_prefix("check:").unwrap_or(target);
         return match crate::checks::run_now(layout, name).await {
@@ -603,8 +652,10 @@ async fn session(
                         } else {
                             tracing::info!(%requested_by, action = action.as_str(), %target, "control requested by the hub");
                             let (layout, done_tx) = (opts.layout.clone(), done_tx.clone());
+                            let engine = opts.containers.clone();
                             tokio::spawn(async move {
-                                let (ok, message) = perform(&layout, action, &target).await;
+                                let (ok, message) =
+                                    perform(&layout, engine.as_deref(), action, &target).await;
                                 let _ = done_tx
                                     .send(ControlResult { id, ok, refused: false, message })
                                     .await;

@@ -49,7 +49,7 @@ pub fn command() -> Command {
                         .long("allow-control")
                         .env("LOOKOUT_AGENT_ALLOW_CONTROL")
                         .value_name("LIST")
-                        .help("what the hub may ask of this host, comma-separated: unit names (start/stop/restart) and check:NAME (run now); default nothing"),
+                        .help("what the hub may ask of this host, comma-separated: unit names and container:NAME (start/stop/restart) and check:NAME (run now); default nothing"),
                 )
                 .arg(
                     Arg::new("hub")

@@ -388,9 +388,14 @@ pub async fn ask_agent(
     let target = f.text("target").unwrap_or_default();
     let valid = match action {
         Some(ControlAction::Run) => lookout_proto::check::CheckName::parse(&target).map(|_| ()),
-        Some(_) => lookout_systemd::UnitName::parse(&target)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        Some(_) => match target.strip_prefix("container:") {
+            Some(name) => lookout_proto::container::ContainerName::parse(name)
+                .map(|_| ())
+                .map_err(|e| format!("a container name {e}")),
+            None => lookout_systemd::UnitName::parse(&target)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        },
         None => Ok(()),
     };
     if let Err(e) = valid {

@@ -296,14 +296,21 @@ async fn an_agent_reports_its_hosts_containers() {
     );
     // No systemd answers this agent: its scan is the containers alone.
     let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"));
-    run.args(["agent", "run", "--user", "--containers"])
-        .arg(podman.socket())
-        .arg("--credentials")
-        .arg(&credentials)
-        .env("XDG_CONFIG_HOME", root.path().join("config"))
-        .env("XDG_STATE_HOME", root.path().join("state"))
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-        .env_remove("XDG_RUNTIME_DIR");
+    run.args([
+        "agent",
+        "run",
+        "--user",
+        "--allow-control",
+        "container:worker",
+    ])
+    .arg("--containers")
+    .arg(podman.socket())
+    .arg("--credentials")
+    .arg(&credentials)
+    .env("XDG_CONFIG_HOME", root.path().join("config"))
+    .env("XDG_STATE_HOME", root.path().join("state"))
+    .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+    .env_remove("XDG_RUNTIME_DIR");
     let agent = Agent::spawn(run, root.path());
     let server = wait_server(&hub, "box", |s| s["online"] == true).await;
     let id = server["id"].as_i64().expect("id");
@@ -340,6 +347,40 @@ async fn an_agent_reports_its_hosts_containers() {
         assert!(Instant::now() < until, "not followed: {detail}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The hub starts it again through the agent, which its allow-list
+    // permits, and nothing it does not name.
+    let r = hub
+        .post_json(
+            &format!("/api/v1/servers/{id}/control"),
+            &json!({"action": "start", "target": "container:worker"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.expect("json");
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(
+        podman.ok(&["inspect", "worker", "--format", "{{.State.Status}}"]),
+        "running"
+    );
+    let r = hub
+        .post_json(
+            &format!("/api/v1/servers/{id}/control"),
+            &json!({"action": "stop", "target": "container:web"}),
+        )
+        .await;
+    assert_eq!(r.status(), 403, "not in the allow-list");
+    let r = hub
+        .post_json(
+            &format!("/api/v1/servers/{id}/control"),
+            &json!({"action": "stop", "target": "container:-x"}),
+        )
+        .await;
+    assert_eq!(r.status(), 422, "checked at the hub first");
+    assert_eq!(
+        podman.ok(&["inspect", "web", "--format", "{{.State.Status}}"]),
+        "running"
+    );
+
     // The server's page shows them by Compose project.
     let page = hub.get_text(&format!("/servers/{id}")).await;
     assert!(page.contains("Containers on this host"), "{page}");
@@ -370,7 +411,7 @@ async fn an_agent_reports_its_hosts_containers() {
     assert!(
         table
             .lines()
-            .any(|l| l.contains("worker") && l.contains("exited")),
+            .any(|l| l.contains("worker") && l.contains("running")),
         "{table}"
     );
     let out = std::process::Command::new(bin)
