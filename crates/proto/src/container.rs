@@ -92,6 +92,19 @@ impl ContainerView {
             .or_else(|| tcp.iter().min().copied())
     }
 
+    /// How a page colours its state: `active` (running, not unhealthy),
+    /// `warning` (restarting, paused, or its health check starting),
+    /// `failed` (unhealthy, or not running) or `inactive`.
+    pub fn state_class(&self) -> &'static str {
+        match (self.state.as_str(), self.health.as_deref()) {
+            ("running", Some("unhealthy")) => "failed",
+            ("running", Some("starting")) | ("restarting" | "paused", _) => "warning",
+            ("running", _) => "active",
+            ("exited" | "dead" | "removed" | "created", _) => "failed",
+            _ => "inactive",
+        }
+    }
+
     /// The published ports as a person reads them (`127.0.0.1:8080→80/tcp`).
     pub fn ports_text(&self) -> String {
         self.ports
@@ -268,6 +281,25 @@ mod tests {
         );
         assert_eq!(facts("paused", None).verdict().unwrap().0, Status::Warning);
         assert_eq!(facts("removed", None).verdict().unwrap().0, Status::Failure);
+    }
+
+    #[test]
+    fn pages_colour_the_state_as_the_status_reads_it() {
+        let mut c = ContainerView::removed("web");
+        for (state, health, class) in [
+            ("running", None, "active"),
+            ("running", Some("healthy"), "active"),
+            ("running", Some("starting"), "warning"),
+            ("running", Some("unhealthy"), "failed"),
+            ("restarting", None, "warning"),
+            ("paused", None, "warning"),
+            ("exited", None, "failed"),
+            ("removed", None, "failed"),
+        ] {
+            c.state = state.into();
+            c.health = health.map(str::to_owned);
+            assert_eq!(c.state_class(), class, "{state} {health:?}");
+        }
     }
 
     #[test]
