@@ -457,14 +457,21 @@ async fn self_healing_restarts_a_stopped_container() {
         .wait_for_service(id, Duration::from_secs(10), |s| s["state"] == "OK")
         .await;
     assert_eq!(s["container"]["state"], "running", "{s}");
-    let audit = hub.get_json("/api/v1/audit").await;
-    let entry = audit
-        .as_array()
-        .and_then(|a| {
+    // The audit entry is written once the restart is done, so it may
+    // follow the new state by a moment.
+    let until = Instant::now() + Duration::from_secs(5);
+    let entry = loop {
+        let audit = hub.get_json("/api/v1/audit").await;
+        let found = audit.as_array().and_then(|a| {
             a.iter()
                 .find(|e| e["action"] == "container.restart")
                 .cloned()
-        })
-        .unwrap_or_else(|| panic!("no restart audited: {audit}"));
+        });
+        if let Some(entry) = found {
+            break entry;
+        }
+        assert!(Instant::now() < until, "no restart audited: {audit}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(entry["actor"], "self-healing", "{entry}");
 }
