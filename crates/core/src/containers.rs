@@ -188,12 +188,12 @@ impl Containers {
                     continue;
                 }
             }
-            let mut rescan = tokio::time::interval(scan_every.unwrap_or(Duration::MAX / 4));
-            rescan.tick().await;
+            let mut rescan = scan_every
+                .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    _ = rescan.tick(), if scan_every.is_some() => {
+                    Some(_) = tick(rescan.as_mut()) => {
                         if let Err(e) = self.scan(&registry, clock.now()).await {
                             tracing::warn!(error = %e, "cannot scan containers");
                         }
@@ -233,5 +233,13 @@ impl Containers {
         if let Err(e) = result {
             tracing::warn!(container = name, error = %e, "cannot record a container's change");
         }
+    }
+}
+
+/// The next tick of `interval`; never, without one.
+async fn tick(interval: Option<&mut tokio::time::Interval>) -> Option<tokio::time::Instant> {
+    match interval {
+        Some(i) => Some(i.tick().await),
+        None => std::future::pending().await,
     }
 }

@@ -92,6 +92,21 @@ impl ContainerView {
             .or_else(|| tcp.iter().min().copied())
     }
 
+    /// Its process is up: running, restarting or paused (what Stop and
+    /// Restart apply to).
+    pub fn up(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "restarting" | "paused")
+    }
+
+    /// Its state as a page shows it: `running · healthy`, `exited (3)`.
+    pub fn state_text(&self) -> String {
+        match (self.state.as_str(), self.health.as_deref(), self.exit_code) {
+            ("running", Some(h), _) => format!("running · {h}"),
+            ("exited", _, Some(code)) => format!("exited ({code})"),
+            (s, _, _) => s.to_owned(),
+        }
+    }
+
     /// How a page colours its state: `active` (running, not unhealthy),
     /// `warning` (restarting, paused, or its health check starting),
     /// `failed` (unhealthy, or not running) or `inactive`.
@@ -300,6 +315,15 @@ mod tests {
             c.health = health.map(str::to_owned);
             assert_eq!(c.state_class(), class, "{state} {health:?}");
         }
+        c.state = "exited".into();
+        c.exit_code = Some(3);
+        assert_eq!((c.state_text(), c.up()), ("exited (3)".to_owned(), false));
+        c.state = "running".into();
+        c.health = Some("healthy".into());
+        assert_eq!(
+            (c.state_text(), c.up()),
+            ("running · healthy".to_owned(), true)
+        );
     }
 
     #[test]

@@ -154,13 +154,17 @@ fn audit_name(action: Action) -> &'static str {
 /// container lookout itself runs in (its host name is the container's id)
 /// would cut the request's own answer off.
 fn refusal(container: &ContainerView, action: Action) -> Option<&'static str> {
-    let own = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| h.len() >= 12);
+    // Read once: it does not change while lookout runs.
+    static OWN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| h.len() >= 12)
+    });
     (action != Action::Start
         && !container.id.is_empty()
-        && own.is_some_and(|h| h.starts_with(&container.id)))
+        && own.as_deref().is_some_and(|h| h.starts_with(&container.id)))
     .then_some("lookout runs in it")
 }
 

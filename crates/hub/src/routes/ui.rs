@@ -501,7 +501,7 @@ async fn dashboard(
             }),
             systemd_state: match (&s.systemd_state, &s.container_info) {
                 (Some(state), _) => state.clone(),
-                (None, Some(c)) => c.state.clone(),
+                (None, Some(c)) => c.state_text(),
                 (None, None) => "unknown".into(),
             },
             state_class: match (&s.systemd_state, &s.container_info) {
@@ -1115,7 +1115,7 @@ struct ContainerSection {
 impl ContainerSection {
     async fn of(state: &AppState, service: &crate::store::Service) -> Option<Self> {
         let c = service.container_info.as_deref()?;
-        let running = matches!(c.state.as_str(), "running" | "restarting" | "paused");
+        let running = c.up();
         let actions = [
             (
                 lookout_systemd::Action::Start,
@@ -1152,13 +1152,7 @@ impl ContainerSection {
         Some(ContainerSection {
             name: c.name.clone(),
             image: c.image.clone(),
-            state: match c.health.as_deref() {
-                Some(h) if c.state == "running" => format!("running · {h}"),
-                _ => match c.exit_code {
-                    Some(code) if c.state == "exited" => format!("exited (code {code})"),
-                    _ => c.state.clone(),
-                },
-            },
+            state: c.state_text(),
             state_class: c.state_class(),
             since: c.started_at.filter(|_| running).map(Stamp),
             ports: c.ports_text(),
@@ -1492,13 +1486,9 @@ async fn container_groups(
         let row = ContainerRow {
             configured: entry.registry_status.as_deref() == Some("configured"),
             service_id: entry.service_id,
-            state: match (c.state.as_str(), c.health.as_deref(), c.exit_code) {
-                ("running", Some(h), _) => format!("running · {h}"),
-                ("exited", _, Some(code)) => format!("exited ({code})"),
-                (s, _, _) => s.to_owned(),
-            },
+            state: c.state_text(),
             state_class: c.state_class(),
-            running: matches!(c.state.as_str(), "running" | "restarting" | "paused"),
+            running: c.up(),
             image: c.image.clone(),
             ports: c.ports_text(),
             restarts: c.restarts,

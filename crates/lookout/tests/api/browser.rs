@@ -165,7 +165,7 @@ async fn the_dashboard_fits_a_phone_screen() {
 }
 
 /// The page fits the window's width: nothing scrolls sideways.
-async fn assert_no_sideways_scroll(client: &Client) {
+pub(crate) async fn assert_no_sideways_scroll(client: &Client) {
     let overflow = client
         .execute(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
@@ -286,7 +286,7 @@ async fn first_run_creates_the_admin_then_logout_and_login_in_chromium() {
 
 /// Saves what the browser shows as `target/screenshots/NAME.png`, for a
 /// person to look at.
-async fn screenshot(client: &Client, name: &str) {
+pub(crate) async fn screenshot(client: &Client, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     let png = client.screenshot().await.unwrap();
@@ -295,7 +295,7 @@ async fn screenshot(client: &Client, name: &str) {
 
 /// The page at `url` in dark mode, saved like [`screenshot`]'s (a second,
 /// one-shot Chromium: the driven one cannot switch its colour scheme).
-fn dark_screenshot(url: &str, name: &str) {
+pub(crate) fn dark_screenshot(url: &str, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     let profile = tempfile::tempdir().unwrap();
     let status = std::process::Command::new(lookout_testkit::browser::CHROMIUM)
@@ -2030,5 +2030,10 @@ async fn containers_on_the_scan_page_and_a_containers_service_page_in_chromium()
     c.goto(&hub.url("/?group=compose")).await.unwrap();
     wait_text(c, "tbody[data-compose='home']", |t| t.contains("web")).await;
     screenshot(c, "containers-dashboard-desktop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "containers-dashboard-phone").await;
+    c.set_window_size(1280, 900).await.unwrap();
+    dark_screenshot(&hub.url("/?group=compose"), "containers-dashboard-dark");
     browser.close().await;
 }

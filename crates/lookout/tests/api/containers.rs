@@ -386,6 +386,30 @@ async fn an_agent_reports_its_hosts_containers() {
     assert!(page.contains("Containers on this host"), "{page}");
     assert!(page.contains("data-container=\"web\"") && page.contains("Compose project"));
     assert!(page.contains("127.0.0.1:18080→80/tcp"));
+    // As a person sees it: desktop, phone, dark.
+    {
+        use super::browser::{assert_no_sideways_scroll, dark_screenshot, screenshot};
+        let browser = lookout_testkit::Browser::start().await;
+        let c = &browser.client;
+        c.goto(&hub.url(&format!("/servers/{id}")))
+            .await
+            .expect("goto");
+        screenshot(c, "containers-server-desktop").await;
+        c.set_window_size(390, 844).await.expect("size");
+        assert_no_sideways_scroll(c).await;
+        c.execute(
+            "document.querySelector('table.containers').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll");
+        screenshot(c, "containers-server-phone").await;
+        dark_screenshot(
+            &hub.url(&format!("/servers/{id}")),
+            "containers-server-dark",
+        );
+        browser.close().await;
+    }
 
     // From the shell: `lookout containers` lists them by project.
     let bin = env!("CARGO_BIN_EXE_lookout");
