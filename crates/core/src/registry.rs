@@ -142,7 +142,9 @@ impl Cursor {
     /// dot, the id.
     pub fn parse(text: &str) -> Option<Self> {
         let (name, id) = text.rsplit_once('.')?;
-        let name = String::from_utf8(hex::decode(name).ok()?).ok()?;
+        // A position in the order: any bytes name one (a name that is not
+        // UTF-8 is read as the nearest text).
+        let name = String::from_utf8_lossy(&hex::decode(name).ok()?).into_owned();
         Some(Self((name.to_lowercase(), name, id.parse().ok()?)))
     }
 }

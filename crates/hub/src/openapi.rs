@@ -7,10 +7,15 @@
 //! parameters and the shape of its answer, is declared here next to it.
 
 use axum::http::Method;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use lookout_proto::error::ErrorBody;
 use lookout_proto::service::{
     HealthCheckView, ScanResult, ServerView, ServiceView, StatusEventView, TimerView,
 };
+use lookout_proto::FieldError;
+use serde_json::Value;
 use utoipa::openapi::path::{
     Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
 };
@@ -45,6 +50,24 @@ use crate::routes::table::RouteInfo;
     crate::routes::containers::ContainerList,
     lookout_proto::container::ContainerView,
     crate::routes::metrics::TargetGroup,
+    crate::routes::users::LoginRequest,
+    crate::routes::users::RefreshRequest,
+    crate::routes::users::RegisterRequest,
+    crate::routes::users::NewUserRequest,
+    crate::routes::users::NewTokenRequest,
+    crate::routes::users::SettingsRequest,
+    crate::routes::users::TwoFactorOnRequest,
+    crate::routes::users::TwoFactorOffRequest,
+    crate::routes::notify::ChannelRequest,
+    crate::routes::heartbeat::HeartbeatRequest,
+    crate::routes::heartbeat::PushTokenRequest,
+    crate::routes::devices::DeviceRequest,
+    crate::routes::agents::RegisterServerRequest,
+    crate::routes::agents::ClaimRequest,
+    crate::routes::agents::ControlRequest,
+    crate::routes::status_pages::StatusPageRequest,
+    crate::routes::systemd::AppCreateRequest,
+    crate::routes::api::ConditionsRequest,
 )))]
 struct Schemas;
 
@@ -60,6 +83,8 @@ enum Answer {
     Object,
     /// `201` with a JSON object whose shape the summary describes.
     CreatedObject,
+    /// `201` with a JSON object when it made something, else `200`.
+    Upserted,
     /// `200` with an array of JSON objects.
     Objects,
     /// `204`, no body.
@@ -80,6 +105,10 @@ enum Takes {
     Count,
     /// An event id (never negative).
     EventId,
+    /// A whole number in this range.
+    Range(i64, i64),
+    /// Text of this form.
+    Pattern(&'static str),
 }
 
 /// The query of a ping on a push URL.
@@ -97,15 +126,10 @@ const PING_QUERY: &[(&str, Takes, &str)] = &[
     ),
     (
         "ping",
-        Takes::Text,
+        Takes::Pattern(r"^[0-9]{0,11}(\.[0-9]{1,6})?$"),
         "how long the job took, in milliseconds (empty: not said)",
     ),
 ];
-
-/// The fields of a status page.
-const STATUS_PAGE_BODY: &str = "slug (required: lowercase letters, digits, dashes), title \
-     (required), description, services (ids or names), tags (every service with one is \
-     shown), notice; at least one service or tag";
 
 /// What a route's `{id}` is.
 #[derive(Clone, Copy)]
@@ -126,10 +150,8 @@ struct Doc {
     query: &'static [(&'static str, Takes, &'static str)],
     /// What `{id}` is, where the path has one.
     id: PathId,
-    /// Takes a JSON object body, described in words.
+    /// Takes a JSON object body: the name of its schema.
     body: Option<&'static str>,
-    /// The body is a service's writable fields (`name` required when true).
-    service_body: Option<bool>,
     /// The body may be left out (its fields have defaults).
     body_optional: bool,
     answer: Answer,
@@ -142,11 +164,21 @@ const fn doc(summary: &'static str, tag: &'static str, answer: Answer) -> Doc {
         query: &[],
         id: PathId::Row,
         body: None,
-        service_body: None,
         body_optional: false,
         answer,
     }
 }
+
+/// The kinds a service list filters by, and the empty filter.
+const KINDS_OR_ANY: [&str; crate::registry::KINDS.len() + 1] = {
+    let mut all = [""; crate::registry::KINDS.len() + 1];
+    let mut i = 0;
+    while i < crate::registry::KINDS.len() {
+        all[i] = crate::registry::KINDS[i];
+        i += 1;
+    }
+    all
+};
 
 const LIMIT: (&str, Takes, &str) = (
     "limit",
@@ -164,29 +196,37 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             query: &[
                 (
                     "status",
-                    Takes::Words(&["configured", "discovered", "raw", "all"]),
-                    "configured (default), discovered, raw or all",
+                    Takes::Words(&["configured", "discovered", "raw", "all", ""]),
+                    "configured (default), discovered, raw or all (empty: the default)",
                 ),
                 (
                     "state",
-                    Takes::Words(&["OK", "UPDATE", "WARNING", "FAILURE", "UNKNOWN"]),
-                    "only services in this state",
+                    Takes::Words(&["OK", "UPDATE", "WARNING", "FAILURE", "UNKNOWN", ""]),
+                    "only services in this state (any case; empty: any state)",
                 ),
                 ("q", Takes::Text, "only services whose name contains this (any case)"),
-                ("server", Takes::Text, "only the checks of this server (its id)"),
+                (
+                    "server",
+                    Takes::Pattern("^([1-9][0-9]{0,17})?$"),
+                    "only the checks of this server (its id; empty: any)",
+                ),
                 ("tag", Takes::Text, "only services with this tag (any case)"),
                 (
                     "kind",
-                    Takes::Words(crate::registry::KINDS),
-                    "only services watched this way: a check's kind, push, heartbeat, \
+                    Takes::Words(&KINDS_OR_ANY),
+                    "only services watched this way (empty: any): a check's kind, push, heartbeat, \
                      script (an agent's check script), systemd (a unit alone) or none",
                 ),
                 (
                     "limit",
-                    Takes::Text,
+                    Takes::Range(1, 1000),
                     "at most this many (1 to 1000); more pages are named by a Link: rel=\"next\" header",
                 ),
-                ("after", Takes::Text, "the cursor of a Link: rel=\"next\" header"),
+                (
+                    "after",
+                    Takes::Pattern(r"^([0-9a-fA-F]{2}){0,64}\.[0-9]{1,18}$"),
+                    "the cursor of a Link: rel=\"next\" header (with limit)",
+                ),
             ],
             ..doc(
                 "List services (ETag: If-None-Match answers 304 while nothing changed)",
@@ -195,19 +235,17 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             )
         },
         ("POST", "/api/services") => Doc {
-            body: Some("a service's fields; name is required"),
-            service_body: Some(true),
+            body: Some(NEW_SERVICE),
             ..doc("Register a service", "services", Created("ServiceView"))
         },
         ("GET", "/api/services/{id}") => doc("One service", "services", One("ServiceView")),
         ("PUT", "/api/services/{id}") => Doc {
-            body: Some("any of a service's fields; null removes an optional one"),
-            service_body: Some(false),
+            body: Some(SERVICE_CHANGE),
             ..doc("Change a service", "services", One("ServiceView"))
         },
         ("DELETE", "/api/services/{id}") => doc("Remove a service", "services", Empty),
         ("POST", "/api/conditions/check") => Doc {
-            body: Some("conditions: a list of conditions as a service takes them (strings, or {expr, on_fail})"),
+            body: Some("ConditionsRequest"),
             ..doc(
                 "Check conditions without saving them: their saved form ({conditions: [...]}), or a 422 naming each bad one",
                 "health",
@@ -357,7 +395,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             )
         },
         ("POST", "/api/apps") => Doc {
-            body: Some("name, command (argv), description, port, health_endpoint, environment, working_directory"),
+            body: Some("AppCreateRequest"),
             ..doc(
                 "Create a managed service: a unit file lookout writes and starts",
                 "systemd",
@@ -373,20 +411,18 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             )
         },
         ("POST", "/register") => Doc {
-            body: Some(
-                "name (required), ip, port, health_endpoint; an admin's token or a \
-                 heartbeat-scoped one",
-            ),
-            ..doc("Register or refresh a heartbeat service", "heartbeats", Object)
+            body: Some("HeartbeatRequest"),
+            ..doc(
+                "Register (201) or refresh (200) a heartbeat service",
+                "heartbeats",
+                Upserted,
+            )
         },
         ("GET", "/services") => doc("Heartbeat services", "heartbeats", Object),
         ("POST", "/refresh/{name}") => doc("Refresh a heartbeat", "heartbeats", Object),
         ("POST", "/refresh_all") => doc("Refresh every heartbeat", "heartbeats", Object),
         ("POST", "/api/services/{id}/push-token") => Doc {
-            body: Some(
-                "period_secs (default 86400), grace_secs (default 3600), or a cron schedule \
-                 (five fields, \"0 3 * * *\") with tz (an IANA zone, default UTC) instead of the period",
-            ),
+            body: Some("PushTokenRequest"),
             body_optional: true,
             ..doc(
                 "Create the service's push URL (the token is shown once)",
@@ -414,7 +450,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             doc("Status pages", "status pages", Many("StatusPageView"))
         }
         ("POST", "/api/status-pages") => Doc {
-            body: Some(STATUS_PAGE_BODY),
+            body: Some("StatusPageRequest"),
             ..doc(
                 "Add a public status page (shown at /status/{slug})",
                 "status pages",
@@ -425,7 +461,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             doc("One status page", "status pages", One("StatusPageView"))
         }
         ("PUT", "/api/status-pages/{id}") => Doc {
-            body: Some(STATUS_PAGE_BODY),
+            body: Some("StatusPageRequest"),
             ..doc("Replace a status page", "status pages", One("StatusPageView"))
         },
         ("DELETE", "/api/status-pages/{id}") => {
@@ -440,10 +476,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             doc("The caller's devices that get Web Push notifications", "notifications", Objects)
         }
         ("POST", "/api/v1/users/me/devices") => Doc {
-            body: Some(
-                "a browser's PushSubscription as toJSON() gives it: endpoint (an https URL), \
-                 keys {p256dh, auth}; device, a name (default: from the User-Agent)",
-            ),
+            body: Some("DeviceRequest"),
             ..doc("Notify a device of the caller's", "notifications", CreatedObject)
         },
         ("DELETE", "/api/v1/users/me/devices/{id}") => {
@@ -453,16 +486,11 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             doc("Notification channels", "notifications", Objects)
         }
         ("POST", "/api/notifications/channels") => Doc {
-            body: Some(
-                "name, kind (webhook, ntfy, gotify, discord, slack, email, mqtt, webpush), config, enabled",
-            ),
+            body: Some("ChannelRequest"),
             ..doc("Add a channel", "notifications", CreatedObject)
         },
         ("PUT", "/api/notifications/channels/{id}") => Doc {
-            body: Some(
-                "name, kind, config, enabled, as when added; a token, password or URL left out \
-                 (or sent back masked) is kept",
-            ),
+            body: Some("ChannelRequest"),
             ..doc("Edit a channel", "notifications", Object)
         },
         ("DELETE", "/api/notifications/channels/{id}") => {
@@ -476,7 +504,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             ..doc("Delivery log", "notifications", Objects)
         },
         ("POST", "/api/v1/agents/register") => Doc {
-            body: Some("name, labels, allow (control actions the host permits)"),
+            body: Some("RegisterServerRequest"),
             ..doc(
                 "Add a server: returns a one-time claim token for its agent",
                 "agents",
@@ -484,7 +512,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             )
         },
         ("POST", "/api/v1/agents/claim") => Doc {
-            body: Some("claim_token, hostname, public key material"),
+            body: Some("ClaimRequest"),
             ..doc("An agent claims its server", "agents", Object)
         },
         ("GET", "/api/v1/agent/connect") => {
@@ -499,25 +527,22 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             doc("Revoke a server's agent key", "agents", Object)
         }
         ("POST", "/api/v1/servers/{id}/control") => Doc {
-            body: Some("action (start, stop, restart, run_check), unit or check"),
+            body: Some("ControlRequest"),
             ..doc("Ask a server's agent to act", "agents", Object)
         },
         ("DELETE", "/api/v1/servers/{id}") => {
             doc("Remove a server and its checks", "agents", Empty)
         }
         ("POST", "/api/v1/users/login") => Doc {
-            body: Some(
-                "username, password, and code (the authenticator app's 6-digit code, or a \
-                 recovery code) for an account with two-factor sign-in",
-            ),
+            body: Some("LoginRequest"),
             ..doc("Log in: an access and a refresh token", "users", Object)
         },
         ("POST", "/api/v1/users/refresh") => Doc {
-            body: Some("refresh_token"),
+            body: Some("RefreshRequest"),
             ..doc("A new token pair", "users", Object)
         },
         ("POST", "/api/v1/users/register") => Doc {
-            body: Some("username, password (when self-registration is open)"),
+            body: Some("RegisterRequest"),
             ..doc("Create an account", "users", CreatedObject)
         },
         ("POST", "/api/v1/users/logout") => doc("End this login", "users", Empty),
@@ -534,7 +559,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             Object,
         ),
         ("POST", "/api/v1/users/me/two-factor") => Doc {
-            body: Some("secret (from .../two-factor/key), code (the app's code for it now)"),
+            body: Some("TwoFactorOnRequest"),
             ..doc(
                 "Turn two-factor sign-in on: the recovery codes, shown once",
                 "users",
@@ -542,24 +567,25 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
             )
         },
         ("POST", "/api/v1/users/me/two-factor/off") => Doc {
-            body: Some("code (the app's code now, or a recovery code)"),
+            body: Some("TwoFactorOffRequest"),
             ..doc("Turn two-factor sign-in off", "users", Empty)
         },
         ("GET", "/api/v1/users") => doc("Accounts", "users", Objects),
         ("POST", "/api/v1/users") => Doc {
-            body: Some("username, password, role (admin or viewer)"),
+            body: Some("NewUserRequest"),
             ..doc("Add an account", "users", CreatedObject)
         },
         ("DELETE", "/api/v1/users/{id}") => doc("Remove an account", "users", Empty),
         ("GET", "/api/v1/tokens") => Doc {
-            query: &[("all", Takes::Text, "true: every user's tokens (admins)")],
+            query: &[(
+                "all",
+                Takes::Words(&["true", "false"]),
+                "true: every user's tokens (admins)",
+            )],
             ..doc("Personal API tokens", "users", Objects)
         },
         ("POST", "/api/v1/tokens") => Doc {
-            body: Some(
-                "name, role (admin or viewer), scope (all, or heartbeat: a token that may only \
-                 POST /register, /refresh/{name} and /refresh_all), expires_in_days",
-            ),
+            body: Some("NewTokenRequest"),
             ..doc(
                 "Create a personal API token (shown once)",
                 "users",
@@ -573,7 +599,7 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         },
         ("GET", "/api/v1/settings") => doc("Hub settings", "users", Object),
         ("PUT", "/api/v1/settings") => Doc {
-            body: Some("registration (open or closed)"),
+            body: Some("SettingsRequest"),
             ..doc("Change hub settings", "users", Object)
         },
         ("GET", "/api/v1/prometheus/sd") => doc(
@@ -603,6 +629,129 @@ fn describe(method: &Method, path: &str) -> Option<Doc> {
         }
         _ => return None,
     })
+}
+
+/// The pattern every free-text string of the document carries: no NUL, which
+/// no value in lookout may hold (the request gate refuses it everywhere).
+const NO_NUL: &str = "^[^\\u0000]*$";
+
+/// Gives every string schema under `value` that has no pattern, enum or
+/// format of its own the [`NO_NUL`] pattern.
+fn forbid_nul(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let is_string = match map.get("type") {
+                Some(Value::String(t)) => t == "string",
+                Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            if is_string
+                && !["pattern", "enum", "format", "const"]
+                    .iter()
+                    .any(|k| map.contains_key(*k))
+            {
+                map.insert("pattern".into(), Value::String(NO_NUL.into()));
+            }
+            for item in map.values_mut() {
+                forbid_nul(item);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(forbid_nul),
+        _ => {}
+    }
+}
+
+/// The component schemas, as the document serves them.
+fn components() -> Value {
+    let mut schemas =
+        serde_json::to_value(schemas().components.map(|c| c.schemas).unwrap_or_default())
+            .unwrap_or_default();
+    forbid_nul(&mut schemas);
+    schemas
+}
+
+/// A validator for each component schema, built once.
+static VALIDATORS: LazyLock<HashMap<String, jsonschema::Validator>> = LazyLock::new(|| {
+    let schemas = components();
+    let names: Vec<String> = schemas
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let root = serde_json::json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "components": { "schemas": schemas },
+                "$ref": format!("#/components/schemas/{name}"),
+            });
+            match jsonschema::validator_for(&root) {
+                Ok(v) => Some((name, v)),
+                Err(e) => {
+                    tracing::error!(schema = %name, error = %e, "a request schema does not compile");
+                    None
+                }
+            }
+        })
+        .collect()
+});
+
+/// `/tags/2` as the API names fields: `tags[2]`; the root is `body`.
+fn field_name(pointer: &str) -> String {
+    let mut out = String::new();
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if segment.bytes().all(|b| b.is_ascii_digit()) && !segment.is_empty() {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&segment);
+        }
+    }
+    if out.is_empty() {
+        "body".into()
+    } else {
+        out
+    }
+}
+
+/// What the document's schema `name` has to say about `body`: every
+/// violation, each naming its field (an unknown field and a missing one by
+/// their names); empty when it conforms.
+pub fn check_request(name: &str, body: &Value) -> Vec<FieldError> {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let Some(validator) = VALIDATORS.get(name) else {
+        tracing::error!(schema = %name, "a request type has no schema in the document");
+        return vec![FieldError::new("body", "cannot be checked")];
+    };
+    let mut problems: Vec<FieldError> = Vec::new();
+    for error in validator.iter_errors(body) {
+        let at = error.instance_path().as_str().to_owned();
+        let join = |key: &str| {
+            let parent = field_name(&at);
+            if parent == "body" {
+                key.to_owned()
+            } else {
+                format!("{parent}.{key}")
+            }
+        };
+        match error.kind() {
+            Kind::Required { property } => problems.push(FieldError::new(
+                join(property.as_str().unwrap_or_default()),
+                "is required",
+            )),
+            Kind::AdditionalProperties { unexpected } => {
+                for key in unexpected {
+                    problems.push(FieldError::new(join(key), "is not a known field"));
+                }
+            }
+            _ => problems.push(FieldError::new(field_name(&at), error.masked().to_string())),
+        }
+    }
+    problems.dedup_by(|a, b| a.field == b.field && a.message == b.message);
+    problems
 }
 
 fn component(name: &str) -> RefOr<Schema> {
@@ -638,7 +787,9 @@ fn path_parameter(name: &str, id: PathId) -> Parameter {
     let (schema, description) = match (name, id) {
         ("id", PathId::Row) => (integer().minimum(Some(1)), None),
         ("id", PathId::RowOrUnit) => (
-            text().min_length(Some(1)),
+            text().pattern(Some(
+                r"^[A-Za-z0-9:_.\\][A-Za-z0-9:_.\\-]{0,200}(@[A-Za-z0-9:_.\\-]{0,40})?$",
+            )),
             Some("a service's id, or a systemd unit name such as nginx.service"),
         ),
         ("id", PathId::AppName) => (
@@ -672,29 +823,80 @@ fn query_schema(takes: Takes) -> ObjectBuilder {
             .minimum(Some(1))
             .maximum(Some(crate::routes::extract::MAX_COUNT)),
         Takes::EventId => integer().minimum(Some(0)),
+        Takes::Range(low, high) => integer().minimum(Some(low)).maximum(Some(high)),
+        Takes::Pattern(pattern) => text().pattern(Some(pattern)),
     }
+}
+
+/// The schema of a service's creation and of its change.
+pub const NEW_SERVICE: &str = "NewService";
+pub const SERVICE_CHANGE: &str = "ServiceChange";
+
+/// The component schemas: the API's types, and the two service bodies
+/// built from what a service shows.
+fn schemas() -> OpenApi {
+    let mut api = Schemas::openapi();
+    let components = api.components.get_or_insert_with(Default::default);
+    let view = match components.schemas.get("ServiceView") {
+        Some(RefOr::T(schema)) => schema.clone(),
+        _ => any_object(),
+    };
+    components
+        .schemas
+        .insert(NEW_SERVICE.into(), RefOr::T(service_fields(&view, true)));
+    components.schemas.insert(
+        SERVICE_CHANGE.into(),
+        RefOr::T(service_fields(&view, false)),
+    );
+    api
+}
+
+/// `schema`, or `null` (which removes an optional field of a service).
+fn or_null(schema: RefOr<Schema>) -> RefOr<Schema> {
+    let any_of = utoipa::openapi::schema::AnyOfBuilder::new()
+        .item(schema)
+        .item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Null))
+                .build(),
+        )
+        .build();
+    RefOr::T(Schema::AnyOf(any_of))
 }
 
 /// The body of a service write: the fields `parse_fields` accepts
 /// (`WRITABLE_FIELDS`), each with the schema `ServiceView` shows it with
-/// (`url` is `base_url`; `status` is the reported state).
+/// (`url` is `base_url`; `status` is the reported state, or `configured`
+/// which leaves it alone), any of them `null` but `name`; the fields a
+/// service only shows are taken and ignored, so what `GET` gave can be
+/// sent back. Nothing else.
 fn service_fields(view: &Schema, create: bool) -> Schema {
     let shown = match view {
         Schema::Object(o) => Some(&o.properties),
         _ => None,
     };
-    let mut body = ObjectBuilder::new().schema_type(SchemaType::Type(Type::Object));
+    let mut body = ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Object))
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ));
     for field in lookout_proto::service::WRITABLE_FIELDS {
         let schema = match *field {
-            "status" | "reported_state" => Some(component("ReportedState")),
+            "status" => Some(
+                text()
+                    .enum_values(Some(["active", "inactive", "failed", "configured"]))
+                    .into(),
+            ),
+            "reported_state" => Some(component("ReportedState")),
             "url" => shown.and_then(|p| p.get("base_url").cloned()),
+            "port" => Some(integer().minimum(Some(1)).maximum(Some(65535)).into()),
             // Shown as ids; written as ids or names.
             "depends_on" => Some(
                 ArrayBuilder::new()
                     .items(
                         utoipa::openapi::schema::OneOfBuilder::new()
                             .item(integer().minimum(Some(1)))
-                            .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::String))),
+                            .item(text().min_length(Some(1))),
                     )
                     .description(Some("The services it depends on: ids or names."))
                     .build()
@@ -702,7 +904,21 @@ fn service_fields(view: &Schema, create: bool) -> Schema {
             ),
             f => shown.and_then(|p| p.get(f).cloned()),
         };
-        body = body.property(*field, schema.unwrap_or_else(|| RefOr::T(any_object())));
+        let schema = schema.unwrap_or_else(|| RefOr::T(any_object()));
+        let schema = if *field == "name" {
+            schema
+        } else {
+            or_null(schema)
+        };
+        body = body.property(*field, schema);
+    }
+    for field in lookout_proto::service::READ_ONLY_FIELDS {
+        body = body.property(
+            *field,
+            ObjectBuilder::new()
+                .schema_type(SchemaType::AnyValue)
+                .description(Some("Shown by the API; ignored when sent")),
+        );
     }
     if create {
         body = body.required("name");
@@ -710,7 +926,7 @@ fn service_fields(view: &Schema, create: bool) -> Schema {
     body.build().into()
 }
 
-fn operation(route: &RouteInfo, doc: &Doc, view: &Schema, auth_required: bool) -> Operation {
+fn operation(route: &RouteInfo, doc: &Doc, auth_required: bool) -> Operation {
     let mut op = OperationBuilder::new()
         .summary(Some(doc.summary))
         .tag(doc.tag)
@@ -733,17 +949,14 @@ fn operation(route: &RouteInfo, doc: &Doc, view: &Schema, auth_required: bool) -
                 .schema(Some(schema)),
         );
     }
-    if let Some(fields) = doc.body {
-        let schema = match doc.service_body {
-            Some(create) => service_fields(view, create),
-            None => any_object(),
-        };
+    if let Some(schema) = doc.body {
         op = op.request_body(Some(
             RequestBodyBuilder::new()
-                .description(Some(format!(
-                    "A JSON object: {fields}. Unknown fields are refused."
-                )))
-                .content("application/json", json(schema))
+                .description(Some(
+                    "A JSON object; a field the schema does not name is refused, and every \
+                     offending field is named in one 422.",
+                ))
+                .content("application/json", json(component(schema)))
                 .required(Some(if doc.body_optional {
                     Required::False
                 } else {
@@ -760,7 +973,7 @@ fn operation(route: &RouteInfo, doc: &Doc, view: &Schema, auth_required: bool) -
         ),
         Answer::Created(name) => ("201", json_response(component(name))),
         Answer::Object => ("200", json_response(any_object())),
-        Answer::CreatedObject => ("201", json_response(any_object())),
+        Answer::CreatedObject | Answer::Upserted => ("201", json_response(any_object())),
         Answer::Objects => (
             "200",
             json_response(ArrayBuilder::new().items(RefOr::T(any_object())).build()),
@@ -789,12 +1002,11 @@ fn operation(route: &RouteInfo, doc: &Doc, view: &Schema, auth_required: bool) -
         )
         .content("application/json", json(component("ErrorBody")))
         .build();
-    op = op.responses(
-        ResponsesBuilder::new()
-            .response(status, response)
-            .response("default", refusal)
-            .build(),
-    );
+    let mut responses = ResponsesBuilder::new().response(status, response);
+    if matches!(doc.answer, Answer::Upserted) {
+        responses = responses.response("200", json_response(any_object()));
+    }
+    op = op.responses(responses.response("default", refusal).build());
     if route.rule.access != Access::Public {
         op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
         if !auth_required {
@@ -848,10 +1060,18 @@ pub fn undocumented(routes: &[RouteInfo]) -> Vec<String> {
         .collect()
 }
 
+/// The document as served: [`document`] with every free-text string's
+/// [`NO_NUL`] pattern, the schemas request bodies are checked against.
+pub fn document_json(routes: &[RouteInfo], auth_required: bool) -> Value {
+    let mut doc = serde_json::to_value(document(routes, auth_required)).unwrap_or_default();
+    forbid_nul(&mut doc);
+    doc
+}
+
 /// The whole document, for every API route of `routes` (pages are left out).
 /// The document of a hub whose sign-in is `auth_required` or off.
 pub fn document(routes: &[RouteInfo], auth_required: bool) -> OpenApi {
-    let mut api = Schemas::openapi();
+    let mut api = schemas();
     api.info.title = "lookout".into();
     api.info.version = env!("CARGO_PKG_VERSION").into();
     api.info.description = Some(
@@ -861,14 +1081,6 @@ pub fn document(routes: &[RouteInfo], auth_required: bool) -> OpenApi {
          a JSON ErrorBody with a 4xx status."
             .into(),
     );
-    let view = match api
-        .components
-        .as_ref()
-        .and_then(|c| c.schemas.get("ServiceView"))
-    {
-        Some(RefOr::T(schema)) => schema.clone(),
-        _ => any_object(),
-    };
     let mut paths = Paths::new();
     for route in routes.iter().filter(|r| !r.rule.page) {
         let (Some(doc), Some(method)) = (
@@ -877,7 +1089,7 @@ pub fn document(routes: &[RouteInfo], auth_required: bool) -> OpenApi {
         ) else {
             continue;
         };
-        let item = PathItem::new(method, operation(route, &doc, &view, auth_required));
+        let item = PathItem::new(method, operation(route, &doc, auth_required));
         match paths.paths.get_mut(&route.path) {
             Some(existing) => existing.merge_operations(item),
             None => {

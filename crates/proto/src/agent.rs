@@ -36,6 +36,7 @@ pub enum AgentMessage {
 
 /// What the hub may ask an agent to do, if the host allows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ControlAction {
     Start,

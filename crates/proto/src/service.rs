@@ -377,7 +377,7 @@ impl ServicePatch {
 /// Fields a client may send that are part of a service object as returned by the
 /// API but cannot be written. They are ignored so that a GET-modify-PUT round
 /// trip works.
-const READ_ONLY_FIELDS: &[&str] = &[
+pub const READ_ONLY_FIELDS: &[&str] = &[
     "id",
     "waiting_on",
     "heartbeat_ip",

@@ -11,7 +11,7 @@ use lookout_proto::service::ServiceName;
 use lookout_proto::FieldError;
 use serde_json::{json, Value};
 
-use super::extract::{count_param, Fields, JsonObject, PathId, QueryMap, ServiceId};
+use super::extract::{count_param, Checked, Fields, PathId, QueryMap, ServiceId};
 use super::table::Routes;
 use super::AppState;
 use crate::agents::server_view;
@@ -51,6 +51,41 @@ pub fn routes(r: Routes) -> Routes {
         )
         .delete("/v1/servers/{id}", Access::Admin, delete_server)
         .get("/services/{id}/results", Access::Viewer, results)
+}
+
+/// `POST /api/v1/agents/register`: a server to add.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterServerRequest {
+    /// The server's name, as its services are named.
+    #[schema(min_length = 1, max_length = 255)]
+    pub server_name: String,
+    /// At most 20 labels of 1 to 50 characters.
+    #[schema(max_items = 20)]
+    pub labels: Option<Vec<String>>,
+}
+
+/// `POST /api/v1/agents/claim`: an agent claims its server.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The one-time claim token `register` answered.
+    #[schema(min_length = 1, max_length = 256)]
+    pub claim_token: String,
+    /// The agent's host name.
+    #[schema(max_length = 253)]
+    pub hostname: Option<String>,
+}
+
+/// `POST /api/v1/servers/{id}/control`: what to ask the agent.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ControlRequest {
+    pub action: lookout_proto::agent::ControlAction,
+    /// A unit (nginx.service), a container (container:NAME) or, to run, a
+    /// check's name.
+    #[schema(min_length = 1, max_length = 255)]
+    pub target: String,
 }
 
 /// Reads `{server_name, labels}`; every problem at once.
@@ -141,7 +176,7 @@ async fn register(
     State(state): State<AppState>,
     Caller(who): Caller,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Checked(body, _): Checked<RegisterServerRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (name, labels) = parse_register(&body)?;
     let created = provision(&state, name.clone(), labels).await?;
@@ -165,7 +200,7 @@ async fn register(
 async fn claim(
     State(state): State<AppState>,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Checked(body, _): Checked<ClaimRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut f = Fields::new(&body, &["claim_token", "hostname"]);
     let claim_token = f.required("claim_token");
@@ -360,7 +395,7 @@ async fn control(
     Caller(who): Caller,
     Remote(client): Remote,
     PathId(id): PathId,
-    JsonObject(body): JsonObject,
+    Checked(body, _): Checked<ControlRequest>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(ask_agent(&state, &who, &client, id, &body).await?))
 }

@@ -9,7 +9,7 @@ use lookout_proto::service::{
 };
 use lookout_proto::FieldError;
 
-use super::extract::{JsonObject, QueryMap, ServiceId};
+use super::extract::{Checked, JsonObject, QueryMap, ServiceId};
 use super::table::Routes;
 use super::AppState;
 use crate::auth::guard::{Caller, Remote};
@@ -89,7 +89,7 @@ pub(crate) fn list_filter(
     };
     let server = match params.get("server").map(String::as_str) {
         None | Some("") => None,
-        Some(s) => s.parse::<i64>().ok().or_else(|| {
+        Some(s) => s.parse::<i64>().ok().filter(|id| *id > 0).or_else(|| {
             problems.push(FieldError::new("server", "must be a server id"));
             None
         }),
@@ -260,12 +260,11 @@ fn page_params(
             None
         }),
     };
-    if after.is_some() && limit.is_none() && problems.is_empty() {
-        problems.push(FieldError::new("limit", "is required with after"));
-    }
     if !problems.is_empty() {
         return Err(ApiError::BadRequest("invalid page".into(), problems));
     }
+    // A cursor alone pages by the largest page.
+    let limit = limit.or(after.as_ref().map(|_| MAX_PAGE));
     Ok(limit.map(|limit| (limit, after)))
 }
 
@@ -284,7 +283,7 @@ async fn create_service(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
-    let new = parse_new_service(&body).map_err(ApiError::Validation)?;
+    let new = both_passes(crate::openapi::NEW_SERVICE, &body, parse_new_service(&body))?;
     let service = state.create_service(&new).await?;
     let location = format!("/api/services/{}", service.id);
     Ok((
@@ -292,6 +291,33 @@ async fn create_service(
         [(header::LOCATION, location)],
         view_of(&state, &service),
     ))
+}
+
+/// A service body through the document's schema `schema` and the parser
+/// the forms share, every problem of both named once: the parser's words
+/// for a field it names, the schema's for the rest.
+fn both_passes<T>(
+    schema: &str,
+    body: &serde_json::Map<String, serde_json::Value>,
+    parsed: Result<T, Vec<FieldError>>,
+) -> Result<T, ApiError> {
+    let shape = crate::openapi::check_request(schema, &serde_json::Value::Object(body.clone()));
+    match parsed {
+        Ok(value) if shape.is_empty() => Ok(value),
+        Ok(_) => Err(ApiError::Validation(shape)),
+        Err(mut problems) => {
+            let named = |f: &FieldError| {
+                problems.iter().any(|p| {
+                    f.field == p.field
+                        || f.field.starts_with(&format!("{}.", p.field))
+                        || f.field.starts_with(&format!("{}[", p.field))
+                })
+            };
+            let rest: Vec<FieldError> = shape.into_iter().filter(|f| !named(f)).collect();
+            problems.extend(rest);
+            Err(ApiError::Validation(problems))
+        }
+    }
 }
 
 /// A service's JSON view: the bytes the registry keeps for it when they are
@@ -330,17 +356,21 @@ async fn get_service(
         .into_response())
 }
 
+/// `POST /api/conditions/check`: conditions as a service takes them.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionsRequest {
+    #[schema(max_items = 50)]
+    pub conditions: Vec<lookout_proto::condition::ConditionSpec>,
+}
+
 /// Checks conditions without saving anything, as the service form does
 /// while they are typed: their saved form, or a 422 naming each bad one
 /// (`conditions[i]`).
 async fn check_conditions(
-    JsonObject(body): JsonObject,
+    Checked(body, _): Checked<ConditionsRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut errors: Vec<FieldError> = body
-        .keys()
-        .filter(|k| *k != "conditions")
-        .map(|k| FieldError::new(k.clone(), "is not a field of this request"))
-        .collect();
+    let mut errors: Vec<FieldError> = Vec::new();
     let Some(conditions) = body.get("conditions") else {
         errors.push(FieldError::new("conditions", "is required"));
         return Err(ApiError::Validation(errors));
@@ -369,7 +399,11 @@ async fn update_service(
     ServiceId(id): ServiceId,
     JsonObject(body): JsonObject,
 ) -> Result<Json<ServiceView>, ApiError> {
-    let patch = parse_service_patch(&body).map_err(ApiError::Validation)?;
+    let patch = both_passes(
+        crate::openapi::SERVICE_CHANGE,
+        &body,
+        parse_service_patch(&body),
+    )?;
     let service = state
         .update_service(id, &patch)
         .await?

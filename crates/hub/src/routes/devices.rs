@@ -10,7 +10,7 @@ use axum::Json;
 use lookout_proto::FieldError;
 use serde_json::{json, Value};
 
-use super::extract::{JsonObject, PathText};
+use super::extract::{Checked, PathText};
 use super::table::Routes;
 use super::ui::{message, store_failure};
 use super::when::Stamp;
@@ -155,13 +155,41 @@ async fn list(
     Ok(Json(devices.iter().map(view).collect()))
 }
 
+/// `POST /api/v1/users/me/devices`: a browser's `PushSubscription.toJSON()`,
+/// with an optional name.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(non_snake_case, reason = "the browser's own field name")]
+pub struct DeviceRequest {
+    /// The push service's https URL.
+    #[schema(min_length = 1, max_length = 2048)]
+    pub endpoint: String,
+    pub keys: SubscriptionKeys,
+    /// When the browser says the subscription ends (ignored).
+    #[schema(value_type = Option<f64>)]
+    pub expirationTime: Option<f64>,
+    /// A name (default: from the User-Agent), 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
+    pub device: Option<String>,
+}
+
+/// A subscription's keys, base64url.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionKeys {
+    #[schema(min_length = 1, max_length = 256)]
+    pub p256dh: String,
+    #[schema(min_length = 1, max_length = 256)]
+    pub auth: String,
+}
+
 /// A browser's subscription, as `PushSubscription.toJSON()` gives it, with
 /// an optional `device` name (else one from the browser's `User-Agent`).
 async fn add(
     State(state): State<AppState>,
     Caller(who): Caller,
     headers: HeaderMap,
-    JsonObject(mut body): JsonObject,
+    Checked(mut body, _): Checked<DeviceRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut errors: Vec<FieldError> = body
         .keys()

@@ -24,7 +24,7 @@ pub fn routes(r: Routes) -> Routes {
     reason = "the document is plain data: strings, maps and numbers, which always serialise"
 )]
 fn build(auth_required: bool) -> String {
-    let document = crate::openapi::document(&super::route_table(), auth_required);
+    let document = crate::openapi::document_json(&super::route_table(), auth_required);
     serde_json::to_string_pretty(&document).expect("an OpenAPI document serialises")
 }
 

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::extract::{JsonObject, PathPair, PathText, QueryMap, ServiceId};
+use super::extract::{Checked, PathPair, PathText, QueryMap, ServiceId};
 use super::table::Routes;
 use super::AppState;
 use crate::auth::client::Client;
@@ -104,9 +104,40 @@ fn parse_ip(raw: &str) -> Result<String, String> {
     }
 }
 
+/// `POST /register`: a heartbeat service.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The service's name.
+    #[schema(min_length = 1, max_length = 255)]
+    pub name: String,
+    /// Its IP address or host name.
+    #[schema(min_length = 1, max_length = 253)]
+    pub ip: String,
+}
+
+/// `POST /api/services/{id}/push-token`: when pings are due. Every field
+/// has a default, and the body may be left out.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushTokenRequest {
+    /// Seconds between pings (default 86400).
+    #[schema(minimum = 60, maximum = 31536000)]
+    pub period_secs: Option<u64>,
+    /// Seconds a late ping is waited for (default 3600).
+    #[schema(minimum = 60, maximum = 31536000)]
+    pub grace_secs: Option<u64>,
+    /// A cron schedule (five fields, "0 3 * * *") instead of the period.
+    #[schema(max_length = 200)]
+    pub schedule: Option<String>,
+    /// The schedule's IANA time zone (default UTC).
+    #[schema(max_length = 64)]
+    pub tz: Option<String>,
+}
+
 async fn register(
     State(state): State<AppState>,
-    JsonObject(body): JsonObject,
+    Checked(body, _): Checked<HeartbeatRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut errors = Vec::new();
     for key in body
@@ -334,11 +365,11 @@ async fn create_push_token(
             Err(e) => return Err(ApiError::MalformedJson(e.to_string())),
         }
     };
-    let mut errors: Vec<FieldError> = body
-        .keys()
-        .filter(|k| !["period_secs", "grace_secs", "schedule", "tz"].contains(&k.as_str()))
-        .map(|k| FieldError::new(k.clone(), "is not a push setting"))
-        .collect();
+    let mut errors =
+        crate::openapi::check_request("PushTokenRequest", &Value::Object(body.clone()));
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
     let period = seconds(&body, "period_secs", 86_400, &mut errors);
     let grace = seconds(&body, "grace_secs", 3600, &mut errors);
     let text = super::extract::optional_text;

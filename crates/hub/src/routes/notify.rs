@@ -9,7 +9,7 @@ use lookout_proto::service::kind as json_kind;
 use lookout_proto::FieldError;
 use serde_json::{json, Value};
 
-use super::extract::JsonObject;
+use super::extract::Checked;
 use super::extract::{PathText, QueryMap};
 use super::table::Routes;
 use super::AppState;
@@ -54,6 +54,37 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiErro
             .map(view)
             .collect(),
     ))
+}
+
+/// The kinds of channel, as requests name them.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKindName {
+    Webhook,
+    Ntfy,
+    Gotify,
+    Discord,
+    Slack,
+    Email,
+    Mqtt,
+    Webpush,
+}
+
+/// `POST /api/notifications/channels` and `PUT .../{id}`: a channel.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRequest {
+    /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    pub kind: ChannelKindName,
+    /// The kind's settings (a webhook's url, an e-mail channel's server and
+    /// addresses, ...); on an edit, a secret left out or sent back masked is
+    /// kept.
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Map<String, Value>>,
+    /// true when left out.
+    pub enabled: Option<bool>,
 }
 
 /// A validated request to create a channel: name, kind, config, enabled.
@@ -131,7 +162,7 @@ pub fn parse_channel(body: &serde_json::Map<String, Value>) -> Result<NewChannel
 
 async fn create(
     State(state): State<AppState>,
-    JsonObject(body): JsonObject,
+    Checked(body, _): Checked<ChannelRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (name, kind, config, enabled) = parse_channel(&body).map_err(ApiError::Validation)?;
     let channel = state
@@ -184,7 +215,7 @@ pub async fn edit_channel(
 async fn replace(
     State(state): State<AppState>,
     PathText(id): PathText,
-    JsonObject(body): JsonObject,
+    Checked(body, _): Checked<ChannelRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let id = channel_id(&id)?;
     Ok(Json(view(&edit_channel(&state, id, body).await?)))

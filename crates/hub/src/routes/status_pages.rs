@@ -21,7 +21,7 @@ use lookout_proto::status_page::{parse_status_page, StatusPageSpec, StatusPageVi
 use lookout_proto::FieldError;
 use serde_json::{Map, Value};
 
-use super::extract::{JsonObject, PathText};
+use super::extract::{Checked, PathText};
 use super::table::Routes;
 use super::ui::{bad_form, message, render, store_failure, FormResult};
 use super::when::stamp;
@@ -626,9 +626,42 @@ async fn one(
         .ok_or_else(|| no_page(id))
 }
 
+/// A service a request names: its id or its name.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ServiceRef {
+    Id(i64),
+    Name(String),
+}
+
+/// `POST /api/status-pages` and `PUT .../{id}`: a public status page. At
+/// least one service or tag.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageRequest {
+    /// Its address, /status/SLUG: 1 to 64 lowercase letters, digits and
+    /// dashes (not "badge" or "new").
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
+    pub slug: String,
+    /// One line of at most 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
+    pub title: String,
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    /// The services shown, by id or name.
+    #[schema(max_items = 500)]
+    pub services: Option<Vec<ServiceRef>>,
+    /// Every service with one of these tags is shown too (at most 20).
+    #[schema(max_items = 20)]
+    pub tags: Option<Vec<String>>,
+    /// A notice shown above the services.
+    #[schema(max_length = 1000)]
+    pub notice: Option<String>,
+}
+
 async fn create(
     State(state): State<AppState>,
-    JsonObject(body): JsonObject,
+    Checked(body, _): Checked<StatusPageRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let page = save(&state, None, &body).await?;
     let location = format!("/api/status-pages/{}", page.id);
@@ -642,7 +675,7 @@ async fn create(
 async fn replace(
     State(state): State<AppState>,
     PathText(id): PathText,
-    JsonObject(body): JsonObject,
+    Checked(body, _): Checked<StatusPageRequest>,
 ) -> Result<Json<StatusPageView>, ApiError> {
     let id = page_id(&id)?;
     Ok(Json(save(&state, Some(id), &body).await?))

@@ -15,7 +15,7 @@ use lookout_systemd::{Action, LogEntry, UnitName, UnitStatus};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::extract::JsonObject;
+use super::extract::Checked;
 use super::extract::{PathText, QueryMap};
 use super::table::Routes;
 use super::AppState;
@@ -146,10 +146,8 @@ pub async fn resolve(state: &AppState, raw: &str) -> Result<UnitTarget, ApiError
                     .filter(|u| u.kind() == "service")
             })
             .ok_or_else(|| {
-                ApiError::Validation(vec![FieldError::new(
-                    "id",
-                    format!("service {:?} is not a systemd unit", service.name),
-                )])
+                // The service is there; the unit asked for is not.
+                ApiError::NotFound(format!("service {:?} has no systemd unit", service.name))
             })?;
         return Ok(UnitTarget {
             unit,
@@ -892,13 +890,44 @@ fn parse_app(body: &Map<String, Value>) -> Result<AppRequest, Vec<FieldError>> {
     }
 }
 
+/// `POST /api/apps`: a command to run as a systemd service lookout writes.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppCreateRequest {
+    /// Its unit is lookout-app-NAME.service.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
+    pub name: String,
+    /// The argv to run, such as ["/usr/bin/python3", "app.py"].
+    #[schema(min_items = 1, max_items = 256)]
+    pub command: Vec<String>,
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    /// An absolute path.
+    #[schema(max_length = 4096)]
+    pub working_directory: Option<String>,
+    /// Environment variables, by name.
+    pub environment: Option<std::collections::BTreeMap<String, String>>,
+    /// The port it listens on (checked at /health_endpoint).
+    #[schema(minimum = 1, maximum = 65535)]
+    pub port: Option<u16>,
+    #[schema(max_length = 2048)]
+    pub health_endpoint: Option<String>,
+    #[schema(minimum = 1)]
+    pub check_interval_secs: Option<u64>,
+    #[schema(minimum = 1)]
+    pub check_timeout_ms: Option<u64>,
+    pub start_period_secs: Option<u64>,
+    /// Start it now (default true).
+    pub start: Option<bool>,
+}
+
 /// Registers a command as a systemd service that lookout wrote, then (by
 /// default) starts it. Nothing is left behind when a step fails.
 async fn create_app(
     State(state): State<AppState>,
     Caller(who): Caller,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Checked(body, _): Checked<AppCreateRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let app = parse_app(&body).map_err(ApiError::Validation)?;
     let actor = Actor {

@@ -29,8 +29,10 @@ use crate::store::{Service, StoreError};
 pub fn routes(r: Routes) -> Routes {
     r.get("/", Access::Viewer, dashboard)
         .get("/scan", Access::Viewer, scan_page)
-        .post("/services", Access::Admin, create_from_form)
+        // The form posts where it is shown: `/services` is the heartbeat
+        // API's list.
         .get("/services/new", Access::Viewer, new_form)
+        .post("/services/new", Access::Admin, create_from_form)
         .get("/services/{id}", Access::Viewer, detail_page)
         .get("/services/{id}/edit", Access::Viewer, edit_form)
         .post("/services/{id}/edit", Access::Admin, update_from_form)
@@ -2639,7 +2641,7 @@ async fn new_form(
         StatusCode::OK,
         &form_page(
             "Add a service".into(),
-            "/services".into(),
+            "/services/new".into(),
             "Add service",
             &prefill,
             &[],
@@ -2847,7 +2849,7 @@ async fn create_from_form(
         StatusCode::UNPROCESSABLE_ENTITY,
         &form_page(
             "Add a service".into(),
-            "/services".into(),
+            "/services/new".into(),
             "Add service",
             &values,
             &errors,

@@ -8,7 +8,10 @@ use axum::Json;
 use lookout_proto::FieldError;
 use serde_json::{json, Value};
 
-use super::extract::{count_param, Fields, JsonObject, PathId, QueryMap};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::{count_param, Body, PathId, QueryMap};
 use super::table::Routes;
 use super::AppState;
 use crate::auth::guard::{Caller, Remote};
@@ -74,15 +77,131 @@ pub fn routes(r: Routes) -> Routes {
 }
 
 /// A role field: `admin` or `viewer`.
-fn role(f: &mut Fields<'_>, key: &str, default: Role) -> Role {
-    match f.text(key) {
-        None => default,
-        Some(s) => Role::parse(&s).unwrap_or_else(|| {
-            f.problems
-                .push(FieldError::new(key, "must be admin or viewer"));
-            default
-        }),
+/// A role as requests name it.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Admin,
+    Viewer,
+}
+
+impl From<RoleName> for Role {
+    fn from(r: RoleName) -> Self {
+        match r {
+            RoleName::Admin => Role::Admin,
+            RoleName::Viewer => Role::Viewer,
+        }
     }
+}
+
+/// `POST /api/v1/users/login`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The account's username (or give `email`). Whatever is typed is
+    /// answered 401 when it names no account.
+    #[schema(min_length = 1)]
+    username: Option<String>,
+    /// The account's e-mail address, instead of `username`.
+    #[schema(min_length = 1)]
+    email: Option<String>,
+    #[schema(min_length = 1)]
+    password: String,
+    /// The authenticator app's 6-digit code, or a recovery code, for an
+    /// account with two-factor sign-in.
+    #[schema(max_length = 64)]
+    code: Option<String>,
+}
+
+/// `POST /api/v1/users/refresh`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schema(min_length = 1, max_length = 256)]
+    refresh_token: String,
+}
+
+/// `POST /api/v1/users/register` (while self-registration is open).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// An e-mail address such as ada@example.org.
+    #[schema(min_length = 3, max_length = 254)]
+    email: String,
+    /// 1 to 64 letters, digits and . _ @ - (default: the e-mail address).
+    #[schema(min_length = 1, max_length = 64)]
+    username: Option<String>,
+    #[schema(min_length = 8, max_length = 1024)]
+    password: String,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserRequest {
+    /// 1 to 64 letters, digits and . _ @ -.
+    #[schema(min_length = 1, max_length = 64)]
+    username: String,
+    #[schema(max_length = 254)]
+    email: Option<String>,
+    #[schema(min_length = 8, max_length = 1024)]
+    password: String,
+    /// viewer when left out.
+    role: Option<RoleName>,
+}
+
+/// Who may use a token: everything its role allows, or only the
+/// heartbeat routes.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeName {
+    All,
+    /// Only `POST /register`, `/refresh/{name}` and `/refresh_all`.
+    Heartbeat,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenRequest {
+    #[schema(min_length = 1, max_length = 100)]
+    name: String,
+    /// At most the caller's own role (the default).
+    role: Option<RoleName>,
+    /// all when left out; a heartbeat token needs the admin role.
+    scope: Option<ScopeName>,
+    /// Days until it expires (never when left out).
+    #[schema(minimum = 1, maximum = 3650)]
+    expires_in_days: Option<u64>,
+}
+
+/// `PUT /api/v1/settings`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsRequest {
+    /// Whether anyone may create an account (as a viewer).
+    open_registration: Option<bool>,
+}
+
+/// `POST /api/v1/users/me/two-factor`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TwoFactorOnRequest {
+    /// The key from `POST /api/v1/users/me/two-factor/key`.
+    #[schema(min_length = 1, max_length = 128)]
+    secret: String,
+    /// The authenticator app's code for that key now.
+    #[schema(min_length = 1, max_length = 64)]
+    code: String,
+}
+
+/// `POST /api/v1/users/me/two-factor/off`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TwoFactorOffRequest {
+    /// The app's code now, or a recovery code.
+    #[schema(min_length = 1, max_length = 64)]
+    code: String,
 }
 
 fn user_view(u: &User) -> Value {
@@ -95,9 +214,10 @@ fn user_view(u: &User) -> Value {
 /// The caller's account as stored; refused with authentication off.
 async fn caller_account(state: &AppState, who: &Principal) -> Result<User, ApiError> {
     let Some(id) = who.user_id else {
-        return Err(ApiError::BadRequest(
+        // No account exists to act on: a 404, as for any route whose
+        // feature this hub runs without.
+        return Err(ApiError::NotFound(
             "authentication is off (--auth off): there is no account to protect".into(),
-            vec![],
         ));
     };
     state
@@ -138,12 +258,8 @@ async fn two_factor_on(
     State(state): State<AppState>,
     Caller(who): Caller,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Body(TwoFactorOnRequest { secret, code }): Body<TwoFactorOnRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut f = Fields::new(&body, &["secret", "code"]);
-    let secret = f.required("secret");
-    let code = f.required("code");
-    f.finish()?;
     let user = caller_account(&state, &who).await?;
     if user.two_factor() {
         return Err(ApiError::Conflict(FieldError::new(
@@ -180,11 +296,8 @@ async fn two_factor_off(
     State(state): State<AppState>,
     Caller(who): Caller,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Body(TwoFactorOffRequest { code }): Body<TwoFactorOffRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let mut f = Fields::new(&body, &["code"]);
-    let code = f.required("code");
-    f.finish()?;
     let user = caller_account(&state, &who).await?;
     if !user.two_factor() {
         return Err(ApiError::Conflict(FieldError::new(
@@ -225,18 +338,20 @@ fn token_view(t: &CredentialInfo) -> Value {
 async fn login(
     State(state): State<AppState>,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Body(request): Body<LoginRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut f = Fields::new(&body, &["username", "email", "password", "code"]);
-    let name = f.text("username").or_else(|| f.text("email"));
-    let password = f.required("password");
-    let code = f.text("code");
-    if name.as_deref().is_none_or(str::is_empty) {
-        f.problems
-            .push(FieldError::new("username", "username or email is required"));
-    }
-    f.finish()?;
-    let name = name.unwrap_or_default();
+    let LoginRequest {
+        username,
+        email,
+        password,
+        code,
+    } = request;
+    let Some(name) = username.or(email) else {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "username",
+            "username or email is required",
+        )]));
+    };
     let auth = &state.auth;
     let Some(user) = auth.check_password(&name, &password).await? else {
         auth.audit_failed_login(&name, None, &client).await;
@@ -293,11 +408,10 @@ async fn login(
 async fn refresh(
     State(state): State<AppState>,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Body(RefreshRequest {
+        refresh_token: token,
+    }): Body<RefreshRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut f = Fields::new(&body, &["refresh_token"]);
-    let token = f.required("refresh_token");
-    f.finish()?;
     match state.auth.refresh(&token, &client).await? {
         Some(pair) => Ok(([(header::CACHE_CONTROL, "no-store")], Json(pair))),
         None => Err(ApiError::Unauthorized(
@@ -310,7 +424,7 @@ async fn refresh(
 async fn register(
     State(state): State<AppState>,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Body(request): Body<RegisterRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !crate::auth::registration_open(state.store.as_ref()).await? {
         return Err(ApiError::Forbidden(
@@ -318,13 +432,13 @@ async fn register(
                 .into(),
         ));
     }
-    let mut f = Fields::new(&body, &["username", "email", "password"]);
-    let email = f.required("email");
-    let username = f.text("username").unwrap_or_else(|| email.clone());
-    let password = f.required("password");
-    f.finish()?;
-    let request = UserRequest {
+    let RegisterRequest {
+        email,
         username,
+        password,
+    } = request;
+    let request = UserRequest {
+        username: username.unwrap_or_else(|| email.clone()),
         email: Some(email),
         password,
         role: Role::Viewer,
@@ -372,11 +486,17 @@ async fn logout(
 }
 
 async fn me(State(state): State<AppState>, Caller(who): Caller) -> Json<Value> {
-    Json(json!({
-        "id": who.user_id, "username": who.username, "role": who.role,
+    let mut me = json!({
+        "username": who.username, "role": who.role,
         "auth": state.auth.settings.mode.as_str(),
         "credential": who.credential.as_ref().map(|c| c.kind),
-    }))
+    });
+    // The account's id; with authentication off there is no account, and
+    // no id (not a null one that reads as an id of nothing).
+    if let (Some(id), Some(map)) = (who.user_id, me.as_object_mut()) {
+        map.insert("id".into(), id.into());
+    }
+    Json(me)
 }
 
 async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
@@ -388,21 +508,15 @@ async fn create_user(
     State(state): State<AppState>,
     Caller(who): Caller,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Body(request): Body<NewUserRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut f = Fields::new(&body, &["username", "email", "password", "role"]);
-    let username = f.required("username");
-    let email = f.text("email").filter(|e| !e.is_empty());
-    let password = f.required("password");
-    let role = role(&mut f, "role", Role::Viewer);
-    f.finish()?;
     let user = add_user(
         &state,
         UserRequest {
-            username,
-            email,
-            password,
-            role,
+            username: request.username,
+            email: request.email.filter(|e| !e.is_empty()),
+            password: request.password,
+            role: request.role.map_or(Role::Viewer, Role::from),
         },
     )
     .await?;
@@ -446,7 +560,16 @@ async fn list_tokens(
     Caller(who): Caller,
     QueryMap(params): QueryMap,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let all = params.get("all").is_some_and(|v| v == "true");
+    let all = match params.get("all").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "all is true or false".into(),
+                vec![FieldError::new("all", "must be true or false")],
+            ))
+        }
+    };
     if all && !who.is_admin() {
         return Err(ApiError::Forbidden(
             "only an admin sees everyone's tokens".into(),
@@ -467,56 +590,40 @@ async fn create_token(
     State(state): State<AppState>,
     Caller(who): Caller,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Body(request): Body<NewTokenRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     if who.user_id.is_none() {
-        return Err(ApiError::BadRequest(
-            "authentication is off: API tokens belong to accounts, and none is needed".into(),
-            vec![],
+        return Err(ApiError::NotFound(
+            "authentication is off (--auth off): API tokens belong to accounts, and none is \
+             needed"
+                .into(),
         ));
     }
-    let mut f = Fields::new(&body, &["name", "role", "scope", "expires_in_days"]);
-    let name = f.required("name");
-    if name.chars().count() > 100 {
-        f.problems
-            .push(FieldError::new("name", "must be at most 100 characters"));
-    }
-    let role = role(&mut f, "role", who.role);
+    let NewTokenRequest {
+        name,
+        role,
+        scope,
+        expires_in_days,
+    } = request;
+    let mut problems = Vec::new();
+    let role = role.map_or(who.role, Role::from);
     if role > who.role {
-        f.problems
-            .push(FieldError::new("role", "cannot exceed your own role"));
+        problems.push(FieldError::new("role", "cannot exceed your own role"));
     }
-    let scope = match f.text("scope") {
-        None => TokenScope::All,
-        Some(s) => match TokenScope::parse(&s) {
-            Some(scope) => scope,
-            None => {
-                f.problems
-                    .push(FieldError::new("scope", "must be all or heartbeat"));
-                TokenScope::All
-            }
-        },
+    let scope = match scope {
+        None | Some(ScopeName::All) => TokenScope::All,
+        Some(ScopeName::Heartbeat) => TokenScope::Heartbeat,
     };
     if scope == TokenScope::Heartbeat && role < Role::Admin {
-        f.problems.push(FieldError::new(
+        problems.push(FieldError::new(
             "scope",
             "a heartbeat token registers services, so it needs the admin role",
         ));
     }
-    let days = match body.get("expires_in_days") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64().filter(|d| (1..=3650).contains(d)) {
-            Some(d) => Some(std::time::Duration::from_secs(d * 86_400)),
-            None => {
-                f.problems.push(FieldError::new(
-                    "expires_in_days",
-                    "must be a whole number of days from 1 to 3650",
-                ));
-                None
-            }
-        },
-    };
-    f.finish()?;
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    let days = expires_in_days.map(|d| std::time::Duration::from_secs(d * 86_400));
     let (id, token) = state
         .auth
         .create_api_token(&who, &name, role, scope, days)
@@ -581,25 +688,9 @@ async fn put_settings(
     State(state): State<AppState>,
     Caller(who): Caller,
     Remote(client): Remote,
-    JsonObject(body): JsonObject,
+    Body(SettingsRequest { open_registration }): Body<SettingsRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let f = Fields::new(&body, &["open_registration"]);
-    let mut problems = f.problems;
-    let open = match body.get("open_registration") {
-        None => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(_) => {
-            problems.push(FieldError::new(
-                "open_registration",
-                "must be true or false",
-            ));
-            None
-        }
-    };
-    if !problems.is_empty() {
-        return Err(ApiError::Validation(problems));
-    }
-    if let Some(open) = open {
+    if let Some(open) = open_registration {
         state
             .store
             .set_state(

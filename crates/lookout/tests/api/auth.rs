@@ -912,14 +912,14 @@ async fn session_cookies_are_httponly_samesite_and_forms_need_their_csrf_token()
     let service = [("name", "csrf-victim"), ("base_url", "http://127.0.0.1:9")];
     let mut forged = service.to_vec();
     forged.push(("_csrf", "forged"));
-    let r = s.post_form(&hub, "/services", &forged).await;
+    let r = s.post_form(&hub, "/services/new", &forged).await;
     assert_eq!(r.status(), 403);
-    let r = s.post_form(&hub, "/services", &service).await;
+    let r = s.post_form(&hub, "/services/new", &service).await;
     assert_eq!(r.status(), 403, "no token at all");
     // Another site's page posting with the user's cookies is refused too.
     let r = hub
         .client
-        .post(hub.url("/services"))
+        .post(hub.url("/services/new"))
         .header(COOKIE, s.header())
         .header("Origin", "http://evil.example")
         .form(&[
@@ -941,7 +941,7 @@ async fn session_cookies_are_httponly_samesite_and_forms_need_their_csrf_token()
     // With its token the same form works.
     let mut good = service.to_vec();
     good.push(("_csrf", &csrf));
-    let r = s.post_form(&hub, "/services", &good).await;
+    let r = s.post_form(&hub, "/services/new", &good).await;
     assert!(r.status().is_redirection(), "{}", r.status());
     let list: Value = get_as(&hub, "/api/services", &admin)
         .await

@@ -131,7 +131,7 @@ async fn the_form_creates_edits_and_deletes_without_javascript() {
     let hub = spawn_hub().await;
     let r = form_post(
         &hub,
-        "/services",
+        "/services/new",
         &[
             ("name", "web"),
             ("description", "site"),
@@ -199,7 +199,7 @@ async fn form_errors_appear_next_to_their_fields_and_keep_the_input() {
     let hub = spawn_hub().await;
     let r = form_post(
         &hub,
-        "/services",
+        "/services/new",
         &[
             ("name", "web"),
             ("base_url", "http://local host:80"),
@@ -234,7 +234,7 @@ async fn form_errors_appear_next_to_their_fields_and_keep_the_input() {
     );
 
     hub.create_service(json!({"name": "taken"})).await;
-    let r = form_post(&hub, "/services", &[("name", "taken")]).await;
+    let r = form_post(&hub, "/services/new", &[("name", "taken")]).await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("already taken"));
 }

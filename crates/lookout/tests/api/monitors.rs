@@ -376,8 +376,17 @@ async fn conditions_and_settings_are_checked_when_saved() {
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["fields"][0]["field"], "name");
-    assert_eq!(body["fields"][1]["field"], "conditions[1]");
-    assert_eq!(body["fields"][1]["message"], "has nothing right of ==");
+    assert_eq!(body["fields"][0]["message"], "is not a known field");
+    let r = hub
+        .post_json(
+            "/api/conditions/check",
+            &json!({"conditions": ["[STATUS] == 200", "[BODY] =="]}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "conditions[1]");
+    assert_eq!(body["fields"][0]["message"], "has nothing right of ==");
 
     // The API's placeholder for a credential is not a value to send.
     let r = hub

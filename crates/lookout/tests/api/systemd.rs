@@ -502,7 +502,7 @@ async fn a_killed_unit_is_failure_within_two_seconds_without_a_scan() {
         "watched: a row, not a banner"
     );
     let r = hub
-        .post_form("/services", &[("name", "bystander.service")])
+        .post_form("/services/new", &[("name", "bystander.service")])
         .await;
     assert_eq!(r.status(), 303);
     assert_eq!(hub.service(bystander_id).await["status"], "configured");
@@ -747,12 +747,13 @@ async fn bad_unit_names_are_refused_before_systemd_and_unknown_ones_are_404() {
         404
     );
     assert_eq!(hub.post("/api/services/999/stop").await.status(), 404);
-    // A registered service that is not a unit cannot be controlled.
+    // A registered service that is not a unit cannot be controlled: it has
+    // no unit to act on.
     let s = hub
         .create_service(json!({"name": "My API", "url": "http://127.0.0.1:1"}))
         .await;
     let r = hub.post(&format!("/api/services/{}/start", s["id"])).await;
-    assert_eq!(r.status(), 422);
+    assert_eq!(r.status(), 404);
     // The bus that carries lookout's own requests is not stopped or
     // restarted from lookout: refused before systemd, and the bus lives on.
     // (A second hub: the first has spent its control requests for the minute.)

@@ -354,7 +354,7 @@ async fn nul_in_any_text_is_refused_and_names_the_field() {
     let created: Value = r.json().await.unwrap();
     assert_eq!(created["description"], "C:\\u0000");
     // A form: a 400 page, and nothing written.
-    let r = hub.post_form("/services", &[("name", "a\u{0}b")]).await;
+    let r = hub.post_form("/services/new", &[("name", "a\u{0}b")]).await;
     assert_eq!(r.status(), 400);
     assert_eq!(count(&hub).await, 1);
 }
