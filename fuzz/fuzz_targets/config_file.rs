@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use lookout_config::{parse_file, AuthMode, Config, DatabaseUrl, Origin, RawValue, INSECURE_FLAG};
+use lookout_config::{
+    as_text, read_file, AuthMode, Config, DatabaseUrl, Origin, RawValue, INSECURE_FLAG,
+};
 
 const PATH: &str = "/etc/lookout/lookout.toml";
 
@@ -19,28 +21,41 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let path = Path::new(PATH);
-    let layer = match parse_file(text, path) {
-        Ok(layer) => layer,
+    let table = match read_file(text, path) {
+        Ok(table) => table,
         Err(e) => {
             assert!(!e.0.contains('\n'), "not one line: {e}");
             assert!(e.0.contains(&format!("config file {PATH}")), "{e}");
             return;
         }
     };
-    let as_env: BTreeMap<&'static str, RawValue> = layer
-        .iter()
-        .map(|(key, raw)| {
-            let value = RawValue {
-                value: raw.value.clone(),
+    // The same values as LOOKOUT_* variables; a table has no text form.
+    let mut as_env: BTreeMap<&'static str, RawValue> = BTreeMap::new();
+    for (key, value) in &table {
+        let Some(spec) = lookout_config::SETTINGS.iter().find(|s| s.key == key) else {
+            panic!("read_file took an unknown setting {key:?}");
+        };
+        let Some(text) = as_text(value) else {
+            // Refused from the file, naming it.
+            let e = Config::from_sources(Some((path, &table)), &BTreeMap::new()).unwrap_err();
+            assert!(e.0.contains(&format!("in config file {PATH}")), "{e}");
+            return;
+        };
+        as_env.insert(
+            spec.key,
+            RawValue {
+                value: text,
                 origin: Origin::Env,
-            };
-            (*key, value)
-        })
-        .collect();
-    match (Config::from_layers(&layer), Config::load(None, as_env)) {
+            },
+        );
+    }
+    match (
+        Config::from_sources(Some((path, &table)), &BTreeMap::new()),
+        Config::from_sources(None, &as_env),
+    ) {
         (Ok(config), Ok(from_env)) => {
             assert_eq!(format!("{config:?}"), format!("{from_env:?}"));
-            promises(&config, &layer);
+            promises(&config, &as_env);
         }
         (Err(e), Err(from_env)) => {
             assert!(!e.0.contains('\n'), "not one line: {e}");

@@ -1,13 +1,16 @@
 //! The hub's settings: defaults, then a TOML file, then `LOOKOUT_*` environment
-//! variables, then command-line flags (the last one wins). Every value is
-//! validated before anything starts, and a bad one is reported in one line that
-//! names where it came from.
+//! variables, then command-line flags (the last one wins; `layers.rs` merges
+//! them with figment). Every value is validated before anything starts, and
+//! a bad one is reported in one line that names where it came from.
 
 // Outside tests a panic is a bug: what can fail returns an error, and the
 // few invariants that cannot say why where they are allowed.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod layers;
 mod settings;
+
+pub use layers::{as_text, read_file};
 
 pub use lookout_proto::systemd::Scope;
 pub use settings::{
@@ -437,22 +440,30 @@ impl Config {
         file: Option<&Path>,
         overrides: BTreeMap<&'static str, RawValue>,
     ) -> Result<Self, ConfigError> {
-        let mut layers = match file {
+        let table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     ConfigError(format!("cannot read config file {}: {e}", path.display()))
                 })?;
-                parse_file(&text, path)?
+                Some((path, read_file(&text, path)?))
             }
-            None => BTreeMap::new(),
+            None => None,
         };
-        layers.extend(overrides);
-        Self::from_layers(&layers)
+        Self::from_sources(table.as_ref().map(|(p, t)| (*p, t)), &overrides)
     }
 
-    /// Validates and combines layers already ranked (see [`Config::load`]);
-    /// with [`parse_file`] this is the whole path from a file's text to a
-    /// configuration, without the filesystem (fuzzed).
+    /// The whole path from a config file's table (see [`read_file`]) and the
+    /// flags and variables to a configuration, without the filesystem
+    /// (fuzzed): the layers merged, then validated.
+    pub fn from_sources(
+        file: Option<(&Path, &toml::Table)>,
+        overrides: &BTreeMap<&'static str, RawValue>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_layers(&layers::merge(file, overrides)?)
+    }
+
+    /// Validates settings already merged, each with the layer that set it
+    /// (see [`Config::from_sources`]).
     pub fn from_layers(raw: &BTreeMap<&'static str, RawValue>) -> Result<Self, ConfigError> {
         let get = |key: &str| raw.get(key);
 
@@ -502,7 +513,7 @@ impl Config {
             None => defaults.concurrency,
         };
         let max_body_bytes = match get("max_body") {
-            Some(v) => parse(v, "max_body", parse_size)?,
+            Some(v) => parse(v, "max_body", |s| s.parse::<Size>().map(|Size(n)| n))?,
             None => DEFAULT_MAX_BODY,
         };
         let header_timeout = match get("header_timeout") {
@@ -832,62 +843,6 @@ fn default_data_dir() -> Result<PathBuf, ConfigError> {
         })
 }
 
-/// The settings in a config file's `text`, not yet validated; `path` only
-/// names the file in messages.
-pub fn parse_file(
-    text: &str,
-    path: &Path,
-) -> Result<BTreeMap<&'static str, RawValue>, ConfigError> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        // toml's message can span lines ("invalid string\nexpected ..."):
-        // joined, so the error stays one line.
-        let why: Vec<&str> = e
-            .message()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        ConfigError(format!(
-            "config file {} is not valid TOML: {}",
-            path.display(),
-            why.join("; ")
-        ))
-    })?;
-    let mut out = BTreeMap::new();
-    for (key, value) in table {
-        let spec = SETTINGS.iter().find(|s| s.key == key).ok_or_else(|| {
-            ConfigError(format!(
-                "unknown setting {key:?} in config file {} (known: {})",
-                path.display(),
-                SETTINGS
-                    .iter()
-                    .map(|s| s.key)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
-        let value = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            other => {
-                return Err(ConfigError(format!(
-                    "invalid {key} in config file {}: expected a string or a number, got a {}",
-                    path.display(),
-                    other.type_str()
-                )))
-            }
-        };
-        out.insert(
-            spec.key,
-            RawValue {
-                value,
-                origin: Origin::File(path.to_path_buf()),
-            },
-        );
-    }
-    Ok(out)
-}
-
 /// The hub's address for links: an `http(s)` URL with no query or fragment,
 /// kept without its trailing `/`.
 fn parse_public_url(s: &str) -> Result<String, String> {
@@ -1026,23 +981,18 @@ fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
     Err("expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE".into())
 }
 
-/// Parses `500ms`, `2s`, `5m`, `1h`, or a bare number of seconds.
+/// Parses a duration as humantime writes them (`500ms`, `2s`, `5m`, `1h
+/// 30m`, `7d`), or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| "expected a duration such as 500ms, 2s, 5m or 1h".to_owned())?;
-    let d = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        "d" => Duration::from_secs(n.saturating_mul(86_400)),
-        other => return Err(format!("unknown unit {other:?}; use ms, s, m or h")),
-    };
-    Ok(d)
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| "too long".to_owned());
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("expected a duration such as 500ms, 2s, 5m or 1h ({e})"))
 }
 
 fn within(d: Duration, min: Duration, max: Duration) -> Result<Duration, String> {
@@ -1053,23 +1003,33 @@ fn within(d: Duration, min: Duration, max: Duration) -> Result<Duration, String>
     }
 }
 
-fn parse_size(s: &str) -> Result<usize, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| "expected a size such as 65536, 64KiB or 1MiB".to_owned())?;
-    let factor = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "K" | "KB" | "k" => 1024,
-        "MiB" | "M" | "MB" => 1024 * 1024,
-        other => return Err(format!("unknown unit {other:?}; use B, KiB or MiB")),
-    };
-    let bytes = n.saturating_mul(factor);
-    if !(1024..=64 * 1024 * 1024).contains(&bytes) {
-        return Err("must be between 1KiB and 64MiB".into());
+/// A size in bytes as settings write it: `65536`, `64KiB` (or `K`, `KB`,
+/// `k`), `1MiB` (or `M`, `MB`); between 1 KiB and 64 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub usize);
+
+impl std::str::FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: usize = num
+            .parse()
+            .map_err(|_| "expected a size such as 65536, 64KiB or 1MiB".to_owned())?;
+        let factor = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" | "K" | "KB" | "k" => 1024,
+            "MiB" | "M" | "MB" => 1024 * 1024,
+            other => return Err(format!("unknown unit {other:?}; use B, KiB or MiB")),
+        };
+        let bytes = n.saturating_mul(factor);
+        if !(1024..=64 * 1024 * 1024).contains(&bytes) {
+            return Err("must be between 1KiB and 64MiB".into());
+        }
+        Ok(Size(bytes))
     }
-    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -1245,15 +1205,22 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert!(parse_duration("-1s").is_err());
-        assert_eq!(parse_size("64KiB").unwrap(), 65536);
-        assert!(parse_size("1").is_err());
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert!(parse_duration("2 parsecs").is_err());
+        assert_eq!("64KiB".parse::<Size>(), Ok(Size(65536)));
+        assert_eq!("1MiB".parse::<Size>(), Ok(Size(1024 * 1024)));
+        assert!("1".parse::<Size>().is_err());
+        assert!("1GiB".parse::<Size>().is_err());
     }
 
     #[test]
     fn a_file_that_is_not_toml_is_reported_in_one_line() {
         // Found by fuzzing (config_file): toml's message had a line break.
-        let e =
-            parse_file("check_timeout =of \"[rever\"]\n", Path::new("/etc/l.toml")).unwrap_err();
+        let e = read_file("check_timeout =of \"[rever\"]\n", Path::new("/etc/l.toml")).unwrap_err();
         assert!(
             e.0.starts_with("config file /etc/l.toml is not valid TOML: invalid string; expected"),
             "{e}"

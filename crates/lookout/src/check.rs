@@ -3,70 +3,61 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::{Args, Subcommand};
 use lookout_agent::checks;
 use lookout_agent::Layout;
 use lookout_proto::check::LineStatus;
 
-pub fn command() -> Command {
-    let file = || {
-        Arg::new("file")
-            .required(true)
-            .value_name("FILE")
-            .value_parser(clap::value_parser!(PathBuf))
-            .help("the check script")
-    };
-    let name = || {
-        Arg::new("name")
-            .required(true)
-            .value_name("NAME")
-            .help("the check's name, as `check list` shows it")
-    };
-    Command::new("check")
-        .about("Install, list, run and remove check scripts (systemd timers on this host)")
-        .subcommand_required(true)
-        .arg(
-            Arg::new("user")
-                .long("user")
-                .global(true)
-                .action(ArgAction::SetTrue)
-                .help("use your user manager (no root needed) instead of the system one"),
-        )
-        .subcommand(
-            Command::new("add")
-                .visible_alias("install")
-                .about("Install a script: copy it, write its service and timer, enable the timer")
-                .arg(file()),
-        )
-        .subcommand(
-            Command::new("list")
-                .about("Installed checks, their schedule, last result and next run"),
-        )
-        .subcommand(
-            Command::new("run")
-                .about("Run a check now (through systemd) and print its result")
-                .arg(name()),
-        )
-        .subcommand(
-            Command::new("remove")
-                .about("Stop a check and remove its units, script copy and log")
-                .arg(name()),
-        )
-        .subcommand(
-            Command::new("validate")
-                .about("Check a script's headers and schedule without installing it")
-                .arg(file()),
-        )
-        .subcommand(
-            Command::new("exec")
-                .hide(true)
-                .about("Run a check script as its unit does and print its result lines")
-                .arg(file()),
-        )
+#[derive(Args)]
+#[command(subcommand_required = true)]
+pub struct CheckArgs {
+    /// use your user manager (no root needed) instead of the system one
+    #[arg(long, global = true)]
+    user: bool,
+    #[command(subcommand)]
+    command: CheckCommand,
 }
 
-fn layout(m: &ArgMatches) -> anyhow::Result<Layout> {
-    if m.get_flag("user") {
+#[derive(Subcommand)]
+enum CheckCommand {
+    /// Install a script: copy it, write its service and timer, enable the timer
+    #[command(visible_alias = "install")]
+    Add {
+        /// the check script
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Installed checks, their schedule, last result and next run
+    List,
+    /// Run a check now (through systemd) and print its result
+    Run {
+        /// the check's name, as `check list` shows it
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Stop a check and remove its units, script copy and log
+    Remove {
+        /// the check's name, as `check list` shows it
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Check a script's headers and schedule without installing it
+    Validate {
+        /// the check script
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Run a check script as its unit does and print its result lines
+    #[command(hide = true)]
+    Exec {
+        /// the check script
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+fn layout(user: bool) -> anyhow::Result<Layout> {
+    if user {
         Layout::user().map_err(|e| anyhow::anyhow!("--user: {e}"))
     } else {
         Ok(Layout::system())
@@ -84,13 +75,12 @@ fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     )
 }
 
-pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
-    let (sub, sm) = crate::args::subcommand(m)?;
+pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let user = args.user;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        match sub {
-            "validate" => {
-                let file = crate::args::required::<PathBuf>(sm, "file")?;
+        match &args.command {
+            CheckCommand::Validate { file } => {
                 let meta = checks::validate(file).await?;
                 println!(
                     "{}: valid: check {} ({}), schedule {}, timeout {} s, format {}",
@@ -102,8 +92,7 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
                     meta.format.as_str()
                 );
             }
-            "exec" => {
-                let file = crate::args::required::<PathBuf>(sm, "file")?;
+            CheckCommand::Exec { file } => {
                 let report =
                     lookout_agent::exec::run(file, || chrono::Local::now().fixed_offset()).await;
                 for line in &report.lines {
@@ -113,9 +102,8 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
-            "add" => {
-                let layout = layout(m)?;
-                let file = crate::args::required::<PathBuf>(sm, "file")?;
+            CheckCommand::Add { file } => {
+                let layout = layout(user)?;
                 let exe = std::env::current_exe()?;
                 let i = checks::add(&layout, file, &exe).await?;
                 println!(
@@ -126,8 +114,8 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
                     i.log.display()
                 );
             }
-            "list" => {
-                let layout = layout(m)?;
+            CheckCommand::List => {
+                let layout = layout(user)?;
                 let all = checks::list(&layout).await?;
                 if all.is_empty() {
                     println!("no checks installed ({} manager)", layout.scope.as_str());
@@ -164,9 +152,8 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-            "run" => {
-                let layout = layout(m)?;
-                let name = crate::args::required::<String>(sm, "name")?;
+            CheckCommand::Run { name } => {
+                let layout = layout(user)?;
                 match checks::run_now(&layout, name).await? {
                     Some(line) => {
                         println!("{name}: {} {}", line.status.as_str(), line.message);
@@ -177,13 +164,11 @@ pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
                     None => println!("{name}: ran, but its log has no result yet"),
                 }
             }
-            "remove" => {
-                let layout = layout(m)?;
-                let name = crate::args::required::<String>(sm, "name")?;
+            CheckCommand::Remove { name } => {
+                let layout = layout(user)?;
                 checks::remove(&layout, name).await?;
                 println!("removed check {name}");
             }
-            _ => unreachable!("clap knows the subcommands"),
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -10,141 +10,311 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
-use clap::{Arg, ArgMatches, Command};
-use lookout_hub::config::{Origin, RawValue, SETTINGS};
+use clap::{Arg, ArgMatches, Args, Command, FromArgMatches, Parser, Subcommand};
+use lookout_hub::config::{Origin, RawValue, SettingSpec, SETTINGS};
 use lookout_hub::{Application, Config};
 
 mod agent;
-mod args;
 mod check;
 mod kuma;
 mod malloc;
 mod probe;
 mod status_page;
 
-fn cli() -> Command {
-    let mut serve = Command::new("serve")
-        .about("Run the hub: HTTP API, dashboard, storage and health checker")
-        .arg(
-            Arg::new("config")
-                .long("config")
-                .env("LOOKOUT_CONFIG")
-                .value_name("FILE")
-                .value_parser(clap::value_parser!(PathBuf))
-                .help("TOML file with settings (flags and LOOKOUT_* variables override it)"),
-        );
-    for spec in SETTINGS {
-        if spec.key == lookout_hub::config::INSECURE_FLAG {
-            serve = serve.arg(
-                Arg::new(spec.key)
-                    .long(spec.flag().trim_start_matches("--").to_owned())
-                    .env(spec.env())
-                    .action(clap::ArgAction::SetTrue)
-                    .help(spec.help),
-            );
-            continue;
-        }
-        serve = serve.arg(
-            Arg::new(spec.key)
-                .long(spec.flag().trim_start_matches("--").to_owned())
-                .env(spec.env())
-                .value_name(spec.key.to_ascii_uppercase())
-                .help(spec.help),
-        );
-    }
-    Command::new("lookout")
-        .version(lookout_hub::VERSION)
-        .about("Self-hosted service registry and status monitor")
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .subcommand(serve)
-        .subcommand(user_command())
-        .subcommand(with_database_args(status_page::command()))
-        .subcommand(check::command())
-        .subcommand(agent::command())
-        .subcommand(probe::command())
-        .subcommand(with_database_args(
-            Command::new("export")
-                .about("Write the whole database as one JSON document (docs/export.md): a backup, or a move to another database")
-                .arg(output_arg()),
-        ))
-        .subcommand(with_database_args(
-            Command::new("import")
-                .about("Load an export into a new, empty database (all or nothing), or Uptime Kuma's monitors as services")
-                .arg(
-                    Arg::new("file")
-                        .required_unless_present("uptime_kuma")
-                        .value_name("FILE")
-                        .value_parser(clap::value_parser!(PathBuf)),
-                )
-                .arg(
-                    Arg::new("uptime_kuma")
-                        .long("uptime-kuma")
-                        .value_name("KUMA_DB")
-                        .conflicts_with("file")
-                        .value_parser(clap::value_parser!(PathBuf))
-                        .help("register the monitors of Uptime Kuma's database (kuma.db) as services, beside those there are; stop the hub first, or restart it after"),
-                ),
-        ))
-        .subcommand(with_database_args(
-            Command::new("monitors")
-                .about("Monitors as code: the services made in the dashboard or the API as a file --monitors loads")
-                .subcommand_required(true)
-                .subcommand(
-                    Command::new("export")
-                        .about("Write the services made in the dashboard or the API as a monitors file (TOML)")
-                        .arg(output_arg()),
-                ),
-        ))
-        .subcommand(with_database_args(Command::new("migrate").about(
-            "Bring the database's schema up to date (serve does it too) and print its version",
-        )))
-        .subcommand(
-            Command::new("scan")
-                .about("Scan systemd once and print every service, its ports and timers")
-                .arg(systemd_arg())
-                .arg(
-                    Arg::new("web_ports")
-                        .long("web-ports")
-                        .env("LOOKOUT_WEB_PORTS")
-                        .value_name("PORTS")
-                        .help("ports that mark a web service (default 80,443,3000-9999)"),
-                )
-                .arg(
-                    Arg::new("json")
-                        .long("json")
-                        .action(clap::ArgAction::SetTrue)
-                        .help("print JSON instead of a table"),
-                ),
-        )
-        .subcommand(
-            Command::new("containers")
-                .about("List the container engine's containers once (Docker, or Podman's API service): state, health, image, ports, restarts, by Compose project")
-                .arg(
-                    Arg::new("containers")
-                        .long("containers")
-                        .env("LOOKOUT_CONTAINERS")
-                        .default_value("auto")
-                        .value_name("auto|SOCKET")
-                        .help("the engine's API socket (auto: $DOCKER_HOST, else the usual Podman and Docker sockets that exist)"),
-                )
-                .arg(
-                    Arg::new("json")
-                        .long("json")
-                        .action(clap::ArgAction::SetTrue)
-                        .help("print JSON instead of a table"),
-                ),
-        )
+/// Self-hosted service registry and status monitor
+#[derive(Parser)]
+#[command(
+    name = "lookout",
+    version = lookout_hub::VERSION,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the hub: HTTP API, dashboard, storage and health checker
+    Serve(ServeArgs),
+    /// Manage accounts, against the same data directory or database as `serve`
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Manage public status pages (/status/SLUG), against the same data directory or database as `serve`
+    StatusPage {
+        #[command(subcommand)]
+        command: status_page::StatusPageCommand,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Install, list, run and remove check scripts (systemd timers on this host)
+    Check(check::CheckArgs),
+    /// Run this host's agent: send check results and the systemd scan to a hub
+    Agent(agent::AgentArgs),
+    /// Check a URL once, as the hub would (http, https, tcp, tls, icmp, dns), and print the result
+    Probe(probe::ProbeArgs),
+    /// Write the whole database as one JSON document (docs/export.md): a backup, or a move to another database
+    Export {
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Load an export into a new, empty database (all or nothing), or Uptime Kuma's monitors as services
+    Import {
+        /// the export to load
+        #[arg(value_name = "FILE", required_unless_present = "uptime_kuma")]
+        file: Option<PathBuf>,
+        /// register the monitors of Uptime Kuma's database (kuma.db) as services, beside those there are; stop the hub first, or restart it after
+        #[arg(long, value_name = "KUMA_DB", conflicts_with = "file")]
+        uptime_kuma: Option<PathBuf>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Monitors as code: the services made in the dashboard or the API as a file --monitors loads
+    Monitors {
+        #[command(subcommand)]
+        command: MonitorsCommand,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Bring the database's schema up to date (serve does it too) and print its version
+    Migrate {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Scan systemd once and print every service, its ports and timers
+    Scan {
+        #[command(flatten)]
+        systemd: SystemdArg,
+        /// ports that mark a web service (default 80,443,3000-9999)
+        #[arg(long, env = "LOOKOUT_WEB_PORTS", value_name = "PORTS")]
+        web_ports: Option<String>,
+        /// print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the container engine's containers once (Docker, or Podman's API service): state, health, image, ports, restarts, by Compose project
+    Containers {
+        /// the engine's API socket (auto: $DOCKER_HOST, else the usual Podman and Docker sockets that exist)
+        #[arg(
+            long,
+            env = "LOOKOUT_CONTAINERS",
+            default_value = "auto",
+            value_name = "auto|SOCKET"
+        )]
+        containers: String,
+        /// print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MonitorsCommand {
+    /// Write the services made in the dashboard or the API as a monitors file (TOML)
+    Export {
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 /// `--output FILE` of the commands that write a document.
-fn output_arg() -> Arg {
-    Arg::new("output")
-        .long("output")
-        .short('o')
+#[derive(Args)]
+struct Output {
+    /// where to write it (default: standard output)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// `--systemd`: which manager a command talks to.
+#[derive(Args)]
+pub(crate) struct SystemdArg {
+    /// which systemd manager to use: system, user (the session bus) or none
+    #[arg(
+        long,
+        env = "LOOKOUT_SYSTEMD",
+        value_name = "SCOPE",
+        value_parser = ["system", "user", "none"],
+        default_value = "system"
+    )]
+    systemd: String,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input when it is not a terminal, prompted otherwise
+    Add {
+        /// username
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// make it an administrator (default: viewer, read-only)
+        #[arg(long)]
+        admin: bool,
+        /// e-mail address (a second login name)
+        #[arg(long, value_name = "ADDRESS")]
+        email: Option<String>,
+    },
+    /// List accounts
+    List,
+    /// Set a new password (read like `add`); signs the user out everywhere
+    Passwd {
+        /// username
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Turn off two-factor sign-in for a user who lost their authenticator app and recovery codes; they sign in with the password alone and can set it up again
+    #[command(name = "reset-2fa")]
+    ResetTwoFactor {
+        /// username
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Delete an account and its sessions and tokens
+    Remove {
+        /// username
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
+/// A setting of `SETTINGS` as a flag that also reads its `LOOKOUT_*`
+/// variable.
+fn setting_arg(spec: &SettingSpec) -> Arg {
+    let arg = Arg::new(spec.key)
+        .long(spec.flag().trim_start_matches("--").to_owned())
+        .env(spec.env())
+        .help(spec.help);
+    if spec.key == lookout_hub::config::INSECURE_FLAG {
+        arg.action(clap::ArgAction::SetTrue)
+    } else {
+        arg.value_name(spec.key.to_ascii_uppercase())
+    }
+}
+
+/// `--config FILE`, as `serve` and the database commands take it.
+fn config_arg() -> Arg {
+    Arg::new("config")
+        .long("config")
+        .env("LOOKOUT_CONFIG")
         .value_name("FILE")
         .value_parser(clap::value_parser!(PathBuf))
-        .help("where to write it (default: standard output)")
+        .help("TOML file with settings (flags and LOOKOUT_* variables override it)")
+}
+
+/// The flags and variables of `specs` that were set, ranked by clap (a flag
+/// beats a variable), each with where it came from.
+fn overrides<'a>(
+    m: &ArgMatches,
+    specs: impl Iterator<Item = &'a SettingSpec>,
+) -> BTreeMap<&'static str, RawValue> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let source = m.value_source(spec.key);
+        let value = if spec.key == lookout_hub::config::INSECURE_FLAG {
+            m.get_flag(spec.key).then(|| "true".to_owned())
+        } else {
+            m.get_one::<String>(spec.key).cloned()
+        };
+        let (Some(value), Some(source)) = (value, source) else {
+            continue;
+        };
+        if source == ValueSource::DefaultValue {
+            continue;
+        }
+        let origin = match source {
+            ValueSource::EnvVariable => Origin::Env,
+            _ => Origin::Flag,
+        };
+        out.insert(spec.key, RawValue { value, origin });
+    }
+    out
+}
+
+/// `lookout serve`'s arguments: `--config` and a flag for every setting
+/// (`SETTINGS`: the keys the config file and `LOOKOUT_*` variables take),
+/// each kept with where it came from.
+struct ServeArgs {
+    config: Option<PathBuf>,
+    overrides: BTreeMap<&'static str, RawValue>,
+}
+
+impl FromArgMatches for ServeArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Self {
+            config: m.get_one::<PathBuf>("config").cloned(),
+            overrides: overrides(m, SETTINGS.iter()),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for ServeArgs {
+    fn augment_args(cmd: Command) -> Command {
+        cmd.arg(config_arg()).args(SETTINGS.iter().map(setting_arg))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// The settings that say where the hub's database is.
+fn database_settings() -> impl Iterator<Item = &'static SettingSpec> {
+    SETTINGS
+        .iter()
+        .filter(|s| ["data_dir", "database"].contains(&s.key))
+}
+
+/// `--config`, `--data-dir` and `--database`, as `serve` reads them: for the
+/// commands that open the hub's database from the shell.
+struct DatabaseArgs {
+    config: Option<PathBuf>,
+    overrides: BTreeMap<&'static str, RawValue>,
+}
+
+impl FromArgMatches for DatabaseArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Self {
+            config: m.get_one::<PathBuf>("config").cloned(),
+            overrides: overrides(m, database_settings()),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for DatabaseArgs {
+    fn augment_args(cmd: Command) -> Command {
+        cmd.arg(config_arg().global(true))
+            .args(database_settings().map(|spec| setting_arg(spec).global(true)))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl DatabaseArgs {
+    /// The database's configuration, from the flags, variables and file `serve` reads.
+    fn config(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(
+            self.config.as_deref(),
+            self.overrides.clone(),
+        )?)
+    }
 }
 
 /// Writes `text` to `path` readable by its owner only (exports hold
@@ -169,109 +339,6 @@ fn write_private(path: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn user_command() -> Command {
-    let name = || {
-        Arg::new("name")
-            .required(true)
-            .value_name("NAME")
-            .help("username")
-    };
-    let cmd = Command::new("user")
-        .about("Manage accounts, against the same data directory or database as `serve`")
-        .subcommand_required(true)
-        .subcommand(
-            Command::new("add")
-                .about("Create an account; the password is read from standard input when it is not a terminal, prompted otherwise")
-                .arg(name())
-                .arg(
-                    Arg::new("admin")
-                        .long("admin")
-                        .action(clap::ArgAction::SetTrue)
-                        .help("make it an administrator (default: viewer, read-only)"),
-                )
-                .arg(
-                    Arg::new("email")
-                        .long("email")
-                        .value_name("ADDRESS")
-                        .help("e-mail address (a second login name)"),
-                ),
-        )
-        .subcommand(Command::new("list").about("List accounts"))
-        .subcommand(
-            Command::new("passwd")
-                .about("Set a new password (read like `add`); signs the user out everywhere")
-                .arg(name()),
-        )
-        .subcommand(
-            Command::new("reset-2fa")
-                .about("Turn off two-factor sign-in for a user who lost their authenticator app and recovery codes; they sign in with the password alone and can set it up again")
-                .arg(name()),
-        )
-        .subcommand(
-            Command::new("remove")
-                .about("Delete an account and its sessions and tokens")
-                .arg(name()),
-        );
-    with_database_args(cmd)
-}
-
-/// The settings that say where the hub's database is.
-fn database_settings() -> impl Iterator<Item = &'static lookout_hub::config::SettingSpec> {
-    SETTINGS
-        .iter()
-        .filter(|s| ["data_dir", "database"].contains(&s.key))
-}
-
-/// `--config`, `--data-dir` and `--database`, as `serve` reads them: for the
-/// commands that open the hub's database from the shell.
-fn with_database_args(mut cmd: Command) -> Command {
-    cmd = cmd.arg(
-        Arg::new("config")
-            .long("config")
-            .env("LOOKOUT_CONFIG")
-            .global(true)
-            .value_name("FILE")
-            .value_parser(clap::value_parser!(PathBuf))
-            .help("TOML file with settings, as for serve"),
-    );
-    for spec in database_settings() {
-        cmd = cmd.arg(
-            Arg::new(spec.key)
-                .long(spec.flag().trim_start_matches("--").to_owned())
-                .env(spec.env())
-                .global(true)
-                .value_name(spec.key.to_ascii_uppercase())
-                .help(spec.help),
-        );
-    }
-    cmd
-}
-
-/// The database's configuration, from the flags, variables and file `serve` reads.
-fn database_config(m: &ArgMatches) -> anyhow::Result<Config> {
-    let mut layers = BTreeMap::new();
-    for spec in database_settings() {
-        let key = spec.key;
-        if let (Some(value), Some(source)) = (m.get_one::<String>(key), m.value_source(key)) {
-            let origin = match source {
-                ValueSource::EnvVariable => Origin::Env,
-                _ => Origin::Flag,
-            };
-            layers.insert(
-                spec.key,
-                RawValue {
-                    value: value.clone(),
-                    origin,
-                },
-            );
-        }
-    }
-    Ok(Config::load(
-        m.get_one::<PathBuf>("config").map(PathBuf::as_path),
-        layers,
-    )?)
-}
-
 /// Opens the database the settings name (creating and migrating it).
 async fn open_database(config: &Config) -> anyhow::Result<lookout_hub::store::SqlStore> {
     lookout_hub::app::open_database(&config.database).await
@@ -279,11 +346,9 @@ async fn open_database(config: &Config) -> anyhow::Result<lookout_hub::store::Sq
 
 /// `lookout export`: the whole database as one JSON document.
 /// `lookout monitors export`: the services people made, as a monitors file.
-fn monitors(m: &ArgMatches) -> anyhow::Result<()> {
-    let Some(("export", sub)) = m.subcommand() else {
-        unreachable!("clap requires a known subcommand");
-    };
-    let config = database_config(m)?;
+fn monitors(command: &MonitorsCommand, db: &DatabaseArgs) -> anyhow::Result<()> {
+    let MonitorsCommand::Export { output } = command;
+    let config = db.config()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let services = runtime.block_on(async {
         let store = open_database(&config).await?;
@@ -304,11 +369,11 @@ fn monitors(m: &ArgMatches) -> anyhow::Result<()> {
         .filter(|s| !s.from_file && s.server_id.is_none() && !lookout_hub::app::is_self_check(s))
         .collect();
     let text = lookout_hub::monitors::to_toml(&made);
-    write_private(sub.get_one::<PathBuf>("output"), &text)
+    write_private(output.output.as_ref(), &text)
 }
 
-fn export(m: &ArgMatches) -> anyhow::Result<()> {
-    let config = database_config(m)?;
+fn export(output: &Output, db: &DatabaseArgs) -> anyhow::Result<()> {
+    let config = db.config()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let dump = runtime.block_on(async {
         let store = open_database(&config).await?;
@@ -318,13 +383,17 @@ fn export(m: &ArgMatches) -> anyhow::Result<()> {
         anyhow::Ok(dump?)
     })?;
     let text = serde_json::to_string_pretty(&dump)? + "\n";
-    write_private(m.get_one::<PathBuf>("output"), &text)
+    write_private(output.output.as_ref(), &text)
 }
 
 /// `lookout import FILE`: loads an export into an empty database.
-fn import(m: &ArgMatches) -> anyhow::Result<()> {
-    let config = database_config(m)?;
-    if let Some(kuma) = m.get_one::<PathBuf>("uptime_kuma") {
+fn import(
+    file: Option<&PathBuf>,
+    uptime_kuma: Option<&PathBuf>,
+    db: &DatabaseArgs,
+) -> anyhow::Result<()> {
+    let config = db.config()?;
+    if let Some(kuma) = uptime_kuma {
         let runtime = tokio::runtime::Runtime::new()?;
         return runtime.block_on(async {
             let monitors = kuma::read(kuma).await?;
@@ -341,7 +410,7 @@ fn import(m: &ArgMatches) -> anyhow::Result<()> {
             anyhow::Ok(())
         });
     }
-    let file = crate::args::required::<PathBuf>(m, "file")?;
+    let file = file.ok_or_else(|| anyhow::anyhow!("missing argument <FILE>"))?;
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let dump: serde_json::Value = serde_json::from_str(&text)
@@ -358,8 +427,8 @@ fn import(m: &ArgMatches) -> anyhow::Result<()> {
 }
 
 /// `lookout migrate`: brings the database's schema up to date and says where it stands.
-fn migrate(m: &ArgMatches) -> anyhow::Result<()> {
-    let config = database_config(m)?;
+fn migrate(db: &DatabaseArgs) -> anyhow::Result<()> {
+    let config = db.config()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let store = open_database(&config).await?;
@@ -392,18 +461,17 @@ fn read_password(username: &str) -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn user(m: &ArgMatches) -> anyhow::Result<()> {
+fn user(command: &UserCommand, db: &DatabaseArgs) -> anyhow::Result<()> {
     use lookout_hub::auth::UserRequest;
     use lookout_hub::store::accounts::{DeleteUser, Role};
-    let (sub, sm) = crate::args::subcommand(m)?;
-    let config = database_config(sm)?;
-    // `list` has no NAME argument.
-    let name = sm
-        .try_get_one::<String>("name")
-        .ok()
-        .flatten()
-        .cloned()
-        .unwrap_or_default();
+    let config = db.config()?;
+    let (sub, name, email, admin) = match command {
+        UserCommand::Add { name, admin, email } => ("add", name.clone(), email.clone(), *admin),
+        UserCommand::List => ("list", String::new(), None, false),
+        UserCommand::Passwd { name } => ("passwd", name.clone(), None, false),
+        UserCommand::ResetTwoFactor { name } => ("reset-2fa", name.clone(), None, false),
+        UserCommand::Remove { name } => ("remove", name.clone(), None, false),
+    };
     let password = match sub {
         "add" | "passwd" => Some(read_password(&name)?),
         _ => None,
@@ -417,9 +485,9 @@ fn user(m: &ArgMatches) -> anyhow::Result<()> {
                 "add" => {
                     let request = UserRequest {
                         username: name.clone(),
-                        email: sm.get_one::<String>("email").cloned(),
+                        email: email.clone(),
                         password: password.unwrap_or_default(),
-                        role: if sm.get_flag("admin") {
+                        role: if admin {
                             Role::Admin
                         } else {
                             Role::Viewer
@@ -516,71 +584,37 @@ fn user(m: &ArgMatches) -> anyhow::Result<()> {
     })
 }
 
-fn systemd_arg() -> Arg {
-    Arg::new("systemd")
-        .long("systemd")
-        .env("LOOKOUT_SYSTEMD")
-        .value_name("SCOPE")
-        .value_parser(["system", "user", "none"])
-        .default_value("system")
-        .help("which systemd manager to use: system, user (the session bus) or none")
-}
-
-/// The flags and variables that were set, ranked by clap (a flag beats a variable).
-fn overrides(m: &ArgMatches) -> BTreeMap<&'static str, RawValue> {
-    let mut out = BTreeMap::new();
-    for spec in SETTINGS {
-        if spec.key == lookout_hub::config::INSECURE_FLAG {
-            if m.get_flag(spec.key) {
-                out.insert(
-                    spec.key,
-                    RawValue {
-                        value: "true".into(),
-                        origin: Origin::Flag,
-                    },
-                );
-            }
-            continue;
-        }
-        let (Some(value), Some(source)) = (m.get_one::<String>(spec.key), m.value_source(spec.key))
-        else {
-            continue;
-        };
-        let origin = match source {
-            ValueSource::EnvVariable => Origin::Env,
-            _ => Origin::Flag,
-        };
-        out.insert(
-            spec.key,
-            RawValue {
-                value: value.clone(),
-                origin,
-            },
-        );
-    }
-    out
-}
-
 fn main() -> ExitCode {
     malloc::limit_arenas();
-    let matches = cli().get_matches();
-    let result = match matches.subcommand() {
-        Some(("serve", m)) => serve(m).map(|()| ExitCode::SUCCESS),
-        Some(("scan", m)) => scan(m).map(|()| ExitCode::SUCCESS),
-        Some(("containers", m)) => containers(m).map(|()| ExitCode::SUCCESS),
-        Some(("user", m)) => user(m).map(|()| ExitCode::SUCCESS),
-        Some(("status-page", m)) => crate::args::subcommand(m)
-            .and_then(|(_, sm)| database_config(sm))
-            .and_then(|config| status_page::run(m, config))
-            .map(|()| ExitCode::SUCCESS),
-        Some(("migrate", m)) => migrate(m).map(|()| ExitCode::SUCCESS),
-        Some(("export", m)) => export(m).map(|()| ExitCode::SUCCESS),
-        Some(("import", m)) => import(m).map(|()| ExitCode::SUCCESS),
-        Some(("check", m)) => check::run(m),
-        Some(("agent", m)) => agent::run(m),
-        Some(("probe", m)) => probe::run(m),
-        Some(("monitors", m)) => monitors(m).map(|()| ExitCode::SUCCESS),
-        _ => unreachable!("clap requires a known subcommand"),
+    let cli = Cli::parse();
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    let result = match &cli.command {
+        Commands::Serve(args) => done(serve(args)),
+        Commands::Scan {
+            systemd,
+            web_ports,
+            json,
+        } => done(scan(systemd, web_ports.as_deref(), *json)),
+        Commands::Containers {
+            containers: c,
+            json,
+        } => done(containers(c, *json)),
+        Commands::User { command, db } => done(user(command, db)),
+        Commands::StatusPage { command, db } => done(
+            db.config()
+                .and_then(|config| status_page::run(command, config)),
+        ),
+        Commands::Migrate { db } => done(migrate(db)),
+        Commands::Export { output, db } => done(export(output, db)),
+        Commands::Import {
+            file,
+            uptime_kuma,
+            db,
+        } => done(import(file.as_ref(), uptime_kuma.as_ref(), db)),
+        Commands::Check(args) => check::run(args),
+        Commands::Agent(args) => agent::run(args),
+        Commands::Probe(args) => probe::run(args),
+        Commands::Monitors { command, db } => done(monitors(command, db)),
     };
     match result {
         Ok(code) => code,
@@ -591,11 +625,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(m: &ArgMatches) -> anyhow::Result<()> {
-    let mut config = Config::load(
-        m.get_one::<PathBuf>("config").map(PathBuf::as_path),
-        overrides(m),
-    )?;
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref(), args.overrides.clone())?;
     init_logging(&config.log)?;
     fit_concurrency_to_fd_limit(&mut config);
     let on_network = !config.listen.ip().is_loopback();
@@ -648,15 +679,15 @@ fn fit_concurrency_to_fd_limit(config: &mut Config) {
     }
 }
 
-fn containers(m: &ArgMatches) -> anyhow::Result<()> {
-    let socket = match m.get_one::<String>("containers").map(String::as_str) {
-        None | Some("auto") => lookout_containers::auto_socket().ok_or_else(|| {
+fn containers(containers: &str, json: bool) -> anyhow::Result<()> {
+    let socket = match containers {
+        "auto" => lookout_containers::auto_socket().ok_or_else(|| {
             anyhow::anyhow!(
                 "no container engine found: set DOCKER_HOST or --containers to the engine's socket"
             )
         })?,
-        Some(path) if path.starts_with('/') => PathBuf::from(path),
-        Some(other) => {
+        path if path.starts_with('/') => PathBuf::from(path),
+        other => {
             anyhow::bail!("--containers: expected auto or the absolute path of the engine's socket, got {other:?}")
         }
     };
@@ -665,7 +696,7 @@ fn containers(m: &ArgMatches) -> anyhow::Result<()> {
         let engine = lookout_containers::Engine::connect(&socket)?;
         engine.list().await
     })?;
-    if m.get_flag("json") {
+    if json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
@@ -702,10 +733,10 @@ fn containers(m: &ArgMatches) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn scan(m: &ArgMatches) -> anyhow::Result<()> {
-    let scope = match m.get_one::<String>("systemd").map(String::as_str) {
-        Some("user") => lookout_systemd::Scope::User,
-        Some("none") => anyhow::bail!("--systemd none: there is nothing to scan"),
+fn scan(systemd: &SystemdArg, web_ports: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let scope = match systemd.systemd.as_str() {
+        "user" => lookout_systemd::Scope::User,
+        "none" => anyhow::bail!("--systemd none: there is nothing to scan"),
         _ => lookout_systemd::Scope::System,
     };
     let runtime = tokio::runtime::Runtime::new()?;
@@ -713,7 +744,7 @@ fn scan(m: &ArgMatches) -> anyhow::Result<()> {
         let systemd = lookout_systemd::Systemd::connect(scope).await?;
         anyhow::Ok(systemd.scan().await?)
     })?;
-    let web_ports = match m.get_one::<String>("web_ports") {
+    let web_ports = match web_ports {
         Some(v) => lookout_hub::discovery::WebPorts::parse(v)
             .map_err(|e| anyhow::anyhow!("invalid --web-ports {v:?}: {e}"))?,
         None => lookout_hub::discovery::WebPorts::default(),
@@ -731,7 +762,7 @@ fn scan(m: &ArgMatches) -> anyhow::Result<()> {
             })
         })
         .collect();
-    if m.get_flag("json") {
+    if json {
         let out = serde_json::json!({
             "scope": scan.scope, "services": services, "timers": scan.timers, "warnings": scan.warnings,
         });

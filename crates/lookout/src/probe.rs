@@ -8,91 +8,59 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::Args;
 use lookout_hub::health::Checker;
 use lookout_hub::metrics::Metrics;
 use lookout_proto::service::{parse_new_service, HealthStatus};
 use serde_json::{json, Map, Value};
 
-pub fn command() -> Command {
-    Command::new("probe")
-        .about("Check a URL once, as the hub would (http, https, tcp, tls, icmp, dns), and print the result")
-        .arg(
-            Arg::new("url")
-                .required(true)
-                .value_name("URL")
-                .help("what to check: http(s)://host/path, tcp://host:port, tls://host:port, icmp://host or dns://resolver[:port]"),
-        )
-        .arg(
-            Arg::new("condition")
-                .long("condition")
-                .short('c')
-                .value_name("EXPR")
-                .action(ArgAction::Append)
-                .help("a condition that must hold, e.g. '[STATUS] == 200' or '[BODY].status == UP' (repeatable)"),
-        )
-        .arg(
-            Arg::new("warn")
-                .long("warn")
-                .value_name("EXPR")
-                .action(ArgAction::Append)
-                .help("a condition whose failure is a WARNING, e.g. '[CERTIFICATE_EXPIRATION] > 336h' (repeatable)"),
-        )
-        .arg(
-            Arg::new("timeout")
-                .long("timeout")
-                .value_name("DURATION")
-                .default_value("5s")
-                .help("give up after this long (e.g. 500ms, 5s)"),
-        )
-        .arg(Arg::new("method").long("method").short('X').value_name("METHOD").help("HTTP method (default GET)"))
-        .arg(
-            Arg::new("header")
-                .long("header")
-                .short('H')
-                .value_name("NAME: VALUE")
-                .action(ArgAction::Append)
-                .help("an HTTP request header (repeatable)"),
-        )
-        .arg(Arg::new("body").long("body").value_name("TEXT").help("HTTP request body"))
-        .arg(
-            Arg::new("no_follow")
-                .long("no-follow")
-                .action(ArgAction::SetTrue)
-                .help("do not follow HTTP redirects"),
-        )
-        .arg(
-            Arg::new("accept")
-                .long("accept")
-                .value_name("CODES")
-                .help("HTTP status codes that pass, e.g. 200-299,301 (default 200-399)"),
-        )
-        .arg(
-            Arg::new("ca")
-                .long("ca")
-                .value_name("FILE")
-                .help("a CA certificate (PEM) to trust beside the system's"),
-        )
-        .arg(
-            Arg::new("insecure")
-                .long("insecure")
-                .short('k')
-                .action(ArgAction::SetTrue)
-                .help("accept a certificate that fails verification"),
-        )
-        .arg(Arg::new("dns_name").long("dns-name").value_name("NAME").help("the name a dns:// check asks for"))
-        .arg(
-            Arg::new("dns_type")
-                .long("dns-type")
-                .value_name("TYPE")
-                .help("the record type a dns:// check asks for (default A)"),
-        )
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// what to check: http(s)://host/path, tcp://host:port, tls://host:port, icmp://host or dns://resolver[:port]
+    #[arg(value_name = "URL")]
+    url: String,
+    /// a condition that must hold, e.g. '[STATUS] == 200' or '[BODY].status == UP' (repeatable)
+    #[arg(long, short = 'c', value_name = "EXPR")]
+    condition: Vec<String>,
+    /// a condition whose failure is a WARNING, e.g. '[CERTIFICATE_EXPIRATION] > 336h' (repeatable)
+    #[arg(long, value_name = "EXPR")]
+    warn: Vec<String>,
+    /// give up after this long (e.g. 500ms, 5s)
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    timeout: String,
+    /// HTTP method (default GET)
+    #[arg(long, short = 'X', value_name = "METHOD")]
+    method: Option<String>,
+    /// an HTTP request header (repeatable)
+    #[arg(long, short = 'H', value_name = "NAME: VALUE")]
+    header: Vec<String>,
+    /// HTTP request body
+    #[arg(long, value_name = "TEXT")]
+    body: Option<String>,
+    /// do not follow HTTP redirects
+    #[arg(long)]
+    no_follow: bool,
+    /// HTTP status codes that pass, e.g. 200-299,301 (default 200-399)
+    #[arg(long, value_name = "CODES")]
+    accept: Option<String>,
+    /// a CA certificate (PEM) to trust beside the system's
+    #[arg(long, value_name = "FILE")]
+    ca: Option<String>,
+    /// accept a certificate that fails verification
+    #[arg(long, short = 'k')]
+    insecure: bool,
+    /// the name a dns:// check asks for
+    #[arg(long, value_name = "NAME")]
+    dns_name: Option<String>,
+    /// the record type a dns:// check asks for (default A)
+    #[arg(long, value_name = "TYPE")]
+    dns_type: Option<String>,
 }
 
 /// The service a hub would make of these arguments, as its API would
 /// validate it.
-fn service_body(m: &ArgMatches) -> anyhow::Result<(Map<String, Value>, Duration)> {
-    let timeout_text = crate::args::required::<String>(m, "timeout")?;
+fn service_body(m: &ProbeArgs) -> anyhow::Result<(Map<String, Value>, Duration)> {
+    let timeout_text = &m.timeout;
     let timeout = lookout_proto::condition::parse_duration(timeout_text)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {
@@ -100,23 +68,23 @@ fn service_body(m: &ArgMatches) -> anyhow::Result<(Map<String, Value>, Duration)
         })?;
     let mut body = Map::new();
     body.insert("name".into(), json!("probe"));
-    body.insert("base_url".into(), json!(m.get_one::<String>("url")));
+    body.insert("base_url".into(), json!(m.url));
     let mut conditions: Vec<Value> = Vec::new();
-    for c in m.get_many::<String>("condition").into_iter().flatten() {
+    for c in &m.condition {
         conditions.push(json!(c));
     }
-    for c in m.get_many::<String>("warn").into_iter().flatten() {
+    for c in &m.warn {
         conditions.push(json!({"expr": c, "on_fail": "WARNING"}));
     }
     if !conditions.is_empty() {
         body.insert("conditions".into(), Value::Array(conditions));
     }
     let mut http = Map::new();
-    if let Some(method) = m.get_one::<String>("method") {
+    if let Some(method) = &m.method {
         http.insert("method".into(), json!(method));
     }
     let mut headers = Map::new();
-    for h in m.get_many::<String>("header").into_iter().flatten() {
+    for h in &m.header {
         let (name, value) = h
             .split_once(':')
             .ok_or_else(|| anyhow!("--header: {h:?} is not NAME: VALUE"))?;
@@ -125,13 +93,13 @@ fn service_body(m: &ArgMatches) -> anyhow::Result<(Map<String, Value>, Duration)
     if !headers.is_empty() {
         http.insert("headers".into(), Value::Object(headers));
     }
-    if let Some(b) = m.get_one::<String>("body") {
+    if let Some(b) = &m.body {
         http.insert("body".into(), json!(b));
     }
-    if m.get_flag("no_follow") {
+    if m.no_follow {
         http.insert("follow_redirects".into(), json!(false));
     }
-    if let Some(codes) = m.get_one::<String>("accept") {
+    if let Some(codes) = &m.accept {
         let codes: Vec<&str> = codes.split(',').map(str::trim).collect();
         http.insert("accepted_codes".into(), json!(codes));
     }
@@ -139,20 +107,20 @@ fn service_body(m: &ArgMatches) -> anyhow::Result<(Map<String, Value>, Duration)
         body.insert("http".into(), Value::Object(http));
     }
     let mut tls = Map::new();
-    if let Some(file) = m.get_one::<String>("ca") {
+    if let Some(file) = &m.ca {
         let pem = std::fs::read_to_string(file).with_context(|| format!("--ca {file}"))?;
         tls.insert("ca_pem".into(), json!(pem));
     }
-    if m.get_flag("insecure") {
+    if m.insecure {
         tls.insert("skip_verify".into(), json!(true));
     }
     if !tls.is_empty() {
         body.insert("tls".into(), Value::Object(tls));
     }
-    if let Some(name) = m.get_one::<String>("dns_name") {
+    if let Some(name) = &m.dns_name {
         let mut dns = Map::new();
         dns.insert("name".into(), json!(name));
-        if let Some(t) = m.get_one::<String>("dns_type") {
+        if let Some(t) = &m.dns_type {
             dns.insert("type".into(), json!(t));
         }
         body.insert("dns".into(), Value::Object(dns));
@@ -172,7 +140,7 @@ fn option_of(field: &str) -> &'static str {
     }
 }
 
-pub fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
+pub fn run(m: &ProbeArgs) -> anyhow::Result<ExitCode> {
     let (body, timeout) = service_body(m)?;
     let new = parse_new_service(&body).map_err(|errors| {
         let e = &errors[0];

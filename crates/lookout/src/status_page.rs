@@ -2,62 +2,71 @@
 //! same data directory or database as `serve` (a running hub shows a change
 //! within ten seconds).
 
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::Subcommand;
 use lookout_hub::store::{ServiceFilter, StatusPageRow, StoreError};
 use lookout_proto::status_page::parse_status_page;
 use serde_json::{json, Value};
 
-pub fn command() -> Command {
-    let slug = || {
-        Arg::new("slug")
-            .required(true)
-            .value_name("SLUG")
-            .help("the page's address: /status/SLUG")
-    };
-    Command::new("status-page")
-        .about("Manage public status pages (/status/SLUG), against the same data directory or database as `serve`")
-        .subcommand_required(true)
-        .subcommand(
-            Command::new("add")
-                .about("Create a status page, or replace the one at SLUG")
-                .arg(slug())
-                .arg(Arg::new("title").long("title").required(true).value_name("TEXT").help("what readers see at the top"))
-                .arg(Arg::new("service").long("service").action(ArgAction::Append).value_name("NAME|ID").help("a service to show (repeat for more)"))
-                .arg(Arg::new("tag").long("tag").action(ArgAction::Append).value_name("TAG").help("show every service with this tag (repeat for more)"))
-                .arg(Arg::new("description").long("description").value_name("TEXT").help("a line under the title"))
-                .arg(Arg::new("notice").long("notice").value_name("TEXT").help("a notice above the services (planned work, an outage being handled)")),
-        )
-        .subcommand(Command::new("list").about("List status pages"))
-        .subcommand(Command::new("remove").about("Delete a status page").arg(slug()))
+#[derive(Subcommand)]
+pub enum StatusPageCommand {
+    /// Create a status page, or replace the one at SLUG
+    Add {
+        /// the page's address: /status/SLUG
+        #[arg(value_name = "SLUG")]
+        slug: String,
+        /// what readers see at the top
+        #[arg(long, value_name = "TEXT")]
+        title: String,
+        /// a service to show (repeat for more)
+        #[arg(long = "service", value_name = "NAME|ID")]
+        services: Vec<String>,
+        /// show every service with this tag (repeat for more)
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// a line under the title
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        /// a notice above the services (planned work, an outage being handled)
+        #[arg(long, value_name = "TEXT")]
+        notice: Option<String>,
+    },
+    /// List status pages
+    List,
+    /// Delete a status page
+    Remove {
+        /// the page's address: /status/SLUG
+        #[arg(value_name = "SLUG")]
+        slug: String,
+    },
 }
 
-fn many(m: &ArgMatches, id: &str) -> Vec<String> {
-    m.get_many::<String>(id)
-        .map(|v| v.cloned().collect())
-        .unwrap_or_default()
-}
-
-pub fn run(m: &ArgMatches, config: lookout_hub::Config) -> anyhow::Result<()> {
-    let (sub, sm) = crate::args::subcommand(m)?;
+pub fn run(command: &StatusPageCommand, config: lookout_hub::Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let store = lookout_hub::app::open_store(&config).await?;
         let now = lookout_hub::clock::Clock::now(&lookout_hub::clock::SystemClock);
         let result = async {
-            match sub {
-                "add" => {
-                    let services: Vec<Value> = many(sm, "service")
-                        .into_iter()
+            match command {
+                StatusPageCommand::Add {
+                    slug,
+                    title,
+                    services,
+                    tags,
+                    description,
+                    notice,
+                } => {
+                    let services: Vec<Value> = services
+                        .iter()
                         .map(|s| s.parse::<i64>().map_or_else(|_| json!(s), |id| json!(id)))
                         .collect();
                     let mut body = json!({
-                        "slug": sm.get_one::<String>("slug"),
-                        "title": sm.get_one::<String>("title"),
+                        "slug": slug,
+                        "title": title,
                         "services": services,
-                        "tags": many(sm, "tag"),
+                        "tags": tags,
                     });
-                    for key in ["description", "notice"] {
-                        if let Some(v) = sm.get_one::<String>(key) {
+                    for (key, value) in [("description", description), ("notice", notice)] {
+                        if let Some(v) = value {
                             body[key] = json!(v);
                         }
                     }
@@ -91,7 +100,7 @@ pub fn run(m: &ArgMatches, config: lookout_hub::Config) -> anyhow::Result<()> {
                         None => anyhow::bail!("the status page was removed meanwhile"),
                     }
                 }
-                "list" => {
+                StatusPageCommand::List => {
                     println!("{:<24} {:<32} {:<8} TAGS", "SLUG", "TITLE", "SERVICES");
                     for p in store.list_status_pages().await? {
                         println!(
@@ -107,16 +116,12 @@ pub fn run(m: &ArgMatches, config: lookout_hub::Config) -> anyhow::Result<()> {
                         );
                     }
                 }
-                "remove" => {
-                    let slug = sm.get_one::<String>("slug").cloned().unwrap_or_default();
-                    match store.get_status_page(&slug).await? {
-                        Some(page) if store.delete_status_page(page.id).await? => {
-                            println!("removed /status/{slug}");
-                        }
-                        _ => anyhow::bail!("no status page at /status/{slug}"),
+                StatusPageCommand::Remove { slug } => match store.get_status_page(slug).await? {
+                    Some(page) if store.delete_status_page(page.id).await? => {
+                        println!("removed /status/{slug}");
                     }
-                }
-                other => anyhow::bail!("unknown command {other}"),
+                    _ => anyhow::bail!("no status page at /status/{slug}"),
+                },
             }
             Ok::<(), anyhow::Error>(())
         }

@@ -111,6 +111,50 @@ fn config_file_errors_name_the_file_and_key() {
         )),
         "{stderr}"
     );
+    // A value of the wrong shape: named with the file, in one line.
+    std::fs::write(&path, "watch = [[\"nginx.service\"]]\n").unwrap();
+    let (ok, stderr) = run(&["serve", "--config", path.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("invalid watch in config file {}", path.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    // Lists as TOML arrays, humantime durations, sizes, bare numbers and
+    // booleans are all taken: the only complaint is about TLS, checked
+    // after every one of them; and a flag still beats the file.
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:1\"\nwatch = [\"nginx.service\", \"backup-*.timer\"]\n\
+         check_interval = \"1h 30m\"\nmax_body = \"256KiB\"\nself_check = true\n\
+         check_concurrency = 16\n",
+    )
+    .unwrap();
+    let (ok, stderr) = run(
+        &[
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("--tls-cert needs --tls-key"), "{stderr}");
+    std::fs::write(&path, "listen = \"127.0.0.1:1\"\n").unwrap();
+    let (ok, stderr) = run(
+        &[
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "nowhere",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("invalid --listen \"nowhere\""), "{stderr}");
 }
 
 #[test]

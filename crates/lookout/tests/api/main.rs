@@ -29,5 +29,6 @@ mod sso;
 mod status_pages;
 mod store;
 mod systemd;
+mod tidy;
 mod validation;
 mod web_push;
