@@ -11,7 +11,7 @@ use lookout_proto::FieldError;
 
 use super::extract::PathId;
 use super::table::Routes;
-use super::ui::{bad_form, message, render, stamp, store_failure, FormResult};
+use super::ui::{bad_form, message, render, stamp, store_failure, FormResult, Page};
 use super::AppState;
 use crate::auth::guard::{cookie, session_cookie, set_cookie, MaybePrincipal};
 use crate::auth::guard::{Caller, Remote};
@@ -100,32 +100,27 @@ async fn login_page(
     State(state): State<AppState>,
     MaybePrincipal(who): MaybePrincipal,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Page {
     let next = safe_next(q.get("next"));
     if !state.auth.required() || who.is_some() {
-        return Redirect::to(&next).into_response();
+        return Ok(Redirect::to(&next).into_response());
     }
-    match state.store.count_users().await {
-        Ok(0) => return Redirect::to("/setup").into_response(),
-        Ok(_) => {}
-        Err(e) => return store_failure(&e),
+    if state.store.count_users().await? == 0 {
+        return Ok(Redirect::to("/setup").into_response());
     }
-    render(
+    Ok(render(
         StatusCode::OK,
         &LoginPage {
             error: None,
             username: String::new(),
             next,
         },
-    )
+    ))
 }
 
 /// A signed-in browser: a session, its cookie and a redirect.
-async fn sign_in(state: &AppState, user: &User, client: &Client, next: &str) -> Response {
-    let secret = match state.auth.start_session(user).await {
-        Ok(s) => s,
-        Err(e) => return store_failure(&e),
-    };
+async fn sign_in(state: &AppState, user: &User, client: &Client, next: &str) -> Page {
+    let secret = state.auth.start_session(user).await?;
     state
         .auth
         .audit(
@@ -142,7 +137,7 @@ async fn sign_in(state: &AppState, user: &User, client: &Client, next: &str) -> 
         client.https,
         Some(state.auth.settings.session_ttl),
     );
-    ([(header::SET_COOKIE, cookie)], Redirect::to(next)).into_response()
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to(next)).into_response())
 }
 
 async fn login_submit(
@@ -158,11 +153,15 @@ async fn login_submit(
     let password = form.get("password").cloned().unwrap_or_default();
     let next = safe_next(form.get("next"));
     match state.auth.check_password(&username, &password).await {
-        Ok(Some(user)) if user.two_factor() => challenge(&state, &user, &client, &next).await,
+        Ok(Some(user)) if user.two_factor() => challenge(&state, &user, &client, &next)
+            .await
+            .into_response(),
         Ok(Some(user)) if state.auth.must_set_up_two_factor(&user) => {
-            sign_in(&state, &user, &client, "/account/two-factor").await
+            sign_in(&state, &user, &client, "/account/two-factor")
+                .await
+                .into_response()
         }
-        Ok(Some(user)) => sign_in(&state, &user, &client, &next).await,
+        Ok(Some(user)) => sign_in(&state, &user, &client, &next).await.into_response(),
         Ok(None) => {
             state
                 .auth
@@ -194,11 +193,8 @@ fn challenge_cookie(https: bool) -> &'static str {
 
 /// The right password of an account with two-factor sign-in: a challenge
 /// cookie, and on to the code page.
-async fn challenge(state: &AppState, user: &User, client: &Client, next: &str) -> Response {
-    let challenge = match state.auth.start_challenge(user).await {
-        Ok(c) => c,
-        Err(e) => return store_failure(&e),
-    };
+async fn challenge(state: &AppState, user: &User, client: &Client, next: &str) -> Page {
+    let challenge = state.auth.start_challenge(user).await?;
     let cookie = set_cookie(
         challenge_cookie(client.https),
         &challenge,
@@ -206,11 +202,11 @@ async fn challenge(state: &AppState, user: &User, client: &Client, next: &str) -
         Some(crate::auth::Auth::CHALLENGE_TTL),
     );
     let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
-    (
+    Ok((
         [(header::SET_COOKIE, cookie)],
         Redirect::to(&format!("/login/code?{query}")),
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(Template)]
@@ -237,10 +233,10 @@ async fn code_submit(
     Remote(client): Remote,
     headers: axum::http::HeaderMap,
     form: FormResult,
-) -> Response {
+) -> Page {
     let form = match form {
         Ok(f) => f.0,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let next = safe_next(form.get("next"));
     let code = form.get("code").cloned().unwrap_or_default();
@@ -252,23 +248,21 @@ async fn code_submit(
         Ok(Some(user)) => user,
         // Expired, replaced by a newer sign-in, or never started.
         Ok(None) => {
-            return render(
+            return Ok(render(
                 StatusCode::UNAUTHORIZED,
                 &LoginPage {
                     error: Some("The sign-in took too long. Enter your password again.".into()),
                     username: String::new(),
                     next,
                 },
-            )
+            ))
         }
-        Err(e) => return store_failure(&e),
+        Err(e) => return Err(e.into()),
     };
-    match state.auth.check_second_factor(&user, &code).await {
+    Ok(match state.auth.check_second_factor(&user, &code).await {
         Ok(true) => {
-            if let Err(e) = state.store.set_login_challenge(user.id, None).await {
-                return store_failure(&e);
-            }
-            let mut response = sign_in(&state, &user, &client, &next).await;
+            state.store.set_login_challenge(user.id, None).await?;
+            let mut response = sign_in(&state, &user, &client, &next).await?;
             let clear = set_cookie(challenge_cookie(client.https), "", client.https, None);
             response.headers_mut().append(header::SET_COOKIE, clear);
             response
@@ -295,7 +289,7 @@ async fn code_submit(
             )
         }
         Err(e) => store_failure(&e),
-    }
+    })
 }
 
 #[derive(Template)]
@@ -388,68 +382,66 @@ async fn two_factor_on(
     Caller(who): Caller,
     Remote(client): Remote,
     form: FormResult,
-) -> Response {
+) -> Page {
     let form = match form {
         Ok(f) => f.0,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let user = match account_user(&state, &who).await {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return Ok(r),
     };
     if user.two_factor() {
-        return Redirect::to("/account#two-factor").into_response();
+        return Ok(Redirect::to("/account#two-factor").into_response());
     }
     let required = state.auth.must_set_up_two_factor(&user);
     let secret = form.get("secret").cloned().unwrap_or_default();
     if totp_rs_secret_ok(&secret).is_none() {
-        return enrol_page(
+        return Ok(enrol_page(
             &who,
             required,
             StatusCode::UNPROCESSABLE_ENTITY,
             crate::auth::totp::new_secret(),
             Some("The key was changed on its way. Scan this new code.".into()),
-        );
+        ));
     }
     let code = form.get("code").cloned().unwrap_or_default();
-    match state.auth.enable_two_factor(&user, &secret, &code).await {
-        Ok(Some(codes)) => {
-            state
-                .auth
-                .audit_ok(&who, "user.2fa.on", Some(user.username.clone()), &client)
-                .await;
-            let mut response = render(
-                StatusCode::OK,
-                &TwoFactorPage {
-                    secret: String::new(),
-                    secret_grouped: String::new(),
-                    qr_svg: String::new(),
-                    error: None,
-                    recovery_codes: Some(codes),
-                    required: false,
-                },
-            );
-            if required {
-                // The viewer's session they had meanwhile becomes an
-                // admin's.
-                match upgraded_session(&state, &user, &who, &client).await {
-                    Ok(cookie) => {
-                        response.headers_mut().append(header::SET_COOKIE, cookie);
-                    }
-                    Err(e) => return store_failure(&e),
+    Ok(
+        match state.auth.enable_two_factor(&user, &secret, &code).await {
+            Ok(Some(codes)) => {
+                state
+                    .auth
+                    .audit_ok(&who, "user.2fa.on", Some(user.username.clone()), &client)
+                    .await;
+                let mut response = render(
+                    StatusCode::OK,
+                    &TwoFactorPage {
+                        secret: String::new(),
+                        secret_grouped: String::new(),
+                        qr_svg: String::new(),
+                        error: None,
+                        recovery_codes: Some(codes),
+                        required: false,
+                    },
+                );
+                if required {
+                    // The viewer's session they had meanwhile becomes an
+                    // admin's.
+                    let cookie = upgraded_session(&state, &user, &who, &client).await?;
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
                 }
+                response
             }
-            response
-        }
-        Ok(None) => enrol_page(
-            &who,
-            required,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            secret,
-            Some("That code is not the app's code now. Check the app and try again.".into()),
-        ),
-        Err(e) => store_failure(&e),
-    }
+            Ok(None) => enrol_page(
+                &who,
+                required,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                secret,
+                Some("That code is not the app's code now. Check the app and try again.".into()),
+            ),
+            Err(e) => store_failure(&e),
+        },
+    )
 }
 
 /// A new session with the user's full role, in place of `who`'s.
@@ -489,21 +481,19 @@ async fn two_factor_off(
     Caller(who): Caller,
     Remote(client): Remote,
     form: FormResult,
-) -> Response {
+) -> Page {
     let form = match form {
         Ok(f) => f.0,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let user = match account_user(&state, &who).await {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return Ok(r),
     };
     let code = form.get("code").cloned().unwrap_or_default();
-    match state.auth.check_second_factor(&user, &code).await {
+    Ok(match state.auth.check_second_factor(&user, &code).await {
         Ok(true) => {
-            if let Err(e) = state.store.set_two_factor(user.id, None, &[]).await {
-                return store_failure(&e);
-            }
+            state.store.set_two_factor(user.id, None, &[]).await?;
             state
                 .auth
                 .audit_ok(&who, "user.2fa.off", Some(user.username.clone()), &client)
@@ -527,10 +517,10 @@ async fn two_factor_off(
                 None,
                 Some("That code is wrong or already used: two-factor sign-in stays on.".into()),
             )
-            .await
+            .await?
         }
         Err(e) => store_failure(&e),
-    }
+    })
 }
 
 /// A password could not be hashed or checked: too many at once (503, try
@@ -565,20 +555,17 @@ async fn logout(
     State(state): State<AppState>,
     MaybePrincipal(who): MaybePrincipal,
     Remote(client): Remote,
-) -> Response {
+) -> Page {
     if let Some(who) = &who {
         if let Some(c) = who
             .credential
             .as_ref()
             .filter(|c| c.kind == CredentialKind::Session)
         {
-            if let Err(e) = state
+            state
                 .store
                 .revoke_credential(c.id, None, state.clock.now())
-                .await
-            {
-                return store_failure(&e);
-            }
+                .await?;
             state
                 .auth
                 .audit_ok(who, "logout", Some("session".into()), &client)
@@ -599,19 +586,21 @@ async fn logout(
         None if state.auth.required() => "/login",
         None => "/",
     };
-    // The app's offline copies of pages (and its service worker) go with
-    // the session: a shared device keeps nothing of the last person's.
-    (
-        [
-            (header::SET_COOKIE, clear),
-            (
-                header::HeaderName::from_static("clear-site-data"),
-                axum::http::HeaderValue::from_static("\"cache\", \"storage\""),
-            ),
-        ],
-        Redirect::to(to),
+    Ok(
+        // The app's offline copies of pages (and its service worker) go with
+        // the session: a shared device keeps nothing of the last person's.
+        (
+            [
+                (header::SET_COOKIE, clear),
+                (
+                    header::HeaderName::from_static("clear-site-data"),
+                    axum::http::HeaderValue::from_static("\"cache\", \"storage\""),
+                ),
+            ],
+            Redirect::to(to),
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
 // ---- First run -----------------------------------------------------------------
@@ -731,43 +720,47 @@ async fn setup_submit(
     State(state): State<AppState>,
     Remote(client): Remote,
     form: FormResult,
-) -> Response {
+) -> Page {
     let form = match form {
         Ok(f) => f.0,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     // Set up already: nothing to hash (hashing is what a flood would cost).
-    match state.store.count_users().await {
-        Ok(0) => {}
-        Ok(_) => return Redirect::to("/login").into_response(),
-        Err(e) => return store_failure(&e),
+    if state.store.count_users().await? > 0 {
+        return Ok(Redirect::to("/login").into_response());
     }
     let (request, problems) = user_request(&form, Role::Admin, true);
     if !problems.is_empty() {
-        return setup_form(StatusCode::UNPROCESSABLE_ENTITY, &form, &problems);
+        return Ok(setup_form(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &form,
+            &problems,
+        ));
     }
     let new = match request.into_new_user().await {
         Ok(n) => n,
-        Err(e) => return hashing_failure(e),
+        Err(e) => return Ok(hashing_failure(e)),
     };
-    match state.store.create_first_user(&new, state.clock.now()).await {
-        Ok(Some(user)) => {
-            state
-                .auth
-                .audit(
-                    Some(&user.username),
-                    "user.setup",
-                    Some(user.username.clone()),
-                    &client,
-                    AuditOutcome::Ok,
-                )
-                .await;
-            sign_in(&state, &user, &client, "/").await
-        }
-        // Someone else finished the setup first.
-        Ok(None) => Redirect::to("/login").into_response(),
-        Err(e) => store_failure(&e),
-    }
+    Ok(
+        match state.store.create_first_user(&new, state.clock.now()).await {
+            Ok(Some(user)) => {
+                state
+                    .auth
+                    .audit(
+                        Some(&user.username),
+                        "user.setup",
+                        Some(user.username.clone()),
+                        &client,
+                        AuditOutcome::Ok,
+                    )
+                    .await;
+                sign_in(&state, &user, &client, "/").await?
+            }
+            // Someone else finished the setup first.
+            Ok(None) => Redirect::to("/login").into_response(),
+            Err(e) => store_failure(&e),
+        },
+    )
 }
 
 // ---- The user's own account ------------------------------------------------------
@@ -815,20 +808,16 @@ async fn render_account(
     status: StatusCode,
     new_token: Option<NewToken>,
     error: Option<String>,
-) -> Response {
+) -> Page {
     let user = match account_user(state, who).await {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return Ok(r),
     };
     let user_id = user.id;
-    let tokens = match state
+    let tokens = state
         .store
         .list_credentials(Some(user_id), CredentialKind::Api, state.clock.now())
-        .await
-    {
-        Ok(t) => t,
-        Err(e) => return store_failure(&e),
-    };
+        .await?;
     let tokens = tokens
         .into_iter()
         .map(|t| TokenRow {
@@ -843,7 +832,7 @@ async fn render_account(
             last_used: t.last_used_at.map_or_else(|| "never".into(), stamp),
         })
         .collect();
-    render(
+    Ok(render(
         status,
         &AccountPage {
             username: who.username.clone(),
@@ -856,10 +845,10 @@ async fn render_account(
             recovery_left: user.recovery_codes.len(),
             devices: super::devices::Devices::of(state, who, "/account").await,
         },
-    )
+    ))
 }
 
-async fn account_page(State(state): State<AppState>, Caller(who): Caller) -> Response {
+async fn account_page(State(state): State<AppState>, Caller(who): Caller) -> Page {
     render_account(&state, &who, StatusCode::OK, None, None).await
 }
 
@@ -868,13 +857,13 @@ async fn create_token(
     Caller(who): Caller,
     Remote(client): Remote,
     form: FormResult,
-) -> Response {
+) -> Page {
     let form = match form {
         Ok(f) => f.0,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     if who.user_id.is_none() {
-        return auth_off_page();
+        return Ok(auth_off_page());
     }
     let name = form
         .get("name")
@@ -912,27 +901,29 @@ async fn create_token(
     let ttl = days
         .and_then(|d| d.parse::<u64>().ok())
         .map(|d| std::time::Duration::from_secs(d * 86_400));
-    match state
-        .auth
-        .create_api_token(&who, &name, role, scope, ttl)
-        .await
-    {
-        Ok((_, token)) => {
-            state
-                .auth
-                .audit_ok(&who, "token.create", Some(name.clone()), &client)
-                .await;
-            render_account(
-                &state,
-                &who,
-                StatusCode::CREATED,
-                Some(NewToken { name, token }),
-                None,
-            )
+    Ok(
+        match state
+            .auth
+            .create_api_token(&who, &name, role, scope, ttl)
             .await
-        }
-        Err(e) => store_failure(&e),
-    }
+        {
+            Ok((_, token)) => {
+                state
+                    .auth
+                    .audit_ok(&who, "token.create", Some(name.clone()), &client)
+                    .await;
+                render_account(
+                    &state,
+                    &who,
+                    StatusCode::CREATED,
+                    Some(NewToken { name, token }),
+                    None,
+                )
+                .await?
+            }
+            Err(e) => store_failure(&e),
+        },
+    )
 }
 
 async fn revoke_token(
@@ -990,14 +981,11 @@ async fn render_users(
     status: StatusCode,
     values: &HashMap<String, String>,
     errors: &[FieldError],
-) -> Response {
-    let (users, open) = match tokio::try_join!(
+) -> Page {
+    let (users, open) = tokio::try_join!(
         state.store.list_users(),
         crate::auth::registration_open(state.store.as_ref())
-    ) {
-        Ok(r) => r,
-        Err(e) => return store_failure(&e),
-    };
+    )?;
     let users = users
         .into_iter()
         .map(|u| UserRow {
@@ -1009,7 +997,7 @@ async fn render_users(
             created: stamp(u.created_at),
         })
         .collect();
-    render(
+    Ok(render(
         status,
         &UsersPage {
             users,
@@ -1017,10 +1005,10 @@ async fn render_users(
             errors_summary: summary(errors),
             open_registration: open,
         },
-    )
+    ))
 }
 
-async fn users_page(State(state): State<AppState>) -> Response {
+async fn users_page(State(state): State<AppState>) -> Page {
     render_users(&state, StatusCode::OK, &HashMap::new(), &[]).await
 }
 
@@ -1029,10 +1017,10 @@ async fn add_user(
     Caller(who): Caller,
     Remote(client): Remote,
     form: FormResult,
-) -> Response {
+) -> Page {
     let form = match form {
         Ok(f) => f.0,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let role = form
         .get("role")
@@ -1044,25 +1032,27 @@ async fn add_user(
     }
     let new = match request.into_new_user().await {
         Ok(n) => n,
-        Err(e) => return hashing_failure(e),
+        Err(e) => return Ok(hashing_failure(e)),
     };
-    match state.store.create_user(&new, state.clock.now()).await {
-        Ok(user) => {
-            state
-                .auth
-                .audit_ok(&who, "user.create", Some(user.username), &client)
-                .await;
-            Redirect::to("/users").into_response()
-        }
-        Err(StoreError::Conflict { field, value }) => {
-            let problems = [FieldError::new(
-                field,
-                format!("{value:?} is already taken"),
-            )];
-            render_users(&state, StatusCode::CONFLICT, &form, &problems).await
-        }
-        Err(e) => store_failure(&e),
-    }
+    Ok(
+        match state.store.create_user(&new, state.clock.now()).await {
+            Ok(user) => {
+                state
+                    .auth
+                    .audit_ok(&who, "user.create", Some(user.username), &client)
+                    .await;
+                Redirect::to("/users").into_response()
+            }
+            Err(StoreError::Conflict { field, value }) => {
+                let problems = [FieldError::new(
+                    field,
+                    format!("{value:?} is already taken"),
+                )];
+                render_users(&state, StatusCode::CONFLICT, &form, &problems).await?
+            }
+            Err(e) => store_failure(&e),
+        },
+    )
 }
 
 async fn delete_user(
@@ -1070,12 +1060,9 @@ async fn delete_user(
     Caller(who): Caller,
     Remote(client): Remote,
     PathId(id): PathId,
-) -> Response {
-    let target = match state.store.get_user(id).await {
-        Ok(u) => u.map(|u| u.username),
-        Err(e) => return store_failure(&e),
-    };
-    match state.store.delete_user(id).await {
+) -> Page {
+    let target = state.store.get_user(id).await?.map(|u| u.username);
+    Ok(match state.store.delete_user(id).await {
         Ok(DeleteUser::Deleted) => {
             state
                 .auth
@@ -1094,7 +1081,7 @@ async fn delete_user(
             "This is the only admin: make another user admin before deleting it.",
         ),
         Err(e) => store_failure(&e),
-    }
+    })
 }
 
 async fn toggle_registration(
@@ -1102,22 +1089,19 @@ async fn toggle_registration(
     Caller(who): Caller,
     Remote(client): Remote,
     form: FormResult,
-) -> Response {
+) -> Page {
     let form = match form {
         Ok(f) => f.0,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let open = form.get("open").is_some_and(|v| v == "true");
-    if let Err(e) = state
+    state
         .store
         .set_state(
             crate::auth::OPEN_REGISTRATION,
             if open { "true" } else { "false" },
         )
-        .await
-    {
-        return store_failure(&e);
-    }
+        .await?;
     state
         .auth
         .audit_ok(
@@ -1127,7 +1111,7 @@ async fn toggle_registration(
             &client,
         )
         .await;
-    Redirect::to("/users").into_response()
+    Ok(Redirect::to("/users").into_response())
 }
 
 // ---- Audit log -------------------------------------------------------------------

@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Map, Value};
 
 use super::table::Routes;
-use super::ui::{api_error_page, bad_form, capitalize, message, render, store_failure, FormResult};
+use super::ui::{
+    api_error_page, bad_form, capitalize, message, render, store_failure, FormResult, Page,
+};
 use super::when::Stamp;
 use super::AppState;
 use crate::auth::Access;
@@ -93,13 +95,10 @@ async fn render_notifications(
     error: Option<String>,
     editing: Option<(i64, String)>,
     mut form: HashMap<String, String>,
-) -> Response {
+) -> Page {
     form.retain(|k, _| !matches!(k.as_str(), "token" | "password"));
     let (channels, deliveries) =
-        match tokio::try_join!(state.store.list_channels(), state.store.list_deliveries(50)) {
-            Ok(v) => v,
-            Err(e) => return store_failure(&e),
-        };
+        (tokio::try_join!(state.store.list_channels(), state.store.list_deliveries(50)))?;
     let channel_name = |id: i64| {
         channels
             .iter()
@@ -151,7 +150,7 @@ async fn render_notifications(
         form,
         devices: super::devices::Devices::of(state, who, "/notifications").await,
     };
-    render(status, &page)
+    Ok(render(status, &page))
 }
 
 async fn notifications_page(
@@ -171,6 +170,7 @@ async fn notifications_page(
         HashMap::new(),
     )
     .await
+    .into_response()
 }
 
 /// The channel's body as the API takes it, from the form: the settings the
@@ -229,10 +229,10 @@ async fn add_channel_from_form(
     State(state): State<AppState>,
     crate::auth::guard::Caller(who): crate::auth::guard::Caller,
     form: FormResult,
-) -> Response {
+) -> Page {
     let Form(values) = match form {
         Ok(f) => f,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let body = channel_body(&values, false);
     let problem = match super::notify::parse_channel(&body) {
@@ -242,11 +242,11 @@ async fn add_channel_from_form(
                 .create_channel(&name, kind, &config, enabled, state.clock.now())
                 .await
             {
-                Ok(_) => return Redirect::to("/notifications").into_response(),
+                Ok(_) => return Ok(Redirect::to("/notifications").into_response()),
                 Err(StoreError::Conflict { value, .. }) => {
                     format!("A channel named {value:?} exists already.")
                 }
-                Err(e) => return store_failure(&e),
+                Err(e) => return Err(e.into()),
             }
         }
         Err(errors) => problem_line(&errors),
@@ -269,11 +269,9 @@ async fn edit_channel_form(
     State(state): State<AppState>,
     crate::auth::guard::Caller(who): crate::auth::guard::Caller,
     axum::extract::Path(id): axum::extract::Path<i64>,
-) -> Response {
-    let channel = match state.store.get_channel(id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return no_such_channel(),
-        Err(e) => return store_failure(&e),
+) -> Page {
+    let Some(channel) = state.store.get_channel(id).await? else {
+        return Ok(no_such_channel());
     };
     let mut form: HashMap<String, String> = crate::notify::masked(&channel.config)
         .into_iter()
@@ -284,7 +282,7 @@ async fn edit_channel_form(
     if channel.enabled {
         form.insert("enabled".into(), "on".into());
     }
-    render_notifications(
+    Ok(render_notifications(
         &state,
         &who,
         StatusCode::OK,
@@ -294,6 +292,7 @@ async fn edit_channel_form(
         form,
     )
     .await
+    .into_response())
 }
 
 async fn edit_channel_from_form(
@@ -301,17 +300,17 @@ async fn edit_channel_from_form(
     crate::auth::guard::Caller(who): crate::auth::guard::Caller,
     axum::extract::Path(id): axum::extract::Path<i64>,
     form: FormResult,
-) -> Response {
+) -> Page {
     let Form(values) = match form {
         Ok(f) => f,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let problem = match super::notify::edit_channel(&state, id, channel_body(&values, true)).await {
-        Ok(_) => return Redirect::to("/notifications?notice=saved").into_response(),
+        Ok(_) => return Ok(Redirect::to("/notifications?notice=saved").into_response()),
         Err(crate::error::ApiError::Validation(errors)) => problem_line(&errors),
         Err(crate::error::ApiError::Conflict(e)) => format!("{}.", capitalize(&e.message)),
-        Err(crate::error::ApiError::NotFound(_)) => return no_such_channel(),
-        Err(e) => return api_error_page(&e),
+        Err(crate::error::ApiError::NotFound(_)) => return Ok(no_such_channel()),
+        Err(e) => return Ok(api_error_page(&e)),
     };
     let name = values.get("name").cloned().unwrap_or_default();
     render_notifications(
@@ -354,6 +353,7 @@ async fn test_channel_from_form(
         HashMap::new(),
     )
     .await
+    .into_response()
 }
 
 async fn delete_channel_from_form(

@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use super::extract::{Checked, PathText};
 use super::table::Routes;
-use super::ui::{bad_form, message, render, store_failure, FormResult};
+use super::ui::{bad_form, message, render, store_failure, FormResult, Page};
 use super::when::stamp;
 use super::AppState;
 use crate::auth::Access;
@@ -328,11 +328,9 @@ async fn public_page(
     State(state): State<AppState>,
     Path(slug): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let r = match state.public.rendered(&state, &slug).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return missing(),
-        Err(e) => return store_failure(&e),
+) -> Page {
+    let Some(r) = state.public.rendered(&state, &slug).await? else {
+        return Ok(missing());
     };
     const HTML: &str = "text/html; charset=utf-8";
     let coding = super::api::preferred_coding(&headers);
@@ -354,7 +352,7 @@ async fn public_page(
         );
     }
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    response
+    Ok(response)
 }
 
 fn svg_response(headers: &HeaderMap, svg: String) -> Response {
@@ -507,30 +505,25 @@ async fn response_badge(
     Path((key, win)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
+) -> Page {
     let range = match win.as_str() {
         "24h" | "1d" => crate::history::Range::Day,
         "7d" => crate::history::Range::Week,
         "30d" => crate::history::Range::Month,
-        _ => return no_badge(),
+        _ => return Ok(no_badge()),
     };
-    let id = match state.public.public(&state, &key).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return no_badge(),
-        Err(e) => return store_failure(&e),
+    let Some(id) = state.public.public(&state, &key).await? else {
+        return Ok(no_badge());
     };
-    let mean = match state.public.mean_latency(&state, id, range).await {
-        Ok(mean) => mean,
-        Err(e) => return store_failure(&e),
-    };
-    service_badge(&state, &key, &q, &headers, |_| {
+    let mean = state.public.mean_latency(&state, id, range).await?;
+    Ok(service_badge(&state, &key, &q, &headers, |_| {
         let (text, colour) = match mean {
             None => ("no data".to_owned(), badge::colour::GREY),
             Some(mean) => (format!("{mean:.0} ms"), badge::latency_colour(mean)),
         };
         (format!("response time {win}"), text, colour)
     })
-    .await
+    .await)
 }
 
 // ---- The API -------------------------------------------------------------
@@ -744,11 +737,8 @@ impl PageForm {
 async fn pages_list(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let pages = match state.store.list_status_pages().await {
-        Ok(p) => p,
-        Err(e) => return store_failure(&e),
-    };
+) -> Page {
+    let pages = state.store.list_status_pages().await?;
     let rows = pages
         .iter()
         .map(|p| {
@@ -773,13 +763,13 @@ async fn pages_list(
         Some("deleted") => Some("Status page deleted."),
         _ => None,
     };
-    render(
+    Ok(render(
         StatusCode::OK,
         &PagesList {
             pages: rows,
             notice,
         },
-    )
+    ))
 }
 
 fn choices(state: &AppState, ticked: &[i64]) -> Vec<Choice> {
@@ -810,17 +800,19 @@ async fn new_form(State(state): State<AppState>) -> Response {
     )
 }
 
-async fn edit_form(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
-    let page = match state.store.list_status_pages().await {
-        Ok(pages) => pages.into_iter().find(|p| p.id == id),
-        Err(e) => return store_failure(&e),
-    };
+async fn edit_form(State(state): State<AppState>, Path(id): Path<i64>) -> Page {
+    let page = state
+        .store
+        .list_status_pages()
+        .await?
+        .into_iter()
+        .find(|p| p.id == id);
     let Some(page) = page else {
-        return message(
+        return Ok(message(
             StatusCode::NOT_FOUND,
             "No such status page",
             "It may have been deleted.",
-        );
+        ));
     };
     let form = HashMap::from([
         ("slug".to_owned(), page.slug.clone()),
@@ -829,7 +821,7 @@ async fn edit_form(State(state): State<AppState>, Path(id): Path<i64>) -> Respon
         ("tags".to_owned(), page.tags.join(", ")),
         ("notice".to_owned(), page.notice.clone()),
     ]);
-    render(
+    Ok(render(
         StatusCode::OK,
         &PageForm {
             id: Some(id),
@@ -838,7 +830,7 @@ async fn edit_form(State(state): State<AppState>, Path(id): Path<i64>) -> Respon
             errors: Vec::new(),
             problem: None,
         },
-    )
+    ))
 }
 
 /// The page's body as the API takes it, from the form's fields (`svc-{id}`
@@ -869,30 +861,30 @@ fn form_body(values: &HashMap<String, String>) -> Map<String, Value> {
     body
 }
 
-async fn saved_from_form(state: AppState, id: Option<i64>, form: FormResult) -> Response {
+async fn saved_from_form(state: AppState, id: Option<i64>, form: FormResult) -> Page {
     let Form(values) = match form {
         Ok(f) => f,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let body = form_body(&values);
     let (errors, problem) = match save(&state, id, &body).await {
-        Ok(_) => return Redirect::to("/status-pages?notice=saved").into_response(),
+        Ok(_) => return Ok(Redirect::to("/status-pages?notice=saved").into_response()),
         Err(ApiError::Validation(errors)) => (errors, None),
         Err(ApiError::Conflict(e)) => (vec![e], None),
         Err(ApiError::NotFound(_)) => {
-            return message(
+            return Ok(message(
                 StatusCode::NOT_FOUND,
                 "No such status page",
                 "It may have been deleted.",
-            )
+            ))
         }
-        Err(e) => return super::ui::api_error_page(&e),
+        Err(e) => return Ok(super::ui::api_error_page(&e)),
     };
     let ticked: Vec<i64> = super::ui::ticked_ids(&values, "svc-")
         .iter()
         .filter_map(Value::as_i64)
         .collect();
-    render(
+    Ok(render(
         StatusCode::UNPROCESSABLE_ENTITY,
         &PageForm {
             id,
@@ -901,11 +893,11 @@ async fn saved_from_form(state: AppState, id: Option<i64>, form: FormResult) -> 
             errors,
             problem,
         },
-    )
+    ))
 }
 
 async fn create_from_form(State(state): State<AppState>, form: FormResult) -> Response {
-    saved_from_form(state, None, form).await
+    saved_from_form(state, None, form).await.into_response()
 }
 
 async fn update_from_form(
@@ -913,7 +905,7 @@ async fn update_from_form(
     Path(id): Path<i64>,
     form: FormResult,
 ) -> Response {
-    saved_from_form(state, Some(id), form).await
+    saved_from_form(state, Some(id), form).await.into_response()
 }
 
 async fn delete_from_form(State(state): State<AppState>, Path(id): Path<i64>) -> Response {

@@ -157,6 +157,43 @@ pub fn message(status: StatusCode, title: &str, message: &str) -> Response {
     render(status, &MessagePage { title, message })
 }
 
+/// What a page handler answers when it cannot go on, so that handlers
+/// return `Page` and use `?` where they would spell out an early exit: the
+/// database's failure (a 500 page, logged; a 409 on a hub that may not
+/// write), or a page of its own.
+#[derive(Debug)]
+pub enum PageError {
+    Store(StoreError),
+    /// A message page with this status.
+    Message {
+        status: StatusCode,
+        title: &'static str,
+        message: String,
+    },
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        PageError::Store(e)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::Store(e) => store_failure(&e),
+            PageError::Message {
+                status,
+                title,
+                message: text,
+            } => message(status, title, &text),
+        }
+    }
+}
+
+/// What a page handler answers.
+pub(crate) type Page = Result<Response, PageError>;
+
 pub(crate) fn store_failure(e: &StoreError) -> Response {
     if let StoreError::ReadOnly(why) = e {
         return message(StatusCode::CONFLICT, "Not changed here", why);
@@ -387,7 +424,7 @@ fn detail(s: &Service) -> String {
 async fn dashboard(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Page {
     let failed_units = state
         .registry
         .list(&crate::registry::ListFilter::default())
@@ -533,22 +570,22 @@ async fn dashboard(
         _ => None,
     });
     let notice = control_notice(&q).or(notice);
-    let failed_timers = match state.store.list_timers().await {
-        Ok(timers) => timers
-            .into_iter()
-            .filter(|t| t.failed && !t.removed)
-            .map(|t| {
-                let why = match (&t.last_result, t.last_exit_status) {
-                    (Some(r), Some(code)) if code != 0 => format!("{r}, status {code}"),
-                    (Some(r), _) => r.clone(),
-                    (None, _) => t.unit_active_state.clone().unwrap_or_default(),
-                };
-                (t.name, t.unit, why)
-            })
-            .collect(),
-        Err(e) => return store_failure(&e),
-    };
-    render(
+    let failed_timers = state
+        .store
+        .list_timers()
+        .await?
+        .into_iter()
+        .filter(|t| t.failed && !t.removed)
+        .map(|t| {
+            let why = match (&t.last_result, t.last_exit_status) {
+                (Some(r), Some(code)) if code != 0 => format!("{r}, status {code}"),
+                (Some(r), _) => r.clone(),
+                (None, _) => t.unit_active_state.clone().unwrap_or_default(),
+            };
+            (t.name, t.unit, why)
+        })
+        .collect();
+    Ok(render(
         StatusCode::OK,
         &DashboardPage {
             shown: rows.len(),
@@ -560,7 +597,7 @@ async fn dashboard(
             failed_timers,
             failed_units,
         },
-    )
+    ))
 }
 
 /// "Restarted web.service: job done, now active (running).", from the
@@ -843,10 +880,10 @@ async fn alerts_from_form(
     State(state): State<AppState>,
     ServiceId(id): ServiceId,
     form: FormResult,
-) -> Response {
+) -> Page {
     let Form(values) = match form {
         Ok(f) => f,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let now = state.clock.now();
     let mut patch = lookout_proto::service::ServicePatch::default();
@@ -859,11 +896,11 @@ async fn alerts_from_form(
                 .and_then(|h| h.parse::<i64>().ok())
                 .filter(|h| (1..=24 * 31).contains(h))
             else {
-                return message(
+                return Ok(message(
                     StatusCode::BAD_REQUEST,
                     "Maintenance needs a length",
                     "Choose how many hours, from 1 to 744 (a month).",
-                );
+                ));
             };
             // Empty `starts`: now; else a wall-clock time in the reader's
             // zone (`tz`, which the page's script fills in; UTC without it).
@@ -874,19 +911,19 @@ async fn alerts_from_form(
                     match lookout_proto::schedule::local_time(text, zone) {
                         Ok(t) if t > now => Some(t),
                         Ok(_) => {
-                            return message(
+                            return Ok(message(
                                 StatusCode::UNPROCESSABLE_ENTITY,
                                 "That maintenance window cannot be planned",
                                 "Its start has passed: leave it empty to begin now.",
                             )
-                        }
+                        )}
                         Err(why) => {
-                            return message(
+                            return Ok(message(
                                 StatusCode::UNPROCESSABLE_ENTITY,
                                 "That maintenance window cannot be planned",
                                 &format!("Start: {why}."),
                             )
-                        }
+                        )}
                     }
                 }
             };
@@ -916,11 +953,11 @@ async fn alerts_from_form(
                         "minutes" => "Length",
                         _ => "Window",
                     };
-                    return message(
+                    return Ok(message(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "That maintenance window cannot be used",
                         &format!("{part}: {why}."),
-                    );
+                    ));
                 }
             }
         }
@@ -928,18 +965,17 @@ async fn alerts_from_form(
         Some("pause") => patch.paused = Some(Some(true)),
         Some("resume") => patch.paused = Some(Some(false)),
         _ => {
-            return message(
+            return Ok(message(
                 StatusCode::BAD_REQUEST,
                 "Unknown action",
                 "The form asks to mute, unmute, start or end maintenance, set or remove a recurring window, pause or resume.",
             )
-        }
+        )}
     }
-    match state.update_service(id, &patch).await {
-        Ok(Some(_)) => Redirect::to(&format!("/services/{id}")).into_response(),
-        Ok(None) => no_such_service(),
-        Err(e) => store_failure(&e),
-    }
+    Ok(match state.update_service(id, &patch).await? {
+        Some(_) => Redirect::to(&format!("/services/{id}")).into_response(),
+        None => no_such_service(),
+    })
 }
 
 /// How long a run took, as people say it: `840 ms`, `4.2 s`, `3 min 5 s`,
@@ -1280,20 +1316,20 @@ async fn detail_page(
     Caller(who): Caller,
     ServiceId(id): ServiceId,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Page {
     let Some(service) = state.registry.get(id).map(|e| e.service.clone()) else {
-        return no_such_service();
+        return Ok(no_such_service());
     };
     let range = match q.get("range").map(String::as_str) {
         None | Some("") => Range::Day,
         Some(text) => match Range::parse(text) {
             Some(r) => r,
             None => {
-                return message(
+                return Ok(message(
                     StatusCode::BAD_REQUEST,
                     "No such range",
                     "The chart shows 1h, 24h, 7d or 30d.",
-                )
+                ))
             }
         },
     };
@@ -1301,15 +1337,12 @@ async fn detail_page(
     let container = ContainerSection::of(&state, &service).await;
     let now = state.clock.now();
     let uptime = state.registry.uptimes(id, now);
-    let (events, checks, series, channels) = match tokio::try_join!(
+    let (events, checks, series, channels) = tokio::try_join!(
         state.store.status_events(Some(id), 200),
         state.store.health_history(id, 50),
         crate::history::latency_series(state.store.as_ref(), id, range, now),
         state.store.list_channels(),
-    ) {
-        Ok(v) => v,
-        Err(e) => return store_failure(&e),
-    };
+    )?;
     let chart = ChartSection::of(&series, range, now);
     let incidents = crate::history::incidents(&events, now)
         .into_iter()
@@ -1336,7 +1369,7 @@ async fn detail_page(
                         .map(|r| (Stamp(r.at), r.status.as_str(), r.message))
                         .collect(),
                 ),
-                Err(e) => return store_failure(&e),
+                Err(e) => return Err(e.into()),
             }
         }
     };
@@ -1396,7 +1429,7 @@ async fn detail_page(
             })
             .collect(),
     };
-    render(StatusCode::OK, &page)
+    Ok(render(StatusCode::OK, &page))
 }
 
 // ---- Scan ------------------------------------------------------------------
@@ -1690,7 +1723,7 @@ async fn control_from_form(
     Remote(client): Remote,
     axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Page {
     let actor = super::systemd::Actor {
         who: &who,
         client: &client,
@@ -1703,38 +1736,42 @@ async fn control_from_form(
         "disable" => Some(false),
         _ => None,
     } {
-        return match super::systemd::install(&state, &id, enable, actor).await {
-            Ok(_) => Redirect::to(to_service.as_deref().unwrap_or("/scan")).into_response(),
-            Err(e) => api_error_page(&e),
-        };
+        return Ok(
+            match super::systemd::install(&state, &id, enable, actor).await {
+                Ok(_) => Redirect::to(to_service.as_deref().unwrap_or("/scan")).into_response(),
+                Err(e) => api_error_page(&e),
+            },
+        );
     }
     let Some(action) = lookout_systemd::Action::parse(&action) else {
-        return message(
+        return Ok(message(
             StatusCode::NOT_FOUND,
             "Not found",
             "Unknown action: use start, stop, restart, enable or disable.",
-        );
+        ));
     };
-    match super::systemd::control(&state, &id, action, actor).await {
-        Ok(_) if to_service.is_some() => {
-            Redirect::to(to_service.as_deref().unwrap_or("/")).into_response()
-        }
-        Ok(super::systemd::Controlled::Unit(outcome)) => {
-            let q = serde_urlencoded::to_string([
-                ("control", action.as_str()),
-                ("unit", outcome.unit.as_str()),
-                ("result", outcome.job_result.as_str()),
-                ("state", outcome.status.active_state.as_str()),
-                ("sub", outcome.status.sub_state.as_str()),
-            ])
-            .unwrap_or_default();
-            Redirect::to(&format!("/?{q}")).into_response()
-        }
-        Ok(super::systemd::Controlled::Container(_)) => {
-            Redirect::to(to_service.as_deref().unwrap_or("/scan")).into_response()
-        }
-        Err(e) => api_error_page(&e),
-    }
+    Ok(
+        match super::systemd::control(&state, &id, action, actor).await {
+            Ok(_) if to_service.is_some() => {
+                Redirect::to(to_service.as_deref().unwrap_or("/")).into_response()
+            }
+            Ok(super::systemd::Controlled::Unit(outcome)) => {
+                let q = serde_urlencoded::to_string([
+                    ("control", action.as_str()),
+                    ("unit", outcome.unit.as_str()),
+                    ("result", outcome.job_result.as_str()),
+                    ("state", outcome.status.active_state.as_str()),
+                    ("sub", outcome.status.sub_state.as_str()),
+                ])
+                .unwrap_or_default();
+                Redirect::to(&format!("/?{q}")).into_response()
+            }
+            Ok(super::systemd::Controlled::Container(_)) => {
+                Redirect::to(to_service.as_deref().unwrap_or("/scan")).into_response()
+            }
+            Err(e) => api_error_page(&e),
+        },
+    )
 }
 
 #[derive(Template)]
@@ -2809,10 +2846,10 @@ async fn create_from_form(
     State(state): State<AppState>,
     Remote(client): Remote,
     form: FormResult,
-) -> Response {
+) -> Page {
     let Form(values) = match form {
         Ok(f) => f,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let (body, mut errors) = form_to_json(&values, false);
     let push = is_push(&values);
@@ -2822,30 +2859,29 @@ async fn create_from_form(
         Ok(_) if !errors.is_empty() => errors,
         Ok(new) => match state.create_service(&new).await {
             Ok(service) if push => {
-                return match super::heartbeat::new_push_token(&state, service.id, &timing).await {
-                    Ok(Some(token)) => push_url_page(&state, &client, service.id, &token),
-                    outcome => {
-                        // No half-made push check: the service goes too.
-                        let _ = state.delete_service(service.id).await;
-                        match outcome {
-                            Err(e) => api_error_page(&e),
-                            Ok(_) => no_such_service(),
+                return Ok(
+                    match super::heartbeat::new_push_token(&state, service.id, &timing).await {
+                        Ok(Some(token)) => push_url_page(&state, &client, service.id, &token),
+                        outcome => {
+                            // No half-made push check: the service goes too.
+                            let _ = state.delete_service(service.id).await;
+                            match outcome {
+                                Err(e) => api_error_page(&e),
+                                Ok(_) => no_such_service(),
+                            }
                         }
-                    }
-                };
+                    },
+                );
             }
-            Ok(_) => return Redirect::to("/?notice=created").into_response(),
-            Err(e) => match conflict_fields(e) {
-                Ok(errors) => errors,
-                Err(e) => return store_failure(&e),
-            },
+            Ok(_) => return Ok(Redirect::to("/?notice=created").into_response()),
+            Err(e) => (conflict_fields(e))?,
         },
         Err(more) => {
             errors.extend(more);
             errors
         }
     };
-    render(
+    Ok(render(
         StatusCode::UNPROCESSABLE_ENTITY,
         &form_page(
             "Add a service".into(),
@@ -2855,7 +2891,7 @@ async fn create_from_form(
             &errors,
             channel_choices(&state, None).await,
         ),
-    )
+    ))
 }
 
 async fn edit_form(State(state): State<AppState>, ServiceId(id): ServiceId) -> Response {
@@ -2885,10 +2921,10 @@ async fn update_from_form(
     Remote(client): Remote,
     ServiceId(id): ServiceId,
     form: FormResult,
-) -> Response {
+) -> Page {
     let Form(values) = match form {
         Ok(f) => f,
-        Err(e) => return bad_form(&e),
+        Err(e) => return Ok(bad_form(&e)),
     };
     let (body, mut errors) = form_to_json(&values, true);
     let push = is_push(&values);
@@ -2910,22 +2946,17 @@ async fn update_from_form(
                     super::heartbeat::new_push_token(&state, id, &timing).await
                 };
                 if service.has_push_token {
-                    if let Err(e) = state.registry.reconcile(id, state.clock.now()).await {
-                        return store_failure(&e);
-                    }
+                    state.registry.reconcile(id, state.clock.now()).await?;
                 }
-                return match done {
+                return Ok(match done {
                     Ok(Some(token)) => push_url_page(&state, &client, id, &token),
                     Ok(None) => Redirect::to("/?notice=updated").into_response(),
                     Err(e) => api_error_page(&e),
-                };
+                });
             }
-            Ok(Some(_)) => return Redirect::to("/?notice=updated").into_response(),
-            Ok(None) => return no_such_service(),
-            Err(e) => match conflict_fields(e) {
-                Ok(errors) => errors,
-                Err(e) => return store_failure(&e),
-            },
+            Ok(Some(_)) => return Ok(Redirect::to("/?notice=updated").into_response()),
+            Ok(None) => return Ok(no_such_service()),
+            Err(e) => (conflict_fields(e))?,
         },
         Err(more) => {
             errors.extend(more);
@@ -2935,7 +2966,7 @@ async fn update_from_form(
     let title = values
         .get("name")
         .map_or_else(|| "Edit service".to_owned(), |n| format!("Edit {n}"));
-    render(
+    Ok(render(
         StatusCode::UNPROCESSABLE_ENTITY,
         &form_page(
             title,
@@ -2945,7 +2976,7 @@ async fn update_from_form(
             &errors,
             channel_choices(&state, Some(id)).await,
         ),
-    )
+    ))
 }
 
 async fn delete_from_form(
