@@ -1,10 +1,12 @@
 //! The OpenAPI description of the JSON API (`GET /api/openapi.json`).
 //!
-//! Built from the code: the operations are the route table's (method, path,
-//! who may call it), so a route cannot exist undocumented (a test walks the
-//! table); the bodies are the API's own types through utoipa's `ToSchema`
-//! derives. What the table does not know, each operation's summary, query
-//! parameters and the shape of its answer, is declared here next to it.
+//! Generated from the code: the operations are the route table's (method,
+//! path, who may call it), each with the `Doc` its route declares where it
+//! is added (`Routes::doc`: summary, tag, query parameters, the body's
+//! schema, the answer), so a route cannot exist undocumented (a test walks
+//! the table); the bodies are the API's own types through utoipa's
+//! `ToSchema` derives, and the hub checks each request body against the
+//! very schema served here ([`check_request`]).
 
 use axum::http::Method;
 use std::collections::HashMap;
@@ -72,7 +74,8 @@ use crate::routes::table::RouteInfo;
 struct Schemas;
 
 /// What an operation answers when it succeeds.
-enum Answer {
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
     /// `200` with this component schema.
     One(&'static str),
     /// `200` with an array of this component schema.
@@ -96,8 +99,8 @@ enum Answer {
 }
 
 /// What a query parameter takes.
-#[derive(Clone, Copy)]
-enum Takes {
+#[derive(Debug, Clone, Copy)]
+pub enum Takes {
     Text,
     /// One of these words.
     Words(&'static [&'static str]),
@@ -112,7 +115,7 @@ enum Takes {
 }
 
 /// The query of a ping on a push URL.
-const PING_QUERY: &[(&str, Takes, &str)] = &[
+pub const PING_QUERY: &[(&str, Takes, &str)] = &[
     (
         "status",
         Takes::Words(&["up", "down", "ok", "fail", "failure", "warning", "update"]),
@@ -132,8 +135,8 @@ const PING_QUERY: &[(&str, Takes, &str)] = &[
 ];
 
 /// What a route's `{id}` is.
-#[derive(Clone, Copy)]
-enum PathId {
+#[derive(Debug, Clone, Copy)]
+pub enum PathId {
     /// A row's positive id.
     Row,
     /// A service's id or a systemd unit name (the systemd routes).
@@ -143,21 +146,22 @@ enum PathId {
 }
 
 /// What the code says about one operation beyond the route table.
-struct Doc {
-    summary: &'static str,
-    tag: &'static str,
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub summary: &'static str,
+    pub tag: &'static str,
     /// Query parameters: name, what it takes, what it means.
-    query: &'static [(&'static str, Takes, &'static str)],
+    pub query: &'static [(&'static str, Takes, &'static str)],
     /// What `{id}` is, where the path has one.
-    id: PathId,
+    pub id: PathId,
     /// Takes a JSON object body: the name of its schema.
-    body: Option<&'static str>,
+    pub body: Option<&'static str>,
     /// The body may be left out (its fields have defaults).
-    body_optional: bool,
-    answer: Answer,
+    pub body_optional: bool,
+    pub answer: Answer,
 }
 
-const fn doc(summary: &'static str, tag: &'static str, answer: Answer) -> Doc {
+pub const fn doc(summary: &'static str, tag: &'static str, answer: Answer) -> Doc {
     Doc {
         summary,
         tag,
@@ -170,7 +174,7 @@ const fn doc(summary: &'static str, tag: &'static str, answer: Answer) -> Doc {
 }
 
 /// The kinds a service list filters by, and the empty filter.
-const KINDS_OR_ANY: [&str; crate::registry::KINDS.len() + 1] = {
+pub const KINDS_OR_ANY: [&str; crate::registry::KINDS.len() + 1] = {
     let mut all = [""; crate::registry::KINDS.len() + 1];
     let mut i = 0;
     while i < crate::registry::KINDS.len() {
@@ -180,456 +184,11 @@ const KINDS_OR_ANY: [&str; crate::registry::KINDS.len() + 1] = {
     all
 };
 
-const LIMIT: (&str, Takes, &str) = (
+pub const LIMIT: (&str, Takes, &str) = (
     "limit",
     Takes::Count,
     "how many, newest first (1-10000, default 100)",
 );
-
-/// Every JSON operation's description. `None` means the route is not part
-/// of the documented API, which the route-table test refuses.
-fn describe(method: &Method, path: &str) -> Option<Doc> {
-    use Answer::*;
-    let m = method.as_str();
-    Some(match (m, path) {
-        ("GET", "/api/services") => Doc {
-            query: &[
-                (
-                    "status",
-                    Takes::Words(&["configured", "discovered", "raw", "all", ""]),
-                    "configured (default), discovered, raw or all (empty: the default)",
-                ),
-                (
-                    "state",
-                    Takes::Words(&["OK", "UPDATE", "WARNING", "FAILURE", "UNKNOWN", ""]),
-                    "only services in this state (any case; empty: any state)",
-                ),
-                ("q", Takes::Text, "only services whose name contains this (any case)"),
-                (
-                    "server",
-                    Takes::Pattern("^([1-9][0-9]{0,17})?$"),
-                    "only the checks of this server (its id; empty: any)",
-                ),
-                ("tag", Takes::Text, "only services with this tag (any case)"),
-                (
-                    "kind",
-                    Takes::Words(&KINDS_OR_ANY),
-                    "only services watched this way (empty: any): a check's kind, push, heartbeat, \
-                     script (an agent's check script), systemd (a unit alone) or none",
-                ),
-                (
-                    "limit",
-                    Takes::Range(1, 1000),
-                    "at most this many (1 to 1000); more pages are named by a Link: rel=\"next\" header",
-                ),
-                (
-                    "after",
-                    Takes::Pattern(r"^([0-9a-fA-F]{2}){0,64}\.[0-9]{1,18}$"),
-                    "the cursor of a Link: rel=\"next\" header (with limit)",
-                ),
-            ],
-            ..doc(
-                "List services (ETag: If-None-Match answers 304 while nothing changed)",
-                "services",
-                Many("ServiceView"),
-            )
-        },
-        ("POST", "/api/services") => Doc {
-            body: Some(NEW_SERVICE),
-            ..doc("Register a service", "services", Created("ServiceView"))
-        },
-        ("GET", "/api/services/{id}") => doc("One service", "services", One("ServiceView")),
-        ("PUT", "/api/services/{id}") => Doc {
-            body: Some(SERVICE_CHANGE),
-            ..doc("Change a service", "services", One("ServiceView"))
-        },
-        ("DELETE", "/api/services/{id}") => doc("Remove a service", "services", Empty),
-        ("POST", "/api/conditions/check") => Doc {
-            body: Some("ConditionsRequest"),
-            ..doc(
-                "Check conditions without saving them: their saved form ({conditions: [...]}), or a 422 naming each bad one",
-                "health",
-                Object,
-            )
-        },
-        ("GET", "/api/services/{id}/health") => doc(
-            "Check a service now and store the result",
-            "health",
-            One("HealthCheckView"),
-        ),
-        ("GET", "/api/services/{id}/checks") => Doc {
-            query: &[LIMIT],
-            ..doc("A service's check history", "health", Many("HealthCheckView"))
-        },
-        ("GET", "/api/services/{id}/events") => Doc {
-            query: &[LIMIT],
-            ..doc("A service's status changes", "health", Many("StatusEventView"))
-        },
-        ("GET", "/api/services/{id}/stats") => doc(
-            "Uptime over 24 h, 7 d and 30 d, and latency figures",
-            "health",
-            Object,
-        ),
-        ("GET", "/api/services/{id}/history") => Doc {
-            query: &[(
-                "range",
-                Takes::Words(&["1h", "24h", "7d", "30d"]),
-                "how far back (24h when left out)",
-            )],
-            ..doc(
-                "Check results over a range in buckets (count, passed, mean, min and max \
-                 latency) and the service's incidents",
-                "health",
-                Object,
-            )
-        },
-        ("GET", "/api/services/{id}/results") => Doc {
-            query: &[LIMIT],
-            ..doc("An agent check's results", "agents", Many("CheckResultView"))
-        },
-        ("GET", "/api/events") => Doc {
-            query: &[("last_event_id", Takes::EventId, "resume after this event id")],
-            ..doc(
-                "Live events (Server-Sent Events): status changes, results, registry changes",
-                "live",
-                Text("text/event-stream"),
-            )
-        },
-        ("GET", "/api/services/ws") => doc(
-            "Live events over a WebSocket (the same stream as /api/events)",
-            "live",
-            Upgrade,
-        ),
-        ("GET", "/api/scan") => doc("The last systemd scan", "systemd", One("ScanResult")),
-        ("POST", "/api/scan") => doc(
-            "Scan systemd now: units, their ports and processes",
-            "systemd",
-            One("ScanResult"),
-        ),
-        ("POST", "/api/scan/cleanup") => doc(
-            "Remove discovered services whose unit is gone",
-            "systemd",
-            One("CleanupResult"),
-        ),
-        ("GET", "/api/timers") => doc("systemd timers", "systemd", Many("TimerView")),
-        ("GET", "/api/containers") => doc(
-            "The container engine's containers as last seen (its events keep them current), each with its service",
-            "containers",
-            One("ContainerList"),
-        ),
-        ("POST", "/api/containers/scan") => doc(
-            "Read every container from the engine now",
-            "containers",
-            One("ContainerList"),
-        ),
-        ("POST", "/api/containers/{name}/start") => {
-            doc("Start a container", "containers", One("ContainerView"))
-        }
-        ("POST", "/api/containers/{name}/stop") => doc(
-            "Stop a container (SIGTERM, then SIGKILL after 10 s)",
-            "containers",
-            One("ContainerView"),
-        ),
-        ("POST", "/api/containers/{name}/restart") => {
-            doc("Restart a container", "containers", One("ContainerView"))
-        }
-        ("GET", "/api/containers/{name}/logs") => Doc {
-            query: &[(
-                "lines",
-                Takes::Count,
-                "how many of the last lines (1-10000, default 100)",
-            )],
-            ..doc(
-                "A container's last lines, stdout and stderr",
-                "containers",
-                One("Logs"),
-            )
-        },
-        ("POST", "/api/services/{id}/start") => Doc {
-            id: PathId::RowOrUnit,
-            ..doc("Start the service's unit or container", "systemd", Object)
-        },
-        ("POST", "/api/services/{id}/stop") => Doc {
-            id: PathId::RowOrUnit,
-            ..doc("Stop the service's unit or container", "systemd", Object)
-        },
-        ("POST", "/api/services/{id}/restart") => Doc {
-            id: PathId::RowOrUnit,
-            ..doc("Restart the service's unit or container", "systemd", Object)
-        },
-        ("POST", "/api/services/{id}/enable") => Doc {
-            id: PathId::RowOrUnit,
-            ..doc(
-                "Enable the unit file (start at boot), like systemctl enable",
-                "systemd",
-                One("InstallOutcome"),
-            )
-        },
-        ("POST", "/api/services/{id}/disable") => Doc {
-            id: PathId::RowOrUnit,
-            ..doc(
-                "Disable the unit file, like systemctl disable",
-                "systemd",
-                One("InstallOutcome"),
-            )
-        },
-        ("GET", "/api/services/{id}/status") => Doc {
-            id: PathId::RowOrUnit,
-            ..doc("The unit's state now", "systemd", One("UnitStatus"))
-        },
-        ("GET", "/api/services/{id}/logs") => Doc {
-            query: &[(
-                "lines",
-                Takes::Count,
-                "how many of the last lines (1-10000, default 100)",
-            )],
-            id: PathId::RowOrUnit,
-            ..doc("The unit's journal, or the container's output", "systemd", One("Logs"))
-        },
-        ("GET", "/api/services/{id}/logs/follow") => Doc {
-            id: PathId::RowOrUnit,
-            ..doc(
-                "The unit's journal as it is written (server-sent events: each entry a `log` event, its data a LogEntry)",
-                "systemd",
-                Text("text/event-stream"),
-            )
-        },
-        ("POST", "/api/apps") => Doc {
-            body: Some("AppCreateRequest"),
-            ..doc(
-                "Create a managed service: a unit file lookout writes and starts",
-                "systemd",
-                Created("ServiceView"),
-            )
-        },
-        ("DELETE", "/api/apps/{id}") => Doc {
-            id: PathId::AppName,
-            ..doc(
-                "Stop and remove a managed service and its unit file",
-                "systemd",
-                Empty,
-            )
-        },
-        ("POST", "/register") => Doc {
-            body: Some("HeartbeatRequest"),
-            ..doc(
-                "Register (201) or refresh (200) a heartbeat service",
-                "heartbeats",
-                Upserted,
-            )
-        },
-        ("GET", "/services") => doc("Heartbeat services", "heartbeats", Object),
-        ("POST", "/refresh/{name}") => doc("Refresh a heartbeat", "heartbeats", Object),
-        ("POST", "/refresh_all") => doc("Refresh every heartbeat", "heartbeats", Object),
-        ("POST", "/api/services/{id}/push-token") => Doc {
-            body: Some("PushTokenRequest"),
-            body_optional: true,
-            ..doc(
-                "Create the service's push URL (the token is shown once)",
-                "heartbeats",
-                CreatedObject,
-            )
-        },
-        ("GET" | "POST", "/api/push/{token}") => Doc {
-            query: PING_QUERY,
-            ..doc(
-                "Ping a push URL (a body, if any, is the message)",
-                "heartbeats",
-                Object,
-            )
-        },
-        ("GET" | "POST", "/api/push/{token}/{signal}") => Doc {
-            query: PING_QUERY.split_at(1).1,
-            ..doc(
-                "Ping a push URL: start of a run, failure, or an exit code",
-                "heartbeats",
-                Object,
-            )
-        },
-        ("GET", "/api/status-pages") => {
-            doc("Status pages", "status pages", Many("StatusPageView"))
-        }
-        ("POST", "/api/status-pages") => Doc {
-            body: Some("StatusPageRequest"),
-            ..doc(
-                "Add a public status page (shown at /status/{slug})",
-                "status pages",
-                Created("StatusPageView"),
-            )
-        },
-        ("GET", "/api/status-pages/{id}") => {
-            doc("One status page", "status pages", One("StatusPageView"))
-        }
-        ("PUT", "/api/status-pages/{id}") => Doc {
-            body: Some("StatusPageRequest"),
-            ..doc("Replace a status page", "status pages", One("StatusPageView"))
-        },
-        ("DELETE", "/api/status-pages/{id}") => {
-            doc("Remove a status page", "status pages", Empty)
-        }
-        ("GET", "/api/v1/push/key") => doc(
-            "The hub's Web Push public key: public_key, the applicationServerKey a browser subscribes with",
-            "notifications",
-            Object,
-        ),
-        ("GET", "/api/v1/users/me/devices") => {
-            doc("The caller's devices that get Web Push notifications", "notifications", Objects)
-        }
-        ("POST", "/api/v1/users/me/devices") => Doc {
-            body: Some("DeviceRequest"),
-            ..doc("Notify a device of the caller's", "notifications", CreatedObject)
-        },
-        ("DELETE", "/api/v1/users/me/devices/{id}") => {
-            doc("Stop notifying a device of the caller's", "notifications", Empty)
-        }
-        ("GET", "/api/notifications/channels") => {
-            doc("Notification channels", "notifications", Objects)
-        }
-        ("POST", "/api/notifications/channels") => Doc {
-            body: Some("ChannelRequest"),
-            ..doc("Add a channel", "notifications", CreatedObject)
-        },
-        ("PUT", "/api/notifications/channels/{id}") => Doc {
-            body: Some("ChannelRequest"),
-            ..doc("Edit a channel", "notifications", Object)
-        },
-        ("DELETE", "/api/notifications/channels/{id}") => {
-            doc("Remove a channel", "notifications", Empty)
-        }
-        ("POST", "/api/notifications/channels/{id}/test") => {
-            doc("Send a test notification", "notifications", Object)
-        }
-        ("GET", "/api/notifications/deliveries") => Doc {
-            query: &[LIMIT],
-            ..doc("Delivery log", "notifications", Objects)
-        },
-        ("POST", "/api/v1/agents/register") => Doc {
-            body: Some("RegisterServerRequest"),
-            ..doc(
-                "Add a server: returns a one-time claim token for its agent",
-                "agents",
-                CreatedObject,
-            )
-        },
-        ("POST", "/api/v1/agents/claim") => Doc {
-            body: Some("ClaimRequest"),
-            ..doc("An agent claims its server", "agents", Object)
-        },
-        ("GET", "/api/v1/agent/connect") => {
-            doc("An agent's WebSocket session", "agents", Upgrade)
-        }
-        ("GET", "/api/v1/servers") => doc("Servers", "agents", Many("ServerView")),
-        ("GET", "/api/v1/servers/{id}") => doc("One server", "agents", One("ServerView")),
-        ("GET", "/api/v1/servers/{id}/services") => {
-            doc("A server's checks", "agents", Many("ServiceView"))
-        }
-        ("POST", "/api/v1/servers/{id}/revoke") => {
-            doc("Revoke a server's agent key", "agents", Object)
-        }
-        ("POST", "/api/v1/servers/{id}/control") => Doc {
-            body: Some("ControlRequest"),
-            ..doc("Ask a server's agent to act", "agents", Object)
-        },
-        ("DELETE", "/api/v1/servers/{id}") => {
-            doc("Remove a server and its checks", "agents", Empty)
-        }
-        ("POST", "/api/v1/users/login") => Doc {
-            body: Some("LoginRequest"),
-            ..doc("Log in: an access and a refresh token", "users", Object)
-        },
-        ("POST", "/api/v1/users/refresh") => Doc {
-            body: Some("RefreshRequest"),
-            ..doc("A new token pair", "users", Object)
-        },
-        ("POST", "/api/v1/users/register") => Doc {
-            body: Some("RegisterRequest"),
-            ..doc("Create an account", "users", CreatedObject)
-        },
-        ("POST", "/api/v1/users/logout") => doc("End this login", "users", Empty),
-        ("GET", "/api/v1/users/me") => doc("Who is calling", "users", Object),
-        ("GET", "/api/v1/users/me/two-factor") => doc(
-            "The caller's two-factor sign-in: enabled, recovery_codes_left, required",
-            "users",
-            Object,
-        ),
-        ("POST", "/api/v1/users/me/two-factor/key") => doc(
-            "A new key for an authenticator app: secret and otpauth_url (nothing is stored \
-             until a code confirms it)",
-            "users",
-            Object,
-        ),
-        ("POST", "/api/v1/users/me/two-factor") => Doc {
-            body: Some("TwoFactorOnRequest"),
-            ..doc(
-                "Turn two-factor sign-in on: the recovery codes, shown once",
-                "users",
-                CreatedObject,
-            )
-        },
-        ("POST", "/api/v1/users/me/two-factor/off") => Doc {
-            body: Some("TwoFactorOffRequest"),
-            ..doc("Turn two-factor sign-in off", "users", Empty)
-        },
-        ("GET", "/api/v1/users") => doc("Accounts", "users", Objects),
-        ("POST", "/api/v1/users") => Doc {
-            body: Some("NewUserRequest"),
-            ..doc("Add an account", "users", CreatedObject)
-        },
-        ("DELETE", "/api/v1/users/{id}") => doc("Remove an account", "users", Empty),
-        ("GET", "/api/v1/tokens") => Doc {
-            query: &[(
-                "all",
-                Takes::Words(&["true", "false"]),
-                "true: every user's tokens (admins)",
-            )],
-            ..doc("Personal API tokens", "users", Objects)
-        },
-        ("POST", "/api/v1/tokens") => Doc {
-            body: Some("NewTokenRequest"),
-            ..doc(
-                "Create a personal API token (shown once)",
-                "users",
-                CreatedObject,
-            )
-        },
-        ("DELETE", "/api/v1/tokens/{id}") => doc("Revoke a token", "users", Empty),
-        ("GET", "/api/v1/audit") => Doc {
-            query: &[LIMIT],
-            ..doc("Audit log", "users", Objects)
-        },
-        ("GET", "/api/v1/settings") => doc("Hub settings", "users", Object),
-        ("PUT", "/api/v1/settings") => Doc {
-            body: Some("SettingsRequest"),
-            ..doc("Change hub settings", "users", Object)
-        },
-        ("GET", "/api/v1/prometheus/sd") => doc(
-            "Prometheus HTTP service discovery: every service with a URL",
-            "prometheus",
-            Many("TargetGroup"),
-        ),
-        ("GET", "/metrics") => doc(
-            "The hub's metrics (OpenMetrics text)",
-            "prometheus",
-            Text("application/openmetrics-text"),
-        ),
-        ("GET", "/healthz") => doc("Liveness: the hub answers", "probes", Object),
-        ("GET", "/readyz") => doc(
-            "Readiness: the database answers within 2 s (else 503)",
-            "probes",
-            Object,
-        ),
-        ("GET", "/api/openapi.json") => doc("This document", "meta", Object),
-        ("GET", "/api/docs") => doc(
-            "This document, browsable, with requests to try",
-            "meta",
-            Text("text/html"),
-        ),
-        ("GET", "/api/docs/explorer.js") => {
-            doc("The script of /api/docs", "meta", Text("text/javascript"))
-        }
-        _ => return None,
-    })
-}
 
 /// The pattern every free-text string of the document carries: no NUL, which
 /// no value in lookout may hold (the request gate refuses it everywhere).
@@ -1055,7 +614,7 @@ pub fn undocumented(routes: &[RouteInfo]) -> Vec<String> {
     routes
         .iter()
         .filter(|r| !r.rule.page)
-        .filter(|r| describe(&r.method, &r.path).is_none())
+        .filter(|r| r.doc.is_none())
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
 }
@@ -1083,13 +642,10 @@ pub fn document(routes: &[RouteInfo], auth_required: bool) -> OpenApi {
     );
     let mut paths = Paths::new();
     for route in routes.iter().filter(|r| !r.rule.page) {
-        let (Some(doc), Some(method)) = (
-            describe(&route.method, &route.path),
-            http_method(&route.method),
-        ) else {
+        let (Some(doc), Some(method)) = (&route.doc, http_method(&route.method)) else {
             continue;
         };
-        let item = PathItem::new(method, operation(route, &doc, auth_required));
+        let item = PathItem::new(method, operation(route, doc, auth_required));
         match paths.paths.get_mut(&route.path) {
             Some(existing) => existing.merge_operations(item),
             None => {

@@ -18,11 +18,20 @@ use crate::agents::server_view;
 use crate::auth::guard::{Caller, Remote};
 use crate::auth::{token, Access, Bucket, Client, Principal};
 use crate::error::ApiError;
+use crate::openapi::{doc, Answer, Doc, LIMIT};
 use crate::store::accounts::AuditOutcome;
 use crate::store::agents::NewServer;
 
 pub fn routes(r: Routes) -> Routes {
     r.post("/v1/agents/register", Access::Admin, register)
+        .doc(Doc {
+            body: Some("RegisterServerRequest"),
+            ..doc(
+                "Add a server: returns a one-time claim token for its agent",
+                "agents",
+                Answer::CreatedObject,
+            )
+        })
         .limited(
             Method::POST,
             "/v1/agents/claim",
@@ -30,6 +39,10 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Login,
             claim,
         )
+        .doc(Doc {
+            body: Some("ClaimRequest"),
+            ..doc("An agent claims its server", "agents", Answer::Object)
+        })
         // The agent authenticates with its first message.
         .limited(
             Method::GET,
@@ -38,10 +51,23 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Agents,
             connect,
         )
+        .doc(doc(
+            "An agent's WebSocket session",
+            "agents",
+            Answer::Upgrade,
+        ))
         .get("/v1/servers", Access::Viewer, list_servers)
+        .doc(doc("Servers", "agents", Answer::Many("ServerView")))
         .get("/v1/servers/{id}", Access::Viewer, get_server)
+        .doc(doc("One server", "agents", Answer::One("ServerView")))
         .get("/v1/servers/{id}/services", Access::Viewer, server_services)
+        .doc(doc(
+            "A server's checks",
+            "agents",
+            Answer::Many("ServiceView"),
+        ))
         .post("/v1/servers/{id}/revoke", Access::Admin, revoke)
+        .doc(doc("Revoke a server's agent key", "agents", Answer::Object))
         .limited(
             Method::POST,
             "/v1/servers/{id}/control",
@@ -49,8 +75,25 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             control,
         )
+        .doc(Doc {
+            body: Some("ControlRequest"),
+            ..doc("Ask a server's agent to act", "agents", Answer::Object)
+        })
         .delete("/v1/servers/{id}", Access::Admin, delete_server)
+        .doc(doc(
+            "Remove a server and its checks",
+            "agents",
+            Answer::Empty,
+        ))
         .get("/services/{id}/results", Access::Viewer, results)
+        .doc(Doc {
+            query: &[LIMIT],
+            ..doc(
+                "An agent check's results",
+                "agents",
+                Answer::Many("CheckResultView"),
+            )
+        })
 }
 
 /// `POST /api/v1/agents/register`: a server to add.

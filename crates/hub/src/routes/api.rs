@@ -15,6 +15,7 @@ use super::AppState;
 use crate::auth::guard::{Caller, Remote};
 use crate::auth::Access;
 use crate::error::ApiError;
+use crate::openapi::{doc, Answer, Doc, Takes, KINDS_OR_ANY, LIMIT, NEW_SERVICE, SERVICE_CHANGE};
 use crate::registry::{Coding, Cursor, ListFilter};
 use crate::store::Service;
 use lookout_proto::status::Status;
@@ -23,13 +24,82 @@ use lookout_proto::status::Status;
 pub fn routes(r: Routes) -> Routes {
     let r = r
         .get("/services", Access::Viewer, list_services)
+        .doc(Doc {
+            query: &[
+                (
+                    "status",
+                    Takes::Words(&["configured", "discovered", "raw", "all", ""]),
+                    "configured (default), discovered, raw or all (empty: the default)",
+                ),
+                (
+                    "state",
+                    Takes::Words(&["OK", "UPDATE", "WARNING", "FAILURE", "UNKNOWN", ""]),
+                    "only services in this state (any case; empty: any state)",
+                ),
+                ("q", Takes::Text, "only services whose name contains this (any case)"),
+                (
+                    "server",
+                    Takes::Pattern("^([1-9][0-9]{0,17})?$"),
+                    "only the checks of this server (its id; empty: any)",
+                ),
+                ("tag", Takes::Text, "only services with this tag (any case)"),
+                (
+                    "kind",
+                    Takes::Words(&KINDS_OR_ANY),
+                    "only services watched this way (empty: any): a check's kind, push, heartbeat, \
+                     script (an agent's check script), systemd (a unit alone) or none",
+                ),
+                (
+                    "limit",
+                    Takes::Range(1, 1000),
+                    "at most this many (1 to 1000); more pages are named by a Link: rel=\"next\" header",
+                ),
+                (
+                    "after",
+                    Takes::Pattern(r"^([0-9a-fA-F]{2}){0,64}\.[0-9]{1,18}$"),
+                    "the cursor of a Link: rel=\"next\" header (with limit)",
+                ),
+            ],
+            ..doc(
+                "List services (ETag: If-None-Match answers 304 while nothing changed)",
+                "services",
+                Answer::Many("ServiceView"),
+            )
+        })
         .post("/services", Access::Admin, create_service)
+        .doc(Doc {
+            body: Some(NEW_SERVICE),
+            ..doc("Register a service", "services", Answer::Created("ServiceView"))
+        })
         .get("/services/{id}", Access::Viewer, get_service)
+        .doc(doc("One service", "services", Answer::One("ServiceView")))
         .put("/services/{id}", Access::Admin, update_service)
+        .doc(Doc {
+            body: Some(SERVICE_CHANGE),
+            ..doc("Change a service", "services", Answer::One("ServiceView"))
+        })
         .delete("/services/{id}", Access::Admin, delete_service)
+        .doc(doc("Remove a service", "services", Answer::Empty))
         .get("/services/{id}/health", Access::Viewer, check_service)
+        .doc(doc(
+            "Check a service now and store the result",
+            "health",
+            Answer::One("HealthCheckView"),
+        ))
         .get("/services/{id}/checks", Access::Viewer, check_history)
-        .post("/conditions/check", Access::Viewer, check_conditions);
+        .doc(Doc {
+            query: &[LIMIT],
+            ..doc("A service's check history", "health", Answer::Many("HealthCheckView"))
+        })
+        .post("/conditions/check", Access::Viewer, check_conditions)
+        .doc(Doc {
+            body: Some("ConditionsRequest"),
+            ..doc(
+                "Check conditions without saving them: their saved form ({conditions: [...]}), or a 422 naming each bad one",
+                "health",
+                Answer::Object,
+            )
+        });
     let r = super::systemd::routes(r);
     let r = super::containers::routes(r);
     let r = super::live::routes(r);

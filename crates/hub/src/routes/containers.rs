@@ -20,11 +20,22 @@ use crate::auth::guard::{Caller, Remote};
 use crate::auth::{Access, Bucket};
 use crate::containers::{Action, ContainersError};
 use crate::error::ApiError;
+use crate::openapi::{doc, Answer, Doc, Takes};
 use crate::store::accounts::AuditOutcome;
 
 pub fn routes(r: Routes) -> Routes {
     r.get("/containers", Access::Viewer, list)
+        .doc(doc(
+            "The container engine's containers as last seen (its events keep them current), each with its service",
+            "containers",
+            Answer::One("ContainerList"),
+        ))
         .post("/containers/scan", Access::Admin, scan)
+        .doc(doc(
+            "Read every container from the engine now",
+            "containers",
+            Answer::One("ContainerList"),
+        ))
         .limited(
             Method::POST,
             "/containers/{name}/start",
@@ -32,6 +43,7 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             start,
         )
+        .doc(doc("Start a container", "containers", Answer::One("ContainerView")))
         .limited(
             Method::POST,
             "/containers/{name}/stop",
@@ -39,6 +51,11 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             stop,
         )
+        .doc(doc(
+            "Stop a container (SIGTERM, then SIGKILL after 10 s)",
+            "containers",
+            Answer::One("ContainerView"),
+        ))
         .limited(
             Method::POST,
             "/containers/{name}/restart",
@@ -46,6 +63,7 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             restart,
         )
+        .doc(doc("Restart a container", "containers", Answer::One("ContainerView")))
         .limited(
             Method::GET,
             "/containers/{name}/logs",
@@ -53,6 +71,18 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Logs,
             logs,
         )
+        .doc(Doc {
+            query: &[(
+                "lines",
+                Takes::Count,
+                "how many of the last lines (1-10000, default 100)",
+            )],
+            ..doc(
+                "A container's last lines, stdout and stderr",
+                "containers",
+                Answer::One("Logs"),
+            )
+        })
 }
 
 impl From<ContainersError> for ApiError {

@@ -19,13 +19,25 @@ use crate::auth::guard::Caller;
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::notify::webpush::{hub_keys, Subscription};
+use crate::openapi::{doc, Answer, Doc};
 use crate::store::{NewPushSubscription, PushSubscription};
 
 pub fn api_routes(r: Routes) -> Routes {
     r.get("/v1/push/key", Access::Viewer, public_key)
+        .doc(doc(
+            "The hub's Web Push public key: public_key, the applicationServerKey a browser subscribes with",
+            "notifications",
+            Answer::Object,
+        ))
         .get("/v1/users/me/devices", Access::Viewer, list)
+        .doc(doc("The caller's devices that get Web Push notifications", "notifications", Answer::Objects))
         .post("/v1/users/me/devices", Access::Viewer, add)
+        .doc(Doc {
+            body: Some("DeviceRequest"),
+            ..doc("Notify a device of the caller's", "notifications", Answer::CreatedObject)
+        })
         .delete("/v1/users/me/devices/{id}", Access::Viewer, remove)
+        .doc(doc("Stop notifying a device of the caller's", "notifications", Answer::Empty))
 }
 
 pub fn page_routes(r: Routes) -> Routes {

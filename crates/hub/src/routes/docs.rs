@@ -12,11 +12,23 @@ use axum::response::{Html, IntoResponse};
 use super::table::Routes;
 use super::AppState;
 use crate::auth::Access;
+use crate::openapi::{doc, Answer};
 
 pub fn routes(r: Routes) -> Routes {
     r.get("/openapi.json", Access::Public, openapi_json)
+        .doc(doc("This document", "meta", Answer::Object))
         .get("/docs", Access::Public, docs_page)
+        .doc(doc(
+            "This document, browsable, with requests to try",
+            "meta",
+            Answer::Text("text/html"),
+        ))
         .get("/docs/explorer.js", Access::Public, explorer_js)
+        .doc(doc(
+            "The script of /api/docs",
+            "meta",
+            Answer::Text("text/javascript"),
+        ))
 }
 
 #[allow(

@@ -27,6 +27,7 @@ use super::AppState;
 use crate::auth::client::Client;
 use crate::auth::Access;
 use crate::error::ApiError;
+use crate::openapi::{doc, Answer, Doc, PING_QUERY};
 use crate::registry::ListFilter;
 use crate::store::Service;
 
@@ -36,9 +37,20 @@ use crate::store::Service;
 /// with `"scope": "heartbeat"` is enough, and can do nothing else.
 pub fn root_routes(r: Routes) -> Routes {
     r.post("/register", Access::Heartbeat, register)
+        .doc(Doc {
+            body: Some("HeartbeatRequest"),
+            ..doc(
+                "Register (201) or refresh (200) a heartbeat service",
+                "heartbeats",
+                Answer::Upserted,
+            )
+        })
         .get("/services", Access::Viewer, list)
+        .doc(doc("Heartbeat services", "heartbeats", Answer::Object))
         .post("/refresh/{name}", Access::Heartbeat, refresh)
+        .doc(doc("Refresh a heartbeat", "heartbeats", Answer::Object))
         .post("/refresh_all", Access::Heartbeat, refresh_all)
+        .doc(doc("Refresh every heartbeat", "heartbeats", Answer::Object))
 }
 
 /// Push routes, under `/api`. A push URL is public: its token is the credential.
@@ -48,10 +60,51 @@ pub fn api_routes(r: Routes) -> Routes {
         Access::Admin,
         create_push_token,
     )
+    .doc(Doc {
+        body: Some("PushTokenRequest"),
+        body_optional: true,
+        ..doc(
+            "Create the service's push URL (the token is shown once)",
+            "heartbeats",
+            Answer::CreatedObject,
+        )
+    })
     .get("/push/{token}", Access::Public, push)
+    .doc(Doc {
+        query: PING_QUERY,
+        ..doc(
+            "Ping a push URL (a body, if any, is the message)",
+            "heartbeats",
+            Answer::Object,
+        )
+    })
     .post("/push/{token}", Access::Public, push)
+    .doc(Doc {
+        query: PING_QUERY,
+        ..doc(
+            "Ping a push URL (a body, if any, is the message)",
+            "heartbeats",
+            Answer::Object,
+        )
+    })
     .get("/push/{token}/{signal}", Access::Public, push_signal)
+    .doc(Doc {
+        query: PING_QUERY.split_at(1).1,
+        ..doc(
+            "Ping a push URL: start of a run, failure, or an exit code",
+            "heartbeats",
+            Answer::Object,
+        )
+    })
     .post("/push/{token}/{signal}", Access::Public, push_signal)
+    .doc(Doc {
+        query: PING_QUERY.split_at(1).1,
+        ..doc(
+            "Ping a push URL: start of a run, failure, or an exit code",
+            "heartbeats",
+            Answer::Object,
+        )
+    })
 }
 
 /// A heartbeat service as `/register` and `/services` show it.

@@ -25,13 +25,57 @@ use crate::auth::guard::Caller;
 use crate::auth::{Access, Principal};
 use crate::error::ApiError;
 use crate::live::{feed, LiveEvent};
+use crate::openapi::{doc, Answer, Doc, Takes, LIMIT};
 
 pub fn routes(r: Routes) -> Routes {
     r.get("/events", Access::Viewer, sse)
+        .doc(Doc {
+            query: &[(
+                "last_event_id",
+                Takes::EventId,
+                "resume after this event id",
+            )],
+            ..doc(
+                "Live events (Server-Sent Events): status changes, results, registry changes",
+                "live",
+                Answer::Text("text/event-stream"),
+            )
+        })
         .get("/services/ws", Access::Viewer, websocket)
+        .doc(doc(
+            "Live events over a WebSocket (the same stream as /api/events)",
+            "live",
+            Answer::Upgrade,
+        ))
         .get("/services/{id}/events", Access::Viewer, status_history)
+        .doc(Doc {
+            query: &[LIMIT],
+            ..doc(
+                "A service's status changes",
+                "health",
+                Answer::Many("StatusEventView"),
+            )
+        })
         .get("/services/{id}/stats", Access::Viewer, stats)
+        .doc(doc(
+            "Uptime over 24 h, 7 d and 30 d, and latency figures",
+            "health",
+            Answer::Object,
+        ))
         .get("/services/{id}/history", Access::Viewer, history)
+        .doc(Doc {
+            query: &[(
+                "range",
+                Takes::Words(&["1h", "24h", "7d", "30d"]),
+                "how far back (24h when left out)",
+            )],
+            ..doc(
+                "Check results over a range in buckets (count, passed, mean, min and max \
+                 latency) and the service's incidents",
+                "health",
+                Answer::Object,
+            )
+        })
 }
 
 /// The id to resume after: the `Last-Event-ID` header, else `?last_event_id=`.

@@ -18,14 +18,24 @@ use super::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::metrics::{render, Snapshot, CONTENT_TYPE};
+use crate::openapi::{doc, Answer};
 use crate::store::Service;
 
 pub fn root_routes(r: Routes) -> Routes {
-    r.get("/metrics", Access::Viewer, metrics)
+    r.get("/metrics", Access::Viewer, metrics).doc(doc(
+        "The hub's metrics (OpenMetrics text)",
+        "prometheus",
+        Answer::Text("application/openmetrics-text"),
+    ))
 }
 
 pub fn api_routes(r: Routes) -> Routes {
     r.get("/v1/prometheus/sd", Access::Viewer, service_discovery)
+        .doc(doc(
+            "Prometheus HTTP service discovery: every service with a URL",
+            "prometheus",
+            Answer::Many("TargetGroup"),
+        ))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {

@@ -16,15 +16,39 @@ use super::AppState;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::notify::{deliver, masked, validate_config, ChannelKind, Notice, NoticeKind};
+use crate::openapi::{doc, Answer, Doc, LIMIT};
 use crate::store::{Channel, StoreError};
 
 pub fn routes(r: Routes) -> Routes {
     r.get("/notifications/channels", Access::Viewer, list)
+        .doc(doc(
+            "Notification channels",
+            "notifications",
+            Answer::Objects,
+        ))
         .post("/notifications/channels", Access::Admin, create)
+        .doc(Doc {
+            body: Some("ChannelRequest"),
+            ..doc("Add a channel", "notifications", Answer::CreatedObject)
+        })
         .put("/notifications/channels/{id}", Access::Admin, replace)
+        .doc(Doc {
+            body: Some("ChannelRequest"),
+            ..doc("Edit a channel", "notifications", Answer::Object)
+        })
         .delete("/notifications/channels/{id}", Access::Admin, remove)
+        .doc(doc("Remove a channel", "notifications", Answer::Empty))
         .post("/notifications/channels/{id}/test", Access::Admin, test)
+        .doc(doc(
+            "Send a test notification",
+            "notifications",
+            Answer::Object,
+        ))
         .get("/notifications/deliveries", Access::Viewer, deliveries)
+        .doc(Doc {
+            query: &[LIMIT],
+            ..doc("Delivery log", "notifications", Answer::Objects)
+        })
 }
 
 fn view(c: &Channel) -> Value {

@@ -13,10 +13,17 @@ use serde_json::{json, Value};
 use super::table::Routes;
 use super::AppState;
 use crate::auth::Access;
+use crate::openapi::{doc, Answer};
 
 pub fn root_routes(r: Routes) -> Routes {
     r.get("/healthz", Access::Public, healthz)
+        .doc(doc("Liveness: the hub answers", "probes", Answer::Object))
         .get("/readyz", Access::Public, readyz)
+        .doc(doc(
+            "Readiness: the database answers within 2 s (else 503)",
+            "probes",
+            Answer::Object,
+        ))
 }
 
 async fn healthz() -> Json<Value> {

@@ -29,6 +29,7 @@ use super::AppState;
 use crate::auth::Access;
 use crate::badge;
 use crate::error::ApiError;
+use crate::openapi::{doc, Answer, Doc};
 use crate::registry::Coding;
 use crate::status_page::{public_status, shown, PublicState, PublicStatus};
 use crate::store::{StatusPageRow, StoreError};
@@ -40,10 +41,37 @@ const CACHE_CONTROL: &str = "public, max-age=30";
 
 pub fn api_routes(r: Routes) -> Routes {
     r.get("/status-pages", Access::Viewer, list)
+        .doc(doc(
+            "Status pages",
+            "status pages",
+            Answer::Many("StatusPageView"),
+        ))
         .post("/status-pages", Access::Admin, create)
+        .doc(Doc {
+            body: Some("StatusPageRequest"),
+            ..doc(
+                "Add a public status page (shown at /status/{slug})",
+                "status pages",
+                Answer::Created("StatusPageView"),
+            )
+        })
         .get("/status-pages/{id}", Access::Viewer, one)
+        .doc(doc(
+            "One status page",
+            "status pages",
+            Answer::One("StatusPageView"),
+        ))
         .put("/status-pages/{id}", Access::Admin, replace)
+        .doc(Doc {
+            body: Some("StatusPageRequest"),
+            ..doc(
+                "Replace a status page",
+                "status pages",
+                Answer::One("StatusPageView"),
+            )
+        })
         .delete("/status-pages/{id}", Access::Admin, remove)
+        .doc(doc("Remove a status page", "status pages", Answer::Empty))
 }
 
 pub fn page_routes(r: Routes) -> Routes {

@@ -23,15 +23,28 @@ use crate::auth::guard::{Caller, Remote};
 use crate::auth::{Access, Bucket, Client, Principal};
 use crate::discovery::{DiscoveryError, CONTROL_TIMEOUT};
 use crate::error::ApiError;
+use crate::openapi::{doc, Answer, Doc, PathId, Takes};
 use crate::store::accounts::AuditOutcome;
 use crate::store::Service;
 use axum::http::Method;
 
 pub fn routes(r: Routes) -> Routes {
     r.get("/scan", Access::Viewer, last_scan)
+        .doc(doc("The last systemd scan", "systemd", Answer::One("ScanResult")))
         .post("/scan", Access::Admin, run_scan)
+        .doc(doc(
+            "Scan systemd now: units, their ports and processes",
+            "systemd",
+            Answer::One("ScanResult"),
+        ))
         .post("/scan/cleanup", Access::Admin, cleanup)
+        .doc(doc(
+            "Remove discovered services whose unit is gone",
+            "systemd",
+            Answer::One("CleanupResult"),
+        ))
         .get("/timers", Access::Viewer, list_timers)
+        .doc(doc("systemd timers", "systemd", Answer::Many("TimerView")))
         .limited(
             Method::POST,
             "/services/{id}/start",
@@ -39,6 +52,10 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             start,
         )
+        .doc(Doc {
+            id: PathId::RowOrUnit,
+            ..doc("Start the service's unit or container", "systemd", Answer::Object)
+        })
         .limited(
             Method::POST,
             "/services/{id}/stop",
@@ -46,6 +63,10 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             stop,
         )
+        .doc(Doc {
+            id: PathId::RowOrUnit,
+            ..doc("Stop the service's unit or container", "systemd", Answer::Object)
+        })
         .limited(
             Method::POST,
             "/services/{id}/restart",
@@ -53,6 +74,10 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             restart,
         )
+        .doc(Doc {
+            id: PathId::RowOrUnit,
+            ..doc("Restart the service's unit or container", "systemd", Answer::Object)
+        })
         .limited(
             Method::POST,
             "/services/{id}/enable",
@@ -60,6 +85,14 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             enable,
         )
+        .doc(Doc {
+            id: PathId::RowOrUnit,
+            ..doc(
+                "Enable the unit file (start at boot), like systemctl enable",
+                "systemd",
+                Answer::One("InstallOutcome"),
+            )
+        })
         .limited(
             Method::POST,
             "/services/{id}/disable",
@@ -67,7 +100,19 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             disable,
         )
+        .doc(Doc {
+            id: PathId::RowOrUnit,
+            ..doc(
+                "Disable the unit file, like systemctl disable",
+                "systemd",
+                Answer::One("InstallOutcome"),
+            )
+        })
         .get("/services/{id}/status", Access::Viewer, status)
+        .doc(Doc {
+            id: PathId::RowOrUnit,
+            ..doc("The unit's state now", "systemd", Answer::One("UnitStatus"))
+        })
         .limited(
             Method::GET,
             "/services/{id}/logs",
@@ -75,6 +120,15 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Logs,
             logs,
         )
+        .doc(Doc {
+            query: &[(
+                "lines",
+                Takes::Count,
+                "how many of the last lines (1-10000, default 100)",
+            )],
+            id: PathId::RowOrUnit,
+            ..doc("The unit's journal, or the container's output", "systemd", Answer::One("Logs"))
+        })
         .limited(
             Method::GET,
             "/services/{id}/logs/follow",
@@ -82,8 +136,32 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Logs,
             follow_logs,
         )
+        .doc(Doc {
+            id: PathId::RowOrUnit,
+            ..doc(
+                "The unit's journal as it is written (server-sent events: each entry a `log` event, its data a LogEntry)",
+                "systemd",
+                Answer::Text("text/event-stream"),
+            )
+        })
         .post("/apps", Access::Admin, create_app)
+        .doc(Doc {
+            body: Some("AppCreateRequest"),
+            ..doc(
+                "Create a managed service: a unit file lookout writes and starts",
+                "systemd",
+                Answer::Created("ServiceView"),
+            )
+        })
         .delete("/apps/{id}", Access::Admin, delete_app)
+        .doc(Doc {
+            id: PathId::AppName,
+            ..doc(
+                "Stop and remove a managed service and its unit file",
+                "systemd",
+                Answer::Empty,
+            )
+        })
 }
 
 async fn run_scan(State(state): State<AppState>) -> Result<Json<ScanResult>, ApiError> {

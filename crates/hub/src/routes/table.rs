@@ -40,6 +40,9 @@ pub struct RouteInfo {
     /// The full path, with `{param}` placeholders.
     pub path: String,
     pub rule: Rule,
+    /// What the API document says of it (`Routes::doc`, next to where the
+    /// route is declared); pages have none.
+    pub doc: Option<crate::openapi::Doc>,
 }
 
 /// A group of routes under one prefix, all pages or all API.
@@ -111,7 +114,18 @@ impl Routes {
             method,
             path: format!("{}{path}", self.prefix),
             rule,
+            doc: None,
         });
+        self
+    }
+
+    /// Describes the route just declared in the API document: its summary,
+    /// tag, parameters, body and answer (a test refuses an API route
+    /// without one).
+    pub fn doc(mut self, doc: crate::openapi::Doc) -> Self {
+        if let Some(last) = self.info.last_mut() {
+            last.doc = Some(doc);
+        }
         self
     }
 

@@ -17,6 +17,7 @@ use super::AppState;
 use crate::auth::guard::{Caller, Remote};
 use crate::auth::{Access, Bucket, Principal, UserRequest};
 use crate::error::ApiError;
+use crate::openapi::{doc, Answer, Doc, Takes, LIMIT};
 use crate::store::accounts::{
     AuditOutcome, CredentialInfo, CredentialKind, DeleteUser, Role, TokenScope, User,
 };
@@ -29,6 +30,14 @@ pub fn routes(r: Routes) -> Routes {
         Bucket::Login,
         login,
     )
+    .doc(Doc {
+        body: Some("LoginRequest"),
+        ..doc(
+            "Log in: an access and a refresh token",
+            "users",
+            Answer::Object,
+        )
+    })
     .limited(
         Method::POST,
         "/v1/users/refresh",
@@ -36,6 +45,10 @@ pub fn routes(r: Routes) -> Routes {
         Bucket::Login,
         refresh,
     )
+    .doc(Doc {
+        body: Some("RefreshRequest"),
+        ..doc("A new token pair", "users", Answer::Object)
+    })
     .limited(
         Method::POST,
         "/v1/users/register",
@@ -43,14 +56,31 @@ pub fn routes(r: Routes) -> Routes {
         Bucket::Login,
         register,
     )
+    .doc(Doc {
+        body: Some("RegisterRequest"),
+        ..doc("Create an account", "users", Answer::CreatedObject)
+    })
     .post("/v1/users/logout", Access::Viewer, logout)
+    .doc(doc("End this login", "users", Answer::Empty))
     .get("/v1/users/me", Access::Viewer, me)
+    .doc(doc("Who is calling", "users", Answer::Object))
     .get("/v1/users/me/two-factor", Access::Viewer, two_factor_state)
+    .doc(doc(
+        "The caller's two-factor sign-in: enabled, recovery_codes_left, required",
+        "users",
+        Answer::Object,
+    ))
     .post(
         "/v1/users/me/two-factor/key",
         Access::Viewer,
         two_factor_key,
     )
+    .doc(doc(
+        "A new key for an authenticator app: secret and otpauth_url (nothing is stored \
+             until a code confirms it)",
+        "users",
+        Answer::Object,
+    ))
     .limited(
         Method::POST,
         "/v1/users/me/two-factor",
@@ -58,6 +88,14 @@ pub fn routes(r: Routes) -> Routes {
         Bucket::Login,
         two_factor_on,
     )
+    .doc(Doc {
+        body: Some("TwoFactorOnRequest"),
+        ..doc(
+            "Turn two-factor sign-in on: the recovery codes, shown once",
+            "users",
+            Answer::CreatedObject,
+        )
+    })
     .limited(
         Method::POST,
         "/v1/users/me/two-factor/off",
@@ -65,15 +103,51 @@ pub fn routes(r: Routes) -> Routes {
         Bucket::Login,
         two_factor_off,
     )
+    .doc(Doc {
+        body: Some("TwoFactorOffRequest"),
+        ..doc("Turn two-factor sign-in off", "users", Answer::Empty)
+    })
     .get("/v1/users", Access::Admin, list_users)
+    .doc(doc("Accounts", "users", Answer::Objects))
     .post("/v1/users", Access::Admin, create_user)
+    .doc(Doc {
+        body: Some("NewUserRequest"),
+        ..doc("Add an account", "users", Answer::CreatedObject)
+    })
     .delete("/v1/users/{id}", Access::Admin, delete_user)
+    .doc(doc("Remove an account", "users", Answer::Empty))
     .get("/v1/tokens", Access::Viewer, list_tokens)
+    .doc(Doc {
+        query: &[(
+            "all",
+            Takes::Words(&["true", "false"]),
+            "true: every user's tokens (admins)",
+        )],
+        ..doc("Personal API tokens", "users", Answer::Objects)
+    })
     .post("/v1/tokens", Access::Viewer, create_token)
+    .doc(Doc {
+        body: Some("NewTokenRequest"),
+        ..doc(
+            "Create a personal API token (shown once)",
+            "users",
+            Answer::CreatedObject,
+        )
+    })
     .delete("/v1/tokens/{id}", Access::Viewer, revoke_token)
+    .doc(doc("Revoke a token", "users", Answer::Empty))
     .get("/v1/audit", Access::Admin, audit_log)
+    .doc(Doc {
+        query: &[LIMIT],
+        ..doc("Audit log", "users", Answer::Objects)
+    })
     .get("/v1/settings", Access::Admin, get_settings)
+    .doc(doc("Hub settings", "users", Answer::Object))
     .put("/v1/settings", Access::Admin, put_settings)
+    .doc(Doc {
+        body: Some("SettingsRequest"),
+        ..doc("Change hub settings", "users", Answer::Object)
+    })
 }
 
 /// A role field: `admin` or `viewer`.
