@@ -61,9 +61,9 @@ fn io(what: &str, path: &Path, e: &std::io::Error) -> CheckError {
 
 /// systemd's own verdict on a calendar expression (`systemd-analyze
 /// calendar`, run with an argv), its error message when it refuses.
-pub async fn check_schedule(expression: &str) -> Result<(), String> {
+pub async fn check_schedule(expression: &str) -> Result<(), lookout_proto::error::Invalid> {
     if expression.starts_with('-') {
-        return Err(format!("{expression:?} is not a calendar expression"));
+        return Err(format!("{expression:?} is not a calendar expression").into());
     }
     let out = tokio::process::Command::new("systemd-analyze")
         .arg("calendar")
@@ -75,12 +75,14 @@ pub async fn check_schedule(expression: &str) -> Result<(), String> {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    Err(stderr
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("systemd-analyze refused it")
-        .trim()
-        .to_owned())
+    Err(lookout_proto::error::Invalid::from(
+        stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("systemd-analyze refused it")
+            .trim()
+            .to_owned(),
+    ))
 }
 
 /// Reads a script and its headers, and has systemd check its schedule.
@@ -97,7 +99,7 @@ pub async fn validate(file: &Path) -> Result<CheckMeta, CheckError> {
         .await
         .map_err(|message| CheckError::Schedule {
             path: file.to_owned(),
-            message,
+            message: message.into(),
         })?;
     Ok(meta)
 }
@@ -232,7 +234,7 @@ async fn undo(layout: &Layout, name: &CheckName, written: &[PathBuf]) {
 }
 
 fn parse_name(name: &str) -> Result<CheckName, CheckError> {
-    CheckName::parse(name).map_err(|e| CheckError::Name(name.to_owned(), e))
+    CheckName::parse(name).map_err(|e| CheckError::Name(name.to_owned(), e.into()))
 }
 
 fn is_installed(layout: &Layout, name: &CheckName) -> bool {

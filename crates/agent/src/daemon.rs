@@ -117,17 +117,13 @@ pub fn default_credentials(user: bool) -> Result<PathBuf, String> {
 }
 
 /// Checks a hub URL: `http` or `https`, a host, nothing else.
-pub fn hub_url(hub: &str) -> Result<reqwest::Url, String> {
+pub fn hub_url(hub: &str) -> Result<reqwest::Url, lookout_proto::error::Invalid> {
     let url = reqwest::Url::parse(hub).map_err(|e| format!("invalid hub URL {hub:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "invalid hub URL {hub:?}: expected http(s)://HOST[:PORT]"
-        ));
+        return Err(format!("invalid hub URL {hub:?}: expected http(s)://HOST[:PORT]").into());
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "invalid hub URL {hub:?}: no credentials in the URL"
-        ));
+        return Err(format!("invalid hub URL {hub:?}: no credentials in the URL").into());
     }
     Ok(url)
 }
@@ -144,7 +140,7 @@ pub async fn register(
     ca: Option<&Path>,
     path: &Path,
 ) -> Result<Credentials, AgentError> {
-    let base = hub_url(hub).map_err(AgentError::Claim)?;
+    let base = hub_url(hub).map_err(|e| AgentError::Claim(e.into()))?;
     let mut client = reqwest::Client::builder().timeout(Duration::from_secs(30));
     if let Some(ca) = ca {
         let pem = read_ca(ca).map_err(AgentError::Claim)?;
@@ -222,20 +218,20 @@ impl Options {
 }
 
 /// Checks an allow-list entry: a unit name, or `check:` and a check's name.
-pub fn parse_allowed(entry: &str) -> Result<String, String> {
+pub fn parse_allowed(entry: &str) -> Result<String, lookout_proto::error::Invalid> {
     let entry = entry.trim();
     if let Some(name) = entry.strip_prefix("container:") {
         return lookout_proto::container::ContainerName::parse(name)
             .map(|c| format!("container:{c}"))
-            .map_err(|e| format!("{entry:?}: a container name {e}"));
+            .map_err(|e| format!("{entry:?}: a container name {e}").into());
     }
     match entry.strip_prefix("check:") {
         Some(name) => lookout_proto::check::CheckName::parse(name)
             .map(|_| entry.to_owned())
-            .map_err(|e| format!("{entry:?}: check name {e}")),
+            .map_err(|e| format!("{entry:?}: check name {e}").into()),
         None => lookout_systemd::UnitName::parse(entry)
             .map(|u| u.to_string())
-            .map_err(|e| format!("{entry:?}: {e}")),
+            .map_err(|e| format!("{entry:?}: {e}").into()),
     }
 }
 

@@ -17,6 +17,7 @@ pub use settings::{
     parse_trusted, AuthMode, AuthSettings, ForwardAuth, NotifySettings, Rate, RateLimits, WebPorts,
 };
 
+use lookout_proto::error::Invalid;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -674,7 +675,7 @@ impl Config {
                 for pattern in &patterns {
                     lookout_proto::systemd::check_unit_pattern(pattern)?;
                 }
-                Ok(patterns)
+                Ok::<_, Invalid>(patterns)
             })?,
             None => Vec::new(),
         };
@@ -845,7 +846,7 @@ fn default_data_dir() -> Result<PathBuf, ConfigError> {
 
 /// The hub's address for links: an `http(s)` URL with no query or fragment,
 /// kept without its trailing `/`.
-fn parse_public_url(s: &str) -> Result<String, String> {
+fn parse_public_url(s: &str) -> Result<String, Invalid> {
     let url = url::Url::parse(s).map_err(|_| format!("{s:?} is not a URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err("needs http:// or https:// and a host".into());
@@ -856,10 +857,10 @@ fn parse_public_url(s: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-fn parse<T>(
+fn parse<T, E: std::fmt::Display>(
     raw: &RawValue,
     key: &str,
-    f: impl FnOnce(&str) -> Result<T, String>,
+    f: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<T, ConfigError> {
     #[allow(
         clippy::expect_used,
@@ -888,11 +889,11 @@ fn list(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn flag(s: &str) -> Result<bool, String> {
+fn flag(s: &str) -> Result<bool, Invalid> {
     match s {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" | "" => Ok(false),
-        _ => Err("expected true or false".to_owned()),
+        _ => Err("expected true or false".into()),
     }
 }
 
@@ -935,7 +936,7 @@ fn forward_auth<'a>(
         ) = names;
     }
     if let Some(v) = get("forward_auth_admins") {
-        forward.admin_groups = parse(v, "forward_auth_admins", |s| Ok(list(s)))?;
+        forward.admin_groups = parse(v, "forward_auth_admins", |s| Ok::<_, Invalid>(list(s)))?;
     }
     if let Some(v) = get("forward_auth_create") {
         forward.create_accounts = parse(v, "forward_auth_create", flag)?;
@@ -957,7 +958,7 @@ fn header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
+fn parse_database_url(s: &str) -> Result<DatabaseUrl, Invalid> {
     if let Some(rest) = s
         .strip_prefix("sqlite://")
         .or_else(|| s.strip_prefix("sqlite:"))
@@ -983,21 +984,21 @@ fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
 
 /// Parses a duration as humantime writes them (`500ms`, `2s`, `5m`, `1h
 /// 30m`, `7d`), or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, Invalid> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s
             .parse::<u64>()
             .map(Duration::from_secs)
-            .map_err(|_| "too long".to_owned());
+            .map_err(|_| "too long".into());
     }
     humantime::parse_duration(s)
-        .map_err(|e| format!("expected a duration such as 500ms, 2s, 5m or 1h ({e})"))
+        .map_err(|e| format!("expected a duration such as 500ms, 2s, 5m or 1h ({e})").into())
 }
 
-fn within(d: Duration, min: Duration, max: Duration) -> Result<Duration, String> {
+fn within(d: Duration, min: Duration, max: Duration) -> Result<Duration, Invalid> {
     if d < min || d > max {
-        Err(format!("must be between {min:?} and {max:?}"))
+        Err(format!("must be between {min:?} and {max:?}").into())
     } else {
         Ok(d)
     }
@@ -1009,9 +1010,9 @@ fn within(d: Duration, min: Duration, max: Duration) -> Result<Duration, String>
 pub struct Size(pub usize);
 
 impl std::str::FromStr for Size {
-    type Err = String;
+    type Err = Invalid;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, Invalid> {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
@@ -1022,7 +1023,7 @@ impl std::str::FromStr for Size {
             "" | "B" => 1,
             "KiB" | "K" | "KB" | "k" => 1024,
             "MiB" | "M" | "MB" => 1024 * 1024,
-            other => return Err(format!("unknown unit {other:?}; use B, KiB or MiB")),
+            other => return Err(format!("unknown unit {other:?}; use B, KiB or MiB").into()),
         };
         let bytes = n.saturating_mul(factor);
         if !(1024..=64 * 1024 * 1024).contains(&bytes) {

@@ -114,7 +114,7 @@ impl Rate {
     }
 
     /// Parses `10/min`, `10/m`, `10` (a minute implied) or `off`.
-    pub fn parse(s: &str) -> Result<Option<Rate>, String> {
+    pub fn parse(s: &str) -> Result<Option<Rate>, lookout_proto::error::Invalid> {
         let s = s.trim();
         if s == "off" {
             return Ok(None);
@@ -128,7 +128,7 @@ impl Rate {
             .ok()
             .and_then(Rate::per_minute)
             .map(Some)
-            .ok_or_else(|| "expected requests per minute such as 10/min, or off".to_owned())
+            .ok_or_else(|| "expected requests per minute such as 10/min, or off".into())
     }
 }
 
@@ -194,7 +194,7 @@ impl Default for WebPorts {
 
 impl WebPorts {
     /// Parses `80,443,3000-9999`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, lookout_proto::error::Invalid> {
         let mut ranges = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (lo, hi) = part.split_once('-').unwrap_or((part, part));
@@ -207,7 +207,7 @@ impl WebPorts {
             };
             let (lo, hi) = (parse(lo)?, parse(hi)?);
             if lo > hi {
-                return Err(format!("{part:?} is an empty range"));
+                return Err(format!("{part:?} is an empty range").into());
             }
             ranges.push((lo, hi));
         }
@@ -223,14 +223,14 @@ impl WebPorts {
 }
 
 /// Parses `10.0.0.1, 192.168.0.0/16, ::1`.
-pub fn parse_trusted(s: &str) -> Result<Vec<IpNet>, String> {
+pub fn parse_trusted(s: &str) -> Result<Vec<IpNet>, lookout_proto::error::Invalid> {
     s.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| {
             p.parse::<IpNet>()
                 .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{p:?} is not an IP address or a CIDR range"))
+                .map_err(|_| format!("{p:?} is not an IP address or a CIDR range").into())
         })
         .collect()
 }

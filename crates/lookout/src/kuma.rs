@@ -288,7 +288,7 @@ fn bracket(host: &str) -> String {
 
 /// A push monitor's token and timing (period and grace, in seconds): Uptime
 /// Kuma expects a push every interval and retries for its retry interval.
-fn push_timing(m: &Monitor) -> Result<(&str, u64, u64), String> {
+fn push_timing(m: &Monitor) -> Result<(&str, u64, u64), lookout_proto::error::Invalid> {
     let token = m
         .push_token
         .as_deref()
@@ -298,9 +298,7 @@ fn push_timing(m: &Monitor) -> Result<(&str, u64, u64), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(format!(
-            "its push token {token:?} is not one lookout can serve"
-        ));
+        return Err(format!("its push token {token:?} is not one lookout can serve").into());
     }
     let secs = |v: Option<i64>, default: u64| {
         u64::try_from(v.unwrap_or(0))

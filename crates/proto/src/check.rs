@@ -26,7 +26,7 @@ pub struct CheckName(String);
 
 impl CheckName {
     /// Checks a slug as given (e.g. on the command line).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, crate::error::Invalid> {
         let ok_chars = s
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -41,13 +41,14 @@ impl CheckName {
         if s == "app" || s.starts_with("app-") || s == "agent" {
             return Err(format!(
                 "{s:?} is reserved (lookout-app-* are managed services, lookout-agent the agent)"
-            ));
+            )
+            .into());
         }
         Ok(Self(s.to_owned()))
     }
 
     /// The slug of a display name: `System Updates` -> `system-updates`.
-    pub fn from_display(name: &str) -> Result<Self, String> {
+    pub fn from_display(name: &str) -> Result<Self, crate::error::Invalid> {
         let mut slug = String::new();
         for c in name.trim().chars() {
             if c.is_ascii_alphanumeric() {
@@ -407,13 +408,13 @@ pub struct NagiosResult {
 
 /// Reads a plugin's exit code and output (monitoring-plugins conventions:
 /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). Any other code is an error.
-pub fn parse_nagios(exit_code: i32, output: &str) -> Result<NagiosResult, String> {
+pub fn parse_nagios(exit_code: i32, output: &str) -> Result<NagiosResult, crate::error::Invalid> {
     let status = match exit_code {
         0 => LineStatus::Ok,
         1 => LineStatus::Warning,
         2 => LineStatus::Failure,
         3 => LineStatus::Unknown,
-        other => return Err(format!("plugin exited with {other}, not 0-3")),
+        other => return Err(format!("plugin exited with {other}, not 0-3").into()),
     };
     let mut lines = output.lines();
     let first = lines.next().unwrap_or_default();

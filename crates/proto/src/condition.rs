@@ -74,15 +74,16 @@ fn failure() -> Status {
 
 impl Condition {
     /// Parses one condition; the message says what is wrong with it.
-    pub fn parse(expr: &str, on_fail: Status) -> Result<Self, String> {
+    pub fn parse(expr: &str, on_fail: Status) -> Result<Self, crate::error::Invalid> {
         if !matches!(on_fail, Status::Failure | Status::Warning) {
             return Err(format!(
                 "on_fail must be FAILURE or WARNING, not {}",
                 on_fail.as_str()
-            ));
+            )
+            .into());
         }
         if expr.len() > CONDITION_MAX_LEN {
-            return Err(format!("must be at most {CONDITION_MAX_LEN} bytes"));
+            return Err(format!("must be at most {CONDITION_MAX_LEN} bytes").into());
         }
         let parsed = Parsed::parse(expr.trim())?;
         Ok(Self {
@@ -92,7 +93,7 @@ impl Condition {
         })
     }
 
-    pub fn from_spec(spec: &ConditionSpec) -> Result<Self, String> {
+    pub fn from_spec(spec: &ConditionSpec) -> Result<Self, crate::error::Invalid> {
         match spec {
             ConditionSpec::Expr(e) => Self::parse(e, Status::Failure),
             ConditionSpec::Object { expr, on_fail } => Self::parse(expr, *on_fail),
@@ -134,7 +135,7 @@ impl Condition {
     /// Evaluates the condition against what a check observed: `Ok(())`
     /// when it holds, else the reason a person reads ("[BODY].status == UP:
     /// was DOWN").
-    pub fn evaluate(&self, seen: &Observation<'_>) -> Result<(), String> {
+    pub fn evaluate(&self, seen: &Observation<'_>) -> Result<(), crate::error::Invalid> {
         let left = self.parsed.left.resolve(seen);
         let right = self.parsed.right.resolve(seen);
         // The side that shows what was seen: the left unless only the
@@ -151,12 +152,12 @@ impl Condition {
             other => format!("was {}", other.display(about)),
         };
         if let Resolved::Missing(_) = seen_side {
-            return Err(format!("{}: {}", self.expr, shown(seen_side)));
+            return Err(format!("{}: {}", self.expr, shown(seen_side)).into());
         }
         if compare(&left, self.parsed.op, &right) {
             Ok(())
         } else {
-            Err(format!("{}: {}", self.expr, shown(seen_side)))
+            Err(format!("{}: {}", self.expr, shown(seen_side)).into())
         }
     }
 }
@@ -264,7 +265,7 @@ struct Parsed {
 }
 
 impl Parsed {
-    fn parse(expr: &str) -> Result<Self, String> {
+    fn parse(expr: &str) -> Result<Self, crate::error::Invalid> {
         if expr.is_empty() {
             return Err("is empty".into());
         }
@@ -288,10 +289,10 @@ impl Parsed {
             }
         }
         if left.is_empty() {
-            return Err(format!("has nothing left of {token}"));
+            return Err(format!("has nothing left of {token}").into());
         }
         if right.is_empty() {
-            return Err(format!("has nothing right of {token}"));
+            return Err(format!("has nothing right of {token}").into());
         }
         let left = operand(left)?;
         let right = operand(right)?;
@@ -303,7 +304,7 @@ impl Parsed {
                 .iter()
                 .any(|o| matches!(o, Operand::Pattern(_) | Operand::Any(_)))
         {
-            return Err(format!("{token} compares numbers, not pat() or any()"));
+            return Err(format!("{token} compares numbers, not pat() or any()").into());
         }
         Ok(Self {
             left,
@@ -314,7 +315,7 @@ impl Parsed {
     }
 }
 
-fn operand(text: &str) -> Result<Operand, String> {
+fn operand(text: &str) -> Result<Operand, crate::error::Invalid> {
     let call = |name: &str| {
         text.strip_prefix(name)
             .and_then(|t| t.strip_prefix('('))
@@ -340,7 +341,7 @@ fn operand(text: &str) -> Result<Operand, String> {
     Ok(Operand::Literal(text.to_owned()))
 }
 
-fn placeholder(text: &str) -> Result<Placeholder, String> {
+fn placeholder(text: &str) -> Result<Placeholder, crate::error::Invalid> {
     let end = text
         .find(']')
         .ok_or_else(|| format!("{text:?} is not a placeholder"))?;
@@ -353,14 +354,14 @@ fn placeholder(text: &str) -> Result<Placeholder, String> {
         "[CERTIFICATE_EXPIRATION]" => PlaceholderKind::CertificateExpiration,
         "[DNS_RCODE]" => PlaceholderKind::DnsRcode,
         "[IP]" => PlaceholderKind::Ip,
-        other => return Err(format!("{other} is not a placeholder lookout knows ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP])")),
+        other => return Err(format!("{other} is not a placeholder lookout knows ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP])").into()),
     };
     let path = if rest.is_empty() {
         Vec::new()
     } else if kind == PlaceholderKind::Body {
         json_path(rest).map_err(|e| format!("{text}: {e}"))?
     } else {
-        return Err(format!("{name} takes no path ({rest:?})"));
+        return Err(format!("{name} takes no path ({rest:?})").into());
     };
     Ok(Placeholder {
         kind,
@@ -370,14 +371,14 @@ fn placeholder(text: &str) -> Result<Placeholder, String> {
 }
 
 /// `.a.b[0].c` → keys and indexes.
-fn json_path(mut rest: &str) -> Result<Vec<Segment>, String> {
+fn json_path(mut rest: &str) -> Result<Vec<Segment>, crate::error::Invalid> {
     let mut path = Vec::new();
     while !rest.is_empty() {
         if let Some(after) = rest.strip_prefix('.') {
             let end = after.find(['.', '[']).unwrap_or(after.len());
             let key = &after[..end];
             if key.is_empty() || key.contains([' ', ']']) {
-                return Err(format!("{:?} is not a key", key));
+                return Err(format!("{:?} is not a key", key).into());
             }
             path.push(Segment::Key(key.to_owned()));
             rest = &after[end..];
@@ -390,7 +391,7 @@ fn json_path(mut rest: &str) -> Result<Vec<Segment>, String> {
             path.push(Segment::Index(index));
             rest = &after[end + 1..];
         } else {
-            return Err(format!("expected .key or [index], found {rest:?}"));
+            return Err(format!("expected .key or [index], found {rest:?}").into());
         }
     }
     Ok(path)
@@ -641,7 +642,9 @@ impl fmt::Display for Condition {
 
 /// Parses a list of conditions as the API and files carry them: each
 /// error names its place (`conditions[2]: ...`).
-pub fn parse_conditions(specs: &[ConditionSpec]) -> Result<Vec<Condition>, Vec<(usize, String)>> {
+pub fn parse_conditions(
+    specs: &[ConditionSpec],
+) -> Result<Vec<Condition>, Vec<(usize, crate::error::Invalid)>> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
@@ -653,7 +656,7 @@ pub fn parse_conditions(specs: &[ConditionSpec]) -> Result<Vec<Condition>, Vec<(
     if specs.len() > CONDITIONS_MAX {
         errors.push((
             CONDITIONS_MAX,
-            format!("at most {CONDITIONS_MAX} conditions"),
+            format!("at most {CONDITIONS_MAX} conditions").into(),
         ));
     }
     if errors.is_empty() {
@@ -667,7 +670,7 @@ pub fn parse_conditions(specs: &[ConditionSpec]) -> Result<Vec<Condition>, Vec<(
 mod tests {
     use super::*;
 
-    fn check(expr: &str, seen: &Observation<'_>) -> Result<(), String> {
+    fn check(expr: &str, seen: &Observation<'_>) -> Result<(), crate::error::Invalid> {
         Condition::parse(expr, Status::Failure)
             .unwrap_or_else(|e| panic!("{expr}: {e}"))
             .evaluate(seen)
@@ -711,28 +714,28 @@ mod tests {
         let down = http(503, r#"{"status": "DOWN", "items": []}"#, 812);
         assert_eq!(
             check("[BODY].status == UP", &down).unwrap_err(),
-            "[BODY].status == UP: was DOWN"
+            "[BODY].status == UP: was DOWN".into()
         );
         assert_eq!(
             check("[STATUS] == 200", &down).unwrap_err(),
-            "[STATUS] == 200: was 503"
+            "[STATUS] == 200: was 503".into()
         );
         assert_eq!(
             check("[RESPONSE_TIME] < 300", &down).unwrap_err(),
-            "[RESPONSE_TIME] < 300: was 812 ms"
+            "[RESPONSE_TIME] < 300: was 812 ms".into()
         );
         assert_eq!(
             check("len([BODY].items) > 0", &down).unwrap_err(),
-            "len([BODY].items) > 0: was 0"
+            "len([BODY].items) > 0: was 0".into()
         );
         assert_eq!(
             check("[BODY].items[0].name == a", &down).unwrap_err(),
-            "[BODY].items[0].name == a: [BODY].items[0].name is missing"
+            "[BODY].items[0].name == a: [BODY].items[0].name is missing".into()
         );
         let text = http(200, "<html>hello</html>", 5);
         assert_eq!(
             check("[BODY].status == UP", &text).unwrap_err(),
-            "[BODY].status == UP: [BODY].status is missing",
+            "[BODY].status == UP: [BODY].status is missing".into(),
             "a body that is not JSON has no path"
         );
     }
@@ -747,11 +750,11 @@ mod tests {
         assert_eq!(check("[CERTIFICATE_EXPIRATION] > 72h", &cert), Ok(()));
         assert_eq!(
             check("[CERTIFICATE_EXPIRATION] > 14d", &cert).unwrap_err(),
-            "[CERTIFICATE_EXPIRATION] > 14d: was 5d 0h"
+            "[CERTIFICATE_EXPIRATION] > 14d: was 5d 0h".into()
         );
         assert_eq!(
             check("14d < [CERTIFICATE_EXPIRATION]", &cert).unwrap_err(),
-            "14d < [CERTIFICATE_EXPIRATION]: was 5d 0h",
+            "14d < [CERTIFICATE_EXPIRATION]: was 5d 0h".into(),
             "the seen side's units, on either side"
         );
         let expired = Observation {
@@ -760,7 +763,7 @@ mod tests {
         };
         assert_eq!(
             check("[CERTIFICATE_EXPIRATION] > 0", &expired).unwrap_err(),
-            "[CERTIFICATE_EXPIRATION] > 0: was expired 2d 0h ago"
+            "[CERTIFICATE_EXPIRATION] > 0: was expired 2d 0h ago".into()
         );
         let dns = Observation {
             dns_rcode: Some("NXDOMAIN"),
@@ -768,16 +771,16 @@ mod tests {
         };
         assert_eq!(
             check("[DNS_RCODE] == NOERROR", &dns).unwrap_err(),
-            "[DNS_RCODE] == NOERROR: was NXDOMAIN"
+            "[DNS_RCODE] == NOERROR: was NXDOMAIN".into()
         );
         let nothing = Observation::default();
         assert_eq!(
             check("[CONNECTED] == true", &nothing).unwrap_err(),
-            "[CONNECTED] == true: was false"
+            "[CONNECTED] == true: was false".into()
         );
         assert_eq!(
             check("[STATUS] == 200", &nothing).unwrap_err(),
-            "[STATUS] == 200: [STATUS] is missing"
+            "[STATUS] == 200: [STATUS] is missing".into()
         );
     }
 

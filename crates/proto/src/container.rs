@@ -142,7 +142,7 @@ impl ContainerView {
 pub struct ContainerName(String);
 
 impl ContainerName {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, crate::error::Invalid> {
         let name = raw.strip_prefix('/').unwrap_or(raw);
         let mut chars = name.chars();
         match chars.next() {
@@ -156,9 +156,9 @@ impl ContainerName {
             return Err("must be at most 128 characters".into());
         }
         if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c))) {
-            return Err(format!(
-                "may hold only letters, digits, '_', '.' and '-', not {c:?}"
-            ));
+            return Err(
+                format!("may hold only letters, digits, '_', '.' and '-', not {c:?}").into(),
+            );
         }
         Ok(Self(name.to_owned()))
     }

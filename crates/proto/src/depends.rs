@@ -25,7 +25,7 @@ impl std::fmt::Display for ServiceRef {
 }
 
 /// `depends_on`: a list of service ids or names, each once.
-pub fn parse_depends_on(v: &Value) -> Result<Vec<ServiceRef>, String> {
+pub fn parse_depends_on(v: &Value) -> Result<Vec<ServiceRef>, crate::error::Invalid> {
     let items = v.as_array().ok_or_else(|| {
         format!(
             "must be a list of service ids or names, got {}",
@@ -33,7 +33,7 @@ pub fn parse_depends_on(v: &Value) -> Result<Vec<ServiceRef>, String> {
         )
     })?;
     if items.len() > DEPENDS_MAX {
-        return Err(format!("may name at most {DEPENDS_MAX} services"));
+        return Err(format!("may name at most {DEPENDS_MAX} services").into());
     }
     let mut refs = Vec::with_capacity(items.len());
     for item in items {
@@ -49,7 +49,8 @@ pub fn parse_depends_on(v: &Value) -> Result<Vec<ServiceRef>, String> {
             _ => {
                 return Err(format!(
                     "must hold service ids (positive integers) or names, got {item}"
-                ))
+                )
+                .into())
             }
         };
         if !refs.contains(&r) {
@@ -100,7 +101,7 @@ pub const HEAL_MAX_PER_HOUR: std::ops::RangeInclusive<u32> = 1..=20;
 
 impl HealRule {
     /// Reads a rule, every problem named.
-    pub fn parse(v: &Value) -> Result<Self, String> {
+    pub fn parse(v: &Value) -> Result<Self, crate::error::Invalid> {
         let rule: HealRule = serde_json::from_value(v.clone()).map_err(|e| {
             format!("must be {{\"after\": 3, \"action\": \"restart\", \"unit\": \"app.service\", \"max_per_hour\": 3}}: {e}")
         })?;
@@ -109,14 +110,16 @@ impl HealRule {
                 "after must be {}-{} failed checks",
                 HEAL_AFTER.start(),
                 HEAL_AFTER.end()
-            ));
+            )
+            .into());
         }
         if !HEAL_MAX_PER_HOUR.contains(&rule.max_per_hour) {
             return Err(format!(
                 "max_per_hour must be {}-{} restarts",
                 HEAL_MAX_PER_HOUR.start(),
                 HEAL_MAX_PER_HOUR.end()
-            ));
+            )
+            .into());
         }
         if let Some(unit) = &rule.unit {
             let ok = !unit.is_empty()
@@ -126,7 +129,7 @@ impl HealRule {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"@:._-\\".contains(&b));
             if !ok {
-                return Err(format!("unit {unit:?} is not a systemd unit name"));
+                return Err(format!("unit {unit:?} is not a systemd unit name").into());
             }
         }
         Ok(rule)

@@ -29,8 +29,8 @@ pub enum Target {
 
 impl Target {
     /// The target a URL names; the message says what is wrong with it.
-    pub fn from_url(url: &Url) -> Result<Self, String> {
-        let host = || -> Result<String, String> {
+    pub fn from_url(url: &Url) -> Result<Self, crate::error::Invalid> {
+        let host = || -> Result<String, crate::error::Invalid> {
             let host = url
                 .host_str()
                 .filter(|h| !h.is_empty())
@@ -41,12 +41,13 @@ impl Target {
                 .trim_end_matches(']')
                 .to_owned())
         };
-        let no_path = |kind: &str| -> Result<(), String> {
+        let no_path = |kind: &str| -> Result<(), crate::error::Invalid> {
             if !matches!(url.path(), "" | "/") {
                 return Err(format!(
                     "a {kind}:// URL has no path, only a host{}",
                     if kind == "icmp" { "" } else { " and a port" }
-                ));
+                )
+                .into());
             }
             Ok(())
         };
@@ -78,10 +79,7 @@ impl Target {
                     port: url.port().unwrap_or(53),
                 })
             }
-            other => Err(format!(
-                "must use one of {}, not {other:?}",
-                SCHEMES.join(", ")
-            )),
+            other => Err(format!("must use one of {}, not {other:?}", SCHEMES.join(", ")).into()),
         }
     }
 
@@ -184,11 +182,11 @@ pub const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELE
 pub const SETTING_MAX_LEN: usize = 64 * 1024;
 
 impl HttpSettings {
-    pub fn validate(&mut self) -> Result<(), String> {
+    pub fn validate(&mut self) -> Result<(), crate::error::Invalid> {
         if let Some(m) = &mut self.method {
             *m = m.trim().to_ascii_uppercase();
             if !HTTP_METHODS.contains(&m.as_str()) {
-                return Err(format!("method must be one of {}", HTTP_METHODS.join(", ")));
+                return Err(format!("method must be one of {}", HTTP_METHODS.join(", ")).into());
             }
         }
         if self.headers.len() > 32 {
@@ -197,14 +195,13 @@ impl HttpSettings {
         for (name, value) in &self.headers {
             let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
             if name.is_empty() || !name.chars().all(token) {
-                return Err(format!(
-                    "header name {name:?} is not a valid HTTP header name"
-                ));
+                return Err(format!("header name {name:?} is not a valid HTTP header name").into());
             }
             if value.len() > 8192 || value.chars().any(|c| c.is_control() && c != '\t') {
                 return Err(format!(
                     "header {name}: the value must be at most 8192 bytes without control characters"
-                ));
+                )
+                .into());
             }
         }
         if self
@@ -212,7 +209,7 @@ impl HttpSettings {
             .as_ref()
             .is_some_and(|b| b.len() > SETTING_MAX_LEN)
         {
-            return Err(format!("body must be at most {SETTING_MAX_LEN} bytes"));
+            return Err(format!("body must be at most {SETTING_MAX_LEN} bytes").into());
         }
         if self.accepted_codes.len() > 32 {
             return Err("at most 32 accepted_codes".into());
@@ -236,9 +233,11 @@ impl HttpSettings {
 }
 
 /// `"200"` or `"200-299"` (or `"2xx"`).
-fn parse_code_range(code: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+fn parse_code_range(code: &str) -> Result<std::ops::RangeInclusive<u16>, crate::error::Invalid> {
     let bad = || {
-        format!("accepted code {code:?} is not a status code (100-599), a range such as 200-299, or 2xx")
+        crate::error::Invalid::from(format!(
+            "accepted code {code:?} is not a status code (100-599), a range such as 200-299, or 2xx"
+        ))
     };
     let code = code.trim();
     let one = |s: &str| {
@@ -265,10 +264,10 @@ fn parse_code_range(code: &str) -> Result<std::ops::RangeInclusive<u16>, String>
 }
 
 impl TlsSettings {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::error::Invalid> {
         if let Some(pem) = &self.ca_pem {
             if pem.len() > SETTING_MAX_LEN {
-                return Err(format!("ca_pem must be at most {SETTING_MAX_LEN} bytes"));
+                return Err(format!("ca_pem must be at most {SETTING_MAX_LEN} bytes").into());
             }
             if !pem.contains("-----BEGIN CERTIFICATE-----") {
                 return Err(
@@ -281,10 +280,10 @@ impl TlsSettings {
 }
 
 impl DnsQuery {
-    pub fn validate(&mut self) -> Result<(), String> {
+    pub fn validate(&mut self) -> Result<(), crate::error::Invalid> {
         self.record_type = self.record_type.trim().to_ascii_uppercase();
         if !DNS_TYPES.contains(&self.record_type.as_str()) {
-            return Err(format!("type must be one of {}", DNS_TYPES.join(", ")));
+            return Err(format!("type must be one of {}", DNS_TYPES.join(", ")).into());
         }
         let name = self.name.trim().trim_end_matches('.');
         if name.is_empty()
@@ -297,7 +296,7 @@ impl DnsQuery {
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             })
         {
-            return Err(format!("name {:?} is not a domain name", self.name));
+            return Err(format!("name {:?} is not a domain name", self.name).into());
         }
         self.name = name.to_owned();
         Ok(())
@@ -308,7 +307,7 @@ impl DnsQuery {
 mod tests {
     use super::*;
 
-    fn target(s: &str) -> Result<Target, String> {
+    fn target(s: &str) -> Result<Target, crate::error::Invalid> {
         Target::from_url(&Url::parse(s).unwrap())
     }
 

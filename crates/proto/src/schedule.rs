@@ -122,7 +122,7 @@ fn read_zone(name: &str) -> Result<Tz, &str> {
 /// (`2026-12-05T22:00`, seconds optional) read in `zone` (an IANA name;
 /// empty is UTC). A time that a daylight-saving change skips is refused; one
 /// it repeats is the earlier of the two.
-pub fn local_time(text: &str, zone: &str) -> Result<DateTime<Utc>, String> {
+pub fn local_time(text: &str, zone: &str) -> Result<DateTime<Utc>, crate::error::Invalid> {
     let tz = read_zone(zone).map_err(|name| format!("{name:?} is not a time zone"))?;
     let text = text.trim();
     let naive = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
@@ -138,6 +138,7 @@ pub fn local_time(text: &str, zone: &str) -> Result<DateTime<Utc>, String> {
                 "{text} does not exist in {} (the clocks skip it)",
                 tz.name()
             )
+            .into()
         })
 }
 

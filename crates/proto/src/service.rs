@@ -132,13 +132,13 @@ impl ReportedState {
 pub struct ServiceName(String);
 
 impl ServiceName {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, crate::error::Invalid> {
         let name = raw.trim();
         if name.is_empty() {
             return Err("must not be empty".into());
         }
         if name.chars().count() > NAME_MAX_CHARS {
-            return Err(format!("must be at most {NAME_MAX_CHARS} characters"));
+            return Err(format!("must be at most {NAME_MAX_CHARS} characters").into());
         }
         if name.chars().any(char::is_control) {
             return Err("must not contain control characters".into());
@@ -157,10 +157,10 @@ impl ServiceName {
 pub struct BaseUrl(Url);
 
 impl BaseUrl {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, crate::error::Invalid> {
         let raw = raw.trim();
         if raw.len() > URL_MAX_LEN {
-            return Err(format!("must be at most {URL_MAX_LEN} bytes"));
+            return Err(format!("must be at most {URL_MAX_LEN} bytes").into());
         }
         let url = Url::parse(raw).map_err(|e| match e {
             url::ParseError::RelativeUrlWithoutBase => {
@@ -228,13 +228,13 @@ impl BaseUrl {
 pub struct HealthEndpoint(String);
 
 impl HealthEndpoint {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, crate::error::Invalid> {
         let path = raw.trim();
         if !path.starts_with('/') {
             return Err("must start with \"/\"".into());
         }
         if path.len() > URL_MAX_LEN {
-            return Err(format!("must be at most {URL_MAX_LEN} bytes"));
+            return Err(format!("must be at most {URL_MAX_LEN} bytes").into());
         }
         if path.starts_with("//") {
             return Err("must be a path on the service, not a URL of another host".into());
@@ -576,9 +576,7 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
         description: field(body, "description", errors, |v| {
             let s = as_str(v)?.trim();
             if s.chars().count() > DESCRIPTION_MAX_CHARS {
-                return Err(format!(
-                    "must be at most {DESCRIPTION_MAX_CHARS} characters"
-                ));
+                return Err(format!("must be at most {DESCRIPTION_MAX_CHARS} characters").into());
             }
             Ok(s.to_owned())
         })
@@ -588,10 +586,9 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
             let n = v
                 .as_u64()
                 .ok_or_else(|| format!("must be an integer from 1 to 65535, got {}", kind(v)))?;
-            u16::try_from(n)
-                .ok()
-                .filter(|p| *p >= 1)
-                .ok_or_else(|| format!("must be an integer from 1 to 65535, got {n}"))
+            u16::try_from(n).ok().filter(|p| *p >= 1).ok_or_else(|| {
+                crate::error::Invalid::from(format!("must be an integer from 1 to 65535, got {n}"))
+            })
         }),
         health_endpoint: field(body, "health_endpoint", errors, |v| {
             let s = as_str(v)?;
@@ -605,7 +602,7 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
         reported_state: field(body, "reported_state", errors, |v| {
             let s = as_str(v)?;
             ReportedState::parse(s).ok_or_else(|| {
-                format!("must be one of \"active\", \"inactive\" or \"failed\", got {s:?}")
+                format!("must be one of \"active\", \"inactive\" or \"failed\", got {s:?}").into()
             })
         }),
         check_interval_secs: field(body, "check_interval_secs", errors, |v| {
@@ -615,12 +612,14 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
             ranged(v, &TIMEOUT_RANGE_MS, "milliseconds")
         }),
         muted: field(body, "muted", errors, |v| {
-            v.as_bool()
-                .ok_or_else(|| format!("must be true or false, got {}", kind(v)))
+            v.as_bool().ok_or_else(|| {
+                crate::error::Invalid::from(format!("must be true or false, got {}", kind(v)))
+            })
         }),
         paused: field(body, "paused", errors, |v| {
-            v.as_bool()
-                .ok_or_else(|| format!("must be true or false, got {}", kind(v)))
+            v.as_bool().ok_or_else(|| {
+                crate::error::Invalid::from(format!("must be true or false, got {}", kind(v)))
+            })
         }),
         maintenance_window: match body.get("maintenance_window") {
             None => None,
@@ -698,7 +697,7 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
         Some(Value::String(s)) if s == RegistryStatus::Configured.as_str() => {}
         Some(v) => match as_str(v).and_then(|s| {
             ReportedState::parse(s).ok_or_else(|| {
-                format!("must be one of \"active\", \"inactive\", \"failed\" or \"configured\", got {s:?}")
+                format!("must be one of \"active\", \"inactive\", \"failed\" or \"configured\", got {s:?}").into()
             })
         }) {
             Ok(state) => patch.reported_state = Some(Some(state)),
@@ -746,7 +745,7 @@ fn field<T>(
     body: &Map<String, Value>,
     key: &str,
     errors: &mut Vec<FieldError>,
-    parse: impl FnOnce(&Value) -> Result<T, String>,
+    parse: impl FnOnce(&Value) -> Result<T, crate::error::Invalid>,
 ) -> Option<Option<T>> {
     match body.get(key)? {
         Value::Null => Some(None),
@@ -765,12 +764,12 @@ const CHANNELS_MAX: usize = 50;
 
 /// The channels a service notifies: channel ids, each once (whether they
 /// exist is the hub's to check).
-fn parse_channel_ids(v: &Value) -> Result<Vec<i64>, String> {
+fn parse_channel_ids(v: &Value) -> Result<Vec<i64>, crate::error::Invalid> {
     let items = v
         .as_array()
         .ok_or_else(|| format!("must be a list of channel ids, got {}", kind(v)))?;
     if items.len() > CHANNELS_MAX {
-        return Err(format!("may name at most {CHANNELS_MAX} channels"));
+        return Err(format!("may name at most {CHANNELS_MAX} channels").into());
     }
     let mut ids = Vec::with_capacity(items.len());
     for item in items {
@@ -787,29 +786,27 @@ fn parse_channel_ids(v: &Value) -> Result<Vec<i64>, String> {
 
 /// A service's tags: a list of short labels, each kept as typed (trimmed)
 /// and given once, whatever its case.
-fn parse_tags(v: &Value) -> Result<Vec<String>, String> {
+fn parse_tags(v: &Value) -> Result<Vec<String>, crate::error::Invalid> {
     const HOW: &str = "must be a list of short labels such as [\"media\", \"home lab\"]";
     let Value::Array(items) = v else {
         return Err(HOW.into());
     };
     if items.len() > TAGS_MAX {
-        return Err(format!("may hold at most {TAGS_MAX} tags"));
+        return Err(format!("may hold at most {TAGS_MAX} tags").into());
     }
     let mut tags: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
         let tag = item.as_str().ok_or(HOW)?.trim();
         if tag.is_empty() || tag.chars().count() > TAG_MAX_CHARS {
-            return Err(format!(
-                "{tag:?}: a tag has 1 to {TAG_MAX_CHARS} characters"
-            ));
+            return Err(format!("{tag:?}: a tag has 1 to {TAG_MAX_CHARS} characters").into());
         }
         if !tag
             .chars()
             .all(|c| c.is_alphanumeric() || " -_.:/".contains(c))
         {
-            return Err(format!(
-                "{tag:?}: a tag has letters, digits, spaces and - _ . : / only"
-            ));
+            return Err(
+                format!("{tag:?}: a tag has letters, digits, spaces and - _ . : / only").into(),
+            );
         }
         if !tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
             tags.push(tag.to_owned());
@@ -838,26 +835,34 @@ pub fn is_secret_header(name: &str) -> bool {
 }
 
 /// A JSON object as `T`, or the one-line reason it is not one.
-fn object<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, String> {
+fn object<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, crate::error::Invalid> {
     if !v.is_object() {
-        return Err(format!("must be an object, got {}", kind(v)));
+        return Err(format!("must be an object, got {}", kind(v)).into());
     }
-    serde_json::from_value(v.clone()).map_err(|e| e.to_string())
+    serde_json::from_value(v.clone()).map_err(|e| e.to_string().into())
 }
 
-fn rfc3339(v: &Value) -> Result<DateTime<Utc>, String> {
+fn rfc3339(v: &Value) -> Result<DateTime<Utc>, crate::error::Invalid> {
     let s = as_str(v)?;
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("must be an RFC 3339 time such as 2026-12-01T06:00:00Z, got {s:?}"))
+        .map_err(|_| {
+            crate::error::Invalid::from(format!(
+                "must be an RFC 3339 time such as 2026-12-01T06:00:00Z, got {s:?}"
+            ))
+        })
 }
 
-fn as_str(v: &Value) -> Result<&str, String> {
+fn as_str(v: &Value) -> Result<&str, crate::error::Invalid> {
     v.as_str()
-        .ok_or_else(|| format!("must be a string, got {}", kind(v)))
+        .ok_or_else(|| crate::error::Invalid::from(format!("must be a string, got {}", kind(v))))
 }
 
-fn ranged(v: &Value, range: &std::ops::RangeInclusive<u64>, unit: &str) -> Result<u64, String> {
+fn ranged(
+    v: &Value,
+    range: &std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, crate::error::Invalid> {
     v.as_u64().filter(|n| range.contains(n)).ok_or_else(|| {
         format!(
             "must be an integer from {} to {} ({unit}), got {}",
@@ -868,6 +873,7 @@ fn ranged(v: &Value, range: &std::ops::RangeInclusive<u64>, unit: &str) -> Resul
                 other => kind(other).to_owned(),
             }
         )
+        .into()
     })
 }
 

@@ -22,7 +22,7 @@ impl Scope {
 /// Whether `pattern` is a unit name pattern lookout takes: a unit name in
 /// which `*` stands for any run of characters and `?` for one, with its type
 /// (`*.service`, `backup-*.timer`, `web@?.service`).
-pub fn check_unit_pattern(pattern: &str) -> Result<(), String> {
+pub fn check_unit_pattern(pattern: &str) -> Result<(), crate::error::Invalid> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || ":-_.\\@*?".contains(c);
     if pattern.is_empty() || pattern.len() > 256 {
         return Err("a unit pattern has 1 to 256 characters".into());
@@ -30,13 +30,13 @@ pub fn check_unit_pattern(pattern: &str) -> Result<(), String> {
     if let Some(c) = pattern.chars().find(|c| !allowed(*c)) {
         return Err(format!(
             "{c:?} cannot be in a unit name pattern (letters, digits, :-_.\\@ and the wildcards * and ?)"
-        ));
+        ).into());
     }
     match pattern.rsplit_once('.') {
         Some((_, kind)) if !kind.is_empty() && !kind.contains(['*', '?']) => Ok(()),
-        _ => Err(format!(
-            "{pattern} does not end in a unit type (such as .service or .timer)"
-        )),
+        _ => Err(
+            format!("{pattern} does not end in a unit type (such as .service or .timer)").into(),
+        ),
     }
 }
 

@@ -559,7 +559,7 @@ pub const UNKNOWN_USER: &str = "unknown user";
 pub const AUDIT_TEXT_MAX: usize = 200;
 
 /// Checks a username: 1 to 64 characters, letters, digits and `._@-`.
-pub fn check_username(name: &str) -> Result<(), String> {
+pub fn check_username(name: &str) -> Result<(), lookout_proto::error::Invalid> {
     if name.is_empty() || name.chars().count() > 64 {
         return Err("must be 1 to 64 characters".into());
     }
@@ -573,7 +573,7 @@ pub fn check_username(name: &str) -> Result<(), String> {
 }
 
 /// Checks an e-mail address, loosely: something@something, at most 254 characters.
-pub fn check_email(email: &str) -> Result<(), String> {
+pub fn check_email(email: &str) -> Result<(), lookout_proto::error::Invalid> {
     let ok = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
         && email

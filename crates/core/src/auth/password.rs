@@ -18,13 +18,13 @@ pub const MIN_LEN: usize = 8;
 pub const MAX_LEN: usize = 1024;
 
 /// Why a password is refused, for the field message.
-pub fn check_policy(password: &str) -> Result<(), String> {
+pub fn check_policy(password: &str) -> Result<(), lookout_proto::error::Invalid> {
     let n = password.chars().count();
     if n < MIN_LEN {
-        return Err(format!("must be at least {MIN_LEN} characters"));
+        return Err(format!("must be at least {MIN_LEN} characters").into());
     }
     if n > MAX_LEN {
-        return Err(format!("must be at most {MAX_LEN} characters"));
+        return Err(format!("must be at most {MAX_LEN} characters").into());
     }
     Ok(())
 }

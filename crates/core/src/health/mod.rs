@@ -421,9 +421,9 @@ impl Checker {
                         }
                     }
                     if condition.on_fail() == Status::Warning {
-                        warnings.push(why);
+                        warnings.push(why.into());
                     } else {
-                        fail(why);
+                        fail(why.into());
                     }
                 }
             }

@@ -161,7 +161,7 @@ pub fn validate_config(
 fn check_value(kind: ChannelKind, key: &str, v: &str) -> Option<String> {
     let fail = |bad: bool, why: &str| bad.then(|| why.to_owned());
     match (kind, key) {
-        (_, "url") => check_url(v).err(),
+        (_, "url") => check_url(v).err().map(String::from),
         (ChannelKind::Mqtt, "topic") => fail(
             !(1..=200).contains(&v.len())
                 || v.contains(['+', '#'])
@@ -219,7 +219,7 @@ fn check_value(kind: ChannelKind, key: &str, v: &str) -> Option<String> {
     }
 }
 
-fn check_url(raw: &str) -> Result<Url, String> {
+fn check_url(raw: &str) -> Result<Url, lookout_proto::error::Invalid> {
     let url =
         Url::parse(raw).map_err(|e| format!("must be an absolute http or https URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {

@@ -199,13 +199,13 @@ impl Subscription {
     pub fn check(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
         if let Err(message) = parse_endpoint(&self.endpoint) {
-            problems.push(("endpoint", message));
+            problems.push(("endpoint", message.into()));
         }
         if let Err(message) = parse_p256dh(&self.p256dh) {
-            problems.push(("keys.p256dh", message));
+            problems.push(("keys.p256dh", message.into()));
         }
         if let Err(message) = parse_auth(&self.auth) {
-            problems.push(("keys.auth", message));
+            problems.push(("keys.auth", message.into()));
         }
         problems
     }
@@ -215,38 +215,40 @@ fn decode_base64url(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     URL_SAFE_NO_PAD.decode(text.trim_end_matches('='))
 }
 
-fn parse_endpoint(endpoint: &str) -> Result<Url, String> {
+fn parse_endpoint(endpoint: &str) -> Result<Url, lookout_proto::error::Invalid> {
     if endpoint.len() > MAX_ENDPOINT_LEN {
         return Err(format!(
             "is {} characters; at most {MAX_ENDPOINT_LEN} are accepted",
             endpoint.len()
-        ));
+        )
+        .into());
     }
     let url = Url::parse(endpoint).map_err(|_| "is not an absolute URL".to_string())?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err("must be an http or https URL".to_string());
+        return Err("must be an http or https URL".into());
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err("has no host".to_string());
+        return Err("has no host".into());
     }
     Ok(url)
 }
 
-fn parse_p256dh(p256dh: &str) -> Result<p256::PublicKey, String> {
+fn parse_p256dh(p256dh: &str) -> Result<p256::PublicKey, lookout_proto::error::Invalid> {
     let bytes = decode_base64url(p256dh).map_err(|_| "is not base64url".to_string())?;
     if bytes.len() != POINT_LEN || bytes.first() != Some(&0x04) {
         return Err(format!(
             "must be an uncompressed P-256 point ({POINT_LEN} bytes starting 0x04), not {} bytes",
             bytes.len()
-        ));
+        )
+        .into());
     }
-    p256::PublicKey::from_sec1_bytes(&bytes).map_err(|_| "is not a point on P-256".to_string())
+    p256::PublicKey::from_sec1_bytes(&bytes).map_err(|_| "is not a point on P-256".into())
 }
 
-fn parse_auth(auth: &str) -> Result<web_push_native::Auth, String> {
+fn parse_auth(auth: &str) -> Result<web_push_native::Auth, lookout_proto::error::Invalid> {
     let bytes = decode_base64url(auth).map_err(|_| "is not base64url".to_string())?;
     if bytes.len() != AUTH_LEN {
-        return Err(format!("must be {AUTH_LEN} bytes, not {}", bytes.len()));
+        return Err(format!("must be {AUTH_LEN} bytes, not {}", bytes.len()).into());
     }
     Ok(web_push_native::Auth::clone_from_slice(&bytes))
 }
@@ -264,11 +266,11 @@ pub fn encrypt(payload: &[u8], subscription: &Subscription) -> Result<Vec<u8>, W
     let ua_public =
         parse_p256dh(&subscription.p256dh).map_err(|message| WebPushError::Subscription {
             field: "keys.p256dh",
-            message,
+            message: message.into(),
         })?;
     let auth = parse_auth(&subscription.auth).map_err(|message| WebPushError::Subscription {
         field: "keys.auth",
-        message,
+        message: message.into(),
     })?;
     web_push_native::encrypt(payload.to_vec(), &ua_public, &auth).map_err(WebPushError::Encryption)
 }

@@ -465,7 +465,9 @@ pub async fn ask_agent(
     }
     let target = f.text("target").unwrap_or_default();
     let valid = match action {
-        Some(ControlAction::Run) => lookout_proto::check::CheckName::parse(&target).map(|_| ()),
+        Some(ControlAction::Run) => lookout_proto::check::CheckName::parse(&target)
+            .map(|_| ())
+            .map_err(String::from),
         Some(_) => match target.strip_prefix("container:") {
             Some(name) => lookout_proto::container::ContainerName::parse(name)
                 .map(|_| ())

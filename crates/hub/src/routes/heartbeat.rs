@@ -138,7 +138,7 @@ fn view(s: &Service, now: DateTime<Utc>) -> HeartbeatView {
 }
 
 /// An IP address or a host name, as a service reports its own address.
-fn parse_ip(raw: &str) -> Result<String, String> {
+fn parse_ip(raw: &str) -> Result<String, lookout_proto::error::Invalid> {
     let raw = raw.trim();
     if raw.parse::<std::net::IpAddr>().is_ok() {
         return Ok(raw.to_owned());

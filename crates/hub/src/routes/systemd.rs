@@ -806,7 +806,7 @@ pub const APP_START_PERIOD_SECS: u64 = 30;
 
 /// `lookout-app-<name>.service` for a valid app name (lowercase letters,
 /// digits, `-` and `_`, starting with a letter or digit, at most 64).
-fn app_unit(name: &str) -> Result<UnitName, String> {
+fn app_unit(name: &str) -> Result<UnitName, lookout_proto::error::Invalid> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -819,7 +819,7 @@ fn app_unit(name: &str) -> Result<UnitName, String> {
                 .into(),
         );
     }
-    UnitName::parse(&format!("lookout-app-{name}.service")).map_err(|e| e.to_string())
+    UnitName::parse(&format!("lookout-app-{name}.service")).map_err(|e| e.to_string().into())
 }
 
 #[derive(Debug)]

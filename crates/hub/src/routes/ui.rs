@@ -1185,7 +1185,7 @@ impl ContainerSection {
                         .collect()
                 })
                 .map_err(|e| e.body().message),
-            Err(why) => Err(why),
+            Err(why) => Err(why.into()),
         };
         Some(ContainerSection {
             name: c.name.clone(),
