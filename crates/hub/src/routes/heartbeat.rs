@@ -70,41 +70,39 @@ pub fn api_routes(r: Routes) -> Routes {
         )
     })
     .get("/push/{token}", Access::Public, push)
-    .doc(Doc {
-        query: PING_QUERY,
-        ..doc(
-            "Ping a push URL (a body, if any, is the message)",
-            "heartbeats",
-            Answer::Object,
-        )
-    })
+    .doc(ping_doc())
     .post("/push/{token}", Access::Public, push)
-    .doc(Doc {
+    .doc(ping_doc())
+    .get("/push/{token}/{signal}", Access::Public, push_signal)
+    .doc(signal_doc())
+    .post("/push/{token}/{signal}", Access::Public, push_signal)
+    .doc(signal_doc())
+}
+
+/// A ping on a push URL, by GET or POST (Healthchecks' and Uptime Kuma's
+/// senders use either).
+fn ping_doc() -> Doc {
+    Doc {
         query: PING_QUERY,
         ..doc(
             "Ping a push URL (a body, if any, is the message)",
             "heartbeats",
             Answer::Object,
         )
-    })
-    .get("/push/{token}/{signal}", Access::Public, push_signal)
-    .doc(Doc {
+    }
+}
+
+/// A ping with a signal in its path (`/start`, `/fail`, an exit code); the
+/// path says the status, so the query takes no `status`.
+fn signal_doc() -> Doc {
+    Doc {
         query: PING_QUERY.split_at(1).1,
         ..doc(
             "Ping a push URL: start of a run, failure, or an exit code",
             "heartbeats",
             Answer::Object,
         )
-    })
-    .post("/push/{token}/{signal}", Access::Public, push_signal)
-    .doc(Doc {
-        query: PING_QUERY.split_at(1).1,
-        ..doc(
-            "Ping a push URL: start of a run, failure, or an exit code",
-            "heartbeats",
-            Answer::Object,
-        )
-    })
+    }
 }
 
 /// A heartbeat service as `/register` and `/services` show it.

@@ -80,20 +80,6 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiErro
     ))
 }
 
-/// The kinds of channel, as requests name them.
-#[derive(serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelKindName {
-    Webhook,
-    Ntfy,
-    Gotify,
-    Discord,
-    Slack,
-    Email,
-    Mqtt,
-    Webpush,
-}
-
 /// `POST /api/notifications/channels` and `PUT .../{id}`: a channel.
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +87,7 @@ pub struct ChannelRequest {
     /// 1 to 100 characters.
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    pub kind: ChannelKindName,
+    pub kind: ChannelKind,
     /// The kind's settings (a webhook's url, an e-mail channel's server and
     /// addresses, ...); on an edit, a secret left out or sent back masked is
     /// kept.
