@@ -143,6 +143,8 @@ pub enum PathId {
     RowOrUnit,
     /// A managed app's name.
     AppName,
+    /// A container's name (`{name}`).
+    Container,
 }
 
 /// What the code says about one operation beyond the route table.
@@ -357,6 +359,10 @@ fn path_parameter(name: &str, id: PathId) -> Parameter {
                 .pattern(Some("^[a-z0-9][a-z0-9_-]{0,63}$")),
             Some("the app's name (its unit is lookout-app-NAME.service)"),
         ),
+        ("name", PathId::Container) => (
+            text().pattern(Some("^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+            Some("the container's name, as the engine shows it"),
+        ),
         ("signal", _) => (
             text().pattern(Some("^(start|fail|25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$")),
             Some(
@@ -407,6 +413,22 @@ fn schemas() -> OpenApi {
         SERVICE_CHANGE.into(),
         RefOr::T(service_fields(&view, false)),
     );
+    // A login names its account by username or by e-mail address: one of
+    // the two is required, which a struct's fields cannot say.
+    if let Some(RefOr::T(login)) = components.schemas.remove("LoginRequest") {
+        let named_by = |field: &str| ObjectBuilder::new().required(field).build();
+        let either = utoipa::openapi::schema::AnyOfBuilder::new()
+            .item(named_by("username"))
+            .item(named_by("email"))
+            .build();
+        let both = utoipa::openapi::schema::AllOfBuilder::new()
+            .item(login)
+            .item(Schema::AnyOf(either))
+            .build();
+        components
+            .schemas
+            .insert("LoginRequest".into(), RefOr::T(Schema::AllOf(both)));
+    }
     api
 }
 

@@ -20,7 +20,7 @@ use crate::auth::guard::{Caller, Remote};
 use crate::auth::{Access, Bucket};
 use crate::containers::{Action, ContainersError};
 use crate::error::ApiError;
-use crate::openapi::{doc, Answer, Doc, Takes};
+use crate::openapi::{doc, Answer, Doc, PathId, Takes};
 use crate::store::accounts::AuditOutcome;
 
 pub fn routes(r: Routes) -> Routes {
@@ -43,7 +43,10 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             start,
         )
-        .doc(doc("Start a container", "containers", Answer::One("ContainerView")))
+        .doc(Doc {
+            id: PathId::Container,
+            ..doc("Start a container", "containers", Answer::One("ContainerView"))
+        })
         .limited(
             Method::POST,
             "/containers/{name}/stop",
@@ -51,11 +54,14 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             stop,
         )
-        .doc(doc(
-            "Stop a container (SIGTERM, then SIGKILL after 10 s)",
-            "containers",
-            Answer::One("ContainerView"),
-        ))
+        .doc(Doc {
+            id: PathId::Container,
+            ..doc(
+                "Stop a container (SIGTERM, then SIGKILL after 10 s)",
+                "containers",
+                Answer::One("ContainerView"),
+            )
+        })
         .limited(
             Method::POST,
             "/containers/{name}/restart",
@@ -63,7 +69,10 @@ pub fn routes(r: Routes) -> Routes {
             Bucket::Control,
             restart,
         )
-        .doc(doc("Restart a container", "containers", Answer::One("ContainerView")))
+        .doc(Doc {
+            id: PathId::Container,
+            ..doc("Restart a container", "containers", Answer::One("ContainerView"))
+        })
         .limited(
             Method::GET,
             "/containers/{name}/logs",
@@ -72,6 +81,7 @@ pub fn routes(r: Routes) -> Routes {
             logs,
         )
         .doc(Doc {
+            id: PathId::Container,
             query: &[(
                 "lines",
                 Takes::Count,

@@ -66,8 +66,8 @@ pub fn routes(r: Routes) -> Routes {
         .doc(Doc {
             query: &[(
                 "range",
-                Takes::Words(&["1h", "24h", "7d", "30d"]),
-                "how far back (24h when left out)",
+                Takes::Words(&["1h", "24h", "7d", "30d", ""]),
+                "how far back (24h when left out or empty)",
             )],
             ..doc(
                 "Check results over a range in buckets (count, passed, mean, min and max \
