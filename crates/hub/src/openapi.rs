@@ -416,7 +416,12 @@ fn schemas() -> OpenApi {
     // A login names its account by username or by e-mail address: one of
     // the two is required, which a struct's fields cannot say.
     if let Some(RefOr::T(login)) = components.schemas.remove("LoginRequest") {
-        let named_by = |field: &str| ObjectBuilder::new().required(field).build();
+        let named_by = |field: &str| {
+            ObjectBuilder::new()
+                .required(field)
+                .property(field, text())
+                .build()
+        };
         let either = utoipa::openapi::schema::AnyOfBuilder::new()
             .item(named_by("username"))
             .item(named_by("email"))

@@ -399,7 +399,20 @@ async fn operations_by_tag(hub: &lookout_testkit::TestHub) -> (usize, usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_server_error_on_the_systemd_operations() {
     let sb = SystemdSandbox::start();
-    let hub = super::systemd::hub_in_with(&sb, &["--self-check", "on"]);
+    // No rate limit, so every operation's logic is reached, not its 429.
+    let hub = super::systemd::hub_in_with(
+        &sb,
+        &[
+            "--self-check",
+            "on",
+            "--rate-login",
+            "off",
+            "--rate-control",
+            "off",
+            "--rate-logs",
+            "off",
+        ],
+    );
     // A scan of the sandbox's units, for the routes that take one.
     assert_eq!(hub.post("/api/scan").await.status(), 200);
     let (systemd, _) = operations_by_tag(&hub).await;
@@ -428,6 +441,13 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let socket = podman.socket();
     let hub = lookout_testkit::spawn_hub_with(move |c| {
         c.containers = lookout_hub::config::ContainerEngine::Socket(socket.clone());
+        // No rate limit, so every operation's logic is reached, not its 429.
+        c.auth.rate_limits = lookout_hub::config::RateLimits {
+            login: None,
+            control: None,
+            logs: None,
+            agents: None,
+        };
     })
     .await;
     let (systemd, others) = operations_by_tag(&hub).await;
