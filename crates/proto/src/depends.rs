@@ -9,7 +9,9 @@ use serde_json::Value;
 pub const DEPENDS_MAX: usize = 50;
 
 /// A service a request names: by id, or by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
 pub enum ServiceRef {
     Id(i64),
     Name(String),

@@ -70,17 +70,24 @@ where
     }
 }
 
+/// `map` as a JSON value, once it conforms to the document's schema of `T`
+/// (else every violation, in one 422).
+fn conforming<T: utoipa::ToSchema>(map: Map<String, Value>) -> Result<Value, ApiError> {
+    let value = Value::Object(map);
+    let problems = crate::openapi::check_request(&T::name(), &value);
+    if problems.is_empty() {
+        Ok(value)
+    } else {
+        Err(ApiError::Validation(problems))
+    }
+}
+
 /// `map` checked against the schema of `T` and read as one.
 pub fn from_object<T>(map: Map<String, Value>) -> Result<T, ApiError>
 where
     T: serde::de::DeserializeOwned + utoipa::ToSchema,
 {
-    let value = Value::Object(map);
-    let problems = crate::openapi::check_request(&T::name(), &value);
-    if !problems.is_empty() {
-        return Err(ApiError::Validation(problems));
-    }
-    serde_json::from_value(value)
+    serde_json::from_value(conforming::<T>(map)?)
         .map_err(|e| ApiError::Validation(vec![FieldError::new("body", e.to_string())]))
 }
 
@@ -96,12 +103,7 @@ impl<T: utoipa::ToSchema> FromRequest<AppState> for Checked<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let JsonObject(map) = JsonObject::from_request(req, state).await?;
-        let value = Value::Object(map);
-        let problems = crate::openapi::check_request(&T::name(), &value);
-        if !problems.is_empty() {
-            return Err(ApiError::Validation(problems));
-        }
-        match value {
+        match conforming::<T>(map)? {
             Value::Object(map) => Ok(Checked(map, std::marker::PhantomData)),
             _ => Err(ApiError::Validation(vec![FieldError::new(
                 "body",

@@ -416,8 +416,10 @@ async fn create_push_token(
             Err(e) => return Err(ApiError::MalformedJson(e.to_string())),
         }
     };
-    let mut errors =
-        crate::openapi::check_request("PushTokenRequest", &Value::Object(body.clone()));
+    let mut errors = crate::openapi::check_request(
+        &<PushTokenRequest as utoipa::ToSchema>::name(),
+        &Value::Object(body.clone()),
+    );
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }

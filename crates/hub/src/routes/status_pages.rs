@@ -647,14 +647,6 @@ async fn one(
         .ok_or_else(|| no_page(id))
 }
 
-/// A service a request names: its id or its name.
-#[derive(serde::Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum ServiceRef {
-    Id(i64),
-    Name(String),
-}
-
 /// `POST /api/status-pages` and `PUT .../{id}`: a public status page. At
 /// least one service or tag.
 #[derive(serde::Deserialize, utoipa::ToSchema)]
@@ -671,7 +663,7 @@ pub struct StatusPageRequest {
     pub description: Option<String>,
     /// The services shown, by id or name.
     #[schema(max_items = 500)]
-    pub services: Option<Vec<ServiceRef>>,
+    pub services: Option<Vec<lookout_proto::depends::ServiceRef>>,
     /// Every service with one of these tags is shown too (at most 20).
     #[schema(max_items = 20)]
     pub tags: Option<Vec<String>>,

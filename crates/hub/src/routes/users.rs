@@ -151,23 +151,6 @@ pub fn routes(r: Routes) -> Routes {
 }
 
 /// A role field: `admin` or `viewer`.
-/// A role as requests name it.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RoleName {
-    Admin,
-    Viewer,
-}
-
-impl From<RoleName> for Role {
-    fn from(r: RoleName) -> Self {
-        match r {
-            RoleName::Admin => Role::Admin,
-            RoleName::Viewer => Role::Viewer,
-        }
-    }
-}
-
 /// `POST /api/v1/users/login`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -221,17 +204,7 @@ pub struct NewUserRequest {
     #[schema(min_length = 8, max_length = 1024)]
     password: String,
     /// viewer when left out.
-    role: Option<RoleName>,
-}
-
-/// Who may use a token: everything its role allows, or only the
-/// heartbeat routes.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ScopeName {
-    All,
-    /// Only `POST /register`, `/refresh/{name}` and `/refresh_all`.
-    Heartbeat,
+    role: Option<Role>,
 }
 
 /// `POST /api/v1/tokens`.
@@ -241,9 +214,9 @@ pub struct NewTokenRequest {
     #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// At most the caller's own role (the default).
-    role: Option<RoleName>,
+    role: Option<Role>,
     /// all when left out; a heartbeat token needs the admin role.
-    scope: Option<ScopeName>,
+    scope: Option<TokenScope>,
     /// Days until it expires (never when left out).
     #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u64>,
@@ -590,7 +563,7 @@ async fn create_user(
             username: request.username,
             email: request.email.filter(|e| !e.is_empty()),
             password: request.password,
-            role: request.role.map_or(Role::Viewer, Role::from),
+            role: request.role.unwrap_or(Role::Viewer),
         },
     )
     .await?;
@@ -680,14 +653,11 @@ async fn create_token(
         expires_in_days,
     } = request;
     let mut problems = Vec::new();
-    let role = role.map_or(who.role, Role::from);
+    let role = role.unwrap_or(who.role);
     if role > who.role {
         problems.push(FieldError::new("role", "cannot exceed your own role"));
     }
-    let scope = match scope {
-        None | Some(ScopeName::All) => TokenScope::All,
-        Some(ScopeName::Heartbeat) => TokenScope::Heartbeat,
-    };
+    let scope = scope.unwrap_or_default();
     if scope == TokenScope::Heartbeat && role < Role::Admin {
         problems.push(FieldError::new(
             "scope",
