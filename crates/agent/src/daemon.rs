@@ -104,7 +104,7 @@ impl Credentials {
 
 /// Where the credentials live by default: `/var/lib/lookout-agent/credentials.json`
 /// for the system, `$XDG_STATE_HOME/lookout/agent.json` for a user.
-pub fn default_credentials(user: bool) -> Result<PathBuf, String> {
+pub fn default_credentials(user: bool) -> Result<PathBuf, crate::layout::NoHome> {
     if !user {
         return Ok(PathBuf::from("/var/lib/lookout-agent/credentials.json"));
     }
@@ -113,7 +113,7 @@ pub fn default_credentials(user: bool) -> Result<PathBuf, String> {
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .map(|d| d.join("lookout/agent.json"))
-        .ok_or_else(|| "neither XDG_STATE_HOME nor HOME is set".to_owned())
+        .ok_or(crate::layout::NoHome("XDG_STATE_HOME"))
 }
 
 /// Checks a hub URL: `http` or `https`, a host, nothing else.
@@ -128,8 +128,54 @@ pub fn hub_url(hub: &str) -> Result<reqwest::Url, lookout_proto::error::Invalid>
     Ok(url)
 }
 
-fn read_ca(ca: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(ca).map_err(|e| format!("cannot read the CA certificate {}: {e}", ca.display()))
+fn read_ca(ca: &Path) -> Result<Vec<u8>, ConnectError> {
+    std::fs::read(ca).map_err(|source| ConnectError::ReadCa {
+        path: ca.to_owned(),
+        source,
+    })
+}
+
+/// Why the agent could not open its connection to the hub.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    HubUrl(#[from] lookout_proto::error::Invalid),
+    #[error("cannot build the WebSocket URL")]
+    WebSocketUrl,
+    #[error("cannot reach {address}: timed out")]
+    Timeout { address: String },
+    #[error("cannot reach {address}: {source}")]
+    Unreachable {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the CA certificate {}: {source}", path.display())]
+    ReadCa {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid CA certificate: {0}")]
+    CaPem(#[source] rustls_pki_types::pem::Error),
+    #[error("invalid CA certificate: {0}")]
+    Ca(#[source] rustls::Error),
+    #[error("TLS setup: {0}")]
+    TlsSetup(#[source] rustls::Error),
+    #[error("invalid hub host name: {0}")]
+    HostName(#[source] rustls_pki_types::InvalidDnsNameError),
+    #[error("TLS with {host}: {source}")]
+    Tls {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("WebSocket handshake with {host}: {source}")]
+    Handshake {
+        host: String,
+        #[source]
+        source: tokio_tungstenite::tungstenite::Error,
+    },
 }
 
 /// Trades a one-time claim token for the agent's key and saves the
@@ -143,7 +189,7 @@ pub async fn register(
     let base = hub_url(hub).map_err(|e| AgentError::Claim(e.into()))?;
     let mut client = reqwest::Client::builder().timeout(Duration::from_secs(30));
     if let Some(ca) = ca {
-        let pem = read_ca(ca).map_err(AgentError::Claim)?;
+        let pem = read_ca(ca).map_err(|e| AgentError::Claim(e.to_string()))?;
         let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
             AgentError::Claim(format!("invalid CA certificate {}: {e}", ca.display()))
         })?;
@@ -321,7 +367,7 @@ type Socket = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
 
 /// Opens the WebSocket: TCP, TLS for https hubs (system roots, or the
 /// configured CA), then the upgrade.
-async fn connect(credentials: &Credentials, hub: &str) -> Result<Socket, String> {
+async fn connect(credentials: &Credentials, hub: &str) -> Result<Socket, ConnectError> {
     let base = hub_url(hub)?;
     let host = base.host_str().unwrap_or_default().to_owned();
     let tls = base.scheme() == "https";
@@ -331,15 +377,20 @@ async fn connect(credentials: &Credentials, hub: &str) -> Result<Socket, String>
     let mut ws_url = base.clone();
     ws_url
         .set_scheme(if tls { "wss" } else { "ws" })
-        .map_err(|()| "cannot build the WebSocket URL".to_owned())?;
+        .map_err(|()| ConnectError::WebSocketUrl)?;
     ws_url.set_path("/api/v1/agent/connect");
     let tcp = tokio::time::timeout(
         Duration::from_secs(10),
         tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port)),
     )
     .await
-    .map_err(|_| format!("cannot reach {host}:{port}: timed out"))?
-    .map_err(|e| format!("cannot reach {host}:{port}: {e}"))?;
+    .map_err(|_| ConnectError::Timeout {
+        address: format!("{host}:{port}"),
+    })?
+    .map_err(|source| ConnectError::Unreachable {
+        address: format!("{host}:{port}"),
+        source,
+    })?;
     let _ = tcp.set_nodelay(true);
     let stream: Box<dyn Io> = if tls {
         let mut roots = rustls::RootCertStore::empty();
@@ -348,10 +399,8 @@ async fn connect(credentials: &Credentials, hub: &str) -> Result<Socket, String>
                 use rustls_pki_types::pem::PemObject as _;
                 let pem = read_ca(ca)?;
                 for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| format!("invalid CA certificate: {e}"))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("invalid CA certificate: {e}"))?;
+                    let cert = cert.map_err(ConnectError::CaPem)?;
+                    roots.add(cert).map_err(ConnectError::Ca)?;
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -360,26 +409,30 @@ async fn connect(credentials: &Credentials, hub: &str) -> Result<Socket, String>
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(ConnectError::TlsSetup)?
         .with_root_certificates(roots)
         .with_no_client_auth();
         let name = rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
-            .map_err(|e| format!("invalid hub host name: {e}"))?;
+            .map_err(ConnectError::HostName)?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS with {host}: {e}"))?;
+            .map_err(|source| ConnectError::Tls {
+                host: host.clone(),
+                source,
+            })?;
         Box::new(tls)
     } else {
         Box::new(tcp)
     };
-    let request = ws_url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| e.to_string())?;
+    let handshake = |source| ConnectError::Handshake {
+        host: host.clone(),
+        source,
+    };
+    let request = ws_url.as_str().into_client_request().map_err(handshake)?;
     let (socket, _) = tokio_tungstenite::client_async(request, stream)
         .await
-        .map_err(|e| format!("WebSocket handshake with {host}: {e}"))?;
+        .map_err(handshake)?;
     Ok(socket)
 }
 
@@ -519,7 +572,7 @@ async fn session(
     };
     let (mut tx, mut rx) = match socket {
         Ok(s) => s.split(),
-        Err(e) => return End::Lost(e),
+        Err(e) => return End::Lost(e.to_string()),
     };
     let hostname = lookout_systemd::hostname();
     let auth = AgentMessage::Auth(AgentAuth {

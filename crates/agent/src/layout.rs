@@ -23,6 +23,12 @@ fn env_dir(var: &str) -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
 }
 
+/// A user's directories cannot be found: neither the named XDG variable
+/// nor `HOME` is set.
+#[derive(Debug, thiserror::Error)]
+#[error("neither {0} nor HOME is set")]
+pub struct NoHome(pub &'static str);
+
 impl Layout {
     /// The system manager's: `/usr/local/lib/lookout/checks`,
     /// `/etc/systemd/system`, `/var/log/lookout`.
@@ -38,14 +44,14 @@ impl Layout {
     /// The user manager's, from the XDG directories:
     /// `$XDG_CONFIG_HOME/lookout/checks`, `$XDG_CONFIG_HOME/systemd/user`,
     /// `$XDG_STATE_HOME/lookout/checks`.
-    pub fn user() -> Result<Self, String> {
+    pub fn user() -> Result<Self, NoHome> {
         let home = env_dir("HOME");
         let config = env_dir("XDG_CONFIG_HOME")
             .or_else(|| home.as_ref().map(|h| h.join(".config")))
-            .ok_or("neither XDG_CONFIG_HOME nor HOME is set")?;
+            .ok_or(NoHome("XDG_CONFIG_HOME"))?;
         let state = env_dir("XDG_STATE_HOME")
             .or_else(|| home.as_ref().map(|h| h.join(".local/state")))
-            .ok_or("neither XDG_STATE_HOME nor HOME is set")?;
+            .ok_or(NoHome("XDG_STATE_HOME"))?;
         Ok(Self::user_in(&config, &state))
     }
 
@@ -59,7 +65,7 @@ impl Layout {
         }
     }
 
-    pub fn for_scope(scope: Scope) -> Result<Self, String> {
+    pub fn for_scope(scope: Scope) -> Result<Self, NoHome> {
         match scope {
             Scope::System => Ok(Self::system()),
             Scope::User => Self::user(),

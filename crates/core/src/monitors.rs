@@ -39,12 +39,69 @@ pub struct Declared {
     pub kept: Vec<String>,
 }
 
-/// Reads and parses a monitors file; the error is one line naming the
-/// file and what is wrong.
-pub fn read(path: &Path) -> Result<Declared, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("monitors file {}: {e}", path.display()))?;
-    parse(&text, is_gatus(path)).map_err(|e| format!("monitors file {}: {e}", path.display()))
+/// Why a monitors file cannot be loaded: one line naming the file and what
+/// is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorsFileError {
+    #[error("monitors file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("monitors file {}: {problem}", path.display())]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        problem: Box<FileProblem>,
+    },
+}
+
+/// What is wrong with a monitors file's text.
+#[derive(Debug, thiserror::Error)]
+pub enum FileProblem {
+    #[error("line {line}: {message}")]
+    TomlAt { line: usize, message: String },
+    #[error("{0}")]
+    Toml(#[source] toml::de::Error),
+    #[error("{0}")]
+    Yaml(#[source] serde_saphyr::Error),
+    #[error("{0:?} is not a section of a monitors file: write [[service]] tables")]
+    Section(String),
+    #[error("service must be a list of tables: write [[service]]")]
+    NotAList,
+    #[error("{0}: not a table")]
+    NotATable(String),
+    #[error("{label}: {field}: {message}")]
+    Entry {
+        label: String,
+        field: String,
+        message: String,
+    },
+    #[error("{label}: the name {name:?} is taken by entry {first}")]
+    NameTaken {
+        label: String,
+        name: String,
+        first: usize,
+    },
+    #[error("{label}: {key} {value:?} is not a duration")]
+    Duration {
+        label: String,
+        key: &'static str,
+        value: String,
+    },
+}
+
+/// Reads and parses a monitors file.
+pub fn read(path: &Path) -> Result<Declared, MonitorsFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| MonitorsFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, is_gatus(path)).map_err(|problem| MonitorsFileError::Invalid {
+        path: path.to_owned(),
+        problem: Box::new(problem),
+    })
 }
 
 /// Whether the file is Gatus's YAML (by its name).
@@ -56,7 +113,7 @@ pub fn is_gatus(path: &Path) -> bool {
 }
 
 /// Parses a monitors file's text.
-pub fn parse(text: &str, gatus: bool) -> Result<Declared, String> {
+pub fn parse(text: &str, gatus: bool) -> Result<Declared, FileProblem> {
     let (entries, skipped) = if gatus {
         from_gatus(text)?
     } else {
@@ -67,9 +124,13 @@ pub fn parse(text: &str, gatus: bool) -> Result<Declared, String> {
     let mut services = Vec::new();
     let mut names = HashMap::new();
     for (i, (label, body)) in entries.iter().enumerate() {
-        let parsed = parse_new_service(body).map_err(|errors| {
-            let e = &errors[0];
-            format!("{label}: {}: {}", e.field, e.message)
+        let parsed = parse_new_service(body).map_err(|mut errors| {
+            let e = errors.swap_remove(0);
+            FileProblem::Entry {
+                label: label.clone(),
+                field: e.field,
+                message: e.message,
+            }
         });
         let mut new = match parsed {
             Ok(new) => new,
@@ -77,7 +138,7 @@ pub fn parse(text: &str, gatus: bool) -> Result<Declared, String> {
             // take (a placeholder it lacks, such as [DOMAIN_EXPIRATION]) is
             // skipped and named; in lookout's own format it is an error.
             Err(why) if gatus => {
-                skipped.push(why);
+                skipped.push(why.to_string());
                 if let Some(name) = body.get("name").and_then(Value::as_str) {
                     kept.push(name.to_owned());
                 }
@@ -86,11 +147,11 @@ pub fn parse(text: &str, gatus: bool) -> Result<Declared, String> {
             Err(why) => return Err(why),
         };
         if let Some(first) = names.insert(new.name.as_str().to_owned(), i) {
-            return Err(format!(
-                "{label}: the name {:?} is taken by entry {}",
-                new.name.as_str(),
-                first + 1
-            ));
+            return Err(FileProblem::NameTaken {
+                label: label.clone(),
+                name: new.name.as_str().to_owned(),
+                first: first + 1,
+            });
         }
         new.from_file = true;
         services.push(new);
@@ -106,28 +167,21 @@ pub fn parse(text: &str, gatus: bool) -> Result<Declared, String> {
 type Entries = Vec<(String, Map<String, Value>)>;
 
 /// `[[service]]` tables, each a service object as the API takes it.
-fn from_toml(text: &str) -> Result<Entries, String> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| {
-        let message = e.message().to_owned();
-        match e.span() {
-            Some(span) => format!(
-                "line {}: {message}",
-                text[..span.start.min(text.len())].lines().count().max(1)
-            ),
-            None => message,
-        }
+fn from_toml(text: &str) -> Result<Entries, FileProblem> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => FileProblem::TomlAt {
+            line: text[..span.start.min(text.len())].lines().count().max(1),
+            message: e.message().to_owned(),
+        },
+        None => FileProblem::Toml(e),
     })?;
     if let Some(other) = table.keys().find(|k| *k != "service") {
-        return Err(format!(
-            "{other:?} is not a section of a monitors file: write [[service]] tables"
-        ));
+        return Err(FileProblem::Section(other.clone()));
     }
     let Some(list) = table.get("service") else {
         return Ok(Vec::new());
     };
-    let list = list
-        .as_array()
-        .ok_or("service must be a list of tables: write [[service]]")?;
+    let list = list.as_array().ok_or(FileProblem::NotAList)?;
     list.iter()
         .enumerate()
         .map(|(i, entry)| {
@@ -137,7 +191,7 @@ fn from_toml(text: &str) -> Result<Entries, String> {
             };
             match serde_json::to_value(entry) {
                 Ok(Value::Object(map)) => Ok((label, map)),
-                _ => Err(format!("{label}: not a table")),
+                _ => Err(FileProblem::NotATable(label)),
             }
         })
         .collect()
@@ -192,8 +246,8 @@ struct GatusClient {
 }
 
 /// Gatus's `endpoints:` as service objects, and what was skipped.
-fn from_gatus(text: &str) -> Result<(Entries, Vec<String>), String> {
-    let file: GatusFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+fn from_gatus(text: &str) -> Result<(Entries, Vec<String>), FileProblem> {
+    let file: GatusFile = serde_saphyr::from_str(text).map_err(FileProblem::Yaml)?;
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -230,8 +284,13 @@ fn from_gatus(text: &str) -> Result<(Entries, Vec<String>), String> {
             body.insert("tags".into(), json!([group]));
         }
         if let Some(interval) = &endpoint.interval {
-            let d = lookout_proto::condition::parse_duration(interval)
-                .ok_or_else(|| format!("{label}: interval {interval:?} is not a duration"))?;
+            let d = lookout_proto::condition::parse_duration(interval).ok_or_else(|| {
+                FileProblem::Duration {
+                    label: label.clone(),
+                    key: "interval",
+                    value: interval.clone(),
+                }
+            })?;
             body.insert("check_interval_secs".into(), json!(d.as_secs().max(1)));
         }
         if !endpoint.conditions.is_empty() {
@@ -261,8 +320,13 @@ fn from_gatus(text: &str) -> Result<(Entries, Vec<String>), String> {
                 body.insert("tls".into(), json!({"skip_verify": true}));
             }
             if let Some(t) = &client.timeout {
-                let d = lookout_proto::condition::parse_duration(t)
-                    .ok_or_else(|| format!("{label}: client.timeout {t:?} is not a duration"))?;
+                let d = lookout_proto::condition::parse_duration(t).ok_or_else(|| {
+                    FileProblem::Duration {
+                        label: label.clone(),
+                        key: "client.timeout",
+                        value: t.clone(),
+                    }
+                })?;
                 body.insert(
                     "check_timeout_ms".into(),
                     json!(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -699,7 +763,7 @@ skip_verify = false
             ),
             ("[[service]\n", "line 1"),
         ] {
-            let e = parse(text, false).unwrap_err();
+            let e = parse(text, false).unwrap_err().to_string();
             assert!(e.contains(wanted), "{text:?}: {e}");
         }
     }

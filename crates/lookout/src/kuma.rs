@@ -127,7 +127,7 @@ fn simple_path(path: &str) -> Option<String> {
 }
 
 /// The service a monitor becomes, as the API takes it; or why it is skipped.
-pub fn to_service(m: &Monitor) -> Result<Map<String, Value>, String> {
+pub fn to_service(m: &Monitor) -> Result<Map<String, Value>, lookout_proto::error::Invalid> {
     if !m.active {
         return Err("paused in Uptime Kuma".into());
     }
@@ -175,9 +175,9 @@ pub fn to_service(m: &Monitor) -> Result<Map<String, Value>, String> {
             match m.auth_method.as_deref() {
                 None | Some("basic" | "" | "none") => {}
                 Some(other) => {
-                    return Err(format!(
-                        "its {other} authentication has no lookout equivalent"
-                    ))
+                    return Err(
+                        format!("its {other} authentication has no lookout equivalent").into(),
+                    )
                 }
             }
             let basic = m
@@ -265,11 +265,7 @@ pub fn to_service(m: &Monitor) -> Result<Map<String, Value>, String> {
             s.remove("check_timeout_ms");
         }
         "group" => return Err("a group: lookout has no groups yet".into()),
-        other => {
-            return Err(format!(
-                "Uptime Kuma's {other} monitors have no lookout kind"
-            ))
-        }
+        other => return Err(format!("Uptime Kuma's {other} monitors have no lookout kind").into()),
     }
     if !conditions.is_empty() {
         s.insert("conditions".into(), Value::Array(conditions));
@@ -322,7 +318,7 @@ pub async fn import(
         let service = to_service(m).and_then(|body| {
             parse_new_service(&body).map_err(|errors| {
                 let e = &errors[0];
-                format!("{}: {}", e.field, e.message)
+                lookout_proto::error::Invalid::from(format!("{}: {}", e.field, e.message))
             })
         });
         match service {

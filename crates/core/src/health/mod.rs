@@ -108,7 +108,7 @@ impl Checker {
     }
 
     /// The client for an HTTP check with these settings.
-    fn client_for(&self, probe: &ProbeSettings) -> Result<reqwest::Client, String> {
+    fn client_for(&self, probe: &ProbeSettings) -> Result<reqwest::Client, probe::ProbeError> {
         let follow = probe
             .http
             .as_ref()
@@ -157,13 +157,13 @@ impl Checker {
             }
             if let Some(pem) = &tls.ca_pem {
                 for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                    .map_err(|e| format!("ca_pem: {e}"))?
+                    .map_err(probe::ProbeError::CaBundle)?
                 {
                     builder = builder.add_root_certificate(cert);
                 }
             }
         }
-        let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+        let client = builder.build().map_err(probe::ProbeError::Client)?;
         let mut special = lock(&self.special);
         if special.len() > 256 {
             special.clear();
@@ -185,7 +185,7 @@ impl Checker {
             Ok(c) => c,
             Err(e) => {
                 return Seen {
-                    error: Some(e),
+                    error: Some(e.to_string()),
                     ..Seen::default()
                 }
             }

@@ -13,6 +13,30 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+/// Why a probe could not be made: its target's address, or its own
+/// trust settings. Each message is the check's reason as the dashboard shows it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot resolve host {host}: {source}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot resolve host {host}: no address")]
+    NoAddress { host: String },
+    #[error("ca_pem: {0}")]
+    CaPem(#[source] rustls::pki_types::pem::Error),
+    #[error("ca_pem: not a CA certificate: {0}")]
+    NotCa(#[source] rustls::Error),
+    #[error("ca_pem holds no certificate")]
+    NoCertificate,
+    #[error("ca_pem: {0}")]
+    CaBundle(#[source] reqwest::Error),
+    #[error("HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 /// What one probe saw.
 #[derive(Debug, Clone, Default)]
 pub struct Seen {
@@ -40,9 +64,9 @@ pub struct Certificate {
 }
 
 impl Seen {
-    fn failed(error: impl Into<String>, started: Instant) -> Self {
+    fn failed(error: impl ToString, started: Instant) -> Self {
         Seen {
-            error: Some(error.into()),
+            error: Some(error.to_string()),
             latency: Some(started.elapsed()),
             ..Seen::default()
         }
@@ -51,8 +75,8 @@ impl Seen {
 
 /// What an exchange with `ip`, run under a timeout, saw: `seen` of its
 /// answer (connected), why it failed, or `silent` when it timed out.
-fn within<T>(
-    outcome: Result<Result<T, String>, tokio::time::error::Elapsed>,
+fn within<T, E: ToString>(
+    outcome: Result<Result<T, E>, tokio::time::error::Elapsed>,
     ip: IpAddr,
     started: Instant,
     silent: impl FnOnce() -> String,
@@ -69,23 +93,29 @@ fn within<T>(
             ip: Some(ip),
             ..seen(answer)
         },
-        Ok(Err(e)) => failed(e),
+        Ok(Err(e)) => failed(e.to_string()),
         Err(_) => failed(silent()),
     }
 }
 
 /// The first address `host` resolves to.
-pub async fn resolve(host: &str) -> Result<IpAddr, String> {
+pub async fn resolve(host: &str) -> Result<IpAddr, ProbeError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ip);
     }
-    let mut addrs = tokio::net::lookup_host((host, 0))
-        .await
-        .map_err(|e| format!("cannot resolve host {host}: {e}"))?;
+    let mut addrs =
+        tokio::net::lookup_host((host, 0))
+            .await
+            .map_err(|source| ProbeError::Resolve {
+                host: host.to_owned(),
+                source,
+            })?;
     addrs
         .next()
         .map(|a| a.ip())
-        .ok_or_else(|| format!("cannot resolve host {host}: no address"))
+        .ok_or_else(|| ProbeError::NoAddress {
+            host: host.to_owned(),
+        })
 }
 
 /// Connects to `host:port`.
@@ -233,21 +263,19 @@ fn certificate_problem(e: &rustls::Error) -> String {
 }
 
 /// The roots for one service: the system's, plus its own CA.
-pub fn roots_with(tls: Option<&TlsSettings>) -> Result<Arc<RootCertStore>, String> {
+pub fn roots_with(tls: Option<&TlsSettings>) -> Result<Arc<RootCertStore>, ProbeError> {
     let Some(pem) = tls.and_then(|t| t.ca_pem.as_deref()) else {
         return Ok(system_roots());
     };
     let mut roots = (*system_roots()).clone();
     let mut added = 0;
     for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes()) {
-        let cert: CertificateDer<'static> = cert.map_err(|e| format!("ca_pem: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("ca_pem: not a CA certificate: {e}"))?;
+        let cert: CertificateDer<'static> = cert.map_err(ProbeError::CaPem)?;
+        roots.add(cert).map_err(ProbeError::NotCa)?;
         added += 1;
     }
     if added == 0 {
-        return Err("ca_pem holds no certificate".into());
+        return Err(ProbeError::NoCertificate);
     }
     Ok(Arc::new(roots))
 }

@@ -7,6 +7,8 @@ use url::Url;
 
 use lookout_proto::FieldError;
 
+use super::{DeliveryError, Receiver};
+
 pub use lookout_proto::notify::ChannelKind;
 
 /// What a notification is about.
@@ -274,7 +276,7 @@ pub async fn send(
     kind: ChannelKind,
     config: &Map<String, Value>,
     notice: &Notice,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let get = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or_default();
     let failing = matches!(notice.kind, NoticeKind::Alert | NoticeKind::Reminder);
     let request = match kind {
@@ -324,14 +326,12 @@ pub async fn send(
     };
     match request.send().await {
         Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("the receiver answered HTTP {}", r.status())),
-        Err(e) if e.is_timeout() => Err("the receiver did not answer in time".into()),
-        Err(e) if e.is_connect() => Err("cannot connect to the receiver".into()),
-        Err(_) => Err("the request failed".into()),
+        Ok(r) => Err(DeliveryError::Answered(Receiver::Http, r.status().as_u16())),
+        Err(e) => Err(DeliveryError::request(Receiver::Http, e)),
     }
 }
 
-async fn send_email(config: &Map<String, Value>, notice: &Notice) -> Result<(), String> {
+async fn send_email(config: &Map<String, Value>, notice: &Notice) -> Result<(), DeliveryError> {
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
     let get = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or_default();
@@ -339,11 +339,11 @@ async fn send_email(config: &Map<String, Value>, notice: &Notice) -> Result<(), 
         .from(
             get("from")
                 .parse()
-                .map_err(|_| "invalid sender address".to_owned())?,
+                .map_err(|e| DeliveryError::Address("sender", e))?,
         )
         .to(get("to")
             .parse()
-            .map_err(|_| "invalid recipient address".to_owned())?)
+            .map_err(|e| DeliveryError::Address("recipient", e))?)
         .subject(format!("[lookout] {}", notice.title()))
         .body(format!(
             "{}\n\nStatus: {}\nAt: {}\n{}",
@@ -356,14 +356,14 @@ async fn send_email(config: &Map<String, Value>, notice: &Notice) -> Result<(), 
                 .map(|l| format!("Details: {l}\n"))
                 .unwrap_or_default()
         ))
-        .map_err(|e| format!("cannot build the message: {e}"))?;
+        .map_err(DeliveryError::Message)?;
     let host = get("host");
     let builder = match get("security") {
         "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-            .map_err(|_| "cannot set up TLS".to_owned())?,
+            .map_err(|e| DeliveryError::Security("TLS", e))?,
         "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
         _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-            .map_err(|_| "cannot set up STARTTLS".to_owned())?,
+            .map_err(|e| DeliveryError::Security("STARTTLS", e))?,
     };
     let mut builder = builder.timeout(Some(std::time::Duration::from_secs(10)));
     if let Ok(port) = get("port").parse::<u16>() {
@@ -380,21 +380,13 @@ async fn send_email(config: &Map<String, Value>, notice: &Notice) -> Result<(), 
         .send(message)
         .await
         .map(|_| ())
-        .map_err(|e| {
-            if e.is_permanent() {
-                "the mail server refused the message".to_owned()
-            } else if e.is_timeout() {
-                "the mail server did not answer in time".to_owned()
-            } else {
-                "cannot deliver to the mail server".to_owned()
-            }
-        })
+        .map_err(DeliveryError::mail)
 }
 
 /// Publishes the notice as JSON to `<topic>/<service>` (QoS 1, retained, so
 /// Home Assistant or a dashboard sees the last state on connect) and waits for
 /// the broker's acknowledgement.
-async fn send_mqtt(config: &Map<String, Value>, notice: &Notice) -> Result<(), String> {
+async fn send_mqtt(config: &Map<String, Value>, notice: &Notice) -> Result<(), DeliveryError> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let get = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or_default();
     let port = get("port").parse::<u16>().unwrap_or(1883);
@@ -437,7 +429,7 @@ async fn send_mqtt(config: &Map<String, Value>, notice: &Notice) -> Result<(), S
             payload,
         )
         .await
-        .map_err(|_| "cannot queue the MQTT message".to_owned())?;
+        .map_err(DeliveryError::MqttQueue)?;
     let acked = async {
         loop {
             match eventloop.poll().await {
@@ -445,16 +437,16 @@ async fn send_mqtt(config: &Map<String, Value>, notice: &Notice) -> Result<(), S
                 Ok(Event::Incoming(Packet::ConnAck(ack)))
                     if ack.code != rumqttc::ConnectReturnCode::Success =>
                 {
-                    return Err("the MQTT broker refused the connection".to_owned())
+                    return Err(DeliveryError::MqttRefused(ack.code))
                 }
                 Ok(_) => {}
-                Err(_) => return Err("cannot reach the MQTT broker".to_owned()),
+                Err(e) => return Err(DeliveryError::MqttConnect(Box::new(e))),
             }
         }
     };
     let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), acked)
         .await
-        .unwrap_or_else(|_| Err("the MQTT broker did not answer in time".to_owned()));
+        .unwrap_or_else(|_| Err(DeliveryError::MqttTimeout));
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(std::time::Duration::from_millis(200), eventloop.poll()).await;
     outcome

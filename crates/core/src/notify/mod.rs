@@ -14,6 +14,7 @@
 //! the channel (`last_error`).
 
 mod channel;
+mod error;
 pub mod webpush;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use channel::{keep_secrets, masked, send, validate_config, ChannelKind, Notice, NoticeKind};
+pub use error::{DeliveryError, Receiver};
 
 use crate::clock::SharedClock;
 use crate::events::{Event, EventBus};
@@ -434,7 +436,7 @@ async fn deliver_loop(
             tracing::warn!(channel = %channel.name, error = %e, attempts = attempt, "notification failed");
         }
         metrics.notification(channel.kind.as_str(), outcome.is_ok());
-        let error = outcome.as_ref().err().map(String::as_str);
+        let error = outcome.as_ref().err().map(ToString::to_string);
         if let Err(e) = store
             .record_delivery(
                 channel_id,
@@ -442,7 +444,7 @@ async fn deliver_loop(
                 notice.kind.as_str(),
                 outcome.is_ok(),
                 attempt,
-                error,
+                error.as_deref(),
                 clock.now(),
             )
             .await
@@ -457,6 +459,6 @@ pub async fn deliver(
     store: &dyn crate::store::Store,
     channel: &Channel,
     notice: &Notice,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     send(client, store, channel.kind, &channel.config, notice).await
 }

@@ -26,6 +26,8 @@ use p256::ecdsa::{Signature, SigningKey};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::{DeliveryError, Receiver};
+
 /// How long a VAPID token stays valid. RFC 8292 §2 caps it at 24 hours.
 const VAPID_LIFETIME_SECS: i64 = 12 * 60 * 60;
 
@@ -307,10 +309,9 @@ pub async fn send(
     ttl_secs: u32,
     urgent: bool,
     now: DateTime<Utc>,
-) -> Result<Delivered, String> {
-    let endpoint = parse_endpoint(&subscription.endpoint)
-        .map_err(|message| format!("the subscription's endpoint {message}"))?;
-    let body = encrypt(payload, subscription).map_err(|e| e.to_string())?;
+) -> Result<Delivered, DeliveryError> {
+    let endpoint = parse_endpoint(&subscription.endpoint).map_err(DeliveryError::Endpoint)?;
+    let body = encrypt(payload, subscription)?;
     let authorization = keys.authorization(&endpoint, subject, now);
     let response = client
         .post(endpoint)
@@ -322,31 +323,17 @@ pub async fn send(
         .body(body)
         .send()
         .await
-        .map_err(|e| request_failure(&e))?;
+        .map_err(|e| DeliveryError::request(Receiver::PushService, e))?;
     let status = response.status();
     if status.is_success() {
         Ok(Delivered::Sent)
     } else if matches!(status.as_u16(), 404 | 410) {
         Ok(Delivered::Gone)
     } else {
-        Err(format!(
-            "the push service answered HTTP {}",
-            status.as_u16()
+        Err(DeliveryError::Answered(
+            Receiver::PushService,
+            status.as_u16(),
         ))
-    }
-}
-
-/// A short account of a request that got no answer. reqwest's own message
-/// names the URL, which here is the subscription's capability.
-fn request_failure(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "the push service did not answer in time".to_string()
-    } else if error.is_connect() {
-        "could not connect to the push service".to_string()
-    } else if error.is_redirect() {
-        "the push service answered with a redirect".to_string()
-    } else {
-        "the request to the push service failed".to_string()
     }
 }
 
@@ -356,8 +343,8 @@ const VAPID_STATE_KEY: &str = "vapid_secret";
 /// The hub's VAPID key pair: made on first use and kept in the database, so
 /// every hub sharing it signs with the same key (subscriptions were made
 /// for its public half).
-pub async fn hub_keys(store: &dyn crate::store::Store) -> Result<VapidKeys, String> {
-    let unreadable = |_| "the hub's push key cannot be read".to_owned();
+pub async fn hub_keys(store: &dyn crate::store::Store) -> Result<VapidKeys, DeliveryError> {
+    let unreadable = DeliveryError::Keys;
     // Read first: only the first use of all writes.
     let kept = match store.get_state(VAPID_STATE_KEY).await.map_err(unreadable)? {
         Some(kept) => kept,
@@ -366,7 +353,7 @@ pub async fn hub_keys(store: &dyn crate::store::Store) -> Result<VapidKeys, Stri
             .await
             .map_err(unreadable)?,
     };
-    VapidKeys::from_secret(&kept).map_err(|e| e.to_string())
+    Ok(VapidKeys::from_secret(&kept)?)
 }
 
 /// What a browser's service worker receives: the notification to show.
@@ -407,14 +394,14 @@ pub async fn deliver(
     store: &dyn crate::store::Store,
     config: &serde_json::Map<String, serde_json::Value>,
     notice: &super::Notice,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let get = |k: &str| {
         config
             .get(k)
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default()
     };
-    let unreadable = |_| "the subscribed devices cannot be read".to_owned();
+    let unreadable = DeliveryError::Devices;
     let mut subscriptions = store.push_subscriptions(None).await.map_err(unreadable)?;
     let named: Vec<&str> = get("users")
         .split(',')
@@ -431,10 +418,7 @@ pub async fn deliver(
         subscriptions.retain(|s| s.user_id.is_some_and(|id| ids.contains(&id)));
     }
     if subscriptions.is_empty() {
-        return Err(
-            "no device has subscribed to notifications yet (Account page, \"Notify this device\")"
-                .into(),
-        );
+        return Err(DeliveryError::NoDevices);
     }
     let keys = hub_keys(store).await?;
     let contact = match get("contact") {
@@ -485,9 +469,16 @@ pub async fn deliver(
                 if let Err(e) = store.delete_push_subscription(s.id, None).await {
                     tracing::warn!(error = ?e, "cannot forget a push subscription");
                 }
-                last_error = Some(format!("{}: unsubscribed", s.device));
+                last_error = Some(DeliveryError::Unsubscribed {
+                    device: s.device.clone(),
+                });
             }
-            Err(e) => last_error = Some(format!("{}: {e}", s.device)),
+            Err(e) => {
+                last_error = Some(DeliveryError::Device {
+                    device: s.device.clone(),
+                    cause: Box::new(e),
+                });
+            }
         }
     }
     match (sent, last_error) {
@@ -863,7 +854,7 @@ mod tests {
             now,
         )
         .await;
-        assert_eq!(delivered, Ok(Delivered::Sent));
+        assert!(matches!(delivered, Ok(Delivered::Sent)), "{delivered:?}");
 
         let request = recorded(rx).await;
         assert_eq!(request.request_line, "POST /push/the-capability HTTP/1.1");
@@ -893,7 +884,7 @@ mod tests {
             now,
         )
         .await;
-        assert_eq!(delivered, Ok(Delivered::Sent));
+        assert!(matches!(delivered, Ok(Delivered::Sent)), "{delivered:?}");
         assert_eq!(recorded(rx).await.headers["urgency"], "normal");
     }
 
@@ -920,7 +911,10 @@ mod tests {
                 now,
             )
             .await;
-            assert_eq!(delivered, Ok(Delivered::Gone), "HTTP {status}");
+            assert!(
+                matches!(delivered, Ok(Delivered::Gone)),
+                "HTTP {status}: {delivered:?}"
+            );
             recorded(rx).await;
         }
 
@@ -937,7 +931,8 @@ mod tests {
             now,
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         recorded(rx).await;
         assert!(error.contains("500"), "{error}");
         assert!(!error.contains("the-capability"), "{error}");
@@ -966,6 +961,8 @@ mod tests {
         )
         .await
         .unwrap_err();
+        // Neither its message nor its full account (as a log would show it).
+        let error = format!("{error} {error:?}");
         assert!(!error.contains("the-capability"), "{error}");
         assert!(!error.contains("127.0.0.1"), "{error}");
         assert!(error.contains("push service"), "{error}");

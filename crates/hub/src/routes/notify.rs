@@ -244,7 +244,10 @@ async fn remove(
 }
 
 /// Sends a test notice now, once, and says how it went.
-pub async fn send_test(state: &AppState, id: i64) -> Result<Result<(), String>, ApiError> {
+pub async fn send_test(
+    state: &AppState,
+    id: i64,
+) -> Result<Result<(), crate::notify::DeliveryError>, ApiError> {
     let channel = state
         .store
         .get_channel(id)
@@ -278,7 +281,7 @@ pub async fn send_test(state: &AppState, id: i64) -> Result<Result<(), String>, 
             "test",
             outcome.is_ok(),
             1,
-            outcome.as_ref().err().map(String::as_str),
+            outcome.as_ref().err().map(ToString::to_string).as_deref(),
             state.clock.now(),
         )
         .await?;
@@ -292,7 +295,7 @@ async fn test(
     let id = channel_id(&id)?;
     Ok(Json(match send_test(&state, id).await? {
         Ok(()) => json!({"ok": true}),
-        Err(e) => json!({"ok": false, "error": e}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
     }))
 }
 
