@@ -23,5 +23,6 @@ pub mod service;
 pub mod status;
 pub mod status_page;
 pub mod systemd;
+pub mod usage;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};
