@@ -139,6 +139,14 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "full systemd scan this often, beside following the manager's signals live (default 5m; off to scan only on start, reconnect and request)",
     },
     SettingSpec {
+        key: "usage_every",
+        help: "sample what the host and each running unit use (CPU, memory, tasks, IO, disks, network) this often (default 10s; off to disable)",
+    },
+    SettingSpec {
+        key: "usage_raw_keep",
+        help: "how long raw usage samples are kept; 1-minute figures are kept a day and 15-minute ones 90 days (default 1h)",
+    },
+    SettingSpec {
         key: "watch",
         help: "units to register as services once found, by pattern: comma-separated unit names with * and ? (e.g. *.service or backup-*.timer, which watches the services those timers start); default none",
     },
@@ -260,6 +268,8 @@ pub struct Config {
     pub systemd: Option<Scope>,
     /// How units are followed: full scans beside the live signals.
     pub follow: FollowSettings,
+    /// Resource usage sampling.
+    pub usage: UsageSettings,
     /// The container engine discovered and controlled.
     pub containers: ContainerEngine,
     /// Unit name patterns: units found that match are registered.
@@ -308,6 +318,24 @@ impl Default for FollowSettings {
     fn default() -> Self {
         Self {
             scan_every: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// How the hub samples resource usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageSettings {
+    /// The sampling interval; `None`: no sampling.
+    pub every: Option<Duration>,
+    /// How long raw samples are kept.
+    pub raw_keep: Duration,
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        Self {
+            every: Some(Duration::from_secs(10)),
+            raw_keep: Duration::from_secs(3600),
         }
     }
 }
@@ -415,6 +443,7 @@ impl Config {
             log: "info".into(),
             systemd: None,
             follow: FollowSettings::default(),
+            usage: UsageSettings::default(),
             containers: ContainerEngine::Off,
             watch: Vec::new(),
             monitors: None,
@@ -664,6 +693,25 @@ impl Config {
                 }
             })?;
         }
+        let mut usage = UsageSettings::default();
+        if let Some(v) = get("usage_every") {
+            usage.every = parse(v, "usage_every", |s| {
+                if s == "off" {
+                    Ok(None)
+                } else {
+                    parse_duration(s)
+                        .and_then(|d| within(d, Duration::from_secs(1), Duration::from_secs(3600)))
+                        .map(Some)
+                }
+            })?;
+        }
+        if let Some(v) = get("usage_raw_keep") {
+            usage.raw_keep = parse(v, "usage_raw_keep", |s| {
+                parse_duration(s).and_then(|d| {
+                    within(d, Duration::from_secs(900), Duration::from_secs(7 * 86_400))
+                })
+            })?;
+        }
         let watch = match get("watch") {
             Some(v) => parse(v, "watch", |s| {
                 let patterns: Vec<String> = s
@@ -810,6 +858,7 @@ impl Config {
             log,
             systemd,
             follow,
+            usage,
             containers,
             watch,
             monitors,

@@ -308,34 +308,67 @@ fn grid_step(top: f64, lines: f64) -> f64 {
         .unwrap_or(10.0 * power)
 }
 
-/// The response-time chart of a range: the mean latency of each bucket as a
-/// line over the band from its fastest to its slowest check, failed checks
-/// as red marks along the time axis, latency gridlines with units, and time
-/// ticks in words ("6 h ago", "now"). Each bucket has a tooltip with its
-/// figures. Only numbers and fixed words go into it, so it is safe to embed.
-pub fn latency_chart(buckets: &[Bucket], range: Range, now: DateTime<Utc>) -> String {
+/// One point of a [`chart`]: a bucket's least, mean and greatest value
+/// (`None`: no value in it), how many of its samples failed, and its
+/// tooltip.
+#[derive(Debug, Clone)]
+pub struct ChartPoint {
+    pub start: DateTime<Utc>,
+    pub spread: Option<(f64, f64, f64)>,
+    pub failed: u32,
+    pub tooltip: String,
+}
+
+/// What a [`chart`] draws, besides its points.
+#[derive(Debug, Clone, Copy)]
+pub struct ChartAxes {
+    /// "response time", "CPU": the chart's accessible name.
+    pub what: &'static str,
+    pub span: Duration,
+    /// One point's width.
+    pub bucket: Duration,
+    /// Time ticks: how many intervals the range is cut into.
+    pub intervals: i32,
+    /// "6 h", "1 day": the range in words.
+    pub words: &'static str,
+    /// The value axis's labels.
+    pub unit: fn(f64) -> String,
+    /// The value axis reaches at least this (100 for a percent of a whole).
+    pub floor: f64,
+}
+
+/// A chart of a range: the mean of each bucket as a line over the band
+/// from its least to its greatest value, failures as red marks along the
+/// time axis, value gridlines with units, and time ticks in words ("6 h
+/// ago", "now"). Each bucket has a tooltip with its figures. Only numbers
+/// and fixed words go into it, so it is safe to embed.
+pub fn chart(points: &[ChartPoint], axes: ChartAxes, now: DateTime<Utc>) -> String {
     const W: f64 = 720.0;
     const H: f64 = 220.0;
-    const LEFT: f64 = 52.0;
+    const LEFT: f64 = 60.0;
     const RIGHT: f64 = 12.0;
     const TOP: f64 = 10.0;
     const BOTTOM: f64 = 26.0;
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    let from = now - range.span();
-    let span_ms = range.span().num_milliseconds() as f64;
+    let from = now - axes.span;
+    let span_ms = axes.span.num_milliseconds() as f64;
     let x_of = |t: DateTime<Utc>| {
         LEFT + ((t - from).num_milliseconds() as f64 / span_ms).clamp(0.0, 1.0) * pw
     };
-    let bucket_ms = range.bucket().num_milliseconds();
-    let slowest = buckets.iter().filter_map(Bucket::most).fold(0.0, f64::max);
-    let step = grid_step(slowest.max(1.0), 4.0);
-    let top = (slowest / step).ceil().max(1.0) * step;
-    let y_of = |ms: f64| TOP + ph - (ms / top).clamp(0.0, 1.0) * ph;
+    let bucket_ms = axes.bucket.num_milliseconds();
+    let highest = points
+        .iter()
+        .filter_map(|p| p.spread.map(|s| s.2))
+        .fold(0.0, f64::max);
+    let step = grid_step(highest.max(axes.floor).max(1.0), 4.0);
+    let top = (highest.max(axes.floor) / step).ceil().max(1.0) * step;
+    let y_of = |v: f64| TOP + ph - (v / top).clamp(0.0, 1.0) * ph;
     let mut svg = format!(
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="response time over the last {words}"><title>response time over the last {words}</title>"#,
-        words = range.words()
+        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{what} over the last {words}"><title>{what} over the last {words}</title>"#,
+        what = axes.what,
+        words = axes.words
     );
-    // Latency grid and its labels.
+    // Value grid and its labels.
     let mut v = 0.0;
     while v <= top + step / 2.0 {
         let y = y_of(v);
@@ -344,14 +377,14 @@ pub fn latency_chart(buckets: &[Bucket], range: Range, now: DateTime<Utc>) -> St
             W - RIGHT,
             LEFT - 6.0,
             y + 4.0,
-            millis(v)
+            (axes.unit)(v)
         ));
         v += step;
     }
     // Time ticks.
-    let n = range.intervals();
+    let n = axes.intervals;
     for i in 0..=n {
-        let t = from + range.span() * i / n;
+        let t = from + axes.span * i / n;
         let x = x_of(t);
         let anchor = match i {
             0 => "start",
@@ -371,38 +404,34 @@ pub fn latency_chart(buckets: &[Bucket], range: Range, now: DateTime<Utc>) -> St
         ));
     }
     // The band and the line, broken where buckets are missing.
-    let mut runs: Vec<Vec<&Bucket>> = Vec::new();
+    type Run = Vec<(DateTime<Utc>, (f64, f64, f64))>;
+    let mut runs: Vec<Run> = Vec::new();
     let mut last: Option<DateTime<Utc>> = None;
-    for b in buckets.iter().filter(|b| b.mean().is_some()) {
-        let joined = last.is_some_and(|l| (b.start - l).num_milliseconds() <= bucket_ms);
+    for p in points {
+        let Some(spread) = p.spread else { continue };
+        let joined = last.is_some_and(|l| (p.start - l).num_milliseconds() <= bucket_ms);
         match runs.last_mut() {
-            Some(run) if joined => run.push(b),
-            _ => runs.push(vec![b]),
+            Some(run) if joined => run.push((p.start, spread)),
+            _ => runs.push(vec![(p.start, spread)]),
         }
-        last = Some(b.start);
+        last = Some(p.start);
     }
     let width_px = (bucket_ms as f64 / span_ms * pw).max(1.0);
-    let mid = |b: &Bucket| x_of(b.start) + width_px / 2.0;
+    let mid = |t: DateTime<Utc>| x_of(t) + width_px / 2.0;
     for run in &runs {
-        let upper: Vec<String> = run
-            .iter()
-            .map(|b| format!("{:.1},{:.1}", mid(b), y_of(b.most().unwrap_or(0.0))))
-            .collect();
-        let lower: Vec<String> = run
-            .iter()
-            .rev()
-            .map(|b| format!("{:.1},{:.1}", mid(b), y_of(b.least().unwrap_or(0.0))))
-            .collect();
-        let line: Vec<String> = run
-            .iter()
-            .map(|b| format!("{:.1},{:.1}", mid(b), y_of(b.mean().unwrap_or(0.0))))
-            .collect();
-        if run.len() == 1 {
-            let (x, y) = (mid(run[0]), y_of(run[0].mean().unwrap_or(0.0)));
+        let at = |pick: fn(&(f64, f64, f64)) -> f64, (t, s): &(DateTime<Utc>, (f64, f64, f64))| {
+            format!("{:.1},{:.1}", mid(*t), y_of(pick(s)))
+        };
+        if let [(t, (_, mean, _))] = run.as_slice() {
             svg.push_str(&format!(
-                r#"<circle class="mean" cx="{x:.1}" cy="{y:.1}" r="2"/>"#
+                r#"<circle class="mean" cx="{:.1}" cy="{:.1}" r="2"/>"#,
+                mid(*t),
+                y_of(*mean)
             ));
         } else {
+            let upper: Vec<String> = run.iter().map(|p| at(|s| s.2, p)).collect();
+            let lower: Vec<String> = run.iter().rev().map(|p| at(|s| s.0, p)).collect();
+            let line: Vec<String> = run.iter().map(|p| at(|s| s.1, p)).collect();
             svg.push_str(&format!(
                 r#"<polygon class="band" points="{} {}"/><polyline class="mean" points="{}"/>"#,
                 upper.join(" "),
@@ -412,30 +441,62 @@ pub fn latency_chart(buckets: &[Bucket], range: Range, now: DateTime<Utc>) -> St
         }
     }
     // Failures along the axis, and each bucket's tooltip.
-    for b in buckets {
-        let x = x_of(b.start);
-        if b.failed() > 0 {
+    for p in points {
+        let x = x_of(p.start);
+        if p.failed > 0 {
             svg.push_str(&format!(
                 r#"<rect class="fail" x="{x:.1}" y="{:.1}" width="{width_px:.1}" height="5"/>"#,
                 TOP + ph - 5.0
             ));
         }
-        let figures = match (b.mean(), b.least(), b.most()) {
-            (Some(mean), Some(lo), Some(hi)) => {
-                format!("mean {}, {}–{}", millis(mean), millis(lo), millis(hi))
-            }
-            _ => "no latency".to_owned(),
-        };
-        let checks = if b.count == 1 { "check" } else { "checks" };
         svg.push_str(&format!(
-            r#"<rect class="hover" x="{x:.1}" y="{TOP}" width="{width_px:.1}" height="{ph}"><title>{}: {figures}; {} {checks}, {} failed</title></rect>"#,
-            relative(b.start, now),
-            b.count,
-            b.failed()
+            r#"<rect class="hover" x="{x:.1}" y="{TOP}" width="{width_px:.1}" height="{ph}"><title>{}: {}</title></rect>"#,
+            relative(p.start, now),
+            p.tooltip
         ));
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// The response-time chart of a range: each bucket's mean latency over its
+/// fastest to slowest check, failed checks marked.
+pub fn latency_chart(buckets: &[Bucket], range: Range, now: DateTime<Utc>) -> String {
+    let points: Vec<ChartPoint> = buckets
+        .iter()
+        .map(|b| {
+            let spread = match (b.least(), b.mean(), b.most()) {
+                (Some(lo), Some(mean), Some(hi)) => Some((lo, mean, hi)),
+                _ => None,
+            };
+            let figures = match spread {
+                Some((lo, mean, hi)) => {
+                    format!("mean {}, {}–{}", millis(mean), millis(lo), millis(hi))
+                }
+                None => "no latency".to_owned(),
+            };
+            let checks = if b.count == 1 { "check" } else { "checks" };
+            ChartPoint {
+                start: b.start,
+                spread,
+                failed: b.failed(),
+                tooltip: format!("{figures}; {} {checks}, {} failed", b.count, b.failed()),
+            }
+        })
+        .collect();
+    chart(
+        &points,
+        ChartAxes {
+            what: "response time",
+            span: range.span(),
+            bucket: range.bucket(),
+            intervals: range.intervals(),
+            words: range.words(),
+            unit: millis,
+            floor: 0.0,
+        },
+        now,
+    )
 }
 
 /// The last checks as a row of bars, oldest first (Uptime Kuma's beat

@@ -30,3 +30,4 @@ pub mod registry;
 pub mod status_page;
 pub mod sync;
 pub mod tasks;
+pub mod usage;

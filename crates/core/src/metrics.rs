@@ -63,6 +63,38 @@ struct ServiceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UnitLabels {
+    service: String,
+    unit: String,
+    server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabels {
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilesystemLabels {
+    host: String,
+    mountpoint: String,
+    device: String,
+    fstype: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeviceLabels {
+    host: String,
+    device: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SensorLabels {
+    host: String,
+    sensor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     service: String,
     server: String,
@@ -204,6 +236,209 @@ pub struct Snapshot<'a> {
     pub servers: &'a [Server],
     pub agents_connected: usize,
     pub now: chrono::DateTime<chrono::Utc>,
+    /// The latest usage of running services, by id.
+    pub usage: &'a std::collections::HashMap<i64, lookout_proto::usage::UnitUsage>,
+    /// Every host's latest usage, by name.
+    pub hosts: &'a [(String, lookout_proto::usage::HostUsage)],
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+type FloatCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+
+/// Resource usage: each running service's cgroup figures (labelled with
+/// its unit and server, as cAdvisor labels containers) and each host's.
+fn register_usage(
+    state: &mut Registry,
+    snapshot: &Snapshot<'_>,
+    server_of: impl Fn(&Service) -> String,
+) {
+    let cpu = Family::<UnitLabels, FloatCounter>::default();
+    let memory = Family::<UnitLabels, Gauge>::default();
+    let tasks = Family::<UnitLabels, Gauge>::default();
+    let read = Family::<UnitLabels, Counter>::default();
+    let written = Family::<UnitLabels, Counter>::default();
+    let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for service in snapshot.services {
+        let Some(u) = snapshot.usage.get(&service.id) else {
+            continue;
+        };
+        let labels = UnitLabels {
+            service: service.name.clone(),
+            unit: service.unit.clone().unwrap_or_default(),
+            server: server_of(service),
+        };
+        if let Some(s) = u.cpu_seconds_total {
+            cpu.get_or_create(&labels).inc_by(s);
+        }
+        if let Some(m) = u.memory_bytes {
+            memory.get_or_create(&labels).set(big(m));
+        }
+        if let Some(t) = u.tasks {
+            tasks.get_or_create(&labels).set(big(t));
+        }
+        if let Some(b) = u.io_read_bytes_total {
+            read.get_or_create(&labels).inc_by(b);
+        }
+        if let Some(b) = u.io_write_bytes_total {
+            written.get_or_create(&labels).inc_by(b);
+        }
+    }
+    state.register(
+        "service_cpu_seconds",
+        "CPU time used by the service's unit (its cgroup)",
+        cpu,
+    );
+    state.register(
+        "service_memory_bytes",
+        "Memory charged to the service's unit (its cgroup)",
+        memory,
+    );
+    state.register(
+        "service_tasks",
+        "Processes and threads in the service's unit",
+        tasks,
+    );
+    state.register(
+        "service_io_read_bytes",
+        "Bytes the service's unit read from block devices",
+        read,
+    );
+    state.register(
+        "service_io_write_bytes",
+        "Bytes the service's unit wrote to block devices",
+        written,
+    );
+
+    let host_gauge = || Family::<HostLabels, FloatGauge>::default();
+    let (cpu, mem_used, mem_total, swap_used, swap_total, uptime) = (
+        host_gauge(),
+        host_gauge(),
+        host_gauge(),
+        host_gauge(),
+        host_gauge(),
+        host_gauge(),
+    );
+    let loads = [host_gauge(), host_gauge(), host_gauge()];
+    let fs_size = Family::<FilesystemLabels, Gauge>::default();
+    let fs_used = Family::<FilesystemLabels, Gauge>::default();
+    let fs_inodes = Family::<FilesystemLabels, Gauge>::default();
+    let fs_inodes_used = Family::<FilesystemLabels, Gauge>::default();
+    let rx = Family::<DeviceLabels, FloatGauge>::default();
+    let tx = Family::<DeviceLabels, FloatGauge>::default();
+    let disk_read = Family::<DeviceLabels, FloatGauge>::default();
+    let disk_write = Family::<DeviceLabels, FloatGauge>::default();
+    let temperature = Family::<SensorLabels, FloatGauge>::default();
+    for (host, u) in snapshot.hosts {
+        let h = HostLabels { host: host.clone() };
+        cpu.get_or_create(&h).set(u.cpu_percent / 100.0);
+        mem_used.get_or_create(&h).set(u.memory_used_bytes as f64);
+        mem_total.get_or_create(&h).set(u.memory_total_bytes as f64);
+        swap_used.get_or_create(&h).set(u.swap_used_bytes as f64);
+        swap_total.get_or_create(&h).set(u.swap_total_bytes as f64);
+        uptime.get_or_create(&h).set(u.uptime_secs as f64);
+        for (gauge, value) in loads.iter().zip(u.load) {
+            gauge.get_or_create(&h).set(value);
+        }
+        for f in &u.filesystems {
+            let labels = FilesystemLabels {
+                host: host.clone(),
+                mountpoint: f.mount.clone(),
+                device: f.device.clone(),
+                fstype: f.fs_type.clone(),
+            };
+            fs_size.get_or_create(&labels).set(big(f.size_bytes));
+            fs_used.get_or_create(&labels).set(big(f.used_bytes));
+            fs_inodes.get_or_create(&labels).set(big(f.inodes));
+            fs_inodes_used
+                .get_or_create(&labels)
+                .set(big(f.inodes_used));
+        }
+        let device = |name: &str| DeviceLabels {
+            host: host.clone(),
+            device: name.to_owned(),
+        };
+        for n in &u.networks {
+            rx.get_or_create(&device(&n.interface)).set(n.rx_bps);
+            tx.get_or_create(&device(&n.interface)).set(n.tx_bps);
+        }
+        for d in &u.disks {
+            disk_read.get_or_create(&device(&d.device)).set(d.read_bps);
+            disk_write
+                .get_or_create(&device(&d.device))
+                .set(d.write_bps);
+        }
+        for t in &u.temperatures {
+            temperature
+                .get_or_create(&SensorLabels {
+                    host: host.clone(),
+                    sensor: t.sensor.clone(),
+                })
+                .set(t.celsius);
+        }
+    }
+    state.register(
+        "host_cpu_usage_ratio",
+        "Busy share of all the host's CPU time over the last sampling interval",
+        cpu,
+    );
+    let [load1, load5, load15] = loads;
+    state.register("host_load1", "The host's 1-minute load average", load1);
+    state.register("host_load5", "The host's 5-minute load average", load5);
+    state.register("host_load15", "The host's 15-minute load average", load15);
+    state.register(
+        "host_memory_used_bytes",
+        "The host's memory in use (total less available)",
+        mem_used,
+    );
+    state.register("host_memory_total_bytes", "The host's memory", mem_total);
+    state.register("host_swap_used_bytes", "The host's swap in use", swap_used);
+    state.register("host_swap_total_bytes", "The host's swap", swap_total);
+    state.register("host_uptime_seconds", "Time since the host booted", uptime);
+    state.register(
+        "host_filesystem_size_bytes",
+        "A mounted filesystem's usable size",
+        fs_size,
+    );
+    state.register(
+        "host_filesystem_used_bytes",
+        "A mounted filesystem's used space",
+        fs_used,
+    );
+    state.register(
+        "host_filesystem_files",
+        "A mounted filesystem's inodes",
+        fs_inodes,
+    );
+    state.register(
+        "host_filesystem_files_used",
+        "A mounted filesystem's inodes in use",
+        fs_inodes_used,
+    );
+    state.register(
+        "host_network_receive_bytes_per_second",
+        "Bytes received per second over the last sampling interval",
+        rx,
+    );
+    state.register(
+        "host_network_transmit_bytes_per_second",
+        "Bytes sent per second over the last sampling interval",
+        tx,
+    );
+    state.register(
+        "host_disk_read_bytes_per_second",
+        "Bytes read per second over the last sampling interval",
+        disk_read,
+    );
+    state.register(
+        "host_disk_written_bytes_per_second",
+        "Bytes written per second over the last sampling interval",
+        disk_write,
+    );
+    state.register(
+        "host_temperature_celsius",
+        "A sensor's temperature",
+        temperature,
+    );
 }
 
 /// The whole exposition: the hub's counters and the registry's state.
@@ -282,6 +517,14 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot<'_>) -> String {
         "Servers whose agent is in touch with any hub",
         online,
     );
+
+    register_usage(&mut state, snapshot, |service| {
+        service
+            .server_id
+            .and_then(|id| snapshot.servers.iter().find(|s| s.id == id))
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
+    });
 
     let mut out = String::new();
     // Writing to a String cannot fail.

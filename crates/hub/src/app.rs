@@ -122,6 +122,10 @@ impl Application {
                 &config.containers,
                 config.web_ports.clone(),
             )),
+            usage: Arc::new(crate::usage::Usage::new(
+                config.usage,
+                lookout_systemd::hostname().unwrap_or_else(|| "localhost".into()),
+            )),
         };
         let (hub_id, shared) = match &config.database {
             // One hub per SQLite file: the same name every start, so a
@@ -322,6 +326,18 @@ impl Application {
                     self.state.registry.clone(),
                     self.state.clock.clone(),
                     self.follow.scan_every,
+                    stop.clone(),
+                ),
+            );
+        }
+        if self.state.usage.enabled() {
+            tasks.spawn(
+                "usage sampler",
+                self.state.usage.clone().run(
+                    self.state.registry.clone(),
+                    self.state.discovery.clone(),
+                    self.state.store.clone(),
+                    self.state.clock.clone(),
                     stop.clone(),
                 ),
             );

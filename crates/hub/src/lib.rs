@@ -16,7 +16,7 @@ pub mod badge;
 pub use lookout_config as config;
 pub use lookout_core::{
     agents, clock, containers, depends, discovery, events, follow, heal, health, history, live,
-    metrics, monitors, notify, registry, status_page, sync, tasks,
+    metrics, monitors, notify, registry, status_page, sync, tasks, usage,
 };
 pub use lookout_store as store;
 pub mod error;

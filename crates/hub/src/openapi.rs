@@ -70,6 +70,9 @@ use crate::routes::table::RouteInfo;
     crate::routes::status_pages::StatusPageRequest,
     crate::routes::systemd::AppCreateRequest,
     crate::routes::api::ConditionsRequest,
+    crate::routes::usage::HostNow,
+    crate::routes::usage::HostUsageSeries,
+    crate::routes::usage::UnitUsageSeries,
 )))]
 struct Schemas;
 
@@ -145,6 +148,8 @@ pub enum PathId {
     AppName,
     /// A container's name (`{name}`).
     Container,
+    /// A host's name (`{name}`).
+    Host,
 }
 
 /// What the code says about one operation beyond the route table.
@@ -362,6 +367,10 @@ fn path_parameter(name: &str, id: PathId) -> Parameter {
         ("name", PathId::Container) => (
             text().pattern(Some("^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
             Some("the container's name, as the engine shows it"),
+        ),
+        ("name", PathId::Host) => (
+            text().pattern(Some("^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")),
+            Some("the host's name, as /api/hosts lists it"),
         ),
         ("signal", _) => (
             text().pattern(Some("^(start|fail|25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$")),

@@ -21,6 +21,10 @@ pub struct UnitUsage {
     /// Bytes read from and written to block devices per second.
     pub io_read_bps: Option<f64>,
     pub io_write_bps: Option<f64>,
+    /// The cgroup's CPU time and IO since it was made (Prometheus counters).
+    pub cpu_seconds_total: Option<f64>,
+    pub io_read_bytes_total: Option<u64>,
+    pub io_write_bytes_total: Option<u64>,
 }
 
 /// A mounted filesystem's use.

@@ -15,6 +15,7 @@ pub mod agents;
 pub mod leases;
 pub mod pages;
 pub mod sql;
+pub mod usage;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -34,6 +35,7 @@ pub use agents::AgentStore;
 pub use leases::{CheckLeases, LeaseStore};
 pub use pages::{NewPushSubscription, PageStore, PushSubscription, StatusPageRow};
 pub use sql::{Backend, SqlStore};
+pub use usage::{HostUsageRow, Spread, UnitUsageRow, UsageStore};
 
 use lookout_config::CheckDefaults;
 
@@ -675,7 +677,7 @@ pub type Timeline = (Option<Status>, Vec<(DateTime<Utc>, Status)>);
 
 #[async_trait]
 pub trait Store:
-    AccountStore + AgentStore + LeaseStore + PageStore + Send + Sync + 'static
+    AccountStore + AgentStore + LeaseStore + PageStore + UsageStore + Send + Sync + 'static
 {
     /// Creates a configured service (or makes the unregistered one of that
     /// name configured) with its first status: the service as stored, and

@@ -74,7 +74,55 @@ pub fn usec_time(usec: u64) -> Option<DateTime<Utc>> {
         .and_then(DateTime::from_timestamp_micros)
 }
 
+/// A service unit's cgroup and systemd's own accounting of it; a figure
+/// systemd does not keep (its accounting is off, or the controller is not
+/// delegated, as `cpuacct` on a hybrid host) is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accounting {
+    /// `/system.slice/nginx.service`; `None` while the unit has no cgroup.
+    pub control_group: Option<String>,
+    pub cpu_nsec: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub tasks: Option<u64>,
+    pub io_read_bytes: Option<u64>,
+    pub io_write_bytes: Option<u64>,
+}
+
 impl Systemd {
+    /// The cgroup and accounting of the service unit `unit`.
+    pub async fn accounting(&self, unit: &UnitName) -> Result<Accounting, Error> {
+        let path = self
+            .manager
+            .load_unit(unit.as_str())
+            .await
+            .map_err(|e| self.bus_error(e))?;
+        let service = ServiceProxy::builder(&self.conn)
+            .path(path)
+            .map_err(|e| self.bus_error(e))?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| self.bus_error(e))?;
+        let (group, cpu, memory, tasks, read, write) = tokio::join!(
+            service.control_group(),
+            service.cpu_usage_nsec(),
+            service.memory_current(),
+            service.tasks_current(),
+            service.io_read_bytes(),
+            service.io_write_bytes(),
+        );
+        // systemd says "not set" with the largest value.
+        let set = |v: zbus::Result<u64>| v.ok().filter(|v| *v != u64::MAX);
+        Ok(Accounting {
+            control_group: group.ok().filter(|g| !g.is_empty()),
+            cpu_nsec: set(cpu),
+            memory_bytes: set(memory),
+            tasks: set(tasks),
+            io_read_bytes: set(read),
+            io_write_bytes: set(write),
+        })
+    }
+
     /// The status of `unit`; [`Error::NoSuchUnit`] when systemd has no such unit.
     pub async fn status(&self, unit: &UnitName) -> Result<UnitStatus, Error> {
         let path = self

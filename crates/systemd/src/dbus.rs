@@ -98,6 +98,18 @@ pub trait Service {
     fn exec_main_exit_timestamp(&self) -> zbus::Result<u64>;
     #[zbus(property, name = "NRestarts")]
     fn n_restarts(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn control_group(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn memory_current(&self) -> zbus::Result<u64>;
+    #[zbus(property, name = "CPUUsageNSec")]
+    fn cpu_usage_nsec(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn tasks_current(&self) -> zbus::Result<u64>;
+    #[zbus(property, name = "IOReadBytes")]
+    fn io_read_bytes(&self) -> zbus::Result<u64>;
+    #[zbus(property, name = "IOWriteBytes")]
+    fn io_write_bytes(&self) -> zbus::Result<u64>;
 }
 
 #[proxy(

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use dbus::ManagerProxy;
 
-pub use control::{usec_time, Action, ControlOutcome, UnitStatus};
+pub use control::{usec_time, Accounting, Action, ControlOutcome, UnitStatus};
 pub use journal::{LogEntry, LogFollower};
 pub use scan::{Listen, ListenSource, Scan, ServiceUnit, TimerUnit};
 pub use unit::{InvalidUnitName, UnitName};

@@ -34,5 +34,8 @@ pub fn unit_usage(
         tasks: now.tasks,
         io_read_bps: rate(now.io_read_bytes, earlier.io_read_bytes, 1.0),
         io_write_bps: rate(now.io_write_bytes, earlier.io_write_bytes, 1.0),
+        cpu_seconds_total: now.cpu_usec.map(|us| us as f64 / 1e6),
+        io_read_bytes_total: now.io_read_bytes,
+        io_write_bytes_total: now.io_write_bytes,
     }
 }

@@ -102,6 +102,7 @@ pub fn routes(r: Routes) -> Routes {
         });
     let r = super::systemd::routes(r);
     let r = super::containers::routes(r);
+    let r = super::usage::routes(r);
     let r = super::live::routes(r);
     let r = super::heartbeat::api_routes(r);
     let r = super::notify::routes(r);

@@ -50,6 +50,8 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
             servers: &servers,
             agents_connected: state.fleet.connected(),
             now: state.clock.now(),
+            usage: &state.usage.services(),
+            hosts: &state.usage.hosts(),
         },
     );
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text))

@@ -22,6 +22,7 @@ pub mod status_pages;
 pub mod systemd;
 pub mod table;
 pub mod ui;
+pub mod usage;
 pub mod users;
 pub(crate) mod when;
 
@@ -81,6 +82,8 @@ pub struct AppState {
     pub heals: Arc<crate::heal::Heals>,
     /// Status pages and badges as last rendered.
     pub public: Arc<status_pages::PublicCache>,
+    /// Resource usage: the latest figures of every host and running unit.
+    pub usage: Arc<crate::usage::Usage>,
 }
 
 /// Settings of services that report in.

@@ -1053,6 +1053,313 @@ async fn dependencies_story() {
 }
 
 #[tokio::test]
+async fn usage_story() {
+    use lookout_hub::store::{HostUsageRow, Spread, UnitUsageRow, UsageStore};
+    let (store, _db) = open().await;
+    let web = store
+        .create_service(&new_service(json!({"name": "web"})), at(0))
+        .await
+        .unwrap();
+    let db = store
+        .create_service(&new_service(json!({"name": "db"})), at(0))
+        .await
+        .unwrap();
+    let unit = |id: i64, width: u32, secs: i64, cpu: f64, memory: f64| UnitUsageRow {
+        service_id: id,
+        width,
+        start: at(secs),
+        samples: 1,
+        cpu: Some(Spread::one(cpu)),
+        memory: Some(Spread::one(memory)),
+        tasks: Some(3.0),
+        io_read: Some(512.0),
+        io_write: None,
+    };
+    // Figures come back as written, in their stored units (hundredths of a
+    // percent, whole bytes); rows of a service that does not exist are
+    // left out.
+    store
+        .put_unit_usage(&[
+            unit(web.id, 0, 0, 12.345, 1_048_576.0),
+            unit(db.id, 0, 0, 0.5, 2_000_000_000.0),
+            unit(web.id, 0, 10, 50.0, 2_097_152.0),
+            unit(MISSING, 0, 10, 1.0, 1.0),
+        ])
+        .await
+        .unwrap();
+    let rows = store
+        .unit_usage(Some(web.id), 0, at(0), at(HOUR))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].cpu, Some(Spread::one(12.35)));
+    assert_eq!(rows[0].memory, Some(Spread::one(1_048_576.0)));
+    assert_eq!(
+        (rows[0].tasks, rows[0].io_read, rows[0].io_write),
+        (Some(3.0), Some(512.0), None)
+    );
+    let all = store.unit_usage(None, 0, at(0), at(HOUR)).await.unwrap();
+    assert_eq!(all.len(), 3, "every service's, none of the missing one");
+    assert_eq!(all[1].memory, Some(Spread::one(2_000_000_000.0)));
+    assert!(store
+        .unit_usage(None, 60, at(0), at(HOUR))
+        .await
+        .unwrap()
+        .is_empty());
+    // Written again (a rollup made again): replaced, not doubled.
+    store
+        .put_unit_usage(&[UnitUsageRow {
+            samples: 2,
+            ..unit(web.id, 0, 0, 20.0, 1.0)
+        }])
+        .await
+        .unwrap();
+    let rows = store
+        .unit_usage(Some(web.id), 0, at(0), at(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (rows.len(), rows[0].samples, rows[0].cpu),
+        (1, 2, Some(Spread::one(20.0)))
+    );
+
+    let host = |name: &str, width: u32, secs: i64| HostUsageRow {
+        host: name.into(),
+        width,
+        start: at(secs),
+        samples: 1,
+        cpu: Spread {
+            min: 1.0,
+            avg: 2.5,
+            max: 4.0,
+        },
+        memory: Spread::one(4_294_967_296.0),
+        memory_total: 8_589_934_592,
+        swap: 0.0,
+        swap_total: 0,
+        load: 0.75,
+        disk: 81.25,
+        disk_used: 81,
+        disk_size: 100,
+        net_rx: 1000.0,
+        net_tx: 10.0,
+        disk_read: 0.0,
+        disk_write: 4096.0,
+        temperature: Some(45.5),
+    };
+    store
+        .put_host_usage(&[host("nas", 60, 0), host("pi", 60, 60), host("nas", 900, 0)])
+        .await
+        .unwrap();
+    let nas = store
+        .host_usage(Some("nas"), 60, at(0), at(HOUR))
+        .await
+        .unwrap();
+    assert_eq!(nas, vec![host("nas", 60, 0)]);
+    assert_eq!(
+        store
+            .host_usage(None, 60, at(0), at(HOUR))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store.usage_span(60).await.unwrap(),
+        Some((at(0), at(60))),
+        "of hosts and units alike"
+    );
+    assert_eq!(store.usage_span(0).await.unwrap(), Some((at(0), at(10))));
+    assert_eq!(store.usage_span(3600).await.unwrap(), None);
+
+    // Pruning goes by width: the 15-minute row stays.
+    assert_eq!(store.prune_usage(60, at(30)).await.unwrap(), 1);
+    assert_eq!(store.prune_usage(0, at(5)).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .host_usage(None, 900, at(0), at(HOUR))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A service's history goes with it.
+    assert!(store.delete_service(web.id).await.unwrap());
+    assert!(store
+        .unit_usage(None, 0, at(0), at(HOUR))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A day of samples every 10 s, at a fake clock, becomes the right
+/// 1-minute and 15-minute series, and retention removes the raw ones.
+#[tokio::test]
+async fn a_day_of_usage_samples_rolls_up_into_minutes_and_quarters() {
+    use lookout_hub::store::{HostUsageRow, Spread, UnitUsageRow, UsageStore};
+    use lookout_hub::usage::{roll_up_usage, MINUTE, QUARTER, RAW};
+    // A moment on a quarter hour (at(0) is 800 s past one).
+    let t = |secs: i64| at(100 + secs);
+    let (store, _db) = open().await;
+    let web = store
+        .create_service(&new_service(json!({"name": "web"})), t(0))
+        .await
+        .unwrap();
+    // CPU climbs 0, 1, 2, 3, 4, 5 % within each minute; memory is the
+    // minute of the day in MiB; the host's load follows the quarter hour.
+    let mut units = Vec::new();
+    let mut hosts = Vec::new();
+    for step in 0..(DAY / 10) {
+        let secs = step * 10;
+        let minute = (secs / 60) as f64;
+        units.push(UnitUsageRow {
+            service_id: web.id,
+            width: RAW,
+            start: t(secs),
+            samples: 1,
+            cpu: Some(Spread::one((step % 6) as f64)),
+            memory: Some(Spread::one(minute * 1_048_576.0)),
+            tasks: Some((step % 6 + 1) as f64),
+            io_read: Some(100.0),
+            io_write: None,
+        });
+        hosts.push(HostUsageRow {
+            host: "box".into(),
+            width: RAW,
+            start: t(secs),
+            samples: 1,
+            cpu: Spread::one(50.0),
+            memory: Spread::one(1000.0),
+            memory_total: 2000,
+            swap: 0.0,
+            swap_total: 0,
+            load: (secs / 900) as f64,
+            disk: 10.0,
+            disk_used: 10,
+            disk_size: 100,
+            net_rx: 0.0,
+            net_tx: 0.0,
+            disk_read: 0.0,
+            disk_write: 0.0,
+            temperature: None,
+        });
+    }
+    store.put_unit_usage(&units).await.unwrap();
+    store.put_host_usage(&hosts).await.unwrap();
+
+    let end = t(DAY);
+    let written = roll_up_usage(&store, end, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        written,
+        (1440 + 96) * 2,
+        "minutes and quarters of the unit and the host"
+    );
+
+    let minutes = store
+        .unit_usage(Some(web.id), MINUTE, t(0), end)
+        .await
+        .unwrap();
+    assert_eq!(minutes.len(), 1440);
+    for (i, m) in minutes.iter().enumerate() {
+        assert_eq!(m.start, t(i as i64 * MIN));
+        assert_eq!(m.samples, 6);
+        assert_eq!(
+            m.cpu,
+            Some(Spread {
+                min: 0.0,
+                avg: 2.5,
+                max: 5.0
+            })
+        );
+        assert_eq!(m.memory, Some(Spread::one(i as f64 * 1_048_576.0)));
+        assert_eq!(m.tasks, Some(6.0), "the most tasks seen");
+        assert_eq!((m.io_read, m.io_write), (Some(100.0), None));
+    }
+    let quarters = store
+        .unit_usage(Some(web.id), QUARTER, t(0), end)
+        .await
+        .unwrap();
+    assert_eq!(quarters.len(), 96);
+    for (q, b) in quarters.iter().enumerate() {
+        let first = (q * 15) as f64 * 1_048_576.0;
+        let last = (q * 15 + 14) as f64 * 1_048_576.0;
+        assert_eq!(b.start, t(q as i64 * 15 * MIN));
+        assert_eq!(b.samples, 90);
+        assert_eq!(
+            b.cpu,
+            Some(Spread {
+                min: 0.0,
+                avg: 2.5,
+                max: 5.0
+            })
+        );
+        assert_eq!(
+            b.memory,
+            Some(Spread {
+                min: first,
+                avg: (first + last) / 2.0,
+                max: last
+            })
+        );
+    }
+    let host_quarters = store
+        .host_usage(Some("box"), QUARTER, t(0), end)
+        .await
+        .unwrap();
+    assert_eq!(host_quarters.len(), 96);
+    assert!(host_quarters
+        .iter()
+        .enumerate()
+        .all(|(q, b)| b.load == q as f64));
+
+    // Raw samples older than the hour kept are gone; the last hour's stay.
+    let raw = store.unit_usage(None, RAW, t(0), end).await.unwrap();
+    assert_eq!(raw.len(), 360);
+    assert_eq!(raw[0].start, t(DAY - HOUR));
+    assert_eq!(
+        store.host_usage(None, RAW, t(0), end).await.unwrap().len(),
+        360
+    );
+
+    // Rolled up again a minute later: nothing doubles, nothing is lost.
+    roll_up_usage(&store, t(DAY + MIN), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let minutes = store
+        .unit_usage(Some(web.id), MINUTE, t(0), end)
+        .await
+        .unwrap();
+    assert_eq!(
+        minutes.len(),
+        1439,
+        "the first minute is now more than a day old"
+    );
+    assert_eq!(minutes[0].start, t(MIN));
+    assert!(minutes.iter().all(|m| m.samples == 6));
+
+    // A day later, minutes older than a day are pruned; quarters stay 90 days.
+    roll_up_usage(&store, t(2 * DAY + HOUR), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(store
+        .unit_usage(None, MINUTE, t(0), t(DAY))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .unit_usage(None, QUARTER, t(0), end)
+            .await
+            .unwrap()
+            .len(),
+        96
+    );
+}
+
+#[tokio::test]
 async fn containers_story() {
     use lookout_proto::container::{ContainerView, PublishedPort};
     let (store, _db) = open().await;
@@ -3693,6 +4000,10 @@ async fn open_close_story() {
 const TRAIT_SOURCES: &[(&str, &str)] = &[
     ("store/mod.rs", include_str!("../../../store/src/lib.rs")),
     (
+        "store/usage.rs",
+        include_str!("../../../store/src/usage.rs"),
+    ),
+    (
         "store/pages.rs",
         include_str!("../../../store/src/pages.rs"),
     ),
@@ -3781,7 +4092,8 @@ impl SqlStore {
             "AgentStore",
             "LeaseStore",
             "PageStore",
-            "Store"
+            "Store",
+            "UsageStore"
         ],
         "the store's traits changed: point this guard at them"
     );

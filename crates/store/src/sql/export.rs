@@ -31,6 +31,8 @@ pub const EXPORT_TABLES: &[&str] = &[
     "timers",
     "status_pages",
     "push_subscriptions",
+    "unit_usage",
+    "host_usage",
 ];
 
 /// Tables that only coordinate running hubs (who is alive, who checks
@@ -43,12 +45,32 @@ fn refused(message: impl Into<String>) -> StoreError {
 }
 
 /// The key rows are exported in, the same on every engine.
-fn order_key(table: &str) -> &'static str {
+fn order_key(table: &str) -> &'static [&'static str] {
     match table {
-        "timers" => "name",
-        "hub_state" => "key",
-        _ => "id",
+        "timers" => &["name"],
+        "hub_state" => &["key"],
+        "unit_usage" => &["service_id", "width", "start"],
+        "host_usage" => &["host", "width", "start"],
+        _ => &["id"],
     }
+}
+
+/// `ORDER BY` for `table`'s key, text in byte order on PostgreSQL (as
+/// SQLite sorts it); `alias.` before each column when given.
+fn order_by(table: &str, alias: &str, text_in_bytes: bool) -> String {
+    order_key(table)
+        .iter()
+        .map(|c| {
+            let text = matches!(*c, "name" | "key" | "host");
+            let collate = if text && text_in_bytes {
+                " COLLATE \"C\""
+            } else {
+                ""
+            };
+            format!("{alias}\"{c}\"{collate}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A table's columns with their SQL types, in the schema's order.
@@ -110,7 +132,6 @@ impl SqlStore {
         let schema = schema_version(&mut tx).await?;
         let mut tables = Map::new();
         for table in EXPORT_TABLES {
-            let key = order_key(table);
             let sql = match self.backend {
                 Backend::Sqlite => {
                     let cols = columns(&mut tx, self.backend, table).await?;
@@ -141,13 +162,16 @@ impl SqlStore {
                                 .join(" || ',' || ")
                         }
                     };
-                    format!("SELECT {object} FROM \"{table}\" ORDER BY \"{key}\"")
+                    format!(
+                        "SELECT {object} FROM \"{table}\" ORDER BY {}",
+                        order_by(table, "", false)
+                    )
                 }
                 // Byte order for text keys, as SQLite sorts them.
                 Backend::Postgres => {
-                    let collate = if key == "id" { "" } else { " COLLATE \"C\"" };
                     format!(
-                        "SELECT CAST(row_to_json(t) AS TEXT) FROM \"{table}\" t ORDER BY t.\"{key}\"{collate}"
+                        "SELECT CAST(row_to_json(t) AS TEXT) FROM \"{table}\" t ORDER BY {}",
+                        order_by(table, "t.", true)
                     )
                 }
             };
@@ -287,7 +311,7 @@ impl SqlStore {
         if self.backend == Backend::Postgres {
             // Rows came with their ids: new rows must number after them.
             for table in EXPORT_TABLES {
-                if order_key(table) == "id" {
+                if order_key(table) == ["id"] {
                     sqlx::query(&format!(
                         "SELECT CAST(setval(pg_get_serial_sequence('\"{table}\"', 'id'),
                                 COALESCE(MAX(id), 0) + 1, false) AS BIGINT) FROM \"{table}\""

@@ -34,6 +34,7 @@ pub mod export;
 mod leases;
 mod pages;
 mod script;
+mod usage;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -1,0 +1,695 @@
+//! Resource usage: the sampler that reads, every `--usage-every`, what the
+//! hub's host and each running unit of its services use (through
+//! `lookout-usage`: the unit's cgroup, or systemd's accounting where the
+//! cgroup cannot be read), keeps the latest figures in memory for the API,
+//! the pages and `/metrics`, writes raw samples, and rolls them up into
+//! 1-minute and 15-minute buckets with the check history's downsampler
+//! (`lookout_proto::series`), pruning each kind after its window.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lookout_config::UsageSettings;
+use lookout_proto::series::{coarsen, Bucket};
+use lookout_proto::service::RegistryStatus;
+use lookout_proto::usage::{HostUsage, UnitUsage};
+use lookout_usage::{CgroupCounters, Cgroups, HostCounters, HostReader};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::discovery::Discovery;
+use crate::registry::Registry;
+use crate::store::{HostUsageRow, Spread, Store, StoreError, UnitUsageRow};
+
+/// Raw samples are stored with this width.
+pub const RAW: u32 = 0;
+/// The widths of the rollups, in seconds, and how long each is kept.
+pub const MINUTE: u32 = 60;
+pub const QUARTER: u32 = 900;
+pub const MINUTES_KEPT: Duration = Duration::from_secs(86_400);
+pub const QUARTERS_KEPT: Duration = Duration::from_secs(90 * 86_400);
+
+/// A unit's active states in which it has processes to account.
+fn running(state: Option<&str>) -> bool {
+    matches!(
+        state,
+        Some("active" | "reloading" | "activating" | "deactivating")
+    )
+}
+
+/// The latest figures, as sampled here or reported by agents.
+#[derive(Debug, Default)]
+struct Latest {
+    hosts: BTreeMap<String, HostUsage>,
+    services: HashMap<i64, UnitUsage>,
+}
+
+/// What the hub knows of resource usage now.
+#[derive(Debug)]
+pub struct Usage {
+    settings: UsageSettings,
+    /// This host's name, as its figures are kept.
+    host: String,
+    latest: RwLock<Latest>,
+}
+
+impl Usage {
+    pub fn new(settings: UsageSettings, host: String) -> Self {
+        Usage {
+            settings,
+            host,
+            latest: RwLock::default(),
+        }
+    }
+
+    /// Whether the hub samples at all.
+    pub fn enabled(&self) -> bool {
+        self.settings.every.is_some()
+    }
+
+    pub fn settings(&self) -> UsageSettings {
+        self.settings
+    }
+
+    /// The hub's own host's name.
+    pub fn host_name(&self) -> &str {
+        &self.host
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Latest> {
+        self.latest.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Latest> {
+        self.latest.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A host's latest figures.
+    pub fn host(&self, name: &str) -> Option<HostUsage> {
+        self.read().hosts.get(name).cloned()
+    }
+
+    /// Every host's latest figures, by name.
+    pub fn hosts(&self) -> Vec<(String, HostUsage)> {
+        self.read()
+            .hosts
+            .iter()
+            .map(|(n, u)| (n.clone(), u.clone()))
+            .collect()
+    }
+
+    /// A service's latest figures; `None` while it is not running.
+    pub fn service(&self, id: i64) -> Option<UnitUsage> {
+        self.read().services.get(&id).cloned()
+    }
+
+    /// Every running service's latest figures, by id.
+    pub fn services(&self) -> HashMap<i64, UnitUsage> {
+        self.read().services.clone()
+    }
+
+    /// Records a host's figures (the hub's own, or an agent's).
+    pub fn record_host(&self, name: &str, usage: HostUsage) {
+        self.write().hosts.insert(name.to_owned(), usage);
+    }
+
+    /// Replaces the figures of the services in `ids` with `sampled`: those
+    /// of `ids` not sampled are not running.
+    pub fn record_services(&self, ids: &[i64], sampled: HashMap<i64, UnitUsage>) {
+        let mut latest = self.write();
+        for id in ids {
+            latest.services.remove(id);
+        }
+        latest.services.extend(sampled);
+    }
+
+    /// Samples this host every interval until `stop`.
+    pub async fn run(
+        self: Arc<Self>,
+        registry: Arc<Registry>,
+        discovery: Arc<Discovery>,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        stop: CancellationToken,
+    ) {
+        let Some(every) = self.settings.every else {
+            return;
+        };
+        let mut sampler = Sampler::new(HostReader::default(), Cgroups::detect());
+        let mut rolled: Option<DateTime<Utc>> = None;
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let now = clock.now();
+            let units = sampled_units(&registry);
+            sampler.learn_groups(&units, &discovery).await;
+            let (host, services) = sampler.sample(now, &units).await;
+            let ids: Vec<i64> = units.iter().flat_map(|(_, ids, _)| ids.clone()).collect();
+            let mut rows = Vec::new();
+            for (id, u) in &services {
+                rows.push(unit_row(*id, u));
+            }
+            self.record_services(&ids, services);
+            let mut host_rows = Vec::new();
+            if let Some(host) = host {
+                host_rows.push(host_row(&self.host, &host));
+                self.record_host(&self.host, host);
+            }
+            let written = async {
+                store.put_unit_usage(&rows).await?;
+                store.put_host_usage(&host_rows).await?;
+                let minute = lookout_proto::series::slot(now, chrono::Duration::minutes(1));
+                if rolled != Some(minute) {
+                    roll_up_usage(store.as_ref(), now, self.settings.raw_keep).await?;
+                    rolled = Some(minute);
+                }
+                Ok::<_, StoreError>(())
+            };
+            if let Err(e) = written.await {
+                tracing::warn!(error = %e, "cannot record resource usage");
+            }
+        }
+    }
+}
+
+/// The units of the hub's host worth sampling: each with the services it
+/// stands for (raw ones left out) and whether it is running.
+fn sampled_units(registry: &Registry) -> Vec<(String, Vec<i64>, bool)> {
+    registry
+        .units()
+        .into_iter()
+        .filter_map(|unit| {
+            let entries = registry.by_unit(&unit);
+            let ids: Vec<i64> = entries
+                .iter()
+                .filter(|e| e.service.status != RegistryStatus::Raw)
+                .map(|e| e.service.id)
+                .collect();
+            let up = entries
+                .iter()
+                .any(|e| running(e.service.systemd_state.as_deref()));
+            (!ids.is_empty()).then_some((unit, ids, up))
+        })
+        .collect()
+}
+
+/// A cgroup's counters and when they were read.
+type Reading = (CgroupCounters, DateTime<Utc>);
+
+/// The sampler's memory between intervals: the last counters (rates are
+/// differences), each unit's cgroup path.
+pub struct Sampler {
+    reader: HostReader,
+    cgroups: Cgroups,
+    host: Option<HostCounters>,
+    /// By unit: its cgroup (`None`: read through systemd), and its last
+    /// counters with when they were read.
+    units: HashMap<String, (Option<String>, Option<Reading>)>,
+    /// Units whose cgroup is not readable: systemd's accounting instead.
+    through_systemd: HashMap<String, CgroupCounters>,
+}
+
+impl Sampler {
+    pub fn new(reader: HostReader, cgroups: Cgroups) -> Self {
+        Sampler {
+            reader,
+            cgroups,
+            host: None,
+            units: HashMap::new(),
+            through_systemd: HashMap::new(),
+        }
+    }
+
+    /// Asks systemd for the cgroup of each running unit not known yet, and
+    /// for its accounting where the cgroup cannot be read.
+    async fn learn_groups(&mut self, units: &[(String, Vec<i64>, bool)], discovery: &Discovery) {
+        self.units
+            .retain(|unit, _| units.iter().any(|(u, _, up)| u == unit && *up));
+        self.through_systemd.clear();
+        for (unit, _, up) in units {
+            if !*up {
+                continue;
+            }
+            let known = self.units.get(unit).and_then(|(g, _)| g.clone());
+            if known
+                .as_deref()
+                .is_some_and(|g| self.cgroups.read(g).is_some())
+            {
+                continue;
+            }
+            let Ok(name) = lookout_systemd::UnitName::parse(unit) else {
+                continue;
+            };
+            let Ok(accounting) = discovery
+                .with(true, |s| {
+                    let name = name.clone();
+                    async move { s.accounting(&name).await }
+                })
+                .await
+            else {
+                continue;
+            };
+            let group = accounting
+                .control_group
+                .filter(|g| self.cgroups.read(g).is_some());
+            if group.is_none() {
+                self.through_systemd.insert(
+                    unit.clone(),
+                    CgroupCounters {
+                        cpu_usec: accounting.cpu_nsec.map(|ns| ns / 1000),
+                        memory_bytes: accounting.memory_bytes,
+                        tasks: accounting.tasks,
+                        io_read_bytes: accounting.io_read_bytes,
+                        io_write_bytes: accounting.io_write_bytes,
+                    },
+                );
+            }
+            let last = self.units.get(unit).and_then(|(_, l)| *l);
+            self.units.insert(unit.clone(), (group, last));
+        }
+    }
+
+    /// One sample: the host's use since the last one, and each running
+    /// unit's, given to every service it stands for.
+    async fn sample(
+        &mut self,
+        now: DateTime<Utc>,
+        units: &[(String, Vec<i64>, bool)],
+    ) -> (Option<HostUsage>, HashMap<i64, UnitUsage>) {
+        let reader = self.reader.clone();
+        let cgroups = self.cgroups.clone();
+        let groups: Vec<(String, String)> = self
+            .units
+            .iter()
+            .filter_map(|(u, (g, _))| g.clone().map(|g| (u.clone(), g)))
+            .collect();
+        // File reads (and statvfs, which a stale network mount can hold up)
+        // off the async threads.
+        let read = tokio::task::spawn_blocking(move || {
+            let host = reader.counters(now, true);
+            let units: Vec<(String, Option<CgroupCounters>)> = groups
+                .into_iter()
+                .map(|(u, g)| {
+                    let c = cgroups.read(&g);
+                    (u, c)
+                })
+                .collect();
+            (host, units)
+        })
+        .await;
+        let Ok((host, mut read)) = read else {
+            return (None, HashMap::new());
+        };
+        read.extend(self.through_systemd.drain().map(|(u, c)| (u, Some(c))));
+        let host_usage = self.host.as_ref().map(|earlier| host.usage(earlier));
+        self.host = Some(host);
+        let mut sampled = HashMap::new();
+        for (unit, counters) in read {
+            let Some(counters) = counters else {
+                // The cgroup is gone: the unit stopped.
+                self.units.remove(&unit);
+                continue;
+            };
+            let entry = self.units.entry(unit.clone()).or_insert((None, None));
+            let earlier = entry.1;
+            entry.1 = Some((counters, now));
+            let secs = earlier.map_or(0.0, |(_, t)| (now - t).num_milliseconds() as f64 / 1000.0);
+            let usage =
+                lookout_usage::unit_usage(&counters, earlier.as_ref().map(|(c, _)| c), secs, now);
+            for (u, ids, _) in units {
+                if *u == unit {
+                    for id in ids {
+                        sampled.insert(*id, usage.clone());
+                    }
+                }
+            }
+        }
+        (host_usage, sampled)
+    }
+}
+
+/// A raw sample as stored.
+fn unit_row(service_id: i64, u: &UnitUsage) -> UnitUsageRow {
+    UnitUsageRow {
+        service_id,
+        width: RAW,
+        start: u.at,
+        samples: 1,
+        cpu: u.cpu_percent.map(Spread::one),
+        memory: u.memory_bytes.map(|m| Spread::one(m as f64)),
+        tasks: u.tasks.map(|t| t as f64),
+        io_read: u.io_read_bps,
+        io_write: u.io_write_bps,
+    }
+}
+
+/// A raw host sample as stored.
+pub fn host_row(host: &str, u: &HostUsage) -> HostUsageRow {
+    let fullest = u
+        .filesystems
+        .iter()
+        .max_by(|a, b| a.percent().total_cmp(&b.percent()));
+    HostUsageRow {
+        host: host.to_owned(),
+        width: RAW,
+        start: u.at,
+        samples: 1,
+        cpu: Spread::one(u.cpu_percent),
+        memory: Spread::one(u.memory_used_bytes as f64),
+        memory_total: u.memory_total_bytes,
+        swap: u.swap_used_bytes as f64,
+        swap_total: u.swap_total_bytes,
+        load: u.load[0],
+        disk: u.disk_percent(),
+        disk_used: fullest.map_or(0, |f| f.used_bytes),
+        disk_size: fullest.map_or(0, |f| f.size_bytes),
+        net_rx: u.networks.iter().map(|n| n.rx_bps).sum(),
+        net_tx: u.networks.iter().map(|n| n.tx_bps).sum(),
+        disk_read: u.disks.iter().map(|d| d.read_bps).sum(),
+        disk_write: u.disks.iter().map(|d| d.write_bps).sum(),
+        temperature: u.temperatures.iter().map(|t| t.celsius).reduce(f64::max),
+    }
+}
+
+// ---- Rollups ----------------------------------------------------------------
+
+/// A figure of a row as the downsampler's bucket: `samples` values with
+/// this spread.
+fn bucket(start: DateTime<Utc>, samples: u32, spread: Option<Spread>) -> Bucket {
+    let n = f64::from(samples);
+    match spread {
+        Some(s) => Bucket {
+            start,
+            count: samples,
+            passed: samples,
+            values: samples,
+            sum: s.avg * n,
+            min: s.min,
+            max: s.max,
+        },
+        None => Bucket {
+            start,
+            count: samples,
+            passed: samples,
+            values: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        },
+    }
+}
+
+fn spread_of(b: &Bucket) -> Option<Spread> {
+    Some(Spread {
+        min: b.least()?,
+        avg: b.mean()?,
+        max: b.most()?,
+    })
+}
+
+/// Rows of one subject, oldest first, merged into `width`-second buckets
+/// figure by figure: `figures` reads a row's figures as spreads, `make`
+/// builds a wider row from the merged figures and the bucket's last row.
+fn roll<R: Clone>(
+    rows: &[R],
+    width: u32,
+    start: impl Fn(&R) -> DateTime<Utc>,
+    samples: impl Fn(&R) -> u32,
+    figures: impl Fn(&R) -> Vec<Option<Spread>>,
+    make: impl Fn(DateTime<Utc>, u32, Vec<Option<Spread>>, &R) -> R,
+) -> Vec<R> {
+    let Some(first) = rows.first() else {
+        return Vec::new();
+    };
+    let span = chrono::Duration::seconds(i64::from(width));
+    let n = figures(first).len();
+    let per_figure: Vec<Vec<Bucket>> = (0..n)
+        .map(|i| {
+            let buckets: Vec<Bucket> = rows
+                .iter()
+                .map(|r| bucket(start(r), samples(r), figures(r)[i]))
+                .collect();
+            coarsen(&buckets, span)
+        })
+        .collect();
+    per_figure[0]
+        .iter()
+        .enumerate()
+        .filter_map(|(k, b)| {
+            let last = rows
+                .iter()
+                .rev()
+                .find(|r| lookout_proto::series::slot(start(r), span) == b.start)?;
+            let merged = per_figure.iter().map(|f| spread_of(&f[k])).collect();
+            Some(make(b.start, b.count, merged, last))
+        })
+        .collect()
+}
+
+fn roll_units(rows: &[UnitUsageRow], width: u32) -> Vec<UnitUsageRow> {
+    let mut by_service: BTreeMap<i64, Vec<UnitUsageRow>> = BTreeMap::new();
+    for r in rows {
+        by_service.entry(r.service_id).or_default().push(r.clone());
+    }
+    by_service
+        .values()
+        .flat_map(|rows| {
+            roll(
+                rows,
+                width,
+                |r| r.start,
+                |r| r.samples,
+                |r| {
+                    vec![
+                        r.cpu,
+                        r.memory,
+                        r.tasks.map(Spread::one),
+                        r.io_read.map(Spread::one),
+                        r.io_write.map(Spread::one),
+                    ]
+                },
+                |start, samples, f, last| UnitUsageRow {
+                    service_id: last.service_id,
+                    width,
+                    start,
+                    samples,
+                    cpu: f[0],
+                    memory: f[1],
+                    tasks: f[2].map(|s| s.max),
+                    io_read: f[3].map(|s| s.avg),
+                    io_write: f[4].map(|s| s.avg),
+                },
+            )
+        })
+        .collect()
+}
+
+fn roll_hosts(rows: &[HostUsageRow], width: u32) -> Vec<HostUsageRow> {
+    let mut by_host: BTreeMap<String, Vec<HostUsageRow>> = BTreeMap::new();
+    for r in rows {
+        by_host.entry(r.host.clone()).or_default().push(r.clone());
+    }
+    by_host
+        .values()
+        .flat_map(|rows| {
+            roll(
+                rows,
+                width,
+                |r| r.start,
+                |r| r.samples,
+                |r| {
+                    vec![
+                        Some(r.cpu),
+                        Some(r.memory),
+                        Some(Spread::one(r.swap)),
+                        Some(Spread::one(r.load)),
+                        Some(Spread::one(r.disk)),
+                        Some(Spread::one(r.net_rx)),
+                        Some(Spread::one(r.net_tx)),
+                        Some(Spread::one(r.disk_read)),
+                        Some(Spread::one(r.disk_write)),
+                        r.temperature.map(Spread::one),
+                    ]
+                },
+                |start, samples, f, last| {
+                    let max = |i: usize| f[i].map_or(0.0, |s| s.max);
+                    let avg = |i: usize| f[i].map_or(0.0, |s| s.avg);
+                    HostUsageRow {
+                        host: last.host.clone(),
+                        width,
+                        start,
+                        samples,
+                        cpu: f[0].unwrap_or(last.cpu),
+                        memory: f[1].unwrap_or(last.memory),
+                        memory_total: last.memory_total,
+                        swap: max(2),
+                        swap_total: last.swap_total,
+                        load: max(3),
+                        disk: max(4),
+                        disk_used: last.disk_used,
+                        disk_size: last.disk_size,
+                        net_rx: avg(5),
+                        net_tx: avg(6),
+                        disk_read: avg(7),
+                        disk_write: avg(8),
+                        temperature: f[9].map(|s| s.max),
+                    }
+                },
+            )
+        })
+        .collect()
+}
+
+/// Rolls complete minutes of raw samples into 1-minute buckets and complete
+/// quarter hours of those into 15-minute buckets (from a little before the
+/// last bucket made, as samples can arrive late, or from the oldest row),
+/// then removes raw samples older than `raw_keep`, minutes older than a day
+/// and quarters older than 90 days. Returns how many buckets were written.
+pub async fn roll_up_usage(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    raw_keep: Duration,
+) -> Result<usize, StoreError> {
+    let mut written = 0;
+    for (from_width, width, late) in [(RAW, MINUTE, 2), (MINUTE, QUARTER, 2)] {
+        let span = chrono::Duration::seconds(i64::from(width));
+        let to = lookout_proto::series::slot(now, span);
+        let from = match store.usage_span(width).await? {
+            Some((_, last)) => last - span * late,
+            None => match store.usage_span(from_width).await? {
+                Some((first, _)) => lookout_proto::series::slot(first, span),
+                None => continue,
+            },
+        };
+        let mut start = from;
+        // A day at a time, so a long gap is not read at once.
+        while start < to {
+            let end = (start + chrono::Duration::days(1)).min(to);
+            let units = roll_units(
+                &store.unit_usage(None, from_width, start, end).await?,
+                width,
+            );
+            let hosts = roll_hosts(
+                &store.host_usage(None, from_width, start, end).await?,
+                width,
+            );
+            written += units.len() + hosts.len();
+            store.put_unit_usage(&units).await?;
+            store.put_host_usage(&hosts).await?;
+            start = end;
+        }
+    }
+    let keep = |d: Duration| {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
+    store.prune_usage(RAW, keep(raw_keep)).await?;
+    store.prune_usage(MINUTE, keep(MINUTES_KEPT)).await?;
+    store.prune_usage(QUARTER, keep(QUARTERS_KEPT)).await?;
+    Ok(written)
+}
+
+// ---- Series for charts --------------------------------------------------------
+
+/// A range of the usage charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum UsageRange {
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "24h")]
+    Day,
+    #[serde(rename = "7d")]
+    Week,
+    #[serde(rename = "30d")]
+    Month,
+    #[serde(rename = "90d")]
+    Quarter,
+}
+
+impl UsageRange {
+    pub const ALL: [UsageRange; 5] = [
+        UsageRange::Hour,
+        UsageRange::Day,
+        UsageRange::Week,
+        UsageRange::Month,
+        UsageRange::Quarter,
+    ];
+
+    /// `1h`, `24h`, `7d`, `30d` or `90d`.
+    pub fn parse(text: &str) -> Option<UsageRange> {
+        UsageRange::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageRange::Hour => "1h",
+            UsageRange::Day => "24h",
+            UsageRange::Week => "7d",
+            UsageRange::Month => "30d",
+            UsageRange::Quarter => "90d",
+        }
+    }
+
+    pub fn span(self) -> chrono::Duration {
+        match self {
+            UsageRange::Hour => chrono::Duration::hours(1),
+            UsageRange::Day => chrono::Duration::hours(24),
+            UsageRange::Week => chrono::Duration::days(7),
+            UsageRange::Month => chrono::Duration::days(30),
+            UsageRange::Quarter => chrono::Duration::days(90),
+        }
+    }
+
+    /// The rows a chart of this range is drawn from, and its points' width
+    /// in seconds (60 to 96 points a range).
+    pub fn widths(self) -> (u32, u32) {
+        match self {
+            UsageRange::Hour => (MINUTE, 60),
+            UsageRange::Day => (MINUTE, QUARTER),
+            UsageRange::Week => (QUARTER, 7200),
+            UsageRange::Month => (QUARTER, 28_800),
+            UsageRange::Quarter => (QUARTER, 86_400),
+        }
+    }
+
+    fn from(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let point = chrono::Duration::seconds(i64::from(self.widths().1));
+        lookout_proto::series::slot(now - self.span(), point)
+    }
+}
+
+/// A service's usage over `range` up to `now`, one row per point.
+pub async fn unit_series(
+    store: &dyn Store,
+    id: i64,
+    range: UsageRange,
+    now: DateTime<Utc>,
+) -> Result<Vec<UnitUsageRow>, StoreError> {
+    let (stored, point) = range.widths();
+    let rows = store
+        .unit_usage(Some(id), stored, range.from(now), now)
+        .await?;
+    Ok(roll_units(&rows, point))
+}
+
+/// A host's usage over `range` up to `now`, one row per point.
+pub async fn host_series(
+    store: &dyn Store,
+    host: &str,
+    range: UsageRange,
+    now: DateTime<Utc>,
+) -> Result<Vec<HostUsageRow>, StoreError> {
+    let (stored, point) = range.widths();
+    let rows = store
+        .host_usage(Some(host), stored, range.from(now), now)
+        .await?;
+    Ok(roll_hosts(&rows, point))
+}
