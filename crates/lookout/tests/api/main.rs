@@ -30,5 +30,6 @@ mod status_pages;
 mod store;
 mod systemd;
 mod tidy;
+mod usage;
 mod validation;
 mod web_push;

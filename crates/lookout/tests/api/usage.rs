@@ -1,0 +1,171 @@
+//! Resource usage on a real systemd user manager (`lookout_testkit::systemd`):
+//! a unit that burns CPU and one that holds memory show their figures,
+//! of the right order of magnitude, within a couple of sampling intervals;
+//! a stopped unit stops reporting; the host's figures, the API's ranges and
+//! `/metrics` carry them.
+
+use std::time::Duration;
+
+use lookout_testkit::{SystemdSandbox, TestHub};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lookout");
+const MIB: f64 = 1_048_576.0;
+
+/// Polls `path` every 200 ms until `done` holds of its JSON or `deadline`
+/// passes; the last answer.
+async fn until(
+    hub: &TestHub,
+    path: &str,
+    deadline: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = tokio::time::Instant::now();
+    loop {
+        let v = hub.get_json(path).await;
+        if done(&v) || start.elapsed() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_busy_unit_and_a_big_unit_show_their_usage_and_a_stopped_one_stops_reporting() {
+    let sb = SystemdSandbox::start();
+    sb.write_unit(
+        "burn.service",
+        "[Service]\nExecStart=/bin/sh -c 'while :; do :; done'\n",
+    );
+    // 96 MiB, touched so it is resident.
+    sb.write_unit(
+        "big.service",
+        "[Service]\nExecStart=/usr/bin/python3 -c 'import time; b = bytearray(96 << 20); time.sleep(100000)'\n",
+    );
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "burn.service", "big.service"]);
+    let hub = sb.spawn_hub(BIN, &["--usage-every", "1s"]);
+    let burn = hub.create_service(json!({"name": "burn.service"})).await;
+    let big = hub.create_service(json!({"name": "big.service"})).await;
+    let (burn, big) = (burn["id"].as_i64().unwrap(), big["id"].as_i64().unwrap());
+
+    // Two readings make a rate: CPU shows from the second interval on.
+    // (The deadline allows for a loaded machine; on an idle one both show
+    // within about two seconds.)
+    let interval_deadline = Duration::from_secs(10);
+    let started = tokio::time::Instant::now();
+    let b = until(
+        &hub,
+        &format!("/api/services/{burn}/usage?range=1h"),
+        interval_deadline,
+        |v| v["now"]["cpu_percent"].as_f64().is_some(),
+    )
+    .await;
+    let took = started.elapsed();
+    let cpu = b["now"]["cpu_percent"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no CPU figure: {b}"));
+    assert!(
+        cpu > 40.0 && cpu < 250.0,
+        "a busy loop uses about one core: {cpu} %"
+    );
+    assert!(b["now"]["tasks"].as_u64().unwrap() >= 1);
+    assert!(b["now"]["cpu_seconds_total"].as_f64().unwrap() > 0.0);
+    eprintln!("busy unit's CPU after {took:?}: {cpu:.1} %");
+
+    let m = until(
+        &hub,
+        &format!("/api/services/{big}/usage"),
+        interval_deadline,
+        |v| {
+            v["now"]["memory_bytes"]
+                .as_f64()
+                .is_some_and(|b| b > 90.0 * MIB)
+        },
+    )
+    .await;
+    let memory = m["now"]["memory_bytes"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no memory figure: {m}"));
+    assert!(
+        memory > 90.0 * MIB && memory < 400.0 * MIB,
+        "96 MiB held: {:.0} MiB",
+        memory / MIB
+    );
+    let idle = m["now"]["cpu_percent"].as_f64().unwrap_or(0.0);
+    assert!(idle < 20.0, "a sleeping unit is nearly idle: {idle} %");
+
+    // The host's own figures.
+    let hosts = hub.get_json("/api/hosts").await;
+    let own = &hosts.as_array().unwrap()[0];
+    assert_eq!(own["hub"], true);
+    assert!(own["usage"]["memory_total_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        own["usage"]["cpu_percent"].as_f64().unwrap() > 0.0,
+        "one core is busy: {own}"
+    );
+    let name = own["host"].as_str().unwrap();
+    let host = hub
+        .get_json(&format!("/api/hosts/{name}/usage?range=1h"))
+        .await;
+    assert_eq!(host["host"], name);
+    assert_eq!(host["bucket_secs"], 60);
+
+    // Prometheus: the conventional names, with unit and server labels.
+    let metrics = hub.get_text("/metrics").await;
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("lookout_service_memory_bytes{") && l.contains("unit=\"big.service\"")
+        })
+        .unwrap_or_else(|| panic!("no memory series for big.service in:\n{metrics}"));
+    assert!(line.contains("server=\"\""), "{line}");
+    assert!(metrics.contains("lookout_service_cpu_seconds_total{"));
+    assert!(metrics.contains("lookout_host_memory_total_bytes{"));
+    assert!(metrics.contains("lookout_host_filesystem_size_bytes{"));
+
+    // Stopped: its figures go within a couple of intervals.
+    sb.systemctl_ok(&["stop", "big.service"]);
+    let gone = until(
+        &hub,
+        &format!("/api/services/{big}/usage"),
+        interval_deadline,
+        |v| v["now"].is_null(),
+    )
+    .await;
+    assert!(
+        gone["now"].is_null(),
+        "a stopped unit still reports: {gone}"
+    );
+    let metrics = hub.get_text("/metrics").await;
+    assert!(
+        !metrics.contains("unit=\"big.service\""),
+        "a stopped unit leaves no series"
+    );
+    // The busy one still reports.
+    let b = hub.get_json(&format!("/api/services/{burn}/usage")).await;
+    assert!(b["now"]["cpu_percent"].as_f64().is_some());
+    sb.systemctl_ok(&["stop", "burn.service"]);
+}
+
+#[tokio::test]
+async fn usage_ranges_and_hosts_are_checked() {
+    let hub = lookout_testkit::spawn_hub().await;
+    let s = hub
+        .create_service(json!({"name": "plain", "base_url": "http://127.0.0.1:9"}))
+        .await;
+    let id = s["id"].as_i64().unwrap();
+    let r = hub.get(&format!("/api/services/{id}/usage?range=2y")).await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "range");
+    // A service without a unit has no figures, and an empty history.
+    let v = hub
+        .get_json(&format!("/api/services/{id}/usage?range=90d"))
+        .await;
+    assert!(v["now"].is_null());
+    assert_eq!(v["bucket_secs"], 86_400);
+    assert_eq!(v["buckets"], json!([]));
+    assert_eq!(hub.get("/api/services/999999/usage").await.status(), 404);
+    assert_eq!(hub.get("/api/hosts/no-such-host/usage").await.status(), 404);
+}
