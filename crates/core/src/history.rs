@@ -335,6 +335,9 @@ pub struct ChartAxes {
     pub unit: fn(f64) -> String,
     /// The value axis reaches at least this (100 for a percent of a whole).
     pub floor: f64,
+    /// The drawing's width (its height is fixed): narrower for charts
+    /// shown side by side, so their labels stay legible.
+    pub width: f64,
 }
 
 /// A chart of a range: the mean of each bucket as a line over the band
@@ -343,13 +346,13 @@ pub struct ChartAxes {
 /// ago", "now"). Each bucket has a tooltip with its figures. Only numbers
 /// and fixed words go into it, so it is safe to embed.
 pub fn chart(points: &[ChartPoint], axes: ChartAxes, now: DateTime<Utc>) -> String {
-    const W: f64 = 720.0;
+    let w = axes.width;
     const H: f64 = 220.0;
     const LEFT: f64 = 60.0;
     const RIGHT: f64 = 12.0;
     const TOP: f64 = 10.0;
     const BOTTOM: f64 = 26.0;
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let (pw, ph) = (w - LEFT - RIGHT, H - TOP - BOTTOM);
     let from = now - axes.span;
     let span_ms = axes.span.num_milliseconds() as f64;
     let x_of = |t: DateTime<Utc>| {
@@ -364,7 +367,7 @@ pub fn chart(points: &[ChartPoint], axes: ChartAxes, now: DateTime<Utc>) -> Stri
     let top = (highest.max(axes.floor) / step).ceil().max(1.0) * step;
     let y_of = |v: f64| TOP + ph - (v / top).clamp(0.0, 1.0) * ph;
     let mut svg = format!(
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{what} over the last {words}"><title>{what} over the last {words}</title>"#,
+        r#"<svg class="chart" viewBox="0 0 {w} {H}" role="img" aria-label="{what} over the last {words}"><title>{what} over the last {words}</title>"#,
         what = axes.what,
         words = axes.words
     );
@@ -374,7 +377,7 @@ pub fn chart(points: &[ChartPoint], axes: ChartAxes, now: DateTime<Utc>) -> Stri
         let y = y_of(v);
         svg.push_str(&format!(
             r#"<line class="grid" x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            W - RIGHT,
+            w - RIGHT,
             LEFT - 6.0,
             y + 4.0,
             (axes.unit)(v)
@@ -494,6 +497,7 @@ pub fn latency_chart(buckets: &[Bucket], range: Range, now: DateTime<Utc>) -> St
             words: range.words(),
             unit: millis,
             floor: 0.0,
+            width: 720.0,
         },
         now,
     )

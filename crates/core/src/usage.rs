@@ -693,3 +693,128 @@ pub async fn host_series(
         .await?;
     Ok(roll_hosts(&rows, point))
 }
+
+// ---- Words and charts for the pages --------------------------------------------
+
+/// "512 MiB", "1.5 GiB", "300 KiB", "12 B".
+pub fn bytes(v: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = v.max(0.0);
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || v >= 100.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        let text = format!("{v:.1}");
+        format!("{} {}", text.trim_end_matches(".0"), UNITS[unit])
+    }
+}
+
+/// "1.5 MiB/s".
+pub fn rate(v: f64) -> String {
+    format!("{}/s", bytes(v))
+}
+
+/// "12 %", "0.5 %".
+pub fn percent(v: f64) -> String {
+    if v != 0.0 && v.abs() < 10.0 {
+        let text = format!("{v:.1}");
+        format!("{} %", text.trim_end_matches(".0"))
+    } else {
+        format!("{v:.0} %")
+    }
+}
+
+/// "0.75", "12".
+pub fn plain(v: f64) -> String {
+    let text = format!("{v:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// "45 °C".
+pub fn celsius(v: f64) -> String {
+    format!("{v:.0} °C")
+}
+
+impl UsageRange {
+    /// "1 hour", "90 days".
+    pub fn words(self) -> &'static str {
+        match self {
+            UsageRange::Hour => "1 hour",
+            UsageRange::Day => "24 hours",
+            UsageRange::Week => "7 days",
+            UsageRange::Month => "30 days",
+            UsageRange::Quarter => "90 days",
+        }
+    }
+
+    fn intervals(self) -> i32 {
+        match self {
+            UsageRange::Hour | UsageRange::Day => 4,
+            UsageRange::Week => 7,
+            UsageRange::Month => 6,
+            UsageRange::Quarter => 3,
+        }
+    }
+}
+
+/// One chart of a figure over `range`: each point's spread, its tooltip in
+/// `unit`'s words.
+pub fn figure_chart(
+    what: &'static str,
+    points: &[(DateTime<Utc>, Option<Spread>)],
+    range: UsageRange,
+    unit: fn(f64) -> String,
+    floor: f64,
+    now: DateTime<Utc>,
+) -> String {
+    let points: Vec<crate::history::ChartPoint> = points
+        .iter()
+        .map(|(start, s)| crate::history::ChartPoint {
+            start: *start,
+            spread: s.map(|s| (s.min, s.avg, s.max)),
+            failed: 0,
+            tooltip: match s {
+                Some(s) if s.min == s.max => unit(s.avg),
+                Some(s) => format!("mean {}, {}–{}", unit(s.avg), unit(s.min), unit(s.max)),
+                None => "no figure".to_owned(),
+            },
+        })
+        .collect();
+    crate::history::chart(
+        &points,
+        crate::history::ChartAxes {
+            what,
+            span: range.span(),
+            bucket: chrono::Duration::seconds(i64::from(range.widths().1)),
+            intervals: range.intervals(),
+            words: range.words(),
+            unit,
+            floor,
+            width: 440.0,
+        },
+        now,
+    )
+}
+
+/// A small bar of `percent` (0-100): `ok` below 75, `warn` below 90, else
+/// `high`. Numbers only, so it is safe to embed.
+pub fn meter(percent: f64) -> String {
+    let p = percent.clamp(0.0, 100.0);
+    let class = match p {
+        p if p >= 90.0 => "high",
+        p if p >= 75.0 => "warn",
+        _ => "ok",
+    };
+    format!(
+        r#"<svg class="meter" viewBox="0 0 100 6" preserveAspectRatio="none" role="img" aria-label="{p:.0} %"><rect class="track" width="100" height="6" rx="3"/><rect class="fill {class}" width="{p:.1}" height="6" rx="3"/></svg>"#
+    )
+}
+
+/// "3 d 4 h", "12 min": how long a host has been up.
+pub fn uptime(secs: u64) -> String {
+    crate::history::span_words(i64::try_from(secs).unwrap_or(i64::MAX))
+}

@@ -146,7 +146,10 @@ async function refreshServices() {
   for (const s of shown) {
     for (const row of rows.get(String(s.id))) updateRow(row, s);
   }
-  const key = (row) => [Number(row.dataset.severity), row.dataset.name.toLowerCase(), Number(row.dataset.id)];
+  // Sorted by usage, rows keep the server's order; else by status, then name.
+  const key = (row) => row.dataset.rank !== undefined
+    ? [Number(row.dataset.rank)]
+    : [Number(row.dataset.severity), row.dataset.name.toLowerCase(), Number(row.dataset.id)];
   for (const body of document.querySelectorAll("#services tbody")) {
     const before = [...body.querySelectorAll("tr[data-id]")];
     const after = [...before].sort((a, b) => {

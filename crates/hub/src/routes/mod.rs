@@ -11,6 +11,7 @@ pub(crate) mod extract;
 pub mod gate;
 pub mod heal;
 pub mod heartbeat;
+pub mod hosts_ui;
 pub mod live;
 pub mod login;
 pub mod metrics;
@@ -108,7 +109,9 @@ pub fn table() -> (Router<AppState>, Vec<table::RouteInfo>) {
     )))
     .finish();
     let (pages, page_info) = devices::page_routes(status_pages::page_routes(notify_ui::routes(
-        servers_ui::routes(login::routes(ui::routes(table::Routes::pages()))),
+        servers_ui::routes(hosts_ui::routes(login::routes(ui::routes(
+            table::Routes::pages(),
+        )))),
     )))
     .finish();
     info.extend(root_info);

@@ -247,6 +247,10 @@ struct Row {
     quiet: Option<&'static str>,
     /// When it was last checked, for the detail line.
     checked_ago: Option<Ago>,
+    /// What its unit uses now: "12 % CPU · 256 MiB".
+    usage: Option<String>,
+    /// Its place when sorted by usage (the page's script keeps it).
+    rank: Option<usize>,
 }
 
 /// The dashboard's filters, as its query says them (`?state=&kind=&tag=&q=`,
@@ -268,6 +272,8 @@ struct Filters {
     by_compose: bool,
     /// Some service's container belongs to a Compose project.
     has_compose: bool,
+    /// `?sort=memory` or `?sort=cpu`: by what the services use, most first.
+    sort: String,
 }
 
 impl Filters {
@@ -449,6 +455,9 @@ async fn dashboard(
         q: word("q"),
         by_tag: word("group").eq_ignore_ascii_case("tag"),
         by_compose: word("group").eq_ignore_ascii_case("compose"),
+        sort: Some(word("sort").to_ascii_lowercase())
+            .filter(|s| matches!(s.as_str(), "memory" | "cpu"))
+            .unwrap_or_default(),
         ..Filters::default()
     };
     let mut params: HashMap<String, String> = HashMap::new();
@@ -495,13 +504,47 @@ async fn dashboard(
         .iter()
         .filter(|s| filters.error.is_some() || filter.matches(s))
         .collect();
-    // Failing first, then warning, unknown, OK; by name within each.
+    // Failing first, then warning, unknown, OK; by name within each. Or
+    // by what they use, the most first (those without figures last).
     services.sort_by_cached_key(|s| (severity(s.state), s.name.to_lowercase(), s.id));
+    let usage = state.usage.services();
+    let used = |s: &Service| {
+        let u = usage.get(&s.id)?;
+        match filters.sort.as_str() {
+            "memory" => u.memory_bytes.map(|m| m as f64),
+            "cpu" => u.cpu_percent,
+            _ => None,
+        }
+    };
+    if !filters.sort.is_empty() {
+        services.sort_by(|a, b| {
+            let (a, b) = (used(a), used(b));
+            match (a, b) {
+                (Some(a), Some(b)) => b.total_cmp(&a),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            }
+        });
+    }
+    let ranked = !filters.sort.is_empty();
     let now = state.clock.now();
     let since = now - chrono::Duration::hours(6);
     let rows: Vec<Row> = services
         .iter()
-        .map(|s| Row {
+        .enumerate()
+        .map(|(rank, s)| Row {
+            rank: ranked.then_some(rank),
+            usage: usage.get(&s.id).map(|u| {
+                let mut parts = Vec::new();
+                if let Some(c) = u.cpu_percent {
+                    parts.push(format!("{} CPU", crate::usage::percent(c)));
+                }
+                if let Some(m) = u.memory_bytes {
+                    parts.push(crate::usage::bytes(m as f64));
+                }
+                parts.join(" · ")
+            }),
             tags: s.tags.clone(),
             compose: s
                 .container_info
@@ -652,6 +695,8 @@ struct DetailPage {
     unit: Option<UnitSection>,
     /// The container of the hub's host behind the service.
     container: Option<ContainerSection>,
+    /// What its unit uses, now and over a range.
+    usage: Option<UsageSection>,
     /// How the hub checks it, when it does.
     check: Option<CheckSection>,
     /// Declared in the monitors file: not edited here.
@@ -1131,6 +1176,73 @@ struct UnitSection {
     log: Result<Vec<(String, String)>, String>,
 }
 
+/// What a service's unit uses: its figures now and its charts.
+struct UsageSection {
+    /// CPU, memory, tasks, IO, in words; `None` while it is not running.
+    now: Option<[(&'static str, String); 4]>,
+    memory_meter: Option<String>,
+    range: &'static str,
+    ranges: Vec<(&'static str, &'static str)>,
+    cpu_chart: String,
+    memory_chart: String,
+}
+
+impl UsageSection {
+    async fn of(
+        state: &AppState,
+        service: &Service,
+        range: crate::usage::UsageRange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Self>, StoreError> {
+        use crate::usage::{bytes, figure_chart, percent, rate};
+        let current = state.usage.service(service.id);
+        if service.unit.is_none() && current.is_none() {
+            return Ok(None);
+        }
+        let rows = crate::usage::unit_series(state.store.as_ref(), service.id, range, now).await?;
+        if current.is_none() && rows.is_empty() {
+            return Ok(None);
+        }
+        let host_memory = state
+            .usage
+            .host(state.usage.host_name())
+            .map_or(0, |h| h.memory_total_bytes);
+        let figures = current.as_ref().map(|u| {
+            let or_dash = |v: Option<String>| v.unwrap_or_else(|| "—".to_owned());
+            [
+                ("CPU", or_dash(u.cpu_percent.map(percent))),
+                ("Memory", or_dash(u.memory_bytes.map(|m| bytes(m as f64)))),
+                ("Tasks", or_dash(u.tasks.map(|t| t.to_string()))),
+                (
+                    "Disk IO",
+                    match (u.io_read_bps, u.io_write_bps) {
+                        (Some(r), Some(w)) => format!("read {} · written {}", rate(r), rate(w)),
+                        _ => "—".to_owned(),
+                    },
+                ),
+            ]
+        });
+        let memory_meter = current
+            .as_ref()
+            .and_then(|u| u.memory_bytes)
+            .filter(|_| host_memory > 0)
+            .map(|m| crate::usage::meter(lookout_proto::usage::percent(m, host_memory)));
+        let cpu: Vec<_> = rows.iter().map(|r| (r.start, r.cpu)).collect();
+        let memory: Vec<_> = rows.iter().map(|r| (r.start, r.memory)).collect();
+        Ok(Some(UsageSection {
+            now: figures,
+            memory_meter,
+            range: range.as_str(),
+            ranges: crate::usage::UsageRange::ALL
+                .iter()
+                .map(|r| (r.as_str(), r.words()))
+                .collect(),
+            cpu_chart: figure_chart("CPU", &cpu, range, percent, 10.0, now),
+            memory_chart: figure_chart("memory", &memory, range, bytes, 0.0, now),
+        }))
+    }
+}
+
 struct ContainerSection {
     name: String,
     image: String,
@@ -1333,9 +1445,23 @@ async fn detail_page(
             }
         },
     };
+    let usage_range = match q.get("usage").map(String::as_str) {
+        None | Some("") => crate::usage::UsageRange::Day,
+        Some(text) => match crate::usage::UsageRange::parse(text) {
+            Some(r) => r,
+            None => {
+                return Ok(message(
+                    StatusCode::BAD_REQUEST,
+                    "No such range",
+                    "The usage charts show 1h, 24h, 7d, 30d or 90d.",
+                ))
+            }
+        },
+    };
     let unit = UnitSection::of(&state, &service).await;
     let container = ContainerSection::of(&state, &service).await;
     let now = state.clock.now();
+    let usage = UsageSection::of(&state, &service, usage_range, now).await?;
     let uptime = state.registry.uptimes(id, now);
     let (events, checks, series, channels) = tokio::try_join!(
         state.store.status_events(Some(id), 200),
@@ -1379,6 +1505,7 @@ async fn detail_page(
         results,
         unit,
         container,
+        usage,
         admin: who.is_admin(),
         id,
         name: service.name.clone(),

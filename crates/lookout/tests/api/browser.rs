@@ -9,7 +9,7 @@ use lookout_testkit::{spawn_hub, Browser, Target};
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Polls the text of `css` until `pred` holds.
-async fn wait_text(client: &Client, css: &str, pred: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn wait_text(client: &Client, css: &str, pred: impl Fn(&str) -> bool) -> String {
     let until = tokio::time::Instant::now() + DEADLINE;
     loop {
         let text = match client.find(Locator::Css(css)).await {

@@ -169,3 +169,145 @@ async fn usage_ranges_and_hosts_are_checked() {
     assert_eq!(hub.get("/api/services/999999/usage").await.status(), 404);
     assert_eq!(hub.get("/api/hosts/no-such-host/usage").await.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_page_and_a_services_usage_charts_show_in_chromium() {
+    use crate::browser::{assert_no_sideways_scroll, dark_screenshot, screenshot, wait_text};
+    use fantoccini::Locator;
+    let sb = SystemdSandbox::start();
+    sb.write_unit(
+        "burn.service",
+        "[Service]\nExecStart=/bin/sh -c 'while :; do :; done'\n",
+    );
+    sb.write_unit(
+        "big.service",
+        "[Service]\nExecStart=/usr/bin/python3 -c 'import time; b = bytearray(96 << 20); time.sleep(100000)'\n",
+    );
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "burn.service", "big.service"]);
+    let hub = sb.spawn_hub(BIN, &["--usage-every", "1s"]);
+    let burn = hub.create_service(json!({"name": "burn.service"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let big = hub.create_service(json!({"name": "big.service"})).await["id"]
+        .as_i64()
+        .unwrap();
+    until(
+        &hub,
+        &format!("/api/services/{burn}/usage"),
+        Duration::from_secs(10),
+        |v| v["now"]["cpu_percent"].as_f64().is_some(),
+    )
+    .await;
+    until(
+        &hub,
+        &format!("/api/services/{big}/usage"),
+        Duration::from_secs(10),
+        |v| {
+            v["now"]["memory_bytes"]
+                .as_f64()
+                .is_some_and(|m| m > 90.0 * MIB)
+        },
+    )
+    .await;
+    // The charts draw the minutes not rolled up yet from the raw samples.
+    until(
+        &hub,
+        &format!("/api/services/{burn}/usage?range=1h"),
+        Duration::from_secs(10),
+        |v| {
+            v["buckets"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|p| p["cpu_percent"].is_object()))
+        },
+    )
+    .await;
+
+    let browser = lookout_testkit::Browser::start().await;
+    let c = &browser.client;
+    // The dashboard, by memory: the big one first, its figures on its row.
+    c.goto(&hub.url("/?sort=memory")).await.unwrap();
+    let first = wait_text(c, "#services tbody tr", |t| t.contains("big.service")).await;
+    assert!(first.contains("MiB"), "{first}");
+    let burn_row = wait_text(c, &format!("tr[data-id=\"{burn}\"] .usage"), |t| {
+        t.contains("CPU")
+    })
+    .await;
+    assert!(burn_row.contains('%'), "{burn_row}");
+
+    // The busy service's page: its figures now and its charts.
+    c.goto(&hub.url(&format!("/services/{burn}?usage=1h")))
+        .await
+        .unwrap();
+    let cpu = wait_text(c, "#usage-now dd[data-figure=CPU]", |t| t.ends_with('%')).await;
+    let value: f64 = cpu.trim_end_matches(" %").parse().unwrap();
+    assert!(value > 40.0, "{cpu}");
+    for chart in ["usage-cpu", "usage-memory"] {
+        let svg = c
+            .find(Locator::Css(&format!("#{chart} svg.chart")))
+            .await
+            .unwrap();
+        let label = svg.attr("aria-label").await.unwrap().unwrap();
+        assert!(label.ends_with("over the last 1 hour"), "{label}");
+    }
+    let cpu_chart = c
+        .find(Locator::Id("usage-cpu"))
+        .await
+        .unwrap()
+        .html(false)
+        .await
+        .unwrap();
+    assert!(
+        cpu_chart.contains("class=\"mean\""),
+        "the CPU chart draws its minutes: {cpu_chart}"
+    );
+    c.execute("document.getElementById('usage').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    screenshot(c, "service-usage-desktop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "service-usage-phone").await;
+    c.set_window_size(1280, 900).await.unwrap();
+    dark_screenshot(
+        &hub.url(&format!("/services/{burn}?usage=1h")),
+        "service-usage-dark",
+    );
+
+    // The hosts list and the hub's host page.
+    c.goto(&hub.url("/hosts")).await.unwrap();
+    let row = wait_text(c, "#hosts tbody tr", |t| t.contains("this hub")).await;
+    assert!(row.contains("GiB"), "{row}");
+    c.find(Locator::Css("#hosts tbody tr a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "#host-cpu", |t| t.ends_with('%')).await;
+    let memory = wait_text(c, "#host-memory", |t| t.contains(" of ")).await;
+    assert!(memory.contains("GiB") || memory.contains("MiB"), "{memory}");
+    wait_text(c, "#host-uptime", |t| !t.is_empty()).await;
+    for chart in [
+        "chart-cpu",
+        "chart-memory",
+        "chart-load",
+        "chart-disk",
+        "chart-network",
+    ] {
+        c.find(Locator::Css(&format!("#{chart} svg.chart")))
+            .await
+            .unwrap();
+    }
+    // These machines have no sensor: said, not charted.
+    wait_text(c, "#no-sensors", |t| t.contains("no temperature sensor")).await;
+    assert!(c.find(Locator::Id("chart-temperature")).await.is_err());
+    screenshot(c, "host-desktop").await;
+    let url = c.current_url().await.unwrap().to_string();
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "host-phone").await;
+    dark_screenshot(&url, "host-dark");
+    browser.close().await;
+    sb.systemctl_ok(&["stop", "burn.service", "big.service"]);
+}
