@@ -15,7 +15,7 @@ use lookout_config::UsageSettings;
 use lookout_proto::series::{coarsen, Bucket};
 use lookout_proto::service::RegistryStatus;
 use lookout_proto::usage::{HostUsage, UnitUsage};
-use lookout_usage::{CgroupCounters, Cgroups, HostCounters, HostReader};
+use lookout_usage::{CgroupCounters, CgroupReader, Cgroups, HostCounters, HostReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
@@ -207,6 +207,9 @@ type Reading = (CgroupCounters, DateTime<Utc>);
 pub struct Sampler {
     reader: HostReader,
     cgroups: Cgroups,
+    /// The cgroup files kept open between intervals (`None` while a
+    /// round has them on the blocking pool).
+    files: Option<CgroupReader>,
     host: Option<HostCounters>,
     /// By unit: its cgroup (`None`: read through systemd), and its last
     /// counters with when they were read.
@@ -219,6 +222,7 @@ impl Sampler {
     pub fn new(reader: HostReader, cgroups: Cgroups) -> Self {
         Sampler {
             reader,
+            files: Some(CgroupReader::new(cgroups.clone())),
             cgroups,
             host: None,
             units: HashMap::new(),
@@ -283,7 +287,10 @@ impl Sampler {
         units: &[(String, Vec<i64>, bool)],
     ) -> (Option<HostUsage>, HashMap<i64, UnitUsage>) {
         let reader = self.reader.clone();
-        let cgroups = self.cgroups.clone();
+        let mut files = self
+            .files
+            .take()
+            .unwrap_or_else(|| CgroupReader::new(self.cgroups.clone()));
         let groups: Vec<(String, String)> = self
             .units
             .iter()
@@ -296,16 +303,18 @@ impl Sampler {
             let units: Vec<(String, Option<CgroupCounters>)> = groups
                 .into_iter()
                 .map(|(u, g)| {
-                    let c = cgroups.read(&g);
+                    let c = files.read(&g);
                     (u, c)
                 })
                 .collect();
-            (host, units)
+            files.end_round();
+            (host, units, files)
         })
         .await;
-        let Ok((host, mut read)) = read else {
+        let Ok((host, mut read, files)) = read else {
             return (None, HashMap::new());
         };
+        self.files = Some(files);
         read.extend(self.through_systemd.drain().map(|(u, c)| (u, Some(c))));
         let host_usage = self.host.as_ref().map(|earlier| host.usage(earlier));
         self.host = Some(host);
@@ -674,9 +683,16 @@ pub async fn unit_series(
     now: DateTime<Utc>,
 ) -> Result<Vec<UnitUsageRow>, StoreError> {
     let (stored, point) = range.widths();
-    let rows = store
+    let mut rows = store
         .unit_usage(Some(id), stored, range.from(now), now)
         .await?;
+    // The minutes not rolled up yet, from the raw samples.
+    if stored == MINUTE {
+        let after = rows
+            .last()
+            .map_or(range.from(now), |r| r.start + chrono::Duration::minutes(1));
+        rows.extend(store.unit_usage(Some(id), RAW, after, now).await?);
+    }
     Ok(roll_units(&rows, point))
 }
 
@@ -688,9 +704,16 @@ pub async fn host_series(
     now: DateTime<Utc>,
 ) -> Result<Vec<HostUsageRow>, StoreError> {
     let (stored, point) = range.widths();
-    let rows = store
+    let mut rows = store
         .host_usage(Some(host), stored, range.from(now), now)
         .await?;
+    // The minutes not rolled up yet, from the raw samples.
+    if stored == MINUTE {
+        let after = rows
+            .last()
+            .map_or(range.from(now), |r| r.start + chrono::Duration::minutes(1));
+        rows.extend(store.host_usage(Some(host), RAW, after, now).await?);
+    }
     Ok(roll_hosts(&rows, point))
 }
 

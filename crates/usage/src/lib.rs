@@ -9,7 +9,7 @@
 pub mod cgroup;
 pub mod host;
 
-pub use cgroup::{CgroupCounters, Cgroups};
+pub use cgroup::{CgroupCounters, CgroupReader, Cgroups};
 pub use host::{HostCounters, HostReader};
 
 use lookout_proto::usage::UnitUsage;

@@ -257,9 +257,12 @@ async fn the_host_page_and_a_services_usage_charts_show_in_chromium() {
         .html(false)
         .await
         .unwrap();
+    let api = hub
+        .get_json(&format!("/api/services/{burn}/usage?range=1h"))
+        .await;
     assert!(
         cpu_chart.contains("class=\"mean\""),
-        "the CPU chart draws its minutes: {cpu_chart}"
+        "the CPU chart draws its minutes: {cpu_chart}\nthe API's: {api}"
     );
     c.execute("document.getElementById('usage').scrollIntoView()", vec![])
         .await
