@@ -287,6 +287,11 @@ async fn database_size() {
         base.create_service(&new, end).await.unwrap();
     }
     drop(base);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", base_path.display()))
+        .await
+        .unwrap();
+    sqlx::query("VACUUM").execute(&pool).await.unwrap();
+    pool.close().await;
     let base_size = std::fs::metadata(&base_path).unwrap().len();
     println!(
         "database for {SERVICES} services and their host over 90 days (SQLite, after VACUUM):"
