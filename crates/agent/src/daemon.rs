@@ -245,6 +245,9 @@ pub struct Options {
     pub containers: Option<std::path::PathBuf>,
     /// How often logs are looked at besides file events.
     pub poll: Duration,
+    /// Send what the host and its running units use this often (`None`:
+    /// never).
+    pub usage_every: Option<Duration>,
     /// What the hub may ask this agent to do: unit names, `container:NAME`,
     /// and `check:NAME`.
     /// Empty: nothing.
@@ -662,6 +665,12 @@ async fn session(
     let mut tick = tokio::time::interval(opts.poll);
     let mut beat = tokio::time::interval(heartbeat);
     let mut scan_every = tokio::time::interval(SCAN_EVERY);
+    let mut usage_every =
+        tokio::time::interval(opts.usage_every.unwrap_or(Duration::from_secs(3600)));
+    let mut sampler = lookout_usage::Sampler::new(
+        lookout_usage::Cgroups::detect(),
+        lookout_usage::HostReader::default(),
+    );
     let mut host = Host {
         engine: opts
             .containers
@@ -741,6 +750,12 @@ async fn session(
                     if let Err(e) = tx.send(text(&AgentMessage::Scan { scan })).await {
                         return End::Lost(format!("cannot send: {e}"));
                     }
+                }
+            }
+            _ = usage_every.tick(), if opts.usage_every.is_some() => {
+                let usage = host.usage(&mut sampler);
+                if let Err(e) = tx.send(text(&usage)).await {
+                    return End::Lost(format!("cannot send: {e}"));
                 }
             }
             Some(result) = done.recv() => {
@@ -842,9 +857,52 @@ struct Host {
     engine: Option<lookout_containers::Engine>,
     /// Its events, followed like the manager's signals.
     container_events: Option<ContainerEvents>,
+    /// The running service units of the last scan, with a process of each.
+    running: Vec<(String, u32)>,
+    /// Each unit's cgroup, by the process it was read from.
+    groups: std::collections::HashMap<String, (u32, String)>,
 }
 
 impl Host {
+    /// What the host and its running units (those of the last scan) used
+    /// since the last call.
+    fn usage(&mut self, sampler: &mut lookout_usage::Sampler) -> AgentMessage {
+        let mut units = Vec::new();
+        for (unit, pid) in &self.running {
+            let known = self
+                .groups
+                .get(unit)
+                .filter(|(p, _)| p == pid)
+                .map(|(_, g)| g.clone());
+            let group = match known {
+                Some(g) => g,
+                None => match lookout_usage::cgroup_of(*pid) {
+                    Some(g) => {
+                        self.groups.insert(unit.clone(), (*pid, g.clone()));
+                        g
+                    }
+                    None => continue,
+                },
+            };
+            units.push((unit.clone(), group));
+        }
+        self.groups
+            .retain(|u, _| self.running.iter().any(|(r, _)| r == u));
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the agent's figures are dated by its host's clock, as its results are"
+        )]
+        let now = chrono::Utc::now();
+        let (host, units) = sampler.sample(now, &units);
+        AgentMessage::Usage {
+            host,
+            units: units
+                .into_iter()
+                .map(|(unit, usage)| lookout_proto::agent::UnitUsageEntry { unit, usage })
+                .collect(),
+        }
+    }
+
     /// A scan is due within `after` (or sooner, if one already is).
     fn due(&mut self, after: Duration) {
         let at = tokio::time::Instant::now() + after;
@@ -946,7 +1004,20 @@ impl Host {
         }
         let systemd = self.systemd.as_ref()?;
         match systemd.scan().await {
-            Ok(scan) => Some(serde_json::to_value(&scan).unwrap_or_default()),
+            Ok(scan) => {
+                self.running = scan
+                    .services
+                    .iter()
+                    .filter(|s| s.active_state == "active")
+                    .filter_map(|s| {
+                        Some((
+                            s.name.clone(),
+                            s.main_pid.or_else(|| s.pids.first().copied())?,
+                        ))
+                    })
+                    .collect();
+                Some(serde_json::to_value(&scan).unwrap_or_default())
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot scan systemd");
                 self.forget();

@@ -44,6 +44,8 @@ fn running(state: Option<&str>) -> bool {
 struct Latest {
     hosts: BTreeMap<String, HostUsage>,
     services: HashMap<i64, UnitUsage>,
+    /// Each agent's server's running units, by unit name.
+    servers: HashMap<i64, BTreeMap<String, UnitUsage>>,
 }
 
 /// What the hub knows of resource usage now.
@@ -113,6 +115,20 @@ impl Usage {
     /// Records a host's figures (the hub's own, or an agent's).
     pub fn record_host(&self, name: &str, usage: HostUsage) {
         self.write().hosts.insert(name.to_owned(), usage);
+    }
+
+    /// Replaces what an agent's server's units use.
+    pub fn record_server_units(&self, server: i64, units: BTreeMap<String, UnitUsage>) {
+        self.write().servers.insert(server, units);
+    }
+
+    /// What an agent's server's running units use, by unit name.
+    pub fn server_units(&self, server: i64) -> BTreeMap<String, UnitUsage> {
+        self.read()
+            .servers
+            .get(&server)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Replaces the figures of the services in `ids` with `sampled`: those

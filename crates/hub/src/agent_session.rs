@@ -284,6 +284,21 @@ async fn pump(
             AgentMessage::Scan { scan } => {
                 state.registry.set_server_scan(server.id, &scan, now).await
             }
+            AgentMessage::Usage { host, units } => {
+                // A host's figures are kept under its server's name.
+                if let Some(host) = host {
+                    let row = crate::usage::host_row(&server.name, &host);
+                    state.usage.record_host(&server.name, host);
+                    if let Err(e) = state.store.put_host_usage(&[row]).await {
+                        tracing::warn!(error = %e, server = %server.name, "cannot record a host's usage");
+                    }
+                }
+                state.usage.record_server_units(
+                    server.id,
+                    units.into_iter().map(|e| (e.unit, e.usage)).collect(),
+                );
+                Ok(())
+            }
         };
         if let Err(e) = result {
             tracing::error!(error = ?e, server = %server.name, "cannot store what an agent sent");

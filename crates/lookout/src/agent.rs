@@ -62,6 +62,9 @@ struct RunArgs {
     /// do not send the host's systemd services and timers
     #[arg(long)]
     no_scan: bool,
+    /// send what the host and its running services use this often (e.g. 10s, 1m; off to send nothing)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = usage_every)]
+    usage_every: UsageEvery,
     /// the container engine whose containers the scan includes (Docker, or Podman's API service): auto ($DOCKER_HOST, else the usual sockets that exist), off, or its socket's path
     #[arg(
         long,
@@ -156,6 +159,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<std::process::ExitCode> {
                 scan: !sm.no_scan,
                 containers,
                 poll: Duration::from_secs(1),
+                usage_every: sm.usage_every.0,
                 allow,
                 other_hubs,
             };
@@ -179,4 +183,19 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<std::process::ExitCode> {
             }
         }
     }
+}
+
+/// `--usage-every`: a duration (1 s to 1 h), or `off`.
+#[derive(Debug, Clone, Copy)]
+struct UsageEvery(Option<Duration>);
+
+fn usage_every(text: &str) -> Result<UsageEvery, String> {
+    if text == "off" {
+        return Ok(UsageEvery(None));
+    }
+    lookout_hub::config::parse_duration(text)
+        .ok()
+        .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(d))
+        .map(|d| UsageEvery(Some(d)))
+        .ok_or_else(|| format!("{text:?} is not a duration from 1s to 1h, nor off"))
 }

@@ -32,6 +32,20 @@ pub enum AgentMessage {
     Heartbeat {},
     /// The outcome of a [`HubMessage::Control`] request.
     ControlResult(ControlResult),
+    /// What the host and its running units used over the last sampling
+    /// interval (`host` is absent from the first).
+    Usage {
+        host: Option<crate::usage::HostUsage>,
+        #[serde(default)]
+        units: Vec<UnitUsageEntry>,
+    },
+}
+
+/// One unit's use, as an agent reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitUsageEntry {
+    pub unit: String,
+    pub usage: crate::usage::UnitUsage,
 }
 
 /// What the hub may ask an agent to do, if the host allows it.

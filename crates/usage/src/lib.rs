@@ -39,3 +39,74 @@ pub fn unit_usage(
         io_write_bytes_total: now.io_write_bytes,
     }
 }
+
+/// The cgroup of process `pid`, as systemd's `ControlGroup` names it: the
+/// unified hierarchy's path (`0::`), else the v1 `name=systemd` one.
+pub fn cgroup_of(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .filter(|p| p.starts_with('/') && *p != "/")
+            .map(str::to_owned)
+    };
+    path("0::").or_else(|| {
+        text.lines()
+            .find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p.to_owned()))
+            .filter(|p| p.starts_with('/') && p != "/")
+    })
+}
+
+/// Samples units and the host interval after interval: each unit's use
+/// since its last reading, the host's since the last round. Units whose
+/// cgroup is gone are left out (they stopped).
+#[derive(Debug)]
+pub struct Sampler {
+    files: CgroupReader,
+    host: HostReader,
+    last_host: Option<HostCounters>,
+    last: std::collections::HashMap<String, (CgroupCounters, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl Sampler {
+    pub fn new(cgroups: Cgroups, host: HostReader) -> Self {
+        Sampler {
+            files: CgroupReader::new(cgroups),
+            host,
+            last_host: None,
+            last: std::collections::HashMap::new(),
+        }
+    }
+
+    /// One round at `now`: `units` are (unit name, cgroup path). The host's
+    /// use is `None` on the first round (a rate needs two readings).
+    pub fn sample(
+        &mut self,
+        now: chrono::DateTime<chrono::Utc>,
+        units: &[(String, String)],
+    ) -> (
+        Option<lookout_proto::usage::HostUsage>,
+        Vec<(String, UnitUsage)>,
+    ) {
+        let host = self.host.counters(now, true);
+        let host_usage = self.last_host.as_ref().map(|earlier| host.usage(earlier));
+        self.last_host = Some(host);
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for (unit, group) in units {
+            let Some(counters) = self.files.read(group) else {
+                continue;
+            };
+            let earlier = self.last.get(unit).copied();
+            let secs = earlier.map_or(0.0, |(_, t)| (now - t).num_milliseconds() as f64 / 1000.0);
+            out.push((
+                unit.clone(),
+                unit_usage(&counters, earlier.as_ref().map(|(c, _)| c), secs, now),
+            ));
+            seen.insert(unit.clone(), (counters, now));
+        }
+        self.files.end_round();
+        self.last = seen;
+        (host_usage, out)
+    }
+}

@@ -216,6 +216,10 @@ struct ServerPage {
     checks: Vec<CheckRow>,
     /// (unit, state, ports, description)
     units: Vec<(String, String, String, String)>,
+    /// What each running unit uses now, by unit: "12 % CPU · 256 MiB".
+    usage: HashMap<String, String>,
+    /// Its agent reports the host's usage: the host page's name.
+    host_page: Option<String>,
     /// (timer, schedule, last result, failed)
     timers: Vec<(String, String, String, bool)>,
     /// The host's containers as its agent last listed them, by Compose
@@ -350,6 +354,25 @@ async fn server_page(
             labels: server.labels.join(", "),
             checks: rows,
             units,
+            usage: state
+                .usage
+                .server_units(id)
+                .into_iter()
+                .map(|(unit, u)| {
+                    let cpu = u
+                        .cpu_percent
+                        .map(|c| format!("{} CPU", crate::usage::percent(c)));
+                    let memory = u.memory_bytes.map(|m| crate::usage::bytes(m as f64));
+                    (
+                        unit,
+                        cpu.into_iter()
+                            .chain(memory)
+                            .collect::<Vec<_>>()
+                            .join(" · "),
+                    )
+                })
+                .collect(),
+            host_page: state.usage.host(&server.name).map(|_| server.name.clone()),
             timers,
             scanned_at: server.scanned_at.map(stamp),
             controls: state

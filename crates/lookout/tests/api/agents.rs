@@ -626,10 +626,9 @@ async fn two_agents_on_two_network_hosts_are_two_servers() {
         let root = second_host(dir.path());
         let claim = provision(&hub, name).await;
         let creds = root.join("agent.json");
-        let (register, run) = (
-            register_cmd(&hub_url, &claim, &creds),
-            agent_cmd(&root, &creds),
-        );
+        let mut run = agent_cmd(&root, &creds);
+        run.args(["--usage-every", "1s"]);
+        let (register, run) = (register_cmd(&hub_url, &claim, &creds), run);
         let (mut register, run) = if name == "host-b" {
             (net.command(register), net.command(run))
         } else {
@@ -668,6 +667,56 @@ async fn two_agents_on_two_network_hosts_are_two_servers() {
         .cloned()
         .unwrap_or_else(|| panic!("{audit}"));
     assert_eq!(claim_b["client"], net.own_ip.as_str());
+
+    // Each agent sends its host's usage: the hub keeps it under the
+    // server's name, lists it among the hosts and gives it a page.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let hosts = loop {
+        let hosts = hub.get_json("/api/hosts").await;
+        let names: Vec<&str> = hosts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h["host"].as_str())
+            .collect();
+        if names.contains(&"host-b") && names.contains(&"host-a") {
+            break hosts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no usage from the agents: {hosts}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let b = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "host-b")
+        .unwrap();
+    assert_eq!(b["hub"], false);
+    assert!(
+        b["usage"]["memory_total_bytes"].as_u64().unwrap() > 0,
+        "{b}"
+    );
+    assert!(b["usage"]["uptime_secs"].as_u64().unwrap() > 0, "{b}");
+    let series = hub.get_json("/api/hosts/host-b/usage?range=1h").await;
+    assert_eq!(series["host"], "host-b");
+    let page = hub.get_text("/hosts/host-b").await;
+    assert!(
+        page.contains("id=\"host-cpu\"") && page.contains("id=\"chart-cpu\""),
+        "{page}"
+    );
+    let list = hub.get_text("/hosts").await;
+    assert!(list.contains("data-host=\"host-b\""), "{list}");
+    let id = server_named(&hub, "host-b").await["id"].as_i64().unwrap();
+    let server = hub.get_text(&format!("/servers/{id}")).await;
+    assert!(server.contains("href=\"/hosts/host-b\""), "{server}");
+    let metrics = hub.get_text("/metrics").await;
+    assert!(
+        metrics.contains("lookout_host_memory_total_bytes{host=\"host-b\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
