@@ -28,6 +28,12 @@ fuzz_target!(|data: &[u8]| {
             certificate_expires_in_ms: Some(-5),
             dns_rcode: Some("NOERROR"),
             ip: Some("127.0.0.1"),
+            usage: Some(lookout_proto::condition::UsageSeen {
+                cpu_percent: Some(f64::MAX),
+                memory_bytes: Some(u64::MAX),
+                memory_percent: Some(f64::NAN),
+                tasks: Some(u64::MAX),
+            }),
         },
     ] {
         let _ = condition.evaluate(&seen);

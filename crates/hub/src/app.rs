@@ -87,6 +87,10 @@ impl Application {
             .await
             .context("cannot read the services from the database")?,
         );
+        let usage = Arc::new(crate::usage::Usage::new(
+            config.usage,
+            lookout_systemd::hostname().unwrap_or_else(|| "localhost".into()),
+        ));
         let state = AppState {
             auth,
             store,
@@ -101,7 +105,8 @@ impl Application {
             )),
             health: Arc::new(crate::tasks::TaskHealth::default()),
             checker: Checker::new(metrics.clone())
-                .context("cannot build the HTTP client for health checks")?,
+                .context("cannot build the HTTP client for health checks")?
+                .with_usage(usage.clone()),
             metrics,
             clock,
             events,
@@ -122,10 +127,7 @@ impl Application {
                 &config.containers,
                 config.web_ports.clone(),
             )),
-            usage: Arc::new(crate::usage::Usage::new(
-                config.usage,
-                lookout_systemd::hostname().unwrap_or_else(|| "localhost".into()),
-            )),
+            usage,
         };
         let (hub_id, shared) = match &config.database {
             // One hub per SQLite file: the same name every start, so a

@@ -8,7 +8,12 @@
 //! [CONNECTED] == true                  [DNS_RCODE] == NOERROR
 //! [BODY].items[0].name == any(a, b)    len([BODY].items) > 0
 //! has([BODY].errors) == false          [STATUS] == 200 for 5m
+//! [MEMORY_PERCENT] < 90 for 5m         [CPU_PERCENT] < 80 for 10m
 //! ```
+//!
+//! `[CPU_PERCENT]` (of one core), `[MEMORY]` (bytes), `[MEMORY_PERCENT]`
+//! (of the host's memory) and `[TASKS]` read what the service's unit uses,
+//! as last sampled.
 //!
 //! A condition is `LEFT OP RIGHT`, with `OP` one of `==`, `!=`, `<`, `<=`,
 //! `>`, `>=`. Each side is a placeholder, `len(placeholder)`,
@@ -180,6 +185,19 @@ pub struct Observation<'a> {
     pub dns_rcode: Option<&'a str>,
     /// The address the check reached.
     pub ip: Option<&'a str>,
+    /// What the service's unit uses now (its last usage sample), when it
+    /// has one.
+    pub usage: Option<UsageSeen>,
+}
+
+/// A unit's use as conditions read it: `[CPU_PERCENT]` (of one core),
+/// `[MEMORY]` (bytes), `[MEMORY_PERCENT]` (of the host's memory), `[TASKS]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UsageSeen {
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub memory_percent: Option<f64>,
+    pub tasks: Option<u64>,
 }
 
 /// The placeholders a condition can read.
@@ -192,6 +210,24 @@ pub enum PlaceholderKind {
     CertificateExpiration,
     DnsRcode,
     Ip,
+    CpuPercent,
+    Memory,
+    MemoryPercent,
+    Tasks,
+}
+
+impl PlaceholderKind {
+    /// Whether it reads the service's resource usage rather than a check's
+    /// answer.
+    pub fn is_usage(self) -> bool {
+        matches!(
+            self,
+            PlaceholderKind::CpuPercent
+                | PlaceholderKind::Memory
+                | PlaceholderKind::MemoryPercent
+                | PlaceholderKind::Tasks
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,7 +390,11 @@ fn placeholder(text: &str) -> Result<Placeholder, crate::error::Invalid> {
         "[CERTIFICATE_EXPIRATION]" => PlaceholderKind::CertificateExpiration,
         "[DNS_RCODE]" => PlaceholderKind::DnsRcode,
         "[IP]" => PlaceholderKind::Ip,
-        other => return Err(format!("{other} is not a placeholder lookout knows ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP])").into()),
+        "[CPU_PERCENT]" => PlaceholderKind::CpuPercent,
+        "[MEMORY]" => PlaceholderKind::Memory,
+        "[MEMORY_PERCENT]" => PlaceholderKind::MemoryPercent,
+        "[TASKS]" => PlaceholderKind::Tasks,
+        other => return Err(format!("{other} is not a placeholder lookout knows ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP], [CPU_PERCENT], [MEMORY], [MEMORY_PERCENT], [TASKS])").into()),
     };
     let path = if rest.is_empty() {
         Vec::new()
@@ -552,6 +592,14 @@ fn read(p: &Placeholder, seen: &Observation<'_>) -> Option<Read> {
         PlaceholderKind::CertificateExpiration => Read::Number(seen.certificate_expires_in_ms?),
         PlaceholderKind::DnsRcode => Read::Text(seen.dns_rcode?.to_owned()),
         PlaceholderKind::Ip => Read::Text(seen.ip?.to_owned()),
+        PlaceholderKind::CpuPercent => Read::Number(seen.usage?.cpu_percent?.round() as i64),
+        PlaceholderKind::Memory => {
+            Read::Number(i64::try_from(seen.usage?.memory_bytes?).unwrap_or(i64::MAX))
+        }
+        PlaceholderKind::MemoryPercent => Read::Number(seen.usage?.memory_percent?.round() as i64),
+        PlaceholderKind::Tasks => {
+            Read::Number(i64::try_from(seen.usage?.tasks?).unwrap_or(i64::MAX))
+        }
         PlaceholderKind::Body => {
             let body = seen.body?;
             if p.path.is_empty() {
@@ -826,6 +874,35 @@ mod tests {
         }
         assert!(Condition::parse("[STATUS] == 200", Status::Ok).is_err());
         assert!(Condition::parse(&"x".repeat(2000), Status::Failure).is_err());
+    }
+
+    #[test]
+    fn usage_placeholders_read_the_units_last_sample() {
+        let held = Condition::parse("[MEMORY_PERCENT] < 90 for 5m", Status::Warning).unwrap();
+        assert!(held.mentions(PlaceholderKind::MemoryPercent));
+        assert!(PlaceholderKind::MemoryPercent.is_usage());
+        assert_eq!(held.hold(), Some(Duration::from_secs(300)));
+        let seen = |usage: Option<UsageSeen>| Observation {
+            usage,
+            ..Observation::default()
+        };
+        let high = UsageSeen {
+            cpu_percent: Some(85.4),
+            memory_bytes: Some(3 << 30),
+            memory_percent: Some(93.2),
+            tasks: Some(12),
+        };
+        let why = held.evaluate(&seen(Some(high))).unwrap_err();
+        assert_eq!(why.to_string(), "[MEMORY_PERCENT] < 90 for 5m: was 93");
+        let cpu = Condition::parse("[CPU_PERCENT] < 80", Status::Failure).unwrap();
+        assert!(cpu.evaluate(&seen(Some(high))).is_err());
+        let tasks = Condition::parse("[TASKS] <= 12", Status::Failure).unwrap();
+        assert!(tasks.evaluate(&seen(Some(high))).is_ok());
+        let memory = Condition::parse("[MEMORY] < 4294967296", Status::Failure).unwrap();
+        assert!(memory.evaluate(&seen(Some(high))).is_ok());
+        // No sample (the unit is stopped, or the service has none): the
+        // condition cannot hold.
+        assert!(cpu.evaluate(&seen(None)).is_err());
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct Checker {
     /// Since when each held condition (`... for 5m`) of a service has
     /// been failing, by service and condition.
     failing_since: Arc<Mutex<FailingSince>>,
+    /// What services use now, for conditions on `[MEMORY]`, `[CPU_PERCENT]`...
+    usage: Option<Arc<crate::usage::Usage>>,
 }
 
 /// When each held condition began failing, by service id and the
@@ -91,6 +93,32 @@ impl Checker {
             metrics,
             on_request: Arc::default(),
             failing_since: Arc::default(),
+            usage: None,
+        })
+    }
+
+    /// Conditions read what services use from `usage`.
+    #[must_use]
+    pub fn with_usage(mut self, usage: Arc<crate::usage::Usage>) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    /// What service `id` uses now, as conditions read it.
+    fn usage_of(&self, id: i64) -> Option<lookout_proto::condition::UsageSeen> {
+        let usage = self.usage.as_ref()?;
+        let now = usage.service(id)?;
+        let total = usage
+            .host(usage.host_name())
+            .map_or(0, |h| h.memory_total_bytes);
+        Some(lookout_proto::condition::UsageSeen {
+            cpu_percent: now.cpu_percent,
+            memory_bytes: now.memory_bytes,
+            memory_percent: now
+                .memory_bytes
+                .filter(|_| total > 0)
+                .map(|m| lookout_proto::usage::percent(m, total)),
+            tasks: now.tasks,
         })
     }
 
@@ -396,6 +424,7 @@ impl Checker {
             certificate_expires_in_ms: expires_in_ms,
             dns_rcode: seen.dns_rcode.as_deref(),
             ip: ip_text.as_deref(),
+            usage: self.usage_of(key),
         };
         let mut warnings = Vec::new();
         if let Some(ms) = expires_in_ms {

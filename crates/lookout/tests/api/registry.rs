@@ -597,7 +597,8 @@ fn no_module_but_the_registry_publishes_changes() {
 }
 
 /// The crates depend only downward: web (`lookout-hub`) → core
-/// (`lookout-core`) → store → config → proto, with systemd beside the store;
+/// (`lookout-core`) → store → config → proto, with systemd, containers and
+/// usage beside the store;
 /// the core knows nothing of HTTP serving (no axum, hyper, tower or
 /// templates), so no route, guard, page or error type can be reached from it.
 #[test]
@@ -609,6 +610,7 @@ fn the_layers_point_down() {
         ("config", &["lookout-proto"]),
         ("systemd", &["lookout-proto"]),
         ("containers", &["lookout-proto"]),
+        ("usage", &["lookout-proto"]),
         ("store", &["lookout-proto", "lookout-config"]),
         (
             "core",
@@ -618,6 +620,7 @@ fn the_layers_point_down() {
                 "lookout-store",
                 "lookout-systemd",
                 "lookout-containers",
+                "lookout-usage",
             ],
         ),
         (
@@ -703,6 +706,7 @@ fn shipped_code_does_not_unwrap() {
         "proto/src/lib.rs",
         "store/src/lib.rs",
         "systemd/src/lib.rs",
+        "usage/src/lib.rs",
         "lookout/src/main.rs",
     ];
     for root in roots {

@@ -314,3 +314,72 @@ async fn the_host_page_and_a_services_usage_charts_show_in_chromium() {
     browser.close().await;
     sb.systemctl_ok(&["stop", "burn.service", "big.service"]);
 }
+
+/// A unit's memory above a threshold makes its service WARNING, through the
+/// same conditions, status model and history as any check's; freed, it
+/// recovers.
+#[tokio::test]
+async fn a_memory_threshold_raises_warning_and_recovers() {
+    let sb = SystemdSandbox::start();
+    let port = lookout_testkit::free_port_in(3000..10000);
+    let size = sb.dir().join("hog-size");
+    std::fs::write(&size, (128u64 << 20).to_string()).unwrap();
+    let script = sb.dir().join("hog.py");
+    std::fs::write(
+        &script,
+        "import sys, http.server\n\
+         held = bytearray(int(open(sys.argv[2]).read()))\n\
+         http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()\n",
+    )
+    .unwrap();
+    sb.write_unit(
+        "hog.service",
+        &format!(
+            "[Service]\nWorkingDirectory=/tmp\nExecStart=/usr/bin/python3 {} {port} {}\n",
+            script.display(),
+            size.display()
+        ),
+    );
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "hog.service"]);
+    crate::systemd::wait_for_port(port);
+    let hub = sb.spawn_hub(BIN, &["--usage-every", "1s"]);
+    let hog = hub
+        .create_service(json!({
+            "name": "hog.service",
+            "base_url": format!("http://127.0.0.1:{port}"),
+            "check_interval_secs": 1,
+            "conditions": [{"expr": "[MEMORY] < 67108864", "on_fail": "WARNING"}],
+        }))
+        .await;
+    let id = hog["id"].as_i64().unwrap();
+    let warned = hub
+        .wait_for_service(id, Duration::from_secs(20), |s| s["state"] == "WARNING")
+        .await;
+    let reason = warned["state_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(reason.contains("[MEMORY]"), "{warned}");
+
+    // Freed: the next checks pass and the service is OK again.
+    std::fs::write(&size, "0").unwrap();
+    sb.systemctl_ok(&["restart", "hog.service"]);
+    crate::systemd::wait_for_port(port);
+    hub.wait_for_service(id, Duration::from_secs(20), |s| s["state"] == "OK")
+        .await;
+    let changes = hub.get_json(&format!("/api/services/{id}/events")).await;
+    let moves: Vec<(String, String)> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["old"].as_str().unwrap_or("").to_owned(),
+                c["new"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(moves.iter().any(|(_, new)| new == "WARNING"), "{moves:?}");
+    sb.systemctl_ok(&["stop", "hog.service"]);
+}
