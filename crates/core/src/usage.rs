@@ -691,6 +691,29 @@ impl UsageRange {
     }
 }
 
+/// The rows a chart of `range` up to `now` is drawn from: the stored
+/// width's, and for the minute ranges the raw samples of the minutes not
+/// rolled up yet. `fetch(width, from)` reads one width's rows.
+async fn series_rows<R, Fut>(
+    range: UsageRange,
+    now: DateTime<Utc>,
+    start: fn(&R) -> DateTime<Utc>,
+    fetch: impl Fn(u32, DateTime<Utc>) -> Fut,
+) -> Result<Vec<R>, StoreError>
+where
+    Fut: std::future::Future<Output = Result<Vec<R>, StoreError>>,
+{
+    let stored = range.widths().0;
+    let mut rows = fetch(stored, range.from(now)).await?;
+    if stored == MINUTE {
+        let after = rows
+            .last()
+            .map_or(range.from(now), |r| start(r) + chrono::Duration::minutes(1));
+        rows.extend(fetch(RAW, after).await?);
+    }
+    Ok(rows)
+}
+
 /// A service's usage over `range` up to `now`, one row per point.
 pub async fn unit_series(
     store: &dyn Store,
@@ -698,18 +721,14 @@ pub async fn unit_series(
     range: UsageRange,
     now: DateTime<Utc>,
 ) -> Result<Vec<UnitUsageRow>, StoreError> {
-    let (stored, point) = range.widths();
-    let mut rows = store
-        .unit_usage(Some(id), stored, range.from(now), now)
-        .await?;
-    // The minutes not rolled up yet, from the raw samples.
-    if stored == MINUTE {
-        let after = rows
-            .last()
-            .map_or(range.from(now), |r| r.start + chrono::Duration::minutes(1));
-        rows.extend(store.unit_usage(Some(id), RAW, after, now).await?);
-    }
-    Ok(roll_units(&rows, point))
+    let rows = series_rows(
+        range,
+        now,
+        |r: &UnitUsageRow| r.start,
+        |width, from| store.unit_usage(Some(id), width, from, now),
+    )
+    .await?;
+    Ok(roll_units(&rows, range.widths().1))
 }
 
 /// A host's usage over `range` up to `now`, one row per point.
@@ -719,18 +738,14 @@ pub async fn host_series(
     range: UsageRange,
     now: DateTime<Utc>,
 ) -> Result<Vec<HostUsageRow>, StoreError> {
-    let (stored, point) = range.widths();
-    let mut rows = store
-        .host_usage(Some(host), stored, range.from(now), now)
-        .await?;
-    // The minutes not rolled up yet, from the raw samples.
-    if stored == MINUTE {
-        let after = rows
-            .last()
-            .map_or(range.from(now), |r| r.start + chrono::Duration::minutes(1));
-        rows.extend(store.host_usage(Some(host), RAW, after, now).await?);
-    }
-    Ok(roll_hosts(&rows, point))
+    let rows = series_rows(
+        range,
+        now,
+        |r: &HostUsageRow| r.start,
+        |width, from| store.host_usage(Some(host), width, from, now),
+    )
+    .await?;
+    Ok(roll_hosts(&rows, range.widths().1))
 }
 
 // ---- Words and charts for the pages --------------------------------------------

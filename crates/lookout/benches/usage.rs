@@ -165,22 +165,28 @@ fn sampling() {
     sb.systemctl_ok(&args);
 }
 
-async fn database_size() {
-    const SERVICES: i64 = 50;
-    let end: DateTime<Utc> = DateTime::from_timestamp(1_800_000_000, 0).unwrap(); // on a quarter hour
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lookout.db");
-    let store = SqlStore::open(&path).await.unwrap();
+/// A new SQLite store at `path` with `n` services; their ids.
+async fn with_services(path: &std::path::Path, n: i64, at: DateTime<Utc>) -> (SqlStore, Vec<i64>) {
+    let store = SqlStore::open(path).await.unwrap();
     let mut ids = Vec::new();
-    for i in 0..SERVICES {
+    for i in 0..n {
         let new = lookout_proto::service::parse_new_service(
             serde_json::json!({"name": format!("svc-{i}")})
                 .as_object()
                 .unwrap(),
         )
         .unwrap();
-        ids.push(store.create_service(&new, end).await.unwrap().id);
+        ids.push(store.create_service(&new, at).await.unwrap().id);
     }
+    (store, ids)
+}
+
+async fn database_size() {
+    const SERVICES: i64 = 50;
+    let end: DateTime<Utc> = DateTime::from_timestamp(1_800_000_000, 0).unwrap(); // on a quarter hour
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.db");
+    let (store, ids) = with_services(&path, SERVICES, end).await;
     // Figures that vary as real ones do: CPU within a few percent, memory in
     // the hundreds of MiB, so the integers take their real widths.
     let unit = |id: i64, width: u32, secs: i64, k: i64| {
@@ -276,16 +282,7 @@ async fn database_size() {
     // The same database without any usage: what the rest weighs.
     let base_dir = tempfile::tempdir().unwrap();
     let base_path = base_dir.path().join("lookout.db");
-    let base = SqlStore::open(&base_path).await.unwrap();
-    for i in 0..SERVICES {
-        let new = lookout_proto::service::parse_new_service(
-            serde_json::json!({"name": format!("svc-{i}")})
-                .as_object()
-                .unwrap(),
-        )
-        .unwrap();
-        base.create_service(&new, end).await.unwrap();
-    }
+    let (base, _) = with_services(&base_path, SERVICES, end).await;
     drop(base);
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", base_path.display()))
         .await

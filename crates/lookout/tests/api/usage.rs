@@ -30,14 +30,15 @@ async fn until(
     }
 }
 
-#[tokio::test]
-async fn a_busy_unit_and_a_big_unit_show_their_usage_and_a_stopped_one_stops_reporting() {
+/// The sandbox running `burn.service` (a busy loop) and `big.service`
+/// (96 MiB, touched so it is resident), and a hub inside it sampling every
+/// second.
+fn busy_and_big() -> (SystemdSandbox, TestHub) {
     let sb = SystemdSandbox::start();
     sb.write_unit(
         "burn.service",
         "[Service]\nExecStart=/bin/sh -c 'while :; do :; done'\n",
     );
-    // 96 MiB, touched so it is resident.
     sb.write_unit(
         "big.service",
         "[Service]\nExecStart=/usr/bin/python3 -c 'import time; b = bytearray(96 << 20); time.sleep(100000)'\n",
@@ -45,6 +46,12 @@ async fn a_busy_unit_and_a_big_unit_show_their_usage_and_a_stopped_one_stops_rep
     sb.daemon_reload();
     sb.systemctl_ok(&["start", "burn.service", "big.service"]);
     let hub = sb.spawn_hub(BIN, &["--usage-every", "1s"]);
+    (sb, hub)
+}
+
+#[tokio::test]
+async fn a_busy_unit_and_a_big_unit_show_their_usage_and_a_stopped_one_stops_reporting() {
+    let (sb, hub) = busy_and_big();
     let burn = hub.create_service(json!({"name": "burn.service"})).await;
     let big = hub.create_service(json!({"name": "big.service"})).await;
     let (burn, big) = (burn["id"].as_i64().unwrap(), big["id"].as_i64().unwrap());
@@ -174,18 +181,7 @@ async fn usage_ranges_and_hosts_are_checked() {
 async fn the_host_page_and_a_services_usage_charts_show_in_chromium() {
     use crate::browser::{assert_no_sideways_scroll, dark_screenshot, screenshot, wait_text};
     use fantoccini::Locator;
-    let sb = SystemdSandbox::start();
-    sb.write_unit(
-        "burn.service",
-        "[Service]\nExecStart=/bin/sh -c 'while :; do :; done'\n",
-    );
-    sb.write_unit(
-        "big.service",
-        "[Service]\nExecStart=/usr/bin/python3 -c 'import time; b = bytearray(96 << 20); time.sleep(100000)'\n",
-    );
-    sb.daemon_reload();
-    sb.systemctl_ok(&["start", "burn.service", "big.service"]);
-    let hub = sb.spawn_hub(BIN, &["--usage-every", "1s"]);
+    let (sb, hub) = busy_and_big();
     let burn = hub.create_service(json!({"name": "burn.service"})).await["id"]
         .as_i64()
         .unwrap();
