@@ -333,7 +333,7 @@ impl Parsed {
         let left = operand(left)?;
         let right = operand(right)?;
         if left.placeholder().is_none() && right.placeholder().is_none() {
-            return Err("compares no placeholder ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP])".into());
+            return Err("compares no placeholder ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP], [CPU_PERCENT], [MEMORY], [MEMORY_PERCENT], [TASKS])".into());
         }
         if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge)
             && [&left, &right]
