@@ -14,6 +14,9 @@
 //!    leave it (15-minute buckets for 90 days, 1-minute buckets for a day,
 //!    an hour of raw samples every 10 s, of 50 services and the host), then
 //!    the SQLite file's size after `VACUUM`.
+//! 3. **The agent's memory**: two real agents connected to a hub, one
+//!    sending its host's usage every second, one with `--usage-every off`;
+//!    their anonymous memory after 10 s and after 60 s.
 
 use std::time::{Duration, Instant};
 
@@ -309,14 +312,69 @@ async fn database_size() {
     );
 }
 
+async fn agent_memory() {
+    use lookout_testkit::bench::{rollup_kib, spawn_agent_with, spawn_hub_binary, BenchAgent};
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_lookout"));
+    let mut hub = spawn_hub_binary(bin);
+    let base = hub.url("");
+    let base = base.trim_end_matches('/').to_owned();
+    let client = reqwest::Client::new();
+    let BenchAgent {
+        host: _off_host,
+        process: mut off,
+        ..
+    } = spawn_agent_with(bin, &client, &base, "usage-off", &["--usage-every", "off"]).await;
+    let BenchAgent {
+        host: _on_host,
+        process: mut on,
+        ..
+    } = spawn_agent_with(bin, &client, &base, "usage-on", &["--usage-every", "1s"]).await;
+    let anon = |p: &std::process::Child| rollup_kib(p.id(), "Anonymous:");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (off_10, on_10) = (anon(&off), anon(&on));
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    let (off_60, on_60) = (anon(&off), anon(&on));
+    let hosts: serde_json::Value = client
+        .get(format!("{base}/api/hosts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reported = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["host"] == "usage-on");
+    assert!(
+        reported,
+        "the sampling agent's host reached the hub: {hosts}"
+    );
+    println!("the agent's anonymous memory (sampling its host every second against off):");
+    println!("  usage off: {off_10} KiB after 10 s, {off_60} KiB after 60 s");
+    println!("  usage on:  {on_10} KiB after 10 s, {on_60} KiB after 60 s");
+    println!(
+        "  sampling adds {} KiB at 60 s ({:.2} MiB of the 2 MiB budget)",
+        on_60 as i64 - off_60 as i64,
+        (on_60 as f64 - off_60 as f64) / 1024.0
+    );
+    let _ = off.kill();
+    let _ = on.kill();
+    hub.stop().await;
+}
+
 #[tokio::main]
 async fn main() {
     // `-- sampling` or `-- database` runs one part.
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if only.as_deref() != Some("sampling") {
+    if only.is_none() || only.as_deref() == Some("database") {
         database_size().await;
     }
-    if only.as_deref() != Some("database") {
+    if only.as_deref() != Some("database") && only.as_deref() != Some("agent") {
         sampling();
+    }
+    if only.is_none() || only.as_deref() == Some("agent") {
+        agent_memory().await;
     }
 }

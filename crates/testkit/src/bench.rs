@@ -191,6 +191,17 @@ pub async fn spawn_agent(
     base: &str,
     name: &str,
 ) -> BenchAgent {
+    spawn_agent_with(bin, client, base, name, &[]).await
+}
+
+/// [`spawn_agent`] with more `agent run` flags.
+pub async fn spawn_agent_with(
+    bin: &Path,
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    extra: &[&str],
+) -> BenchAgent {
     let host = tempfile::tempdir().expect("temp dir");
     let log = crate::write_check_files(
         host.path(),
@@ -208,6 +219,7 @@ pub async fn spawn_agent(
     .expect("credentials");
     let process = Command::new(bin)
         .args(["agent", "run", "--user", "--no-scan", "--log", "warn"])
+        .args(extra)
         .arg("--credentials")
         .arg(&creds)
         .env("XDG_CONFIG_HOME", host.path().join("config"))
