@@ -93,6 +93,14 @@ impl Usage {
         self.read().hosts.get(name).cloned()
     }
 
+    /// The hub's own host's memory, in bytes (0 before its first sample).
+    pub fn own_memory_total(&self) -> u64 {
+        self.read()
+            .hosts
+            .get(&self.host)
+            .map_or(0, |h| h.memory_total_bytes)
+    }
+
     /// Every host's latest figures, by name.
     pub fn hosts(&self) -> Vec<(String, HostUsage)> {
         self.read()
@@ -256,11 +264,9 @@ impl Sampler {
             if !*up {
                 continue;
             }
-            let known = self.units.get(unit).and_then(|(g, _)| g.clone());
-            if known
-                .as_deref()
-                .is_some_and(|g| self.cgroups.read(g).is_some())
-            {
+            // A unit whose cgroup is known is read in `sample`, which
+            // forgets it once the cgroup is gone; only new ones are asked.
+            if self.units.get(unit).is_some_and(|(g, _)| g.is_some()) {
                 continue;
             }
             let Ok(name) = lookout_systemd::UnitName::parse(unit) else {

@@ -108,9 +108,7 @@ impl Checker {
     fn usage_of(&self, id: i64) -> Option<lookout_proto::condition::UsageSeen> {
         let usage = self.usage.as_ref()?;
         let now = usage.service(id)?;
-        let total = usage
-            .host(usage.host_name())
-            .map_or(0, |h| h.memory_total_bytes);
+        let total = usage.own_memory_total();
         Some(lookout_proto::condition::UsageSeen {
             cpu_percent: now.cpu_percent,
             memory_bytes: now.memory_bytes,

@@ -1203,10 +1203,7 @@ impl UsageSection {
         if current.is_none() && rows.is_empty() {
             return Ok(None);
         }
-        let host_memory = state
-            .usage
-            .host(state.usage.host_name())
-            .map_or(0, |h| h.memory_total_bytes);
+        let host_memory = state.usage.own_memory_total();
         let figures = current.as_ref().map(|u| {
             let or_dash = |v: Option<String>| v.unwrap_or_else(|| "—".to_owned());
             [
