@@ -392,6 +392,11 @@ fn view(i: bollard::models::ContainerInspectResponse) -> ContainerView {
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc))
             .filter(|t| t.timestamp() > 0),
+        pid: state
+            .pid
+            .filter(|_| state.running == Some(true))
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0),
     }
 }
 

@@ -263,7 +263,7 @@ pub fn still_stale<'a>(
     let was = held.waiting_on.as_deref()?;
     let root = get(was.id)?;
     let checked = held.last_health_check?;
-    let stale = held.check_url().is_some()
+    let stale = held.is_checked()
         && held.health_status == lookout_proto::service::HealthStatus::Unhealthy
         && root.state != Status::Failure
         && root.state_since.is_none_or(|back| checked < back);

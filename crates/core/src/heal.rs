@@ -84,7 +84,7 @@ impl Heals {
 /// A service whose failed checks are check intervals spent failing: one
 /// neither the hub nor an agent checks (a unit, a heartbeat, a push URL).
 fn counts_intervals(service: &Service) -> bool {
-    service.check_url().is_none() && service.server_id.is_none()
+    !service.is_checked() && service.server_id.is_none()
 }
 
 pub struct Healer {

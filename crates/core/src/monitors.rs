@@ -819,7 +819,7 @@ endpoints:
             [
                 "endpoint \"ssh\": lookout does not check ssh:// URLs",
                 "endpoint \"off\": disabled",
-                "endpoint \"domain\": conditions[0]: [DOMAIN_EXPIRATION] is not a placeholder lookout knows ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP], [CPU_PERCENT], [MEMORY], [MEMORY_PERCENT], [TASKS])"
+                "endpoint \"domain\": conditions[0]: [DOMAIN_EXPIRATION] is not a placeholder lookout knows ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP], [CPU_PERCENT], [MEMORY], [MEMORY_PERCENT], [TASKS], [DISK_PERCENT], [DISK_FULL_IN], [LOAD])"
             ]
         );
     }

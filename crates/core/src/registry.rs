@@ -231,7 +231,7 @@ fn shape(s: &Service) -> impl PartialEq + '_ {
     (
         s.status,
         s.paused,
-        s.check_url(),
+        s.check_target(),
         s.check_interval_secs,
         s.check_timeout_ms,
     )

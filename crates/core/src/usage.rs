@@ -6,7 +6,7 @@
 //! 1-minute and 15-minute buckets with the check history's downsampler
 //! (`lookout_proto::series`), pruning each kind after its window.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -46,6 +46,93 @@ struct Latest {
     services: HashMap<i64, UnitUsage>,
     /// Each agent's server's running units, by unit name.
     servers: HashMap<i64, BTreeMap<String, UnitUsage>>,
+    /// Each host's filesystems' recent use, by mount point, for
+    /// `[DISK_FULL_IN]`.
+    trends: HashMap<String, BTreeMap<String, Trend>>,
+}
+
+/// A filesystem's trend is fitted over this long, from a point a minute.
+const TREND_WINDOW_SECS: i64 = 6 * 3600;
+const TREND_STEP_SECS: i64 = 60;
+/// Fewer minutes of points than this give no estimate.
+pub const TREND_MIN_SECS: i64 = 600;
+
+/// A filesystem's use over the last hours, a point a minute, to tell when
+/// it fills at its current rate.
+#[derive(Debug, Default, Clone)]
+pub struct Trend {
+    points: VecDeque<(i64, f64)>,
+    size: u64,
+    used: u64,
+}
+
+impl Trend {
+    /// Adds a reading at `at` (seconds); one a minute is kept.
+    pub fn add(&mut self, at: i64, used: u64, size: u64) {
+        self.size = size;
+        self.used = used;
+        match self.points.back() {
+            // A clock gone back: start again.
+            Some((t, _)) if at < *t => self.points.clear(),
+            Some((t, _)) if at - t < TREND_STEP_SECS => return,
+            _ => {}
+        }
+        self.points.push_back((at, used as f64));
+        while self
+            .points
+            .front()
+            .is_some_and(|(t, _)| at - t > TREND_WINDOW_SECS)
+        {
+            self.points.pop_front();
+        }
+    }
+
+    /// Seconds until full at the rate of the least-squares line through
+    /// the points: `None` before [`TREND_MIN_SECS`] of them, `Some(None)`
+    /// when the filesystem is not filling.
+    pub fn full_in(&self) -> Option<Option<f64>> {
+        let (first, last) = (self.points.front()?, self.points.back()?);
+        if last.0 - first.0 < TREND_MIN_SECS || self.points.len() < 3 {
+            return None;
+        }
+        let n = self.points.len() as f64;
+        let t0 = first.0;
+        let mean_t = self
+            .points
+            .iter()
+            .map(|(t, _)| (t - t0) as f64)
+            .sum::<f64>()
+            / n;
+        let mean_u = self.points.iter().map(|(_, u)| u).sum::<f64>() / n;
+        let (mut cov, mut var) = (0.0, 0.0);
+        for (t, u) in &self.points {
+            let dt = (t - t0) as f64 - mean_t;
+            cov += dt * (u - mean_u);
+            var += dt * dt;
+        }
+        let per_sec = cov / var;
+        if per_sec.is_nan() || per_sec <= 0.0 {
+            return Some(None);
+        }
+        Some(Some(self.size.saturating_sub(self.used) as f64 / per_sec))
+    }
+}
+
+/// The soonest a host's filesystems fill: `None` while no estimate is
+/// known, [`NEVER`](lookout_proto::condition::NEVER) when none is filling.
+fn soonest_full(trends: Option<&BTreeMap<String, Trend>>) -> Option<i64> {
+    let estimates: Vec<Option<f64>> = trends?.values().filter_map(Trend::full_in).collect();
+    if estimates.is_empty() {
+        return None;
+    }
+    Some(
+        estimates
+            .into_iter()
+            .flatten()
+            .map(|secs| (secs * 1000.0).min(lookout_proto::condition::NEVER as f64 / 2.0) as i64)
+            .min()
+            .unwrap_or(lookout_proto::condition::NEVER),
+    )
 }
 
 /// What the hub knows of resource usage now.
@@ -122,7 +209,47 @@ impl Usage {
 
     /// Records a host's figures (the hub's own, or an agent's).
     pub fn record_host(&self, name: &str, usage: HostUsage) {
-        self.write().hosts.insert(name.to_owned(), usage);
+        let mut latest = self.write();
+        let trends = latest.trends.entry(name.to_owned()).or_default();
+        trends.retain(|mount, _| usage.filesystems.iter().any(|f| f.mount == *mount));
+        for fs in &usage.filesystems {
+            trends.entry(fs.mount.clone()).or_default().add(
+                usage.at.timestamp(),
+                fs.used_bytes,
+                fs.size_bytes,
+            );
+        }
+        latest.hosts.insert(name.to_owned(), usage);
+    }
+
+    /// A host's figures as conditions read them, and how old they are at
+    /// `now`.
+    pub fn host_seen(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Option<(Duration, lookout_proto::condition::UsageSeen)> {
+        let latest = self.read();
+        let host = latest.hosts.get(name)?;
+        let age = (now - host.at).to_std().unwrap_or_default();
+        Some((
+            age,
+            lookout_proto::condition::UsageSeen {
+                cpu_percent: Some(host.cpu_percent),
+                memory_bytes: Some(host.memory_used_bytes),
+                memory_percent: Some(host.memory_percent()),
+                tasks: None,
+                disk_percent: Some(host.disk_percent()),
+                disk_full_in_ms: soonest_full(latest.trends.get(name)),
+                load: Some(host.load[0]),
+            },
+        ))
+    }
+
+    /// A host whose last figures are older than this is not reporting: three
+    /// of this hub's intervals, and two minutes at least.
+    pub fn stale_after(&self) -> Duration {
+        (self.settings.every.unwrap_or_default() * 3).max(Duration::from_secs(120))
     }
 
     /// Replaces what an agent's server's units use.
@@ -174,7 +301,7 @@ impl Usage {
             let units = sampled_units(&registry);
             sampler.learn_groups(&units, &discovery).await;
             let (host, services) = sampler.sample(now, &units).await;
-            let ids: Vec<i64> = units.iter().flat_map(|(_, ids, _)| ids.clone()).collect();
+            let ids: Vec<i64> = units.iter().flat_map(|s| s.ids.clone()).collect();
             let mut rows = Vec::new();
             for (id, u) in &services {
                 rows.push(unit_row(*id, u));
@@ -202,10 +329,24 @@ impl Usage {
     }
 }
 
-/// The units of the hub's host worth sampling: each with the services it
-/// stands for (raw ones left out) and whether it is running.
-fn sampled_units(registry: &Registry) -> Vec<(String, Vec<i64>, bool)> {
-    registry
+/// What the sampler reads: a unit, or a container of the hub's engine.
+#[derive(Debug, Clone)]
+struct Subject {
+    /// The unit's name, or `container:NAME`.
+    key: String,
+    /// The services it stands for.
+    ids: Vec<i64>,
+    /// Whether it runs.
+    up: bool,
+    /// A container's main process, whose cgroup is the container's; a
+    /// unit's cgroup is asked of systemd.
+    pid: Option<u32>,
+}
+
+/// The units and containers of the hub's host worth sampling: each with the
+/// services it stands for (raw ones left out) and whether it is running.
+fn sampled_units(registry: &Registry) -> Vec<Subject> {
+    let mut subjects: Vec<Subject> = registry
         .units()
         .into_iter()
         .filter_map(|unit| {
@@ -218,9 +359,30 @@ fn sampled_units(registry: &Registry) -> Vec<(String, Vec<i64>, bool)> {
             let up = entries
                 .iter()
                 .any(|e| running(e.service.systemd_state.as_deref()));
-            (!ids.is_empty()).then_some((unit, ids, up))
+            (!ids.is_empty()).then_some(Subject {
+                key: unit,
+                ids,
+                up,
+                pid: None,
+            })
         })
-        .collect()
+        .collect();
+    for entry in registry.list(&crate::registry::ListFilter::default()) {
+        let s = &entry.service;
+        let Some(c) = s.container_info.as_deref() else {
+            continue;
+        };
+        if s.unit.is_some() || s.server_id.is_some() || s.status == RegistryStatus::Raw {
+            continue;
+        }
+        subjects.push(Subject {
+            key: format!("container:{}", c.name),
+            ids: vec![s.id],
+            up: c.up() && c.pid.is_some(),
+            pid: c.pid,
+        });
+    }
+    subjects
 }
 
 /// A cgroup's counters and when they were read.
@@ -256,17 +418,30 @@ impl Sampler {
 
     /// Asks systemd for the cgroup of each running unit not known yet, and
     /// for its accounting where the cgroup cannot be read.
-    async fn learn_groups(&mut self, units: &[(String, Vec<i64>, bool)], discovery: &Discovery) {
+    async fn learn_groups(&mut self, units: &[Subject], discovery: &Discovery) {
         self.units
-            .retain(|unit, _| units.iter().any(|(u, _, up)| u == unit && *up));
+            .retain(|unit, _| units.iter().any(|s| s.key == *unit && s.up));
         self.through_systemd.clear();
-        for (unit, _, up) in units {
+        for Subject {
+            key: unit, up, pid, ..
+        } in units
+        {
             if !*up {
                 continue;
             }
             // A unit whose cgroup is known is read in `sample`, which
             // forgets it once the cgroup is gone; only new ones are asked.
             if self.units.get(unit).is_some_and(|(g, _)| g.is_some()) {
+                continue;
+            }
+            if let Some(pid) = pid {
+                // A container: its main process's cgroup (a restart gives
+                // it a new one, and the old one's files are gone).
+                let group =
+                    lookout_usage::cgroup_of(*pid).filter(|g| self.cgroups.read(g).is_some());
+                if group.is_some() {
+                    self.units.insert(unit.clone(), (group, None));
+                }
                 continue;
             }
             let Ok(name) = lookout_systemd::UnitName::parse(unit) else {
@@ -306,7 +481,7 @@ impl Sampler {
     async fn sample(
         &mut self,
         now: DateTime<Utc>,
-        units: &[(String, Vec<i64>, bool)],
+        units: &[Subject],
     ) -> (Option<HostUsage>, HashMap<i64, UnitUsage>) {
         let reader = self.reader.clone();
         let mut files = self
@@ -353,11 +528,9 @@ impl Sampler {
             let secs = earlier.map_or(0.0, |(_, t)| (now - t).num_milliseconds() as f64 / 1000.0);
             let usage =
                 lookout_usage::unit_usage(&counters, earlier.as_ref().map(|(c, _)| c), secs, now);
-            for (u, ids, _) in units {
-                if *u == unit {
-                    for id in ids {
-                        sampled.insert(*id, usage.clone());
-                    }
+            for s in units.iter().filter(|s| s.key == unit) {
+                for id in &s.ids {
+                    sampled.insert(*id, usage.clone());
                 }
             }
         }
@@ -877,4 +1050,101 @@ pub fn meter(percent: f64) -> String {
 /// "3 d 4 h", "12 min": how long a host has been up.
 pub fn uptime(secs: u64) -> String {
     crate::history::span_words(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lookout_proto::condition::NEVER;
+    use lookout_proto::usage::FilesystemUsage;
+
+    const GIB: u64 = 1 << 30;
+
+    fn host(at: DateTime<Utc>, used: &[(&str, u64)]) -> HostUsage {
+        HostUsage {
+            at,
+            cpu_percent: 12.0,
+            load: [0.5, 0.4, 0.3],
+            memory_total_bytes: 8 * GIB,
+            memory_used_bytes: 2 * GIB,
+            filesystems: used
+                .iter()
+                .map(|(mount, used)| FilesystemUsage {
+                    mount: (*mount).into(),
+                    device: format!("/dev/{}", mount.len()),
+                    fs_type: "ext4".into(),
+                    size_bytes: 100 * GIB,
+                    used_bytes: *used,
+                    inodes: 0,
+                    inodes_used: 0,
+                })
+                .collect(),
+            ..HostUsage::default()
+        }
+    }
+
+    #[test]
+    fn a_filling_disk_is_full_in_its_remaining_space_over_its_rate() {
+        let usage = Usage::new(
+            UsageSettings {
+                every: Some(Duration::from_secs(10)),
+                raw_keep: Duration::from_secs(3600),
+            },
+            "hub".into(),
+        );
+        let start = DateTime::UNIX_EPOCH + chrono::Duration::days(20_000);
+        let at = |secs: i64| start + chrono::Duration::seconds(secs);
+        // `/` fills a GiB an hour from 80 GiB; `/home` stays at 10 GiB.
+        let fill = |secs: i64| 80 * GIB + (GIB as f64 * secs as f64 / 3600.0) as u64;
+        for secs in (0..=540).step_by(10) {
+            usage.record_host(
+                "hub",
+                host(at(secs), &[("/", fill(secs)), ("/home", 10 * GIB)]),
+            );
+        }
+        let (_, seen) = usage.host_seen("hub", at(540)).unwrap();
+        assert_eq!(
+            seen.disk_full_in_ms, None,
+            "nine minutes give no estimate yet"
+        );
+        assert_eq!(seen.disk_percent.map(f64::round), Some(80.0));
+        assert_eq!(seen.load, Some(0.5));
+        assert_eq!(seen.memory_percent, Some(25.0));
+        for secs in (550..=3600).step_by(10) {
+            usage.record_host(
+                "hub",
+                host(at(secs), &[("/", fill(secs)), ("/home", 10 * GIB)]),
+            );
+        }
+        let (age, seen) = usage.host_seen("hub", at(3630)).unwrap();
+        assert_eq!(age, Duration::from_secs(30));
+        // 19 GiB left at a GiB an hour: 19 hours.
+        let hours = seen.disk_full_in_ms.unwrap() as f64 / 3_600_000.0;
+        assert!((hours - 19.0).abs() < 0.1, "{hours} h");
+
+        // A disk that is freed, or steady, is never full.
+        let steady = Usage::new(usage.settings(), "hub".into());
+        for secs in (0..=1200).step_by(10) {
+            steady.record_host(
+                "hub",
+                host(at(secs), &[("/", 90 * GIB - secs as u64 * 1000)]),
+            );
+        }
+        let (_, seen) = steady.host_seen("hub", at(1200)).unwrap();
+        assert_eq!(seen.disk_full_in_ms, Some(NEVER));
+        assert!(steady.host_seen("nas", at(1200)).is_none());
+    }
+
+    #[test]
+    fn a_trend_keeps_a_point_a_minute_for_six_hours() {
+        let mut trend = Trend::default();
+        for secs in (0..=10 * 3600).step_by(10) {
+            trend.add(secs, 1, 2);
+        }
+        assert_eq!(trend.points.len(), 361, "six hours, a point a minute");
+        // A clock gone back starts again.
+        trend.add(5, 1, 2);
+        assert_eq!(trend.points.len(), 1);
+        assert_eq!(trend.full_in(), None);
+    }
 }

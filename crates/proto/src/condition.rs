@@ -9,19 +9,25 @@
 //! [BODY].items[0].name == any(a, b)    len([BODY].items) > 0
 //! has([BODY].errors) == false          [STATUS] == 200 for 5m
 //! [MEMORY_PERCENT] < 90 for 5m         [CPU_PERCENT] < 80 for 10m
+//! [MEMORY] < 512MiB                    [DISK_FULL_IN] > 7d
 //! ```
 //!
 //! `[CPU_PERCENT]` (of one core), `[MEMORY]` (bytes), `[MEMORY_PERCENT]`
 //! (of the host's memory) and `[TASKS]` read what the service's unit uses,
-//! as last sampled.
+//! as last sampled. On a `host://` service they read the host's figures
+//! instead (`[CPU_PERCENT]` of all cores), with three of the host's own:
+//! `[DISK_PERCENT]` (the fullest filesystem), `[DISK_FULL_IN]` (how long
+//! until a filesystem is full at its rate over the last hours) and `[LOAD]`
+//! (the 1-minute load average).
 //!
 //! A condition is `LEFT OP RIGHT`, with `OP` one of `==`, `!=`, `<`, `<=`,
 //! `>`, `>=`. Each side is a placeholder, `len(placeholder)`,
 //! `has(placeholder)`, `pat(glob)` (`*` for any run of characters), `any(a,
 //! b, ...)` or a literal. `==` compares numbers as numbers and everything
-//! else as text; the ordering operators compare numbers, and a duration
-//! (`72h`, `30m`, `1h30m`, `14d`, `500ms`) counts in milliseconds, as
-//! `[RESPONSE_TIME]` and `[CERTIFICATE_EXPIRATION]` do. A trailing `for
+//! else as text; the ordering operators compare numbers (`0.5` too), a
+//! duration (`72h`, `30m`, `1h30m`, `14d`, `500ms`) counts in milliseconds,
+//! as `[RESPONSE_TIME]`, `[CERTIFICATE_EXPIRATION]` and `[DISK_FULL_IN]`
+//! do, and a size (`512MiB`, `2 GB`, `100KiB`) in bytes, as `[MEMORY]` does. A trailing `for
 //! DURATION` holds a condition: it must fail that long before it counts.
 //!
 //! Pure: parsing and evaluating do no I/O, so the parser can be fuzzed and
@@ -132,9 +138,19 @@ impl Condition {
 
     /// Whether the condition reads this placeholder (on either side).
     pub fn mentions(&self, p: PlaceholderKind) -> bool {
+        self.placeholders().any(|k| k == p)
+    }
+
+    /// The placeholders it reads.
+    pub fn placeholders(&self) -> impl Iterator<Item = PlaceholderKind> + '_ {
         [&self.parsed.left, &self.parsed.right]
-            .iter()
-            .any(|o| o.placeholder().is_some_and(|ph| ph.kind() == p))
+            .into_iter()
+            .filter_map(|o| o.placeholder().map(Placeholder::kind))
+    }
+
+    /// Whether it reads only resource usage (no check's answer).
+    pub fn reads_usage(&self) -> bool {
+        self.placeholders().all(PlaceholderKind::is_usage)
     }
 
     /// Evaluates the condition against what a check observed: `Ok(())`
@@ -190,15 +206,30 @@ pub struct Observation<'a> {
     pub usage: Option<UsageSeen>,
 }
 
-/// A unit's use as conditions read it: `[CPU_PERCENT]` (of one core),
-/// `[MEMORY]` (bytes), `[MEMORY_PERCENT]` (of the host's memory), `[TASKS]`.
+/// A unit's or a host's use as conditions read it: `[CPU_PERCENT]` (of one
+/// core for a unit, of all cores for a host), `[MEMORY]` (bytes),
+/// `[MEMORY_PERCENT]` (of the host's memory), `[TASKS]` (a unit's), and a
+/// host's `[DISK_PERCENT]`, `[DISK_FULL_IN]` and `[LOAD]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct UsageSeen {
     pub cpu_percent: Option<f64>,
     pub memory_bytes: Option<u64>,
     pub memory_percent: Option<f64>,
     pub tasks: Option<u64>,
+    /// The fullest filesystem's use, in percent.
+    pub disk_percent: Option<f64>,
+    /// Milliseconds until the first filesystem to fill is full at its
+    /// current rate; [`NEVER`] when none is filling.
+    pub disk_full_in_ms: Option<i64>,
+    /// The 1-minute load average.
+    pub load: Option<f64>,
 }
+
+/// `[DISK_FULL_IN]` of a host whose filesystems are not filling.
+pub const NEVER: i64 = i64::MAX;
+
+/// The placeholders, for messages.
+const PLACEHOLDERS: &str = "[STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP], [CPU_PERCENT], [MEMORY], [MEMORY_PERCENT], [TASKS], [DISK_PERCENT], [DISK_FULL_IN], [LOAD]";
 
 /// The placeholders a condition can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,11 +245,14 @@ pub enum PlaceholderKind {
     Memory,
     MemoryPercent,
     Tasks,
+    DiskPercent,
+    DiskFullIn,
+    Load,
 }
 
 impl PlaceholderKind {
-    /// Whether it reads the service's resource usage rather than a check's
-    /// answer.
+    /// Whether it reads resource usage (a unit's or a host's) rather than a
+    /// check's answer.
     pub fn is_usage(self) -> bool {
         matches!(
             self,
@@ -226,8 +260,58 @@ impl PlaceholderKind {
                 | PlaceholderKind::Memory
                 | PlaceholderKind::MemoryPercent
                 | PlaceholderKind::Tasks
+        ) || self.is_host_only()
+    }
+
+    /// Whether only a host has it (`host://` checks).
+    pub fn is_host_only(self) -> bool {
+        matches!(
+            self,
+            PlaceholderKind::DiskPercent | PlaceholderKind::DiskFullIn | PlaceholderKind::Load
         )
     }
+
+    /// Whether only a unit has it (not a `host://` check).
+    pub fn is_unit_only(self) -> bool {
+        self == PlaceholderKind::Tasks
+    }
+
+    /// As written in a condition.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlaceholderKind::Status => "[STATUS]",
+            PlaceholderKind::ResponseTime => "[RESPONSE_TIME]",
+            PlaceholderKind::Body => "[BODY]",
+            PlaceholderKind::Connected => "[CONNECTED]",
+            PlaceholderKind::CertificateExpiration => "[CERTIFICATE_EXPIRATION]",
+            PlaceholderKind::DnsRcode => "[DNS_RCODE]",
+            PlaceholderKind::Ip => "[IP]",
+            PlaceholderKind::CpuPercent => "[CPU_PERCENT]",
+            PlaceholderKind::Memory => "[MEMORY]",
+            PlaceholderKind::MemoryPercent => "[MEMORY_PERCENT]",
+            PlaceholderKind::Tasks => "[TASKS]",
+            PlaceholderKind::DiskPercent => "[DISK_PERCENT]",
+            PlaceholderKind::DiskFullIn => "[DISK_FULL_IN]",
+            PlaceholderKind::Load => "[LOAD]",
+        }
+    }
+
+    const ALL: [PlaceholderKind; 14] = [
+        PlaceholderKind::Status,
+        PlaceholderKind::ResponseTime,
+        PlaceholderKind::Body,
+        PlaceholderKind::Connected,
+        PlaceholderKind::CertificateExpiration,
+        PlaceholderKind::DnsRcode,
+        PlaceholderKind::Ip,
+        PlaceholderKind::CpuPercent,
+        PlaceholderKind::Memory,
+        PlaceholderKind::MemoryPercent,
+        PlaceholderKind::Tasks,
+        PlaceholderKind::DiskPercent,
+        PlaceholderKind::DiskFullIn,
+        PlaceholderKind::Load,
+    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,7 +417,7 @@ impl Parsed {
         let left = operand(left)?;
         let right = operand(right)?;
         if left.placeholder().is_none() && right.placeholder().is_none() {
-            return Err("compares no placeholder ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP], [CPU_PERCENT], [MEMORY], [MEMORY_PERCENT], [TASKS])".into());
+            return Err(format!("compares no placeholder ({PLACEHOLDERS})").into());
         }
         if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge)
             && [&left, &right]
@@ -382,20 +466,10 @@ fn placeholder(text: &str) -> Result<Placeholder, crate::error::Invalid> {
         .find(']')
         .ok_or_else(|| format!("{text:?} is not a placeholder"))?;
     let (name, rest) = text.split_at(end + 1);
-    let kind = match name {
-        "[STATUS]" => PlaceholderKind::Status,
-        "[RESPONSE_TIME]" => PlaceholderKind::ResponseTime,
-        "[BODY]" => PlaceholderKind::Body,
-        "[CONNECTED]" => PlaceholderKind::Connected,
-        "[CERTIFICATE_EXPIRATION]" => PlaceholderKind::CertificateExpiration,
-        "[DNS_RCODE]" => PlaceholderKind::DnsRcode,
-        "[IP]" => PlaceholderKind::Ip,
-        "[CPU_PERCENT]" => PlaceholderKind::CpuPercent,
-        "[MEMORY]" => PlaceholderKind::Memory,
-        "[MEMORY_PERCENT]" => PlaceholderKind::MemoryPercent,
-        "[TASKS]" => PlaceholderKind::Tasks,
-        other => return Err(format!("{other} is not a placeholder lookout knows ([STATUS], [BODY], [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE], [IP], [CPU_PERCENT], [MEMORY], [MEMORY_PERCENT], [TASKS])").into()),
-    };
+    let kind = PlaceholderKind::ALL
+        .into_iter()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| format!("{name} is not a placeholder lookout knows ({PLACEHOLDERS})"))?;
     let path = if rest.is_empty() {
         Vec::new()
     } else if kind == PlaceholderKind::Body {
@@ -473,7 +547,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[derive(Debug, Clone, PartialEq)]
 enum Resolved {
     Text(String),
-    Number(i64),
+    Number(f64),
     Pattern(String),
     Any(Vec<String>),
     /// A placeholder with nothing to read: no body, no such key ...
@@ -483,9 +557,28 @@ enum Resolved {
 impl Resolved {
     fn display(&self, about: Option<&Placeholder>) -> String {
         match (self, about.map(Placeholder::kind)) {
-            (Resolved::Number(ms), Some(PlaceholderKind::CertificateExpiration)) => human_ms(*ms),
+            (Resolved::Number(ms), Some(PlaceholderKind::CertificateExpiration)) => {
+                human_ms(*ms as i64)
+            }
+            (Resolved::Number(ms), Some(PlaceholderKind::DiskFullIn)) => {
+                if *ms >= NEVER as f64 {
+                    "never: no filesystem is filling".into()
+                } else {
+                    human_ms(*ms as i64)
+                }
+            }
             (Resolved::Number(ms), Some(PlaceholderKind::ResponseTime)) => format!("{ms} ms"),
-            (Resolved::Number(n), _) => n.to_string(),
+            (
+                Resolved::Number(p),
+                Some(
+                    PlaceholderKind::CpuPercent
+                    | PlaceholderKind::MemoryPercent
+                    | PlaceholderKind::DiskPercent,
+                ),
+            ) => format!("{}%", decimal(*p, 1)),
+            (Resolved::Number(b), Some(PlaceholderKind::Memory)) => human_bytes(*b),
+            (Resolved::Number(n), Some(PlaceholderKind::Load)) => decimal(*n, 2),
+            (Resolved::Number(n), _) => decimal(*n, 3),
             (Resolved::Text(t), _) => {
                 let mut t: String = t.chars().take(80).collect();
                 if t.is_empty() {
@@ -499,24 +592,82 @@ impl Resolved {
         }
     }
 
-    /// As a number: a number, or a duration in milliseconds.
-    fn number(&self) -> Option<i64> {
+    /// As a number: a number, a duration in milliseconds or a size in
+    /// bytes.
+    fn number(&self) -> Option<f64> {
         match self {
             Resolved::Number(n) => Some(*n),
-            Resolved::Text(t) => t.trim().parse::<i64>().ok().or_else(|| {
-                parse_duration(t.trim()).and_then(|d| i64::try_from(d.as_millis()).ok())
-            }),
+            Resolved::Text(t) => {
+                let t = t.trim();
+                decimal_number(t)
+                    .or_else(|| parse_duration(t).map(|d| d.as_millis() as f64))
+                    .or_else(|| parse_size(t).map(|b| b as f64))
+            }
             _ => None,
         }
     }
 
     fn text(&self) -> Option<String> {
         match self {
-            Resolved::Number(n) => Some(n.to_string()),
+            Resolved::Number(n) => Some(decimal(*n, 3)),
             Resolved::Text(t) => Some(t.clone()),
             _ => None,
         }
     }
+}
+
+/// `-12`, `3`, `0.25`: digits with at most one point, nothing else (no
+/// `NaN`, `inf` or exponent).
+fn decimal_number(t: &str) -> Option<f64> {
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    let ok = !digits.is_empty()
+        && !digits.starts_with('.')
+        && !digits.ends_with('.')
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1;
+    ok.then(|| t.parse().ok()).flatten()
+}
+
+/// A size: `512MiB`, `2 GB`, `100KiB`, `64B` (K, M, G, T in powers of
+/// 1000; Ki, Mi, Gi, Ti in powers of 1024).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let number = decimal_number(&text[..split])?;
+    let factor: f64 = match text[split..].trim_start().to_ascii_lowercase().as_str() {
+        "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * factor;
+    (bytes.is_finite() && bytes < u64::MAX as f64).then_some(bytes.round() as u64)
+}
+
+/// `n` with at most `places` decimals, none when whole.
+fn decimal(n: f64, places: usize) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        return format!("{}", n as i64);
+    }
+    let text = format!("{n:.places$}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// `128 MiB`, `3.2 GiB`.
+fn human_bytes(b: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b;
+    let mut unit = 0;
+    while v.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{} {}", decimal(v, 1), UNITS[unit])
 }
 
 /// `3d 4h`, `5h 12m`, `40s`; `expired 2d ago` below zero.
@@ -572,34 +723,33 @@ impl Operand {
     }
 }
 
-fn len(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+fn len(n: usize) -> f64 {
+    n as f64
 }
 
 enum Read {
-    Number(i64),
+    Number(f64),
     Text(String),
     Json(serde_json::Value),
 }
 
 fn read(p: &Placeholder, seen: &Observation<'_>) -> Option<Read> {
     Some(match p.kind {
-        PlaceholderKind::Status => Read::Number(i64::from(seen.status?)),
-        PlaceholderKind::ResponseTime => {
-            Read::Number(i64::try_from(seen.response_time_ms?).unwrap_or(i64::MAX))
-        }
+        PlaceholderKind::Status => Read::Number(f64::from(seen.status?)),
+        PlaceholderKind::ResponseTime => Read::Number(seen.response_time_ms? as f64),
         PlaceholderKind::Connected => Read::Text(seen.connected.to_string()),
-        PlaceholderKind::CertificateExpiration => Read::Number(seen.certificate_expires_in_ms?),
+        PlaceholderKind::CertificateExpiration => {
+            Read::Number(seen.certificate_expires_in_ms? as f64)
+        }
         PlaceholderKind::DnsRcode => Read::Text(seen.dns_rcode?.to_owned()),
         PlaceholderKind::Ip => Read::Text(seen.ip?.to_owned()),
-        PlaceholderKind::CpuPercent => Read::Number(seen.usage?.cpu_percent?.round() as i64),
-        PlaceholderKind::Memory => {
-            Read::Number(i64::try_from(seen.usage?.memory_bytes?).unwrap_or(i64::MAX))
-        }
-        PlaceholderKind::MemoryPercent => Read::Number(seen.usage?.memory_percent?.round() as i64),
-        PlaceholderKind::Tasks => {
-            Read::Number(i64::try_from(seen.usage?.tasks?).unwrap_or(i64::MAX))
-        }
+        PlaceholderKind::CpuPercent => Read::Number(seen.usage?.cpu_percent?),
+        PlaceholderKind::Memory => Read::Number(seen.usage?.memory_bytes? as f64),
+        PlaceholderKind::MemoryPercent => Read::Number(seen.usage?.memory_percent?),
+        PlaceholderKind::Tasks => Read::Number(seen.usage?.tasks? as f64),
+        PlaceholderKind::DiskPercent => Read::Number(seen.usage?.disk_percent?),
+        PlaceholderKind::DiskFullIn => Read::Number(seen.usage?.disk_full_in_ms? as f64),
+        PlaceholderKind::Load => Read::Number(seen.usage?.load?),
         PlaceholderKind::Body => {
             let body = seen.body?;
             if p.path.is_empty() {
@@ -891,18 +1041,99 @@ mod tests {
             memory_bytes: Some(3 << 30),
             memory_percent: Some(93.2),
             tasks: Some(12),
+            ..UsageSeen::default()
         };
         let why = held.evaluate(&seen(Some(high))).unwrap_err();
-        assert_eq!(why.to_string(), "[MEMORY_PERCENT] < 90 for 5m: was 93");
+        assert_eq!(why.to_string(), "[MEMORY_PERCENT] < 90 for 5m: was 93.2%");
         let cpu = Condition::parse("[CPU_PERCENT] < 80", Status::Failure).unwrap();
         assert!(cpu.evaluate(&seen(Some(high))).is_err());
         let tasks = Condition::parse("[TASKS] <= 12", Status::Failure).unwrap();
         assert!(tasks.evaluate(&seen(Some(high))).is_ok());
         let memory = Condition::parse("[MEMORY] < 4294967296", Status::Failure).unwrap();
         assert!(memory.evaluate(&seen(Some(high))).is_ok());
+        // Sizes in the units people write them, and the figure shown so.
+        let memory = Condition::parse("[MEMORY] < 2 GiB", Status::Failure).unwrap();
+        assert_eq!(
+            memory.evaluate(&seen(Some(high))).unwrap_err().to_string(),
+            "[MEMORY] < 2 GiB: was 3 GiB"
+        );
+        assert!(check("[MEMORY] < 3.5GiB", &seen(Some(high))).is_ok());
+        assert!(
+            check("[MEMORY] > 3GB", &seen(Some(high))).is_ok(),
+            "3 GiB > 3 GB"
+        );
+        // A fraction of a percent counts.
+        assert!(check("[MEMORY_PERCENT] > 93.1", &seen(Some(high))).is_ok());
+        assert!(check("[MEMORY_PERCENT] < 93.3", &seen(Some(high))).is_ok());
         // No sample (the unit is stopped, or the service has none): the
         // condition cannot hold.
         assert!(cpu.evaluate(&seen(None)).is_err());
+    }
+
+    #[test]
+    fn host_placeholders_read_disk_load_and_the_fill_estimate() {
+        let host = UsageSeen {
+            cpu_percent: Some(12.5),
+            memory_percent: Some(40.0),
+            disk_percent: Some(91.46),
+            disk_full_in_ms: Some(3 * 86_400_000 + 4 * 3_600_000),
+            load: Some(3.7),
+            ..UsageSeen::default()
+        };
+        let seen = Observation {
+            usage: Some(host),
+            ..Observation::default()
+        };
+        assert_eq!(
+            check("[DISK_PERCENT] < 90", &seen).unwrap_err().to_string(),
+            "[DISK_PERCENT] < 90: was 91.5%"
+        );
+        assert_eq!(
+            check("[DISK_FULL_IN] > 7d", &seen).unwrap_err().to_string(),
+            "[DISK_FULL_IN] > 7d: was 3d 4h"
+        );
+        assert!(check("[DISK_FULL_IN] > 3d", &seen).is_ok());
+        // The load is a fraction: 3.7 is under 4 and over 3.5.
+        assert!(check("[LOAD] < 4", &seen).is_ok());
+        assert_eq!(
+            check("[LOAD] < 3.5", &seen).unwrap_err().to_string(),
+            "[LOAD] < 3.5: was 3.7"
+        );
+        let steady = Observation {
+            usage: Some(UsageSeen {
+                disk_full_in_ms: Some(NEVER),
+                ..host
+            }),
+            ..Observation::default()
+        };
+        assert!(check("[DISK_FULL_IN] > 3650d", &steady).is_ok());
+        assert!(PlaceholderKind::DiskFullIn.is_usage());
+        assert!(PlaceholderKind::Load.is_host_only());
+        assert!(!PlaceholderKind::Memory.is_host_only());
+        assert!(PlaceholderKind::Tasks.is_unit_only());
+        for kind in PlaceholderKind::ALL {
+            assert!(PLACEHOLDERS.contains(kind.name()), "{kind:?} is listed");
+        }
+    }
+
+    #[test]
+    fn sizes_and_numbers_are_read_strictly() {
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("2 GB"), Some(2_000_000_000));
+        assert_eq!(parse_size("1.5KiB"), Some(1536));
+        assert_eq!(parse_size("64b"), Some(64));
+        for bad in ["", "MiB", "5", "5 XB", "-5MiB", "1.2.3GB", ".5GB"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        assert_eq!(decimal_number("0.25"), Some(0.25));
+        assert_eq!(decimal_number("-12"), Some(-12.0));
+        for bad in ["NaN", "inf", "1e5", "1.", ".1", "-", ""] {
+            assert_eq!(decimal_number(bad), None, "{bad}");
+        }
+        // Text that is no number is still compared as text.
+        let body = http(200, "NaN", 1);
+        assert!(check("[BODY] == NaN", &body).is_ok());
+        assert!(check("[BODY] != 1", &body).is_ok());
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct ContainerView {
     /// When it last started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
+    /// Its main process on the engine's host, while it runs (its cgroup is
+    /// read for its resource usage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 /// A port of a container published on its host.
@@ -74,6 +78,7 @@ impl ContainerView {
             compose_project: None,
             compose_service: None,
             started_at: None,
+            pid: None,
         }
     }
 

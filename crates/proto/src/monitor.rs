@@ -8,6 +8,10 @@
 //! | `tls://host:port` | a TLS handshake and the server's certificate |
 //! | `icmp://host` | one ping (an ICMP echo through a datagram socket) |
 //! | `dns://resolver[:port]` | one DNS query (`dns.name`, `dns.type`) to that resolver |
+//! | `host://name` | a host's resource usage, as last sampled (`host://localhost`: the hub's own) |
+//!
+//! A unit service without a URL whose conditions read its usage
+//! (`[MEMORY] < 1GiB`) is checked too: [`Target::Usage`].
 
 use std::collections::BTreeMap;
 
@@ -15,16 +19,38 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// The schemes a service's URL may use.
-pub const SCHEMES: &[&str] = &["http", "https", "tcp", "tls", "icmp", "dns"];
+pub const SCHEMES: &[&str] = &["http", "https", "tcp", "tls", "icmp", "dns", "host"];
+
+/// `host://localhost`: the hub's own host.
+pub const OWN_HOST: &str = "localhost";
 
 /// Where a check goes, by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Http(Url),
-    Tcp { host: String, port: u16 },
-    Tls { host: String, port: u16 },
-    Icmp { host: String },
-    Dns { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Tls {
+        host: String,
+        port: u16,
+    },
+    Icmp {
+        host: String,
+    },
+    Dns {
+        host: String,
+        port: u16,
+    },
+    /// A host's usage: the hub's own ([`OWN_HOST`]) or an agent's server's,
+    /// by name.
+    Host {
+        name: String,
+    },
+    /// The service's own unit's usage (a unit service without a URL whose
+    /// conditions read it).
+    Usage,
 }
 
 impl Target {
@@ -79,11 +105,20 @@ impl Target {
                     port: url.port().unwrap_or(53),
                 })
             }
+            "host" => {
+                if !matches!(url.path(), "" | "/") || url.port().is_some() {
+                    return Err(
+                        "a host:// URL names a host and nothing else, e.g. host://nas".into(),
+                    );
+                }
+                Ok(Target::Host { name: host()? })
+            }
             other => Err(format!("must use one of {}, not {other:?}", SCHEMES.join(", ")).into()),
         }
     }
 
-    /// `http`, `tcp`, `tls`, `icmp` or `dns` (HTTPS is `http`).
+    /// `http`, `tcp`, `tls`, `icmp`, `dns`, `host` or `usage` (HTTPS is
+    /// `http`).
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Http(_) => "http",
@@ -91,7 +126,42 @@ impl Target {
             Target::Tls { .. } => "tls",
             Target::Icmp { .. } => "icmp",
             Target::Dns { .. } => "dns",
+            Target::Host { .. } => "host",
+            Target::Usage => "usage",
         }
+    }
+
+    /// Why these conditions cannot be judged on this kind of check, if
+    /// they cannot: a host's figures on a unit's check, a unit's on a
+    /// host's.
+    pub fn refuses(
+        &self,
+        conditions: &[crate::condition::Condition],
+    ) -> Option<crate::error::Invalid> {
+        use crate::condition::PlaceholderKind;
+        let host = matches!(self, Target::Host { .. });
+        conditions.iter().find_map(|c| {
+            let kind = c.placeholders().find(|k| {
+                if host {
+                    k.is_unit_only() || !(k.is_usage() || *k == PlaceholderKind::Connected)
+                } else {
+                    k.is_host_only()
+                }
+            })?;
+            Some(if host {
+                format!(
+                    "{} is not a host's figure: a host:// check reads [CONNECTED], [CPU_PERCENT], [MEMORY], [MEMORY_PERCENT], [DISK_PERCENT], [DISK_FULL_IN] and [LOAD]",
+                    kind.name()
+                )
+                .into()
+            } else {
+                format!(
+                    "{} is a host's figure: use it on a service with a host:// URL",
+                    kind.name()
+                )
+                .into()
+            })
+        })
     }
 
     /// Whether the check has a server certificate to look at.

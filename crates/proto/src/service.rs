@@ -164,7 +164,7 @@ impl BaseUrl {
         }
         let url = Url::parse(raw).map_err(|e| match e {
             url::ParseError::RelativeUrlWithoutBase => {
-                "needs http:// or https:// (or tcp://, tls://, icmp://, dns://) before the host, \
+                "needs http:// or https:// (or tcp://, tls://, icmp://, dns://, host://) before the host, \
                  e.g. http://192.168.1.10:8080"
                     .to_owned()
             }
@@ -713,6 +713,14 @@ fn parse_fields(body: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Serv
                 "is an alias of base_url and must not differ from it",
             )),
             _ => patch.base_url = Some(url),
+        }
+    }
+
+    // Conditions a check of this URL cannot judge: a host's figures on a
+    // service's check, or a check's answer on a host's.
+    if let (Some(Some(url)), Some(conditions)) = (&patch.base_url, &patch.conditions) {
+        if let Some(why) = url.target().refuses(conditions) {
+            errors.push(FieldError::new("conditions", why));
         }
     }
 

@@ -311,9 +311,14 @@ impl Service {
                 message: self.push_message.as_deref(),
             }
         } else {
+            // A check of the unit's usage speaks when a condition fails;
+            // otherwise the unit's state does.
+            let usage_spoke = matches!(self.health_status, HealthStatus::Unhealthy)
+                || self.last_warning.is_some();
+            let usage_check = !has_check && usage_spoke && self.check_target().is_some();
             ServiceKind::Polled {
                 health: self.health_status,
-                has_check,
+                has_check: has_check || usage_check,
                 last_error: self.last_error.as_deref(),
                 warning: self.last_warning.as_deref(),
                 unit: self.unit_facts(now),
@@ -442,10 +447,27 @@ impl Service {
         }
     }
 
-    /// What a check of the service reaches, if the hub checks it.
+    /// What a check of the service reaches, if the hub checks it: its
+    /// URL's target, or its own unit's usage when it has no URL but a unit
+    /// and conditions on what the unit uses.
     pub fn check_target(&self) -> Option<Target> {
-        let url = url::Url::parse(&self.check_url()?).ok()?;
-        Target::from_url(&url).ok()
+        match self.check_url() {
+            Some(url) => Target::from_url(&url::Url::parse(&url).ok()?).ok(),
+            None => (self.status == RegistryStatus::Configured
+                && self.base_url.is_none()
+                && self.unit.is_some()
+                && self.server_id.is_none()
+                && self.heartbeat_ttl_secs.is_none()
+                && !self.has_push_token
+                && !self.conditions.is_empty()
+                && self.conditions.iter().all(Condition::reads_usage))
+            .then_some(Target::Usage),
+        }
+    }
+
+    /// Whether the hub checks it (a URL, or its unit's usage).
+    pub fn is_checked(&self) -> bool {
+        self.check_url().is_some() || self.check_target().is_some()
     }
 
     /// The interval until the next check: the retry interval while the

@@ -199,17 +199,23 @@ fn meminfo_kib(meminfo: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The filesystems on block devices (each device once), with their use.
+/// The writable filesystems on block devices (each device once), with
+/// their use. Read-only ones (a snap's squashfs, a CD) are full by design
+/// and cannot fill: they are left out.
 fn filesystems(mounts: &str) -> Vec<FilesystemUsage> {
     let mut out: Vec<FilesystemUsage> = Vec::new();
     for line in mounts.lines() {
         let mut fields = line.split_whitespace();
-        let (Some(device), Some(mount), Some(fs_type)) =
-            (fields.next(), fields.next(), fields.next())
+        let (Some(device), Some(mount), Some(fs_type), Some(options)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
-        if !device.starts_with("/dev/") || out.iter().any(|f| f.device == device) {
+        if !device.starts_with("/dev/")
+            || options.split(',').any(|o| o == "ro")
+            || matches!(fs_type, "squashfs" | "iso9660" | "erofs" | "cramfs" | "udf")
+            || out.iter().any(|f| f.device == device)
+        {
             continue;
         }
         let mount = mount.replace("\\040", " ");
@@ -442,6 +448,22 @@ mod tests {
                     celsius: 38.0
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn read_only_filesystems_are_left_out() {
+        let mounts = "/dev/sda1 / ext4 rw,relatime 0 0\n\
+                      /dev/loop3 /snap/core/1 squashfs ro,nodev,relatime 0 0\n\
+                      /dev/sr0 /media/cd iso9660 ro 0 0\n\
+                      /dev/sdb1 /tmp ext4 ro,relatime 0 0\n\
+                      tmpfs /run tmpfs rw 0 0\n\
+                      /dev/sda1 /home ext4 rw 0 0\n";
+        let found = filesystems(mounts);
+        assert_eq!(
+            found.iter().map(|f| f.mount.as_str()).collect::<Vec<_>>(),
+            ["/"],
+            "the writable block device once; read-only and virtual ones left out"
         );
     }
 

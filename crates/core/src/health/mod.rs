@@ -117,7 +117,66 @@ impl Checker {
                 .filter(|_| total > 0)
                 .map(|m| lookout_proto::usage::percent(m, total)),
             tasks: now.tasks,
+            ..lookout_proto::condition::UsageSeen::default()
         })
+    }
+
+    /// What a `host://` check sees: the host's last figures, while they
+    /// are fresh.
+    fn host_seen(&self, name: &str, now: DateTime<Utc>) -> Seen {
+        let Some(usage) = &self.usage else {
+            return Seen {
+                cannot: Some("this hub does not sample resource usage".into()),
+                ..Seen::default()
+            };
+        };
+        let own = name == lookout_proto::monitor::OWN_HOST || name == usage.host_name();
+        if own && !usage.enabled() {
+            return Seen {
+                cannot: Some("resource usage is not sampled (--usage-every off)".into()),
+                ..Seen::default()
+            };
+        }
+        let key = if own { usage.host_name() } else { name };
+        match usage.host_seen(key, now) {
+            None => Seen {
+                error: Some(format!(
+                    "no resource usage from host {name}: the Hosts page lists those that send it"
+                )),
+                ..Seen::default()
+            },
+            Some((age, _)) if age > usage.stale_after() => Seen {
+                error: Some(format!(
+                    "no resource usage from host {name} for {}",
+                    human_age(age)
+                )),
+                ..Seen::default()
+            },
+            Some((_, seen)) => Seen {
+                connected: true,
+                usage: Some(seen),
+                ..Seen::default()
+            },
+        }
+    }
+
+    /// What a check of a unit's usage sees: its last sample, while it runs.
+    fn unit_seen(&self, key: i64) -> Seen {
+        match self.usage_of(key) {
+            Some(seen) => Seen {
+                connected: true,
+                usage: Some(seen),
+                ..Seen::default()
+            },
+            None => Seen {
+                cannot: Some(if self.usage.as_ref().is_some_and(|u| u.enabled()) {
+                    "its unit is not running: no usage to judge".into()
+                } else {
+                    "resource usage is not sampled (--usage-every off)".into()
+                }),
+                ..Seen::default()
+            },
+        }
     }
 
     /// Whether a check of `id` asked for by a request may go out now (and
@@ -319,7 +378,15 @@ impl Checker {
         let reads_body = conditions.iter().any(|c| c.mentions(PlaceholderKind::Body));
         let started = Instant::now();
         let probing = async {
+            if let Some(why) = target.refuses(conditions) {
+                return Seen {
+                    cannot: Some(why.into()),
+                    ..Seen::default()
+                };
+            }
             match target {
+                Target::Host { name } => self.host_seen(name, clock.now()),
+                Target::Usage => self.unit_seen(key),
                 Target::Http(url) => self.http(url, probe, reads_body, timeout).await,
                 Target::Tcp { host, port } => probe::tcp(host, *port, timeout).await,
                 Target::Tls { host, port } => {
@@ -422,8 +489,13 @@ impl Checker {
             certificate_expires_in_ms: expires_in_ms,
             dns_rcode: seen.dns_rcode.as_deref(),
             ip: ip_text.as_deref(),
-            usage: self.usage_of(key),
+            usage: seen.usage.or_else(|| self.usage_of(key)),
         };
+        // A fill estimate needs some minutes of samples: until it has
+        // them, conditions on it wait rather than fail.
+        let no_estimate = observation
+            .usage
+            .is_some_and(|u| u.disk_full_in_ms.is_none());
         let mut warnings = Vec::new();
         if let Some(ms) = expires_in_ms {
             let limit = i64::try_from(CERTIFICATE_WARNING.as_millis()).unwrap_or(i64::MAX);
@@ -436,6 +508,9 @@ impl Checker {
         }
         let mut held = lock(&self.failing_since);
         for (i, condition) in conditions.iter().enumerate() {
+            if no_estimate && condition.mentions(PlaceholderKind::DiskFullIn) {
+                continue;
+            }
             match condition.evaluate(&observation) {
                 Ok(()) => {
                     held.remove(&(key, i));
@@ -577,6 +652,18 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
         "too many redirects".into()
     } else {
         innermost
+    }
+}
+
+/// `40 s`, `5 min`, `3 h`.
+fn human_age(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 120 {
+        format!("{s} s")
+    } else if s < 7200 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{} h", s / 3600)
     }
 }
 

@@ -53,6 +53,9 @@ pub struct Seen {
     pub certificate: Option<Certificate>,
     pub dns_rcode: Option<String>,
     pub ip: Option<IpAddr>,
+    /// A host's figures (a `host://` check); a unit's come from its
+    /// service's last sample.
+    pub usage: Option<lookout_proto::condition::UsageSeen>,
 }
 
 /// The server's certificate as a TLS or HTTPS check saw it.

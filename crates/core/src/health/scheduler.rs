@@ -488,9 +488,12 @@ impl Scheduler {
     ) -> bool {
         let id = entry.service.id;
         let service = &entry.service;
-        let Some(url) = service.check_url().filter(|_| !service.paused) else {
+        if service.paused || service.check_target().is_none() {
             return false;
-        };
+        }
+        // A check of the unit's usage has no URL; its conditions are in
+        // the key.
+        let url = service.check_url().unwrap_or_else(|| "usage".to_owned());
         let interval = service.interval(&self.defaults);
         let retry = service
             .retry_interval_secs
@@ -631,7 +634,7 @@ async fn parents_first(
         let fresh_since = |s: &Service| {
             let watched = s.status == RegistryStatus::Configured
                 && !s.paused
-                && s.check_url().is_some()
+                && s.is_checked()
                 && s.waiting_on.is_none();
             match (watched, failed, s.state == Status::Failure) {
                 (false, _, _) | (true, false, false) => None,

@@ -225,7 +225,7 @@ impl Notifier {
             return None;
         }
         let quiet = service.held_back(now).is_some();
-        let has_check = service.check_url().is_some();
+        let has_check = service.is_checked();
         let failing = service.state == Status::Failure;
         let confirmed = !has_check
             || track.failed_checks >= service.notify_after.unwrap_or(DEFAULT_NOTIFY_AFTER);

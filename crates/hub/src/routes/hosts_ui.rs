@@ -134,6 +134,101 @@ struct HostPage {
     disks: Vec<(String, String, String)>,
     temperatures: Vec<(String, String)>,
     charts: Vec<Chart>,
+    /// When the first filesystem to fill is full, at its rate.
+    fill: Option<String>,
+    /// Its running units, most memory first.
+    units: Vec<HostUnit>,
+    /// A new `host://` service watching it, with thresholds to start from.
+    alert_href: String,
+}
+
+/// A running unit on a host's page.
+struct HostUnit {
+    name: String,
+    /// Its service's page, for the hub's own services.
+    href: Option<String>,
+    cpu: String,
+    memory: String,
+    tasks: String,
+    memory_bytes: u64,
+}
+
+impl HostUnit {
+    fn of(name: String, href: Option<String>, u: &lookout_proto::usage::UnitUsage) -> Self {
+        HostUnit {
+            name,
+            href,
+            cpu: u.cpu_percent.map(percent).unwrap_or_default(),
+            memory: u.memory_bytes.map(|m| bytes(m as f64)).unwrap_or_default(),
+            tasks: u.tasks.map(|t| t.to_string()).unwrap_or_default(),
+            memory_bytes: u.memory_bytes.unwrap_or(0),
+        }
+    }
+}
+
+/// The units running on host `name` and what each uses: the hub's own
+/// services' units, or an agent's server's.
+async fn host_units(
+    state: &AppState,
+    name: &str,
+    own: bool,
+) -> Result<Vec<HostUnit>, crate::store::StoreError> {
+    let mut units: Vec<HostUnit> = if own {
+        state
+            .usage
+            .services()
+            .into_iter()
+            .filter_map(|(id, u)| {
+                let entry = state.registry.get(id)?;
+                Some(HostUnit::of(
+                    entry
+                        .service
+                        .unit
+                        .clone()
+                        .unwrap_or_else(|| entry.service.name.clone()),
+                    Some(format!("/services/{id}")),
+                    &u,
+                ))
+            })
+            .collect()
+    } else {
+        match state
+            .store
+            .list_servers()
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+        {
+            Some(server) => state
+                .usage
+                .server_units(server.id)
+                .into_iter()
+                .map(|(unit, u)| HostUnit::of(unit, Some(format!("/servers/{}", server.id)), &u))
+                .collect(),
+            None => Vec::new(),
+        }
+    };
+    units.sort_by(|a, b| {
+        b.memory_bytes
+            .cmp(&a.memory_bytes)
+            .then(a.name.cmp(&b.name))
+    });
+    Ok(units)
+}
+
+/// "in 19 days at the current rate", "not filling"; `None` while the
+/// estimate waits for its minutes.
+fn fill_text(full_in_ms: Option<i64>) -> Option<String> {
+    let ms = full_in_ms?;
+    if ms == lookout_proto::condition::NEVER {
+        return Some("not filling".into());
+    }
+    let hours = ms / 3_600_000;
+    Some(if hours >= 48 {
+        format!("full in {} days at the current rate", hours / 24)
+    } else {
+        format!("full in {hours} h at the current rate")
+    })
 }
 
 async fn host_page(
@@ -263,6 +358,32 @@ async fn host_page(
         });
     }
     let u = now_usage.clone().unwrap_or_default();
+    let fill = fill_text(
+        state
+            .usage
+            .host_seen(&name, now)
+            .and_then(|(_, seen)| seen.disk_full_in_ms),
+    );
+    let units = host_units(&state, &name, own).await?;
+    let alert_href = format!(
+        "/services/new?{}",
+        serde_urlencoded::to_string([
+            ("name", format!("{name} resources")),
+            ("check", "host".to_owned()),
+            (
+                "base_url",
+                format!(
+                    "host://{}",
+                    if own { lookout_proto::monitor::OWN_HOST } else { &name }
+                ),
+            ),
+            (
+                "conditions",
+                "warn: [MEMORY_PERCENT] < 90 for 5m\nwarn: [CPU_PERCENT] < 80 for 10m\n[DISK_PERCENT] < 95\n[DISK_FULL_IN] > 7d".to_owned(),
+            ),
+        ])
+        .unwrap_or_default()
+    );
     Ok(render(
         StatusCode::OK,
         &HostPage {
@@ -307,6 +428,9 @@ async fn host_page(
                 .iter()
                 .map(|t| (t.sensor.clone(), celsius(t.celsius)))
                 .collect(),
+            fill,
+            units,
+            alert_href,
             name,
             range: range.as_str(),
             ranges: UsageRange::ALL

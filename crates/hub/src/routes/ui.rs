@@ -406,7 +406,7 @@ fn detail(s: &Service) -> String {
     if s.paused {
         return "paused: not checked until resumed".into();
     }
-    if s.check_url().is_none() {
+    if !s.is_checked() {
         return s
             .state_reason
             .clone()
@@ -571,8 +571,7 @@ async fn dashboard(
                 })
                 .unwrap_or_default(),
             uptime: s
-                .check_url()
-                .is_some()
+                .is_checked()
                 .then(|| crate::history::percent(state.registry.uptimes(s.id, now).day)),
             // A unit's state, or else its container's (as a unit's word:
             // its colour).
@@ -598,9 +597,10 @@ async fn dashboard(
             label: label(s.state).1,
             detail: detail(s),
             checked_ago: s
-                .check_url()
+                .is_checked()
+                .then_some(s.last_health_check)
+                .flatten()
                 .filter(|_| !s.paused)
-                .and(s.last_health_check)
                 .map(|t| Ago::new(t, now)),
             from_file: s.from_file,
         })
@@ -2073,11 +2073,16 @@ const CHECK_KINDS: &[(&str, &str)] = &[
     ("tls", "TLS: a handshake and its certificate"),
     ("icmp", "Ping (ICMP)"),
     ("dns", "DNS: a record a resolver answers"),
+    ("host", "Host: CPU, memory, disk and load"),
+    ("usage", "Usage: what its unit uses"),
     ("push", "Push: a cron job or script pings the hub"),
 ];
 
 /// The checks the hub runs itself (every kind but push).
-const POLLED: &str = "http tcp tls icmp dns";
+const POLLED: &str = "http tcp tls icmp dns host usage";
+
+/// The checks with a URL.
+const WITH_URL: &str = "http tcp tls icmp dns host";
 
 const METHODS: &[(&str, &str)] = &[
     ("GET", "GET"),
@@ -2142,13 +2147,13 @@ const FIELDS: &[FieldSpec] = &[
         )
     },
     FieldSpec {
-        kinds: POLLED,
+        kinds: WITH_URL,
         ..spec(
             "base_url",
             "URL",
             "text",
             Some("http://192.168.1.10:3000"),
-            Some("http(s)://host/path, tcp://host:port, tls://host:port, icmp://host or dns://resolver. Without a scheme, the check's is used. The name on the dashboard links here."),
+            Some("http(s)://host/path, tcp://host:port, tls://host:port, icmp://host, dns://resolver or host://name (a host on the Hosts page; host://localhost is the hub's). Without a scheme, the check's is used. The name on the dashboard links here."),
         )
     },
     FieldSpec {
@@ -2266,7 +2271,7 @@ const FIELDS: &[FieldSpec] = &[
             "Conditions",
             "textarea",
             Some("[STATUS] == 200\n[BODY].status == UP\nwarn: [CERTIFICATE_EXPIRATION] > 336h"),
-            Some("One per line, in Gatus's syntax: [STATUS], [BODY] and a JSON path, [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE]; pat(*word*), any(a, b), len(), has(). Start a line with warn: to make it a warning."),
+            Some("One per line, in Gatus's syntax: [STATUS], [BODY] and a JSON path, [RESPONSE_TIME], [CONNECTED], [CERTIFICATE_EXPIRATION], [DNS_RCODE]; pat(*word*), any(a, b), len(), has(). What the unit uses: [CPU_PERCENT], [MEMORY] (e.g. < 1GiB), [MEMORY_PERCENT], [TASKS]; a host's: [DISK_PERCENT], [DISK_FULL_IN] (e.g. > 7d), [LOAD]. End a line with for 5m to hold it; start it with warn: to make it a warning."),
         )
     },
     spec("port", "Port", "number", Some("3000"), None),
@@ -2485,6 +2490,7 @@ fn values_of(s: &Service) -> HashMap<String, String> {
     v.insert("base_url".into(), opt(s.base_url.clone()));
     let check = match s.base_url.as_deref() {
         None if s.has_push_token => "push",
+        None if s.check_target() == Some(lookout_proto::monitor::Target::Usage) => "usage",
         url => url.and_then(kind_of_url).unwrap_or("http"),
     };
     v.insert("check".into(), check.to_owned());
@@ -2596,8 +2602,8 @@ fn form_to_json(
         }
     };
     for &key in PLAIN {
-        if kind == "push" && matches!(key, "base_url" | "health_endpoint") {
-            // Pinged, not checked: no URL.
+        if matches!(kind, "push" | "usage") && matches!(key, "base_url" | "health_endpoint") {
+            // Pinged, or its unit's usage: no URL.
             unset(&mut map, key);
             continue;
         }

@@ -619,14 +619,34 @@ async fn two_agents_on_two_network_hosts_are_two_servers() {
     let net = NetHost::create();
     let (hub, listen) = hub_on_link(&net).await;
     let hub_url = format!("http://{listen}");
+    // Host B's agent also runs on a real systemd (the sandbox's user
+    // manager) with a service running, and scans it.
+    let sb = SystemdSandbox::start();
+    sb.write_unit(
+        "web-b.service",
+        "[Service]\nExecStart=/usr/bin/python3 -c 'import time; b = bytearray(24 << 20); time.sleep(100000)'\n",
+    );
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "web-b.service"]);
     let mut agents = Vec::new();
     let mut dirs = Vec::new();
     for name in ["host-a", "host-b"] {
         let dir = tempfile::tempdir().unwrap();
-        let root = second_host(dir.path());
+        let root = second_host(if name == "host-b" {
+            sb.dir()
+        } else {
+            dir.path()
+        });
         let claim = provision(&hub, name).await;
         let creds = root.join("agent.json");
-        let mut run = agent_cmd(&root, &creds);
+        let mut run = if name == "host-b" {
+            let mut run = sb.command(BIN);
+            run.args(["agent", "run", "--user", "--credentials"])
+                .arg(&creds);
+            run
+        } else {
+            agent_cmd(&root, &creds)
+        };
         run.args(["--usage-every", "1s"]);
         let (register, run) = (register_cmd(&hub_url, &claim, &creds), run);
         let (mut register, run) = if name == "host-b" {
@@ -702,10 +722,37 @@ async fn two_agents_on_two_network_hosts_are_two_servers() {
     assert!(b["usage"]["uptime_secs"].as_u64().unwrap() > 0, "{b}");
     let series = hub.get_json("/api/hosts/host-b/usage?range=1h").await;
     assert_eq!(series["host"], "host-b");
-    let page = hub.get_text("/hosts/host-b").await;
+    // Its units' figures too: the host page lists the running service
+    // with its memory (24 MiB held, and the interpreter).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let page = hub.get_text("/hosts/host-b").await;
+        if page.contains("web-b.service") {
+            break page;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no unit on host B's page: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(
         page.contains("id=\"host-cpu\"") && page.contains("id=\"chart-cpu\""),
         "{page}"
+    );
+    let row = page
+        .split("<tr>")
+        .find(|r| r.contains("web-b.service"))
+        .unwrap();
+    let memory = row
+        .split("data-label=\"Memory\" class=\"figure\">")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{row}"));
+    assert!(
+        row.contains("MiB") && (24.0..200.0).contains(&memory),
+        "about 24 MiB and the interpreter: {row}"
     );
     let list = hub.get_text("/hosts").await;
     assert!(list.contains("data-host=\"host-b\""), "{list}");
@@ -717,6 +764,8 @@ async fn two_agents_on_two_network_hosts_are_two_servers() {
         metrics.contains("lookout_host_memory_total_bytes{host=\"host-b\"}"),
         "{metrics}"
     );
+    drop(agents);
+    sb.systemctl_ok(&["stop", "web-b.service"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -55,7 +55,11 @@ fn run_worker(podman: &Podman) {
 
 async fn hub_on(podman: &Podman) -> TestHub {
     let socket = podman.socket();
-    spawn_hub_with(move |c| c.containers = ContainerEngine::Socket(socket.clone())).await
+    spawn_hub_with(move |c| {
+        c.containers = ContainerEngine::Socket(socket.clone());
+        c.usage.every = Some(Duration::from_secs(1));
+    })
+    .await
 }
 
 async fn container(hub: &TestHub, name: &str) -> Value {
@@ -149,6 +153,28 @@ async fn containers_are_found_followed_controlled_and_their_logs_shown() {
         .wait_for_service(id, Duration::from_secs(5), |s| s["state"] == "OK")
         .await;
     assert_eq!(s["state_reason"], "the container is running and healthy");
+
+    // What it uses, from its cgroup (its main process's), as a unit's.
+    let until = Instant::now() + Duration::from_secs(10);
+    let usage = loop {
+        let usage = hub.get_json(&format!("/api/services/{id}/usage")).await;
+        if usage["now"]["cpu_percent"].is_number() {
+            break usage;
+        }
+        assert!(
+            Instant::now() < until,
+            "no usage for the container: {usage}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let memory = usage["now"]["memory_bytes"].as_u64().unwrap_or(0);
+    assert!(
+        memory > 0 && memory < 256 << 20,
+        "busybox's httpd and sh: {usage}"
+    );
+    assert!(usage["now"]["tasks"].as_u64().unwrap_or(0) >= 2, "{usage}");
+    let page = hub.get_text(&format!("/services/{id}")).await;
+    assert!(page.contains("Resource usage"), "{page}");
 
     // Stopped from outside lookout: FAILURE within 2 s.
     podman.ok(&["stop", "--time", "5", "web"]);

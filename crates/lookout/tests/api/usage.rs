@@ -379,3 +379,107 @@ async fn a_memory_threshold_raises_warning_and_recovers() {
     assert!(moves.iter().any(|(_, new)| new == "WARNING"), "{moves:?}");
     sb.systemctl_ok(&["stop", "hog.service"]);
 }
+
+/// Thresholds without a URL: a unit service whose conditions read its usage
+/// is checked on them (its unit's state speaks while they hold), and a
+/// `host://` service judges a host's CPU, memory, disk and load. Conditions
+/// a kind of check cannot judge are refused with the field named.
+#[tokio::test]
+async fn a_unit_and_a_host_are_judged_on_their_usage_without_a_url() {
+    let sb = SystemdSandbox::start();
+    sb.write_unit(
+        "big.service",
+        "[Service]\nExecStart=/usr/bin/python3 -c 'import time; b = bytearray(96 << 20); time.sleep(100000)'\n",
+    );
+    sb.daemon_reload();
+    sb.systemctl_ok(&["start", "big.service"]);
+    let hub = sb.spawn_hub(BIN, &["--usage-every", "1s"]);
+
+    let big = hub
+        .create_service(json!({
+            "name": "big.service",
+            "check_interval_secs": 1,
+            "conditions": ["[MEMORY] < 64MiB"],
+        }))
+        .await;
+    assert_eq!(big["check_kind"], "usage", "{big}");
+    let id = big["id"].as_i64().unwrap();
+    let failed = hub
+        .wait_for_service(id, Duration::from_secs(20), |s| s["state"] == "FAILURE")
+        .await;
+    let reason = failed["state_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("[MEMORY] < 64MiB: was ") && reason.contains("MiB"),
+        "the figure, in the unit people write: {reason}"
+    );
+    // A limit it keeps: the unit's state speaks again.
+    let r = hub
+        .put_json(
+            &format!("/api/services/{id}"),
+            &json!({"conditions": ["[MEMORY] < 1GiB", "[TASKS] < 100"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let ok = hub
+        .wait_for_service(id, Duration::from_secs(20), |s| s["state"] == "OK")
+        .await;
+    assert_eq!(ok["state_reason"], "the systemd unit is active", "{ok}");
+
+    // The hub's own host: the disk is more than a thousandth full.
+    let this = hub
+        .create_service(json!({
+            "name": "this host",
+            "base_url": "host://localhost",
+            "check_interval_secs": 1,
+            "conditions": ["[LOAD] < 100000", "[MEMORY_PERCENT] <= 100", "[DISK_FULL_IN] > 7d", "[DISK_PERCENT] < 0.001"],
+        }))
+        .await;
+    assert_eq!(this["check_kind"], "host");
+    let this = this["id"].as_i64().unwrap();
+    let full = hub
+        .wait_for_service(this, Duration::from_secs(20), |s| s["state"] == "FAILURE")
+        .await;
+    let reason = full["state_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("[DISK_PERCENT] < 0.001: was ") && reason.ends_with('%'),
+        "only the disk fails; the fill estimate waits for its minutes: {reason}"
+    );
+    // A host that sends nothing fails, saying so.
+    let nas = hub
+        .create_service(json!({"name": "nas", "base_url": "host://nas", "check_interval_secs": 1}))
+        .await;
+    let nas = hub
+        .wait_for_service(nas["id"].as_i64().unwrap(), Duration::from_secs(20), |s| {
+            s["state"] == "FAILURE"
+        })
+        .await;
+    assert!(
+        nas["state_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no resource usage from host nas"),
+        "{nas}"
+    );
+
+    for (body, says) in [
+        (
+            json!({"name": "h", "base_url": "host://localhost", "conditions": ["[TASKS] < 5"]}),
+            "[TASKS] is not a host's figure",
+        ),
+        (
+            json!({"name": "w", "base_url": "http://127.0.0.1:9", "conditions": ["[DISK_PERCENT] < 90"]}),
+            "[DISK_PERCENT] is a host's figure",
+        ),
+        (
+            json!({"name": "p", "base_url": "host://localhost:22"}),
+            "a host:// URL names a host and nothing else",
+        ),
+    ] {
+        let r = hub.post_json("/api/services", &body).await;
+        assert_eq!(r.status(), 422, "{body}");
+        let error: Value = r.json().await.unwrap();
+        let text = error.to_string();
+        assert!(text.contains(says), "{body}: {text}");
+    }
+    sb.systemctl_ok(&["stop", "big.service"]);
+}
