@@ -33,6 +33,9 @@ fuzz_target!(|data: &[u8]| {
                 memory_bytes: Some(u64::MAX),
                 memory_percent: Some(f64::NAN),
                 tasks: Some(u64::MAX),
+                disk_percent: Some(f64::INFINITY),
+                disk_full_in_ms: Some(lookout_proto::condition::NEVER),
+                load: Some(-0.0),
             }),
         },
     ] {

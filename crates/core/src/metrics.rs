@@ -66,6 +66,8 @@ struct ServiceLabels {
 struct UnitLabels {
     service: String,
     unit: String,
+    /// A container service's container (empty for a unit's).
+    container: String,
     server: String,
 }
 
@@ -265,6 +267,11 @@ fn register_usage(
         let labels = UnitLabels {
             service: service.name.clone(),
             unit: service.unit.clone().unwrap_or_default(),
+            container: service
+                .container_info
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
             server: server_of(service),
         };
         if let Some(s) = u.cpu_seconds_total {

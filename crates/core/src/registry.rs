@@ -65,6 +65,8 @@ pub const KINDS: &[&str] = &[
     "tls",
     "icmp",
     "dns",
+    "host",
+    "usage",
     "push",
     "heartbeat",
     "script",

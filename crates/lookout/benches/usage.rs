@@ -14,9 +14,11 @@
 //!    leave it (15-minute buckets for 90 days, 1-minute buckets for a day,
 //!    an hour of raw samples every 10 s, of 50 services and the host), then
 //!    the SQLite file's size after `VACUUM`.
-//! 3. **The agent's memory**: two real agents connected to a hub, one
-//!    sending its host's usage every second, one with `--usage-every off`;
-//!    their anonymous memory after 10 s and after 60 s.
+//! 3. **The agent's memory and CPU**: two real agents connected to a hub,
+//!    both scanning the sandbox's user manager with its 200 running units,
+//!    one sending its host's and those units' usage every second, one with
+//!    `--usage-every off`; their anonymous memory after 10 s and after 60 s,
+//!    and the CPU time each used in between.
 
 use std::time::{Duration, Instant};
 
@@ -57,7 +59,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn sampling() {
+/// The sandbox with [`UNITS`] running units; their names.
+fn sandbox_with_units() -> (SystemdSandbox, Vec<String>) {
     let sb = SystemdSandbox::start();
     for i in 0..UNITS {
         sb.write_unit(
@@ -71,6 +74,18 @@ fn sampling() {
     start.extend(names.iter().cloned());
     let args: Vec<&str> = start.iter().map(String::as_str).collect();
     sb.systemctl_ok(&args);
+    (sb, names)
+}
+
+fn stop_units(sb: &SystemdSandbox, names: &[String]) {
+    let mut stop = vec!["stop".to_owned()];
+    stop.extend(names.iter().cloned());
+    let args: Vec<&str> = stop.iter().map(String::as_str).collect();
+    sb.systemctl_ok(&args);
+}
+
+fn sampling() {
+    let (sb, names) = sandbox_with_units();
     let groups: Vec<String> = names
         .iter()
         .map(|n| sb.property(n, "ControlGroup"))
@@ -162,10 +177,7 @@ fn sampling() {
         per_round.as_secs_f64() / dbus_round.as_secs_f64().max(1e-9),
         per_round.as_secs_f64() / 0.005 * 100.0
     );
-    let mut stop = vec!["stop".to_owned()];
-    stop.extend(names.iter().cloned());
-    let args: Vec<&str> = stop.iter().map(String::as_str).collect();
-    sb.systemctl_ok(&args);
+    stop_units(&sb, &names);
 }
 
 /// A new SQLite store at `path` with `n` services; their ids.
@@ -312,8 +324,35 @@ async fn database_size() {
     );
 }
 
+/// The agent's process under `nsenter` and `env`: the one running `lookout`.
+async fn agent_pid(wrapper: u32) -> u32 {
+    let mut current = wrapper;
+    for _ in 0..100 {
+        // `nsenter` and `env` replace themselves with what they run.
+        let exe = std::fs::read_link(format!("/proc/{current}/exe")).unwrap_or_default();
+        if exe.file_name().is_some_and(|n| n == "lookout") {
+            return current;
+        }
+        let children = std::fs::read_to_string(format!("/proc/{current}/task/{current}/children"))
+            .unwrap_or_default();
+        match children.split_whitespace().next() {
+            Some(child) => {
+                let child: u32 = child.parse().unwrap();
+                let exe = std::fs::read_link(format!("/proc/{child}/exe")).unwrap_or_default();
+                if exe.file_name().is_some_and(|n| n == "lookout") {
+                    return child;
+                }
+                current = child;
+            }
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("no agent under {wrapper}");
+}
+
 async fn agent_memory() {
-    use lookout_testkit::bench::{rollup_kib, spawn_agent_with, spawn_hub_binary, BenchAgent};
+    use lookout_testkit::bench::{rollup_kib, spawn_agent_on, spawn_hub_binary, BenchAgent};
+    let (sb, names) = sandbox_with_units();
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_lookout"));
     let mut hub = spawn_hub_binary(bin);
     let base = hub.url("");
@@ -323,17 +362,36 @@ async fn agent_memory() {
         host: _off_host,
         process: mut off,
         ..
-    } = spawn_agent_with(bin, &client, &base, "usage-off", &["--usage-every", "off"]).await;
+    } = spawn_agent_on(
+        Some(&sb),
+        bin,
+        &client,
+        &base,
+        "usage-off",
+        &["--usage-every", "off"],
+    )
+    .await;
     let BenchAgent {
         host: _on_host,
         process: mut on,
         ..
-    } = spawn_agent_with(bin, &client, &base, "usage-on", &["--usage-every", "1s"]).await;
-    let anon = |p: &std::process::Child| rollup_kib(p.id(), "Anonymous:");
+    } = spawn_agent_on(
+        Some(&sb),
+        bin,
+        &client,
+        &base,
+        "usage-on",
+        &["--usage-every", "1s"],
+    )
+    .await;
+    let (off_pid, on_pid) = (agent_pid(off.id()).await, agent_pid(on.id()).await);
+    let anon = |pid: u32| rollup_kib(pid, "Anonymous:");
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (off_10, on_10) = (anon(&off), anon(&on));
+    let (off_10, on_10) = (anon(off_pid), anon(on_pid));
+    let (off_cpu, on_cpu) = (process_cpu(off_pid), process_cpu(on_pid));
     tokio::time::sleep(Duration::from_secs(50)).await;
-    let (off_60, on_60) = (anon(&off), anon(&on));
+    let (off_60, on_60) = (anon(off_pid), anon(on_pid));
+    let (off_cpu, on_cpu) = (process_cpu(off_pid) - off_cpu, process_cpu(on_pid) - on_cpu);
     let hosts: serde_json::Value = client
         .get(format!("{base}/api/hosts"))
         .send()
@@ -351,17 +409,45 @@ async fn agent_memory() {
         reported,
         "the sampling agent's host reached the hub: {hosts}"
     );
-    println!("the agent's anonymous memory (sampling its host every second against off):");
-    println!("  usage off: {off_10} KiB after 10 s, {off_60} KiB after 60 s");
-    println!("  usage on:  {on_10} KiB after 10 s, {on_60} KiB after 60 s");
+    let page = client
+        .get(format!("{base}/hosts/usage-on"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let units = page.matches("bench-").count();
+    assert!(
+        units >= UNITS,
+        "the sampling agent's units reached the hub: {units}"
+    );
+    println!(
+        "the agent, scanning {UNITS} running units, sampling them and its host every second against off:"
+    );
+    println!("  anonymous memory, usage off: {off_10} KiB after 10 s, {off_60} KiB after 60 s");
+    println!("  anonymous memory, usage on:  {on_10} KiB after 10 s, {on_60} KiB after 60 s");
     println!(
         "  sampling adds {} KiB at 60 s ({:.2} MiB of the 2 MiB budget)",
         on_60 as i64 - off_60 as i64,
         (on_60 as f64 - off_60 as f64) / 1024.0
     );
-    let _ = off.kill();
-    let _ = on.kill();
+    println!(
+        "  CPU over 50 s: {:.0} ms off, {:.0} ms on: {:.2} ms per interval for sampling and sending",
+        ms(off_cpu),
+        ms(on_cpu),
+        ms(on_cpu.saturating_sub(off_cpu)) / 50.0
+    );
+    // The agents, then their wrappers.
+    for pid in [off_pid, on_pid] {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    }
+    let _ = off.wait();
+    let _ = on.wait();
     hub.stop().await;
+    stop_units(&sb, &names);
 }
 
 #[tokio::main]

@@ -414,7 +414,8 @@ impl Service {
     }
 
     /// What watches the service, in one word: its check's kind (`http`,
-    /// `tcp`, `tls`, `icmp`, `dns`), else `push`, `heartbeat`, `script` (a
+    /// `tcp`, `tls`, `icmp`, `dns`, `host`, `usage`), else `push`,
+    /// `heartbeat`, `script` (a
     /// check script an agent runs) or `systemd` (its unit alone); `none`.
     pub fn watched_by(&self) -> &'static str {
         if let Some(target) = self.check_target() {

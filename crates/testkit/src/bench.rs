@@ -202,6 +202,19 @@ pub async fn spawn_agent_with(
     name: &str,
     extra: &[&str],
 ) -> BenchAgent {
+    spawn_agent_on(None, bin, client, base, name, extra).await
+}
+
+/// [`spawn_agent_with`], or with `sandbox`: the agent runs inside it and
+/// scans its user manager (its units are sampled too).
+pub async fn spawn_agent_on(
+    sandbox: Option<&crate::SystemdSandbox>,
+    bin: &Path,
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    extra: &[&str],
+) -> BenchAgent {
     let host = tempfile::tempdir().expect("temp dir");
     let log = crate::write_check_files(
         host.path(),
@@ -217,8 +230,19 @@ pub async fn spawn_agent_with(
             .to_string(),
     )
     .expect("credentials");
-    let process = Command::new(bin)
-        .args(["agent", "run", "--user", "--no-scan", "--log", "warn"])
+    let mut command = match sandbox {
+        Some(sb) => {
+            let mut c = sb.command(bin);
+            c.args(["agent", "run", "--user", "--log", "warn"]);
+            c
+        }
+        None => {
+            let mut c = Command::new(bin);
+            c.args(["agent", "run", "--user", "--no-scan", "--log", "warn"]);
+            c
+        }
+    };
+    let process = command
         .args(extra)
         .arg("--credentials")
         .arg(&creds)

@@ -298,6 +298,42 @@ async fn the_host_page_and_a_services_usage_charts_show_in_chromium() {
             .await
             .unwrap();
     }
+    // Its running units, the most memory first, each linking to its service.
+    let units = wait_text(c, "#host-units tbody", |t| t.contains("burn.service")).await;
+    let (big_at, burn_at) = (
+        units.find("big.service").unwrap(),
+        units.find("burn.service").unwrap(),
+    );
+    assert!(big_at < burn_at, "most memory first: {units}");
+    let link = c
+        .find(Locator::Css("#host-units tbody tr a"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap();
+    assert_eq!(link.as_deref(), Some(format!("/services/{big}").as_str()));
+    // "Add alerts" opens the form for a host:// service, thresholds filled in.
+    let alert = c
+        .find(Locator::Id("host-alert"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        alert.contains("check=host") && alert.contains("host%3A%2F%2Flocalhost"),
+        "{alert}"
+    );
+    c.execute(
+        "document.getElementById('host-units').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(c, "host-units-desktop").await;
+    c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
     // These machines have no sensor: said, not charted.
     wait_text(c, "#no-sensors", |t| t.contains("no temperature sensor")).await;
     assert!(c.find(Locator::Id("chart-temperature")).await.is_err());
