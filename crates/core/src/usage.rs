@@ -142,6 +142,9 @@ pub struct Usage {
     /// This host's name, as its figures are kept.
     host: String,
     latest: RwLock<Latest>,
+    /// When this hub began: hosts get [`Usage::starting`]'s grace from then
+    /// to send their first figures.
+    started: std::time::Instant,
 }
 
 impl Usage {
@@ -150,6 +153,7 @@ impl Usage {
             settings,
             host,
             latest: RwLock::default(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -244,6 +248,13 @@ impl Usage {
                 load: Some(host.load[0]),
             },
         ))
+    }
+
+    /// Whether hosts are still within their time to send first figures:
+    /// three of this hub's intervals and 10 s (an agent reconnecting).
+    pub fn starting(&self) -> bool {
+        self.started.elapsed()
+            < self.settings.every.unwrap_or_default() * 3 + Duration::from_secs(10)
     }
 
     /// A host whose last figures are older than this is not reporting: three

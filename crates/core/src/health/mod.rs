@@ -139,6 +139,11 @@ impl Checker {
         }
         let key = if own { usage.host_name() } else { name };
         match usage.host_seen(key, now) {
+            // Just started: the first figures take an interval or two.
+            None if usage.starting() => Seen {
+                cannot: Some(format!("waiting for the first figures from host {name}")),
+                ..Seen::default()
+            },
             None => Seen {
                 error: Some(format!(
                     "no resource usage from host {name}: the Hosts page lists those that send it"

@@ -1098,11 +1098,14 @@ struct CheckSection {
     certificate: Option<(String, &'static str)>,
     /// What passes without conditions, for this kind.
     default_rule: &'static str,
+    /// A host check's host, for a link to its page.
+    host_page: Option<String>,
 }
 
 impl CheckSection {
     fn of(
         s: &Service,
+        own_host: &str,
         defaults: &crate::config::CheckDefaults,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<Self> {
@@ -1133,12 +1136,32 @@ impl CheckSection {
             "tls" => "the kind's own: the handshake completes and the certificate verifies",
             "dns" => "the kind's own: the resolver answers NOERROR",
             "icmp" => "the kind's own: a reply comes",
+            "host" => "the kind's own: the host's figures are fresh",
+            "usage" => "none: its unit's state, and the conditions on what it uses",
             _ => "the kind's own: it accepts the connection",
+        };
+        let host_page = match &target {
+            lookout_proto::monitor::Target::Host { name } => {
+                let name = if name == lookout_proto::monitor::OWN_HOST {
+                    own_host
+                } else {
+                    name
+                };
+                Some(name.to_owned())
+            }
+            _ => None,
         };
         Some(Self {
             kind,
             default_rule,
-            url: s.check_url().unwrap_or_default(),
+            host_page,
+            // A check of the unit's usage has no URL: what it reads.
+            url: s.check_url().unwrap_or_else(|| {
+                s.unit
+                    .as_deref()
+                    .map(|u| format!("{u}: what it uses"))
+                    .unwrap_or_default()
+            }),
             schedule,
             conditions: s
                 .conditions
@@ -1507,7 +1530,12 @@ async fn detail_page(
         id,
         name: service.name.clone(),
         href: web_link(&service),
-        check: CheckSection::of(&service, &state.checks, state.clock.now()),
+        check: CheckSection::of(
+            &service,
+            state.usage.host_name(),
+            &state.checks,
+            state.clock.now(),
+        ),
         from_file: service.from_file,
         push: PushSection::of(&service, now),
         alerts: AlertsSection::of(&service, now, &channels),

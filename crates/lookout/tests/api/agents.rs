@@ -764,6 +764,29 @@ async fn two_agents_on_two_network_hosts_are_two_servers() {
         metrics.contains("lookout_host_memory_total_bytes{host=\"host-b\"}"),
         "{metrics}"
     );
+    // Its thresholds, on a host:// service of its name.
+    let watch = hub
+        .create_service(json!({
+            "name": "host-b resources",
+            "base_url": "host://host-b",
+            "check_interval_secs": 1,
+            "conditions": ["[MEMORY_PERCENT] <= 100", "[DISK_PERCENT] < 0.001"],
+        }))
+        .await;
+    let failed = hub
+        .wait_for_service(
+            watch["id"].as_i64().unwrap(),
+            Duration::from_secs(20),
+            |s| s["state"] == "FAILURE",
+        )
+        .await;
+    assert!(
+        failed["state_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("[DISK_PERCENT] < 0.001: was "),
+        "{failed}"
+    );
     drop(agents);
     sb.systemctl_ok(&["stop", "web-b.service"]);
 }

@@ -438,8 +438,10 @@ async fn a_unit_and_a_host_are_judged_on_their_usage_without_a_url() {
             "conditions": ["[MEMORY] < 64MiB"],
         }))
         .await;
-    assert_eq!(big["check_kind"], "usage", "{big}");
     let id = big["id"].as_i64().unwrap();
+    // Checked on its usage once its unit is known.
+    hub.wait_for_service(id, Duration::from_secs(10), |s| s["check_kind"] == "usage")
+        .await;
     let failed = hub
         .wait_for_service(id, Duration::from_secs(20), |s| s["state"] == "FAILURE")
         .await;
@@ -460,6 +462,11 @@ async fn a_unit_and_a_host_are_judged_on_their_usage_without_a_url() {
         .wait_for_service(id, Duration::from_secs(20), |s| s["state"] == "OK")
         .await;
     assert_eq!(ok["state_reason"], "the systemd unit is active", "{ok}");
+    let page = hub.get_text(&format!("/services/{id}")).await;
+    assert!(
+        page.contains("Usage: what its unit uses") && page.contains("big.service: what it uses"),
+        "the page says what the check reads: {page}"
+    );
 
     // The hub's own host: the disk is more than a thousandth full.
     let this = hub
@@ -480,12 +487,28 @@ async fn a_unit_and_a_host_are_judged_on_their_usage_without_a_url() {
         reason.contains("[DISK_PERCENT] < 0.001: was ") && reason.ends_with('%'),
         "only the disk fails; the fill estimate waits for its minutes: {reason}"
     );
-    // A host that sends nothing fails, saying so.
+    // Its page links to the host's.
+    let hosts = hub.get_json("/api/hosts").await;
+    let own = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["hub"] == true)
+        .and_then(|h| h["host"].as_str())
+        .unwrap()
+        .to_owned();
+    let page = hub.get_text(&format!("/services/{this}")).await;
+    assert!(
+        page.contains(&format!("href=\"/hosts/{own}\" id=\"check-host-page\"")),
+        "{page}"
+    );
+    // A host that sends nothing fails, saying so, once the hub has given
+    // hosts time for their first figures (three intervals and 10 s).
     let nas = hub
         .create_service(json!({"name": "nas", "base_url": "host://nas", "check_interval_secs": 1}))
         .await;
     let nas = hub
-        .wait_for_service(nas["id"].as_i64().unwrap(), Duration::from_secs(20), |s| {
+        .wait_for_service(nas["id"].as_i64().unwrap(), Duration::from_secs(30), |s| {
             s["state"] == "FAILURE"
         })
         .await;
