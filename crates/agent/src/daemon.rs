@@ -859,6 +859,9 @@ struct Host {
     container_events: Option<ContainerEvents>,
     /// The running service units of the last scan, with a process of each.
     running: Vec<(String, u32)>,
+    /// The running containers of the last scan (`container NAME`), with
+    /// their main process.
+    running_containers: Vec<(String, u32)>,
     /// Each unit's cgroup, by the process it was read from.
     groups: std::collections::HashMap<String, (u32, String)>,
 }
@@ -868,7 +871,7 @@ impl Host {
     /// since the last call.
     fn usage(&mut self, sampler: &mut lookout_usage::Sampler) -> AgentMessage {
         let mut units = Vec::new();
-        for (unit, pid) in &self.running {
+        for (unit, pid) in self.running.iter().chain(&self.running_containers) {
             let known = self
                 .groups
                 .get(unit)
@@ -886,8 +889,12 @@ impl Host {
             };
             units.push((unit.clone(), group));
         }
-        self.groups
-            .retain(|u, _| self.running.iter().any(|(r, _)| r == u));
+        self.groups.retain(|u, _| {
+            self.running
+                .iter()
+                .chain(&self.running_containers)
+                .any(|(r, _)| r == u)
+        });
         #[allow(
             clippy::disallowed_methods,
             reason = "the agent's figures are dated by its host's clock, as its results are"
@@ -948,7 +955,14 @@ impl Host {
             self.container_events = Some(Box::pin(engine.events()));
         }
         match engine.list().await {
-            Ok(list) => Some(serde_json::to_value(&list).unwrap_or_default()),
+            Ok(list) => {
+                self.running_containers = list
+                    .iter()
+                    .filter(|c| c.up())
+                    .filter_map(|c| Some((format!("container {}", c.name), c.pid?)))
+                    .collect();
+                Some(serde_json::to_value(&list).unwrap_or_default())
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the containers");
                 self.container_events = None;

@@ -328,6 +328,8 @@ async fn an_agent_reports_its_hosts_containers() {
         "--user",
         "--allow-control",
         "container:worker",
+        "--usage-every",
+        "1s",
     ])
     .arg("--containers")
     .arg(podman.socket())
@@ -360,6 +362,29 @@ async fn an_agent_reports_its_hosts_containers() {
     assert_eq!(web["name"], "web");
     assert_eq!(web["compose_project"], "home");
     assert_eq!(web["ports"][0]["host_port"], 18080);
+
+    // What its containers use, from their cgroups, on the host's page.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = hub.get("/hosts/box").await;
+        let page = if page.status() == 200 {
+            page.text().await.unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let row = page
+            .split("<tr>")
+            .find(|r| r.contains("container web"))
+            .unwrap_or_default();
+        if row.contains("KiB") || row.contains("MiB") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no container usage on the host page: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Followed live: a container stopped on the host reaches the hub within
     // moments, not at the next minutely scan.
