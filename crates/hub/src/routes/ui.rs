@@ -424,6 +424,11 @@ fn detail(s: &Service) -> String {
     if let Some(ms) = s.last_latency_ms {
         parts.push(format!("{ms} ms"));
     }
+    if parts.is_empty() {
+        // A passing check without a code or a time (a host's, a unit's
+        // usage): the status's own reason.
+        return s.state_reason.clone().unwrap_or_default();
+    }
     parts.join(" · ")
 }
 
