@@ -1105,6 +1105,9 @@ struct CheckSection {
     default_rule: &'static str,
     /// A host check's host, for a link to its page.
     host_page: Option<String>,
+    /// Whether its results have a response time (not a host's or a unit's
+    /// usage).
+    timed: bool,
 }
 
 impl CheckSection {
@@ -1160,6 +1163,7 @@ impl CheckSection {
             kind,
             default_rule,
             host_page,
+            timed: !matches!(target.kind(), "host" | "usage"),
             // A check of the unit's usage has no URL: what it reads.
             url: s.check_url().unwrap_or_else(|| {
                 s.unit

@@ -502,6 +502,10 @@ async fn a_unit_and_a_host_are_judged_on_their_usage_without_a_url() {
         page.contains(&format!("href=\"/hosts/{own}\" id=\"check-host-page\"")),
         "{page}"
     );
+    assert!(
+        page.contains("<h2 id=\"response-time-title\">Checks</h2>"),
+        "a host's checks have no response time to chart: {page}"
+    );
     // A host that sends nothing fails, saying so, once the hub has given
     // hosts time for their first figures (three intervals and 10 s).
     let nas = hub
