@@ -449,14 +449,14 @@ impl Service {
     }
 
     /// What a check of the service reaches, if the hub checks it: its
-    /// URL's target, or its own unit's usage when it has no URL but a unit
-    /// and conditions on what the unit uses.
+    /// URL's target, or its own unit's (or container's) usage when it has
+    /// no URL but a unit or container and conditions on what it uses.
     pub fn check_target(&self) -> Option<Target> {
         match self.check_url() {
             Some(url) => Target::from_url(&url::Url::parse(&url).ok()?).ok(),
             None => (self.status == RegistryStatus::Configured
                 && self.base_url.is_none()
-                && self.unit.is_some()
+                && (self.unit.is_some() || self.container.is_some())
                 && self.server_id.is_none()
                 && self.heartbeat_ttl_secs.is_none()
                 && !self.has_push_token

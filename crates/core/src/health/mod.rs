@@ -175,7 +175,7 @@ impl Checker {
             },
             None => Seen {
                 cannot: Some(if self.usage.as_ref().is_some_and(|u| u.enabled()) {
-                    "its unit is not running: no usage to judge".into()
+                    "not running: no usage to judge".into()
                 } else {
                     "resource usage is not sampled (--usage-every off)".into()
                 }),

@@ -1167,7 +1167,8 @@ impl CheckSection {
             // A check of the unit's usage has no URL: what it reads.
             url: s.check_url().unwrap_or_else(|| {
                 s.unit
-                    .as_deref()
+                    .clone()
+                    .or_else(|| s.container.as_ref().map(|c| format!("container {c}")))
                     .map(|u| format!("{u}: what it uses"))
                     .unwrap_or_default()
             }),

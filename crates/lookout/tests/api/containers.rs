@@ -195,6 +195,34 @@ async fn containers_are_found_followed_controlled_and_their_logs_shown() {
     }
     let page = hub.get_text(&format!("/services/{id}")).await;
     assert!(page.contains("Resource usage"), "{page}");
+    // A threshold on it, without a URL: judged on its usage, and cleared.
+    let set = |conditions: Value| {
+        let hub = &hub;
+        async move {
+            let r = hub
+                .put_json(
+                    &format!("/api/services/{id}"),
+                    &json!({"conditions": conditions, "check_interval_secs": 1}),
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+    };
+    set(json!(["[CPU_PERCENT] > 1000"])).await;
+    let s = hub
+        .wait_for_service(id, Duration::from_secs(10), |s| s["state"] == "FAILURE")
+        .await;
+    assert_eq!(s["check_kind"], "usage", "{s}");
+    assert!(
+        s["state_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("[CPU_PERCENT] > 1000: was "),
+        "{s}"
+    );
+    set(Value::Null).await;
+    hub.wait_for_service(id, Duration::from_secs(10), |s| s["state"] == "OK")
+        .await;
 
     // Stopped from outside lookout: FAILURE within 2 s.
     podman.ok(&["stop", "--time", "5", "web"]);
