@@ -905,7 +905,15 @@ impl Host {
             host,
             units: units
                 .into_iter()
-                .map(|(unit, usage)| lookout_proto::agent::UnitUsageEntry { unit, usage })
+                .map(|(unit, mut usage)| {
+                    // A container's process another manager moved in a v1
+                    // controller: that figure would be an empty cgroup's.
+                    if let Some((_, pid)) = self.running_containers.iter().find(|(c, _)| *c == unit)
+                    {
+                        lookout_usage::without(&mut usage, &lookout_usage::split_controllers(*pid));
+                    }
+                    lookout_proto::agent::UnitUsageEntry { unit, usage }
+                })
                 .collect(),
         }
     }

@@ -537,8 +537,14 @@ impl Sampler {
             let earlier = entry.1;
             entry.1 = Some((counters, now));
             let secs = earlier.map_or(0.0, |(_, t)| (now - t).num_milliseconds() as f64 / 1000.0);
-            let usage =
+            let mut usage =
                 lookout_usage::unit_usage(&counters, earlier.as_ref().map(|(c, _)| c), secs, now);
+            // A container's process that another manager moved in a v1
+            // controller: that controller's figure would be an empty
+            // cgroup's.
+            if let Some(pid) = units.iter().find(|s| s.key == unit).and_then(|s| s.pid) {
+                lookout_usage::without(&mut usage, &lookout_usage::split_controllers(pid));
+            }
             for s in units.iter().filter(|s| s.key == unit) {
                 for id in &s.ids {
                     sampled.insert(*id, usage.clone());

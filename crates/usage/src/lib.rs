@@ -43,7 +43,60 @@ pub fn unit_usage(
 /// The cgroup of process `pid`, as systemd's `ControlGroup` names it: the
 /// unified hierarchy's path (`0::`), else the v1 `name=systemd` one.
 pub fn cgroup_of(pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    path_in(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
+}
+
+/// The v1 controllers among `memory`, `pids` and `blkio` that hold process
+/// `pid` somewhere else than its cgroup ([`cgroup_of`]): their files there
+/// are not its figures. Empty where the hierarchies agree (as systemd and
+/// container engines keep them) and on a unified-only host.
+pub fn split_controllers(pid: u32) -> Vec<&'static str> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map(|text| split_in(&text))
+        .unwrap_or_default()
+}
+
+fn split_in(text: &str) -> Vec<&'static str> {
+    let Some(path) = path_in(text) else {
+        return Vec::new();
+    };
+    let mut split = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(at)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if at == path {
+            continue;
+        }
+        for c in controllers.split(',') {
+            if let Some(known) = ["memory", "pids", "blkio"].into_iter().find(|k| *k == c) {
+                split.push(known);
+            }
+        }
+    }
+    split
+}
+
+/// Leaves out of `usage` the figures of the controllers in `split`.
+pub fn without(usage: &mut UnitUsage, split: &[&str]) {
+    for controller in split {
+        match *controller {
+            "memory" => usage.memory_bytes = None,
+            "pids" => usage.tasks = None,
+            "blkio" => {
+                usage.io_read_bps = None;
+                usage.io_write_bps = None;
+                usage.io_read_bytes_total = None;
+                usage.io_write_bytes_total = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn path_in(text: &str) -> Option<String> {
     let path = |prefix: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(prefix))
@@ -108,5 +161,39 @@ impl Sampler {
         self.files.end_round();
         self.last = seen;
         (host_usage, out)
+    }
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::*;
+
+    #[test]
+    fn a_process_pulled_back_to_a_controllers_root_is_split_there() {
+        // As seen on these machines: a container whose `memory` and `pids`
+        // placement another manager moved back to the root.
+        let moved = "9:name=systemd:/libpod_parent/libpod-64b7\n8:pids:/\n7:blkio:/libpod_parent/libpod-64b7\n4:memory:/\n2:cpuacct:/libpod_parent/libpod-64b7\n1:cpu:/\n0::/libpod_parent/libpod-64b7\n";
+        assert_eq!(
+            path_in(moved).as_deref(),
+            Some("/libpod_parent/libpod-64b7")
+        );
+        assert_eq!(split_in(moved), ["pids", "memory"]);
+        let kept = "4:memory:/system.slice/a.service\n2:cpu,cpuacct:/system.slice/a.service\n0::/system.slice/a.service\n";
+        assert!(split_in(kept).is_empty());
+        assert!(
+            split_in("0::/system.slice/a.service\n").is_empty(),
+            "unified only"
+        );
+        let mut usage = UnitUsage {
+            memory_bytes: Some(1),
+            tasks: Some(2),
+            cpu_percent: Some(3.0),
+            ..UnitUsage::default()
+        };
+        without(&mut usage, &split_in(moved));
+        assert_eq!(
+            (usage.memory_bytes, usage.tasks, usage.cpu_percent),
+            (None, None, Some(3.0))
+        );
     }
 }
