@@ -15,7 +15,7 @@ use lookout_config::UsageSettings;
 use lookout_proto::series::{coarsen, Bucket};
 use lookout_proto::service::RegistryStatus;
 use lookout_proto::usage::{HostUsage, UnitUsage};
-use lookout_usage::{CgroupCounters, CgroupReader, Cgroups, HostCounters, HostReader};
+use lookout_usage::{CgroupCounters, Cgroups, HostReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
@@ -396,21 +396,15 @@ fn sampled_units(registry: &Registry) -> Vec<Subject> {
     subjects
 }
 
-/// A cgroup's counters and when they were read.
-type Reading = (CgroupCounters, DateTime<Utc>);
-
-/// The sampler's memory between intervals: the last counters (rates are
-/// differences), each unit's cgroup path.
+/// The hub's sampling between intervals: each unit's cgroup path, and the
+/// readers and last counters (`lookout_usage::Sampler`, the agent's too).
 pub struct Sampler {
-    reader: HostReader,
     cgroups: Cgroups,
-    /// The cgroup files kept open between intervals (`None` while a
-    /// round has them on the blocking pool).
-    files: Option<CgroupReader>,
-    host: Option<HostCounters>,
-    /// By unit: its cgroup (`None`: read through systemd), and its last
-    /// counters with when they were read.
-    units: HashMap<String, (Option<String>, Option<Reading>)>,
+    /// The readers and last counters (`None` while a round has them on
+    /// the blocking pool).
+    inner: Option<lookout_usage::Sampler>,
+    /// By unit: its cgroup (`None`: read through systemd).
+    groups: HashMap<String, Option<String>>,
     /// Units whose cgroup is not readable: systemd's accounting instead.
     through_systemd: HashMap<String, CgroupCounters>,
 }
@@ -418,11 +412,9 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(reader: HostReader, cgroups: Cgroups) -> Self {
         Sampler {
-            reader,
-            files: Some(CgroupReader::new(cgroups.clone())),
+            inner: Some(lookout_usage::Sampler::new(cgroups.clone(), reader)),
             cgroups,
-            host: None,
-            units: HashMap::new(),
+            groups: HashMap::new(),
             through_systemd: HashMap::new(),
         }
     }
@@ -430,7 +422,7 @@ impl Sampler {
     /// Asks systemd for the cgroup of each running unit not known yet, and
     /// for its accounting where the cgroup cannot be read.
     async fn learn_groups(&mut self, units: &[Subject], discovery: &Discovery) {
-        self.units
+        self.groups
             .retain(|unit, _| units.iter().any(|s| s.key == *unit && s.up));
         self.through_systemd.clear();
         for Subject {
@@ -442,7 +434,7 @@ impl Sampler {
             }
             // A unit whose cgroup is known is read in `sample`, which
             // forgets it once the cgroup is gone; only new ones are asked.
-            if self.units.get(unit).is_some_and(|(g, _)| g.is_some()) {
+            if self.groups.get(unit).is_some_and(Option::is_some) {
                 continue;
             }
             if let Some(pid) = pid {
@@ -451,7 +443,7 @@ impl Sampler {
                 let group =
                     lookout_usage::cgroup_of(*pid).filter(|g| self.cgroups.read(g).is_some());
                 if group.is_some() {
-                    self.units.insert(unit.clone(), (group, None));
+                    self.groups.insert(unit.clone(), group);
                 }
                 continue;
             }
@@ -482,8 +474,7 @@ impl Sampler {
                     },
                 );
             }
-            let last = self.units.get(unit).and_then(|(_, l)| *l);
-            self.units.insert(unit.clone(), (group, last));
+            self.groups.insert(unit.clone(), group);
         }
     }
 
@@ -494,58 +485,56 @@ impl Sampler {
         now: DateTime<Utc>,
         units: &[Subject],
     ) -> (Option<HostUsage>, HashMap<i64, UnitUsage>) {
-        let reader = self.reader.clone();
-        let mut files = self
-            .files
-            .take()
-            .unwrap_or_else(|| CgroupReader::new(self.cgroups.clone()));
-        let groups: Vec<(String, String)> = self
-            .units
+        let Some(mut inner) = self.inner.take() else {
+            return (None, HashMap::new());
+        };
+        // The subjects of each key (services of one unit share it).
+        let mut by_key: HashMap<&str, Vec<&Subject>> = HashMap::new();
+        for s in units {
+            by_key.entry(s.key.as_str()).or_default().push(s);
+        }
+        let groups: Vec<(String, String, Option<u32>)> = self
+            .groups
             .iter()
-            .filter_map(|(u, (g, _))| g.clone().map(|g| (u.clone(), g)))
+            .filter_map(|(u, g)| {
+                let pid = by_key.get(u.as_str()).and_then(|s| s[0].pid);
+                g.clone().map(|g| (u.clone(), g, pid))
+            })
             .collect();
+        let elsewhere: Vec<(String, CgroupCounters)> = self.through_systemd.drain().collect();
         // File reads (and statvfs, which a stale network mount can hold up)
         // off the async threads.
         let read = tokio::task::spawn_blocking(move || {
-            let host = reader.counters(now, true);
-            let units: Vec<(String, Option<CgroupCounters>)> = groups
-                .into_iter()
-                .map(|(u, g)| {
-                    let c = files.read(&g);
-                    (u, c)
-                })
-                .collect();
-            files.end_round();
-            (host, units, files)
-        })
-        .await;
-        let Ok((host, mut read, files)) = read else {
-            return (None, HashMap::new());
-        };
-        self.files = Some(files);
-        read.extend(self.through_systemd.drain().map(|(u, c)| (u, Some(c))));
-        let host_usage = self.host.as_ref().map(|earlier| host.usage(earlier));
-        self.host = Some(host);
-        let mut sampled = HashMap::new();
-        for (unit, counters) in read {
-            let Some(counters) = counters else {
-                // The cgroup is gone: the unit stopped.
-                self.units.remove(&unit);
-                continue;
-            };
-            let entry = self.units.entry(unit.clone()).or_insert((None, None));
-            let earlier = entry.1;
-            entry.1 = Some((counters, now));
-            let secs = earlier.map_or(0.0, |(_, t)| (now - t).num_milliseconds() as f64 / 1000.0);
-            let mut usage =
-                lookout_usage::unit_usage(&counters, earlier.as_ref().map(|(c, _)| c), secs, now);
             // A container's process that another manager moved in a v1
             // controller: that controller's figure would be an empty
             // cgroup's.
-            if let Some(pid) = units.iter().find(|s| s.key == unit).and_then(|s| s.pid) {
-                lookout_usage::without(&mut usage, &lookout_usage::split_controllers(pid));
+            let split: HashMap<String, Vec<&'static str>> = groups
+                .iter()
+                .filter_map(|(u, _, pid)| {
+                    Some((u.clone(), lookout_usage::split_controllers((*pid)?)))
+                })
+                .collect();
+            let pairs: Vec<(String, String)> = groups.into_iter().map(|(u, g, _)| (u, g)).collect();
+            let (host, sampled) = inner.sample_with(now, &pairs, elsewhere);
+            (host, sampled, split, pairs, inner)
+        })
+        .await;
+        let Ok((host_usage, read, split, asked, inner)) = read else {
+            return (None, HashMap::new());
+        };
+        self.inner = Some(inner);
+        // A cgroup that no longer reads is gone: the unit stopped.
+        for (unit, _) in &asked {
+            if !read.iter().any(|(u, _)| u == unit) {
+                self.groups.remove(unit);
             }
-            for s in units.iter().filter(|s| s.key == unit) {
+        }
+        let mut sampled = HashMap::new();
+        for (unit, mut usage) in read {
+            if let Some(split) = split.get(&unit) {
+                lookout_usage::without(&mut usage, split);
+            }
+            for s in by_key.get(unit.as_str()).into_iter().flatten() {
                 for id in &s.ids {
                     sampled.insert(*id, usage.clone());
                 }

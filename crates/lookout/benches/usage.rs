@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lookout_hub::store::{HostUsageRow, Spread, SqlStore, Store, UnitUsageRow, UsageStore};
+use lookout_testkit::bench::cpu_time;
 use lookout_testkit::SystemdSandbox;
 use lookout_usage::{Cgroups, HostReader};
 
@@ -34,16 +35,6 @@ const ROUNDS: u32 = 200;
 fn thread_cpu() -> Duration {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
     Duration::from_nanos(text.split_whitespace().next().unwrap().parse().unwrap())
-}
-
-/// A process's user and system CPU time, from `/proc/PID/stat` (ticks of
-/// 10 ms).
-fn process_cpu(pid: u32) -> Duration {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &text[text.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
 }
 
 /// CPU time of the children this process has waited for (systemctl).
@@ -145,12 +136,12 @@ fn sampling() {
     show.extend(names.iter().cloned());
     let show: Vec<&str> = show.iter().map(String::as_str).collect();
     const DBUS_ROUNDS: u32 = 20;
-    let (manager_cpu, children, wall) = (process_cpu(manager), children_cpu(), Instant::now());
+    let (manager_cpu, children, wall) = (cpu_time(manager), children_cpu(), Instant::now());
     for _ in 0..DBUS_ROUNDS {
         std::hint::black_box(sb.systemctl_ok(&show));
     }
     let dbus_wall = wall.elapsed() / DBUS_ROUNDS;
-    let manager_round = (process_cpu(manager) - manager_cpu) / DBUS_ROUNDS;
+    let manager_round = (cpu_time(manager) - manager_cpu) / DBUS_ROUNDS;
     let systemctl_round = (children_cpu() - children) / DBUS_ROUNDS;
     let dbus_round = manager_round + systemctl_round;
 
@@ -388,18 +379,11 @@ async fn agent_memory() {
     let anon = |pid: u32| rollup_kib(pid, "Anonymous:");
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (off_10, on_10) = (anon(off_pid), anon(on_pid));
-    let (off_cpu, on_cpu) = (process_cpu(off_pid), process_cpu(on_pid));
+    let (off_cpu, on_cpu) = (cpu_time(off_pid), cpu_time(on_pid));
     tokio::time::sleep(Duration::from_secs(50)).await;
     let (off_60, on_60) = (anon(off_pid), anon(on_pid));
-    let (off_cpu, on_cpu) = (process_cpu(off_pid) - off_cpu, process_cpu(on_pid) - on_cpu);
-    let hosts: serde_json::Value = client
-        .get(format!("{base}/api/hosts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (off_cpu, on_cpu) = (cpu_time(off_pid) - off_cpu, cpu_time(on_pid) - on_cpu);
+    let hosts = hub.get_json("/api/hosts").await;
     let reported = hosts
         .as_array()
         .unwrap()
@@ -409,14 +393,7 @@ async fn agent_memory() {
         reported,
         "the sampling agent's host reached the hub: {hosts}"
     );
-    let page = client
-        .get(format!("{base}/hosts/usage-on"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = hub.get_text("/hosts/usage-on").await;
     let units = page.matches("bench-").count();
     assert!(
         units >= UNITS,

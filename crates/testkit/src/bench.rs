@@ -191,22 +191,12 @@ pub async fn spawn_agent(
     base: &str,
     name: &str,
 ) -> BenchAgent {
-    spawn_agent_with(bin, client, base, name, &[]).await
+    spawn_agent_on(None, bin, client, base, name, &[]).await
 }
 
-/// [`spawn_agent`] with more `agent run` flags.
-pub async fn spawn_agent_with(
-    bin: &Path,
-    client: &reqwest::Client,
-    base: &str,
-    name: &str,
-    extra: &[&str],
-) -> BenchAgent {
-    spawn_agent_on(None, bin, client, base, name, extra).await
-}
-
-/// [`spawn_agent_with`], or with `sandbox`: the agent runs inside it and
-/// scans its user manager (its units are sampled too).
+/// [`spawn_agent`] with more `agent run` flags, or with `sandbox`: the
+/// agent runs inside it and scans its user manager (its units are sampled
+/// too).
 pub async fn spawn_agent_on(
     sandbox: Option<&crate::SystemdSandbox>,
     bin: &Path,

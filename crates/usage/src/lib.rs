@@ -141,22 +141,38 @@ impl Sampler {
         Option<lookout_proto::usage::HostUsage>,
         Vec<(String, UnitUsage)>,
     ) {
+        self.sample_with(now, units, Vec::new())
+    }
+
+    /// [`Sampler::sample`], with the counters of more units read some other
+    /// way (the hub: systemd's accounting where a cgroup cannot be read).
+    pub fn sample_with(
+        &mut self,
+        now: chrono::DateTime<chrono::Utc>,
+        units: &[(String, String)],
+        elsewhere: Vec<(String, CgroupCounters)>,
+    ) -> (
+        Option<lookout_proto::usage::HostUsage>,
+        Vec<(String, UnitUsage)>,
+    ) {
         let host = self.host.counters(now, true);
         let host_usage = self.last_host.as_ref().map(|earlier| host.usage(earlier));
         self.last_host = Some(host);
         let mut out = Vec::new();
         let mut seen = std::collections::HashMap::new();
-        for (unit, group) in units {
-            let Some(counters) = self.files.read(group) else {
-                continue;
-            };
-            let earlier = self.last.get(unit).copied();
+        let read: Vec<(String, CgroupCounters)> = units
+            .iter()
+            .filter_map(|(unit, group)| Some((unit.clone(), self.files.read(group)?)))
+            .chain(elsewhere)
+            .collect();
+        for (unit, counters) in read {
+            let earlier = self.last.get(&unit).copied();
             let secs = earlier.map_or(0.0, |(_, t)| (now - t).num_milliseconds() as f64 / 1000.0);
             out.push((
                 unit.clone(),
                 unit_usage(&counters, earlier.as_ref().map(|(c, _)| c), secs, now),
             ));
-            seen.insert(unit.clone(), (counters, now));
+            seen.insert(unit, (counters, now));
         }
         self.files.end_round();
         self.last = seen;

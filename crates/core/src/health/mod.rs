@@ -153,7 +153,7 @@ impl Checker {
             Some((age, _)) if age > usage.stale_after() => Seen {
                 error: Some(format!(
                     "no resource usage from host {name} for {}",
-                    human_age(age)
+                    crate::history::span_words(i64::try_from(age.as_secs()).unwrap_or(i64::MAX))
                 )),
                 ..Seen::default()
             },
@@ -657,18 +657,6 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
         "too many redirects".into()
     } else {
         innermost
-    }
-}
-
-/// `40 s`, `5 min`, `3 h`.
-fn human_age(d: Duration) -> String {
-    let s = d.as_secs();
-    if s < 120 {
-        format!("{s} s")
-    } else if s < 7200 {
-        format!("{} min", s / 60)
-    } else {
-        format!("{} h", s / 3600)
     }
 }
 

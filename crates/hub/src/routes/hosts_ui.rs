@@ -213,6 +213,8 @@ async fn host_units(
             .cmp(&a.memory_bytes)
             .then(a.name.cmp(&b.name))
     });
+    // Services of one unit share its figures: the unit once.
+    units.dedup_by(|a, b| a.name == b.name);
     Ok(units)
 }
 
@@ -223,12 +225,10 @@ fn fill_text(full_in_ms: Option<i64>) -> Option<String> {
     if ms == lookout_proto::condition::NEVER {
         return Some("not filling".into());
     }
-    let hours = ms / 3_600_000;
-    Some(if hours >= 48 {
-        format!("full in {} days at the current rate", hours / 24)
-    } else {
-        format!("full in {hours} h at the current rate")
-    })
+    Some(format!(
+        "full in {} at the current rate",
+        crate::history::span_words(ms / 1000)
+    ))
 }
 
 async fn host_page(

@@ -342,7 +342,32 @@ async fn the_host_page_and_a_services_usage_charts_show_in_chromium() {
     c.set_window_size(390, 844).await.unwrap();
     assert_no_sideways_scroll(c).await;
     screenshot(c, "host-phone").await;
+    c.execute(
+        "document.getElementById('host-units').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(c, "host-units-phone").await;
     dark_screenshot(&url, "host-dark");
+
+    // A threshold on the big unit without a URL: its page says what the
+    // check reads.
+    let r = hub
+        .put_json(
+            &format!("/api/services/{big}"),
+            &json!({"conditions": ["[MEMORY] < 1GiB"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    c.set_window_size(1280, 900).await.unwrap();
+    c.goto(&hub.url(&format!("/services/{big}"))).await.unwrap();
+    wait_text(c, "#check-url", |t| t == "big.service: what it uses").await;
+    screenshot(c, "usage-check-desktop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    assert_no_sideways_scroll(c).await;
+    screenshot(c, "usage-check-phone").await;
+    dark_screenshot(&hub.url(&format!("/services/{big}")), "usage-check-dark");
     browser.close().await;
     sb.systemctl_ok(&["stop", "burn.service", "big.service"]);
 }
